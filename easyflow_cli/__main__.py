@@ -1,0 +1,3 @@
+from easyflow_cli.cli.main import main
+
+main()

@@ -1,0 +1,27 @@
+"""Small helpers the command modules share: opening the store, parsing CLI values."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from easyflow_cli.durations import parse_duration
+from easyflow_cli.errors import BadInput
+from easyflow_cli.store import Store
+from easyflow_cli.timeutil import parse_time
+
+
+def open_store() -> Store:
+    return Store.open()
+
+
+def parse_deadline(text: str, now: datetime, option: str = "--deadline") -> datetime:
+    """A duration from now (`30m`) or an ISO-8601 time (`2026-12-01T09:00`, local if no offset)."""
+    try:
+        return now + timedelta(seconds=parse_duration(text))
+    except ValueError:
+        pass
+    try:
+        return parse_time(text)
+    except ValueError:
+        raise BadInput(f"{option}: {text!r} is neither a duration like '30m' nor an ISO-8601 "
+                       "time like 2026-12-01T09:00") from None

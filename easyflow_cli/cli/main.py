@@ -1,0 +1,60 @@
+"""The root `easyflow` command: it only wires the command groups and maps errors to exit codes."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import typer
+from typer.core import TyperGroup
+
+from easyflow_cli import __version__
+from easyflow_cli.cli import run as run_cli
+from easyflow_cli.cli import runs as runs_cli
+from easyflow_cli.cli import workflow as workflow_cli
+from easyflow_cli.cli.output import err_console
+from easyflow_cli.errors import EasyflowError
+
+
+class EasyflowGroup(TyperGroup):
+    """Turns core errors into one clear line on stderr and the documented exit code."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except EasyflowError as exc:
+            for line in str(exc).splitlines():
+                err_console.print(f"error: {line}", markup=False, highlight=False)
+            raise typer.Exit(exc.exit_code) from None
+        except sqlite3.Error as exc:
+            err_console.print(f"error: database: {exc}", markup=False, highlight=False)
+            raise typer.Exit(1) from None
+
+
+app = typer.Typer(
+    cls=EasyflowGroup, no_args_is_help=True, add_completion=False,
+    help="easyflow: a cost-aware workflow scheduler. Register workflows from TOML, run them "
+         "now or on a schedule, in real-time, balanced or eco mode.",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.add_typer(workflow_cli.app, name="workflow")
+app.add_typer(runs_cli.app, name="runs")
+app.command("run")(run_cli.run)
+app.command("logs")(runs_cli.logs)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"easyflow {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="Show the version and exit."),
+) -> None:
+    """easyflow: a cost-aware workflow scheduler."""
+
+
+def main() -> None:
+    app()

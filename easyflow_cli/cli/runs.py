@@ -1,0 +1,65 @@
+"""`easyflow runs ...` and `easyflow logs`: what ran, how it went, what it printed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from easyflow_cli.cli.common import open_store
+from easyflow_cli.cli.output import (
+    CSV_OPTION, JSON_OPTION, console, print_json, render_rows, seconds, short_time,
+)
+from easyflow_cli.errors import BadInput
+from easyflow_cli.model import RunState
+from easyflow_cli.queue import get_run, list_runs
+
+app = typer.Typer(no_args_is_help=True, help="List and inspect runs.")
+
+LIST_COLUMNS = ["id", "workflow", "trigger", "mode", "mode_reason", "state", "enqueued_at",
+                "duration_s", "exit_code"]
+STATE_STYLE = {"succeeded": "green", "failed": "red", "timed_out": "red", "cancelled": "yellow",
+               "running": "cyan", "queued": "blue"}
+
+
+@app.command("list")
+def list_(
+    workflow: str = typer.Option(None, "--workflow", "-w", help="Only this workflow."),
+    state: RunState = typer.Option(None, "--state", help="Only runs in this state."),
+    limit: int = typer.Option(50, "--limit", "-n", min=1, help="At most this many, newest first."),
+    as_json: bool = JSON_OPTION,
+    as_csv: bool = CSV_OPTION,
+) -> None:
+    """List runs, newest first."""
+    with open_store() as store:
+        rows = list_runs(store, workflow=workflow, state=state, limit=limit)
+    render_rows(rows, LIST_COLUMNS, as_json=as_json, as_csv=as_csv, empty="no runs",
+                formatters={"enqueued_at": short_time, "duration_s": seconds,
+                            "state": lambda s: f"[{STATE_STYLE.get(s, '')}]{s}[/]"})
+
+
+@app.command("show")
+def show(run_id: int, as_json: bool = JSON_OPTION) -> None:
+    """Show everything recorded about one run."""
+    with open_store() as store:
+        record = get_run(store, run_id)
+    if as_json:
+        print_json(record)
+        return
+    from rich.table import Table
+
+    table = Table(show_header=False, box=None)
+    for key, value in record.items():
+        table.add_row(f"[bold]{key}[/]", "-" if value is None else str(value))
+    console.print(table)
+
+
+def logs(run_id: int = typer.Argument(..., help="The run whose output to print.")) -> None:
+    """Print the output a run's steps wrote (kept under the state directory)."""
+    with open_store() as store:
+        record = get_run(store, run_id)
+    if not record["log_path"] or not Path(record["log_path"]).exists():
+        raise BadInput(f"run {run_id} has no log yet (state {record['state']})")
+    with open(record["log_path"], "rb") as log:
+        while chunk := log.read(65536):
+            typer.get_binary_stream("stdout").write(chunk)

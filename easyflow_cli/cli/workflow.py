@@ -1,0 +1,99 @@
+"""`easyflow workflow ...`: register, list, show, remove and export workflows."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from easyflow_cli.cli.common import open_store
+from easyflow_cli.cli.output import CSV_OPTION, JSON_OPTION, err_console, print_json, render_rows
+from easyflow_cli.spec import load_workflow_files, spec_to_dict, to_toml
+from easyflow_cli.timeutil import utcnow
+
+app = typer.Typer(no_args_is_help=True, help="Register and inspect workflows (TOML files).")
+
+
+@app.command("add")
+def add(
+    paths: list[Path] = typer.Argument(..., help="Workflow files, or directories of *.toml."),
+) -> None:
+    """Validate and register workflows. All or nothing: one bad file and none are added."""
+    specs = load_workflow_files(paths)
+    with open_store() as store:
+        known = {row["name"] for row in store.workflow_rows()}
+        store.save_workflows(specs, utcnow())
+    for spec in specs:
+        verb = "updated" if spec.name in known else "added"
+        err_console.print(f"{verb} {spec.name} ({len(spec.steps)} steps, "
+                          f"{len(spec.schedules)} schedules) from {spec.source_file}")
+    _notify_daemon()
+
+
+def _notify_daemon() -> None:
+    """Ask a running daemon to reload; without one there is nothing to do."""
+    from easyflow_cli.client import notify_reload
+
+    notify_reload()
+
+
+@app.command("list")
+def list_(as_json: bool = JSON_OPTION, as_csv: bool = CSV_OPTION) -> None:
+    """List registered workflows."""
+    with open_store() as store:
+        rows = [_summary(row, store) for row in store.workflow_rows()]
+    render_rows(rows, ["name", "execution_mode", "cost_priority", "steps", "schedules",
+                       "description"], as_json=as_json, as_csv=as_csv,
+                empty="no workflows registered (easyflow workflow add config/workflows)",
+                formatters={"execution_mode": lambda v: v or "auto"})
+
+
+def _summary(row: dict, store) -> dict:
+    spec = json.loads(row["spec_json"])
+    return {
+        "name": row["name"], "description": row["description"],
+        "execution_mode": row["execution_mode"], "cost_priority": row["cost_priority"],
+        "steps": len(spec["steps"]), "schedules": len(store.schedule_rows(row["name"])),
+        "source_file": row["source_file"], "content_hash": row["content_hash"],
+        "added_at": row["added_at"], "updated_at": row["updated_at"],
+    }
+
+
+@app.command("show")
+def show(name: str, as_json: bool = JSON_OPTION) -> None:
+    """Show one workflow: its definition and where it came from."""
+    with open_store() as store:
+        spec = store.get_workflow(name)
+        schedules = store.schedule_rows(name)
+    if as_json:
+        print_json({"spec": spec_to_dict(spec), "source_file": spec.source_file,
+                    "content_hash": spec.content_hash, "schedules": schedules})
+        return
+    err_console.print(f"# {spec.name} from {spec.source_file}", markup=False)
+    typer.echo(to_toml(spec), nl=False)
+
+
+@app.command("remove")
+def remove(name: str) -> None:
+    """Remove a workflow and its schedules; its queued runs are cancelled, history is kept."""
+    with open_store() as store:
+        cancelled = store.remove_workflow(name, utcnow())
+    err_console.print(f"removed {name}" + (f", cancelled {cancelled} queued runs"
+                                           if cancelled else ""))
+    _notify_daemon()
+
+
+@app.command("export")
+def export(
+    name: str,
+    output: Path = typer.Option(None, "-o", "--output", help="Write to this file, not stdout."),
+) -> None:
+    """Write a workflow back out as TOML (adding the file again gives the same workflow)."""
+    with open_store() as store:
+        text = to_toml(store.get_workflow(name))
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        output.write_text(text)
+        err_console.print(f"wrote {output}")

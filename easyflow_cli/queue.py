@@ -1,0 +1,276 @@
+"""The durable run queue: the `runs` table and its transitions, each one short transaction.
+
+    queued ──claim──▶ running ──finish──▶ succeeded | failed | timed_out | cancelled
+       └────────────────cancel────────────────▶ cancelled
+
+`plan_run` decides a new run's mode, deadline, not-before and promotion time (pure); the other
+functions apply transitions atomically. Within a mode, runs are served earliest deadline first,
+then by cost priority (high, normal, low), then first in.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from easyflow_cli.errors import BadInput, NotFound
+from easyflow_cli.model import CostPriority, Mode, ModeReason, RunState, Trigger
+from easyflow_cli.modes import promotion_time, resolve_mode, should_promote
+from easyflow_cli.offpeak import OffPeakWindow
+from easyflow_cli.spec import WorkflowSpec
+from easyflow_cli.store import Store
+from easyflow_cli.timeutil import from_iso, to_iso
+
+RUN_FIELDS = (
+    "id", "workflow", "trigger", "mode", "mode_reason", "cost_priority", "deadline", "state",
+    "enqueued_at", "not_before", "promote_at", "claimed_at", "started_at", "finished_at",
+    "exit_code", "attempt", "retry_of", "schedule_id", "batch_id", "pool", "worker", "pid",
+    "cpu_user_s", "cpu_system_s", "peak_rss_kb", "queue_wait_s", "duration_s", "off_peak",
+    "deadline_met", "error", "log_path",
+)
+
+
+@dataclass(frozen=True)
+class QueuePolicy:
+    """The parts of the daemon config that decide how a new run waits."""
+
+    promote_within: timedelta = timedelta(hours=1)
+    off_peak: OffPeakWindow | None = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a run ended, as measured by whoever executed it."""
+
+    state: RunState
+    exit_code: int | None = None
+    error: str | None = None
+    cpu_user_s: float = 0.0
+    cpu_system_s: float = 0.0
+    peak_rss_kb: int = 0
+
+
+def plan_run(
+    spec: WorkflowSpec,
+    *,
+    trigger: Trigger,
+    now: datetime,
+    policy: QueuePolicy,
+    override: Mode | None = None,
+    deadline: datetime | None = None,
+    deadline_after: float | None = None,
+    typical_duration: timedelta | None = None,
+    not_before: datetime | None = None,
+) -> dict[str, Any]:
+    """The row for a new queued run (pure: no I/O)."""
+    if deadline is None and (deadline_after or spec.deadline_after):
+        deadline = now + timedelta(seconds=deadline_after or spec.deadline_after)
+    if deadline is None:
+        deadline = spec.deadline
+    resolution = resolve_mode(
+        trigger=trigger, now=now, override=override, workflow_mode=spec.execution_mode,
+        deadline=deadline, promote_within=policy.promote_within,
+    )
+    mode, reason = resolution.mode, resolution.reason
+    if should_promote(mode, deadline, now, policy.promote_within, typical_duration):
+        mode, reason = Mode.REAL_TIME, ModeReason.PROMOTED
+    if mode == Mode.ECO and policy.off_peak is not None:
+        not_before = _off_peak_start(policy.off_peak, now, deadline, typical_duration, not_before)
+    promote_at = None
+    if mode != Mode.REAL_TIME:
+        promote_at = promotion_time(deadline, policy.promote_within, typical_duration)
+    return {
+        "workflow": spec.name, "trigger": trigger.value, "mode": mode.value,
+        "mode_reason": reason.value, "cost_priority": spec.cost_priority.value,
+        "priority_rank": CostPriority(spec.cost_priority).rank, "deadline": to_iso(deadline),
+        "state": RunState.QUEUED.value, "enqueued_at": to_iso(now),
+        "not_before": to_iso(not_before), "promote_at": to_iso(promote_at),
+    }
+
+
+def _off_peak_start(window, now, deadline, typical, not_before):
+    """Eco work waits for the window, unless waiting would miss the deadline."""
+    start = window.next_start(now)
+    if not_before is not None and not_before > start:
+        start = not_before
+    if start <= now:
+        return not_before
+    if deadline is not None and start + (typical or timedelta(0)) > deadline:
+        return not_before
+    return start
+
+
+def typical_duration(store: Store, workflow: str, sample: int = 20) -> timedelta | None:
+    """The median duration of this workflow's recent successful runs, if it has any."""
+    rows = store.conn.execute(
+        "SELECT duration_s FROM runs WHERE workflow = ? AND state = 'succeeded'"
+        " AND duration_s IS NOT NULL ORDER BY id DESC LIMIT ?", (workflow, sample),
+    ).fetchall()
+    if not rows:
+        return None
+    return timedelta(seconds=statistics.median(r[0] for r in rows))
+
+
+def enqueue_run(store: Store, row: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    """Insert a planned run; returns the stored record."""
+    values = {**row, **extra}
+    columns = ", ".join(values)
+    marks = ", ".join("?" for _ in values)
+    with store.write() as conn:
+        run_id = conn.execute(
+            f"INSERT INTO runs ({columns}) VALUES ({marks})", tuple(values.values())
+        ).lastrowid
+    return get_run(store, run_id)
+
+
+def get_run(store: Store, run_id: int) -> dict[str, Any]:
+    row = store.conn.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+    if row is None:
+        raise NotFound(f"unknown run {run_id} (see `easyflow runs list`)")
+    return run_record(row)
+
+
+def run_record(row) -> dict[str, Any]:
+    """A run as the CLI and JSON show it: the public fields, in a stable order."""
+    record = {name: row[name] for name in RUN_FIELDS}
+    for flag in ("off_peak", "deadline_met"):
+        if record[flag] is not None:
+            record[flag] = bool(record[flag])
+    return record
+
+
+def list_runs(store: Store, *, workflow: str | None = None, state: str | None = None,
+              limit: int = 50) -> list[dict[str, Any]]:
+    clauses, args = [], []
+    if workflow:
+        clauses.append("workflow = ?")
+        args.append(workflow)
+    if state:
+        clauses.append("state = ?")
+        args.append(RunState(state).value)
+    where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+    rows = store.conn.execute(
+        f"SELECT * FROM runs{where} ORDER BY id DESC LIMIT ?", (*args, limit)
+    ).fetchall()
+    return [run_record(r) for r in rows]
+
+
+def claim_run(store: Store, run_id: int, *, now: datetime, pool: str, worker: str) -> bool:
+    """Claim one queued run by id (the foreground runner does this); False if someone else did."""
+    with store.write() as conn:
+        return conn.execute(
+            "UPDATE runs SET state = 'running', claimed_at = ?, pool = ?, worker = ?"
+            " WHERE id = ? AND state = 'queued'", (to_iso(now), pool, worker, run_id),
+        ).rowcount == 1
+
+
+def claim_next_runs(store: Store, mode: Mode, *, now: datetime, limit: int, pool: str,
+                    worker: str, batch_id: str | None = None) -> list[dict[str, Any]]:
+    """Atomically claim up to `limit` ready runs of one mode, best first."""
+    stamp = to_iso(now)
+    with store.write() as conn:
+        rows = conn.execute(
+            "UPDATE runs SET state = 'running', claimed_at = ?, pool = ?, worker = ?,"
+            " batch_id = ? WHERE id IN (SELECT id FROM runs WHERE state = 'queued'"
+            " AND mode = ? AND (not_before IS NULL OR not_before <= ?)"
+            " ORDER BY coalesce(deadline, '9999'), priority_rank, id LIMIT ?) RETURNING *",
+            (stamp, pool, worker, batch_id, Mode(mode).value, stamp, limit),
+        ).fetchall()
+    records = [run_record(r) for r in rows]
+    records.sort(key=lambda r: (r["deadline"] or "9999", CostPriority(r["cost_priority"]).rank,
+                                r["id"]))
+    return records
+
+
+def mark_started(store: Store, run_id: int, *, now: datetime, pid: int | None,
+                 log_path: str | None, off_peak: bool | None = None) -> None:
+    with store.write() as conn:
+        enqueued = conn.execute("SELECT enqueued_at FROM runs WHERE id = ?", (run_id,)).fetchone()
+        wait = _seconds_between(enqueued[0], now) if enqueued else None
+        conn.execute(
+            "UPDATE runs SET started_at = ?, pid = ?, log_path = ?, off_peak = ?,"
+            " queue_wait_s = ? WHERE id = ?",
+            (to_iso(now), pid, log_path, off_peak, wait, run_id),
+        )
+
+
+def _seconds_between(start_iso: str | None, end: datetime) -> float | None:
+    if start_iso is None:
+        return None
+    return round((end - from_iso(start_iso)).total_seconds(), 6)
+
+
+def record_step_process(store: Store, run_id: int, pgid: int) -> None:
+    """The process group of the step now running, so a crash can be cleaned up after."""
+    with store.write() as conn:
+        conn.execute("UPDATE runs SET pgid = ? WHERE id = ?", (pgid, run_id))
+
+
+def finish_run(store: Store, run_id: int, outcome: Outcome, *, now: datetime) -> dict[str, Any]:
+    """Record how a running run ended. A run already finished (cancelled) keeps its state."""
+    stamp = to_iso(now)
+    with store.write() as conn:
+        row = conn.execute("SELECT started_at, claimed_at, deadline FROM runs WHERE id = ?",
+                           (run_id,)).fetchone()
+        duration = _seconds_between(row["started_at"] or row["claimed_at"], now) if row else None
+        met = None if not row or row["deadline"] is None else stamp <= row["deadline"]
+        conn.execute(
+            "UPDATE runs SET state = ?, finished_at = ?, exit_code = ?, error = ?,"
+            " cpu_user_s = ?, cpu_system_s = ?, peak_rss_kb = ?, duration_s = ?,"
+            " deadline_met = ? WHERE id = ? AND state = 'running'",
+            (RunState(outcome.state).value, stamp, outcome.exit_code, outcome.error,
+             outcome.cpu_user_s, outcome.cpu_system_s, outcome.peak_rss_kb, duration, met,
+             run_id),
+        )
+    return get_run(store, run_id)
+
+
+def cancel_run(store: Store, run_id: int, *, now: datetime) -> dict[str, Any]:
+    """Cancel a queued run at once. A running run is only marked by whoever executes it."""
+    run = get_run(store, run_id)
+    if RunState(run["state"]).finished:
+        raise BadInput(f"run {run_id} already ended ({run['state']})")
+    with store.write() as conn:
+        conn.execute(
+            "UPDATE runs SET state = 'cancelled', finished_at = ?, error = 'cancelled by user'"
+            " WHERE id = ? AND state = 'queued'", (to_iso(now), run_id),
+        )
+    return get_run(store, run_id)
+
+
+def promote_due_runs(store: Store, *, now: datetime) -> list[int]:
+    """Waiting runs whose promotion time has come become real-time now (reason `promoted`)."""
+    with store.write() as conn:
+        rows = conn.execute(
+            "UPDATE runs SET mode = 'real-time', mode_reason = 'promoted', not_before = NULL,"
+            " promote_at = NULL WHERE state = 'queued' AND promote_at IS NOT NULL"
+            " AND promote_at <= ? RETURNING id", (to_iso(now),),
+        ).fetchall()
+    return [r[0] for r in rows]
+
+
+def next_promotion_at(store: Store) -> datetime | None:
+    row = store.conn.execute(
+        "SELECT min(promote_at) FROM runs WHERE state = 'queued' AND promote_at IS NOT NULL"
+    ).fetchone()
+    return from_iso(row[0])
+
+
+def next_ready_at(store: Store, mode: Mode, now: datetime) -> datetime | None:
+    """When the earliest deferred run of a mode becomes ready (off-peak or retry backoff)."""
+    row = store.conn.execute(
+        "SELECT min(not_before) FROM runs WHERE state = 'queued' AND mode = ?"
+        " AND not_before > ?", (Mode(mode).value, to_iso(now)),
+    ).fetchone()
+    return from_iso(row[0])
+
+
+def queue_depths(store: Store) -> dict[str, int]:
+    depths = {mode.value: 0 for mode in Mode}
+    for mode, count in store.conn.execute(
+        "SELECT mode, count(*) FROM runs WHERE state = 'queued' GROUP BY mode"
+    ):
+        depths[mode] = count
+    return depths

@@ -1,0 +1,226 @@
+"""The SQLite store: connection settings, schema migrations, workflows and schedules.
+
+One database file in the state directory, owner-only, in WAL mode with a busy timeout.
+The run queue's transactions live in `queue.py`; everything else that touches SQL lives here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from easyflow_cli.errors import NotFound
+from easyflow_cli.paths import database_path, ensure_state_dir, state_dir
+from easyflow_cli.spec import ScheduleSpec, WorkflowSpec, spec_from_dict, spec_to_dict
+from easyflow_cli.timeutil import to_iso
+
+BUSY_TIMEOUT_MS = 30_000
+
+
+def _migration_1(db) -> None:
+    """Workflows, schedules and runs."""
+    db.create_table("workflows", {
+        "name": str, "description": str, "execution_mode": str, "cost_priority": str,
+        "source_file": str, "content_hash": str, "spec_json": str,
+        "added_at": str, "updated_at": str,
+    }, pk="name", not_null={"spec_json"})
+    db.create_table("schedules", {
+        "id": int, "workflow": str, "kind": str, "expr": str, "timezone": str, "mode": str,
+        "deadline_after_s": float, "origin": str, "paused": int, "created_at": str,
+        "last_fire_at": str, "next_fire_at": str,
+    }, pk="id", not_null={"workflow", "kind", "expr", "origin"}, defaults={"paused": 0},
+        foreign_keys=[("workflow", "workflows", "name")])
+    db.execute("CREATE TABLE runs ("
+               " id INTEGER PRIMARY KEY AUTOINCREMENT, workflow TEXT NOT NULL,"
+               " trigger TEXT NOT NULL, mode TEXT NOT NULL, mode_reason TEXT NOT NULL,"
+               " cost_priority TEXT NOT NULL, priority_rank INTEGER NOT NULL,"
+               " deadline TEXT, state TEXT NOT NULL, enqueued_at TEXT NOT NULL,"
+               " not_before TEXT, promote_at TEXT, claimed_at TEXT, started_at TEXT,"
+               " finished_at TEXT, exit_code INTEGER, attempt INTEGER NOT NULL DEFAULT 1,"
+               " retry_of INTEGER, schedule_id INTEGER, batch_id TEXT, pool TEXT, worker TEXT,"
+               " pid INTEGER, pgid INTEGER, cpu_user_s REAL, cpu_system_s REAL,"
+               " peak_rss_kb INTEGER, queue_wait_s REAL, duration_s REAL, off_peak INTEGER,"
+               " deadline_met INTEGER, error TEXT, log_path TEXT)")
+    # The ready queue: per mode, earliest deadline, then cost priority, then first in.
+    db.execute("CREATE INDEX runs_ready ON runs (mode, coalesce(deadline, '9999'),"
+               " priority_rank, id) WHERE state = 'queued'")
+    db.execute("CREATE INDEX runs_promote ON runs (promote_at) WHERE state = 'queued'")
+    db.execute("CREATE INDEX runs_running ON runs (state) WHERE state = 'running'")
+    db.execute("CREATE INDEX runs_workflow ON runs (workflow, id)")
+    db.execute("CREATE INDEX runs_finished ON runs (finished_at)")
+    db["schedules"].create_index(["workflow"])
+
+
+MIGRATIONS = [_migration_1]
+
+
+class Store:
+    """An open database. Use as a context manager, or call `close()`."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        fresh = not path.exists()
+        old_umask = os.umask(0o077)
+        try:
+            self.conn = sqlite3.connect(
+                str(path), isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000,
+                check_same_thread=False,
+            )
+        finally:
+            os.umask(old_umask)
+        self.conn.row_factory = sqlite3.Row
+        self.conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        self.conn.execute("PRAGMA foreign_keys = ON")
+        if fresh or self.conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            self.conn.execute("PRAGMA journal_mode = WAL")
+        self.conn.execute("PRAGMA synchronous = NORMAL")
+        if fresh:
+            os.chmod(path, 0o600)
+        self.migrate()
+
+    @classmethod
+    def open(cls, home: Path | None = None) -> Store:
+        home = ensure_state_dir(home or state_dir())
+        return cls(database_path(home))
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.conn.close()
+
+    @property
+    def db(self):
+        """The sqlite-utils view of the same connection (imported only when needed)."""
+        import sqlite_utils
+
+        return sqlite_utils.Database(self.conn)
+
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """A short write transaction, taken IMMEDIATE so writers queue on the busy timeout
+        instead of failing when a read transaction would have to be upgraded."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    # ------------------------------------------------------------------ migrations
+
+    @property
+    def schema_version(self) -> int:
+        return self.conn.execute("PRAGMA user_version").fetchone()[0]
+
+    def migrate(self) -> None:
+        if self.schema_version >= len(MIGRATIONS):
+            return
+        with self.write():
+            # Re-read inside the lock: another process may have migrated meanwhile.
+            version = self.schema_version
+            for number, migration in enumerate(MIGRATIONS[version:], start=version + 1):
+                migration(self.db)
+                self.conn.execute(f"PRAGMA user_version = {number}")
+
+    # ------------------------------------------------------------------ workflows
+
+    def save_workflows(self, specs: list[WorkflowSpec], now: datetime) -> None:
+        """Insert or replace workflows and their file-declared schedules, all in one transaction."""
+        stamp = to_iso(now)
+        with self.write():
+            for spec in specs:
+                existing = self.conn.execute(
+                    "SELECT added_at FROM workflows WHERE name = ?", (spec.name,)
+                ).fetchone()
+                self.db["workflows"].upsert({
+                    "name": spec.name, "description": spec.description,
+                    "execution_mode": spec.execution_mode.value if spec.execution_mode else None,
+                    "cost_priority": spec.cost_priority.value,
+                    "source_file": spec.source_file, "content_hash": spec.content_hash,
+                    "spec_json": json.dumps(spec_to_dict(spec)),
+                    "added_at": existing["added_at"] if existing else stamp, "updated_at": stamp,
+                }, pk="name")
+                self._sync_file_schedules(spec, stamp)
+
+    def _sync_file_schedules(self, spec: WorkflowSpec, stamp: str) -> None:
+        """Keep schedules the file still declares (with their history), drop the rest."""
+        rows = self.conn.execute(
+            "SELECT * FROM schedules WHERE workflow = ? AND origin = 'file'", (spec.name,)
+        ).fetchall()
+        kept = {_schedule_key_of_row(row): row["id"] for row in rows}
+        wanted = {_schedule_key(s): s for s in spec.schedules}
+        for key, schedule_id in kept.items():
+            if key not in wanted:
+                self.conn.execute("DELETE FROM schedules WHERE id = ?", (schedule_id,))
+        for key, schedule in wanted.items():
+            if key not in kept:
+                self.insert_schedule(spec.name, schedule, origin="file", now_iso=stamp)
+
+    def get_workflow(self, name: str) -> WorkflowSpec:
+        row = self.conn.execute("SELECT * FROM workflows WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            raise NotFound(f"unknown workflow {name!r} (see `easyflow workflow list`)")
+        return _spec_of_row(row)
+
+    def workflow_rows(self) -> list[dict[str, Any]]:
+        return [dict(r) for r in self.conn.execute("SELECT * FROM workflows ORDER BY name")]
+
+    def all_workflows(self) -> list[WorkflowSpec]:
+        return [_spec_of_row(r) for r in self.conn.execute("SELECT * FROM workflows")]
+
+    def remove_workflow(self, name: str, now: datetime) -> int:
+        """Remove a workflow and its schedules; its queued runs are cancelled. Returns how many."""
+        self.get_workflow(name)
+        with self.write():
+            cancelled = self.conn.execute(
+                "UPDATE runs SET state = 'cancelled', finished_at = ?, "
+                "error = 'workflow removed' WHERE workflow = ? AND state = 'queued'",
+                (to_iso(now), name),
+            ).rowcount
+            self.conn.execute("DELETE FROM schedules WHERE workflow = ?", (name,))
+            self.conn.execute("DELETE FROM workflows WHERE name = ?", (name,))
+        return cancelled
+
+    # ------------------------------------------------------------------ schedules
+
+    def insert_schedule(self, workflow: str, schedule: ScheduleSpec, *, origin: str,
+                        now_iso: str) -> int:
+        cursor = self.conn.execute(
+            "INSERT INTO schedules (workflow, kind, expr, timezone, mode, deadline_after_s,"
+            " origin, paused, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?)",
+            (workflow, schedule.kind, schedule.expr, schedule.timezone,
+             schedule.mode.value if schedule.mode else None, schedule.deadline_after,
+             origin, now_iso),
+        )
+        return cursor.lastrowid
+
+    def schedule_rows(self, workflow: str | None = None) -> list[dict[str, Any]]:
+        sql, args = "SELECT * FROM schedules", ()
+        if workflow:
+            sql, args = sql + " WHERE workflow = ?", (workflow,)
+        return [dict(r) for r in self.conn.execute(sql + " ORDER BY id", args)]
+
+
+def _schedule_key(schedule: ScheduleSpec) -> tuple:
+    return (schedule.kind, schedule.expr, schedule.timezone,
+            schedule.mode.value if schedule.mode else None, schedule.deadline_after)
+
+
+def _schedule_key_of_row(row) -> tuple:
+    return (row["kind"], row["expr"], row["timezone"], row["mode"], row["deadline_after_s"])
+
+
+def _spec_of_row(row) -> WorkflowSpec:
+    return spec_from_dict(json.loads(row["spec_json"]), source_file=row["source_file"],
+                          content_hash=row["content_hash"])

@@ -1,0 +1,34 @@
+"""One place for reading the clock and for the ISO-8601 UTC format used in storage and JSON."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+ISO_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def to_iso(moment: datetime | None) -> str | None:
+    """Fixed-width UTC text, so string order is time order in SQL."""
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        raise ValueError("naive datetime given where an aware one is required")
+    return moment.astimezone(UTC).strftime(ISO_FORMAT)
+
+
+def from_iso(text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    return parse_time(text)
+
+
+def parse_time(text: str, default_tz=None) -> datetime:
+    """An ISO-8601 time; a time without offset is taken in `default_tz` (else local time)."""
+    value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=default_tz) if default_tz else value.astimezone()
+    return value.astimezone(UTC)
