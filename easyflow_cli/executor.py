@@ -104,20 +104,24 @@ class CappedLog:
         self.echo = echo
         self.written = 0
         self.dropped = 0
+        self.at_line_start = True
 
     def write(self, data: bytes) -> None:
         if self.echo is not None:
             self.echo.write(data)
             self.echo.flush()
         room = self.limit - self.written
-        if room > 0:
-            self.stream.write(data[:room])
-            self.written += min(room, len(data))
+        if room > 0 and data:
+            kept = data[:room]
+            self.stream.write(kept)
+            self.written += len(kept)
+            self.at_line_start = kept.endswith(b"\n")
         self.dropped += max(0, len(data) - max(room, 0))
 
     def note(self, text: str) -> None:
         line = f"[easyflow] {text}\n".encode()
-        self.stream.write(line)
+        self.stream.write(line if self.at_line_start else b"\n" + line)
+        self.at_line_start = True
         self.stream.flush()
         if self.echo is not None:
             self.echo.write(line)

@@ -30,12 +30,13 @@ def _migration_1(db) -> None:
         "source_file": str, "content_hash": str, "spec_json": str,
         "added_at": str, "updated_at": str,
     }, pk="name", not_null={"spec_json"})
-    db.create_table("schedules", {
-        "id": int, "workflow": str, "kind": str, "expr": str, "timezone": str, "mode": str,
-        "deadline_after_s": float, "origin": str, "paused": int, "created_at": str,
-        "last_fire_at": str, "next_fire_at": str,
-    }, pk="id", not_null={"workflow", "kind", "expr", "origin"}, defaults={"paused": 0},
-        foreign_keys=[("workflow", "workflows", "name")])
+    # AUTOINCREMENT: schedule and run ids are shown to users and must never be reused.
+    db.execute("CREATE TABLE schedules ("
+               " id INTEGER PRIMARY KEY AUTOINCREMENT,"
+               " workflow TEXT NOT NULL REFERENCES workflows(name), kind TEXT NOT NULL,"
+               " expr TEXT NOT NULL, timezone TEXT, mode TEXT, deadline_after_s REAL,"
+               " origin TEXT NOT NULL, paused INTEGER NOT NULL DEFAULT 0, created_at TEXT,"
+               " last_fire_at TEXT, next_fire_at TEXT)")
     db.execute("CREATE TABLE runs ("
                " id INTEGER PRIMARY KEY AUTOINCREMENT, workflow TEXT NOT NULL,"
                " trigger TEXT NOT NULL, mode TEXT NOT NULL, mode_reason TEXT NOT NULL,"

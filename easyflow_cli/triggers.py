@@ -111,7 +111,7 @@ def _stepper(kind: str, expr: str, timezone: str | None, anchor: datetime) -> St
     raise ValueError(f"unknown schedule kind {kind!r}: use one of {', '.join(KINDS)}")
 
 
-def _next_every(seconds: float, anchor: datetime, after: datetime) -> datetime | None:
+def _next_every(seconds: float, anchor: datetime, after: datetime) -> datetime:
     from apscheduler.triggers.interval import IntervalTrigger
 
     # Starting one interval after the anchor gives anchor + k * interval for k >= 1; the
@@ -212,8 +212,7 @@ def _next_wall(triggers: list, wall: datetime) -> datetime | None:
 
 
 def _next_on_wall_clock(triggers: list, zone: tzinfo, after: datetime) -> datetime | None:
-    """Each matching wall time once: a repeated one on its first pass, a skipped one at the gap's
-    end."""
+    """Each matching wall time once: on the first pass if repeated, at the gap's end if skipped."""
     wall = _wall(after, zone)
     while (wall := _next_wall(triggers, wall)) is not None:
         moment = _instant(wall, zone, fold=0) or _gap_end(wall, zone)

@@ -1,0 +1,65 @@
+import os
+import shutil
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from easyflow_cli.store import Store
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLES = REPO / "config" / "workflows"
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    """A private EASYFLOW_HOME, with the daemon config looked up nowhere else."""
+    path = tmp_path / "home"
+    monkeypatch.setenv("EASYFLOW_HOME", str(path))
+    monkeypatch.delenv("EASYFLOW_CONFIG", raising=False)
+    for name in ("REALTIME_MAX_WORKERS", "BALANCED_MAX_WORKERS", "ECO_MAX_WORKERS",
+                 "STATE_DIRECTORY", "NOTIFY_SOCKET"):
+        monkeypatch.delenv(name, raising=False)
+    return path
+
+
+@pytest.fixture
+def store(home):
+    with Store.open(home) as opened:
+        yield opened
+
+
+@pytest.fixture
+def write(tmp_path):
+    """Write a dedented file under tmp_path/wf and return its path."""
+
+    def _write(name: str, text: str) -> Path:
+        path = tmp_path / "wf" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text).lstrip())
+        return path
+
+    return _write
+
+
+@pytest.fixture
+def examples(tmp_path):
+    """A copy of the shipped example workflows."""
+    target = tmp_path / "examples"
+    shutil.copytree(EXAMPLES, target)
+    return target
+
+
+def easyflow_command() -> list[str]:
+    """The installed console script if it is on PATH next to this Python, else `-m`."""
+    script = Path(sys.executable).parent / "easyflow"
+    if script.exists():
+        return [str(script)]
+    return [sys.executable, "-m", "easyflow_cli"]
+
+
+def subprocess_env(home: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EASYFLOW_")}
+    env.update(EASYFLOW_HOME=str(home), **extra)
+    return env
