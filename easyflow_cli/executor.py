@@ -10,6 +10,7 @@ counted) here too.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import os
@@ -49,10 +50,8 @@ def _prctl(option: int, value: int) -> None:
 
 def become_subreaper() -> None:
     """Orphaned descendants of our steps get reparented to us, so we can reap and measure them."""
-    try:
+    with contextlib.suppress(OSError, AttributeError):
         _prctl(PR_SET_CHILD_SUBREAPER, 1)
-    except (OSError, AttributeError):
-        pass
 
 
 def lower_priority(nice: int) -> None:

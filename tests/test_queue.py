@@ -6,9 +6,22 @@ from easyflow_cli.errors import BadInput, NotFound
 from easyflow_cli.model import Mode, RunState, Trigger
 from easyflow_cli.offpeak import parse_window
 from easyflow_cli.queue import (
-    Outcome, QueuePolicy, cancel_run, claim_next_runs, claim_run, enqueue_run, finish_run,
-    get_run, list_runs, mark_started, next_promotion_at, next_ready_at, plan_run,
-    promote_due_runs, queue_depths, typical_duration,
+    Outcome,
+    QueuePolicy,
+    cancel_run,
+    claim_next_runs,
+    claim_run,
+    enqueue_run,
+    finish_run,
+    get_run,
+    list_runs,
+    mark_started,
+    next_promotion_at,
+    next_ready_at,
+    plan_run,
+    promote_due_runs,
+    queue_depths,
+    typical_duration,
 )
 from easyflow_cli.spec import parse_workflow_text
 from easyflow_cli.store import Store

@@ -3,8 +3,12 @@ import pytest
 from easyflow_cli.errors import SpecErrors
 from easyflow_cli.model import CostPriority, Mode
 from easyflow_cli.spec import (
-    load_workflow_files, parse_workflow_file, parse_workflow_text, spec_from_dict,
-    spec_to_dict, to_toml,
+    load_workflow_files,
+    parse_workflow_file,
+    parse_workflow_text,
+    spec_from_dict,
+    spec_to_dict,
+    to_toml,
 )
 
 FULL = """
@@ -106,7 +110,8 @@ def test_unknown_key_with_suggestion_and_line():
 
 
 def test_unknown_step_key_points_at_step_line():
-    errs = errors_of('name = "x"\n[[steps]]\nrun = ["a"]\n[[steps]]\nrun = ["b"]\nfrobnicate = "c"\n')
+    errs = errors_of('name = "x"\n[[steps]]\nrun = ["a"]\n[[steps]]\nrun = ["b"]\n'
+                     'frobnicate = "c"\n')
     assert errs == ["wf.toml:6: steps[1].frobnicate: unknown key"]
 
 

@@ -1,4 +1,7 @@
-"""One renderer for every listing: a Rich table, `--json` or `--csv`. Data to stdout, talk to stderr."""
+"""One renderer for every listing: a Rich table, `--json` or `--csv`.
+
+Data goes to stdout, talk to stderr, so `--json` output stays clean.
+"""
 
 from __future__ import annotations
 

@@ -8,7 +8,13 @@ import typer
 
 from easyflow_cli.cli.common import open_store
 from easyflow_cli.cli.output import (
-    CSV_OPTION, JSON_OPTION, console, print_json, render_rows, seconds, short_time,
+    CSV_OPTION,
+    JSON_OPTION,
+    console,
+    print_json,
+    render_rows,
+    seconds,
+    short_time,
 )
 from easyflow_cli.errors import BadInput
 from easyflow_cli.model import RunState
