@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 
 console = Console()
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 JSON_OPTION = typer.Option(False, "--json", help="Print one JSON document and nothing else.")
 CSV_OPTION = typer.Option(False, "--csv", help="Print CSV with a header row.")

@@ -1,0 +1,75 @@
+import json
+
+from typer.testing import CliRunner
+
+from easyflow_cli.cli.main import app
+
+runner = CliRunner()
+
+
+def invoke(*args):
+    return runner.invoke(app, list(args))
+
+
+def add(write, name, body):
+    path = write(f"{name}.toml", f'name = "{name}"\n{body}')
+    assert invoke("workflow", "add", str(path)).exit_code == 0
+
+
+def test_run_now_real_time_manual(home, write):
+    add(write, "hello", '[[steps]]\nrun = ["echo", "hello from step"]\n')
+    result = invoke("run", "hello", "--now", "--json")
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout)
+    assert (record["state"], record["mode"], record["mode_reason"], record["trigger"]) == (
+        "succeeded", "real-time", "manual", "manual")
+    assert record["exit_code"] == 0 and record["attempt"] == 1
+    for key in ("id", "workflow", "cost_priority", "deadline", "enqueued_at", "started_at",
+                "finished_at", "cpu_user_s", "cpu_system_s", "peak_rss_kb", "error"):
+        assert key in record
+    assert "hello from step" in result.stderr
+    logs = invoke("logs", str(record["id"]))
+    assert "hello from step" in logs.stdout
+
+
+def test_run_streams_output_to_stdout_without_json(home, write):
+    add(write, "hello", '[[steps]]\nrun = ["echo", "live line"]\n')
+    result = invoke("run", "hello", "--now")
+    assert result.exit_code == 0
+    assert "live line" in result.stdout
+
+
+def test_failed_run_exit_1(home, write):
+    add(write, "bad", '[[steps]]\nrun = ["sh", "-c", "exit 4"]\n')
+    result = invoke("run", "bad", "--now", "--json")
+    assert result.exit_code == 1
+    record = json.loads(result.stdout)
+    assert (record["state"], record["exit_code"]) == ("failed", 4)
+
+
+def test_mode_and_deadline_options(home, write):
+    add(write, "w", '[[steps]]\nrun = ["true"]\n')
+    record = json.loads(invoke("run", "w", "--now", "--mode", "eco", "--deadline", "2h",
+                               "--json").stdout)
+    assert (record["mode"], record["mode_reason"]) == ("eco", "explicit")
+    assert record["deadline"] is not None and record["deadline_met"] is True
+    record = json.loads(invoke("run", "w", "--now", "--deadline", "2030-01-01T00:00:00Z",
+                               "--json").stdout)
+    assert record["deadline"] == "2030-01-01T00:00:00.000000Z"
+
+
+def test_bad_arguments_exit_2(home, write):
+    add(write, "w", '[[steps]]\nrun = ["true"]\n')
+    result = invoke("run", "w", "--now", "--deadline", "whenever")
+    assert result.exit_code == 2
+    assert "--deadline: 'whenever' is neither a duration" in result.output
+    assert invoke("run", "w", "--now", "--mode", "turbo").exit_code == 2
+    result = invoke("run", "w")
+    assert result.exit_code == 2 and "--now" in result.output
+
+
+def test_workflow_timeout_ends_timed_out(home, write):
+    add(write, "slow", 'timeout = "1s"\n[[steps]]\nrun = ["sleep", "30"]\n')
+    result = invoke("run", "slow", "--now", "--json")
+    assert result.exit_code == 1
+    assert json.loads(result.stdout)["state"] == "timed_out"
