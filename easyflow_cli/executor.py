@@ -48,6 +48,11 @@ def _prctl(option: int, value: int) -> None:
     _libc().prctl(option, value, 0, 0, 0)
 
 
+def die_with_parent(sig: int = signal.SIGKILL) -> None:
+    """Ask the kernel to send us `sig` when our parent process dies."""
+    _prctl(PR_SET_PDEATHSIG, sig)
+
+
 def become_subreaper() -> None:
     """Orphaned descendants of our steps get reparented to us, so we can reap and measure them."""
     with contextlib.suppress(OSError, AttributeError):
@@ -145,7 +150,7 @@ def step_environment(step: StepSpec, base: dict[str, str] | None = None) -> dict
 
 def _child_setup() -> None:
     # If the executing process dies, its step dies too instead of running on unwatched.
-    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    die_with_parent()
 
 
 def _spawn(step: StepSpec, cwd: str | None, env: dict[str, str]) -> subprocess.Popen:

@@ -26,7 +26,7 @@ from easyflow_cli.timeutil import from_iso, to_iso
 RUN_FIELDS = (
     "id", "workflow", "trigger", "mode", "mode_reason", "cost_priority", "deadline", "state",
     "enqueued_at", "not_before", "promote_at", "claimed_at", "started_at", "finished_at",
-    "exit_code", "attempt", "retry_of", "schedule_id", "batch_id", "pool", "worker", "pid",
+    "exit_code", "attempt", "retry_of", "schedule_id", "batch_id", "pool", "worker", "pid", "pgid",
     "cpu_user_s", "cpu_system_s", "peak_rss_kb", "queue_wait_s", "duration_s", "off_peak",
     "deadline_met", "error", "log_path",
 )
@@ -265,6 +265,44 @@ def next_ready_at(store: Store, mode: Mode, now: datetime) -> datetime | None:
         " AND not_before > ?", (Mode(mode).value, to_iso(now)),
     ).fetchone()
     return from_iso(row[0])
+
+
+def running_runs(store: Store) -> list[dict[str, Any]]:
+    rows = store.conn.execute("SELECT * FROM runs WHERE state = 'running' ORDER BY id")
+    return [run_record(r) for r in rows]
+
+
+def requeue_run(store: Store, run_id: int, note: str | None = None) -> None:
+    """Put a claimed run back in the queue, as if it had never been handed out."""
+    with store.write() as conn:
+        conn.execute(
+            "UPDATE runs SET state = 'queued', claimed_at = NULL, started_at = NULL, pool = NULL,"
+            " worker = NULL, batch_id = NULL, pid = NULL, pgid = NULL, queue_wait_s = NULL,"
+            " error = ? WHERE id = ? AND state = 'running'", (note, run_id))
+
+
+def plan_retry(run: dict[str, Any], spec: WorkflowSpec, now: datetime) -> dict[str, Any] | None:
+    """The next attempt of a failed run, if the workflow allows one more (pure)."""
+    if run["attempt"] > spec.retries:
+        return None
+    backoff = timedelta(seconds=spec.retry_backoff or 0)
+    return {
+        "workflow": run["workflow"], "trigger": Trigger.RETRY.value, "mode": run["mode"],
+        "mode_reason": run["mode_reason"], "cost_priority": run["cost_priority"],
+        "priority_rank": CostPriority(run["cost_priority"]).rank, "deadline": run["deadline"],
+        "state": RunState.QUEUED.value, "enqueued_at": to_iso(now),
+        "not_before": to_iso(now + backoff) if backoff else None,
+        "promote_at": run["promote_at"], "attempt": run["attempt"] + 1,
+        "retry_of": run["id"], "schedule_id": run["schedule_id"],
+    }
+
+
+def has_pending_recurring_run(store: Store, workflow: str) -> bool:
+    """Is a scheduled (or retried) run of this workflow still queued or running?"""
+    row = store.conn.execute(
+        "SELECT 1 FROM runs WHERE workflow = ? AND state IN ('queued', 'running')"
+        " AND trigger IN ('schedule', 'catch-up', 'retry') LIMIT 1", (workflow,)).fetchone()
+    return row is not None
 
 
 def queue_depths(store: Store) -> dict[str, int]:

@@ -206,6 +206,46 @@ class Store:
         )
         return cursor.lastrowid
 
+    def get_schedule(self, schedule_id: int) -> dict[str, Any]:
+        row = self.conn.execute("SELECT * FROM schedules WHERE id = ?", (schedule_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"unknown schedule {schedule_id} (see `easyflow schedule list`)")
+        return dict(row)
+
+    def delete_schedule(self, schedule_id: int) -> None:
+        self.get_schedule(schedule_id)
+        with self.write():
+            self.conn.execute("DELETE FROM schedules WHERE id = ?", (schedule_id,))
+
+    def set_schedule_state(self, schedule_id: int, *, paused: bool,
+                           next_fire_at: str | None) -> None:
+        with self.write():
+            self.conn.execute("UPDATE schedules SET paused = ?, next_fire_at = ? WHERE id = ?",
+                              (int(paused), next_fire_at, schedule_id))
+
+    def record_schedule_fire(self, schedule_id: int, *, fired_at: str | None,
+                             next_fire_at: str | None) -> None:
+        with self.write():
+            self.conn.execute(
+                "UPDATE schedules SET last_fire_at = coalesce(?, last_fire_at),"
+                " next_fire_at = ? WHERE id = ?", (fired_at, next_fire_at, schedule_id))
+
+    def unplanned_schedules(self) -> list[dict[str, Any]]:
+        """Active schedules that have neither fired nor been given a first fire time."""
+        return [dict(r) for r in self.conn.execute(
+            "SELECT * FROM schedules WHERE paused = 0 AND next_fire_at IS NULL"
+            " AND last_fire_at IS NULL")]
+
+    def due_schedules(self, now_iso: str) -> list[dict[str, Any]]:
+        return [dict(r) for r in self.conn.execute(
+            "SELECT * FROM schedules WHERE paused = 0 AND next_fire_at IS NOT NULL"
+            " AND next_fire_at <= ? ORDER BY next_fire_at", (now_iso,))]
+
+    def upcoming_schedules(self, limit: int) -> list[dict[str, Any]]:
+        return [dict(r) for r in self.conn.execute(
+            "SELECT id, workflow, next_fire_at FROM schedules WHERE paused = 0"
+            " AND next_fire_at IS NOT NULL ORDER BY next_fire_at LIMIT ?", (limit,))]
+
     def schedule_rows(self, workflow: str | None = None) -> list[dict[str, Any]]:
         sql, args = "SELECT * FROM schedules", ()
         if workflow:

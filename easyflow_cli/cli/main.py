@@ -8,8 +8,10 @@ import typer
 from typer.core import TyperGroup
 
 from easyflow_cli import __version__
+from easyflow_cli.cli import daemon as daemon_cli
 from easyflow_cli.cli import run as run_cli
 from easyflow_cli.cli import runs as runs_cli
+from easyflow_cli.cli import schedule as schedule_cli
 from easyflow_cli.cli import workflow as workflow_cli
 from easyflow_cli.cli.output import err_console
 from easyflow_cli.errors import EasyflowError
@@ -38,8 +40,11 @@ app = typer.Typer(
 )
 app.add_typer(workflow_cli.app, name="workflow")
 app.add_typer(runs_cli.app, name="runs")
+app.add_typer(schedule_cli.app, name="schedule")
 app.command("run")(run_cli.run)
 app.command("logs")(runs_cli.logs)
+app.command("daemon")(daemon_cli.daemon)
+app.command("status")(daemon_cli.status)
 
 
 def _version(value: bool) -> None:

@@ -15,6 +15,9 @@ import typer
 from rich.console import Console
 
 console = Console()
+if not console.is_terminal:
+    # Piped output is not cut to 80 columns: a table nobody can read helps no one.
+    console = Console(width=250)
 err_console = Console(stderr=True, soft_wrap=True)
 
 JSON_OPTION = typer.Option(False, "--json", help="Print one JSON document and nothing else.")

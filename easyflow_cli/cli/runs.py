@@ -11,6 +11,7 @@ from easyflow_cli.cli.output import (
     CSV_OPTION,
     JSON_OPTION,
     console,
+    err_console,
     print_json,
     render_rows,
     seconds,
@@ -58,6 +59,35 @@ def show(run_id: int, as_json: bool = JSON_OPTION) -> None:
     for key, value in record.items():
         table.add_row(f"[bold]{key}[/]", "-" if value is None else str(value))
     console.print(table)
+
+
+@app.command("cancel")
+def cancel(run_id: int) -> None:
+    """Cancel a queued run, or stop a running one (its steps get SIGTERM, then SIGKILL)."""
+    from easyflow_cli.client import daemon_request
+
+    reply = daemon_request({"op": "cancel", "id": run_id})
+    if reply is None:
+        reply = _cancel_without_daemon(run_id)
+    if not reply.get("ok"):
+        raise BadInput(reply.get("error", f"cannot cancel run {run_id}"))
+    err_console.print(f"run {run_id}: {reply['state']}")
+
+
+def _cancel_without_daemon(run_id: int) -> dict:
+    import os
+    import signal
+
+    from easyflow_cli.queue import cancel_run
+    from easyflow_cli.timeutil import utcnow
+
+    with open_store() as store:
+        record = get_run(store, run_id)
+        if record["state"] == RunState.RUNNING and record["pool"] == "foreground":
+            # The foreground runner stops its steps on SIGTERM and records `cancelled`.
+            os.kill(record["pid"], signal.SIGTERM)
+            return {"ok": True, "state": "stopping"}
+        return {"ok": True, "state": cancel_run(store, run_id, now=utcnow())["state"]}
 
 
 def logs(run_id: int = typer.Argument(..., help="The run whose output to print.")) -> None:

@@ -9,6 +9,7 @@ import typer
 
 from easyflow_cli.cli.common import open_store
 from easyflow_cli.cli.output import CSV_OPTION, JSON_OPTION, err_console, print_json, render_rows
+from easyflow_cli.scheduler import prime_schedules
 from easyflow_cli.spec import load_workflow_files, spec_to_dict, to_toml
 from easyflow_cli.timeutil import utcnow
 
@@ -23,7 +24,9 @@ def add(
     specs = load_workflow_files(paths)
     with open_store() as store:
         known = {row["name"] for row in store.workflow_rows()}
-        store.save_workflows(specs, utcnow())
+        now = utcnow()
+        store.save_workflows(specs, now)
+        prime_schedules(store, now)
     for spec in specs:
         verb = "updated" if spec.name in known else "added"
         err_console.print(f"{verb} {spec.name} ({len(spec.steps)} steps, "

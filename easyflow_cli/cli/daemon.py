@@ -1,0 +1,62 @@
+"""`easyflow daemon` (what systemd starts) and `easyflow status`."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import typer
+
+from easyflow_cli.cli.common import open_store
+from easyflow_cli.cli.output import JSON_OPTION, console, print_json, short_time
+from easyflow_cli.client import daemon_status
+from easyflow_cli.paths import state_dir
+from easyflow_cli.queue import queue_depths
+
+
+def daemon(
+    config: Path = typer.Option(None, "--config", "-c",
+                                help="Config file (else $EASYFLOW_CONFIG, "
+                                     "$EASYFLOW_HOME/easyflow.toml, /etc/easyflow/easyflow.toml)."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug details."),
+) -> None:
+    """Run the scheduler daemon in the foreground (systemd's Type=notify service)."""
+    from easyflow_cli.daemon import Daemon
+    from easyflow_cli.sdnotify import JournalFormatter
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JournalFormatter())
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler])
+    raise typer.Exit(Daemon(state_dir(), str(config) if config else None).run())
+
+
+def status(as_json: bool = JSON_OPTION) -> None:
+    """Is the daemon up? Its pools, queue depths and next schedule fires. Exit 1 if it is down."""
+    live = daemon_status()
+    if live is None:
+        with open_store() as store:
+            live = {"pid": None, "since": None, "state": "stopped", "home": str(state_dir()),
+                    "pools": None, "queue": queue_depths(store),
+                    "next_fires": store.upcoming_schedules(5)}
+    if as_json:
+        print_json(live)
+    else:
+        _print_status(live)
+    raise typer.Exit(0 if live["pid"] else 1)
+
+
+def _print_status(live: dict) -> None:
+    if live["pid"]:
+        console.print(f"daemon [green]running[/] (pid {live['pid']}, since "
+                      f"{short_time(live['since'])}, {live['state']}), state in {live['home']}")
+        for mode, pool in live["pools"].items():
+            bar = "█" * pool["busy"] + "·" * (pool["size"] - pool["busy"])
+            console.print(f"  pool {mode:10} {bar:12} {pool['busy']}/{pool['size']} busy")
+    else:
+        console.print(f"daemon [red]not running[/] (state in {live['home']})")
+    queued = ", ".join(f"{mode} {n}" for mode, n in live["queue"].items())
+    console.print(f"  queued: {queued}")
+    for fire in live["next_fires"]:
+        console.print(f"  next: {short_time(fire['next_fire_at'])}  schedule {fire['id']} "
+                      f"({fire['workflow']})", highlight=False)

@@ -1,0 +1,149 @@
+"""`easyflow schedule ...`: when workflows run by themselves, and when they will run next."""
+
+from __future__ import annotations
+
+import typer
+
+from easyflow_cli.cli.common import open_store
+from easyflow_cli.cli.output import (
+    CSV_OPTION,
+    JSON_OPTION,
+    console,
+    err_console,
+    print_json,
+    render_rows,
+    short_time,
+)
+from easyflow_cli.client import notify_reload
+from easyflow_cli.errors import BadInput
+from easyflow_cli.model import Mode
+from easyflow_cli.scheduler import (
+    add_schedule,
+    describe_delay,
+    next_fires,
+    pause_schedule,
+    resume_schedule,
+    schedule_mode,
+)
+from easyflow_cli.spec import ScheduleSpec
+from easyflow_cli.timeutil import from_iso, to_iso, utcnow
+
+app = typer.Typer(no_args_is_help=True, help="Schedule workflows: cron, every, at.")
+
+
+@app.command("add")
+def add(
+    workflow: str = typer.Argument(..., help="The workflow to schedule."),
+    cron: str = typer.Option(None, "--cron", help="A 5-field crontab line or @daily etc."),
+    every: str = typer.Option(None, "--every", help="An interval: 30s, 5m, 2h, 1d."),
+    at: str = typer.Option(None, "--at", help="Once, at this ISO-8601 time."),
+    mode: Mode = typer.Option(None, "--mode", help="Mode for its runs (default: eco)."),
+    deadline_after: str = typer.Option(None, "--deadline-after",
+                                       help="Each run is due this long after its fire."),
+    timezone: str = typer.Option(None, "--timezone", help="IANA zone; default: local time."),
+) -> None:
+    """Add a schedule to a workflow; prints its id."""
+    from easyflow_cli.durations import parse_duration
+    from easyflow_cli.triggers import check_schedule
+
+    given = [(k, v) for k, v in (("cron", cron), ("every", every), ("at", at)) if v is not None]
+    if len(given) != 1:
+        raise BadInput("give exactly one of --cron, --every, --at")
+    kind, expr = given[0]
+    try:
+        expr = check_schedule(kind, expr, timezone)
+    except ValueError as exc:
+        raise BadInput(f"--{kind}: {exc}") from None
+    try:
+        after = parse_duration(deadline_after) if deadline_after else None
+    except ValueError as exc:
+        raise BadInput(f"--deadline-after: {exc}") from None
+    now = utcnow()
+    with open_store() as store:
+        schedule_id = add_schedule(store, workflow, ScheduleSpec(kind, expr, timezone, mode, after),
+                                   now)
+        row = store.get_schedule(schedule_id)
+    err_console.print(f"schedule {schedule_id}: {workflow} {kind} {expr!r}, next fire "
+                      f"{short_time(row['next_fire_at'])}", highlight=False)
+    typer.echo(schedule_id)
+    notify_reload()
+
+
+def _listing_row(row: dict, store, now) -> dict:
+    spec_mode = store.get_workflow(row["workflow"]).execution_mode
+    nxt = next_fires(row, now, 1)
+    return {**row, "paused": bool(row["paused"]), "next_fire_at": to_iso(nxt[0]) if nxt else None,
+            "runs_as": schedule_mode(row, spec_mode)}
+
+
+@app.command("list")
+def list_(
+    workflow: str = typer.Option(None, "--workflow", "-w", help="Only this workflow's."),
+    as_json: bool = JSON_OPTION,
+    as_csv: bool = CSV_OPTION,
+) -> None:
+    """List schedules with their next fire time and the mode their runs will get."""
+    now = utcnow()
+    with open_store() as store:
+        if workflow:
+            store.get_workflow(workflow)
+        rows = [_listing_row(r, store, now) for r in store.schedule_rows(workflow)]
+    render_rows(rows, ["id", "workflow", "kind", "expr", "timezone", "runs_as", "paused",
+                       "next_fire_at", "origin"], as_json=as_json, as_csv=as_csv,
+                empty="no schedules",
+                formatters={"next_fire_at": lambda v: f"{short_time(v)} "
+                            f"({describe_delay(from_iso(v), now)})" if v else "-"})
+
+
+@app.command("next")
+def next_(
+    target: str = typer.Argument(..., help="A schedule id, or a workflow name."),
+    count: int = typer.Option(5, "--count", "-n", min=1, max=1000),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """When will this run? The next N fire times of a schedule, or of all a workflow's."""
+    now = utcnow()
+    with open_store() as store:
+        if target.isdigit():
+            rows = [store.get_schedule(int(target))]
+        else:
+            store.get_workflow(target)
+            rows = store.schedule_rows(target)
+    fires = sorted((t, r["id"], r["workflow"]) for r in rows for t in next_fires(r, now, count))
+    fires = fires[:count]
+    if as_json:
+        print_json([{"schedule_id": sid, "workflow": wf, "fire_at": to_iso(t)}
+                    for t, sid, wf in fires])
+        return
+    if not fires:
+        err_console.print("no upcoming fires")
+    for moment, sid, wf in fires:
+        console.print(f"{short_time(to_iso(moment))}  {describe_delay(moment, now):>12}  "
+                      f"schedule {sid} ({wf})", highlight=False)
+
+
+@app.command("remove")
+def remove(schedule_id: int) -> None:
+    """Delete a schedule."""
+    with open_store() as store:
+        store.delete_schedule(schedule_id)
+    err_console.print(f"removed schedule {schedule_id}")
+    notify_reload()
+
+
+@app.command("pause")
+def pause(schedule_id: int) -> None:
+    """Stop a schedule from firing until it is resumed."""
+    with open_store() as store:
+        pause_schedule(store, schedule_id)
+    err_console.print(f"paused schedule {schedule_id}")
+    notify_reload()
+
+
+@app.command("resume")
+def resume(schedule_id: int) -> None:
+    """Let a paused schedule fire again, from now on (missed slots are not caught up)."""
+    with open_store() as store:
+        resume_schedule(store, schedule_id, utcnow())
+    err_console.print(f"resumed schedule {schedule_id}")
+    notify_reload()

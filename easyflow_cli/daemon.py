@@ -1,0 +1,524 @@
+"""The long-running daemon: one event loop over the socket, the worker pipes and the signals.
+
+It sleeps until something is due (a schedule fire, a promotion, a deferred run becoming ready,
+the watchdog) or something arrives (a submission's wake-up on the socket, a worker's report, a
+signal). Each wake-up runs the same short sequence: fire due schedules, promote runs near their
+deadline, hand ready runs to idle workers.
+
+SQLite is the single source of truth; this object holds only what is live: the pools, the
+socket, and what each worker is doing.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import logging
+import os
+import selectors
+import signal
+import socket
+import struct
+import time
+import uuid
+from dataclasses import asdict
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from easyflow_cli.config import Config, load_config
+from easyflow_cli.errors import EasyflowError, NotFound
+from easyflow_cli.foreground import limits_for
+from easyflow_cli.model import Mode, RunState
+from easyflow_cli.paths import ensure_state_dir, run_log_path, socket_path
+from easyflow_cli.pools import Pool, WorkerProcess
+from easyflow_cli.queue import (
+    Outcome,
+    QueuePolicy,
+    cancel_run,
+    claim_next_runs,
+    enqueue_run,
+    finish_run,
+    get_run,
+    mark_started,
+    next_promotion_at,
+    next_ready_at,
+    plan_retry,
+    promote_due_runs,
+    queue_depths,
+    record_step_process,
+    requeue_run,
+    running_runs,
+)
+from easyflow_cli.scheduler import ScheduleBook, prime_schedules
+from easyflow_cli.sdnotify import Notifier
+from easyflow_cli.spec import spec_to_dict
+from easyflow_cli.store import Store
+from easyflow_cli.timeutil import from_iso, to_iso, utcnow
+
+log = logging.getLogger("easyflow.daemon")
+
+SHUTDOWN_NOTE = "interrupted by daemon shutdown"
+
+
+class DaemonError(EasyflowError):
+    pass
+
+
+class Daemon:
+    """The daemon's main object: all live state lives here, nowhere else."""
+
+    def __init__(self, home: Path, config_path: str | None = None) -> None:
+        self.home = ensure_state_dir(home)
+        self.config_path = config_path
+        self.config: Config = load_config(config_path)
+        self.notifier = Notifier.from_env()
+        self.selector = selectors.DefaultSelector()
+        self.pools = {mode: Pool(mode, self.config.pool(mode)) for mode in Mode}
+        self.store: Store | None = None
+        self.listener: socket.socket | None = None
+        self.lock_fd: int | None = None
+        self.started_at = utcnow()
+        self.stop_requested = False
+        self.reload_requested = False
+        self.draining_until: float | None = None
+        self.last_status = ""
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def run(self) -> int:
+        self._acquire_lock()
+        self.store = Store.open(self.home)
+        self.schedules = ScheduleBook(self.store, self._policy(), self.started_at)
+        self._install_signals()
+        self._recover_abandoned_runs()
+        prime_schedules(self.store, utcnow())
+        self._open_socket()
+        for pool in self.pools.values():
+            self._watch_workers(pool.fill())
+        log.info("daemon %d serving %s (config: %s)", os.getpid(), self.home, self.config.source)
+        self.notifier.ready(self._status_line())
+        try:
+            while not self._finished_draining():
+                self._tick()
+        finally:
+            self._shutdown()
+        return 0
+
+    def _tick(self) -> None:
+        if self.stop_requested and self.draining_until is None:
+            self._begin_drain()
+        if self.reload_requested:
+            self._reload()
+        now = utcnow()
+        if self.draining_until is None:
+            self._fire_schedules(now)
+            self._promote(now)
+            self._dispatch(now)
+        elif time.monotonic() >= self.draining_until:
+            self._stop_running_runs()
+        self._update_status()
+        for key, _ in self.selector.select(self._sleep_seconds(utcnow())):
+            key.data(key.fileobj)
+        if self.notifier.watchdog_interval:
+            self.notifier.watchdog()
+
+    def _sleep_seconds(self, now: datetime) -> float | None:
+        """Until the next thing that is due; None (sleep until woken) when nothing is."""
+        due = [self.schedules.next_due(), next_promotion_at(self.store)]
+        due += [next_ready_at(self.store, mode, now) for mode in Mode
+                if self.pools[mode].idle_workers()]
+        waits = [(moment - now).total_seconds() for moment in due if moment is not None]
+        if self.draining_until is not None:
+            waits.append(self.draining_until - time.monotonic())
+            waits.append(0.5)  # worker exits are noticed through their pipes; this bounds it
+        if self.notifier.watchdog_interval:
+            waits.append(self.notifier.watchdog_interval)
+        return max(0.0, min(waits)) if waits else None
+
+    # ------------------------------------------------------------------ lock, socket, signals
+
+    def _acquire_lock(self) -> None:
+        path = self.home / "daemon.lock"
+        self.lock_fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(self.lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(self.lock_fd, 32, 0).decode().strip() or "?"
+            raise DaemonError(f"another daemon is already running on {self.home} "
+                              f"(pid {holder})") from None
+        os.ftruncate(self.lock_fd, 0)
+        os.pwrite(self.lock_fd, f"{os.getpid()}\n".encode(), 0)
+
+    def _open_socket(self) -> None:
+        path = socket_path(self.home)
+        if path.exists() or path.is_symlink():
+            path.unlink()  # stale: we hold the lock, so no live daemon owns it
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        old_umask = os.umask(0o177)
+        try:
+            self.listener.bind(str(path))
+        finally:
+            os.umask(old_umask)
+        os.chmod(path, 0o600)
+        self.listener.listen(64)
+        self.listener.setblocking(False)
+        self.selector.register(self.listener, selectors.EVENT_READ, self._accept)
+
+    def _install_signals(self) -> None:
+        self.signal_r, signal_w = os.pipe()
+        os.set_blocking(self.signal_r, False)
+        os.set_blocking(signal_w, False)
+        signal.set_wakeup_fd(signal_w)
+        # Handlers only set flags; the loop acts on them (the wake-up fd ends its sleep).
+        signal.signal(signal.SIGTERM, self._on_stop_signal)
+        signal.signal(signal.SIGINT, self._on_stop_signal)
+        signal.signal(signal.SIGHUP, self._on_reload_signal)
+        self.selector.register(self.signal_r, selectors.EVENT_READ, self._drain_signal_pipe)
+
+    def _on_stop_signal(self, signum, frame) -> None:
+        self.stop_requested = True
+
+    def _on_reload_signal(self, signum, frame) -> None:
+        self.reload_requested = True
+
+    def _drain_signal_pipe(self, fd) -> None:
+        try:
+            while os.read(self.signal_r, 512):
+                pass
+        except BlockingIOError:
+            pass
+
+    # ------------------------------------------------------------------ requests
+
+    def _accept(self, listener) -> None:
+        try:
+            conn, _ = listener.accept()
+        except BlockingIOError:
+            return
+        if not _peer_allowed(conn):
+            log.warning("refused a connection from another user")
+            conn.close()
+            return
+        conn.setblocking(False)
+        self.selector.register(conn, selectors.EVENT_READ, _RequestReader(self).on_readable)
+
+    def handle_request(self, request: dict[str, Any]) -> dict[str, Any]:
+        op = request.get("op")
+        if op == "wake":
+            return {"ok": True}
+        if op == "reload":
+            self.reload_requested = True
+            return {"ok": True}
+        if op == "status":
+            return self.status()
+        if op == "cancel":
+            return self._cancel(int(request["id"]))
+        return {"ok": False, "error": f"unknown op {op!r}"}
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "pid": os.getpid(), "since": to_iso(self.started_at),
+            "state": "draining" if self.draining_until is not None else "running",
+            "home": str(self.home), "config": self.config.source,
+            "pools": {mode.value: {"busy": pool.busy, "size": pool.config.workers,
+                                   "workers": [w.pid for w in pool.workers]}
+                      for mode, pool in self.pools.items()},
+            "queue": queue_depths(self.store),
+            "next_fires": self.store.upcoming_schedules(5),
+        }
+
+    def _cancel(self, run_id: int) -> dict[str, Any]:
+        for worker in self._all_workers():
+            assignment = worker.assignments.get(run_id)
+            if assignment is not None:
+                assignment.stop_reason = "cancelled"
+                worker.send({"op": "cancel", "id": run_id})
+                return {"ok": True, "state": "stopping"}
+        try:
+            return {"ok": True, "state": cancel_run(self.store, run_id, now=utcnow())["state"]}
+        except EasyflowError as exc:
+            return {"ok": False, "error": str(exc)}
+
+    # ------------------------------------------------------------------ the work
+
+    def _policy(self) -> QueuePolicy:
+        return QueuePolicy(self.config.promote_within, self.config.off_peak)
+
+    def _fire_schedules(self, now: datetime) -> None:
+        for fire in self.schedules.fire_due(now):
+            if fire.run_id is None:
+                log.info("schedule %d (%s) fired; coalesced with a run still waiting",
+                         fire.schedule_id, fire.workflow)
+            else:
+                log.info("schedule %d (%s) fired: run %d (%s)", fire.schedule_id, fire.workflow,
+                         fire.run_id, fire.trigger.value)
+
+    def _promote(self, now: datetime) -> None:
+        for run_id in promote_due_runs(self.store, now=now):
+            log.info("run %d promoted to real-time: its deadline is near", run_id)
+
+    def _dispatch(self, now: datetime) -> None:
+        """Hand ready runs to idle workers: real-time first, then balanced, then eco."""
+        for mode in Mode:
+            pool = self.pools[mode]
+            for worker in pool.idle_workers():
+                limit = pool.config.batch_size if mode is Mode.ECO else 1
+                batch_id = uuid.uuid4().hex[:12] if limit > 1 else None
+                runs = claim_next_runs(self.store, mode, now=now, limit=limit, pool=mode.value,
+                                       worker=worker.name, batch_id=batch_id)
+                if not runs:
+                    break
+                self._hand_over(worker, runs)
+
+    def _hand_over(self, worker: WorkerProcess, runs: list[dict[str, Any]]) -> None:
+        orders = []
+        for run in runs:
+            try:
+                spec = self.store.get_workflow(run["workflow"])
+            except NotFound:
+                finish_run(self.store, run["id"], Outcome(RunState.FAILED,
+                           error="workflow was removed before the run started"), now=utcnow())
+                continue
+            orders.append({
+                "id": run["id"], "spec": spec_to_dict(spec), "source_file": spec.source_file,
+                "log_path": str(run_log_path(self.home, run["id"])),
+                "limits": asdict(limits_for(self.config, run["mode"])),
+            })
+        if orders and not worker.assign(orders):
+            log.warning("worker %s did not take its orders; it will be replaced", worker.name)
+
+    # ------------------------------------------------------------------ worker reports
+
+    def _watch_workers(self, workers: list[WorkerProcess]) -> None:
+        for worker in workers:
+            self.selector.register(worker.stdout_fd, selectors.EVENT_READ,
+                                   lambda fd, w=worker: self._on_worker_output(w))
+
+    def _all_workers(self) -> list[WorkerProcess]:
+        return [w for pool in self.pools.values() for w in pool.workers]
+
+    def _on_worker_output(self, worker: WorkerProcess) -> None:
+        events, eof = worker.read_events()
+        for event in events:
+            self._on_worker_event(worker, event)
+        if eof:
+            self._on_worker_exit(worker)
+
+    def _on_worker_event(self, worker: WorkerProcess, event: dict[str, Any]) -> None:
+        kind = event["ev"]
+        if kind == "ready":
+            return
+        assignment = worker.assignments.get(event["id"])
+        if assignment is None:
+            return
+        if kind == "started":
+            assignment.started = True
+            moment = from_iso(event["at"])
+            off_peak = self.config.off_peak.contains(moment) if self.config.off_peak else None
+            mark_started(self.store, event["id"], now=moment, pid=worker.pid,
+                         log_path=str(run_log_path(self.home, event["id"])), off_peak=off_peak)
+        elif kind == "step":
+            assignment.pgid = event["pgid"]
+            record_step_process(self.store, event["id"], event["pgid"])
+        elif kind == "finished":
+            del worker.assignments[event["id"]]
+            outcome = Outcome(**{**event["outcome"], "state": RunState(event["outcome"]["state"])})
+            self._record_end(event["id"], outcome, from_iso(event["at"]), assignment.stop_reason)
+
+    def _record_end(self, run_id: int, outcome: Outcome, moment: datetime,
+                    stop_reason: str | None) -> None:
+        if stop_reason == "shutdown" and outcome.state is RunState.CANCELLED:
+            self._settle_interrupted(get_run(self.store, run_id))
+            return
+        run = finish_run(self.store, run_id, outcome, now=moment)
+        log.info("run %d (%s, %s) %s in %.2fs", run_id, run["workflow"], run["mode"],
+                 run["state"], run["duration_s"] or 0)
+        if run["state"] in (RunState.FAILED, RunState.TIMED_OUT):
+            self._maybe_retry(run)
+
+    def _maybe_retry(self, run: dict[str, Any]) -> None:
+        try:
+            spec = self.store.get_workflow(run["workflow"])
+        except NotFound:
+            return
+        planned = plan_retry(run, spec, utcnow())
+        if planned is not None:
+            retry = enqueue_run(self.store, planned)
+            log.info("run %d will be retried as run %d (attempt %d)", run["id"], retry["id"],
+                     retry["attempt"])
+
+    def _settle_interrupted(self, run: dict[str, Any]) -> None:
+        """A run stopped by shutdown: back in the queue if it never started or may be retried."""
+        try:
+            retries = self.store.get_workflow(run["workflow"]).retries
+        except NotFound:
+            retries = 0
+        if run["started_at"] is None or run["attempt"] <= retries:
+            requeue_run(self.store, run["id"], SHUTDOWN_NOTE + "; re-queued")
+        else:
+            finish_run(self.store, run["id"], Outcome(RunState.FAILED, error=SHUTDOWN_NOTE),
+                       now=utcnow())
+
+    def _on_worker_exit(self, worker: WorkerProcess) -> None:
+        self.selector.unregister(worker.stdout_fd)
+        worker.proc.stdout.close()
+        status = worker.proc.wait()
+        worker.pool.remove(worker)
+        for assignment in worker.assignments.values():
+            self._settle_orphaned(worker, assignment, status)
+        if not worker.retiring:
+            log.warning("worker %s (pid %d) died with status %s; replacing it", worker.name,
+                        worker.pid, status)
+        if self.draining_until is None:
+            self._watch_workers(worker.pool.fill())
+
+    def _settle_orphaned(self, worker, assignment, status) -> None:
+        """The worker died holding this run: kill what it left, and tell the truth about it."""
+        if assignment.pgid:
+            _kill_group(assignment.pgid)
+        if not assignment.started:
+            requeue_run(self.store, assignment.run_id, "its worker died before it started")
+            return
+        outcome = Outcome(RunState.FAILED, error=f"worker process {worker.pid} died "
+                          f"(exit status {status}) while running it")
+        self._record_end(assignment.run_id, outcome, utcnow(), None)
+
+    # ------------------------------------------------------------------ recovery, reload, drain
+
+    def _recover_abandoned_runs(self) -> None:
+        """Runs left `running` by a daemon that died: stop their processes, settle their state."""
+        for run in running_runs(self.store):
+            if run["pool"] == "foreground" and _pid_alive(run["pid"]):
+                continue  # a `run --now` in a terminal, still going
+            if run["pgid"]:
+                _kill_group(run["pgid"])
+            if run["started_at"] is None:
+                requeue_run(self.store, run["id"], "re-queued after a daemon restart")
+                continue
+            outcome = Outcome(RunState.FAILED, error="the daemon stopped while this run was "
+                              "running (found at start-up)")
+            self._record_end(run["id"], outcome, utcnow(), None)
+            log.warning("run %d was running when the daemon stopped; marked failed", run["id"])
+
+    def _reload(self) -> None:
+        self.reload_requested = False
+        self.notifier.reloading()
+        try:
+            self.config = load_config(self.config_path)
+        except EasyflowError as exc:
+            log.error("reload: keeping the old configuration: %s", exc)
+        self.schedules.policy = self._policy()
+        for mode, pool in self.pools.items():
+            pool.config = self.config.pool(mode)
+            pool.shrink()
+            self._watch_workers(pool.fill())
+        prime_schedules(self.store, utcnow())
+        log.info("reloaded configuration (%s), workflows and schedules", self.config.source)
+        self.notifier.ready(self._status_line())
+
+    def _begin_drain(self) -> None:
+        self.draining_until = time.monotonic() + self.config.drain_grace
+        self.notifier.stopping()
+        log.info("stopping: no new runs; waiting up to %.0fs for running runs",
+                 self.config.drain_grace)
+        for worker in self._all_workers():
+            for assignment in worker.assignments.values():
+                if not assignment.started:
+                    assignment.stop_reason = "shutdown"
+                    worker.send({"op": "cancel", "id": assignment.run_id})
+            worker.retire()
+
+    def _stop_running_runs(self) -> None:
+        for worker in self._all_workers():
+            for assignment in worker.assignments.values():
+                if assignment.stop_reason != "shutdown":
+                    assignment.stop_reason = "shutdown"
+                    worker.send({"op": "cancel", "id": assignment.run_id})
+        # After the stop, give the workers kill_grace to end their steps, then stop waiting.
+        self.draining_until = time.monotonic() + self.config.kill_grace + 2
+
+    def _finished_draining(self) -> bool:
+        return self.draining_until is not None and not self._all_workers()
+
+    def _shutdown(self) -> None:
+        for worker in self._all_workers():
+            worker.proc.kill()
+        if self.listener is not None:
+            self.listener.close()
+            socket_path(self.home).unlink(missing_ok=True)
+        if self.store is not None:
+            self.store.close()
+        log.info("daemon stopped")
+
+    # ------------------------------------------------------------------ status line
+
+    def _status_line(self) -> str:
+        depths = queue_depths(self.store)
+        pools = ", ".join(f"{m.value} {p.busy}/{p.config.workers}" for m, p in self.pools.items())
+        queued = ", ".join(f"{m} {n}" for m, n in depths.items())
+        return f"busy: {pools}; queued: {queued}"
+
+    def _update_status(self) -> None:
+        line = self._status_line()
+        if line != self.last_status:
+            self.last_status = line
+            self.notifier.status(line)
+
+
+class _RequestReader:
+    """Reads one JSON line from a client without blocking the loop, answers, closes."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+        self.buffer = b""
+
+    def on_readable(self, conn: socket.socket) -> None:
+        try:
+            data = conn.recv(65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        self.buffer += data
+        if data and not self.buffer.endswith(b"\n"):
+            return
+        self.daemon.selector.unregister(conn)
+        try:
+            if self.buffer.strip():
+                reply = self.daemon.handle_request(json.loads(self.buffer))
+                conn.setblocking(True)
+                conn.settimeout(1.0)
+                conn.sendall(json.dumps(reply, default=str).encode() + b"\n")
+        except (ValueError, KeyError, OSError) as exc:
+            log.warning("bad request: %s", exc)
+        finally:
+            conn.close()
+
+
+def _peer_allowed(conn: socket.socket) -> bool:
+    """Only our own user (or root) may talk to the daemon."""
+    creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    _pid, uid, _gid = struct.unpack("3i", creds)
+    return uid in (os.getuid(), 0)
+
+
+def _pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _kill_group(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except OSError as exc:
+        if exc.errno not in (errno.ESRCH, errno.EPERM):
+            raise

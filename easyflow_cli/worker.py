@@ -1,0 +1,121 @@
+"""A pool worker process: executes the runs the daemon hands it, one after another.
+
+It never touches the database. The daemon writes JSON lines to its stdin:
+    {"op": "run", "runs": [{"id", "spec", "source_file", "log_path", "limits"}, ...]}
+    {"op": "cancel", "id": RUN_ID}
+and reads JSON lines from its stdout:
+    {"ev": "ready", "pid"}
+    {"ev": "started", "id", "at"} / {"ev": "step", "id", "pgid"} / {"ev": "finished", "id", "at",
+    "outcome": {...}}
+End of stdin means: finish what you are doing, then exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import select
+import signal
+import sys
+from dataclasses import asdict
+from typing import Any
+
+from easyflow_cli.executor import (
+    RunLimits,
+    become_subreaper,
+    die_with_parent,
+    execute_workflow,
+    lower_priority,
+)
+from easyflow_cli.model import RunState
+from easyflow_cli.queue import Outcome
+from easyflow_cli.spec import spec_from_dict
+from easyflow_cli.timeutil import to_iso, utcnow
+
+
+class Worker:
+    """Reads orders from the daemon, runs them, reports back. One run at a time."""
+
+    def __init__(self, inbox: int, outbox) -> None:
+        self.inbox = inbox
+        self.outbox = outbox
+        self.buffer = b""
+        self.pending: list[dict[str, Any]] = []
+        self.cancelled: set[int] = set()
+        self.closed = False
+
+    def report(self, **event: Any) -> None:
+        self.outbox.write(json.dumps(event) + "\n")
+        self.outbox.flush()
+
+    def read_orders(self, timeout: float | None) -> None:
+        """Take whatever the daemon has sent; wait up to `timeout` for something to arrive."""
+        if self.closed:
+            return
+        ready, _, _ = select.select([self.inbox], [], [], timeout)
+        if not ready:
+            return
+        data = os.read(self.inbox, 65536)
+        if not data:
+            self.closed = True
+            return
+        self.buffer += data
+        *lines, self.buffer = self.buffer.split(b"\n")
+        for line in lines:
+            if line.strip():
+                self._take(json.loads(line))
+
+    def _take(self, order: dict[str, Any]) -> None:
+        if order["op"] == "run":
+            self.pending.extend(order["runs"])
+        elif order["op"] == "cancel":
+            self.cancelled.add(order["id"])
+
+    def is_cancelled(self, run_id: int) -> bool:
+        self.read_orders(0)
+        return run_id in self.cancelled
+
+    def serve(self) -> None:
+        self.report(ev="ready", pid=os.getpid())
+        while not (self.closed and not self.pending):
+            if not self.pending:
+                self.read_orders(None)
+                continue
+            self.execute(self.pending.pop(0))
+
+    def execute(self, order: dict[str, Any]) -> None:
+        run_id = order["id"]
+        if run_id in self.cancelled:
+            self.report(ev="finished", id=run_id, at=to_iso(utcnow()),
+                        outcome=asdict(Outcome(RunState.CANCELLED, error="cancelled")))
+            return
+        spec = spec_from_dict(order["spec"], source_file=order.get("source_file"))
+        limits = RunLimits(**order["limits"])
+        self.report(ev="started", id=run_id, at=to_iso(utcnow()))
+        fd = os.open(order["log_path"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        with open(fd, "ab") as log:
+            outcome = execute_workflow(
+                spec, limits, log, cancelled=lambda: self.is_cancelled(run_id),
+                on_step_start=lambda step, pid: self.report(ev="step", id=run_id, pgid=pid),
+            )
+        self.report(ev="finished", id=run_id, at=to_iso(utcnow()), outcome=asdict(outcome))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="easyflow-worker")
+    parser.add_argument("--nice", type=int, default=0)
+    args = parser.parse_args(argv)
+    # The daemon owns shutdown: a terminal's Ctrl-C must not kill runs behind its back, and
+    # if the daemon dies we die with it instead of running on unsupervised.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    die_with_parent()
+    if os.getppid() == 1:
+        sys.exit(0)
+    become_subreaper()
+    lower_priority(args.nice)
+    Worker(sys.stdin.fileno(), sys.stdout).serve()
+
+
+if __name__ == "__main__":
+    main()
