@@ -48,6 +48,7 @@ from easyflow_cli.queue import (
     promote_due_runs,
     queue_depths,
     record_step_process,
+    replan_off_peak,
     requeue_run,
     running_runs,
 )
@@ -405,11 +406,15 @@ class Daemon:
     def _reload(self) -> None:
         self.reload_requested = False
         self.notifier.reloading()
+        old_window = self.config.off_peak
         try:
             self.config = load_config(self.config_path)
         except EasyflowError as exc:
             log.error("reload: keeping the old configuration: %s", exc)
         self.schedules.policy = self._policy()
+        if self.config.off_peak != old_window:
+            count = replan_off_peak(self.store, self._policy(), utcnow())
+            log.info("off-peak window changed: re-planned %d waiting eco runs", count)
         for mode, pool in self.pools.items():
             pool.config = self.config.pool(mode)
             pool.shrink()

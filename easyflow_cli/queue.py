@@ -102,6 +102,23 @@ def _off_peak_start(window, now, deadline, typical, not_before):
     return start
 
 
+def replan_off_peak(store: Store, policy: QueuePolicy, now: datetime) -> int:
+    """After the off-peak window changed: re-decide when each waiting eco run may start."""
+    rows = store.conn.execute(
+        "SELECT id, deadline FROM runs WHERE state = 'queued' AND mode = 'eco'"
+        " AND trigger != 'retry'").fetchall()
+    changes = []
+    for row in rows:
+        start = None
+        if policy.off_peak is not None:
+            start = _off_peak_start(policy.off_peak, now, from_iso(row["deadline"]), None, None)
+        changes.append((to_iso(start), row["id"]))
+    with store.write() as conn:
+        conn.executemany("UPDATE runs SET not_before = ? WHERE id = ? AND state = 'queued'",
+                         changes)
+    return len(changes)
+
+
 def typical_duration(store: Store, workflow: str, sample: int = 20) -> timedelta | None:
     """The median duration of this workflow's recent successful runs, if it has any."""
     rows = store.conn.execute(

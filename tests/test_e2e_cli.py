@@ -37,7 +37,8 @@ def test_timeout_leaves_no_process_behind(tmp_path, write):
         timeout = "1s"
         [[steps]]
         shell = true
-        run = "trap '' TERM; sleep 300 & echo $! > {marker}; (trap '' TERM; sleep 301) & echo $! >> {marker}; sleep 302"
+        run = """trap '' TERM; sleep 300 & echo $! > {marker}; \
+(trap '' TERM; sleep 301) & echo $! >> {marker}; sleep 302"""
         ''')
     easyflow(home, "workflow", "add", str(path))
     result = easyflow(home, "run", "stuck", "--now", "--json", check=False)

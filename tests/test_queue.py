@@ -167,3 +167,17 @@ def test_list_runs_filters(store):
     assert [r["workflow"] for r in list_runs(store, workflow="a")] == ["a"]
     assert [r["workflow"] for r in list_runs(store, state="queued")] == ["b"]
     assert len(list_runs(store, limit=1)) == 1
+
+
+def test_replan_off_peak_after_window_change(store):
+    window = parse_window("22:00-06:00")
+    policy = QueuePolicy(off_peak=window)
+    local_noon = datetime(2026, 11, 25, 12, 0).astimezone()
+    run = submit(store, spec(), now=local_noon, policy=policy)
+    assert run["not_before"] is not None
+    from easyflow_cli.queue import replan_off_peak
+
+    assert replan_off_peak(store, QueuePolicy(off_peak=None), local_noon) == 1
+    assert get_run(store, run["id"])["not_before"] is None
+    replan_off_peak(store, policy, local_noon)
+    assert get_run(store, run["id"])["not_before"] == run["not_before"]

@@ -1,0 +1,80 @@
+"""A real worker process, driven through its stdin/stdout protocol."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import asdict
+
+import pytest
+
+from easyflow_cli.executor import RunLimits
+from easyflow_cli.spec import parse_workflow_text, spec_to_dict
+
+
+@pytest.fixture
+def worker():
+    proc = subprocess.Popen([sys.executable, "-m", "easyflow_cli.worker", "--nice", "19"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    yield proc
+    proc.kill()
+    proc.wait()
+
+
+def send(proc, message):
+    proc.stdin.write(json.dumps(message) + "\n")
+    proc.stdin.flush()
+
+
+def events_until(proc, predicate, limit=50):
+    seen = []
+    for _ in range(limit):
+        event = json.loads(proc.stdout.readline())
+        seen.append(event)
+        if predicate(event):
+            return seen
+    raise AssertionError(seen)
+
+
+def order(run_id, tmp_path, steps='[[steps]]\nrun = ["echo", "hi"]\n', timeout=30.0):
+    spec = parse_workflow_text(f'name = "w"\n{steps}')
+    return {"id": run_id, "spec": spec_to_dict(spec), "source_file": None,
+            "log_path": str(tmp_path / f"{run_id}.log"),
+            "limits": asdict(RunLimits(timeout=timeout, nice=19, kill_grace=0.5))}
+
+
+def test_worker_runs_a_batch_back_to_back(worker, tmp_path):
+    assert json.loads(worker.stdout.readline())["ev"] == "ready"
+    send(worker, {"op": "run", "runs": [order(1, tmp_path), order(2, tmp_path)]})
+    seen = events_until(worker, lambda e: e["ev"] == "finished" and e["id"] == 2)
+    kinds = [(e["ev"], e.get("id")) for e in seen]
+    assert kinds == [("started", 1), ("step", 1), ("finished", 1),
+                     ("started", 2), ("step", 2), ("finished", 2)]
+    assert seen[2]["outcome"]["state"] == "succeeded"
+    assert "hi" in (tmp_path / "1.log").read_text()
+
+
+def test_worker_is_demoted(worker):
+    json.loads(worker.stdout.readline())
+    assert os.getpriority(os.PRIO_PROCESS, worker.pid) == 19
+
+
+def test_cancel_running_and_pending(worker, tmp_path):
+    json.loads(worker.stdout.readline())
+    slow = order(1, tmp_path, '[[steps]]\nrun = ["sleep", "30"]\n')
+    send(worker, {"op": "run", "runs": [slow, order(2, tmp_path)]})
+    events_until(worker, lambda e: e["ev"] == "step")
+    start = time.monotonic()
+    send(worker, {"op": "cancel", "id": 1})
+    send(worker, {"op": "cancel", "id": 2})
+    seen = events_until(worker, lambda e: e["ev"] == "finished" and e["id"] == 2)
+    finished = {e["id"]: e["outcome"]["state"] for e in seen if e["ev"] == "finished"}
+    assert finished == {1: "cancelled", 2: "cancelled"}
+    assert time.monotonic() - start < 5
+
+
+def test_worker_exits_at_end_of_input(worker):
+    json.loads(worker.stdout.readline())
+    worker.stdin.close()
+    assert worker.wait(timeout=10) == 0
