@@ -122,10 +122,15 @@ def test_stop_outlasts_drain_grace(unit: Path) -> None:
 
 @BOTH
 def test_directories_and_environment(unit: Path) -> None:
-    assert last(unit, "StateDirectory") == "easyflow"
-    assert last(unit, "StateDirectoryMode") == "0700"
-    assert last(unit, "ConfigurationDirectory") == "easyflow"
-    assert "PYTHONUNBUFFERED=1" in " ".join(svc(unit)["Environment"]).split()
+    environment = " ".join(svc(unit)["Environment"]).split()
+    assert "PYTHONUNBUFFERED=1" in environment
+    if unit.name == "easyflow.service":
+        assert last(unit, "StateDirectory") == "easyflow"
+        assert last(unit, "StateDirectoryMode") == "0700"
+        assert last(unit, "ConfigurationDirectory") == "easyflow"
+    else:
+        # The user's own `easyflow` CLI looks in the XDG data dir; the daemon must use it too.
+        assert "EASYFLOW_HOME=%h/.local/share/easyflow" in environment
 
 
 @BOTH
