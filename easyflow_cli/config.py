@@ -26,7 +26,9 @@ WORKER_ENV = {
     Mode.BALANCED: "BALANCED_MAX_WORKERS",
     Mode.ECO: "ECO_MAX_WORKERS",
 }
-POOL_KEYS = ("workers", "timeout", "nice", "batch_size", "off_peak")
+POOL_KEYS = ("workers", "timeout", "nice", "batch_size", "off_peak", "price_per_hour",
+             "off_peak_price_per_hour")
+COST_KEYS = ("currency", "off_peak", "cpu_hour_price", "watts_per_core", "default_duration")
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,17 @@ class PoolConfig:
     nice: int = 0
     batch_size: int = 1
     off_peak: OffPeakWindow | None = None
+    price_per_hour: float = 0.0
+    off_peak_price_per_hour: float = 0.0
+
+
+@dataclass(frozen=True)
+class CostConfig:
+    currency: str = "USD"
+    tariff_window: OffPeakWindow | None = None
+    cpu_hour_price: float = 0.0
+    watts_per_core: float = 15.0
+    default_duration: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -45,6 +58,7 @@ class Config:
     drain_grace: float = 60.0
     kill_grace: float = 5.0
     log_max_bytes: int = 10 * 1024 * 1024
+    costs: CostConfig = field(default_factory=CostConfig)
     source: str = "built-in defaults"
     raw: dict = field(default_factory=dict, compare=False, repr=False)
 
@@ -53,7 +67,13 @@ class Config:
 
     @property
     def off_peak(self) -> OffPeakWindow | None:
+        """The window eco work waits for (scheduling, not pricing)."""
         return self.pools[Mode.ECO].off_peak
+
+    @property
+    def tariff_window(self) -> OffPeakWindow | None:
+        """The off-peak tariff hours (pricing, and a run's `off_peak` flag)."""
+        return self.costs.tariff_window
 
 
 def find_config_path(explicit: str | Path | None = None, environ=None) -> Path | None:
@@ -111,7 +131,7 @@ def _overlay(base: dict, top: dict) -> dict:
 
 def _build(data: dict, file: str, lines: KeyLines, source: str) -> Config:
     check = Checker(file, lines)
-    check.unknown_keys(data, ("pools", "deadlines", "daemon", "logs"), ())
+    check.unknown_keys(data, ("pools", "deadlines", "daemon", "logs", "costs"), ())
     pools = {}
     raw_pools = data.get("pools", {})
     check.unknown_keys(raw_pools, tuple(m.value for m in Mode), ("pools",))
@@ -130,6 +150,7 @@ def _build(data: dict, file: str, lines: KeyLines, source: str) -> Config:
         drain_grace=check.duration(daemon, "drain_grace", ("daemon",)) or 60.0,
         kill_grace=check.duration(daemon, "kill_grace", ("daemon",)) or 5.0,
         log_max_bytes=_int(check, logs, "max_bytes", ("logs",), minimum=1024) or 10485760,
+        costs=_build_costs(check, data.get("costs", {})),
         source=source,
         raw=data,
     )
@@ -138,21 +159,50 @@ def _build(data: dict, file: str, lines: KeyLines, source: str) -> Config:
     return config
 
 
+def _window(check: Checker, table: dict, path: tuple) -> OffPeakWindow | None:
+    text = check.string(table, "off_peak", path)
+    if text is None:
+        return None
+    try:
+        return parse_window(text)
+    except ValueError as exc:
+        check.fail(path + ("off_peak",), str(exc))
+        return None
+
+
+def _price(check: Checker, table: dict, key: str, path: tuple) -> float | None:
+    if key not in table:
+        return None
+    value = table[key]
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        check.fail(path + (key,), f"must be a number >= 0, got {value!r}")
+        return None
+    return float(value)
+
+
+def _build_costs(check: Checker, table: dict) -> CostConfig:
+    path = ("costs",)
+    check.unknown_keys(table, COST_KEYS, path)
+    return CostConfig(
+        currency=check.string(table, "currency", path) or "USD",
+        tariff_window=_window(check, table, path),
+        cpu_hour_price=_price(check, table, "cpu_hour_price", path) or 0.0,
+        watts_per_core=_price(check, table, "watts_per_core", path) or 0.0,
+        default_duration=check.duration(table, "default_duration", path) or 60.0,
+    )
+
+
 def _build_pool(check: Checker, table: dict, path: tuple) -> PoolConfig:
     check.unknown_keys(table, POOL_KEYS, path)
-    off_peak = None
-    text = check.string(table, "off_peak", path)
-    if text is not None:
-        try:
-            off_peak = parse_window(text)
-        except ValueError as exc:
-            check.fail(path + ("off_peak",), str(exc))
+    off_peak = _window(check, table, path)
     return PoolConfig(
         workers=_int(check, table, "workers", path, minimum=1) or 1,
         timeout=check.duration(table, "timeout", path) or 60.0,
         nice=_int(check, table, "nice", path, minimum=0, maximum=19) or 0,
         batch_size=_int(check, table, "batch_size", path, minimum=1) or 1,
         off_peak=off_peak,
+        price_per_hour=_price(check, table, "price_per_hour", path) or 0.0,
+        off_peak_price_per_hour=_price(check, table, "off_peak_price_per_hour", path) or 0.0,
     )
 
 

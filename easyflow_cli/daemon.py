@@ -84,6 +84,7 @@ class Daemon:
         self.stop_requested = False
         self.reload_requested = False
         self.draining_until: float | None = None
+        self.drain_phase = "none"  # none → grace → stopping → killing
         self.last_status = ""
 
     # ------------------------------------------------------------------ lifecycle
@@ -118,7 +119,7 @@ class Daemon:
             self._promote(now)
             self._dispatch(now)
         elif time.monotonic() >= self.draining_until:
-            self._stop_running_runs()
+            self._next_drain_phase()
         self._update_status()
         for key, _ in self.selector.select(self._sleep_seconds(utcnow())):
             key.data(key.fileobj)
@@ -317,7 +318,8 @@ class Daemon:
         if kind == "started":
             assignment.started = True
             moment = from_iso(event["at"])
-            off_peak = self.config.off_peak.contains(moment) if self.config.off_peak else None
+            window = self.config.tariff_window
+            off_peak = window.contains(moment) if window else None
             mark_started(self.store, event["id"], now=moment, pid=worker.pid,
                          log_path=str(run_log_path(self.home, event["id"])), off_peak=off_peak)
         elif kind == "step":
@@ -379,6 +381,9 @@ class Daemon:
         """The worker died holding this run: kill what it left, and tell the truth about it."""
         if assignment.pgid:
             _kill_group(assignment.pgid)
+        if assignment.stop_reason == "shutdown":
+            self._settle_interrupted(get_run(self.store, assignment.run_id))
+            return
         if not assignment.started:
             requeue_run(self.store, assignment.run_id, "its worker died before it started")
             return
@@ -424,6 +429,7 @@ class Daemon:
         self.notifier.ready(self._status_line())
 
     def _begin_drain(self) -> None:
+        self.drain_phase = "grace"
         self.draining_until = time.monotonic() + self.config.drain_grace
         self.notifier.stopping()
         log.info("stopping: no new runs; waiting up to %.0fs for running runs",
@@ -431,21 +437,34 @@ class Daemon:
         for worker in self._all_workers():
             for assignment in worker.assignments.values():
                 if not assignment.started:
-                    assignment.stop_reason = "shutdown"
-                    worker.send({"op": "cancel", "id": assignment.run_id})
+                    self._stop(worker, assignment)
             worker.retire()
 
-    def _stop_running_runs(self) -> None:
-        for worker in self._all_workers():
-            for assignment in worker.assignments.values():
-                if assignment.stop_reason != "shutdown":
-                    assignment.stop_reason = "shutdown"
-                    worker.send({"op": "cancel", "id": assignment.run_id})
-        # After the stop, give the workers kill_grace to end their steps, then stop waiting.
-        self.draining_until = time.monotonic() + self.config.kill_grace + 2
+    def _next_drain_phase(self) -> None:
+        """Past the grace: stop what still runs; past kill_grace too: kill the workers."""
+        if self.drain_phase == "grace":
+            self.drain_phase = "stopping"
+            for worker in self._all_workers():
+                for assignment in worker.assignments.values():
+                    self._stop(worker, assignment)
+            self.draining_until = time.monotonic() + self.config.kill_grace + 2
+        elif self.drain_phase == "stopping":
+            self.drain_phase = "killing"
+            for worker in self._all_workers():
+                log.warning("worker %s did not stop in time; killing it", worker.name)
+                worker.proc.kill()
+            self.draining_until = time.monotonic() + 5
+
+    def _stop(self, worker: WorkerProcess, assignment) -> None:
+        if assignment.stop_reason != "shutdown":
+            assignment.stop_reason = "shutdown"
+            worker.send({"op": "cancel", "id": assignment.run_id})
 
     def _finished_draining(self) -> bool:
-        return self.draining_until is not None and not self._all_workers()
+        if self.draining_until is None:
+            return False
+        return not self._all_workers() or (
+            self.drain_phase == "killing" and time.monotonic() >= self.draining_until)
 
     def _shutdown(self) -> None:
         for worker in self._all_workers():

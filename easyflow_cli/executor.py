@@ -24,6 +24,7 @@ from typing import BinaryIO
 
 from easyflow_cli.model import RunState
 from easyflow_cli.queue import Outcome
+from easyflow_cli.rapl import EnergyMeter
 from easyflow_cli.spec import StepSpec, WorkflowSpec
 
 PR_SET_PDEATHSIG = 1
@@ -301,9 +302,11 @@ def execute_workflow(
     on_step_start: Callable[[StepSpec, int], None] | None = None,
     cancelled: Callable[[], bool] = lambda: False,
     environ: dict[str, str] | None = None,
+    meter: EnergyMeter | None = None,
 ) -> Outcome:
     """Run every step in order; the first failing step (unless continue_on_error) ends the run."""
     log = CappedLog(log_stream, limits.log_max_bytes, echo)
+    energy_before = meter.read() if meter else None
     run_deadline = time.monotonic() + (spec.timeout or limits.timeout)
     usage = Usage()
     failure: Outcome | None = None
@@ -323,8 +326,9 @@ def execute_workflow(
         failure = Outcome(state, result.exit_code, result.error)
         break
     outcome = failure or Outcome(RunState.SUCCEEDED, 0)
+    energy = meter.joules_between(energy_before, meter.read()) if meter else None
     return Outcome(outcome.state, outcome.exit_code, outcome.error, round(usage.cpu_user_s, 6),
-                   round(usage.cpu_system_s, 6), usage.peak_rss_kb)
+                   round(usage.cpu_system_s, 6), usage.peak_rss_kb, energy)
 
 
 def _step_state(result: StepResult, cancelled: bool) -> RunState:

@@ -13,6 +13,7 @@ from easyflow_cli.executor import RunLimits, become_subreaper, execute_workflow,
 from easyflow_cli.model import Mode
 from easyflow_cli.paths import run_log_path
 from easyflow_cli.queue import claim_run, finish_run, mark_started, record_step_process
+from easyflow_cli.rapl import EnergyMeter
 from easyflow_cli.spec import WorkflowSpec
 from easyflow_cli.store import Store
 from easyflow_cli.timeutil import utcnow
@@ -51,12 +52,14 @@ def run_in_foreground(store: Store, home: Path, run: dict[str, Any], spec: Workf
         fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         with open(fd, "ab") as log:
             started = utcnow()
-            off_peak = config.off_peak.contains(started) if config.off_peak else None
+            window = config.tariff_window
+            off_peak = window.contains(started) if window else None
             mark_started(store, run["id"], now=started, pid=os.getpid(), log_path=str(log_path),
                          off_peak=off_peak)
             outcome = execute_workflow(
                 spec, limits, log, echo=echo, cancelled=lambda: stop.stopped,
                 on_step_start=lambda step, pid: record_step_process(store, run["id"], pid),
+                meter=EnergyMeter(),
             )
     finally:
         for sig, handler in previous.items():

@@ -28,7 +28,7 @@ RUN_FIELDS = (
     "enqueued_at", "not_before", "promote_at", "claimed_at", "started_at", "finished_at",
     "exit_code", "attempt", "retry_of", "schedule_id", "batch_id", "pool", "worker", "pid", "pgid",
     "cpu_user_s", "cpu_system_s", "peak_rss_kb", "queue_wait_s", "duration_s", "off_peak",
-    "deadline_met", "error", "log_path",
+    "deadline_met", "energy_j", "error", "log_path",
 )
 
 
@@ -50,6 +50,7 @@ class Outcome:
     cpu_user_s: float = 0.0
     cpu_system_s: float = 0.0
     peak_rss_kb: int = 0
+    energy_j: float | None = None  # measured (RAPL); None where only an estimate is possible
 
 
 def plan_run(
@@ -236,10 +237,10 @@ def finish_run(store: Store, run_id: int, outcome: Outcome, *, now: datetime) ->
         conn.execute(
             "UPDATE runs SET state = ?, finished_at = ?, exit_code = ?, error = ?,"
             " cpu_user_s = ?, cpu_system_s = ?, peak_rss_kb = ?, duration_s = ?,"
-            " deadline_met = ? WHERE id = ? AND state = 'running'",
+            " deadline_met = ?, energy_j = ? WHERE id = ? AND state = 'running'",
             (RunState(outcome.state).value, stamp, outcome.exit_code, outcome.error,
              outcome.cpu_user_s, outcome.cpu_system_s, outcome.peak_rss_kb, duration, met,
-             run_id),
+             outcome.energy_j, run_id),
         )
     return get_run(store, run_id)
 

@@ -58,7 +58,14 @@ def _migration_1(db) -> None:
     db["schedules"].create_index(["workflow"])
 
 
-MIGRATIONS = [_migration_1]
+def _migration_2(db) -> None:
+    """Measured energy per run, and an index that lets cost reports read only what they sum."""
+    db.execute("ALTER TABLE runs ADD COLUMN energy_j REAL")
+    db.execute("CREATE INDEX runs_costs ON runs (finished_at, mode, off_peak, workflow,"
+               " duration_s, cpu_user_s, cpu_system_s, energy_j) WHERE duration_s IS NOT NULL")
+
+
+MIGRATIONS = [_migration_1, _migration_2]
 
 
 class Store:

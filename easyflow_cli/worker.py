@@ -30,6 +30,7 @@ from easyflow_cli.executor import (
 )
 from easyflow_cli.model import RunState
 from easyflow_cli.queue import Outcome
+from easyflow_cli.rapl import EnergyMeter
 from easyflow_cli.spec import spec_from_dict
 from easyflow_cli.timeutil import to_iso, utcnow
 
@@ -44,6 +45,7 @@ class Worker:
         self.pending: list[dict[str, Any]] = []
         self.cancelled: set[int] = set()
         self.closed = False
+        self.meter = EnergyMeter()
 
     def report(self, **event: Any) -> None:
         self.outbox.write(json.dumps(event) + "\n")
@@ -98,6 +100,7 @@ class Worker:
             outcome = execute_workflow(
                 spec, limits, log, cancelled=lambda: self.is_cancelled(run_id),
                 on_step_start=lambda step, pid: self.report(ev="step", id=run_id, pgid=pid),
+                meter=self.meter,
             )
         self.report(ev="finished", id=run_id, at=to_iso(utcnow()), outcome=asdict(outcome))
 

@@ -9,6 +9,7 @@ from typer.core import TyperGroup
 
 from easyflow_cli import __version__
 from easyflow_cli.cli import daemon as daemon_cli
+from easyflow_cli.cli import report as report_cli
 from easyflow_cli.cli import run as run_cli
 from easyflow_cli.cli import runs as runs_cli
 from easyflow_cli.cli import schedule as schedule_cli
@@ -41,6 +42,7 @@ app = typer.Typer(
 app.add_typer(workflow_cli.app, name="workflow")
 app.add_typer(runs_cli.app, name="runs")
 app.add_typer(schedule_cli.app, name="schedule")
+app.add_typer(report_cli.app, name="report")
 app.command("run")(run_cli.run)
 app.command("logs")(runs_cli.logs)
 app.command("daemon")(daemon_cli.daemon)

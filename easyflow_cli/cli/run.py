@@ -27,14 +27,20 @@ def run(
     as_json: bool = typer.Option(False, "--json", help="Print the run record as JSON."),
     no_wait: bool = typer.Option(False, "--no-wait",
                                  help="With a daemon up: print the run id and return at once."),
+    quote: bool = typer.Option(False, "--quote",
+                               help="Don't run: show when it would start and finish, and what "
+                                    "it would cost, in each mode."),
 ) -> None:
     """Run a workflow now. Exit code 0 when it succeeds, 1 when it fails.
 
     With the daemon up, the run is queued and the daemon runs it; this follows it live (unless
     --no-wait). With no daemon, it runs here in the foreground.
     """
+    if quote:
+        show_quote(name, as_json)
+        return
     if not now:
-        raise BadInput("say --now to run the workflow now")
+        raise BadInput("say --now to run the workflow now (or --quote to see what it would cost)")
     config = load_config()
     home = state_dir()
     with open_store() as store:
@@ -78,3 +84,39 @@ def _report(record: dict, as_json: bool) -> None:
                       f"{record['duration_s'] or 0:.2f}s"
                       + (f": {record['error']}" if record["error"] else ""), highlight=False)
     raise typer.Exit(0 if state is RunState.SUCCEEDED else 1)
+
+
+def show_quote(name: str, as_json: bool) -> None:
+    """The seed's "Run now: $0.10 · Run overnight: $0.04", and the table behind it."""
+    from easyflow_cli.accounting import workflow_history
+    from easyflow_cli.costs import quote
+    from easyflow_cli.reports import money
+
+    config = load_config()
+    moment = utcnow()
+    with open_store() as store:
+        store.get_workflow(name)
+        history, counts = workflow_history(store, name)
+    quotes = [quote(config, mode, moment, history, counts) for mode in Mode]
+    if as_json:
+        print_json({"workflow": name, "currency": config.costs.currency,
+                    "quotes": [q.as_json() for q in quotes]})
+        return
+    by_mode = {q.mode: q for q in quotes}
+    currency = config.costs.currency
+    from rich.table import Table
+
+    from easyflow_cli.cli.output import console, short_time
+    from easyflow_cli.timeutil import to_iso
+
+    eco = by_mode[Mode.ECO]
+    later = "overnight" if eco.start > moment else "in eco mode"
+    console.print(f"[bold]Run now: {money(by_mode[Mode.REAL_TIME].cost, currency)} · "
+                  f"Run {later}: {money(eco.cost, currency)}[/bold]")
+    table = Table(header_style="bold")
+    for column in ("mode", "would start", "would finish", "cost", "based on"):
+        table.add_column(column)
+    for q in quotes:
+        table.add_row(q.mode.value, short_time(to_iso(q.start)), short_time(to_iso(q.finish)),
+                      money(q.cost, currency), q.basis)
+    console.print(table)

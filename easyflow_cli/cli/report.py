@@ -1,0 +1,164 @@
+"""`easyflow report costs|latency|pools`: cost and savings, waits, how busy the pools were."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from easyflow_cli.cli.common import open_store
+from easyflow_cli.cli.output import (
+    CSV_OPTION,
+    JSON_OPTION,
+    console,
+    err_console,
+    print_csv,
+    print_json,
+)
+from easyflow_cli.durations import parse_duration
+from easyflow_cli.errors import BadInput
+from easyflow_cli.timeutil import parse_time, to_iso, utcnow
+
+app = typer.Typer(no_args_is_help=True, help="Reports: costs and savings, latency, pool use.")
+
+SINCE = typer.Option(None, "--since", help="A duration back from now (7d) or a date/time.")
+UNTIL = typer.Option(None, "--until", help="A duration back from now or a date/time.")
+WORKFLOW = typer.Option(None, "--workflow", "-w", help="Only this workflow's runs.")
+SVG = typer.Option(None, "--svg", help="Also write the report as an SVG image to this file.")
+
+
+def parse_moment(text: str | None, now: datetime, option: str) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        return now - timedelta(seconds=parse_duration(text))
+    except ValueError:
+        pass
+    try:
+        return parse_time(text)
+    except ValueError:
+        raise BadInput(f"{option}: {text!r} is neither a duration like '7d' nor a date like "
+                       "2026-11-01") from None
+
+
+def _period(since: str | None, until: str | None, workflow: str | None):
+    from easyflow_cli.accounting import Period
+
+    now = utcnow()
+    period = Period(parse_moment(since, now, "--since"), parse_moment(until, now, "--until"),
+                    workflow)
+    if period.since and period.until and period.since >= period.until:
+        raise BadInput("--since must be earlier than --until")
+    return period
+
+
+def _period_json(period) -> dict[str, Any]:
+    return {"since": to_iso(period.since), "until": to_iso(period.until),
+            "workflow": period.workflow}
+
+
+def _show(renderable, svg: Path | None, title: str) -> None:
+    console.print(renderable)
+    if svg is not None:
+        from rich.console import Console
+
+        recorder = Console(record=True, width=120, file=open("/dev/null", "w"))  # noqa: SIM115
+        recorder.print(renderable)
+        recorder.save_svg(str(svg), title=title)
+        err_console.print(f"wrote {svg}")
+
+
+@app.command("costs")
+def costs(
+    by: str = typer.Option("mode", "--by", help="Group by mode, workflow or day (UTC)."),
+    since: str = SINCE, until: str = UNTIL, workflow: str = WORKFLOW,
+    as_json: bool = JSON_OPTION, as_csv: bool = CSV_OPTION, svg: Path = SVG,
+) -> None:
+    """Runs, worker-hours, CPU-hours, energy and cost per mode; savings against all-real-time."""
+    from easyflow_cli.accounting import GROUP_KEYS, cost_sums
+    from easyflow_cli.config import load_config
+    from easyflow_cli.costs import Prices
+    from easyflow_cli.reports import cost_report, render_costs
+
+    if by not in GROUP_KEYS:
+        raise BadInput(f"--by: must be one of {', '.join(GROUP_KEYS)}, got {by!r}")
+    config = load_config()
+    period = _period(since, until, workflow)
+    with open_store() as store, err_console.status("adding up runs…"):
+        if workflow:
+            store.get_workflow(workflow)
+        sums = cost_sums(store, period, by)
+    report = cost_report(sums, Prices.from_config(config), config.costs.watts_per_core, by,
+                         _period_json(period))
+    if as_json:
+        print_json(report)
+    elif as_csv:
+        rows = report.get("groups") or [{"key": m, **r} for m, r in report["by_mode"].items()]
+        print_csv(rows, ["key", "runs", "worker_hours", "cpu_hours", "energy_wh", "cost",
+                         "cost_per_run", "baseline_cost", "savings", "off_peak_runs"])
+    else:
+        _show(render_costs(report), svg, "easyflow report costs")
+
+
+@app.command("latency")
+def latency(
+    since: str = SINCE, until: str = UNTIL, workflow: str = WORKFLOW,
+    as_json: bool = JSON_OPTION, as_csv: bool = CSV_OPTION, svg: Path = SVG,
+) -> None:
+    """p50/p95/p99 of queue wait and duration per mode; deadlines met and missed."""
+    from easyflow_cli.accounting import latency_samples
+    from easyflow_cli.reports import latency_report, render_latency
+
+    period = _period(since, until, workflow)
+    with open_store() as store, err_console.status("reading runs…"):
+        if workflow:
+            store.get_workflow(workflow)
+        report = latency_report(latency_samples(store, period), _period_json(period))
+    if as_json:
+        print_json(report)
+    elif as_csv:
+        rows = [{"mode": mode, "runs": r["runs"],
+                 **{f"wait_{p}": r["queue_wait_s"][p] for p in ("p50", "p95", "p99")},
+                 **{f"duration_{p}": r["duration_s"][p] for p in ("p50", "p95", "p99")},
+                 "deadlines_met": r["deadlines_met"], "deadlines_missed": r["deadlines_missed"]}
+                for mode, r in report["by_mode"].items()]
+        print_csv(rows, list(rows[0]))
+    else:
+        _show(render_latency(report), svg, "easyflow report latency")
+
+
+@app.command("pools")
+def pools(
+    since: str = SINCE, until: str = UNTIL, workflow: str = WORKFLOW,
+    buckets: int = typer.Option(24, "--buckets", min=1, max=500, help="Time slices to chart."),
+    as_json: bool = JSON_OPTION, as_csv: bool = CSV_OPTION, svg: Path = SVG,
+) -> None:
+    """Utilization of each pool over the period and queue depth by mode, with sparklines."""
+    from easyflow_cli.accounting import busy_intervals, run_time_range, waiting_intervals
+    from easyflow_cli.config import load_config
+    from easyflow_cli.model import Mode
+    from easyflow_cli.queue import queue_depths
+    from easyflow_cli.reports import pools_report, render_pools
+
+    config = load_config()
+    period = _period(since, until, workflow)
+    with open_store() as store, err_console.status("reading runs…"):
+        if workflow:
+            store.get_workflow(workflow)
+        span = run_time_range(store, period)
+        end = (period.until or utcnow()).timestamp()
+        start = period.since.timestamp() if period.since else (span[0] if span else end - 3600)
+        report = pools_report(
+            busy_intervals(store, period), waiting_intervals(store, period),
+            {m.value: config.pool(m).workers for m in Mode}, queue_depths(store),
+            start, end, buckets, _period_json(period))
+    if as_json:
+        print_json(report)
+    elif as_csv:
+        rows = [{"pool": m, **{k: v for k, v in r.items() if k != "utilization_series"}}
+                for m, r in report["pools"].items()]
+        print_csv(rows, ["pool", "workers", "runs", "busy_hours", "utilization_pct"])
+    else:
+        _show(render_pools(report), svg, "easyflow report pools")
