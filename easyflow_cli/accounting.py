@@ -42,6 +42,12 @@ class Period:
         return " AND ".join(clauses), args
 
 
+def has_history(store: Store, workflow: str) -> bool:
+    """Runs of this workflow exist (it may since have been removed: history is kept)."""
+    row = store.conn.execute("SELECT 1 FROM runs WHERE workflow = ? LIMIT 1", (workflow,))
+    return row.fetchone() is not None
+
+
 def cost_sums(store: Store, period: Period, by: str = "mode") -> list[dict[str, Any]]:
     """Per (group, mode, off_peak): runs, worker seconds, CPU seconds, measured joules."""
     key = GROUP_KEYS[by]

@@ -73,3 +73,22 @@ def test_workflow_timeout_ends_timed_out(home, write):
     result = invoke("run", "slow", "--now", "--json")
     assert result.exit_code == 1
     assert json.loads(result.stdout)["state"] == "timed_out"
+
+
+def test_quote_uses_history(home, write):
+    add(write, "q", '[[steps]]\nrun = ["sleep", "0.3"]\n')
+    fresh = json.loads(invoke("run", "q", "--quote", "--json").stdout)
+    assert fresh["workflow"] == "q"
+    assert [q["mode"] for q in fresh["quotes"]] == ["real-time", "balanced", "eco"]
+    assert all(q["basis"] == "no history: default duration" for q in fresh["quotes"])
+    for _ in range(2):
+        assert invoke("run", "q", "--now").exit_code == 0
+    quoted = json.loads(invoke("run", "q", "--quote", "--json").stdout)
+    rt = quoted["quotes"][0]
+    assert rt["basis"] == "median of 2 real-time runs"
+    assert 0.3 <= rt["duration_s"] < 5
+    assert set(rt) == {"mode", "start", "finish", "cost", "duration_s", "basis"}
+    text = invoke("run", "q", "--quote").stdout
+    assert text.startswith("Run now: $")
+    assert "Run overnight: $" in text or "Run in eco mode: $" in text
+    assert invoke("run", "nope", "--quote").exit_code == 2

@@ -54,6 +54,14 @@ def _period(since: str | None, until: str | None, workflow: str | None):
     return period
 
 
+def _check_workflow(store, workflow: str | None) -> None:
+    """A registered workflow, or one that has since been removed but has runs to report."""
+    from easyflow_cli.accounting import has_history
+
+    if workflow and not has_history(store, workflow):
+        store.get_workflow(workflow)
+
+
 def _period_json(period) -> dict[str, Any]:
     return {"since": to_iso(period.since), "until": to_iso(period.until),
             "workflow": period.workflow}
@@ -87,8 +95,7 @@ def costs(
     config = load_config()
     period = _period(since, until, workflow)
     with open_store() as store, err_console.status("adding up runs…"):
-        if workflow:
-            store.get_workflow(workflow)
+        _check_workflow(store, workflow)
         sums = cost_sums(store, period, by)
     report = cost_report(sums, Prices.from_config(config), config.costs.watts_per_core, by,
                          _period_json(period))
@@ -113,8 +120,7 @@ def latency(
 
     period = _period(since, until, workflow)
     with open_store() as store, err_console.status("reading runs…"):
-        if workflow:
-            store.get_workflow(workflow)
+        _check_workflow(store, workflow)
         report = latency_report(latency_samples(store, period), _period_json(period))
     if as_json:
         print_json(report)
@@ -145,8 +151,7 @@ def pools(
     config = load_config()
     period = _period(since, until, workflow)
     with open_store() as store, err_console.status("reading runs…"):
-        if workflow:
-            store.get_workflow(workflow)
+        _check_workflow(store, workflow)
         span = run_time_range(store, period)
         end = (period.until or utcnow()).timestamp()
         start = period.since.timestamp() if period.since else (span[0] if span else end - 3600)
