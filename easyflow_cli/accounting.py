@@ -53,14 +53,15 @@ def cost_sums(store: Store, period: Period, by: str = "mode") -> list[dict[str, 
     key = GROUP_KEYS[by]
     where, args = period.where()
     rows = store.conn.execute(
-        f"SELECT {key} AS grp, mode, coalesce(off_peak, 0) AS off_peak, count(*) AS runs,"
+        f"SELECT {key} AS grp, mode, off_peak, count(*) AS runs,"
         " total(duration_s) AS worker_s, total(cpu_user_s + cpu_system_s) AS cpu_s,"
         " total(energy_j) AS energy_j, count(energy_j) AS measured,"
         " total(CASE WHEN energy_j IS NULL THEN cpu_user_s + cpu_system_s END) AS unmeasured_cpu_s"
         f" FROM runs WHERE {where} GROUP BY grp, mode, off_peak"
-        " ORDER BY grp, mode, off_peak", args,
+        "", args,
     ).fetchall()
-    return [dict(r) for r in rows]
+    return sorted((dict(r) for r in rows),
+                  key=lambda r: (r["grp"], r["mode"], bool(r["off_peak"])))
 
 
 def latency_samples(store: Store, period: Period) -> dict[str, dict[str, Any]]:

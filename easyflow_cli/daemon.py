@@ -11,6 +11,7 @@ socket, and what each worker is doing.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import json
@@ -367,6 +368,8 @@ class Daemon:
     def _on_worker_exit(self, worker: WorkerProcess) -> None:
         self.selector.unregister(worker.stdout_fd)
         worker.proc.stdout.close()
+        with contextlib.suppress(OSError):
+            worker.proc.stdin.close()
         status = worker.proc.wait()
         worker.pool.remove(worker)
         for assignment in worker.assignments.values():

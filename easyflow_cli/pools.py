@@ -58,7 +58,7 @@ class WorkerProcess:
             self.proc.stdin.write(json.dumps(message).encode() + b"\n")
             self.proc.stdin.flush()
             return True
-        except (BrokenPipeError, OSError):
+        except (OSError, ValueError):  # ValueError: the pipe was already closed
             return False
 
     def assign(self, orders: list[dict[str, Any]]) -> bool:
@@ -82,10 +82,15 @@ class WorkerProcess:
         return [json.loads(line) for line in lines if line.strip()], eof
 
     def retire(self) -> None:
-        """Finish what it holds, then exit (end of stdin tells it so)."""
+        """Finish what it holds, then exit.
+
+        A message rather than closing stdin: the pipe must stay open so a run it is still
+        executing can be cancelled (a drain past its grace does exactly that).
+        """
         self.retiring = True
-        with contextlib.suppress(OSError):
-            self.proc.stdin.close()
+        if not self.send({"op": "retire"}):
+            with contextlib.suppress(OSError, ValueError):
+                self.proc.stdin.close()
 
     def reap(self) -> int | None:
         """The worker's exit status once it has exited (non-blocking)."""

@@ -3,11 +3,12 @@
 It never touches the database. The daemon writes JSON lines to its stdin:
     {"op": "run", "runs": [{"id", "spec", "source_file", "log_path", "limits"}, ...]}
     {"op": "cancel", "id": RUN_ID}
+    {"op": "retire"}: finish what you hold, then exit
 and reads JSON lines from its stdout:
     {"ev": "ready", "pid"}
     {"ev": "started", "id", "at"} / {"ev": "step", "id", "pgid"} / {"ev": "finished", "id", "at",
     "outcome": {...}}
-End of stdin means: finish what you are doing, then exit.
+End of stdin means the same as retire.
 """
 
 from __future__ import annotations
@@ -44,7 +45,8 @@ class Worker:
         self.buffer = b""
         self.pending: list[dict[str, Any]] = []
         self.cancelled: set[int] = set()
-        self.closed = False
+        self.closed = False  # stdin reached end of file
+        self.retiring = False
         self.meter = EnergyMeter()
 
     def report(self, **event: Any) -> None:
@@ -73,6 +75,8 @@ class Worker:
             self.pending.extend(order["runs"])
         elif order["op"] == "cancel":
             self.cancelled.add(order["id"])
+        elif order["op"] == "retire":
+            self.retiring = True
 
     def is_cancelled(self, run_id: int) -> bool:
         self.read_orders(0)
@@ -80,7 +84,7 @@ class Worker:
 
     def serve(self) -> None:
         self.report(ev="ready", pid=os.getpid())
-        while not (self.closed and not self.pending):
+        while not ((self.closed or self.retiring) and not self.pending):
             if not self.pending:
                 self.read_orders(None)
                 continue

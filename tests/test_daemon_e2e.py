@@ -1,0 +1,384 @@
+"""End-to-end: a real `easyflow daemon` process, driven by the real CLI in subprocesses.
+
+Each test starts the daemon in its own EASYFLOW_HOME (with its own easyflow.toml), waits for
+outcomes by polling `runs list` / `status` with generous timeouts, and stops it with SIGTERM.
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+import time
+from datetime import UTC, datetime, timedelta
+from itertools import pairwise
+
+import pytest
+
+# The harness is also a plugin: the `daemon` fixture, and the daemon's log in failure reports.
+pytest_plugins = ["tests.daemon_harness"]
+pytest.register_assert_rewrite("tests.daemon_harness")
+from tests.daemon_harness import DaemonHarness, max_overlap, parse_time, wait_for  # noqa: E402
+
+pytestmark = pytest.mark.e2e
+
+
+def config(*, realtime: int = 2, balanced: int = 1, eco: int = 2, batch_size: int = 1,
+           off_peak: str = "", drain_grace: str = "30s", kill_grace: str = "2s") -> str:
+    """A daemon config with small pools (quick to start) and eco work never deferred."""
+    return f"""
+        [pools.real-time]
+        workers = {realtime}
+
+        [pools.balanced]
+        workers = {balanced}
+
+        [pools.eco]
+        workers = {eco}
+        batch_size = {batch_size}
+        off_peak = "{off_peak}"
+
+        [daemon]
+        drain_grace = "{drain_grace}"
+        kill_grace = "{kill_grace}"
+        """
+
+
+def seconds(start: str, end: str) -> float:
+    return (parse_time(end) - parse_time(start)).total_seconds()
+
+
+def active(runs: list[dict]) -> list[dict]:
+    return [r for r in runs if r["state"] in ("queued", "running")]
+
+
+# ---------------------------------------------------------------------- schedules
+
+
+def test_every_schedule_runs_in_eco_mode(daemon: DaemonHarness):
+    daemon.write_config(config())
+    daemon.add_workflows(tick=["true"])
+    daemon.start()
+    daemon.cli("schedule", "add", "tick", "--every", "2s")
+
+    runs = daemon.wait_for_runs(
+        lambda rs: sum(r["state"] == "succeeded" for r in rs) >= 2, workflow="tick",
+        timeout=20, message="two scheduled runs of tick to succeed")
+
+    done = [r for r in runs if r["state"] == "succeeded"]
+    assert [(r["trigger"], r["mode"], r["mode_reason"], r["pool"]) for r in done] == [
+        ("schedule", "eco", "schedule", "eco")] * len(done)
+    assert all(r["schedule_id"] == done[0]["schedule_id"] for r in done)
+    # Fired about every 2 s (not in a burst): consecutive runs are at least ~1 s apart.
+    gaps = [seconds(a["enqueued_at"], b["enqueued_at"]) for a, b in pairwise(done)]
+    assert all(gap > 1.0 for gap in gaps), gaps
+    daemon.stop()
+
+
+def test_missed_fires_are_caught_up_once(daemon: DaemonHarness):
+    """Schedules that came due while no daemon ran: one `catch-up` run each, not one per slot."""
+    daemon.write_config(config())
+    daemon.add_workflows(once=["true"], often=["true"])
+    at = datetime.now(UTC) + timedelta(seconds=2)
+    daemon.cli("schedule", "add", "once", "--at", at.isoformat(timespec="seconds"))
+    daemon.cli("schedule", "add", "often", "--every", "1s")
+    added = time.time()
+    # The daemon is down while `once` comes due and ~3 slots of `often` pass.
+    wait_for(lambda: time.time() > max(at.timestamp(), added + 3.0) + 0.2, timeout=10,
+             message="the schedules' slots to pass")
+    daemon.start()
+
+    runs = daemon.wait_for_runs(
+        lambda rs: any(r["workflow"] == "once" and r["state"] == "succeeded" for r in rs)
+        and any(r["workflow"] == "often" and r["trigger"] == "schedule" for r in rs),
+        timeout=20, message="the catch-up of `once` and a regular run of `often`")
+
+    once = [r for r in runs if r["workflow"] == "once"]
+    assert [(r["trigger"], r["mode"], r["mode_reason"], r["state"]) for r in once] == [
+        ("catch-up", "eco", "schedule", "succeeded")]
+    often = [r for r in runs if r["workflow"] == "often"]
+    assert [r["trigger"] for r in often].count("catch-up") == 1, often
+    assert often[0]["trigger"] == "catch-up"  # the catch-up came first, then regular fires
+    daemon.stop()
+    # A one-shot schedule that fired never fires again.
+    (row,) = [s for s in daemon.cli_json("schedule", "list", "--json") if s["workflow"] == "once"]
+    assert row["next_fire_at"] is None
+
+
+def test_slow_scheduled_runs_are_coalesced(daemon: DaemonHarness):
+    """An `--every 1s` schedule of a ~2.5 s workflow never has two runs waiting or running."""
+    daemon.write_config(config())
+    daemon.add_workflow("slow", ["sleep", "2.5"])
+    daemon.start()
+    daemon.cli("schedule", "add", "slow", "--every", "1s")
+
+    samples = []
+
+    def second_run_started():
+        runs = daemon.runs("slow")
+        samples.append(len(active(runs)))
+        assert len(active(runs)) <= 1, runs
+        return len(runs) >= 2 and runs[1]["started_at"]
+
+    wait_for(second_run_started, timeout=20, message="a second run of `slow` to start")
+    assert max(samples) == 1  # the sampling did see a run in flight
+    runs = daemon.runs("slow")
+    assert all(r["trigger"] == "schedule" for r in runs)
+    # The record agrees: each run was enqueued only after the one before it had finished.
+    first, second = runs[0], runs[1]
+    assert first["state"] == "succeeded"
+    assert parse_time(second["enqueued_at"]) >= parse_time(first["finished_at"])
+
+
+# ---------------------------------------------------------------------- pools
+
+
+def test_real_time_run_starts_at_once_while_eco_is_saturated(daemon: DaemonHarness):
+    daemon.write_config(config(eco=5))
+    daemon.add_workflows(heavy=["sleep", "3"], click=["true"])
+    daemon.start(ECO_MAX_WORKERS="2")  # the environment overrides the config's 5
+    assert daemon.status()["pools"]["eco"]["size"] == 2
+
+    heavy = daemon.submit_many("heavy", 4, "--mode", "eco")
+    assert {(r["mode"], r["mode_reason"]) for r in heavy} == {("eco", "explicit")}
+    wait_for(lambda: (lambda s: s["pools"]["eco"]["busy"] == 2 and s["queue"]["eco"] == 2)(
+        daemon.status()), timeout=10, message="2 eco runs running and 2 queued")
+
+    click = daemon.submit("click")
+    done = daemon.wait_for_state(click["id"], "succeeded", timeout=10)
+    assert (done["mode"], done["mode_reason"], done["pool"]) == ("real-time", "manual",
+                                                                 "real-time")
+    assert seconds(done["enqueued_at"], done["started_at"]) < 1.0, done
+    # ...and it did not jump the eco queue: the eco pool was still full when it ran.
+    assert daemon.status()["queue"]["eco"] >= 1
+
+
+def test_eco_pool_never_runs_more_than_its_size(daemon: DaemonHarness, tmp_path):
+    daemon.write_config(config(eco=2, batch_size=1))
+    times = tmp_path / "times.txt"
+    daemon.add_workflow("chunk", daemon.record_step(times, 1.5), execution_mode="eco")
+    daemon.start()
+
+    submitted = daemon.submit_many("chunk", 6)
+    ids = [r["id"] for r in submitted]
+    runs = daemon.wait_for_runs(
+        lambda rs: len(rs) == 6 and all(r["state"] == "succeeded" for r in rs), workflow="chunk",
+        timeout=30, message="six eco runs to succeed")
+
+    assert {(r["mode"], r["mode_reason"], r["pool"]) for r in runs} == {
+        ("eco", "workflow", "eco")}
+    assert sorted(r["id"] for r in runs) == ids
+    intervals = [tuple(map(float, line.split())) for line in times.read_text().splitlines()]
+    assert len(intervals) == 6
+    # Two at once, never three: the 6 runs were all queued within well under 1.5 s, so a pool
+    # that let more than 2 run would show it here.
+    assert max_overlap(intervals) == 2, sorted(intervals)
+    assert len({r["worker"] for r in runs}) == 2
+    daemon.stop()
+
+
+def test_eco_worker_claims_waiting_runs_as_one_batch(daemon: DaemonHarness):
+    daemon.write_config(config(eco=1, batch_size=3))
+    daemon.add_workflows(blocker=["sleep", "2"], small=["sleep", "0.2"])
+    daemon.start()
+
+    blocker = daemon.submit("blocker", "--mode", "eco")
+    daemon.wait_until_started(blocker["id"])
+    # Queued while the only eco worker is busy.
+    smalls = daemon.submit_many("small", 3, "--mode", "eco")
+
+    runs = daemon.wait_for_runs(
+        lambda rs: all(r["state"] == "succeeded" for r in rs) and len(rs) == 4, timeout=20,
+        message="the blocker and the three small runs to succeed")
+    blocker = runs[0]
+    small = runs[1:]
+    # All three were waiting before the worker became free...
+    assert all(parse_time(r["enqueued_at"]) < parse_time(blocker["finished_at"]) for r in small)
+    # ...so it claimed them together: one batch, one worker, run back to back in order.
+    assert [r["id"] for r in small] == [r["id"] for r in smalls]
+    assert len({r["batch_id"] for r in small}) == 1 and small[0]["batch_id"] is not None
+    assert small[0]["batch_id"] != blocker["batch_id"]
+    assert len({r["claimed_at"] for r in small}) == 1
+    assert {r["worker"] for r in runs} == {blocker["worker"]}
+    for before, after in pairwise(small):
+        assert parse_time(after["started_at"]) >= parse_time(before["finished_at"])
+    daemon.stop()
+
+
+# ---------------------------------------------------------------------- off-peak, deadlines
+
+
+def test_eco_work_waits_for_off_peak_unless_its_deadline_is_near(daemon: DaemonHarness):
+    now = datetime.now().astimezone()
+    opens = (now + timedelta(hours=2)).replace(second=0, microsecond=0)
+    closes = opens + timedelta(hours=1)
+    window = f"{opens:%H:%M}-{closes:%H:%M}"  # local time; now is outside it
+    daemon.write_config(config(eco=1, off_peak=window))
+    daemon.add_workflows(batchy=["true"], report=["true"])
+    daemon.start()
+
+    deferred = daemon.submit("batchy", "--mode", "eco")
+    submitted = time.monotonic()
+    daemon.cli("schedule", "add", "report", "--every", "1s")
+    urgent = daemon.submit("batchy", "--mode", "eco", "--deadline", "30m")
+
+    assert (deferred["mode"], deferred["mode_reason"]) == ("eco", "explicit")
+    assert parse_time(deferred["not_before"]) == opens
+    assert (urgent["mode"], urgent["mode_reason"]) == ("real-time", "promoted")
+    assert urgent["not_before"] is None
+    done = daemon.wait_for_state(urgent["id"], "succeeded")
+    assert done["pool"] == "real-time"
+
+    scheduled = daemon.wait_for_runs(lambda rs: len(rs) >= 1, workflow="report",
+                                     message="the schedule to fire")
+    # Give the daemon time it would have used to start them (the window is hours away).
+    wait_for(lambda: time.monotonic() - submitted > 3.0, timeout=10, message="3 s to pass")
+    held = daemon.run(deferred["id"])
+    assert (held["state"], held["started_at"], held["claimed_at"]) == ("queued", None, None)
+    scheduled = daemon.runs("report")
+    # One queued scheduled run (later fires coalesced into it), also waiting for the window.
+    assert [(r["trigger"], r["mode"], r["mode_reason"], r["state"]) for r in scheduled] == [
+        ("schedule", "eco", "schedule", "queued")]
+    assert parse_time(scheduled[0]["not_before"]) == opens
+    assert daemon.status()["queue"]["eco"] == 2
+    daemon.stop()
+    assert daemon.run(deferred["id"])["state"] == "queued"
+
+
+# ---------------------------------------------------------------------- signals
+
+
+def test_sighup_reloads_config_and_keeps_work(daemon: DaemonHarness):
+    daemon.write_config(config(eco=2))
+    daemon.add_workflow("work", ["sleep", "1.5"], execution_mode="eco")
+    daemon.start()
+    assert daemon.status()["pools"]["eco"]["size"] == 2
+
+    before = daemon.submit_many("work", 3)  # two run, one waits
+    wait_for(lambda: daemon.status()["pools"]["eco"]["busy"] == 2, timeout=10,
+             message="both eco workers to be busy")
+    # A new workflow file with its own schedule: `workflow add` tells the daemon to reload.
+    daemon.add_workflow("fresh", ["true"], schedules=[{"every": "1s"}])
+    daemon.write_config(config(eco=1))
+    daemon.send(signal.SIGHUP)
+
+    status = wait_for(lambda: (lambda s: s if s["pools"]["eco"]["size"] == 1 else None)(
+        daemon.status()), timeout=10, message="the eco pool to be resized to 1")
+    assert status["pid"] == daemon.pid
+    runs = daemon.wait_for_runs(
+        lambda rs: all(r["state"] == "succeeded" for r in rs if r["workflow"] == "work")
+        and any(r["workflow"] == "fresh" and r["state"] == "succeeded" for r in rs),
+        timeout=20, message="the earlier runs and a run of the new schedule to succeed")
+    work = [r for r in runs if r["workflow"] == "work"]
+    assert [r["id"] for r in work] == [r["id"] for r in before]
+    fresh = [r for r in runs if r["workflow"] == "fresh"]
+    assert fresh[0]["trigger"] == "schedule"
+    # The retired worker has gone: one eco worker left.
+    wait_for(lambda: len(daemon.status()["pools"]["eco"]["workers"]) == 1, timeout=10,
+             message="the retired eco worker to exit")
+    daemon.stop()
+
+
+def test_sigterm_drains_running_runs_and_keeps_the_queue(daemon: DaemonHarness):
+    daemon.write_config(config(realtime=1, eco=1, batch_size=3, drain_grace="30s"))
+    daemon.add_workflows(long=["sleep", "2"], opener=["sleep", "1.5"], batched=["sleep", "3"])
+    daemon.start()
+
+    # Eco: three runs queued behind the opener are claimed as one batch; the first starts.
+    opener = daemon.submit("opener", "--mode", "eco")
+    daemon.wait_until_started(opener["id"])
+    batch = daemon.submit_many("batched", 3, "--mode", "eco")
+    first = daemon.wait_until_started(batch[0]["id"])
+    # Real-time: one running, two waiting behind it (the pool has one worker).
+    running = daemon.submit("long")
+    daemon.wait_until_started(running["id"])
+    waiting = daemon.submit_many("long", 2)
+    runs = {r["id"]: r for r in daemon.runs()}
+    assert runs[first["id"]]["state"] == runs[running["id"]]["state"] == "running", runs
+    assert first["batch_id"] and {runs[r["id"]]["batch_id"] for r in batch} == {
+        first["batch_id"]}
+
+    took = daemon.stop(timeout=20)
+    assert took < 10, f"took {took:.1f}s: should exit well inside drain_grace (30s)"
+    runs = {r["id"]: r for r in daemon.runs()}
+    for record in (opener, first, running):
+        assert runs[record["id"]]["state"] == "succeeded", runs[record["id"]]
+    for record in waiting:
+        left = runs[record["id"]]
+        assert (left["state"], left["claimed_at"], left["started_at"]) == ("queued", None, None)
+    for record in batch[1:]:  # claimed in the batch but never started: back in the queue
+        left = runs[record["id"]]
+        assert (left["state"], left["started_at"], left["batch_id"]) == ("queued", None, None)
+        assert "shutdown" in left["error"], left
+    assert "Traceback" not in daemon.log_text()
+
+
+def test_sigterm_stops_runs_that_outlast_drain_grace(daemon: DaemonHarness):
+    daemon.write_config(config(realtime=2, drain_grace="1s", kill_grace="2s"))
+    daemon.cli("workflow", "add", str(daemon.workflow_file("forever", ["sleep", "30"])),
+               str(daemon.workflow_file("forever-retried", ["sleep", "30"], retries=1)))
+    daemon.start()
+    plain = daemon.submit("forever")
+    retried = daemon.submit("forever-retried")
+    daemon.wait_until_started(plain["id"])
+    daemon.wait_until_started(retried["id"])
+
+    daemon.send(signal.SIGTERM)
+    code = daemon.wait_exit(10)
+    assert code == 0, daemon.log_tail()
+    # daemon.py `_settle_interrupted`: a started run is failed, unless its workflow may retry
+    # it, then it goes back to the queue; either way the error says why.
+    stopped = daemon.run(plain["id"])
+    assert stopped["state"] == "failed" and "shutdown" in stopped["error"], stopped
+    requeued = daemon.run(retried["id"])
+    assert requeued["state"] == "queued" and "shutdown" in requeued["error"], requeued
+    assert "Traceback" not in daemon.log_text()
+
+
+class NotifyListener:
+    """The service manager's end of NOTIFY_SOCKET: datagrams read in order, each looked at once."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.messages: list[str] = []
+
+    def expect(self, wanted) -> str:
+        """The next datagram with a line equal to `wanted` (or for which `wanted(line)` holds)."""
+        match = wanted if callable(wanted) else (lambda line: line == wanted)
+
+        def next_match():
+            try:
+                message = self.sock.recv(65536).decode()
+            except TimeoutError:
+                return None
+            self.messages.append(message)
+            return message if any(match(line) for line in message.splitlines()) else None
+
+        return wait_for(next_match, timeout=20, interval=0,
+                        message=f"{wanted!r} on NOTIFY_SOCKET (got {self.messages})")
+
+
+def test_sd_notify_lifecycle(daemon: DaemonHarness, tmp_path):
+    daemon.write_config(config())
+    daemon.add_workflow("ping", ["sleep", "0.5"])
+    path = tmp_path / "notify.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(str(path))
+        sock.settimeout(0.2)
+        manager = NotifyListener(sock)
+        daemon.start(NOTIFY_SOCKET=str(path))
+
+        ready = manager.expect("READY=1").splitlines()
+        assert "STATUS=busy: real-time 0/2, balanced 0/1, eco 0/2; queued: real-time 0, " \
+               "balanced 0, eco 0" in ready, ready
+
+        daemon.submit("ping")
+        manager.expect(lambda line: line.startswith("STATUS=busy: real-time 1/2"))
+        manager.expect(lambda line: line.startswith("STATUS=busy: real-time 0/2"))
+
+        daemon.send(signal.SIGHUP)
+        reloading = manager.expect("RELOADING=1").splitlines()
+        assert any(line.startswith("MONOTONIC_USEC=") for line in reloading), reloading
+        manager.expect("READY=1")  # the reload finished
+
+        daemon.stop()
+        manager.expect("STOPPING=1")
