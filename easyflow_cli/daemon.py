@@ -226,6 +226,7 @@ class Daemon:
             "state": "draining" if self.draining_until is not None else "running",
             "home": str(self.home), "config": self.config.source,
             "pools": {mode.value: {"busy": pool.busy, "size": pool.config.workers,
+                                   "ready": pool.ready,
                                    "workers": [w.pid for w in pool.workers]}
                       for mode, pool in self.pools.items()},
             "queue": queue_depths(self.store),
@@ -312,6 +313,7 @@ class Daemon:
     def _on_worker_event(self, worker: WorkerProcess, event: dict[str, Any]) -> None:
         kind = event["ev"]
         if kind == "ready":
+            worker.ready = True
             return
         assignment = worker.assignments.get(event["id"])
         if assignment is None:

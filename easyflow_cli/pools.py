@@ -44,6 +44,7 @@ class WorkerProcess:
         self.buffer = b""
         self.assignments: dict[int, Assignment] = {}
         self.retiring = False
+        self.ready = False  # it has booted and said so: a run handed to it starts at once
 
     @property
     def pid(self) -> int:
@@ -125,6 +126,10 @@ class Pool:
 
     def idle_workers(self) -> list[WorkerProcess]:
         return [w for w in self.workers if w.idle]
+
+    @property
+    def ready(self) -> int:
+        return sum(1 for w in self.workers if w.ready)
 
     @property
     def busy(self) -> int:

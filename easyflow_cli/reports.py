@@ -19,6 +19,13 @@ def _round(value: float, places: int = 6) -> float:
     return round(value, places)
 
 
+def _slice(seconds: float) -> str:
+    """A slice width for a title: whole units when long, tenths when short."""
+    from easyflow_cli.durations import format_duration
+
+    return format_duration(round(seconds)) if seconds >= 10 else f"{seconds:.1f}s"
+
+
 # --------------------------------------------------------------------------- costs
 
 
@@ -277,7 +284,8 @@ def render_pools(report: dict[str, Any]):
     from rich.table import Table
 
     table = Table(title=f"Pool utilization ({report['buckets']} slices of "
-                        f"{report['bucket_s']:.0f}s)", header_style="bold", title_justify="left")
+                        f"{_slice(report['bucket_s'])})", header_style="bold",
+                  title_justify="left")
     for column in ("pool", "workers", "runs", "busy h", "utilization", "over time"):
         table.add_column(column, justify="left" if column in ("pool", "over time") else "right")
     for mode, row in report["pools"].items():
