@@ -40,8 +40,9 @@ def notify_reload(home: Path | None = None) -> bool:
     return daemon_request({"op": "reload"}, home) is not None
 
 
-def wake(home: Path | None = None) -> bool:
-    return daemon_request({"op": "wake"}, home) is not None
+def wake(home: Path | None = None, run_ids: list[int] | None = None) -> bool:
+    """Tell the daemon new runs are queued (it re-plans their off-peak wait by its config)."""
+    return daemon_request({"op": "wake", "runs": run_ids or []}, home) is not None
 
 
 def daemon_status(home: Path | None = None) -> dict[str, Any] | None:

@@ -210,6 +210,10 @@ class Daemon:
     def handle_request(self, request: dict[str, Any]) -> dict[str, Any]:
         op = request.get("op")
         if op == "wake":
+            # The CLI planned these runs' off-peak wait with the config it found; ours rules.
+            submitted = [int(i) for i in request.get("runs", [])]
+            if submitted:
+                replan_off_peak(self.store, self._policy(), utcnow(), submitted)
             return {"ok": True}
         if op == "reload":
             self.reload_requested = True

@@ -103,11 +103,19 @@ def _off_peak_start(window, now, deadline, typical, not_before):
     return start
 
 
-def replan_off_peak(store: Store, policy: QueuePolicy, now: datetime) -> int:
-    """After the off-peak window changed: re-decide when each waiting eco run may start."""
-    rows = store.conn.execute(
-        "SELECT id, deadline FROM runs WHERE state = 'queued' AND mode = 'eco'"
-        " AND trigger != 'retry'").fetchall()
+def replan_off_peak(store: Store, policy: QueuePolicy, now: datetime,
+                    run_ids: list[int] | None = None) -> int:
+    """Re-decide when waiting eco runs may start: all of them after the off-peak window
+    changed, or just `run_ids` (runs a CLI planned with a config the daemon may not share)."""
+    sql = ("SELECT id, deadline FROM runs WHERE state = 'queued' AND mode = 'eco'"
+           " AND trigger != 'retry'")
+    args: list[int] = []
+    if run_ids is not None:
+        sql += f" AND id IN ({', '.join('?' * len(run_ids))})"
+        args = list(run_ids)
+    rows = store.conn.execute(sql, args).fetchall()
+    if not rows:
+        return 0
     changes = []
     for row in rows:
         start = None

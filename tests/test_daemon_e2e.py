@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import signal
 import socket
+import textwrap
 import time
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
@@ -242,6 +243,24 @@ def test_eco_work_waits_for_off_peak_unless_its_deadline_is_near(daemon: DaemonH
     assert daemon.status()["queue"]["eco"] == 2
     daemon.stop()
     assert daemon.run(deferred["id"])["state"] == "queued"
+
+
+def test_the_daemons_own_config_decides_when_submitted_eco_work_waits(daemon: DaemonHarness,
+                                                                       tmp_path):
+    # The daemon runs with a config of its own (systemd's `daemon --config` or
+    # $EASYFLOW_CONFIG) that the CLI in a user's shell does not see: the CLI plans eco runs
+    # with the window it finds (hours away), the daemon's "" (no window) must win.
+    opens = datetime.now().astimezone() + timedelta(hours=2)
+    daemon.write_config(config(eco=1, off_peak=f"{opens:%H:%M}-{opens + timedelta(hours=1):%H:%M}"))
+    own = tmp_path / "daemon-only.toml"
+    own.write_text(textwrap.dedent(config(eco=1, off_peak="")))
+    daemon.add_workflows(batchy=["true"])
+    daemon.start(EASYFLOW_CONFIG=str(own))
+
+    queued = daemon.submit("batchy", "--mode", "eco")
+    assert queued["not_before"] is None  # the record printed is the daemon's plan
+    done = daemon.wait_for_state(queued["id"], "succeeded", timeout=20)
+    assert done["pool"] == "eco"
 
 
 # ---------------------------------------------------------------------- signals

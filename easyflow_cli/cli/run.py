@@ -14,7 +14,7 @@ from easyflow_cli.config import load_config
 from easyflow_cli.errors import BadInput
 from easyflow_cli.model import Mode, RunState, Trigger
 from easyflow_cli.paths import state_dir
-from easyflow_cli.queue import QueuePolicy, enqueue_run, plan_run, typical_duration
+from easyflow_cli.queue import QueuePolicy, enqueue_run, get_run, plan_run, typical_duration
 from easyflow_cli.timeutil import utcnow
 
 
@@ -56,9 +56,9 @@ def run(
         err_console.print(f"run {record['id']}: {name} in {record['mode']} mode "
                           f"({record['mode_reason']})", highlight=False)
         echo = sys.stderr.buffer if as_json else sys.stdout.buffer
-        if wake(home):
+        if wake(home, [record["id"]]):
             if no_wait:
-                _print_queued(record, as_json)
+                _print_queued(get_run(store, record["id"]), as_json)
                 return
             record = follow_run(store, record["id"], echo)
         else:
