@@ -10,7 +10,6 @@ then by cost priority (high, normal, low), then first in.
 
 from __future__ import annotations
 
-import statistics
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -128,6 +127,8 @@ def typical_duration(store: Store, workflow: str, sample: int = 20) -> timedelta
     ).fetchall()
     if not rows:
         return None
+    import statistics  # here: only runs with a history need it, and it is slow to import
+
     return timedelta(seconds=statistics.median(r[0] for r in rows))
 
 

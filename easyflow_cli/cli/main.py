@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import sqlite3
+import sys
 
 import typer
 from typer.core import TyperGroup
@@ -28,13 +28,23 @@ class EasyflowGroup(TyperGroup):
             for line in str(exc).splitlines():
                 err_console.print(f"error: {line}", markup=False, highlight=False)
             raise typer.Exit(exc.exit_code) from None
-        except sqlite3.Error as exc:
+        except Exception as exc:
+            if not _is_database_error(exc):
+                raise
             err_console.print(f"error: database: {exc}", markup=False, highlight=False)
             raise typer.Exit(1) from None
 
 
+def _is_database_error(exc: Exception) -> bool:
+    # sqlite3 is not imported for `--help`; if it was never loaded, this is no database error.
+    sqlite3 = sys.modules.get("sqlite3")
+    return sqlite3 is not None and isinstance(exc, sqlite3.Error)
+
+
+# Plain (click) help in every group: Typer's Rich help imports rich.markdown and markdown-it,
+# ~50 ms, half of what `easyflow --help` may take in all.
 app = typer.Typer(
-    cls=EasyflowGroup, no_args_is_help=True, add_completion=False,
+    cls=EasyflowGroup, no_args_is_help=True, add_completion=False, rich_markup_mode=None,
     help="easyflow: a cost-aware workflow scheduler. Register workflows from TOML, run them "
          "now or on a schedule, in real-time, balanced or eco mode.",
     context_settings={"help_option_names": ["-h", "--help"]},
