@@ -47,6 +47,12 @@ JSON_OPTION = typer.Option(False, "--json", help="Print one JSON document and no
 CSV_OPTION = typer.Option(False, "--csv", help="Print CSV with a header row.")
 
 
+def say(text: str) -> None:
+    """A plain line of talk on stderr, without loading Rich (for the CLI's fastest paths)."""
+    sys.stderr.write(text + "\n")
+    sys.stderr.flush()
+
+
 def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 

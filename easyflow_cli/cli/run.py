@@ -7,7 +7,7 @@ import sys
 import typer
 
 from easyflow_cli.cli.common import open_store, parse_deadline
-from easyflow_cli.cli.output import err_console, print_json
+from easyflow_cli.cli.output import err_console, print_json, say
 from easyflow_cli.errors import BadInput
 from easyflow_cli.model import Mode, RunState, Trigger
 from easyflow_cli.paths import state_dir
@@ -54,8 +54,7 @@ def run(
             typical_duration=typical_duration(store, name),
         )
         record = enqueue_run(store, row)
-        err_console.print(f"run {record['id']}: {name} in {record['mode']} mode "
-                          f"({record['mode_reason']})", highlight=False)
+        say(f"run {record['id']}: {name} in {record['mode']} mode ({record['mode_reason']})")
         echo = sys.stderr.buffer if as_json else sys.stdout.buffer
         if wake(home):
             if no_wait:
