@@ -135,8 +135,9 @@ def load_average() -> list[float]:
 class BenchDaemon:
     """A private state directory with the bench workflows, and a daemon serving it."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, realtime_workers: int | None = None) -> None:
         self.root = root
+        self.realtime_workers = realtime_workers
         self.home = root / "home"
         self.config_path = root / "easyflow.toml"
         self.proc: subprocess.Popen | None = None
@@ -144,7 +145,10 @@ class BenchDaemon:
         self.specs: dict[str, Any] = {}
 
     def start(self, timeout: float = 30.0) -> None:
-        self.config_path.write_text(BENCH_CONFIG)
+        self.root.mkdir(parents=True, exist_ok=True)
+        pools = (f"[pools.real-time]\nworkers = {self.realtime_workers}\n"
+                 if self.realtime_workers else "")
+        self.config_path.write_text(BENCH_CONFIG + pools)
         self.store = Store.open(self.home)
         specs = [parse_workflow_text(f'name = "{name}"\n{body}', str(self.root / f"{name}.toml"))
                  for name, body in WORKFLOWS.items()]
@@ -222,8 +226,8 @@ def bench_environment(home: Path) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def running_daemon(root: Path) -> Iterator[BenchDaemon]:
-    daemon = BenchDaemon(root)
+def running_daemon(root: Path, realtime_workers: int | None = None) -> Iterator[BenchDaemon]:
+    daemon = BenchDaemon(root, realtime_workers)
     try:
         daemon.start()
         yield daemon
