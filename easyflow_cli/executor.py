@@ -341,6 +341,8 @@ def _step_state(result: StepResult, cancelled: bool) -> RunState:
 
 def _execute_step(step, spec, limits, log, deadline, on_step_start, cancelled, environ):
     log.note(f"step {step.name!r}: {' '.join(step.argv())}")
+    if step.call:
+        return _execute_call(step, spec, log, deadline, cancelled)
     try:
         proc = _spawn(step, spec.source_dir, step_environment(step, environ))
     except OSError as exc:
@@ -359,5 +361,33 @@ def _execute_step(step, spec, limits, log, deadline, on_step_start, cancelled, e
         result.error = f"step {step.name!r} stopped: run cancelled"
     elif result.exit_code != 0:
         result.error = f"step {step.name!r} exited with code {result.exit_code}"
+        log.note(result.error)
+    return result
+
+
+def _execute_call(step, spec, log, deadline, cancelled) -> StepResult:
+    """A `call` step, in this process: no fork, no exec (see calls.py for how limits hold)."""
+    from easyflow_cli import calls
+
+    before = calls.cpu_seconds()
+    try:
+        function = calls.resolve(step.call, step.cwd or spec.source_dir)
+        code = calls.call_step(function, step.args, deadline=deadline, cancelled=cancelled,
+                               output=log.write, cwd=step.cwd or spec.source_dir, env=step.env)
+        result = StepResult(exit_code=code)
+    except calls.StepInterrupted as exc:
+        result = StepResult(exit_code=None, timed_out=exc.reason == "timeout")
+    except calls.CallFailed as exc:
+        result = StepResult(exit_code=exc.exit_code, error=f"step {step.name!r}: {exc}")
+    after = calls.cpu_seconds()
+    result.usage = Usage(after[0] - before[0], after[1] - before[1], after[2])
+    log.close_step()
+    if result.timed_out:
+        result.error = f"step {step.name!r} timed out; its call was interrupted"
+    elif result.exit_code is None:
+        result.error = f"step {step.name!r} stopped: run cancelled"
+    elif result.exit_code != 0 and result.error is None:
+        result.error = f"step {step.name!r} exited with code {result.exit_code}"
+    if result.error:
         log.note(result.error)
     return result

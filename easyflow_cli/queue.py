@@ -10,7 +10,7 @@ then by cost priority (high, normal, low), then first in.
 
 from __future__ import annotations
 
-import statistics
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -136,6 +136,8 @@ def typical_duration(store: Store, workflow: str, sample: int = 20) -> timedelta
     ).fetchall()
     if not rows:
         return None
+    import statistics  # here: only runs with a history need it, and it is slow to import
+
     return timedelta(seconds=statistics.median(r[0] for r in rows))
 
 
@@ -149,6 +151,42 @@ def enqueue_run(store: Store, row: dict[str, Any], **extra: Any) -> dict[str, An
             f"INSERT INTO runs ({columns}) VALUES ({marks})", tuple(values.values())
         ).lastrowid
     return get_run(store, run_id)
+
+
+def enqueue_runs(store: Store, rows: Sequence[dict[str, Any]]) -> range:
+    """Insert many planned runs (all with the same keys) in one transaction; returns their ids."""
+    if not rows:
+        return range(0)
+    columns = list(rows[0])
+    return insert_runs(store, columns, (tuple(row[c] for c in columns) for row in rows))
+
+
+def insert_runs(store: Store, columns: Sequence[str], values: Iterable[tuple]) -> range:
+    """Bulk insert of run rows given as tuples in `columns` order, in one transaction.
+
+    Ids are consecutive: AUTOINCREMENT hands out max+1 and the transaction holds the write lock.
+    """
+    sql = (f"INSERT INTO runs ({', '.join(columns)}) "
+           f"VALUES ({', '.join('?' for _ in columns)})")
+    with store.write() as conn:
+        before = conn.total_changes
+        conn.executemany(sql, values)
+        count = conn.total_changes - before
+        last = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
+    return range(last - count + 1, last + 1)
+
+
+def unfinished_count(store: Store, ids: range) -> int:
+    """How many of these runs are still queued or running."""
+    return store.conn.execute(
+        "SELECT count(*) FROM runs WHERE id BETWEEN ? AND ? AND state IN ('queued', 'running')",
+        (ids.start, ids.stop - 1)).fetchone()[0]
+
+
+def last_finished_at(store: Store, ids: range) -> datetime | None:
+    return from_iso(store.conn.execute(
+        "SELECT max(finished_at) FROM runs WHERE id BETWEEN ? AND ?",
+        (ids.start, ids.stop - 1)).fetchone()[0])
 
 
 def get_run(store: Store, run_id: int) -> dict[str, Any]:

@@ -7,7 +7,6 @@ the canonical form back, so `export` → `add` round-trips exactly.
 from __future__ import annotations
 
 import difflib
-import hashlib
 import re
 import shlex
 import tomllib
@@ -22,12 +21,14 @@ from easyflow_cli.model import CostPriority, Mode
 from easyflow_cli.timeutil import to_iso
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_-]+$")
+CALL_PATTERN = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 
 WORKFLOW_KEYS = (
     "name", "description", "execution_mode", "deadline", "deadline_after", "cost_priority",
     "timeout", "retries", "retry_backoff", "allow_overlap", "steps", "schedules",
 )
-STEP_KEYS = ("name", "run", "shell", "env", "cwd", "timeout", "continue_on_error")
+STEP_KEYS = ("name", "run", "call", "args", "shell", "env", "cwd", "timeout",
+             "continue_on_error")
 SCHEDULE_KEYS = ("cron", "every", "at", "timezone", "mode", "deadline_after")
 SCHEDULE_KINDS = ("cron", "every", "at")
 
@@ -41,9 +42,13 @@ class StepSpec:
     cwd: str | None = None
     timeout: float | None = None
     continue_on_error: bool = False
+    call: str | None = None  # "package.module:function", run inside the executing process
+    args: tuple[str, ...] = ()  # the callable's positional arguments
 
     def argv(self) -> list[str]:
         """What to execute: the argv itself, or `/bin/sh -c` only when `shell = true`."""
+        if self.call:
+            return [self.call, *self.args]
         if self.shell:
             return ["/bin/sh", "-c", self.run[0]]
         return list(self.run)
@@ -235,7 +240,8 @@ def _check_deadline(check: Checker, table: dict) -> datetime | None:
 
 def _check_run(check: Checker, step: dict, path: tuple, shell: bool) -> tuple[str, ...]:
     if "run" not in step:
-        check.fail(path + ("run",), "is required (an argv list like [\"echo\", \"hi\"])")
+        check.fail(path + ("run",), "is required (an argv list like [\"echo\", \"hi\"]), "
+                   "or give call = \"package.module:function\"")
         return ()
     value = step["run"]
     if shell:
@@ -264,6 +270,23 @@ def _check_run(check: Checker, step: dict, path: tuple, shell: bool) -> tuple[st
         check.fail(path + ("run",), "must name a program to run")
         return ()
     return tuple(argv)
+
+
+def _check_call(check: Checker, step: dict, path: tuple) -> tuple[str | None, tuple[str, ...]]:
+    """`call = "package.module:function"` with optional `args`, instead of `run`."""
+    if "run" in step:
+        check.fail(path + ("call",), "give either run or call, not both")
+    if step.get("shell"):
+        check.fail(path + ("shell",), "only applies to run, not to call")
+    target = check.string(step, "call", path)
+    if target is not None and not CALL_PATTERN.match(target):
+        check.fail(path + ("call",), f"must look like 'package.module:function', got {target!r}")
+        target = None
+    args = step.get("args", [])
+    if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
+        check.fail(path + ("args",), "must be a list of strings")
+        args = []
+    return target, tuple(args)
 
 
 def _check_env(check: Checker, step: dict, path: tuple) -> dict[str, str]:
@@ -302,7 +325,14 @@ def _check_steps(check: Checker, table: dict, base_dir: Path | None) -> tuple[St
             check.fail(path + ("name",), f"duplicate step name {name!r}")
         seen.add(name)
         shell = check.boolean(step, "shell", path)
-        run = _check_run(check, step, path, shell)
+        call, args = None, ()
+        if "call" in step:
+            call, args = _check_call(check, step, path)
+            run = ()
+        else:
+            if "args" in step:
+                check.fail(path + ("args",), "only applies to call; put arguments in run")
+            run = _check_run(check, step, path, shell)
         cwd = check.string(step, "cwd", path)
         if cwd is not None and base_dir is not None and not Path(cwd).is_absolute():
             cwd = str((base_dir / cwd).resolve())
@@ -310,6 +340,7 @@ def _check_steps(check: Checker, table: dict, base_dir: Path | None) -> tuple[St
         steps.append(StepSpec(
             name=name, run=run, shell=shell, env=_check_env(check, step, path), cwd=cwd,
             timeout=timeout, continue_on_error=check.boolean(step, "continue_on_error", path),
+            call=call, args=args,
         ))
     return tuple(steps)
 
@@ -397,6 +428,8 @@ def parse_workflow_text(text: str, file: str | None = None, *, verify: bool = Tr
     if check.errors:
         raise SpecErrors(check.errors)
     source = str(Path(file).resolve()) if file else None
+    import hashlib  # here: loading OpenSSL costs the CLI's hot path ~5 ms
+
     digest = hashlib.sha256(text.encode()).hexdigest()
     return WorkflowSpec(**fields, source_file=source, content_hash=digest)
 
@@ -493,7 +526,12 @@ def _put_duration(out: dict, key: str, seconds: float | None) -> None:
 
 def _step_to_dict(step: StepSpec) -> dict[str, Any]:
     out: dict[str, Any] = {"name": step.name}
-    out["run"] = step.run[0] if step.shell else list(step.run)
+    if step.call:
+        out["call"] = step.call
+        if step.args:
+            out["args"] = list(step.args)
+    else:
+        out["run"] = step.run[0] if step.shell else list(step.run)
     if step.shell:
         out["shell"] = True
     if step.env:

@@ -121,7 +121,17 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(0)
     become_subreaper()
     lower_priority(args.nice)
-    Worker(sys.stdin.fileno(), sys.stdout).serve()
+    Worker(sys.stdin.fileno(), _protocol_stream()).serve()
+
+
+def _protocol_stream():
+    """The pipe to the daemon, moved off fd 1: a callable step runs in this process, and what
+    it (or a program it starts) writes to fd 1 must not land in the protocol."""
+    stream = os.fdopen(os.dup(sys.stdout.fileno()), "w")
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return stream
 
 
 if __name__ == "__main__":

@@ -92,3 +92,13 @@ def test_quote_uses_history(home, write):
     assert text.startswith("Run now: $")
     assert "Run overnight: $" in text or "Run in eco mode: $" in text
     assert invoke("run", "nope", "--quote").exit_code == 2
+
+
+def test_callable_step_runs_in_the_foreground(home, write, tmp_path):
+    (tmp_path / "wf" / "ef_cli_calls.py").parent.mkdir(parents=True, exist_ok=True)
+    (tmp_path / "wf" / "ef_cli_calls.py").write_text("def main(who):\n    print('hi', who)\n")
+    add(write, "pycall", '[[steps]]\ncall = "ef_cli_calls:main"\nargs = ["there"]\n')
+    result = invoke("run", "pycall", "--now", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["state"] == "succeeded"
+    assert "hi there" in result.stderr

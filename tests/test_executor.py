@@ -134,3 +134,65 @@ def _alive(pid):
         return False
     with open(f"/proc/{pid}/stat") as stat:
         return stat.read().split(") ")[1][0] != "Z"
+
+
+CALLABLES = '''
+import os, sys, time
+def hello(*args):
+    print("hello", *args, os.environ.get("GREETING"), os.getcwd())
+def boom():
+    raise ValueError("bad thing\\nsecond line")
+def exit3():
+    sys.exit(3)
+def slow():
+    time.sleep(30)
+def spin():
+    while True:
+        pass
+'''
+
+
+def call_step(target, **fields):
+    lines = ["[[steps]]", f"call = {json.dumps(target)}"]
+    lines += [f"{k} = {v}" for k, v in fields.items()]
+    return "\n".join(lines) + "\n"
+
+
+def callables(tmp_path):
+    (tmp_path / "ef_callables.py").write_text(CALLABLES)
+    return json.dumps(str(tmp_path))
+
+
+def test_call_step_runs_in_process_with_args_env_cwd(tmp_path):
+    cwd = callables(tmp_path)
+    outcome, log = run(wf(call_step("ef_callables:hello", args='["a", "b"]', cwd=cwd,
+                                    env='{ GREETING = "hi" }')))
+    assert outcome.state is RunState.SUCCEEDED and outcome.exit_code == 0
+    assert f"hello a b hi {tmp_path}\n" in log
+    assert os.getcwd() != str(tmp_path) and "GREETING" not in os.environ
+
+
+def test_call_step_exception_is_a_one_line_failure(tmp_path):
+    cwd = callables(tmp_path)
+    outcome, log = run(wf(call_step("ef_callables:boom", cwd=cwd) + step(["echo", "never"])))
+    assert (outcome.state, outcome.exit_code) == (RunState.FAILED, 1)
+    assert outcome.error == "step 'step-1': ValueError: bad thing"
+    assert "never" not in log
+
+
+def test_call_step_exit_code_and_import_error(tmp_path):
+    cwd = callables(tmp_path)
+    outcome, _ = run(wf(call_step("ef_callables:exit3", cwd=cwd)))
+    assert (outcome.state, outcome.exit_code) == (RunState.FAILED, 3)
+    outcome, _ = run(wf(call_step("ef_no_such_module:main", cwd=cwd)))
+    assert outcome.state is RunState.FAILED
+    assert "cannot import 'ef_no_such_module:main': ModuleNotFoundError" in outcome.error
+
+
+def test_call_step_timeout_interrupts_sleep_and_busy_loop(tmp_path):
+    cwd = callables(tmp_path)
+    for target in ("ef_callables:slow", "ef_callables:spin"):
+        start = time.monotonic()
+        outcome, _ = run(wf(call_step(target, cwd=cwd, timeout='"1s"')))
+        assert outcome.state is RunState.TIMED_OUT, target
+        assert time.monotonic() - start < 10

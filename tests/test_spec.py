@@ -215,3 +215,30 @@ def test_examples_all_parse(examples):
     specs = load_workflow_files([examples])
     assert {s.name for s in specs} == {
         "invoice-download", "dashboard-refresh", "weekly-analytics", "data-sync"}
+
+
+def test_call_step_parses_and_round_trips():
+    spec = parse_workflow_text('name = "x"\n[[steps]]\ncall = "pkg.mod:main"\nargs = ["a", "b"]\n'
+                               'timeout = "5s"\n')
+    step = spec.steps[0]
+    assert (step.call, step.args, step.run, step.timeout) == ("pkg.mod:main", ("a", "b"), (), 5)
+    assert spec_to_dict(spec)["steps"][0] == {"name": "step-1", "call": "pkg.mod:main",
+                                              "args": ["a", "b"], "timeout": "5s"}
+    assert spec_to_dict(spec_from_dict(spec_to_dict(spec))) == spec_to_dict(spec)
+    assert to_toml(parse_workflow_text(to_toml(spec))) == to_toml(spec)
+
+
+@pytest.mark.parametrize("body, expected", [
+    ('call = "pkg.mod"', "wf.toml:3: steps[0].call: must look like 'package.module:function', "
+                         "got 'pkg.mod'"),
+    ('call = 3', "wf.toml:3: steps[0].call: must be a string, got an integer"),
+    ('call = "m:f"\nrun = ["true"]', "wf.toml:3: steps[0].call: give either run or call, not both"),
+    ('call = "m:f"\nshell = true', "wf.toml:4: steps[0].shell: only applies to run, not to call"),
+    ('call = "m:f"\nargs = "a b"', "wf.toml:4: steps[0].args: must be a list of strings"),
+    ('call = "m:f"\nargs = [1]', "wf.toml:4: steps[0].args: must be a list of strings"),
+    ('run = ["echo"]\nargs = ["a"]', "wf.toml:4: steps[0].args: only applies to call; put "
+                                     "arguments in run"),
+    ('cal = "m:f"\nrun = ["true"]', "wf.toml:3: steps[0].cal: unknown key (did you mean 'call'?)"),
+])
+def test_call_step_problems(body, expected):
+    assert errors_of(f'name = "x"\n[[steps]]\n{body}\n') == [expected]

@@ -78,3 +78,36 @@ def test_worker_exits_at_end_of_input(worker):
     json.loads(worker.stdout.readline())
     worker.stdin.close()
     assert worker.wait(timeout=10) == 0
+
+
+def test_callable_steps_run_inside_the_worker(worker, tmp_path):
+    (tmp_path / "ef_worker_calls.py").write_text(
+        "import os, subprocess\n"
+        "def pid(*args):\n    print('pid', os.getpid(), *args)\n"
+        "    subprocess.run(['echo', 'from a child'])\n"
+        "def boom():\n    raise RuntimeError('nope')\n")
+    assert json.loads(worker.stdout.readline())["ev"] == "ready"
+    cwd = json.dumps(str(tmp_path))
+    ok = order(1, tmp_path, f'[[steps]]\ncall = "ef_worker_calls:pid"\nargs = ["x"]\ncwd = {cwd}\n')
+    bad = order(2, tmp_path, f'[[steps]]\ncall = "ef_worker_calls:boom"\ncwd = {cwd}\n')
+    send(worker, {"op": "run", "runs": [ok, bad]})
+    seen = events_until(worker, lambda e: e["ev"] == "finished" and e["id"] == 2)
+    finished = {e["id"]: e["outcome"] for e in seen if e["ev"] == "finished"}
+    assert finished[1]["state"] == "succeeded"
+    assert (finished[2]["state"], finished[2]["error"]) == (
+        "failed", "step 'step-1': RuntimeError: nope")
+    assert f"pid {worker.pid} x" in (tmp_path / "1.log").read_text()
+
+
+def test_cancel_a_running_callable_step(worker, tmp_path):
+    (tmp_path / "ef_worker_slow.py").write_text("import time\ndef slow():\n    time.sleep(30)\n")
+    json.loads(worker.stdout.readline())
+    cwd = json.dumps(str(tmp_path))
+    send(worker, {"op": "run", "runs": [
+        order(1, tmp_path, f'[[steps]]\ncall = "ef_worker_slow:slow"\ncwd = {cwd}\n')]})
+    events_until(worker, lambda e: e["ev"] == "started")
+    start = time.monotonic()
+    send(worker, {"op": "cancel", "id": 1})
+    seen = events_until(worker, lambda e: e["ev"] == "finished")
+    assert seen[-1]["outcome"]["state"] == "cancelled"
+    assert time.monotonic() - start < 5

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from easyflow_cli.durations import parse_duration
 from easyflow_cli.errors import BadInput
-from easyflow_cli.store import Store
 from easyflow_cli.timeutil import parse_time
+
+if TYPE_CHECKING:
+    from easyflow_cli.store import Store
 
 
 def open_store() -> Store:
+    # Imported here, not at the top: `easyflow --help` must not pay for the store's imports.
+    from easyflow_cli.store import Store
+
     return Store.open()
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 from pathlib import Path
 
@@ -10,9 +9,7 @@ import typer
 
 from easyflow_cli.cli.common import open_store
 from easyflow_cli.cli.output import JSON_OPTION, console, print_json, short_time
-from easyflow_cli.client import daemon_status
 from easyflow_cli.paths import state_dir
-from easyflow_cli.queue import queue_depths
 
 
 def daemon(
@@ -22,6 +19,8 @@ def daemon(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug details."),
 ) -> None:
     """Run the scheduler daemon in the foreground (systemd's Type=notify service)."""
+    import logging
+
     from easyflow_cli.daemon import Daemon
     from easyflow_cli.sdnotify import JournalFormatter
 
@@ -33,6 +32,9 @@ def daemon(
 
 def status(as_json: bool = JSON_OPTION) -> None:
     """Is the daemon up? Its pools, queue depths and next schedule fires. Exit 1 if it is down."""
+    from easyflow_cli.client import daemon_status
+    from easyflow_cli.queue import queue_depths
+
     live = daemon_status()
     if live is None:
         with open_store() as store:

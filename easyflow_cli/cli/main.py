@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import sqlite3
+import sys
 
 import typer
 from typer.core import TyperGroup
 
 from easyflow_cli import __version__
+from easyflow_cli.cli import bench as bench_cli
 from easyflow_cli.cli import daemon as daemon_cli
 from easyflow_cli.cli import demo as demo_cli
 from easyflow_cli.cli import report as report_cli
@@ -18,9 +19,15 @@ from easyflow_cli.cli import workflow as workflow_cli
 from easyflow_cli.cli.output import err_console
 from easyflow_cli.errors import EasyflowError
 
+HELP_OPTION_NAMES = ["-h", "--help"]
+
 
 class EasyflowGroup(TyperGroup):
     """Turns core errors into one clear line on stderr and the documented exit code."""
+
+    def make_context(self, info_name, args, parent=None, **extra):
+        defer_typer_coercion(self)
+        return super().make_context(info_name, args, parent=parent, **extra)
 
     def invoke(self, ctx):
         try:
@@ -29,16 +36,66 @@ class EasyflowGroup(TyperGroup):
             for line in str(exc).splitlines():
                 err_console.print(f"error: {line}", markup=False, highlight=False)
             raise typer.Exit(exc.exit_code) from None
-        except sqlite3.Error as exc:
+        except Exception as exc:
+            if not _is_database_error(exc):
+                raise
             err_console.print(f"error: database: {exc}", markup=False, highlight=False)
             raise typer.Exit(1) from None
 
 
+class _DeferredCoercion:
+    """Stands in for Typer's per-parameter coercion until a value needs it.
+
+    Typer builds a pydantic TypeAdapter for every parameter it processes, even one left at
+    None, and importing pydantic costs ~100 ms: most of what `run NAME --now --no-wait` may
+    take. An option left out (None) and a plain string need nothing done; anything else goes
+    to Typer's own coercion, built on first use, so values and errors stay exactly Typer's.
+    """
+
+    def __init__(self) -> None:
+        self.typer_coercion = None
+
+    def coerce(self, value, param, ctx):
+        single = param.nargs == 1 and not param.multiple
+        descriptor = param.type_descriptor
+        if single and value is None:
+            return None
+        if (single and isinstance(value, str) and descriptor.annotation is str
+                and descriptor.parameter_info.parser is None):
+            return value
+        if self.typer_coercion is None:
+            from typer._coercion import build_runtime_param
+
+            self.typer_coercion = build_runtime_param(descriptor)
+        return self.typer_coercion.coerce(value, param=param, ctx=ctx)
+
+
+def defer_typer_coercion(command) -> None:
+    """Give each parameter of this command tree a `_DeferredCoercion` (once), the help options
+    included: a command makes (and keeps) its help option on first use, so make it here, with
+    the help option names every context of this app gets."""
+    context = command.context_class(command, help_option_names=HELP_OPTION_NAMES)
+    help_option = command.get_help_option(context)
+    for param in [*command.params, *([help_option] if help_option else [])]:
+        if hasattr(param, "type_descriptor") and getattr(param, "_runtime_param", 0) is None:
+            param._runtime_param = _DeferredCoercion()
+    for sub in getattr(command, "commands", {}).values():
+        defer_typer_coercion(sub)
+
+
+def _is_database_error(exc: Exception) -> bool:
+    # sqlite3 is not imported for `--help`; if it was never loaded, this is no database error.
+    sqlite3 = sys.modules.get("sqlite3")
+    return sqlite3 is not None and isinstance(exc, sqlite3.Error)
+
+
+# Plain (click) help in every group: Typer's Rich help imports rich.markdown and markdown-it,
+# ~50 ms, half of what `easyflow --help` may take in all.
 app = typer.Typer(
-    cls=EasyflowGroup, no_args_is_help=True, add_completion=False,
+    cls=EasyflowGroup, no_args_is_help=True, add_completion=False, rich_markup_mode=None,
     help="easyflow: a cost-aware workflow scheduler. Register workflows from TOML, run them "
          "now or on a schedule, in real-time, balanced or eco mode.",
-    context_settings={"help_option_names": ["-h", "--help"]},
+    context_settings={"help_option_names": HELP_OPTION_NAMES},
 )
 app.add_typer(workflow_cli.app, name="workflow")
 app.add_typer(runs_cli.app, name="runs")
@@ -49,6 +106,7 @@ app.command("logs")(runs_cli.logs)
 app.command("daemon")(daemon_cli.daemon)
 app.command("status")(daemon_cli.status)
 app.command("demo")(demo_cli.demo)
+app.command("bench")(bench_cli.bench)
 
 
 def _version(value: bool) -> None:

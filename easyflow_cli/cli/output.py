@@ -12,16 +12,45 @@ from collections.abc import Sequence
 from typing import Any
 
 import typer
-from rich.console import Console
 
-console = Console()
-if not console.is_terminal:
-    # Piped output is not cut to 80 columns: a table nobody can read helps no one.
-    console = Console(width=250)
-err_console = Console(stderr=True, soft_wrap=True)
+
+class LazyConsole:
+    """A Rich console made on first use: importing Rich costs more than `easyflow --help` or
+    `run --now --no-wait` may spend, and neither of them needs it."""
+
+    def __init__(self, *, stderr: bool = False) -> None:
+        self._stderr = stderr
+        self._console = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._console is None:
+            self._console = _make_console(self._stderr)
+        return getattr(self._console, name)
+
+
+def _make_console(stderr: bool):
+    from rich.console import Console
+
+    if stderr:
+        return Console(stderr=True, soft_wrap=True)
+    console = Console()
+    if not console.is_terminal:
+        # Piped output is not cut to 80 columns: a table nobody can read helps no one.
+        console = Console(width=250)
+    return console
+
+
+console = LazyConsole()
+err_console = LazyConsole(stderr=True)
 
 JSON_OPTION = typer.Option(False, "--json", help="Print one JSON document and nothing else.")
 CSV_OPTION = typer.Option(False, "--csv", help="Print CSV with a header row.")
+
+
+def say(text: str) -> None:
+    """A plain line of talk on stderr, without loading Rich (for the CLI's fastest paths)."""
+    sys.stderr.write(text + "\n")
+    sys.stderr.flush()
 
 
 def print_json(data: Any) -> None:

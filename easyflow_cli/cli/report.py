@@ -21,7 +21,8 @@ from easyflow_cli.durations import parse_duration
 from easyflow_cli.errors import BadInput
 from easyflow_cli.timeutil import parse_time, to_iso, utcnow
 
-app = typer.Typer(no_args_is_help=True, help="Reports: costs and savings, latency, pool use.")
+app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
+                  help="Reports: costs and savings, latency, pool use.")
 
 SINCE = typer.Option(None, "--since", help="A duration back from now (7d) or a date/time.")
 UNTIL = typer.Option(None, "--until", help="A duration back from now or a date/time.")

@@ -7,14 +7,10 @@ import sys
 import typer
 
 from easyflow_cli.cli.common import open_store, parse_deadline
-from easyflow_cli.cli.follow import follow_run
-from easyflow_cli.cli.output import err_console, print_json
-from easyflow_cli.client import wake
-from easyflow_cli.config import load_config
+from easyflow_cli.cli.output import err_console, print_json, say
 from easyflow_cli.errors import BadInput
 from easyflow_cli.model import Mode, RunState, Trigger
 from easyflow_cli.paths import state_dir
-from easyflow_cli.queue import QueuePolicy, enqueue_run, get_run, plan_run, typical_duration
 from easyflow_cli.timeutil import utcnow
 
 
@@ -41,6 +37,11 @@ def run(
         return
     if not now:
         raise BadInput("say --now to run the workflow now (or --quote to see what it would cost)")
+    # Imported here: `run --now --no-wait` is on the hot path and `--help` needs none of it.
+    from easyflow_cli.client import wake
+    from easyflow_cli.config import load_config
+    from easyflow_cli.queue import QueuePolicy, enqueue_run, get_run, plan_run, typical_duration
+
     config = load_config()
     home = state_dir()
     with open_store() as store:
@@ -53,13 +54,14 @@ def run(
             typical_duration=typical_duration(store, name),
         )
         record = enqueue_run(store, row)
-        err_console.print(f"run {record['id']}: {name} in {record['mode']} mode "
-                          f"({record['mode_reason']})", highlight=False)
+        say(f"run {record['id']}: {name} in {record['mode']} mode ({record['mode_reason']})")
         echo = sys.stderr.buffer if as_json else sys.stdout.buffer
         if wake(home, [record["id"]]):
             if no_wait:
                 _print_queued(get_run(store, record["id"]), as_json)
                 return
+            from easyflow_cli.cli.follow import follow_run
+
             record = follow_run(store, record["id"], echo)
         else:
             from easyflow_cli.foreground import run_in_foreground
@@ -89,6 +91,7 @@ def _report(record: dict, as_json: bool) -> None:
 def show_quote(name: str, as_json: bool) -> None:
     """The seed's "Run now: $0.10 · Run overnight: $0.04", and the table behind it."""
     from easyflow_cli.accounting import workflow_history
+    from easyflow_cli.config import load_config
     from easyflow_cli.costs import quote
     from easyflow_cli.reports import money
 

@@ -19,9 +19,9 @@ from easyflow_cli.cli.output import (
 )
 from easyflow_cli.errors import BadInput
 from easyflow_cli.model import RunState
-from easyflow_cli.queue import get_run, list_runs
 
-app = typer.Typer(no_args_is_help=True, help="List and inspect runs.")
+app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
+                  help="List and inspect runs.")
 
 LIST_COLUMNS = ["id", "workflow", "trigger", "mode", "mode_reason", "state", "enqueued_at",
                 "duration_s", "exit_code"]
@@ -38,6 +38,8 @@ def list_(
     as_csv: bool = CSV_OPTION,
 ) -> None:
     """List runs, newest first."""
+    from easyflow_cli.queue import list_runs
+
     with open_store() as store:
         rows = list_runs(store, workflow=workflow, state=state, limit=limit)
     render_rows(rows, LIST_COLUMNS, as_json=as_json, as_csv=as_csv, empty="no runs",
@@ -48,6 +50,8 @@ def list_(
 @app.command("show")
 def show(run_id: int, as_json: bool = JSON_OPTION) -> None:
     """Show everything recorded about one run."""
+    from easyflow_cli.queue import get_run
+
     with open_store() as store:
         record = get_run(store, run_id)
     if as_json:
@@ -78,7 +82,7 @@ def _cancel_without_daemon(run_id: int) -> dict:
     import os
     import signal
 
-    from easyflow_cli.queue import cancel_run
+    from easyflow_cli.queue import cancel_run, get_run
     from easyflow_cli.timeutil import utcnow
 
     with open_store() as store:
@@ -92,6 +96,8 @@ def _cancel_without_daemon(run_id: int) -> dict:
 
 def logs(run_id: int = typer.Argument(..., help="The run whose output to print.")) -> None:
     """Print the output a run's steps wrote (kept under the state directory)."""
+    from easyflow_cli.queue import get_run
+
     with open_store() as store:
         record = get_run(store, run_id)
     if not record["log_path"] or not Path(record["log_path"]).exists():

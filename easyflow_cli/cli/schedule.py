@@ -14,21 +14,12 @@ from easyflow_cli.cli.output import (
     render_rows,
     short_time,
 )
-from easyflow_cli.client import notify_reload
 from easyflow_cli.errors import BadInput
 from easyflow_cli.model import Mode
-from easyflow_cli.scheduler import (
-    add_schedule,
-    describe_delay,
-    next_fires,
-    pause_schedule,
-    resume_schedule,
-    schedule_mode,
-)
-from easyflow_cli.spec import ScheduleSpec
 from easyflow_cli.timeutil import from_iso, to_iso, utcnow
 
-app = typer.Typer(no_args_is_help=True, help="Schedule workflows: cron, every, at.")
+app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
+                  help="Schedule workflows: cron, every, at.")
 
 
 @app.command("add")
@@ -44,6 +35,8 @@ def add(
 ) -> None:
     """Add a schedule to a workflow; prints its id."""
     from easyflow_cli.durations import parse_duration
+    from easyflow_cli.scheduler import add_schedule
+    from easyflow_cli.spec import ScheduleSpec
     from easyflow_cli.triggers import check_schedule
 
     given = [(k, v) for k, v in (("cron", cron), ("every", every), ("at", at)) if v is not None]
@@ -66,10 +59,18 @@ def add(
     err_console.print(f"schedule {schedule_id}: {workflow} {kind} {expr!r}, next fire "
                       f"{short_time(row['next_fire_at'])}", highlight=False)
     typer.echo(schedule_id)
+    _notify_daemon()
+
+
+def _notify_daemon() -> None:
+    from easyflow_cli.client import notify_reload
+
     notify_reload()
 
 
 def _listing_row(row: dict, store, now) -> dict:
+    from easyflow_cli.scheduler import next_fires, schedule_mode
+
     spec_mode = store.get_workflow(row["workflow"]).execution_mode
     nxt = next_fires(row, now, 1)
     return {**row, "paused": bool(row["paused"]), "next_fire_at": to_iso(nxt[0]) if nxt else None,
@@ -83,6 +84,8 @@ def list_(
     as_csv: bool = CSV_OPTION,
 ) -> None:
     """List schedules with their next fire time and the mode their runs will get."""
+    from easyflow_cli.scheduler import describe_delay
+
     now = utcnow()
     with open_store() as store:
         if workflow:
@@ -102,6 +105,8 @@ def next_(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """When will this run? The next N fire times of a schedule, or of all a workflow's."""
+    from easyflow_cli.scheduler import describe_delay, next_fires
+
     now = utcnow()
     with open_store() as store:
         if target.isdigit():
@@ -128,22 +133,26 @@ def remove(schedule_id: int) -> None:
     with open_store() as store:
         store.delete_schedule(schedule_id)
     err_console.print(f"removed schedule {schedule_id}")
-    notify_reload()
+    _notify_daemon()
 
 
 @app.command("pause")
 def pause(schedule_id: int) -> None:
     """Stop a schedule from firing until it is resumed."""
+    from easyflow_cli.scheduler import pause_schedule
+
     with open_store() as store:
         pause_schedule(store, schedule_id)
     err_console.print(f"paused schedule {schedule_id}")
-    notify_reload()
+    _notify_daemon()
 
 
 @app.command("resume")
 def resume(schedule_id: int) -> None:
     """Let a paused schedule fire again, from now on (missed slots are not caught up)."""
+    from easyflow_cli.scheduler import resume_schedule
+
     with open_store() as store:
         resume_schedule(store, schedule_id, utcnow())
     err_console.print(f"resumed schedule {schedule_id}")
-    notify_reload()
+    _notify_daemon()

@@ -9,11 +9,10 @@ import typer
 
 from easyflow_cli.cli.common import open_store
 from easyflow_cli.cli.output import CSV_OPTION, JSON_OPTION, err_console, print_json, render_rows
-from easyflow_cli.scheduler import prime_schedules
-from easyflow_cli.spec import load_workflow_files, spec_to_dict, to_toml
 from easyflow_cli.timeutil import utcnow
 
-app = typer.Typer(no_args_is_help=True, help="Register and inspect workflows (TOML files).")
+app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
+                  help="Register and inspect workflows (TOML files).")
 
 
 @app.command("add")
@@ -21,6 +20,9 @@ def add(
     paths: list[Path] = typer.Argument(..., help="Workflow files, or directories of *.toml."),
 ) -> None:
     """Validate and register workflows. All or nothing: one bad file and none are added."""
+    from easyflow_cli.scheduler import prime_schedules
+    from easyflow_cli.spec import load_workflow_files
+
     specs = load_workflow_files(paths)
     with open_store() as store:
         known = {row["name"] for row in store.workflow_rows()}
@@ -66,6 +68,8 @@ def _summary(row: dict, store) -> dict:
 @app.command("show")
 def show(name: str, as_json: bool = JSON_OPTION) -> None:
     """Show one workflow: its definition and where it came from."""
+    from easyflow_cli.spec import spec_to_dict, to_toml
+
     with open_store() as store:
         spec = store.get_workflow(name)
         schedules = store.schedule_rows(name)
@@ -93,6 +97,8 @@ def export(
     output: Path = typer.Option(None, "-o", "--output", help="Write to this file, not stdout."),
 ) -> None:
     """Write a workflow back out as TOML (adding the file again gives the same workflow)."""
+    from easyflow_cli.spec import to_toml
+
     with open_store() as store:
         text = to_toml(store.get_workflow(name))
     if output is None:

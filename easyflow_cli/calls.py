@@ -1,0 +1,182 @@
+"""Python-callable steps: `call = "package.module:function"`, run inside the executing process.
+
+A warm worker has already paid for its interpreter, so a callable step costs a function call
+instead of a fork and an exec. The function is imported once per process and cached. It gets
+the step's `args` as positional strings, runs with the step's `cwd` and `env` applied (and
+restored after), and its `print()`s go to the run's log.
+
+Time limit and cancellation are enforced in-process with SIGALRM, not in a forked child: a fork
+per step would give back most of what the warm worker saved. An interval timer ticks every
+half second (the same cadence at which command steps are checked); its handler raises
+`StepInterrupted` in the step's own code when the deadline has passed or the run was cancelled.
+`StepInterrupted` derives from BaseException so a step's `except Exception` cannot swallow it.
+Limits of this choice: a step stuck inside C code that does not return to the interpreter is
+only stopped when its worker is killed (a drain does that after its grace), and a step must not
+use SIGALRM itself. Output written straight to file descriptor 1 or 2 (not through
+`sys.stdout`) does not reach the log.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import io
+import os
+import resource
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+TICK_SECONDS = 0.5
+
+_CACHE: dict[tuple[str | None, str], Callable[..., Any]] = {}
+
+
+class StepInterrupted(BaseException):
+    """Raised inside a callable step when its time is up or its run was cancelled."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason  # "timeout" | "cancelled"
+
+
+class CallFailed(Exception):
+    """The callable could not be imported, or raised; the message is one line."""
+
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def resolve(target: str, directory: str | None = None) -> Callable[..., Any]:
+    """The function `target` ("package.module:function") names, imported once and cached.
+
+    `directory` (the step's cwd or the workflow file's) is searched first, so a module next to
+    its workflow file imports without installing it.
+    """
+    key = (directory, target)
+    if key not in _CACHE:
+        _CACHE[key] = _import(target, directory)
+    return _CACHE[key]
+
+
+def _import(target: str, directory: str | None) -> Callable[..., Any]:
+    module_name, _, attribute = target.partition(":")
+    added = directory is not None and directory not in sys.path
+    if added:
+        sys.path.insert(0, directory)
+    try:
+        obj: Any = importlib.import_module(module_name)
+        for part in attribute.split("."):
+            obj = getattr(obj, part)
+    except Exception as exc:
+        raise CallFailed(f"cannot import {target!r}: {one_line(exc)}") from None
+    finally:
+        if added:
+            sys.path.remove(directory)
+    if not callable(obj):
+        raise CallFailed(f"{target!r} is not callable")
+    return obj
+
+
+def one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def call_step(function: Callable[..., Any], args: tuple[str, ...], *, deadline: float,
+              cancelled: Callable[[], bool], output: Callable[[bytes], None],
+              cwd: str | None = None, env: dict[str, str] | None = None) -> int:
+    """Run the function; returns its exit code (0, or SystemExit's code).
+
+    Raises StepInterrupted on timeout or cancellation and CallFailed when the function raises.
+    """
+    stream = _LogStream(output)
+    with _interrupts(deadline, cancelled), _applied(cwd, env), \
+            contextlib.redirect_stdout(stream), contextlib.redirect_stderr(stream):
+        try:
+            function(*args)
+        except SystemExit as exc:
+            return _exit_code(exc.code)
+        except StepInterrupted:
+            raise
+        except Exception as exc:
+            raise CallFailed(one_line(exc)) from None
+        finally:
+            stream.flush()
+    return 0
+
+
+def _exit_code(code: Any) -> int:
+    if code is None:
+        return 0
+    return code if isinstance(code, int) else 1
+
+
+def cpu_seconds() -> tuple[float, float, int]:
+    """This process's user and system CPU seconds and peak RSS (KiB), to measure a call."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime, usage.ru_stime, usage.ru_maxrss
+
+
+@contextlib.contextmanager
+def _interrupts(deadline: float, cancelled: Callable[[], bool]) -> Iterator[None]:
+    """SIGALRM every tick until the block ends; the handler decides whether to interrupt."""
+
+    def on_tick(signum, frame) -> None:
+        if time.monotonic() >= deadline:
+            raise StepInterrupted("timeout")
+        if cancelled():
+            raise StepInterrupted("cancelled")
+        signal.setitimer(signal.ITIMER_REAL, _next_tick(deadline))
+
+    if time.monotonic() >= deadline:
+        raise StepInterrupted("timeout")
+    previous = signal.signal(signal.SIGALRM, on_tick)
+    signal.setitimer(signal.ITIMER_REAL, _next_tick(deadline))
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _next_tick(deadline: float) -> float:
+    return max(0.001, min(TICK_SECONDS, deadline - time.monotonic()))
+
+
+@contextlib.contextmanager
+def _applied(cwd: str | None, env: dict[str, str] | None) -> Iterator[None]:
+    """The step's working directory and extra environment, undone afterwards."""
+    old_cwd = os.getcwd() if cwd else None
+    saved = {key: os.environ.get(key) for key in env or {}}
+    try:
+        if cwd:
+            os.chdir(cwd)
+        os.environ.update(env or {})
+        yield
+    finally:
+        if old_cwd:
+            os.chdir(old_cwd)
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+class _LogStream(io.TextIOBase):
+    """What the callable prints, as bytes to the run's (capped) log."""
+
+    def __init__(self, output: Callable[[bytes], None]) -> None:
+        self.output = output
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        if text:
+            self.output(text.encode(errors="replace"))
+        return len(text)

@@ -1,0 +1,99 @@
+"""`easyflow bench`: measure this box (see easyflow_cli/bench.py for what each figure means)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+
+from easyflow_cli.cli.output import JSON_OPTION, console, err_console, print_json
+
+
+def bench(
+    as_json: bool = JSON_OPTION,
+    quick: bool = typer.Option(False, "--quick", help="A reduced run, in under 20 seconds."),
+) -> None:
+    """Benchmark easyflow on this box, with its own daemon in a throwaway state directory."""
+    from easyflow_cli.bench import BenchError, run_bench
+    from easyflow_cli.errors import EasyflowError
+
+    try:
+        document = run_bench(quick=quick, progress=lambda message: err_console.print(
+            f"bench: {message}…", highlight=False))
+    except BenchError as exc:
+        raise EasyflowError(f"bench: {exc}") from None
+    if as_json:
+        print_json(document)
+    else:
+        _print_tables(document)
+
+
+def _print_tables(document: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    figures = Table(title="easyflow bench" + (" (quick)" if document["quick"] else ""),
+                    header_style="bold")
+    for column in ("figure", "median", "p50", "p95", "p99", "samples"):
+        figures.add_column(column, justify="left" if column == "figure" else "right")
+    for label, dist, unit in _distributions(document):
+        figures.add_row(label, *(f"{dist[k]:g} {unit}" for k in ("median", "p50", "p95", "p99")),
+                        str(dist["samples"]))
+    console.print(figures)
+    singles = Table(header_style="bold")
+    singles.add_column("figure")
+    singles.add_column("value", justify="right")
+    for label, value in _single_figures(document):
+        singles.add_row(label, value)
+    console.print(singles)
+    targets = Table(header_style="bold")
+    for column in ("target", "measured", "wanted", "met"):
+        targets.add_column(column)
+    for row in document["targets"]:
+        met = {True: "[green]yes[/]", False: "[red]no[/]", None: "-"}[row["met"]]
+        targets.add_row(row["figure"], f"{row['value']:g}" if row["value"] is not None else "-",
+                        row["target"], met)
+    console.print(targets)
+    machine = document["machine"]
+    console.print(f"{machine['cpus']} CPUs, load average {machine['load_average_before']} before,"
+                  f" {machine['load_average_after']} after", highlight=False)
+
+
+def _distributions(document: dict[str, Any]) -> list[tuple[str, dict, str]]:
+    dispatch = document["dispatch_latency_ms"]
+    isolation = document["isolation"]
+    return [
+        ("dispatch, callable, idle", dispatch["idle"]["callable"], "ms"),
+        ("dispatch, /bin/true, idle", dispatch["idle"]["command"], "ms"),
+        ("dispatch, callable, 10k eco queued", dispatch["eco_backlog"]["callable"], "ms"),
+        ("dispatch, /bin/true, 10k eco queued", dispatch["eco_backlog"]["command"], "ms"),
+        ("easyflow --help", document["cli_start_ms"]["help"], "ms"),
+        ("run --now --no-wait", document["cli_start_ms"]["run_now_no_wait"], "ms"),
+        ("CPU-bound step, idle box", isolation["idle_s"], "s"),
+        ("CPU-bound step, eco saturating", isolation["eco_saturated_s"], "s"),
+    ]
+
+
+def _single_figures(document: dict[str, Any]) -> list[tuple[str, str]]:
+    drain, enqueue = document["drain"], document["enqueue"]
+    idle, report = document["idle_daemon"], document["report_costs"]
+    rows = [
+        (f"drain, callable no-op ({drain['callable']['runs']} runs)",
+         f"{drain['callable']['runs_per_s']:,.0f} runs/s"),
+        (f"drain, /bin/true ({drain['command']['runs']} runs)",
+         f"{drain['command']['runs_per_s']:,.0f} runs/s"),
+        (f"enqueue, library bulk ({enqueue['library_bulk']['runs']:,} runs)",
+         f"{enqueue['library_bulk']['runs_per_s']:,.0f} runs/s"),
+        (f"enqueue, CLI processes ({enqueue['cli']['runs']} runs)",
+         f"{enqueue['cli']['runs_per_s']:,.1f} runs/s"),
+        (f"idle daemon + workers, CPU over {idle['seconds']:g} s",
+         f"{idle['cpu_s']:g} s ({idle['cpu_percent_of_core']:g} % of a core)"),
+        ("idle daemon + workers, wake-ups", str(idle["wakeups"])),
+    ]
+    rows += [(f"RSS, {name}", ", ".join(f"{mb:g}" for mb in group["rss_mb"]) + " MB")
+             for name, group in idle["by_process"].items()]
+    rows += [
+        (f"report costs, {report['runs']:,} runs, library", f"{report['library_s']:g} s"),
+        (f"report costs, {report['runs']:,} runs, CLI process", f"{report['cli_s']:g} s"),
+        ("CPU-bound step, eco saturating / idle", f"{document['isolation']['ratio']:g}×"),
+    ]
+    return rows

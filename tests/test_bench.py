@@ -1,0 +1,43 @@
+"""`easyflow bench --quick --json`: the document's shape (the figures themselves are not judged
+here; targets live in the bench, not in tests)."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from easyflow_cli.cli.main import app
+
+pytestmark = pytest.mark.e2e
+
+
+def positive(value) -> bool:
+    return isinstance(value, int | float) and value > 0
+
+
+def test_quick_bench_json_document(home):
+    result = CliRunner().invoke(app, ["bench", "--quick", "--json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["quick"] is True and positive(doc["elapsed_s"])
+    for scenario in ("idle", "eco_backlog"):
+        for step in ("callable", "command"):
+            dist = doc["dispatch_latency_ms"][scenario][step]
+            assert dist["samples"] > 0
+            assert all(positive(dist[k]) for k in ("median", "p50", "p95", "p99"))
+    assert doc["dispatch_latency_ms"]["eco_backlog"]["eco_queued"] == 10_000
+    for step in ("callable", "command"):
+        assert positive(doc["drain"][step]["runs_per_s"])
+    assert positive(doc["enqueue"]["library_bulk"]["runs_per_s"])
+    assert positive(doc["enqueue"]["cli"]["runs_per_s"])
+    for command in ("help", "run_now_no_wait"):
+        assert positive(doc["cli_start_ms"][command]["median"])
+    idle = doc["idle_daemon"]
+    assert idle["seconds"] == 5 and idle["cpu_s"] >= 0 and idle["wakeups"] >= 0
+    assert positive(idle["daemon_rss_mb"])
+    assert set(idle["by_process"]) == {"daemon", "real-time", "balanced", "eco"}
+    assert all(positive(mb) for group in idle["by_process"].values() for mb in group["rss_mb"])
+    report = doc["report_costs"]
+    assert report["runs"] == 100_000 and positive(report["library_s"]) and positive(report["cli_s"])
+    assert positive(doc["isolation"]["ratio"])
+    assert all(row["met"] in (True, False) for row in doc["targets"])
