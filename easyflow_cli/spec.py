@@ -12,16 +12,18 @@ import re
 import shlex
 import tomllib
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time
+from datetime import date, datetime, time
 from pathlib import Path
 from typing import Any
 
 from easyflow_cli.durations import format_duration, parse_duration
-from easyflow_cli.errors import SpecError, SpecErrors
+from easyflow_cli.errors import SpecError, SpecErrors, shown
 from easyflow_cli.model import CostPriority, Mode
-from easyflow_cli.timeutil import to_iso
+from easyflow_cli.timeutil import TimeOutOfRange, parse_time, to_iso
 
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9_-]+$")
+NAME_PATTERN = re.compile(r"[A-Za-z0-9_-]+")
+NAME_MAX = 64
+ENV_NAME_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 WORKFLOW_KEYS = (
     "name", "description", "execution_mode", "deadline", "deadline_after", "cost_priority",
@@ -30,6 +32,7 @@ WORKFLOW_KEYS = (
 STEP_KEYS = ("name", "run", "shell", "env", "cwd", "timeout", "continue_on_error")
 SCHEDULE_KEYS = ("cron", "every", "at", "timezone", "mode", "deadline_after")
 SCHEDULE_KINDS = ("cron", "every", "at")
+RETRIES_MAX = 100
 
 
 @dataclass(frozen=True)
@@ -91,7 +94,7 @@ class KeyLines:
     """
 
     _HEADER = re.compile(r"^\s*(\[\[?)\s*([A-Za-z0-9_.\"'-]+)\s*\]\]?")
-    _KEY = re.compile(r"^\s*([A-Za-z0-9_\"'-]+)\s*=")
+    _KEY = re.compile(r"^\s*([A-Za-z0-9_.\"'-]+)\s*=")
 
     def __init__(self, text: str) -> None:
         self.lines: dict[tuple, int] = {}
@@ -120,7 +123,9 @@ class KeyLines:
                 continue
             key = self._KEY.match(line)
             if key:
-                self.lines.setdefault(prefix + (key.group(1).strip("\"'"),), number)
+                dotted = tuple(part.strip("\"'") for part in key.group(1).split("."))
+                for end in range(1, len(dotted) + 1):
+                    self.lines.setdefault(prefix + dotted[:end], number)
 
     def line_of(self, path: tuple) -> int | None:
         while path:
@@ -165,6 +170,9 @@ class Checker:
         if not isinstance(value, str):
             self.fail(path + (key,), f"must be a string, got {type_name(value)}")
             return None
+        if "\0" in value:
+            self.fail(path + (key,), NUL_MESSAGE)
+            return None
         return value
 
     def boolean(self, table: dict, key: str, path: tuple) -> bool:
@@ -192,8 +200,12 @@ class Checker:
             return enum(text)
         except ValueError:
             allowed = ", ".join(f'"{m.value}"' for m in enum)
-            self.fail(path + (key,), f"must be one of {allowed}, got {text!r}")
+            self.fail(path + (key,), f"must be one of {allowed}, got {shown(text)}")
             return None
+
+
+# No program can receive a NUL inside an argument, an environment value or a path.
+NUL_MESSAGE = "must not contain a NUL character"
 
 
 def _pairs(path: tuple):
@@ -221,14 +233,17 @@ def _check_deadline(check: Checker, table: dict) -> datetime | None:
     value = table["deadline"]
     path = ("deadline",)
     if isinstance(value, datetime):
-        return value.astimezone(UTC) if value.tzinfo else value.astimezone().astimezone(UTC)
+        value = value.isoformat()
     if isinstance(value, str):
         try:
-            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            check.fail(path, f"must be an ISO-8601 time like 2026-12-01T09:00:00Z, got {value!r}")
+            return parse_time(value)
+        except TimeOutOfRange as exc:
+            check.fail(path, f"{shown(value)} {exc}")
             return None
-        return parsed.astimezone(UTC) if parsed.tzinfo else parsed.astimezone().astimezone(UTC)
+        except ValueError:
+            check.fail(path, "must be an ISO-8601 time like 2026-12-01T09:00:00Z, got "
+                             f"{shown(value)}")
+            return None
     check.fail(path, f"must be an ISO-8601 date-time, got {type_name(value)}")
     return None
 
@@ -243,6 +258,9 @@ def _check_run(check: Checker, step: dict, path: tuple, shell: bool) -> tuple[st
             value = shlex.join(value)
         if not isinstance(value, str) or not value.strip():
             check.fail(path + ("run",), "with shell = true must be a non-empty command string")
+            return ()
+        if "\0" in value:
+            check.fail(path + ("run",), NUL_MESSAGE)
             return ()
         return (value,)
     if isinstance(value, str):
@@ -263,6 +281,9 @@ def _check_run(check: Checker, step: dict, path: tuple, shell: bool) -> tuple[st
     if not argv or not argv[0]:
         check.fail(path + ("run",), "must name a program to run")
         return ()
+    if any("\0" in arg for arg in argv):
+        check.fail(path + ("run",), NUL_MESSAGE)
+        return ()
     return tuple(argv)
 
 
@@ -275,8 +296,10 @@ def _check_env(check: Checker, step: dict, path: tuple) -> dict[str, str]:
     for key, item in value.items():
         if not isinstance(item, str):
             check.fail(path + ("env", key), f"must be a string, got {type_name(item)}")
-        elif not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", key):
+        elif not ENV_NAME_PATTERN.fullmatch(key):
             check.fail(path + ("env", key), "is not a valid environment variable name")
+        elif "\0" in item:
+            check.fail(path + ("env", key), NUL_MESSAGE)
         else:
             env[key] = item
     return env
@@ -284,10 +307,10 @@ def _check_env(check: Checker, step: dict, path: tuple) -> dict[str, str]:
 
 def _check_steps(check: Checker, table: dict, base_dir: Path | None) -> tuple[StepSpec, ...]:
     raw = table.get("steps")
-    if raw is None:
-        check.fail(("steps",), "at least one [[steps]] is required")
+    if raw is not None and not isinstance(raw, list):
+        check.fail(("steps",), f"must be an array of tables ([[steps]]), got {type_name(raw)}")
         return ()
-    if not isinstance(raw, list) or not raw:
+    if not raw:
         check.fail(("steps",), "at least one [[steps]] is required")
         return ()
     steps, seen = [], set()
@@ -341,8 +364,13 @@ def _check_schedules(check: Checker, table: dict, verify: bool) -> tuple[Schedul
         mode = check.choice(item, "mode", path, Mode)
         deadline_after = check.duration(item, "deadline_after", path)
         if verify:
-            from easyflow_cli.triggers import check_schedule
+            from easyflow_cli.triggers import check_schedule, check_timezone
 
+            try:
+                check_timezone(timezone)
+            except ValueError as exc:
+                check.fail(path + ("timezone",), str(exc))
+                continue
             try:
                 value = check_schedule(kind, value, timezone)
             except ValueError as exc:
@@ -354,8 +382,9 @@ def _check_schedules(check: Checker, table: dict, verify: bool) -> tuple[Schedul
 
 def _check_retries(check: Checker, table: dict) -> int:
     value = table.get("retries", 0)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        check.fail(("retries",), f"must be a whole number >= 0, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= RETRIES_MAX:
+        check.fail(("retries",), f"must be a whole number from 0 to {RETRIES_MAX}, got "
+                                 f"{shown(value)}")
         return 0
     return value
 
@@ -363,8 +392,12 @@ def _check_retries(check: Checker, table: dict) -> int:
 def _check_workflow(check: Checker, table: dict, base_dir: Path | None, verify: bool):
     check.unknown_keys(table, WORKFLOW_KEYS, ())
     name = check.string(table, "name", (), required=True)
-    if name is not None and not NAME_PATTERN.match(name):
-        check.fail(("name",), f"{name!r} may only use letters, digits, '-' and '_'")
+    if name == "":
+        check.fail(("name",), "must not be empty")
+    elif name is not None and not NAME_PATTERN.fullmatch(name):
+        check.fail(("name",), f"{shown(name)} may only use letters, digits, '-' and '_'")
+    elif name is not None and len(name) > NAME_MAX:
+        check.fail(("name",), f"is {len(name)} characters long; at most {NAME_MAX}")
     return dict(
         name=name,
         description=check.string(table, "description", ()) or "",
@@ -387,10 +420,10 @@ def _check_workflow(check: Checker, table: dict, base_dir: Path | None, verify: 
 
 def parse_workflow_text(text: str, file: str | None = None, *, verify: bool = True) -> WorkflowSpec:
     """Parse one workflow document; raises SpecErrors listing every problem found."""
-    try:
-        table = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise SpecErrors([_syntax_error(exc, file)]) from None
+    table = load_toml(text, file)
+    if not table:
+        raise SpecErrors([SpecError("holds no workflow: write name = \"...\" and at least one "
+                                    "[[steps]]", file=file)])
     base_dir = Path(file).resolve().parent if file else None
     check = Checker(file, KeyLines(text))
     fields = _check_workflow(check, table, base_dir, verify)
@@ -401,10 +434,25 @@ def parse_workflow_text(text: str, file: str | None = None, *, verify: bool = Tr
     return WorkflowSpec(**fields, source_file=source, content_hash=digest)
 
 
-def _syntax_error(exc: tomllib.TOMLDecodeError, file: str | None) -> SpecError:
+def load_toml(text: str, file: str | None) -> dict[str, Any]:
+    """The TOML document in `text`, or SpecErrors with one line saying what is wrong where."""
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SpecErrors([_syntax_error(exc, text, file)]) from None
+    except ValueError:
+        # tomllib lets Python's int() refuse an integer of more than 4300 digits.
+        raise SpecErrors([SpecError("TOML value error: a number has too many digits to read",
+                                    file=file)]) from None
+    except RecursionError:
+        raise SpecErrors([SpecError("TOML syntax error: arrays or tables nested too deeply",
+                                    file=file)]) from None
+
+
+def _syntax_error(exc: tomllib.TOMLDecodeError, text: str, file: str | None) -> SpecError:
     message = str(exc)
     found = re.search(r"\(at line (\d+), column \d+\)", message)
-    line = int(found.group(1)) if found else None
+    line = int(found.group(1)) if found else max(1, len(text.splitlines()))
     message = re.sub(r"\s*\(at line \d+, column \d+\)", "", message)
     message = re.sub(r"\s*\(at end of document\)", " at end of file", message)
     return SpecError(f"TOML syntax error: {message}", file=file, line=line)
