@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, tzinfo
-from functools import partial
+from functools import cache, partial
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from easyflow_cli.durations import format_duration, parse_duration
@@ -294,13 +294,20 @@ def _local_zone() -> tzinfo:
 
 def _zone_hint(name: object) -> str:
     import difflib
-    from zoneinfo import available_timezones
 
-    by_lower = {zone.lower(): zone for zone in available_timezones()}
+    by_lower = _zones_by_lower_name()
     close = difflib.get_close_matches(str(name).lower(), by_lower, n=1, cutoff=0.8)
     if close:
         return f"; did you mean {by_lower[close[0]]!r}?"
     return "; use an IANA name like 'Europe/Berlin' or 'UTC'"
+
+
+@cache
+def _zones_by_lower_name() -> dict[str, str]:
+    from zoneinfo import available_timezones
+
+    # available_timezones() walks the zone database on disk every time it is called.
+    return {zone.lower(): zone for zone in available_timezones()}
 
 
 def _utc(moment: datetime) -> datetime:
