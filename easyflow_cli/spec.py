@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import os
 import re
 import shlex
+import stat
 import tomllib
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
@@ -33,6 +35,7 @@ STEP_KEYS = ("name", "run", "shell", "env", "cwd", "timeout", "continue_on_error
 SCHEDULE_KEYS = ("cron", "every", "at", "timezone", "mode", "deadline_after")
 SCHEDULE_KINDS = ("cron", "every", "at")
 RETRIES_MAX = 100
+MAX_FILE_BYTES = 16 * 2**20
 
 
 @dataclass(frozen=True)
@@ -461,12 +464,56 @@ def _syntax_error(exc: tomllib.TOMLDecodeError, text: str, file: str | None) -> 
 def parse_workflow_file(path: str | Path) -> WorkflowSpec:
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise SpecErrors([SpecError("is not UTF-8 text", file=str(path))]) from None
+        data = _read_workflow_bytes(path)
     except OSError as exc:
         raise SpecErrors([SpecError(f"cannot read: {exc.strerror}", file=str(path))]) from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise SpecErrors([SpecError("is not UTF-8 text", file=str(path))]) from None
     return parse_workflow_text(text, str(path))
+
+
+def _read_workflow_bytes(path: Path) -> bytes:
+    """The file's bytes, once it is known to be a regular file we may trust.
+
+    The checks use the opened descriptor, so the file cannot be swapped between check and read;
+    O_NONBLOCK keeps a FIFO from hanging the open.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise SpecErrors([SpecError("is not a regular file", file=str(path))])
+        if os.geteuid() == 0:
+            _refuse_untrusted(path, info)
+        data = handle.read(MAX_FILE_BYTES + 1)
+    if len(data) > MAX_FILE_BYTES:
+        raise SpecErrors([SpecError(f"is larger than {MAX_FILE_BYTES // 2**20} MiB",
+                                    file=str(path))])
+    return data
+
+
+def _refuse_untrusted(path: Path, info: os.stat_result) -> None:
+    """As root, like cron: a workflow is run with root's rights, so a file (or the directory
+    holding it) that another user could change must not be trusted."""
+    problems = [f"is {why}" for why in _untrusted_because(info)]
+    for directory in dict.fromkeys([path.absolute().parent, path.resolve().parent]):
+        problems += [f"is in {directory}, which is {why}"
+                     for why in _untrusted_because(os.stat(directory))]
+    if problems:
+        raise SpecErrors([SpecError(
+            f"{problems[0]}; as root easyflow only reads workflow files that only root can "
+            "change (chmod go-w, chown root)", file=str(path))])
+
+
+def _untrusted_because(info: os.stat_result) -> list[str]:
+    reasons = []
+    if info.st_uid != 0:
+        reasons.append(f"owned by uid {info.st_uid}, not root")
+    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        reasons.append(f"writable by group or others (mode {stat.S_IMODE(info.st_mode):04o})")
+    return reasons
 
 
 def expand_paths(paths: list[str | Path]) -> list[Path]:
