@@ -348,3 +348,37 @@ def test_environment_of_a_step_run_by_the_daemon(running_daemon):
     assert done["state"] == "succeeded", done
     assert_minimal_environment(running_daemon.cli("logs", str(record["id"])).stdout)
     assert mode_of(Path(done["log_path"])) == 0o600
+
+
+def send_raw(path: Path, data: bytes) -> bytes:
+    """Send `data` as it is, then read until the daemon closes."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(10)
+        sock.connect(str(path))
+        reply = b""
+        with contextlib.suppress(ConnectionResetError, BrokenPipeError):
+            sock.sendall(data)
+            sock.shutdown(socket.SHUT_WR)
+            while chunk := sock.recv(65536):
+                reply += chunk
+        return reply
+
+
+HOSTILE_REQUESTS = [
+    b"garbage\n", b"[]\n", b'"status"\n', b"null\n", b"\xff\xfe\n", b'{"op": 5}\n',
+    b'{"op": "cancel"}\n', b'{"op": "cancel", "id": null}\n', b'{"op": "cancel", "id": "1"}\n',
+    b'{"op": "cancel", "id": true}\n', b'{"op": "cancel", "id": 1.5}\n',
+    b'{"op": "cancel", "id": 99999999999999999999999}\n', b"[" * 50_000 + b"\n",
+    b"x" * 200_000,
+]
+
+
+@pytest.mark.e2e
+def test_hostile_requests_on_the_socket_do_not_hurt_the_daemon(running_daemon):
+    sock = running_daemon.home / "easyflow.sock"
+    for data in HOSTILE_REQUESTS:
+        reply = send_raw(sock, data)
+        if reply:
+            assert json.loads(reply)["ok"] is False, (data[:40], reply)
+        assert running_daemon.proc.poll() is None, (data[:40], running_daemon.log_tail())
+    assert json.loads(ask(sock, {"op": "status"}))["pid"] == running_daemon.pid
