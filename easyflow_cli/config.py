@@ -111,12 +111,9 @@ def load_config(explicit: str | Path | None = None, environ=None) -> Config:
 
 
 def _parse_text(text: str, file: str) -> dict:
-    from easyflow_cli.spec import _syntax_error
+    from easyflow_cli.spec import load_toml
 
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise SpecErrors([_syntax_error(exc, file)]) from None
+    return load_toml(text, file)
 
 
 def _overlay(base: dict, top: dict) -> dict:

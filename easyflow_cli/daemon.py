@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from easyflow_cli.config import Config, load_config
-from easyflow_cli.errors import EasyflowError, NotFound
+from easyflow_cli.errors import EasyflowError, NotFound, shown
 from easyflow_cli.foreground import limits_for
 from easyflow_cli.model import Mode, RunState
 from easyflow_cli.paths import ensure_state_dir, run_log_path, socket_path
@@ -62,6 +62,8 @@ from easyflow_cli.timeutil import from_iso, to_iso, utcnow
 log = logging.getLogger("easyflow.daemon")
 
 SHUTDOWN_NOTE = "interrupted by daemon shutdown"
+# Requests are a few dozen bytes; a client that sends more without a newline is not a client.
+MAX_REQUEST_BYTES = 64 * 1024
 
 
 class DaemonError(EasyflowError):
@@ -207,7 +209,9 @@ class Daemon:
         conn.setblocking(False)
         self.selector.register(conn, selectors.EVENT_READ, _RequestReader(self).on_readable)
 
-    def handle_request(self, request: dict[str, Any]) -> dict[str, Any]:
+    def handle_request(self, request: Any) -> dict[str, Any]:
+        if not isinstance(request, dict):
+            return {"ok": False, "error": "a request is one JSON object"}
         op = request.get("op")
         if op == "wake":
             # The CLI planned these runs' off-peak wait with the config it found; ours rules.
@@ -221,8 +225,11 @@ class Daemon:
         if op == "status":
             return self.status()
         if op == "cancel":
-            return self._cancel(int(request["id"]))
-        return {"ok": False, "error": f"unknown op {op!r}"}
+            run_id = request.get("id")
+            if isinstance(run_id, bool) or not isinstance(run_id, int):
+                return {"ok": False, "error": "cancel needs a run id"}
+            return self._cancel(run_id)
+        return {"ok": False, "error": f"unknown op {shown(op)}"}
 
     def status(self) -> dict[str, Any]:
         return {
@@ -515,17 +522,19 @@ class _RequestReader:
         except OSError:
             data = b""
         self.buffer += data
-        if data and not self.buffer.endswith(b"\n"):
+        if data and not self.buffer.endswith(b"\n") and len(self.buffer) <= MAX_REQUEST_BYTES:
             return
         self.daemon.selector.unregister(conn)
         try:
-            if self.buffer.strip():
+            if len(self.buffer) > MAX_REQUEST_BYTES:
+                log.warning("bad request: longer than %d bytes", MAX_REQUEST_BYTES)
+            elif self.buffer.strip():
                 reply = self.daemon.handle_request(json.loads(self.buffer))
                 conn.setblocking(True)
                 conn.settimeout(1.0)
                 conn.sendall(json.dumps(reply, default=str).encode() + b"\n")
-        except (ValueError, KeyError, OSError) as exc:
-            log.warning("bad request: %s", exc)
+        except (ValueError, RecursionError, OSError) as exc:
+            log.warning("bad request: %s", shown(str(exc)))
         finally:
             conn.close()
 

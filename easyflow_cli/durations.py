@@ -4,21 +4,32 @@ from __future__ import annotations
 
 import re
 
+from easyflow_cli.errors import shown
+
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
 _WHOLE = re.compile(r"^(?:\d+(?:\.\d+)?(?:ms|s|m|h|d|w))+$")
+# Past ten years a duration is a typo; beyond it, adding one to a date overflows and a huge
+# float becomes infinity. Under a millisecond, `format_duration` could not write it back.
+MAX_SECONDS = 3650 * 86400
+MIN_SECONDS = 0.001
 
 
 def parse_duration(text: str) -> float:
     """Seconds in `text`; ValueError with a message a user can act on."""
     if not isinstance(text, str):
-        raise ValueError(f"expected a duration string like '30s', '5m', '2h', got {text!r}")
+        raise ValueError(f"expected a duration string like '30s', '5m', '2h', got {shown(text)}")
     compact = text.strip().replace(" ", "")
-    if not _WHOLE.match(compact):
-        raise ValueError(f"bad duration {text!r}: write it like '30s', '5m', '2h', '1d' or '1h30m'")
+    if not _WHOLE.fullmatch(compact):
+        raise ValueError(
+            f"bad duration {shown(text)}: write it like '30s', '5m', '2h', '1d' or '1h30m'")
     seconds = sum(float(n) * _UNITS[unit] for n, unit in _PART.findall(compact))
     if seconds <= 0:
-        raise ValueError(f"bad duration {text!r}: must be longer than zero")
+        raise ValueError(f"bad duration {shown(text)}: must be longer than zero")
+    if seconds < MIN_SECONDS:
+        raise ValueError(f"bad duration {shown(text)}: must be at least 1ms")
+    if seconds > MAX_SECONDS:
+        raise ValueError(f"bad duration {shown(text)}: must be at most 3650d (ten years)")
     return seconds
 
 

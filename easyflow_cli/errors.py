@@ -2,6 +2,26 @@
 
 from __future__ import annotations
 
+SHOWN_CHARS = 60
+
+
+def printable(text: str) -> str:
+    """`text` with control characters escaped, so a message stays one line and cannot drive
+    the terminal (a hostile key may hold an escape sequence or a newline)."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
+
+
+def shown(value: object, limit: int = SHOWN_CHARS) -> str:
+    """`repr(value)` cut to `limit` characters: a 3 MB value must not become a 3 MB message."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    if isinstance(value, str):
+        return f"{repr(value[:limit])[:-1]}...' ({len(value)} characters)"
+    return f"{text[:limit]}..."
+
 
 class EasyflowError(Exception):
     """Base class. `exit_code` is what the CLI exits with when this reaches it."""
@@ -29,12 +49,12 @@ class SpecError(BadInput):
         super().__init__(str(self))
 
     def __str__(self) -> str:
-        where = self.file or "<input>"
+        where = printable(self.file or "<input>")
         if self.line is not None:
             where += f":{self.line}"
         if self.field:
-            return f"{where}: {self.field}: {self.message}"
-        return f"{where}: {self.message}"
+            return f"{where}: {printable(self.field)}: {printable(self.message)}"
+        return f"{where}: {printable(self.message)}"
 
 
 class SpecErrors(BadInput):

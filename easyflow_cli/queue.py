@@ -20,7 +20,7 @@ from easyflow_cli.model import CostPriority, Mode, ModeReason, RunState, Trigger
 from easyflow_cli.modes import promotion_time, resolve_mode, should_promote
 from easyflow_cli.offpeak import OffPeakWindow
 from easyflow_cli.spec import WorkflowSpec
-from easyflow_cli.store import Store
+from easyflow_cli.store import Store, fits_sqlite_integer
 from easyflow_cli.timeutil import from_iso, to_iso
 
 RUN_FIELDS = (
@@ -190,7 +190,9 @@ def last_finished_at(store: Store, ids: range) -> datetime | None:
 
 
 def get_run(store: Store, run_id: int) -> dict[str, Any]:
-    row = store.conn.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+    row = None
+    if fits_sqlite_integer(run_id):
+        row = store.conn.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
     if row is None:
         raise NotFound(f"unknown run {run_id} (see `easyflow runs list`)")
     return run_record(row)

@@ -7,21 +7,25 @@ the canonical form back, so `export` → `add` round-trips exactly.
 from __future__ import annotations
 
 import difflib
+import os
 import re
 import shlex
+import stat
 import tomllib
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time
+from datetime import date, datetime, time
 from pathlib import Path
 from typing import Any
 
 from easyflow_cli.durations import format_duration, parse_duration
-from easyflow_cli.errors import SpecError, SpecErrors
+from easyflow_cli.errors import SpecError, SpecErrors, shown
 from easyflow_cli.model import CostPriority, Mode
-from easyflow_cli.timeutil import to_iso
+from easyflow_cli.timeutil import TimeOutOfRange, parse_time, to_iso
 
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9_-]+$")
-CALL_PATTERN = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
+NAME_PATTERN = re.compile(r"[A-Za-z0-9_-]+")
+NAME_MAX = 64
+ENV_NAME_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+CALL_PATTERN = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
 
 WORKFLOW_KEYS = (
     "name", "description", "execution_mode", "deadline", "deadline_after", "cost_priority",
@@ -31,6 +35,8 @@ STEP_KEYS = ("name", "run", "call", "args", "shell", "env", "cwd", "timeout",
              "continue_on_error")
 SCHEDULE_KEYS = ("cron", "every", "at", "timezone", "mode", "deadline_after")
 SCHEDULE_KINDS = ("cron", "every", "at")
+RETRIES_MAX = 100
+MAX_FILE_BYTES = 16 * 2**20
 
 
 @dataclass(frozen=True)
@@ -96,7 +102,7 @@ class KeyLines:
     """
 
     _HEADER = re.compile(r"^\s*(\[\[?)\s*([A-Za-z0-9_.\"'-]+)\s*\]\]?")
-    _KEY = re.compile(r"^\s*([A-Za-z0-9_\"'-]+)\s*=")
+    _KEY = re.compile(r"^\s*([A-Za-z0-9_.\"'-]+)\s*=")
 
     def __init__(self, text: str) -> None:
         self.lines: dict[tuple, int] = {}
@@ -125,7 +131,9 @@ class KeyLines:
                 continue
             key = self._KEY.match(line)
             if key:
-                self.lines.setdefault(prefix + (key.group(1).strip("\"'"),), number)
+                dotted = tuple(part.strip("\"'") for part in key.group(1).split("."))
+                for end in range(1, len(dotted) + 1):
+                    self.lines.setdefault(prefix + dotted[:end], number)
 
     def line_of(self, path: tuple) -> int | None:
         while path:
@@ -170,6 +178,9 @@ class Checker:
         if not isinstance(value, str):
             self.fail(path + (key,), f"must be a string, got {type_name(value)}")
             return None
+        if "\0" in value:
+            self.fail(path + (key,), NUL_MESSAGE)
+            return None
         return value
 
     def boolean(self, table: dict, key: str, path: tuple) -> bool:
@@ -197,8 +208,12 @@ class Checker:
             return enum(text)
         except ValueError:
             allowed = ", ".join(f'"{m.value}"' for m in enum)
-            self.fail(path + (key,), f"must be one of {allowed}, got {text!r}")
+            self.fail(path + (key,), f"must be one of {allowed}, got {shown(text)}")
             return None
+
+
+# No program can receive a NUL inside an argument, an environment value or a path.
+NUL_MESSAGE = "must not contain a NUL character"
 
 
 def _pairs(path: tuple):
@@ -226,14 +241,17 @@ def _check_deadline(check: Checker, table: dict) -> datetime | None:
     value = table["deadline"]
     path = ("deadline",)
     if isinstance(value, datetime):
-        return value.astimezone(UTC) if value.tzinfo else value.astimezone().astimezone(UTC)
+        value = value.isoformat()
     if isinstance(value, str):
         try:
-            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            check.fail(path, f"must be an ISO-8601 time like 2026-12-01T09:00:00Z, got {value!r}")
+            return parse_time(value)
+        except TimeOutOfRange as exc:
+            check.fail(path, f"{shown(value)} {exc}")
             return None
-        return parsed.astimezone(UTC) if parsed.tzinfo else parsed.astimezone().astimezone(UTC)
+        except ValueError:
+            check.fail(path, "must be an ISO-8601 time like 2026-12-01T09:00:00Z, got "
+                             f"{shown(value)}")
+            return None
     check.fail(path, f"must be an ISO-8601 date-time, got {type_name(value)}")
     return None
 
@@ -249,6 +267,9 @@ def _check_run(check: Checker, step: dict, path: tuple, shell: bool) -> tuple[st
             value = shlex.join(value)
         if not isinstance(value, str) or not value.strip():
             check.fail(path + ("run",), "with shell = true must be a non-empty command string")
+            return ()
+        if "\0" in value:
+            check.fail(path + ("run",), NUL_MESSAGE)
             return ()
         return (value,)
     if isinstance(value, str):
@@ -269,6 +290,9 @@ def _check_run(check: Checker, step: dict, path: tuple, shell: bool) -> tuple[st
     if not argv or not argv[0]:
         check.fail(path + ("run",), "must name a program to run")
         return ()
+    if any("\0" in arg for arg in argv):
+        check.fail(path + ("run",), NUL_MESSAGE)
+        return ()
     return tuple(argv)
 
 
@@ -279,7 +303,7 @@ def _check_call(check: Checker, step: dict, path: tuple) -> tuple[str | None, tu
     if step.get("shell"):
         check.fail(path + ("shell",), "only applies to run, not to call")
     target = check.string(step, "call", path)
-    if target is not None and not CALL_PATTERN.match(target):
+    if target is not None and not CALL_PATTERN.fullmatch(target):
         check.fail(path + ("call",), f"must look like 'package.module:function', got {target!r}")
         target = None
     args = step.get("args", [])
@@ -298,8 +322,10 @@ def _check_env(check: Checker, step: dict, path: tuple) -> dict[str, str]:
     for key, item in value.items():
         if not isinstance(item, str):
             check.fail(path + ("env", key), f"must be a string, got {type_name(item)}")
-        elif not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", key):
+        elif not ENV_NAME_PATTERN.fullmatch(key):
             check.fail(path + ("env", key), "is not a valid environment variable name")
+        elif "\0" in item:
+            check.fail(path + ("env", key), NUL_MESSAGE)
         else:
             env[key] = item
     return env
@@ -307,10 +333,10 @@ def _check_env(check: Checker, step: dict, path: tuple) -> dict[str, str]:
 
 def _check_steps(check: Checker, table: dict, base_dir: Path | None) -> tuple[StepSpec, ...]:
     raw = table.get("steps")
-    if raw is None:
-        check.fail(("steps",), "at least one [[steps]] is required")
+    if raw is not None and not isinstance(raw, list):
+        check.fail(("steps",), f"must be an array of tables ([[steps]]), got {type_name(raw)}")
         return ()
-    if not isinstance(raw, list) or not raw:
+    if not raw:
         check.fail(("steps",), "at least one [[steps]] is required")
         return ()
     steps, seen = [], set()
@@ -372,8 +398,13 @@ def _check_schedules(check: Checker, table: dict, verify: bool) -> tuple[Schedul
         mode = check.choice(item, "mode", path, Mode)
         deadline_after = check.duration(item, "deadline_after", path)
         if verify:
-            from easyflow_cli.triggers import check_schedule
+            from easyflow_cli.triggers import check_schedule, check_timezone
 
+            try:
+                check_timezone(timezone)
+            except ValueError as exc:
+                check.fail(path + ("timezone",), str(exc))
+                continue
             try:
                 value = check_schedule(kind, value, timezone)
             except ValueError as exc:
@@ -385,8 +416,9 @@ def _check_schedules(check: Checker, table: dict, verify: bool) -> tuple[Schedul
 
 def _check_retries(check: Checker, table: dict) -> int:
     value = table.get("retries", 0)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        check.fail(("retries",), f"must be a whole number >= 0, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= RETRIES_MAX:
+        check.fail(("retries",), f"must be a whole number from 0 to {RETRIES_MAX}, got "
+                                 f"{shown(value)}")
         return 0
     return value
 
@@ -394,8 +426,12 @@ def _check_retries(check: Checker, table: dict) -> int:
 def _check_workflow(check: Checker, table: dict, base_dir: Path | None, verify: bool):
     check.unknown_keys(table, WORKFLOW_KEYS, ())
     name = check.string(table, "name", (), required=True)
-    if name is not None and not NAME_PATTERN.match(name):
-        check.fail(("name",), f"{name!r} may only use letters, digits, '-' and '_'")
+    if name == "":
+        check.fail(("name",), "must not be empty")
+    elif name is not None and not NAME_PATTERN.fullmatch(name):
+        check.fail(("name",), f"{shown(name)} may only use letters, digits, '-' and '_'")
+    elif name is not None and len(name) > NAME_MAX:
+        check.fail(("name",), f"is {len(name)} characters long; at most {NAME_MAX}")
     return dict(
         name=name,
         description=check.string(table, "description", ()) or "",
@@ -418,10 +454,10 @@ def _check_workflow(check: Checker, table: dict, base_dir: Path | None, verify: 
 
 def parse_workflow_text(text: str, file: str | None = None, *, verify: bool = True) -> WorkflowSpec:
     """Parse one workflow document; raises SpecErrors listing every problem found."""
-    try:
-        table = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise SpecErrors([_syntax_error(exc, file)]) from None
+    table = load_toml(text, file)
+    if not table:
+        raise SpecErrors([SpecError("holds no workflow: write name = \"...\" and at least one "
+                                    "[[steps]]", file=file)])
     base_dir = Path(file).resolve().parent if file else None
     check = Checker(file, KeyLines(text))
     fields = _check_workflow(check, table, base_dir, verify)
@@ -434,10 +470,25 @@ def parse_workflow_text(text: str, file: str | None = None, *, verify: bool = Tr
     return WorkflowSpec(**fields, source_file=source, content_hash=digest)
 
 
-def _syntax_error(exc: tomllib.TOMLDecodeError, file: str | None) -> SpecError:
+def load_toml(text: str, file: str | None) -> dict[str, Any]:
+    """The TOML document in `text`, or SpecErrors with one line saying what is wrong where."""
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SpecErrors([_syntax_error(exc, text, file)]) from None
+    except ValueError:
+        # tomllib lets Python's int() refuse an integer of more than 4300 digits.
+        raise SpecErrors([SpecError("TOML value error: a number has too many digits to read",
+                                    file=file)]) from None
+    except RecursionError:
+        raise SpecErrors([SpecError("TOML syntax error: arrays or tables nested too deeply",
+                                    file=file)]) from None
+
+
+def _syntax_error(exc: tomllib.TOMLDecodeError, text: str, file: str | None) -> SpecError:
     message = str(exc)
     found = re.search(r"\(at line (\d+), column \d+\)", message)
-    line = int(found.group(1)) if found else None
+    line = int(found.group(1)) if found else max(1, len(text.splitlines()))
     message = re.sub(r"\s*\(at line \d+, column \d+\)", "", message)
     message = re.sub(r"\s*\(at end of document\)", " at end of file", message)
     return SpecError(f"TOML syntax error: {message}", file=file, line=line)
@@ -446,12 +497,56 @@ def _syntax_error(exc: tomllib.TOMLDecodeError, file: str | None) -> SpecError:
 def parse_workflow_file(path: str | Path) -> WorkflowSpec:
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise SpecErrors([SpecError("is not UTF-8 text", file=str(path))]) from None
+        data = _read_workflow_bytes(path)
     except OSError as exc:
         raise SpecErrors([SpecError(f"cannot read: {exc.strerror}", file=str(path))]) from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise SpecErrors([SpecError("is not UTF-8 text", file=str(path))]) from None
     return parse_workflow_text(text, str(path))
+
+
+def _read_workflow_bytes(path: Path) -> bytes:
+    """The file's bytes, once it is known to be a regular file we may trust.
+
+    The checks use the opened descriptor, so the file cannot be swapped between check and read;
+    O_NONBLOCK keeps a FIFO from hanging the open.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise SpecErrors([SpecError("is not a regular file", file=str(path))])
+        if os.geteuid() == 0:
+            _refuse_untrusted(path, info)
+        data = handle.read(MAX_FILE_BYTES + 1)
+    if len(data) > MAX_FILE_BYTES:
+        raise SpecErrors([SpecError(f"is larger than {MAX_FILE_BYTES // 2**20} MiB",
+                                    file=str(path))])
+    return data
+
+
+def _refuse_untrusted(path: Path, info: os.stat_result) -> None:
+    """As root, like cron: a workflow is run with root's rights, so a file (or the directory
+    holding it) that another user could change must not be trusted."""
+    problems = [f"is {why}" for why in _untrusted_because(info)]
+    for directory in dict.fromkeys([path.absolute().parent, path.resolve().parent]):
+        problems += [f"is in {directory}, which is {why}"
+                     for why in _untrusted_because(os.stat(directory))]
+    if problems:
+        raise SpecErrors([SpecError(
+            f"{problems[0]}; as root easyflow only reads workflow files that only root can "
+            "change (chmod go-w, chown root)", file=str(path))])
+
+
+def _untrusted_because(info: os.stat_result) -> list[str]:
+    reasons = []
+    if info.st_uid != 0:
+        reasons.append(f"owned by uid {info.st_uid}, not root")
+    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        reasons.append(f"writable by group or others (mode {stat.S_IMODE(info.st_mode):04o})")
+    return reasons
 
 
 def expand_paths(paths: list[str | Path]) -> list[Path]:

@@ -15,12 +15,18 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from easyflow_cli.errors import NotFound
+from easyflow_cli.errors import NotFound, shown
 from easyflow_cli.paths import database_path, ensure_state_dir, state_dir
 from easyflow_cli.spec import ScheduleSpec, WorkflowSpec, spec_from_dict, spec_to_dict
 from easyflow_cli.timeutil import to_iso
 
 BUSY_TIMEOUT_MS = 30_000
+SQLITE_INTEGER_MAX = 2**63 - 1
+
+
+def fits_sqlite_integer(value: int) -> bool:
+    """Binding a larger int raises OverflowError, so such an id can only be unknown."""
+    return -SQLITE_INTEGER_MAX - 1 <= value <= SQLITE_INTEGER_MAX
 
 
 def _migration_1(db) -> None:
@@ -179,7 +185,7 @@ class Store:
     def get_workflow(self, name: str) -> WorkflowSpec:
         row = self.conn.execute("SELECT * FROM workflows WHERE name = ?", (name,)).fetchone()
         if row is None:
-            raise NotFound(f"unknown workflow {name!r} (see `easyflow workflow list`)")
+            raise NotFound(f"unknown workflow {shown(name)} (see `easyflow workflow list`)")
         return _spec_of_row(row)
 
     def workflow_rows(self) -> list[dict[str, Any]]:
@@ -215,7 +221,10 @@ class Store:
         return cursor.lastrowid
 
     def get_schedule(self, schedule_id: int) -> dict[str, Any]:
-        row = self.conn.execute("SELECT * FROM schedules WHERE id = ?", (schedule_id,)).fetchone()
+        row = None
+        if fits_sqlite_integer(schedule_id):
+            row = self.conn.execute("SELECT * FROM schedules WHERE id = ?",
+                                    (schedule_id,)).fetchone()
         if row is None:
             raise NotFound(f"unknown schedule {schedule_id} (see `easyflow schedule list`)")
         return dict(row)

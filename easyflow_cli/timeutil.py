@@ -7,6 +7,10 @@ from datetime import UTC, datetime
 ISO_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 
+class TimeOutOfRange(ValueError):
+    """A well-formed time that has no UTC equivalent (before year 1 or after 9999)."""
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -27,8 +31,15 @@ def from_iso(text: str | None) -> datetime | None:
 
 
 def parse_time(text: str, default_tz=None) -> datetime:
-    """An ISO-8601 time; a time without offset is taken in `default_tz` (else local time)."""
+    """An ISO-8601 time; a time without offset is taken in `default_tz` (else local time).
+
+    ValueError for anything else, including a time that exists only outside UTC's range
+    (9999-12-31T23:59-01:00).
+    """
     value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=default_tz) if default_tz else value.astimezone()
-    return value.astimezone(UTC)
+    try:
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=default_tz) if default_tz else value.astimezone()
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise TimeOutOfRange("is out of range once converted to UTC") from None

@@ -23,11 +23,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, tzinfo
-from functools import partial
+from functools import cache, partial
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from easyflow_cli.durations import format_duration, parse_duration
-from easyflow_cli.timeutil import parse_time, to_iso
+from easyflow_cli.errors import shown
+from easyflow_cli.timeutil import TimeOutOfRange, parse_time, to_iso
 
 KINDS = ("cron", "every", "at")
 SHORTCUTS = {
@@ -124,9 +125,11 @@ def _next_every(seconds: float, anchor: datetime, after: datetime) -> datetime:
 def _parse_at(expr: str, zone: tzinfo) -> datetime:
     try:
         return parse_time(expr, zone)
+    except TimeOutOfRange as exc:
+        raise ValueError(f"bad time {shown(expr)}: {exc}") from None
     except (ValueError, TypeError, AttributeError):
         raise ValueError(
-            f"bad time {expr!r}: write it like '2026-12-01T09:00' or '2026-12-01T09:00+02:00'"
+            f"bad time {shown(expr)}: write it like '2026-12-01T09:00' or '2026-12-01T09:00+02:00'"
         ) from None
 
 
@@ -150,7 +153,7 @@ def _wall_cron(expr: str) -> tuple[list, bool]:
         for d, w in variants
     ]
     if _next_wall(triggers, datetime(2000, 1, 1)) is None:
-        raise ValueError(f"bad cron expression {expr!r}: it never matches a real date")
+        raise ValueError(f"bad cron expression {shown(expr)}: it never matches a real date")
     return triggers, not (fields[0].startswith("*") or fields[1].startswith("*"))
 
 
@@ -160,11 +163,11 @@ def _cron_fields(expr: str) -> list[str]:
 
     text = expr.strip() if isinstance(expr, str) else ""
     if text.startswith("@") and text.lower() not in SHORTCUTS:
-        raise ValueError(f"bad cron expression {expr!r}: shortcuts are {', '.join(SHORTCUTS)}")
+        raise ValueError(f"bad cron expression {shown(expr)}: shortcuts are {', '.join(SHORTCUTS)}")
     fields = SHORTCUTS.get(text.lower(), text).split()
     if len(fields) != 5:
         raise ValueError(
-            f"bad cron expression {expr!r}: expected 5 fields "
+            f"bad cron expression {shown(expr)}: expected 5 fields "
             f"(minute hour day-of-month month day-of-week), got {len(fields)}"
         )
     for (name, label, allowed), value in zip(_FIELDS, fields, strict=True):
@@ -173,7 +176,8 @@ def _cron_fields(expr: str) -> list[str]:
                 value = _weekdays(value)
             CronTrigger(**{name: value}, timezone=UTC)
         except ValueError:
-            raise ValueError(f"bad cron expression {expr!r}: {label} must be {allowed}") from None
+            raise ValueError(
+                f"bad cron expression {shown(expr)}: {label} must be {allowed}") from None
     return fields
 
 
@@ -187,7 +191,9 @@ def _weekdays(field: str) -> str:
     days = set()
     for item in field.lower().split(","):
         span, _, step = item.partition("/")
-        first, _, last = span.partition("-")
+        first, dash, last = span.partition("-")
+        if dash and not last:
+            raise ValueError(f"open day-of-week range {shown(field)}")
         low = 0 if span == "*" else _weekday(first)
         high = 7 if span == "*" or (step and not last) else _weekday(last or first)
         days.update(day % 7 for day in range(low, high + 1, int(step or 1)))
@@ -269,8 +275,14 @@ def _zone(name: str | None) -> tzinfo:
         return _local_zone()
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError, TypeError):
-        raise ValueError(f"unknown timezone {name!r}{_zone_hint(name)}") from None
+    except (ZoneInfoNotFoundError, ValueError, TypeError, OSError):
+        # OSError: the name is a directory of the zone database, or too long for a file name.
+        raise ValueError(f"unknown timezone {shown(name)}{_zone_hint(name)}") from None
+
+
+def check_timezone(name: str | None) -> None:
+    """ValueError with a one-line message unless `name` is None or a known IANA zone."""
+    _zone(name)
 
 
 def _local_zone() -> tzinfo:
@@ -282,13 +294,20 @@ def _local_zone() -> tzinfo:
 
 def _zone_hint(name: object) -> str:
     import difflib
-    from zoneinfo import available_timezones
 
-    by_lower = {zone.lower(): zone for zone in available_timezones()}
+    by_lower = _zones_by_lower_name()
     close = difflib.get_close_matches(str(name).lower(), by_lower, n=1, cutoff=0.8)
     if close:
         return f"; did you mean {by_lower[close[0]]!r}?"
     return "; use an IANA name like 'Europe/Berlin' or 'UTC'"
+
+
+@cache
+def _zones_by_lower_name() -> dict[str, str]:
+    from zoneinfo import available_timezones
+
+    # available_timezones() walks the zone database on disk every time it is called.
+    return {zone.lower(): zone for zone in available_timezones()}
 
 
 def _utc(moment: datetime) -> datetime:

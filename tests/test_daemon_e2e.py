@@ -177,15 +177,19 @@ def test_eco_pool_never_runs_more_than_its_size(daemon: DaemonHarness, tmp_path)
     daemon.stop()
 
 
-def test_eco_worker_claims_waiting_runs_as_one_batch(daemon: DaemonHarness):
+def test_eco_worker_claims_waiting_runs_as_one_batch(daemon: DaemonHarness, tmp_path):
+    release = tmp_path / "release"
     daemon.write_config(config(eco=1, batch_size=3))
-    daemon.add_workflows(blocker=["sleep", "2"], small=["sleep", "0.2"])
+    # The blocker holds the only eco worker until the test says so, however slow the box.
+    daemon.add_workflows(blocker=["sh", "-c", f"while [ ! -e {release} ]; do sleep 0.05; done"],
+                         small=["sleep", "0.2"])
     daemon.start()
 
     blocker = daemon.submit("blocker", "--mode", "eco")
     daemon.wait_until_started(blocker["id"])
     # Queued while the only eco worker is busy.
     smalls = daemon.submit_many("small", 3, "--mode", "eco")
+    release.touch()
 
     runs = daemon.wait_for_runs(
         lambda rs: all(r["state"] == "succeeded" for r in rs) and len(rs) == 4, timeout=20,

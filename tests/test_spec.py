@@ -101,7 +101,7 @@ def test_syntax_errors_name_the_line():
     assert errors_of('name = "x"\nname = "y"\n') == [
         "wf.toml:2: TOML syntax error: Cannot overwrite a value"]
     assert errors_of('name = "x') == [
-        "wf.toml: TOML syntax error: Unterminated string at end of file"]
+        "wf.toml:1: TOML syntax error: Unterminated string at end of file"]
 
 
 def test_unknown_key_with_suggestion_and_line():
@@ -121,8 +121,8 @@ def test_unknown_step_key_points_at_step_line():
     ('cost_priority = "urgent"', "cost_priority: must be one of"),
     ('timeout = "5 minutes"', "timeout: bad duration '5 minutes'"),
     ('timeout = 5', "timeout: must be a string, got an integer"),
-    ('retries = -1', "retries: must be a whole number >= 0"),
-    ('retries = true', "retries: must be a whole number >= 0"),
+    ('retries = -1', "retries: must be a whole number from 0 to 100"),
+    ('retries = true', "retries: must be a whole number from 0 to 100"),
     ('deadline = "tomorrow"', "deadline: must be an ISO-8601 time"),
     ('name = "has space"', "may only use letters, digits"),
     ('allow_overlap = "yes"', "allow_overlap: must be true or false"),

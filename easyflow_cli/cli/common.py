@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from easyflow_cli.durations import parse_duration
-from easyflow_cli.errors import BadInput
+from easyflow_cli.errors import BadInput, shown
 from easyflow_cli.timeutil import parse_time
 
 if TYPE_CHECKING:
@@ -29,5 +29,5 @@ def parse_deadline(text: str, now: datetime, option: str = "--deadline") -> date
     try:
         return parse_time(text)
     except ValueError:
-        raise BadInput(f"{option}: {text!r} is neither a duration like '30m' nor an ISO-8601 "
+        raise BadInput(f"{option}: {shown(text)} is neither a duration like '30m' nor an ISO-8601 "
                        "time like 2026-12-01T09:00") from None

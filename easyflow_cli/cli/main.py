@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import NoReturn
 
 import typer
 from typer.core import TyperGroup
@@ -17,7 +18,12 @@ from easyflow_cli.cli import runs as runs_cli
 from easyflow_cli.cli import schedule as schedule_cli
 from easyflow_cli.cli import workflow as workflow_cli
 from easyflow_cli.cli.output import err_console
-from easyflow_cli.errors import EasyflowError
+from easyflow_cli.errors import EasyflowError, printable
+
+try:  # recent Typer releases carry their own copy of Click
+    from typer._click.exceptions import NoArgsIsHelpError, UsageError
+except ImportError:  # pragma: no cover - older Typer uses Click itself
+    from click.exceptions import NoArgsIsHelpError, UsageError
 
 HELP_OPTION_NAMES = ["-h", "--help"]
 
@@ -34,13 +40,38 @@ class EasyflowGroup(TyperGroup):
             return super().invoke(ctx)
         except EasyflowError as exc:
             for line in str(exc).splitlines():
-                err_console.print(f"error: {line}", markup=False, highlight=False)
+                _print_error(line)
             raise typer.Exit(exc.exit_code) from None
+        except NoArgsIsHelpError:
+            raise
+        except UsageError as exc:
+            _usage_error(exc)
         except Exception as exc:
             if not _is_database_error(exc):
                 raise
-            err_console.print(f"error: database: {exc}", markup=False, highlight=False)
+            _print_error(f"database: {exc}")
             raise typer.Exit(1) from None
+
+    def parse_args(self, ctx, args):
+        """The root's own options (`easyflow --bogus`) are parsed here, outside `invoke`."""
+        try:
+            return super().parse_args(ctx, args)
+        except NoArgsIsHelpError:
+            raise
+        except UsageError as exc:
+            _usage_error(exc)
+
+
+def _usage_error(exc: UsageError) -> NoReturn:
+    # Click's own report is a framed box over several lines; ours is one line, like every other
+    # bad-input error, and says where the help is.
+    where = exc.ctx.command_path if exc.ctx else "easyflow"
+    _print_error(f"{exc.format_message()} (see `{where} --help`)")
+    raise typer.Exit(2) from None
+
+
+def _print_error(line: str) -> None:
+    err_console.print(f"error: {printable(line)}", markup=False, highlight=False)
 
 
 class _DeferredCoercion:

@@ -18,7 +18,7 @@ from easyflow_cli.cli.output import (
     print_json,
 )
 from easyflow_cli.durations import parse_duration
-from easyflow_cli.errors import BadInput
+from easyflow_cli.errors import BadInput, shown
 from easyflow_cli.timeutil import parse_time, to_iso, utcnow
 
 app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
@@ -40,7 +40,7 @@ def parse_moment(text: str | None, now: datetime, option: str) -> datetime | Non
     try:
         return parse_time(text)
     except ValueError:
-        raise BadInput(f"{option}: {text!r} is neither a duration like '7d' nor a date like "
+        raise BadInput(f"{option}: {shown(text)} is neither a duration like '7d' nor a date like "
                        "2026-11-01") from None
 
 

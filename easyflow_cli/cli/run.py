@@ -50,7 +50,7 @@ def run(
         row = plan_run(
             spec, trigger=Trigger.MANUAL, now=moment,
             policy=QueuePolicy(config.promote_within, config.off_peak), override=mode,
-            deadline=parse_deadline(deadline, moment) if deadline else None,
+            deadline=parse_deadline(deadline, moment) if deadline is not None else None,
             typical_duration=typical_duration(store, name),
         )
         record = enqueue_run(store, row)

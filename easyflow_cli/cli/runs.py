@@ -23,6 +23,7 @@ from easyflow_cli.model import RunState
 app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
                   help="List and inspect runs.")
 
+LIMIT_MAX = 1_000_000
 LIST_COLUMNS = ["id", "workflow", "trigger", "mode", "mode_reason", "state", "enqueued_at",
                 "duration_s", "exit_code"]
 STATE_STYLE = {"succeeded": "green", "failed": "red", "timed_out": "red", "cancelled": "yellow",
@@ -33,7 +34,8 @@ STATE_STYLE = {"succeeded": "green", "failed": "red", "timed_out": "red", "cance
 def list_(
     workflow: str = typer.Option(None, "--workflow", "-w", help="Only this workflow."),
     state: RunState = typer.Option(None, "--state", help="Only runs in this state."),
-    limit: int = typer.Option(50, "--limit", "-n", min=1, help="At most this many, newest first."),
+    limit: int = typer.Option(50, "--limit", "-n", min=1, max=LIMIT_MAX,
+                              help="At most this many, newest first."),
     as_json: bool = JSON_OPTION,
     as_csv: bool = CSV_OPTION,
 ) -> None:

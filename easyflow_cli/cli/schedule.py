@@ -48,7 +48,7 @@ def add(
     except ValueError as exc:
         raise BadInput(f"--{kind}: {exc}") from None
     try:
-        after = parse_duration(deadline_after) if deadline_after else None
+        after = parse_duration(deadline_after) if deadline_after is not None else None
     except ValueError as exc:
         raise BadInput(f"--deadline-after: {exc}") from None
     now = utcnow()
@@ -109,7 +109,7 @@ def next_(
 
     now = utcnow()
     with open_store() as store:
-        if target.isdigit():
+        if target.isascii() and target.isdigit():
             rows = [store.get_schedule(int(target))]
         else:
             store.get_workflow(target)

@@ -9,6 +9,7 @@ import typer
 
 from easyflow_cli.cli.common import open_store
 from easyflow_cli.cli.output import CSV_OPTION, JSON_OPTION, err_console, print_json, render_rows
+from easyflow_cli.errors import BadInput
 from easyflow_cli.timeutil import utcnow
 
 app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
@@ -104,5 +105,8 @@ def export(
     if output is None:
         typer.echo(text, nl=False)
     else:
-        output.write_text(text)
+        try:
+            output.write_text(text)
+        except OSError as exc:
+            raise BadInput(f"-o: cannot write {output}: {exc.strerror}") from None
         err_console.print(f"wrote {output}")
