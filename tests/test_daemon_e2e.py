@@ -48,6 +48,11 @@ def seconds(start: str, end: str) -> float:
     return (parse_time(end) - parse_time(start)).total_seconds()
 
 
+def gated(gate) -> list[str]:
+    """A step that runs until the test creates `gate`: no race with a slow box."""
+    return ["sh", "-c", f"while [ ! -e {gate} ]; do sleep 0.05; done"]
+
+
 def active(runs: list[dict]) -> list[dict]:
     return [r for r in runs if r["state"] in ("queued", "running")]
 
@@ -133,9 +138,9 @@ def test_slow_scheduled_runs_are_coalesced(daemon: DaemonHarness):
 # ---------------------------------------------------------------------- pools
 
 
-def test_real_time_run_starts_at_once_while_eco_is_saturated(daemon: DaemonHarness):
+def test_real_time_run_starts_at_once_while_eco_is_saturated(daemon: DaemonHarness, tmp_path):
     daemon.write_config(config(eco=5))
-    daemon.add_workflows(heavy=["sleep", "3"], click=["true"])
+    daemon.add_workflows(heavy=gated(tmp_path / "never"), click=["true"])
     daemon.start(ECO_MAX_WORKERS="2")  # the environment overrides the config's 5
     assert daemon.status()["pools"]["eco"]["size"] == 2
 
@@ -301,15 +306,17 @@ def test_sighup_reloads_config_and_keeps_work(daemon: DaemonHarness):
     daemon.stop()
 
 
-def test_sigterm_drains_running_runs_and_keeps_the_queue(daemon: DaemonHarness):
+def test_sigterm_drains_running_runs_and_keeps_the_queue(daemon: DaemonHarness, tmp_path):
+    opened, batched, longs = (tmp_path / name for name in ("opened", "batched", "longs"))
     daemon.write_config(config(realtime=1, eco=1, batch_size=3, drain_grace="30s"))
-    daemon.add_workflows(long=["sleep", "2"], opener=["sleep", "1.5"], batched=["sleep", "3"])
+    daemon.add_workflows(long=gated(longs), opener=gated(opened), batched=gated(batched))
     daemon.start()
 
     # Eco: three runs queued behind the opener are claimed as one batch; the first starts.
     opener = daemon.submit("opener", "--mode", "eco")
     daemon.wait_until_started(opener["id"])
     batch = daemon.submit_many("batched", 3, "--mode", "eco")
+    opened.touch()
     first = daemon.wait_until_started(batch[0]["id"])
     # Real-time: one running, two waiting behind it (the pool has one worker).
     running = daemon.submit("long")
@@ -320,7 +327,15 @@ def test_sigterm_drains_running_runs_and_keeps_the_queue(daemon: DaemonHarness):
     assert first["batch_id"] and {runs[r["id"]]["batch_id"] for r in batch} == {
         first["batch_id"]}
 
-    took = daemon.stop(timeout=20)
+    began = time.monotonic()
+    daemon.send(signal.SIGTERM)
+    # The running runs end during the grace; nothing else may start.
+    wait_for(lambda: "stopping: no new runs" in daemon.log_text(), timeout=10,
+             message="the daemon to start draining")
+    batched.touch()
+    longs.touch()
+    assert daemon.wait_exit(20) == 0, daemon.log_tail()
+    took = time.monotonic() - began
     assert took < 10, f"took {took:.1f}s: should exit well inside drain_grace (30s)"
     runs = {r["id"]: r for r in daemon.runs()}
     for record in (opener, first, running):

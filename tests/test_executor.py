@@ -91,13 +91,16 @@ def test_cpu_of_grandchildren_is_counted():
     assert outcome.peak_rss_kb > 1000
 
 
-def test_orphaned_grandchild_cpu_is_counted_via_subreaper():
+def test_orphaned_grandchild_cpu_is_counted_via_subreaper(tmp_path):
     from easyflow_cli.executor import become_subreaper
 
     become_subreaper()
+    done = tmp_path / "burnt"
     burn = f"{PY} -c 'import time; t=time.process_time()\nwhile time.process_time()-t<0.4: pass'"
-    # The shell exits at once; the orphan is reparented to us and reaped when the group ends.
-    outcome, _ = run(wf(step(f"({burn} &) ; sleep 0.6", shell="true")))
+    # The orphan is reparented to us and reaped when the group ends; the shell waits until it
+    # has burnt its CPU (however slow the box), then exits.
+    wait = f"while [ ! -e {done} ]; do sleep 0.05; done"
+    outcome, _ = run(wf(step(f"({burn}; touch {done}) & {wait}", shell="true")))
     assert outcome.cpu_user_s + outcome.cpu_system_s >= 0.3
 
 
