@@ -51,13 +51,17 @@ def has_history(store: Store, workflow: str) -> bool:
 def cost_sums(store: Store, period: Period, by: str = "mode") -> list[dict[str, Any]]:
     """Per (group, mode, off_peak): runs, worker seconds, CPU seconds, measured joules."""
     key = GROUP_KEYS[by]
+    # Grouped by the expressions themselves, each once: `GROUP BY grp, mode, ...` with grp an
+    # alias of mode made SQLite sort every row in a temporary b-tree (1.2 s over a million
+    # runs) instead of streaming the groups off runs_costs, which leads with mode, off_peak.
+    group_by = ", ".join(dict.fromkeys((key, "mode", "off_peak")))
     where, args = period.where()
     rows = store.conn.execute(
         f"SELECT {key} AS grp, mode, off_peak, count(*) AS runs,"
         " total(duration_s) AS worker_s, total(cpu_user_s + cpu_system_s) AS cpu_s,"
         " total(energy_j) AS energy_j, count(energy_j) AS measured,"
         " total(CASE WHEN energy_j IS NULL THEN cpu_user_s + cpu_system_s END) AS unmeasured_cpu_s"
-        f" FROM runs WHERE {where} GROUP BY grp, mode, off_peak"
+        f" FROM runs WHERE {where} GROUP BY {group_by}"
         "", args,
     ).fetchall()
     return sorted((dict(r) for r in rows),

@@ -55,7 +55,6 @@ from easyflow_cli.queue import (
 )
 from easyflow_cli.scheduler import ScheduleBook, prime_schedules
 from easyflow_cli.sdnotify import Notifier
-from easyflow_cli.spec import spec_to_dict
 from easyflow_cli.store import Store
 from easyflow_cli.timeutil import from_iso, to_iso, utcnow
 
@@ -75,6 +74,7 @@ class Daemon:
 
     def __init__(self, home: Path, config_path: str | None = None) -> None:
         self.home = ensure_state_dir(home)
+        self.logs_dir = str(run_log_path(self.home, 0).parent)
         self.config_path = config_path
         self.config: Config = load_config(config_path)
         self.notifier = Notifier.from_env()
@@ -291,18 +291,22 @@ class Daemon:
         orders = []
         for run in runs:
             try:
-                spec = self.store.get_workflow(run["workflow"])
+                spec, source_file = self.store.workflow_spec_dict(run["workflow"])
             except NotFound:
                 finish_run(self.store, run["id"], Outcome(RunState.FAILED,
                            error="workflow was removed before the run started"), now=utcnow())
                 continue
             orders.append({
-                "id": run["id"], "spec": spec_to_dict(spec), "source_file": spec.source_file,
-                "log_path": str(run_log_path(self.home, run["id"])),
+                "id": run["id"], "spec": spec, "source_file": source_file,
+                "log_path": self._log_path(run["id"]),
                 "limits": asdict(limits_for(self.config, run["mode"])),
             })
         if orders and not worker.assign(orders):
             log.warning("worker %s did not take its orders; it will be replaced", worker.name)
+
+    def _log_path(self, run_id: int) -> str:
+        # The same path as run_log_path, without building a Path twice per run.
+        return f"{self.logs_dir}{os.sep}{run_id}.log"
 
     # ------------------------------------------------------------------ worker reports
 
@@ -335,7 +339,7 @@ class Daemon:
             window = self.config.tariff_window
             off_peak = window.contains(moment) if window else None
             mark_started(self.store, event["id"], now=moment, pid=worker.pid,
-                         log_path=str(run_log_path(self.home, event["id"])), off_peak=off_peak)
+                         log_path=self._log_path(event["id"]), off_peak=off_peak)
         elif kind == "step":
             assignment.pgid = event["pgid"]
             record_step_process(self.store, event["id"], event["pgid"])
@@ -501,6 +505,8 @@ class Daemon:
         return f"busy: {pools}; queued: {queued}"
 
     def _update_status(self) -> None:
+        if not self.notifier.enabled:
+            return  # counting the queue on every wake-up costs, and only systemd reads it
         line = self._status_line()
         if line != self.last_status:
             self.last_status = line

@@ -370,10 +370,11 @@ def _execute_call(step, spec, log, deadline, cancelled) -> StepResult:
     from easyflow_cli import calls
 
     before = calls.cpu_seconds()
+    directory = step.cwd or spec.source_dir
     try:
-        function = calls.resolve(step.call, step.cwd or spec.source_dir)
+        function = calls.resolve(step.call, directory)
         code = calls.call_step(function, step.args, deadline=deadline, cancelled=cancelled,
-                               output=log.write, cwd=step.cwd or spec.source_dir, env=step.env)
+                               output=log.write, cwd=directory, env=step.env)
         result = StepResult(exit_code=code)
     except calls.StepInterrupted as exc:
         result = StepResult(exit_code=None, timed_out=exc.reason == "timeout")

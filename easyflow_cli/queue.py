@@ -236,6 +236,8 @@ def claim_next_runs(store: Store, mode: Mode, *, now: datetime, limit: int, pool
                     worker: str, batch_id: str | None = None) -> list[dict[str, Any]]:
     """Atomically claim up to `limit` ready runs of one mode, best first."""
     stamp = to_iso(now)
+    if not _has_ready_run(store, mode, stamp):
+        return []
     with store.write() as conn:
         rows = conn.execute(
             "UPDATE runs SET state = 'running', claimed_at = ?, pool = ?, worker = ?,"
@@ -248,6 +250,15 @@ def claim_next_runs(store: Store, mode: Mode, *, now: datetime, limit: int, pool
     records.sort(key=lambda r: (r["deadline"] or "9999", CostPriority(r["cost_priority"]).rank,
                                 r["id"]))
     return records
+
+
+def _has_ready_run(store: Store, mode: Mode, stamp: str) -> bool:
+    # A read first: the daemon asks every idle pool on every wake-up, and most of the time the
+    # answer is no; a write transaction just to learn that would take the database lock.
+    return store.conn.execute(
+        "SELECT 1 FROM runs WHERE state = 'queued' AND mode = ?"
+        " AND (not_before IS NULL OR not_before <= ?) LIMIT 1",
+        (Mode(mode).value, stamp)).fetchone() is not None
 
 
 def mark_started(store: Store, run_id: int, *, now: datetime, pid: int | None,
@@ -308,6 +319,9 @@ def cancel_run(store: Store, run_id: int, *, now: datetime) -> dict[str, Any]:
 
 def promote_due_runs(store: Store, *, now: datetime) -> list[int]:
     """Waiting runs whose promotion time has come become real-time now (reason `promoted`)."""
+    due = next_promotion_at(store)
+    if due is None or due > now:
+        return []  # checked by a read: this runs on every wake-up of the daemon
     with store.write() as conn:
         rows = conn.execute(
             "UPDATE runs SET mode = 'real-time', mode_reason = 'promoted', not_before = NULL,"

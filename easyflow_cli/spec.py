@@ -7,6 +7,7 @@ the canonical form back, so `export` → `add` round-trips exactly.
 from __future__ import annotations
 
 import difflib
+import functools
 import os
 import re
 import shlex
@@ -86,7 +87,7 @@ class WorkflowSpec:
     source_file: str | None = None
     content_hash: str | None = None
 
-    @property
+    @functools.cached_property
     def source_dir(self) -> str | None:
         return str(Path(self.source_file).parent) if self.source_file else None
 

@@ -6,6 +6,7 @@ The run queue's transactions live in `queue.py`; everything else that touches SQ
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sqlite3
@@ -188,6 +189,18 @@ class Store:
             raise NotFound(f"unknown workflow {shown(name)} (see `easyflow workflow list`)")
         return _spec_of_row(row)
 
+    def workflow_spec_dict(self, name: str) -> tuple[dict[str, Any], str | None]:
+        """A workflow's spec in the canonical form `spec_to_dict` gives, and its source file.
+
+        For handing runs to workers: the stored JSON is that form already, so it is parsed
+        (once per distinct text, cached) but not validated again. Do not modify the dict.
+        """
+        row = self.conn.execute("SELECT spec_json, source_file FROM workflows WHERE name = ?",
+                                (name,)).fetchone()
+        if row is None:
+            raise NotFound(f"unknown workflow {name!r} (see `easyflow workflow list`)")
+        return _parsed_spec_json(row["spec_json"]), row["source_file"]
+
     def workflow_rows(self) -> list[dict[str, Any]]:
         return [dict(r) for r in self.conn.execute("SELECT * FROM workflows ORDER BY name")]
 
@@ -277,6 +290,11 @@ def _schedule_key(schedule: ScheduleSpec) -> tuple:
 
 def _schedule_key_of_row(row) -> tuple:
     return (row["kind"], row["expr"], row["timezone"], row["mode"], row["deadline_after_s"])
+
+
+@functools.lru_cache(maxsize=256)
+def _parsed_spec_json(text: str) -> dict[str, Any]:
+    return json.loads(text)
 
 
 def _spec_of_row(row) -> WorkflowSpec:

@@ -21,7 +21,9 @@ def to_iso(moment: datetime | None) -> str | None:
         return None
     if moment.tzinfo is None:
         raise ValueError("naive datetime given where an aware one is required")
-    return moment.astimezone(UTC).strftime(ISO_FORMAT)
+    # isoformat, not strftime(ISO_FORMAT): the same text, several times faster, and the
+    # daemon writes a few of these per run.
+    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def from_iso(text: str | None) -> datetime | None:

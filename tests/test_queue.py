@@ -12,6 +12,7 @@ from easyflow_cli.queue import (
     claim_next_runs,
     claim_run,
     enqueue_run,
+    enqueue_runs,
     finish_run,
     get_run,
     list_runs,
@@ -22,6 +23,7 @@ from easyflow_cli.queue import (
     promote_due_runs,
     queue_depths,
     typical_duration,
+    unfinished_count,
 )
 from easyflow_cli.spec import parse_workflow_text
 from easyflow_cli.store import Store
@@ -181,3 +183,25 @@ def test_replan_off_peak_after_window_change(store):
     assert get_run(store, run["id"])["not_before"] is None
     replan_off_peak(store, policy, local_noon)
     assert get_run(store, run["id"])["not_before"] == run["not_before"]
+
+
+def test_enqueue_runs_in_bulk_returns_consecutive_ids(store):
+    wf = spec()
+    submit(store, wf)
+    rows = [plan_run(wf, trigger=Trigger.MANUAL, now=NOW, policy=POLICY) for _ in range(50)]
+    ids = enqueue_runs(store, rows)
+    assert list(ids) == list(range(2, 52))
+    assert get_run(store, 51)["mode"] == "real-time"
+    assert unfinished_count(store, ids) == 50
+    assert enqueue_runs(store, []) == range(0)
+    claimed = claim_next_runs(store, Mode.REAL_TIME, now=NOW, limit=1, pool="real-time", worker="w")
+    assert [r["id"] for r in claimed] == [2]
+
+
+def test_claim_and_promote_with_nothing_ready_change_nothing(store):
+    wf = spec()
+    submit(store, wf)  # eco: another mode's queue
+    before = store.conn.total_changes
+    assert claim_next_runs(store, Mode.REAL_TIME, now=NOW, limit=1, pool="p", worker="w") == []
+    assert promote_due_runs(store, now=NOW) == []
+    assert store.conn.total_changes == before
