@@ -1,0 +1,220 @@
+"""Fault injection against a real daemon: each test breaks something and checks the outcome.
+
+kill -9 at random moments, a concurrent flood of CLI submissions, a database that cannot be
+written, a step printing far more than the log cap, steps that ignore SIGTERM, and SIGTERM
+with work in flight. The longer soak variants run with `EASYFLOW_SOAK=1`.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import sqlite3
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+pytest_plugins = ["tests.daemon_harness"]
+pytest.register_assert_rewrite("tests.daemon_harness")
+from easyflow_cli.client import wake  # noqa: E402
+from easyflow_cli.model import Mode, Trigger  # noqa: E402
+from easyflow_cli.queue import QueuePolicy, enqueue_run, plan_run  # noqa: E402
+from easyflow_cli.store import Store  # noqa: E402
+from easyflow_cli.timeutil import utcnow  # noqa: E402
+from tests.daemon_harness import DaemonHarness, wait_for  # noqa: E402
+
+pytestmark = pytest.mark.e2e
+
+SOAK = os.environ.get("EASYFLOW_SOAK") == "1"
+FINISHED = ("succeeded", "failed", "timed_out", "cancelled")
+
+
+def config(*, realtime: int = 3, balanced: int = 2, eco: int = 2, batch_size: int = 4,
+           drain_grace: str = "5s", kill_grace: str = "1s", log_max_bytes: int = 1 << 20,
+           timeout: str = "1m") -> str:
+    return f"""
+        [pools.real-time]
+        workers = {realtime}
+        timeout = "{timeout}"
+
+        [pools.balanced]
+        workers = {balanced}
+        timeout = "{timeout}"
+
+        [pools.eco]
+        workers = {eco}
+        batch_size = {batch_size}
+        off_peak = ""
+        timeout = "{timeout}"
+
+        [daemon]
+        drain_grace = "{drain_grace}"
+        kill_grace = "{kill_grace}"
+
+        [logs]
+        max_bytes = {log_max_bytes}
+        """
+
+
+# ---------------------------------------------------------------------- processes
+
+
+def tagged_processes(tag: str) -> set[int]:
+    """Live (not zombie) processes whose environment carries FAULT_TAG=tag."""
+    needle = f"FAULT_TAG={tag}".encode()
+    found = set()
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/environ", "rb") as env:
+                if needle not in env.read().split(b"\0"):
+                    continue
+            if not _is_zombie(int(entry.name)):
+                found.add(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(") ", 1)[1][0] in "ZX"
+    except OSError:
+        return True
+
+
+def alive(pids: set[int]) -> set[int]:
+    return {pid for pid in pids if not _is_zombie(pid)}
+
+
+def wait_gone(pids: set[int], timeout: float = 10.0) -> None:
+    wait_for(lambda: not alive(pids), timeout=timeout,
+             message=f"processes from before the crash to be gone (alive: {alive(pids)})")
+
+
+def rss_kb(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError(f"no VmRSS for {pid}")
+
+
+def db_rows(home: Path, sql: str, args: tuple = ()) -> list[sqlite3.Row]:
+    conn = sqlite3.connect(home / "easyflow.db", timeout=30)
+    try:
+        conn.row_factory = sqlite3.Row
+        return conn.execute(sql, args).fetchall()
+    finally:
+        conn.close()
+
+
+# ---------------------------------------------------------------------- 1. kill -9
+
+
+def marker_step(markers: Path, tag: str, spawn: bool = False) -> list[str]:
+    """Sleep 0-50 ms (by run id), then leave markers/RUN_ID.PID: one file per execution that got
+    to the end. With `spawn`, first start a grandchild that would sleep for 5 minutes. All of
+    them carry FAULT_TAG=tag in their environment, so a scan of /proc finds them."""
+    script = 'sleep "0.0$((EASYFLOW_RUN_ID % 6))"; : > "$0/$EASYFLOW_RUN_ID.$$"'
+    if spawn:
+        script = "sleep 300 & " + script
+    return ["env", f"FAULT_TAG={tag}", "sh", "-c", script, str(markers)]
+
+
+def submit_directly(home: Path, specs: list, count: int, rng: random.Random) -> list[int]:
+    """Queue `count` runs straight into the database (the CLI flood is another test)."""
+    ids = []
+    with Store.open(home) as store:
+        for _ in range(count):
+            spec = rng.choice(specs)
+            row = plan_run(spec, trigger=Trigger.MANUAL, now=utcnow(), policy=QueuePolicy(),
+                           override=rng.choice(list(Mode)))
+            ids.append(enqueue_run(store, row)["id"])
+    wake(home)
+    return ids
+
+
+def test_kill_9_at_random_moments_loses_nothing(daemon: DaemonHarness, tmp_path):
+    runs_wanted, kills_wanted = (2000, 100) if SOAK else (300, 22)
+    rng = random.Random(20261126)
+    tag = uuid.uuid4().hex
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    daemon.write_config(config())
+    step, spawner = marker_step(markers, tag), marker_step(markers, tag, spawn=True)
+    daemon.cli("workflow", "add", str(daemon.workflow_file("plain", step)),
+               str(daemon.workflow_file("retried", step, retries=1)),
+               str(daemon.workflow_file("spawner", spawner)),
+               str(daemon.workflow_file("spawner-retried", spawner, retries=1)))
+    with Store.open(daemon.home) as store:
+        specs = store.all_workflows()
+
+    began = time.monotonic()
+    submitted: list[int] = []
+    from_before_crashes: set[int] = set()
+    kills = caught_running = 0
+    while kills < kills_wanted:
+        daemon.launch()
+        if rng.random() < 0.2:
+            # Sometimes while it starts up: in the middle of recovering from the last kill.
+            time.sleep(rng.uniform(0.0, 0.4))
+        else:
+            daemon.wait_answering()
+            # Its recovery pass has run: nothing from before any crash may still be alive.
+            wait_gone(from_before_crashes)
+            from_before_crashes.clear()
+            share = max(0, runs_wanted - len(submitted)) // max(1, kills_wanted - kills)
+            submitted += submit_directly(daemon.home, specs, share, rng)
+            time.sleep(rng.uniform(0.0, 1.2))
+        from_before_crashes |= tagged_processes(tag)
+        daemon.proc.send_signal(signal.SIGKILL)
+        daemon.proc.wait(10)
+        kills += 1
+        caught_running += len(db_rows(daemon.home, "SELECT id FROM runs WHERE state = 'running'"))
+    submitted += submit_directly(daemon.home, specs, runs_wanted - len(submitted), rng)
+    killing_took = time.monotonic() - began
+
+    daemon.launch()
+    daemon.wait_answering()
+    wait_gone(from_before_crashes)
+    wait_for(lambda: not db_rows(daemon.home, "SELECT id FROM runs WHERE state IN "
+                                              "('queued', 'running')"),
+             timeout=120, interval=0.2, message="every run to settle")
+    daemon.stop(timeout=30)
+
+    runs = {row["id"]: dict(row) for row in db_rows(daemon.home, "SELECT * FROM runs")}
+    executions = Counter(int(name.split(".")[0]) for name in os.listdir(markers))
+    lost = [i for i in submitted if i not in runs]
+    stuck = [i for i, r in runs.items() if r["state"] not in FINISHED]
+    duplicated = [i for i, n in executions.items() if n > 1]
+    unrecorded = [i for i in executions if i not in runs]
+    succeeded = [i for i, r in runs.items() if r["state"] == "succeeded"]
+    succeeded_unseen = [i for i in succeeded if executions[i] != 1]
+    orphans = tagged_processes(tag)
+    retries = [r for r in runs.values() if r["trigger"] == "retry"]
+    states = Counter(r["state"] for r in runs.values())
+    print(f"\nkill -9: {kills} kills in {killing_took:.1f}s, catching {caught_running} runs "
+          f"claimed or running; {len(submitted)} runs submitted, "
+          f"{len(retries)} retries, {len(runs)} rows {dict(states)}; lost {len(lost)}, "
+          f"stuck {len(stuck)}, duplicated {len(duplicated)}, orphans {len(orphans)}; "
+          f"total {time.monotonic() - began:.1f}s")
+    assert lost == [] and stuck == [] and unrecorded == []
+    assert duplicated == [], {i: executions[i] for i in duplicated}
+    assert succeeded_unseen == [], "runs recorded as succeeded must have executed exactly once"
+    assert orphans == set()
+    assert len(submitted) == runs_wanted and kills >= 20
+    for run in runs.values():
+        if run["state"] != "succeeded":
+            assert run["error"], run
+        if run["trigger"] == "retry":
+            first = runs[run["retry_of"]]
+            assert first["state"] in ("failed", "timed_out"), (first, run)
+            assert first["workflow"] in ("retried", "spawner-retried"), (first, run)
+    assert "Traceback" not in daemon.log_text()
