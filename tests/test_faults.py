@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import signal
 import sqlite3
+import subprocess
 import time
 import uuid
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -25,6 +28,7 @@ from easyflow_cli.model import Mode, Trigger  # noqa: E402
 from easyflow_cli.queue import QueuePolicy, enqueue_run, plan_run  # noqa: E402
 from easyflow_cli.store import Store  # noqa: E402
 from easyflow_cli.timeutil import utcnow  # noqa: E402
+from tests.conftest import easyflow_command  # noqa: E402
 from tests.daemon_harness import DaemonHarness, wait_for  # noqa: E402
 
 pytestmark = pytest.mark.e2e
@@ -217,4 +221,52 @@ def test_kill_9_at_random_moments_loses_nothing(daemon: DaemonHarness, tmp_path)
             first = runs[run["retry_of"]]
             assert first["state"] in ("failed", "timed_out"), (first, run)
             assert first["workflow"] in ("retried", "spawner-retried"), (first, run)
+    assert "Traceback" not in daemon.log_text()
+
+
+# ---------------------------------------------------------------------- 4. concurrent writers
+
+
+def submit_in_a_loop(daemon: DaemonHarness, name: str, count: int) -> list[tuple]:
+    """One writer: `count` real `easyflow run NAME --now --no-wait`, one after another."""
+    # Bytecode cached as an installed package has it (this sandbox sets DONTWRITEBYTECODE).
+    env = daemon.env(PYTHONPYCACHEPREFIX=str(daemon.root / "pycache"))
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    results = []
+    for _ in range(count):
+        done = subprocess.run([*easyflow_command(), "run", name, "--now", "--no-wait"],
+                              env=env, text=True, capture_output=True, timeout=120,
+                              stdin=subprocess.DEVNULL)
+        results.append((done.returncode, done.stdout, done.stderr))
+    return results
+
+
+def test_concurrent_cli_writers_are_all_recorded_once(daemon: DaemonHarness):
+    writers, each = (8, 200) if SOAK else (8, 8)
+    daemon.write_config(config())
+    daemon.add_workflow("noop", ["true"])
+    daemon.start()
+    began = time.monotonic()
+    with ThreadPoolExecutor(writers) as pool:
+        batches = list(pool.map(lambda _: submit_in_a_loop(daemon, "noop", each),
+                                range(writers)))
+    took = time.monotonic() - began
+    results = [result for batch in batches for result in batch]
+
+    failures = [r for r in results if r[0] != 0]
+    assert failures == [], failures[:5]
+    noisy = [r[2] for r in results if not re.fullmatch(
+        r"run (\d+): noop in real-time mode \(manual\)\n", r[2])]
+    assert noisy == [], noisy[:5]  # no "database is locked", no traceback: one line each
+    printed = [int(r[1]) for r in results]
+    assert len(set(printed)) == len(printed) == writers * each
+    wait_for(lambda: not db_rows(daemon.home, "SELECT id FROM runs WHERE state IN "
+                                              "('queued', 'running')"),
+             timeout=60, interval=0.2, message="every submitted run to finish")
+    rows = db_rows(daemon.home, "SELECT id, state FROM runs WHERE workflow = 'noop'")
+    assert sorted(r["id"] for r in rows) == sorted(printed)
+    assert {r["state"] for r in rows} == {"succeeded"}
+    print(f"\nconcurrent writers: {len(rows)} of {len(results)} submissions recorded once, "
+          f"{writers}x{each} in {took:.1f}s ({len(results) / took:.1f}/s)")
+    daemon.stop()
     assert "Traceback" not in daemon.log_text()
