@@ -100,7 +100,11 @@ class StepResult:
 
 
 class CappedLog:
-    """Writes step output to the run's log file, up to a limit, then a marker and nothing more."""
+    """Writes step output to the run's log file, up to a limit, then a marker and nothing more.
+
+    A log that cannot be written (disk full, read-only) never stops the run: its output is
+    then dropped and `failure` says why.
+    """
 
     def __init__(self, stream: BinaryIO, limit: int, echo: BinaryIO | None = None) -> None:
         self.stream = stream
@@ -109,6 +113,16 @@ class CappedLog:
         self.written = 0
         self.dropped = 0
         self.at_line_start = True
+        self.failure: str | None = None
+
+    def _put(self, data: bytes) -> None:
+        if self.failure is not None:
+            return
+        try:
+            self.stream.write(data)
+            self.stream.flush()
+        except OSError as exc:
+            self.failure = exc.strerror or str(exc)
 
     def write(self, data: bytes) -> None:
         if self.echo is not None:
@@ -117,16 +131,15 @@ class CappedLog:
         room = self.limit - self.written
         if room > 0 and data:
             kept = data[:room]
-            self.stream.write(kept)
+            self._put(kept)
             self.written += len(kept)
             self.at_line_start = kept.endswith(b"\n")
         self.dropped += max(0, len(data) - max(room, 0))
 
     def note(self, text: str) -> None:
         line = f"[easyflow] {text}\n".encode()
-        self.stream.write(line if self.at_line_start else b"\n" + line)
+        self._put(line if self.at_line_start else b"\n" + line)
         self.at_line_start = True
-        self.stream.flush()
         if self.echo is not None:
             self.echo.write(line)
             self.echo.flush()
@@ -136,7 +149,6 @@ class CappedLog:
             self.note(f"output truncated: log limit of {self.limit} bytes reached, "
                       f"{self.dropped} bytes dropped")
             self.dropped = 0
-        self.stream.flush()
 
 
 def step_environment(step: StepSpec, base: dict[str, str] | None = None) -> dict[str, str]:
@@ -401,6 +413,10 @@ def execute_workflow(
         failure = Outcome(state, result.exit_code, result.error)
         break
     outcome = failure or Outcome(RunState.SUCCEEDED, 0)
+    if log.failure is not None:
+        note = f"run log incomplete: {log.failure}"
+        outcome = Outcome(outcome.state, outcome.exit_code,
+                          f"{outcome.error}; {note}" if outcome.error else note)
     energy = meter.joules_between(energy_before, meter.read()) if meter else None
     return Outcome(outcome.state, outcome.exit_code, outcome.error, round(usage.cpu_user_s, 6),
                    round(usage.cpu_system_s, 6), usage.peak_rss_kb, energy)

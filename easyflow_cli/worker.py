@@ -132,7 +132,7 @@ def open_run_log(path: str) -> BinaryIO:
         print(f"easyflow worker {os.getpid()}: cannot open run log {path}: {exc.strerror}; "
               "the run's output is discarded", file=sys.stderr, flush=True)
         fd = os.open(os.devnull, os.O_WRONLY)
-    return open(fd, "ab")
+    return open(fd, "ab", buffering=0)  # unbuffered: CappedLog sees each write's failure
 
 
 def _parent_gone(expected: int | None) -> bool:

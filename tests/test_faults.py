@@ -7,6 +7,8 @@ with work in flight. The longer soak variants run with `EASYFLOW_SOAK=1`.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import random
 import re
@@ -268,5 +270,140 @@ def test_concurrent_cli_writers_are_all_recorded_once(daemon: DaemonHarness):
     assert {r["state"] for r in rows} == {"succeeded"}
     print(f"\nconcurrent writers: {len(rows)} of {len(results)} submissions recorded once, "
           f"{writers}x{each} in {took:.1f}s ({len(results) / took:.1f}/s)")
+    daemon.stop()
+    assert "Traceback" not in daemon.log_text()
+
+
+# ---------------------------------------------------------------------- 6. broken environment
+
+
+def cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(") ", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def set_immutable(paths: list[Path], on: bool) -> None:
+    subprocess.run(["chattr", "+i" if on else "-i", *map(str, paths)], check=True,
+                   capture_output=True)
+
+
+@pytest.fixture
+def immutable(daemon: DaemonHarness):
+    """Make the state directory read-only even for root: `chattr +i` (chmod does not stop root).
+
+    The -shm file and the socket stay as they are: SQLite maps the -shm file (a write to an
+    immutable mapping is SIGBUS) and clients need the socket."""
+    made: list[Path] = []
+
+    def make(on: bool) -> None:
+        home = daemon.home
+        paths = [home, home / "logs", home / "easyflow.db", home / "easyflow.db-wal"]
+        set_immutable(paths, on)
+        made[:] = paths if on else []
+
+    probe = daemon.root / "probe"
+    probe.touch()
+    try:
+        set_immutable([probe], True)
+        set_immutable([probe], False)
+    except (OSError, subprocess.CalledProcessError):
+        pytest.skip("chattr +i is not available here")
+    yield make
+    if made:
+        set_immutable(made, False)
+
+
+def test_read_only_state_directory_is_survived(daemon: DaemonHarness, immutable):
+    daemon.write_config(config())
+    daemon.add_workflows(quick=["true"], slow=["sleep", "2"])
+    daemon.start()
+    before = daemon.submit("quick")
+    before = daemon.wait_for_state(before["id"], "succeeded")
+    slow = daemon.submit("slow")
+    daemon.wait_until_started(slow["id"])
+
+    immutable(True)
+    refused = daemon.cli("run", "quick", "--now", "--no-wait", check=False)
+    assert refused.returncode == 1, refused
+    assert refused.stderr.startswith("error: database: ") and len(
+        refused.stderr.splitlines()) == 1, refused.stderr
+    assert "readonly" in refused.stderr and "Traceback" not in refused.stderr
+    # The slow run ends meanwhile: its end cannot be written; the daemon says so and waits.
+    wait_for(lambda: "cannot write the database" in daemon.log_text(), timeout=20,
+             message="the daemon to report that it cannot write")
+    cpu_before = cpu_seconds(daemon.pid)
+    time.sleep(2)
+    assert daemon.proc.poll() is None, daemon.log_tail()
+    assert cpu_seconds(daemon.pid) - cpu_before < 0.5, "the daemon spins while it waits"
+    assert daemon.status()["pid"] == daemon.pid  # still answering
+
+    immutable(False)
+    done = daemon.wait_for_state(slow["id"], "succeeded", timeout=30)
+    assert done["exit_code"] == 0
+    after = daemon.submit("quick")
+    daemon.wait_for_state(after["id"], "succeeded")
+    assert "can be written again" in daemon.log_text()
+    assert db_rows(daemon.home, "PRAGMA integrity_check")[0][0] == "ok"
+    assert daemon.run(before["id"]) == before
+    daemon.stop()
+    assert "Traceback" not in daemon.log_text()
+
+
+@pytest.fixture
+def small_disk(daemon: DaemonHarness):
+    """The state directory on its own 24 MiB tmpfs, so the test can fill it up."""
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m,mode=0700", "tmpfs",
+                              str(daemon.home)], capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    yield daemon.home
+    subprocess.run(["umount", "-l", str(daemon.home)], capture_output=True)
+
+
+def fill_up(path: Path) -> None:
+    """Write zeros to `path` until the file system is full."""
+    chunk = b"\0" * (1 << 20)
+    with open(path, "wb", buffering=0) as filler:
+        try:
+            while True:
+                filler.write(chunk)
+        except OSError as exc:
+            assert exc.errno == errno.ENOSPC, exc
+        with contextlib.suppress(OSError):
+            while True:
+                filler.write(chunk[:4096])
+
+
+def test_full_disk_is_survived(daemon: DaemonHarness, small_disk: Path):
+    daemon.write_config(config())
+    daemon.add_workflows(quick=["true"])
+    daemon.add_workflow("chatty", ["sh", "-c", "sleep 1.5; seq 100000"])
+    daemon.start()
+    before = daemon.wait_for_state(daemon.submit("quick")["id"], "succeeded")
+    chatty = daemon.submit("chatty")
+    daemon.wait_until_started(chatty["id"])
+
+    with sqlite3.connect(small_disk / "easyflow.db") as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the next write must grow the WAL
+    fill_up(small_disk / "filler")
+    refused = daemon.cli("run", "quick", "--now", "--no-wait", check=False)
+    assert refused.returncode == 1, refused
+    assert refused.stderr == "error: database: database or disk is full\n", refused.stderr
+    # The chatty run writes its output to a full disk and ends: neither kills the daemon.
+    wait_for(lambda: "cannot write the database" in daemon.log_text(), timeout=20,
+             message="the daemon to report that it cannot write")
+    cpu_before = cpu_seconds(daemon.pid)
+    time.sleep(2)
+    assert daemon.proc.poll() is None, daemon.log_tail()
+    assert cpu_seconds(daemon.pid) - cpu_before < 0.5, "the daemon spins while it waits"
+
+    (small_disk / "filler").unlink()
+    done = daemon.wait_for_state(chatty["id"], "succeeded", timeout=30)
+    assert "run log incomplete: No space left on device" in done["error"], done
+    after = daemon.submit("quick")
+    daemon.wait_for_state(after["id"], "succeeded")
+    assert db_rows(daemon.home, "PRAGMA integrity_check")[0][0] == "ok"
+    assert daemon.run(before["id"]) == before
     daemon.stop()
     assert "Traceback" not in daemon.log_text()
