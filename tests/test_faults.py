@@ -407,3 +407,43 @@ def test_full_disk_is_survived(daemon: DaemonHarness, small_disk: Path):
     assert daemon.run(before["id"]) == before
     daemon.stop()
     assert "Traceback" not in daemon.log_text()
+
+
+# ---------------------------------------------------------------------- 5. big output
+
+
+def memory_kb(pid: int) -> dict[str, int]:
+    """VmRSS (now) and VmHWM (the peak so far) of a process."""
+    with open(f"/proc/{pid}/status") as status:
+        return {line.split(":")[0]: int(line.split()[1]) for line in status
+                if line.startswith(("VmRSS:", "VmHWM:"))}
+
+
+def test_gigantic_output_is_capped_and_memory_stays_flat(daemon: DaemonHarness):
+    volume = (4 << 30) if SOAK else (1 << 30)
+    daemon.write_config(config(realtime=1, log_max_bytes=1 << 20))
+    daemon.add_workflows(warmup=["true"], flood=["sh", "-c", f"yes | head -c {volume}"])
+    daemon.start()
+    warm = daemon.wait_for_state(daemon.submit("warmup")["id"], "succeeded")
+    worker = warm["pid"]
+    before = {"daemon": memory_kb(daemon.pid), "worker": memory_kb(worker)}
+
+    began = time.monotonic()
+    flood = daemon.wait_for_state(daemon.submit("flood")["id"], "succeeded", timeout=120)
+    took = time.monotonic() - began
+    after = {"daemon": memory_kb(daemon.pid), "worker": memory_kb(flood["pid"])}
+
+    assert flood["pid"] == worker  # the same warm worker: before and after compare
+    print(f"\nbig output: {volume >> 20} MiB through the log in {took:.1f}s; "
+          f"RSS before/after (peak) KiB: daemon {before['daemon']} -> {after['daemon']}, "
+          f"worker {before['worker']} -> {after['worker']}")
+    for who in ("daemon", "worker"):
+        assert after[who]["VmHWM"] - before[who]["VmRSS"] < 8 * 1024, (who, before, after)
+        assert after[who]["VmRSS"] - before[who]["VmRSS"] < 4 * 1024, (who, before, after)
+    log = (daemon.home / "logs" / f"{flood['id']}.log").read_bytes()
+    assert len(log) < (1 << 20) + 1024
+    assert log.count(b"y\n") == (1 << 20) // 2
+    dropped = volume - (1 << 20)
+    assert (f"[easyflow] output truncated: log limit of {1 << 20} bytes reached, {dropped} "
+            f"bytes dropped").encode() in log
+    daemon.stop()
