@@ -447,3 +447,29 @@ def test_gigantic_output_is_capped_and_memory_stays_flat(daemon: DaemonHarness):
     assert (f"[easyflow] output truncated: log limit of {1 << 20} bytes reached, {dropped} "
             f"bytes dropped").encode() in log
     daemon.stop()
+
+
+# ---------------------------------------------------------------------- 3. hard timeouts
+
+
+def test_timeout_kills_a_term_ignoring_step_and_its_grandchildren(daemon: DaemonHarness,
+                                                                  tmp_path):
+    pids = tmp_path / "pids"
+    ignorer = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(300)"
+    script = (f"trap '' TERM; (trap '' TERM; exec sleep 300) & echo $! >> {pids}; "
+              f"python3 -c '{ignorer}' & echo $! >> {pids}; echo $$ >> {pids}; "
+              "while :; do sleep 1; done")
+    daemon.write_config(config(kill_grace="1s"))
+    daemon.add_workflow("stubborn", ["sh", "-c", script], timeout="2s")
+    daemon.start()
+    run = daemon.submit("stubborn")
+    ended = daemon.wait_for_state(run["id"], "timed_out", "failed", "succeeded", timeout=30)
+
+    assert ended["state"] == "timed_out", ended
+    assert "timed out; its process group was killed" in ended["error"]
+    # Killed at the timeout plus kill_grace, not later (and not before the timeout).
+    assert 2.0 <= ended["duration_s"] < 2.0 + 1.0 + 1.5, ended
+    started = [int(pid) for pid in pids.read_text().split()]
+    assert len(started) == 3
+    assert alive(set(started)) == set(), "a process of the timed-out step survived"
+    daemon.stop()
