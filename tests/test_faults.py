@@ -473,3 +473,50 @@ def test_timeout_kills_a_term_ignoring_step_and_its_grandchildren(daemon: Daemon
     assert len(started) == 3
     assert alive(set(started)) == set(), "a process of the timed-out step survived"
     daemon.stop()
+
+
+# ---------------------------------------------------------------------- 2. graceful stop
+
+
+def test_sigterm_claims_nothing_new_and_kills_what_outlasts_the_grace(daemon: DaemonHarness,
+                                                                       tmp_path):
+    """Beyond tests/test_daemon_e2e.py: a worker freed during the drain claims nothing (not even
+    a run submitted after SIGTERM), a TERM-ignoring run is killed once the grace is over, and
+    the daemon exits 0 far inside systemd's TimeoutStopSec=90."""
+    pids, go = tmp_path / "pids", tmp_path / "go"
+    daemon.write_config(config(realtime=2, drain_grace="3s", kill_grace="1s"))
+    daemon.add_workflows(finisher=["sh", "-c", f"until [ -e {go} ]; do sleep 0.05; done"],
+                         waiter=["true"])
+    daemon.add_workflow("outlaster", ["sh", "-c", f"trap '' TERM; echo $$ >> {pids}; "
+                                                  "sleep 60 & echo $! >> {pids}; wait"])
+    daemon.start()
+    finisher = daemon.submit("finisher")
+    outlaster = daemon.submit("outlaster")
+    daemon.wait_until_started(finisher["id"])
+    daemon.wait_until_started(outlaster["id"])
+    waiting = daemon.submit_many("waiter", 2)  # both workers busy: these wait
+
+    began = time.monotonic()
+    daemon.send(signal.SIGTERM)
+    late = daemon.submit("waiter")  # the daemon still answers, but takes no new work
+    go.touch()  # the finisher ends within the grace; its free worker must not claim anything
+    code = daemon.wait_exit(30)
+    took = time.monotonic() - began
+
+    assert code == 0, daemon.log_tail()
+    assert took < 3 + 1 + 5, f"took {took:.1f}s to stop (grace 3s, kill_grace 1s)"
+    runs = {r["id"]: r for r in daemon.runs()}
+    assert runs[finisher["id"]]["state"] == "succeeded"
+    stopped = runs[outlaster["id"]]
+    assert stopped["state"] == "failed" and "shutdown" in stopped["error"], stopped
+    assert alive({int(pid) for pid in pids.read_text().split()}) == set()
+    for record in [*waiting, late]:
+        left = runs[record["id"]]
+        assert (left["state"], left["claimed_at"]) == ("queued", None), left
+    print(f"\ngraceful stop: exit 0 in {took:.1f}s with a run outlasting a 3s grace")
+
+    daemon.start()  # the queue was kept: the next daemon runs it
+    daemon.wait_for_runs(lambda rs: all(r["state"] == "succeeded" for r in rs),
+                         workflow="waiter", message="the kept runs to succeed")
+    daemon.stop()
+    assert "Traceback" not in daemon.log_text()
