@@ -309,8 +309,10 @@ class Daemon:
             try:
                 spec = self.store.get_workflow(run["workflow"])
             except NotFound:
-                finish_run(self.store, run["id"], Outcome(RunState.FAILED,
-                           error="workflow was removed before the run started"), now=utcnow())
+                outcome = Outcome(RunState.FAILED,
+                                  error="workflow was removed before the run started")
+                self._record(lambda r=run, o=outcome: finish_run(self.store, r["id"], o,
+                                                                 now=utcnow()))
                 continue
             orders.append({
                 "id": run["id"], "spec": spec_to_dict(spec), "source_file": spec.source_file,

@@ -74,6 +74,7 @@ class Store:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.write_depth = 0
         fresh = not path.exists()
         old_umask = os.umask(0o077)
         try:
@@ -117,8 +118,18 @@ class Store:
     @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
         """A short write transaction, taken IMMEDIATE so writers queue on the busy timeout
-        instead of failing when a read transaction would have to be upgraded."""
+        instead of failing when a read transaction would have to be upgraded.
+
+        Nested, it joins the outer transaction: several changes then commit (or not) as one."""
+        if self.write_depth:
+            self.write_depth += 1
+            try:
+                yield self.conn
+            finally:
+                self.write_depth -= 1
+            return
         self.conn.execute("BEGIN IMMEDIATE")
+        self.write_depth = 1
         try:
             yield self.conn
             self.conn.execute("COMMIT")
@@ -129,6 +140,8 @@ class Store:
                 with suppress(sqlite3.Error):
                     self.conn.execute("ROLLBACK")
             raise
+        finally:
+            self.write_depth = 0
 
     # ------------------------------------------------------------------ migrations
 

@@ -112,6 +112,12 @@ def rss_kb(pid: int) -> int:
     raise AssertionError(f"no VmRSS for {pid}")
 
 
+def start(daemon: DaemonHarness) -> None:
+    """Start the daemon; ask whether it is up over its socket (a CLI call costs ~0.3 s CPU)."""
+    daemon.launch()
+    daemon.wait_answering()
+
+
 def db_rows(home: Path, sql: str, args: tuple = ()) -> list[sqlite3.Row]:
     conn = sqlite3.connect(home / "easyflow.db", timeout=30)
     try:
@@ -153,7 +159,8 @@ def test_kill_9_at_random_moments_loses_nothing(daemon: DaemonHarness, tmp_path)
     tag = uuid.uuid4().hex
     markers = tmp_path / "markers"
     markers.mkdir()
-    daemon.write_config(config())
+    # Small pools: each restart boots every worker, and that is most of this test's CPU.
+    daemon.write_config(config(realtime=2, balanced=1, eco=1))
     step, spawner = marker_step(markers, tag), marker_step(markers, tag, spawn=True)
     daemon.cli("workflow", "add", str(daemon.workflow_file("plain", step)),
                str(daemon.workflow_file("retried", step, retries=1)),
@@ -244,10 +251,10 @@ def submit_in_a_loop(daemon: DaemonHarness, name: str, count: int) -> list[tuple
 
 
 def test_concurrent_cli_writers_are_all_recorded_once(daemon: DaemonHarness):
-    writers, each = (8, 200) if SOAK else (8, 8)
+    writers, each = (8, 200) if SOAK else (8, 6)
     daemon.write_config(config())
     daemon.add_workflow("noop", ["true"])
-    daemon.start()
+    start(daemon)
     began = time.monotonic()
     with ThreadPoolExecutor(writers) as pool:
         batches = list(pool.map(lambda _: submit_in_a_loop(daemon, "noop", each),
@@ -317,7 +324,7 @@ def immutable(daemon: DaemonHarness):
 def test_read_only_state_directory_is_survived(daemon: DaemonHarness, immutable):
     daemon.write_config(config())
     daemon.add_workflows(quick=["true"], slow=["sleep", "2"])
-    daemon.start()
+    start(daemon)
     before = daemon.submit("quick")
     before = daemon.wait_for_state(before["id"], "succeeded")
     slow = daemon.submit("slow")
@@ -379,7 +386,7 @@ def test_full_disk_is_survived(daemon: DaemonHarness, small_disk: Path):
     daemon.write_config(config())
     daemon.add_workflows(quick=["true"])
     daemon.add_workflow("chatty", ["sh", "-c", "sleep 1.5; seq 100000"])
-    daemon.start()
+    start(daemon)
     before = daemon.wait_for_state(daemon.submit("quick")["id"], "succeeded")
     chatty = daemon.submit("chatty")
     daemon.wait_until_started(chatty["id"])
@@ -423,7 +430,7 @@ def test_gigantic_output_is_capped_and_memory_stays_flat(daemon: DaemonHarness):
     volume = (4 << 30) if SOAK else (1 << 30)
     daemon.write_config(config(realtime=1, log_max_bytes=1 << 20))
     daemon.add_workflows(warmup=["true"], flood=["sh", "-c", f"yes | head -c {volume}"])
-    daemon.start()
+    start(daemon)
     warm = daemon.wait_for_state(daemon.submit("warmup")["id"], "succeeded")
     worker = warm["pid"]
     before = {"daemon": memory_kb(daemon.pid), "worker": memory_kb(worker)}
@@ -461,7 +468,7 @@ def test_timeout_kills_a_term_ignoring_step_and_its_grandchildren(daemon: Daemon
               "while :; do sleep 1; done")
     daemon.write_config(config(kill_grace="1s"))
     daemon.add_workflow("stubborn", ["sh", "-c", script], timeout="2s")
-    daemon.start()
+    start(daemon)
     run = daemon.submit("stubborn")
     ended = daemon.wait_for_state(run["id"], "timed_out", "failed", "succeeded", timeout=30)
 
@@ -489,7 +496,7 @@ def test_sigterm_claims_nothing_new_and_kills_what_outlasts_the_grace(daemon: Da
                          waiter=["true"])
     daemon.add_workflow("outlaster", ["sh", "-c", f"trap '' TERM; echo $$ >> {pids}; "
                                                   "sleep 60 & echo $! >> {pids}; wait"])
-    daemon.start()
+    start(daemon)
     finisher = daemon.submit("finisher")
     outlaster = daemon.submit("outlaster")
     daemon.wait_until_started(finisher["id"])
@@ -515,7 +522,7 @@ def test_sigterm_claims_nothing_new_and_kills_what_outlasts_the_grace(daemon: Da
         assert (left["state"], left["claimed_at"]) == ("queued", None), left
     print(f"\ngraceful stop: exit 0 in {took:.1f}s with a run outlasting a 3s grace")
 
-    daemon.start()  # the queue was kept: the next daemon runs it
+    start(daemon)  # the queue was kept: the next daemon runs it
     daemon.wait_for_runs(lambda rs: all(r["state"] == "succeeded" for r in rs),
                          workflow="waiter", message="the kept runs to succeed")
     daemon.stop()
