@@ -416,22 +416,25 @@ class Daemon:
         if stop_reason == "shutdown" and outcome.state is RunState.CANCELLED:
             self._settle_interrupted(get_run(self.store, run_id))
             return
-        run = finish_run(self.store, run_id, outcome, now=moment)
+        # The end and its retry in one transaction: a crash in between must not lose the retry.
+        with self.store.write():
+            run = finish_run(self.store, run_id, outcome, now=moment)
+            retry = None
+            if run["state"] in (RunState.FAILED, RunState.TIMED_OUT):
+                retry = self._enqueue_retry(run)
         log.info("run %d (%s, %s) %s in %.2fs", run_id, run["workflow"], run["mode"],
                  run["state"], run["duration_s"] or 0)
-        if run["state"] in (RunState.FAILED, RunState.TIMED_OUT):
-            self._maybe_retry(run)
+        if retry is not None:
+            log.info("run %d will be retried as run %d (attempt %d)", run["id"], retry["id"],
+                     retry["attempt"])
 
-    def _maybe_retry(self, run: dict[str, Any]) -> None:
+    def _enqueue_retry(self, run: dict[str, Any]) -> dict[str, Any] | None:
         try:
             spec = self.store.get_workflow(run["workflow"])
         except NotFound:
-            return
+            return None
         planned = plan_retry(run, spec, utcnow())
-        if planned is not None:
-            retry = enqueue_run(self.store, planned)
-            log.info("run %d will be retried as run %d (attempt %d)", run["id"], retry["id"],
-                     retry["attempt"])
+        return enqueue_run(self.store, planned) if planned is not None else None
 
     def _settle_interrupted(self, run: dict[str, Any]) -> None:
         """A run stopped by shutdown: back in the queue if it never started or may be retried."""
