@@ -53,8 +53,13 @@ class Worker:
         self.meter = EnergyMeter()
 
     def report(self, **event: Any) -> None:
-        self.outbox.write(json.dumps(event) + "\n")
-        self.outbox.flush()
+        try:
+            self.outbox.write(json.dumps(event) + "\n")
+            self.outbox.flush()
+        except BrokenPipeError:
+            # The daemon is gone: a dying process closes its files just before its children
+            # get their parent-death signal. Leave quietly; our step dies with us.
+            os._exit(1)
 
     def read_orders(self, timeout: float | None) -> None:
         """Take whatever the daemon has sent; wait up to `timeout` for something to arrive."""
