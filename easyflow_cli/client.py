@@ -45,5 +45,5 @@ def wake(home: Path | None = None, run_ids: list[int] | None = None) -> bool:
     return daemon_request({"op": "wake", "runs": run_ids or []}, home) is not None
 
 
-def daemon_status(home: Path | None = None) -> dict[str, Any] | None:
-    return daemon_request({"op": "status"}, home)
+def daemon_status(home: Path | None = None, timeout: float = 5.0) -> dict[str, Any] | None:
+    return daemon_request({"op": "status"}, home, timeout)

@@ -20,9 +20,11 @@ import os
 import selectors
 import signal
 import socket
+import sqlite3
 import struct
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
@@ -63,6 +65,10 @@ log = logging.getLogger("easyflow.daemon")
 SHUTDOWN_NOTE = "interrupted by daemon shutdown"
 # Requests are a few dozen bytes; a client that sends more without a newline is not a client.
 MAX_REQUEST_BYTES = 64 * 1024
+# While the database cannot be written: first retry after this, doubling up to the maximum.
+DB_RETRY_FIRST = 0.5
+DB_RETRY_MAX = 8.0
+DB_STILL_FAILING_EVERY = 60.0
 
 
 class DaemonError(EasyflowError):
@@ -89,6 +95,13 @@ class Daemon:
         self.draining_until: float | None = None
         self.drain_phase = "none"  # none → grace → stopping → killing
         self.last_status = ""
+        # Database writes that failed (read-only, disk full...), replayed in order once it can
+        # be written again; meanwhile nothing new is claimed or started.
+        self.backlog: list[Callable[[], None]] = []
+        self.db_retry_at: float | None = None
+        self.db_retry_delay = DB_RETRY_FIRST
+        self.db_failing_since: float | None = None
+        self.db_last_complaint = 0.0
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -114,14 +127,11 @@ class Daemon:
     def _tick(self) -> None:
         if self.stop_requested and self.draining_until is None:
             self._begin_drain()
-        if self.reload_requested:
-            self._reload()
-        now = utcnow()
-        if self.draining_until is None:
-            self._fire_schedules(now)
-            self._promote(now)
-            self._dispatch(now)
-        elif time.monotonic() >= self.draining_until:
+        if self.db_retry_at is not None and time.monotonic() >= self.db_retry_at:
+            self._retry_database()
+        if self.db_retry_at is None:
+            self._do_due_work()
+        if self.draining_until is not None and time.monotonic() >= self.draining_until:
             self._next_drain_phase()
         self._update_status()
         for key, _ in self.selector.select(self._sleep_seconds(utcnow())):
@@ -129,12 +139,28 @@ class Daemon:
         if self.notifier.watchdog_interval:
             self.notifier.watchdog()
 
+    def _do_due_work(self) -> None:
+        """Reload, fire, promote, dispatch: each a short transaction; a failed write backs off."""
+        try:
+            if self.reload_requested:
+                self._reload()
+            if self.draining_until is None:
+                now = utcnow()
+                self._fire_schedules(now)
+                self._promote(now)
+                self._dispatch(now)
+        except sqlite3.OperationalError as exc:
+            self._database_failed(exc)
+
     def _sleep_seconds(self, now: datetime) -> float | None:
         """Until the next thing that is due; None (sleep until woken) when nothing is."""
-        due = [self.schedules.next_due(), next_promotion_at(self.store)]
-        due += [next_ready_at(self.store, mode, now) for mode in Mode
-                if self.pools[mode].idle_workers()]
-        waits = [(moment - now).total_seconds() for moment in due if moment is not None]
+        if self.db_retry_at is not None:
+            waits = [self.db_retry_at - time.monotonic()]
+        else:
+            due = [self.schedules.next_due(), next_promotion_at(self.store)]
+            due += [next_ready_at(self.store, mode, now) for mode in Mode
+                    if self.pools[mode].idle_workers()]
+            waits = [(moment - now).total_seconds() for moment in due if moment is not None]
         if self.draining_until is not None:
             waits.append(self.draining_until - time.monotonic())
             waits.append(0.5)  # worker exits are noticed through their pipes; this bounds it
@@ -255,6 +281,8 @@ class Daemon:
             return {"ok": True, "state": cancel_run(self.store, run_id, now=utcnow())["state"]}
         except EasyflowError as exc:
             return {"ok": False, "error": str(exc)}
+        except sqlite3.OperationalError as exc:
+            return {"ok": False, "error": f"database: {exc}"}
 
     # ------------------------------------------------------------------ the work
 
@@ -293,8 +321,10 @@ class Daemon:
             try:
                 spec, source_file = self.store.workflow_spec_dict(run["workflow"])
             except NotFound:
-                finish_run(self.store, run["id"], Outcome(RunState.FAILED,
-                           error="workflow was removed before the run started"), now=utcnow())
+                outcome = Outcome(RunState.FAILED,
+                                  error="workflow was removed before the run started")
+                self._record(lambda r=run, o=outcome: finish_run(self.store, r["id"], o,
+                                                                 now=utcnow()))
                 continue
             orders.append({
                 "id": run["id"], "spec": spec, "source_file": source_file,
@@ -307,6 +337,47 @@ class Daemon:
     def _log_path(self, run_id: int) -> str:
         # The same path as run_log_path, without building a Path twice per run.
         return f"{self.logs_dir}{os.sep}{run_id}.log"
+
+    # ------------------------------------------------------------------ database trouble
+
+    def _record(self, change: Callable[[], None]) -> None:
+        """Apply a change to the database now, or keep it, in order, until it can be written."""
+        if self.backlog:
+            self.backlog.append(change)
+            return
+        try:
+            change()
+        except sqlite3.OperationalError as exc:
+            self.backlog.append(change)
+            self._database_failed(exc)
+
+    def _database_failed(self, exc: sqlite3.OperationalError) -> None:
+        now = time.monotonic()
+        if self.db_failing_since is None:
+            self.db_failing_since = self.db_last_complaint = now
+            log.error("cannot write the database %s: %s; no new runs start until it can be "
+                      "written again (retrying with back-off)", self.store.path, exc)
+        elif now - self.db_last_complaint >= DB_STILL_FAILING_EVERY:
+            self.db_last_complaint = now
+            log.error("still cannot write the database (for %.0fs): %s; %d changes waiting",
+                      now - self.db_failing_since, exc, len(self.backlog))
+        self.db_retry_at = now + self.db_retry_delay
+        self.db_retry_delay = min(self.db_retry_delay * 2, DB_RETRY_MAX)
+
+    def _retry_database(self) -> None:
+        """Replay the waiting changes in order; healthy again once all of them are written."""
+        while self.backlog:
+            try:
+                self.backlog[0]()
+            except sqlite3.OperationalError as exc:
+                self._database_failed(exc)
+                return
+            self.backlog.pop(0)
+        if self.db_failing_since is not None:
+            log.info("the database can be written again (after %.1fs); resuming",
+                     time.monotonic() - self.db_failing_since)
+        self.db_retry_at = self.db_failing_since = None
+        self.db_retry_delay = DB_RETRY_FIRST
 
     # ------------------------------------------------------------------ worker reports
 
@@ -335,40 +406,52 @@ class Daemon:
             return
         if kind == "started":
             assignment.started = True
-            moment = from_iso(event["at"])
-            window = self.config.tariff_window
-            off_peak = window.contains(moment) if window else None
-            mark_started(self.store, event["id"], now=moment, pid=worker.pid,
-                         log_path=self._log_path(event["id"]), off_peak=off_peak)
+            self._record(lambda: self._record_start(worker, event))
         elif kind == "step":
             assignment.pgid = event["pgid"]
-            record_step_process(self.store, event["id"], event["pgid"])
+            self._record(lambda: self._record_step(worker, event))
         elif kind == "finished":
             del worker.assignments[event["id"]]
             outcome = Outcome(**{**event["outcome"], "state": RunState(event["outcome"]["state"])})
-            self._record_end(event["id"], outcome, from_iso(event["at"]), assignment.stop_reason)
+            self._record(lambda: self._record_end(event["id"], outcome, from_iso(event["at"]),
+                                                  assignment.stop_reason))
+
+    def _record_start(self, worker: WorkerProcess, event: dict[str, Any]) -> None:
+        moment = from_iso(event["at"])
+        window = self.config.tariff_window
+        off_peak = window.contains(moment) if window else None
+        mark_started(self.store, event["id"], now=moment, pid=worker.pid,
+                     log_path=self._log_path(event["id"]), off_peak=off_peak)
+
+    def _record_step(self, worker: WorkerProcess, event: dict[str, Any]) -> None:
+        """Record the step's process group; only then may the worker let the step run."""
+        record_step_process(self.store, event["id"], event["pgid"])
+        worker.send({"op": "ack", "id": event["id"], "pgid": event["pgid"]})
 
     def _record_end(self, run_id: int, outcome: Outcome, moment: datetime,
                     stop_reason: str | None) -> None:
         if stop_reason == "shutdown" and outcome.state is RunState.CANCELLED:
             self._settle_interrupted(get_run(self.store, run_id))
             return
-        run = finish_run(self.store, run_id, outcome, now=moment)
+        # The end and its retry in one transaction: a crash in between must not lose the retry.
+        with self.store.write():
+            run = finish_run(self.store, run_id, outcome, now=moment)
+            retry = None
+            if run["state"] in (RunState.FAILED, RunState.TIMED_OUT):
+                retry = self._enqueue_retry(run)
         log.info("run %d (%s, %s) %s in %.2fs", run_id, run["workflow"], run["mode"],
                  run["state"], run["duration_s"] or 0)
-        if run["state"] in (RunState.FAILED, RunState.TIMED_OUT):
-            self._maybe_retry(run)
+        if retry is not None:
+            log.info("run %d will be retried as run %d (attempt %d)", run["id"], retry["id"],
+                     retry["attempt"])
 
-    def _maybe_retry(self, run: dict[str, Any]) -> None:
+    def _enqueue_retry(self, run: dict[str, Any]) -> dict[str, Any] | None:
         try:
             spec = self.store.get_workflow(run["workflow"])
         except NotFound:
-            return
+            return None
         planned = plan_retry(run, spec, utcnow())
-        if planned is not None:
-            retry = enqueue_run(self.store, planned)
-            log.info("run %d will be retried as run %d (attempt %d)", run["id"], retry["id"],
-                     retry["attempt"])
+        return enqueue_run(self.store, planned) if planned is not None else None
 
     def _settle_interrupted(self, run: dict[str, Any]) -> None:
         """A run stopped by shutdown: back in the queue if it never started or may be retried."""
@@ -390,7 +473,9 @@ class Daemon:
         status = worker.proc.wait()
         worker.pool.remove(worker)
         for assignment in worker.assignments.values():
-            self._settle_orphaned(worker, assignment, status)
+            if assignment.pgid:
+                _kill_group(assignment.pgid)
+            self._record(lambda a=assignment: self._settle_orphaned(worker, a, status))
         if not worker.retiring:
             log.warning("worker %s (pid %d) died with status %s; replacing it", worker.name,
                         worker.pid, status)
@@ -398,9 +483,7 @@ class Daemon:
             self._watch_workers(worker.pool.fill())
 
     def _settle_orphaned(self, worker, assignment, status) -> None:
-        """The worker died holding this run: kill what it left, and tell the truth about it."""
-        if assignment.pgid:
-            _kill_group(assignment.pgid)
+        """The worker died holding this run: tell the truth about it."""
         if assignment.stop_reason == "shutdown":
             self._settle_interrupted(get_run(self.store, assignment.run_id))
             return
@@ -489,6 +572,11 @@ class Daemon:
     def _shutdown(self) -> None:
         for worker in self._all_workers():
             worker.proc.kill()
+        if self.backlog:
+            self._retry_database()
+        if self.backlog:
+            log.error("%d run state changes could not be written to the database; the next "
+                      "start settles those runs", len(self.backlog))
         if self.listener is not None:
             self.listener.close()
             socket_path(self.home).unlink(missing_ok=True)
@@ -507,7 +595,10 @@ class Daemon:
     def _update_status(self) -> None:
         if not self.notifier.enabled:
             return  # counting the queue on every wake-up costs, and only systemd reads it
-        line = self._status_line()
+        try:
+            line = self._status_line()
+        except sqlite3.OperationalError:
+            return
         if line != self.last_status:
             self.last_status = line
             self.notifier.status(line)
@@ -539,7 +630,7 @@ class _RequestReader:
                 conn.setblocking(True)
                 conn.settimeout(1.0)
                 conn.sendall(json.dumps(reply, default=str).encode() + b"\n")
-        except (ValueError, RecursionError, OSError) as exc:
+        except (ValueError, KeyError, RecursionError, OSError, sqlite3.Error) as exc:
             log.warning("bad request: %s", shown(str(exc)))
         finally:
             conn.close()

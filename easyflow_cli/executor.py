@@ -16,7 +16,6 @@ import errno
 import os
 import selectors
 import signal
-import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -101,7 +100,11 @@ class StepResult:
 
 
 class CappedLog:
-    """Writes step output to the run's log file, up to a limit, then a marker and nothing more."""
+    """Writes step output to the run's log file, up to a limit, then a marker and nothing more.
+
+    A log that cannot be written (disk full, read-only) never stops the run: its output is
+    then dropped and `failure` says why.
+    """
 
     def __init__(self, stream: BinaryIO, limit: int, echo: BinaryIO | None = None) -> None:
         self.stream = stream
@@ -110,6 +113,16 @@ class CappedLog:
         self.written = 0
         self.dropped = 0
         self.at_line_start = True
+        self.failure: str | None = None
+
+    def _put(self, data: bytes) -> None:
+        if self.failure is not None:
+            return
+        try:
+            self.stream.write(data)
+            self.stream.flush()
+        except OSError as exc:
+            self.failure = exc.strerror or str(exc)
 
     def write(self, data: bytes) -> None:
         if self.echo is not None:
@@ -118,16 +131,15 @@ class CappedLog:
         room = self.limit - self.written
         if room > 0 and data:
             kept = data[:room]
-            self.stream.write(kept)
+            self._put(kept)
             self.written += len(kept)
             self.at_line_start = kept.endswith(b"\n")
         self.dropped += max(0, len(data) - max(room, 0))
 
     def note(self, text: str) -> None:
         line = f"[easyflow] {text}\n".encode()
-        self.stream.write(line if self.at_line_start else b"\n" + line)
+        self._put(line if self.at_line_start else b"\n" + line)
         self.at_line_start = True
-        self.stream.flush()
         if self.echo is not None:
             self.echo.write(line)
             self.echo.flush()
@@ -137,7 +149,6 @@ class CappedLog:
             self.note(f"output truncated: log limit of {self.limit} bytes reached, "
                       f"{self.dropped} bytes dropped")
             self.dropped = 0
-        self.stream.flush()
 
 
 def step_environment(step: StepSpec, base: dict[str, str] | None = None) -> dict[str, str]:
@@ -149,18 +160,88 @@ def step_environment(step: StepSpec, base: dict[str, str] | None = None) -> dict
     return env
 
 
-def _child_setup() -> None:
-    # If the executing process dies, its step dies too instead of running on unwatched.
-    die_with_parent()
+@dataclass
+class StepProcess:
+    """A step's leader process once it runs the step's program: what StepRunner drives."""
+
+    pid: int
+    stdout: BinaryIO
+    returncode: int | None = None
 
 
-def _spawn(step: StepSpec, cwd: str | None, env: dict[str, str]) -> subprocess.Popen:
-    _libc()  # loaded before fork: the child only calls into it
-    return subprocess.Popen(
-        step.argv(), cwd=step.cwd or cwd, env=env, stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
-        preexec_fn=_child_setup, close_fds=True,
-    )
+class ParkedStep:
+    """A forked step held at a gate before it executes anything of the workflow.
+
+    The parent learns the pid (= the process group) first, records it where a crash can find
+    it, and only then lets the step run: no step program ever runs unrecorded.
+    """
+
+    def __init__(self, argv: list[str], cwd: str | None, env: dict[str, str]) -> None:
+        out_r, out_w = os.pipe()
+        gate_r, self.gate_w = os.pipe()
+        self.report_r, report_w = os.pipe()
+        parent = os.getpid()
+        _libc()  # loaded before fork: the child only calls into it
+        self.pid = os.fork()
+        if self.pid == 0:
+            _exec_in_child(argv, cwd, env, parent, (out_r, self.gate_w, self.report_r),
+                           out_w, gate_r, report_w)
+        for fd in (out_w, gate_r, report_w):
+            os.close(fd)
+        self.stdout = open(out_r, "rb", buffering=0)  # noqa: SIM115 (StepRunner closes it)
+
+    def release(self) -> StepProcess:
+        """Let the step run; raises OSError if its program cannot be executed."""
+        os.write(self.gate_w, b"go")
+        os.close(self.gate_w)
+        with open(self.report_r, "rb") as report:
+            failure = report.read()  # empty: the exec succeeded (the pipe is close-on-exec)
+        if failure:
+            self._reap()
+            code = int(failure)
+            raise OSError(code, os.strerror(code))
+        return StepProcess(self.pid, self.stdout)
+
+    def abandon(self) -> None:
+        """Never run it: the step exits at the closed gate, and is reaped."""
+        os.close(self.gate_w)
+        os.close(self.report_r)
+        self._reap()
+
+    def _reap(self) -> None:
+        self.stdout.close()
+        os.waitpid(self.pid, 0)
+
+
+def _exec_in_child(argv, cwd, env, parent, parent_ends, out_w, gate_r, report_w) -> None:
+    """In the forked child: own session, die with the parent, wait at the gate, exec."""
+    try:
+        for fd in parent_ends:
+            os.close(fd)
+        os.setsid()
+        # If the executing process dies, its step dies too instead of running on unwatched;
+        # the check closes the window where the parent died before the prctl took effect.
+        die_with_parent()
+        if os.getppid() != parent:
+            os._exit(1)
+        for sig in (signal.SIGPIPE, signal.SIGXFSZ):  # Python ignores these; programs expect them
+            signal.signal(sig, signal.SIG_DFL)
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(devnull, 0)
+        os.dup2(out_w, 1)
+        os.dup2(out_w, 2)
+        if os.read(gate_r, 2) != b"go":
+            os._exit(1)
+        os.closerange(3, report_w)  # the gate included; the report pipe closes on exec
+        os.closerange(report_w + 1, os.sysconf("SC_OPEN_MAX"))
+        if cwd:
+            os.chdir(cwd)
+        os.execvpe(argv[0], argv, env)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.write(report_w, str(exc.errno or errno.EIO).encode())
+    finally:
+        os._exit(127)
 
 
 def _signal_group(pgid: int, sig: int) -> bool:
@@ -208,7 +289,7 @@ def _end_group(pgid: int, usage: Usage, grace: float) -> None:
 class StepRunner:
     """Runs one step: pumps its output, enforces its deadline, measures it."""
 
-    def __init__(self, proc: subprocess.Popen, log: CappedLog, limits: RunLimits) -> None:
+    def __init__(self, proc: StepProcess, log: CappedLog, limits: RunLimits) -> None:
         self.proc = proc
         self.log = log
         self.limits = limits
@@ -299,12 +380,18 @@ def execute_workflow(
     log_stream: BinaryIO,
     *,
     echo: BinaryIO | None = None,
-    on_step_start: Callable[[StepSpec, int], None] | None = None,
+    on_step_start: Callable[[StepSpec, int], bool | None] | None = None,
     cancelled: Callable[[], bool] = lambda: False,
     environ: dict[str, str] | None = None,
     meter: EnergyMeter | None = None,
+    run_id: int | None = None,
 ) -> Outcome:
-    """Run every step in order; the first failing step (unless continue_on_error) ends the run."""
+    """Run every step in order; the first failing step (unless continue_on_error) ends the run.
+
+    `on_step_start(step, pgid)` is called while the step is parked before its program runs, so
+    its process group can be recorded first; returning False stops the run there. Steps see
+    `EASYFLOW_RUN_ID` when `run_id` is given.
+    """
     log = CappedLog(log_stream, limits.log_max_bytes, echo)
     energy_before = meter.read() if meter else None
     run_deadline = time.monotonic() + (spec.timeout or limits.timeout)
@@ -313,7 +400,7 @@ def execute_workflow(
     for step in spec.steps:
         step_deadline = min(run_deadline, time.monotonic() + (step.timeout or float("inf")))
         result = _execute_step(step, spec, limits, log, step_deadline, on_step_start, cancelled,
-                               environ)
+                               environ, run_id)
         usage.cpu_user_s += result.usage.cpu_user_s
         usage.cpu_system_s += result.usage.cpu_system_s
         usage.peak_rss_kb = max(usage.peak_rss_kb, result.usage.peak_rss_kb)
@@ -326,6 +413,10 @@ def execute_workflow(
         failure = Outcome(state, result.exit_code, result.error)
         break
     outcome = failure or Outcome(RunState.SUCCEEDED, 0)
+    if log.failure is not None:
+        note = f"run log incomplete: {log.failure}"
+        outcome = Outcome(outcome.state, outcome.exit_code,
+                          f"{outcome.error}; {note}" if outcome.error else note)
     energy = meter.joules_between(energy_before, meter.read()) if meter else None
     return Outcome(outcome.state, outcome.exit_code, outcome.error, round(usage.cpu_user_s, 6),
                    round(usage.cpu_system_s, 6), usage.peak_rss_kb, energy)
@@ -339,19 +430,29 @@ def _step_state(result: StepResult, cancelled: bool) -> RunState:
     return RunState.SUCCEEDED if result.exit_code == 0 else RunState.FAILED
 
 
-def _execute_step(step, spec, limits, log, deadline, on_step_start, cancelled, environ):
+def _execute_step(step, spec, limits, log, deadline, on_step_start, cancelled, environ, run_id):
     log.note(f"step {step.name!r}: {' '.join(step.argv())}")
     if step.call:
         return _execute_call(step, spec, log, deadline, cancelled)
+    env = step_environment(step, environ)
+    if run_id is not None:
+        env["EASYFLOW_RUN_ID"] = str(run_id)
     try:
-        proc = _spawn(step, spec.source_dir, step_environment(step, environ))
+        parked = ParkedStep(step.argv(), step.cwd or spec.source_dir, env)
     except OSError as exc:
-        code = 127 if exc.errno in (errno.ENOENT, errno.EACCES) else 126
+        message = f"step {step.name!r}: cannot start a process: {exc.strerror}"
+        log.note(message)
+        return StepResult(exit_code=126, error=message)
+    if on_step_start is not None and on_step_start(step, parked.pid) is False:
+        parked.abandon()
+        return StepResult(exit_code=None, error=f"step {step.name!r} not started: run stopped")
+    try:
+        proc = parked.release()
+    except OSError as exc:
+        code = 127 if exc.errno in (errno.ENOENT, errno.EACCES, errno.ENOTDIR) else 126
         message = f"step {step.name!r}: cannot execute {step.argv()[0]!r}: {exc.strerror}"
         log.note(message)
         return StepResult(exit_code=code, error=message)
-    if on_step_start:
-        on_step_start(step, proc.pid)
     result = StepRunner(proc, log, limits).run(deadline, cancelled)
     log.close_step()
     if result.timed_out:

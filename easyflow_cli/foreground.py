@@ -50,7 +50,7 @@ def run_in_foreground(store: Store, home: Path, run: dict[str, Any], spec: Workf
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        with open(fd, "ab") as log:
+        with open(fd, "ab", buffering=0) as log:
             started = utcnow()
             window = config.tariff_window
             off_peak = window.contains(started) if window else None

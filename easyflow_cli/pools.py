@@ -36,7 +36,8 @@ class WorkerProcess:
         self.pool = pool
         self.name = f"{pool.mode.value}-{number}"
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "easyflow_cli.worker", "--nice", str(pool.config.nice)],
+            [sys.executable, "-m", "easyflow_cli.worker", "--nice", str(pool.config.nice),
+             "--parent", str(os.getpid())],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True,
         )
         self.stdout_fd = self.proc.stdout.fileno()

@@ -121,10 +121,13 @@ class ScheduleBook:
         fire_time = from_iso(row["next_fire_at"])
         # A slot that passed before this daemon started was missed during downtime.
         trigger = Trigger.CATCH_UP if fire_time < self.started_at else Trigger.SCHEDULE
-        run_id = self._enqueue(row, trigger, now)
         anchor = from_iso(row["created_at"]) or now
         nxt = triggers.next_fire_after(row["kind"], row["expr"], row["timezone"], now, anchor)
-        self.store.record_schedule_fire(row["id"], fired_at=to_iso(now), next_fire_at=to_iso(nxt))
+        # One transaction: a daemon killed in between must not fire the same slot twice.
+        with self.store.write():
+            run_id = self._enqueue(row, trigger, now)
+            self.store.record_schedule_fire(row["id"], fired_at=to_iso(now),
+                                            next_fire_at=to_iso(nxt))
         return Fire(row["id"], row["workflow"], fire_time, trigger, run_id)
 
     def _enqueue(self, row: dict[str, Any], trigger: Trigger, now: datetime) -> int | None:

@@ -11,7 +11,7 @@ import json
 import os
 import sqlite3
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -81,6 +81,7 @@ class Store:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.write_depth = 0
         fresh = not path.exists()
         old_umask = os.umask(0o077)
         try:
@@ -124,14 +125,30 @@ class Store:
     @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
         """A short write transaction, taken IMMEDIATE so writers queue on the busy timeout
-        instead of failing when a read transaction would have to be upgraded."""
+        instead of failing when a read transaction would have to be upgraded.
+
+        Nested, it joins the outer transaction: several changes then commit (or not) as one."""
+        if self.write_depth:
+            self.write_depth += 1
+            try:
+                yield self.conn
+            finally:
+                self.write_depth -= 1
+            return
         self.conn.execute("BEGIN IMMEDIATE")
+        self.write_depth = 1
         try:
             yield self.conn
+            self.conn.execute("COMMIT")
         except BaseException:
-            self.conn.execute("ROLLBACK")
+            # Also when COMMIT itself failed (disk full, read-only): a transaction left open
+            # would make every later BEGIN fail. SQLite may already have rolled it back.
+            if self.conn.in_transaction:
+                with suppress(sqlite3.Error):
+                    self.conn.execute("ROLLBACK")
             raise
-        self.conn.execute("COMMIT")
+        finally:
+            self.write_depth = 0
 
     # ------------------------------------------------------------------ migrations
 

@@ -3,12 +3,14 @@
 It never touches the database. The daemon writes JSON lines to its stdin:
     {"op": "run", "runs": [{"id", "spec", "source_file", "log_path", "limits"}, ...]}
     {"op": "cancel", "id": RUN_ID}
+    {"op": "ack", "id": RUN_ID, "pgid": PGID}: the step's process group is recorded, let it run
     {"op": "retire"}: finish what you hold, then exit
 and reads JSON lines from its stdout:
     {"ev": "ready", "pid"}
     {"ev": "started", "id", "at"} / {"ev": "step", "id", "pgid"} / {"ev": "finished", "id", "at",
     "outcome": {...}}
-End of stdin means the same as retire.
+End of stdin means the same as retire. A step waits (parked, before its program runs) until
+the daemon acknowledges its "step" event: a crash can then always find its process group.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import os
 import select
 import signal
 import sys
-from typing import Any
+from typing import Any, BinaryIO
 
 from easyflow_cli.executor import (
     RunLimits,
@@ -46,14 +48,20 @@ class Worker:
         self.buffer = b""
         self.pending: list[dict[str, Any]] = []
         self.cancelled: set[int] = set()
+        self.acknowledged: set[tuple[int, int]] = set()
         self.closed = False  # stdin reached end of file
         self.retiring = False
         self.meter = EnergyMeter()
         self.specs: dict[tuple, WorkflowSpec] = {}
 
     def report(self, **event: Any) -> None:
-        self.outbox.write(json.dumps(event) + "\n")
-        self.outbox.flush()
+        try:
+            self.outbox.write(json.dumps(event) + "\n")
+            self.outbox.flush()
+        except BrokenPipeError:
+            # The daemon is gone: a dying process closes its files just before its children
+            # get their parent-death signal. Leave quietly; our step dies with us.
+            os._exit(1)
 
     def read_orders(self, timeout: float | None) -> None:
         """Take whatever the daemon has sent; wait up to `timeout` for something to arrive."""
@@ -77,12 +85,24 @@ class Worker:
             self.pending.extend(order["runs"])
         elif order["op"] == "cancel":
             self.cancelled.add(order["id"])
+        elif order["op"] == "ack":
+            self.acknowledged.add((order["id"], order["pgid"]))
         elif order["op"] == "retire":
             self.retiring = True
 
     def is_cancelled(self, run_id: int) -> bool:
         self.read_orders(0)
         return run_id in self.cancelled
+
+    def step_recorded(self, run_id: int, pgid: int) -> bool:
+        """Report a parked step and wait until the daemon has recorded it; False: don't run it."""
+        self.report(ev="step", id=run_id, pgid=pgid)
+        while (run_id, pgid) not in self.acknowledged:
+            if self.closed or run_id in self.cancelled:
+                return False
+            self.read_orders(None)
+        self.acknowledged.discard((run_id, pgid))
+        return True
 
     def serve(self) -> None:
         self.report(ev="ready", pid=os.getpid())
@@ -101,12 +121,11 @@ class Worker:
         spec = self.spec_of(order)
         limits = RunLimits(**order["limits"])
         self.report(ev="started", id=run_id, at=to_iso(utcnow()))
-        fd = os.open(order["log_path"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        with open(fd, "ab") as log:
+        with open_run_log(order["log_path"]) as log:
             outcome = execute_workflow(
                 spec, limits, log, cancelled=lambda: self.is_cancelled(run_id),
-                on_step_start=lambda step, pid: self.report(ev="step", id=run_id, pgid=pid),
-                meter=self.meter,
+                on_step_start=lambda step, pgid: self.step_recorded(run_id, pgid),
+                meter=self.meter, run_id=run_id,
             )
         self.report(ev="finished", id=run_id, at=to_iso(utcnow()), outcome=_as_dict(outcome))
 
@@ -127,16 +146,34 @@ def _as_dict(outcome: Outcome) -> dict[str, Any]:
     return dict(vars(outcome))
 
 
+def open_run_log(path: str) -> BinaryIO:
+    """The run's log file; if it cannot be created (read-only or full disk), say so and run
+    without one rather than losing the run."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    except OSError as exc:
+        print(f"easyflow worker {os.getpid()}: cannot open run log {path}: {exc.strerror}; "
+              "the run's output is discarded", file=sys.stderr, flush=True)
+        fd = os.open(os.devnull, os.O_WRONLY)
+    return open(fd, "ab", buffering=0)  # unbuffered: CappedLog sees each write's failure
+
+
+def _parent_gone(expected: int | None) -> bool:
+    parent = os.getppid()
+    return parent == 1 or (expected is not None and parent != expected)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="easyflow-worker")
     parser.add_argument("--nice", type=int, default=0)
+    parser.add_argument("--parent", type=int, default=None, help="the daemon's pid")
     args = parser.parse_args(argv)
     # The daemon owns shutdown: a terminal's Ctrl-C must not kill runs behind its back, and
     # if the daemon dies we die with it instead of running on unsupervised.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     die_with_parent()
-    if os.getppid() == 1:
-        sys.exit(0)
+    if _parent_gone(args.parent):
+        sys.exit(0)  # the daemon died before the parent-death signal was armed
     become_subreaper()
     lower_priority(args.nice)
     Worker(sys.stdin.fileno(), _protocol_stream()).serve()

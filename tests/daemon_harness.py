@@ -248,6 +248,12 @@ class DaemonHarness:
 
     def start(self, ready_timeout: float = READY_TIMEOUT, **env: str) -> int:
         """Start `easyflow daemon` and wait until `status --json` answers for it; its pid."""
+        self.launch(**env)
+        self.wait_ready(ready_timeout)
+        return self.proc.pid
+
+    def launch(self, **env: str) -> int:
+        """Start `easyflow daemon` without waiting for it; its pid."""
         assert self.proc is None or self.proc.poll() is not None, "daemon already running"
         self.daemon_env = env
         with open(self.log_path, "ab") as log:
@@ -256,8 +262,20 @@ class DaemonHarness:
             self.proc = subprocess.Popen([*easyflow_command(), "daemon"], env=self.env(**env),
                                          stdin=subprocess.DEVNULL, stdout=log,
                                          stderr=subprocess.STDOUT, start_new_session=True)
-        self.wait_ready(ready_timeout)
         return self.proc.pid
+
+    def wait_answering(self, timeout: float = READY_TIMEOUT) -> dict[str, Any]:
+        """Like `wait_ready`, but asks over the socket from this process: no CLI to pay for."""
+        from easyflow_cli.client import daemon_status
+
+        def ready():
+            if self.proc.poll() is not None:
+                raise AssertionError(f"the daemon exited with {self.proc.returncode} before it "
+                                     f"was ready\n{self.log_tail()}")
+            status = daemon_status(self.home, timeout=2.0)
+            return status if status and status["pid"] == self.proc.pid else None
+
+        return wait_for(ready, timeout, interval=0.02, message="the daemon to answer")
 
     def wait_ready(self, timeout: float = READY_TIMEOUT) -> dict[str, Any]:
         def ready():

@@ -62,3 +62,21 @@ def test_failed_write_leaves_nothing(store):
     with pytest.raises(Exception):  # noqa: B017
         store.save_workflows([good, bad], NOW)
     assert store.workflow_rows() == []
+
+
+def test_nested_writes_commit_or_roll_back_as_one(store):
+    with store.write():
+        store.conn.execute("CREATE TABLE t (x)")
+    try:
+        with store.write():
+            store.conn.execute("INSERT INTO t VALUES (1)")
+            with store.write():
+                store.conn.execute("INSERT INTO t VALUES (2)")
+            raise RuntimeError("fail after the inner write")
+    except RuntimeError:
+        pass
+    assert store.conn.execute("SELECT count(*) FROM t").fetchone()[0] == 0
+    with store.write(), store.write():
+        store.conn.execute("INSERT INTO t VALUES (3)")
+    assert not store.conn.in_transaction
+    assert store.conn.execute("SELECT count(*) FROM t").fetchone()[0] == 1

@@ -27,11 +27,14 @@ def send(proc, message):
     proc.stdin.flush()
 
 
-def events_until(proc, predicate, limit=50):
+def events_until(proc, predicate, limit=50, ack=True):
+    """Read events until `predicate` holds; acknowledge each step as the daemon would."""
     seen = []
     for _ in range(limit):
         event = json.loads(proc.stdout.readline())
         seen.append(event)
+        if ack and event["ev"] == "step":
+            send(proc, {"op": "ack", "id": event["id"], "pgid": event["pgid"]})
         if predicate(event):
             return seen
     raise AssertionError(seen)
@@ -111,3 +114,23 @@ def test_cancel_a_running_callable_step(worker, tmp_path):
     seen = events_until(worker, lambda e: e["ev"] == "finished")
     assert seen[-1]["outcome"]["state"] == "cancelled"
     assert time.monotonic() - start < 5
+
+
+def test_step_waits_for_the_daemon_to_record_its_process_group(worker, tmp_path):
+    """Nothing of a step runs before the daemon acknowledged its pgid (crash recovery needs it)."""
+    json.loads(worker.stdout.readline())
+    marker = tmp_path / "ran"
+    steps = f'[[steps]]\nrun = ["sh", "-c", "echo $EASYFLOW_RUN_ID > {marker}"]\n'
+    send(worker, {"op": "run", "runs": [order(1, tmp_path, steps), order(2, tmp_path, steps)]})
+    step = events_until(worker, lambda e: e["ev"] == "step", ack=False)[-1]
+    time.sleep(0.3)
+    assert not marker.exists()
+    send(worker, {"op": "ack", "id": 1, "pgid": step["pgid"]})
+    events_until(worker, lambda e: e["ev"] == "finished" and e["id"] == 1)
+    assert marker.read_text() == "1\n"
+    marker.unlink()
+    # Cancelled while parked: the step never runs.
+    events_until(worker, lambda e: e["ev"] == "step", ack=False)
+    send(worker, {"op": "cancel", "id": 2})
+    finished = events_until(worker, lambda e: e["ev"] == "finished", ack=False)[-1]
+    assert finished["outcome"]["state"] == "cancelled" and not marker.exists()
