@@ -78,7 +78,8 @@ def test_missed_fires_are_caught_up_once(daemon: DaemonHarness):
     """Schedules that came due while no daemon ran: one `catch-up` run each, not one per slot."""
     daemon.write_config(config())
     daemon.add_workflows(once=["true"], often=["true"])
-    at = datetime.now(UTC) + timedelta(seconds=2)
+    # Far enough ahead that `schedule add` (~1 s on a loaded box) adds it before it is due.
+    at = datetime.now(UTC) + timedelta(seconds=5)
     daemon.cli("schedule", "add", "once", "--at", at.isoformat(timespec="seconds"))
     daemon.cli("schedule", "add", "often", "--every", "1s")
     added = time.time()
@@ -178,7 +179,8 @@ def test_eco_pool_never_runs_more_than_its_size(daemon: DaemonHarness, tmp_path)
 
 def test_eco_worker_claims_waiting_runs_as_one_batch(daemon: DaemonHarness):
     daemon.write_config(config(eco=1, batch_size=3))
-    daemon.add_workflows(blocker=["sleep", "2"], small=["sleep", "0.2"])
+    # The blocker outlasts the three submissions below (~1 s each on a loaded box).
+    daemon.add_workflows(blocker=["sleep", "5"], small=["sleep", "0.2"])
     daemon.start()
 
     blocker = daemon.submit("blocker", "--mode", "eco")
@@ -280,7 +282,9 @@ def test_sighup_reloads_config_and_keeps_work(daemon: DaemonHarness):
 
 def test_sigterm_drains_running_runs_and_keeps_the_queue(daemon: DaemonHarness):
     daemon.write_config(config(realtime=1, eco=1, batch_size=3, drain_grace="30s"))
-    daemon.add_workflows(long=["sleep", "2"], opener=["sleep", "1.5"], batched=["sleep", "3"])
+    # Long enough that the CLI calls below (~1 s each on a loaded 2-core box) finish while the
+    # runs they look at are still going.
+    daemon.add_workflows(long=["sleep", "5"], opener=["sleep", "3"], batched=["sleep", "6"])
     daemon.start()
 
     # Eco: three runs queued behind the opener are claimed as one batch; the first starts.
