@@ -16,6 +16,7 @@ the daemon acknowledges its "step" event: a crash can then always find its proce
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import select
@@ -146,16 +147,30 @@ def _as_dict(outcome: Outcome) -> dict[str, Any]:
     return dict(vars(outcome))
 
 
+class UnwritableLog(io.RawIOBase):
+    """Stands in for a run log that could not be created: every write fails as the open did,
+    so the run goes on and its outcome says `run log incomplete: ...`."""
+
+    def __init__(self, error: OSError) -> None:
+        super().__init__()
+        self.error = error
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        raise self.error
+
+
 def open_run_log(path: str) -> BinaryIO:
-    """The run's log file; if it cannot be created (read-only or full disk), say so and run
-    without one rather than losing the run."""
+    """The run's log file, unbuffered so CappedLog sees each write's failure (disk full)."""
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     except OSError as exc:
         print(f"easyflow worker {os.getpid()}: cannot open run log {path}: {exc.strerror}; "
               "the run's output is discarded", file=sys.stderr, flush=True)
-        fd = os.open(os.devnull, os.O_WRONLY)
-    return open(fd, "ab", buffering=0)  # unbuffered: CappedLog sees each write's failure
+        return UnwritableLog(exc)
+    return open(fd, "ab", buffering=0)
 
 
 def _parent_gone(expected: int | None) -> bool:

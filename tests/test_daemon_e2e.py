@@ -84,7 +84,8 @@ def test_missed_fires_are_caught_up_once(daemon: DaemonHarness):
     """Schedules that came due while no daemon ran: one `catch-up` run each, not one per slot."""
     daemon.write_config(config())
     daemon.add_workflows(once=["true"], often=["true"])
-    at = datetime.now(UTC) + timedelta(seconds=2)
+    # Far enough ahead that `schedule add` (~1 s on a loaded box) adds it before it is due.
+    at = datetime.now(UTC) + timedelta(seconds=5)
     daemon.cli("schedule", "add", "once", "--at", at.isoformat(timespec="seconds"))
     daemon.cli("schedule", "add", "often", "--every", "1s")
     added = time.time()

@@ -134,3 +134,13 @@ def test_step_waits_for_the_daemon_to_record_its_process_group(worker, tmp_path)
     send(worker, {"op": "cancel", "id": 2})
     finished = events_until(worker, lambda e: e["ev"] == "finished", ack=False)[-1]
     assert finished["outcome"]["state"] == "cancelled" and not marker.exists()
+
+
+def test_a_run_log_that_cannot_be_created_does_not_stop_the_run(worker, tmp_path):
+    json.loads(worker.stdout.readline())
+    unwritable = order(1, tmp_path)
+    unwritable["log_path"] = str(tmp_path / "missing-dir" / "1.log")
+    send(worker, {"op": "run", "runs": [unwritable]})
+    finished = events_until(worker, lambda e: e["ev"] == "finished")[-1]
+    assert finished["outcome"]["state"] == "succeeded"
+    assert finished["outcome"]["error"] == "run log incomplete: No such file or directory"
