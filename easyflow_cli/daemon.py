@@ -87,6 +87,9 @@ class Daemon:
         self.draining_until: float | None = None
         self.drain_phase = "none"  # none → grace → stopping → killing
         self.last_status = ""
+        # True while the last wake-up brought only workers' "started"/"step" reports.
+        self.progress_only = False
+        self.sleep_deadline: float | None = None  # monotonic; when something is next due
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -114,6 +117,22 @@ class Daemon:
             self._begin_drain()
         if self.reload_requested:
             self._reload()
+        if self.progress_only and self.draining_until is None:
+            # Only "started"/"step" reports came in: nothing became due or free, so skip the
+            # queries. The reporting worker is usually waiting for us meanwhile: its pipe
+            # write woke this loop on its own CPU, and its step starts once we sleep again.
+            timeout = self._time_left()
+        else:
+            timeout = self._full_tick()
+        events = self.selector.select(timeout)
+        self.progress_only = bool(events)
+        for key, _ in events:
+            key.data(key.fileobj)
+        if self.notifier.watchdog_interval:
+            self.notifier.watchdog()
+
+    def _full_tick(self) -> float | None:
+        """Fire, promote, dispatch; returns how long the loop may then sleep."""
         now = utcnow()
         if self.draining_until is None:
             self._fire_schedules(now)
@@ -122,10 +141,14 @@ class Daemon:
         elif time.monotonic() >= self.draining_until:
             self._next_drain_phase()
         self._update_status()
-        for key, _ in self.selector.select(self._sleep_seconds(utcnow())):
-            key.data(key.fileobj)
-        if self.notifier.watchdog_interval:
-            self.notifier.watchdog()
+        timeout = self._sleep_seconds(utcnow())
+        self.sleep_deadline = None if timeout is None else time.monotonic() + timeout
+        return timeout
+
+    def _time_left(self) -> float | None:
+        if self.sleep_deadline is None:
+            return None
+        return max(0.0, self.sleep_deadline - time.monotonic())
 
     def _sleep_seconds(self, now: datetime) -> float | None:
         """Until the next thing that is due; None (sleep until woken) when nothing is."""
@@ -187,6 +210,7 @@ class Daemon:
         self.reload_requested = True
 
     def _drain_signal_pipe(self, fd) -> None:
+        self.progress_only = False
         try:
             while os.read(self.signal_r, 512):
                 pass
@@ -196,6 +220,7 @@ class Daemon:
     # ------------------------------------------------------------------ requests
 
     def _accept(self, listener) -> None:
+        self.progress_only = False
         try:
             conn, _ = listener.accept()
         except BlockingIOError:
@@ -308,6 +333,8 @@ class Daemon:
 
     def _on_worker_output(self, worker: WorkerProcess) -> None:
         events, eof = worker.read_events()
+        if eof or any(event["ev"] not in ("started", "step") for event in events):
+            self.progress_only = False
         for event in events:
             self._on_worker_event(worker, event)
         if eof:
@@ -515,6 +542,7 @@ class _RequestReader:
         except OSError:
             data = b""
         self.buffer += data
+        self.daemon.progress_only = False
         if data and not self.buffer.endswith(b"\n"):
             return
         self.daemon.selector.unregister(conn)
