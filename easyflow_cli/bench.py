@@ -129,6 +129,20 @@ def load_average() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
 
+def cpu_ticks() -> dict[str, int]:
+    """The whole machine's CPU time so far, from /proc/stat (clock ticks)."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    names = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
+    return dict(zip(names, (int(f) for f in fields), strict=False))
+
+
+def steal_percent(before: dict[str, int], after: dict[str, int]) -> float:
+    """Share of CPU time the hypervisor gave to other machines meanwhile: on a shared host,
+    every figure here is slower by about that much, whatever easyflow does."""
+    total = sum(after.values()) - sum(before.values())
+    return round(100 * (after["steal"] - before["steal"]) / total, 1) if total else 0.0
+
+
 # --------------------------------------------------------------------------- the daemon
 
 
@@ -429,7 +443,7 @@ def run_bench(quick: bool = False, root: Path | None = None,
               progress=lambda message: None) -> dict[str, Any]:
     """Every measurement, in a throwaway state directory; returns the document `--json` prints."""
     sizes = BenchSizes.for_mode(quick)
-    began = time.monotonic()
+    began, ticks = time.monotonic(), cpu_ticks()
     with contextlib.ExitStack() as stack:
         if root is None:
             root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="easyflow-bench-")))
@@ -444,6 +458,7 @@ def run_bench(quick: bool = False, root: Path | None = None,
         document["report_costs"] = report_costs_at_scale(root, sizes.report_runs,
                                                          max(1, sizes.cli_samples // 4))
         document["machine"]["load_average_after"] = load_average()
+        document["machine"]["cpu_steal_percent"] = steal_percent(ticks, cpu_ticks())
         document["elapsed_s"] = round(time.monotonic() - began, 1)
     document["targets"] = check_targets(document)
     return document

@@ -102,6 +102,9 @@ class Daemon:
         self.db_retry_delay = DB_RETRY_FIRST
         self.db_failing_since: float | None = None
         self.db_last_complaint = 0.0
+        # True while the last wake-up brought only workers' "started"/"step" reports.
+        self.progress_only = False
+        self.sleep_deadline: float | None = None  # monotonic; when something is next due
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -127,6 +130,23 @@ class Daemon:
     def _tick(self) -> None:
         if self.stop_requested and self.draining_until is None:
             self._begin_drain()
+        timeout = self._time_left() if self._may_skip_scheduling() else self._full_tick()
+        events = self.selector.select(timeout)
+        self.progress_only = bool(events)
+        for key, _ in events:
+            key.data(key.fileobj)
+        if self.notifier.watchdog_interval:
+            self.notifier.watchdog()
+
+    def _may_skip_scheduling(self) -> bool:
+        # Only "started"/"step" reports came in: nothing became due or free, so skip the
+        # queries. The reporting worker is usually waiting for us meanwhile: its pipe write
+        # woke this loop on its own CPU, and its step starts once we sleep again.
+        return (self.progress_only and self.draining_until is None and self.db_retry_at is None
+                and not self.reload_requested)
+
+    def _full_tick(self) -> float | None:
+        """Retry the database, then reload, fire, promote, dispatch; how long to sleep then."""
         if self.db_retry_at is not None and time.monotonic() >= self.db_retry_at:
             self._retry_database()
         if self.db_retry_at is None:
@@ -134,10 +154,14 @@ class Daemon:
         if self.draining_until is not None and time.monotonic() >= self.draining_until:
             self._next_drain_phase()
         self._update_status()
-        for key, _ in self.selector.select(self._sleep_seconds(utcnow())):
-            key.data(key.fileobj)
-        if self.notifier.watchdog_interval:
-            self.notifier.watchdog()
+        timeout = self._sleep_seconds(utcnow())
+        self.sleep_deadline = None if timeout is None else time.monotonic() + timeout
+        return timeout
+
+    def _time_left(self) -> float | None:
+        if self.sleep_deadline is None:
+            return None
+        return max(0.0, self.sleep_deadline - time.monotonic())
 
     def _do_due_work(self) -> None:
         """Reload, fire, promote, dispatch: each a short transaction; a failed write backs off."""
@@ -215,6 +239,7 @@ class Daemon:
         self.reload_requested = True
 
     def _drain_signal_pipe(self, fd) -> None:
+        self.progress_only = False
         try:
             while os.read(self.signal_r, 512):
                 pass
@@ -224,6 +249,7 @@ class Daemon:
     # ------------------------------------------------------------------ requests
 
     def _accept(self, listener) -> None:
+        self.progress_only = False
         try:
             conn, _ = listener.accept()
         except BlockingIOError:
@@ -391,6 +417,8 @@ class Daemon:
 
     def _on_worker_output(self, worker: WorkerProcess) -> None:
         events, eof = worker.read_events()
+        if eof or any(event["ev"] not in ("started", "step") for event in events):
+            self.progress_only = False
         for event in events:
             self._on_worker_event(worker, event)
         if eof:
@@ -619,6 +647,7 @@ class _RequestReader:
         except OSError:
             data = b""
         self.buffer += data
+        self.daemon.progress_only = False
         if data and not self.buffer.endswith(b"\n") and len(self.buffer) <= MAX_REQUEST_BYTES:
             return
         self.daemon.selector.unregister(conn)

@@ -20,6 +20,7 @@ def test_quick_bench_json_document(home):
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
     assert doc["quick"] is True and positive(doc["elapsed_s"])
+    assert doc["machine"]["cpus"] >= 1 and doc["machine"]["cpu_steal_percent"] >= 0
     for scenario in ("idle", "eco_backlog"):
         for step in ("callable", "command"):
             dist = doc["dispatch_latency_ms"][scenario][step]

@@ -55,7 +55,8 @@ def _print_tables(document: dict[str, Any]) -> None:
     console.print(targets)
     machine = document["machine"]
     console.print(f"{machine['cpus']} CPUs, load average {machine['load_average_before']} before,"
-                  f" {machine['load_average_after']} after", highlight=False)
+                  f" {machine['load_average_after']} after, {machine['cpu_steal_percent']} % of"
+                  " CPU time stolen by the hypervisor", highlight=False)
 
 
 def _distributions(document: dict[str, Any]) -> list[tuple[str, dict, str]]:
