@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -38,6 +37,7 @@ from typing import Any
 
 from easyflow_cli.bench_steps import BURN_MARK, STAMP_MARK
 from easyflow_cli.client import daemon_status, wake
+from easyflow_cli.local_daemon import daemon_environment, start_daemon, stop_daemon
 from easyflow_cli.model import Mode, Trigger
 from easyflow_cli.paths import run_log_path
 from easyflow_cli.queue import (
@@ -168,11 +168,7 @@ class BenchDaemon:
                  for name, body in WORKFLOWS.items()]
         self.store.save_workflows(specs, utcnow())
         self.specs = {spec.name: spec for spec in specs}
-        log = open(self.root / "daemon.log", "wb")  # noqa: SIM115 (the daemon owns it)
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "easyflow_cli", "daemon", "--config", str(self.config_path)],
-            env=bench_environment(self.home), stdin=subprocess.DEVNULL, stdout=log, stderr=log)
-        log.close()
+        self.proc = start_daemon(self.home, self.config_path, self.root / "daemon.log")
         deadline = time.monotonic() + timeout
         while daemon_status(self.home) is None:
             if self.proc.poll() is not None or time.monotonic() > deadline:
@@ -180,13 +176,8 @@ class BenchDaemon:
             time.sleep(0.05)
 
     def stop(self, timeout: float = 30.0) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc is not None:
+            stop_daemon(self.proc, timeout)
         if self.store is not None:
             self.store.close()
 
@@ -227,16 +218,6 @@ class BenchDaemon:
         found = {"daemon": [status["pid"]]}
         found.update({mode: pool["workers"] for mode, pool in status["pools"].items()})
         return found
-
-
-def bench_environment(home: Path) -> dict[str, str]:
-    """This environment, minus what would change how the bench's daemon behaves."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("EASYFLOW_") and k not in (
-               "REALTIME_MAX_WORKERS", "BALANCED_MAX_WORKERS", "ECO_MAX_WORKERS",
-               "STATE_DIRECTORY", "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")}
-    env["EASYFLOW_HOME"] = str(home)
-    return env
 
 
 @contextlib.contextmanager
@@ -367,7 +348,7 @@ def cli_wall_times(args: list[str], home: Path, samples: int) -> list[float]:
     times = []
     for _ in range(samples):
         start = time.perf_counter()
-        done = subprocess.run(cli_command() + args, env=bench_environment(home),
+        done = subprocess.run(cli_command() + args, env=daemon_environment(home),
                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                               stderr=subprocess.PIPE)
         times.append((time.perf_counter() - start) * 1000)

@@ -10,10 +10,7 @@ add`, `daemon`, `schedule add` and `run --now --mode`; it only saves the typing.
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,6 +20,7 @@ from easyflow_cli.client import daemon_status, wake
 from easyflow_cli.config import load_config
 from easyflow_cli.durations import format_duration
 from easyflow_cli.errors import EasyflowError
+from easyflow_cli.local_daemon import start_daemon, stop_daemon
 from easyflow_cli.model import Mode, RunState, Trigger
 from easyflow_cli.paths import ensure_state_dir
 from easyflow_cli.queue import QueuePolicy, enqueue_run, get_run, list_runs, plan_run
@@ -105,14 +103,10 @@ def _batch_workflow(specs: list[WorkflowSpec]) -> WorkflowSpec:
     return (scheduled or specs)[0]
 
 
-def start_daemon(home: Path) -> subprocess.Popen:
+def start_demo_daemon(home: Path) -> subprocess.Popen:
     config_path = home / "demo.toml"
     config_path.write_text(DEMO_CONFIG)
-    env = {**os.environ, "EASYFLOW_HOME": str(home)}
-    log = open(home / "demo-daemon.log", "ab")  # noqa: SIM115 - handed to the child
-    return subprocess.Popen(
-        [sys.executable, "-m", "easyflow_cli", "daemon", "--config", str(config_path)],
-        env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+    return start_daemon(home, config_path, home / "demo-daemon.log")
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float, daemon: subprocess.Popen,
@@ -135,16 +129,6 @@ def _workers_ready(home: Path) -> bool:
     return status is not None and all(p["ready"] >= p["size"] for p in status["pools"].values())
 
 
-def stop_daemon(daemon: subprocess.Popen, timeout: float = 30.0) -> int:
-    if daemon.poll() is None:
-        daemon.send_signal(signal.SIGTERM)
-    try:
-        return daemon.wait(timeout)
-    except subprocess.TimeoutExpired:
-        daemon.kill()
-        return daemon.wait()
-
-
 def run_demo(home: Path, paths: list[Path], timeout: float,
              say: Callable[[str], None]) -> DemoRun:
     """Register, start a daemon, submit, wait, stop. The runs stay in `home` for the reports."""
@@ -157,7 +141,7 @@ def run_demo(home: Path, paths: list[Path], timeout: float,
         specs = register_examples(store, paths)
         say(f"registered {len(specs)} workflows: {', '.join(s.name for s in specs)}")
         add_demo_schedule(store, demo, _batch_workflow(specs).name)
-        daemon = start_daemon(home)
+        daemon = start_demo_daemon(home)
         try:
             if not wait_until(lambda: _workers_ready(home), 30, daemon, home):
                 raise DemoError(f"the daemon did not start; see {home / 'demo-daemon.log'}")
