@@ -378,6 +378,16 @@ def immutable(daemon: DaemonHarness):
         set_immutable(made, False)
 
 
+def assert_waits_quietly_for_the_database(daemon) -> None:
+    """The daemon has said it cannot write, stays up, and does not spin while it waits."""
+    wait_for(lambda: "cannot write the database" in daemon.log_text(), timeout=20,
+             message="the daemon to report that it cannot write")
+    cpu_before = cpu_seconds(daemon.pid)
+    time.sleep(2)
+    assert daemon.proc.poll() is None, daemon.log_tail()
+    assert cpu_seconds(daemon.pid) - cpu_before < 0.5, "the daemon spins while it waits"
+
+
 def test_read_only_state_directory_is_survived(daemon: DaemonHarness, immutable):
     daemon.write_config(config())
     register(daemon, quick=["true"], slow=["sleep", "2"])
@@ -393,12 +403,7 @@ def test_read_only_state_directory_is_survived(daemon: DaemonHarness, immutable)
         refused.stderr.splitlines()) == 1, refused.stderr
     assert "readonly" in refused.stderr and "Traceback" not in refused.stderr
     # The slow run ends meanwhile: its end cannot be written; the daemon says so and waits.
-    wait_for(lambda: "cannot write the database" in daemon.log_text(), timeout=20,
-             message="the daemon to report that it cannot write")
-    cpu_before = cpu_seconds(daemon.pid)
-    time.sleep(2)
-    assert daemon.proc.poll() is None, daemon.log_tail()
-    assert cpu_seconds(daemon.pid) - cpu_before < 0.5, "the daemon spins while it waits"
+    assert_waits_quietly_for_the_database(daemon)
     assert daemon_status(daemon.home)["pid"] == daemon.pid  # still answering
 
     immutable(False)
@@ -452,12 +457,7 @@ def test_full_disk_is_survived(daemon: DaemonHarness, small_disk: Path):
     assert refused.returncode == 1, refused
     assert refused.stderr == "error: database: database or disk is full\n", refused.stderr
     # The chatty run writes its output to a full disk and ends: neither kills the daemon.
-    wait_for(lambda: "cannot write the database" in daemon.log_text(), timeout=20,
-             message="the daemon to report that it cannot write")
-    cpu_before = cpu_seconds(daemon.pid)
-    time.sleep(2)
-    assert daemon.proc.poll() is None, daemon.log_tail()
-    assert cpu_seconds(daemon.pid) - cpu_before < 0.5, "the daemon spins while it waits"
+    assert_waits_quietly_for_the_database(daemon)
 
     (small_disk / "filler").unlink()
     done = wait_state(daemon, chatty["id"], "succeeded")
