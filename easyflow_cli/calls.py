@@ -30,6 +30,9 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 TICK_SECONDS = 0.5
+# The first check comes soon after the start: a worker sends the reports it holds back then,
+# so a call that turns out long is known to have started (see worker.py).
+FIRST_TICK_SECONDS = 0.005
 
 _CACHE: dict[tuple[str | None, str], Callable[..., Any]] = {}
 
@@ -135,7 +138,7 @@ def _interrupts(deadline: float, cancelled: Callable[[], bool]) -> Iterator[None
     if time.monotonic() >= deadline:
         raise StepInterrupted("timeout")
     previous = signal.signal(signal.SIGALRM, on_tick)
-    signal.setitimer(signal.ITIMER_REAL, _next_tick(deadline))
+    signal.setitimer(signal.ITIMER_REAL, min(FIRST_TICK_SECONDS, _next_tick(deadline)))
     try:
         yield
     finally:

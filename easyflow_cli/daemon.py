@@ -35,16 +35,18 @@ from easyflow_cli.errors import EasyflowError, NotFound, shown
 from easyflow_cli.foreground import limits_for
 from easyflow_cli.model import Mode, RunState
 from easyflow_cli.paths import ensure_state_dir, run_log_path, socket_path
-from easyflow_cli.pools import Pool, WorkerProcess
+from easyflow_cli.pools import RELEASE_AFTER_S, Assignment, Pool, WorkerProcess
 from easyflow_cli.queue import (
     Outcome,
     QueuePolicy,
+    RunEnd,
+    RunStart,
     cancel_run,
     claim_next_runs,
+    claim_runs_for_workers,
     enqueue_run,
     finish_run,
     get_run,
-    mark_started,
     next_promotion_at,
     next_ready_at,
     plan_retry,
@@ -53,8 +55,10 @@ from easyflow_cli.queue import (
     record_step_process,
     replan_off_peak,
     requeue_run,
+    requeue_runs,
     running_runs,
 )
+from easyflow_cli.recording import Batch, EndedRun
 from easyflow_cli.scheduler import ScheduleBook, prime_schedules
 from easyflow_cli.sdnotify import Notifier
 from easyflow_cli.store import Store
@@ -73,6 +77,7 @@ DB_STILL_FAILING_EVERY = 60.0
 
 class DaemonError(EasyflowError):
     pass
+
 
 
 class Daemon:
@@ -95,9 +100,11 @@ class Daemon:
         self.draining_until: float | None = None
         self.drain_phase = "none"  # none → grace → stopping → killing
         self.last_status = ""
-        # Database writes that failed (read-only, disk full...), replayed in order once it can
-        # be written again; meanwhile nothing new is claimed or started.
-        self.backlog: list[Callable[[], None]] = []
+        # This wake-up's state changes, written in one transaction at its end.
+        self.batch = Batch()
+        # Batches whose write failed (read-only, disk full...), replayed in order once the
+        # database can be written again; meanwhile nothing new is claimed or started.
+        self.backlog: list[Batch] = []
         self.db_retry_at: float | None = None
         self.db_retry_delay = DB_RETRY_FIRST
         self.db_failing_since: float | None = None
@@ -135,6 +142,7 @@ class Daemon:
         self.progress_only = bool(events)
         for key, _ in events:
             key.data(key.fileobj)
+        self._write_recorded()
         if self.notifier.watchdog_interval:
             self.notifier.watchdog()
 
@@ -175,6 +183,7 @@ class Daemon:
                 self._dispatch(now)
         except sqlite3.OperationalError as exc:
             self._database_failed(exc)
+        self._write_recorded()
 
     def _sleep_seconds(self, now: datetime) -> float | None:
         """Until the next thing that is due; None (sleep until woken) when nothing is."""
@@ -185,6 +194,9 @@ class Daemon:
             due += [next_ready_at(self.store, mode, now) for mode in Mode
                     if self.pools[mode].idle_workers()]
             waits = [(moment - now).total_seconds() for moment in due if moment is not None]
+            release = self._next_release_in()
+            if release is not None:
+                waits.append(release)
         if self.draining_until is not None:
             waits.append(self.draining_until - time.monotonic())
             waits.append(0.5)  # worker exits are noticed through their pipes; this bounds it
@@ -329,35 +341,72 @@ class Daemon:
             log.info("run %d promoted to real-time: its deadline is near", run_id)
 
     def _dispatch(self, now: datetime) -> None:
-        """Hand ready runs to idle workers: real-time first, then balanced, then eco."""
+        """Hand ready runs to workers: real-time first, then balanced, then eco."""
         for mode in Mode:
-            pool = self.pools[mode]
-            for worker in pool.idle_workers():
-                limit = pool.config.batch_size if mode is Mode.ECO else 1
-                batch_id = uuid.uuid4().hex[:12] if limit > 1 else None
-                runs = claim_next_runs(self.store, mode, now=now, limit=limit, pool=mode.value,
-                                       worker=worker.name, batch_id=batch_id)
-                if not runs:
-                    break
-                self._hand_over(worker, runs)
+            if mode is Mode.ECO:
+                self._dispatch_batches(self.pools[mode], now)
+            else:
+                self._dispatch_runs(self.pools[mode], now)
+
+    def _dispatch_runs(self, pool: Pool, now: datetime) -> None:
+        """Top up the pool's workers (one claim for all of them); give back runs stuck behind
+        a long one if a worker is left with nothing."""
+        now_mono = time.monotonic()
+        rooms = pool.rooms(now_mono)
+        if rooms:
+            hands = claim_runs_for_workers(self.store, pool.mode, now=now, pool=pool.mode.value,
+                                           rooms=[(w.name, room) for w, room in rooms])
+            for (worker, _), runs in zip(rooms, hands, strict=True):
+                if runs:
+                    self._hand_over(worker, runs)
+        if pool.idle_workers():
+            for worker in pool.workers:
+                if worker.waiting_behind_long_run(now_mono):
+                    worker.release()
+
+    def _dispatch_batches(self, pool: Pool, now: datetime) -> None:
+        """Eco: each idle worker claims up to `batch_size` runs at once, as one batch."""
+        for worker in pool.idle_workers():
+            limit = pool.config.batch_size
+            batch_id = uuid.uuid4().hex[:12] if limit > 1 else None
+            runs = claim_next_runs(self.store, pool.mode, now=now, limit=limit,
+                                   pool=pool.mode.value, worker=worker.name, batch_id=batch_id)
+            if not runs:
+                break
+            self._hand_over(worker, runs)
+
+    def _next_release_in(self) -> float | None:
+        """Seconds until a run held behind a long one should be given back to a free worker."""
+        moments = [a.started_mono + RELEASE_AFTER_S
+                   for mode, pool in self.pools.items() if mode is not Mode.ECO
+                   and pool.idle_workers()
+                   for w in pool.workers if len(w.assignments) > 1 and not w.releasing
+                   for a in w.assignments.values() if a.started_mono is not None]
+        return max(0.0, min(moments) - time.monotonic()) if moments else None
 
     def _hand_over(self, worker: WorkerProcess, runs: list[dict[str, Any]]) -> None:
-        orders = []
+        specs: dict[str, dict[str, Any]] = {}
+        kept = []
         for run in runs:
+            name = run["workflow"]
             try:
-                spec, source_file = self.store.workflow_spec_dict(run["workflow"])
+                if name not in specs:
+                    spec, source_file = self.store.workflow_spec_dict(name)
+                    specs[name] = {"spec": spec, "source_file": source_file}
             except NotFound:
                 outcome = Outcome(RunState.FAILED,
                                   error="workflow was removed before the run started")
                 self._record(lambda r=run, o=outcome: finish_run(self.store, r["id"], o,
                                                                  now=utcnow()))
                 continue
-            orders.append({
-                "id": run["id"], "spec": spec, "source_file": source_file,
-                "log_path": self._log_path(run["id"]),
-                "limits": asdict(limits_for(self.config, run["mode"])),
-            })
-        if orders and not worker.assign(orders):
+            kept.append(run)
+        if not kept:
+            return
+        message = {"op": "run", "limits": asdict(limits_for(self.config, kept[0]["mode"])),
+                   "specs": specs,
+                   "runs": [{"id": run["id"], "workflow": run["workflow"],
+                             "log_path": self._log_path(run["id"])} for run in kept]}
+        if not worker.assign(kept, message):
             log.warning("worker %s did not take its orders; it will be replaced", worker.name)
 
     def _log_path(self, run_id: int) -> str:
@@ -366,15 +415,25 @@ class Daemon:
 
     # ------------------------------------------------------------------ database trouble
 
-    def _record(self, change: Callable[[], None]) -> None:
-        """Apply a change to the database now, or keep it, in order, until it can be written."""
+    def _record(self, change: Callable[[], None],
+                then: Callable[[], None] | None = None) -> None:
+        """Write a change with the others of this wake-up; `then` runs once it is committed."""
+        self.batch.changes.append(change)
+        if then is not None:
+            self.batch.after_commit.append(then)
+
+    def _write_recorded(self) -> None:
+        """This wake-up's changes in one transaction, or kept, in order, until they can be."""
+        if not self.batch:
+            return
+        batch, self.batch = self.batch, Batch()
         if self.backlog:
-            self.backlog.append(change)
+            self.backlog.append(batch)
             return
         try:
-            change()
+            batch.apply(self.store)
         except sqlite3.OperationalError as exc:
-            self.backlog.append(change)
+            self.backlog.append(batch)
             self._database_failed(exc)
 
     def _database_failed(self, exc: sqlite3.OperationalError) -> None:
@@ -394,7 +453,7 @@ class Daemon:
         """Replay the waiting changes in order; healthy again once all of them are written."""
         while self.backlog:
             try:
-                self.backlog[0]()
+                self.backlog[0].apply(self.store)
             except sqlite3.OperationalError as exc:
                 self._database_failed(exc)
                 return
@@ -419,6 +478,8 @@ class Daemon:
         events, eof = worker.read_events()
         if eof or any(event["ev"] not in ("started", "step") for event in events):
             self.progress_only = False
+        elif len(worker.assignments) > 1 and worker.pool.idle_workers():
+            self.progress_only = False  # a run started with others behind it: time a release
         for event in events:
             self._on_worker_event(worker, event)
         if eof:
@@ -429,32 +490,49 @@ class Daemon:
         if kind == "ready":
             worker.ready = True
             return
+        if kind == "released":
+            self._on_released(worker, event["ids"])
+            return
         assignment = worker.assignments.get(event["id"])
         if assignment is None:
             return
         if kind == "started":
             assignment.started = True
-            self._record(lambda: self._record_start(worker, event))
+            assignment.started_at = event["at"]
+            assignment.started_mono = time.monotonic()
+            self.batch.starts.append(self._run_start(worker, event, assignment))
         elif kind == "step":
             assignment.pgid = event["pgid"]
-            self._record(lambda: self._record_step(worker, event))
+            # Only once the process group is committed may the worker let the step run.
+            self._record(lambda: record_step_process(self.store, event["id"], event["pgid"]),
+                         then=lambda: worker.send({"op": "ack", "id": event["id"],
+                                                   "pgid": event["pgid"]}))
         elif kind == "finished":
             del worker.assignments[event["id"]]
+            if assignment.started_mono is not None:
+                worker.pool.note_duration(time.monotonic() - assignment.started_mono)
             outcome = Outcome(**{**event["outcome"], "state": RunState(event["outcome"]["state"])})
-            self._record(lambda: self._record_end(event["id"], outcome, from_iso(event["at"]),
-                                                  assignment.stop_reason))
+            if assignment.stop_reason != "shutdown" and outcome.state in PLAIN_ENDS:
+                self.batch.ends.append(_ended_run(assignment, outcome, event["at"]))
+            else:
+                self._record(lambda: self._record_end(event["id"], outcome, from_iso(event["at"]),
+                                                      assignment.stop_reason))
 
-    def _record_start(self, worker: WorkerProcess, event: dict[str, Any]) -> None:
+    def _on_released(self, worker: WorkerProcess, run_ids: list[int]) -> None:
+        """Runs a worker gave back unstarted: into the queue again, first in line as before."""
+        worker.releasing = False
+        for run_id in run_ids:
+            worker.assignments.pop(run_id, None)
+        note = SHUTDOWN_NOTE + "; re-queued" if self.draining_until is not None else None
+        if run_ids:
+            self._record(lambda: requeue_runs(self.store, run_ids, note))
+
+    def _run_start(self, worker: WorkerProcess, event: dict[str, Any],
+                   assignment: Assignment) -> RunStart:
         moment = from_iso(event["at"])
         window = self.config.tariff_window
-        off_peak = window.contains(moment) if window else None
-        mark_started(self.store, event["id"], now=moment, pid=worker.pid,
-                     log_path=self._log_path(event["id"]), off_peak=off_peak)
-
-    def _record_step(self, worker: WorkerProcess, event: dict[str, Any]) -> None:
-        """Record the step's process group; only then may the worker let the step run."""
-        record_step_process(self.store, event["id"], event["pgid"])
-        worker.send({"op": "ack", "id": event["id"], "pgid": event["pgid"]})
+        return RunStart(event["id"], moment, assignment.run["enqueued_at"], worker.pid,
+                        self._log_path(event["id"]), window.contains(moment) if window else None)
 
     def _record_end(self, run_id: int, outcome: Outcome, moment: datetime,
                     stop_reason: str | None) -> None:
@@ -566,9 +644,8 @@ class Daemon:
         log.info("stopping: no new runs; waiting up to %.0fs for running runs",
                  self.config.drain_grace)
         for worker in self._all_workers():
-            for assignment in worker.assignments.values():
-                if not assignment.started:
-                    self._stop(worker, assignment)
+            if any(not assignment.started for assignment in worker.assignments.values()):
+                worker.release()  # what has not started goes back to the queue
             worker.retire()
 
     def _next_drain_phase(self) -> None:
@@ -630,6 +707,17 @@ class Daemon:
         if line != self.last_status:
             self.last_status = line
             self.notifier.status(line)
+
+
+# Ends written in bulk: no retry to plan, no shutdown to settle.
+PLAIN_ENDS = (RunState.SUCCEEDED, RunState.CANCELLED)
+
+
+def _ended_run(assignment: Assignment, outcome: Outcome, at: str) -> EndedRun:
+    run = assignment.run
+    end = RunEnd(assignment.run_id, outcome, from_iso(at),
+                 began_at=assignment.started_at or run["claimed_at"], deadline=run["deadline"])
+    return EndedRun(end, run["workflow"], run["mode"])
 
 
 class _RequestReader:

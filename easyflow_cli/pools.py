@@ -3,6 +3,12 @@
 A pool never runs more of its mode's runs at once than it has workers. Workers are started
 ahead of time (warm), so a run starts without waiting for a process to boot; a worker that dies
 is noticed through its pipe and replaced.
+
+While a pool's runs are short, each worker is handed several at once (it still runs them one
+after another): a hand-over then costs the daemon one message and one claim for many runs, and
+the worker never waits for the daemon between two of them. Long runs go one at a time, so a run
+never waits behind another while a worker is free; a worker holding runs behind one that turned
+out long gives them back (`release`).
 """
 
 from __future__ import annotations
@@ -18,13 +24,25 @@ from typing import Any
 from easyflow_cli.config import PoolConfig
 from easyflow_cli.model import Mode
 
+# Runs a worker may hold at once while its pool's recent runs took under SHORT_RUN_S each.
+PREFETCH_DEPTH = 32
+SHORT_RUN_S = 0.05
+# How much the latest run counts in a pool's typical duration (an exponential average).
+DURATION_WEIGHT = 0.2
+# A run that has been going this long is no longer short: runs held behind it are given back
+# if another worker of the pool is free.
+RELEASE_AFTER_S = 0.2
+
 
 @dataclass
 class Assignment:
     """A run a worker holds: handed over (`started` False) or executing (`started` True)."""
 
     run_id: int
+    run: dict[str, Any]  # the run as claimed
     started: bool = False
+    started_at: str | None = None  # as its worker reported
+    started_mono: float | None = None  # when that report arrived (monotonic)
     pgid: int | None = None
     stop_reason: str | None = None
 
@@ -45,6 +63,7 @@ class WorkerProcess:
         self.buffer = b""
         self.assignments: dict[int, Assignment] = {}
         self.retiring = False
+        self.releasing = False  # a release was asked for and not answered yet
         self.ready = False  # it has booted and said so: a run handed to it starts at once
 
     @property
@@ -63,10 +82,25 @@ class WorkerProcess:
         except (OSError, ValueError):  # ValueError: the pipe was already closed
             return False
 
-    def assign(self, orders: list[dict[str, Any]]) -> bool:
-        for order in orders:
-            self.assignments[order["id"]] = Assignment(order["id"])
-        return self.send({"op": "run", "runs": orders})
+    def assign(self, runs: list[dict[str, Any]], message: dict[str, Any]) -> bool:
+        """Hand over `runs` (claimed rows) with the `run` message that describes them."""
+        for run in runs:
+            self.assignments[run["id"]] = Assignment(run["id"], run)
+        return self.send(message)
+
+    def running_long(self, now_mono: float) -> bool:
+        """Its current run has been going for RELEASE_AFTER_S or more."""
+        return any(a.started_mono is not None and now_mono - a.started_mono >= RELEASE_AFTER_S
+                   for a in self.assignments.values())
+
+    def waiting_behind_long_run(self, now_mono: float) -> bool:
+        """It holds runs not started behind one that has been running a long time."""
+        return len(self.assignments) > 1 and not self.releasing and self.running_long(now_mono)
+
+    def release(self) -> None:
+        """Ask for the runs it has not started back; it answers with a "released" report."""
+        self.releasing = True
+        self.send({"op": "release"})
 
     def read_events(self) -> tuple[list[dict[str, Any]], bool]:
         """Events the worker has written so far, and whether its pipe reached end of file."""
@@ -105,6 +139,29 @@ class Pool:
     config: PoolConfig
     workers: list[WorkerProcess] = field(default_factory=list)
     started: int = 0
+    typical_run_s: float | None = None  # recent runs' duration, an exponential average
+
+    def note_duration(self, seconds: float) -> None:
+        if self.typical_run_s is None:
+            self.typical_run_s = seconds
+        else:
+            self.typical_run_s += DURATION_WEIGHT * (seconds - self.typical_run_s)
+
+    @property
+    def prefetch_depth(self) -> int:
+        """How many runs each worker may hold: several only while the pool's runs are short."""
+        short = self.typical_run_s is not None and self.typical_run_s < SHORT_RUN_S
+        return PREFETCH_DEPTH if short else 1
+
+    def rooms(self, now_mono: float) -> list[tuple[WorkerProcess, int]]:
+        """Workers to hand runs to now, and how many each may take.
+
+        A worker is topped up once it is down to half its depth, so that one claim and one
+        message carry many runs instead of one each; never while its run is a long one."""
+        depth = self.prefetch_depth
+        return [(w, depth - len(w.assignments)) for w in self.workers
+                if not w.retiring and not w.releasing and len(w.assignments) <= depth // 2
+                and not (w.assignments and w.running_long(now_mono))]
 
     def fill(self) -> list[WorkerProcess]:
         """Start workers until the pool has its configured size; returns the new ones."""

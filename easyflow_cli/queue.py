@@ -239,14 +239,56 @@ def claim_next_runs(store: Store, mode: Mode, *, now: datetime, limit: int, pool
     if not _has_ready_run(store, mode, stamp):
         return []
     with store.write() as conn:
-        rows = conn.execute(
-            "UPDATE runs SET state = 'running', claimed_at = ?, pool = ?, worker = ?,"
-            " batch_id = ? WHERE id IN (SELECT id FROM runs WHERE state = 'queued'"
-            " AND mode = ? AND (not_before IS NULL OR not_before <= ?)"
-            " ORDER BY coalesce(deadline, '9999'), priority_rank, id LIMIT ?) RETURNING *",
-            (stamp, pool, worker, batch_id, Mode(mode).value, stamp, limit),
-        ).fetchall()
+        return _claim(conn, mode, stamp, limit, pool, worker, batch_id)
+
+
+def claim_runs_for_workers(store: Store, mode: Mode, *, now: datetime, pool: str,
+                           rooms: Sequence[tuple[str, int]]) -> list[list[dict[str, Any]]]:
+    """Claim ready runs of one mode for several workers in one transaction.
+
+    `rooms` is (worker name, how many it may take); the answer lists each one's runs. They are
+    dealt in turn, best first, so a few runs spread over the workers instead of piling onto
+    the first.
+    """
+    stamp = to_iso(now)
+    if not rooms or not _has_ready_run(store, mode, stamp):
+        return [[] for _ in rooms]
+    with store.write() as conn:
+        claimed = _claim(conn, mode, stamp, sum(room for _, room in rooms), pool, None, None)
+        dealt = _deal(claimed, [room for _, room in rooms])
+        conn.executemany("UPDATE runs SET worker = ? WHERE id = ?",
+                         [(name, run["id"]) for (name, _), runs in zip(rooms, dealt, strict=True)
+                          for run in runs])
+    for (name, _), runs in zip(rooms, dealt, strict=True):
+        for run in runs:
+            run["worker"] = name
+    return dealt
+
+
+def _deal(runs: list[dict[str, Any]], rooms: list[int]) -> list[list[dict[str, Any]]]:
+    hands: list[list[dict[str, Any]]] = [[] for _ in rooms]
+    left = list(rooms)
+    turn = 0
+    for run in runs:  # there are at most sum(rooms) of them
+        while not left[turn]:
+            turn = (turn + 1) % len(left)
+        hands[turn].append(run)
+        left[turn] -= 1
+        turn = (turn + 1) % len(left)
+    return hands
+
+
+def _claim(conn, mode: Mode, stamp: str, limit: int, pool: str, worker: str | None,
+           batch_id: str | None) -> list[dict[str, Any]]:
+    rows = conn.execute(
+        "UPDATE runs SET state = 'running', claimed_at = ?, pool = ?, worker = ?,"
+        " batch_id = ? WHERE id IN (SELECT id FROM runs WHERE state = 'queued'"
+        " AND mode = ? AND (not_before IS NULL OR not_before <= ?)"
+        " ORDER BY coalesce(deadline, '9999'), priority_rank, id LIMIT ?) RETURNING *",
+        (stamp, pool, worker, batch_id, Mode(mode).value, stamp, limit),
+    ).fetchall()
     records = [run_record(r) for r in rows]
+    # RETURNING gives no order; the best run must be the first one to start.
     records.sort(key=lambda r: (r["deadline"] or "9999", CostPriority(r["cost_priority"]).rank,
                                 r["id"]))
     return records
@@ -261,16 +303,44 @@ def _has_ready_run(store: Store, mode: Mode, stamp: str) -> bool:
         (Mode(mode).value, stamp)).fetchone() is not None
 
 
+@dataclass(frozen=True)
+class RunStart:
+    """A handed-over run's first step is starting (as its worker reported)."""
+
+    run_id: int
+    at: datetime
+    enqueued_at: str  # known to whoever claimed the run: saves a read per run
+    pid: int | None = None
+    log_path: str | None = None
+    off_peak: bool | None = None
+
+
+@dataclass(frozen=True)
+class RunEnd:
+    """A started run ended: a shortcut of `finish_run` for whoever knows the claimed run."""
+
+    run_id: int
+    outcome: Outcome
+    at: datetime
+    began_at: str  # started_at, else claimed_at: where its duration counts from
+    deadline: str | None = None
+
+
 def mark_started(store: Store, run_id: int, *, now: datetime, pid: int | None,
                  log_path: str | None, off_peak: bool | None = None) -> None:
     with store.write() as conn:
-        enqueued = conn.execute("SELECT enqueued_at FROM runs WHERE id = ?", (run_id,)).fetchone()
-        wait = _seconds_between(enqueued[0], now) if enqueued else None
-        conn.execute(
+        row = conn.execute("SELECT enqueued_at FROM runs WHERE id = ?", (run_id,)).fetchone()
+        if row is not None:
+            mark_runs_started(store, [RunStart(run_id, now, row[0], pid, log_path, off_peak)])
+
+
+def mark_runs_started(store: Store, starts: Sequence[RunStart]) -> None:
+    with store.write() as conn:
+        conn.executemany(
             "UPDATE runs SET started_at = ?, pid = ?, log_path = ?, off_peak = ?,"
             " queue_wait_s = ? WHERE id = ?",
-            (to_iso(now), pid, log_path, off_peak, wait, run_id),
-        )
+            [(to_iso(s.at), s.pid, s.log_path, s.off_peak, _seconds_between(s.enqueued_at, s.at),
+              s.run_id) for s in starts])
 
 
 def _seconds_between(start_iso: str | None, end: datetime) -> float | None:
@@ -283,6 +353,30 @@ def record_step_process(store: Store, run_id: int, pgid: int) -> None:
     """The process group of the step now running, so a crash can be cleaned up after."""
     with store.write() as conn:
         conn.execute("UPDATE runs SET pgid = ? WHERE id = ?", (pgid, run_id))
+
+
+def finish_runs(store: Store, ends: Sequence[RunEnd]) -> list[int]:
+    """Record many ends in one statement; returns the ids that had already ended (cancelled),
+    which keep their state."""
+    with store.write() as conn:
+        ids = [end.run_id for end in ends]
+        running = {row[0] for row in conn.execute(
+            f"SELECT id FROM runs WHERE state = 'running' AND id IN ({','.join('?' * len(ids))})",
+            ids)}
+        conn.executemany(
+            "UPDATE runs SET state = ?, finished_at = ?, exit_code = ?, error = ?,"
+            " cpu_user_s = ?, cpu_system_s = ?, peak_rss_kb = ?, duration_s = ?,"
+            " deadline_met = ?, energy_j = ? WHERE id = ?",
+            [_end_values(end) for end in ends if end.run_id in running])
+    return [run_id for run_id in ids if run_id not in running]
+
+
+def _end_values(end: RunEnd) -> tuple:
+    stamp, outcome = to_iso(end.at), end.outcome
+    met = None if end.deadline is None else stamp <= end.deadline
+    return (RunState(outcome.state).value, stamp, outcome.exit_code, outcome.error,
+            outcome.cpu_user_s, outcome.cpu_system_s, outcome.peak_rss_kb,
+            _seconds_between(end.began_at, end.at), met, outcome.energy_j, end.run_id)
 
 
 def finish_run(store: Store, run_id: int, outcome: Outcome, *, now: datetime) -> dict[str, Any]:
@@ -354,11 +448,16 @@ def running_runs(store: Store) -> list[dict[str, Any]]:
 
 def requeue_run(store: Store, run_id: int, note: str | None = None) -> None:
     """Put a claimed run back in the queue, as if it had never been handed out."""
+    requeue_runs(store, [run_id], note)
+
+
+def requeue_runs(store: Store, run_ids: Iterable[int], note: str | None = None) -> None:
     with store.write() as conn:
-        conn.execute(
+        conn.executemany(
             "UPDATE runs SET state = 'queued', claimed_at = NULL, started_at = NULL, pool = NULL,"
             " worker = NULL, batch_id = NULL, pid = NULL, pgid = NULL, queue_wait_s = NULL,"
-            " error = ? WHERE id = ? AND state = 'running'", (note, run_id))
+            " error = ? WHERE id = ? AND state = 'running'",
+            [(note, run_id) for run_id in run_ids])
 
 
 def plan_retry(run: dict[str, Any], spec: WorkflowSpec, now: datetime) -> dict[str, Any] | None:

@@ -1,16 +1,23 @@
 """A pool worker process: executes the runs the daemon hands it, one after another.
 
 It never touches the database. The daemon writes JSON lines to its stdin:
-    {"op": "run", "runs": [{"id", "spec", "source_file", "log_path", "limits"}, ...]}
+    {"op": "run", "limits": {...}, "specs": {WORKFLOW: {"spec", "source_file"}, ...},
+     "runs": [{"id", "workflow", "log_path"}, ...]}: run these, in this order
     {"op": "cancel", "id": RUN_ID}
     {"op": "ack", "id": RUN_ID, "pgid": PGID}: the step's process group is recorded, let it run
+    {"op": "release"}: give back the runs not started yet (another worker is free for them)
     {"op": "retire"}: finish what you hold, then exit
 and reads JSON lines from its stdout:
     {"ev": "ready", "pid"}
     {"ev": "started", "id", "at"} / {"ev": "step", "id", "pgid"} / {"ev": "finished", "id", "at",
-    "outcome": {...}}
+    "outcome": {...}} / {"ev": "released", "ids": [...]}
 End of stdin means the same as retire. A step waits (parked, before its program runs) until
 the daemon acknowledges its "step" event: a crash can then always find its process group.
+
+"started" and "finished" reports of short runs are sent together, a few at a time: each write
+wakes the daemon, which costs more than a no-op run itself. They leave at the latest when the
+worker has nothing more to run, when its oldest unsent report is FLUSH_AFTER_S old, when a step
+is parked, or when a running call is first checked for cancellation (early, see calls.py).
 """
 
 from __future__ import annotations
@@ -22,6 +29,8 @@ import os
 import select
 import signal
 import sys
+import time
+from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 from easyflow_cli.executor import (
@@ -38,27 +47,56 @@ from easyflow_cli.spec import WorkflowSpec, spec_from_dict
 from easyflow_cli.timeutil import to_iso, utcnow
 
 SPEC_CACHE_SIZE = 64
+FLUSH_AFTER_S = 0.001
+
+
+@dataclass
+class Order:
+    """One run to execute, as the daemon handed it over."""
+
+    run_id: int
+    spec: WorkflowSpec
+    limits: RunLimits
+    log_path: str
 
 
 class Worker:
     """Reads orders from the daemon, runs them, reports back. One run at a time."""
 
-    def __init__(self, inbox: int, outbox) -> None:
+    def __init__(self, inbox: int, outbox: int) -> None:
         self.inbox = inbox
         self.outbox = outbox
         self.buffer = b""
-        self.pending: list[dict[str, Any]] = []
+        self.pending: list[Order] = []
         self.cancelled: set[int] = set()
         self.acknowledged: set[tuple[int, int]] = set()
         self.closed = False  # stdin reached end of file
         self.retiring = False
         self.meter = EnergyMeter()
         self.specs: dict[tuple, WorkflowSpec] = {}
+        self.unsent: list[str] = []
+        self.unsent_since = 0.0  # monotonic time of the oldest unsent report
 
     def report(self, **event: Any) -> None:
+        """Send this report, and any held back before it, now."""
+        self.unsent.append(json.dumps(event))
+        self.flush()
+
+    def report_soon(self, **event: Any) -> None:
+        if not self.unsent:
+            self.unsent_since = time.monotonic()
+        self.unsent.append(json.dumps(event))
+
+    def flush(self) -> None:
+        # A raw write, no buffered stream: this also runs in the SIGALRM handler that checks a
+        # running call for cancellation (see calls.py), never while the main code flushes.
+        if not self.unsent:
+            return
+        data = ("\n".join(self.unsent) + "\n").encode()
+        self.unsent.clear()
         try:
-            self.outbox.write(json.dumps(event) + "\n")
-            self.outbox.flush()
+            while data:
+                data = data[os.write(self.outbox, data):]
         except BrokenPipeError:
             # The daemon is gone: a dying process closes its files just before its children
             # get their parent-death signal. Leave quietly; our step dies with us.
@@ -83,7 +121,9 @@ class Worker:
 
     def _take(self, order: dict[str, Any]) -> None:
         if order["op"] == "run":
-            self.pending.extend(order["runs"])
+            self.pending.extend(self.orders_in(order))
+        elif order["op"] == "release":
+            self.release_pending()
         elif order["op"] == "cancel":
             self.cancelled.add(order["id"])
         elif order["op"] == "ack":
@@ -91,7 +131,21 @@ class Worker:
         elif order["op"] == "retire":
             self.retiring = True
 
+    def orders_in(self, message: dict[str, Any]) -> list[Order]:
+        limits = RunLimits(**message["limits"])
+        specs = {name: self.spec_of(entry) for name, entry in message["specs"].items()}
+        return [Order(run["id"], specs[run["workflow"]], limits, run["log_path"])
+                for run in message["runs"]]
+
+    def release_pending(self) -> None:
+        """Hand back what has not started; a run being cancelled stays, to report its end."""
+        kept = [order for order in self.pending if order.run_id in self.cancelled]
+        released = [order.run_id for order in self.pending if order.run_id not in self.cancelled]
+        self.pending = kept
+        self.report(ev="released", ids=released)
+
     def is_cancelled(self, run_id: int) -> bool:
+        self.flush()
         self.read_orders(0)
         return run_id in self.cancelled
 
@@ -109,35 +163,38 @@ class Worker:
         self.report(ev="ready", pid=os.getpid())
         while not ((self.closed or self.retiring) and not self.pending):
             if not self.pending:
+                self.flush()
                 self.read_orders(None)
                 continue
+            if self.unsent and time.monotonic() - self.unsent_since >= FLUSH_AFTER_S:
+                self.flush()
             self.execute(self.pending.pop(0))
+        self.flush()
 
-    def execute(self, order: dict[str, Any]) -> None:
-        run_id = order["id"]
+    def execute(self, order: Order) -> None:
+        run_id = order.run_id
         if run_id in self.cancelled:
-            self.report(ev="finished", id=run_id, at=to_iso(utcnow()),
-                        outcome=_as_dict(Outcome(RunState.CANCELLED, error="cancelled")))
+            self.report_soon(ev="finished", id=run_id, at=to_iso(utcnow()),
+                             outcome=_as_dict(Outcome(RunState.CANCELLED, error="cancelled")))
             return
-        spec = self.spec_of(order)
-        limits = RunLimits(**order["limits"])
-        self.report(ev="started", id=run_id, at=to_iso(utcnow()))
-        with open_run_log(order["log_path"]) as log:
+        self.report_soon(ev="started", id=run_id, at=to_iso(utcnow()))
+        with open_run_log(order.log_path) as log:
             outcome = execute_workflow(
-                spec, limits, log, cancelled=lambda: self.is_cancelled(run_id),
+                order.spec, order.limits, log, cancelled=lambda: self.is_cancelled(run_id),
                 on_step_start=lambda step, pgid: self.step_recorded(run_id, pgid),
                 meter=self.meter, run_id=run_id,
             )
-        self.report(ev="finished", id=run_id, at=to_iso(utcnow()), outcome=_as_dict(outcome))
+        self.report_soon(ev="finished", id=run_id, at=to_iso(utcnow()),
+                         outcome=_as_dict(outcome))
 
-    def spec_of(self, order: dict[str, Any]) -> WorkflowSpec:
-        """The order's spec, validated once per distinct spec (a pool runs the same few)."""
-        key = (order.get("source_file"), json.dumps(order["spec"], sort_keys=True))
+    def spec_of(self, entry: dict[str, Any]) -> WorkflowSpec:
+        """A handed-over spec, validated once per distinct spec (a pool runs the same few)."""
+        key = (entry.get("source_file"), json.dumps(entry["spec"], sort_keys=True))
         spec = self.specs.get(key)
         if spec is None:
             if len(self.specs) >= SPEC_CACHE_SIZE:
                 self.specs.clear()
-            spec = self.specs[key] = spec_from_dict(order["spec"], source_file=key[0])
+            spec = self.specs[key] = spec_from_dict(entry["spec"], source_file=key[0])
         return spec
 
 
@@ -194,14 +251,14 @@ def main(argv: list[str] | None = None) -> None:
     Worker(sys.stdin.fileno(), _protocol_stream()).serve()
 
 
-def _protocol_stream():
+def _protocol_stream() -> int:
     """The pipe to the daemon, moved off fd 1: a callable step runs in this process, and what
     it (or a program it starts) writes to fd 1 must not land in the protocol."""
-    stream = os.fdopen(os.dup(sys.stdout.fileno()), "w")
+    pipe = os.dup(sys.stdout.fileno())
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, sys.stdout.fileno())
     os.close(devnull)
-    return stream
+    return pipe
 
 
 if __name__ == "__main__":

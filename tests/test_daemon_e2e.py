@@ -10,10 +10,14 @@ import signal
 import socket
 import textwrap
 import time
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 
 import pytest
+
+from easyflow_cli.model import Trigger
+from easyflow_cli.pools import PREFETCH_DEPTH
 
 # The harness is also a plugin: the `daemon` fixture, and the daemon's log in failure reports.
 pytest_plugins = ["tests.daemon_harness"]
@@ -212,6 +216,58 @@ def test_eco_worker_claims_waiting_runs_as_one_batch(daemon: DaemonHarness, tmp_
     assert {r["worker"] for r in runs} == {blocker["worker"]}
     for before, after in pairwise(small):
         assert parse_time(after["started_at"]) >= parse_time(before["finished_at"])
+    daemon.stop()
+
+
+def submit_in_one_go(daemon: DaemonHarness, *names: str) -> list[int]:
+    """Queue one manual run of each named workflow in a single transaction, then wake the
+    daemon: it finds them all waiting at once (the CLI submits one run per transaction)."""
+    from easyflow_cli.client import wake
+    from easyflow_cli.queue import QueuePolicy, enqueue_runs, plan_run
+    from easyflow_cli.store import Store
+
+    with Store.open(daemon.home) as store:
+        now = datetime.now(UTC)
+        rows = [plan_run(store.get_workflow(name), trigger=Trigger.MANUAL, now=now,
+                         policy=QueuePolicy()) for name in names]
+        ids = list(enqueue_runs(store, rows))
+    assert wake(daemon.home, ids)
+    return ids
+
+
+def test_short_runs_are_handed_over_several_at_a_time(daemon: DaemonHarness):
+    daemon.write_config(config(realtime=2))
+    daemon.add_workflows(quick=["true"])
+    daemon.start()
+    submit_in_one_go(daemon, "quick")  # the pool learns that its runs are short...
+    daemon.wait_for_runs(lambda rs: rs and rs[0]["state"] == "succeeded", timeout=20)
+    ids = submit_in_one_go(daemon, *["quick"] * 100)  # ...and hands these out in bulk
+    runs = daemon.wait_for_runs(
+        lambda rs: len(rs) == 101 and all(r["state"] == "succeeded" for r in rs), timeout=60,
+        message="101 quick runs to succeed")
+    hand_overs = Counter((r["worker"], r["claimed_at"]) for r in runs if r["id"] in ids)
+    assert 1 < max(hand_overs.values()) <= PREFETCH_DEPTH, hand_overs
+    assert {r["worker"] for r in runs} == {"real-time-1", "real-time-2"}
+
+
+def test_runs_held_behind_a_long_run_go_to_a_free_worker(daemon: DaemonHarness, tmp_path):
+    gate = tmp_path / "gate"
+    daemon.write_config(config(realtime=2))
+    daemon.add_workflows(quick=["true"], long=gated(gate))
+    daemon.start()
+    submit_in_one_go(daemon, "quick")
+    daemon.wait_for_runs(lambda rs: rs and rs[0]["state"] == "succeeded", timeout=20)
+    # Dealt in turn to the two workers: the long run's worker also gets quick runs 2, 4, 6.
+    long, *quick = submit_in_one_go(daemon, "long", *["quick"] * 6)
+    runs = daemon.wait_for_runs(
+        lambda rs: all(r["state"] == "succeeded" for r in rs if r["id"] in quick), timeout=30,
+        message="the quick runs to succeed while the long one runs")
+    assert daemon.run(long)["state"] == "running"
+    long_worker = daemon.run(long)["worker"]
+    assert all(r["worker"] != long_worker and r["error"] is None
+               for r in runs if r["id"] in quick), runs
+    gate.touch()
+    daemon.wait_for_state(long, "succeeded", timeout=20)
     daemon.stop()
 
 

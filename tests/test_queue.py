@@ -11,6 +11,7 @@ from easyflow_cli.queue import (
     cancel_run,
     claim_next_runs,
     claim_run,
+    claim_runs_for_workers,
     enqueue_run,
     enqueue_runs,
     finish_run,
@@ -22,6 +23,7 @@ from easyflow_cli.queue import (
     plan_run,
     promote_due_runs,
     queue_depths,
+    requeue_runs,
     typical_duration,
     unfinished_count,
 )
@@ -117,6 +119,28 @@ def test_batch_claim_shares_batch_id(store):
                             batch_id="b1")
     assert len(batch) == 3 and {r["batch_id"] for r in batch} == {"b1"}
     assert queue_depths(store) == {"real-time": 0, "balanced": 0, "eco": 1}
+
+
+def test_claim_for_several_workers_deals_best_first_in_turn(store):
+    wf = spec()
+    ids = [submit(store, wf)["id"] for _ in range(5)]
+    hands = claim_runs_for_workers(store, Mode.ECO, now=NOW, pool="p",
+                                   rooms=[("a", 1), ("b", 3), ("c", 3)])
+    assert [[r["id"] for r in hand] for hand in hands] == [[ids[0]], [ids[1], ids[3]],
+                                                           [ids[2], ids[4]]]
+    assert {r["id"]: r["worker"] for r in list_runs(store)} == {
+        ids[0]: "a", ids[1]: "b", ids[3]: "b", ids[2]: "c", ids[4]: "c"}
+    assert claim_runs_for_workers(store, Mode.ECO, now=NOW, pool="p", rooms=[("a", 1)]) == [[]]
+
+
+def test_released_runs_go_back_first_in_line(store):
+    wf = spec()
+    ids = [submit(store, wf)["id"] for _ in range(3)]
+    claim_next_runs(store, Mode.ECO, now=NOW, limit=2, pool="p", worker="w")
+    requeue_runs(store, ids[:2])
+    again = claim_next_runs(store, Mode.ECO, now=NOW, limit=3, pool="p", worker="v")
+    assert [(r["id"], r["worker"], r["claimed_at"] is not None) for r in again] == [
+        (i, "v", True) for i in ids]
 
 
 def test_start_and_finish_measure_times(store):

@@ -41,15 +41,23 @@ def events_until(proc, predicate, limit=50, ack=True):
 
 
 def order(run_id, tmp_path, steps='[[steps]]\nrun = ["echo", "hi"]\n', timeout=30.0):
-    spec = parse_workflow_text(f'name = "w"\n{steps}')
-    return {"id": run_id, "spec": spec_to_dict(spec), "source_file": None,
+    spec = parse_workflow_text(f'name = "w{run_id}"\n{steps}')
+    return {"id": run_id, "workflow": spec.name, "spec": spec_to_dict(spec),
             "log_path": str(tmp_path / f"{run_id}.log"),
             "limits": asdict(RunLimits(timeout=timeout, nice=19, kill_grace=0.5))}
 
 
+def run_message(*orders):
+    """The daemon's `run` message for these orders (one pool: the first one's limits)."""
+    return {"op": "run", "limits": orders[0]["limits"],
+            "specs": {o["workflow"]: {"spec": o["spec"], "source_file": None} for o in orders},
+            "runs": [{"id": o["id"], "workflow": o["workflow"], "log_path": o["log_path"]}
+                     for o in orders]}
+
+
 def test_worker_runs_a_batch_back_to_back(worker, tmp_path):
     assert json.loads(worker.stdout.readline())["ev"] == "ready"
-    send(worker, {"op": "run", "runs": [order(1, tmp_path), order(2, tmp_path)]})
+    send(worker, run_message(order(1, tmp_path), order(2, tmp_path)))
     seen = events_until(worker, lambda e: e["ev"] == "finished" and e["id"] == 2)
     kinds = [(e["ev"], e.get("id")) for e in seen]
     assert kinds == [("started", 1), ("step", 1), ("finished", 1),
@@ -66,7 +74,7 @@ def test_worker_is_demoted(worker):
 def test_cancel_running_and_pending(worker, tmp_path):
     json.loads(worker.stdout.readline())
     slow = order(1, tmp_path, '[[steps]]\nrun = ["sleep", "30"]\n')
-    send(worker, {"op": "run", "runs": [slow, order(2, tmp_path)]})
+    send(worker, run_message(slow, order(2, tmp_path)))
     events_until(worker, lambda e: e["ev"] == "step")
     start = time.monotonic()
     send(worker, {"op": "cancel", "id": 1})
@@ -93,7 +101,7 @@ def test_callable_steps_run_inside_the_worker(worker, tmp_path):
     cwd = json.dumps(str(tmp_path))
     ok = order(1, tmp_path, f'[[steps]]\ncall = "ef_worker_calls:pid"\nargs = ["x"]\ncwd = {cwd}\n')
     bad = order(2, tmp_path, f'[[steps]]\ncall = "ef_worker_calls:boom"\ncwd = {cwd}\n')
-    send(worker, {"op": "run", "runs": [ok, bad]})
+    send(worker, run_message(ok, bad))
     seen = events_until(worker, lambda e: e["ev"] == "finished" and e["id"] == 2)
     finished = {e["id"]: e["outcome"] for e in seen if e["ev"] == "finished"}
     assert finished[1]["state"] == "succeeded"
@@ -106,8 +114,8 @@ def test_cancel_a_running_callable_step(worker, tmp_path):
     (tmp_path / "ef_worker_slow.py").write_text("import time\ndef slow():\n    time.sleep(30)\n")
     json.loads(worker.stdout.readline())
     cwd = json.dumps(str(tmp_path))
-    send(worker, {"op": "run", "runs": [
-        order(1, tmp_path, f'[[steps]]\ncall = "ef_worker_slow:slow"\ncwd = {cwd}\n')]})
+    send(worker, run_message(
+        order(1, tmp_path, f'[[steps]]\ncall = "ef_worker_slow:slow"\ncwd = {cwd}\n')))
     events_until(worker, lambda e: e["ev"] == "started")
     start = time.monotonic()
     send(worker, {"op": "cancel", "id": 1})
@@ -121,7 +129,7 @@ def test_step_waits_for_the_daemon_to_record_its_process_group(worker, tmp_path)
     json.loads(worker.stdout.readline())
     marker = tmp_path / "ran"
     steps = f'[[steps]]\nrun = ["sh", "-c", "echo $EASYFLOW_RUN_ID > {marker}"]\n'
-    send(worker, {"op": "run", "runs": [order(1, tmp_path, steps), order(2, tmp_path, steps)]})
+    send(worker, run_message(order(1, tmp_path, steps), order(2, tmp_path, steps)))
     step = events_until(worker, lambda e: e["ev"] == "step", ack=False)[-1]
     time.sleep(0.3)
     assert not marker.exists()
@@ -140,7 +148,29 @@ def test_a_run_log_that_cannot_be_created_does_not_stop_the_run(worker, tmp_path
     json.loads(worker.stdout.readline())
     unwritable = order(1, tmp_path)
     unwritable["log_path"] = str(tmp_path / "missing-dir" / "1.log")
-    send(worker, {"op": "run", "runs": [unwritable]})
+    send(worker, run_message(unwritable))
     finished = events_until(worker, lambda e: e["ev"] == "finished")[-1]
     assert finished["outcome"]["state"] == "succeeded"
     assert finished["outcome"]["error"] == "run log incomplete: No such file or directory"
+
+
+@pytest.mark.parametrize("kind", ["call", "command"])
+def test_release_gives_back_what_has_not_started(worker, tmp_path, kind):
+    """Asked while a long step runs (a call checks its orders from a SIGALRM handler), the
+    worker hands back its waiting runs at once, except one being cancelled, which it ends."""
+    (tmp_path / "ef_worker_long.py").write_text("import time\ndef long():\n    time.sleep(30)\n")
+    cwd = json.dumps(str(tmp_path))
+    long = (f'[[steps]]\ncall = "ef_worker_long:long"\ncwd = {cwd}\n' if kind == "call"
+            else '[[steps]]\nrun = ["sleep", "30"]\n')
+    json.loads(worker.stdout.readline())
+    send(worker, run_message(order(1, tmp_path, long), order(2, tmp_path), order(3, tmp_path),
+                             order(4, tmp_path)))
+    events_until(worker, lambda e: e["ev"] == "started")
+    send(worker, {"op": "cancel", "id": 3})
+    send(worker, {"op": "release"})
+    seen = events_until(worker, lambda e: e["ev"] == "released")
+    assert seen[-1]["ids"] == [2, 4]
+    send(worker, {"op": "cancel", "id": 1})
+    seen = events_until(worker, lambda e: e["ev"] == "finished" and e["id"] == 3)
+    finished = {e["id"]: e["outcome"]["state"] for e in seen if e["ev"] == "finished"}
+    assert finished == {1: "cancelled", 3: "cancelled"}
