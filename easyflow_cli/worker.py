@@ -145,7 +145,9 @@ class Worker:
         self.report(ev="released", ids=released)
 
     def is_cancelled(self, run_id: int) -> bool:
-        self.flush()
+        # Also asked after every step: only reports held back a while are sent from here.
+        if self.unsent and time.monotonic() - self.unsent_since >= FLUSH_AFTER_S:
+            self.flush()
         self.read_orders(0)
         return run_id in self.cancelled
 
