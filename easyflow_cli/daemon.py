@@ -26,7 +26,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -496,27 +496,38 @@ class Daemon:
         assignment = worker.assignments.get(event["id"])
         if assignment is None:
             return
-        if kind == "started":
-            assignment.started = True
-            assignment.started_at = event["at"]
-            assignment.started_mono = time.monotonic()
-            self.batch.starts.append(self._run_start(worker, event, assignment))
-        elif kind == "step":
+        if kind in ("started", "ran"):
+            self._on_started(worker, assignment, event.get("started_at", event["at"]))
+        if kind == "step":
             assignment.pgid = event["pgid"]
             # Only once the process group is committed may the worker let the step run.
             self._record(lambda: record_step_process(self.store, event["id"], event["pgid"]),
                          then=lambda: worker.send({"op": "ack", "id": event["id"],
                                                    "pgid": event["pgid"]}))
-        elif kind == "finished":
-            del worker.assignments[event["id"]]
-            if assignment.started_mono is not None:
-                worker.pool.note_duration(time.monotonic() - assignment.started_mono)
-            outcome = Outcome(**{**event["outcome"], "state": RunState(event["outcome"]["state"])})
-            if assignment.stop_reason != "shutdown" and outcome.state in PLAIN_ENDS:
-                self.batch.ends.append(_ended_run(assignment, outcome, event["at"]))
-            else:
-                self._record(lambda: self._record_end(event["id"], outcome, from_iso(event["at"]),
-                                                      assignment.stop_reason))
+        elif kind in ("finished", "ran"):
+            self._on_finished(worker, assignment, event["at"], event["outcome"])
+
+    def _on_started(self, worker: WorkerProcess, assignment: Assignment, at: float) -> None:
+        assignment.started = True
+        assignment.started_at = moment = _moment(at)
+        assignment.started_mono = time.monotonic()
+        window = self.config.tariff_window
+        self.batch.starts.append(RunStart(
+            assignment.run_id, moment, assignment.run["enqueued_at"], worker.pid,
+            self._log_path(assignment.run_id), window.contains(moment) if window else None))
+
+    def _on_finished(self, worker: WorkerProcess, assignment: Assignment, at: float,
+                     reported: dict[str, Any]) -> None:
+        del worker.assignments[assignment.run_id]
+        if assignment.started_mono is not None:
+            worker.pool.note_duration(time.monotonic() - assignment.started_mono)
+        outcome = Outcome(**{**reported, "state": RunState(reported["state"])})
+        moment = _moment(at)
+        if assignment.stop_reason != "shutdown" and outcome.state in PLAIN_ENDS:
+            self.batch.ends.append(_ended_run(assignment, outcome, moment))
+        else:
+            self._record(lambda: self._record_end(assignment.run_id, outcome, moment,
+                                                  assignment.stop_reason))
 
     def _on_released(self, worker: WorkerProcess, run_ids: list[int]) -> None:
         """Runs a worker gave back unstarted: into the queue again, first in line as before."""
@@ -526,13 +537,6 @@ class Daemon:
         note = SHUTDOWN_NOTE + "; re-queued" if self.draining_until is not None else None
         if run_ids:
             self._record(lambda: requeue_runs(self.store, run_ids, note))
-
-    def _run_start(self, worker: WorkerProcess, event: dict[str, Any],
-                   assignment: Assignment) -> RunStart:
-        moment = from_iso(event["at"])
-        window = self.config.tariff_window
-        return RunStart(event["id"], moment, assignment.run["enqueued_at"], worker.pid,
-                        self._log_path(event["id"]), window.contains(moment) if window else None)
 
     def _record_end(self, run_id: int, outcome: Outcome, moment: datetime,
                     stop_reason: str | None) -> None:
@@ -713,11 +717,17 @@ class Daemon:
 PLAIN_ENDS = (RunState.SUCCEEDED, RunState.CANCELLED)
 
 
-def _ended_run(assignment: Assignment, outcome: Outcome, at: str) -> EndedRun:
+def _ended_run(assignment: Assignment, outcome: Outcome, moment: datetime) -> EndedRun:
     run = assignment.run
-    end = RunEnd(assignment.run_id, outcome, from_iso(at),
-                 began_at=assignment.started_at or run["claimed_at"], deadline=run["deadline"])
+    end = RunEnd(assignment.run_id, outcome, moment,
+                 began_at=assignment.started_at or from_iso(run["claimed_at"]),
+                 deadline=run["deadline"])
     return EndedRun(end, run["workflow"], run["mode"])
+
+
+def _moment(at: float) -> datetime:
+    """A worker's report time (seconds since the epoch) as the aware UTC time we store."""
+    return datetime.fromtimestamp(at, UTC)
 
 
 class _RequestReader:

@@ -19,6 +19,7 @@ import os
 import subprocess
 import sys
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from easyflow_cli.config import PoolConfig
@@ -41,7 +42,7 @@ class Assignment:
     run_id: int
     run: dict[str, Any]  # the run as claimed
     started: bool = False
-    started_at: str | None = None  # as its worker reported
+    started_at: datetime | None = None  # as its worker reported
     started_mono: float | None = None  # when that report arrived (monotonic)
     pgid: int | None = None
     stop_reason: str | None = None

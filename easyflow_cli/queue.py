@@ -330,7 +330,7 @@ class RunEnd:
     run_id: int
     outcome: Outcome
     at: datetime
-    began_at: str  # started_at, else claimed_at: where its duration counts from
+    began_at: datetime  # started_at, else claimed_at: where its duration counts from
     deadline: str | None = None
 
 
@@ -384,7 +384,7 @@ def _end_values(end: RunEnd) -> tuple:
     met = None if end.deadline is None else stamp <= end.deadline
     return (RunState(outcome.state).value, stamp, outcome.exit_code, outcome.error,
             outcome.cpu_user_s, outcome.cpu_system_s, outcome.peak_rss_kb,
-            _seconds_between(end.began_at, end.at), met, outcome.energy_j, end.run_id)
+            round((end.at - end.began_at).total_seconds(), 6), met, outcome.energy_j, end.run_id)
 
 
 def finish_run(store: Store, run_id: int, outcome: Outcome, *, now: datetime) -> dict[str, Any]:

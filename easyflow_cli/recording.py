@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from easyflow_cli.model import RunState
 from easyflow_cli.queue import RunEnd, RunStart, finish_runs, mark_runs_started
 from easyflow_cli.store import Store
-from easyflow_cli.timeutil import from_iso
 
 log = logging.getLogger("easyflow.daemon")
 
@@ -71,7 +70,7 @@ def log_ends(ends: list[EndedRun], already_ended: set[int]) -> None:
 
 
 def _duration(end: RunEnd) -> float:
-    return (end.at - from_iso(end.began_at)).total_seconds()
+    return (end.at - end.began_at).total_seconds()
 
 
 def _id_ranges(ended: list[EndedRun]) -> str:

@@ -11,6 +11,8 @@ and reads JSON lines from its stdout:
     {"ev": "ready", "pid"}
     {"ev": "started", "id", "at"} / {"ev": "step", "id", "pgid"} / {"ev": "finished", "id", "at",
     "outcome": {...}} / {"ev": "released", "ids": [...]}
+    {"ev": "ran", "id", "started_at", "at", "outcome"}: a start and its end in one report
+Times are seconds since the epoch.
 End of stdin means the same as retire. A step waits (parked, before its program runs) until
 the daemon acknowledges its "step" event: a crash can then always find its process group.
 
@@ -44,7 +46,6 @@ from easyflow_cli.model import RunState
 from easyflow_cli.queue import Outcome
 from easyflow_cli.rapl import EnergyMeter
 from easyflow_cli.spec import WorkflowSpec, spec_from_dict
-from easyflow_cli.timeutil import to_iso, utcnow
 
 SPEC_CACHE_SIZE = 64
 FLUSH_AFTER_S = 0.001
@@ -74,25 +75,33 @@ class Worker:
         self.retiring = False
         self.meter = EnergyMeter()
         self.specs: dict[tuple, WorkflowSpec] = {}
-        self.unsent: list[str] = []
+        self.unsent: list[dict[str, Any]] = []
         self.unsent_since = 0.0  # monotonic time of the oldest unsent report
 
     def report(self, **event: Any) -> None:
         """Send this report, and any held back before it, now."""
-        self.unsent.append(json.dumps(event))
+        self.unsent.append(event)
         self.flush()
 
-    def report_soon(self, **event: Any) -> None:
+    def report_soon(self, **event: Any) -> dict[str, Any]:
         if not self.unsent:
             self.unsent_since = time.monotonic()
-        self.unsent.append(json.dumps(event))
+        self.unsent.append(event)
+        return event
+
+    def report_end(self, start: dict[str, Any], **end: Any) -> None:
+        """A run's end; sent with its start as one "ran" report if the start is still held."""
+        if self.unsent and self.unsent[-1] is start:
+            start.update(ev="ran", started_at=start["at"], **end)
+        else:
+            self.report_soon(ev="finished", id=start["id"], **end)
 
     def flush(self) -> None:
         # A raw write, no buffered stream: this also runs in the SIGALRM handler that checks a
         # running call for cancellation (see calls.py), never while the main code flushes.
         if not self.unsent:
             return
-        data = ("\n".join(self.unsent) + "\n").encode()
+        data = "".join(json.dumps(event) + "\n" for event in self.unsent).encode()
         self.unsent.clear()
         try:
             while data:
@@ -176,18 +185,17 @@ class Worker:
     def execute(self, order: Order) -> None:
         run_id = order.run_id
         if run_id in self.cancelled:
-            self.report_soon(ev="finished", id=run_id, at=to_iso(utcnow()),
+            self.report_soon(ev="finished", id=run_id, at=time.time(),
                              outcome=_as_dict(Outcome(RunState.CANCELLED, error="cancelled")))
             return
-        self.report_soon(ev="started", id=run_id, at=to_iso(utcnow()))
+        start = self.report_soon(ev="started", id=run_id, at=time.time())
         with open_run_log(order.log_path) as log:
             outcome = execute_workflow(
                 order.spec, order.limits, log, cancelled=lambda: self.is_cancelled(run_id),
                 on_step_start=lambda step, pgid: self.step_recorded(run_id, pgid),
                 meter=self.meter, run_id=run_id,
             )
-        self.report_soon(ev="finished", id=run_id, at=to_iso(utcnow()),
-                         outcome=_as_dict(outcome))
+        self.report_end(start, at=time.time(), outcome=_as_dict(outcome))
 
     def spec_of(self, entry: dict[str, Any]) -> WorkflowSpec:
         """A handed-over spec, validated once per distinct spec (a pool runs the same few)."""

@@ -18,7 +18,7 @@ from easyflow_cli.queue import (
 )
 from easyflow_cli.recording import Batch, EndedRun
 from easyflow_cli.spec import parse_workflow_text
-from easyflow_cli.timeutil import to_iso
+from easyflow_cli.timeutil import from_iso
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
@@ -32,7 +32,7 @@ def claimed(store, count):
 
 def ended(run, state=RunState.SUCCEEDED, after=1.0, began_at=None):
     end = RunEnd(run["id"], Outcome(state, 0 if state is RunState.SUCCEEDED else 1),
-                 NOW + timedelta(seconds=after), began_at=began_at or run["claimed_at"])
+                 NOW + timedelta(seconds=after), began_at=began_at or from_iso(run["claimed_at"]))
     return EndedRun(end, run["workflow"], run["mode"])
 
 
@@ -40,7 +40,7 @@ def test_starts_ends_and_changes_commit_together(store):
     runs = claimed(store, 3)
     batch = Batch(starts=[RunStart(r["id"], NOW + timedelta(seconds=0.5), r["enqueued_at"], 42,
                                    "/x.log") for r in runs],
-                  ends=[ended(runs[0], began_at=to_iso(NOW + timedelta(seconds=0.5))),
+                  ends=[ended(runs[0], began_at=NOW + timedelta(seconds=0.5)),
                         ended(runs[1], RunState.CANCELLED)])
     committed = []
     batch.changes.append(lambda: committed.append(store.conn.in_transaction))
