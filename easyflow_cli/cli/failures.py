@@ -28,3 +28,16 @@ def is_database_error(exc: BaseException) -> bool:
     # sqlite3 is not imported for `--help`; if it was never loaded, this is no database error.
     sqlite3 = sys.modules.get("sqlite3")
     return sqlite3 is not None and isinstance(exc, sqlite3.Error)
+
+
+def exit_code_of(exc: Exception) -> int:
+    """The exit code the Typer app ends with when a command raises `exc`, after printing what
+    it prints; anything it would not catch is raised again."""
+    import typer
+
+    if isinstance(exc, typer.Exit):
+        return exc.exit_code
+    code = report_core_error(exc)
+    if code is None:
+        raise exc
+    return code
