@@ -4,13 +4,14 @@ Scripts submit work with this in loops, and importing Typer alone costs more tha
 command may take. Only an argv read here exactly, with a daemon listening, is handled; for
 anything else `submit` returns None and the Typer app runs instead. Nothing is printed or
 written before the run is committed, so when anything fails before that (an unknown workflow,
-a bad deadline, a bad config, a locked database), the Typer app does it all again and reports
-the problem its own way.
+a bad deadline, a bad config file, a database that cannot be read), the Typer app does it all
+again and reports the problem its own way. Errors after the commit are reported as Typer's
+`run` reports them (`failures.py`).
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from easyflow_cli.cli.common import open_store
 from easyflow_cli.cli.submit import enqueue_manual_run, plan_manual_run, print_queued
@@ -19,6 +20,13 @@ from easyflow_cli.config import load_config
 from easyflow_cli.model import Mode
 from easyflow_cli.paths import state_dir
 from easyflow_cli.queue import get_run
+
+if TYPE_CHECKING:
+    import socket
+    from pathlib import Path
+
+    from easyflow_cli.config import Config
+    from easyflow_cli.store import Store
 
 FLAGS = ("--now", "--no-wait", "--json")
 VALUED = ("--mode", "--deadline")
@@ -77,22 +85,26 @@ def submit(args: list[str]) -> int | None:
         except Exception:
             return None
         with store:
-            try:
-                spec = store.get_workflow(request.name)
-                row = plan_manual_run(store, spec, config, mode=request.mode,
-                                      deadline=request.deadline)
-            except Exception:
-                return None
-            try:
-                record = enqueue_manual_run(store, request.name, row)
-                if exchange(daemon, wake_request([record["id"]])) is None:
-                    # The daemon stopped answering since we connected: as Typer's `run` does.
-                    from easyflow_cli.cli.run import run_here
+            return _submit(request, home, daemon, config, store)
 
-                    run_here(store, home, record, spec, config, request.as_json)
-                print_queued(get_run(store, record["id"]), request.as_json)
-                return 0
-            except Exception as exc:
-                from easyflow_cli.cli.failures import exit_code_of  # Typer, Rich: errors only
 
-                return exit_code_of(exc)
+def _submit(request: Request, home: Path, daemon: socket.socket, config: Config,
+            store: Store) -> int | None:
+    try:
+        spec = store.get_workflow(request.name)
+        row = plan_manual_run(store, spec, config, mode=request.mode, deadline=request.deadline)
+    except Exception:
+        return None  # nothing written yet: the Typer app does it again and reports the error
+    try:
+        record = enqueue_manual_run(store, request.name, row)
+        if exchange(daemon, wake_request([record["id"]])) is None:
+            # The daemon stopped answering since we connected: as Typer's `run` does then.
+            from easyflow_cli.cli.run import run_here
+
+            run_here(store, home, record, spec, config, request.as_json)
+        print_queued(get_run(store, record["id"]), request.as_json)
+        return 0
+    except Exception as exc:
+        from easyflow_cli.cli.failures import exit_code_of  # loads Typer and Rich: errors only
+
+        return exit_code_of(exc)
