@@ -141,9 +141,17 @@ def typical_duration(store: Store, workflow: str, sample: int = 20) -> timedelta
     ).fetchall()
     if not rows:
         return None
-    import statistics  # here: only runs with a history need it, and it is slow to import
+    return timedelta(seconds=_median([r[0] for r in rows]))
 
-    return timedelta(seconds=statistics.median(r[0] for r in rows))
+
+def _median(values: list[float]) -> float:
+    """`statistics.median`, the same arithmetic without its import (~8 ms here, on the path of
+    `run --now --no-wait`, which must start in 150 ms)."""
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    if len(ordered) % 2:
+        return ordered[middle]
+    return (ordered[middle - 1] + ordered[middle]) / 2
 
 
 def enqueue_run(store: Store, row: dict[str, Any], **extra: Any) -> dict[str, Any]:

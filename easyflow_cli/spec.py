@@ -6,7 +6,6 @@ the canonical form back, so `export` → `add` round-trips exactly.
 
 from __future__ import annotations
 
-import difflib
 import functools
 import os
 import re
@@ -166,6 +165,8 @@ class Checker:
     def unknown_keys(self, table: dict, allowed: tuple[str, ...], path: tuple) -> None:
         for key in table:
             if key not in allowed:
+                import difflib  # here: only a misspelt key needs it
+
                 close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
                 hint = f" (did you mean '{close[0]}'?)" if close else ""
                 self.fail(path + (key,), f"unknown key{hint}")

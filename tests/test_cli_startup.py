@@ -1,8 +1,12 @@
 """What the CLI loads before it does anything: `easyflow --help` must stay cheap to start."""
 
+import contextlib
 import json
+import os
+import socket
 import subprocess
 import sys
+import threading
 
 HEAVY = ("sqlite_utils", "apscheduler", "rich", "easyflow_cli.daemon", "easyflow_cli.store")
 
@@ -51,3 +55,73 @@ def test_typed_options_still_get_typer_checks(home):
     result = CliRunner().invoke(app, ["run", "x", "--now", "--mode", "fast"])
     assert result.exit_code == 2
     assert "'fast' is not one of 'real-time', 'balanced', 'eco'" in result.output
+
+
+# ---------------------------------------------------------------------- the entry's fast paths
+
+FAST_PATH_FORBIDDEN = ("typer", "click", "rich", "sqlite_utils", "apscheduler", "pydantic",
+                       "easyflow_cli.cli.main", "easyflow_cli.daemon")
+
+
+def fast_path_modules(args: list[str], env: dict[str, str] | None = None) -> set[str]:
+    """The modules loaded once `easyflow ARGS` was answered by the entry's fast path (which
+    must have answered it: a fall-through to Typer fails here)."""
+    code = (f"import sys\nsys.argv = ['easyflow', *{args!r}]\n"
+            "from easyflow_cli.cli.entry import fast_path\n"
+            "assert fast_path(sys.argv[1:]) is not None, 'left to Typer'")
+    script = f"import sys, json\n{code}\nprint(json.dumps(sorted(sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          env=env, check=True)
+    return set(json.loads(done.stdout.splitlines()[-1]))
+
+
+def test_root_help_loads_nothing_heavy():
+    for args in ([], ["--help"], ["-h"]):
+        modules = fast_path_modules(args, env={**os.environ, "COLUMNS": "100"})
+        assert [p for p in FAST_PATH_FORBIDDEN if loaded(modules, p)] == [], args
+        assert not loaded(modules, "easyflow_cli.store")
+
+
+def test_run_now_no_wait_loads_nothing_heavy(home):
+    from easyflow_cli.spec import parse_workflow_text
+    from easyflow_cli.store import Store
+    from easyflow_cli.timeutil import utcnow
+
+    with Store.open(home) as store:
+        store.save_workflows([parse_workflow_text('name = "w"\n[[steps]]\nrun = ["true"]\n')],
+                             utcnow())
+    with answering_socket(home / "easyflow.sock"):
+        modules = fast_path_modules(["run", "w", "--now", "--no-wait", "--json", "--mode",
+                                     "eco", "--deadline", "2h"])
+    assert [p for p in FAST_PATH_FORBIDDEN if loaded(modules, p)] == []
+
+
+@contextlib.contextmanager
+def answering_socket(path):
+    """Something on the daemon's socket that answers every request `{"ok": true}`, as the
+    daemon does a wake-up: enough for the CLI to believe a daemon is up."""
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    listener.listen()
+    listener.settimeout(0.1)
+    stop = threading.Event()
+
+    def serve():
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                conn.settimeout(5)
+                if conn.recv(65536):
+                    conn.sendall(b'{"ok": true}\n')
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+        listener.close()

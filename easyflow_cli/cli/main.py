@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from typing import NoReturn
 
 import typer
@@ -17,8 +16,7 @@ from easyflow_cli.cli import run as run_cli
 from easyflow_cli.cli import runs as runs_cli
 from easyflow_cli.cli import schedule as schedule_cli
 from easyflow_cli.cli import workflow as workflow_cli
-from easyflow_cli.cli.output import err_console
-from easyflow_cli.errors import EasyflowError, printable
+from easyflow_cli.cli.failures import print_error, report_core_error
 
 try:  # recent Typer releases carry their own copy of Click
     from typer._click.exceptions import NoArgsIsHelpError, UsageError
@@ -38,19 +36,15 @@ class EasyflowGroup(TyperGroup):
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
-        except EasyflowError as exc:
-            for line in str(exc).splitlines():
-                _print_error(line)
-            raise typer.Exit(exc.exit_code) from None
         except NoArgsIsHelpError:
             raise
         except UsageError as exc:
             _usage_error(exc)
         except Exception as exc:
-            if not _is_database_error(exc):
+            code = report_core_error(exc)
+            if code is None:
                 raise
-            _print_error(f"database: {exc}")
-            raise typer.Exit(1) from None
+            raise typer.Exit(code) from None
 
     def parse_args(self, ctx, args):
         """The root's own options (`easyflow --bogus`) are parsed here, outside `invoke`."""
@@ -66,12 +60,8 @@ def _usage_error(exc: UsageError) -> NoReturn:
     # Click's own report is a framed box over several lines; ours is one line, like every other
     # bad-input error, and says where the help is.
     where = exc.ctx.command_path if exc.ctx else "easyflow"
-    _print_error(f"{exc.format_message()} (see `{where} --help`)")
+    print_error(f"{exc.format_message()} (see `{where} --help`)")
     raise typer.Exit(2) from None
-
-
-def _print_error(line: str) -> None:
-    err_console.print(f"error: {printable(line)}", markup=False, highlight=False)
 
 
 class _DeferredCoercion:
@@ -112,12 +102,6 @@ def defer_typer_coercion(command) -> None:
             param._runtime_param = _DeferredCoercion()
     for sub in getattr(command, "commands", {}).values():
         defer_typer_coercion(sub)
-
-
-def _is_database_error(exc: Exception) -> bool:
-    # sqlite3 is not imported for `--help`; if it was never loaded, this is no database error.
-    sqlite3 = sys.modules.get("sqlite3")
-    return sqlite3 is not None and isinstance(exc, sqlite3.Error)
 
 
 # Plain (click) help in every group: Typer's Rich help imports rich.markdown and markdown-it,

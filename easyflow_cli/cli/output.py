@@ -13,6 +13,8 @@ from typing import Any
 
 import typer
 
+from easyflow_cli.cli.plain import print_json, say  # noqa: F401  (re-exported)
+
 
 class LazyConsole:
     """A Rich console made on first use: importing Rich costs more than `easyflow --help` or
@@ -45,16 +47,6 @@ err_console = LazyConsole(stderr=True)
 
 JSON_OPTION = typer.Option(False, "--json", help="Print one JSON document and nothing else.")
 CSV_OPTION = typer.Option(False, "--csv", help="Print CSV with a header row.")
-
-
-def say(text: str) -> None:
-    """A plain line of talk on stderr, without loading Rich (for the CLI's fastest paths)."""
-    sys.stderr.write(text + "\n")
-    sys.stderr.flush()
-
-
-def print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 
 
 def print_csv(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:

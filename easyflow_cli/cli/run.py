@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
 
 import typer
 
-from easyflow_cli.cli.common import open_store, parse_deadline
-from easyflow_cli.cli.output import err_console, print_json, say
+from easyflow_cli.cli.common import open_store
+from easyflow_cli.cli.output import err_console, print_json
 from easyflow_cli.errors import BadInput
-from easyflow_cli.model import Mode, RunState, Trigger
+from easyflow_cli.model import Mode, RunState
 from easyflow_cli.paths import state_dir
 from easyflow_cli.timeutil import utcnow
+
+if TYPE_CHECKING:
+    from easyflow_cli.config import Config
+    from easyflow_cli.spec import WorkflowSpec
+    from easyflow_cli.store import Store
 
 
 def run(
@@ -38,46 +45,39 @@ def run(
     if not now:
         raise BadInput("say --now to run the workflow now (or --quote to see what it would cost)")
     # Imported here: `run --now --no-wait` is on the hot path and `--help` needs none of it.
+    from easyflow_cli.cli.submit import enqueue_manual_run, plan_manual_run, print_queued
     from easyflow_cli.client import wake
     from easyflow_cli.config import load_config
-    from easyflow_cli.queue import QueuePolicy, enqueue_run, get_run, plan_run, typical_duration
+    from easyflow_cli.queue import get_run
 
     config = load_config()
     home = state_dir()
     with open_store() as store:
         spec = store.get_workflow(name)
-        moment = utcnow()
-        row = plan_run(
-            spec, trigger=Trigger.MANUAL, now=moment,
-            policy=QueuePolicy(config.promote_within, config.off_peak), override=mode,
-            deadline=parse_deadline(deadline, moment) if deadline is not None else None,
-            typical_duration=typical_duration(store, name),
-        )
-        record = enqueue_run(store, row)
-        say(f"run {record['id']}: {name} in {record['mode']} mode ({record['mode_reason']})")
+        row = plan_manual_run(store, spec, config, mode=mode, deadline=deadline)
+        record = enqueue_manual_run(store, name, row)
+        if not wake(home, [record["id"]]):
+            run_here(store, home, record, spec, config, as_json)
+        if no_wait:
+            print_queued(get_run(store, record["id"]), as_json)
+            return
+        from easyflow_cli.cli.follow import follow_run
+
         echo = sys.stderr.buffer if as_json else sys.stdout.buffer
-        if wake(home, [record["id"]]):
-            if no_wait:
-                _print_queued(get_run(store, record["id"]), as_json)
-                return
-            from easyflow_cli.cli.follow import follow_run
-
-            record = follow_run(store, record["id"], echo)
-        else:
-            from easyflow_cli.foreground import run_in_foreground
-
-            record = run_in_foreground(store, home, record, spec, config, echo)
+        record = follow_run(store, record["id"], echo)
     _report(record, as_json)
 
 
-def _print_queued(record: dict, as_json: bool) -> None:
-    if as_json:
-        print_json(record)
-    else:
-        typer.echo(record["id"])
+def run_here(store: Store, home: Path, record: dict, spec: WorkflowSpec, config: Config,
+             as_json: bool) -> NoReturn:
+    """No daemon answered the wake-up: run the queued run in this process, report, exit."""
+    from easyflow_cli.foreground import run_in_foreground
+
+    echo = sys.stderr.buffer if as_json else sys.stdout.buffer
+    _report(run_in_foreground(store, home, record, spec, config, echo), as_json)
 
 
-def _report(record: dict, as_json: bool) -> None:
+def _report(record: dict, as_json: bool) -> NoReturn:
     if as_json:
         print_json(record)
     state = RunState(record["state"])

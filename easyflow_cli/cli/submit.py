@@ -1,0 +1,46 @@
+"""Queueing a manual run, shared by `run NAME --now` (Typer) and its fast path (`fast_run`).
+
+No Typer and no Rich here: `run --now --no-wait` must start quickly.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from easyflow_cli.cli.common import parse_deadline
+from easyflow_cli.cli.plain import print_json, print_line, say
+from easyflow_cli.model import Mode, Trigger
+from easyflow_cli.queue import QueuePolicy, enqueue_run, plan_run, typical_duration
+from easyflow_cli.timeutil import utcnow
+
+if TYPE_CHECKING:
+    from easyflow_cli.config import Config
+    from easyflow_cli.spec import WorkflowSpec
+    from easyflow_cli.store import Store
+
+
+def plan_manual_run(store: Store, spec: WorkflowSpec, config: Config, *, mode: Mode | None,
+                    deadline: str | None) -> dict[str, Any]:
+    """The row for a run a user asked for now (nothing is written)."""
+    moment = utcnow()
+    return plan_run(
+        spec, trigger=Trigger.MANUAL, now=moment,
+        policy=QueuePolicy(config.promote_within, config.off_peak), override=mode,
+        deadline=parse_deadline(deadline, moment) if deadline is not None else None,
+        typical_duration=typical_duration(store, spec.name),
+    )
+
+
+def enqueue_manual_run(store: Store, name: str, row: dict[str, Any]) -> dict[str, Any]:
+    """Commit the planned run and say so on stderr; the stored record."""
+    record = enqueue_run(store, row)
+    say(f"run {record['id']}: {name} in {record['mode']} mode ({record['mode_reason']})")
+    return record
+
+
+def print_queued(record: dict[str, Any], as_json: bool) -> None:
+    """What `--no-wait` prints: the run id, or with `--json` the queued record."""
+    if as_json:
+        print_json(record)
+    else:
+        print_line(record["id"])
