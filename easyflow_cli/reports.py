@@ -105,29 +105,35 @@ def _energy_source(measured: int, unmeasured: int) -> str:
 # --------------------------------------------------------------------------- latency
 
 
+QUANTILES = (50, 95, 99)
+
+
+def nearest_rank(count: int, q: float) -> int | None:
+    """The 1-based rank of the q-th percentile among `count` sorted values (None if none)."""
+    return max(1, math.ceil(q / 100 * count)) if count else None
+
+
 def percentile(sorted_values: list[float], q: float) -> float | None:
     """Nearest-rank percentile: the smallest value with at least q% of values at or below it."""
-    if not sorted_values:
-        return None
-    rank = max(1, math.ceil(q / 100 * len(sorted_values)))
-    return sorted_values[rank - 1]
+    rank = nearest_rank(len(sorted_values), q)
+    return None if rank is None else sorted_values[rank - 1]
 
 
-def _percentiles(values: list[float]) -> dict[str, float | None]:
-    return {f"p{q}": None if (v := percentile(values, q)) is None else round(v, 6)
-            for q in (50, 95, 99)}
+def _percentiles(values: dict[int, float | None]) -> dict[str, float | None]:
+    return {f"p{q}": None if (v := values.get(q)) is None else round(v, 6) for q in QUANTILES}
 
 
-def latency_report(samples: dict[str, dict[str, Any]], period: dict[str, Any]
-                   ) -> dict[str, Any]:
+def latency_report(stats: dict[str, dict[str, Any]], period: dict[str, Any]) -> dict[str, Any]:
+    """`stats` as `accounting.latency_stats` gives them: per mode, percentiles by quantile."""
     by_mode = {}
     for mode in Mode:
-        bucket = samples.get(mode.value, {"waits": [], "durations": [], "met": 0, "missed": 0})
+        row = stats.get(mode.value, {"runs": 0, "queue_wait_s": {}, "duration_s": {},
+                                     "deadlines_met": 0, "deadlines_missed": 0})
         by_mode[mode.value] = {
-            "runs": len(bucket["durations"]),
-            "queue_wait_s": _percentiles(bucket["waits"]),
-            "duration_s": _percentiles(bucket["durations"]),
-            "deadlines_met": bucket["met"], "deadlines_missed": bucket["missed"],
+            "runs": row["runs"],
+            "queue_wait_s": _percentiles(row["queue_wait_s"]),
+            "duration_s": _percentiles(row["duration_s"]),
+            "deadlines_met": row["deadlines_met"], "deadlines_missed": row["deadlines_missed"],
         }
     return {"period": period, "by_mode": by_mode}
 

@@ -116,13 +116,13 @@ def latency(
     as_json: bool = JSON_OPTION, as_csv: bool = CSV_OPTION, svg: Path = SVG,
 ) -> None:
     """p50/p95/p99 of queue wait and duration per mode; deadlines met and missed."""
-    from easyflow_cli.accounting import latency_samples
-    from easyflow_cli.reports import latency_report, render_latency
+    from easyflow_cli.accounting import latency_stats
+    from easyflow_cli.reports import QUANTILES, latency_report, render_latency
 
     period = _period(since, until, workflow)
     with open_store() as store, err_console.status("reading runs…"):
         _check_workflow(store, workflow)
-        report = latency_report(latency_samples(store, period), _period_json(period))
+        report = latency_report(latency_stats(store, period, QUANTILES), _period_json(period))
     if as_json:
         print_json(report)
     elif as_csv:
