@@ -1,7 +1,9 @@
 """Read-only aggregate queries over the runs table, for quotes and reports.
 
-SQL does the heavy part (one indexed pass, grouped down to a handful of rows); the price model
-in `costs.py` is applied to those sums, so a price change re-prices history.
+SQL does the heavy part, each report in one pass over a partial covering index (migration 3 in
+`store.py`) that holds its groups, or its values in order, so that no query sorts or loads a
+million runs; the price model in `costs.py` is applied to the sums, so a price change
+re-prices history.
 """
 
 from __future__ import annotations

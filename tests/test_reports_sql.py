@@ -234,3 +234,20 @@ def test_a_run_across_slices_is_shared_out(tmp_path):
         use = accounting.pool_use(store, Period(None, None), timeline)
     assert [round(s) for s in use.busy_s["eco"]] == [0, 3600, 3600, 3600, 3600, 3600, 0, 0]
     assert use.runs["eco"] == 1
+
+
+def test_migration_3_indexes_an_existing_history(tmp_path, monkeypatch):
+    from easyflow_cli import store as store_module
+
+    rows = [r for r in varied_runs(40) if r[6] == "succeeded"]
+    with monkeypatch.context() as patch:
+        patch.setattr(store_module, "MIGRATIONS", store_module.MIGRATIONS[:2])
+        with Store.open(tmp_path / "home") as old:
+            insert_runs(old, COLUMNS, rows)
+            assert old.schema_version == 2
+    with Store.open(tmp_path / "home") as store:
+        assert store.schema_version == 3
+        got = accounting.cost_sums(store, Period(None, None), "day")
+        assert sum(r["runs"] for r in got) == len(rows)
+        assert sum(s["runs"] for s in accounting.latency_stats(
+            store, Period(None, None), QUANTILES).values()) == len(rows)
