@@ -7,10 +7,14 @@ charts are drawn from the same dicts, so the two never disagree.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from easyflow_cli.costs import Prices, baseline_cost, energy_wh, run_cost, savings_pct
 from easyflow_cli.model import Mode
+from easyflow_cli.timeline import Timeline
+
+if TYPE_CHECKING:
+    from easyflow_cli.accounting import PoolUse
 
 SPARKS = "▁▂▃▄▅▆▇█"
 
@@ -105,29 +109,35 @@ def _energy_source(measured: int, unmeasured: int) -> str:
 # --------------------------------------------------------------------------- latency
 
 
+QUANTILES = (50, 95, 99)
+
+
+def nearest_rank(count: int, q: float) -> int | None:
+    """The 1-based rank of the q-th percentile among `count` sorted values (None if none)."""
+    return max(1, math.ceil(q / 100 * count)) if count else None
+
+
 def percentile(sorted_values: list[float], q: float) -> float | None:
     """Nearest-rank percentile: the smallest value with at least q% of values at or below it."""
-    if not sorted_values:
-        return None
-    rank = max(1, math.ceil(q / 100 * len(sorted_values)))
-    return sorted_values[rank - 1]
+    rank = nearest_rank(len(sorted_values), q)
+    return None if rank is None else sorted_values[rank - 1]
 
 
-def _percentiles(values: list[float]) -> dict[str, float | None]:
-    return {f"p{q}": None if (v := percentile(values, q)) is None else round(v, 6)
-            for q in (50, 95, 99)}
+def _percentiles(values: dict[int, float | None]) -> dict[str, float | None]:
+    return {f"p{q}": None if (v := values.get(q)) is None else round(v, 6) for q in QUANTILES}
 
 
-def latency_report(samples: dict[str, dict[str, Any]], period: dict[str, Any]
-                   ) -> dict[str, Any]:
+def latency_report(stats: dict[str, dict[str, Any]], period: dict[str, Any]) -> dict[str, Any]:
+    """`stats` as `accounting.latency_stats` gives them: per mode, percentiles by quantile."""
     by_mode = {}
     for mode in Mode:
-        bucket = samples.get(mode.value, {"waits": [], "durations": [], "met": 0, "missed": 0})
+        row = stats.get(mode.value, {"runs": 0, "queue_wait_s": {}, "duration_s": {},
+                                     "deadlines_met": 0, "deadlines_missed": 0})
         by_mode[mode.value] = {
-            "runs": len(bucket["durations"]),
-            "queue_wait_s": _percentiles(bucket["waits"]),
-            "duration_s": _percentiles(bucket["durations"]),
-            "deadlines_met": bucket["met"], "deadlines_missed": bucket["missed"],
+            "runs": row["runs"],
+            "queue_wait_s": _percentiles(row["queue_wait_s"]),
+            "duration_s": _percentiles(row["duration_s"]),
+            "deadlines_met": row["deadlines_met"], "deadlines_missed": row["deadlines_missed"],
         }
     return {"period": period, "by_mode": by_mode}
 
@@ -135,55 +145,30 @@ def latency_report(samples: dict[str, dict[str, Any]], period: dict[str, Any]
 # --------------------------------------------------------------------------- pools
 
 
-def pools_report(busy: list[tuple], waiting: list[tuple], workers: dict[str, int],
-                 depth_now: dict[str, int], start: float, end: float, buckets: int,
-                 period: dict[str, Any]) -> dict[str, Any]:
-    """Utilization of each pool over [start, end) and queue depth by mode, in `buckets` slices."""
-    span = max(end - start, 1e-9)
-    width = span / buckets
-    busy_s = {m.value: [0.0] * buckets for m in Mode}
-    runs = {m.value: 0 for m in Mode}
-    foreground = 0
-    for mode, pool, begin, finish in busy:
-        if pool == "foreground":
-            foreground += 1
-            continue
-        runs[mode] += 1
-        _spread(busy_s[mode], begin, finish, start, width, buckets)
-    depth = {m.value: [0.0] * buckets for m in Mode}
-    for mode, enqueued, left in waiting:
-        _spread(depth[mode], enqueued, left, start, width, buckets)
+def pools_report(use: PoolUse, workers: dict[str, int], depth_now: dict[str, int],
+                 timeline: Timeline, period: dict[str, Any]) -> dict[str, Any]:
+    """Utilization of each pool over the timeline and queue depth by mode, slice by slice."""
+    width, span = timeline.width, timeline.span
     pools = {}
     for mode in Mode:
         capacity = workers[mode.value] * width
-        series = [round(100 * s / capacity, 1) if capacity else 0.0 for s in busy_s[mode.value]]
-        total = sum(busy_s[mode.value])
+        busy_s = use.busy_s[mode.value]
+        series = [round(100 * s / capacity, 1) if capacity else 0.0 for s in busy_s]
+        total = sum(busy_s)
         pools[mode.value] = {
-            "workers": workers[mode.value], "runs": runs[mode.value],
+            "workers": workers[mode.value], "runs": use.runs[mode.value],
             "busy_hours": round(total / 3600, 6),
             "utilization_pct": round(100 * total / (workers[mode.value] * span), 2),
             "utilization_series": series,
         }
     return {
-        "period": period, "buckets": buckets, "bucket_s": round(width, 3), "pools": pools,
-        "foreground_runs": foreground,
+        "period": period, "buckets": timeline.buckets, "bucket_s": round(width, 3),
+        "pools": pools, "foreground_runs": use.foreground_runs,
         "queue_depth": {
             "now": depth_now,
-            "mean_series": {m: [round(v / width, 2) for v in s] for m, s in depth.items()},
+            "mean_series": {m: [round(v / width, 2) for v in s] for m, s in use.queued_s.items()},
         },
     }
-
-
-def _spread(series: list[float], begin: float, finish: float, start: float, width: float,
-            buckets: int) -> None:
-    """Add the part of [begin, finish) that falls in each bucket (seconds)."""
-    first = max(0, int((begin - start) // width))
-    last = min(buckets - 1, int((finish - start) // width))
-    for index in range(first, last + 1):
-        low = start + index * width
-        overlap = min(finish, low + width) - max(begin, low)
-        if overlap > 0:
-            series[index] += overlap
 
 
 def sparkline(values: list[float], ceiling: float | None = None) -> str:

@@ -76,7 +76,7 @@ def _distributions(document: dict[str, Any]) -> list[tuple[str, dict, str]]:
 
 def _single_figures(document: dict[str, Any]) -> list[tuple[str, str]]:
     drain, enqueue = document["drain"], document["enqueue"]
-    idle, report = document["idle_daemon"], document["report_costs"]
+    idle, report = document["idle_daemon"], document["reports"]
     rows = [
         (f"drain, callable no-op ({drain['callable']['runs']} runs)",
          f"{drain['callable']['runs_per_s']:,.0f} runs/s"),
@@ -94,7 +94,8 @@ def _single_figures(document: dict[str, Any]) -> list[tuple[str, str]]:
              for name, group in idle["by_process"].items()]
     rows += [
         (f"report costs, {report['runs']:,} runs, library", f"{report['library_s']:g} s"),
-        (f"report costs, {report['runs']:,} runs, CLI process", f"{report['cli_s']:g} s"),
+        *((f"report {name.replace('_', ' ')}, {report['runs']:,} runs, CLI process",
+           f"{seconds:g} s") for name, seconds in report["cli_s"].items()),
         ("CPU-bound step, eco saturating / idle", f"{document['isolation']['ratio']:g}×"),
     ]
     return rows

@@ -116,13 +116,13 @@ def latency(
     as_json: bool = JSON_OPTION, as_csv: bool = CSV_OPTION, svg: Path = SVG,
 ) -> None:
     """p50/p95/p99 of queue wait and duration per mode; deadlines met and missed."""
-    from easyflow_cli.accounting import latency_samples
-    from easyflow_cli.reports import latency_report, render_latency
+    from easyflow_cli.accounting import latency_stats
+    from easyflow_cli.reports import QUANTILES, latency_report, render_latency
 
     period = _period(since, until, workflow)
     with open_store() as store, err_console.status("reading runs…"):
         _check_workflow(store, workflow)
-        report = latency_report(latency_samples(store, period), _period_json(period))
+        report = latency_report(latency_stats(store, period, QUANTILES), _period_json(period))
     if as_json:
         print_json(report)
     elif as_csv:
@@ -143,23 +143,25 @@ def pools(
     as_json: bool = JSON_OPTION, as_csv: bool = CSV_OPTION, svg: Path = SVG,
 ) -> None:
     """Utilization of each pool over the period and queue depth by mode, with sparklines."""
-    from easyflow_cli.accounting import busy_intervals, run_time_range, waiting_intervals
+    from easyflow_cli.accounting import earliest_start, pool_use
     from easyflow_cli.config import load_config
     from easyflow_cli.model import Mode
     from easyflow_cli.queue import queue_depths
     from easyflow_cli.reports import pools_report, render_pools
+    from easyflow_cli.timeline import Timeline
 
     config = load_config()
     period = _period(since, until, workflow)
     with open_store() as store, err_console.status("reading runs…"):
         _check_workflow(store, workflow)
-        span = run_time_range(store, period)
         end = (period.until or utcnow()).timestamp()
-        start = period.since.timestamp() if period.since else (span[0] if span else end - 3600)
+        first = None if period.since else earliest_start(store, period)
+        start = period.since.timestamp() if period.since else (
+            first if first is not None else end - 3600)
+        timeline = Timeline(start, end, buckets)
         report = pools_report(
-            busy_intervals(store, period), waiting_intervals(store, period),
-            {m.value: config.pool(m).workers for m in Mode}, queue_depths(store),
-            start, end, buckets, _period_json(period))
+            pool_use(store, period, timeline), {m.value: config.pool(m).workers for m in Mode},
+            queue_depths(store), timeline, _period_json(period))
     if as_json:
         print_json(report)
     elif as_csv:
