@@ -73,6 +73,9 @@ MAX_REQUEST_BYTES = 64 * 1024
 DB_RETRY_FIRST = 0.5
 DB_RETRY_MAX = 8.0
 DB_STILL_FAILING_EVERY = 60.0
+# Quiet this long after some activity, the daemon checkpoints the database's write-ahead log
+# (see store.WAL_AUTOCHECKPOINT_PAGES): then no commit on a run's way has to.
+CHECKPOINT_WHEN_QUIET_S = 0.5
 
 
 class DaemonError(EasyflowError):
@@ -112,6 +115,7 @@ class Daemon:
         # True while the last wake-up brought only workers' "started"/"step" reports.
         self.progress_only = False
         self.sleep_deadline: float | None = None  # monotonic; when something is next due
+        self.wal_dirty = False  # something happened since the last checkpoint
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -138,13 +142,32 @@ class Daemon:
         if self.stop_requested and self.draining_until is None:
             self._begin_drain()
         timeout = self._time_left() if self._may_skip_scheduling() else self._full_tick()
-        events = self.selector.select(timeout)
+        events = self._wait(timeout)
         self.progress_only = bool(events)
         for key, _ in events:
             key.data(key.fileobj)
         self._write_recorded()
         if self.notifier.watchdog_interval:
             self.notifier.watchdog()
+
+    def _wait(self, timeout: float | None) -> list:
+        """Sleep until something arrives or `timeout`; checkpoint if it stays quiet a while."""
+        if self.wal_dirty and (timeout is None or timeout > CHECKPOINT_WHEN_QUIET_S):
+            events = self.selector.select(CHECKPOINT_WHEN_QUIET_S)
+            if events:
+                return events
+            self._checkpoint()
+            timeout = self._time_left() if timeout is not None else None
+        events = self.selector.select(timeout)
+        self.wal_dirty = self.wal_dirty or bool(events)
+        return events
+
+    def _checkpoint(self) -> None:
+        self.wal_dirty = False
+        try:
+            self.store.checkpoint()
+        except sqlite3.OperationalError as exc:  # busy, read-only, disk full: next quiet time
+            log.debug("checkpoint skipped: %s", exc)
 
     def _may_skip_scheduling(self) -> bool:
         # Only "started"/"step" reports came in: nothing became due or free, so skip the

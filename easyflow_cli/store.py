@@ -22,6 +22,11 @@ from easyflow_cli.spec import ScheduleSpec, WorkflowSpec, spec_from_dict, spec_t
 from easyflow_cli.timeutil import to_iso
 
 BUSY_TIMEOUT_MS = 30_000
+# SQLite copies its write-ahead log back into the database (a checkpoint, with an fsync) inside
+# whichever commit makes the log this long: milliseconds added to that one commit. The daemon
+# checkpoints in its quiet moments instead; this is the backstop for a long busy spell or no
+# daemon at all.
+WAL_AUTOCHECKPOINT_PAGES = 10_000
 SQLITE_INTEGER_MAX = 2**63 - 1
 
 
@@ -137,6 +142,7 @@ class Store:
         if fresh or self.conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
             self.conn.execute("PRAGMA journal_mode = WAL")
         self.conn.execute("PRAGMA synchronous = NORMAL")
+        self.conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}")
         if fresh:
             os.chmod(path, 0o600)
         self.migrate()
@@ -154,6 +160,10 @@ class Store:
 
     def close(self) -> None:
         self.conn.close()
+
+    def checkpoint(self) -> None:
+        """Copy the write-ahead log back into the database, as far as no reader is in the way."""
+        self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
 
     @property
     def db(self):

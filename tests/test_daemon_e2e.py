@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import signal
 import socket
+import sqlite3
 import textwrap
 import time
 from collections import Counter
@@ -268,6 +269,31 @@ def test_runs_held_behind_a_long_run_go_to_a_free_worker(daemon: DaemonHarness, 
                for r in runs if r["id"] in quick), runs
     gate.touch()
     daemon.wait_for_state(long, "succeeded", timeout=20)
+    daemon.stop()
+
+
+def test_a_quiet_daemon_checkpoints_the_write_ahead_log(daemon: DaemonHarness, tmp_path):
+    """Once quiet, the daemon copies the log back into the database file itself, so that no
+    commit on a run's way has to (only a backstop at 10,000 pages is left to SQLite)."""
+    daemon.write_config(config())
+    daemon.add_workflows(quick=["true"])
+    daemon.start()
+    run = daemon.submit("quick")
+    daemon.wait_for_state(run["id"], "succeeded")
+
+    def file_alone_has_it() -> bool:
+        copy = tmp_path / "copy.db"  # the database file without its -wal: checkpointed rows
+        copy.write_bytes((daemon.home / "easyflow.db").read_bytes())
+        conn = sqlite3.connect(copy)
+        try:
+            row = conn.execute("SELECT state FROM runs WHERE id = ?", (run["id"],)).fetchone()
+        except sqlite3.DatabaseError:  # copied halfway through the checkpoint's writes
+            return False
+        finally:
+            conn.close()
+        return row == ("succeeded",)
+
+    wait_for(file_alone_has_it, timeout=10, message="the finished run in the database file")
     daemon.stop()
 
 
