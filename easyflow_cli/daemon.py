@@ -575,6 +575,7 @@ class Daemon:
             worker.assignments.pop(run_id, None)
         note = SHUTDOWN_NOTE + "; re-queued" if self.draining_until is not None else None
         if run_ids:
+            log.info("worker %s gave back %d runs it had not started", worker.name, len(run_ids))
             self._record(lambda: requeue_runs(self.store, run_ids, note))
 
     def _record_end(self, run_id: int, outcome: Outcome, moment: datetime,

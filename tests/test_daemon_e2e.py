@@ -267,6 +267,7 @@ def test_runs_held_behind_a_long_run_go_to_a_free_worker(daemon: DaemonHarness, 
     long_worker = daemon.run(long)["worker"]
     assert all(r["worker"] != long_worker and r["error"] is None
                for r in runs if r["id"] in quick), runs
+    assert f"worker {long_worker} gave back" in daemon.log_text()
     gate.touch()
     daemon.wait_for_state(long, "succeeded", timeout=20)
     daemon.stop()
