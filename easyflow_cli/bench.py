@@ -100,8 +100,8 @@ class BenchSizes:
     def for_mode(cls, quick: bool) -> BenchSizes:
         if quick:
             return cls(dispatch_samples=20, drain_callable_runs=300, drain_command_runs=100,
-                       idle_seconds=5, library_enqueue_runs=10_000, cli_samples=3,
-                       report_runs=100_000, isolation_samples=3)
+                       idle_seconds=3, library_enqueue_runs=10_000, cli_samples=3,
+                       report_runs=20_000, isolation_samples=3)
         return cls(dispatch_samples=300, drain_callable_runs=5000, drain_command_runs=2000,
                    idle_seconds=60, library_enqueue_runs=100_000, cli_samples=20,
                    report_runs=1_000_000, isolation_samples=10)

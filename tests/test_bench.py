@@ -34,12 +34,12 @@ def test_quick_bench_json_document(home):
     for command in ("help", "run_now_no_wait"):
         assert positive(doc["cli_start_ms"][command]["median"])
     idle = doc["idle_daemon"]
-    assert idle["seconds"] == 5 and idle["cpu_s"] >= 0 and idle["wakeups"] >= 0
+    assert idle["seconds"] == 3 and idle["cpu_s"] >= 0 and idle["wakeups"] >= 0
     assert positive(idle["daemon_rss_mb"])
     assert set(idle["by_process"]) == {"daemon", "real-time", "balanced", "eco"}
     assert all(positive(mb) for group in idle["by_process"].values() for mb in group["rss_mb"])
     report = doc["reports"]
-    assert report["runs"] == 100_000 and positive(report["library_s"])
+    assert report["runs"] == 20_000 and positive(report["library_s"])
     assert all(positive(seconds) for seconds in report["cli_s"].values())
     assert positive(doc["isolation"]["ratio"])
     assert all(row["met"] in (True, False) for row in doc["targets"])
