@@ -37,6 +37,7 @@ from typing import Any
 
 from easyflow_cli.bench_steps import BURN_MARK, STAMP_MARK
 from easyflow_cli.client import daemon_status, wake
+from easyflow_cli.daemon import CHECKPOINT_WHEN_QUIET_S
 from easyflow_cli.local_daemon import daemon_environment, start_daemon, stop_daemon
 from easyflow_cli.model import Mode, RunState, Trigger
 from easyflow_cli.paths import run_log_path
@@ -293,7 +294,11 @@ def cpu_bound_durations(daemon: BenchDaemon, samples: int) -> list[float]:
 
 
 def idle_cost(daemon: BenchDaemon, seconds: float) -> dict[str, Any]:
-    """CPU, wake-ups and memory of the daemon and its workers while nothing is due."""
+    """CPU, wake-ups and memory of the daemon and its workers while nothing is due.
+
+    Measured from a second after the last activity: the daemon checkpoints its database once
+    it has been quiet for CHECKPOINT_WHEN_QUIET_S, and that is the end of work, not idleness."""
+    time.sleep(CHECKPOINT_WHEN_QUIET_S + 0.5)
     processes = daemon.processes()
     pids = [pid for group in processes.values() for pid in group]
     before = {pid: _proc_counters(pid) for pid in pids}
