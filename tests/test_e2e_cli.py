@@ -41,6 +41,7 @@ def test_timeout_leaves_no_process_behind(tmp_path, write):
 (trap '' TERM; sleep 301) & echo $! >> {marker}; sleep 302"""
         ''')
     easyflow(home, "workflow", "add", str(path))
+    (home / "easyflow.toml").write_text('[daemon]\nkill_grace = "1s"\n')  # SIGKILL sooner
     result = easyflow(home, "run", "stuck", "--now", "--json", check=False)
     assert result.returncode == 1
     assert json.loads(result.stdout)["state"] == "timed_out"
