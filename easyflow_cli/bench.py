@@ -37,7 +37,6 @@ from typing import Any
 
 from easyflow_cli.bench_steps import BURN_MARK, STAMP_MARK
 from easyflow_cli.client import daemon_status, wake
-from easyflow_cli.daemon import CHECKPOINT_WHEN_QUIET_S
 from easyflow_cli.local_daemon import daemon_environment, start_daemon, stop_daemon
 from easyflow_cli.model import Mode, RunState, Trigger
 from easyflow_cli.paths import run_log_path
@@ -51,7 +50,7 @@ from easyflow_cli.queue import (
     unfinished_count,
 )
 from easyflow_cli.spec import parse_workflow_text
-from easyflow_cli.store import Store
+from easyflow_cli.store import CHECKPOINT_WHEN_QUIET_S, Store
 from easyflow_cli.timeutil import from_iso, utcnow
 
 ECO_BACKLOG = 10_000

@@ -35,7 +35,7 @@ from easyflow_cli.errors import EasyflowError, NotFound, shown
 from easyflow_cli.foreground import limits_for
 from easyflow_cli.model import Mode, RunState
 from easyflow_cli.paths import ensure_state_dir, run_log_path, socket_path
-from easyflow_cli.pools import RELEASE_AFTER_S, Assignment, Pool, WorkerProcess
+from easyflow_cli.pools import Assignment, Pool, WorkerProcess
 from easyflow_cli.queue import (
     Outcome,
     QueuePolicy,
@@ -61,7 +61,7 @@ from easyflow_cli.queue import (
 from easyflow_cli.recording import Batch, EndedRun
 from easyflow_cli.scheduler import ScheduleBook, prime_schedules
 from easyflow_cli.sdnotify import Notifier
-from easyflow_cli.store import Store
+from easyflow_cli.store import CHECKPOINT_WHEN_QUIET_S, Store
 from easyflow_cli.timeutil import from_iso, to_iso, utcnow
 
 log = logging.getLogger("easyflow.daemon")
@@ -73,9 +73,6 @@ MAX_REQUEST_BYTES = 64 * 1024
 DB_RETRY_FIRST = 0.5
 DB_RETRY_MAX = 8.0
 DB_STILL_FAILING_EVERY = 60.0
-# Quiet this long after some activity, the daemon checkpoints the database's write-ahead log
-# (see store.WAL_AUTOCHECKPOINT_PAGES): then no commit on a run's way has to.
-CHECKPOINT_WHEN_QUIET_S = 0.5
 
 
 class DaemonError(EasyflowError):
@@ -416,11 +413,9 @@ class Daemon:
 
     def _next_release_in(self) -> float | None:
         """Seconds until a run held behind a long one should be given back to a free worker."""
-        moments = [a.started_mono + RELEASE_AFTER_S
-                   for mode, pool in self.pools.items() if mode is not Mode.ECO
-                   and pool.idle_workers()
-                   for w in pool.workers if len(w.assignments) > 1 and not w.releasing
-                   for a in w.assignments.values() if a.started_mono is not None]
+        moments = [due for mode, pool in self.pools.items()
+                   if mode is not Mode.ECO and pool.idle_workers()
+                   for due in map(WorkerProcess.release_due_at, pool.workers) if due is not None]
         return max(0.0, min(moments) - time.monotonic()) if moments else None
 
     def _hand_over(self, worker: WorkerProcess, runs: list[dict[str, Any]]) -> None:
@@ -535,15 +530,16 @@ class Daemon:
         assignment = worker.assignments.get(event["id"])
         if assignment is None:
             return
-        if kind in ("started", "ran"):
-            self._on_started(worker, assignment, event.get("started_at", event["at"]))
         if kind == "step":
             assignment.pgid = event["pgid"]
             # Only once the process group is committed may the worker let the step run.
             self._record(lambda: record_step_process(self.store, event["id"], event["pgid"]),
                          then=lambda: worker.send({"op": "ack", "id": event["id"],
                                                    "pgid": event["pgid"]}))
-        elif kind in ("finished", "ran"):
+            return
+        if kind in ("started", "ran"):  # "ran": a short run's start and end in one report
+            self._on_started(worker, assignment, event.get("started_at", event["at"]))
+        if kind in ("finished", "ran"):
             self._on_finished(worker, assignment, event["at"], event["outcome"])
 
     def _on_started(self, worker: WorkerProcess, assignment: Assignment, at: float) -> None:

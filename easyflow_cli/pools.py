@@ -89,14 +89,23 @@ class WorkerProcess:
             self.assignments[run["id"]] = Assignment(run["id"], run)
         return self.send(message)
 
+    def long_from(self) -> float | None:
+        """When its current run counts as long (monotonic): RELEASE_AFTER_S after it started."""
+        started = [a.started_mono for a in self.assignments.values() if a.started_mono is not None]
+        return min(started) + RELEASE_AFTER_S if started else None
+
     def running_long(self, now_mono: float) -> bool:
-        """Its current run has been going for RELEASE_AFTER_S or more."""
-        return any(a.started_mono is not None and now_mono - a.started_mono >= RELEASE_AFTER_S
-                   for a in self.assignments.values())
+        long_from = self.long_from()
+        return long_from is not None and now_mono >= long_from
+
+    def release_due_at(self) -> float | None:
+        """When the runs it holds behind its current one should be given back, if it holds any."""
+        return None if len(self.assignments) < 2 or self.releasing else self.long_from()
 
     def waiting_behind_long_run(self, now_mono: float) -> bool:
         """It holds runs not started behind one that has been running a long time."""
-        return len(self.assignments) > 1 and not self.releasing and self.running_long(now_mono)
+        due = self.release_due_at()
+        return due is not None and now_mono >= due
 
     def release(self) -> None:
         """Ask for the runs it has not started back; it answers with a "released" report."""

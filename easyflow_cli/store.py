@@ -27,6 +27,8 @@ BUSY_TIMEOUT_MS = 30_000
 # checkpoints in its quiet moments instead; this is the backstop for a long busy spell or no
 # daemon at all.
 WAL_AUTOCHECKPOINT_PAGES = 10_000
+# How long the daemon waits for quiet after some activity before it checkpoints.
+CHECKPOINT_WHEN_QUIET_S = 0.5
 SQLITE_INTEGER_MAX = 2**63 - 1
 
 

@@ -96,6 +96,11 @@ class Worker:
         else:
             self.report_soon(ev="finished", id=start["id"], **end)
 
+    def flush_if_stale(self) -> None:
+        """Send what was held back once the oldest of it is FLUSH_AFTER_S old."""
+        if self.unsent and time.monotonic() - self.unsent_since >= FLUSH_AFTER_S:
+            self.flush()
+
     def flush(self) -> None:
         # A raw write, no buffered stream: this also runs in the SIGALRM handler that checks a
         # running call for cancellation (see calls.py), never while the main code flushes.
@@ -154,9 +159,7 @@ class Worker:
         self.report(ev="released", ids=released)
 
     def is_cancelled(self, run_id: int) -> bool:
-        # Also asked after every step: only reports held back a while are sent from here.
-        if self.unsent and time.monotonic() - self.unsent_since >= FLUSH_AFTER_S:
-            self.flush()
+        self.flush_if_stale()  # also asked after every step: not a reason to send at once
         self.read_orders(0)
         return run_id in self.cancelled
 
@@ -177,8 +180,7 @@ class Worker:
                 self.flush()
                 self.read_orders(None)
                 continue
-            if self.unsent and time.monotonic() - self.unsent_since >= FLUSH_AFTER_S:
-                self.flush()
+            self.flush_if_stale()
             self.execute(self.pending.pop(0))
         self.flush()
 

@@ -21,7 +21,8 @@ def worker(name, held=0, started_mono=None, retiring=False, releasing=False):
                                assignments={i: Assignment(i, {}) for i in range(held)})
     if held:
         stand_in.assignments[0].started_mono = started_mono
-    stand_in.running_long = lambda now: WorkerProcess.running_long(stand_in, now)
+    for method in ("long_from", "running_long", "release_due_at"):
+        setattr(stand_in, method, getattr(WorkerProcess, method).__get__(stand_in))
     return stand_in
 
 
