@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from easyflow_cli.store import Store
+from easyflow_cli.storage.store import Store
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "config" / "workflows"

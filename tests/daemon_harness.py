@@ -266,7 +266,7 @@ class DaemonHarness:
 
     def wait_answering(self, timeout: float = READY_TIMEOUT) -> dict[str, Any]:
         """Like `wait_ready`, but asks over the socket from this process: no CLI to pay for."""
-        from easyflow_cli.client import daemon_status
+        from easyflow_cli.runtime.client import daemon_status
 
         def ready():
             if self.proc.poll() is not None:

@@ -1,4 +1,4 @@
-"""`easyflow bench`: measure this box (see easyflow_cli/bench.py for what each figure means)."""
+"""`easyflow bench`: measure this box (easyflow_cli/tools/bench.py says what each figure means)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ def bench(
     quick: bool = typer.Option(False, "--quick", help="A reduced run, in under 20 seconds."),
 ) -> None:
     """Benchmark easyflow on this box, with its own daemon in a throwaway state directory."""
-    from easyflow_cli.bench import BenchError, run_bench
-    from easyflow_cli.errors import EasyflowError
+    from easyflow_cli.core.errors import EasyflowError
+    from easyflow_cli.tools.bench import BenchError, run_bench
 
     try:
         document = run_bench(quick=quick, progress=lambda message: err_console.print(

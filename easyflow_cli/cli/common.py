@@ -5,17 +5,17 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from easyflow_cli.durations import parse_duration
-from easyflow_cli.errors import BadInput, shown
-from easyflow_cli.timeutil import parse_time
+from easyflow_cli.core.durations import parse_duration
+from easyflow_cli.core.errors import BadInput, shown
+from easyflow_cli.core.timeutil import parse_time
 
 if TYPE_CHECKING:
-    from easyflow_cli.store import Store
+    from easyflow_cli.storage.store import Store
 
 
 def open_store() -> Store:
     # Imported here, not at the top: `easyflow --help` must not pay for the store's imports.
-    from easyflow_cli.store import Store
+    from easyflow_cli.storage.store import Store
 
     return Store.open()
 

@@ -9,7 +9,7 @@ import typer
 
 from easyflow_cli.cli.common import open_store
 from easyflow_cli.cli.output import JSON_OPTION, console, print_json, short_time
-from easyflow_cli.paths import state_dir
+from easyflow_cli.core.paths import state_dir
 
 
 def daemon(
@@ -21,8 +21,8 @@ def daemon(
     """Run the scheduler daemon in the foreground (systemd's Type=notify service)."""
     import logging
 
-    from easyflow_cli.daemon import Daemon
-    from easyflow_cli.sdnotify import JournalFormatter
+    from easyflow_cli.runtime.daemon import Daemon
+    from easyflow_cli.runtime.sdnotify import JournalFormatter
 
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JournalFormatter())
@@ -32,8 +32,8 @@ def daemon(
 
 def status(as_json: bool = JSON_OPTION) -> None:
     """Is the daemon up? Its pools, queue depths and next schedule fires. Exit 1 if it is down."""
-    from easyflow_cli.client import daemon_status
-    from easyflow_cli.queue import queue_depths
+    from easyflow_cli.runtime.client import daemon_status
+    from easyflow_cli.storage.queue import queue_depths
 
     live = daemon_status()
     if live is None:

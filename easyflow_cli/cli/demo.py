@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from easyflow_cli.cli.output import err_console
-from easyflow_cli.paths import state_dir
+from easyflow_cli.core.paths import state_dir
 
 
 def demo(
@@ -22,7 +22,7 @@ def demo(
     """
     from easyflow_cli.cli import report as report_cli
     from easyflow_cli.cli import runs as runs_cli
-    from easyflow_cli.demo import run_demo
+    from easyflow_cli.tools.demo import run_demo
 
     home = state_dir()
     err_console.print(f"easyflow demo in {home}", highlight=False)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from easyflow_cli.cli.output import err_console
-from easyflow_cli.errors import EasyflowError, printable
+from easyflow_cli.core.errors import EasyflowError, printable
 
 
 def report_core_error(exc: BaseException) -> int | None:

@@ -15,18 +15,18 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from easyflow_cli.cli.common import open_store
 from easyflow_cli.cli.submit import enqueue_manual_run, plan_manual_run, print_queued
-from easyflow_cli.client import connect, exchange, wake_request
-from easyflow_cli.config import load_config
-from easyflow_cli.model import Mode
-from easyflow_cli.paths import state_dir
-from easyflow_cli.queue import get_run
+from easyflow_cli.core.config import load_config
+from easyflow_cli.core.model import Mode
+from easyflow_cli.core.paths import state_dir
+from easyflow_cli.runtime.client import connect, exchange, wake_request
+from easyflow_cli.storage.queue import get_run
 
 if TYPE_CHECKING:
     import socket
     from pathlib import Path
 
-    from easyflow_cli.config import Config
-    from easyflow_cli.store import Store
+    from easyflow_cli.core.config import Config
+    from easyflow_cli.storage.store import Store
 
 FLAGS = ("--now", "--no-wait", "--json")
 VALUED = ("--mode", "--deadline")

@@ -6,9 +6,9 @@ import time
 from typing import Any, BinaryIO
 
 from easyflow_cli.cli.output import err_console
-from easyflow_cli.model import RunState
-from easyflow_cli.queue import get_run
-from easyflow_cli.store import Store
+from easyflow_cli.core.model import RunState
+from easyflow_cli.storage.queue import get_run
+from easyflow_cli.storage.store import Store
 
 POLL_SECONDS = 0.1
 

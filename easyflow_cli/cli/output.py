@@ -96,7 +96,7 @@ def short_time(value: str | None) -> str:
     """ISO UTC → local 'YYYY-MM-DD HH:MM:SS' for tables (JSON keeps the ISO text)."""
     if not value:
         return "-"
-    from easyflow_cli.timeutil import from_iso
+    from easyflow_cli.core.timeutil import from_iso
 
     return from_iso(value).astimezone().strftime("%Y-%m-%d %H:%M:%S")
 

@@ -17,9 +17,9 @@ from easyflow_cli.cli.output import (
     print_csv,
     print_json,
 )
-from easyflow_cli.durations import parse_duration
-from easyflow_cli.errors import BadInput, shown
-from easyflow_cli.timeutil import parse_time, to_iso, utcnow
+from easyflow_cli.core.durations import parse_duration
+from easyflow_cli.core.errors import BadInput, shown
+from easyflow_cli.core.timeutil import parse_time, to_iso, utcnow
 
 app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
                   help="Reports: costs and savings, latency, pool use.")
@@ -45,7 +45,7 @@ def parse_moment(text: str | None, now: datetime, option: str) -> datetime | Non
 
 
 def _period(since: str | None, until: str | None, workflow: str | None):
-    from easyflow_cli.accounting import Period
+    from easyflow_cli.reporting.accounting import Period
 
     now = utcnow()
     period = Period(parse_moment(since, now, "--since"), parse_moment(until, now, "--until"),
@@ -57,7 +57,7 @@ def _period(since: str | None, until: str | None, workflow: str | None):
 
 def _check_workflow(store, workflow: str | None) -> None:
     """A registered workflow, or one that has since been removed but has runs to report."""
-    from easyflow_cli.accounting import has_history
+    from easyflow_cli.reporting.accounting import has_history
 
     if workflow and not has_history(store, workflow):
         store.get_workflow(workflow)
@@ -86,10 +86,10 @@ def costs(
     as_json: bool = JSON_OPTION, as_csv: bool = CSV_OPTION, svg: Path = SVG,
 ) -> None:
     """Runs, worker-hours, CPU-hours, energy and cost per mode; savings against all-real-time."""
-    from easyflow_cli.accounting import GROUP_KEYS, cost_sums
-    from easyflow_cli.config import load_config
-    from easyflow_cli.costs import Prices
-    from easyflow_cli.reports import cost_report, render_costs
+    from easyflow_cli.core.config import load_config
+    from easyflow_cli.core.costs import Prices
+    from easyflow_cli.reporting.accounting import GROUP_KEYS, cost_sums
+    from easyflow_cli.reporting.reports import cost_report, render_costs
 
     if by not in GROUP_KEYS:
         raise BadInput(f"--by: must be one of {', '.join(GROUP_KEYS)}, got {by!r}")
@@ -116,8 +116,8 @@ def latency(
     as_json: bool = JSON_OPTION, as_csv: bool = CSV_OPTION, svg: Path = SVG,
 ) -> None:
     """p50/p95/p99 of queue wait and duration per mode; deadlines met and missed."""
-    from easyflow_cli.accounting import latency_stats
-    from easyflow_cli.reports import QUANTILES, latency_report, render_latency
+    from easyflow_cli.reporting.accounting import latency_stats
+    from easyflow_cli.reporting.reports import QUANTILES, latency_report, render_latency
 
     period = _period(since, until, workflow)
     with open_store() as store, err_console.status("reading runs…"):
@@ -143,12 +143,12 @@ def pools(
     as_json: bool = JSON_OPTION, as_csv: bool = CSV_OPTION, svg: Path = SVG,
 ) -> None:
     """Utilization of each pool over the period and queue depth by mode, with sparklines."""
-    from easyflow_cli.accounting import earliest_start, pool_use
-    from easyflow_cli.config import load_config
-    from easyflow_cli.model import Mode
-    from easyflow_cli.queue import queue_depths
-    from easyflow_cli.reports import pools_report, render_pools
-    from easyflow_cli.timeline import Timeline
+    from easyflow_cli.core.config import load_config
+    from easyflow_cli.core.model import Mode
+    from easyflow_cli.reporting.accounting import earliest_start, pool_use
+    from easyflow_cli.reporting.reports import pools_report, render_pools
+    from easyflow_cli.reporting.timeline import Timeline
+    from easyflow_cli.storage.queue import queue_depths
 
     config = load_config()
     period = _period(since, until, workflow)

@@ -10,15 +10,15 @@ import typer
 
 from easyflow_cli.cli.common import open_store
 from easyflow_cli.cli.output import err_console, print_json
-from easyflow_cli.errors import BadInput
-from easyflow_cli.model import Mode, RunState
-from easyflow_cli.paths import state_dir
-from easyflow_cli.timeutil import utcnow
+from easyflow_cli.core.errors import BadInput
+from easyflow_cli.core.model import Mode, RunState
+from easyflow_cli.core.paths import state_dir
+from easyflow_cli.core.timeutil import utcnow
 
 if TYPE_CHECKING:
-    from easyflow_cli.config import Config
-    from easyflow_cli.spec import WorkflowSpec
-    from easyflow_cli.store import Store
+    from easyflow_cli.core.config import Config
+    from easyflow_cli.core.spec import WorkflowSpec
+    from easyflow_cli.storage.store import Store
 
 
 def run(
@@ -46,9 +46,9 @@ def run(
         raise BadInput("say --now to run the workflow now (or --quote to see what it would cost)")
     # Imported here: `run --now --no-wait` is on the hot path and `--help` needs none of it.
     from easyflow_cli.cli.submit import enqueue_manual_run, plan_manual_run, print_queued
-    from easyflow_cli.client import wake
-    from easyflow_cli.config import load_config
-    from easyflow_cli.queue import get_run
+    from easyflow_cli.core.config import load_config
+    from easyflow_cli.runtime.client import wake
+    from easyflow_cli.storage.queue import get_run
 
     config = load_config()
     home = state_dir()
@@ -71,7 +71,7 @@ def run(
 def run_here(store: Store, home: Path, record: dict, spec: WorkflowSpec, config: Config,
              as_json: bool) -> NoReturn:
     """No daemon answered the wake-up: run the queued run in this process, report, exit."""
-    from easyflow_cli.foreground import run_in_foreground
+    from easyflow_cli.runtime.foreground import run_in_foreground
 
     echo = sys.stderr.buffer if as_json else sys.stdout.buffer
     _report(run_in_foreground(store, home, record, spec, config, echo), as_json)
@@ -90,10 +90,10 @@ def _report(record: dict, as_json: bool) -> NoReturn:
 
 def show_quote(name: str, as_json: bool) -> None:
     """The seed's "Run now: $0.10 · Run overnight: $0.04", and the table behind it."""
-    from easyflow_cli.accounting import workflow_history
-    from easyflow_cli.config import load_config
-    from easyflow_cli.costs import quote
-    from easyflow_cli.reports import money
+    from easyflow_cli.core.config import load_config
+    from easyflow_cli.core.costs import quote
+    from easyflow_cli.reporting.accounting import workflow_history
+    from easyflow_cli.reporting.reports import money
 
     config = load_config()
     moment = utcnow()
@@ -110,7 +110,7 @@ def show_quote(name: str, as_json: bool) -> None:
     from rich.table import Table
 
     from easyflow_cli.cli.output import console, short_time
-    from easyflow_cli.timeutil import to_iso
+    from easyflow_cli.core.timeutil import to_iso
 
     eco = by_mode[Mode.ECO]
     later = "overnight" if eco.start > moment else "in eco mode"

@@ -17,8 +17,8 @@ from easyflow_cli.cli.output import (
     seconds,
     short_time,
 )
-from easyflow_cli.errors import BadInput
-from easyflow_cli.model import RunState
+from easyflow_cli.core.errors import BadInput
+from easyflow_cli.core.model import RunState
 
 app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
                   help="List and inspect runs.")
@@ -40,7 +40,7 @@ def list_(
     as_csv: bool = CSV_OPTION,
 ) -> None:
     """List runs, newest first."""
-    from easyflow_cli.queue import list_runs
+    from easyflow_cli.storage.queue import list_runs
 
     with open_store() as store:
         rows = list_runs(store, workflow=workflow, state=state, limit=limit)
@@ -52,7 +52,7 @@ def list_(
 @app.command("show")
 def show(run_id: int, as_json: bool = JSON_OPTION) -> None:
     """Show everything recorded about one run."""
-    from easyflow_cli.queue import get_run
+    from easyflow_cli.storage.queue import get_run
 
     with open_store() as store:
         record = get_run(store, run_id)
@@ -70,7 +70,7 @@ def show(run_id: int, as_json: bool = JSON_OPTION) -> None:
 @app.command("cancel")
 def cancel(run_id: int) -> None:
     """Cancel a queued run, or stop a running one (its steps get SIGTERM, then SIGKILL)."""
-    from easyflow_cli.client import daemon_request
+    from easyflow_cli.runtime.client import daemon_request
 
     reply = daemon_request({"op": "cancel", "id": run_id})
     if reply is None:
@@ -84,8 +84,8 @@ def _cancel_without_daemon(run_id: int) -> dict:
     import os
     import signal
 
-    from easyflow_cli.queue import cancel_run, get_run
-    from easyflow_cli.timeutil import utcnow
+    from easyflow_cli.core.timeutil import utcnow
+    from easyflow_cli.storage.queue import cancel_run, get_run
 
     with open_store() as store:
         record = get_run(store, run_id)
@@ -98,7 +98,7 @@ def _cancel_without_daemon(run_id: int) -> dict:
 
 def logs(run_id: int = typer.Argument(..., help="The run whose output to print.")) -> None:
     """Print the output a run's steps wrote (kept under the state directory)."""
-    from easyflow_cli.queue import get_run
+    from easyflow_cli.storage.queue import get_run
 
     with open_store() as store:
         record = get_run(store, run_id)

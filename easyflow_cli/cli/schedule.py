@@ -14,9 +14,9 @@ from easyflow_cli.cli.output import (
     render_rows,
     short_time,
 )
-from easyflow_cli.errors import BadInput
-from easyflow_cli.model import Mode
-from easyflow_cli.timeutil import from_iso, to_iso, utcnow
+from easyflow_cli.core.errors import BadInput
+from easyflow_cli.core.model import Mode
+from easyflow_cli.core.timeutil import from_iso, to_iso, utcnow
 
 app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
                   help="Schedule workflows: cron, every, at.")
@@ -34,10 +34,10 @@ def add(
     timezone: str = typer.Option(None, "--timezone", help="IANA zone; default: local time."),
 ) -> None:
     """Add a schedule to a workflow; prints its id."""
-    from easyflow_cli.durations import parse_duration
-    from easyflow_cli.scheduler import add_schedule
-    from easyflow_cli.spec import ScheduleSpec
-    from easyflow_cli.triggers import check_schedule
+    from easyflow_cli.core.durations import parse_duration
+    from easyflow_cli.core.spec import ScheduleSpec
+    from easyflow_cli.core.triggers import check_schedule
+    from easyflow_cli.scheduling.scheduler import add_schedule
 
     given = [(k, v) for k, v in (("cron", cron), ("every", every), ("at", at)) if v is not None]
     if len(given) != 1:
@@ -63,13 +63,13 @@ def add(
 
 
 def _notify_daemon() -> None:
-    from easyflow_cli.client import notify_reload
+    from easyflow_cli.runtime.client import notify_reload
 
     notify_reload()
 
 
 def _listing_row(row: dict, store, now) -> dict:
-    from easyflow_cli.scheduler import next_fires, schedule_mode
+    from easyflow_cli.scheduling.scheduler import next_fires, schedule_mode
 
     spec_mode = store.get_workflow(row["workflow"]).execution_mode
     nxt = next_fires(row, now, 1)
@@ -84,7 +84,7 @@ def list_(
     as_csv: bool = CSV_OPTION,
 ) -> None:
     """List schedules with their next fire time and the mode their runs will get."""
-    from easyflow_cli.scheduler import describe_delay
+    from easyflow_cli.scheduling.scheduler import describe_delay
 
     now = utcnow()
     with open_store() as store:
@@ -105,7 +105,7 @@ def next_(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """When will this run? The next N fire times of a schedule, or of all a workflow's."""
-    from easyflow_cli.scheduler import describe_delay, next_fires
+    from easyflow_cli.scheduling.scheduler import describe_delay, next_fires
 
     now = utcnow()
     with open_store() as store:
@@ -139,7 +139,7 @@ def remove(schedule_id: int) -> None:
 @app.command("pause")
 def pause(schedule_id: int) -> None:
     """Stop a schedule from firing until it is resumed."""
-    from easyflow_cli.scheduler import pause_schedule
+    from easyflow_cli.scheduling.scheduler import pause_schedule
 
     with open_store() as store:
         pause_schedule(store, schedule_id)
@@ -150,7 +150,7 @@ def pause(schedule_id: int) -> None:
 @app.command("resume")
 def resume(schedule_id: int) -> None:
     """Let a paused schedule fire again, from now on (missed slots are not caught up)."""
-    from easyflow_cli.scheduler import resume_schedule
+    from easyflow_cli.scheduling.scheduler import resume_schedule
 
     with open_store() as store:
         resume_schedule(store, schedule_id, utcnow())

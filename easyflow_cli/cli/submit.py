@@ -9,14 +9,14 @@ from typing import TYPE_CHECKING, Any
 
 from easyflow_cli.cli.common import parse_deadline
 from easyflow_cli.cli.plain import print_json, print_line, say
-from easyflow_cli.model import Mode, Trigger
-from easyflow_cli.queue import QueuePolicy, enqueue_run, plan_run, typical_duration
-from easyflow_cli.timeutil import utcnow
+from easyflow_cli.core.model import Mode, Trigger
+from easyflow_cli.core.timeutil import utcnow
+from easyflow_cli.storage.queue import QueuePolicy, enqueue_run, plan_run, typical_duration
 
 if TYPE_CHECKING:
-    from easyflow_cli.config import Config
-    from easyflow_cli.spec import WorkflowSpec
-    from easyflow_cli.store import Store
+    from easyflow_cli.core.config import Config
+    from easyflow_cli.core.spec import WorkflowSpec
+    from easyflow_cli.storage.store import Store
 
 
 def plan_manual_run(store: Store, spec: WorkflowSpec, config: Config, *, mode: Mode | None,

@@ -9,8 +9,8 @@ import typer
 
 from easyflow_cli.cli.common import open_store
 from easyflow_cli.cli.output import CSV_OPTION, JSON_OPTION, err_console, print_json, render_rows
-from easyflow_cli.errors import BadInput
-from easyflow_cli.timeutil import utcnow
+from easyflow_cli.core.errors import BadInput
+from easyflow_cli.core.timeutil import utcnow
 
 app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
                   help="Register and inspect workflows (TOML files).")
@@ -21,8 +21,8 @@ def add(
     paths: list[Path] = typer.Argument(..., help="Workflow files, or directories of *.toml."),
 ) -> None:
     """Validate and register workflows. All or nothing: one bad file and none are added."""
-    from easyflow_cli.scheduler import prime_schedules
-    from easyflow_cli.spec import load_workflow_files
+    from easyflow_cli.core.spec import load_workflow_files
+    from easyflow_cli.scheduling.scheduler import prime_schedules
 
     specs = load_workflow_files(paths)
     with open_store() as store:
@@ -39,7 +39,7 @@ def add(
 
 def _notify_daemon() -> None:
     """Ask a running daemon to reload; without one there is nothing to do."""
-    from easyflow_cli.client import notify_reload
+    from easyflow_cli.runtime.client import notify_reload
 
     notify_reload()
 
@@ -69,7 +69,7 @@ def _summary(row: dict, store) -> dict:
 @app.command("show")
 def show(name: str, as_json: bool = JSON_OPTION) -> None:
     """Show one workflow: its definition and where it came from."""
-    from easyflow_cli.spec import spec_to_dict, to_toml
+    from easyflow_cli.core.spec import spec_to_dict, to_toml
 
     with open_store() as store:
         spec = store.get_workflow(name)
@@ -98,7 +98,7 @@ def export(
     output: Path = typer.Option(None, "-o", "--output", help="Write to this file, not stdout."),
 ) -> None:
     """Write a workflow back out as TOML (adding the file again gives the same workflow)."""
-    from easyflow_cli.spec import to_toml
+    from easyflow_cli.core.spec import to_toml
 
     with open_store() as store:
         text = to_toml(store.get_workflow(name))

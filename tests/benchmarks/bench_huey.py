@@ -5,7 +5,7 @@
 
 Huey: `SqliteHuey` with a consumer of 2 process workers (`-w 2 -k process -q`), once at its
 default polling (`-d 0.1 -m 10 -b 1.15`) and once tuned to its minimum delay (`-d 0.001
--m 0.001 -b 1.0`). easyflow: its own bench functions (easyflow_cli/bench.py), with the
+-m 0.001 -b 1.0`). easyflow: its own bench functions (easyflow_cli/tools/bench.py), with the
 real-time pool cut to the same 2 workers and Python-callable steps.
 
 - dispatch latency: from just before the submission (Huey: `task()`, one INSERT; easyflow: the
@@ -34,7 +34,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from easyflow_cli import bench  # noqa: E402
+from easyflow_cli.tools import bench  # noqa: E402
 
 HUEY_SETTINGS = {
     "default": [],

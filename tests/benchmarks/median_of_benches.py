@@ -28,7 +28,7 @@ def main() -> None:
     merged = median_document(documents)
     merged["repeats"] = len(documents)
     if "targets" in merged:
-        from easyflow_cli.bench import check_targets
+        from easyflow_cli.tools.bench import check_targets
 
         merged["targets"] = check_targets(merged)
     print(json.dumps(merged, indent=2))

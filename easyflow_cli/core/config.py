@@ -1,0 +1,235 @@
+"""Daemon configuration: pools, deadlines, drain and log limits.
+
+Looked up in order: an explicit path, `$EASYFLOW_CONFIG`, `$EASYFLOW_HOME/easyflow.toml`,
+`/etc/easyflow/easyflow.toml`, else the built-in defaults (`defaults/easyflow.toml`, which
+`config/easyflow.toml` in the repository is). Pool sizes may be overridden by the seed's
+environment variables `REALTIME_MAX_WORKERS`, `BALANCED_MAX_WORKERS`, `ECO_MAX_WORKERS`.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
+from pathlib import Path
+
+from easyflow_cli.core.errors import BadInput, SpecError, SpecErrors
+from easyflow_cli.core.model import Mode
+from easyflow_cli.core.offpeak import OffPeakWindow, parse_window
+from easyflow_cli.core.spec import Checker, KeyLines, type_name
+
+DEFAULTS_PATH = Path(__file__).parent.parent / "defaults" / "easyflow.toml"
+SYSTEM_CONFIG = Path("/etc/easyflow/easyflow.toml")
+WORKER_ENV = {
+    Mode.REAL_TIME: "REALTIME_MAX_WORKERS",
+    Mode.BALANCED: "BALANCED_MAX_WORKERS",
+    Mode.ECO: "ECO_MAX_WORKERS",
+}
+POOL_KEYS = ("workers", "timeout", "nice", "batch_size", "off_peak", "price_per_hour",
+             "off_peak_price_per_hour")
+COST_KEYS = ("currency", "off_peak", "cpu_hour_price", "watts_per_core", "default_duration")
+
+
+@dataclass(frozen=True)
+class PoolConfig:
+    workers: int
+    timeout: float
+    nice: int = 0
+    batch_size: int = 1
+    off_peak: OffPeakWindow | None = None
+    price_per_hour: float = 0.0
+    off_peak_price_per_hour: float = 0.0
+
+
+@dataclass(frozen=True)
+class CostConfig:
+    currency: str = "USD"
+    tariff_window: OffPeakWindow | None = None
+    cpu_hour_price: float = 0.0
+    watts_per_core: float = 15.0
+    default_duration: float = 60.0
+
+
+@dataclass(frozen=True)
+class Config:
+    pools: dict[Mode, PoolConfig]
+    promote_within: timedelta = timedelta(hours=1)
+    drain_grace: float = 60.0
+    kill_grace: float = 5.0
+    log_max_bytes: int = 10 * 1024 * 1024
+    costs: CostConfig = field(default_factory=CostConfig)
+    source: str = "built-in defaults"
+    raw: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def pool(self, mode: Mode | str) -> PoolConfig:
+        return self.pools[Mode(mode)]
+
+    @property
+    def off_peak(self) -> OffPeakWindow | None:
+        """The window eco work waits for (scheduling, not pricing)."""
+        return self.pools[Mode.ECO].off_peak
+
+    @property
+    def tariff_window(self) -> OffPeakWindow | None:
+        """The off-peak tariff hours (pricing, and a run's `off_peak` flag)."""
+        return self.costs.tariff_window
+
+
+def find_config_path(explicit: str | Path | None = None, environ=None) -> Path | None:
+    env = os.environ if environ is None else environ
+    if explicit:
+        return Path(explicit)
+    if env.get("EASYFLOW_CONFIG"):
+        return Path(env["EASYFLOW_CONFIG"])
+    from easyflow_cli.core.paths import state_dir
+
+    for candidate in (state_dir(env) / "easyflow.toml", SYSTEM_CONFIG):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def load_config(explicit: str | Path | None = None, environ=None) -> Config:
+    """The effective configuration: defaults, overlaid by the file found, then the environment."""
+    env = os.environ if environ is None else environ
+    defaults_text = DEFAULTS_PATH.read_text()
+    merged = tomllib.loads(defaults_text)
+    path = find_config_path(explicit, env)
+    source = "built-in defaults"
+    if path is not None:
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise BadInput(f"{path}: cannot read config: {exc.strerror}") from None
+        merged = _overlay(merged, _parse_text(text, str(path)))
+        source = str(path)
+        config = _build(merged, str(path), KeyLines(text), source)
+    else:
+        config = _build(merged, "<defaults>", KeyLines(defaults_text), source)
+    return _apply_env(config, env)
+
+
+def _parse_text(text: str, file: str) -> dict:
+    from easyflow_cli.core.spec import load_toml
+
+    return load_toml(text, file)
+
+
+def _overlay(base: dict, top: dict) -> dict:
+    out = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _overlay(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _build(data: dict, file: str, lines: KeyLines, source: str) -> Config:
+    check = Checker(file, lines)
+    check.unknown_keys(data, ("pools", "deadlines", "daemon", "logs", "costs"), ())
+    pools = {}
+    raw_pools = data.get("pools", {})
+    check.unknown_keys(raw_pools, tuple(m.value for m in Mode), ("pools",))
+    for mode in Mode:
+        pools[mode] = _build_pool(check, raw_pools.get(mode.value, {}), ("pools", mode.value))
+    deadlines = data.get("deadlines", {})
+    check.unknown_keys(deadlines, ("promote_within",), ("deadlines",))
+    daemon = data.get("daemon", {})
+    check.unknown_keys(daemon, ("drain_grace", "kill_grace"), ("daemon",))
+    logs = data.get("logs", {})
+    check.unknown_keys(logs, ("max_bytes",), ("logs",))
+    config = Config(
+        pools=pools,
+        promote_within=timedelta(seconds=check.duration(deadlines, "promote_within", ("deadlines",))
+                                 or 3600),
+        drain_grace=check.duration(daemon, "drain_grace", ("daemon",)) or 60.0,
+        kill_grace=check.duration(daemon, "kill_grace", ("daemon",)) or 5.0,
+        log_max_bytes=_int(check, logs, "max_bytes", ("logs",), minimum=1024) or 10485760,
+        costs=_build_costs(check, data.get("costs", {})),
+        source=source,
+        raw=data,
+    )
+    if check.errors:
+        raise SpecErrors(check.errors)
+    return config
+
+
+def _window(check: Checker, table: dict, path: tuple) -> OffPeakWindow | None:
+    text = check.string(table, "off_peak", path)
+    if text is None:
+        return None
+    try:
+        return parse_window(text)
+    except ValueError as exc:
+        check.fail(path + ("off_peak",), str(exc))
+        return None
+
+
+def _price(check: Checker, table: dict, key: str, path: tuple) -> float | None:
+    if key not in table:
+        return None
+    value = table[key]
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        check.fail(path + (key,), f"must be a number >= 0, got {value!r}")
+        return None
+    return float(value)
+
+
+def _build_costs(check: Checker, table: dict) -> CostConfig:
+    path = ("costs",)
+    check.unknown_keys(table, COST_KEYS, path)
+    return CostConfig(
+        currency=check.string(table, "currency", path) or "USD",
+        tariff_window=_window(check, table, path),
+        cpu_hour_price=_price(check, table, "cpu_hour_price", path) or 0.0,
+        watts_per_core=_price(check, table, "watts_per_core", path) or 0.0,
+        default_duration=check.duration(table, "default_duration", path) or 60.0,
+    )
+
+
+def _build_pool(check: Checker, table: dict, path: tuple) -> PoolConfig:
+    check.unknown_keys(table, POOL_KEYS, path)
+    off_peak = _window(check, table, path)
+    return PoolConfig(
+        workers=_int(check, table, "workers", path, minimum=1) or 1,
+        timeout=check.duration(table, "timeout", path) or 60.0,
+        nice=_int(check, table, "nice", path, minimum=0, maximum=19) or 0,
+        batch_size=_int(check, table, "batch_size", path, minimum=1) or 1,
+        off_peak=off_peak,
+        price_per_hour=_price(check, table, "price_per_hour", path) or 0.0,
+        off_peak_price_per_hour=_price(check, table, "off_peak_price_per_hour", path) or 0.0,
+    )
+
+
+def _int(check: Checker, table: dict, key: str, path: tuple, *, minimum: int,
+         maximum: int | None = None) -> int | None:
+    if key not in table:
+        return None
+    value = table[key]
+    if isinstance(value, bool) or not isinstance(value, int):
+        check.fail(path + (key,), f"must be a whole number, got {type_name(value)}")
+        return None
+    if value < minimum or (maximum is not None and value > maximum):
+        bounds = f">= {minimum}" if maximum is None else f"between {minimum} and {maximum}"
+        check.fail(path + (key,), f"must be {bounds}, got {value}")
+        return None
+    return value
+
+
+def _apply_env(config: Config, env) -> Config:
+    pools = dict(config.pools)
+    for mode, name in WORKER_ENV.items():
+        if env.get(name):
+            try:
+                workers = int(env[name])
+                if workers < 1:
+                    raise ValueError
+            except ValueError:
+                raise SpecErrors([SpecError(
+                    f"must be a whole number >= 1, got {env[name]!r}", file="environment",
+                    field=name,
+                )]) from None
+            pools[mode] = replace(pools[mode], workers=workers)
+    return replace(config, pools=pools)

@@ -1,0 +1,668 @@
+"""Workflow files: TOML → a validated `WorkflowSpec`, with errors that name file, line and field.
+
+The same validation reads a file and a stored spec (`spec_from_dict`), and `spec_to_dict` writes
+the canonical form back, so `export` → `add` round-trips exactly.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import shlex
+import stat
+import tomllib
+from dataclasses import dataclass, field
+from datetime import date, datetime, time
+from pathlib import Path
+from typing import Any
+
+from easyflow_cli.core.durations import format_duration, parse_duration
+from easyflow_cli.core.errors import SpecError, SpecErrors, shown
+from easyflow_cli.core.model import CostPriority, Mode
+from easyflow_cli.core.timeutil import TimeOutOfRange, parse_time, to_iso
+
+NAME_PATTERN = re.compile(r"[A-Za-z0-9_-]+")
+NAME_MAX = 64
+ENV_NAME_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+CALL_PATTERN = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
+
+WORKFLOW_KEYS = (
+    "name", "description", "execution_mode", "deadline", "deadline_after", "cost_priority",
+    "timeout", "retries", "retry_backoff", "allow_overlap", "steps", "schedules",
+)
+STEP_KEYS = ("name", "run", "call", "args", "shell", "env", "cwd", "timeout",
+             "continue_on_error")
+SCHEDULE_KEYS = ("cron", "every", "at", "timezone", "mode", "deadline_after")
+SCHEDULE_KINDS = ("cron", "every", "at")
+RETRIES_MAX = 100
+MAX_FILE_BYTES = 16 * 2**20
+
+
+@dataclass(frozen=True)
+class StepSpec:
+    name: str
+    run: tuple[str, ...]
+    shell: bool = False
+    env: dict[str, str] = field(default_factory=dict)
+    cwd: str | None = None
+    timeout: float | None = None
+    continue_on_error: bool = False
+    call: str | None = None  # "package.module:function", run inside the executing process
+    args: tuple[str, ...] = ()  # the callable's positional arguments
+
+    def argv(self) -> list[str]:
+        """What to execute: the argv itself, or `/bin/sh -c` only when `shell = true`."""
+        if self.call:
+            return [self.call, *self.args]
+        if self.shell:
+            return ["/bin/sh", "-c", self.run[0]]
+        return list(self.run)
+
+
+@dataclass(frozen=True)
+class ScheduleSpec:
+    kind: str
+    expr: str
+    timezone: str | None = None
+    mode: Mode | None = None
+    deadline_after: float | None = None
+
+
+@dataclass(frozen=True)
+class WorkflowSpec:
+    name: str
+    steps: tuple[StepSpec, ...]
+    description: str = ""
+    execution_mode: Mode | None = None
+    deadline: datetime | None = None
+    deadline_after: float | None = None
+    cost_priority: CostPriority = CostPriority.NORMAL
+    timeout: float | None = None
+    retries: int = 0
+    retry_backoff: float | None = None
+    allow_overlap: bool = False
+    schedules: tuple[ScheduleSpec, ...] = ()
+    source_file: str | None = None
+    content_hash: str | None = None
+
+    @functools.cached_property
+    def source_dir(self) -> str | None:
+        return str(Path(self.source_file).parent) if self.source_file else None
+
+
+# --------------------------------------------------------------------------- locating lines
+
+
+class KeyLines:
+    """Maps key paths like ("steps", 0, "run") to the line they are written on.
+
+    tomllib does not report positions, so we scan the text for table headers and `key =` lines.
+    Good enough for error messages; a path we cannot place falls back to its parent.
+    """
+
+    _HEADER = re.compile(r"^\s*(\[\[?)\s*([A-Za-z0-9_.\"'-]+)\s*\]\]?")
+    _KEY = re.compile(r"^\s*([A-Za-z0-9_.\"'-]+)\s*=")
+
+    def __init__(self, text: str) -> None:
+        self.lines: dict[tuple, int] = {}
+        counters: dict[str, int] = {}
+        prefix: tuple = ()
+        in_multiline = False
+        for number, line in enumerate(text.splitlines(), start=1):
+            if line.count('"""') % 2 == 1 or line.count("'''") % 2 == 1:
+                was_inside = in_multiline
+                in_multiline = not in_multiline
+                if was_inside:
+                    continue
+            elif in_multiline:
+                continue
+            header = self._HEADER.match(line)
+            if header:
+                name = header.group(2).strip("\"'")
+                if header.group(1) == "[[":
+                    index = counters.get(name, -1) + 1
+                    counters[name] = index
+                    prefix = (name, index)
+                    self.lines.setdefault((name,), number)
+                else:
+                    prefix = tuple(name.split("."))
+                self.lines.setdefault(prefix, number)
+                continue
+            key = self._KEY.match(line)
+            if key:
+                dotted = tuple(part.strip("\"'") for part in key.group(1).split("."))
+                for end in range(1, len(dotted) + 1):
+                    self.lines.setdefault(prefix + dotted[:end], number)
+
+    def line_of(self, path: tuple) -> int | None:
+        while path:
+            if path in self.lines:
+                return self.lines[path]
+            path = path[:-1]
+        return None
+
+
+# --------------------------------------------------------------------------- validation
+
+
+class Checker:
+    """Collects every problem in one document instead of stopping at the first."""
+
+    def __init__(self, file: str | None, lines: KeyLines | None) -> None:
+        self.file = file
+        self.lines = lines
+        self.errors: list[SpecError] = []
+
+    def fail(self, path: tuple, message: str) -> None:
+        line = self.lines.line_of(path) if self.lines else None
+        dotted = ".".join(
+            f"{p}[{i}]" if isinstance(i, int) else str(p)
+            for p, i in _pairs(path)
+        )
+        self.errors.append(SpecError(message, file=self.file, line=line, field=dotted or None))
+
+    def unknown_keys(self, table: dict, allowed: tuple[str, ...], path: tuple) -> None:
+        for key in table:
+            if key not in allowed:
+                import difflib  # here: only a misspelt key needs it
+
+                close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
+                hint = f" (did you mean '{close[0]}'?)" if close else ""
+                self.fail(path + (key,), f"unknown key{hint}")
+
+    def string(self, table: dict, key: str, path: tuple, *, required: bool = False) -> str | None:
+        if key not in table:
+            if required:
+                self.fail(path + (key,), "is required")
+            return None
+        value = table[key]
+        if not isinstance(value, str):
+            self.fail(path + (key,), f"must be a string, got {type_name(value)}")
+            return None
+        if "\0" in value:
+            self.fail(path + (key,), NUL_MESSAGE)
+            return None
+        return value
+
+    def boolean(self, table: dict, key: str, path: tuple) -> bool:
+        value = table.get(key, False)
+        if not isinstance(value, bool):
+            self.fail(path + (key,), f"must be true or false, got {type_name(value)}")
+            return False
+        return value
+
+    def duration(self, table: dict, key: str, path: tuple) -> float | None:
+        text = self.string(table, key, path)
+        if text is None:
+            return None
+        try:
+            return parse_duration(text)
+        except ValueError as exc:
+            self.fail(path + (key,), str(exc))
+            return None
+
+    def choice(self, table: dict, key: str, path: tuple, enum: type) -> Any:
+        text = self.string(table, key, path)
+        if text is None:
+            return None
+        try:
+            return enum(text)
+        except ValueError:
+            allowed = ", ".join(f'"{m.value}"' for m in enum)
+            self.fail(path + (key,), f"must be one of {allowed}, got {shown(text)}")
+            return None
+
+
+# No program can receive a NUL inside an argument, an environment value or a path.
+NUL_MESSAGE = "must not contain a NUL character"
+
+
+def _pairs(path: tuple):
+    """Render ("steps", 0, "run") as steps[0].run."""
+    items = list(path)
+    while items:
+        head = items.pop(0)
+        if items and isinstance(items[0], int):
+            yield head, items.pop(0)
+        else:
+            yield head, None
+
+
+def type_name(value: Any) -> str:
+    return {
+        bool: "a boolean", int: "an integer", float: "a number", str: "a string",
+        list: "an array", dict: "a table", datetime: "a date-time", date: "a date",
+        time: "a time",
+    }.get(type(value), type(value).__name__)
+
+
+def _check_deadline(check: Checker, table: dict) -> datetime | None:
+    if "deadline" not in table:
+        return None
+    value = table["deadline"]
+    path = ("deadline",)
+    if isinstance(value, datetime):
+        value = value.isoformat()
+    if isinstance(value, str):
+        try:
+            return parse_time(value)
+        except TimeOutOfRange as exc:
+            check.fail(path, f"{shown(value)} {exc}")
+            return None
+        except ValueError:
+            check.fail(path, "must be an ISO-8601 time like 2026-12-01T09:00:00Z, got "
+                             f"{shown(value)}")
+            return None
+    check.fail(path, f"must be an ISO-8601 date-time, got {type_name(value)}")
+    return None
+
+
+def _check_run(check: Checker, step: dict, path: tuple, shell: bool) -> tuple[str, ...]:
+    if "run" not in step:
+        check.fail(path + ("run",), "is required (an argv list like [\"echo\", \"hi\"]), "
+                   "or give call = \"package.module:function\"")
+        return ()
+    value = step["run"]
+    if shell:
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            value = shlex.join(value)
+        if not isinstance(value, str) or not value.strip():
+            check.fail(path + ("run",), "with shell = true must be a non-empty command string")
+            return ()
+        if "\0" in value:
+            check.fail(path + ("run",), NUL_MESSAGE)
+            return ()
+        return (value,)
+    if isinstance(value, str):
+        try:
+            argv = shlex.split(value)
+        except ValueError as exc:
+            check.fail(path + ("run",), f"cannot be split into arguments: {exc}")
+            return ()
+    elif isinstance(value, list):
+        bad = [v for v in value if not isinstance(v, str)]
+        if bad:
+            check.fail(path + ("run",), "must be a list of strings")
+            return ()
+        argv = value
+    else:
+        check.fail(path + ("run",), f"must be an argv list or a string, got {type_name(value)}")
+        return ()
+    if not argv or not argv[0]:
+        check.fail(path + ("run",), "must name a program to run")
+        return ()
+    if any("\0" in arg for arg in argv):
+        check.fail(path + ("run",), NUL_MESSAGE)
+        return ()
+    return tuple(argv)
+
+
+def _check_call(check: Checker, step: dict, path: tuple) -> tuple[str | None, tuple[str, ...]]:
+    """`call = "package.module:function"` with optional `args`, instead of `run`."""
+    if "run" in step:
+        check.fail(path + ("call",), "give either run or call, not both")
+    if step.get("shell"):
+        check.fail(path + ("shell",), "only applies to run, not to call")
+    target = check.string(step, "call", path)
+    if target is not None and not CALL_PATTERN.fullmatch(target):
+        check.fail(path + ("call",), f"must look like 'package.module:function', got {target!r}")
+        target = None
+    args = step.get("args", [])
+    if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
+        check.fail(path + ("args",), "must be a list of strings")
+        args = []
+    return target, tuple(args)
+
+
+def _check_env(check: Checker, step: dict, path: tuple) -> dict[str, str]:
+    value = step.get("env", {})
+    if not isinstance(value, dict):
+        check.fail(path + ("env",), f"must be a table of strings, got {type_name(value)}")
+        return {}
+    env = {}
+    for key, item in value.items():
+        if not isinstance(item, str):
+            check.fail(path + ("env", key), f"must be a string, got {type_name(item)}")
+        elif not ENV_NAME_PATTERN.fullmatch(key):
+            check.fail(path + ("env", key), "is not a valid environment variable name")
+        elif "\0" in item:
+            check.fail(path + ("env", key), NUL_MESSAGE)
+        else:
+            env[key] = item
+    return env
+
+
+def _check_steps(check: Checker, table: dict, base_dir: Path | None) -> tuple[StepSpec, ...]:
+    raw = table.get("steps")
+    if raw is not None and not isinstance(raw, list):
+        check.fail(("steps",), f"must be an array of tables ([[steps]]), got {type_name(raw)}")
+        return ()
+    if not raw:
+        check.fail(("steps",), "at least one [[steps]] is required")
+        return ()
+    steps, seen = [], set()
+    for index, step in enumerate(raw):
+        path = ("steps", index)
+        if not isinstance(step, dict):
+            check.fail(path, f"must be a table, got {type_name(step)}")
+            continue
+        check.unknown_keys(step, STEP_KEYS, path)
+        name = check.string(step, "name", path) or f"step-{index + 1}"
+        if name in seen:
+            check.fail(path + ("name",), f"duplicate step name {name!r}")
+        seen.add(name)
+        shell = check.boolean(step, "shell", path)
+        call, args = None, ()
+        if "call" in step:
+            call, args = _check_call(check, step, path)
+            run = ()
+        else:
+            if "args" in step:
+                check.fail(path + ("args",), "only applies to call; put arguments in run")
+            run = _check_run(check, step, path, shell)
+        cwd = check.string(step, "cwd", path)
+        if cwd is not None and base_dir is not None and not Path(cwd).is_absolute():
+            cwd = str((base_dir / cwd).resolve())
+        timeout = check.duration(step, "timeout", path)
+        steps.append(StepSpec(
+            name=name, run=run, shell=shell, env=_check_env(check, step, path), cwd=cwd,
+            timeout=timeout, continue_on_error=check.boolean(step, "continue_on_error", path),
+            call=call, args=args,
+        ))
+    return tuple(steps)
+
+
+def _check_schedules(check: Checker, table: dict, verify: bool) -> tuple[ScheduleSpec, ...]:
+    raw = table.get("schedules", [])
+    if not isinstance(raw, list):
+        check.fail(("schedules",), "must be an array of tables ([[schedules]])")
+        return ()
+    schedules = []
+    for index, item in enumerate(raw):
+        path = ("schedules", index)
+        if not isinstance(item, dict):
+            check.fail(path, f"must be a table, got {type_name(item)}")
+            continue
+        check.unknown_keys(item, SCHEDULE_KEYS, path)
+        kinds = [k for k in SCHEDULE_KINDS if k in item]
+        if len(kinds) != 1:
+            check.fail(path, "needs exactly one of cron, every, at")
+            continue
+        kind = kinds[0]
+        value = item[kind]
+        if isinstance(value, datetime) and kind == "at":
+            value = value.isoformat()
+        if not isinstance(value, str):
+            check.fail(path + (kind,), f"must be a string, got {type_name(value)}")
+            continue
+        timezone = check.string(item, "timezone", path)
+        mode = check.choice(item, "mode", path, Mode)
+        deadline_after = check.duration(item, "deadline_after", path)
+        if verify:
+            from easyflow_cli.core.triggers import check_schedule, check_timezone
+
+            try:
+                check_timezone(timezone)
+            except ValueError as exc:
+                check.fail(path + ("timezone",), str(exc))
+                continue
+            try:
+                value = check_schedule(kind, value, timezone)
+            except ValueError as exc:
+                check.fail(path + (kind,), str(exc))
+                continue
+        schedules.append(ScheduleSpec(kind, value, timezone, mode, deadline_after))
+    return tuple(schedules)
+
+
+def _check_retries(check: Checker, table: dict) -> int:
+    value = table.get("retries", 0)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= RETRIES_MAX:
+        check.fail(("retries",), f"must be a whole number from 0 to {RETRIES_MAX}, got "
+                                 f"{shown(value)}")
+        return 0
+    return value
+
+
+def _check_workflow(check: Checker, table: dict, base_dir: Path | None, verify: bool):
+    check.unknown_keys(table, WORKFLOW_KEYS, ())
+    name = check.string(table, "name", (), required=True)
+    if name == "":
+        check.fail(("name",), "must not be empty")
+    elif name is not None and not NAME_PATTERN.fullmatch(name):
+        check.fail(("name",), f"{shown(name)} may only use letters, digits, '-' and '_'")
+    elif name is not None and len(name) > NAME_MAX:
+        check.fail(("name",), f"is {len(name)} characters long; at most {NAME_MAX}")
+    return dict(
+        name=name,
+        description=check.string(table, "description", ()) or "",
+        execution_mode=check.choice(table, "execution_mode", (), Mode),
+        deadline=_check_deadline(check, table),
+        deadline_after=check.duration(table, "deadline_after", ()),
+        cost_priority=check.choice(table, "cost_priority", (), CostPriority)
+        or CostPriority.NORMAL,
+        timeout=check.duration(table, "timeout", ()),
+        retries=_check_retries(check, table),
+        retry_backoff=check.duration(table, "retry_backoff", ()),
+        allow_overlap=check.boolean(table, "allow_overlap", ()),
+        steps=_check_steps(check, table, base_dir),
+        schedules=_check_schedules(check, table, verify),
+    )
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def parse_workflow_text(text: str, file: str | None = None, *, verify: bool = True) -> WorkflowSpec:
+    """Parse one workflow document; raises SpecErrors listing every problem found."""
+    table = load_toml(text, file)
+    if not table:
+        raise SpecErrors([SpecError("holds no workflow: write name = \"...\" and at least one "
+                                    "[[steps]]", file=file)])
+    base_dir = Path(file).resolve().parent if file else None
+    check = Checker(file, KeyLines(text))
+    fields = _check_workflow(check, table, base_dir, verify)
+    if check.errors:
+        raise SpecErrors(check.errors)
+    source = str(Path(file).resolve()) if file else None
+    import hashlib  # here: loading OpenSSL costs the CLI's hot path ~5 ms
+
+    digest = hashlib.sha256(text.encode()).hexdigest()
+    return WorkflowSpec(**fields, source_file=source, content_hash=digest)
+
+
+def load_toml(text: str, file: str | None) -> dict[str, Any]:
+    """The TOML document in `text`, or SpecErrors with one line saying what is wrong where."""
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SpecErrors([_syntax_error(exc, text, file)]) from None
+    except ValueError:
+        # tomllib lets Python's int() refuse an integer of more than 4300 digits.
+        raise SpecErrors([SpecError("TOML value error: a number has too many digits to read",
+                                    file=file)]) from None
+    except RecursionError:
+        raise SpecErrors([SpecError("TOML syntax error: arrays or tables nested too deeply",
+                                    file=file)]) from None
+
+
+def _syntax_error(exc: tomllib.TOMLDecodeError, text: str, file: str | None) -> SpecError:
+    message = str(exc)
+    found = re.search(r"\(at line (\d+), column \d+\)", message)
+    line = int(found.group(1)) if found else max(1, len(text.splitlines()))
+    message = re.sub(r"\s*\(at line \d+, column \d+\)", "", message)
+    message = re.sub(r"\s*\(at end of document\)", " at end of file", message)
+    return SpecError(f"TOML syntax error: {message}", file=file, line=line)
+
+
+def parse_workflow_file(path: str | Path) -> WorkflowSpec:
+    path = Path(path)
+    try:
+        data = _read_workflow_bytes(path)
+    except OSError as exc:
+        raise SpecErrors([SpecError(f"cannot read: {exc.strerror}", file=str(path))]) from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise SpecErrors([SpecError("is not UTF-8 text", file=str(path))]) from None
+    return parse_workflow_text(text, str(path))
+
+
+def _read_workflow_bytes(path: Path) -> bytes:
+    """The file's bytes, once it is known to be a regular file we may trust.
+
+    The checks use the opened descriptor, so the file cannot be swapped between check and read;
+    O_NONBLOCK keeps a FIFO from hanging the open.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise SpecErrors([SpecError("is not a regular file", file=str(path))])
+        if os.geteuid() == 0:
+            _refuse_untrusted(path, info)
+        data = handle.read(MAX_FILE_BYTES + 1)
+    if len(data) > MAX_FILE_BYTES:
+        raise SpecErrors([SpecError(f"is larger than {MAX_FILE_BYTES // 2**20} MiB",
+                                    file=str(path))])
+    return data
+
+
+def _refuse_untrusted(path: Path, info: os.stat_result) -> None:
+    """As root, like cron: a workflow is run with root's rights, so a file (or the directory
+    holding it) that another user could change must not be trusted."""
+    problems = [f"is {why}" for why in _untrusted_because(info)]
+    for directory in dict.fromkeys([path.absolute().parent, path.resolve().parent]):
+        problems += [f"is in {directory}, which is {why}"
+                     for why in _untrusted_because(os.stat(directory))]
+    if problems:
+        raise SpecErrors([SpecError(
+            f"{problems[0]}; as root easyflow only reads workflow files that only root can "
+            "change (chmod go-w, chown root)", file=str(path))])
+
+
+def _untrusted_because(info: os.stat_result) -> list[str]:
+    reasons = []
+    if info.st_uid != 0:
+        reasons.append(f"owned by uid {info.st_uid}, not root")
+    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        reasons.append(f"writable by group or others (mode {stat.S_IMODE(info.st_mode):04o})")
+    return reasons
+
+
+def expand_paths(paths: list[str | Path]) -> list[Path]:
+    """Files as given; a directory stands for its `*.toml` files, in name order."""
+    files: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            found = sorted(path.glob("*.toml"))
+            if not found:
+                raise SpecErrors([SpecError("directory holds no *.toml files", file=str(path))])
+            files.extend(found)
+        elif path.exists():
+            files.append(path)
+        else:
+            raise SpecErrors([SpecError("no such file or directory", file=str(path))])
+    return files
+
+
+def load_workflow_files(paths: list[str | Path]) -> list[WorkflowSpec]:
+    """All or nothing: every file parses and every name is unique, or SpecErrors lists why."""
+    errors: list[SpecError] = []
+    specs: list[WorkflowSpec] = []
+    for path in expand_paths(paths):
+        try:
+            specs.append(parse_workflow_file(path))
+        except SpecErrors as exc:
+            errors.extend(exc.errors)
+    first_file: dict[str, str] = {}
+    for spec in specs:
+        if spec.name in first_file:
+            line = KeyLines(Path(spec.source_file).read_text()).line_of(("name",))
+            errors.append(SpecError(
+                f"duplicate workflow name {spec.name!r} (also in {first_file[spec.name]})",
+                file=spec.source_file, line=line, field="name",
+            ))
+        else:
+            first_file[spec.name] = spec.source_file
+    if errors:
+        raise SpecErrors(errors)
+    return specs
+
+
+def spec_to_dict(spec: WorkflowSpec) -> dict[str, Any]:
+    """The canonical TOML-shaped form: defaults left out, durations as text."""
+    out: dict[str, Any] = {"name": spec.name}
+    if spec.description:
+        out["description"] = spec.description
+    if spec.execution_mode:
+        out["execution_mode"] = spec.execution_mode.value
+    if spec.deadline:
+        out["deadline"] = to_iso(spec.deadline)
+    _put_duration(out, "deadline_after", spec.deadline_after)
+    if spec.cost_priority != CostPriority.NORMAL:
+        out["cost_priority"] = spec.cost_priority.value
+    _put_duration(out, "timeout", spec.timeout)
+    if spec.retries:
+        out["retries"] = spec.retries
+    _put_duration(out, "retry_backoff", spec.retry_backoff)
+    if spec.allow_overlap:
+        out["allow_overlap"] = True
+    out["steps"] = [_step_to_dict(step) for step in spec.steps]
+    if spec.schedules:
+        out["schedules"] = [_schedule_to_dict(s) for s in spec.schedules]
+    return out
+
+
+def _put_duration(out: dict, key: str, seconds: float | None) -> None:
+    if seconds is not None:
+        out[key] = format_duration(seconds)
+
+
+def _step_to_dict(step: StepSpec) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": step.name}
+    if step.call:
+        out["call"] = step.call
+        if step.args:
+            out["args"] = list(step.args)
+    else:
+        out["run"] = step.run[0] if step.shell else list(step.run)
+    if step.shell:
+        out["shell"] = True
+    if step.env:
+        out["env"] = dict(step.env)
+    if step.cwd:
+        out["cwd"] = step.cwd
+    _put_duration(out, "timeout", step.timeout)
+    if step.continue_on_error:
+        out["continue_on_error"] = True
+    return out
+
+
+def _schedule_to_dict(schedule: ScheduleSpec) -> dict[str, Any]:
+    out: dict[str, Any] = {schedule.kind: schedule.expr}
+    if schedule.timezone:
+        out["timezone"] = schedule.timezone
+    if schedule.mode:
+        out["mode"] = schedule.mode.value
+    _put_duration(out, "deadline_after", schedule.deadline_after)
+    return out
+
+
+def spec_from_dict(
+    data: dict[str, Any], *, source_file: str | None = None, content_hash: str | None = None,
+) -> WorkflowSpec:
+    """Rebuild a stored spec. It was validated on the way in, so schedules are not re-verified."""
+    check = Checker(source_file, None)
+    fields = _check_workflow(check, data, None, verify=False)
+    if check.errors:
+        raise SpecErrors(check.errors)
+    return WorkflowSpec(**fields, source_file=source_file, content_hash=content_hash)
+
+
+def to_toml(spec: WorkflowSpec) -> str:
+    import tomli_w
+
+    return tomli_w.dumps(spec_to_dict(spec))

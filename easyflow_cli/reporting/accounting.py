@@ -1,0 +1,317 @@
+"""Read-only aggregate queries over the runs table, for quotes and reports.
+
+SQL does the heavy part, each report in one pass over a partial covering index (migration 3 in
+`store.py`) that holds its groups, or its values in order, so that no query sorts or loads a
+million runs; the price model in `costs.py` is applied to the sums, so a price change
+re-prices history.
+"""
+
+from __future__ import annotations
+
+import statistics
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from easyflow_cli.core.model import Mode
+from easyflow_cli.core.timeutil import to_iso
+from easyflow_cli.reporting.reports import nearest_rank, percentile
+from easyflow_cli.reporting.timeline import Timeline
+from easyflow_cli.storage.store import LEFT_QUEUE_SQL, Store, epoch_sql
+
+NOW_ISO = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
+
+GROUP_KEYS = {
+    "mode": "mode",
+    "workflow": "workflow",
+    "day": "substr(finished_at, 1, 10)",
+}
+# Each grouping in the column order of an index that holds it (runs_costs, runs_costs_workflow),
+# so SQLite streams the groups off the index: sorting a million runs for GROUP BY took ~1.3 s.
+GROUP_BY = {
+    "mode": "mode, off_peak",
+    "workflow": "workflow, mode, off_peak",
+    "day": "mode, off_peak, substr(finished_at, 1, 10)",
+}
+
+
+@dataclass(frozen=True)
+class Period:
+    since: datetime | None
+    until: datetime | None
+    workflow: str | None = None
+
+    def where(self) -> tuple[str, list[Any]]:
+        """Finished runs that occupied a worker, finished inside the period."""
+        clauses, args = ["duration_s IS NOT NULL"], []
+        if self.since is not None:
+            clauses.append("finished_at >= ?")
+            args.append(to_iso(self.since))
+        if self.until is not None:
+            clauses.append("finished_at < ?")
+            args.append(to_iso(self.until))
+        if self.workflow:
+            clauses.append("workflow = ?")
+            args.append(self.workflow)
+        return " AND ".join(clauses), args
+
+
+def has_history(store: Store, workflow: str) -> bool:
+    """Runs of this workflow exist (it may since have been removed: history is kept)."""
+    row = store.conn.execute("SELECT 1 FROM runs WHERE workflow = ? LIMIT 1", (workflow,))
+    return row.fetchone() is not None
+
+
+def cost_sums(store: Store, period: Period, by: str = "mode") -> list[dict[str, Any]]:
+    """Per (group, mode, off_peak): runs, worker seconds, CPU seconds, measured joules."""
+    key = GROUP_KEYS[by]
+    where, args = period.where()
+    rows = store.conn.execute(
+        f"SELECT {key} AS grp, mode, off_peak, count(*) AS runs,"
+        " total(duration_s) AS worker_s, total(cpu_user_s + cpu_system_s) AS cpu_s,"
+        " total(energy_j) AS energy_j, count(energy_j) AS measured,"
+        " total(CASE WHEN energy_j IS NULL THEN cpu_user_s + cpu_system_s END) AS unmeasured_cpu_s"
+        f" FROM runs WHERE {where} GROUP BY {GROUP_BY[by]}", args,
+    ).fetchall()
+    return sorted((dict(r) for r in rows),
+                  key=lambda r: (r["grp"], r["mode"], bool(r["off_peak"])))
+
+
+# Below this many runs of a mode in the period, reading their values and sorting them is
+# quicker than stepping an index in value order past runs the filters leave out.
+FETCH_ALL_BELOW = 50_000
+
+
+def latency_stats(store: Store, period: Period, quantiles: tuple[int, ...]
+                  ) -> dict[str, dict[str, Any]]:
+    """Per mode: runs, deadlines met/missed, and the nearest-rank percentiles of queue wait
+    and duration (`reports.nearest_rank`), each read at its rank off an index in value order
+    rather than by loading every run."""
+    where, args = period.where()
+    stats = {}
+    for mode, runs, waited, met, missed in store.conn.execute(
+        "SELECT mode, count(*), count(queue_wait_s), count(CASE WHEN deadline_met THEN 1 END),"
+        " count(CASE WHEN NOT deadline_met THEN 1 END)"
+        f" FROM runs WHERE {where} GROUP BY mode", args,
+    ).fetchall():
+        # One workflow's runs are quickest found through the index that leads with it, even
+        # though SQLite, preferring covering indexes, would step over every run of the mode.
+        found = {"where": f"{where} AND mode = ?", "args": [*args, mode],
+                 "few": "INDEXED BY runs_costs_workflow" if period.workflow else ""}
+        stats[mode] = {
+            "runs": runs, "deadlines_met": met, "deadlines_missed": missed,
+            "queue_wait_s": _percentiles(store, "queue_wait_s", "runs_waits", waited,
+                                         quantiles, **found),
+            "duration_s": _percentiles(store, "duration_s", "runs_durations", runs,
+                                       quantiles, **found),
+        }
+    return stats
+
+
+def _percentiles(store: Store, column: str, index: str, count: int, quantiles: tuple[int, ...],
+                 where: str, args: list[Any], few: str) -> dict[int, float | None]:
+    where = f"{where} AND {column} IS NOT NULL"
+    if count < FETCH_ALL_BELOW:
+        values = sorted(v for v, in store.conn.execute(
+            f"SELECT {column} FROM runs {few} WHERE {where}", args))
+        return {q: percentile(values, q) for q in quantiles}
+    return {q: _ranked(store, column, index, where, args, nearest_rank(count, q), count)
+            for q in quantiles}
+
+
+def _ranked(store: Store, column: str, index: str, where: str, args: list[Any], rank: int,
+            count: int) -> float:
+    """The rank-th smallest value (1-based) of the column among the runs `where` selects."""
+    # Stepping over the index is what costs: come from whichever end is nearer (p95, p99 from
+    # the top). Equal values are interchangeable, so the answer is the same either way.
+    order, offset = ("ASC", rank - 1) if rank - 1 <= count - rank else ("DESC", count - rank)
+    return store.conn.execute(
+        f"SELECT {column} FROM runs INDEXED BY {index} WHERE {where}"
+        f" ORDER BY {column} {order} LIMIT 1 OFFSET ?", [*args, offset]).fetchone()[0]
+
+
+@dataclass
+class PoolUse:
+    """Per mode, over a timeline: runs that held a worker, and the seconds that runs spent
+    busy and queued in each slice; foreground runs (no pool worker) are only counted."""
+
+    runs: dict[str, int]
+    busy_s: dict[str, list[float]]
+    queued_s: dict[str, list[float]]
+    foreground_runs: int = 0
+
+
+BEGAN, ENDED = epoch_sql("started_at"), epoch_sql("finished_at")
+QUEUED, LEFT_QUEUE = epoch_sql("enqueued_at"), epoch_sql(LEFT_QUEUE_SQL)
+
+
+def pool_use(store: Store, period: Period, timeline: Timeline) -> PoolUse:
+    """Busy and queued seconds per slice for runs that overlap the period.
+
+    Settled runs lying inside one slice are added up by SQL, slice by slice (runs picked by
+    when they stopped being busy or queued), off indexes that hold their times as epoch
+    seconds; the rest (crossing a slice boundary, or not finished) are read and spread in
+    Python. Both cut at the same floating-point bounds."""
+    modes = [m.value for m in Mode]
+    use = PoolUse({m: 0 for m in modes}, {m: timeline.zeros() for m in modes},
+                  {m: timeline.zeros() for m in modes})
+    filters = _pool_filters(period)
+    # Busy and queued times are two passes over two indexes: on a second connection in a
+    # thread (SQLite lets go of the GIL), they take one pass's wall time on two cores.
+    with ThreadPoolExecutor(max_workers=1) as thread, Store(store.path) as other:
+        queued = thread.submit(_add_queued, other, period, timeline, filters, use)
+        _add_busy(store, period, timeline, filters, use)
+        queued.result()
+    return use
+
+
+def _add_busy(store: Store, period: Period, timeline: Timeline, filters: dict[str, Any],
+              use: PoolUse) -> None:
+    for mode in use.busy_s:
+        for index, (low_iso, high_iso) in enumerate(_slice_edges(timeline, period)):
+            _busy_slice(store, filters["settled_busy"],
+                        _slice_args(filters, timeline, mode, index, low_iso, high_iso),
+                        use, index, timeline)
+    for mode, pool, begin, finish in _unfinished(store, "busy", filters):
+        if pool == "foreground":
+            use.foreground_runs += 1
+            continue
+        use.runs[mode] += 1
+        timeline.spread(use.busy_s[mode], begin, finish)
+
+
+def _add_queued(store: Store, period: Period, timeline: Timeline, filters: dict[str, Any],
+                use: PoolUse) -> None:
+    for mode in use.queued_s:
+        for index, (low_iso, high_iso) in enumerate(_slice_edges(timeline, period)):
+            _queued_slice(store, filters["settled_queued"],
+                          _slice_args(filters, timeline, mode, index, low_iso, high_iso),
+                          use, index, timeline)
+    for mode, enqueued, left in _unfinished(store, "queued", filters):
+        timeline.spread(use.queued_s[mode], enqueued, left)
+
+
+def _slice_args(filters: dict[str, Any], timeline: Timeline, mode: str, index: int,
+                low_iso: str | None, high_iso: str | None) -> dict[str, Any]:
+    low, high = timeline.bounds(index)
+    return {**filters["args"], "mode": mode, "low": low, "high": high, "low_iso": low_iso,
+            "high_iso": high_iso}
+
+
+def _pool_filters(period: Period) -> dict[str, Any]:
+    """The period as SQL, with named args: for runs busy in it (by start and finish) and runs
+    queued in it (by enqueue and leaving the queue), finished or not (`now` for the end).
+
+    For finished runs the ends are plain columns: `--since` becomes the first slice's lower
+    edge in `_slice_edges`, an index range (two lower bounds would leave SQLite to pick one)."""
+    clauses: dict[str, list[str]] = {
+        "busy": ["started_at IS NOT NULL"], "settled_busy": ["started_at IS NOT NULL"],
+        "queued": [], "settled_queued": []}
+    args: dict[str, Any] = {}
+    if period.until is not None:
+        for kind in clauses:
+            clauses[kind].append(("started_at" if "busy" in kind else "enqueued_at") + " < :until")
+        args["until"] = to_iso(period.until)
+    if period.since is not None:
+        clauses["busy"].append("(finished_at IS NULL OR finished_at >= :since)")
+        clauses["queued"].append(f"coalesce({LEFT_QUEUE_SQL}, {NOW_ISO}) >= :since")
+        args["since"] = to_iso(period.since)  # for finished runs, the first slice's lower edge
+    if period.workflow:
+        for kind in clauses:
+            clauses[kind].append("workflow = :workflow")
+        args["workflow"] = period.workflow
+    return {"args": args, **{kind: " AND ".join(c or ["1"]) for kind, c in clauses.items()}}
+
+
+def _slice_edges(timeline: Timeline, period: Period) -> list[tuple[str | None, str | None]]:
+    """Text bounds close to each slice's, to pick runs by index range; any monotone choice
+    is correct, since runs not inside their float slice are spread in Python."""
+    cuts = [to_iso(datetime.fromtimestamp(timeline.bounds(i)[0], UTC))
+            for i in range(1, timeline.buckets)]
+    return list(zip([to_iso(period.since), *cuts], [*cuts, None], strict=True))
+
+
+def _in_slice(column: str, low_iso: str | None, high_iso: str | None) -> str:
+    clauses = [f"{column} >= :low_iso"] if low_iso is not None else []
+    if high_iso is not None:
+        clauses.append(f"{column} < :high_iso")
+    return " AND ".join(clauses or ["1"])
+
+
+def _busy_slice(store: Store, filters: str, args: dict[str, Any], use: PoolUse, index: int,
+                timeline: Timeline) -> None:
+    where = (f"finished_at IS NOT NULL AND mode = :mode AND {filters}"
+             f" AND {_in_slice('finished_at', args['low_iso'], args['high_iso'])}")
+    inside = f"pool IS NOT 'foreground' AND {BEGAN} >= :low AND {ENDED} <= :high"
+    runs, foreground, busy, simple = store.conn.execute(
+        f"SELECT count(*), total(pool IS 'foreground'),"
+        f" total(CASE WHEN {inside} AND {ENDED} > {BEGAN} THEN {ENDED} - {BEGAN} END),"
+        f" total({inside}) FROM runs INDEXED BY runs_busy WHERE {where}", args).fetchone()
+    mode = args["mode"]
+    use.runs[mode] += runs - int(foreground)
+    use.foreground_runs += int(foreground)
+    use.busy_s[mode][index] += busy
+    if runs - foreground - simple:
+        for begin, finish in store.conn.execute(
+            f"SELECT {BEGAN}, {ENDED} FROM runs INDEXED BY runs_busy WHERE {where}"
+            f" AND pool IS NOT 'foreground' AND NOT ({BEGAN} >= :low AND {ENDED} <= :high)",
+            args,
+        ):
+            timeline.spread(use.busy_s[mode], begin, finish)
+
+
+def _queued_slice(store: Store, filters: str, args: dict[str, Any], use: PoolUse, index: int,
+                  timeline: Timeline) -> None:
+    where = (f"finished_at IS NOT NULL AND mode = :mode AND {filters}"
+             f" AND {_in_slice(LEFT_QUEUE_SQL, args['low_iso'], args['high_iso'])}")
+    inside = f"{QUEUED} >= :low AND {LEFT_QUEUE} <= :high"
+    runs, queued, simple = store.conn.execute(
+        f"SELECT count(*), total(CASE WHEN {inside} AND {LEFT_QUEUE} > {QUEUED}"
+        f" THEN {LEFT_QUEUE} - {QUEUED} END), total({inside})"
+        f" FROM runs INDEXED BY runs_queued_time WHERE {where}", args).fetchone()
+    series = use.queued_s[args["mode"]]
+    series[index] += queued
+    if runs - simple:
+        for enqueued, left in store.conn.execute(
+            f"SELECT {QUEUED}, {LEFT_QUEUE} FROM runs INDEXED BY runs_queued_time"
+            f" WHERE {where} AND NOT ({inside})", args,
+        ):
+            timeline.spread(series, enqueued, left)
+
+
+def _unfinished(store: Store, kind: str, filters: dict[str, Any]) -> list[tuple]:
+    """Runs not finished yet (queued or running: few), with `now` as their end."""
+    if kind == "busy":
+        columns = f"mode, pool, {BEGAN}, {epoch_sql(NOW_ISO)}"
+    else:
+        columns = f"mode, {QUEUED}, {epoch_sql(f'coalesce({LEFT_QUEUE_SQL}, {NOW_ISO})')}"
+    return store.conn.execute(
+        f"SELECT {columns} FROM runs WHERE finished_at IS NULL AND {filters[kind]}",
+        filters["args"]).fetchall()
+
+
+def earliest_start(store: Store, period: Period) -> float | None:
+    """The earliest start of runs in the period (epoch seconds), None if there are none."""
+    where, args = period.where()
+    row = store.conn.execute(
+        f"SELECT {epoch_sql('started_at')} FROM runs INDEXED BY runs_started"
+        f" WHERE {where} AND started_at IS NOT NULL ORDER BY started_at LIMIT 1", args).fetchone()
+    return None if row is None else row[0]
+
+
+def workflow_history(store: Store, workflow: str, sample: int = 50
+                     ) -> tuple[dict[str, tuple[float, float]], dict[str, int]]:
+    """Per mode: median (duration, CPU seconds) of the workflow's recent successful runs."""
+    by_mode: dict[str, list[tuple[float, float]]] = {}
+    for mode, duration, cpu in store.conn.execute(
+        "SELECT mode, duration_s, coalesce(cpu_user_s + cpu_system_s, 0) FROM runs"
+        " WHERE workflow = ? AND state = 'succeeded' AND duration_s IS NOT NULL"
+        " ORDER BY id DESC LIMIT ?", (workflow, sample * 3),
+    ):
+        samples = by_mode.setdefault(mode, [])
+        if len(samples) < sample:
+            samples.append((duration, cpu))
+    medians = {mode: (statistics.median(d for d, _ in s), statistics.median(c for _, c in s))
+               for mode, s in by_mode.items()}
+    return medians, {mode: len(s) for mode, s in by_mode.items()}

@@ -1,0 +1,73 @@
+"""Talking to a running daemon over its Unix socket: one JSON line each way.
+
+Every function here returns None (or False) when no daemon answers: the CLI then works alone.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+from typing import Any
+
+from easyflow_cli.core.paths import socket_path, state_dir
+
+
+def daemon_request(request: dict[str, Any], home: Path | None = None,
+                   timeout: float = 5.0) -> dict[str, Any] | None:
+    sock = connect(home or state_dir(), timeout)
+    if sock is None:
+        return None
+    with sock:
+        return exchange(sock, request)
+
+
+def connect(home: Path, timeout: float = 5.0) -> socket.socket | None:
+    """A connection to the daemon's socket, or None if nothing listens there."""
+    path = socket_path(home)
+    if not path.exists():
+        return None
+    sock = None
+    try:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(timeout)
+        sock.connect(str(path))
+    except OSError:
+        if sock is not None:
+            sock.close()
+        return None
+    return sock
+
+
+def exchange(sock: socket.socket, request: dict[str, Any]) -> dict[str, Any] | None:
+    """Send one request on a connection and read the reply (None if the daemon gave none)."""
+    try:
+        sock.sendall(json.dumps(request).encode() + b"\n")
+        reply = b""
+        while not reply.endswith(b"\n"):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            reply += chunk
+    except OSError:
+        return None
+    if not reply:
+        return None
+    return json.loads(reply)
+
+
+def notify_reload(home: Path | None = None) -> bool:
+    return daemon_request({"op": "reload"}, home) is not None
+
+
+def wake_request(run_ids: list[int] | None = None) -> dict[str, Any]:
+    """Tell the daemon new runs are queued (it re-plans their off-peak wait by its config)."""
+    return {"op": "wake", "runs": run_ids or []}
+
+
+def wake(home: Path | None = None, run_ids: list[int] | None = None) -> bool:
+    return daemon_request(wake_request(run_ids), home) is not None
+
+
+def daemon_status(home: Path | None = None, timeout: float = 5.0) -> dict[str, Any] | None:
+    return daemon_request({"op": "status"}, home, timeout)

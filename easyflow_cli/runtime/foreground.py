@@ -1,0 +1,64 @@
+"""Run a queued run here, in this process, when no daemon is up to take it (`run --now`)."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from easyflow_cli.core.config import Config
+from easyflow_cli.core.errors import EasyflowError
+from easyflow_cli.core.paths import run_log_path
+from easyflow_cli.core.spec import WorkflowSpec
+from easyflow_cli.core.timeutil import utcnow
+from easyflow_cli.runtime.executor import (
+    become_subreaper,
+    execute_workflow,
+    limits_for,
+    lower_priority,
+)
+from easyflow_cli.runtime.rapl import EnergyMeter
+from easyflow_cli.storage.queue import claim_run, finish_run, mark_started, record_step_process
+from easyflow_cli.storage.store import Store
+
+
+class _StopFlag:
+    """Signal handlers only set this flag; the step loop notices within half a second."""
+
+    def __init__(self) -> None:
+        self.stopped = False
+
+    def __call__(self, signum, frame) -> None:
+        self.stopped = True
+
+
+def run_in_foreground(store: Store, home: Path, run: dict[str, Any], spec: WorkflowSpec,
+                      config: Config, echo: BinaryIO | None) -> dict[str, Any]:
+    """Claim the queued run, execute it with its mode's profile, record and return the result."""
+    if not claim_run(store, run["id"], now=utcnow(), pool="foreground",
+                     worker=f"cli:{os.getpid()}"):
+        raise EasyflowError(f"run {run['id']} was taken by another runner")
+    limits = limits_for(config, run["mode"])
+    become_subreaper()
+    lower_priority(limits.nice)
+    log_path = run_log_path(home, run["id"])
+    stop = _StopFlag()
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        with open(fd, "ab", buffering=0) as log:
+            started = utcnow()
+            window = config.tariff_window
+            off_peak = window.contains(started) if window else None
+            mark_started(store, run["id"], now=started, pid=os.getpid(), log_path=str(log_path),
+                         off_peak=off_peak)
+            outcome = execute_workflow(
+                spec, limits, log, echo=echo, cancelled=lambda: stop.stopped,
+                on_step_start=lambda step, pid: record_step_process(store, run["id"], pid),
+                meter=EnergyMeter(),
+            )
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return finish_run(store, run["id"], outcome, now=utcnow())

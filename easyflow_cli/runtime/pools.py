@@ -1,0 +1,207 @@
+"""Three pools of worker processes, one per mode, each with its own size and priority.
+
+A pool never runs more of its mode's runs at once than it has workers. Workers are started
+ahead of time (warm), so a run starts without waiting for a process to boot; a worker that dies
+is noticed through its pipe and replaced.
+
+While a pool's runs are short, each worker is handed several at once (it still runs them one
+after another): a hand-over then costs the daemon one message and one claim for many runs, and
+the worker never waits for the daemon between two of them. Long runs go one at a time, so a run
+never waits behind another while a worker is free; a worker holding runs behind one that turned
+out long gives them back (`release`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from easyflow_cli.core.config import PoolConfig
+from easyflow_cli.core.model import Mode
+
+# Runs a worker may hold at once while its pool's recent runs took under SHORT_RUN_S each.
+PREFETCH_DEPTH = 32
+SHORT_RUN_S = 0.05
+# How much the latest run counts in a pool's typical duration (an exponential average).
+DURATION_WEIGHT = 0.2
+# A run that has been going this long is no longer short: runs held behind it are given back
+# if another worker of the pool is free.
+RELEASE_AFTER_S = 0.2
+
+
+@dataclass
+class Assignment:
+    """A run a worker holds: handed over (`started` False) or executing (`started` True)."""
+
+    run_id: int
+    run: dict[str, Any]  # the run as claimed
+    started: bool = False
+    started_at: datetime | None = None  # as its worker reported
+    started_mono: float | None = None  # when that report arrived (monotonic)
+    pgid: int | None = None
+    stop_reason: str | None = None
+
+
+class WorkerProcess:
+    """One worker: its process, its pipes and the runs it holds."""
+
+    def __init__(self, pool: Pool, number: int) -> None:
+        self.pool = pool
+        self.name = f"{pool.mode.value}-{number}"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "easyflow_cli.runtime.worker", "--nice", str(pool.config.nice),
+             "--parent", str(os.getpid())],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True,
+        )
+        self.stdout_fd = self.proc.stdout.fileno()
+        os.set_blocking(self.stdout_fd, False)
+        self.buffer = b""
+        self.assignments: dict[int, Assignment] = {}
+        self.retiring = False
+        self.releasing = False  # a release was asked for and not answered yet
+        self.ready = False  # it has booted and said so: a run handed to it starts at once
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    @property
+    def idle(self) -> bool:
+        return not self.assignments and not self.retiring
+
+    def send(self, message: dict[str, Any]) -> bool:
+        try:
+            self.proc.stdin.write(json.dumps(message).encode() + b"\n")
+            self.proc.stdin.flush()
+            return True
+        except (OSError, ValueError):  # ValueError: the pipe was already closed
+            return False
+
+    def assign(self, runs: list[dict[str, Any]], message: dict[str, Any]) -> bool:
+        """Hand over `runs` (claimed rows) with the `run` message that describes them."""
+        for run in runs:
+            self.assignments[run["id"]] = Assignment(run["id"], run)
+        return self.send(message)
+
+    def long_from(self) -> float | None:
+        """When its current run counts as long (monotonic): RELEASE_AFTER_S after it started."""
+        started = [a.started_mono for a in self.assignments.values() if a.started_mono is not None]
+        return min(started) + RELEASE_AFTER_S if started else None
+
+    def running_long(self, now_mono: float) -> bool:
+        long_from = self.long_from()
+        return long_from is not None and now_mono >= long_from
+
+    def release_due_at(self) -> float | None:
+        """When the runs it holds behind its current one should be given back, if it holds any."""
+        return None if len(self.assignments) < 2 or self.releasing else self.long_from()
+
+    def waiting_behind_long_run(self, now_mono: float) -> bool:
+        """It holds runs not started behind one that has been running a long time."""
+        due = self.release_due_at()
+        return due is not None and now_mono >= due
+
+    def release(self) -> None:
+        """Ask for the runs it has not started back; it answers with a "released" report."""
+        self.releasing = True
+        self.send({"op": "release"})
+
+    def read_events(self) -> tuple[list[dict[str, Any]], bool]:
+        """Events the worker has written so far, and whether its pipe reached end of file."""
+        eof = False
+        try:
+            while True:
+                data = os.read(self.stdout_fd, 65536)
+                if not data:
+                    eof = True
+                    break
+                self.buffer += data
+        except BlockingIOError:
+            pass
+        *lines, self.buffer = self.buffer.split(b"\n")
+        return [json.loads(line) for line in lines if line.strip()], eof
+
+    def retire(self) -> None:
+        """Finish what it holds, then exit.
+
+        A message rather than closing stdin: the pipe must stay open so a run it is still
+        executing can be cancelled (a drain past its grace does exactly that).
+        """
+        self.retiring = True
+        if not self.send({"op": "retire"}):
+            with contextlib.suppress(OSError, ValueError):
+                self.proc.stdin.close()
+
+    def reap(self) -> int | None:
+        """The worker's exit status once it has exited (non-blocking)."""
+        return self.proc.poll()
+
+
+@dataclass
+class Pool:
+    mode: Mode
+    config: PoolConfig
+    workers: list[WorkerProcess] = field(default_factory=list)
+    started: int = 0
+    typical_run_s: float | None = None  # recent runs' duration, an exponential average
+
+    def note_duration(self, seconds: float) -> None:
+        if self.typical_run_s is None:
+            self.typical_run_s = seconds
+        else:
+            self.typical_run_s += DURATION_WEIGHT * (seconds - self.typical_run_s)
+
+    @property
+    def prefetch_depth(self) -> int:
+        """How many runs each worker may hold: several only while the pool's runs are short."""
+        short = self.typical_run_s is not None and self.typical_run_s < SHORT_RUN_S
+        return PREFETCH_DEPTH if short else 1
+
+    def rooms(self, now_mono: float) -> list[tuple[WorkerProcess, int]]:
+        """Workers to hand runs to now, and how many each may take.
+
+        A worker is topped up once it is down to half its depth, so that one claim and one
+        message carry many runs instead of one each; never while its run is a long one."""
+        depth = self.prefetch_depth
+        return [(w, depth - len(w.assignments)) for w in self.workers
+                if not w.retiring and not w.releasing and len(w.assignments) <= depth // 2
+                and not (w.assignments and w.running_long(now_mono))]
+
+    def fill(self) -> list[WorkerProcess]:
+        """Start workers until the pool has its configured size; returns the new ones."""
+        new = []
+        # Retiring workers still count: they may be finishing a run, and the pool's size is a
+        # promise about how many of its runs execute at once.
+        while len(self.workers) < self.config.workers:
+            self.started += 1
+            worker = WorkerProcess(self, self.started)
+            self.workers.append(worker)
+            new.append(worker)
+        return new
+
+    def shrink(self) -> None:
+        """After a reload made the pool smaller: retire idle workers first, then busy ones."""
+        active = [w for w in self.workers if not w.retiring]
+        excess = len(active) - self.config.workers
+        for worker in sorted(active, key=lambda w: not w.idle)[:max(0, excess)]:
+            worker.retire()
+
+    def idle_workers(self) -> list[WorkerProcess]:
+        return [w for w in self.workers if w.idle]
+
+    @property
+    def ready(self) -> int:
+        return sum(1 for w in self.workers if w.ready)
+
+    @property
+    def busy(self) -> int:
+        return sum(1 for w in self.workers if w.assignments)
+
+    def remove(self, worker: WorkerProcess) -> None:
+        self.workers.remove(worker)

@@ -1,0 +1,276 @@
+"""A pool worker process: executes the runs the daemon hands it, one after another.
+
+It never touches the database. The daemon writes JSON lines to its stdin:
+    {"op": "run", "limits": {...}, "specs": {WORKFLOW: {"spec", "source_file"}, ...},
+     "runs": [{"id", "workflow", "log_path"}, ...]}: run these, in this order
+    {"op": "cancel", "id": RUN_ID}
+    {"op": "ack", "id": RUN_ID, "pgid": PGID}: the step's process group is recorded, let it run
+    {"op": "release"}: give back the runs not started yet (another worker is free for them)
+    {"op": "retire"}: finish what you hold, then exit
+and reads JSON lines from its stdout:
+    {"ev": "ready", "pid"}
+    {"ev": "started", "id", "at"} / {"ev": "step", "id", "pgid"} / {"ev": "finished", "id", "at",
+    "outcome": {...}} / {"ev": "released", "ids": [...]}
+    {"ev": "ran", "id", "started_at", "at", "outcome"}: a start and its end in one report
+Times are seconds since the epoch.
+End of stdin means the same as retire. A step waits (parked, before its program runs) until
+the daemon acknowledges its "step" event: a crash can then always find its process group.
+
+"started" and "finished" reports of short runs are sent together, a few at a time: each write
+wakes the daemon, which costs more than a no-op run itself. They leave at the latest when the
+worker has nothing more to run, when its oldest unsent report is FLUSH_AFTER_S old, when a step
+is parked, or when a running call is first checked for cancellation (early, see calls.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import select
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+
+from easyflow_cli.core.model import Outcome, RunState
+from easyflow_cli.core.spec import WorkflowSpec, spec_from_dict
+from easyflow_cli.runtime.executor import (
+    RunLimits,
+    become_subreaper,
+    die_with_parent,
+    execute_workflow,
+    lower_priority,
+)
+from easyflow_cli.runtime.rapl import EnergyMeter
+
+SPEC_CACHE_SIZE = 64
+FLUSH_AFTER_S = 0.001
+
+
+@dataclass
+class Order:
+    """One run to execute, as the daemon handed it over."""
+
+    run_id: int
+    spec: WorkflowSpec
+    limits: RunLimits
+    log_path: str
+
+
+class Worker:
+    """Reads orders from the daemon, runs them, reports back. One run at a time."""
+
+    def __init__(self, inbox: int, outbox: int) -> None:
+        self.inbox = inbox
+        self.outbox = outbox
+        self.buffer = b""
+        self.pending: list[Order] = []
+        self.cancelled: set[int] = set()
+        self.acknowledged: set[tuple[int, int]] = set()
+        self.closed = False  # stdin reached end of file
+        self.retiring = False
+        self.meter = EnergyMeter()
+        self.specs: dict[tuple, WorkflowSpec] = {}
+        self.unsent: list[dict[str, Any]] = []
+        self.unsent_since = 0.0  # monotonic time of the oldest unsent report
+
+    def report(self, **event: Any) -> None:
+        """Send this report, and any held back before it, now."""
+        self.unsent.append(event)
+        self.flush()
+
+    def report_soon(self, **event: Any) -> dict[str, Any]:
+        if not self.unsent:
+            self.unsent_since = time.monotonic()
+        self.unsent.append(event)
+        return event
+
+    def report_end(self, start: dict[str, Any], **end: Any) -> None:
+        """A run's end; sent with its start as one "ran" report if the start is still held."""
+        if self.unsent and self.unsent[-1] is start:
+            start.update(ev="ran", started_at=start["at"], **end)
+        else:
+            self.report_soon(ev="finished", id=start["id"], **end)
+
+    def flush_if_stale(self) -> None:
+        """Send what was held back once the oldest of it is FLUSH_AFTER_S old."""
+        if self.unsent and time.monotonic() - self.unsent_since >= FLUSH_AFTER_S:
+            self.flush()
+
+    def flush(self) -> None:
+        # A raw write, no buffered stream: this also runs in the SIGALRM handler that checks a
+        # running call for cancellation (see calls.py), never while the main code flushes.
+        if not self.unsent:
+            return
+        data = "".join(json.dumps(event) + "\n" for event in self.unsent).encode()
+        self.unsent.clear()
+        try:
+            while data:
+                data = data[os.write(self.outbox, data):]
+        except BrokenPipeError:
+            # The daemon is gone: a dying process closes its files just before its children
+            # get their parent-death signal. Leave quietly; our step dies with us.
+            os._exit(1)
+
+    def read_orders(self, timeout: float | None) -> None:
+        """Take whatever the daemon has sent; wait up to `timeout` for something to arrive."""
+        if self.closed:
+            return
+        ready, _, _ = select.select([self.inbox], [], [], timeout)
+        if not ready:
+            return
+        data = os.read(self.inbox, 65536)
+        if not data:
+            self.closed = True
+            return
+        self.buffer += data
+        *lines, self.buffer = self.buffer.split(b"\n")
+        for line in lines:
+            if line.strip():
+                self._take(json.loads(line))
+
+    def _take(self, order: dict[str, Any]) -> None:
+        if order["op"] == "run":
+            self.pending.extend(self.orders_in(order))
+        elif order["op"] == "release":
+            self.release_pending()
+        elif order["op"] == "cancel":
+            self.cancelled.add(order["id"])
+        elif order["op"] == "ack":
+            self.acknowledged.add((order["id"], order["pgid"]))
+        elif order["op"] == "retire":
+            self.retiring = True
+
+    def orders_in(self, message: dict[str, Any]) -> list[Order]:
+        limits = RunLimits(**message["limits"])
+        specs = {name: self.spec_of(entry) for name, entry in message["specs"].items()}
+        return [Order(run["id"], specs[run["workflow"]], limits, run["log_path"])
+                for run in message["runs"]]
+
+    def release_pending(self) -> None:
+        """Hand back what has not started; a run being cancelled stays, to report its end."""
+        kept = [order for order in self.pending if order.run_id in self.cancelled]
+        released = [order.run_id for order in self.pending if order.run_id not in self.cancelled]
+        self.pending = kept
+        self.report(ev="released", ids=released)
+
+    def is_cancelled(self, run_id: int) -> bool:
+        self.flush_if_stale()  # also asked after every step: not a reason to send at once
+        self.read_orders(0)
+        return run_id in self.cancelled
+
+    def step_recorded(self, run_id: int, pgid: int) -> bool:
+        """Report a parked step and wait until the daemon has recorded it; False: don't run it."""
+        self.report(ev="step", id=run_id, pgid=pgid)
+        while (run_id, pgid) not in self.acknowledged:
+            if self.closed or run_id in self.cancelled:
+                return False
+            self.read_orders(None)
+        self.acknowledged.discard((run_id, pgid))
+        return True
+
+    def serve(self) -> None:
+        self.report(ev="ready", pid=os.getpid())
+        while not ((self.closed or self.retiring) and not self.pending):
+            if not self.pending:
+                self.flush()
+                self.read_orders(None)
+                continue
+            self.flush_if_stale()
+            self.execute(self.pending.pop(0))
+        self.flush()
+
+    def execute(self, order: Order) -> None:
+        run_id = order.run_id
+        if run_id in self.cancelled:
+            self.report_soon(ev="finished", id=run_id, at=time.time(),
+                             outcome=_as_dict(Outcome(RunState.CANCELLED, error="cancelled")))
+            return
+        start = self.report_soon(ev="started", id=run_id, at=time.time())
+        with open_run_log(order.log_path) as log:
+            outcome = execute_workflow(
+                order.spec, order.limits, log, cancelled=lambda: self.is_cancelled(run_id),
+                on_step_start=lambda step, pgid: self.step_recorded(run_id, pgid),
+                meter=self.meter, run_id=run_id,
+            )
+        self.report_end(start, at=time.time(), outcome=_as_dict(outcome))
+
+    def spec_of(self, entry: dict[str, Any]) -> WorkflowSpec:
+        """A handed-over spec, validated once per distinct spec (a pool runs the same few)."""
+        key = (entry.get("source_file"), json.dumps(entry["spec"], sort_keys=True))
+        spec = self.specs.get(key)
+        if spec is None:
+            if len(self.specs) >= SPEC_CACHE_SIZE:
+                self.specs.clear()
+            spec = self.specs[key] = spec_from_dict(entry["spec"], source_file=key[0])
+        return spec
+
+
+def _as_dict(outcome: Outcome) -> dict[str, Any]:
+    # Outcome is flat: a copy of its fields is what dataclasses.asdict gives, without the
+    # deep copy that was a sixth of a no-op run's cost in the worker.
+    return dict(vars(outcome))
+
+
+class UnwritableLog(io.RawIOBase):
+    """Stands in for a run log that could not be created: every write fails as the open did,
+    so the run goes on and its outcome says `run log incomplete: ...`."""
+
+    def __init__(self, error: OSError) -> None:
+        super().__init__()
+        self.error = error
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        raise self.error
+
+
+def open_run_log(path: str) -> BinaryIO:
+    """The run's log file, unbuffered so CappedLog sees each write's failure (disk full)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    except OSError as exc:
+        print(f"easyflow worker {os.getpid()}: cannot open run log {path}: {exc.strerror}; "
+              "the run's output is discarded", file=sys.stderr, flush=True)
+        return UnwritableLog(exc)
+    return open(fd, "ab", buffering=0)
+
+
+def _parent_gone(expected: int | None) -> bool:
+    parent = os.getppid()
+    return parent == 1 or (expected is not None and parent != expected)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="easyflow-worker")
+    parser.add_argument("--nice", type=int, default=0)
+    parser.add_argument("--parent", type=int, default=None, help="the daemon's pid")
+    args = parser.parse_args(argv)
+    # The daemon owns shutdown: a terminal's Ctrl-C must not kill runs behind its back, and
+    # if the daemon dies we die with it instead of running on unsupervised.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    die_with_parent()
+    if _parent_gone(args.parent):
+        sys.exit(0)  # the daemon died before the parent-death signal was armed
+    become_subreaper()
+    lower_priority(args.nice)
+    Worker(sys.stdin.fileno(), _protocol_stream()).serve()
+
+
+def _protocol_stream() -> int:
+    """The pipe to the daemon, moved off fd 1: a callable step runs in this process, and what
+    it (or a program it starts) writes to fd 1 must not land in the protocol."""
+    pipe = os.dup(sys.stdout.fileno())
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return pipe
+
+
+if __name__ == "__main__":
+    main()

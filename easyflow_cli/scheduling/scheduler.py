@@ -1,0 +1,159 @@
+"""When schedules fire: the next fire time of each schedule, catch-up and coalescing.
+
+APScheduler's triggers (through `triggers.py`) decide *when*; this module turns a due schedule
+into a queued run, and the queue decides what runs next. The daemon asks `next_due()` how long
+it may sleep and calls `fire_due(now)` when it wakes.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from easyflow_cli.core import triggers
+from easyflow_cli.core.errors import NotFound
+from easyflow_cli.core.model import Mode, Trigger
+from easyflow_cli.core.spec import ScheduleSpec
+from easyflow_cli.core.timeutil import from_iso, to_iso
+from easyflow_cli.storage.queue import (
+    QueuePolicy,
+    enqueue_run,
+    has_pending_recurring_run,
+    plan_run,
+    typical_duration,
+)
+from easyflow_cli.storage.store import Store
+
+log = logging.getLogger("easyflow.scheduler")
+
+
+@dataclass(frozen=True)
+class Fire:
+    """One schedule firing: which run it queued (None when coalesced into a waiting run)."""
+
+    schedule_id: int
+    workflow: str
+    fire_time: datetime
+    trigger: Trigger
+    run_id: int | None
+
+
+def first_fire(kind: str, expr: str, timezone: str | None, now: datetime) -> datetime | None:
+    """A new or resumed schedule's first fire time, strictly after `now`."""
+    return triggers.next_fire_after(kind, expr, timezone, now, anchor=now)
+
+
+def next_fires(row: dict[str, Any], after: datetime, count: int) -> list[datetime]:
+    """The next `count` fire times of a stored schedule (what `schedule next` shows).
+
+    The stored next fire comes first; it may already be due (a catch-up waiting for the daemon).
+    """
+    if row["paused"] or count < 1:
+        return []
+    anchor = from_iso(row["created_at"])
+    pending = from_iso(row["next_fire_at"])
+    if pending is None:
+        if row["last_fire_at"] is not None:
+            return []  # a one-shot `at` that has fired
+        return triggers.next_fire_times(row["kind"], row["expr"], row["timezone"], after,
+                                        anchor, count)
+    return [pending] + triggers.next_fire_times(row["kind"], row["expr"], row["timezone"],
+                                                max(pending, after), anchor, count - 1)
+
+
+def prime_schedules(store: Store, now: datetime) -> None:
+    """Give schedules that were never planned (new ones from files) their first fire time."""
+    for row in store.unplanned_schedules():
+        nxt = triggers.next_fire_after(row["kind"], row["expr"], row["timezone"], now,
+                                       from_iso(row["created_at"]) or now)
+        store.record_schedule_fire(row["id"], fired_at=None, next_fire_at=to_iso(nxt))
+
+
+def schedule_mode(row: dict[str, Any], workflow_mode: Mode | None) -> str:
+    """The mode a schedule's runs get, as `mode (reason)`."""
+    if row["mode"]:
+        return f"{row['mode']} (explicit)"
+    if workflow_mode:
+        return f"{workflow_mode.value} (workflow)"
+    return "eco (schedule)"
+
+
+def add_schedule(store: Store, workflow: str, schedule: ScheduleSpec, now: datetime) -> int:
+    store.get_workflow(workflow)
+    with store.write():
+        schedule_id = store.insert_schedule(workflow, schedule, origin="cli", now_iso=to_iso(now))
+    nxt = first_fire(schedule.kind, schedule.expr, schedule.timezone, now)
+    store.record_schedule_fire(schedule_id, fired_at=None, next_fire_at=to_iso(nxt))
+    return schedule_id
+
+
+def pause_schedule(store: Store, schedule_id: int) -> None:
+    store.get_schedule(schedule_id)
+    store.set_schedule_state(schedule_id, paused=True, next_fire_at=None)
+
+
+def resume_schedule(store: Store, schedule_id: int, now: datetime) -> None:
+    """Resume from now on: slots missed while paused are not caught up."""
+    row = store.get_schedule(schedule_id)
+    nxt = first_fire(row["kind"], row["expr"], row["timezone"], now)
+    store.set_schedule_state(schedule_id, paused=False, next_fire_at=to_iso(nxt))
+
+
+class ScheduleBook:
+    """The daemon's view of every active schedule and when it fires next."""
+
+    def __init__(self, store: Store, policy: QueuePolicy, started_at: datetime) -> None:
+        self.store = store
+        self.policy = policy
+        self.started_at = started_at
+
+    def next_due(self) -> datetime | None:
+        upcoming = self.store.upcoming_schedules(1)
+        return from_iso(upcoming[0]["next_fire_at"]) if upcoming else None
+
+    def fire_due(self, now: datetime) -> list[Fire]:
+        """Fire every schedule whose time has come, once each, however many slots it missed."""
+        return [self._fire(row, now) for row in self.store.due_schedules(to_iso(now))]
+
+    def _fire(self, row: dict[str, Any], now: datetime) -> Fire:
+        fire_time = from_iso(row["next_fire_at"])
+        # A slot that passed before this daemon started was missed during downtime.
+        trigger = Trigger.CATCH_UP if fire_time < self.started_at else Trigger.SCHEDULE
+        anchor = from_iso(row["created_at"]) or now
+        nxt = triggers.next_fire_after(row["kind"], row["expr"], row["timezone"], now, anchor)
+        # One transaction: a daemon killed in between must not fire the same slot twice.
+        with self.store.write():
+            run_id = self._enqueue(row, trigger, now)
+            self.store.record_schedule_fire(row["id"], fired_at=to_iso(now),
+                                            next_fire_at=to_iso(nxt))
+        return Fire(row["id"], row["workflow"], fire_time, trigger, run_id)
+
+    def _enqueue(self, row: dict[str, Any], trigger: Trigger, now: datetime) -> int | None:
+        try:
+            spec = self.store.get_workflow(row["workflow"])
+        except NotFound:
+            return None
+        if not spec.allow_overlap and has_pending_recurring_run(self.store, spec.name):
+            log.info("schedule %s: %s still queued or running; not doubling it",
+                     row["id"], spec.name)
+            return None
+        planned = plan_run(
+            spec, trigger=trigger, now=now, policy=self.policy,
+            override=Mode(row["mode"]) if row["mode"] else None,
+            deadline_after=row["deadline_after_s"],
+            typical_duration=typical_duration(self.store, spec.name),
+        )
+        return enqueue_run(self.store, planned, schedule_id=row["id"])["id"]
+
+
+def describe_delay(moment: datetime | None, now: datetime) -> str:
+    if moment is None:
+        return "-"
+    delta = moment - now
+    if delta < timedelta(0):
+        return "due"
+    from easyflow_cli.core.durations import format_duration
+
+    return "in " + format_duration(max(1, int(delta.total_seconds())))

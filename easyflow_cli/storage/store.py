@@ -1,0 +1,371 @@
+"""The SQLite store: connection settings, schema migrations, workflows and schedules.
+
+One database file in the state directory, owner-only, in WAL mode with a busy timeout.
+The run queue's transactions live in `queue.py`; everything else that touches SQL lives here.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from easyflow_cli.core.errors import NotFound, shown
+from easyflow_cli.core.paths import database_path, ensure_state_dir, state_dir
+from easyflow_cli.core.spec import ScheduleSpec, WorkflowSpec, spec_from_dict, spec_to_dict
+from easyflow_cli.core.timeutil import to_iso
+
+BUSY_TIMEOUT_MS = 30_000
+# SQLite copies its write-ahead log back into the database (a checkpoint, with an fsync) inside
+# whichever commit makes the log this long: milliseconds added to that one commit. The daemon
+# checkpoints in its quiet moments instead; this is the backstop for a long busy spell or no
+# daemon at all.
+WAL_AUTOCHECKPOINT_PAGES = 10_000
+# How long the daemon waits for quiet after some activity before it checkpoints.
+CHECKPOINT_WHEN_QUIET_S = 0.5
+SQLITE_INTEGER_MAX = 2**63 - 1
+
+
+def fits_sqlite_integer(value: int) -> bool:
+    """Binding a larger int raises OverflowError, so such an id can only be unknown."""
+    return -SQLITE_INTEGER_MAX - 1 <= value <= SQLITE_INTEGER_MAX
+
+
+def _migration_1(db) -> None:
+    """Workflows, schedules and runs."""
+    db.create_table("workflows", {
+        "name": str, "description": str, "execution_mode": str, "cost_priority": str,
+        "source_file": str, "content_hash": str, "spec_json": str,
+        "added_at": str, "updated_at": str,
+    }, pk="name", not_null={"spec_json"})
+    # AUTOINCREMENT: schedule and run ids are shown to users and must never be reused.
+    db.execute("CREATE TABLE schedules ("
+               " id INTEGER PRIMARY KEY AUTOINCREMENT,"
+               " workflow TEXT NOT NULL REFERENCES workflows(name), kind TEXT NOT NULL,"
+               " expr TEXT NOT NULL, timezone TEXT, mode TEXT, deadline_after_s REAL,"
+               " origin TEXT NOT NULL, paused INTEGER NOT NULL DEFAULT 0, created_at TEXT,"
+               " last_fire_at TEXT, next_fire_at TEXT)")
+    db.execute("CREATE TABLE runs ("
+               " id INTEGER PRIMARY KEY AUTOINCREMENT, workflow TEXT NOT NULL,"
+               " trigger TEXT NOT NULL, mode TEXT NOT NULL, mode_reason TEXT NOT NULL,"
+               " cost_priority TEXT NOT NULL, priority_rank INTEGER NOT NULL,"
+               " deadline TEXT, state TEXT NOT NULL, enqueued_at TEXT NOT NULL,"
+               " not_before TEXT, promote_at TEXT, claimed_at TEXT, started_at TEXT,"
+               " finished_at TEXT, exit_code INTEGER, attempt INTEGER NOT NULL DEFAULT 1,"
+               " retry_of INTEGER, schedule_id INTEGER, batch_id TEXT, pool TEXT, worker TEXT,"
+               " pid INTEGER, pgid INTEGER, cpu_user_s REAL, cpu_system_s REAL,"
+               " peak_rss_kb INTEGER, queue_wait_s REAL, duration_s REAL, off_peak INTEGER,"
+               " deadline_met INTEGER, error TEXT, log_path TEXT)")
+    # The ready queue: per mode, earliest deadline, then cost priority, then first in.
+    db.execute("CREATE INDEX runs_ready ON runs (mode, coalesce(deadline, '9999'),"
+               " priority_rank, id) WHERE state = 'queued'")
+    db.execute("CREATE INDEX runs_promote ON runs (promote_at) WHERE state = 'queued'")
+    db.execute("CREATE INDEX runs_running ON runs (state) WHERE state = 'running'")
+    db.execute("CREATE INDEX runs_workflow ON runs (workflow, id)")
+    db.execute("CREATE INDEX runs_finished ON runs (finished_at)")
+    db["schedules"].create_index(["workflow"])
+
+
+def _migration_2(db) -> None:
+    """Measured energy per run, and an index that lets cost reports read only what they sum."""
+    db.execute("ALTER TABLE runs ADD COLUMN energy_j REAL")
+    # Mode and tariff first: `report costs` then streams its groups straight off the index.
+    db.execute("CREATE INDEX runs_costs ON runs (mode, off_peak, finished_at, workflow,"
+               " duration_s, cpu_user_s, cpu_system_s, energy_j) WHERE duration_s IS NOT NULL")
+
+
+# Epoch seconds of a stored time, as the pools report computes them. The pools indexes store
+# these values, so reading them costs no date parsing; queries must spell them exactly so.
+def epoch_sql(column: str) -> str:
+    return f"(julianday({column}) - 2440587.5) * 86400.0"
+
+
+LEFT_QUEUE_SQL = "coalesce(claimed_at, started_at, finished_at)"
+
+
+def _migration_3(db) -> None:
+    """Indexes that let every report stream its groups instead of sorting or fetching runs.
+
+    All are partial on settled runs (duration or finish time recorded), so enqueueing and
+    claiming never touch them: each costs one index insert when a run finishes."""
+    db.execute("DROP INDEX runs_costs")
+    # The day before the finish time: `report costs --by day` streams off the same index.
+    db.execute("CREATE INDEX runs_costs ON runs (mode, off_peak, substr(finished_at, 1, 10),"
+               " finished_at, workflow, duration_s, cpu_user_s, cpu_system_s, energy_j)"
+               " WHERE duration_s IS NOT NULL")
+    db.execute("CREATE INDEX runs_costs_workflow ON runs (workflow, mode, off_peak, finished_at,"
+               " duration_s, cpu_user_s, cpu_system_s, energy_j) WHERE duration_s IS NOT NULL")
+    # Percentiles: each mode's values in order, read to the wanted rank. duration_s is in both
+    # because SQLite 3.40 reads it from the table for `duration_s IS NOT NULL` otherwise.
+    db.execute("CREATE INDEX runs_durations ON runs (mode, duration_s, finished_at, workflow)"
+               " WHERE duration_s IS NOT NULL")
+    db.execute("CREATE INDEX runs_waits ON runs (mode, queue_wait_s, finished_at, workflow,"
+               " deadline_met, duration_s) WHERE duration_s IS NOT NULL")
+    # Pools: runs by the end of their busy or queued time, which `--since` bounds, with those
+    # times as epoch seconds; and where the chart begins when no `--since` is given.
+    db.execute(f"CREATE INDEX runs_busy ON runs (mode, finished_at, started_at,"
+               f" {epoch_sql('started_at')}, {epoch_sql('finished_at')}, pool, workflow)"
+               " WHERE finished_at IS NOT NULL")
+    db.execute("CREATE INDEX runs_started ON runs (started_at, finished_at, workflow)"
+               " WHERE duration_s IS NOT NULL")
+    # The columns under coalesce() too: SQLite 3.40 reads a table row for each run otherwise.
+    db.execute(f"CREATE INDEX runs_queued_time ON runs (mode, {LEFT_QUEUE_SQL}, enqueued_at,"
+               f" {epoch_sql('enqueued_at')}, {epoch_sql(LEFT_QUEUE_SQL)}, workflow,"
+               " claimed_at, started_at, finished_at) WHERE finished_at IS NOT NULL")
+
+
+MIGRATIONS = [_migration_1, _migration_2, _migration_3]
+
+
+class Store:
+    """An open database. Use as a context manager, or call `close()`."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.write_depth = 0
+        fresh = not path.exists()
+        old_umask = os.umask(0o077)
+        try:
+            self.conn = sqlite3.connect(
+                str(path), isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000,
+                check_same_thread=False,
+            )
+        finally:
+            os.umask(old_umask)
+        self.conn.row_factory = sqlite3.Row
+        self.conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        self.conn.execute("PRAGMA foreign_keys = ON")
+        if fresh or self.conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            self.conn.execute("PRAGMA journal_mode = WAL")
+        self.conn.execute("PRAGMA synchronous = NORMAL")
+        self.conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}")
+        if fresh:
+            os.chmod(path, 0o600)
+        self.migrate()
+
+    @classmethod
+    def open(cls, home: Path | None = None) -> Store:
+        home = ensure_state_dir(home or state_dir())
+        return cls(database_path(home))
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def checkpoint(self) -> None:
+        """Copy the write-ahead log back into the database, as far as no reader is in the way."""
+        self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+
+    @property
+    def db(self):
+        """The sqlite-utils view of the same connection (imported only when needed)."""
+        import sqlite_utils
+
+        return sqlite_utils.Database(self.conn)
+
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """A short write transaction, taken IMMEDIATE so writers queue on the busy timeout
+        instead of failing when a read transaction would have to be upgraded.
+
+        Nested, it joins the outer transaction: several changes then commit (or not) as one."""
+        if self.write_depth:
+            self.write_depth += 1
+            try:
+                yield self.conn
+            finally:
+                self.write_depth -= 1
+            return
+        self.conn.execute("BEGIN IMMEDIATE")
+        self.write_depth = 1
+        try:
+            yield self.conn
+            self.conn.execute("COMMIT")
+        except BaseException:
+            # Also when COMMIT itself failed (disk full, read-only): a transaction left open
+            # would make every later BEGIN fail. SQLite may already have rolled it back.
+            if self.conn.in_transaction:
+                with suppress(sqlite3.Error):
+                    self.conn.execute("ROLLBACK")
+            raise
+        finally:
+            self.write_depth = 0
+
+    # ------------------------------------------------------------------ migrations
+
+    @property
+    def schema_version(self) -> int:
+        return self.conn.execute("PRAGMA user_version").fetchone()[0]
+
+    def migrate(self) -> None:
+        if self.schema_version >= len(MIGRATIONS):
+            return
+        with self.write():
+            # Re-read inside the lock: another process may have migrated meanwhile.
+            version = self.schema_version
+            for number, migration in enumerate(MIGRATIONS[version:], start=version + 1):
+                migration(self.db)
+                self.conn.execute(f"PRAGMA user_version = {number}")
+
+    # ------------------------------------------------------------------ workflows
+
+    def save_workflows(self, specs: list[WorkflowSpec], now: datetime) -> None:
+        """Insert or replace workflows and their file-declared schedules, all in one transaction."""
+        stamp = to_iso(now)
+        with self.write():
+            for spec in specs:
+                existing = self.conn.execute(
+                    "SELECT added_at FROM workflows WHERE name = ?", (spec.name,)
+                ).fetchone()
+                self.db["workflows"].upsert({
+                    "name": spec.name, "description": spec.description,
+                    "execution_mode": spec.execution_mode.value if spec.execution_mode else None,
+                    "cost_priority": spec.cost_priority.value,
+                    "source_file": spec.source_file, "content_hash": spec.content_hash,
+                    "spec_json": json.dumps(spec_to_dict(spec)),
+                    "added_at": existing["added_at"] if existing else stamp, "updated_at": stamp,
+                }, pk="name")
+                self._sync_file_schedules(spec, stamp)
+
+    def _sync_file_schedules(self, spec: WorkflowSpec, stamp: str) -> None:
+        """Keep schedules the file still declares (with their history), drop the rest."""
+        rows = self.conn.execute(
+            "SELECT * FROM schedules WHERE workflow = ? AND origin = 'file'", (spec.name,)
+        ).fetchall()
+        kept = {_schedule_key_of_row(row): row["id"] for row in rows}
+        wanted = {_schedule_key(s): s for s in spec.schedules}
+        for key, schedule_id in kept.items():
+            if key not in wanted:
+                self.conn.execute("DELETE FROM schedules WHERE id = ?", (schedule_id,))
+        for key, schedule in wanted.items():
+            if key not in kept:
+                self.insert_schedule(spec.name, schedule, origin="file", now_iso=stamp)
+
+    def get_workflow(self, name: str) -> WorkflowSpec:
+        row = self.conn.execute("SELECT * FROM workflows WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            raise NotFound(f"unknown workflow {shown(name)} (see `easyflow workflow list`)")
+        return _spec_of_row(row)
+
+    def workflow_spec_dict(self, name: str) -> tuple[dict[str, Any], str | None]:
+        """A workflow's spec in the canonical form `spec_to_dict` gives, and its source file.
+
+        For handing runs to workers: the stored JSON is that form already, so it is parsed
+        (once per distinct text, cached) but not validated again. Do not modify the dict.
+        """
+        row = self.conn.execute("SELECT spec_json, source_file FROM workflows WHERE name = ?",
+                                (name,)).fetchone()
+        if row is None:
+            raise NotFound(f"unknown workflow {name!r} (see `easyflow workflow list`)")
+        return _parsed_spec_json(row["spec_json"]), row["source_file"]
+
+    def workflow_rows(self) -> list[dict[str, Any]]:
+        return [dict(r) for r in self.conn.execute("SELECT * FROM workflows ORDER BY name")]
+
+    def all_workflows(self) -> list[WorkflowSpec]:
+        return [_spec_of_row(r) for r in self.conn.execute("SELECT * FROM workflows")]
+
+    def remove_workflow(self, name: str, now: datetime) -> int:
+        """Remove a workflow and its schedules; its queued runs are cancelled. Returns how many."""
+        self.get_workflow(name)
+        with self.write():
+            cancelled = self.conn.execute(
+                "UPDATE runs SET state = 'cancelled', finished_at = ?, "
+                "error = 'workflow removed' WHERE workflow = ? AND state = 'queued'",
+                (to_iso(now), name),
+            ).rowcount
+            self.conn.execute("DELETE FROM schedules WHERE workflow = ?", (name,))
+            self.conn.execute("DELETE FROM workflows WHERE name = ?", (name,))
+        return cancelled
+
+    # ------------------------------------------------------------------ schedules
+
+    def insert_schedule(self, workflow: str, schedule: ScheduleSpec, *, origin: str,
+                        now_iso: str) -> int:
+        cursor = self.conn.execute(
+            "INSERT INTO schedules (workflow, kind, expr, timezone, mode, deadline_after_s,"
+            " origin, paused, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?)",
+            (workflow, schedule.kind, schedule.expr, schedule.timezone,
+             schedule.mode.value if schedule.mode else None, schedule.deadline_after,
+             origin, now_iso),
+        )
+        return cursor.lastrowid
+
+    def get_schedule(self, schedule_id: int) -> dict[str, Any]:
+        row = None
+        if fits_sqlite_integer(schedule_id):
+            row = self.conn.execute("SELECT * FROM schedules WHERE id = ?",
+                                    (schedule_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"unknown schedule {schedule_id} (see `easyflow schedule list`)")
+        return dict(row)
+
+    def delete_schedule(self, schedule_id: int) -> None:
+        self.get_schedule(schedule_id)
+        with self.write():
+            self.conn.execute("DELETE FROM schedules WHERE id = ?", (schedule_id,))
+
+    def set_schedule_state(self, schedule_id: int, *, paused: bool,
+                           next_fire_at: str | None) -> None:
+        with self.write():
+            self.conn.execute("UPDATE schedules SET paused = ?, next_fire_at = ? WHERE id = ?",
+                              (int(paused), next_fire_at, schedule_id))
+
+    def record_schedule_fire(self, schedule_id: int, *, fired_at: str | None,
+                             next_fire_at: str | None) -> None:
+        with self.write():
+            self.conn.execute(
+                "UPDATE schedules SET last_fire_at = coalesce(?, last_fire_at),"
+                " next_fire_at = ? WHERE id = ?", (fired_at, next_fire_at, schedule_id))
+
+    def unplanned_schedules(self) -> list[dict[str, Any]]:
+        """Active schedules that have neither fired nor been given a first fire time."""
+        return [dict(r) for r in self.conn.execute(
+            "SELECT * FROM schedules WHERE paused = 0 AND next_fire_at IS NULL"
+            " AND last_fire_at IS NULL")]
+
+    def due_schedules(self, now_iso: str) -> list[dict[str, Any]]:
+        return [dict(r) for r in self.conn.execute(
+            "SELECT * FROM schedules WHERE paused = 0 AND next_fire_at IS NOT NULL"
+            " AND next_fire_at <= ? ORDER BY next_fire_at", (now_iso,))]
+
+    def upcoming_schedules(self, limit: int) -> list[dict[str, Any]]:
+        return [dict(r) for r in self.conn.execute(
+            "SELECT id, workflow, next_fire_at FROM schedules WHERE paused = 0"
+            " AND next_fire_at IS NOT NULL ORDER BY next_fire_at LIMIT ?", (limit,))]
+
+    def schedule_rows(self, workflow: str | None = None) -> list[dict[str, Any]]:
+        sql, args = "SELECT * FROM schedules", ()
+        if workflow:
+            sql, args = sql + " WHERE workflow = ?", (workflow,)
+        return [dict(r) for r in self.conn.execute(sql + " ORDER BY id", args)]
+
+
+def _schedule_key(schedule: ScheduleSpec) -> tuple:
+    return (schedule.kind, schedule.expr, schedule.timezone,
+            schedule.mode.value if schedule.mode else None, schedule.deadline_after)
+
+
+def _schedule_key_of_row(row) -> tuple:
+    return (row["kind"], row["expr"], row["timezone"], row["mode"], row["deadline_after_s"])
+
+
+@functools.lru_cache(maxsize=256)
+def _parsed_spec_json(text: str) -> dict[str, Any]:
+    return json.loads(text)
+
+
+def _spec_of_row(row) -> WorkflowSpec:
+    return spec_from_dict(json.loads(row["spec_json"]), source_file=row["source_file"],
+                          content_hash=row["content_hash"])

@@ -1,0 +1,98 @@
+import json
+
+from typer.testing import CliRunner
+
+from easyflow_cli.cli.main import app
+
+runner = CliRunner()
+
+
+def invoke(*args):
+    return runner.invoke(app, list(args))
+
+
+def setup(home, write):
+    path = write("w.toml", 'name = "w"\n[[steps]]\nrun = ["true"]\n')
+    assert invoke("workflow", "add", str(path)).exit_code == 0
+
+
+def test_add_list_next_pause_resume_remove(home, write):
+    setup(home, write)
+    result = invoke("schedule", "add", "w", "--cron", "0 2 * * *", "--timezone", "Europe/Berlin")
+    assert result.exit_code == 0, result.output
+    sid = int(result.stdout)
+    assert invoke("schedule", "add", "w", "--every", "90m", "--mode", "balanced",
+                  "--deadline-after", "1h").exit_code == 0
+    listed = json.loads(invoke("schedule", "list", "--json").stdout)
+    assert [(s["kind"], s["expr"], s["runs_as"]) for s in listed] == [
+        ("cron", "0 2 * * *", "eco (schedule)"), ("every", "1h30m", "balanced (explicit)")]
+    assert all(s["next_fire_at"] for s in listed)
+    fires = json.loads(invoke("schedule", "next", str(sid), "--count", "3", "--json").stdout)
+    assert len(fires) == 3
+    assert all(f["fire_at"].endswith("00:00.000000Z") for f in fires)
+    both = json.loads(invoke("schedule", "next", "w", "-n", "4", "--json").stdout)
+    assert len(both) == 4 and {f["schedule_id"] for f in both} <= {sid, sid + 1}
+    assert "schedule" in invoke("schedule", "next", "w").stdout
+
+    assert invoke("schedule", "pause", str(sid)).exit_code == 0
+    paused = json.loads(invoke("schedule", "list", "--json").stdout)[0]
+    assert paused["paused"] is True and paused["next_fire_at"] is None
+    assert json.loads(invoke("schedule", "next", str(sid), "--json").stdout) == []
+    assert invoke("schedule", "resume", str(sid)).exit_code == 0
+    assert json.loads(invoke("schedule", "list", "--json").stdout)[0]["next_fire_at"]
+    assert invoke("schedule", "remove", str(sid)).exit_code == 0
+    assert len(json.loads(invoke("schedule", "list", "--json").stdout)) == 1
+    csv_lines = invoke("schedule", "list", "--csv").stdout.splitlines()
+    assert csv_lines[0].startswith("id,workflow,kind,expr")
+
+
+def test_bad_schedule_input_exit_2_and_nothing_written(home, write):
+    setup(home, write)
+    cases = [
+        (["--cron", "61 * * * *"], "error: --cron: bad cron expression '61 * * * *': minute"),
+        (["--every", "soon"], "error: --every: bad duration 'soon'"),
+        (["--at", "tomorrow"], "error: --at:"),
+        (["--cron", "0 2 * * *", "--timezone", "Mars/Base"], "unknown timezone 'Mars/Base'"),
+        ([], "error: give exactly one of --cron, --every, --at"),
+        (["--cron", "* * * * *", "--every", "5m"], "exactly one"),
+        (["--every", "5m", "--deadline-after", "x"], "error: --deadline-after: bad duration"),
+    ]
+    for args, message in cases:
+        result = invoke("schedule", "add", "w", *args)
+        assert result.exit_code == 2, args
+        assert result.output.startswith("error: ") and message in result.output, result.output
+        assert result.output.count("\n") == 1
+    assert invoke("schedule", "add", "nope", "--every", "5m").exit_code == 2
+    assert json.loads(invoke("schedule", "list", "--json").stdout) == []
+    for args in (["remove", "9"], ["pause", "9"], ["resume", "9"], ["next", "9"],
+                 ["next", "nope"]):
+        assert invoke("schedule", *args).exit_code == 2, args
+
+
+def test_status_without_daemon(home, write):
+    setup(home, write)
+    invoke("schedule", "add", "w", "--every", "5m")
+    result = invoke("status", "--json")
+    assert result.exit_code == 1
+    status = json.loads(result.stdout)
+    assert status["pid"] is None and status["queue"] == {"real-time": 0, "balanced": 0, "eco": 0}
+    assert [f["workflow"] for f in status["next_fires"]] == ["w"]
+    text = invoke("status")
+    assert text.exit_code == 1 and "not running" in text.stdout
+
+
+def test_cancel_queued_run_without_daemon(home, write):
+    from easyflow_cli.core.model import Trigger
+    from easyflow_cli.core.timeutil import utcnow
+    from easyflow_cli.storage.queue import QueuePolicy, enqueue_run, plan_run
+    from easyflow_cli.storage.store import Store
+
+    setup(home, write)
+    with Store.open(home) as store:
+        spec = store.get_workflow("w")
+        run = enqueue_run(store, plan_run(spec, trigger=Trigger.SCHEDULE, now=utcnow(),
+                                          policy=QueuePolicy()))
+    result = invoke("runs", "cancel", str(run["id"]))
+    assert result.exit_code == 0 and "cancelled" in result.output
+    again = invoke("runs", "cancel", str(run["id"]))
+    assert again.exit_code == 2 and "already ended (cancelled)" in again.output

@@ -1,0 +1,73 @@
+import tomllib
+from datetime import timedelta
+
+import pytest
+
+from easyflow_cli.core.config import DEFAULTS_PATH, load_config
+from easyflow_cli.core.errors import SpecErrors
+from easyflow_cli.core.model import Mode
+from tests.conftest import REPO
+
+
+def test_repo_config_is_the_builtin_defaults():
+    assert (REPO / "config" / "easyflow.toml").read_bytes() == DEFAULTS_PATH.read_bytes()
+
+
+def test_defaults_match_the_seed(home):
+    config = load_config()
+    assert config.source == "built-in defaults"
+    assert [config.pool(m).workers for m in Mode] == [5, 3, 2]
+    assert config.pool(Mode.REAL_TIME).timeout == 60
+    assert config.pool(Mode.ECO).timeout == 300
+    assert config.pool(Mode.ECO).nice == 19 and config.pool(Mode.ECO).batch_size == 10
+    assert config.promote_within == timedelta(hours=1)
+    assert config.off_peak is not None
+
+
+def test_lookup_order(home, tmp_path, monkeypatch):
+    home.mkdir(parents=True)
+    (home / "easyflow.toml").write_text('[pools.eco]\nworkers = 4\n')
+    assert load_config().pool(Mode.ECO).workers == 4
+    other = tmp_path / "other.toml"
+    other.write_text('[pools.eco]\nworkers = 6\noff_peak = ""\n')
+    monkeypatch.setenv("EASYFLOW_CONFIG", str(other))
+    config = load_config()
+    assert config.pool(Mode.ECO).workers == 6 and config.off_peak is None
+    explicit = tmp_path / "explicit.toml"
+    explicit.write_text('[deadlines]\npromote_within = "10m"\n')
+    config = load_config(explicit)
+    assert config.promote_within == timedelta(minutes=10)
+    assert config.pool(Mode.ECO).workers == 2  # defaults fill what the file leaves out
+
+
+def test_seed_environment_overrides(home, monkeypatch):
+    monkeypatch.setenv("REALTIME_MAX_WORKERS", "8")
+    monkeypatch.setenv("ECO_MAX_WORKERS", "1")
+    config = load_config()
+    assert config.pool(Mode.REAL_TIME).workers == 8 and config.pool(Mode.ECO).workers == 1
+    monkeypatch.setenv("ECO_MAX_WORKERS", "many")
+    with pytest.raises(SpecErrors, match="ECO_MAX_WORKERS: must be a whole number"):
+        load_config()
+
+
+@pytest.mark.parametrize("text, message", [
+    ('[pools.eco]\nworkrs = 2\n', "2: pools.eco.workrs: unknown key (did you mean 'workers'?)"),
+    ('[pools.turbo]\nworkers = 2\n', "pools.turbo: unknown key"),
+    ('[pools.eco]\nworkers = 0\n', "2: pools.eco.workers: must be >= 1, got 0"),
+    ('[pools.eco]\nnice = 40\n', "pools.eco.nice: must be between 0 and 19"),
+    ('[pools.eco]\noff_peak = "night"\n', "pools.eco.off_peak: bad off-peak window"),
+    ('[deadlines]\npromote_within = "1 hour"\n', "deadlines.promote_within: bad duration"),
+    ('[pools.eco\n', "TOML syntax error"),
+])
+def test_bad_config_is_reported_with_file_and_line(tmp_path, home, text, message):
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(SpecErrors) as caught:
+        load_config(path)
+    assert str(caught.value).startswith(str(path))
+    assert message in str(caught.value)
+
+
+def test_defaults_file_has_only_known_keys():
+    data = tomllib.loads(DEFAULTS_PATH.read_text())
+    assert set(data) == {"pools", "deadlines", "daemon", "logs", "costs"}

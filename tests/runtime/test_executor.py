@@ -1,0 +1,201 @@
+"""The executor runs real processes: exit codes, output, timeouts, leftovers, usage."""
+
+import io
+import json
+import os
+import sys
+import time
+
+from easyflow_cli.core.model import RunState
+from easyflow_cli.core.spec import parse_workflow_text
+from easyflow_cli.runtime.executor import CappedLog, RunLimits, execute_workflow, step_environment
+
+PY = sys.executable
+
+
+def wf(steps_toml, extra=""):
+    return parse_workflow_text(f'name = "t"\n{extra}\n{steps_toml}')
+
+
+def run(spec, timeout=30.0, kill_grace=1.0, log_max_bytes=1 << 20):
+    log = io.BytesIO()
+    outcome = execute_workflow(spec, RunLimits(timeout=timeout, kill_grace=kill_grace,
+                                               log_max_bytes=log_max_bytes), log)
+    return outcome, log.getvalue().decode(errors="replace")
+
+
+def step(run, **fields):
+    """One [[steps]] table; `fields` values are TOML literals (true, "1s", { A = "b" })."""
+    lines = ["[[steps]]", f"run = {json.dumps(run)}"]
+    lines += [f"{k} = {v}" for k, v in fields.items()]
+    return "\n".join(lines) + "\n"
+
+
+def test_success_and_output():
+    outcome, log = run(wf(step(["echo", "hello"]) + step(["sh", "-c", "echo err >&2"])))
+    assert outcome.state is RunState.SUCCEEDED and outcome.exit_code == 0
+    assert "hello\n" in log and "err\n" in log
+
+
+def test_failing_step_stops_the_run():
+    outcome, log = run(wf(step(["sh", "-c", "exit 3"]) + step(["echo", "never"])))
+    assert outcome.state is RunState.FAILED and outcome.exit_code == 3
+    assert outcome.error == "step 'step-1' exited with code 3"
+    assert "never" not in log
+
+
+def test_continue_on_error():
+    outcome, log = run(wf(step(["false"], continue_on_error="true") + step(["echo", "after"])))
+    assert outcome.state is RunState.SUCCEEDED and "after" in log
+
+
+def test_missing_program_is_127():
+    outcome, _ = run(wf(step(["/nonexistent/prog"])))
+    assert outcome.state is RunState.FAILED and outcome.exit_code == 127
+    assert "cannot execute" in outcome.error
+
+
+def test_timeout_kills_whole_group_including_term_ignoring_grandchildren(tmp_path):
+    marker = tmp_path / "pids"
+    script = (f"trap '' TERM; (trap '' TERM; exec sleep 300) & echo $! > {marker}; "
+              "sleep 300 & echo $! >> " + str(marker) + "; trap '' TERM; sleep 300")
+    start = time.monotonic()
+    outcome, log = run(wf(step(script, shell="true")), timeout=1.0, kill_grace=0.5)
+    elapsed = time.monotonic() - start
+    assert outcome.state is RunState.TIMED_OUT
+    assert "timed out" in outcome.error
+    assert elapsed < 10
+    for pid in map(int, marker.read_text().split()):
+        assert not _alive(pid), f"process {pid} survived the timeout"
+
+
+def test_background_leftovers_are_killed_when_step_exits(tmp_path):
+    marker = tmp_path / "pid"
+    outcome, _ = run(wf(step(f"sleep 300 & echo $! > {marker}", shell="true")), kill_grace=0.5)
+    assert outcome.state is RunState.SUCCEEDED
+    assert not _alive(int(marker.read_text()))
+
+
+def test_step_timeout_and_workflow_timeout():
+    outcome, _ = run(wf(step(["sleep", "5"], timeout='"1s"')), kill_grace=0.2)
+    assert outcome.state is RunState.TIMED_OUT
+    outcome, _ = run(wf(step(["sleep", "5"]), extra='timeout = "1s"'), kill_grace=0.2)
+    assert outcome.state is RunState.TIMED_OUT
+
+
+def test_cpu_of_grandchildren_is_counted():
+    burn = f"{PY} -c 'import time; t=time.process_time()\nwhile time.process_time()-t<0.3: pass'"
+    outcome, _ = run(wf(step(f"({burn}) & ({burn}) & wait", shell="true")))
+    assert outcome.state is RunState.SUCCEEDED
+    assert outcome.cpu_user_s + outcome.cpu_system_s >= 0.5
+    assert outcome.peak_rss_kb > 1000
+
+
+def test_orphaned_grandchild_cpu_is_counted_via_subreaper(tmp_path):
+    from easyflow_cli.runtime.executor import become_subreaper
+
+    become_subreaper()
+    done = tmp_path / "burnt"
+    burn = f"{PY} -c 'import time; t=time.process_time()\nwhile time.process_time()-t<0.4: pass'"
+    # The orphan is reparented to us and reaped when the group ends; the shell waits until it
+    # has burnt its CPU (however slow the box), then exits.
+    wait = f"while [ ! -e {done} ]; do sleep 0.05; done"
+    outcome, _ = run(wf(step(f"({burn}; touch {done}) & {wait}", shell="true")))
+    assert outcome.cpu_user_s + outcome.cpu_system_s >= 0.3
+
+
+def test_environment_is_minimal_plus_declared(monkeypatch):
+    monkeypatch.setenv("SECRET_OF_THE_DAEMON", "x")
+    spec = wf(step(["env"], env='{ GREETING = "hi" }'))
+    env = step_environment(spec.steps[0])
+    assert "SECRET_OF_THE_DAEMON" not in env and env["GREETING"] == "hi" and "PATH" in env
+    _, log = run(spec)
+    assert "GREETING=hi" in log and "SECRET_OF_THE_DAEMON" not in log
+
+
+def test_output_is_capped_with_marker():
+    outcome, log = run(wf(step([PY, "-c", "import sys; sys.stdout.write('Q' * 500000)"])),
+                       log_max_bytes=10000)
+    assert outcome.state is RunState.SUCCEEDED
+    assert log.splitlines()[1] == "Q" * 10000
+    assert "\n[easyflow] output truncated" in log
+    assert "output truncated" in log and "490000 bytes dropped" in log
+
+
+def test_capped_log_counts():
+    sink = io.BytesIO()
+    capped = CappedLog(sink, 5)
+    capped.write(b"abc")
+    capped.write(b"defgh")
+    assert sink.getvalue() == b"abcde" and capped.dropped == 3
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as stat:
+        return stat.read().split(") ")[1][0] != "Z"
+
+
+CALLABLES = '''
+import os, sys, time
+def hello(*args):
+    print("hello", *args, os.environ.get("GREETING"), os.getcwd())
+def boom():
+    raise ValueError("bad thing\\nsecond line")
+def exit3():
+    sys.exit(3)
+def slow():
+    time.sleep(30)
+def spin():
+    while True:
+        pass
+'''
+
+
+def call_step(target, **fields):
+    lines = ["[[steps]]", f"call = {json.dumps(target)}"]
+    lines += [f"{k} = {v}" for k, v in fields.items()]
+    return "\n".join(lines) + "\n"
+
+
+def callables(tmp_path):
+    (tmp_path / "ef_callables.py").write_text(CALLABLES)
+    return json.dumps(str(tmp_path))
+
+
+def test_call_step_runs_in_process_with_args_env_cwd(tmp_path):
+    cwd = callables(tmp_path)
+    outcome, log = run(wf(call_step("ef_callables:hello", args='["a", "b"]', cwd=cwd,
+                                    env='{ GREETING = "hi" }')))
+    assert outcome.state is RunState.SUCCEEDED and outcome.exit_code == 0
+    assert f"hello a b hi {tmp_path}\n" in log
+    assert os.getcwd() != str(tmp_path) and "GREETING" not in os.environ
+
+
+def test_call_step_exception_is_a_one_line_failure(tmp_path):
+    cwd = callables(tmp_path)
+    outcome, log = run(wf(call_step("ef_callables:boom", cwd=cwd) + step(["echo", "never"])))
+    assert (outcome.state, outcome.exit_code) == (RunState.FAILED, 1)
+    assert outcome.error == "step 'step-1': ValueError: bad thing"
+    assert "never" not in log
+
+
+def test_call_step_exit_code_and_import_error(tmp_path):
+    cwd = callables(tmp_path)
+    outcome, _ = run(wf(call_step("ef_callables:exit3", cwd=cwd)))
+    assert (outcome.state, outcome.exit_code) == (RunState.FAILED, 3)
+    outcome, _ = run(wf(call_step("ef_no_such_module:main", cwd=cwd)))
+    assert outcome.state is RunState.FAILED
+    assert "cannot import 'ef_no_such_module:main': ModuleNotFoundError" in outcome.error
+
+
+def test_call_step_timeout_interrupts_sleep_and_busy_loop(tmp_path):
+    cwd = callables(tmp_path)
+    for target in ("ef_callables:slow", "ef_callables:spin"):
+        start = time.monotonic()
+        outcome, _ = run(wf(call_step(target, cwd=cwd, timeout='"1s"')))
+        assert outcome.state is RunState.TIMED_OUT, target
+        assert time.monotonic() - start < 10

@@ -1,0 +1,204 @@
+"""A real worker process, driven through its stdin/stdout protocol."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import asdict
+
+import pytest
+
+from easyflow_cli.core.spec import parse_workflow_text, spec_to_dict
+from easyflow_cli.runtime.executor import RunLimits
+
+
+@pytest.fixture
+def worker():
+    proc = subprocess.Popen([sys.executable, "-m", "easyflow_cli.runtime.worker", "--nice", "19"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    yield proc
+    proc.kill()
+    proc.wait()
+
+
+def send(proc, message):
+    proc.stdin.write(json.dumps(message) + "\n")
+    proc.stdin.flush()
+
+
+def events_until(proc, predicate, limit=50, ack=True):
+    """Read events until `predicate` holds; acknowledge each step as the daemon would."""
+    seen = []
+    for _ in range(limit):
+        event = json.loads(proc.stdout.readline())
+        seen.append(event)
+        if ack and event["ev"] == "step":
+            send(proc, {"op": "ack", "id": event["id"], "pgid": event["pgid"]})
+        if predicate(event):
+            return seen
+    raise AssertionError(seen)
+
+
+def order(run_id, tmp_path, steps='[[steps]]\nrun = ["echo", "hi"]\n', timeout=30.0):
+    spec = parse_workflow_text(f'name = "w{run_id}"\n{steps}')
+    return {"id": run_id, "workflow": spec.name, "spec": spec_to_dict(spec),
+            "log_path": str(tmp_path / f"{run_id}.log"),
+            "limits": asdict(RunLimits(timeout=timeout, nice=19, kill_grace=0.5))}
+
+
+def ended(event):
+    """A run's end: alone, or with its start in one "ran" report (a short run)."""
+    return event["ev"] in ("finished", "ran")
+
+
+def began(event):
+    return event["ev"] in ("started", "ran")
+
+
+def run_message(*orders):
+    """The daemon's `run` message for these orders (one pool: the first one's limits)."""
+    return {"op": "run", "limits": orders[0]["limits"],
+            "specs": {o["workflow"]: {"spec": o["spec"], "source_file": None} for o in orders},
+            "runs": [{"id": o["id"], "workflow": o["workflow"], "log_path": o["log_path"]}
+                     for o in orders]}
+
+
+def test_worker_runs_a_batch_back_to_back(worker, tmp_path):
+    assert json.loads(worker.stdout.readline())["ev"] == "ready"
+    send(worker, run_message(order(1, tmp_path), order(2, tmp_path)))
+    seen = events_until(worker, lambda e: ended(e) and e["id"] == 2)
+    kinds = [(e["ev"], e.get("id")) for e in seen]
+    assert kinds == [("started", 1), ("step", 1), ("finished", 1),
+                     ("started", 2), ("step", 2), ("finished", 2)]
+    assert seen[2]["outcome"]["state"] == "succeeded"
+    assert "hi" in (tmp_path / "1.log").read_text()
+
+
+def test_worker_is_demoted(worker):
+    json.loads(worker.stdout.readline())
+    assert os.getpriority(os.PRIO_PROCESS, worker.pid) == 19
+
+
+def test_cancel_running_and_pending(worker, tmp_path):
+    json.loads(worker.stdout.readline())
+    slow = order(1, tmp_path, '[[steps]]\nrun = ["sleep", "30"]\n')
+    send(worker, run_message(slow, order(2, tmp_path)))
+    events_until(worker, lambda e: e["ev"] == "step")
+    start = time.monotonic()
+    send(worker, {"op": "cancel", "id": 1})
+    send(worker, {"op": "cancel", "id": 2})
+    seen = events_until(worker, lambda e: ended(e) and e["id"] == 2)
+    finished = {e["id"]: e["outcome"]["state"] for e in seen if ended(e)}
+    assert finished == {1: "cancelled", 2: "cancelled"}
+    assert time.monotonic() - start < 5
+
+
+def test_worker_exits_at_end_of_input(worker):
+    json.loads(worker.stdout.readline())
+    worker.stdin.close()
+    assert worker.wait(timeout=10) == 0
+
+
+def test_callable_steps_run_inside_the_worker(worker, tmp_path):
+    (tmp_path / "ef_worker_calls.py").write_text(
+        "import os, subprocess\n"
+        "def pid(*args):\n    print('pid', os.getpid(), *args)\n"
+        "    subprocess.run(['echo', 'from a child'])\n"
+        "def boom():\n    raise RuntimeError('nope')\n")
+    assert json.loads(worker.stdout.readline())["ev"] == "ready"
+    cwd = json.dumps(str(tmp_path))
+    ok = order(1, tmp_path, f'[[steps]]\ncall = "ef_worker_calls:pid"\nargs = ["x"]\ncwd = {cwd}\n')
+    bad = order(2, tmp_path, f'[[steps]]\ncall = "ef_worker_calls:boom"\ncwd = {cwd}\n')
+    send(worker, run_message(ok, bad))
+    seen = events_until(worker, lambda e: ended(e) and e["id"] == 2)
+    finished = {e["id"]: e["outcome"] for e in seen if ended(e)}
+    assert finished[1]["state"] == "succeeded"
+    assert (finished[2]["state"], finished[2]["error"]) == (
+        "failed", "step 'step-1': RuntimeError: nope")
+    assert f"pid {worker.pid} x" in (tmp_path / "1.log").read_text()
+
+
+def test_cancel_a_running_callable_step(worker, tmp_path):
+    (tmp_path / "ef_worker_slow.py").write_text("import time\ndef slow():\n    time.sleep(30)\n")
+    json.loads(worker.stdout.readline())
+    cwd = json.dumps(str(tmp_path))
+    send(worker, run_message(
+        order(1, tmp_path, f'[[steps]]\ncall = "ef_worker_slow:slow"\ncwd = {cwd}\n')))
+    events_until(worker, lambda e: began(e))
+    start = time.monotonic()
+    send(worker, {"op": "cancel", "id": 1})
+    seen = events_until(worker, lambda e: ended(e))
+    assert seen[-1]["outcome"]["state"] == "cancelled"
+    assert time.monotonic() - start < 5
+
+
+def test_step_waits_for_the_daemon_to_record_its_process_group(worker, tmp_path):
+    """Nothing of a step runs before the daemon acknowledged its pgid (crash recovery needs it)."""
+    json.loads(worker.stdout.readline())
+    marker = tmp_path / "ran"
+    steps = f'[[steps]]\nrun = ["sh", "-c", "echo $EASYFLOW_RUN_ID > {marker}"]\n'
+    send(worker, run_message(order(1, tmp_path, steps), order(2, tmp_path, steps)))
+    step = events_until(worker, lambda e: e["ev"] == "step", ack=False)[-1]
+    time.sleep(0.3)
+    assert not marker.exists()
+    send(worker, {"op": "ack", "id": 1, "pgid": step["pgid"]})
+    events_until(worker, lambda e: ended(e) and e["id"] == 1)
+    assert marker.read_text() == "1\n"
+    marker.unlink()
+    # Cancelled while parked: the step never runs.
+    events_until(worker, lambda e: e["ev"] == "step", ack=False)
+    send(worker, {"op": "cancel", "id": 2})
+    finished = events_until(worker, lambda e: ended(e), ack=False)[-1]
+    assert finished["outcome"]["state"] == "cancelled" and not marker.exists()
+
+
+def test_a_run_log_that_cannot_be_created_does_not_stop_the_run(worker, tmp_path):
+    json.loads(worker.stdout.readline())
+    unwritable = order(1, tmp_path)
+    unwritable["log_path"] = str(tmp_path / "missing-dir" / "1.log")
+    send(worker, run_message(unwritable))
+    finished = events_until(worker, lambda e: ended(e))[-1]
+    assert finished["outcome"]["state"] == "succeeded"
+    assert finished["outcome"]["error"] == "run log incomplete: No such file or directory"
+
+
+@pytest.mark.parametrize("kind", ["call", "command"])
+def test_release_gives_back_what_has_not_started(worker, tmp_path, kind):
+    """Asked while a long step runs (a call checks its orders from a SIGALRM handler), the
+    worker hands back its waiting runs at once, except one being cancelled, which it ends."""
+    (tmp_path / "ef_worker_long.py").write_text("import time\ndef long():\n    time.sleep(30)\n")
+    cwd = json.dumps(str(tmp_path))
+    long = (f'[[steps]]\ncall = "ef_worker_long:long"\ncwd = {cwd}\n' if kind == "call"
+            else '[[steps]]\nrun = ["sleep", "30"]\n')
+    json.loads(worker.stdout.readline())
+    send(worker, run_message(order(1, tmp_path, long), order(2, tmp_path), order(3, tmp_path),
+                             order(4, tmp_path)))
+    events_until(worker, lambda e: began(e))
+    send(worker, {"op": "cancel", "id": 3})
+    send(worker, {"op": "release"})
+    seen = events_until(worker, lambda e: e["ev"] == "released")
+    assert seen[-1]["ids"] == [2, 4]
+    send(worker, {"op": "cancel", "id": 1})
+    seen = events_until(worker, lambda e: ended(e) and e["id"] == 3)
+    finished = {e["id"]: e["outcome"]["state"] for e in seen if ended(e)}
+    assert finished == {1: "cancelled", 3: "cancelled"}
+
+
+def test_a_start_still_held_back_goes_out_with_its_end():
+    from easyflow_cli.runtime.worker import Worker
+
+    inbox, _ = os.pipe()
+    reports, outbox = os.pipe()
+    worker = Worker(inbox, outbox)
+    start = worker.report_soon(ev="started", id=1, at=1.0)
+    worker.report_end(start, at=2.0, outcome={"state": "succeeded"})
+    start = worker.report_soon(ev="started", id=2, at=3.0)
+    worker.flush()  # e.g. the run turned out long
+    worker.report_end(start, at=4.0, outcome={"state": "failed"})
+    worker.flush()
+    lines = os.read(reports, 65536).decode().splitlines()
+    assert [json.loads(line) for line in lines] == [
+        {"ev": "ran", "id": 1, "at": 2.0, "started_at": 1.0, "outcome": {"state": "succeeded"}},
+        {"ev": "started", "id": 2, "at": 3.0},
+        {"ev": "finished", "id": 2, "at": 4.0, "outcome": {"state": "failed"}}]
