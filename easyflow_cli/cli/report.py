@@ -86,10 +86,11 @@ def costs(
     as_json: bool = JSON_OPTION, as_csv: bool = CSV_OPTION, svg: Path = SVG,
 ) -> None:
     """Runs, worker-hours, CPU-hours, energy and cost per mode; savings against all-real-time."""
+    from easyflow_cli.cli.report_render import render_costs
     from easyflow_cli.core.config import load_config
     from easyflow_cli.core.costs import Prices
     from easyflow_cli.reporting.accounting import GROUP_KEYS, cost_sums
-    from easyflow_cli.reporting.reports import cost_report, render_costs
+    from easyflow_cli.reporting.reports import cost_report
 
     if by not in GROUP_KEYS:
         raise BadInput(f"--by: must be one of {', '.join(GROUP_KEYS)}, got {by!r}")
@@ -116,8 +117,9 @@ def latency(
     as_json: bool = JSON_OPTION, as_csv: bool = CSV_OPTION, svg: Path = SVG,
 ) -> None:
     """p50/p95/p99 of queue wait and duration per mode; deadlines met and missed."""
+    from easyflow_cli.cli.report_render import render_latency
     from easyflow_cli.reporting.accounting import latency_stats
-    from easyflow_cli.reporting.reports import QUANTILES, latency_report, render_latency
+    from easyflow_cli.reporting.reports import QUANTILES, latency_report
 
     period = _period(since, until, workflow)
     with open_store() as store, err_console.status("reading runs…"):
@@ -143,10 +145,11 @@ def pools(
     as_json: bool = JSON_OPTION, as_csv: bool = CSV_OPTION, svg: Path = SVG,
 ) -> None:
     """Utilization of each pool over the period and queue depth by mode, with sparklines."""
+    from easyflow_cli.cli.report_render import render_pools
     from easyflow_cli.core.config import load_config
     from easyflow_cli.core.model import Mode
     from easyflow_cli.reporting.accounting import earliest_start, pool_use
-    from easyflow_cli.reporting.reports import pools_report, render_pools
+    from easyflow_cli.reporting.reports import pools_report
     from easyflow_cli.reporting.timeline import Timeline
     from easyflow_cli.storage.queue import queue_depths
 

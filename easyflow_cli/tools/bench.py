@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -38,6 +37,7 @@ from typing import Any
 from easyflow_cli.core.model import Mode, RunState, Trigger
 from easyflow_cli.core.paths import run_log_path
 from easyflow_cli.core.spec import parse_workflow_text
+from easyflow_cli.core.stats import median, percentile
 from easyflow_cli.core.timeutil import from_iso, utcnow
 from easyflow_cli.runtime.client import daemon_status, wake
 from easyflow_cli.storage.queue import (
@@ -115,14 +115,9 @@ def distribution(samples: list[float], places: int = 3) -> dict[str, Any]:
     ordered = sorted(samples)
     if not ordered:
         return {"samples": 0}
-
-    def rank(q: float) -> float:
-        return ordered[max(1, -(-len(ordered) * q // 100)) - 1]
-
-    return {"samples": len(ordered), "median": round(statistics.median(ordered), places),
-            "p50": round(rank(50), places), "p95": round(rank(95), places),
-            "p99": round(rank(99), places), "min": round(ordered[0], places),
-            "max": round(ordered[-1], places)}
+    return {"samples": len(ordered), "median": round(median(ordered), places),
+            **{f"p{q}": round(percentile(ordered, q), places) for q in (50, 95, 99)},
+            "min": round(ordered[0], places), "max": round(ordered[-1], places)}
 
 
 def load_average() -> list[float]:
@@ -379,7 +374,7 @@ def library_enqueue(root: Path, runs: int, repeats: int = 3) -> dict[str, Any]:
             start = time.perf_counter()
             enqueue_runs(store, rows)
             rates.append(runs / (time.perf_counter() - start))
-    return {"runs": runs, "repeats": repeats, "runs_per_s": round(statistics.median(rates), 1)}
+    return {"runs": runs, "repeats": repeats, "runs_per_s": round(median(rates), 1)}
 
 
 SYNTHETIC_COLUMNS = (
@@ -455,11 +450,11 @@ def reports_at_scale(root: Path, runs: int, cli_samples: int) -> dict[str, Any]:
             cost_report(sums, Prices.from_config(config), config.costs.watts_per_core, "mode",
                         {"since": None, "until": None, "workflow": None})
             library.append(time.perf_counter() - start)
-    cli = {name: round(statistics.median(
+    cli = {name: round(median(
                cli_wall_times(["report", *args, "--json"], home, cli_samples)) / 1000, 3)
            for name, args in REPORT_COMMANDS.items()}
     return {"runs": runs, "generate_runs_per_s": round(generate_rate, 1),
-            "library_s": round(statistics.median(library), 3), "cli_s": cli}
+            "library_s": round(median(library), 3), "cli_s": cli}
 
 
 # --------------------------------------------------------------------------- the whole bench
@@ -526,7 +521,7 @@ def _with_daemon(daemon: BenchDaemon, sizes: BenchSizes, progress) -> dict[str, 
         "isolation": {
             "iterations": BURN_ITERATIONS,
             "idle_s": distribution(burn_idle, 4), "eco_saturated_s": distribution(burn_busy, 4),
-            "ratio": round(statistics.median(burn_busy) / statistics.median(burn_idle), 3),
+            "ratio": round(median(burn_busy) / median(burn_idle), 3),
         },
     }
 
