@@ -21,7 +21,7 @@ and the mapping from wall clock to real instants is done here.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta, tzinfo
 from functools import cache, partial
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -83,9 +83,9 @@ def next_fire_times(
     """The next `count` fire times strictly after `after`, in UTC; fewer if the schedule ends."""
     step = _stepper(kind, expr, timezone, anchor)
     times: list[datetime] = []
-    moment: datetime | None = _utc(after)
-    while len(times) < count and (moment := step(moment)) is not None:
-        times.append(moment)
+    moment = _utc(after)
+    while len(times) < count and (following := step(moment)) is not None:
+        times.append(moment := following)
     return times
 
 
@@ -188,7 +188,7 @@ def _weekdays(field: str) -> str:
     """
     if field == "*":
         return field
-    days = set()
+    days: set[int] = set()
     for item in field.lower().split(","):
         span, _, step = item.partition("/")
         first, dash, last = span.partition("-")
@@ -217,10 +217,16 @@ def _next_wall(triggers: list, wall: datetime) -> datetime | None:
     return min(hits).replace(tzinfo=None) if hits else None
 
 
+def _walls_after(triggers: list, wall: datetime) -> Iterator[datetime]:
+    """The matching naive wall-clock times after `wall`, in order."""
+    while (match := _next_wall(triggers, wall)) is not None:
+        yield match
+        wall = match
+
+
 def _next_on_wall_clock(triggers: list, zone: tzinfo, after: datetime) -> datetime | None:
     """Each matching wall time once: on the first pass if repeated, at the gap's end if skipped."""
-    wall = _wall(after, zone)
-    while (wall := _next_wall(triggers, wall)) is not None:
+    for wall in _walls_after(triggers, _wall(after, zone)):
         moment = _instant(wall, zone, fold=0) or _gap_end(wall, zone)
         if moment > after:
             return moment
@@ -239,9 +245,9 @@ def _first_on_pass(triggers: list, zone: tzinfo, after: datetime, fold: int) -> 
     Outside repeated hours both folds name the same instants, so the two passes together cover
     every real instant.
     """
-    offset = _wall(after, zone).replace(tzinfo=zone, fold=fold).utcoffset()
-    wall = after.replace(tzinfo=None) + offset
-    while (wall := _next_wall(triggers, wall)) is not None:
+    # Only a naive time lacks an offset: `or` just tells the type checker so.
+    offset = _wall(after, zone).replace(tzinfo=zone, fold=fold).utcoffset() or timedelta()
+    for wall in _walls_after(triggers, after.replace(tzinfo=None) + offset):
         moment = _instant(wall, zone, fold)
         if moment is not None and moment > after:
             return moment

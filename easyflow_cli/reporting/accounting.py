@@ -96,14 +96,14 @@ def latency_stats(store: Store, period: Period, quantiles: tuple[int, ...]
     ).fetchall():
         # One workflow's runs are quickest found through the index that leads with it, even
         # though SQLite, preferring covering indexes, would step over every run of the mode.
-        found = {"where": f"{where} AND mode = ?", "args": [*args, mode],
-                 "few": "INDEXED BY runs_costs_workflow" if period.workflow else ""}
+        found = (f"{where} AND mode = ?", [*args, mode],
+                 "INDEXED BY runs_costs_workflow" if period.workflow else "")
         stats[mode] = {
             "runs": runs, "deadlines_met": met, "deadlines_missed": missed,
             "queue_wait_s": _percentiles(store, "queue_wait_s", "runs_waits", waited,
-                                         quantiles, **found),
+                                         quantiles, *found),
             "duration_s": _percentiles(store, "duration_s", "runs_durations", runs,
-                                       quantiles, **found),
+                                       quantiles, *found),
         }
     return stats
 

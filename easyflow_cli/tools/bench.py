@@ -28,7 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -36,7 +36,7 @@ from typing import Any
 
 from easyflow_cli.core.model import Mode, RunState, Trigger
 from easyflow_cli.core.paths import run_log_path
-from easyflow_cli.core.spec import parse_workflow_text
+from easyflow_cli.core.spec import WorkflowSpec, parse_workflow_text
 from easyflow_cli.core.stats import median, percentile
 from easyflow_cli.core.timeutil import from_iso, utcnow
 from easyflow_cli.runtime.client import daemon_status, wake
@@ -57,6 +57,8 @@ ECO_BACKLOG = 10_000
 BURN_ITERATIONS = 3_000_000
 ECO_SPIN_SECONDS = "0.05"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+Progress = Callable[[str], None]  # told what is being measured next, for the user to see
 
 BENCH_CONFIG = """\
 [pools.eco]
@@ -150,15 +152,21 @@ class BenchDaemon:
         self.home = root / "home"
         self.config_path = root / "easyflow.toml"
         self.proc: subprocess.Popen | None = None
-        self.store: Store | None = None
-        self.specs: dict[str, Any] = {}
+        self._store: Store | None = None
+        self.specs: dict[str, WorkflowSpec] = {}
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            raise BenchError("the bench daemon has not been started")
+        return self._store
 
     def start(self, timeout: float = 30.0) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         pools = (f"[pools.real-time]\nworkers = {self.realtime_workers}\n"
                  if self.realtime_workers else "")
         self.config_path.write_text(BENCH_CONFIG + pools)
-        self.store = Store.open(self.home)
+        self._store = Store.open(self.home)
         specs = [parse_workflow_text(f'name = "{name}"\n{body}', str(self.root / f"{name}.toml"))
                  for name, body in WORKFLOWS.items()]
         self.store.save_workflows(specs, utcnow())
@@ -173,8 +181,8 @@ class BenchDaemon:
     def stop(self, timeout: float = 30.0) -> None:
         if self.proc is not None:
             stop_daemon(self.proc, timeout)
-        if self.store is not None:
-            self.store.close()
+        if self._store is not None:
+            self._store.close()
 
     def plan(self, workflow: str, trigger: Trigger = Trigger.MANUAL) -> dict[str, Any]:
         return plan_run(self.specs[workflow], trigger=trigger, now=utcnow(),
@@ -270,9 +278,10 @@ def drain_throughput(daemon: BenchDaemon, runs: int, *, command: bool) -> dict[s
     """No-op runs per second from one bulk commit to the last run's `finished_at`."""
     ids, _, submitted_wall = daemon.submit("bench-true" if command else "bench-noop", runs)
     finished = daemon.wait_finished(ids, timeout=max(60.0, runs / 20), poll=0.02)
-    if not finished:
+    last = last_finished_at(daemon.store, ids)
+    if not finished or last is None:
         raise BenchError(f"{runs} runs did not drain in time")
-    seconds = last_finished_at(daemon.store, ids).timestamp() - submitted_wall
+    seconds = last.timestamp() - submitted_wall
     return {"runs": runs, "seconds": round(seconds, 3), "runs_per_s": round(runs / seconds, 1)}
 
 
@@ -298,7 +307,7 @@ def idle_cost(daemon: BenchDaemon, seconds: float) -> dict[str, Any]:
     before = {pid: _proc_counters(pid) for pid in pids}
     time.sleep(seconds)
     after = {pid: _proc_counters(pid) for pid in pids}
-    groups = {}
+    groups: dict[str, dict[str, Any]] = {}
     for name, group in processes.items():
         cpu = sum(after[p]["cpu_s"] - before[p]["cpu_s"] for p in group)
         wakeups = sum(after[p]["wakeups"] - before[p]["wakeups"] for p in group)
@@ -461,7 +470,7 @@ def reports_at_scale(root: Path, runs: int, cli_samples: int) -> dict[str, Any]:
 
 
 def run_bench(quick: bool = False, root: Path | None = None,
-              progress=lambda message: None) -> dict[str, Any]:
+              progress: Progress = lambda message: None) -> dict[str, Any]:
     """Every measurement, in a throwaway state directory; returns the document `--json` prints."""
     sizes = BenchSizes.for_mode(quick)
     began, ticks = time.monotonic(), cpu_ticks()
@@ -485,7 +494,7 @@ def run_bench(quick: bool = False, root: Path | None = None,
     return document
 
 
-def _with_daemon(daemon: BenchDaemon, sizes: BenchSizes, progress) -> dict[str, Any]:
+def _with_daemon(daemon: BenchDaemon, sizes: BenchSizes, progress: Progress) -> dict[str, Any]:
     n = sizes.dispatch_samples
     progress(f"idle daemon for {sizes.idle_seconds:g} s")
     idle = idle_cost(daemon, sizes.idle_seconds)
