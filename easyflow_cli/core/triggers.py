@@ -89,14 +89,6 @@ def next_fire_times(
     return times
 
 
-def describe(kind: str, expr: str, timezone: str | None) -> str:
-    """Short human text such as "cron '0 2 * * *' (Europe/Berlin)", "every 5m" or "at ...Z"."""
-    canonical = check_schedule(kind, expr, timezone)
-    if kind == "cron":
-        return f"cron {canonical!r}" + (f" ({timezone})" if timezone else "")
-    return f"{kind} {canonical}"
-
-
 def _stepper(kind: str, expr: str, timezone: str | None, anchor: datetime) -> Step:
     """A function from an instant to the schedule's next fire time strictly after it."""
     zone = _zone(timezone)
