@@ -2,7 +2,7 @@
 
 Looked up in order: an explicit path, `$EASYFLOW_CONFIG`, `$EASYFLOW_HOME/easyflow.toml`,
 `/etc/easyflow/easyflow.toml`, else the built-in defaults (`easyflow_cli/defaults/easyflow.toml`,
-which a file found overlays key by key). Pool sizes may be overridden by the seed's environment
+which a file found overlays key by key). Pool sizes may be overridden by the environment
 variables `REALTIME_MAX_WORKERS`, `BALANCED_MAX_WORKERS`, `ECO_MAX_WORKERS`.
 """
 

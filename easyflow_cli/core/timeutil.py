@@ -28,8 +28,8 @@ def to_iso(moment: datetime | None) -> str | None:
         return None
     if moment.tzinfo is None:
         raise ValueError("naive datetime given where an aware one is required")
-    # isoformat rather than strftime: the same text, several times faster, and the daemon
-    # writes a few of these per run.
+    # isoformat rather than strftime: the same text for less work, and the daemon writes a few
+    # of these per run.
     return moment.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 

@@ -6,12 +6,12 @@ runs them all and returns one JSON-shaped document. Nothing here prints.
 What is measured, precisely:
 
 - dispatch latency, callable step: from the start of the transaction that submits a real-time
-  run (its INSERT and COMMIT, ~0.1 ms, are included; then the bench wakes the daemon over its
+  run (its INSERT and COMMIT are included; then the bench wakes the daemon over its
   socket, as `run --now` does) to the first instruction of the step's function in a warm
   worker, which reads `time.monotonic()` (CLOCK_MONOTONIC is one clock for all processes).
 - dispatch latency, command step (`/bin/true`): from the same moment to the run's recorded
   `started_at`, which the worker takes immediately before it opens the run's log and forks the
-  step; fork+exec of the program itself (≈0.5 ms) comes on top.
+  step; fork+exec of the program itself comes on top.
 - drain: N no-op runs inserted in one transaction, the daemon woken; runs/s from the start of
   that transaction to the last run's `finished_at` (enqueue → claim → execute → record).
 - idle: CPU time (utime+stime from /proc/PID/stat, clock ticks) of the daemon and its workers
@@ -211,7 +211,7 @@ class BenchDaemon:
 
     def _all_finished(self, ids: range) -> bool:
         # The last run first: one row per poll, where counting thousands of them each time
-        # took a sixth of a core away from the daemon being measured.
+        # would take CPU away from the daemon being measured.
         last = get_run(self.store, ids[-1])["state"]
         return RunState(last).finished and not unfinished_count(self.store, ids)
 
@@ -399,7 +399,7 @@ SYNTHETIC_MODES = (("real-time", "manual", "manual", 0.01),
 def synthetic_runs(count: int, now: datetime) -> Iterator[tuple]:
     """Finished runs spread over the last 30 days, across modes, workflows, tariffs, queue
     waits, deadlines and measured energy; a few ran in the foreground."""
-    # Naive UTC and precomputed steps: to_iso on aware datetimes would make seeding 2x slower.
+    # Naive UTC and precomputed steps: to_iso on aware datetimes would slow the seeding markedly.
     base = now.astimezone(UTC).replace(tzinfo=None)
     minutes = [base - timedelta(minutes=m) for m in range(30 * 24 * 60)]
     durations = [timedelta(seconds=0.5 + d / 10) for d in range(100)]
