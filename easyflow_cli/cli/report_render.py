@@ -44,7 +44,7 @@ def render_costs(report: dict[str, Any]) -> Group:
     table.add_row("total", str(report["total_runs"]), f"{report['worker_hours']:.4f}",
                   f"{report['cpu_hours']:.4f}", f"{report['energy_wh']:.2f}",
                   money(report["total_cost"], currency), "", "", style="bold")
-    parts = [table]
+    parts: list[Table | Text] = [table]
     if "groups" in report:
         parts.append(_group_table(report))
     summary = Text()
