@@ -213,18 +213,31 @@ class Scratch:
         for group in self._alive():
             os.killpg(group, signal.SIGKILL)
 
+    def logs(self) -> str:
+        """The end of each log file the examples wrote (a daemon's), to say why one failed."""
+        tails = [f"--- {path.name}:\n" + "\n".join(path.read_text().splitlines()[-20:])
+                 for path in sorted(self.work.glob("*.log"))]
+        return "\n".join(tails)
+
     def _alive(self) -> list[int]:
-        alive = []
-        for group in self.groups:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(group, 0)
-                alive.append(group)
-        return alive
+        """The examples' process groups that still have a live process.
+
+        Read from /proc, not probed with a signal: a daemon whose starting shell has exited is
+        re-parented, possibly to this test process (a subreaper once a foreground run has run
+        in it), which never reaps it, and a zombie still counts as a member of its group."""
+        live = set()
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            with contextlib.suppress(OSError):
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+                if fields[0] != "Z":
+                    live.add(int(fields[2]))
+        return [group for group in self.groups if group in live]
 
 
 def run_script(scratch: Scratch, block: Block) -> None:
     result = scratch.bash(f"set -eo pipefail\n{block.text}")
-    assert result.returncode == 0, f"{block.where} exited {result.returncode}:\n{result.stdout}"
+    assert result.returncode == 0, (
+        f"{block.where} exited {result.returncode}:\n{result.stdout}\n{scratch.logs()}")
 
 
 def run_console(scratch: Scratch, block: Block) -> None:
@@ -234,11 +247,13 @@ def run_console(scratch: Scratch, block: Block) -> None:
     result = scratch.bash(script)
     pieces = re.split(rf"\n{STATUS_MARK}(\d+)\n", result.stdout)
     outputs, statuses = pieces[0:-1:2], [int(status) for status in pieces[1::2]]
-    assert len(statuses) == len(commands), f"{block.where} stopped early:\n{result.stdout}"
+    assert len(statuses) == len(commands), (
+        f"{block.where} stopped early:\n{result.stdout}\n{scratch.logs()}")
     for number, command in enumerate(commands):
         checked = number + 1 < len(commands) and commands[number + 1].line == "echo $?"
         assert statuses[number] == 0 or checked, (
-            f"{block.where}: `{command.line}` exited {statuses[number]}:\n{outputs[number]}")
+            f"{block.where}: `{command.line}` exited {statuses[number]}:\n{outputs[number]}\n"
+            f"{scratch.logs()}")
         assert output_matches(command.shown, outputs[number]), (
             f"{block.where}: `{command.line}` printed\n{outputs[number]}\n"
             f"which does not match what the document shows:\n{command.shown}")
