@@ -13,12 +13,26 @@ from typing import Any
 
 import typer
 
-from easyflow_cli.cli.plain import print_json, say  # noqa: F401  (re-exported)
+
+def say(text: str) -> None:
+    """A plain line of talk on stderr."""
+    sys.stderr.write(text + "\n")
+    sys.stderr.flush()
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def print_line(text: object) -> None:
+    """One line of data on stdout, flushed, as `typer.echo` writes it."""
+    sys.stdout.write(f"{text}\n")
+    sys.stdout.flush()
 
 
 class LazyConsole:
-    """A Rich console made on first use: importing Rich costs more than `easyflow --help` or
-    `run --now --no-wait` may spend, and neither of them needs it."""
+    """A Rich console made on first use: `easyflow --help` and `run --now --no-wait` need no
+    Rich, and importing it would be most of what they load."""
 
     def __init__(self, *, stderr: bool = False) -> None:
         self._stderr = stderr
@@ -94,11 +108,10 @@ def _cell(value: Any, formatter) -> str:
 
 def short_time(value: str | None) -> str:
     """ISO UTC → local 'YYYY-MM-DD HH:MM:SS' for tables (JSON keeps the ISO text)."""
-    if not value:
-        return "-"
     from easyflow_cli.core.timeutil import from_iso
 
-    return from_iso(value).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+    moment = from_iso(value) if value else None
+    return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S") if moment else "-"
 
 
 def seconds(value: float | None) -> str:

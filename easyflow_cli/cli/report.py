@@ -9,6 +9,7 @@ from typing import Any
 import typer
 
 from easyflow_cli.cli.common import open_store
+from easyflow_cli.cli.group import EasyflowGroup
 from easyflow_cli.cli.output import (
     CSV_OPTION,
     JSON_OPTION,
@@ -21,7 +22,7 @@ from easyflow_cli.core.durations import parse_duration
 from easyflow_cli.core.errors import BadInput, shown
 from easyflow_cli.core.timeutil import parse_time, to_iso, utcnow
 
-app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
+app = typer.Typer(cls=EasyflowGroup, no_args_is_help=True, rich_markup_mode=None,
                   help="Reports: costs and savings, latency, pool use.")
 
 SINCE = typer.Option(None, "--since", help="A duration back from now (7d) or a date/time.")
@@ -82,8 +83,8 @@ def _show(renderable, svg: Path | None, title: str) -> None:
 @app.command("costs")
 def costs(
     by: str = typer.Option("mode", "--by", help="Group by mode, workflow or day (UTC)."),
-    since: str = SINCE, until: str = UNTIL, workflow: str = WORKFLOW,
-    as_json: bool = JSON_OPTION, as_csv: bool = CSV_OPTION, svg: Path = SVG,
+    since: str | None = SINCE, until: str | None = UNTIL, workflow: str | None = WORKFLOW,
+    as_json: bool = JSON_OPTION, as_csv: bool = CSV_OPTION, svg: Path | None = SVG,
 ) -> None:
     """Runs, worker-hours, CPU-hours, energy and cost per mode; savings against all-real-time."""
     from easyflow_cli.core.config import load_config
@@ -112,8 +113,8 @@ def costs(
 
 @app.command("latency")
 def latency(
-    since: str = SINCE, until: str = UNTIL, workflow: str = WORKFLOW,
-    as_json: bool = JSON_OPTION, as_csv: bool = CSV_OPTION, svg: Path = SVG,
+    since: str | None = SINCE, until: str | None = UNTIL, workflow: str | None = WORKFLOW,
+    as_json: bool = JSON_OPTION, as_csv: bool = CSV_OPTION, svg: Path | None = SVG,
 ) -> None:
     """p50/p95/p99 of queue wait and duration per mode; deadlines met and missed."""
     from easyflow_cli.reporting.accounting import latency_stats
@@ -138,9 +139,9 @@ def latency(
 
 @app.command("pools")
 def pools(
-    since: str = SINCE, until: str = UNTIL, workflow: str = WORKFLOW,
+    since: str | None = SINCE, until: str | None = UNTIL, workflow: str | None = WORKFLOW,
     buckets: int = typer.Option(24, "--buckets", min=1, max=500, help="Time slices to chart."),
-    as_json: bool = JSON_OPTION, as_csv: bool = CSV_OPTION, svg: Path = SVG,
+    as_json: bool = JSON_OPTION, as_csv: bool = CSV_OPTION, svg: Path | None = SVG,
 ) -> None:
     """Utilization of each pool over the period and queue depth by mode, with sparklines."""
     from easyflow_cli.core.config import load_config

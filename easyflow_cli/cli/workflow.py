@@ -8,11 +8,12 @@ from pathlib import Path
 import typer
 
 from easyflow_cli.cli.common import open_store
+from easyflow_cli.cli.group import EasyflowGroup
 from easyflow_cli.cli.output import CSV_OPTION, JSON_OPTION, err_console, print_json, render_rows
 from easyflow_cli.core.errors import BadInput
 from easyflow_cli.core.timeutil import utcnow
 
-app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
+app = typer.Typer(cls=EasyflowGroup, no_args_is_help=True, rich_markup_mode=None,
                   help="Register and inspect workflows (TOML files).")
 
 
@@ -95,7 +96,8 @@ def remove(name: str) -> None:
 @app.command("export")
 def export(
     name: str,
-    output: Path = typer.Option(None, "-o", "--output", help="Write to this file, not stdout."),
+    output: Path | None = typer.Option(None, "-o", "--output",
+                                       help="Write to this file, not stdout."),
 ) -> None:
     """Write a workflow back out as TOML (adding the file again gives the same workflow)."""
     from easyflow_cli.core.spec import to_toml

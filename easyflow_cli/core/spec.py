@@ -12,6 +12,7 @@ import re
 import shlex
 import stat
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from pathlib import Path
@@ -551,7 +552,7 @@ def _untrusted_because(info: os.stat_result) -> list[str]:
     return reasons
 
 
-def expand_paths(paths: list[str | Path]) -> list[Path]:
+def expand_paths(paths: Sequence[str | Path]) -> list[Path]:
     """Files as given; a directory stands for its `*.toml` files, in name order."""
     files: list[Path] = []
     for raw in paths:
@@ -568,7 +569,7 @@ def expand_paths(paths: list[str | Path]) -> list[Path]:
     return files
 
 
-def load_workflow_files(paths: list[str | Path]) -> list[WorkflowSpec]:
+def load_workflow_files(paths: Sequence[str | Path]) -> list[WorkflowSpec]:
     """All or nothing: every file parses and every name is unique, or SpecErrors lists why."""
     errors: list[SpecError] = []
     specs: list[WorkflowSpec] = []
