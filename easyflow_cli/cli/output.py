@@ -108,10 +108,11 @@ def _cell(value: Any, formatter) -> str:
 
 def short_time(value: str | None) -> str:
     """ISO UTC → local 'YYYY-MM-DD HH:MM:SS' for tables (JSON keeps the ISO text)."""
+    if not value:
+        return "-"
     from easyflow_cli.core.timeutil import from_iso
 
-    moment = from_iso(value) if value else None
-    return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S") if moment else "-"
+    return from_iso(value).astimezone().strftime("%Y-%m-%d %H:%M:%S")
 
 
 def seconds(value: float | None) -> str:
