@@ -1,4 +1,5 @@
-"""`easyflow run NAME --now`: submit a run; with no daemon up, run it here in the foreground."""
+"""`easyflow run NAME --now`: submit a run; with no daemon up, run it here in the foreground.
+Several workflows, or `--count N`, go to the daemon in one go (`bulk`); `--quote` only prices."""
 
 from __future__ import annotations
 
