@@ -21,6 +21,9 @@ if TYPE_CHECKING:
     from easyflow_cli.core.spec import WorkflowSpec
     from easyflow_cli.storage.store import Store
 
+# More runs than this in one command is a typo, not a plan: each run is a row in memory first.
+COUNT_MAX = 1_000_000
+
 
 def run(
     names: list[str] = typer.Argument(..., metavar="name",
@@ -32,7 +35,7 @@ def run(
     as_json: bool = typer.Option(False, "--json", help="Print the run record as JSON."),
     no_wait: bool = typer.Option(False, "--no-wait",
                                  help="With a daemon up: print the run id and return at once."),
-    count: int | None = typer.Option(None, "--count", min=1,
+    count: int | None = typer.Option(None, "--count", min=1, max=COUNT_MAX,
                                      help="With --now: queue this many runs of each workflow."),
     quote: bool = typer.Option(False, "--quote",
                                help="Don't run: show when it would start and finish, and what "

@@ -123,6 +123,7 @@ QUEUED = [
     (["w", "--now", "--no-wait", "--bogus"], 2, "",
      "error: No such option: --bogus (see `easyflow run --help`)\n", []),
     (["w", "--now", "--no-wait", "--count", "0"], 2, "", None, []),
+    (["w", "--now", "--no-wait", "--count", "1000001"], 2, "", None, []),
     (["w", "--no-wait", "--count", "2"], 2, "", "error: --count needs --now\n", []),
     (["w", "pinned", "--quote"], 2, "", "error: --quote takes one workflow\n", []),
 ]
