@@ -33,29 +33,37 @@ def submit_runs(names: Sequence[str], count: int, *, mode: Mode | None, deadline
     """Queue `count` runs of each workflow, wake the daemon, print the ids (or records); unless
     `no_wait`, wait for every run to end. Exits 1 when one did not succeed."""
     from easyflow_cli.core.config import load_config
-    from easyflow_cli.core.paths import state_dir
-    from easyflow_cli.runtime.client import connect, exchange, wake_request
-    from easyflow_cli.storage.queue import enqueue_runs
 
     config = load_config()
     with open_store() as store:
         specs = [store.get_workflow(name) for name in names]
         rows = plan_manual_runs(store, specs, count, config, mode=mode, deadline=deadline)
-        daemon = connect(state_dir())
-        if daemon is None:
-            raise BadInput(NO_DAEMON)
-        with daemon:
-            ids = enqueue_runs(store, rows)
-            say_queued(ids, rows, count)
-            woken = exchange(daemon, wake_request(off_peak_candidates(ids, rows)))
-        if woken is None:
+        ids, woken = queue_and_wake(store, rows, count)
+        if not woken:
             print_ids(store, ids, as_json)
-            raise EasyflowError(f"the daemon did not answer: runs {ids.start}-{ids.stop - 1} wait "
-                             "in the queue until it starts")
+            raise EasyflowError(f"the daemon did not answer: runs {ids.start}-{ids.stop - 1} "
+                                "wait in the queue until it starts")
         if no_wait:
             print_ids(store, ids, as_json)
             return
         wait_for_runs(store, ids, as_json)
+
+
+def queue_and_wake(store: Store, rows: Sequence[dict[str, Any]], count: int
+                   ) -> tuple[range, bool]:
+    """Commit the runs in one transaction and wake the daemon once; their ids, and whether the
+    daemon answered. It is connected to first: with none up, nothing is written."""
+    from easyflow_cli.core.paths import state_dir
+    from easyflow_cli.runtime.client import connect, exchange, wake_request
+    from easyflow_cli.storage.queue import enqueue_runs
+
+    daemon = connect(state_dir())
+    if daemon is None:
+        raise BadInput(NO_DAEMON)
+    with daemon:
+        ids = enqueue_runs(store, rows)
+        say_queued(ids, rows, count)
+        return ids, exchange(daemon, wake_request(off_peak_candidates(ids, rows))) is not None
 
 
 def off_peak_candidates(ids: range, rows: Sequence[dict[str, Any]]) -> list[int]:
