@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
 import typer
 
 from easyflow_cli.cli.common import open_store
@@ -18,6 +21,9 @@ from easyflow_cli.cli.output import (
 from easyflow_cli.core.errors import BadInput
 from easyflow_cli.core.model import Mode
 from easyflow_cli.core.timeutil import from_iso, to_iso, utcnow
+
+if TYPE_CHECKING:
+    from easyflow_cli.storage.store import Store
 
 app = typer.Typer(cls=EasyflowGroup, no_args_is_help=True, rich_markup_mode=None,
                   help="Schedule workflows: cron, every, at.")
@@ -69,7 +75,7 @@ def _notify_daemon() -> None:
     notify_reload()
 
 
-def _listing_row(row: dict, store, now) -> dict:
+def _listing_row(row: dict[str, Any], store: Store, now: datetime) -> dict[str, Any]:
     from easyflow_cli.scheduling.scheduler import next_fires, schedule_mode
 
     spec_mode = store.get_workflow(row["workflow"]).execution_mode
