@@ -15,9 +15,9 @@ Cron and daylight saving time, as classic (Vixie) cron and Debian's cron do it:
   time: it fires at every real instant whose local time matches, so both passes through a
   repeated hour count and a skipped hour has nothing to fire.
 
-One deliberate difference from Debian's cron (as cronsim models it): asked from the second
-pass through a repeated hour, it returns a wall-clock job's time in that hour again, though it
-passed on the first pass; here each local time fires once, never at or before `after`.
+No fire time is at or before `after`, also when `after` is on the second pass through a
+repeated hour (where cronsim, the model of Debian's cron the tests compare with, offers a
+wall-clock job's time in that hour again, though it passed on the first pass).
 """
 
 from __future__ import annotations

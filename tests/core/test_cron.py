@@ -42,6 +42,7 @@ def test_month_names_numbers_ranges_and_steps_combine(month_field, months):
         ("5/15 1/12 * * *", (5, 20, 35, 50), (1, 13)),
         ("10-50/20,3 23-23 * * *", (3, 10, 30, 50), (23,)),
         ("07 08 * * *", (7,), (8,)),
+        ("5-5/2 9-9/5 * * *", (5,), (9,)),  # a one-value range with a step is that value
         ("*/1000000000 * * * *", (0,), tuple(range(24))),
     ],
 )

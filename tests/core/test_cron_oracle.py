@@ -3,16 +3,16 @@ generated corpus: expressions with names, ranges, steps and lists in every field
 fields restricted, each asked for its next fire times after a random instant, in UTC and in
 zones with DST changes of an hour and of half an hour, and offsets of 30 and 45 minutes.
 
-Where we deliberately differ, cronsim is not asked, and a check of our own takes its place:
-- from an hour before a DST change to the end of the next local day. Within the changing hour, a
-  wall-clock job (`30 1 * * *`) asked from the second pass of a repeated hour is given a time
-  that has already passed by cronsim, as by Debian's cron, which restarts from the wall clock;
-  we fire each local time once (see triggers.py). After it, cronsim steps hours as 3600 real
-  seconds, so after a half-hour change (Australia/Lord_Howe) a real-time job (`* 10 * * *`)
-  starts at 10:30 until its next match realigns it (within a day); cron reads the clock each
-  minute and starts at 10:00. There,
-  the fires of real-time jobs are checked minute by minute against cronsim's parse of the
-  fields: every real minute whose local time matches, and no other.
+Where cronsim's model departs from cron's behaviour, cronsim is not asked, and a check of our
+own takes its place:
+- from an hour before a DST change to the end of the next local day. Within the changing hour,
+  asked from the second pass through a repeated hour, cronsim offers a wall-clock job's time in
+  that hour again (`30 1 * * *` at 01:30 though it fired at the first 01:30); we fire each local
+  time once (see triggers.py). After the change, cronsim steps hours as 3600 real seconds, so
+  after a half-hour change (Australia/Lord_Howe) a real-time job (`* 10 * * *`) starts at 10:30
+  until its next match realigns it (within a day); cron reads the clock each minute and starts
+  at 10:00. In these windows the fires of real-time jobs are checked minute by minute against
+  cronsim's parse of the fields: every real minute whose local time matches, and no other.
 - an item `a-a/step` (a range of one value with a step): cronsim reads it as `a/step`, cron as
   the value a. The corpus does not generate it; test_cron.py covers it.
 
