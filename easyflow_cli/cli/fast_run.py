@@ -19,7 +19,6 @@ from easyflow_cli.core.config import load_config
 from easyflow_cli.core.model import Mode
 from easyflow_cli.core.paths import state_dir
 from easyflow_cli.runtime.client import connect, exchange, wake_request
-from easyflow_cli.storage.queue import get_run
 
 if TYPE_CHECKING:
     import socket
@@ -92,17 +91,18 @@ def _submit(request: Request, home: Path, daemon: socket.socket, config: Config,
             store: Store) -> int | None:
     try:
         spec = store.get_workflow(request.name)
-        row = plan_manual_run(store, spec, config, mode=request.mode, deadline=request.deadline)
+        planned = plan_manual_run(store, spec, config, mode=request.mode,
+                                  deadline=request.deadline)
     except Exception:
         return None  # nothing written yet: the Typer app does it again and reports the error
     try:
-        record = enqueue_manual_run(store, request.name, row)
-        if exchange(daemon, wake_request([record["id"]])) is None:
+        queued = enqueue_manual_run(store, request.name, planned)
+        if exchange(daemon, wake_request([queued.id])) is None:
             # The daemon stopped answering since we connected: as Typer's `run` does then.
             from easyflow_cli.cli.run import run_here
 
-            run_here(store, home, record, spec, config, request.as_json)
-        print_queued(get_run(store, record["id"]), request.as_json)
+            run_here(store, home, queued, spec, config, request.as_json)
+        print_queued(store.queue.get(queued.id), request.as_json)
         return 0
     except Exception as exc:
         from easyflow_cli.cli.failures import exit_code_of  # loads Typer and Rich: errors only

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import overload
 
 ISO_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
@@ -15,6 +16,12 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+@overload
+def to_iso(moment: datetime) -> str: ...
+@overload
+def to_iso(moment: None) -> None: ...
+@overload
+def to_iso(moment: datetime | None) -> str | None: ...
 def to_iso(moment: datetime | None) -> str | None:
     """Fixed-width UTC text, so string order is time order in SQL."""
     if moment is None:
