@@ -160,7 +160,8 @@ def pools(
         timeline = Timeline(start, end, buckets)
         report = pools_report(
             pool_use(store, period, timeline), {m.value: config.pool(m).workers for m in Mode},
-            store.queue.depths(), timeline, _period_json(period))
+            {m.value: n for m, n in store.queue.depths().items()}, timeline,
+            _period_json(period))
     if as_json:
         print_json(report)
     elif as_csv:

@@ -14,6 +14,7 @@ import stat
 import tomllib
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -202,7 +203,7 @@ class Checker:
             self.fail(path + (key,), str(exc))
             return None
 
-    def choice(self, table: dict, key: str, path: tuple, enum: type) -> Any:
+    def choice(self, table: dict, key: str, path: tuple, enum: type[Enum]) -> Any:
         text = self.string(table, key, path)
         if text is None:
             return None
@@ -353,10 +354,11 @@ def _check_steps(check: Checker, table: dict, base_dir: Path | None) -> tuple[St
             check.fail(path + ("name",), f"duplicate step name {name!r}")
         seen.add(name)
         shell = check.boolean(step, "shell", path)
-        call, args = None, ()
+        call: str | None = None
+        args: tuple[str, ...] = ()
+        run: tuple[str, ...] = ()
         if "call" in step:
             call, args = _check_call(check, step, path)
-            run = ()
         else:
             if "args" in step:
                 check.fail(path + ("args",), "only applies to call; put arguments in run")
@@ -579,6 +581,7 @@ def load_workflow_files(paths: list[str | Path]) -> list[WorkflowSpec]:
             errors.extend(exc.errors)
     first_file: dict[str, str] = {}
     for spec in specs:
+        assert spec.source_file is not None  # parsed from a file
         if spec.name in first_file:
             line = KeyLines(Path(spec.source_file).read_text()).line_of(("name",))
             errors.append(SpecError(

@@ -83,9 +83,13 @@ def next_fire_times(
     """The next `count` fire times strictly after `after`, in UTC; fewer if the schedule ends."""
     step = _stepper(kind, expr, timezone, anchor)
     times: list[datetime] = []
-    moment: datetime | None = _utc(after)
-    while len(times) < count and (moment := step(moment)) is not None:
-        times.append(moment)
+    moment = _utc(after)
+    while len(times) < count:
+        following = step(moment)
+        if following is None:
+            break
+        times.append(following)
+        moment = following
     return times
 
 
@@ -188,7 +192,7 @@ def _weekdays(field: str) -> str:
     """
     if field == "*":
         return field
-    days = set()
+    days: set[int] = set()
     for item in field.lower().split(","):
         span, _, step = item.partition("/")
         first, dash, last = span.partition("-")
@@ -219,11 +223,12 @@ def _next_wall(triggers: list, wall: datetime) -> datetime | None:
 
 def _next_on_wall_clock(triggers: list, zone: tzinfo, after: datetime) -> datetime | None:
     """Each matching wall time once: on the first pass if repeated, at the gap's end if skipped."""
-    wall = _wall(after, zone)
-    while (wall := _next_wall(triggers, wall)) is not None:
+    wall = _next_wall(triggers, _wall(after, zone))
+    while wall is not None:
         moment = _instant(wall, zone, fold=0) or _gap_end(wall, zone)
         if moment > after:
             return moment
+        wall = _next_wall(triggers, wall)
     return None
 
 
@@ -239,12 +244,13 @@ def _first_on_pass(triggers: list, zone: tzinfo, after: datetime, fold: int) -> 
     Outside repeated hours both folds name the same instants, so the two passes together cover
     every real instant.
     """
-    offset = _wall(after, zone).replace(tzinfo=zone, fold=fold).utcoffset()
-    wall = after.replace(tzinfo=None) + offset
-    while (wall := _next_wall(triggers, wall)) is not None:
+    offset = _wall(after, zone).replace(tzinfo=zone, fold=fold).utcoffset() or timedelta(0)
+    wall = _next_wall(triggers, after.replace(tzinfo=None) + offset)
+    while wall is not None:
         moment = _instant(wall, zone, fold)
         if moment is not None and moment > after:
             return moment
+        wall = _next_wall(triggers, wall)
     return None
 
 

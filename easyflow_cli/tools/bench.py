@@ -35,7 +35,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from easyflow_cli.core.model import Mode, Trigger
+from easyflow_cli.core.model import Mode, PoolName, Trigger
 from easyflow_cli.core.paths import run_log_path
 from easyflow_cli.core.planning import PlannedRun, QueuePolicy, plan_run
 from easyflow_cli.core.spec import parse_workflow_text
@@ -409,7 +409,7 @@ def synthetic_runs(count: int, now: datetime) -> Iterator[tuple]:
                begun, begun, finished.isoformat(timespec="microseconds") + "Z",
                0.5 + (i % 100) / 10, cpu_user, 0.05, cpu_user * 20 if i % 4 == 0 else None,
                wait_unit * (i % 37), i % 2, (i % 20 == 0) if i % 10 == 0 else None,
-               "foreground" if i % 997 == 0 else mode, 0)
+               PoolName.FOREGROUND.value if i % 997 == 0 else mode, 0)
 
 
 # Each report as the CLI is asked for it, over the whole history and over a filtered slice.
