@@ -3,6 +3,7 @@
     enqueue ──▶ queued ──claim──▶ running ──start──▶ running ──finish──▶ succeeded | failed
                   ▲  │                 │                                 timed_out | cancelled
                   │  ├──promote──▶ queued (real-time)
+                  │  ├──defer────▶ queued (another not_before)
                   │  └──cancel───▶ cancelled
                   └──requeue── running (claimed, its worker gave it back or is gone)
     running, its daemon or worker gone ──settle_abandoned──▶ queued (never started) | failed

@@ -88,8 +88,10 @@ class SqliteRunQueue:
         stamp = to_iso(now)
         if not hands or not self._has_ready_run(mode, stamp):
             return [[] for _ in hands]
-        # One hand (an eco batch): its worker and batch are set by the claim itself.
-        alone = hands[0] if len(hands) == 1 else Hand("", 0)
+        worker: str | None = None
+        batch_id: str | None = None
+        if len(hands) == 1:  # an eco batch: the claim itself sets its worker and batch
+            worker, batch_id = hands[0].worker, hands[0].batch_id
         with self.store.write() as conn:
             rows = conn.execute(
                 "UPDATE runs SET state = 'running', claimed_at = ?, pool = ?, worker = ?,"
@@ -97,7 +99,7 @@ class SqliteRunQueue:
                 " AND mode = ? AND (not_before IS NULL OR not_before <= ?)"
                 f" ORDER BY coalesce(deadline, '{NO_DEADLINE}'), priority_rank, id LIMIT ?)"
                 f" RETURNING {CLAIMED_COLUMNS}",
-                (stamp, pool.value, alone.worker or None, alone.batch_id, mode.value, stamp,
+                (stamp, pool.value, worker, batch_id, mode.value, stamp,
                  sum(hand.room for hand in hands)),
             ).fetchall()
             # RETURNING gives no order; the best run must be the first one to start.
