@@ -25,6 +25,7 @@ from easyflow_cli.core.model import (
     Trigger,
 )
 from easyflow_cli.core.planning import PlannedRun
+from easyflow_cli.core.stats import median
 from easyflow_cli.core.timeutil import from_iso, to_iso
 from easyflow_cli.storage.run_queue import Hand, RunEnd, RunStart
 
@@ -270,7 +271,7 @@ class SqliteRunQueue:
         ).fetchall()
         if not rows:
             return None
-        return timedelta(seconds=_median([row[0] for row in rows]))
+        return timedelta(seconds=median(row[0] for row in rows))
 
     def has_pending_recurring(self, workflow: str) -> bool:
         row = self.conn.execute(
@@ -379,13 +380,3 @@ def _time(text: str) -> datetime:
 
 def _flag(value: int | None) -> bool | None:
     return None if value is None else bool(value)
-
-
-def _median(values: list[float]) -> float:
-    """`statistics.median`, the same arithmetic without its import (milliseconds on the path of
-    `run --now --no-wait`, which must start fast)."""
-    ordered = sorted(values)
-    middle = len(ordered) // 2
-    if len(ordered) % 2:
-        return ordered[middle]
-    return (ordered[middle - 1] + ordered[middle]) / 2

@@ -2,13 +2,10 @@
 
 from datetime import UTC, datetime
 
-from hypothesis import given
-from hypothesis import strategies as st
-
 from easyflow_cli.core.model import CostPriority, Mode, ModeReason, PoolName, Trigger
 from easyflow_cli.core.planning import PlannedRun
 from easyflow_cli.storage.run_queue import Hand
-from easyflow_cli.storage.sqlite_queue import SqliteRunQueue, _median
+from easyflow_cli.storage.sqlite_queue import SqliteRunQueue
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
@@ -34,9 +31,3 @@ def test_insert_rows_seeds_history_with_consecutive_ids(store):
     assert list(ids) == [1, 2, 3]
     assert queue.get(3).enqueued_at == datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
-
-@given(st.lists(st.floats(min_value=0, max_value=1e7), min_size=1, max_size=25))
-def test_typical_duration_median_is_statistics_median(values):
-    import statistics
-
-    assert _median(values) == statistics.median(values)
