@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from easyflow_cli.core.errors import NotFound
 from easyflow_cli.core.model import (
@@ -29,9 +30,6 @@ from easyflow_cli.core.stats import median
 from easyflow_cli.core.timeutil import from_iso, to_iso
 from easyflow_cli.storage.run_queue import Hand, RunEnd, RunStart
 
-if TYPE_CHECKING:
-    from easyflow_cli.storage.store import Store
-
 SQLITE_INTEGER_MAX = 2**63 - 1
 # Below SQLite's limit on the parameters of one statement (a workflow may have more runs queued).
 MAX_BOUND_IDS = 10_000
@@ -49,11 +47,20 @@ def fits_sqlite_integer(value: int) -> bool:
     return -SQLITE_INTEGER_MAX - 1 <= value <= SQLITE_INTEGER_MAX
 
 
+class Database(Protocol):
+    """What the queue needs of the `Store` it lives in (named here so neither imports the other
+    at run time): its connection, and its write transactions, which nest."""
+
+    conn: sqlite3.Connection
+
+    def write(self) -> AbstractContextManager[sqlite3.Connection]: ...
+
+
 class SqliteRunQueue:
     """`RunQueue` over the `runs` table of a `Store` (sharing its connection and its
     transactions: inside `store.write()`, a transition joins the caller's transaction)."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Database) -> None:
         self.store = store
 
     @property
