@@ -151,12 +151,13 @@ def _plain(value: Any) -> Any:
     return value
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ClaimedRun:
     """What the daemon needs of a run it claimed, hands to a worker and records the end of.
 
     Not a whole `Run`: claims are the daemon's hot path, and reading every column of every
-    claimed run measurably slowed a drain.
+    claimed run measurably slowed a drain. Not frozen either, as no value made once per run on
+    that path is: a frozen dataclass takes several times as long to make.
     """
 
     id: int

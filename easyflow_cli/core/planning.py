@@ -24,9 +24,12 @@ class QueuePolicy:
     off_peak: OffPeakWindow | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class PlannedRun:
-    """A run as it enters the queue (state `queued`); the queue gives it its id."""
+    """A run as it enters the queue (state `queued`); the queue gives it its id.
+
+    Not frozen: bulk submissions make thousands, and a frozen dataclass takes several times as
+    long to make."""
 
     workflow: str
     trigger: Trigger

@@ -7,7 +7,7 @@ each method changes is documented on `RunQueue`; here is only how.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -72,8 +72,7 @@ class SqliteRunQueue:
     def enqueue(self, planned: Sequence[PlannedRun]) -> range:
         if not planned:
             return range(0)
-        stamps: dict[datetime | None, str | None] = {None: None}
-        return self.insert_rows(PLANNED_COLUMNS, (_planned_values(p, stamps) for p in planned))
+        return self.insert_rows(PLANNED_COLUMNS, _planned_rows(planned))
 
     def insert_rows(self, columns: Sequence[str], values: Iterable[tuple]) -> range:
         """Rows given as tuples in `columns` order, in one transaction; their ids.
@@ -305,19 +304,22 @@ class SqliteRunQueue:
             (mode.value, stamp)).fetchone() is not None
 
 
-def _planned_values(planned: PlannedRun, stamps: dict[datetime | None, str | None]) -> tuple:
-    """A planned run as a row in PLANNED_COLUMNS order. Bulk enqueues often share their times:
-    each distinct one is formatted once."""
-    times = []
-    for moment in (planned.deadline, planned.enqueued_at, planned.not_before, planned.promote_at):
-        if moment not in stamps:
-            stamps[moment] = to_iso(moment)
-        times.append(stamps[moment])
-    deadline, enqueued_at, not_before, promote_at = times
+def _planned_rows(planned: Sequence[PlannedRun]) -> Iterator[tuple]:
+    """Planned runs as rows in PLANNED_COLUMNS order; one plan queued many times over (a bulk
+    submission) is converted once."""
+    last, row = None, ()
+    for run in planned:
+        if run is not last:
+            last, row = run, _planned_values(run)
+        yield row
+
+
+def _planned_values(planned: PlannedRun) -> tuple:
     return (planned.workflow, planned.trigger.value, planned.mode.value,
             planned.mode_reason.value, planned.cost_priority.value, planned.cost_priority.rank,
-            deadline, RunState.QUEUED.value, enqueued_at, not_before, promote_at,
-            planned.attempt, planned.retry_of, planned.schedule_id)
+            to_iso(planned.deadline), RunState.QUEUED.value, to_iso(planned.enqueued_at),
+            to_iso(planned.not_before), to_iso(planned.promote_at), planned.attempt,
+            planned.retry_of, planned.schedule_id)
 
 
 def _queue_order(row: Any) -> tuple[str, int, int]:
@@ -327,7 +329,7 @@ def _queue_order(row: Any) -> tuple[str, int, int]:
 
 def _claimed(row: Any, claimed_at: datetime) -> ClaimedRun:
     return ClaimedRun(row[0], row[1], Mode(row[2]), CostPriority(row[3]), from_iso(row[4]),
-                      from_iso(row[5]) or claimed_at, claimed_at)
+                      from_iso(row[5]), claimed_at)
 
 
 def _deal(runs: list[ClaimedRun], rooms: list[int]) -> list[list[ClaimedRun]]:
@@ -371,18 +373,12 @@ def _run(row: Any) -> Run:
      cpu_system_s, peak_rss_kb, queue_wait_s, duration_s) = middle
     return Run(
         run_id, workflow, Trigger(trigger), Mode(mode), ModeReason(reason),
-        CostPriority(priority), from_iso(deadline), RunState(state), _time(enqueued_at),
+        CostPriority(priority), from_iso(deadline), RunState(state), from_iso(enqueued_at),
         from_iso(not_before), from_iso(promote_at), from_iso(claimed_at), from_iso(started_at),
         from_iso(finished_at), exit_code, attempt, retry_of, schedule_id, batch_id,
         PoolName(pool) if pool is not None else None, worker, pid, pgid, cpu_user_s,
         cpu_system_s, peak_rss_kb, queue_wait_s, duration_s, _flag(off_peak),
         _flag(deadline_met), energy_j, error, log_path)
-
-
-def _time(text: str) -> datetime:
-    moment = from_iso(text)
-    assert moment is not None  # NOT NULL in the schema
-    return moment
 
 
 def _flag(value: int | None) -> bool | None:
