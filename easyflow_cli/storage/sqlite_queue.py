@@ -48,8 +48,8 @@ def fits_sqlite_integer(value: int) -> bool:
 
 
 class Database(Protocol):
-    """What the queue needs of the `Store` it lives in (named here so neither imports the other
-    at run time): its connection, and its write transactions, which nest."""
+    """What the queue needs of the `Store` it lives in, named rather than imported (the store
+    imports this module): its connection, and its write transactions, which nest."""
 
     conn: sqlite3.Connection
 
@@ -97,7 +97,7 @@ class SqliteRunQueue:
             return [[] for _ in hands]
         worker: str | None = None
         batch_id: str | None = None
-        if len(hands) == 1:  # an eco batch: the claim itself sets its worker and batch
+        if len(hands) == 1:  # the claim itself sets the one hand's worker and batch
             worker, batch_id = hands[0].worker, hands[0].batch_id
         with self.store.write() as conn:
             rows = conn.execute(
@@ -121,6 +121,8 @@ class SqliteRunQueue:
 
     def claim_ids(self, run_ids: Sequence[int], *, now: datetime, pool: PoolName,
                   worker: str) -> list[ClaimedRun]:
+        if not run_ids:
+            return []
         with self.store.write() as conn:
             rows = conn.execute(
                 "UPDATE runs SET state = 'running', claimed_at = ?, pool = ?, worker = ?"
@@ -130,6 +132,8 @@ class SqliteRunQueue:
         return [_claimed(row, now) for row in sorted(rows, key=_queue_order)]
 
     def start(self, starts: Sequence[RunStart]) -> None:
+        if not starts:
+            return
         with self.store.write() as conn:
             conn.executemany(
                 "UPDATE runs SET started_at = ?, pid = ?, log_path = ?, off_peak = ?,"
@@ -156,6 +160,8 @@ class SqliteRunQueue:
         return [run_id for run_id in ids if run_id not in running]
 
     def requeue(self, run_ids: Sequence[int], note: str | None = None) -> None:
+        if not run_ids:
+            return
         with self.store.write() as conn:
             conn.executemany(
                 "UPDATE runs SET state = 'queued', claimed_at = NULL, started_at = NULL,"
@@ -198,6 +204,8 @@ class SqliteRunQueue:
 
     def settle_abandoned(self, run_ids: Sequence[int], *, now: datetime, note: str,
                          error: str) -> list[Run]:
+        if not run_ids:
+            return []
         with self.store.write():
             runs = [run for run in map(self.get, run_ids) if run.state is RunState.RUNNING]
             self.requeue([run.id for run in runs if run.started_at is None], note)
