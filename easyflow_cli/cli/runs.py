@@ -26,8 +26,9 @@ app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
 LIMIT_MAX = 1_000_000
 LIST_COLUMNS = ["id", "workflow", "trigger", "mode", "mode_reason", "state", "enqueued_at",
                 "duration_s", "exit_code"]
-STATE_STYLE = {"succeeded": "green", "failed": "red", "timed_out": "red", "cancelled": "yellow",
-               "running": "cyan", "queued": "blue"}
+# Keyed by the enum, looked up by the record's text: a StrEnum member equals its value.
+STATE_STYLE = {RunState.SUCCEEDED: "green", RunState.FAILED: "red", RunState.TIMED_OUT: "red",
+               RunState.CANCELLED: "yellow", RunState.RUNNING: "cyan", RunState.QUEUED: "blue"}
 
 
 @app.command("list")
