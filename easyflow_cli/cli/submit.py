@@ -1,14 +1,16 @@
-"""Queueing a manual run, shared by `run NAME --now` (Typer) and its fast path (`fast_run`).
+"""Queueing manual runs for `run --now`: planned first (nothing written), then committed.
 
-No Typer and no Rich here: `run --now --no-wait` must start quickly.
+No Rich here: `run --now --no-wait` needs none of it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from easyflow_cli.cli.common import parse_deadline
-from easyflow_cli.cli.plain import print_json, print_line, say
+from easyflow_cli.cli.output import print_json, print_line, say
 from easyflow_cli.core.model import Mode, Run, Trigger
 from easyflow_cli.core.planning import PlannedRun, QueuePolicy, plan_run
 from easyflow_cli.core.timeutil import utcnow
@@ -20,15 +22,27 @@ if TYPE_CHECKING:
 
 
 def plan_manual_run(store: Store, spec: WorkflowSpec, config: Config, *, mode: Mode | None,
-                    deadline: str | None) -> PlannedRun:
+                    deadline: str | None, now: datetime | None = None) -> PlannedRun:
     """The run a user asked for now, planned (nothing is written)."""
-    moment = utcnow()
+    moment = now or utcnow()
     return plan_run(
         spec, trigger=Trigger.MANUAL, now=moment,
         policy=QueuePolicy(config.promote_within, config.off_peak), override=mode,
         deadline=parse_deadline(deadline, moment) if deadline is not None else None,
         typical_duration=store.queue.typical_duration(spec.name),
     )
+
+
+def plan_manual_runs(store: Store, specs: Sequence[WorkflowSpec], count: int, config: Config,
+                     *, mode: Mode | None, deadline: str | None) -> list[PlannedRun]:
+    """`count` runs of each workflow, in order. Runs of one workflow asked for at the same
+    moment are planned alike, so each workflow is planned once."""
+    moment = utcnow()
+    planned = []
+    for spec in specs:
+        run = plan_manual_run(store, spec, config, mode=mode, deadline=deadline, now=moment)
+        planned.extend([run] * count)
+    return planned
 
 
 def enqueue_manual_run(store: Store, name: str, planned: PlannedRun) -> Run:

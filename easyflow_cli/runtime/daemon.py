@@ -53,6 +53,9 @@ MAX_REQUEST_BYTES = 64 * 1024
 DB_RETRY_FIRST = 0.5
 DB_RETRY_MAX = 8.0
 DB_STILL_FAILING_EVERY = 60.0
+# epoll takes a sleep of at most 2**31 - 1 ms (under 25 days); a run due later (a deadline a
+# year away puts its promotion there) is found again by sleeping this long at a time.
+MAX_SLEEP_S = 24 * 3600.0
 
 
 class DaemonError(EasyflowError):
@@ -213,7 +216,7 @@ class Daemon:
             waits.append(0.5)  # worker exits are noticed through their pipes; this bounds it
         if self.notifier.watchdog_interval:
             waits.append(self.notifier.watchdog_interval)
-        return max(0.0, min(waits)) if waits else None
+        return min(max(0.0, min(waits)), MAX_SLEEP_S) if waits else None
 
     # ------------------------------------------------------------------ lock, socket, signals
 
