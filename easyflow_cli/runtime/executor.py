@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, BinaryIO
 
 from easyflow_cli.core.model import Outcome, RunState
 from easyflow_cli.core.spec import StepSpec, WorkflowSpec
+from easyflow_cli.runtime.protocol import RunLimits
 from easyflow_cli.runtime.rapl import EnergyMeter
 
 if TYPE_CHECKING:
@@ -70,16 +71,6 @@ def lower_priority(nice: int) -> None:
         number = SYS_IOPRIO_SET.get(os.uname().machine)
         if number is not None:
             _libc().syscall(number, IOPRIO_WHO_PROCESS, 0, IOPRIO_CLASS_IDLE << 13)
-
-
-@dataclass
-class RunLimits:
-    """How this run may execute: its time limit and the priority of its processes."""
-
-    timeout: float
-    nice: int = 0
-    kill_grace: float = 5.0
-    log_max_bytes: int = 10 * 1024 * 1024
 
 
 @dataclass

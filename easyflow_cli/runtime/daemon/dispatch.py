@@ -1,0 +1,111 @@
+"""Hand ready runs to idle workers: claims from the queue, orders to the pools.
+
+Real-time first, then balanced, then eco. Real-time and balanced workers are topped up with
+one claim for all of them (several runs each while the pool's runs are short); each idle eco
+worker takes a batch of up to `batch_size` runs at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from datetime import datetime
+from typing import Any
+
+from easyflow_cli.core.config import Config
+from easyflow_cli.core.errors import NotFound
+from easyflow_cli.core.model import Mode, Outcome, RunState
+from easyflow_cli.runtime.clock import Clock
+from easyflow_cli.runtime.executor import limits_for
+from easyflow_cli.runtime.pools import Pool, PoolWorker
+from easyflow_cli.runtime.protocol import RunOrder, RunTicket, SpecEntry
+from easyflow_cli.runtime.recording import Recorder
+from easyflow_cli.storage.queue import claim_next_runs, claim_runs_for_workers, finish_run
+from easyflow_cli.storage.store import Store
+
+log = logging.getLogger("easyflow.daemon")
+
+
+class Dispatcher:
+    def __init__(self, store: Store, pools: dict[Mode, Pool], recorder: Recorder, clock: Clock,
+                 config: Config, logs_dir: str) -> None:
+        self.store = store
+        self.pools = pools
+        self.recorder = recorder
+        self.clock = clock
+        self.config = config  # replaced on reload
+        self.logs_dir = logs_dir
+
+    def dispatch(self, now: datetime) -> None:
+        for mode in Mode:
+            if mode is Mode.ECO:
+                self._dispatch_batches(self.pools[mode], now)
+            else:
+                self._dispatch_runs(self.pools[mode], now)
+
+    def _dispatch_runs(self, pool: Pool, now: datetime) -> None:
+        """Top up the pool's workers (one claim for all of them); give back runs stuck behind
+        a long one if a worker is left with nothing."""
+        now_mono = self.clock.monotonic()
+        rooms = pool.rooms(now_mono)
+        if rooms:
+            hands = claim_runs_for_workers(self.store, pool.mode, now=now, pool=pool.mode.value,
+                                           rooms=[(w.name, room) for w, room in rooms])
+            for (worker, _), runs in zip(rooms, hands, strict=True):
+                if runs:
+                    self.hand_over(worker, runs)
+        if pool.idle_workers():
+            for worker in pool.workers:
+                if worker.waiting_behind_long_run(now_mono):
+                    worker.release()
+
+    def _dispatch_batches(self, pool: Pool, now: datetime) -> None:
+        for worker in pool.idle_workers():
+            limit = pool.config.batch_size
+            batch_id = uuid.uuid4().hex[:12] if limit > 1 else None
+            runs = claim_next_runs(self.store, pool.mode, now=now, limit=limit,
+                                   pool=pool.mode.value, worker=worker.name, batch_id=batch_id)
+            if not runs:
+                break
+            self.hand_over(worker, runs)
+
+    def next_release_in(self) -> float | None:
+        """Seconds until a run held behind a long one should be given back to a free worker."""
+        moments = [due for mode, pool in self.pools.items()
+                   if mode is not Mode.ECO and pool.idle_workers()
+                   for due in map(PoolWorker.release_due_at, pool.workers) if due is not None]
+        return max(0.0, min(moments) - self.clock.monotonic()) if moments else None
+
+    def hand_over(self, worker: PoolWorker, runs: list[dict[str, Any]]) -> None:
+        specs: dict[str, SpecEntry] = {}
+        kept = []
+        for run in runs:
+            name = run["workflow"]
+            try:
+                if name not in specs:
+                    specs[name] = SpecEntry(*self.store.workflow_spec_dict(name))
+            except NotFound:
+                self._workflow_gone(run["id"])
+                continue
+            kept.append(run)
+        if not kept:
+            return
+        order = RunOrder(limits_for(self.config, kept[0]["mode"]), specs,
+                         [RunTicket(run["id"], run["workflow"], self.log_path(run["id"]))
+                          for run in kept])
+        if not worker.assign(kept, order):
+            log.warning("worker %s did not take its orders; it will be replaced", worker.name)
+
+    def _workflow_gone(self, run_id: int) -> None:
+        outcome = Outcome(RunState.FAILED, error="workflow was removed before the run started")
+        now = self.clock.now()
+        self.recorder.record(lambda: _finish(self.store, run_id, outcome, now))
+
+    def log_path(self, run_id: int) -> str:
+        # The same path as run_log_path, without building a Path twice per run.
+        return f"{self.logs_dir}{os.sep}{run_id}.log"
+
+
+def _finish(store: Store, run_id: int, outcome: Outcome, now: datetime) -> None:
+    finish_run(store, run_id, outcome, now=now)
