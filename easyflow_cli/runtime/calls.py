@@ -67,9 +67,9 @@ def resolve(target: str, directory: str | None = None) -> Callable[..., Any]:
 
 def _import(target: str, directory: str | None) -> Callable[..., Any]:
     module_name, _, attribute = target.partition(":")
-    added = directory is not None and directory not in sys.path
-    if added:
-        sys.path.insert(0, directory)
+    added = directory if directory is not None and directory not in sys.path else None
+    if added is not None:
+        sys.path.insert(0, added)
     try:
         obj: Any = importlib.import_module(module_name)
         for part in attribute.split("."):
@@ -77,8 +77,8 @@ def _import(target: str, directory: str | None) -> Callable[..., Any]:
     except Exception as exc:
         raise CallFailed(f"cannot import {target!r}: {one_line(exc)}") from None
     finally:
-        if added:
-            sys.path.remove(directory)
+        if added is not None:
+            sys.path.remove(added)
     if not callable(obj):
         raise CallFailed(f"{target!r} is not callable")
     return obj

@@ -364,6 +364,7 @@ class StepRunner:
         self.proc.stdout.close()
 
     def _exit_code(self) -> int:
+        assert self.exit_status is not None, "asked before the step was reaped"
         code = os.waitstatus_to_exitcode(self.exit_status)
         return 128 - code if code < 0 else code
 

@@ -1,15 +1,11 @@
-"""Every message the daemon exchanges: with its workers over their pipes, with clients over its
-socket. One JSON object per line each way.
+"""Every message the daemon exchanges, one JSON object per line: orders to its workers (run,
+cancel, ack, release, retire), their reports (ready, started, step, finished, ran, released),
+clients' requests on its socket (wake, reload, status, cancel) and its replies.
 
-Orders (daemon → worker): run, cancel, ack, release, retire. Reports (worker → daemon): ready,
-started, step, finished, ran, released. Requests (client → daemon): wake, reload, status,
-cancel, answered by one reply each.
-
-Each message is a dataclass that writes itself as JSON (`to_json`); the `decode_*` functions are
-the one place a line is read back, and every check on what arrives is made there: whatever is
-malformed becomes a `ProtocolError` that says what is wrong, never a KeyError three calls later.
-
-The worker imports this module: nothing here touches the database.
+Each message is a dataclass that writes itself as JSON; the `decode_*` functions are the one
+place a line is read back and checked: whatever is malformed becomes a `ProtocolError` that
+says what is wrong, never a KeyError three calls later. The worker imports this module:
+nothing here touches the database.
 """
 
 from __future__ import annotations
@@ -33,11 +29,31 @@ class ProtocolError(ValueError):
     """A message that is not one of ours: its text says what is wrong with it."""
 
 
+class _Plain:
+    """Written as its fields, as they are."""
+
+    __slots__ = ()
+
+    def to_json(self) -> dict[str, Any]:
+        names: tuple[str, ...] = self.__slots__  # a slotted dataclass's are its fields
+        return {name: getattr(self, name) for name in names}
+
+
+class _Message(_Plain):
+    """Written as its tag (`op` or `ev`), then its fields."""
+
+    __slots__ = ()
+
+    def to_json(self) -> dict[str, Any]:
+        tag = "op" if hasattr(self, "op") else "ev"
+        return {tag: getattr(self, tag), **_Plain.to_json(self)}
+
+
 # ------------------------------------------------------------------ orders (daemon → worker)
 
 
 @dataclass(slots=True)
-class RunLimits:
+class RunLimits(_Plain):
     """How a run may execute: its time limit and the priority of its processes."""
 
     timeout: float
@@ -45,26 +61,17 @@ class RunLimits:
     kill_grace: float = 5.0
     log_max_bytes: int = 10 * 1024 * 1024
 
-    def to_json(self) -> dict[str, Any]:
-        return {"timeout": self.timeout, "nice": self.nice, "kill_grace": self.kill_grace,
-                "log_max_bytes": self.log_max_bytes}
-
 
 @dataclass(slots=True)
-class SpecEntry:
+class SpecEntry(_Plain):
     """A workflow's spec as stored (validated again by the worker) and the file it came from."""
 
     spec: dict[str, Any]
     source_file: str | None
 
-    def to_json(self) -> dict[str, Any]:
-        return {"spec": self.spec, "source_file": self.source_file}
-
 
 @dataclass(slots=True)
 class RunTicket:
-    """One run of a `run` order: which workflow, and where its log goes."""
-
     id: int
     workflow: str
     log_path: str
@@ -87,44 +94,32 @@ class RunOrder:
 
 
 @dataclass(slots=True)
-class CancelOrder:
+class CancelOrder(_Message):
     op: ClassVar[str] = "cancel"
     id: int
 
-    def to_json(self) -> dict[str, Any]:
-        return {"op": "cancel", "id": self.id}
-
 
 @dataclass(slots=True)
-class AckOrder:
+class AckOrder(_Message):
     """The step's process group is recorded: let it run."""
 
     op: ClassVar[str] = "ack"
     id: int
     pgid: int
 
-    def to_json(self) -> dict[str, Any]:
-        return {"op": "ack", "id": self.id, "pgid": self.pgid}
-
 
 @dataclass(slots=True)
-class ReleaseOrder:
+class ReleaseOrder(_Message):
     """Give back the runs not started yet: another worker is free for them."""
 
     op: ClassVar[str] = "release"
 
-    def to_json(self) -> dict[str, Any]:
-        return {"op": "release"}
-
 
 @dataclass(slots=True)
-class RetireOrder:
+class RetireOrder(_Message):
     """Finish what you hold, then exit."""
 
     op: ClassVar[str] = "retire"
-
-    def to_json(self) -> dict[str, Any]:
-        return {"op": "retire"}
 
 
 Order = RunOrder | CancelOrder | AckOrder | ReleaseOrder | RetireOrder
@@ -135,34 +130,25 @@ Order = RunOrder | CancelOrder | AckOrder | ReleaseOrder | RetireOrder
 
 
 @dataclass(slots=True)
-class Ready:
+class Ready(_Message):
     ev: ClassVar[str] = "ready"
     pid: int
 
-    def to_json(self) -> dict[str, Any]:
-        return {"ev": "ready", "pid": self.pid}
-
 
 @dataclass(slots=True)
-class Started:
+class Started(_Message):
     ev: ClassVar[str] = "started"
     id: int
     at: float
 
-    def to_json(self) -> dict[str, Any]:
-        return {"ev": "started", "id": self.id, "at": self.at}
-
 
 @dataclass(slots=True)
-class Step:
+class Step(_Message):
     """A step is parked in this process group until the daemon acknowledges it."""
 
     ev: ClassVar[str] = "step"
     id: int
     pgid: int
-
-    def to_json(self) -> dict[str, Any]:
-        return {"ev": "step", "id": self.id, "pgid": self.pgid}
 
 
 @dataclass(slots=True)
@@ -193,14 +179,11 @@ class Ran:
 
 
 @dataclass(slots=True)
-class Released:
+class Released(_Message):
     """The runs given back unstarted, after a `release` order."""
 
     ev: ClassVar[str] = "released"
     ids: list[int]
-
-    def to_json(self) -> dict[str, Any]:
-        return {"ev": "released", "ids": self.ids}
 
 
 Report = Ready | Started | Step | Finished | Ran | Released
@@ -210,39 +193,27 @@ Report = Ready | Started | Step | Finished | Ran | Released
 
 
 @dataclass(slots=True)
-class WakeRequest:
+class WakeRequest(_Message):
     """New runs are queued; the daemon re-plans their off-peak wait by its own config."""
 
     op: ClassVar[str] = "wake"
     runs: list[int]
 
-    def to_json(self) -> dict[str, Any]:
-        return {"op": "wake", "runs": self.runs}
-
 
 @dataclass(slots=True)
-class ReloadRequest:
+class ReloadRequest(_Message):
     op: ClassVar[str] = "reload"
 
-    def to_json(self) -> dict[str, Any]:
-        return {"op": "reload"}
-
 
 @dataclass(slots=True)
-class StatusRequest:
+class StatusRequest(_Message):
     op: ClassVar[str] = "status"
 
-    def to_json(self) -> dict[str, Any]:
-        return {"op": "status"}
-
 
 @dataclass(slots=True)
-class CancelRequest:
+class CancelRequest(_Message):
     op: ClassVar[str] = "cancel"
     id: int
-
-    def to_json(self) -> dict[str, Any]:
-        return {"op": "cancel", "id": self.id}
 
 
 Request = WakeRequest | ReloadRequest | StatusRequest | CancelRequest
@@ -267,15 +238,11 @@ class Refusal:
 
 
 @dataclass(slots=True)
-class PoolStatus:
+class PoolStatus(_Plain):
     busy: int
     size: int
     ready: int
     workers: list[int]
-
-    def to_json(self) -> dict[str, Any]:
-        return {"busy": self.busy, "size": self.size, "ready": self.ready,
-                "workers": self.workers}
 
 
 @dataclass(slots=True)
@@ -343,7 +310,7 @@ def _decode(line: bytes, tag: str, table: dict[str, Callable[[_Fields], Any]], w
         raise ProtocolError(f"a {what} is one JSON object, not {_kind(data)}")
     kind = data.get(tag)
     build = table.get(kind) if isinstance(kind, str) else None
-    if build is None:
+    if build is None or not isinstance(kind, str):
         raise ProtocolError(f"unknown {tag} {shown(kind)}")
     return build(_Fields(kind, data))
 
@@ -358,62 +325,76 @@ class _Fields:
         self.data = data
 
     def fail(self, name: str, must: str) -> ProtocolError:
-        value = self.data.get(name)
+        value: Any = self.data.get(name)
         got = "missing" if name not in self.data else f"got {shown(value)}"
         return ProtocolError(f"{self.kind}: {name} must be {must} ({got})")
 
     def run_id(self, name: str = "id") -> int:
-        value = self.data.get(name)
-        if type(value) is not int or not 0 < value <= MAX_ID:
-            raise self.fail(name, "a run id (a positive integer)")
-        return value
+        return self.positive(name, "a run id (a positive integer)")
 
     def run_ids(self, name: str) -> list[int]:
-        values = self.data.get(name, [])
-        if type(values) is not list or len(values) > MAX_IDS:
-            raise self.fail(name, f"a list of at most {MAX_IDS} run ids")
+        values = self.items(name, default=[])
         if not all(type(v) is int and 0 < v <= MAX_ID for v in values):
             raise self.fail(name, "a list of run ids (positive integers)")
         return values
 
+    def items(self, name: str, default: list[Any] | None = None) -> list[Any]:
+        values: Any = self.data.get(name, default)
+        if type(values) is not list or len(values) > MAX_IDS:
+            raise self.fail(name, f"a list of at most {MAX_IDS} entries")
+        return values
+
     def pid(self, name: str) -> int:
-        value = self.data.get(name)
+        return self.positive(name, "a process id (a positive integer)")
+
+    def positive(self, name: str, must: str) -> int:
+        value: Any = self.data.get(name)
         if type(value) is not int or not 0 < value <= MAX_ID:
-            raise self.fail(name, "a process id (a positive integer)")
+            raise self.fail(name, must)
         return value
 
     def number(self, name: str, *, optional: bool = False) -> Any:
-        value = self.data.get(name)
-        if optional and value is None:
-            return None
-        if type(value) not in (int, float) or not math.isfinite(value) or value < 0:
-            raise self.fail(name, "a finite number, not negative")
-        return value
+        return self.checked(name, _is_amount, "a finite number, not negative", optional)
 
     def integer(self, name: str, *, optional: bool = False) -> Any:
-        value = self.data.get(name)
-        if optional and value is None:
-            return None
-        if type(value) is not int or abs(value) > MAX_ID:
-            raise self.fail(name, "an integer")
-        return value
+        return self.checked(name, _is_integer, "an integer", optional)
 
     def text(self, name: str, *, optional: bool = False) -> Any:
-        value = self.data.get(name)
-        if optional and value is None:
-            return None
-        if type(value) is not str:
-            raise self.fail(name, "a string")
+        return self.checked(name, _is_text, "a string", optional)
+
+    def checked(self, name: str, valid: Callable[[Any], bool], must: str,
+                optional: bool) -> Any:
+        value: Any = self.data.get(name)
+        if not (valid(value) or optional and value is None):
+            raise self.fail(name, must)
         return value
 
     def table(self, name: str) -> dict[str, Any]:
-        value = self.data.get(name)
+        value: Any = self.data.get(name)
         if type(value) is not dict:
             raise self.fail(name, "an object")
         return value
 
     def inner(self, name: str) -> _Fields:
         return _Fields(f"{self.kind}.{name}", self.table(name))
+
+    @staticmethod
+    def of(kind: str, value: Any) -> _Fields:
+        if type(value) is not dict:
+            raise ProtocolError(f"{kind} must be an object (got {shown(value)})")
+        return _Fields(kind, value)
+
+
+def _is_amount(value: Any) -> bool:
+    return type(value) in (int, float) and math.isfinite(value) and value >= 0
+
+
+def _is_integer(value: Any) -> bool:
+    return type(value) is int and abs(value) <= MAX_ID
+
+
+def _is_text(value: Any) -> bool:
+    return type(value) is str
 
 
 def _kind(value: Any) -> str:
@@ -425,8 +406,8 @@ def _run_order(f: _Fields) -> RunOrder:
     order = RunOrder(
         RunLimits(limits.number("timeout"), limits.integer("nice"),
                   limits.number("kill_grace"), limits.integer("log_max_bytes")),
-        {name: _spec_entry(f, name, entry) for name, entry in f.table("specs").items()},
-        [_ticket(f, run) for run in _list(f, "runs")])
+        {name: _spec_entry(name, entry) for name, entry in f.table("specs").items()},
+        [_ticket(run) for run in f.items("runs")])
     for ticket in order.runs:
         if ticket.workflow not in order.specs:
             raise ProtocolError(f"run: no spec for run {ticket.id}'s workflow "
@@ -434,24 +415,13 @@ def _run_order(f: _Fields) -> RunOrder:
     return order
 
 
-def _list(f: _Fields, name: str) -> list[Any]:
-    value = f.data.get(name)
-    if type(value) is not list or len(value) > MAX_IDS:
-        raise f.fail(name, f"a list of at most {MAX_IDS} entries")
-    return value
-
-
-def _spec_entry(f: _Fields, name: str, entry: Any) -> SpecEntry:
-    if type(entry) is not dict:
-        raise ProtocolError(f"run: specs[{shown(name)}] must be an object")
-    fields = _Fields(f"run: specs[{shown(name)}]", entry)
+def _spec_entry(name: str, entry: Any) -> SpecEntry:
+    fields = _Fields.of(f"run: specs[{shown(name)}]", entry)
     return SpecEntry(fields.table("spec"), fields.text("source_file", optional=True))
 
 
-def _ticket(f: _Fields, run: Any) -> RunTicket:
-    if type(run) is not dict:
-        raise ProtocolError(f"run: each of runs must be an object (got {shown(run)})")
-    fields = _Fields("run: runs[]", run)
+def _ticket(run: Any) -> RunTicket:
+    fields = _Fields.of("run: runs[]", run)
     return RunTicket(fields.run_id(), fields.text("workflow"), fields.text("log_path"))
 
 

@@ -46,8 +46,8 @@ class EndedRun:
 class Batch:
     starts: list[RunStart] = field(default_factory=list)
     ends: list[EndedRun] = field(default_factory=list)
-    changes: list[Callable[[], None]] = field(default_factory=list)
-    after_commit: list[Callable[[], None]] = field(default_factory=list)
+    changes: list[Callable[[], object]] = field(default_factory=list)
+    after_commit: list[Callable[[], object]] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return bool(self.starts or self.ends or self.changes or self.after_commit)
@@ -85,7 +85,8 @@ class Recorder:
     def retry_due(self) -> bool:
         return self.retry_at is not None and self.clock.monotonic() >= self.retry_at
 
-    def record(self, change: Callable[[], None], then: Callable[[], None] | None = None) -> None:
+    def record(self, change: Callable[[], object],
+               then: Callable[[], object] | None = None) -> None:
         """Write a change with the others of this wake-up; `then` runs once it is committed."""
         self.batch.changes.append(change)
         if then is not None:

@@ -23,7 +23,7 @@ import signal
 import sys
 import time
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 from easyflow_cli.core.model import Outcome, RunState
 from easyflow_cli.core.spec import WorkflowSpec, spec_from_dict
@@ -239,7 +239,7 @@ def open_run_log(path: str) -> BinaryIO:
     except OSError as exc:
         print(f"easyflow worker {os.getpid()}: cannot open run log {path}: {exc.strerror}; "
               "the run's output is discarded", file=sys.stderr, flush=True)
-        return UnwritableLog(exc)
+        return cast(BinaryIO, UnwritableLog(exc))
     return open(fd, "ab", buffering=0)
 
 

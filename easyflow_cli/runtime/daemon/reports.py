@@ -10,6 +10,7 @@ import logging
 import selectors
 from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 
 from easyflow_cli.core.config import Config
 from easyflow_cli.core.model import Outcome, RunState
@@ -135,14 +136,16 @@ class WorkerReports:
         for assignment in worker.assignments.values():
             if assignment.pgid:
                 kill_group(assignment.pgid)
-            self.recorder.record(lambda a=assignment: self._settle(
-                a.run_id, lambda facts: settlement.after_worker_death(
-                    facts, a.stop_reason, worker.pid, status), self.clock.now()))
+            self.recorder.record(partial(self._settle_orphan, worker.pid, assignment, status))
         if not worker.retiring:
             log.warning("worker %s (pid %d) died with status %s; replacing it", worker.name,
                         worker.pid, status)
         if not self.draining:
             self.watch(pool.fill())
+
+    def _settle_orphan(self, pid: int, assignment: Assignment, status: int | None) -> None:
+        self._settle(assignment.run_id, lambda facts: settlement.after_worker_death(
+            facts, assignment.stop_reason, pid, status), self.clock.now())
 
     def _settle(self, run_id: int, rule: Callable[[settlement.RunFacts], Settlement],
                 at: datetime) -> None:
