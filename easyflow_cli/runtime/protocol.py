@@ -11,7 +11,7 @@ nothing here touches the database.
 from __future__ import annotations
 
 import json
-import math
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -23,6 +23,10 @@ from easyflow_cli.core.model import Outcome, RunState
 MAX_ID = 2**63 - 1
 # A worker holds a few dozen runs; a client wakes the daemon for the runs of one submission.
 MAX_IDS = 100_000
+
+
+# The largest finite float: NaN fails every comparison, infinity this one.
+_LARGEST = sys.float_info.max
 
 
 class ProtocolError(ValueError):
@@ -353,21 +357,25 @@ class _Fields:
             raise self.fail(name, must)
         return value
 
-    def number(self, name: str, *, optional: bool = False) -> Any:
-        return self.checked(name, _is_amount, "a finite number, not negative", optional)
-
-    def integer(self, name: str, *, optional: bool = False) -> Any:
-        return self.checked(name, _is_integer, "an integer", optional)
-
-    def text(self, name: str, *, optional: bool = False) -> Any:
-        return self.checked(name, _is_text, "a string", optional)
-
-    def checked(self, name: str, valid: Callable[[Any], bool], must: str,
-                optional: bool) -> Any:
+    # These run for every report: checks inline, no helper calls on the way to "valid".
+    def number(self, name: str, optional: bool = False) -> Any:
         value: Any = self.data.get(name)
-        if not (valid(value) or optional and value is None):
-            raise self.fail(name, must)
-        return value
+        kind = type(value)
+        if (kind is float or kind is int) and 0 <= value <= _LARGEST or optional and value is None:
+            return value
+        raise self.fail(name, "a finite number, not negative")
+
+    def integer(self, name: str, optional: bool = False) -> Any:
+        value: Any = self.data.get(name)
+        if type(value) is int and -MAX_ID <= value <= MAX_ID or optional and value is None:
+            return value
+        raise self.fail(name, "an integer")
+
+    def text(self, name: str, optional: bool = False) -> Any:
+        value: Any = self.data.get(name)
+        if type(value) is str or optional and value is None:
+            return value
+        raise self.fail(name, "a string")
 
     def table(self, name: str) -> dict[str, Any]:
         value: Any = self.data.get(name)
@@ -383,18 +391,6 @@ class _Fields:
         if type(value) is not dict:
             raise ProtocolError(f"{kind} must be an object (got {shown(value)})")
         return _Fields(kind, value)
-
-
-def _is_amount(value: Any) -> bool:
-    return type(value) in (int, float) and math.isfinite(value) and value >= 0
-
-
-def _is_integer(value: Any) -> bool:
-    return type(value) is int and abs(value) <= MAX_ID
-
-
-def _is_text(value: Any) -> bool:
-    return type(value) is str
 
 
 def _kind(value: Any) -> str:
@@ -428,16 +424,15 @@ def _ticket(run: Any) -> RunTicket:
 def _outcome(f: _Fields) -> Outcome:
     o = f.inner("outcome")
     state = o.data.get("state")
-    if state not in _ENDED_STATES:
+    if type(state) is not str or state not in _ENDED_STATES:
         raise o.fail("state", "a run's end state")
-    return Outcome(RunState(state), o.integer("exit_code", optional=True),
-                   o.text("error", optional=True), o.number("cpu_user_s"),
-                   o.number("cpu_system_s"), o.integer("peak_rss_kb"),
-                   o.number("energy_j", optional=True))
+    return Outcome(_ENDED_STATES[state], o.integer("exit_code", True), o.text("error", True),
+                   o.number("cpu_user_s"), o.number("cpu_system_s"), o.integer("peak_rss_kb"),
+                   o.number("energy_j", True))
 
 
-_ENDED_STATES = {s.value for s in (RunState.SUCCEEDED, RunState.FAILED, RunState.TIMED_OUT,
-                                   RunState.CANCELLED)}
+_ENDED_STATES = {s.value: s for s in (RunState.SUCCEEDED, RunState.FAILED, RunState.TIMED_OUT,
+                                      RunState.CANCELLED)}
 
 _ORDERS: dict[str, Callable[[_Fields], Any]] = {
     "run": _run_order,
