@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -20,6 +20,12 @@ from easyflow_cli.cli.output import (
 from easyflow_cli.core.durations import parse_duration
 from easyflow_cli.core.errors import BadInput, shown
 from easyflow_cli.core.timeutil import parse_time, to_iso, utcnow
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
+
+    from easyflow_cli.reporting.accounting import Period
+    from easyflow_cli.storage.store import Store
 
 app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
                   help="Reports: costs and savings, latency, pool use.")
@@ -44,7 +50,7 @@ def parse_moment(text: str | None, now: datetime, option: str) -> datetime | Non
                        "2026-11-01") from None
 
 
-def _period(since: str | None, until: str | None, workflow: str | None):
+def _period(since: str | None, until: str | None, workflow: str | None) -> Period:
     from easyflow_cli.reporting.accounting import Period
 
     now = utcnow()
@@ -55,7 +61,7 @@ def _period(since: str | None, until: str | None, workflow: str | None):
     return period
 
 
-def _check_workflow(store, workflow: str | None) -> None:
+def _check_workflow(store: Store, workflow: str | None) -> None:
     """A registered workflow, or one that has since been removed but has runs to report."""
     from easyflow_cli.reporting.accounting import has_history
 
@@ -63,12 +69,12 @@ def _check_workflow(store, workflow: str | None) -> None:
         store.get_workflow(workflow)
 
 
-def _period_json(period) -> dict[str, Any]:
+def _period_json(period: Period) -> dict[str, Any]:
     return {"since": to_iso(period.since), "until": to_iso(period.until),
             "workflow": period.workflow}
 
 
-def _show(renderable, svg: Path | None, title: str) -> None:
+def _show(renderable: RenderableType, svg: Path | None, title: str) -> None:
     console.print(renderable)
     if svg is not None:
         from rich.console import Console
@@ -82,14 +88,15 @@ def _show(renderable, svg: Path | None, title: str) -> None:
 @app.command("costs")
 def costs(
     by: str = typer.Option("mode", "--by", help="Group by mode, workflow or day (UTC)."),
-    since: str = SINCE, until: str = UNTIL, workflow: str = WORKFLOW,
-    as_json: bool = JSON_OPTION, as_csv: bool = CSV_OPTION, svg: Path = SVG,
+    since: str | None = SINCE, until: str | None = UNTIL, workflow: str | None = WORKFLOW,
+    as_json: bool = JSON_OPTION, as_csv: bool = CSV_OPTION, svg: Path | None = SVG,
 ) -> None:
     """Runs, worker-hours, CPU-hours, energy and cost per mode; savings against all-real-time."""
+    from easyflow_cli.cli.report_render import render_costs
     from easyflow_cli.core.config import load_config
     from easyflow_cli.core.costs import Prices
     from easyflow_cli.reporting.accounting import GROUP_KEYS, cost_sums
-    from easyflow_cli.reporting.reports import cost_report, render_costs
+    from easyflow_cli.reporting.reports import cost_report
 
     if by not in GROUP_KEYS:
         raise BadInput(f"--by: must be one of {', '.join(GROUP_KEYS)}, got {by!r}")
@@ -112,12 +119,13 @@ def costs(
 
 @app.command("latency")
 def latency(
-    since: str = SINCE, until: str = UNTIL, workflow: str = WORKFLOW,
-    as_json: bool = JSON_OPTION, as_csv: bool = CSV_OPTION, svg: Path = SVG,
+    since: str | None = SINCE, until: str | None = UNTIL, workflow: str | None = WORKFLOW,
+    as_json: bool = JSON_OPTION, as_csv: bool = CSV_OPTION, svg: Path | None = SVG,
 ) -> None:
     """p50/p95/p99 of queue wait and duration per mode; deadlines met and missed."""
+    from easyflow_cli.cli.report_render import render_latency
     from easyflow_cli.reporting.accounting import latency_stats
-    from easyflow_cli.reporting.reports import QUANTILES, latency_report, render_latency
+    from easyflow_cli.reporting.reports import QUANTILES, latency_report
 
     period = _period(since, until, workflow)
     with open_store() as store, err_console.status("reading runs…"):
@@ -138,15 +146,16 @@ def latency(
 
 @app.command("pools")
 def pools(
-    since: str = SINCE, until: str = UNTIL, workflow: str = WORKFLOW,
+    since: str | None = SINCE, until: str | None = UNTIL, workflow: str | None = WORKFLOW,
     buckets: int = typer.Option(24, "--buckets", min=1, max=500, help="Time slices to chart."),
-    as_json: bool = JSON_OPTION, as_csv: bool = CSV_OPTION, svg: Path = SVG,
+    as_json: bool = JSON_OPTION, as_csv: bool = CSV_OPTION, svg: Path | None = SVG,
 ) -> None:
     """Utilization of each pool over the period and queue depth by mode, with sparklines."""
+    from easyflow_cli.cli.report_render import render_pools
     from easyflow_cli.core.config import load_config
     from easyflow_cli.core.model import Mode
     from easyflow_cli.reporting.accounting import earliest_start, pool_use
-    from easyflow_cli.reporting.reports import pools_report, render_pools
+    from easyflow_cli.reporting.reports import pools_report
     from easyflow_cli.reporting.timeline import Timeline
     from easyflow_cli.storage.queue import queue_depths
 

@@ -90,10 +90,10 @@ def _report(record: dict, as_json: bool) -> NoReturn:
 
 def show_quote(name: str, as_json: bool) -> None:
     """The seed's "Run now: $0.10 · Run overnight: $0.04", and the table behind it."""
+    from easyflow_cli.cli.report_render import money
     from easyflow_cli.core.config import load_config
     from easyflow_cli.core.costs import quote
     from easyflow_cli.reporting.accounting import workflow_history
-    from easyflow_cli.reporting.reports import money
 
     config = load_config()
     moment = utcnow()

@@ -1,15 +1,16 @@
 """Daemon configuration: pools, deadlines, drain and log limits.
 
 Looked up in order: an explicit path, `$EASYFLOW_CONFIG`, `$EASYFLOW_HOME/easyflow.toml`,
-`/etc/easyflow/easyflow.toml`, else the built-in defaults (`defaults/easyflow.toml`, which
-`config/easyflow.toml` in the repository is). Pool sizes may be overridden by the seed's
-environment variables `REALTIME_MAX_WORKERS`, `BALANCED_MAX_WORKERS`, `ECO_MAX_WORKERS`.
+`/etc/easyflow/easyflow.toml`, else the built-in defaults (`easyflow_cli/defaults/easyflow.toml`,
+which a file found overlays key by key). Pool sizes may be overridden by the environment
+variables `REALTIME_MAX_WORKERS`, `BALANCED_MAX_WORKERS`, `ECO_MAX_WORKERS`.
 """
 
 from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
@@ -60,7 +61,6 @@ class Config:
     log_max_bytes: int = 10 * 1024 * 1024
     costs: CostConfig = field(default_factory=CostConfig)
     source: str = "built-in defaults"
-    raw: dict = field(default_factory=dict, compare=False, repr=False)
 
     def pool(self, mode: Mode | str) -> PoolConfig:
         return self.pools[Mode(mode)]
@@ -76,7 +76,8 @@ class Config:
         return self.costs.tariff_window
 
 
-def find_config_path(explicit: str | Path | None = None, environ=None) -> Path | None:
+def find_config_path(explicit: str | Path | None = None,
+                     environ: Mapping[str, str] | None = None) -> Path | None:
     env = os.environ if environ is None else environ
     if explicit:
         return Path(explicit)
@@ -90,7 +91,8 @@ def find_config_path(explicit: str | Path | None = None, environ=None) -> Path |
     return None
 
 
-def load_config(explicit: str | Path | None = None, environ=None) -> Config:
+def load_config(explicit: str | Path | None = None,
+                environ: Mapping[str, str] | None = None) -> Config:
     """The effective configuration: defaults, overlaid by the file found, then the environment."""
     env = os.environ if environ is None else environ
     defaults_text = DEFAULTS_PATH.read_text()
@@ -149,7 +151,6 @@ def _build(data: dict, file: str, lines: KeyLines, source: str) -> Config:
         log_max_bytes=_int(check, logs, "max_bytes", ("logs",), minimum=1024) or 10485760,
         costs=_build_costs(check, data.get("costs", {})),
         source=source,
-        raw=data,
     )
     if check.errors:
         raise SpecErrors(check.errors)
@@ -218,7 +219,7 @@ def _int(check: Checker, table: dict, key: str, path: tuple, *, minimum: int,
     return value
 
 
-def _apply_env(config: Config, env) -> Config:
+def _apply_env(config: Config, env: Mapping[str, str]) -> Config:
     pools = dict(config.pools)
     for mode, name in WORKER_ENV.items():
         if env.get(name):

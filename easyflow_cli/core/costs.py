@@ -97,7 +97,8 @@ def quote(config: Config, mode: Mode, now: datetime, history: dict[str, tuple[fl
     return Quote(mode, start, start + timedelta(seconds=duration), cost, duration, basis)
 
 
-def _expected(config: Config, mode: Mode, history, history_runs) -> tuple[float, float, str]:
+def _expected(config: Config, mode: Mode, history: dict[str, tuple[float, float]],
+              history_runs: dict[str, int]) -> tuple[float, float, str]:
     if mode.value in history:
         duration, cpu = history[mode.value]
         return duration, cpu, f"median of {history_runs[mode.value]} {mode.value} runs"

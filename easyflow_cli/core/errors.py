@@ -67,7 +67,3 @@ class SpecErrors(BadInput):
 
 class NotFound(BadInput):
     """An unknown workflow, run or schedule."""
-
-
-class DaemonUnavailable(EasyflowError):
-    """No daemon is answering on the socket."""

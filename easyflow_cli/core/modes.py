@@ -1,4 +1,4 @@
-"""Execution-mode resolution (the seed's `determineExecutionMode`) and the promotion rule.
+"""Execution-mode resolution (which mode a run gets, and why) and the promotion rule.
 
 Pure functions of their arguments; `now` is always passed in.
 """

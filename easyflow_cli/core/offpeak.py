@@ -1,4 +1,4 @@
-"""The off-peak window ("22:00-06:00", local time): is now inside it, when does it next open/close.
+"""The off-peak window ("22:00-06:00", local time): is now inside it, when does it next open.
 
 Pure functions; `now` is an aware datetime, the window is read in `tz` (default: local time).
 """
@@ -28,10 +28,6 @@ class OffPeakWindow:
         if self.contains(now, tz):
             return now
         return _next_wall_time(now, self.start, tz)
-
-    def next_boundary(self, now: datetime, tz: tzinfo | None = None) -> datetime:
-        """The next open or close after `now`: when waiting eco work may change state."""
-        return min(_next_wall_time(now, self.start, tz), _next_wall_time(now, self.end, tz))
 
 
 def _next_wall_time(now: datetime, wall: time, tz: tzinfo | None) -> datetime:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 
-def state_dir(environ: dict[str, str] | None = None) -> Path:
+def state_dir(environ: Mapping[str, str] | None = None) -> Path:
     env = os.environ if environ is None else environ
     if env.get("EASYFLOW_HOME"):
         return Path(env["EASYFLOW_HOME"])

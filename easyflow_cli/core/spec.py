@@ -12,10 +12,12 @@ import re
 import shlex
 import stat
 import tomllib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
+from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from easyflow_cli.core.durations import format_duration, parse_duration
 from easyflow_cli.core.errors import SpecError, SpecErrors, shown
@@ -37,6 +39,8 @@ SCHEDULE_KEYS = ("cron", "every", "at", "timezone", "mode", "deadline_after")
 SCHEDULE_KINDS = ("cron", "every", "at")
 RETRIES_MAX = 100
 MAX_FILE_BYTES = 16 * 2**20
+
+Choice = TypeVar("Choice", bound=Enum)
 
 
 @dataclass(frozen=True)
@@ -202,7 +206,7 @@ class Checker:
             self.fail(path + (key,), str(exc))
             return None
 
-    def choice(self, table: dict, key: str, path: tuple, enum: type) -> Any:
+    def choice(self, table: dict, key: str, path: tuple, enum: type[Choice]) -> Choice | None:
         text = self.string(table, key, path)
         if text is None:
             return None
@@ -218,7 +222,7 @@ class Checker:
 NUL_MESSAGE = "must not contain a NUL character"
 
 
-def _pairs(path: tuple):
+def _pairs(path: tuple) -> Iterator[tuple[Any, int | None]]:
     """Render ("steps", 0, "run") as steps[0].run."""
     items = list(path)
     while items:
@@ -353,10 +357,11 @@ def _check_steps(check: Checker, table: dict, base_dir: Path | None) -> tuple[St
             check.fail(path + ("name",), f"duplicate step name {name!r}")
         seen.add(name)
         shell = check.boolean(step, "shell", path)
-        call, args = None, ()
+        call: str | None = None
+        args: tuple[str, ...] = ()
+        run: tuple[str, ...] = ()
         if "call" in step:
             call, args = _check_call(check, step, path)
-            run = ()
         else:
             if "args" in step:
                 check.fail(path + ("args",), "only applies to call; put arguments in run")
@@ -425,7 +430,8 @@ def _check_retries(check: Checker, table: dict) -> int:
     return value
 
 
-def _check_workflow(check: Checker, table: dict, base_dir: Path | None, verify: bool):
+def _check_workflow(check: Checker, table: dict, base_dir: Path | None,
+                    verify: bool) -> dict[str, Any]:
     check.unknown_keys(table, WORKFLOW_KEYS, ())
     name = check.string(table, "name", (), required=True)
     if name == "":
@@ -466,7 +472,7 @@ def parse_workflow_text(text: str, file: str | None = None, *, verify: bool = Tr
     if check.errors:
         raise SpecErrors(check.errors)
     source = str(Path(file).resolve()) if file else None
-    import hashlib  # here: loading OpenSSL costs the CLI's hot path ~5 ms
+    import hashlib  # here: loading OpenSSL is a noticeable part of the CLI's start-up
 
     digest = hashlib.sha256(text.encode()).hexdigest()
     return WorkflowSpec(**fields, source_file=source, content_hash=digest)
@@ -551,7 +557,7 @@ def _untrusted_because(info: os.stat_result) -> list[str]:
     return reasons
 
 
-def expand_paths(paths: list[str | Path]) -> list[Path]:
+def expand_paths(paths: Sequence[str | Path]) -> list[Path]:
     """Files as given; a directory stands for its `*.toml` files, in name order."""
     files: list[Path] = []
     for raw in paths:
@@ -568,7 +574,7 @@ def expand_paths(paths: list[str | Path]) -> list[Path]:
     return files
 
 
-def load_workflow_files(paths: list[str | Path]) -> list[WorkflowSpec]:
+def load_workflow_files(paths: Sequence[str | Path]) -> list[WorkflowSpec]:
     """All or nothing: every file parses and every name is unique, or SpecErrors lists why."""
     errors: list[SpecError] = []
     specs: list[WorkflowSpec] = []
@@ -577,19 +583,22 @@ def load_workflow_files(paths: list[str | Path]) -> list[WorkflowSpec]:
             specs.append(parse_workflow_file(path))
         except SpecErrors as exc:
             errors.extend(exc.errors)
-    first_file: dict[str, str] = {}
+    first_file: dict[str, str | None] = {}
     for spec in specs:
         if spec.name in first_file:
-            line = KeyLines(Path(spec.source_file).read_text()).line_of(("name",))
-            errors.append(SpecError(
-                f"duplicate workflow name {spec.name!r} (also in {first_file[spec.name]})",
-                file=spec.source_file, line=line, field="name",
-            ))
+            errors.append(_duplicate_name(spec, first_file[spec.name]))
         else:
             first_file[spec.name] = spec.source_file
     if errors:
         raise SpecErrors(errors)
     return specs
+
+
+def _duplicate_name(spec: WorkflowSpec, first_file: str | None) -> SpecError:
+    text = Path(spec.source_file).read_text() if spec.source_file else ""
+    return SpecError(f"duplicate workflow name {spec.name!r} (also in {first_file})",
+                     file=spec.source_file, line=KeyLines(text).line_of(("name",)),
+                     field="name")
 
 
 def spec_to_dict(spec: WorkflowSpec) -> dict[str, Any]:

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
-ISO_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+from datetime import UTC, datetime, tzinfo
+from typing import overload
 
 
 class TimeOutOfRange(ValueError):
@@ -15,24 +14,41 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+@overload
+def to_iso(moment: datetime) -> str: ...
+@overload
+def to_iso(moment: None) -> None: ...
+@overload
+def to_iso(moment: datetime | None) -> str | None: ...
+
+
 def to_iso(moment: datetime | None) -> str | None:
-    """Fixed-width UTC text, so string order is time order in SQL."""
+    """Fixed-width UTC text, so string order is time order in SQL; None stays None."""
     if moment is None:
         return None
     if moment.tzinfo is None:
         raise ValueError("naive datetime given where an aware one is required")
-    # isoformat, not strftime(ISO_FORMAT): the same text, several times faster, and the
-    # daemon writes a few of these per run.
+    # isoformat rather than strftime: the same text for less work, and the daemon writes a few
+    # of these per run.
     return moment.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
+@overload
+def from_iso(text: str) -> datetime: ...
+@overload
+def from_iso(text: None) -> None: ...
+@overload
+def from_iso(text: str | None) -> datetime | None: ...
+
+
 def from_iso(text: str | None) -> datetime | None:
+    """The time `to_iso` wrote (or any ISO-8601 time); None stays None."""
     if text is None:
         return None
     return parse_time(text)
 
 
-def parse_time(text: str, default_tz=None) -> datetime:
+def parse_time(text: str, default_tz: tzinfo | None = None) -> datetime:
     """An ISO-8601 time; a time without offset is taken in `default_tz` (else local time).
 
     ValueError for anything else, including a time that exists only outside UTC's range

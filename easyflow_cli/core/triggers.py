@@ -21,14 +21,18 @@ and the mapping from wall clock to real instants is done here.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta, tzinfo
 from functools import cache, partial
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from easyflow_cli.core.durations import format_duration, parse_duration
 from easyflow_cli.core.errors import shown
 from easyflow_cli.core.timeutil import TimeOutOfRange, parse_time, to_iso
+
+if TYPE_CHECKING:
+    from apscheduler.triggers.cron import CronTrigger
 
 KINDS = ("cron", "every", "at")
 SHORTCUTS = {
@@ -51,6 +55,8 @@ _WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
 _TICK = timedelta(microseconds=1)
 
 Step = Callable[[datetime], "datetime | None"]
+# Cron triggers that match naive wall-clock times (a crontab line may need two: see _wall_cron).
+WallTriggers = list["CronTrigger"]
 
 
 def check_schedule(kind: str, expr: str, timezone: str | None) -> str:
@@ -83,18 +89,10 @@ def next_fire_times(
     """The next `count` fire times strictly after `after`, in UTC; fewer if the schedule ends."""
     step = _stepper(kind, expr, timezone, anchor)
     times: list[datetime] = []
-    moment: datetime | None = _utc(after)
-    while len(times) < count and (moment := step(moment)) is not None:
-        times.append(moment)
+    moment = _utc(after)
+    while len(times) < count and (following := step(moment)) is not None:
+        times.append(moment := following)
     return times
-
-
-def describe(kind: str, expr: str, timezone: str | None) -> str:
-    """Short human text such as "cron '0 2 * * *' (Europe/Berlin)", "every 5m" or "at ...Z"."""
-    canonical = check_schedule(kind, expr, timezone)
-    if kind == "cron":
-        return f"cron {canonical!r}" + (f" ({timezone})" if timezone else "")
-    return f"{kind} {canonical}"
 
 
 def _stepper(kind: str, expr: str, timezone: str | None, anchor: datetime) -> Step:
@@ -136,7 +134,7 @@ def _parse_at(expr: str, zone: tzinfo) -> datetime:
 # --- cron ------------------------------------------------------------------------------------
 
 
-def _wall_cron(expr: str) -> tuple[list, bool]:
+def _wall_cron(expr: str) -> tuple[WallTriggers, bool]:
     """Triggers matching naive wall-clock times, and whether the job follows the wall clock."""
     from apscheduler.triggers.cron import CronTrigger
 
@@ -188,7 +186,7 @@ def _weekdays(field: str) -> str:
     """
     if field == "*":
         return field
-    days = set()
+    days: set[int] = set()
     for item in field.lower().split(","):
         span, _, step = item.partition("/")
         first, dash, last = span.partition("-")
@@ -210,38 +208,45 @@ def _weekday(text: str) -> int:
     raise ValueError(f"bad weekday {text!r}")
 
 
-def _next_wall(triggers: list, wall: datetime) -> datetime | None:
+def _next_wall(triggers: WallTriggers, wall: datetime) -> datetime | None:
     """The first matching naive wall-clock time strictly after `wall`."""
     now = wall.replace(tzinfo=UTC) + _TICK
     hits = [hit for trigger in triggers if (hit := trigger.get_next_fire_time(None, now))]
     return min(hits).replace(tzinfo=None) if hits else None
 
 
-def _next_on_wall_clock(triggers: list, zone: tzinfo, after: datetime) -> datetime | None:
+def _walls_after(triggers: WallTriggers, wall: datetime) -> Iterator[datetime]:
+    """The matching naive wall-clock times after `wall`, in order."""
+    while (match := _next_wall(triggers, wall)) is not None:
+        yield match
+        wall = match
+
+
+def _next_on_wall_clock(triggers: WallTriggers, zone: tzinfo, after: datetime) -> datetime | None:
     """Each matching wall time once: on the first pass if repeated, at the gap's end if skipped."""
-    wall = _wall(after, zone)
-    while (wall := _next_wall(triggers, wall)) is not None:
+    for wall in _walls_after(triggers, _wall(after, zone)):
         moment = _instant(wall, zone, fold=0) or _gap_end(wall, zone)
         if moment > after:
             return moment
     return None
 
 
-def _next_in_real_time(triggers: list, zone: tzinfo, after: datetime) -> datetime | None:
+def _next_in_real_time(triggers: WallTriggers, zone: tzinfo, after: datetime) -> datetime | None:
     """Every real instant whose wall time matches, so both passes through a repeated hour."""
     hits = [hit for fold in (0, 1) if (hit := _first_on_pass(triggers, zone, after, fold))]
     return min(hits, default=None)
 
 
-def _first_on_pass(triggers: list, zone: tzinfo, after: datetime, fold: int) -> datetime | None:
+def _first_on_pass(triggers: WallTriggers, zone: tzinfo, after: datetime,
+                   fold: int) -> datetime | None:
     """The first instant after `after` whose wall time matches, reading repeated hours on `fold`.
 
     Outside repeated hours both folds name the same instants, so the two passes together cover
     every real instant.
     """
-    offset = _wall(after, zone).replace(tzinfo=zone, fold=fold).utcoffset()
-    wall = after.replace(tzinfo=None) + offset
-    while (wall := _next_wall(triggers, wall)) is not None:
+    # Only a naive time lacks an offset: `or` just tells the type checker so.
+    offset = _wall(after, zone).replace(tzinfo=zone, fold=fold).utcoffset() or timedelta()
+    for wall in _walls_after(triggers, after.replace(tzinfo=None) + offset):
         moment = _instant(wall, zone, fold)
         if moment is not None and moment > after:
             return moment

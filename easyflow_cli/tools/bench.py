@@ -6,12 +6,12 @@ runs them all and returns one JSON-shaped document. Nothing here prints.
 What is measured, precisely:
 
 - dispatch latency, callable step: from the start of the transaction that submits a real-time
-  run (its INSERT and COMMIT, ~0.1 ms, are included; then the bench wakes the daemon over its
+  run (its INSERT and COMMIT are included; then the bench wakes the daemon over its
   socket, as `run --now` does) to the first instruction of the step's function in a warm
   worker, which reads `time.monotonic()` (CLOCK_MONOTONIC is one clock for all processes).
 - dispatch latency, command step (`/bin/true`): from the same moment to the run's recorded
   `started_at`, which the worker takes immediately before it opens the run's log and forks the
-  step; fork+exec of the program itself (≈0.5 ms) comes on top.
+  step; fork+exec of the program itself comes on top.
 - drain: N no-op runs inserted in one transaction, the daemon woken; runs/s from the start of
   that transaction to the last run's `finished_at` (enqueue → claim → execute → record).
 - idle: CPU time (utime+stime from /proc/PID/stat, clock ticks) of the daemon and its workers
@@ -24,12 +24,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -37,7 +36,8 @@ from typing import Any
 
 from easyflow_cli.core.model import Mode, RunState, Trigger
 from easyflow_cli.core.paths import run_log_path
-from easyflow_cli.core.spec import parse_workflow_text
+from easyflow_cli.core.spec import WorkflowSpec, parse_workflow_text
+from easyflow_cli.core.stats import median, percentile
 from easyflow_cli.core.timeutil import from_iso, utcnow
 from easyflow_cli.runtime.client import daemon_status, wake
 from easyflow_cli.storage.queue import (
@@ -57,6 +57,8 @@ ECO_BACKLOG = 10_000
 BURN_ITERATIONS = 3_000_000
 ECO_SPIN_SECONDS = "0.05"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+Progress = Callable[[str], None]  # told what is being measured next, for the user to see
 
 BENCH_CONFIG = """\
 [pools.eco]
@@ -115,14 +117,9 @@ def distribution(samples: list[float], places: int = 3) -> dict[str, Any]:
     ordered = sorted(samples)
     if not ordered:
         return {"samples": 0}
-
-    def rank(q: float) -> float:
-        return ordered[max(1, -(-len(ordered) * q // 100)) - 1]
-
-    return {"samples": len(ordered), "median": round(statistics.median(ordered), places),
-            "p50": round(rank(50), places), "p95": round(rank(95), places),
-            "p99": round(rank(99), places), "min": round(ordered[0], places),
-            "max": round(ordered[-1], places)}
+    return {"samples": len(ordered), "median": round(median(ordered), places),
+            **{f"p{q}": round(percentile(ordered, q), places) for q in (50, 95, 99)},
+            "min": round(ordered[0], places), "max": round(ordered[-1], places)}
 
 
 def load_average() -> list[float]:
@@ -155,15 +152,21 @@ class BenchDaemon:
         self.home = root / "home"
         self.config_path = root / "easyflow.toml"
         self.proc: subprocess.Popen | None = None
-        self.store: Store | None = None
-        self.specs: dict[str, Any] = {}
+        self._store: Store | None = None
+        self.specs: dict[str, WorkflowSpec] = {}
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            raise BenchError("the bench daemon has not been started")
+        return self._store
 
     def start(self, timeout: float = 30.0) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         pools = (f"[pools.real-time]\nworkers = {self.realtime_workers}\n"
                  if self.realtime_workers else "")
         self.config_path.write_text(BENCH_CONFIG + pools)
-        self.store = Store.open(self.home)
+        self._store = Store.open(self.home)
         specs = [parse_workflow_text(f'name = "{name}"\n{body}', str(self.root / f"{name}.toml"))
                  for name, body in WORKFLOWS.items()]
         self.store.save_workflows(specs, utcnow())
@@ -178,8 +181,8 @@ class BenchDaemon:
     def stop(self, timeout: float = 30.0) -> None:
         if self.proc is not None:
             stop_daemon(self.proc, timeout)
-        if self.store is not None:
-            self.store.close()
+        if self._store is not None:
+            self._store.close()
 
     def plan(self, workflow: str, trigger: Trigger = Trigger.MANUAL) -> dict[str, Any]:
         return plan_run(self.specs[workflow], trigger=trigger, now=utcnow(),
@@ -208,7 +211,7 @@ class BenchDaemon:
 
     def _all_finished(self, ids: range) -> bool:
         # The last run first: one row per poll, where counting thousands of them each time
-        # took a sixth of a core away from the daemon being measured.
+        # would take CPU away from the daemon being measured.
         last = get_run(self.store, ids[-1])["state"]
         return RunState(last).finished and not unfinished_count(self.store, ids)
 
@@ -275,9 +278,10 @@ def drain_throughput(daemon: BenchDaemon, runs: int, *, command: bool) -> dict[s
     """No-op runs per second from one bulk commit to the last run's `finished_at`."""
     ids, _, submitted_wall = daemon.submit("bench-true" if command else "bench-noop", runs)
     finished = daemon.wait_finished(ids, timeout=max(60.0, runs / 20), poll=0.02)
-    if not finished:
+    last = last_finished_at(daemon.store, ids)
+    if not finished or last is None:
         raise BenchError(f"{runs} runs did not drain in time")
-    seconds = last_finished_at(daemon.store, ids).timestamp() - submitted_wall
+    seconds = last.timestamp() - submitted_wall
     return {"runs": runs, "seconds": round(seconds, 3), "runs_per_s": round(runs / seconds, 1)}
 
 
@@ -303,7 +307,7 @@ def idle_cost(daemon: BenchDaemon, seconds: float) -> dict[str, Any]:
     before = {pid: _proc_counters(pid) for pid in pids}
     time.sleep(seconds)
     after = {pid: _proc_counters(pid) for pid in pids}
-    groups = {}
+    groups: dict[str, dict[str, Any]] = {}
     for name, group in processes.items():
         cpu = sum(after[p]["cpu_s"] - before[p]["cpu_s"] for p in group)
         wakeups = sum(after[p]["wakeups"] - before[p]["wakeups"] for p in group)
@@ -379,7 +383,7 @@ def library_enqueue(root: Path, runs: int, repeats: int = 3) -> dict[str, Any]:
             start = time.perf_counter()
             enqueue_runs(store, rows)
             rates.append(runs / (time.perf_counter() - start))
-    return {"runs": runs, "repeats": repeats, "runs_per_s": round(statistics.median(rates), 1)}
+    return {"runs": runs, "repeats": repeats, "runs_per_s": round(median(rates), 1)}
 
 
 SYNTHETIC_COLUMNS = (
@@ -395,7 +399,7 @@ SYNTHETIC_MODES = (("real-time", "manual", "manual", 0.01),
 def synthetic_runs(count: int, now: datetime) -> Iterator[tuple]:
     """Finished runs spread over the last 30 days, across modes, workflows, tariffs, queue
     waits, deadlines and measured energy; a few ran in the foreground."""
-    # Naive UTC and precomputed steps: to_iso on aware datetimes would make seeding 2x slower.
+    # Naive UTC and precomputed steps: to_iso on aware datetimes would slow the seeding markedly.
     base = now.astimezone(UTC).replace(tzinfo=None)
     minutes = [base - timedelta(minutes=m) for m in range(30 * 24 * 60)]
     durations = [timedelta(seconds=0.5 + d / 10) for d in range(100)]
@@ -455,18 +459,18 @@ def reports_at_scale(root: Path, runs: int, cli_samples: int) -> dict[str, Any]:
             cost_report(sums, Prices.from_config(config), config.costs.watts_per_core, "mode",
                         {"since": None, "until": None, "workflow": None})
             library.append(time.perf_counter() - start)
-    cli = {name: round(statistics.median(
+    cli = {name: round(median(
                cli_wall_times(["report", *args, "--json"], home, cli_samples)) / 1000, 3)
            for name, args in REPORT_COMMANDS.items()}
     return {"runs": runs, "generate_runs_per_s": round(generate_rate, 1),
-            "library_s": round(statistics.median(library), 3), "cli_s": cli}
+            "library_s": round(median(library), 3), "cli_s": cli}
 
 
 # --------------------------------------------------------------------------- the whole bench
 
 
 def run_bench(quick: bool = False, root: Path | None = None,
-              progress=lambda message: None) -> dict[str, Any]:
+              progress: Progress = lambda message: None) -> dict[str, Any]:
     """Every measurement, in a throwaway state directory; returns the document `--json` prints."""
     sizes = BenchSizes.for_mode(quick)
     began, ticks = time.monotonic(), cpu_ticks()
@@ -490,7 +494,7 @@ def run_bench(quick: bool = False, root: Path | None = None,
     return document
 
 
-def _with_daemon(daemon: BenchDaemon, sizes: BenchSizes, progress) -> dict[str, Any]:
+def _with_daemon(daemon: BenchDaemon, sizes: BenchSizes, progress: Progress) -> dict[str, Any]:
     n = sizes.dispatch_samples
     progress(f"idle daemon for {sizes.idle_seconds:g} s")
     idle = idle_cost(daemon, sizes.idle_seconds)
@@ -526,7 +530,7 @@ def _with_daemon(daemon: BenchDaemon, sizes: BenchSizes, progress) -> dict[str, 
         "isolation": {
             "iterations": BURN_ITERATIONS,
             "idle_s": distribution(burn_idle, 4), "eco_saturated_s": distribution(burn_busy, 4),
-            "ratio": round(statistics.median(burn_busy) / statistics.median(burn_idle), 3),
+            "ratio": round(median(burn_busy) / median(burn_idle), 3),
         },
     }
 

@@ -1,4 +1,4 @@
-"""`easyflow demo`: a newcomer's first look at easyflow, in about half a minute.
+"""`easyflow demo`: a newcomer's first look at easyflow, short enough to watch to the end.
 
 It registers the example workflows, starts a real daemon on the state directory, submits each
 example once in every mode, lets a short schedule fire a few times (those runs resolve to eco),
@@ -29,8 +29,8 @@ from easyflow_cli.storage.queue import QueuePolicy, enqueue_run, get_run, list_r
 from easyflow_cli.storage.store import Store
 from easyflow_cli.tools.local_daemon import start_daemon, stop_daemon
 
-# Eco work normally waits for the off-peak window (22:00-06:00); the demo lets it run now so it
-# ends in seconds. The tariff in [costs] still prices each run by when it actually ran.
+# Eco work normally waits for the off-peak window; the demo lets it run now so that it ends while
+# the newcomer watches. The tariff in [costs] still prices each run by when it actually ran.
 DEMO_CONFIG = """\
 # Written by `easyflow demo`. Eco runs don't wait for the off-peak window here.
 [pools.eco]
@@ -154,7 +154,8 @@ def run_demo(home: Path, paths: list[Path], timeout: float,
                 say(f"not everything finished within {timeout:.0f}s; stopping anyway")
         finally:
             with contextlib.suppress(EasyflowError):
-                store.delete_schedule(demo.schedule_id)
+                if demo.schedule_id is not None:
+                    store.delete_schedule(demo.schedule_id)
             status = stop_daemon(daemon)
         say(f"daemon stopped (exit status {status})")
     return demo

@@ -32,14 +32,12 @@ def test_daytime_window():
     assert not window.contains(datetime(2026, 1, 1, 15, tzinfo=UTC), UTC)
 
 
-def test_next_start_and_boundary():
+def test_next_start():
     window = parse_window("22:00-06:00")
     noon = datetime(2026, 11, 25, 12, tzinfo=BERLIN)
     assert window.next_start(noon, BERLIN) == datetime(2026, 11, 25, 22, tzinfo=BERLIN)
     night = datetime(2026, 11, 25, 23, tzinfo=BERLIN)
     assert window.next_start(night, BERLIN) == night
-    assert window.next_boundary(night, BERLIN) == datetime(2026, 11, 26, 6, tzinfo=BERLIN)
-    assert window.next_boundary(noon, BERLIN) == datetime(2026, 11, 25, 22, tzinfo=BERLIN)
 
 
 def test_next_start_across_dst_change():

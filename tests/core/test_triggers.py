@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from easyflow_cli.core import triggers
-from easyflow_cli.core.triggers import check_schedule, describe, next_fire_after, next_fire_times
+from easyflow_cli.core.triggers import check_schedule, next_fire_after, next_fire_times
 
 BERLIN = ZoneInfo("Europe/Berlin")
 NEW_YORK = ZoneInfo("America/New_York")
@@ -398,19 +398,6 @@ def test_next_fire_times_gives_count_increasing_times():
     assert len(fires) == 10
     assert fires == sorted(set(fires))
     assert cron_times("@daily", "Europe/Berlin", utc(2026, 5, 1), 0) == []
-
-
-@pytest.mark.parametrize(
-    ("kind", "expr", "tz", "text"),
-    [
-        ("cron", "0 2 * * *", "Europe/Berlin", "cron '0 2 * * *' (Europe/Berlin)"),
-        ("cron", "@hourly", None, "cron '@hourly'"),
-        ("every", "300s", None, "every 5m"),
-        ("at", "2026-12-01T10:00", "Europe/Berlin", "at 2026-12-01T09:00:00.000000Z"),
-    ],
-)
-def test_describe(kind, expr, tz, text):
-    assert describe(kind, expr, tz) == text
 
 
 def test_naive_after_is_rejected():

@@ -6,7 +6,7 @@ import pytest
 from typer.testing import CliRunner
 
 from easyflow_cli.cli.main import app
-from easyflow_cli.reporting.reports import percentile, sparkline
+from easyflow_cli.cli.report_render import money, sparkline
 from easyflow_cli.storage.store import Store
 
 runner = CliRunner()
@@ -136,9 +136,8 @@ def test_bad_report_input_exit_2(home):
         assert result.output.startswith("error: ")
 
 
-def test_percentile_and_sparkline():
-    assert percentile([], 50) is None
-    assert percentile([5], 99) == 5
-    values = list(range(1, 101))
-    assert (percentile(values, 50), percentile(values, 95), percentile(values, 99)) == (50, 95, 99)
+def test_sparkline_and_money():
     assert sparkline([0, 50, 100], 100) == "▁▅█"
+    assert sparkline([0, 0]) == "▁▁"
+    assert [money(v, "USD") for v in (None, 0, 1234.5, 0.00012)] == ["-", "$0.00", "$1,234.50",
+                                                                      "$0.00012"]

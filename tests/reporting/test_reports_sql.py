@@ -9,6 +9,7 @@ import pytest
 
 from easyflow_cli.core.costs import Prices
 from easyflow_cli.core.model import Mode
+from easyflow_cli.core.stats import percentile
 from easyflow_cli.core.timeutil import to_iso
 from easyflow_cli.reporting import accounting
 from easyflow_cli.reporting.accounting import Period
@@ -16,7 +17,6 @@ from easyflow_cli.reporting.reports import (
     QUANTILES,
     cost_report,
     latency_report,
-    percentile,
     pools_report,
 )
 from easyflow_cli.reporting.timeline import Timeline
@@ -145,7 +145,8 @@ def test_latency_report_matches_python(history, period, monkeypatch):
             bucket["met" if run["deadline_met"] else "missed"] += 1
     expected = {mode: {
         "runs": len(b["durations"]), "deadlines_met": b["met"], "deadlines_missed": b["missed"],
-        "queue_wait_s": {q: percentile(sorted(b["waits"]), q) for q in QUANTILES},
+        "queue_wait_s": {q: percentile(sorted(b["waits"]), q) if b["waits"] else None
+                         for q in QUANTILES},
         "duration_s": {q: percentile(sorted(b["durations"]), q) for q in QUANTILES},
     } for mode, b in samples.items()}
     want = latency_report(expected, {})
@@ -161,7 +162,7 @@ def test_percentile_rank_from_either_end(history, monkeypatch):
                        if r["duration_s"] is not None and r["mode"] == "eco")
     stats = accounting.latency_stats(history, Period(None, None), (1, 25, 50, 51, 75, 100))
     for q, value in stats.get("eco", {"duration_s": {}})["duration_s"].items():
-        assert value == durations[max(1, math.ceil(q / 100 * len(durations))) - 1]
+        assert value == durations[max(1, math.ceil(len(durations) * q / 100)) - 1]
 
 
 # The pools report as it was computed before: every run's interval read, spread in Python.

@@ -1,8 +1,6 @@
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 from easyflow_cli.core.errors import BadInput, NotFound
 from easyflow_cli.core.model import Mode, RunState, Trigger
@@ -231,12 +229,3 @@ def test_claim_and_promote_with_nothing_ready_change_nothing(store):
     assert claim_next_runs(store, Mode.REAL_TIME, now=NOW, limit=1, pool="p", worker="w") == []
     assert promote_due_runs(store, now=NOW) == []
     assert store.conn.total_changes == before
-
-
-@given(st.lists(st.floats(min_value=0, max_value=1e7), min_size=1, max_size=25))
-def test_typical_duration_median_is_statistics_median(values):
-    import statistics
-
-    from easyflow_cli.storage.queue import _median
-
-    assert _median(values) == statistics.median(values)
