@@ -27,6 +27,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
+from types import FrameType
 from typing import Any
 
 TICK_SECONDS = 0.5
@@ -128,7 +129,7 @@ def cpu_seconds() -> tuple[float, float, int]:
 def _interrupts(deadline: float, cancelled: Callable[[], bool]) -> Iterator[None]:
     """SIGALRM every tick until the block ends; the handler decides whether to interrupt."""
 
-    def on_tick(signum, frame) -> None:
+    def on_tick(signum: int, frame: FrameType | None) -> None:
         if time.monotonic() >= deadline:
             raise StepInterrupted("timeout")
         if cancelled():

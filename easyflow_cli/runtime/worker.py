@@ -228,7 +228,7 @@ class UnwritableLog(io.RawIOBase):
     def writable(self) -> bool:
         return True
 
-    def write(self, data) -> int:
+    def write(self, data: object) -> int:
         raise self.error
 
 
