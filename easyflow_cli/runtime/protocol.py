@@ -23,10 +23,9 @@ from easyflow_cli.core.model import Outcome, RunState
 MAX_ID = 2**63 - 1
 # A worker holds a few dozen runs; a client wakes the daemon for the runs of one submission.
 MAX_IDS = 100_000
-
-
 # The largest finite float: NaN fails every comparison, infinity this one.
 _LARGEST = sys.float_info.max
+_PID = "a process id (a positive integer)"
 
 
 class ProtocolError(ValueError):
@@ -311,7 +310,8 @@ def _decode(line: bytes, tag: str, table: dict[str, Callable[[_Fields], Any]], w
     except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
         raise ProtocolError(f"a {what} is one JSON object per line: {shown(str(exc))}") from None
     if not isinstance(data, dict):
-        raise ProtocolError(f"a {what} is one JSON object, not {_kind(data)}")
+        got = "null" if data is None else type(data).__name__
+        raise ProtocolError(f"a {what} is one JSON object, not {got}")
     kind = data.get(tag)
     build = table.get(kind) if isinstance(kind, str) else None
     if build is None or not isinstance(kind, str):
@@ -333,8 +333,6 @@ class _Fields:
         got = "missing" if name not in self.data else f"got {shown(value)}"
         return ProtocolError(f"{self.kind}: {name} must be {must} ({got})")
 
-    def run_id(self, name: str = "id") -> int:
-        return self.positive(name, "a run id (a positive integer)")
 
     def run_ids(self, name: str) -> list[int]:
         values = self.items(name, default=[])
@@ -348,10 +346,7 @@ class _Fields:
             raise self.fail(name, f"a list of at most {MAX_IDS} entries")
         return values
 
-    def pid(self, name: str) -> int:
-        return self.positive(name, "a process id (a positive integer)")
-
-    def positive(self, name: str, must: str) -> int:
+    def positive(self, name: str, must: str = "a run id (a positive integer)") -> int:
         value: Any = self.data.get(name)
         if type(value) is not int or not 0 < value <= MAX_ID:
             raise self.fail(name, must)
@@ -393,10 +388,6 @@ class _Fields:
         return _Fields(kind, value)
 
 
-def _kind(value: Any) -> str:
-    return "null" if value is None else type(value).__name__
-
-
 def _run_order(f: _Fields) -> RunOrder:
     limits = f.inner("limits")
     order = RunOrder(
@@ -418,7 +409,7 @@ def _spec_entry(name: str, entry: Any) -> SpecEntry:
 
 def _ticket(run: Any) -> RunTicket:
     fields = _Fields.of("run: runs[]", run)
-    return RunTicket(fields.run_id(), fields.text("workflow"), fields.text("log_path"))
+    return RunTicket(fields.positive("id"), fields.text("workflow"), fields.text("log_path"))
 
 
 def _outcome(f: _Fields) -> Outcome:
@@ -436,18 +427,18 @@ _ENDED_STATES = {s.value: s for s in (RunState.SUCCEEDED, RunState.FAILED, RunSt
 
 _ORDERS: dict[str, Callable[[_Fields], Any]] = {
     "run": _run_order,
-    "cancel": lambda f: CancelOrder(f.run_id()),
-    "ack": lambda f: AckOrder(f.run_id(), f.pid("pgid")),
+    "cancel": lambda f: CancelOrder(f.positive("id")),
+    "ack": lambda f: AckOrder(f.positive("id"), f.positive("pgid", _PID)),
     "release": lambda f: ReleaseOrder(),
     "retire": lambda f: RetireOrder(),
 }
 
 _REPORTS: dict[str, Callable[[_Fields], Any]] = {
-    "ready": lambda f: Ready(f.pid("pid")),
-    "started": lambda f: Started(f.run_id(), f.number("at")),
-    "step": lambda f: Step(f.run_id(), f.pid("pgid")),
-    "finished": lambda f: Finished(f.run_id(), f.number("at"), _outcome(f)),
-    "ran": lambda f: Ran(f.run_id(), f.number("started_at"), f.number("at"), _outcome(f)),
+    "ready": lambda f: Ready(f.positive("pid", _PID)),
+    "started": lambda f: Started(f.positive("id"), f.number("at")),
+    "step": lambda f: Step(f.positive("id"), f.positive("pgid", _PID)),
+    "finished": lambda f: Finished(f.positive("id"), f.number("at"), _outcome(f)),
+    "ran": lambda f: Ran(f.positive("id"), f.number("started_at"), f.number("at"), _outcome(f)),
     "released": lambda f: Released(f.run_ids("ids")),
 }
 
@@ -455,5 +446,5 @@ _REQUESTS: dict[str, Callable[[_Fields], Any]] = {
     "wake": lambda f: WakeRequest(f.run_ids("runs")),
     "reload": lambda f: ReloadRequest(),
     "status": lambda f: StatusRequest(),
-    "cancel": lambda f: CancelRequest(f.run_id()),
+    "cancel": lambda f: CancelRequest(f.positive("id")),
 }
