@@ -322,17 +322,18 @@ def _decode(line: bytes, tag: str, table: dict[str, Callable[[_Fields], Any]], w
 class _Fields:
     """A message's fields, each read through a check that names the field when it fails."""
 
-    __slots__ = ("kind", "data")
+    __slots__ = ("kind", "data", "within")
 
-    def __init__(self, kind: str, data: dict[str, Any]) -> None:
+    def __init__(self, kind: str, data: dict[str, Any], within: str | None = None) -> None:
         self.kind = kind
         self.data = data
+        self.within = within  # the field of the message these fields are the value of
 
     def fail(self, name: str, must: str) -> ProtocolError:
         value: Any = self.data.get(name)
         got = "missing" if name not in self.data else f"got {shown(value)}"
-        return ProtocolError(f"{self.kind}: {name} must be {must} ({got})")
-
+        where = self.kind if self.within is None else f"{self.kind}.{self.within}"
+        return ProtocolError(f"{where}: {name} must be {must} ({got})")
 
     def run_ids(self, name: str) -> list[int]:
         values = self.items(name, default=[])
@@ -379,7 +380,7 @@ class _Fields:
         return value
 
     def inner(self, name: str) -> _Fields:
-        return _Fields(f"{self.kind}.{name}", self.table(name))
+        return _Fields(self.kind, self.table(name), name)
 
     @staticmethod
     def of(kind: str, value: Any) -> _Fields:
