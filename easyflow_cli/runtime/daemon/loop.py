@@ -14,20 +14,50 @@ import logging
 import selectors
 import sqlite3
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import Protocol
 
+from easyflow_cli.core.config import Config
 from easyflow_cli.core.model import Mode
+from easyflow_cli.runtime.clock import Clock
+from easyflow_cli.runtime.daemon.dispatch import Dispatcher
+from easyflow_cli.runtime.daemon.drain import Drain
+from easyflow_cli.runtime.pools import Pool
+from easyflow_cli.runtime.recording import Recorder
+from easyflow_cli.runtime.sdnotify import Notifier
+from easyflow_cli.scheduling.scheduler import ScheduleBook
 from easyflow_cli.storage.queue import next_promotion_at, next_ready_at, promote_due_runs
-from easyflow_cli.storage.store import CHECKPOINT_WHEN_QUIET_S
-
-if TYPE_CHECKING:
-    from easyflow_cli.runtime.daemon.service import Daemon
+from easyflow_cli.storage.store import CHECKPOINT_WHEN_QUIET_S, Store
 
 log = logging.getLogger("easyflow.daemon")
 
 
+class Served(Protocol):
+    """What the loop drives: the daemon (service.py), seen from here."""
+
+    clock: Clock
+    selector: selectors.BaseSelector
+    config: Config
+    pools: dict[Mode, Pool]
+    notifier: Notifier
+    drain: Drain
+    recorder: Recorder
+    dispatcher: Dispatcher
+    schedules: ScheduleBook
+    stop_requested: bool
+    reload_requested: bool
+
+    @property
+    def db(self) -> Store: ...
+
+    def begin_drain(self) -> None: ...
+
+    def reload(self) -> None: ...
+
+    def update_status(self) -> None: ...
+
+
 class Loop:
-    def __init__(self, daemon: Daemon) -> None:
+    def __init__(self, daemon: Served) -> None:
         self.daemon = daemon
         self.clock = daemon.clock
         self.selector = daemon.selector

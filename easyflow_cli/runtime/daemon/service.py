@@ -59,7 +59,7 @@ class Daemon:
         self.config: Config = load_config(config_path)
         self.clock: Clock = clock or SystemClock()
         self.notifier = Notifier.from_env()
-        self.selector = selectors.DefaultSelector()
+        self.selector: selectors.BaseSelector = selectors.DefaultSelector()
         self.pools = {mode: Pool(mode, self.config.pool(mode), spawn=spawn) for mode in Mode}
         self.drain = Drain(self.clock, self.all_workers)
         self.loop = Loop(self)
