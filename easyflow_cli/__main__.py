@@ -1,3 +1,3 @@
-from easyflow_cli.cli.entry import main
+from easyflow_cli.cli.main import main
 
 main()

@@ -86,6 +86,8 @@ def _single_figures(document: dict[str, Any]) -> list[tuple[str, str]]:
          f"{enqueue['library_bulk']['runs_per_s']:,.0f} runs/s"),
         (f"enqueue, CLI processes ({enqueue['cli']['runs']} runs)",
          f"{enqueue['cli']['runs_per_s']:,.1f} runs/s"),
+        (f"bulk submit through one CLI ({enqueue['cli_bulk']['runs']:,} runs)",
+         f"{enqueue['cli_bulk']['runs_per_s']:,.0f} runs/s"),
         (f"idle daemon + workers, CPU over {idle['seconds']:g} s",
          f"{idle['cpu_s']:g} s ({idle['cpu_percent_of_core']:g} % of a core)"),
         ("idle daemon + workers, wake-ups", str(idle["wakeups"])),

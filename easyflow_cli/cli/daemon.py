@@ -13,9 +13,10 @@ from easyflow_cli.core.paths import state_dir
 
 
 def daemon(
-    config: Path = typer.Option(None, "--config", "-c",
-                                help="Config file (else $EASYFLOW_CONFIG, "
-                                     "$EASYFLOW_HOME/easyflow.toml, /etc/easyflow/easyflow.toml)."),
+    config: Path | None = typer.Option(
+        None, "--config", "-c",
+        help="Config file (else $EASYFLOW_CONFIG, $EASYFLOW_HOME/easyflow.toml, "
+             "/etc/easyflow/easyflow.toml)."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug details."),
 ) -> None:
     """Run the scheduler daemon in the foreground (systemd's Type=notify service)."""

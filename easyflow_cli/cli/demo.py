@@ -11,7 +11,7 @@ from easyflow_cli.core.paths import state_dir
 
 
 def demo(
-    paths: list[Path] = typer.Argument(None, help="Workflow files or directories "
+    paths: list[Path] | None = typer.Argument(None, help="Workflow files or directories "
                                                   "(default: config/workflows)."),
     timeout: float = typer.Option(60.0, "--timeout", min=1,
                                   help="Stop waiting for the runs after this many seconds."),

@@ -8,21 +8,39 @@ from __future__ import annotations
 import csv
 import json
 import sys
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import typer
 
-from easyflow_cli.cli.plain import print_json, say  # noqa: F401  (re-exported)
+if TYPE_CHECKING:
+    from rich.console import Console
+
+Formatter = Callable[[Any], str]
+
+def say(text: str) -> None:
+    """A plain line of talk on stderr."""
+    sys.stderr.write(text + "\n")
+    sys.stderr.flush()
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def print_line(text: object) -> None:
+    """One line of data on stdout, flushed, as `typer.echo` writes it."""
+    sys.stdout.write(f"{text}\n")
+    sys.stdout.flush()
 
 
 class LazyConsole:
-    """A Rich console made on first use: importing Rich costs more than `easyflow --help` or
-    `run --now --no-wait` may spend, and neither of them needs it."""
+    """A Rich console made on first use: `easyflow --help` and `run --now --no-wait` need no
+    Rich, and importing it would be most of what they load."""
 
     def __init__(self, *, stderr: bool = False) -> None:
         self._stderr = stderr
-        self._console = None
+        self._console: Console | None = None
 
     def __getattr__(self, name: str) -> Any:
         if self._console is None:
@@ -30,7 +48,7 @@ class LazyConsole:
         return getattr(self._console, name)
 
 
-def _make_console(stderr: bool):
+def _make_console(stderr: bool) -> Console:
     from rich.console import Console
 
     if stderr:
@@ -62,7 +80,7 @@ def _csv_value(value: Any) -> Any:
 
 def render_rows(rows: Sequence[dict[str, Any]], columns: Sequence[str], *, as_json: bool,
                 as_csv: bool, title: str | None = None, empty: str = "nothing to show",
-                formatters: dict[str, Any] | None = None) -> None:
+                formatters: dict[str, Formatter] | None = None) -> None:
     """`--json` prints the rows as they are; the table shows `columns`, formatted for reading."""
     if as_json:
         print_json(list(rows))
@@ -84,7 +102,7 @@ def render_rows(rows: Sequence[dict[str, Any]], columns: Sequence[str], *, as_js
     console.print(table)
 
 
-def _cell(value: Any, formatter) -> str:
+def _cell(value: Any, formatter: Formatter | None) -> str:
     if formatter is not None:
         return formatter(value)
     if value is None:

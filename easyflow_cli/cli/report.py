@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from easyflow_cli.cli.common import open_store
+from easyflow_cli.cli.group import EasyflowGroup
 from easyflow_cli.cli.output import (
     CSV_OPTION,
     JSON_OPTION,
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
     from easyflow_cli.reporting.accounting import Period
     from easyflow_cli.storage.store import Store
 
-app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
+app = typer.Typer(cls=EasyflowGroup, no_args_is_help=True, rich_markup_mode=None,
                   help="Reports: costs and savings, latency, pool use.")
 
 SINCE = typer.Option(None, "--since", help="A duration back from now (7d) or a date/time.")

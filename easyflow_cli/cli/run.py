@@ -1,4 +1,5 @@
-"""`easyflow run NAME --now`: submit a run; with no daemon up, run it here in the foreground."""
+"""`easyflow run NAME --now`: submit a run; with no daemon up, run it here in the foreground.
+Several workflows, or `--count N`, go to the daemon in one go (`bulk`); `--quote` only prices."""
 
 from __future__ import annotations
 
@@ -20,16 +21,22 @@ if TYPE_CHECKING:
     from easyflow_cli.core.spec import WorkflowSpec
     from easyflow_cli.storage.store import Store
 
+# More runs than this in one command is a typo, not a plan: each run is a row in memory first.
+COUNT_MAX = 1_000_000
+
 
 def run(
-    name: str = typer.Argument(..., help="The workflow to run."),
+    names: list[str] = typer.Argument(..., metavar="name",
+                                      help="The workflow to run (several with --now)."),
     now: bool = typer.Option(False, "--now", help="Run it now (trigger `manual`)."),
-    mode: Mode = typer.Option(None, "--mode", help="Force an execution mode."),
-    deadline: str = typer.Option(None, "--deadline",
-                                 help="A duration from now (30m) or an ISO-8601 time."),
+    mode: Mode | None = typer.Option(None, "--mode", help="Force an execution mode."),
+    deadline: str | None = typer.Option(None, "--deadline",
+                                        help="A duration from now (30m) or an ISO-8601 time."),
     as_json: bool = typer.Option(False, "--json", help="Print the run record as JSON."),
     no_wait: bool = typer.Option(False, "--no-wait",
                                  help="With a daemon up: print the run id and return at once."),
+    count: int | None = typer.Option(None, "--count", min=1, max=COUNT_MAX,
+                                     help="With --now: queue this many runs of each workflow."),
     quote: bool = typer.Option(False, "--quote",
                                help="Don't run: show when it would start and finish, and what "
                                     "it would cost, in each mode."),
@@ -38,12 +45,33 @@ def run(
 
     With the daemon up, the run is queued and the daemon runs it; this follows it live (unless
     --no-wait). With no daemon, it runs here in the foreground.
+
+    Several workflows, or --count N runs of each, are queued in one transaction for the daemon,
+    which must be up (with none, nothing is queued and the exit code is 2). --no-wait prints
+    one run id per line (with --json, a list of records); without it, this waits until every
+    run has ended: exit code 0 when all succeeded, else 1.
     """
     if quote:
-        show_quote(name, as_json)
+        if len(names) > 1:
+            raise BadInput("--quote takes one workflow")
+        show_quote(names[0], as_json)
         return
     if not now:
+        if count is not None:
+            raise BadInput("--count needs --now")
         raise BadInput("say --now to run the workflow now (or --quote to see what it would cost)")
+    if len(names) > 1 or count is not None:
+        from easyflow_cli.cli.bulk import submit_runs
+
+        submit_runs(names, count or 1, mode=mode, deadline=deadline, as_json=as_json,
+                    no_wait=no_wait)
+        return
+    run_one(names[0], mode=mode, deadline=deadline, as_json=as_json, no_wait=no_wait)
+
+
+def run_one(name: str, *, mode: Mode | None, deadline: str | None, as_json: bool,
+            no_wait: bool) -> None:
+    """Queue one run and wake the daemon; follow the run, or with no daemon run it here."""
     # Imported here: `run --now --no-wait` is on the hot path and `--help` needs none of it.
     from easyflow_cli.cli.submit import enqueue_manual_run, plan_manual_run, print_queued
     from easyflow_cli.core.config import load_config

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from easyflow_cli.cli.common import open_store
+from easyflow_cli.cli.group import EasyflowGroup
 from easyflow_cli.cli.output import (
     CSV_OPTION,
     JSON_OPTION,
@@ -20,7 +21,7 @@ from easyflow_cli.cli.output import (
 from easyflow_cli.core.errors import BadInput
 from easyflow_cli.core.model import RunState
 
-app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
+app = typer.Typer(cls=EasyflowGroup, no_args_is_help=True, rich_markup_mode=None,
                   help="List and inspect runs.")
 
 LIMIT_MAX = 1_000_000
@@ -32,8 +33,8 @@ STATE_STYLE = {"succeeded": "green", "failed": "red", "timed_out": "red", "cance
 
 @app.command("list")
 def list_(
-    workflow: str = typer.Option(None, "--workflow", "-w", help="Only this workflow."),
-    state: RunState = typer.Option(None, "--state", help="Only runs in this state."),
+    workflow: str | None = typer.Option(None, "--workflow", "-w", help="Only this workflow."),
+    state: RunState | None = typer.Option(None, "--state", help="Only runs in this state."),
     limit: int = typer.Option(50, "--limit", "-n", min=1, max=LIMIT_MAX,
                               help="At most this many, newest first."),
     as_json: bool = JSON_OPTION,

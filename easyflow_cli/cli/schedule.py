@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
 import typer
 
 from easyflow_cli.cli.common import open_store
+from easyflow_cli.cli.group import EasyflowGroup
 from easyflow_cli.cli.output import (
     CSV_OPTION,
     JSON_OPTION,
@@ -18,20 +22,23 @@ from easyflow_cli.core.errors import BadInput
 from easyflow_cli.core.model import Mode
 from easyflow_cli.core.timeutil import from_iso, to_iso, utcnow
 
-app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
+if TYPE_CHECKING:
+    from easyflow_cli.storage.store import Store
+
+app = typer.Typer(cls=EasyflowGroup, no_args_is_help=True, rich_markup_mode=None,
                   help="Schedule workflows: cron, every, at.")
 
 
 @app.command("add")
 def add(
     workflow: str = typer.Argument(..., help="The workflow to schedule."),
-    cron: str = typer.Option(None, "--cron", help="A 5-field crontab line or @daily etc."),
-    every: str = typer.Option(None, "--every", help="An interval: 30s, 5m, 2h, 1d."),
-    at: str = typer.Option(None, "--at", help="Once, at this ISO-8601 time."),
-    mode: Mode = typer.Option(None, "--mode", help="Mode for its runs (default: eco)."),
-    deadline_after: str = typer.Option(None, "--deadline-after",
-                                       help="Each run is due this long after its fire."),
-    timezone: str = typer.Option(None, "--timezone", help="IANA zone; default: local time."),
+    cron: str | None = typer.Option(None, "--cron", help="A 5-field crontab line or @daily etc."),
+    every: str | None = typer.Option(None, "--every", help="An interval: 30s, 5m, 2h, 1d."),
+    at: str | None = typer.Option(None, "--at", help="Once, at this ISO-8601 time."),
+    mode: Mode | None = typer.Option(None, "--mode", help="Mode for its runs (default: eco)."),
+    deadline_after: str | None = typer.Option(None, "--deadline-after",
+                                              help="Each run is due this long after its fire."),
+    timezone: str | None = typer.Option(None, "--timezone", help="IANA zone; default: local time."),
 ) -> None:
     """Add a schedule to a workflow; prints its id."""
     from easyflow_cli.core.durations import parse_duration
@@ -68,7 +75,7 @@ def _notify_daemon() -> None:
     notify_reload()
 
 
-def _listing_row(row: dict, store, now) -> dict:
+def _listing_row(row: dict[str, Any], store: Store, now: datetime) -> dict[str, Any]:
     from easyflow_cli.scheduling.scheduler import next_fires, schedule_mode
 
     spec_mode = store.get_workflow(row["workflow"]).execution_mode
@@ -79,7 +86,7 @@ def _listing_row(row: dict, store, now) -> dict:
 
 @app.command("list")
 def list_(
-    workflow: str = typer.Option(None, "--workflow", "-w", help="Only this workflow's."),
+    workflow: str | None = typer.Option(None, "--workflow", "-w", help="Only this workflow's."),
     as_json: bool = JSON_OPTION,
     as_csv: bool = CSV_OPTION,
 ) -> None:

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from easyflow_cli.cli.common import open_store
+from easyflow_cli.cli.group import EasyflowGroup
 from easyflow_cli.cli.output import CSV_OPTION, JSON_OPTION, err_console, print_json, render_rows
 from easyflow_cli.core.errors import BadInput
 from easyflow_cli.core.timeutil import utcnow
 
-app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
+if TYPE_CHECKING:
+    from easyflow_cli.storage.store import Store
+
+app = typer.Typer(cls=EasyflowGroup, no_args_is_help=True, rich_markup_mode=None,
                   help="Register and inspect workflows (TOML files).")
 
 
@@ -55,7 +60,7 @@ def list_(as_json: bool = JSON_OPTION, as_csv: bool = CSV_OPTION) -> None:
                 formatters={"execution_mode": lambda v: v or "auto"})
 
 
-def _summary(row: dict, store) -> dict:
+def _summary(row: dict[str, Any], store: Store) -> dict[str, Any]:
     spec = json.loads(row["spec_json"])
     return {
         "name": row["name"], "description": row["description"],
@@ -95,7 +100,8 @@ def remove(name: str) -> None:
 @app.command("export")
 def export(
     name: str,
-    output: Path = typer.Option(None, "-o", "--output", help="Write to this file, not stdout."),
+    output: Path | None = typer.Option(None, "-o", "--output",
+                                       help="Write to this file, not stdout."),
 ) -> None:
     """Write a workflow back out as TOML (adding the file again gives the same workflow)."""
     from easyflow_cli.core.spec import to_toml

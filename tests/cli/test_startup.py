@@ -2,7 +2,6 @@
 
 import contextlib
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -37,14 +36,6 @@ def test_help_loads_no_heavy_module():
     assert not loaded(modules, "rich")
 
 
-def test_plain_options_do_not_load_pydantic(tmp_path, monkeypatch):
-    """Typer coerces through pydantic; a string argument and options left out need none of it."""
-    monkeypatch.setenv("EASYFLOW_HOME", str(tmp_path / "home"))
-    code = ("from easyflow_cli.cli.main import app\n"
-            "try:\n    app(['run', 'missing', '--now', '--no-wait'])\nexcept SystemExit:\n    pass")
-    assert not loaded(modules_after(code), "pydantic")
-
-
 def test_typed_options_still_get_typer_checks(home):
     from typer.testing import CliRunner
 
@@ -58,29 +49,38 @@ def test_typed_options_still_get_typer_checks(home):
     assert "'fast' is not one of 'real-time', 'balanced', 'eco'" in result.output
 
 
-# ---------------------------------------------------------------------- the entry's fast paths
+# ---------------------------------------------------------------------- whole commands
 
-FAST_PATH_FORBIDDEN = ("typer", "click", "rich", "sqlite_utils", "apscheduler", "pydantic",
-                       "easyflow_cli.cli.main", "easyflow_cli.runtime.daemon")
+# What help must not load: the storage and runtime layers, Rich, sqlite3.
+HELP_FORBIDDEN = (*HEAVY, "sqlite3", "easyflow_cli.storage", "easyflow_cli.runtime")
+# What `run NAME --now --no-wait` must not load: it only queues a run and wakes the daemon.
+RUN_FORBIDDEN = ("sqlite_utils", "apscheduler", "rich", "easyflow_cli.runtime.daemon",
+                 "easyflow_cli.runtime.foreground", "easyflow_cli.runtime.executor",
+                 "easyflow_cli.cli.follow", "easyflow_cli.reporting", "easyflow_cli.tools")
 
 
-def fast_path_modules(args: list[str], env: dict[str, str] | None = None) -> set[str]:
-    """The modules loaded once `easyflow ARGS` was answered by the entry's fast path (which
-    must have answered it: a fall-through to Typer fails here)."""
+def command_modules(args: list[str], env: dict[str, str] | None = None) -> set[str]:
+    """The modules loaded once `easyflow ARGS` ran to its end in this process (it must exit 0)."""
     code = (f"import sys\nsys.argv = ['easyflow', *{args!r}]\n"
-            "from easyflow_cli.cli.entry import fast_path\n"
-            "assert fast_path(sys.argv[1:]) is not None, 'left to Typer'")
+            "from easyflow_cli.cli.main import main\n"
+            "try:\n    main()\nexcept SystemExit as exc:\n"
+            "    assert exc.code in (0, None), exc.code\n")
     script = f"import sys, json\n{code}\nprint(json.dumps(sorted(sys.modules)))"
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           env=env, check=True)
     return set(json.loads(done.stdout.splitlines()[-1]))
 
 
-def test_root_help_loads_nothing_heavy():
-    for args in ([], ["--help"], ["-h"]):
-        modules = fast_path_modules(args, env={**os.environ, "COLUMNS": "100"})
-        assert [p for p in FAST_PATH_FORBIDDEN if loaded(modules, p)] == [], args
-        assert not loaded(modules, "easyflow_cli.storage.store")
+def test_help_loads_nothing_heavy():
+    for args in (["--help"], ["-h"], ["run", "--help"], ["report", "costs", "--help"]):
+        modules = command_modules(args)
+        assert [p for p in HELP_FORBIDDEN if loaded(modules, p)] == [], args
+
+
+def test_root_help_coerces_no_value():
+    """Typer loads pydantic to coerce a parameter's value; the root's help has none to coerce."""
+    for args in (["--help"], ["-h"]):
+        assert not loaded(command_modules(args), "pydantic"), args
 
 
 def test_run_now_no_wait_loads_nothing_heavy(home):
@@ -92,9 +92,12 @@ def test_run_now_no_wait_loads_nothing_heavy(home):
         store.save_workflows([parse_workflow_text('name = "w"\n[[steps]]\nrun = ["true"]\n')],
                              utcnow())
     with answering_socket(home / "easyflow.sock"):
-        modules = fast_path_modules(["run", "w", "--now", "--no-wait", "--json", "--mode",
-                                     "eco", "--deadline", "2h"])
-    assert [p for p in FAST_PATH_FORBIDDEN if loaded(modules, p)] == []
+        for args in (["w", "--now", "--no-wait", "--json", "--mode", "eco", "--deadline", "2h"],
+                     ["w", "w", "--now", "--no-wait", "--count", "3"]):
+            modules = command_modules(["run", *args])
+            assert [p for p in RUN_FORBIDDEN if loaded(modules, p)] == [], args
+    with Store.open(home) as store:
+        assert len(store.conn.execute("SELECT id FROM runs").fetchall()) == 1 + 6
 
 
 @contextlib.contextmanager

@@ -504,3 +504,18 @@ def test_sd_notify_lifecycle(daemon: DaemonHarness, tmp_path):
 
         daemon.stop()
         manager.expect("STOPPING=1")
+
+
+@pytest.mark.e2e
+def test_a_run_due_years_from_now_does_not_stop_the_daemon(daemon):
+    """A deadline years away puts the run's promotion past the longest sleep epoll accepts."""
+    daemon.write_config("[pools.balanced]\nworkers = 1\n")
+    daemon.add_workflows(block=["sleep", "600"], w=["true"])
+    daemon.start()
+    busy = daemon.submit("block", "--mode", "balanced")
+    daemon.wait_until_started(busy["id"])
+    far = daemon.submit("w", "--mode", "balanced", "--deadline", "2099-01-01T00:00:00Z")
+    time.sleep(0.5)
+    assert daemon.proc.poll() is None, daemon.log_tail()
+    assert daemon.status()["pid"] == daemon.pid
+    assert daemon.run(far["id"])["state"] == "queued"

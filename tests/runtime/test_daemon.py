@@ -21,6 +21,7 @@ from easyflow_cli.core.spec import WorkflowSpec, parse_workflow_text
 from easyflow_cli.core.timeutil import to_iso
 from easyflow_cli.runtime.daemon import Daemon
 from easyflow_cli.runtime.daemon.drain import DrainPhase
+from easyflow_cli.runtime.daemon.loop import MAX_SLEEP_S
 from easyflow_cli.runtime.daemon.settlement import SHUTDOWN_NOTE
 from easyflow_cli.runtime.pools import Pool, PoolWorker
 from easyflow_cli.runtime.protocol import (
@@ -288,6 +289,18 @@ def test_a_waiting_run_is_promoted_when_the_clock_reaches_its_promotion_time(har
     assert (run["state"], run["mode"], run["mode_reason"]) == ("running", "real-time",
                                                                  "promoted")
     assert harness.holder(run_id).pool.mode is Mode.REAL_TIME
+
+
+def test_a_run_due_years_away_is_slept_towards_a_day_at_a_time(harness, clock):
+    spec = harness.add_workflow("someday")
+    far = NOON + timedelta(days=3 * 365)
+    run_id = harness.submit(spec, Trigger.SCHEDULE, not_before=to_iso(far),
+                            promote_at=to_iso(far))
+    harness.tick(2)
+    assert harness.sleep_left() == MAX_SLEEP_S  # epoll refuses a sleep past 24.8 days
+    clock.advance(MAX_SLEEP_S)
+    harness.tick()
+    assert harness.sleep_left() == MAX_SLEEP_S and harness.state(run_id) == "queued"
 
 
 def test_an_eco_run_waits_for_the_off_peak_window_and_goes_when_it_opens(harness, clock):

@@ -21,7 +21,7 @@ def tiny(quick: bool) -> BenchSizes:
     """What `--quick` measures, fewer times: the figures are not judged here, only the shape."""
     return BenchSizes(dispatch_samples=5, drain_callable_runs=50, drain_command_runs=10,
                       idle_seconds=1, library_enqueue_runs=1_000, cli_samples=2,
-                      report_runs=2_000, isolation_samples=1)
+                      cli_bulk_runs=20, report_runs=2_000, isolation_samples=1)
 
 
 def test_quick_bench_json_document(home, monkeypatch):
@@ -42,6 +42,8 @@ def test_quick_bench_json_document(home, monkeypatch):
         assert positive(doc["drain"][step]["runs_per_s"])
     assert positive(doc["enqueue"]["library_bulk"]["runs_per_s"])
     assert positive(doc["enqueue"]["cli"]["runs_per_s"])
+    assert doc["enqueue"]["cli_bulk"]["runs"] == 20
+    assert positive(doc["enqueue"]["cli_bulk"]["runs_per_s"])
     for command in ("help", "run_now_no_wait"):
         assert positive(doc["cli_start_ms"][command]["median"])
     idle = doc["idle_daemon"]

@@ -30,6 +30,10 @@ from easyflow_cli.storage.store import CHECKPOINT_WHEN_QUIET_S, Store
 
 log = logging.getLogger("easyflow.daemon")
 
+# epoll takes a sleep of at most 2**31 - 1 ms (under 25 days); a run due later (a deadline a
+# year away puts its promotion there) is found again by sleeping this long at a time.
+MAX_SLEEP_S = 24 * 3600.0
+
 
 class Served(Protocol):
     """What the loop drives: the daemon (service.py), seen from here."""
@@ -191,4 +195,4 @@ class Loop:
         waits += daemon.drain.waits()
         if daemon.notifier.watchdog_interval:
             waits.append(daemon.notifier.watchdog_interval)
-        return max(0.0, min(waits)) if waits else None
+        return min(max(0.0, min(waits)), MAX_SLEEP_S) if waits else None

@@ -1,0 +1,111 @@
+"""Several runs at once, for scripts: `run A B C --now [--count N]`.
+
+Every run is planned before anything is written, committed in one transaction, and the daemon is
+woken once. Several runs are the daemon's work: its pools, priorities and off-peak hours decide
+how they run. With no daemon up they are refused (exit 2, nothing written) rather than run one
+after another here, where none of that would hold.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+from easyflow_cli.cli.common import open_store
+from easyflow_cli.cli.output import print_json, print_line, say
+from easyflow_cli.cli.submit import plan_manual_runs
+from easyflow_cli.core.errors import BadInput, EasyflowError
+from easyflow_cli.core.model import Mode, RunState
+
+if TYPE_CHECKING:
+    from easyflow_cli.storage.store import Store
+
+POLL_SECONDS = 0.2
+NO_DAEMON = ("several runs go to the daemon, and none is running: start it with `easyflow "
+             "daemon`, or run one workflow at a time to run it here")
+
+
+def submit_runs(names: Sequence[str], count: int, *, mode: Mode | None, deadline: str | None,
+                as_json: bool, no_wait: bool) -> None:
+    """Queue `count` runs of each workflow, wake the daemon, print the ids (or records); unless
+    `no_wait`, wait for every run to end. Exits 1 when one did not succeed."""
+    from easyflow_cli.core.config import load_config
+
+    config = load_config()
+    with open_store() as store:
+        specs = [store.get_workflow(name) for name in names]
+        rows = plan_manual_runs(store, specs, count, config, mode=mode, deadline=deadline)
+        ids, woken = queue_and_wake(store, rows, count)
+        if not woken:
+            print_ids(store, ids, as_json)
+            raise EasyflowError(f"the daemon did not answer: runs {ids.start}-{ids.stop - 1} "
+                                "wait in the queue until it starts")
+        if no_wait:
+            print_ids(store, ids, as_json)
+            return
+        wait_for_runs(store, ids, as_json)
+
+
+def queue_and_wake(store: Store, rows: Sequence[dict[str, Any]], count: int
+                   ) -> tuple[range, bool]:
+    """Commit the runs in one transaction and wake the daemon once; their ids, and whether the
+    daemon answered. It is connected to first: with none up, nothing is written."""
+    from easyflow_cli.core.paths import state_dir
+    from easyflow_cli.runtime.client import connect, exchange, wake_request
+    from easyflow_cli.storage.queue import enqueue_runs
+
+    daemon = connect(state_dir())
+    if daemon is None:
+        raise BadInput(NO_DAEMON)
+    with daemon:
+        ids = enqueue_runs(store, rows)
+        say_queued(ids, rows, count)
+        return ids, exchange(daemon, wake_request(off_peak_candidates(ids, rows))) is not None
+
+
+def off_peak_candidates(ids: range, rows: Sequence[dict[str, Any]]) -> list[int]:
+    """The runs the daemon may re-plan by its own off-peak window: only eco runs wait for it."""
+    return [run_id for run_id, row in zip(ids, rows, strict=True)
+            if row["mode"] == Mode.ECO.value]
+
+
+def say_queued(ids: range, rows: Sequence[dict[str, Any]], count: int) -> None:
+    """One line on stderr per workflow: its runs' ids, mode and why."""
+    for first in range(0, len(rows), count):
+        row, start = rows[first], ids[first]
+        which = f"run {start}" if count == 1 else f"runs {start}-{start + count - 1}"
+        say(f"{which}: {row['workflow']} in {row['mode']} mode ({row['mode_reason']})")
+
+
+def print_ids(store: Store, ids: range, as_json: bool) -> None:
+    """One id per line, or with `--json` the list of records."""
+    if as_json:
+        print_json(records(store, ids))
+        return
+    for run_id in ids:
+        print_line(run_id)
+
+
+def records(store: Store, ids: range) -> list[dict[str, Any]]:
+    from easyflow_cli.storage.queue import get_run
+
+    return [get_run(store, run_id) for run_id in ids]
+
+
+def wait_for_runs(store: Store, ids: range, as_json: bool) -> None:
+    """Wait for every run to end; one line each on stderr, the records with `--json`."""
+    from easyflow_cli.storage.queue import unfinished_count
+
+    while unfinished_count(store, ids):
+        time.sleep(POLL_SECONDS)
+    ended = records(store, ids)
+    if as_json:
+        print_json(ended)
+    for record in ended:
+        say(f"run {record['id']} {record['state']} in {record['duration_s'] or 0:.2f}s"
+            + (f": {record['error']}" if record["error"] else ""))
+    if any(record["state"] != RunState.SUCCEEDED.value for record in ended):
+        raise typer.Exit(1)
