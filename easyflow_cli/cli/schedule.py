@@ -18,7 +18,7 @@ from easyflow_cli.cli.output import (
     render_rows,
     short_time,
 )
-from easyflow_cli.core.errors import BadInput
+from easyflow_cli.core.errors import BadInput, shown
 from easyflow_cli.core.model import Mode
 from easyflow_cli.core.timeutil import from_iso, to_iso, utcnow
 
@@ -44,21 +44,24 @@ def add(
     from easyflow_cli.core.durations import parse_duration
     from easyflow_cli.core.spec import ScheduleSpec
     from easyflow_cli.core.triggers import check_schedule
-    from easyflow_cli.scheduling.scheduler import add_schedule
+    from easyflow_cli.scheduling.scheduler import add_schedule, first_fire
 
     given = [(k, v) for k, v in (("cron", cron), ("every", every), ("at", at)) if v is not None]
     if len(given) != 1:
         raise BadInput("give exactly one of --cron, --every, --at")
-    kind, expr = given[0]
+    kind, text = given[0]
     try:
-        expr = check_schedule(kind, expr, timezone)
+        expr = check_schedule(kind, text, timezone)
     except ValueError as exc:
         raise BadInput(f"--{kind}: {exc}") from None
+    now = utcnow()
+    if first_fire(kind, expr, timezone, now) is None:
+        # As at(1) refuses a job "destined in the past": it would be stored and never fire.
+        raise BadInput(f"--{kind}: {shown(text)} is in the past; give a time after now")
     try:
         after = parse_duration(deadline_after) if deadline_after is not None else None
     except ValueError as exc:
         raise BadInput(f"--deadline-after: {exc}") from None
-    now = utcnow()
     with open_store() as store:
         schedule_id = add_schedule(store, workflow, ScheduleSpec(kind, expr, timezone, mode, after),
                                    now)

@@ -1,9 +1,11 @@
 """Schedules (`cron`, `every`, `at`) turned into fire times.
 
-APScheduler's trigger classes serve only as pure functions of time; its scheduler never runs.
-It is imported inside functions because this module sits on the CLI's start-up path.
+Cron expressions are read and matched by `cron.py`, against naive wall-clock times; this
+module maps wall-clock times to real instants. APScheduler's interval trigger serves `every`
+as a pure function of time (its scheduler never runs); it is imported inside a function because
+this module sits on the CLI's start-up path.
 
-Cron and daylight saving time, as classic (Vixie) cron does it:
+Cron and daylight saving time, as classic (Vixie) cron and Debian's cron do it:
 
 - A job whose minute and hour fields are both fixed (`30 2 * * *`, `@daily`) follows the wall
   clock: it fires once for each matching local time. A time skipped by the spring-forward jump
@@ -13,10 +15,9 @@ Cron and daylight saving time, as classic (Vixie) cron does it:
   time: it fires at every real instant whose local time matches, so both passes through a
   repeated hour count and a skipped hour has nothing to fire.
 
-APScheduler 3.11 with a DST zone gets these edges wrong (a skipped 02:30 fires at 03:30, a
-repeated 02:30 fires twice for a daily job and then keeps returning the same instant), so cron
-fields are matched against naive wall-clock times with a UTC trigger, a calendar without DST,
-and the mapping from wall clock to real instants is done here.
+No fire time is at or before `after`, also when `after` is on the second pass through a
+repeated hour (where cronsim, the model of Debian's cron the tests compare with, offers a
+wall-clock job's time in that hour again, though it passed on the first pass).
 """
 
 from __future__ import annotations
@@ -24,46 +25,24 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta, tzinfo
 from functools import cache, partial
-from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from easyflow_cli.core.cron import SHORTCUTS, CronExpr, parse_cron
 from easyflow_cli.core.durations import format_duration, parse_duration
 from easyflow_cli.core.errors import shown
 from easyflow_cli.core.timeutil import TimeOutOfRange, parse_time, to_iso
 
-if TYPE_CHECKING:
-    from apscheduler.triggers.cron import CronTrigger
-
 KINDS = ("cron", "every", "at")
-SHORTCUTS = {
-    "@hourly": "0 * * * *",
-    "@daily": "0 0 * * *",
-    "@midnight": "0 0 * * *",
-    "@weekly": "0 0 * * 0",
-    "@monthly": "0 0 1 * *",
-    "@yearly": "0 0 1 1 *",
-    "@annually": "0 0 1 1 *",
-}
-_FIELDS = (
-    ("minute", "minute", "0-59"),
-    ("hour", "hour", "0-23"),
-    ("day", "day of month", "1-31"),
-    ("month", "month", "1-12 or jan-dec"),
-    ("day_of_week", "day of week", "0-7 or sun-sat"),
-)
-_WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
 _TICK = timedelta(microseconds=1)
 
 Step = Callable[[datetime], "datetime | None"]
-# Cron triggers that match naive wall-clock times (a crontab line may need two: see _wall_cron).
-WallTriggers = list["CronTrigger"]
 
 
 def check_schedule(kind: str, expr: str, timezone: str | None) -> str:
     """Validate a schedule; return its canonical expression or raise a one-line ValueError."""
     zone = _zone(timezone)
     if kind == "cron":
-        _wall_cron(expr)
+        _cron(expr)
         text = expr.strip().lower()
         return text if text in SHORTCUTS else " ".join(expr.split())
     if kind == "every":
@@ -99,9 +78,9 @@ def _stepper(kind: str, expr: str, timezone: str | None, anchor: datetime) -> St
     """A function from an instant to the schedule's next fire time strictly after it."""
     zone = _zone(timezone)
     if kind == "cron":
-        triggers, follows_wall_clock = _wall_cron(expr)
-        step = _next_on_wall_clock if follows_wall_clock else _next_in_real_time
-        return partial(step, triggers, zone)
+        cron = _cron(expr)
+        step = _next_on_wall_clock if cron.follows_wall_clock else _next_in_real_time
+        return partial(step, cron, zone)
     if kind == "every":
         return partial(_next_every, parse_duration(expr), _utc(anchor))
     if kind == "at":
@@ -134,111 +113,36 @@ def _parse_at(expr: str, zone: tzinfo) -> datetime:
 # --- cron ------------------------------------------------------------------------------------
 
 
-def _wall_cron(expr: str) -> tuple[WallTriggers, bool]:
-    """Triggers matching naive wall-clock times, and whether the job follows the wall clock."""
-    from apscheduler.triggers.cron import CronTrigger
-
-    fields = _cron_fields(expr)
-    day, weekday = fields[2], fields[4]
-    # Crontab fires when either day field matches if both are restricted; APScheduler ANDs them.
-    either = not day.startswith("*") and not weekday.startswith("*")
-    variants = [(day, "*"), ("*", weekday)] if either else [(day, weekday)]
-    triggers = [
-        CronTrigger(
-            minute=fields[0], hour=fields[1], day=d, month=fields[3],
-            day_of_week=_weekdays(w), timezone=UTC,
-        )
-        for d, w in variants
-    ]
-    if _next_wall(triggers, datetime(2000, 1, 1)) is None:
-        raise ValueError(f"bad cron expression {shown(expr)}: it never matches a real date")
-    return triggers, not (fields[0].startswith("*") or fields[1].startswith("*"))
+def _cron(expr: str) -> CronExpr:
+    try:
+        return parse_cron(expr if isinstance(expr, str) else "")
+    except ValueError as exc:
+        raise ValueError(f"bad cron expression {shown(expr)}: {exc}") from None
 
 
-def _cron_fields(expr: str) -> list[str]:
-    """The five crontab fields of `expr` (shortcuts expanded), each checked on its own."""
-    from apscheduler.triggers.cron import CronTrigger
-
-    text = expr.strip() if isinstance(expr, str) else ""
-    if text.startswith("@") and text.lower() not in SHORTCUTS:
-        raise ValueError(f"bad cron expression {shown(expr)}: shortcuts are {', '.join(SHORTCUTS)}")
-    fields = SHORTCUTS.get(text.lower(), text).split()
-    if len(fields) != 5:
-        raise ValueError(
-            f"bad cron expression {shown(expr)}: expected 5 fields "
-            f"(minute hour day-of-month month day-of-week), got {len(fields)}"
-        )
-    for (name, label, allowed), value in zip(_FIELDS, fields, strict=True):
-        try:
-            if name == "day_of_week":
-                value = _weekdays(value)
-            CronTrigger(**{name: value}, timezone=UTC)
-        except ValueError:
-            raise ValueError(
-                f"bad cron expression {shown(expr)}: {label} must be {allowed}") from None
-    return fields
-
-
-def _weekdays(field: str) -> str:
-    """Crontab counts weekdays from Sunday = 0 (7 is Sunday too); APScheduler 3 from Monday = 0.
-
-    So numbers are turned into an explicit list of day names, which both read the same way.
-    """
-    if field == "*":
-        return field
-    days: set[int] = set()
-    for item in field.lower().split(","):
-        span, _, step = item.partition("/")
-        first, dash, last = span.partition("-")
-        if dash and not last:
-            raise ValueError(f"open day-of-week range {shown(field)}")
-        low = 0 if span == "*" else _weekday(first)
-        high = 7 if span == "*" or (step and not last) else _weekday(last or first)
-        days.update(day % 7 for day in range(low, high + 1, int(step or 1)))
-    if not days:
-        raise ValueError(f"empty day-of-week range {field!r}")
-    return ",".join(_WEEKDAYS[day] for day in sorted(days))
-
-
-def _weekday(text: str) -> int:
-    if text in _WEEKDAYS:
-        return _WEEKDAYS.index(text)
-    if text.isdigit() and int(text) <= 7:
-        return int(text)
-    raise ValueError(f"bad weekday {text!r}")
-
-
-def _next_wall(triggers: WallTriggers, wall: datetime) -> datetime | None:
-    """The first matching naive wall-clock time strictly after `wall`."""
-    now = wall.replace(tzinfo=UTC) + _TICK
-    hits = [hit for trigger in triggers if (hit := trigger.get_next_fire_time(None, now))]
-    return min(hits).replace(tzinfo=None) if hits else None
-
-
-def _walls_after(triggers: WallTriggers, wall: datetime) -> Iterator[datetime]:
+def _walls_after(cron: CronExpr, wall: datetime) -> Iterator[datetime]:
     """The matching naive wall-clock times after `wall`, in order."""
-    while (match := _next_wall(triggers, wall)) is not None:
+    while (match := cron.next_after(wall)) is not None:
         yield match
         wall = match
 
 
-def _next_on_wall_clock(triggers: WallTriggers, zone: tzinfo, after: datetime) -> datetime | None:
+def _next_on_wall_clock(cron: CronExpr, zone: tzinfo, after: datetime) -> datetime | None:
     """Each matching wall time once: on the first pass if repeated, at the gap's end if skipped."""
-    for wall in _walls_after(triggers, _wall(after, zone)):
+    for wall in _walls_after(cron, _wall(after, zone)):
         moment = _instant(wall, zone, fold=0) or _gap_end(wall, zone)
         if moment > after:
             return moment
     return None
 
 
-def _next_in_real_time(triggers: WallTriggers, zone: tzinfo, after: datetime) -> datetime | None:
+def _next_in_real_time(cron: CronExpr, zone: tzinfo, after: datetime) -> datetime | None:
     """Every real instant whose wall time matches, so both passes through a repeated hour."""
-    hits = [hit for fold in (0, 1) if (hit := _first_on_pass(triggers, zone, after, fold))]
+    hits = [hit for fold in (0, 1) if (hit := _first_on_pass(cron, zone, after, fold))]
     return min(hits, default=None)
 
 
-def _first_on_pass(triggers: WallTriggers, zone: tzinfo, after: datetime,
-                   fold: int) -> datetime | None:
+def _first_on_pass(cron: CronExpr, zone: tzinfo, after: datetime, fold: int) -> datetime | None:
     """The first instant after `after` whose wall time matches, reading repeated hours on `fold`.
 
     Outside repeated hours both folds name the same instants, so the two passes together cover
@@ -246,7 +150,7 @@ def _first_on_pass(triggers: WallTriggers, zone: tzinfo, after: datetime,
     """
     # Only a naive time lacks an offset: `or` just tells the type checker so.
     offset = _wall(after, zone).replace(tzinfo=zone, fold=fold).utcoffset() or timedelta()
-    for wall in _walls_after(triggers, after.replace(tzinfo=None) + offset):
+    for wall in _walls_after(cron, after.replace(tzinfo=None) + offset):
         moment = _instant(wall, zone, fold)
         if moment is not None and moment > after:
             return moment

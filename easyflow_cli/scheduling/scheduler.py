@@ -1,6 +1,6 @@
 """When schedules fire: the next fire time of each schedule, catch-up and coalescing.
 
-APScheduler's triggers (through `triggers.py`) decide *when*; this module turns a due schedule
+`core/triggers.py` decides *when*; this module turns a due schedule
 into a queued run, and the queue decides what runs next. The daemon asks `next_due()` how long
 it may sleep and calls `fire_due(now)` when it wakes.
 """

@@ -1,4 +1,5 @@
 import json
+from datetime import UTC, datetime, timedelta
 
 from typer.testing import CliRunner
 
@@ -52,6 +53,9 @@ def test_bad_schedule_input_exit_2_and_nothing_written(home, write):
         (["--cron", "61 * * * *"], "error: --cron: bad cron expression '61 * * * *': minute"),
         (["--every", "soon"], "error: --every: bad duration 'soon'"),
         (["--at", "tomorrow"], "error: --at:"),
+        (["--at", "2020-01-01T09:00"], "error: --at: '2020-01-01T09:00' is in the past; give a"
+                                       " time after now"),
+        (["--at", "2020-01-01T09:00Z", "--timezone", "Europe/Berlin"], "is in the past"),
         (["--cron", "0 2 * * *", "--timezone", "Mars/Base"], "unknown timezone 'Mars/Base'"),
         ([], "error: give exactly one of --cron, --every, --at"),
         (["--cron", "* * * * *", "--every", "5m"], "exactly one"),
@@ -67,6 +71,14 @@ def test_bad_schedule_input_exit_2_and_nothing_written(home, write):
     for args in (["remove", "9"], ["pause", "9"], ["resume", "9"], ["next", "9"],
                  ["next", "nope"]):
         assert invoke("schedule", *args).exit_code == 2, args
+
+
+def test_at_a_moment_from_now_is_accepted(home, write):
+    setup(home, write)
+    soon = (datetime.now(UTC) + timedelta(minutes=1)).isoformat(timespec="seconds")
+    result = invoke("schedule", "add", "w", "--at", soon)
+    assert result.exit_code == 0, result.output
+    assert len(json.loads(invoke("schedule", "next", "w", "--json").stdout)) == 1
 
 
 def test_status_without_daemon(home, write):

@@ -55,14 +55,18 @@ def test_check_schedule_returns_canonical_text(kind, expr, tz, canonical):
 @pytest.mark.parametrize(
     ("expr", "message"),
     [
-        ("61 * * * *", "bad cron expression '61 * * * *': minute must be 0-59"),
-        ("0 24 * * *", "bad cron expression '0 24 * * *': hour must be 0-23"),
-        ("0 0 32 * *", "bad cron expression '0 0 32 * *': day of month must be 1-31"),
-        ("0 0 * 13 *", "bad cron expression '0 0 * 13 *': month must be 1-12 or jan-dec"),
-        ("0 0 * * 8", "bad cron expression '0 0 * * 8': day of week must be 0-7 or sun-sat"),
-        ("0 0 * * fri-mon", "bad cron expression '0 0 * * fri-mon': day of week must be"),
-        ("*/0 * * * *", "bad cron expression '*/0 * * * *': minute must be 0-59"),
-        ("x * * * *", "bad cron expression 'x * * * *': minute must be 0-59"),
+        ("61 * * * *", "bad cron expression '61 * * * *': minute: '61' is out of range 0-59"),
+        ("0 24 * * *", "bad cron expression '0 24 * * *': hour: '24' is out of range 0-23"),
+        ("0 0 32 * *", "bad cron expression '0 0 32 * *': day of month: '32' is out of range"
+         " 1-31"),
+        ("0 0 * 13 *", "bad cron expression '0 0 * 13 *': month: '13' is out of range 1-12 or"
+         " jan-dec"),
+        ("0 0 * * 8", "bad cron expression '0 0 * * 8': day of week: '8' is out of range 0-7"
+         " or sun-sat"),
+        ("0 0 * * fri-mon", "bad cron expression '0 0 * * fri-mon': day of week: range"
+         " 'fri-mon' runs backwards"),
+        ("*/0 * * * *", "bad cron expression '*/0 * * * *': minute: step must be at least 1"),
+        ("x * * * *", "bad cron expression 'x * * * *': minute: 'x' is not a number"),
         ("* * *", "bad cron expression '* * *': expected 5 fields"),
         ("0 0 * * * *", "bad cron expression '0 0 * * * *': expected 5 fields"),
         ("", "bad cron expression '': expected 5 fields"),

@@ -201,6 +201,7 @@ CLI_CASES = [
     (["schedule", "add", "seed", "--at", "9999-12-31T23:59:59-01:00"], "--at"),
     (["schedule", "add", "seed", "--at", "0001-01-01T00:00:00+01:00"], "--at"),
     (["schedule", "add", "seed", "--at", ""], "--at"),
+    (["schedule", "add", "seed", "--at", "2001-01-01T00:00:00Z"], "--at"),
     (["schedule", "add", "seed", "--cron", "0 2 * * *", "--timezone", "../../etc/passwd"],
      "unknown timezone"),
     (["schedule", "add", "seed", "--cron", "0 2 * * *", "--timezone", "/etc/localtime"],

@@ -142,6 +142,17 @@ def test_file_schedules_are_primed(store):
     assert from_iso(row["next_fire_at"]) == T0 + timedelta(minutes=30)
 
 
+def test_file_at_in_the_past_is_kept_and_never_fires(store):
+    # A file declares; it may be added again after its moment (an exported workflow, say),
+    # so like an elapsed OnCalendar= in a systemd timer the schedule stays, with no next fire.
+    register(store, extra='[[schedules]]\nat = "2026-11-25T11:00:00Z"')
+    prime_schedules(store, T0)
+    (row,) = store.schedule_rows("w")
+    assert row["next_fire_at"] is None
+    assert next_fires(row, T0, 3) == []
+    assert book(store).fire_due(T0 + timedelta(days=1)) == []
+
+
 def test_overdue_pending_fire_is_listed_first(store):
     register(store)
     sid = add_schedule(store, "w", ScheduleSpec("every", "10s"), T0)
