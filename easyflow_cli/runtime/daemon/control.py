@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from easyflow_cli.core.errors import shown
+from easyflow_cli.core.errors import EasyflowError, shown
 from easyflow_cli.runtime.protocol import (
     ProtocolError,
     Refusal,
@@ -88,6 +88,8 @@ class ControlServer:
             return Refusal(str(exc))
         try:
             return self.handlers[type(request)](request)
+        except EasyflowError as exc:
+            return Refusal(str(exc))
         except sqlite3.Error as exc:
             log.warning("request %s failed: %s", request.op, exc)
             return Refusal(f"database: {exc}")

@@ -34,7 +34,6 @@ from easyflow_cli.runtime.protocol import (
     CancelRequest,
     Done,
     PoolStatus,
-    Refusal,
     ReloadRequest,
     Reply,
     StatusReply,
@@ -191,10 +190,7 @@ class Daemon:
                 assignment.stop_reason = StopReason.CANCELLED
                 worker.send(CancelOrder(request.id))
                 return Done("stopping")
-        try:
-            return Done(cancel_run(self.db, request.id, now=self.clock.now())["state"])
-        except EasyflowError as exc:
-            return Refusal(str(exc))
+        return Done(cancel_run(self.db, request.id, now=self.clock.now())["state"])
 
     def status(self) -> StatusReply:
         store = self.db
