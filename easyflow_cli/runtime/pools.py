@@ -21,11 +21,9 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from enum import StrEnum
-from typing import Any
 
 from easyflow_cli.core.config import PoolConfig
-from easyflow_cli.core.model import Mode
+from easyflow_cli.core.model import ClaimedRun, Mode, StopReason
 from easyflow_cli.runtime.protocol import (
     Order,
     ProtocolError,
@@ -49,19 +47,12 @@ DURATION_WEIGHT = 0.2
 RELEASE_AFTER_S = 0.2
 
 
-class StopReason(StrEnum):
-    """Why the daemon asked a worker to stop a run."""
-
-    CANCELLED = "cancelled"  # its user cancelled it
-    SHUTDOWN = "shutdown"  # the daemon is stopping
-
-
 @dataclass
 class Assignment:
     """A run a worker holds: handed over (`started` False) or executing (`started` True)."""
 
     run_id: int
-    run: dict[str, Any]  # the run as claimed
+    run: ClaimedRun
     started: bool = False
     started_at: datetime | None = None  # as its worker reported
     started_mono: float | None = None  # when that report arrived (monotonic)
@@ -108,10 +99,10 @@ class PoolWorker:
     def send(self, order: Order) -> bool:
         return self.send_line(encode(order))
 
-    def assign(self, runs: list[dict[str, Any]], order: RunOrder) -> bool:
-        """Hand over `runs` (claimed rows) with the `run` order that describes them."""
+    def assign(self, runs: list[ClaimedRun], order: RunOrder) -> bool:
+        """Hand over `runs` with the `run` order that describes them."""
         for run in runs:
-            self.assignments[run["id"]] = Assignment(run["id"], run)
+            self.assignments[run.id] = Assignment(run.id, run)
         return self.send(order)
 
     def long_from(self) -> float | None:

@@ -11,14 +11,16 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from easyflow_cli.core.model import Mode, Outcome, RunState, Trigger
+from easyflow_cli.core.planning import plan_run
 from easyflow_cli.core.spec import WorkflowSpec, parse_workflow_text
-from easyflow_cli.core.timeutil import to_iso
 from easyflow_cli.runtime.daemon import Daemon
 from easyflow_cli.runtime.daemon.drain import DrainPhase
 from easyflow_cli.runtime.daemon.loop import MAX_SLEEP_S
@@ -42,7 +44,6 @@ from easyflow_cli.runtime.protocol import (
     decode_order,
     encode_all,
 )
-from easyflow_cli.storage.queue import enqueue_run, get_run, list_runs, plan_run
 from easyflow_cli.storage.store import Store
 
 NOON = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)  # outside the eco off-peak window below
@@ -168,17 +169,22 @@ class Harness:
         self.db.save_workflows([spec], self.clock.now())
         return spec
 
-    def submit(self, spec: WorkflowSpec, trigger: Trigger = Trigger.MANUAL, **row: str) -> int:
+    def submit(self, spec: WorkflowSpec, trigger: Trigger = Trigger.MANUAL, **changes: Any
+               ) -> int:
         planned = plan_run(spec, trigger=trigger, now=self.clock.now(),
                            policy=self.daemon._policy())
-        return enqueue_run(self.db, {**planned, **row})["id"]
+        return self.db.queue.enqueue([replace(planned, **changes)])[0]
+
+    def record(self, run_id: int) -> dict[str, Any]:
+        """The run as `runs show --json` has it."""
+        return self.db.queue.get(run_id).to_record()
 
     def wake(self, *run_ids: int) -> object:
         ids = ", ".join(map(str, run_ids))
         return self.daemon.control.answer(f'{{"op": "wake", "runs": [{ids}]}}\n'.encode())
 
     def state(self, run_id: int) -> str:
-        return get_run(self.db, run_id)["state"]
+        return self.record(run_id)["state"]
 
     def sleep_left(self) -> float | None:
         return self.daemon.loop.time_left()
@@ -244,10 +250,10 @@ def test_a_woken_run_goes_to_a_worker_and_its_reports_settle_it(harness, clock):
 
     worker.report(Started(run_id, clock.stamp()))
     harness.tick()
-    assert get_run(harness.db, run_id)["started_at"] is not None
+    assert harness.record(run_id)["started_at"] is not None
     worker.report(Finished(run_id, clock.stamp(0.25), ok()))
     harness.tick()
-    run = get_run(harness.db, run_id)
+    run = harness.record(run_id)
     assert (run["state"], run["exit_code"], run["duration_s"]) == ("succeeded", 0, 0.25)
     assert not worker.assignments
 
@@ -260,7 +266,7 @@ def test_a_failed_run_is_retried_after_its_backoff_by_the_clock(harness, clock):
     worker.report(Ran(run_id, clock.stamp(), clock.stamp(0.1),
                       Outcome(RunState.FAILED, exit_code=3)))
     harness.tick(2)
-    [retry] = [r for r in list_runs(harness.db) if r["retry_of"] == run_id]
+    [retry] = [r.to_record() for r in harness.db.queue.latest() if r.retry_of == run_id]
     assert harness.state(run_id) == "failed"
     assert (retry["state"], retry["attempt"], retry["trigger"]) == ("queued", 2, "retry")
     assert harness.sleep_left() == pytest.approx(30, abs=0.2)  # it sleeps until then
@@ -276,16 +282,16 @@ def test_a_failed_run_is_retried_after_its_backoff_by_the_clock(harness, clock):
 
 def test_a_waiting_run_is_promoted_when_the_clock_reaches_its_promotion_time(harness, clock):
     spec = harness.add_workflow("report")
-    run_id = harness.submit(spec, Trigger.SCHEDULE, mode="eco",
-                            not_before=to_iso(NOON + timedelta(hours=10)),
-                            promote_at=to_iso(NOON + timedelta(hours=1)))
+    run_id = harness.submit(spec, Trigger.SCHEDULE, mode=Mode.ECO,
+                            not_before=NOON + timedelta(hours=10),
+                            promote_at=NOON + timedelta(hours=1))
     harness.tick()
     assert harness.state(run_id) == "queued"
     assert harness.sleep_left() == pytest.approx(3600, abs=1)
 
     clock.advance(3600)
     harness.tick()
-    run = get_run(harness.db, run_id)
+    run = harness.record(run_id)
     assert (run["state"], run["mode"], run["mode_reason"]) == ("running", "real-time",
                                                                  "promoted")
     assert harness.holder(run_id).pool.mode is Mode.REAL_TIME
@@ -294,8 +300,7 @@ def test_a_waiting_run_is_promoted_when_the_clock_reaches_its_promotion_time(har
 def test_a_run_due_years_away_is_slept_towards_a_day_at_a_time(harness, clock):
     spec = harness.add_workflow("someday")
     far = NOON + timedelta(days=3 * 365)
-    run_id = harness.submit(spec, Trigger.SCHEDULE, not_before=to_iso(far),
-                            promote_at=to_iso(far))
+    run_id = harness.submit(spec, Trigger.SCHEDULE, not_before=far, promote_at=far)
     harness.tick(2)
     assert harness.sleep_left() == MAX_SLEEP_S  # epoll refuses a sleep past 24.8 days
     clock.advance(MAX_SLEEP_S)
@@ -306,7 +311,7 @@ def test_a_run_due_years_away_is_slept_towards_a_day_at_a_time(harness, clock):
 def test_an_eco_run_waits_for_the_off_peak_window_and_goes_when_it_opens(harness, clock):
     spec = harness.add_workflow("backup")
     run_id = harness.submit(spec, Trigger.SCHEDULE)
-    assert get_run(harness.db, run_id)["mode"] == "eco"
+    assert harness.record(run_id)["mode"] == "eco"
     harness.wake(run_id)
     harness.tick()
     assert harness.state(run_id) == "queued"
@@ -351,7 +356,7 @@ def test_drain_phases_advance_by_the_clock(harness, clock):
     assert drain.phase is DrainPhase.KILLING and worker.killed
     harness.tick()
     assert drain.finished()
-    run = get_run(harness.db, run_id)
+    run = harness.record(run_id)
     assert (run["state"], run["error"]) == ("failed", SHUTDOWN_NOTE)
 
 
@@ -370,7 +375,7 @@ def test_a_run_cancelled_for_the_shutdown_goes_back_to_the_queue_if_it_may_retry
     worker.report(Finished(run_id, clock.stamp(), Outcome(RunState.CANCELLED)))
     worker.exit()
     harness.tick(2)
-    run = get_run(harness.db, run_id)
+    run = harness.record(run_id)
     assert (run["state"], run["error"]) == ("queued", SHUTDOWN_NOTE + "; re-queued")
     assert harness.daemon.drain.finished()
 
@@ -388,11 +393,11 @@ def test_a_worker_that_dies_mid_run_is_replaced_and_its_run_settled(harness, clo
     harness.tick()
     worker.exit()
     harness.tick(2)
-    failed = get_run(harness.db, started_id)
+    failed = harness.record(started_id)
     assert failed["state"] == "failed"
     assert f"worker process {worker.pid} died" in failed["error"]
     assert harness.state(held_id) in ("queued", "running")  # back in line, maybe re-handed
-    assert get_run(harness.db, held_id)["error"] in (None, "its worker died before it started")
+    assert harness.record(held_id)["error"] in (None, "its worker died before it started")
     assert worker not in harness.daemon.all_workers()
     assert len(harness.pool(Mode.REAL_TIME)) == 2 and len(harness.workers) == 5
 
@@ -410,8 +415,8 @@ def test_changes_the_database_refuses_are_kept_and_replayed_in_order(harness, cl
     recorder = harness.daemon.recorder
     assert not recorder.healthy and len(recorder.backlog) == 2
     with Store.open(harness.daemon.home) as other:  # a client can still write
-        later_id = enqueue_run(other, plan_run(spec, trigger=Trigger.MANUAL, now=clock.now(),
-                                               policy=harness.daemon._policy()))["id"]
+        later_id = other.queue.enqueue([plan_run(spec, trigger=Trigger.MANUAL, now=clock.now(),
+                                                 policy=harness.daemon._policy())])[0]
     assert harness.wake(later_id) == Done()
     assert harness.state(later_id) == "queued"  # nothing new starts meanwhile
 
@@ -422,7 +427,7 @@ def test_changes_the_database_refuses_are_kept_and_replayed_in_order(harness, cl
     clock.advance(0.2)
     harness.tick()
     assert recorder.healthy and not recorder.backlog
-    run = get_run(harness.db, run_id)
+    run = harness.record(run_id)
     assert (run["state"], run["duration_s"]) == ("succeeded", 0.5)  # started, then ended
     assert harness.state(later_id) == "running"
 

@@ -3,7 +3,7 @@ finish, retry or requeue out. Pure: no database, no clock."""
 
 import pytest
 
-from easyflow_cli.core.model import Outcome, RunState
+from easyflow_cli.core.model import Outcome, RunState, StopReason
 from easyflow_cli.runtime.daemon.settlement import (
     SHUTDOWN_NOTE,
     RunFacts,
@@ -14,7 +14,6 @@ from easyflow_cli.runtime.daemon.settlement import (
     after_interruption,
     after_worker_death,
 )
-from easyflow_cli.runtime.pools import StopReason
 
 FIRST_TRY = RunFacts(run_id=7, started=True, attempt=1, retries=0)
 MAY_RETRY = RunFacts(run_id=7, started=True, attempt=1, retries=2)

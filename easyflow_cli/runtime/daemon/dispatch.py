@@ -11,17 +11,16 @@ import logging
 import os
 import uuid
 from datetime import datetime
-from typing import Any
 
 from easyflow_cli.core.config import Config
 from easyflow_cli.core.errors import NotFound
-from easyflow_cli.core.model import Mode, Outcome, RunState
+from easyflow_cli.core.model import ClaimedRun, Mode, Outcome, PoolName, RunState
 from easyflow_cli.runtime.clock import Clock
 from easyflow_cli.runtime.executor import limits_for
 from easyflow_cli.runtime.pools import Pool, PoolWorker
 from easyflow_cli.runtime.protocol import RunOrder, RunTicket, SpecEntry
 from easyflow_cli.runtime.recording import Recorder
-from easyflow_cli.storage.queue import claim_next_runs, claim_runs_for_workers, finish_run
+from easyflow_cli.storage.run_queue import Hand, RunEnd
 from easyflow_cli.storage.store import Store
 
 log = logging.getLogger("easyflow.daemon")
@@ -50,8 +49,8 @@ class Dispatcher:
         now_mono = self.clock.monotonic()
         rooms = pool.rooms(now_mono)
         if rooms:
-            hands = claim_runs_for_workers(self.store, pool.mode, now=now, pool=pool.mode.value,
-                                           rooms=[(w.name, room) for w, room in rooms])
+            hands = self.store.queue.claim(pool.mode, now=now, pool=PoolName.of(pool.mode),
+                                           hands=[Hand(w.name, room) for w, room in rooms])
             for (worker, _), runs in zip(rooms, hands, strict=True):
                 if runs:
                     self.hand_over(worker, runs)
@@ -64,8 +63,8 @@ class Dispatcher:
         for worker in pool.idle_workers():
             limit = pool.config.batch_size
             batch_id = uuid.uuid4().hex[:12] if limit > 1 else None
-            runs = claim_next_runs(self.store, pool.mode, now=now, limit=limit,
-                                   pool=pool.mode.value, worker=worker.name, batch_id=batch_id)
+            runs = self.store.queue.claim(pool.mode, now=now, pool=PoolName.of(pool.mode),
+                                          hands=[Hand(worker.name, limit, batch_id)])[0]
             if not runs:
                 break
             self.hand_over(worker, runs)
@@ -77,35 +76,31 @@ class Dispatcher:
                    for due in map(PoolWorker.release_due_at, pool.workers) if due is not None]
         return max(0.0, min(moments) - self.clock.monotonic()) if moments else None
 
-    def hand_over(self, worker: PoolWorker, runs: list[dict[str, Any]]) -> None:
+    def hand_over(self, worker: PoolWorker, runs: list[ClaimedRun]) -> None:
         specs: dict[str, SpecEntry] = {}
         kept = []
         for run in runs:
-            name = run["workflow"]
+            name = run.workflow
             try:
                 if name not in specs:
                     specs[name] = SpecEntry(*self.store.workflow_spec_dict(name))
             except NotFound:
-                self._workflow_gone(run["id"])
+                self._workflow_gone(run)
                 continue
             kept.append(run)
         if not kept:
             return
-        order = RunOrder(limits_for(self.config, kept[0]["mode"]), specs,
-                         [RunTicket(run["id"], run["workflow"], self.log_path(run["id"]))
+        order = RunOrder(limits_for(self.config, kept[0].mode), specs,
+                         [RunTicket(run.id, run.workflow, self.log_path(run.id))
                           for run in kept])
         if not worker.assign(kept, order):
             log.warning("worker %s did not take its orders; it will be replaced", worker.name)
 
-    def _workflow_gone(self, run_id: int) -> None:
+    def _workflow_gone(self, run: ClaimedRun) -> None:
         outcome = Outcome(RunState.FAILED, error="workflow was removed before the run started")
-        now = self.clock.now()
-        self.recorder.record(lambda: _finish(self.store, run_id, outcome, now))
+        end = RunEnd(run.id, outcome, self.clock.now(), run.claimed_at, run.deadline)
+        self.recorder.record(lambda: self.store.queue.finish([end]))
 
     def log_path(self, run_id: int) -> str:
         # The same path as run_log_path, without building a Path twice per run.
         return f"{self.logs_dir}{os.sep}{run_id}.log"
-
-
-def _finish(store: Store, run_id: int, outcome: Outcome, now: datetime) -> None:
-    finish_run(store, run_id, outcome, now=now)

@@ -25,7 +25,6 @@ from easyflow_cli.runtime.pools import Pool
 from easyflow_cli.runtime.recording import Recorder
 from easyflow_cli.runtime.sdnotify import Notifier
 from easyflow_cli.scheduling.scheduler import ScheduleBook
-from easyflow_cli.storage.queue import next_promotion_at, next_ready_at, promote_due_runs
 from easyflow_cli.storage.store import CHECKPOINT_WHEN_QUIET_S, Store
 
 log = logging.getLogger("easyflow.daemon")
@@ -175,7 +174,7 @@ class Loop:
                          fire.run_id, fire.trigger.value)
 
     def _promote(self, now: datetime) -> None:
-        for run_id in promote_due_runs(self.daemon.db, now=now):
+        for run_id in self.daemon.db.queue.promote(now):
             log.info("run %d promoted to real-time: its deadline is near", run_id)
 
     def _sleep_seconds(self, now: datetime) -> float | None:
@@ -185,8 +184,9 @@ class Loop:
         if daemon.recorder.retry_at is not None:
             waits.append(daemon.recorder.retry_at - self.clock.monotonic())
         else:
-            due = [daemon.schedules.next_due(), next_promotion_at(daemon.db)]
-            due += [next_ready_at(daemon.db, mode, now) for mode in Mode
+            queue = daemon.db.queue
+            due = [daemon.schedules.next_due(), queue.next_promotion_at()]
+            due += [queue.next_ready_at(mode, now) for mode in Mode
                     if daemon.pools[mode].idle_workers()]
             waits += [(moment - now).total_seconds() for moment in due if moment is not None]
             release = daemon.dispatcher.next_release_in()

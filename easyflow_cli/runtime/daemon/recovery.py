@@ -7,27 +7,25 @@ import logging
 import os
 import signal
 
+from easyflow_cli.core.model import PoolName
 from easyflow_cli.runtime.clock import Clock
 from easyflow_cli.runtime.daemon import settlement
 from easyflow_cli.runtime.daemon.settlement import Transition
-from easyflow_cli.storage.queue import running_runs
 from easyflow_cli.storage.store import Store
 
 log = logging.getLogger("easyflow.daemon")
 
-FOREGROUND_POOL = "foreground"  # a `run --now` executing in a terminal, not in our pools
-
 
 def recover_abandoned_runs(store: Store, clock: Clock) -> None:
-    for run in running_runs(store):
-        if run["pool"] == FOREGROUND_POOL and pid_alive(run["pid"]):
-            continue  # still going in its terminal
-        if run["pgid"]:
-            kill_group(run["pgid"])
+    for run in store.queue.running():
+        if run.pool is PoolName.FOREGROUND and pid_alive(run.pid):
+            continue  # a `run --now` in a terminal, still going
+        if run.pgid:
+            kill_group(run.pgid)
         decided = settlement.after_daemon_death(settlement.facts(store, run))
-        settlement.apply(store, run["id"], decided, clock.now())
         if decided.transition is not Transition.REQUEUE:
-            log.warning("run %d was running when the daemon stopped; marked failed", run["id"])
+            log.warning("run %d was running when the daemon stopped; marking it failed", run.id)
+        settlement.apply(store, run.id, decided, clock.now())
 
 
 def pid_alive(pid: int | None) -> bool:

@@ -13,13 +13,12 @@ from datetime import UTC, datetime
 from functools import partial
 
 from easyflow_cli.core.config import Config
-from easyflow_cli.core.model import Outcome, RunState
-from easyflow_cli.core.timeutil import parse_time
+from easyflow_cli.core.model import Outcome, RunState, StopReason
 from easyflow_cli.runtime.clock import Clock
 from easyflow_cli.runtime.daemon import settlement
 from easyflow_cli.runtime.daemon.recovery import kill_group
 from easyflow_cli.runtime.daemon.settlement import Settlement
-from easyflow_cli.runtime.pools import Assignment, Pool, PoolWorker, StopReason
+from easyflow_cli.runtime.pools import Assignment, Pool, PoolWorker
 from easyflow_cli.runtime.protocol import (
     AckOrder,
     Finished,
@@ -31,7 +30,7 @@ from easyflow_cli.runtime.protocol import (
     Step,
 )
 from easyflow_cli.runtime.recording import EndedRun, Recorder
-from easyflow_cli.storage.queue import RunEnd, RunStart, record_step_process, requeue_runs
+from easyflow_cli.storage.run_queue import RunEnd, RunStart
 from easyflow_cli.storage.store import Store
 
 log = logging.getLogger("easyflow.daemon")
@@ -92,7 +91,7 @@ class WorkerReports:
     def on_step(self, worker: PoolWorker, assignment: Assignment, step: Step) -> None:
         assignment.pgid = step.pgid
         # Only once the process group is committed may the worker let the step run.
-        self.recorder.record(lambda: record_step_process(self.store, step.id, step.pgid),
+        self.recorder.record(lambda: self.store.queue.record_step(step.id, step.pgid),
                              then=lambda: worker.send(AckOrder(step.id, step.pgid)))
 
     def on_started(self, worker: PoolWorker, assignment: Assignment, at: float) -> None:
@@ -101,7 +100,7 @@ class WorkerReports:
         assignment.started_mono = self.clock.monotonic()
         window = self.config.tariff_window
         self.recorder.batch.starts.append(RunStart(
-            assignment.run_id, moment, assignment.run["enqueued_at"], worker.pid,
+            assignment.run_id, moment, assignment.run.enqueued_at, worker.pid,
             self.log_path(assignment.run_id), window.contains(moment) if window else None))
 
     def on_finished(self, worker: PoolWorker, assignment: Assignment, at: float,
@@ -126,7 +125,7 @@ class WorkerReports:
         note = None if not self.draining else settlement.SHUTDOWN_NOTE + "; re-queued"
         if run_ids:
             log.info("worker %s gave back %d runs it had not started", worker.name, len(run_ids))
-            self.recorder.record(lambda: requeue_runs(self.store, run_ids, note))
+            self.recorder.record(lambda: self.store.queue.requeue(run_ids, note))
 
     def on_exit(self, worker: PoolWorker) -> None:
         self.selector.unregister(worker.stdout_fd)
@@ -155,9 +154,9 @@ class WorkerReports:
 
 def _ended_run(assignment: Assignment, outcome: Outcome, moment: datetime) -> EndedRun:
     run = assignment.run
-    began_at = assignment.started_at or parse_time(run["claimed_at"])
-    end = RunEnd(assignment.run_id, outcome, moment, began_at=began_at, deadline=run["deadline"])
-    return EndedRun(end, run["workflow"], run["mode"])
+    end = RunEnd(assignment.run_id, outcome, moment, assignment.started_at or run.claimed_at,
+                 run.deadline)
+    return EndedRun(end, run.workflow, run.mode)
 
 
 def _moment(at: float) -> datetime:

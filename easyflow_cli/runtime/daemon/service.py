@@ -18,8 +18,9 @@ from types import FrameType
 
 from easyflow_cli.core.config import Config, load_config
 from easyflow_cli.core.errors import EasyflowError
-from easyflow_cli.core.model import Mode
+from easyflow_cli.core.model import Mode, StopReason
 from easyflow_cli.core.paths import ensure_state_dir, run_log_path, socket_path
+from easyflow_cli.core.planning import QueuePolicy
 from easyflow_cli.core.timeutil import to_iso
 from easyflow_cli.runtime.clock import Clock, SystemClock
 from easyflow_cli.runtime.daemon.control import ControlServer, Handlers
@@ -28,7 +29,7 @@ from easyflow_cli.runtime.daemon.drain import Drain
 from easyflow_cli.runtime.daemon.loop import Loop
 from easyflow_cli.runtime.daemon.recovery import recover_abandoned_runs
 from easyflow_cli.runtime.daemon.reports import WorkerReports
-from easyflow_cli.runtime.pools import Pool, PoolWorker, StopReason, WorkerFactory, WorkerProcess
+from easyflow_cli.runtime.pools import Pool, PoolWorker, WorkerFactory, WorkerProcess
 from easyflow_cli.runtime.protocol import (
     CancelOrder,
     CancelRequest,
@@ -43,7 +44,7 @@ from easyflow_cli.runtime.protocol import (
 from easyflow_cli.runtime.recording import Recorder
 from easyflow_cli.runtime.sdnotify import Notifier
 from easyflow_cli.scheduling.scheduler import ScheduleBook, prime_schedules
-from easyflow_cli.storage.queue import QueuePolicy, cancel_run, queue_depths, replan_off_peak
+from easyflow_cli.storage.run_queue import cancel_run, replan_off_peak
 from easyflow_cli.storage.store import Store
 
 log = logging.getLogger("easyflow.daemon")
@@ -172,7 +173,7 @@ class Daemon:
     def _on_wake(self, request: WakeRequest) -> Reply:
         # The CLI planned these runs' off-peak wait with the config it found; ours rules.
         if request.runs:
-            replan_off_peak(self.db, self._policy(), self.clock.now(), request.runs)
+            replan_off_peak(self.db.queue, self._policy(), self.clock.now(), request.runs)
         self.loop.dispatch_now()
         return Done()
 
@@ -190,7 +191,7 @@ class Daemon:
                 assignment.stop_reason = StopReason.CANCELLED
                 worker.send(CancelOrder(request.id))
                 return Done("stopping")
-        return Done(cancel_run(self.db, request.id, now=self.clock.now())["state"])
+        return Done(cancel_run(self.db.queue, request.id, now=self.clock.now()).state.value)
 
     def status(self) -> StatusReply:
         store = self.db
@@ -201,7 +202,7 @@ class Daemon:
             pools={mode.value: PoolStatus(pool.busy, pool.config.workers, pool.ready,
                                           [w.pid for w in pool.workers])
                    for mode, pool in self.pools.items()},
-            queue=queue_depths(store), next_fires=store.upcoming_schedules(5))
+            queue=self._depths(), next_fires=store.upcoming_schedules(5))
 
     @property
     def db(self) -> Store:
@@ -222,7 +223,7 @@ class Daemon:
         self.schedules.policy = self._policy()
         store = self.db
         if self.config.off_peak != old_window:
-            count = replan_off_peak(store, self._policy(), self.clock.now())
+            count = replan_off_peak(store.queue, self._policy(), self.clock.now())
             log.info("off-peak window changed: re-planned %d waiting eco runs", count)
         for mode, pool in self.pools.items():
             pool.config = self.config.pool(mode)
@@ -232,8 +233,11 @@ class Daemon:
         log.info("reloaded configuration (%s), workflows and schedules", self.config.source)
         self.notifier.ready(self._status_line())
 
+    def _depths(self) -> dict[str, int]:
+        return {mode.value: count for mode, count in self.db.queue.depths().items()}
+
     def _status_line(self) -> str:
-        depths = queue_depths(self.db)
+        depths = self._depths()
         pools = ", ".join(f"{m.value} {p.busy}/{p.config.workers}" for m, p in self.pools.items())
         queued = ", ".join(f"{m} {n}" for m, n in depths.items())
         return f"busy: {pools}; queued: {queued}"

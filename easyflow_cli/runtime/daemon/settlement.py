@@ -11,12 +11,11 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
 
 from easyflow_cli.core.errors import NotFound
-from easyflow_cli.core.model import Outcome, RunState
-from easyflow_cli.runtime.pools import StopReason
-from easyflow_cli.storage.queue import enqueue_run, finish_run, get_run, plan_retry, requeue_run
+from easyflow_cli.core.model import Outcome, Run, RunState, StopReason
+from easyflow_cli.core.planning import plan_retry
+from easyflow_cli.storage.run_queue import RunEnd
 from easyflow_cli.storage.store import Store
 
 log = logging.getLogger("easyflow.daemon")
@@ -83,41 +82,45 @@ def after_daemon_death(run: RunFacts) -> Settlement:
     return after_end(run, Outcome(RunState.FAILED, error=error), None)
 
 
-def facts(store: Store, run: dict[str, Any]) -> RunFacts:
+def facts(store: Store, run: Run) -> RunFacts:
     try:
-        retries = store.get_workflow(run["workflow"]).retries
+        retries = store.get_workflow(run.workflow).retries
     except NotFound:
         retries = 0
-    return RunFacts(run["id"], run["started_at"] is not None, run["attempt"], retries)
+    return RunFacts(run.id, run.started_at is not None, run.attempt, retries)
 
 
 def facts_of(store: Store, run_id: int) -> RunFacts:
-    return facts(store, get_run(store, run_id))
+    return facts(store, store.queue.get(run_id))
 
 
 def apply(store: Store, run_id: int, settlement: Settlement, now: datetime) -> None:
     """Write a settlement: the end and its retry in one transaction, so a crash in between
     cannot lose the retry."""
+    queue = store.queue
     if settlement.transition is Transition.REQUEUE:
-        requeue_run(store, run_id, settlement.note)
+        queue.requeue([run_id], settlement.note)
         return
     assert settlement.outcome is not None
     with store.write():
-        run = finish_run(store, run_id, settlement.outcome, now=now)
+        queue.finish([RunEnd.of(queue.get(run_id), settlement.outcome, now)])
+        run = queue.get(run_id)
         retry = None
-        if settlement.transition is Transition.RETRY and run["state"] in RETRIED_STATES:
+        if settlement.transition is Transition.RETRY and run.state in RETRIED_STATES:
             retry = _enqueue_retry(store, run, now)
-    log.info("run %d (%s, %s) %s in %.2fs", run_id, run["workflow"], run["mode"],
-             run["state"], run["duration_s"] or 0)
+    log.info("run %d (%s, %s) %s in %.2fs", run_id, run.workflow, run.mode.value,
+             run.state.value, run.duration_s or 0)
     if retry is not None:
-        log.info("run %d will be retried as run %d (attempt %d)", run_id, retry["id"],
-                 retry["attempt"])
+        log.info("run %d will be retried as run %d (attempt %d)", run_id, retry.id,
+                 retry.attempt)
 
 
-def _enqueue_retry(store: Store, run: dict[str, Any], now: datetime) -> dict[str, Any] | None:
+def _enqueue_retry(store: Store, run: Run, now: datetime) -> Run | None:
     try:
-        spec = store.get_workflow(run["workflow"])
+        spec = store.get_workflow(run.workflow)
     except NotFound:
         return None
     planned = plan_retry(run, spec, now)
-    return enqueue_run(store, planned) if planned is not None else None
+    if planned is None:
+        return None
+    return store.queue.get(store.queue.enqueue([planned])[0])
