@@ -330,8 +330,7 @@ class _Fields:
         self.within = within  # the field of the message these fields are the value of
 
     def fail(self, name: str, must: str) -> ProtocolError:
-        value: Any = self.data.get(name)
-        got = "missing" if name not in self.data else f"got {shown(value)}"
+        got = "missing" if name not in self.data else f"got {shown(self.data[name])}"
         where = self.kind if self.within is None else f"{self.kind}.{self.within}"
         return ProtocolError(f"{where}: {name} must be {must} ({got})")
 
