@@ -134,15 +134,16 @@ def console_commands(text: str) -> list[Command]:
 
 # A token that starts with a digit: ids, counts, prices, percentages, durations like 1h30m,
 # dates and times. Its value varies from run to run; that it is there does not.
-NUMBER = re.compile(r"\d[\d.,:+-]*(?:e-?\d+)?(?:[a-zµ]+\d[\d.,:+-]*)*[a-zµ%]*"
-                    r"(?:\s?[T ]\d[\d.:]*Z?)?")
+NUMBER = re.compile(r"\d[\d.,:+-]*(?:[a-zµ]+\d[\d.,:+-]*)*[a-zµ%]*(?:\s?[T ]\d[\d.:]*Z?)?")
+EXPONENT = re.compile(r"(?<=\d)e(?=-?\d)")  # 2.7e-05: one figure, not two
 RULE = re.compile(r"([─━═])\1+")
 
 
 def normalize(text: str) -> str:
     """Output with what varies between runs made equal: numbers and times, and the width of
     table columns (Rich sizes them to their content)."""
-    lines = [RULE.sub(r"\1", NUMBER.sub("0", line)) for line in text.splitlines()]
+    lines = [RULE.sub(r"\1", NUMBER.sub("0", EXPONENT.sub(".", line)))
+             for line in text.splitlines()]
     return "\n".join(re.sub(r"\s+", " ", line).strip() for line in lines if line.strip())
 
 
@@ -392,6 +393,7 @@ def test_shown_output_is_matched_loosely_on_figures_but_not_on_words():
     assert output_matches(shown, actual)
     assert not output_matches(shown, actual.replace("real-time", "balanced"))
     assert not output_matches(shown, actual + "\none line more")
+    assert output_matches("cost,0.000104,1", "cost,2.7e-05,1")
 
 
 def test_an_ellipsis_line_stands_for_any_lines_and_inside_a_line_for_any_text():
@@ -405,3 +407,37 @@ def test_console_blocks_split_into_commands_and_their_output():
     commands = console_commands("$ easyflow workflow add x \\\n  y\nadded\n$ echo $?\n0")
     assert commands == [Command("easyflow workflow add x \\\n  y", "added"),
                         Command("echo $?", "0")]
+
+
+# --- the architecture page names what is there -------------------------------------------------
+
+
+def _package_sources() -> dict[Path, str]:
+    return {path: path.read_text() for path in (REPO / "easyflow_cli").rglob("*.py")}
+
+
+def test_architecture_names_only_files_that_exist():
+    text = (REPO / "docs" / "architecture.md").read_text()
+    package = REPO / "easyflow_cli"
+    names = {path.name for path in package.rglob("*.py")}
+    missing = []
+    for mentioned in sorted(set(re.findall(r"`([\w/]+\.py)`", text))):
+        if "/" in mentioned:
+            found = (package / mentioned).exists() or (REPO / mentioned).exists()
+        else:
+            found = mentioned in names
+        if not found:
+            missing.append(mentioned)
+    assert missing == []
+
+
+def test_architecture_names_only_classes_and_methods_that_exist():
+    text = (REPO / "docs" / "architecture.md").read_text()
+    source = "\n".join(_package_sources().values())
+    missing = []
+    for name, method in sorted(set(re.findall(r"`([A-Z][a-z]\w*)(?:\.(\w+)\(?\)?)?`", text))):
+        if not re.search(rf"^class {name}\b", source, re.MULTILINE):
+            missing.append(name)
+        elif method and not re.search(rf"def {method}\(", source):
+            missing.append(f"{name}.{method}")
+    assert missing == []
