@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import resource
 import signal
 import sqlite3
 import subprocess
@@ -96,6 +97,7 @@ class DaemonHarness:
         self.record_script.write_text(RECORD_SCRIPT)
         self.proc: subprocess.Popen | None = None
         self.daemon_env: dict[str, str] = {}
+        self.max_files: int | None = None  # the daemon's RLIMIT_NOFILE, if lowered
 
     # ------------------------------------------------------------------ environment, CLI
 
@@ -261,8 +263,13 @@ class DaemonHarness:
             log.flush()
             self.proc = subprocess.Popen([*easyflow_command(), "daemon"], env=self.env(**env),
                                          stdin=subprocess.DEVNULL, stdout=log,
-                                         stderr=subprocess.STDOUT, start_new_session=True)
+                                         stderr=subprocess.STDOUT, start_new_session=True,
+                                         preexec_fn=self._limit_files)
         return self.proc.pid
+
+    def _limit_files(self) -> None:
+        if self.max_files is not None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (self.max_files, self.max_files))
 
     def wait_answering(self, timeout: float = READY_TIMEOUT) -> dict[str, Any]:
         """Like `wait_ready`, but asks over the socket from this process: no CLI to pay for."""

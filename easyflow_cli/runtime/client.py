@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,8 @@ from easyflow_cli.runtime.protocol import (
     WakeRequest,
     encode,
 )
+
+BACKLOG_RETRY_S = 0.005
 
 
 def daemon_request(request: Request, home: Path | None = None,
@@ -36,16 +39,27 @@ def connect(home: Path, timeout: float = 5.0) -> socket.socket | None:
     path = socket_path(home)
     if not path.exists():
         return None
-    sock = None
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
     try:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(timeout)
-        sock.connect(str(path))
+        _connect_when_there_is_room(sock, str(path), time.monotonic() + timeout)
     except OSError:
-        if sock is not None:
-            sock.close()
+        sock.close()
         return None
     return sock
+
+
+def _connect_when_there_is_room(sock: socket.socket, path: str, deadline: float) -> None:
+    # A Unix socket whose backlog is full refuses a connection with EAGAIN instead of making it
+    # wait: the daemon is there, busy taking others, so try again until the timeout.
+    while True:
+        try:
+            sock.connect(path)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(BACKLOG_RETRY_S)
 
 
 def exchange(sock: socket.socket, request: Request) -> dict[str, Any] | None:

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
 import random
 import re
+import resource
 import signal
+import socket
 import sqlite3
 import subprocess
 import time
@@ -28,7 +31,7 @@ pytest.register_assert_rewrite("tests.daemon_harness")
 from easyflow_cli.core.model import Mode, Trigger  # noqa: E402
 from easyflow_cli.core.planning import QueuePolicy, plan_run  # noqa: E402
 from easyflow_cli.core.timeutil import utcnow  # noqa: E402
-from easyflow_cli.runtime.client import daemon_status, wake  # noqa: E402
+from easyflow_cli.runtime.client import connect, daemon_status, wake  # noqa: E402
 from easyflow_cli.storage.store import Store  # noqa: E402
 from tests.conftest import easyflow_command  # noqa: E402
 from tests.daemon_harness import DaemonHarness, wait_for  # noqa: E402
@@ -579,3 +582,62 @@ def test_sigterm_claims_nothing_new_and_kills_what_outlasts_the_grace(daemon: Da
         wait_state(daemon, record["id"], "succeeded")
     daemon.stop()
     assert "Traceback" not in daemon.log_text()
+
+
+def idle_connections(path: Path, count: int) -> list[socket.socket]:
+    """`count` connections that never say a word (each waits its turn in the backlog)."""
+    connections = []
+    for _ in range(count):
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        connections.append(sock)
+        while True:
+            try:
+                sock.connect(str(path))
+                break
+            except BlockingIOError:  # the backlog is full: the daemon takes them in turn
+                time.sleep(0.001)
+    return connections
+
+
+def malformed_request(home: Path, data: bytes) -> bytes:
+    sock = connect(home, timeout=30)
+    assert sock is not None
+    with sock:
+        reply = b""
+        with contextlib.suppress(ConnectionResetError, BrokenPipeError):
+            sock.sendall(data)
+            while chunk := sock.recv(65536):
+                reply += chunk
+        return reply
+
+
+@pytest.fixture
+def many_files():
+    """This process may hold thousands of sockets (the daemon under test may not)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 8192)), hard))
+    yield
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_idle_connections_and_malformed_requests_do_not_exhaust_the_daemon(
+        daemon: DaemonHarness, many_files):
+    daemon.max_files = 256  # so that 2,000 idle connections run it out of descriptors
+    start(daemon)
+    path = daemon.home / "easyflow.sock"
+    idle = idle_connections(path, 2000)
+    try:
+        for n in range(1000):
+            reply = malformed_request(daemon.home, b'{"op": "wake", "runs": [%d.5]}\n' % n)
+            assert not reply or json.loads(reply)["ok"] is False, reply
+        began = time.monotonic()
+        status = daemon_status(daemon.home, timeout=30)
+        answered_in = time.monotonic() - began
+    finally:
+        for sock in idle:
+            sock.close()
+    assert status is not None and status["pid"] == daemon.pid, daemon.log_tail()
+    print(f"status answered in {answered_in * 1000:.1f} ms")
+    assert daemon.proc.poll() is None
+    assert "out of file descriptors" in daemon.log_text()  # EMFILE did happen, and passed
+    assert daemon_status(daemon.home) is not None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import socket
 import stat
@@ -328,8 +329,49 @@ def test_socket_refuses_other_users_by_peer_credentials(running_daemon):
     with opened_up((running_daemon.root, 0o711), (home, 0o711), (sock, 0o666)):
         assert ask_as(NOBODY, sock, {"op": "status"}) == "reply:"
         assert ask_as(NOBODY, sock, {"op": "cancel", "id": 1}) == "reply:"
-    wait_for(lambda: running_daemon.log_text().count("refused a connection from another user")
-             >= 2, timeout=10, message="the refusals in the daemon's log")
+    wait_for(lambda: refusals_logged(running_daemon)[0] >= 2, timeout=30,
+             message="the refusals in the daemon's log")
+    assert json.loads(ask(sock, {"op": "status"}))["pid"] == running_daemon.pid
+
+
+REFUSED = re.compile(r"refused (\d+) connection\(s\) from another user")
+
+
+def refusals_logged(daemon: DaemonHarness) -> tuple[int, int]:
+    """How many refusals the daemon's log counts, and in how many lines."""
+    counts = [int(n) for n in REFUSED.findall(daemon.log_text())]
+    return sum(counts), len(counts)
+
+
+def connect_as(uid: int, path: Path, times: int) -> None:
+    """Connect `times` times from a forked child that dropped to `uid`, saying nothing."""
+    pid = os.fork()
+    if pid == 0:  # the child: never return into pytest
+        code = 1
+        try:
+            os.setgroups([])
+            os.setgid(uid)
+            os.setuid(uid)
+            for _ in range(times):
+                with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                    sock.connect(str(path))
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
+@pytest.mark.e2e
+@as_root
+def test_refused_peers_are_logged_a_line_per_interval_with_a_count(running_daemon):
+    home, sock = running_daemon.home, running_daemon.home / "easyflow.sock"
+    counted, lines = refusals_logged(running_daemon)
+    with opened_up((running_daemon.root, 0o711), (home, 0o711), (sock, 0o666)):
+        connect_as(NOBODY, sock, 2000)
+    wait_for(lambda: refusals_logged(running_daemon)[0] >= counted + 2000, timeout=30,
+             message="the daemon's log to count 2,000 more refusals")
+    assert refusals_logged(running_daemon)[1] - lines <= 3, running_daemon.log_tail()
     assert json.loads(ask(sock, {"op": "status"}))["pid"] == running_daemon.pid
 
 

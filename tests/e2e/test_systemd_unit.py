@@ -121,6 +121,11 @@ def test_stop_outlasts_drain_grace(unit: Path) -> None:
 
 
 @BOTH
+def test_room_for_many_connections(unit: Path) -> None:
+    assert int(last(unit, "LimitNOFILE")) >= 4096  # systemd's default soft limit is 1024
+
+
+@BOTH
 def test_directories_and_environment(unit: Path) -> None:
     environment = " ".join(svc(unit)["Environment"]).split()
     assert "PYTHONUNBUFFERED=1" in environment

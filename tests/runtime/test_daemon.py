@@ -9,6 +9,7 @@ never sleeps; the clock moves only when the test moves it.
 from __future__ import annotations
 
 import os
+import socket
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -22,6 +23,7 @@ from easyflow_cli.core.model import Mode, Outcome, RunState, Trigger
 from easyflow_cli.core.planning import plan_run
 from easyflow_cli.core.spec import WorkflowSpec, parse_workflow_text
 from easyflow_cli.runtime.daemon import Daemon
+from easyflow_cli.runtime.daemon.control import IDLE_TIMEOUT_S
 from easyflow_cli.runtime.daemon.drain import DrainPhase
 from easyflow_cli.runtime.daemon.loop import MAX_SLEEP_S
 from easyflow_cli.runtime.daemon.settlement import SHUTDOWN_NOTE
@@ -460,3 +462,22 @@ def test_cancel_of_a_running_run_is_sent_to_its_worker(harness, clock):
     assert isinstance(refusal, Refusal) and "999" in refusal.error
     queued_id = harness.submit(spec, Trigger.SCHEDULE)  # eco, waiting for the night
     assert answer(f'{{"op": "cancel", "id": {queued_id}}}\n'.encode()) == Done("cancelled")
+
+
+def test_an_idle_connection_is_closed_at_its_timeout_and_the_loop_wakes_for_it(harness, clock):
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as idle:
+        idle.connect(str(harness.daemon.control.path))
+        idle.setblocking(False)
+        harness.tick(2)  # one turn accepts it, the next plans the sleep with it
+        assert len(harness.daemon.control.waiting) == 1
+        assert harness.sleep_left() == pytest.approx(IDLE_TIMEOUT_S, abs=0.01)
+
+        clock.advance(IDLE_TIMEOUT_S - 0.5)
+        harness.tick()
+        with pytest.raises(BlockingIOError):
+            idle.recv(1)  # still open, nothing said
+        clock.advance(0.5)
+        harness.tick()
+        assert idle.recv(1) == b""  # closed by the daemon
+        assert not harness.daemon.control.waiting
+        assert harness.sleep_left() is None

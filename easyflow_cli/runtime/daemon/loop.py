@@ -2,10 +2,10 @@
 to decide how long.
 
 It sleeps until something is due (a schedule fire, a promotion, a deferred run becoming ready,
-a release, a drain phase, the watchdog, a database retry) or something arrives (a client's
-request, a worker's report, a signal). Each wake-up runs the same short sequence: fire due
-schedules, promote runs near their deadline, hand ready runs to idle workers; then it writes
-what the wake-up recorded, in one transaction.
+a release, a drain phase, the watchdog, a database retry, an idle connection's timeout) or
+something arrives (a client's request, a worker's report, a signal). Each wake-up runs the same
+short sequence: fire due schedules, promote runs near their deadline, hand ready runs to idle
+workers; then it writes what the wake-up recorded, in one transaction.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from typing import Protocol
 from easyflow_cli.core.config import Config
 from easyflow_cli.core.model import Mode
 from easyflow_cli.runtime.clock import Clock
+from easyflow_cli.runtime.daemon.control import ControlServer
 from easyflow_cli.runtime.daemon.dispatch import Dispatcher
 from easyflow_cli.runtime.daemon.drain import Drain
 from easyflow_cli.runtime.pools import Pool
@@ -43,6 +44,7 @@ class Served(Protocol):
     pools: dict[Mode, Pool]
     notifier: Notifier
     drain: Drain
+    control: ControlServer
     recorder: Recorder
     dispatcher: Dispatcher
     schedules: ScheduleBook
@@ -127,6 +129,7 @@ class Loop:
         if daemon.recorder.healthy:
             self._do_due_work()
         daemon.drain.advance(daemon.config.kill_grace)
+        daemon.control.tend()
         daemon.update_status()
         timeout = self._sleep_seconds(self.clock.now())
         self.sleep_deadline = None if timeout is None else self.clock.monotonic() + timeout
@@ -193,6 +196,9 @@ class Loop:
             if release is not None:
                 waits.append(release)
         waits += daemon.drain.waits()
+        control_due = daemon.control.next_due()
+        if control_due is not None:
+            waits.append(control_due - self.clock.monotonic())
         if daemon.notifier.watchdog_interval:
             waits.append(daemon.notifier.watchdog_interval)
         return min(max(0.0, min(waits)), MAX_SLEEP_S) if waits else None

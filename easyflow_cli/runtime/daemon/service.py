@@ -63,7 +63,8 @@ class Daemon:
         self.pools = {mode: Pool(mode, self.config.pool(mode), spawn=spawn) for mode in Mode}
         self.drain = Drain(self.clock, self.all_workers)
         self.loop = Loop(self)
-        self.control = ControlServer(socket_path(self.home), self.selector, self._handlers())
+        self.control = ControlServer(socket_path(self.home), self.selector, self._handlers(),
+                                     self.clock)
         self.started_at = self.clock.now()
         self.stop_requested = False
         self.reload_requested = False
