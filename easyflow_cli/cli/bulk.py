@@ -54,17 +54,19 @@ def submit_runs(names: Sequence[str], count: int, *, mode: Mode | None, deadline
 def queue_and_wake(store: Store, planned: Sequence[PlannedRun], count: int
                    ) -> tuple[range, bool]:
     """Commit the runs in one transaction and wake the daemon once; their ids, and whether the
-    daemon answered. It is connected to first: with none up, nothing is written."""
+    daemon answered. With no daemon listening, nothing is written. The daemon is connected to
+    only once the runs are committed: a connection held while waiting for the database lock
+    would be one more descriptor of the daemon's held for nothing."""
     from easyflow_cli.core.paths import state_dir
-    from easyflow_cli.runtime.client import connect, exchange, wake_request
+    from easyflow_cli.runtime.client import daemon_request, listening, wake_request
 
-    daemon = connect(state_dir())
-    if daemon is None:
+    home = state_dir()
+    if not listening(home):
         raise BadInput(NO_DAEMON)
-    with daemon:
-        ids = store.queue.enqueue(planned)
-        say_queued(ids, planned, count)
-        return ids, exchange(daemon, wake_request(off_peak_candidates(ids, planned))) is not None
+    ids = store.queue.enqueue(planned)
+    say_queued(ids, planned, count)
+    woken = daemon_request(wake_request(off_peak_candidates(ids, planned)), home) is not None
+    return ids, woken
 
 
 def off_peak_candidates(ids: range, planned: Sequence[PlannedRun]) -> list[int]:

@@ -62,6 +62,15 @@ def _connect_when_there_is_room(sock: socket.socket, path: str, deadline: float)
             time.sleep(BACKLOG_RETRY_S)
 
 
+def listening(home: Path) -> bool:
+    """Whether a daemon takes connections on the socket (asked without a request)."""
+    sock = connect(home)
+    if sock is None:
+        return False
+    sock.close()
+    return True
+
+
 def exchange(sock: socket.socket, request: Request) -> dict[str, Any] | None:
     """Send one request on a connection and read the reply (None if the daemon gave none)."""
     try:

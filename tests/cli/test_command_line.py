@@ -221,7 +221,7 @@ def test_a_daemon_that_stops_answering_leaves_the_runs_queued(two_workflows, mon
     start, their ids are printed, and the exit code says something went wrong."""
     from easyflow_cli.runtime import client
 
-    monkeypatch.setattr(client, "connect", lambda home: _Closed())
+    monkeypatch.setattr(client, "connect", lambda home, timeout=5.0: _Closed())
     monkeypatch.setattr(client, "exchange", lambda sock, request: None)
     result = CliRunner().invoke(app, ["run", "a", "b", "--now", "--no-wait"])
     rows = run_rows()
@@ -237,4 +237,7 @@ class _Closed:
         return self
 
     def __exit__(self, *exc):
+        return None
+
+    def close(self):
         return None

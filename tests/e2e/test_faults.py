@@ -34,7 +34,7 @@ from easyflow_cli.core.timeutil import utcnow  # noqa: E402
 from easyflow_cli.runtime.client import connect, daemon_status, wake  # noqa: E402
 from easyflow_cli.storage.store import Store  # noqa: E402
 from tests.conftest import easyflow_command  # noqa: E402
-from tests.daemon_harness import DaemonHarness, wait_for  # noqa: E402
+from tests.daemon_harness import CLI_TIMEOUT, DaemonHarness, wait_for  # noqa: E402
 
 pytestmark = pytest.mark.e2e
 
@@ -641,3 +641,44 @@ def test_idle_connections_and_malformed_requests_do_not_exhaust_the_daemon(
     assert daemon.proc.poll() is None
     assert "out of file descriptors" in daemon.log_text()  # EMFILE did happen, and passed
     assert daemon_status(daemon.home) is not None
+
+
+def open_files(pid: int) -> list[str]:
+    """What a process's descriptors point to ("socket:[…]", paths, …)."""
+    fd_dir = Path(f"/proc/{pid}/fd")
+    targets = []
+    with contextlib.suppress(FileNotFoundError):
+        for fd in fd_dir.iterdir():
+            with contextlib.suppress(FileNotFoundError):
+                targets.append(os.readlink(fd))
+    return targets
+
+
+@pytest.mark.parametrize("args", [["--no-wait"], ["--count", "3", "--no-wait"]],
+                         ids=["one", "bulk"])
+def test_clients_connect_only_after_committing_their_runs(daemon: DaemonHarness, args):
+    register(daemon, noop=["true"])
+    start(daemon)
+    database = daemon.home / "easyflow.db"
+    lock = sqlite3.connect(database, isolation_level=None)
+    lock.execute("BEGIN IMMEDIATE")  # every writer now waits for us
+    client = subprocess.Popen([*easyflow_command(), "run", "noop", "--now", *args],
+                              env=daemon.env(), text=True, stdin=subprocess.DEVNULL,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        wait_for(lambda: str(database) in open_files(client.pid), timeout=30,
+                 message="the client to open the database")
+        time.sleep(1.0)  # it plans, then waits for the lock
+        for _ in range(5):
+            held = [f for f in open_files(client.pid) if f.startswith("socket:")]
+            assert not held, "the client holds a connection while waiting for the database"
+            time.sleep(0.1)
+    finally:
+        lock.execute("COMMIT")
+        lock.close()
+    out, err = client.communicate(timeout=CLI_TIMEOUT)
+    assert client.returncode == 0, err
+    ids = [int(line) for line in out.split()]
+    assert len(ids) == (3 if "--count" in args else 1)
+    daemon.wait_for_runs(lambda runs: [r["state"] for r in runs] == ["succeeded"] * len(ids),
+                         timeout=30, message="the runs to succeed")
