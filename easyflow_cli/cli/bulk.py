@@ -10,19 +10,20 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from easyflow_cli.cli.common import open_store
 from easyflow_cli.cli.output import print_json, print_line, say
-from easyflow_cli.cli.submit import plan_manual_runs
+from easyflow_cli.cli.submit import not_taken, plan_manual_runs
 from easyflow_cli.core.errors import BadInput, EasyflowError
 from easyflow_cli.core.model import Mode, RunState
 
 if TYPE_CHECKING:
     from easyflow_cli.core.model import Run
     from easyflow_cli.core.planning import PlannedRun
+    from easyflow_cli.runtime.client import Silence
     from easyflow_cli.storage.store import Store
 
 POLL_SECONDS = 0.2
@@ -40,11 +41,11 @@ def submit_runs(names: Sequence[str], count: int, *, mode: Mode | None, deadline
     with open_store() as store:
         specs = [store.get_workflow(name) for name in names]
         planned = plan_manual_runs(store, specs, count, config, mode=mode, deadline=deadline)
-        ids, woken = queue_and_wake(store, planned, count)
-        if not woken:
+        ids, reply = queue_and_wake(store, planned, count)
+        refused = not_taken(reply, f"runs {ids.start}-{ids.stop - 1}")
+        if refused is not None:
             print_ids(store, ids, as_json)
-            raise EasyflowError(f"the daemon did not answer: runs {ids.start}-{ids.stop - 1} "
-                                "wait in the queue until it starts")
+            raise EasyflowError(refused)
         if no_wait:
             print_ids(store, ids, as_json)
             return
@@ -52,21 +53,20 @@ def submit_runs(names: Sequence[str], count: int, *, mode: Mode | None, deadline
 
 
 def queue_and_wake(store: Store, planned: Sequence[PlannedRun], count: int
-                   ) -> tuple[range, bool]:
-    """Commit the runs in one transaction and wake the daemon once; their ids, and whether the
-    daemon answered. With no daemon listening, nothing is written. The daemon is connected to
+                   ) -> tuple[range, dict[str, Any] | Silence]:
+    """Commit the runs in one transaction and wake the daemon once; their ids, and its reply
+    (or why there is none). With no daemon listening, nothing is written. The daemon is connected to
     only once the runs are committed: a connection held while waiting for the database lock
     would be one more descriptor of the daemon's held for nothing."""
     from easyflow_cli.core.paths import state_dir
-    from easyflow_cli.runtime.client import daemon_request, listening, wake_request
+    from easyflow_cli.runtime.client import ask, listening, wake_request
 
     home = state_dir()
     if not listening(home):
         raise BadInput(NO_DAEMON)
     ids = store.queue.enqueue(planned)
     say_queued(ids, planned, count)
-    woken = daemon_request(wake_request(off_peak_candidates(ids, planned)), home) is not None
-    return ids, woken
+    return ids, ask(wake_request(off_peak_candidates(ids, planned)), home)
 
 
 def off_peak_candidates(ids: range, planned: Sequence[PlannedRun]) -> list[int]:

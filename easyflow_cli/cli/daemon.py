@@ -31,21 +31,33 @@ def daemon(
     raise typer.Exit(Daemon(state_dir(), str(config) if config else None).run())
 
 
-def status(as_json: bool = JSON_OPTION) -> None:
-    """Is the daemon up? Its pools, queue depths and next schedule fires. Exit 1 if it is down."""
-    from easyflow_cli.runtime.client import daemon_status
+# `status` exit codes: the daemon answered; nothing listens; something listens but gave no
+# answer in time (stopped, hung, or swamped).
+RUNNING, NOT_RUNNING, NOT_ANSWERING = 0, 1, 3
 
-    live = daemon_status()
-    if live is None:
+
+def status(as_json: bool = JSON_OPTION) -> None:
+    """Is the daemon up? Its pools, queue depths and next schedule fires.
+
+    Exit code 0 when it answers, 1 when it is not running, 3 when it runs but does not answer.
+    """
+    from easyflow_cli.runtime.client import Silence, ask
+    from easyflow_cli.runtime.protocol import StatusRequest
+
+    live = ask(StatusRequest())
+    code = RUNNING
+    if isinstance(live, Silence):
+        code = NOT_ANSWERING if live is Silence.NOT_ANSWERING else NOT_RUNNING
         with open_store() as store:
-            live = {"pid": None, "since": None, "state": "stopped", "home": str(state_dir()),
-                    "pools": None, "queue": store.queue.depths(),
+            live = {"pid": None, "since": None,
+                    "state": "not answering" if code == NOT_ANSWERING else "stopped",
+                    "home": str(state_dir()), "pools": None, "queue": store.queue.depths(),
                     "next_fires": store.upcoming_schedules(5)}
     if as_json:
         print_json(live)
     else:
         _print_status(live)
-    raise typer.Exit(0 if live["pid"] else 1)
+    raise typer.Exit(code)
 
 
 def _print_status(live: dict) -> None:
@@ -55,6 +67,9 @@ def _print_status(live: dict) -> None:
         for mode, pool in live["pools"].items():
             bar = "█" * pool["busy"] + "·" * (pool["size"] - pool["busy"])
             console.print(f"  pool {mode:10} {bar:12} {pool['busy']}/{pool['size']} busy")
+    elif live["state"] == "not answering":
+        console.print(f"daemon [yellow]not answering[/] (it holds its socket but gave no answer; "
+                      f"state in {live['home']})")
     else:
         console.print(f"daemon [red]not running[/] (state in {live['home']})")
     queued = ", ".join(f"{mode} {n}" for mode, n in live["queue"].items())

@@ -11,7 +11,7 @@ import typer
 
 from easyflow_cli.cli.common import open_store
 from easyflow_cli.cli.output import err_console, print_json
-from easyflow_cli.core.errors import BadInput
+from easyflow_cli.core.errors import BadInput, EasyflowError
 from easyflow_cli.core.model import Mode, Run, RunState
 from easyflow_cli.core.paths import state_dir
 from easyflow_cli.core.timeutil import utcnow
@@ -44,7 +44,8 @@ def run(
     """Run a workflow now. Exit code 0 when it succeeds, 1 when it fails.
 
     With the daemon up, the run is queued and the daemon runs it; this follows it live (unless
-    --no-wait). With no daemon, it runs here in the foreground.
+    --no-wait). With no daemon, it runs here in the foreground. A daemon that is stopping, or
+    does not answer, leaves the run queued for it: its id is printed, and the exit code is 1.
 
     Several workflows, or --count N runs of each, are queued in one transaction for the daemon,
     which must be up (with none, nothing is queued and the exit code is 2). --no-wait prints
@@ -73,9 +74,14 @@ def run_one(name: str, *, mode: Mode | None, deadline: str | None, as_json: bool
             no_wait: bool) -> None:
     """Queue one run and wake the daemon; follow the run, or with no daemon run it here."""
     # Imported here: `run --now --no-wait` is on the hot path and `--help` needs none of it.
-    from easyflow_cli.cli.submit import enqueue_manual_run, plan_manual_run, print_queued
+    from easyflow_cli.cli.submit import (
+        enqueue_manual_run,
+        not_taken,
+        plan_manual_run,
+        print_queued,
+    )
     from easyflow_cli.core.config import load_config
-    from easyflow_cli.runtime.client import wake
+    from easyflow_cli.runtime.client import Silence, ask, wake_request
 
     config = load_config()
     home = state_dir()
@@ -83,8 +89,13 @@ def run_one(name: str, *, mode: Mode | None, deadline: str | None, as_json: bool
         spec = store.get_workflow(name)
         planned = plan_manual_run(store, spec, config, mode=mode, deadline=deadline)
         queued = enqueue_manual_run(store, name, planned)
-        if not wake(home, [queued.id]):
+        reply = ask(wake_request([queued.id]), home)
+        if reply is Silence.NOT_RUNNING:
             run_here(store, home, queued, spec, config, as_json)
+        refused = not_taken(reply, f"run {queued.id}")
+        if refused is not None:  # a daemon is up: never run it here behind its back
+            print_queued(store.queue.get(queued.id), as_json)
+            raise EasyflowError(refused)
         if no_wait:
             print_queued(store.queue.get(queued.id), as_json)
             return

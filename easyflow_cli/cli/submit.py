@@ -7,13 +7,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from easyflow_cli.cli.common import parse_deadline
 from easyflow_cli.cli.output import print_json, print_line, say
 from easyflow_cli.core.model import Mode, Run, Trigger
 from easyflow_cli.core.planning import PlannedRun, QueuePolicy, plan_run
 from easyflow_cli.core.timeutil import utcnow
+from easyflow_cli.runtime.client import Silence
 
 if TYPE_CHECKING:
     from easyflow_cli.core.config import Config
@@ -58,3 +59,17 @@ def print_queued(run: Run, as_json: bool) -> None:
         print_json(run.to_record())
     else:
         print_line(run.id)
+
+
+def not_taken(reply: dict[str, Any] | Silence, which: str) -> str | None:
+    """Why the daemon did not take the runs it was woken for (`which`: "run 5", "runs 5-7"),
+    and what becomes of them; None when it took them."""
+    wait = "waits" if which.startswith("run ") else "wait"
+    if reply is Silence.NOT_RUNNING:
+        return f"the daemon did not answer: {which} {wait} in the queue until it starts"
+    if reply is Silence.NOT_ANSWERING:
+        return (f"the daemon is not answering: {which} {wait} in the queue until it takes "
+                "them (`easyflow status` says when it answers again)")
+    if isinstance(reply, dict) and reply.get("stopping"):
+        return f"the daemon is stopping: {which} {wait} in the queue until it starts again"
+    return None

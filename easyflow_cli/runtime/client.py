@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import socket
 import time
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -25,27 +26,48 @@ from easyflow_cli.runtime.protocol import (
 BACKLOG_RETRY_S = 0.005
 
 
+class Silence(Enum):
+    """Why no answer came."""
+
+    NOT_RUNNING = "not running"  # nothing listens on the socket
+    NOT_ANSWERING = "not answering"  # a daemon listens, but gave no reply in time
+
+
+def ask(request: Request, home: Path | None = None,
+        timeout: float = 5.0) -> dict[str, Any] | Silence:
+    """The daemon's reply to one request, or why there is none."""
+    sock = _open(home or state_dir(), timeout)
+    if isinstance(sock, Silence):
+        return sock
+    with sock:
+        reply = exchange(sock, request)
+    return Silence.NOT_ANSWERING if reply is None else reply
+
+
 def daemon_request(request: Request, home: Path | None = None,
                    timeout: float = 5.0) -> dict[str, Any] | None:
-    sock = connect(home or state_dir(), timeout)
-    if sock is None:
-        return None
-    with sock:
-        return exchange(sock, request)
+    reply = ask(request, home, timeout)
+    return None if isinstance(reply, Silence) else reply
 
 
 def connect(home: Path, timeout: float = 5.0) -> socket.socket | None:
     """A connection to the daemon's socket, or None if nothing listens there."""
+    sock = _open(home, timeout)
+    return None if isinstance(sock, Silence) else sock
+
+
+def _open(home: Path, timeout: float) -> socket.socket | Silence:
     path = socket_path(home)
     if not path.exists():
-        return None
+        return Silence.NOT_RUNNING
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(timeout)
     try:
         _connect_when_there_is_room(sock, str(path), time.monotonic() + timeout)
-    except OSError:
+    except OSError as exc:
         sock.close()
-        return None
+        # Its backlog stayed full: a daemon is there and takes no connections.
+        return Silence.NOT_ANSWERING if isinstance(exc, BlockingIOError) else Silence.NOT_RUNNING
     return sock
 
 

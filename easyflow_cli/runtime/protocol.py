@@ -241,6 +241,17 @@ class Refusal:
 
 
 @dataclass(slots=True)
+class Stopping:
+    """A wake-up refused because the daemon is draining: the runs stay queued for its next
+    start (`stopping` lets a client tell this from a malformed request)."""
+
+    error: str = "the daemon is stopping"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"ok": False, "error": self.error, "stopping": True}
+
+
+@dataclass(slots=True)
 class PoolStatus(_Plain):
     busy: int
     size: int
@@ -268,7 +279,7 @@ class StatusReply:
                 "queue": self.queue, "next_fires": self.next_fires}
 
 
-Reply = Done | Refusal | StatusReply
+Reply = Done | Refusal | Stopping | StatusReply
 
 
 # ------------------------------------------------------------------ encoding

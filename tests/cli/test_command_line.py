@@ -221,7 +221,7 @@ def test_a_daemon_that_stops_answering_leaves_the_runs_queued(two_workflows, mon
     start, their ids are printed, and the exit code says something went wrong."""
     from easyflow_cli.runtime import client
 
-    monkeypatch.setattr(client, "connect", lambda home, timeout=5.0: _Closed())
+    monkeypatch.setattr(client, "_open", lambda home, timeout: _Closed())
     monkeypatch.setattr(client, "exchange", lambda sock, request: None)
     result = CliRunner().invoke(app, ["run", "a", "b", "--now", "--no-wait"])
     rows = run_rows()
@@ -229,7 +229,8 @@ def test_a_daemon_that_stops_answering_leaves_the_runs_queued(two_workflows, mon
     assert [r["state"] for r in rows] == ["queued", "queued"]
     ids = sorted(r["id"] for r in rows)
     assert result.stdout.split() == [str(i) for i in ids]
-    assert f"runs {ids[0]}-{ids[1]} wait in the queue until it starts" in result.stderr
+    assert f"not answering: runs {ids[0]}-{ids[1]} wait in the queue until it takes them" in (
+        " ".join(result.stderr.split()))
 
 
 class _Closed:

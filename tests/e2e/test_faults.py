@@ -560,7 +560,10 @@ def test_sigterm_claims_nothing_new_and_kills_what_outlasts_the_grace(daemon: Da
 
     began = time.monotonic()
     daemon.send(signal.SIGTERM)
-    late = daemon.submit("waiter")  # through the CLI: the daemon answers, takes nothing new
+    # Through the CLI: the daemon says it is stopping and the run stays queued for its next
+    # start; waiting for the run (which used to wait for ever) ends at once too.
+    late = told_the_daemon_is_stopping(daemon, "--no-wait")
+    later = told_the_daemon_is_stopping(daemon)
     go.touch()  # the finisher ends within the grace; its free worker must not claim anything
     code = daemon.wait_exit(30)
     took = time.monotonic() - began
@@ -572,16 +575,27 @@ def test_sigterm_claims_nothing_new_and_kills_what_outlasts_the_grace(daemon: Da
     stopped = runs[outlaster["id"]]
     assert stopped["state"] == "failed" and "shutdown" in stopped["error"], stopped
     assert alive({int(pid) for pid in pids.read_text().split()}) == set()
-    for record in [*waiting, late]:
+    for record in [*waiting, late, later]:
         left = runs[record["id"]]
         assert (left["state"], left["claimed_at"]) == ("queued", None), left
     print(f"\ngraceful stop: exit 0 in {took:.1f}s with a run outlasting a 3s grace")
 
     start(daemon)  # the queue was kept: the next daemon runs it
-    for record in [*waiting, late]:
+    for record in [*waiting, late, later]:
         wait_state(daemon, record["id"], "succeeded")
     daemon.stop()
     assert "Traceback" not in daemon.log_text()
+
+
+def told_the_daemon_is_stopping(daemon: DaemonHarness, *args: str) -> dict:
+    """`run waiter --now` while the daemon drains: exit 1, the id, and what became of the run."""
+    result = daemon.cli("run", "waiter", "--now", "--json", *args, check=False, timeout=30)
+    record = json.loads(result.stdout)
+    assert result.returncode == 1, result.stderr
+    said = " ".join(result.stderr.split())
+    assert f"the daemon is stopping: run {record['id']} waits" in said, said
+    assert "until it starts again" in said
+    return record
 
 
 def idle_connections(path: Path, count: int) -> list[socket.socket]:
@@ -682,3 +696,26 @@ def test_clients_connect_only_after_committing_their_runs(daemon: DaemonHarness,
     assert len(ids) == (3 if "--count" in args else 1)
     daemon.wait_for_runs(lambda runs: [r["state"] for r in runs] == ["succeeded"] * len(ids),
                          timeout=30, message="the runs to succeed")
+
+
+def test_a_daemon_that_does_not_answer_is_not_taken_for_one_that_is_not_running(
+        daemon: DaemonHarness, tmp_path):
+    ran = tmp_path / "ran"
+    register(daemon, touch=["touch", str(ran)])
+    start(daemon)
+    daemon.send(signal.SIGSTOP)
+    try:
+        status = daemon.cli("status", check=False)
+        assert status.returncode == 3 and "not answering" in status.stdout, status
+        assert daemon.cli("status", "--json", check=False).returncode == 3
+        result = daemon.cli("run", "touch", "--now", "--no-wait", check=False)
+        assert result.returncode == 1 and result.stdout.split() == [result.stdout.strip()]
+        run_id = int(result.stdout)
+        assert "the daemon is not answering" in result.stderr
+        assert not ran.exists(), "the CLI ran the workflow itself"
+        assert run_row(daemon, run_id)["state"] == "queued"
+    finally:
+        daemon.send(signal.SIGCONT)
+    wait_state(daemon, run_id, "succeeded")  # the daemon takes it once it answers again
+    assert ran.exists()
+    daemon.stop()

@@ -43,6 +43,7 @@ from easyflow_cli.runtime.protocol import (
     RunOrder,
     Started,
     StatusReply,
+    Stopping,
     decode_order,
     encode_all,
 )
@@ -481,3 +482,12 @@ def test_an_idle_connection_is_closed_at_its_timeout_and_the_loop_wakes_for_it(h
         assert idle.recv(1) == b""  # closed by the daemon
         assert not harness.daemon.control.waiting
         assert harness.sleep_left() is None
+
+
+def test_a_wake_up_while_draining_is_told_the_daemon_is_stopping(harness):
+    spec = harness.add_workflow("late")
+    harness.daemon.stop_requested = True
+    harness.tick()
+    run_id = harness.submit(spec)
+    assert harness.wake(run_id) == Stopping()
+    assert harness.state(run_id) == "queued"  # for the next start

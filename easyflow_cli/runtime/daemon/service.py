@@ -39,6 +39,7 @@ from easyflow_cli.runtime.protocol import (
     Reply,
     StatusReply,
     StatusRequest,
+    Stopping,
     WakeRequest,
 )
 from easyflow_cli.runtime.recording import Recorder
@@ -172,6 +173,8 @@ class Daemon:
                 StatusRequest: self._on_status, CancelRequest: self._on_cancel}
 
     def _on_wake(self, request: WakeRequest) -> Reply:
+        if self.drain.active:
+            return Stopping()  # the runs stay queued; the next start runs them
         # The CLI planned these runs' off-peak wait with the config it found; ours rules.
         if request.runs:
             replan_off_peak(self.db.queue, self._policy(), self.clock.now(), request.runs)
