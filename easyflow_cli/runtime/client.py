@@ -1,7 +1,9 @@
 """Talking to a running daemon over its Unix socket: one request line, one reply line
 (the messages of runtime/protocol.py).
 
-Every function here returns None (or False) when no daemon answers: the CLI then works alone.
+`ask` says why no answer came (`Silence`): nothing listens (the CLI may then work alone), or a
+daemon listens but does not answer (it must not be bypassed). The other functions return None
+(or False) for either.
 """
 
 from __future__ import annotations

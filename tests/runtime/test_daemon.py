@@ -19,12 +19,13 @@ from typing import Any
 
 import pytest
 
-from easyflow_cli.core.model import Mode, Outcome, RunState, Trigger
+from easyflow_cli.core.model import Mode, Outcome, PoolName, RunState, Trigger
 from easyflow_cli.core.planning import plan_run
 from easyflow_cli.core.spec import WorkflowSpec, parse_workflow_text
 from easyflow_cli.runtime.daemon import Daemon
 from easyflow_cli.runtime.daemon.control import IDLE_TIMEOUT_S
 from easyflow_cli.runtime.daemon.drain import DrainPhase
+from easyflow_cli.runtime.daemon.foreground_watch import CHECK_EVERY_S
 from easyflow_cli.runtime.daemon.loop import MAX_SLEEP_S
 from easyflow_cli.runtime.daemon.settlement import SHUTDOWN_NOTE
 from easyflow_cli.runtime.pools import Pool, PoolWorker
@@ -47,6 +48,7 @@ from easyflow_cli.runtime.protocol import (
     decode_order,
     encode_all,
 )
+from easyflow_cli.storage.run_queue import RunStart
 from easyflow_cli.storage.store import Store
 
 NOON = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)  # outside the eco off-peak window below
@@ -491,3 +493,42 @@ def test_a_wake_up_while_draining_is_told_the_daemon_is_stopping(harness):
     run_id = harness.submit(spec)
     assert harness.wake(run_id) == Stopping()
     assert harness.state(run_id) == "queued"  # for the next start
+
+
+def run_in_a_terminal(harness: Harness, spec: WorkflowSpec, pid: int, claimed_at: datetime
+                      ) -> int:
+    """A run as `run --now` executes it in the foreground: claimed and started by `pid`."""
+    run_id = harness.submit(spec)
+    queue = harness.db.queue
+    [claimed] = queue.claim_ids([run_id], now=claimed_at, pool=PoolName.FOREGROUND,
+                                worker=f"cli:{pid}")
+    queue.start([RunStart(run_id, claimed_at, claimed.enqueued_at, pid)])
+    return run_id
+
+
+def a_dead_pid() -> int:
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    os.waitpid(pid, 0)
+    return pid
+
+
+def test_foreground_runs_whose_cli_is_gone_are_settled_on_the_clock(harness, clock):
+    spec = harness.add_workflow("terminal")
+    harness.tick()  # the first look finds no foreground run: no wake-ups for them
+    assert harness.sleep_left() is None
+    real_now = datetime.now(UTC)
+    dead = run_in_a_terminal(harness, spec, a_dead_pid(), real_now)
+    alive = run_in_a_terminal(harness, spec, os.getpid(), real_now)
+    # This process started long after that claim: its pid now names a stranger.
+    reused = run_in_a_terminal(harness, spec, os.getpid(), real_now - timedelta(days=1))
+
+    clock.advance(CHECK_EVERY_S - 1)
+    harness.tick()
+    assert [harness.state(i) for i in (dead, alive, reused)] == ["running"] * 3
+    clock.advance(1)
+    harness.tick()
+    assert [harness.state(i) for i in (dead, alive, reused)] == ["failed", "running", "failed"]
+    assert "`easyflow run` process" in harness.record(dead)["error"]
+    assert harness.sleep_left() == pytest.approx(CHECK_EVERY_S, abs=0.01)  # watching `alive`

@@ -3,11 +3,13 @@
 service  the daemon as a whole: lock, start, reload, the request handlers, shutdown
 loop     the event loop: the one place that waits, and how long
 control  the control socket and its table of request handlers
+throttled_log  warnings that may repeat: a line per interval, with a count
 dispatch claims from the queue, orders to the pools
 reports  what the workers' reports change
 settlement  the rules for a run's end: finish, retry, requeue
 drain    stopping without losing a run: none → grace → stopping → killing
 recovery runs a previous daemon left running
+foreground_watch  runs a terminal executes, settled when their `easyflow run` dies
 """
 
 from easyflow_cli.runtime.daemon.service import Daemon

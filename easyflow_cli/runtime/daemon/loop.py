@@ -2,10 +2,11 @@
 to decide how long.
 
 It sleeps until something is due (a schedule fire, a promotion, a deferred run becoming ready,
-a release, a drain phase, the watchdog, a database retry, an idle connection's timeout) or
-something arrives (a client's request, a worker's report, a signal). Each wake-up runs the same
-short sequence: fire due schedules, promote runs near their deadline, hand ready runs to idle
-workers; then it writes what the wake-up recorded, in one transaction.
+a release, a drain phase, the watchdog, a database retry, an idle connection's timeout, a look
+at runs a terminal runs) or something arrives (a client's request, a worker's report, a
+signal). Each wake-up runs the same short sequence: fire due schedules, promote runs near their
+deadline, hand ready runs to idle workers; then it writes what the wake-up recorded, in one
+transaction.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from easyflow_cli.runtime.clock import Clock
 from easyflow_cli.runtime.daemon.control import ControlServer
 from easyflow_cli.runtime.daemon.dispatch import Dispatcher
 from easyflow_cli.runtime.daemon.drain import Drain
+from easyflow_cli.runtime.daemon.foreground_watch import ForegroundWatch
 from easyflow_cli.runtime.pools import Pool
 from easyflow_cli.runtime.recording import Recorder
 from easyflow_cli.runtime.sdnotify import Notifier
@@ -45,6 +47,7 @@ class Served(Protocol):
     notifier: Notifier
     drain: Drain
     control: ControlServer
+    foreground: ForegroundWatch
     recorder: Recorder
     dispatcher: Dispatcher
     schedules: ScheduleBook
@@ -151,6 +154,7 @@ class Loop:
                 self._fire_schedules(now)
                 self._promote(now)
                 daemon.dispatcher.dispatch(now)
+                daemon.foreground.check_if_due()
         except sqlite3.OperationalError as exc:
             daemon.recorder.failed(exc)
         daemon.recorder.write()
@@ -196,9 +200,9 @@ class Loop:
             if release is not None:
                 waits.append(release)
         waits += daemon.drain.waits()
-        control_due = daemon.control.next_due()
-        if control_due is not None:
-            waits.append(control_due - self.clock.monotonic())
+        for moment in (daemon.control.next_due(), daemon.foreground.due_at()):
+            if moment is not None:
+                waits.append(moment - self.clock.monotonic())
         if daemon.notifier.watchdog_interval:
             waits.append(daemon.notifier.watchdog_interval)
         return min(max(0.0, min(waits)), MAX_SLEEP_S) if waits else None

@@ -26,6 +26,7 @@ from easyflow_cli.runtime.clock import Clock, SystemClock
 from easyflow_cli.runtime.daemon.control import ControlServer, Handlers
 from easyflow_cli.runtime.daemon.dispatch import Dispatcher
 from easyflow_cli.runtime.daemon.drain import Drain
+from easyflow_cli.runtime.daemon.foreground_watch import ForegroundWatch
 from easyflow_cli.runtime.daemon.loop import Loop
 from easyflow_cli.runtime.daemon.recovery import recover_abandoned_runs
 from easyflow_cli.runtime.daemon.reports import WorkerReports
@@ -93,6 +94,7 @@ class Daemon:
         self.reports = WorkerReports(store, self.recorder, self.clock, self.config,
                                      self.selector, self.dispatcher.log_path)
         self.schedules = ScheduleBook(store, self._policy(), self.started_at)
+        self.foreground = ForegroundWatch(store, self.clock)
         if signals:
             self._install_signals()
         recover_abandoned_runs(store, self.clock)
