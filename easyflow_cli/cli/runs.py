@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
@@ -82,7 +83,6 @@ def cancel(run_id: int) -> None:
 
 
 def _cancel_without_daemon(run_id: int) -> dict:
-    import os
     import signal
 
     from easyflow_cli.core.timeutil import utcnow
@@ -97,14 +97,18 @@ def _cancel_without_daemon(run_id: int) -> dict:
         return {"ok": True, "state": cancel_run(store, run_id, now=utcnow())["state"]}
 
 
-def logs(run_id: int = typer.Argument(..., help="The run whose output to print.")) -> None:
+def logs(
+    run_id: int = typer.Argument(..., help="The run whose output to print."),
+    raw: bool = typer.Option(False, "--raw",
+                             help="The bytes as the steps wrote them, escape sequences included "
+                                  "(else control characters are shown as \\x1b)."),
+) -> None:
     """Print the output a run's steps wrote (kept under the state directory)."""
+    from easyflow_cli.cli.log_view import copy_log
     from easyflow_cli.storage.queue import get_run
 
     with open_store() as store:
         record = get_run(store, run_id)
-    if not record["log_path"] or not Path(record["log_path"]).exists():
+    if not record["log_path"] or not os.path.lexists(record["log_path"]):
         raise BadInput(f"run {run_id} has no log yet (state {record['state']})")
-    with open(record["log_path"], "rb") as log:
-        while chunk := log.read(65536):
-            typer.get_binary_stream("stdout").write(chunk)
+    copy_log(Path(record["log_path"]), typer.get_binary_stream("stdout"), raw=raw)

@@ -35,6 +35,7 @@ from easyflow_cli.core.errors import EasyflowError, NotFound, shown
 from easyflow_cli.core.model import Mode, RunState
 from easyflow_cli.core.paths import ensure_state_dir, run_log_path, socket_path
 from easyflow_cli.core.timeutil import from_iso, to_iso, utcnow
+from easyflow_cli.core.trust import open_private
 from easyflow_cli.runtime.executor import limits_for
 from easyflow_cli.runtime.pools import Assignment, Pool, WorkerProcess
 from easyflow_cli.runtime.recording import Batch, EndedRun
@@ -122,6 +123,7 @@ class Daemon:
     def run(self) -> int:
         self._acquire_lock()
         self.store = Store.open(self.home)
+        self.store.check_integrity()
         self.schedules = ScheduleBook(self.store, self._policy(), self.started_at)
         self._install_signals()
         self._recover_abandoned_runs()
@@ -242,7 +244,7 @@ class Daemon:
 
     def _acquire_lock(self) -> None:
         path = self.home / "daemon.lock"
-        self.lock_fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        self.lock_fd = open_private(path, os.O_RDWR | os.O_CREAT)
         try:
             fcntl.flock(self.lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -19,6 +19,7 @@ from easyflow_cli.runtime.executor import (
     lower_priority,
 )
 from easyflow_cli.runtime.rapl import EnergyMeter
+from easyflow_cli.runtime.worker import open_run_log
 from easyflow_cli.storage.queue import claim_run, finish_run, mark_started, record_step_process
 from easyflow_cli.storage.store import Store
 
@@ -46,8 +47,7 @@ def run_in_foreground(store: Store, home: Path, run: dict[str, Any], spec: Workf
     stop = _StopFlag()
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        with open(fd, "ab", buffering=0) as log:
+        with open_run_log(str(log_path)) as log:
             started = utcnow()
             window = config.tariff_window
             off_peak = window.contains(started) if window else None
