@@ -67,6 +67,7 @@ def check_integrity(conn: sqlite3.Connection, path: Path) -> None:
     except sqlite3.DatabaseError as exc:
         first = str(exc)
     if first != "ok":
+        first = first.replace("*** in database main ***\n", "").replace("\n", "; ")
         raise DatabaseRefused(f"database {path} is damaged ({first}); restore it from a backup "
                               "or move it aside to start a new one")
 
@@ -101,9 +102,7 @@ def _uri_path(path: Path) -> str:
 def _create(path: Path, timeout: float) -> None:
     """A new, empty easyflow database at `path`: marked as ours and in WAL mode in a file of
     its own, then linked into place. If another process got there first, theirs is kept."""
-    aside = path.with_name(f"{path.name}.new-{os.getpid()}")
-    for leftover in (aside, Path(f"{aside}-wal"), Path(f"{aside}-shm")):
-        leftover.unlink(missing_ok=True)
+    aside = path.with_name(f"{path.name}.new-{os.getpid()}-{os.urandom(4).hex()}")
     conn = _connect(aside, timeout, "rwc")
     try:
         conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
