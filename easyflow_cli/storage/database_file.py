@@ -139,9 +139,8 @@ def _check_is_ours(conn: sqlite3.Connection, path: Path, known_version: int) -> 
 
 
 def _header(conn: sqlite3.Connection) -> tuple[int, int, int]:
-    application_id = conn.execute("PRAGMA application_id").fetchone()[0]
-    version = conn.execute("PRAGMA user_version").fetchone()[0]
-    tables = conn.execute(
-        f"SELECT count(*) FROM sqlite_master WHERE type = 'table'"
-        f" AND name IN ({', '.join('?' * len(TABLES))})", TABLES).fetchone()[0]
-    return application_id, version, tables
+    """Application id, schema version and how many of our tables there are, in one query."""
+    return conn.execute(
+        "SELECT (SELECT * FROM pragma_application_id), (SELECT * FROM pragma_user_version),"
+        " (SELECT count(*) FROM sqlite_master WHERE type = 'table'"
+        f" AND name IN ({', '.join('?' * len(TABLES))}))", TABLES).fetchone()

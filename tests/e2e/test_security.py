@@ -428,6 +428,22 @@ def test_root_refuses_a_state_directory_others_can_write(seeded, where):
 
 
 @as_root
+def test_root_does_not_talk_to_a_socket_others_could_have_put_there(seeded):
+    """A listener in a state directory anyone can write may be anyone's, not our daemon."""
+    seeded.chmod(0o777)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as impostor:
+        impostor.bind(str(seeded / "easyflow.sock"))
+        impostor.listen()
+        impostor.setblocking(False)
+        for args in (["status"], ["run", "seed", "--now", "--no-wait"]):
+            result = invoke(seeded, *args)
+            assert result.exit_code == 2, args
+            assert_one_clear_line(result.stderr, "(mode 0777)")
+        with pytest.raises(BlockingIOError):
+            impostor.accept()
+
+
+@as_root
 def test_root_never_runs_a_workflow_from_another_users_state_directory(home, tmp_path):
     """Their database names a step; root must not run it, and says how to run it as them."""
     marker = tmp_path / "ran-as-root"
