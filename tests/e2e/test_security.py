@@ -532,7 +532,7 @@ def test_a_damaged_database_stops_the_daemon_and_the_cli_says_so(home):
     with Store.open(home) as store:
         store.conn.executemany(
             "INSERT INTO runs (workflow, trigger, mode, mode_reason, cost_priority,"
-            " priority_rank, state, enqueued_at, error) VALUES ('w', 'manual', 'eco', 'm',"
+            " priority_rank, state, enqueued_at, error) VALUES ('w', 'manual', 'eco', 'manual',"
             " 'normal', 1, 'failed', '2026-01-01T00:00:00Z', ?)",
             [(f"the step said {i} " * 10,) for i in range(5000)])
         store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")

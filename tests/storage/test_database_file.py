@@ -126,7 +126,7 @@ def test_random_bytes_mid_file_are_found_by_the_integrity_check(tmp_path):
     with Store(path) as store:
         store.conn.executemany(
             "INSERT INTO runs (workflow, trigger, mode, mode_reason, cost_priority,"
-            " priority_rank, state, enqueued_at, error) VALUES ('w', 'manual', 'eco', 'm',"
+            " priority_rank, state, enqueued_at, error) VALUES ('w', 'manual', 'eco', 'manual',"
             " 'normal', 1, 'succeeded', '2026-01-01T00:00:00Z', ?)",
             [(f"error text {i} " * 8,) for i in range(3000)])
         store.check_integrity()
