@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Mapping
 from pathlib import Path
 
 from easyflow_cli.core.errors import BadInput
 
 PRIVATE_MODE = 0o600
+# Where systemd/easyflow.service keeps the system service's state (StateDirectory=easyflow).
+SERVICE_STATE_DIR = Path("/var/lib/easyflow")
 
 
 class UntrustedPath(BadInput):
@@ -72,6 +75,18 @@ def check_private_dir(directory: Path) -> None:
             f"state directory {directory} is {reasons[0]}; as root easyflow only uses a "
             f"state directory that only root can change (chown root {directory}; "
             f"chmod go-w {directory})")
+
+
+def service_user_beside(environ: Mapping[str, str]) -> str | None:
+    """As root in root's own default state directory: the user owning the system service's
+    state on this machine, if there is one, for saying that root is not running as them."""
+    if os.geteuid() != 0 or environ.get("EASYFLOW_HOME") or environ.get("STATE_DIRECTORY"):
+        return None
+    try:
+        owner = os.stat(SERVICE_STATE_DIR).st_uid
+    except OSError:
+        return None
+    return user_name(owner) if owner != 0 else None
 
 
 def open_private(path: Path, flags: int) -> int:

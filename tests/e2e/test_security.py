@@ -27,6 +27,7 @@ from typer.testing import CliRunner
 
 from easyflow_cli.cli.main import app
 from easyflow_cli.core import spec as spec_module
+from easyflow_cli.core import trust
 from easyflow_cli.core.spec import parse_workflow_file
 from easyflow_cli.storage.store import Store
 from tests.conftest import easyflow_command, subprocess_env
@@ -39,7 +40,7 @@ runner = CliRunner()
 as_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 
 
-def invoke(home: Path, *args: str, **env: str):
+def invoke(home: Path, *args: str, **env: str | None):
     return runner.invoke(app, list(args), env={"EASYFLOW_HOME": str(home),
                                                "EASYFLOW_CONFIG": None, **env})
 
@@ -459,6 +460,31 @@ def test_root_never_runs_a_workflow_from_another_users_state_directory(home, tmp
     assert start_refused(home).returncode == 2
     assert not marker.exists()
     assert listing(home) == before
+
+
+@as_root
+def test_root_running_its_own_workflow_beside_the_service_says_whose_it_is(tmp_path,
+                                                                           monkeypatch):
+    """The system service's state directory exists: root's run --now is root's own, and says
+    so, with the command that would run it as the service user instead."""
+    service = tmp_path / "var-lib-easyflow"
+    service.mkdir(mode=0o700)
+    os.chown(service, NOBODY, NOBODY)
+    monkeypatch.setattr(trust, "SERVICE_STATE_DIR", service)
+    data = tmp_path / "root-data"
+    env = {"EASYFLOW_HOME": None, "STATE_DIRECTORY": None, "XDG_DATA_HOME": str(data)}
+    path = write_workflow(tmp_path / "wf", "mine", {"run": ["true"]})
+    assert invoke(tmp_path, "workflow", "add", str(path), **env).exit_code == 0
+    result = invoke(tmp_path, "run", "mine", "--now", **env)
+    assert result.exit_code == 0, result.output
+    note = [line for line in result.stderr.splitlines() if line.startswith("note: ")]
+    assert note == [f"note: running mine as root, from root's own state directory "
+                    f"{data / 'easyflow'}; the system service keeps its state in {service} as "
+                    f"nobody: to run it there, sudo -u nobody EASYFLOW_HOME={service} easyflow "
+                    "run mine --now"]
+    chosen = invoke(tmp_path, "run", "mine", "--now",
+                    **env | {"EASYFLOW_HOME": str(data / "easyflow")})
+    assert chosen.exit_code == 0 and "note: " not in chosen.stderr  # a state directory named
 
 
 @as_root
