@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import stat
+from contextlib import suppress
 from pathlib import Path
 
 from easyflow_cli.core.errors import EasyflowError
@@ -103,18 +104,17 @@ def _create(path: Path, timeout: float) -> None:
     """A new, empty easyflow database at `path`: marked as ours and in WAL mode in a file of
     its own, then linked into place. If another process got there first, theirs is kept."""
     aside = path.with_name(f"{path.name}.new-{os.getpid()}-{os.urandom(4).hex()}")
-    conn = _connect(aside, timeout, "rwc")
     try:
-        conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-        conn.execute("PRAGMA journal_mode = WAL")
+        conn = _connect(aside, timeout, "rwc")
+        try:
+            conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            conn.execute("PRAGMA journal_mode = WAL")
+        finally:
+            conn.close()
+        with suppress(FileExistsError):
+            os.link(aside, path)
     finally:
-        conn.close()
-    try:
-        os.link(aside, path)
-    except FileExistsError:
-        pass
-    finally:
-        aside.unlink()
+        aside.unlink(missing_ok=True)
 
 
 def _check_is_ours(conn: sqlite3.Connection, path: Path, known_version: int) -> None:
