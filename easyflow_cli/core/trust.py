@@ -21,7 +21,7 @@ SERVICE_STATE_DIR = Path("/var/lib/easyflow")
 
 
 class UntrustedPath(BadInput):
-    """A state directory or state file root must not use; the message names the fix."""
+    """A state directory or state file easyflow must not use; the message names the fix."""
 
 
 def untrusted_because(info: os.stat_result, owner: int = 0) -> list[str]:
