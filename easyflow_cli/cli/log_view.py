@@ -19,7 +19,8 @@ from easyflow_cli.core.trust import user_name
 
 CHUNK_BYTES = 65536
 # C0 controls but tab and newline, DEL, and the C1 controls (U+0080-U+009F) some terminals obey.
-CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+CONTROLS = [chr(code) for code in [*range(0x00, 0x09), *range(0x0B, 0x20), *range(0x7F, 0xA0)]]
+ANY_CONTROL = re.compile(f"[{re.escape(''.join(CONTROLS))}]")
 
 
 class UnreadableLog(EasyflowError):
@@ -45,7 +46,14 @@ def escaped(chunks: Iterator[bytes]) -> Iterator[bytes]:
 
 
 def escape_controls(text: str) -> str:
-    return CONTROL.sub(lambda match: f"\\x{ord(match.group()):02x}", text)
+    # One str.replace per control character present, not a Python call per match: a log full
+    # of colour codes holds one every few characters.
+    if ANY_CONTROL.search(text) is None:
+        return text
+    for char in CONTROLS:
+        if char in text:
+            text = text.replace(char, f"\\x{ord(char):02x}")
+    return text
 
 
 def _open_log(path: Path) -> int:
