@@ -1,6 +1,7 @@
 """The SQLite store: connection settings, schema migrations, workflows and schedules.
 
-One database file in the state directory, owner-only, in WAL mode with a busy timeout.
+One database file in the state directory, owner-only, in WAL mode with a busy timeout; what
+may be opened as one (created only when missing, refused when not ours) is `database_file.py`.
 The run queue's transactions live in `sqlite_queue.py` (`store.queue`); everything else that
 touches SQL lives here.
 """
