@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from easyflow_cli.core.paths import socket_path, state_dir
+from easyflow_cli.core.trust import check_state_dir
 from easyflow_cli.runtime.protocol import (
     CancelRequest,
     ReloadRequest,
@@ -62,6 +63,7 @@ def _open(home: Path, timeout: float) -> socket.socket | Silence:
     path = socket_path(home)
     if not path.exists():
         return Silence.NOT_RUNNING
+    check_state_dir(home)  # as root, a socket others could have put there is not our daemon
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(timeout)
     try:
