@@ -118,7 +118,7 @@ def _report(record: dict, as_json: bool) -> NoReturn:
 
 def show_quote(name: str, as_json: bool) -> None:
     """The seed's "Run now: $0.10 · Run overnight: $0.04", and the table behind it."""
-    from easyflow_cli.cli.report_render import money
+    from easyflow_cli.cli.money import money, money_column
     from easyflow_cli.core.config import load_config
     from easyflow_cli.core.costs import quote
     from easyflow_cli.reporting.accounting import workflow_history
@@ -146,8 +146,9 @@ def show_quote(name: str, as_json: bool) -> None:
                   f"Run {later}: {money(eco.cost, currency)}[/bold]")
     table = Table(header_style="bold")
     for column in ("mode", "would start", "would finish", "cost", "based on"):
-        table.add_column(column)
-    for q in quotes:
+        table.add_column(column, justify="right" if column == "cost" else "left")
+    costs, _ = money_column([q.cost for q in quotes], currency)
+    for q, cost in zip(quotes, costs, strict=True):
         table.add_row(q.mode.value, short_time(to_iso(q.start)), short_time(to_iso(q.finish)),
-                      money(q.cost, currency), q.basis)
+                      cost, q.basis)
     console.print(table)

@@ -13,6 +13,7 @@ from easyflow_cli.cli.output import (
     JSON_OPTION,
     console,
     err_console,
+    plain,
     print_json,
     render_rows,
     seconds,
@@ -27,6 +28,8 @@ app = typer.Typer(cls=EasyflowGroup, no_args_is_help=True, rich_markup_mode=None
 LIMIT_MAX = 1_000_000
 LIST_COLUMNS = ["id", "workflow", "trigger", "mode", "mode_reason", "state", "enqueued_at",
                 "duration_s", "exit_code"]
+TIME_FIELDS = {"deadline", "enqueued_at", "not_before", "promote_at", "claimed_at", "started_at",
+               "finished_at"}
 STATE_STYLE = {"succeeded": "green", "failed": "red", "timed_out": "red", "cancelled": "yellow",
                "running": "cyan", "queued": "blue"}
 
@@ -64,8 +67,15 @@ def show(run_id: int, as_json: bool = JSON_OPTION) -> None:
 
     table = Table(show_header=False, box=None)
     for key, value in record.items():
-        table.add_row(f"[bold]{key}[/]", "-" if value is None else str(value))
+        table.add_row(f"[bold]{key}[/]", _shown(key, value))
     console.print(table)
+
+
+def _shown(field: str, value: object) -> str:
+    """A field of a run for people: its times in local time with the zone."""
+    if isinstance(value, str) and field in TIME_FIELDS:
+        return short_time(value)
+    return plain(value)
 
 
 @app.command("cancel")

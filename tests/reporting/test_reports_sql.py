@@ -129,7 +129,25 @@ def test_cost_report_matches_python(history, period, by):
     expected = [groups[(r["grp"], r["mode"], r["off_peak"])] for r in got]
     prices = Prices(per_hour={Mode.REAL_TIME: (0.1, 0.06), Mode.BALANCED: (0.08, 0.05),
                               Mode.ECO: (0.05, 0.02)}, cpu_hour_price=0.01, currency="USD")
-    assert cost_report(got, prices, 15.0, by, {}) == cost_report(expected, prices, 15.0, by, {})
+    assert_close(cost_report(got, prices, 15.0, by, {}),
+                 cost_report(expected, prices, 15.0, by, {}))
+
+
+def assert_close(got: object, expected: object) -> None:
+    """Equal, numbers to 1e-9 relative: the report carries sums unrounded, and SQLite adds
+    them up in another order than Python does."""
+    if isinstance(expected, dict):
+        assert isinstance(got, dict) and got.keys() == expected.keys()
+        for key in expected:
+            assert_close(got[key], expected[key])
+    elif isinstance(expected, list):
+        assert isinstance(got, list) and len(got) == len(expected)
+        for a, b in zip(got, expected, strict=True):
+            assert_close(a, b)
+    elif isinstance(expected, float):
+        assert got == pytest.approx(expected, rel=1e-9, abs=1e-12)
+    else:
+        assert got == expected
 
 
 @pytest.mark.parametrize("period", PERIODS)
