@@ -14,10 +14,14 @@ from rich.text import Text
 
 from easyflow_cli.cli.money import adds_up, money, money_column
 from easyflow_cli.core.durations import format_duration
+from easyflow_cli.core.words import plural
 
 __all__ = ["money", "render_costs", "render_latency", "render_pools", "sparkline"]
 
 SPARKS = "▁▂▃▄▅▆▇█"
+POOLS_NOTE = ("{foreground} ran in the foreground (no daemon up), outside the pools. A run "
+              "counts here in the period it was busy in; `report costs` counts it once, in "
+              "the period it finished in, foreground runs included.")
 
 
 def render_costs(report: dict[str, Any]) -> Group:
@@ -116,7 +120,8 @@ def render_pools(report: dict[str, Any]) -> Group:
         depth.add_column(column, justify="left" if column != "now" else "right")
     for mode, series in report["queue_depth"]["mean_series"].items():
         depth.add_row(mode, str(report["queue_depth"]["now"].get(mode, 0)), sparkline(series))
-    return Group(table, depth)
+    return Group(table, depth, Text(POOLS_NOTE.format(
+        foreground=plural(report["foreground_runs"], "run")), style="dim"))
 
 
 def sparkline(values: list[float], ceiling: float | None = None) -> str:

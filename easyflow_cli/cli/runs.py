@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from easyflow_cli.cli.common import open_store
+from easyflow_cli.cli.common import check_workflow, open_store
 from easyflow_cli.cli.group import EasyflowGroup
 from easyflow_cli.cli.output import (
     CSV_OPTION,
@@ -47,6 +47,7 @@ def list_(
     from easyflow_cli.storage.queue import list_runs
 
     with open_store() as store:
+        check_workflow(store, workflow)
         rows = list_runs(store, workflow=workflow, state=state, limit=limit)
     render_rows(rows, LIST_COLUMNS, as_json=as_json, as_csv=as_csv, empty="no runs",
                 formatters={"enqueued_at": short_time, "duration_s": seconds,

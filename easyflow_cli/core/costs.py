@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 
 from easyflow_cli.core.config import Config
 from easyflow_cli.core.model import Mode
+from easyflow_cli.core.words import plural
 
 
 @dataclass(frozen=True)
@@ -107,9 +108,9 @@ def _expected(config: Config, mode: Mode, history: dict[str, tuple[float, float]
               history_runs: dict[str, int]) -> tuple[float, float, str]:
     if mode.value in history:
         duration, cpu = history[mode.value]
-        return duration, cpu, f"median of {history_runs[mode.value]} {mode.value} runs"
+        return duration, cpu, f"median of {plural(history_runs[mode.value], mode.value + ' run')}"
     if history:
         other = min(history, key=lambda m: -history_runs[m])
         duration, cpu = history[other]
-        return duration, cpu, f"median of {history_runs[other]} {other} runs"
+        return duration, cpu, f"median of {plural(history_runs[other], other + ' run')}"
     return config.costs.default_duration, 0.0, "no history: default duration"
