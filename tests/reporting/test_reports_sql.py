@@ -4,13 +4,14 @@ against a plain Python computation over every run, on a small varied history."""
 import math
 import random
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from easyflow_cli.core.costs import Prices
 from easyflow_cli.core.model import Mode
 from easyflow_cli.core.stats import percentile
-from easyflow_cli.core.timeutil import to_iso
+from easyflow_cli.core.timeutil import from_iso, to_iso
 from easyflow_cli.reporting import accounting
 from easyflow_cli.reporting.accounting import Period
 from easyflow_cli.reporting.reports import (
@@ -105,13 +106,24 @@ def cpu_of(run: dict) -> float | None:
     return run["cpu_user_s"] + run["cpu_system_s"]
 
 
+# Whole-hour, half- and three-quarter-hour offsets; New York and Havana leave DST on
+# 2025-11-02 inside the history (Havana at 01:00, back to midnight: a 25-hour day).
+ZONES = ["UTC", "America/New_York", "Asia/Kathmandu", "Australia/Adelaide", "Pacific/Chatham",
+         "America/St_Johns", "America/Havana"]
+
+
+def local_day(finished_at: str, zone: str) -> str:
+    return from_iso(finished_at).astimezone(ZoneInfo(zone)).date().isoformat()
+
+
 @pytest.mark.parametrize("period", PERIODS)
-@pytest.mark.parametrize("by", ["mode", "workflow", "day"])
-def test_cost_report_matches_python(history, period, by):
+@pytest.mark.parametrize(("by", "zone"), [("mode", "UTC"), ("workflow", "UTC"),
+                                          *(("day", zone) for zone in ZONES)])
+def test_cost_report_matches_python(history, period, by, zone):
     groups: dict[tuple, dict] = {}
     for run in filter(lambda r: in_period(r, period), all_runs(history)):
         key = {"mode": run["mode"], "workflow": run["workflow"],
-               "day": run["finished_at"][:10]}[by]
+               "day": local_day(run["finished_at"], zone)}[by]
         row = groups.setdefault((key, run["mode"], run["off_peak"]), {
             "grp": key, "mode": run["mode"], "off_peak": run["off_peak"], "runs": 0,
             "worker_s": 0.0, "cpu_s": 0.0, "energy_j": 0.0, "measured": 0,
@@ -122,7 +134,7 @@ def test_cost_report_matches_python(history, period, by):
         row["energy_j"] += run["energy_j"] or 0.0
         row["measured"] += run["energy_j"] is not None
         row["unmeasured_cpu_s"] += (cpu_of(run) or 0.0) if run["energy_j"] is None else 0.0
-    got = accounting.cost_sums(history, period, by)
+    got = accounting.cost_sums(history, period, by, ZoneInfo(zone))
     assert {(r["grp"], r["mode"], r["off_peak"]): r["runs"] for r in got} == {
         key: r["runs"] for key, r in groups.items()}
     # Priced in the same order (off_peak NULL and 0 sort alike, either may come first).
