@@ -24,9 +24,9 @@ def money(value: float | None, currency: str) -> str:
         return "-"
     decimals = decimals_for([value])
     text = _amount(value, currency, decimals)
-    if decimals > CENTS:
-        text = text.rstrip("0")
-    return text
+    # Zeros past the significant digits say nothing; past the cents only.
+    whole, _, fraction = text.partition(".")
+    return f"{whole}.{fraction[:CENTS]}{fraction[CENTS:].rstrip('0')}"
 
 
 def money_column(values: Sequence[float | None], currency: str,
@@ -38,8 +38,8 @@ def money_column(values: Sequence[float | None], currency: str,
     decimals = decimals_for(known + ([total] if total is not None else []))
     if total is not None:
         decimals = decimals_adding_up(known, total, decimals)
-    cells = [_amount(v, currency, decimals) if v is not None else "-" for v in values]
-    return cells, None if total is None else _amount(total, currency, decimals)
+    cells = [_cell(v, currency, decimals) for v in values]
+    return cells, None if total is None else _cell(total, currency, decimals)
 
 
 def adds_up(values: Sequence[float], total: float, decimals: int) -> bool:
@@ -62,6 +62,16 @@ def decimals_adding_up(values: Sequence[float], total: float, decimals: int) -> 
         if adds_up(values, total, more):
             return more
     return decimals
+
+
+def _cell(value: float | None, currency: str, decimals: int) -> str:
+    """An amount in a column; nothing at all is `$0` (a row of zeros would read like an
+    amount too small to show)."""
+    if value is None:
+        return "-"
+    if value == 0:
+        return f"{SYMBOLS.get(currency, currency + ' ')}0"
+    return _amount(value, currency, decimals)
 
 
 def _rounded(value: float, decimals: int) -> Decimal:
