@@ -24,7 +24,7 @@ SUMS = {
     "unmeasured_cpu_s": ("total", "cpu_user_s + cpu_system_s", "energy_j IS NULL"),
 }
 FIELDS = tuple(SUMS)
-NONE = dict.fromkeys(FIELDS, 0)
+ZERO = dict.fromkeys(FIELDS, 0)
 TIME_OF_DAY = "substr(finished_at, 12)"  # HH:MM:SS.ffffffZ of the stored UTC time
 DAY_START_UTC = "00:00:00.000000"
 
@@ -92,14 +92,26 @@ class LocalDays:
         """The UTC day's sums cut where local days begin in it, each with its local date."""
         utc_day, key = row["grp"], (row["grp"], row["mode"], row["off_peak"])
         starts = sorted(self.starts.get(utc_day, []), key=lambda s: self.cuts[s[0]])
-        day = self.first_date.get(utc_day) or _date_before(utc_day, starts, self)
-        parts, done = [], NONE
+        day = self._date_at_start(utc_day, starts)
+        parts, done = [], ZERO
         for index, next_day in starts:
-            upto = before[index].get(key, NONE)
+            upto = before[index].get(key, ZERO)
             parts.append((day, {f: upto[f] - done[f] for f in FIELDS}))
             done, day = upto, next_day
         parts.append((day, {f: row[f] - done[f] for f in FIELDS}))
         return parts
+
+    def _date_at_start(self, utc_day: str, starts: list[tuple[int, str]]) -> str:
+        """The local date at 00:00 UTC of a UTC day: the one that begins then, or the day
+        before the first that begins later in it, or (none beginning in it) the last one that
+        began the day before."""
+        if utc_day in self.first_date:
+            return self.first_date[utc_day]
+        if starts:
+            return (date.fromisoformat(starts[0][1]) - timedelta(days=1)).isoformat()
+        previous = (date.fromisoformat(utc_day) - timedelta(days=1)).isoformat()
+        began = self.starts.get(previous)
+        return began[-1][1] if began else self.first_date.get(previous, utc_day)
 
 
 def _dates(first: datetime, last: datetime, zone: tzinfo) -> Sequence[date]:
@@ -112,12 +124,3 @@ def _day_start(day: date, zone: tzinfo) -> datetime:
     """When a local day begins, in UTC. Where midnight is skipped (a DST gap at 00:00), the
     earlier offset puts 00:00 at the moment of the jump, which is when the day begins."""
     return datetime.combine(day, time(), zone).astimezone(UTC)
-
-
-def _date_before(utc_day: str, starts: list[tuple[int, str]], days: LocalDays) -> str:
-    """The local date at the start of a UTC day: the day before the first that begins in it."""
-    if starts:
-        return (date.fromisoformat(starts[0][1]) - timedelta(days=1)).isoformat()
-    previous = (date.fromisoformat(utc_day) - timedelta(days=1)).isoformat()
-    later = days.starts.get(previous)
-    return later[-1][1] if later else days.first_date.get(previous, utc_day)

@@ -282,3 +282,29 @@ def test_migration_3_indexes_an_existing_history(tmp_path, monkeypatch):
         assert sum(r["runs"] for r in got) == len(rows)
         assert sum(s["runs"] for s in accounting.latency_stats(
             store, Period(None, None), QUANTILES).values()) == len(rows)
+
+
+@pytest.mark.parametrize("zone", ["Atlantic/Azores", "America/Santiago", "Australia/Lord_Howe",
+                                  "Europe/Berlin", "Asia/Kathmandu"])
+def test_local_days_across_dst_changes(tmp_path, zone):
+    """Runs every 20 minutes across a year's DST changes (Azores and Santiago change at
+    midnight, so a local day may begin at 00:00 UTC or at no midnight at all; Lord Howe moves
+    by half an hour), counted on the local day each finished in."""
+    rows, ends = [], []
+    for start in (datetime(2026, 3, 26, tzinfo=UTC), datetime(2026, 4, 2, tzinfo=UTC),
+                  datetime(2026, 9, 3, tzinfo=UTC), datetime(2026, 10, 1, tzinfo=UTC),
+                  datetime(2026, 10, 22, tzinfo=UTC)):
+        ends += [start + timedelta(minutes=20 * n) for n in range(5 * 24 * 3)]
+    for end in ends:
+        rows.append(("wf", "manual", "eco", "manual", "normal", 1, "succeeded", to_iso(end),
+                     to_iso(end), to_iso(end), to_iso(end), 1.0, 0.5, 0.0, None, 0.0, 0,
+                     None, "eco"))
+    with Store.open(tmp_path / "home") as store:
+        SqliteRunQueue(store).insert_rows(COLUMNS, rows)
+        got = {r["grp"]: r["runs"] for r in
+               accounting.cost_sums(store, Period(None, None), "day", ZoneInfo(zone))}
+    expected: dict[str, int] = {}
+    for end in ends:
+        day = end.astimezone(ZoneInfo(zone)).date().isoformat()
+        expected[day] = expected.get(day, 0) + 1
+    assert got == expected
