@@ -146,6 +146,8 @@ def test_paused_and_execution_mode_read_alike_in_table_json_and_csv(home, write)
     assert "true" in table and "True" not in table
     assert json.loads(invoke("schedule", "list", "--json")[1])[0]["paused"] is True
     assert csv_rows(invoke("schedule", "list", "--csv")[1])[0]["paused"] == "true"
+    shown = json.loads(invoke("workflow", "show", "backup", "--json")[1])
+    assert shown["schedules"][0]["paused"] is True
     workflows = {r["name"]: r for r in json.loads(invoke("workflow", "list", "--json")[1])}
     assert workflows["quick"]["execution_mode"] is None
     assert {r["name"]: r["execution_mode"]
