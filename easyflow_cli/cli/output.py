@@ -138,7 +138,7 @@ def short_time(value: str | None) -> str:
     return from_iso(value).astimezone().strftime(TIME_FORMAT)
 
 
-def zone_time(value: str | None, zone: str | None) -> str:
+def zone_time(value: str | None, zone: str | None, *, also_local: bool = True) -> str:
     """A schedule's time in its own zone, and in local time too when the two read differently
     at that moment, as `systemd-analyze calendar` shows them: `2026-12-03 03:00:00 CET
     (2026-12-02 21:00:00 EST)`. No zone means local time."""
@@ -151,7 +151,8 @@ def zone_time(value: str | None, zone: str | None) -> str:
     moment = from_iso(value)
     own, local = moment.astimezone(ZoneInfo(zone)), moment.astimezone()
     shown_own = own.strftime(TIME_FORMAT)
-    if own.utcoffset() == local.utcoffset() and own.tzname() == local.tzname():
+    if not also_local or (own.utcoffset() == local.utcoffset()
+                          and own.tzname() == local.tzname()):
         return shown_own
     return f"{shown_own} ({local.strftime(TIME_FORMAT)})"
 

@@ -71,10 +71,11 @@ def add(
 
 
 def _added(row: dict[str, Any]) -> str:
-    """What was added, each moment once, in the schedule's zone (and local time)."""
-    fire = zone_time(row["next_fire_at"], row["timezone"])
+    """What was added: an `at` moment once, in the zone it was given in; a cron or interval's
+    next fire in the schedule's zone (and local time)."""
     if row["kind"] == "at":
-        return f"at {fire}"
+        return f"at {zone_time(row['next_fire_at'], row['timezone'], also_local=False)}"
+    fire = zone_time(row["next_fire_at"], row["timezone"])
     zone = f" ({row['timezone']})" if row["timezone"] else ""
     return f"{row['kind']} {row['expr']!r}{zone}, next fire {fire}"
 

@@ -114,13 +114,18 @@ def test_a_schedule_shows_its_own_zone_and_local_time(home, write):
     assert re.match(r"\S+ 03:00:00 CES?T +in ", at_home.stdout), at_home.stdout
 
 
-def test_schedule_add_at_prints_the_moment_once_with_its_zones(home, write):
+def test_schedule_add_prints_an_at_moment_once_in_its_zone(home, write):
     register(home, write)
     done = easyflow(home, "schedule", "add", "quick", "--at", "2030-01-01T10:00",
                     "--timezone", "Europe/Berlin")
     assert done.returncode == 0
-    assert done.stderr == ("schedule 2: quick at 2030-01-01 10:00:00 CET "
-                           "(2030-01-01 04:00:00 EST)\n")
+    assert done.stderr == "schedule 2: quick at 2030-01-01 10:00:00 CET\n"
+    local = easyflow(home, "schedule", "add", "quick", "--at", "2030-01-01T10:00")
+    assert local.stderr == "schedule 3: quick at 2030-01-01 10:00:00 EST\n"
+    cron = easyflow(home, "schedule", "add", "quick", "--cron", "0 3 * * *", "--timezone",
+                    "Europe/Berlin")
+    assert re.fullmatch(rf"schedule 4: quick cron '0 3 \* \* \*' \(Europe/Berlin\), next fire "
+                        rf"{BERLIN_AND_LOCAL.pattern}\n", cron.stderr), cron.stderr
     listed = easyflow(home, "schedule", "list").stdout
     assert "2030-01-01T09:00" not in listed and "2030-01-01 10:00:00 CET" in listed
 
