@@ -21,7 +21,7 @@ from easyflow_cli.core.model import Outcome, RunState
 
 # SQLite's INTEGER is signed 64-bit: a run id or a process id beyond it names nothing.
 MAX_ID = 2**63 - 1
-# A worker holds a few dozen runs; a client wakes the daemon for the runs of one submission.
+# A worker holds a few dozen runs and gives back at most those.
 MAX_IDS = 100_000
 # The largest finite float: NaN fails every comparison, infinity this one.
 _LARGEST = sys.float_info.max
@@ -197,10 +197,13 @@ Report = Ready | Started | Step | Finished | Ran | Released
 
 @dataclass(slots=True)
 class WakeRequest(_Message):
-    """New runs are queued; the daemon re-plans their off-peak wait by its own config."""
+    """New runs are queued, planned by the policy the daemon published: dispatch now.
+
+    Clients before the published policy sent the ids of their runs in `runs`; they are ignored
+    unread (they are planned, if by the client's config, and one short line is all a wake-up
+    needs)."""
 
     op: ClassVar[str] = "wake"
-    runs: list[int]
 
 
 @dataclass(slots=True)
@@ -443,7 +446,7 @@ _REPORTS: dict[str, Callable[[_Fields], Any]] = {
 }
 
 _REQUESTS: dict[str, Callable[[_Fields], Any]] = {
-    "wake": lambda f: WakeRequest(f.run_ids("runs")),
+    "wake": lambda f: WakeRequest(),
     "reload": lambda f: ReloadRequest(),
     "status": lambda f: StatusRequest(),
     "cancel": lambda f: CancelRequest(f.positive("id")),

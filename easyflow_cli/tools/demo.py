@@ -149,7 +149,7 @@ def run_demo(home: Path, paths: list[Path], timeout: float,
                 f"{demo.schedule_workflow} every {SCHEDULE_EVERY:.0f}s (eco)")
             submit_each_mode(store, demo, specs)
             say(f"submitted {len(demo.run_ids)} runs: each workflow once in every mode")
-            wake(home, demo.run_ids)
+            wake(home)
             if not wait_until(lambda: is_settled(store, demo), timeout, daemon, home):
                 say(f"not everything finished within {timeout:.0f}s; stopping anyway")
         finally:
