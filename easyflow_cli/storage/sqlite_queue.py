@@ -28,7 +28,7 @@ from easyflow_cli.core.model import (
 from easyflow_cli.core.planning import PlannedRun
 from easyflow_cli.core.stats import median
 from easyflow_cli.core.timeutil import from_iso, to_iso
-from easyflow_cli.storage.run_queue import Hand, RunEnd, RunStart
+from easyflow_cli.storage.run_queue import Hand, NextAttempt, RunEnd, RunStart, no_retry
 
 SQLITE_INTEGER_MAX = 2**63 - 1
 # Below SQLite's limit on the parameters of one statement (a workflow may have more runs queued).
@@ -203,7 +203,7 @@ class SqliteRunQueue:
                              [(to_iso(moment), run_id) for run_id, moment in not_before])
 
     def settle_abandoned(self, run_ids: Sequence[int], *, now: datetime, note: str,
-                         error: str) -> list[Run]:
+                         error: str, next_attempt: NextAttempt = no_retry) -> list[Run]:
         if not run_ids:
             return []
         with self.store.write():
@@ -212,7 +212,9 @@ class SqliteRunQueue:
             started = [run for run in runs if run.started_at is not None]
             outcome = Outcome(RunState.FAILED, error=error)
             self.finish([RunEnd.of(run, outcome, now) for run in started])
-            return [self.get(run.id) for run in started]
+            failed = [self.get(run.id) for run in started]
+            self.enqueue([plan for plan in map(next_attempt, failed) if plan is not None])
+            return failed
 
     # ---------------------------------------------------------------- reads
 
@@ -247,15 +249,10 @@ class SqliteRunQueue:
             "SELECT id FROM runs WHERE workflow = ? AND state = 'queued' ORDER BY id",
             (workflow,))]
 
-    def off_peak_waiting(self, run_ids: Sequence[int] | None = None
-                         ) -> list[tuple[int, datetime | None]]:
-        sql = ("SELECT id, deadline FROM runs WHERE state = 'queued' AND mode = 'eco'"
-               " AND trigger != 'retry'")
-        args: list[int] = []
-        if run_ids is not None:
-            args = [run_id for run_id in run_ids if fits_sqlite_integer(run_id)]
-            sql += f" AND id IN ({_marks(args)})"
-        return [(row[0], from_iso(row[1])) for row in self.conn.execute(sql, args)]
+    def off_peak_waiting(self) -> list[tuple[int, datetime | None]]:
+        return [(row[0], from_iso(row[1])) for row in self.conn.execute(
+            "SELECT id, deadline FROM runs WHERE state = 'queued' AND mode = 'eco'"
+            " AND trigger != 'retry'")]
 
     def depths(self) -> dict[Mode, int]:
         depths = dict.fromkeys(Mode, 0)
