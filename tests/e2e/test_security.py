@@ -23,8 +23,8 @@ import tomli_w
 from typer.testing import CliRunner
 
 from easyflow_cli.cli.main import app
-from easyflow_cli.core import spec as spec_module
-from easyflow_cli.core.spec import parse_workflow_file
+from easyflow_cli.core import workflow_files
+from easyflow_cli.core.workflow_files import parse_workflow_file
 from tests.daemon_harness import DaemonHarness, wait_for
 from tests.e2e.test_hostile import assert_one_clear_line, fingerprint
 
@@ -173,7 +173,7 @@ def test_without_root_the_modes_are_not_checked(tmp_path, monkeypatch):
     directory = tmp_path / "shared"
     path = write_workflow(directory, "loose", {"run": ["true"]}, mode=0o666)
     directory.chmod(0o777)
-    monkeypatch.setattr(spec_module.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(workflow_files.os, "geteuid", lambda: 1000)
     assert parse_workflow_file(path).name == "loose"
 
 
