@@ -13,8 +13,6 @@ from hypothesis import strategies as st
 
 from easyflow_cli.core.model import Outcome, RunState
 from easyflow_cli.runtime.protocol import (
-    MAX_ID,
-    MAX_IDS,
     AckOrder,
     CancelOrder,
     CancelRequest,
@@ -42,6 +40,7 @@ from easyflow_cli.runtime.protocol import (
     encode,
     encode_all,
 )
+from easyflow_cli.runtime.wire import MAX_ID, MAX_IDS
 
 ids = st.integers(1, MAX_ID)
 moments = st.floats(0, 4e9, allow_nan=False)
