@@ -72,23 +72,7 @@ class SqliteRunQueue:
     def enqueue(self, planned: Sequence[PlannedRun]) -> range:
         if not planned:
             return range(0)
-        return self.insert_rows(PLANNED_COLUMNS, _planned_rows(planned))
-
-    def insert_rows(self, columns: Sequence[str], values: Iterable[tuple]) -> range:
-        """Rows given as tuples in `columns` order, in one transaction; their ids.
-
-        Ids are consecutive: AUTOINCREMENT hands out max+1 and the transaction holds the write
-        lock. Besides `enqueue`, for seeding history (the bench, tests): SQLite only."""
-        sql = (f"INSERT INTO runs ({', '.join(columns)}) "
-               f"VALUES ({', '.join('?' for _ in columns)})")
-        with self.store.write() as conn:
-            before = conn.total_changes
-            conn.executemany(sql, values)
-            count = conn.total_changes - before
-            last = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
-        if not count:
-            return range(0)
-        return range(last - count + 1, last + 1)
+        return insert_runs(self.store, PLANNED_COLUMNS, _planned_rows(planned))
 
     def claim(self, mode: Mode, *, now: datetime, pool: PoolName,
               hands: Sequence[Hand]) -> list[list[ClaimedRun]]:
@@ -307,6 +291,23 @@ class SqliteRunQueue:
             "SELECT 1 FROM runs WHERE state = 'queued' AND mode = ?"
             " AND (not_before IS NULL OR not_before <= ?) LIMIT 1",
             (mode.value, stamp)).fetchone() is not None
+
+
+def insert_runs(store: Database, columns: Sequence[str], values: Iterable[tuple]) -> range:
+    """Rows of the runs table given as tuples in `columns` order, in one transaction; their ids.
+
+    Ids are consecutive: AUTOINCREMENT hands out max+1 and the transaction holds the write
+    lock. Besides `enqueue`, for seeding history (the bench, tests): SQLite only."""
+    sql = (f"INSERT INTO runs ({', '.join(columns)}) "
+           f"VALUES ({', '.join('?' for _ in columns)})")
+    with store.write() as conn:
+        before = conn.total_changes
+        conn.executemany(sql, values)
+        count = conn.total_changes - before
+        last = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
+    if not count:
+        return range(0)
+    return range(last - count + 1, last + 1)
 
 
 def _planned_rows(planned: Sequence[PlannedRun]) -> Iterator[tuple]:

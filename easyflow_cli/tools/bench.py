@@ -41,7 +41,7 @@ from easyflow_cli.core.spec import WorkflowSpec, parse_workflow_text
 from easyflow_cli.core.stats import median, percentile
 from easyflow_cli.core.timeutil import utcnow
 from easyflow_cli.runtime.client import daemon_status, wake
-from easyflow_cli.storage.sqlite_queue import SqliteRunQueue
+from easyflow_cli.storage.sqlite_queue import insert_runs
 from easyflow_cli.storage.store import CHECKPOINT_WHEN_QUIET_S, Store
 from easyflow_cli.tools.bench_steps import BURN_MARK, STAMP_MARK
 from easyflow_cli.tools.local_daemon import daemon_environment, start_daemon, stop_daemon
@@ -449,7 +449,7 @@ def seed_report_history(home: Path, runs: int) -> float:
     """Seed `runs` synthetic finished runs into a fresh state directory; returns runs/s."""
     with Store.open(home) as store:
         start = time.perf_counter()
-        SqliteRunQueue(store).insert_rows(SYNTHETIC_COLUMNS,
+        insert_runs(store, SYNTHETIC_COLUMNS,
                                           synthetic_runs(runs, datetime.now(UTC)))
         return runs / (time.perf_counter() - start)
 
