@@ -194,12 +194,7 @@ def _check_steps(check: Checker, table: dict, base_dir: Path | None) -> tuple[St
         check.fail(("steps",), "at least one [[steps]] is required")
         return ()
     steps, seen = [], set()
-    for index, step in enumerate(raw):
-        path = ("steps", index)
-        if not isinstance(step, dict):
-            check.fail(path, f"must be a table, got {type_name(step)}")
-            continue
-        check.unknown_keys(step, STEP_KEYS, path)
+    for index, path, step in check.tables(raw, "steps", STEP_KEYS):
         name = check.string(step, "name", path) or f"step-{index + 1}"
         if name in seen:
             check.fail(path + ("name",), f"duplicate step name {name!r}")
@@ -232,12 +227,7 @@ def _check_schedules(check: Checker, table: dict, verify: bool) -> tuple[Schedul
         check.fail(("schedules",), "must be an array of tables ([[schedules]])")
         return ()
     schedules = []
-    for index, item in enumerate(raw):
-        path = ("schedules", index)
-        if not isinstance(item, dict):
-            check.fail(path, f"must be a table, got {type_name(item)}")
-            continue
-        check.unknown_keys(item, SCHEDULE_KEYS, path)
+    for _, path, item in check.tables(raw, "schedules", SCHEDULE_KEYS):
         kinds = [k for k in SCHEDULE_KINDS if k in item]
         if len(kinds) != 1:
             check.fail(path, "needs exactly one of cron, every, at")

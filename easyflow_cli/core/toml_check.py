@@ -99,6 +99,18 @@ class Checker:
                 hint = f" (did you mean '{close[0]}'?)" if close else ""
                 self.fail(path + (key,), f"unknown key{hint}")
 
+    def tables(self, raw: list, name: str, allowed: tuple[str, ...]
+               ) -> Iterator[tuple[int, tuple, dict]]:
+        """The tables of the array `name` ([[name]]), each with its index and path, its keys
+        checked against `allowed`; an item that is not a table is refused."""
+        for index, item in enumerate(raw):
+            path = (name, index)
+            if not isinstance(item, dict):
+                self.fail(path, f"must be a table, got {type_name(item)}")
+                continue
+            self.unknown_keys(item, allowed, path)
+            yield index, path, item
+
     def string(self, table: dict, key: str, path: tuple, *, required: bool = False) -> str | None:
         if key not in table:
             if required:

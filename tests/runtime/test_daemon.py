@@ -185,6 +185,14 @@ class Harness:
         """New runs are queued (which ones, the daemon does not need to know)."""
         return self.daemon.control.answer(b'{"op": "wake"}\n')
 
+    def start(self, run_id: int) -> FakeWorker:
+        """Wake the daemon for a queued run and have the worker it went to start it."""
+        self.wake()
+        worker = self.holder(run_id)
+        worker.report(Started(run_id, self.clock.stamp()))
+        self.tick()
+        return worker
+
     def state(self, run_id: int) -> str:
         return self.record(run_id)["state"]
 
@@ -331,10 +339,7 @@ def test_an_eco_run_waits_for_the_off_peak_window_and_goes_when_it_opens(harness
 def test_drain_phases_advance_by_the_clock(harness, clock):
     spec = harness.add_workflow("long")
     run_id, waiting_id = harness.submit(spec), harness.submit(spec)
-    harness.wake()
-    worker = harness.holder(run_id)
-    worker.report(Started(run_id, clock.stamp()))
-    harness.tick()
+    worker = harness.start(run_id)
 
     harness.daemon.stop_requested = True
     harness.tick(2)
@@ -366,10 +371,7 @@ def test_a_run_cancelled_for_the_shutdown_goes_back_to_the_queue_if_it_may_retry
                                                                                   clock):
     spec = harness.add_workflow("retried", "retries = 2")
     run_id = harness.submit(spec)
-    harness.wake()
-    worker = harness.holder(run_id)
-    worker.report(Started(run_id, clock.stamp()))
-    harness.tick()
+    worker = harness.start(run_id)
     harness.daemon.stop_requested = True
     harness.tick(2)
     clock.advance(10.1)
@@ -449,9 +451,7 @@ def test_malformed_requests_are_refused_and_the_loop_goes_on(harness, line):
 def test_cancel_of_a_running_run_is_sent_to_its_worker(harness, clock):
     spec = harness.add_workflow("noop")
     run_id = harness.submit(spec)
-    harness.wake()
-    harness.holder(run_id).report(Started(run_id, clock.stamp()))
-    harness.tick()
+    harness.start(run_id)
     answer = harness.daemon.control.answer
     assert answer(f'{{"op": "cancel", "id": {run_id}}}\n'.encode()) == Done("stopping")
     assert CancelOrder(run_id) in harness.holder(run_id).orders
