@@ -300,7 +300,7 @@ def test_local_days_across_dst_changes(tmp_path, zone):
                      to_iso(end), to_iso(end), to_iso(end), 1.0, 0.5, 0.0, None, 0.0, 0,
                      None, "eco"))
     with Store.open(tmp_path / "home") as store:
-        SqliteRunQueue(store).insert_rows(COLUMNS, rows)
+        insert_runs(store, COLUMNS, rows)
         got = {r["grp"]: r["runs"] for r in
                accounting.cost_sums(store, Period(None, None), "day", ZoneInfo(zone))}
     expected: dict[str, int] = {}
