@@ -16,12 +16,14 @@ import typer
 
 from easyflow_cli.cli.common import open_store
 from easyflow_cli.cli.output import print_json, print_line, say
-from easyflow_cli.cli.submit import not_taken, plan_manual_runs
+from easyflow_cli.cli.submit import not_taken, plan_manual_runs, queue_policy
 from easyflow_cli.core.errors import BadInput, EasyflowError
-from easyflow_cli.core.model import Mode, RunState
+from easyflow_cli.core.model import RunState
 
 if TYPE_CHECKING:
-    from easyflow_cli.core.model import Run
+    from pathlib import Path
+
+    from easyflow_cli.core.model import Mode, Run
     from easyflow_cli.core.planning import PlannedRun
     from easyflow_cli.runtime.client import Silence
     from easyflow_cli.storage.store import Store
@@ -36,12 +38,18 @@ def submit_runs(names: Sequence[str], count: int, *, mode: Mode | None, deadline
     """Queue `count` runs of each workflow, wake the daemon, print the ids (or records); unless
     `no_wait`, wait for every run to end. Exits 1 when one did not succeed."""
     from easyflow_cli.core.config import load_config
+    from easyflow_cli.core.paths import state_dir
+    from easyflow_cli.runtime.client import listening
 
     config = load_config()
+    home = state_dir()
     with open_store() as store:
         specs = [store.get_workflow(name) for name in names]
-        planned = plan_manual_runs(store, specs, count, config, mode=mode, deadline=deadline)
-        ids, reply = queue_and_wake(store, planned, count)
+        if not listening(home):  # with no daemon up, nothing is planned or written
+            raise BadInput(NO_DAEMON)
+        policy = queue_policy(store, config, daemon_up=True)
+        planned = plan_manual_runs(store, specs, count, policy, mode=mode, deadline=deadline)
+        ids, reply = queue_and_wake(store, home, planned, count)
         refused = not_taken(reply, f"runs {ids.start}-{ids.stop - 1}")
         if refused is not None:
             print_ids(store, ids, as_json)
@@ -52,26 +60,18 @@ def submit_runs(names: Sequence[str], count: int, *, mode: Mode | None, deadline
         wait_for_runs(store, ids, as_json)
 
 
-def queue_and_wake(store: Store, planned: Sequence[PlannedRun], count: int
+def queue_and_wake(store: Store, home: Path, planned: Sequence[PlannedRun], count: int
                    ) -> tuple[range, dict[str, Any] | Silence]:
-    """Commit the runs in one transaction and wake the daemon once; their ids, and its reply
-    (or why there is none). With no daemon listening, nothing is written. The daemon is connected to
-    only once the runs are committed: a connection held while waiting for the database lock
-    would be one more descriptor of the daemon's held for nothing."""
-    from easyflow_cli.core.paths import state_dir
-    from easyflow_cli.runtime.client import ask, listening, wake_request
+    """Commit the runs in one transaction, then wake the daemon once; their ids, and its reply
+    (or why there is none). The daemon is connected to only once the runs are committed: a
+    connection held while waiting for the database lock would hold one of its descriptors for
+    nothing."""
+    from easyflow_cli.runtime.client import ask
+    from easyflow_cli.runtime.protocol import WakeRequest
 
-    home = state_dir()
-    if not listening(home):
-        raise BadInput(NO_DAEMON)
     ids = store.queue.enqueue(planned)
     say_queued(ids, planned, count)
-    return ids, ask(wake_request(off_peak_candidates(ids, planned)), home)
-
-
-def off_peak_candidates(ids: range, planned: Sequence[PlannedRun]) -> list[int]:
-    """The runs the daemon may re-plan by its own off-peak window: only eco runs wait for it."""
-    return [run_id for run_id, run in zip(ids, planned, strict=True) if run.mode is Mode.ECO]
+    return ids, ask(WakeRequest(), home)
 
 
 def say_queued(ids: range, planned: Sequence[PlannedRun], count: int) -> None:

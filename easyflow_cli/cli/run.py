@@ -82,17 +82,22 @@ def run_one(name: str, *, mode: Mode | None, deadline: str | None, as_json: bool
         not_taken,
         plan_manual_run,
         print_queued,
+        queue_policy,
     )
     from easyflow_cli.core.config import load_config
-    from easyflow_cli.runtime.client import Silence, ask, wake_request
+    from easyflow_cli.runtime.client import Silence, ask, listening
+    from easyflow_cli.runtime.protocol import WakeRequest
 
     config = load_config()
     home = state_dir()
     with open_store() as store:
         spec = store.get_workflow(name)
-        planned = plan_manual_run(store, spec, config, mode=mode, deadline=deadline)
+        # Connected to only once the run is committed: a connection held while waiting for the
+        # database lock would hold one of the daemon's descriptors for nothing.
+        policy = queue_policy(store, config, daemon_up=listening(home))
+        planned = plan_manual_run(store, spec, policy, mode=mode, deadline=deadline)
         queued = enqueue_manual_run(store, name, planned)
-        reply = ask(wake_request([queued.id]), home)
+        reply = ask(WakeRequest(), home)
         if reply is Silence.NOT_RUNNING:
             run_here(store, home, queued, spec, config, as_json)
         refused = not_taken(reply, f"run {queued.id}")

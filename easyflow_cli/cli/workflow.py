@@ -27,7 +27,7 @@ def add(
     paths: list[Path] = typer.Argument(..., help="Workflow files, or directories of *.toml."),
 ) -> None:
     """Validate and register workflows. All or nothing: one bad file and none are added."""
-    from easyflow_cli.core.spec import load_workflow_files
+    from easyflow_cli.core.workflow_files import load_workflow_files
     from easyflow_cli.scheduling.scheduler import prime_schedules
 
     specs = load_workflow_files(paths)

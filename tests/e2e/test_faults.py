@@ -642,7 +642,7 @@ def test_idle_connections_and_malformed_requests_do_not_exhaust_the_daemon(
     idle = idle_connections(path, 2000)
     try:
         for n in range(1000):
-            reply = malformed_request(daemon.home, b'{"op": "wake", "runs": [%d.5]}\n' % n)
+            reply = malformed_request(daemon.home, b'{"op": "cancel", "id": %d.5}\n' % n)
             assert not reply or json.loads(reply)["ok"] is False, reply
         began = time.monotonic()
         status = daemon_status(daemon.home, timeout=30)
