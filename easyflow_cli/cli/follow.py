@@ -14,7 +14,9 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from easyflow_cli.cli.output import err_console
+from easyflow_cli.cli.waiting import starts
 from easyflow_cli.core.model import RunState
+from easyflow_cli.core.timeutil import from_iso, utcnow
 from easyflow_cli.storage.queue import get_run
 from easyflow_cli.storage.store import Store
 
@@ -94,6 +96,9 @@ def _describe(record: dict[str, Any], waited: float) -> str:
     where = f"{record['mode']} pool" if record["pool"] else f"{record['mode']} queue"
     if record["state"] == RunState.RUNNING and record["started_at"]:
         return f"run {record['id']} running in the {where} ({waited:.1f}s)"
+    if record["not_before"] and from_iso(record["not_before"]) > utcnow():
+        return (f"run {record['id']} waiting in the {where} ({waited:.1f}s): it starts "
+                f"{starts(from_iso(record['not_before']))}")
     return f"run {record['id']} waiting in the {where} ({waited:.1f}s)"
 
 

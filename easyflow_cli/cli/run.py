@@ -74,6 +74,7 @@ def run_one(name: str, *, mode: Mode | None, deadline: str | None, as_json: bool
     """Queue one run and wake the daemon; follow the run, or with no daemon run it here."""
     # Imported here: `run --now --no-wait` is on the hot path and `--help` needs none of it.
     from easyflow_cli.cli.submit import enqueue_manual_run, plan_manual_run, print_queued
+    from easyflow_cli.cli.waiting import explain, wait_of
     from easyflow_cli.core.config import load_config
     from easyflow_cli.runtime.client import wake
     from easyflow_cli.storage.queue import get_run
@@ -86,8 +87,12 @@ def run_one(name: str, *, mode: Mode | None, deadline: str | None, as_json: bool
         record = enqueue_manual_run(store, name, row)
         if not wake(home, [record["id"]]):
             run_here(store, home, record, spec, config, as_json)
+        wait = wait_of(store, config, spec, record)
+        if wait is not None:
+            explain(wait)
         if no_wait:
-            print_queued(get_run(store, record["id"]), as_json)
+            queued = get_run(store, record["id"])
+            print_queued(queued | {"quote": wait.as_json()} if wait else queued, as_json)
             return
         from easyflow_cli.cli.follow import follow_run
 
@@ -120,15 +125,12 @@ def show_quote(name: str, as_json: bool) -> None:
     """The seed's "Run now: $0.10 · Run overnight: $0.04", and the table behind it."""
     from easyflow_cli.cli.report_render import money
     from easyflow_cli.core.config import load_config
-    from easyflow_cli.core.costs import quote
-    from easyflow_cli.reporting.accounting import workflow_history
+    from easyflow_cli.reporting.accounting import workflow_quotes
 
     config = load_config()
     moment = utcnow()
     with open_store() as store:
-        store.get_workflow(name)
-        history, counts = workflow_history(store, name)
-    quotes = [quote(config, mode, moment, history, counts) for mode in Mode]
+        quotes = list(workflow_quotes(store, config, store.get_workflow(name), moment).values())
     if as_json:
         print_json({"workflow": name, "currency": config.costs.currency,
                     "quotes": [q.as_json() for q in quotes]})
