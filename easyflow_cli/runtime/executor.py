@@ -483,6 +483,7 @@ def _execute_call(step, spec, log, deadline, cancelled) -> StepResult:
     except calls.StepInterrupted as exc:
         result = StepResult(exit_code=None, timed_out=exc.reason == "timeout")
     except calls.CallFailed as exc:
+        log.write(exc.details.encode(errors="replace"))
         result = StepResult(exit_code=exc.exit_code, error=f"step {step.name!r}: {exc}")
     after = calls.cpu_seconds()
     result.usage = Usage(after[0] - before[0], after[1] - before[1], after[2])
