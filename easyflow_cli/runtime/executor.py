@@ -15,6 +15,7 @@ import ctypes
 import errno
 import os
 import selectors
+import shlex
 import signal
 import time
 from collections.abc import Callable
@@ -433,8 +434,14 @@ def _step_state(result: StepResult, cancelled: bool) -> RunState:
     return RunState.SUCCEEDED if result.exit_code == 0 else RunState.FAILED
 
 
+def command_line(step: StepSpec) -> str:
+    """The step's command as a shell would read it back: a shell step as it was written, an
+    argv quoted word by word (so `echo 'a b'` does not read as two arguments)."""
+    return step.run[0] if step.shell else shlex.join(step.argv())
+
+
 def _execute_step(step, spec, limits, log, deadline, on_step_start, cancelled, environ, run_id):
-    log.note(f"step {step.name!r}: {' '.join(step.argv())}")
+    log.note(f"step {step.name!r}: {command_line(step)}")
     if step.call:
         return _execute_call(step, spec, log, deadline, cancelled)
     env = step_environment(step, environ)

@@ -32,6 +32,16 @@ def step(run, **fields):
     return "\n".join(lines) + "\n"
 
 
+def test_each_step_is_echoed_as_a_shell_would_read_it():
+    _, log = run(wf(step(["printf", "%s|", "two words", "it's"])
+                    + step("echo $((1 + 1)) > /dev/null", shell="true")))
+    assert log.splitlines() == [
+        "[easyflow] step 'step-1': printf '%s|' 'two words' 'it'\"'\"'s'",
+        "two words|it's|",
+        "[easyflow] step 'step-2': echo $((1 + 1)) > /dev/null",
+    ]
+
+
 def test_success_and_output():
     outcome, log = run(wf(step(["echo", "hello"]) + step(["sh", "-c", "echo err >&2"])))
     assert outcome.state is RunState.SUCCEEDED and outcome.exit_code == 0
