@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -21,6 +21,8 @@ from easyflow_cli.core.errors import BadInput, EasyflowError
 from easyflow_cli.core.model import Mode, RunState
 
 if TYPE_CHECKING:
+    from easyflow_cli.core.model import Run
+    from easyflow_cli.core.planning import PlannedRun
     from easyflow_cli.storage.store import Store
 
 POLL_SECONDS = 0.2
@@ -37,8 +39,8 @@ def submit_runs(names: Sequence[str], count: int, *, mode: Mode | None, deadline
     config = load_config()
     with open_store() as store:
         specs = [store.get_workflow(name) for name in names]
-        rows = plan_manual_runs(store, specs, count, config, mode=mode, deadline=deadline)
-        ids, woken = queue_and_wake(store, rows, count)
+        planned = plan_manual_runs(store, specs, count, config, mode=mode, deadline=deadline)
+        ids, woken = queue_and_wake(store, planned, count)
         if not woken:
             print_ids(store, ids, as_json)
             raise EasyflowError(f"the daemon did not answer: runs {ids.start}-{ids.stop - 1} "
@@ -49,63 +51,57 @@ def submit_runs(names: Sequence[str], count: int, *, mode: Mode | None, deadline
         wait_for_runs(store, ids, as_json)
 
 
-def queue_and_wake(store: Store, rows: Sequence[dict[str, Any]], count: int
+def queue_and_wake(store: Store, planned: Sequence[PlannedRun], count: int
                    ) -> tuple[range, bool]:
     """Commit the runs in one transaction and wake the daemon once; their ids, and whether the
     daemon answered. It is connected to first: with none up, nothing is written."""
     from easyflow_cli.core.paths import state_dir
     from easyflow_cli.runtime.client import connect, exchange, wake_request
-    from easyflow_cli.storage.queue import enqueue_runs
 
     daemon = connect(state_dir())
     if daemon is None:
         raise BadInput(NO_DAEMON)
     with daemon:
-        ids = enqueue_runs(store, rows)
-        say_queued(ids, rows, count)
-        return ids, exchange(daemon, wake_request(off_peak_candidates(ids, rows))) is not None
+        ids = store.queue.enqueue(planned)
+        say_queued(ids, planned, count)
+        return ids, exchange(daemon, wake_request(off_peak_candidates(ids, planned))) is not None
 
 
-def off_peak_candidates(ids: range, rows: Sequence[dict[str, Any]]) -> list[int]:
+def off_peak_candidates(ids: range, planned: Sequence[PlannedRun]) -> list[int]:
     """The runs the daemon may re-plan by its own off-peak window: only eco runs wait for it."""
-    return [run_id for run_id, row in zip(ids, rows, strict=True)
-            if row["mode"] == Mode.ECO.value]
+    return [run_id for run_id, run in zip(ids, planned, strict=True) if run.mode is Mode.ECO]
 
 
-def say_queued(ids: range, rows: Sequence[dict[str, Any]], count: int) -> None:
+def say_queued(ids: range, planned: Sequence[PlannedRun], count: int) -> None:
     """One line on stderr per workflow: its runs' ids, mode and why."""
-    for first in range(0, len(rows), count):
-        row, start = rows[first], ids[first]
+    for first in range(0, len(planned), count):
+        run, start = planned[first], ids[first]
         which = f"run {start}" if count == 1 else f"runs {start}-{start + count - 1}"
-        say(f"{which}: {row['workflow']} in {row['mode']} mode ({row['mode_reason']})")
+        say(f"{which}: {run.workflow} in {run.mode.value} mode ({run.mode_reason.value})")
 
 
 def print_ids(store: Store, ids: range, as_json: bool) -> None:
     """One id per line, or with `--json` the list of records."""
     if as_json:
-        print_json(records(store, ids))
+        print_json([run.to_record() for run in stored_runs(store, ids)])
         return
     for run_id in ids:
         print_line(run_id)
 
 
-def records(store: Store, ids: range) -> list[dict[str, Any]]:
-    from easyflow_cli.storage.queue import get_run
-
-    return [get_run(store, run_id) for run_id in ids]
+def stored_runs(store: Store, ids: range) -> list[Run]:
+    return [store.queue.get(run_id) for run_id in ids]
 
 
 def wait_for_runs(store: Store, ids: range, as_json: bool) -> None:
     """Wait for every run to end; one line each on stderr, the records with `--json`."""
-    from easyflow_cli.storage.queue import unfinished_count
-
-    while unfinished_count(store, ids):
+    while store.queue.unfinished_count(ids):
         time.sleep(POLL_SECONDS)
-    ended = records(store, ids)
+    ended = stored_runs(store, ids)
     if as_json:
-        print_json(ended)
-    for record in ended:
-        say(f"run {record['id']} {record['state']} in {record['duration_s'] or 0:.2f}s"
-            + (f": {record['error']}" if record["error"] else ""))
-    if any(record["state"] != RunState.SUCCEEDED.value for record in ended):
+        print_json([run.to_record() for run in ended])
+    for run in ended:
+        say(f"run {run.id} {run.state.value} in {run.duration_s or 0:.2f}s"
+            + (f": {run.error}" if run.error else ""))
+    if any(run.state is not RunState.SUCCEEDED for run in ended):
         raise typer.Exit(1)

@@ -36,13 +36,12 @@ def daemon(
 def status(as_json: bool = JSON_OPTION) -> None:
     """Is the daemon up? Its pools, queue depths and next schedule fires. Exit 1 if it is down."""
     from easyflow_cli.runtime.client import daemon_status
-    from easyflow_cli.storage.queue import queue_depths
 
     live = daemon_status()
     if live is None:
         with open_store() as store:
             live = {"pid": None, "since": None, "state": "stopped", "home": str(state_dir()),
-                    "pools": None, "queue": queue_depths(store),
+                    "pools": None, "queue": store.queue.depths(),
                     "next_fires": store.upcoming_schedules(5)}
     if as_json:
         print_json(live)

@@ -11,13 +11,12 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from easyflow_cli.cli.output import err_console
 from easyflow_cli.cli.waiting import starts
-from easyflow_cli.core.model import RunState
-from easyflow_cli.core.timeutil import from_iso, utcnow
-from easyflow_cli.storage.queue import get_run
+from easyflow_cli.core.model import Run, RunState
+from easyflow_cli.core.timeutil import utcnow
 from easyflow_cli.storage.store import Store
 
 if TYPE_CHECKING:
@@ -28,20 +27,20 @@ POLL_SECONDS = 0.1
 Writer = Callable[[bytes], None]
 
 
-def follow_run(store: Store, run_id: int, echo: BinaryIO) -> dict[str, Any]:
-    """Poll the run's record and copy its log until it ends; returns the final record."""
+def follow_run(store: Store, run_id: int, echo: BinaryIO) -> Run:
+    """Poll the run and copy its log until it ends; returns the run as it ended."""
     offset = 0
     started = time.monotonic()
     with err_console.status(f"run {run_id} queued") as status:
         write, finish = _writer(echo, status.console)
         try:
             while True:
-                record = get_run(store, run_id)
-                offset = _copy_new_output(record.get("log_path"), offset, write)
-                if RunState(record["state"]).finished:
-                    _copy_new_output(record.get("log_path"), offset, write)
-                    return record
-                status.update(_describe(record, time.monotonic() - started))
+                run = store.queue.get(run_id)
+                offset = _copy_new_output(run.log_path, offset, write)
+                if run.state.finished:
+                    _copy_new_output(run.log_path, offset, write)
+                    return run
+                status.update(_describe(run, time.monotonic() - started))
                 time.sleep(POLL_SECONDS)
         finally:
             finish()
@@ -92,14 +91,14 @@ class LinesAbove:
         self._console.print(text, soft_wrap=True, highlight=False)
 
 
-def _describe(record: dict[str, Any], waited: float) -> str:
-    where = f"{record['mode']} pool" if record["pool"] else f"{record['mode']} queue"
-    if record["state"] == RunState.RUNNING and record["started_at"]:
-        return f"run {record['id']} running in the {where} ({waited:.1f}s)"
-    if record["not_before"] and from_iso(record["not_before"]) > utcnow():
-        return (f"run {record['id']} waiting in the {where} ({waited:.1f}s): it starts "
-                f"{starts(from_iso(record['not_before']))}")
-    return f"run {record['id']} waiting in the {where} ({waited:.1f}s)"
+def _describe(run: Run, waited: float) -> str:
+    where = f"{run.mode.value} pool" if run.pool else f"{run.mode.value} queue"
+    if run.state is RunState.RUNNING and run.started_at:
+        return f"run {run.id} running in the {where} ({waited:.1f}s)"
+    if run.not_before and run.not_before > utcnow():
+        return (f"run {run.id} waiting in the {where} ({waited:.1f}s): it starts "
+                f"{starts(run.not_before)}")
+    return f"run {run.id} waiting in the {where} ({waited:.1f}s)"
 
 
 def _copy_new_output(path: str | None, offset: int, write: Writer) -> int:

@@ -157,7 +157,6 @@ def pools(
     from easyflow_cli.reporting.accounting import earliest_start, pool_use
     from easyflow_cli.reporting.reports import pools_report
     from easyflow_cli.reporting.timeline import Timeline
-    from easyflow_cli.storage.queue import queue_depths
 
     config = load_config()
     period = _period(since, until, workflow)
@@ -170,7 +169,8 @@ def pools(
         timeline = Timeline(start, end, buckets)
         report = pools_report(
             pool_use(store, period, timeline), {m.value: config.pool(m).workers for m in Mode},
-            queue_depths(store), timeline, _period_json(period))
+            {m.value: n for m, n in store.queue.depths().items()}, timeline,
+            _period_json(period))
     if as_json:
         print_json(report)
     elif as_csv:

@@ -12,7 +12,7 @@ import typer
 from easyflow_cli.cli.common import open_store
 from easyflow_cli.cli.output import err_console, print_json
 from easyflow_cli.core.errors import BadInput
-from easyflow_cli.core.model import Mode, RunState
+from easyflow_cli.core.model import Mode, Run, RunState
 from easyflow_cli.core.paths import state_dir
 from easyflow_cli.core.timeutil import utcnow
 
@@ -77,48 +77,46 @@ def run_one(name: str, *, mode: Mode | None, deadline: str | None, as_json: bool
     from easyflow_cli.cli.waiting import explain, wait_of
     from easyflow_cli.core.config import load_config
     from easyflow_cli.runtime.client import wake
-    from easyflow_cli.storage.queue import get_run
 
     config = load_config()
     home = state_dir()
     with open_store() as store:
         spec = store.get_workflow(name)
-        row = plan_manual_run(store, spec, config, mode=mode, deadline=deadline)
-        record = enqueue_manual_run(store, name, row)
-        if not wake(home, [record["id"]]):
-            run_here(store, home, record, spec, config, as_json)
-        wait = wait_of(store, config, spec, record)
+        planned = plan_manual_run(store, spec, config, mode=mode, deadline=deadline)
+        queued = enqueue_manual_run(store, name, planned)
+        if not wake(home, [queued.id]):
+            run_here(store, home, queued, spec, config, as_json)
+        wait = wait_of(store, config, spec, queued)
         if wait is not None:
             explain(wait)
         if no_wait:
-            queued = get_run(store, record["id"])
-            print_queued(queued | {"quote": wait.as_json()} if wait else queued, as_json)
+            print_queued(store.queue.get(queued.id), as_json,
+                         {"quote": wait.as_json()} if wait else None)
             return
         from easyflow_cli.cli.follow import follow_run
 
         echo = sys.stderr.buffer if as_json else sys.stdout.buffer
-        record = follow_run(store, record["id"], echo)
-    _report(record, as_json)
+        ended = follow_run(store, queued.id, echo)
+    _report(ended, as_json)
 
 
-def run_here(store: Store, home: Path, record: dict, spec: WorkflowSpec, config: Config,
+def run_here(store: Store, home: Path, queued: Run, spec: WorkflowSpec, config: Config,
              as_json: bool) -> NoReturn:
     """No daemon answered the wake-up: run the queued run in this process, report, exit."""
     from easyflow_cli.runtime.foreground import run_in_foreground
 
     echo = sys.stderr.buffer if as_json else sys.stdout.buffer
-    _report(run_in_foreground(store, home, record, spec, config, echo), as_json)
+    _report(run_in_foreground(store, home, queued, spec, config, echo), as_json)
 
 
-def _report(record: dict, as_json: bool) -> NoReturn:
+def _report(run: Run, as_json: bool) -> NoReturn:
     if as_json:
-        print_json(record)
-    state = RunState(record["state"])
-    style = "green" if state is RunState.SUCCEEDED else "red"
-    err_console.print(f"run {record['id']} [{style}]{state.value}[/{style}] in "
-                      f"{record['duration_s'] or 0:.2f}s"
-                      + (f": {record['error']}" if record["error"] else ""), highlight=False)
-    raise typer.Exit(0 if state is RunState.SUCCEEDED else 1)
+        print_json(run.to_record())
+    style = "green" if run.state is RunState.SUCCEEDED else "red"
+    err_console.print(f"run {run.id} [{style}]{run.state.value}[/{style}] in "
+                      f"{run.duration_s or 0:.2f}s"
+                      + (f": {run.error}" if run.error else ""), highlight=False)
+    raise typer.Exit(0 if run.state is RunState.SUCCEEDED else 1)
 
 
 def show_quote(name: str, as_json: bool) -> None:

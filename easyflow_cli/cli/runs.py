@@ -27,8 +27,9 @@ app = typer.Typer(cls=EasyflowGroup, no_args_is_help=True, rich_markup_mode=None
 LIMIT_MAX = 1_000_000
 LIST_COLUMNS = ["id", "workflow", "trigger", "mode", "mode_reason", "state", "enqueued_at",
                 "duration_s", "exit_code"]
-STATE_STYLE = {"succeeded": "green", "failed": "red", "timed_out": "red", "cancelled": "yellow",
-               "running": "cyan", "queued": "blue"}
+# Keyed by the enum, looked up by the record's text: a StrEnum member equals its value.
+STATE_STYLE = {RunState.SUCCEEDED: "green", RunState.FAILED: "red", RunState.TIMED_OUT: "red",
+               RunState.CANCELLED: "yellow", RunState.RUNNING: "cyan", RunState.QUEUED: "blue"}
 
 
 @app.command("list")
@@ -41,10 +42,9 @@ def list_(
     as_csv: bool = CSV_OPTION,
 ) -> None:
     """List runs, newest first."""
-    from easyflow_cli.storage.queue import list_runs
-
     with open_store() as store:
-        rows = list_runs(store, workflow=workflow, state=state, limit=limit)
+        rows = [run.to_record()
+                for run in store.queue.latest(workflow=workflow, state=state, limit=limit)]
     render_rows(rows, LIST_COLUMNS, as_json=as_json, as_csv=as_csv, empty="no runs",
                 formatters={"enqueued_at": short_time, "duration_s": seconds,
                             "state": lambda s: f"[{STATE_STYLE.get(s, '')}]{s}[/]"})
@@ -53,10 +53,8 @@ def list_(
 @app.command("show")
 def show(run_id: int, as_json: bool = JSON_OPTION) -> None:
     """Show everything recorded about one run."""
-    from easyflow_cli.storage.queue import get_run
-
     with open_store() as store:
-        record = get_run(store, run_id)
+        record = store.queue.get(run_id).to_record()
     if as_json:
         print_json(record)
         return
@@ -85,26 +83,25 @@ def _cancel_without_daemon(run_id: int) -> dict:
     import os
     import signal
 
+    from easyflow_cli.core.model import PoolName
     from easyflow_cli.core.timeutil import utcnow
-    from easyflow_cli.storage.queue import cancel_run, get_run
+    from easyflow_cli.storage.run_queue import cancel_run
 
     with open_store() as store:
-        record = get_run(store, run_id)
-        if record["state"] == RunState.RUNNING and record["pool"] == "foreground":
+        run = store.queue.get(run_id)
+        if run.state is RunState.RUNNING and run.pool is PoolName.FOREGROUND and run.pid:
             # The foreground runner stops its steps on SIGTERM and records `cancelled`.
-            os.kill(record["pid"], signal.SIGTERM)
+            os.kill(run.pid, signal.SIGTERM)
             return {"ok": True, "state": "stopping"}
-        return {"ok": True, "state": cancel_run(store, run_id, now=utcnow())["state"]}
+        return {"ok": True, "state": cancel_run(store.queue, run_id, now=utcnow()).state.value}
 
 
 def logs(run_id: int = typer.Argument(..., help="The run whose output to print.")) -> None:
     """Print the output a run's steps wrote (kept under the state directory)."""
-    from easyflow_cli.storage.queue import get_run
-
     with open_store() as store:
-        record = get_run(store, run_id)
-    if not record["log_path"] or not Path(record["log_path"]).exists():
-        raise BadInput(f"run {run_id} has no log yet (state {record['state']})")
-    with open(record["log_path"], "rb") as log:
+        run = store.queue.get(run_id)
+    if not run.log_path or not Path(run.log_path).exists():
+        raise BadInput(f"run {run_id} has no log yet (state {run.state.value})")
+    with open(run.log_path, "rb") as log:
         while chunk := log.read(65536):
             typer.get_binary_stream("stdout").write(chunk)

@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING, Any
 
 from easyflow_cli.cli.common import parse_deadline
 from easyflow_cli.cli.output import print_json, print_line, say
-from easyflow_cli.core.model import Mode, Trigger
+from easyflow_cli.core.model import Mode, Run, Trigger
+from easyflow_cli.core.planning import PlannedRun, QueuePolicy, plan_run
 from easyflow_cli.core.timeutil import utcnow
-from easyflow_cli.storage.queue import QueuePolicy, enqueue_run, plan_run, typical_duration
 
 if TYPE_CHECKING:
     from easyflow_cli.core.config import Config
@@ -22,39 +22,39 @@ if TYPE_CHECKING:
 
 
 def plan_manual_run(store: Store, spec: WorkflowSpec, config: Config, *, mode: Mode | None,
-                    deadline: str | None, now: datetime | None = None) -> dict[str, Any]:
-    """The row for a run a user asked for now (nothing is written)."""
+                    deadline: str | None, now: datetime | None = None) -> PlannedRun:
+    """The run a user asked for now, planned (nothing is written)."""
     moment = now or utcnow()
     return plan_run(
         spec, trigger=Trigger.MANUAL, now=moment,
         policy=QueuePolicy(config.promote_within, config.off_peak), override=mode,
         deadline=parse_deadline(deadline, moment) if deadline is not None else None,
-        typical_duration=typical_duration(store, spec.name),
+        typical_duration=store.queue.typical_duration(spec.name),
     )
 
 
 def plan_manual_runs(store: Store, specs: Sequence[WorkflowSpec], count: int, config: Config,
-                     *, mode: Mode | None, deadline: str | None) -> list[dict[str, Any]]:
-    """`count` rows for each workflow, in order. Runs of one workflow asked for at the same
+                     *, mode: Mode | None, deadline: str | None) -> list[PlannedRun]:
+    """`count` runs of each workflow, in order. Runs of one workflow asked for at the same
     moment are planned alike, so each workflow is planned once."""
     moment = utcnow()
-    rows = []
+    planned = []
     for spec in specs:
-        row = plan_manual_run(store, spec, config, mode=mode, deadline=deadline, now=moment)
-        rows.extend([row] * count)
-    return rows
+        run = plan_manual_run(store, spec, config, mode=mode, deadline=deadline, now=moment)
+        planned.extend([run] * count)
+    return planned
 
 
-def enqueue_manual_run(store: Store, name: str, row: dict[str, Any]) -> dict[str, Any]:
-    """Commit the planned run and say so on stderr; the stored record."""
-    record = enqueue_run(store, row)
-    say(f"run {record['id']}: {name} in {record['mode']} mode ({record['mode_reason']})")
-    return record
+def enqueue_manual_run(store: Store, name: str, planned: PlannedRun) -> Run:
+    """Commit the planned run and say so on stderr; the stored run."""
+    run = store.queue.get(store.queue.enqueue([planned])[0])
+    say(f"run {run.id}: {name} in {run.mode.value} mode ({run.mode_reason.value})")
+    return run
 
 
-def print_queued(record: dict[str, Any], as_json: bool) -> None:
-    """What `--no-wait` prints: the run id, or with `--json` the queued record."""
+def print_queued(run: Run, as_json: bool, extra: dict[str, Any] | None = None) -> None:
+    """What `--no-wait` prints: the run id, or with `--json` the queued record (and `extra`)."""
     if as_json:
-        print_json(record)
+        print_json(run.to_record() | (extra or {}))
     else:
-        print_line(record["id"])
+        print_line(run.id)

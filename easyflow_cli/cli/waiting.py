@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 from easyflow_cli.cli.output import say, short_time
 from easyflow_cli.core.durations import format_duration
-from easyflow_cli.core.model import Mode
-from easyflow_cli.core.timeutil import from_iso, to_iso, utcnow
+from easyflow_cli.core.model import Mode, Run
+from easyflow_cli.core.timeutil import to_iso, utcnow
 
 if TYPE_CHECKING:
     from easyflow_cli.core.config import Config
@@ -35,18 +35,17 @@ class Wait:
                 "real_time_cost": self.real_time_cost}
 
 
-def wait_of(store: Store, config: Config, spec: WorkflowSpec, record: dict[str, Any],
+def wait_of(store: Store, config: Config, spec: WorkflowSpec, run: Run,
             now: datetime | None = None) -> Wait | None:
     """The run's wait, or None when it may start at once (most runs: nothing is priced)."""
     moment = now or utcnow()
-    if not record["not_before"] or from_iso(record["not_before"]) <= moment:
+    if run.not_before is None or run.not_before <= moment:
         return None
     from easyflow_cli.reporting.accounting import workflow_quotes
 
-    quotes = workflow_quotes(store, config, spec, moment, (Mode(record["mode"]), Mode.REAL_TIME))
-    return Wait(record["id"], spec.name, from_iso(record["not_before"]),
-                quotes[Mode(record["mode"])].cost, quotes[Mode.REAL_TIME].cost,
-                config.costs.currency)
+    quotes = workflow_quotes(store, config, spec, moment, (run.mode, Mode.REAL_TIME))
+    return Wait(run.id, spec.name, run.not_before, quotes[run.mode].cost,
+                quotes[Mode.REAL_TIME].cost, config.costs.currency)
 
 
 def explain(wait: Wait, now: datetime | None = None) -> None:

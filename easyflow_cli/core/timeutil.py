@@ -28,9 +28,11 @@ def to_iso(moment: datetime | None) -> str | None:
         return None
     if moment.tzinfo is None:
         raise ValueError("naive datetime given where an aware one is required")
-    # isoformat rather than strftime: the same text for less work, and the daemon writes a few
-    # of these per run.
-    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+    # isoformat rather than strftime, and no conversion of what is UTC already: the same text
+    # for less work, and the daemon writes a few of these per run.
+    if moment.tzinfo is not UTC:
+        moment = moment.astimezone(UTC)
+    return moment.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 @overload

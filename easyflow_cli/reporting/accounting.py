@@ -16,12 +16,14 @@ from typing import Any
 
 from easyflow_cli.core.config import Config
 from easyflow_cli.core.costs import ModeHistory, Quote, quote
-from easyflow_cli.core.model import Mode
+from easyflow_cli.core.model import Mode, PoolName
 from easyflow_cli.core.spec import WorkflowSpec
 from easyflow_cli.core.stats import median, nearest_rank, percentile
 from easyflow_cli.core.timeutil import to_iso
 from easyflow_cli.reporting.timeline import Timeline
 from easyflow_cli.storage.store import LEFT_QUEUE_SQL, Store, epoch_sql
+
+FOREGROUND_SQL = f"'{PoolName.FOREGROUND.value}'"
 
 NOW_ISO = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
 
@@ -179,7 +181,7 @@ def _add_busy(store: Store, period: Period, timeline: Timeline, filters: dict[st
                         _slice_args(filters, timeline, mode, index, low_iso, high_iso),
                         use, index, timeline)
     for mode, pool, begin, finish in _unfinished(store, "busy", filters):
-        if pool == "foreground":
+        if pool == PoolName.FOREGROUND:
             use.foreground_runs += 1
             continue
         use.runs[mode] += 1
@@ -248,9 +250,9 @@ def _busy_slice(store: Store, filters: str, args: dict[str, Any], use: PoolUse, 
                 timeline: Timeline) -> None:
     where = (f"finished_at IS NOT NULL AND mode = :mode AND {filters}"
              f" AND {_in_slice('finished_at', args['low_iso'], args['high_iso'])}")
-    inside = f"pool IS NOT 'foreground' AND {BEGAN} >= :low AND {ENDED} <= :high"
+    inside = f"pool IS NOT {FOREGROUND_SQL} AND {BEGAN} >= :low AND {ENDED} <= :high"
     runs, foreground, busy, simple = store.conn.execute(
-        f"SELECT count(*), total(pool IS 'foreground'),"
+        f"SELECT count(*), total(pool IS {FOREGROUND_SQL}),"
         f" total(CASE WHEN {inside} AND {ENDED} > {BEGAN} THEN {ENDED} - {BEGAN} END),"
         f" total({inside}) FROM runs INDEXED BY runs_busy WHERE {where}", args).fetchone()
     mode = args["mode"]
@@ -260,7 +262,7 @@ def _busy_slice(store: Store, filters: str, args: dict[str, Any], use: PoolUse, 
     if runs - foreground - simple:
         for begin, finish in store.conn.execute(
             f"SELECT {BEGAN}, {ENDED} FROM runs INDEXED BY runs_busy WHERE {where}"
-            f" AND pool IS NOT 'foreground' AND NOT ({BEGAN} >= :low AND {ENDED} <= :high)",
+            f" AND pool IS NOT {FOREGROUND_SQL} AND NOT ({BEGAN} >= :low AND {ENDED} <= :high)",
             args,
         ):
             timeline.spread(use.busy_s[mode], begin, finish)

@@ -32,36 +32,16 @@ from typing import Any
 
 from easyflow_cli.core.config import Config, load_config
 from easyflow_cli.core.errors import EasyflowError, NotFound, shown
-from easyflow_cli.core.model import Mode, RunState
+from easyflow_cli.core.model import ClaimedRun, Mode, Outcome, PoolName, Run, RunState, StopReason
 from easyflow_cli.core.paths import ensure_state_dir, run_log_path, socket_path
-from easyflow_cli.core.timeutil import from_iso, to_iso, utcnow
+from easyflow_cli.core.planning import QueuePolicy, plan_retry
+from easyflow_cli.core.timeutil import to_iso, utcnow
 from easyflow_cli.runtime.executor import limits_for
 from easyflow_cli.runtime.pools import Assignment, Pool, WorkerProcess
 from easyflow_cli.runtime.recording import Batch, EndedRun
 from easyflow_cli.runtime.sdnotify import Notifier
 from easyflow_cli.scheduling.scheduler import ScheduleBook, prime_schedules
-from easyflow_cli.storage.queue import (
-    Outcome,
-    QueuePolicy,
-    RunEnd,
-    RunStart,
-    cancel_run,
-    claim_next_runs,
-    claim_runs_for_workers,
-    enqueue_run,
-    finish_run,
-    get_run,
-    next_promotion_at,
-    next_ready_at,
-    plan_retry,
-    promote_due_runs,
-    queue_depths,
-    record_step_process,
-    replan_off_peak,
-    requeue_run,
-    requeue_runs,
-    running_runs,
-)
+from easyflow_cli.storage.run_queue import Hand, RunEnd, RunStart, cancel_run, replan_off_peak
 from easyflow_cli.storage.store import CHECKPOINT_WHEN_QUIET_S, Store
 
 log = logging.getLogger("easyflow.daemon")
@@ -224,8 +204,8 @@ class Daemon:
         if self.db_retry_at is not None:
             waits = [self.db_retry_at - time.monotonic()]
         else:
-            due = [self.schedules.next_due(), next_promotion_at(self.store)]
-            due += [next_ready_at(self.store, mode, now) for mode in Mode
+            due = [self.schedules.next_due(), self.store.queue.next_promotion_at()]
+            due += [self.store.queue.next_ready_at(mode, now) for mode in Mode
                     if self.pools[mode].idle_workers()]
             waits = [(moment - now).total_seconds() for moment in due if moment is not None]
             release = self._next_release_in()
@@ -316,10 +296,14 @@ class Daemon:
             return {"ok": False, "error": "a request is one JSON object"}
         op = request.get("op")
         if op == "wake":
-            # The CLI planned these runs' off-peak wait with the config it found; ours rules.
+            # The CLI planned these runs with the config it found, and the daemon may run with
+            # one the CLI cannot see (systemd's `--config`, its own $EASYFLOW_CONFIG): the
+            # off-peak window that decides when eco work starts is ours, so that one rule of the
+            # plan is applied again here. Asking the daemon for its window before planning
+            # would add a round trip to every `run --now`.
             submitted = [int(i) for i in request.get("runs", [])]
             if submitted:
-                replan_off_peak(self.store, self._policy(), utcnow(), submitted)
+                replan_off_peak(self.store.queue, self._policy(), utcnow(), submitted)
             self._dispatch_now()
             return {"ok": True}
         if op == "reload":
@@ -343,7 +327,7 @@ class Daemon:
                                    "ready": pool.ready,
                                    "workers": [w.pid for w in pool.workers]}
                       for mode, pool in self.pools.items()},
-            "queue": queue_depths(self.store),
+            "queue": self.store.queue.depths(),
             "next_fires": self.store.upcoming_schedules(5),
         }
 
@@ -351,11 +335,12 @@ class Daemon:
         for worker in self._all_workers():
             assignment = worker.assignments.get(run_id)
             if assignment is not None:
-                assignment.stop_reason = "cancelled"
+                assignment.stop_reason = StopReason.CANCELLED
                 worker.send({"op": "cancel", "id": run_id})
                 return {"ok": True, "state": "stopping"}
         try:
-            return {"ok": True, "state": cancel_run(self.store, run_id, now=utcnow())["state"]}
+            run = cancel_run(self.store.queue, run_id, now=utcnow())
+            return {"ok": True, "state": run.state.value}
         except EasyflowError as exc:
             return {"ok": False, "error": str(exc)}
         except sqlite3.OperationalError as exc:
@@ -376,7 +361,7 @@ class Daemon:
                          fire.run_id, fire.trigger.value)
 
     def _promote(self, now: datetime) -> None:
-        for run_id in promote_due_runs(self.store, now=now):
+        for run_id in self.store.queue.promote(now):
             log.info("run %d promoted to real-time: its deadline is near", run_id)
 
     def _dispatch(self, now: datetime) -> None:
@@ -393,8 +378,8 @@ class Daemon:
         now_mono = time.monotonic()
         rooms = pool.rooms(now_mono)
         if rooms:
-            hands = claim_runs_for_workers(self.store, pool.mode, now=now, pool=pool.mode.value,
-                                           rooms=[(w.name, room) for w, room in rooms])
+            hands = self.store.queue.claim(pool.mode, now=now, pool=PoolName.of(pool.mode),
+                                           hands=[Hand(w.name, room) for w, room in rooms])
             for (worker, _), runs in zip(rooms, hands, strict=True):
                 if runs:
                     self._hand_over(worker, runs)
@@ -408,8 +393,8 @@ class Daemon:
         for worker in pool.idle_workers():
             limit = pool.config.batch_size
             batch_id = uuid.uuid4().hex[:12] if limit > 1 else None
-            runs = claim_next_runs(self.store, pool.mode, now=now, limit=limit,
-                                   pool=pool.mode.value, worker=worker.name, batch_id=batch_id)
+            runs = self.store.queue.claim(pool.mode, now=now, pool=PoolName.of(pool.mode),
+                                          hands=[Hand(worker.name, limit, batch_id)])[0]
             if not runs:
                 break
             self._hand_over(worker, runs)
@@ -421,11 +406,11 @@ class Daemon:
                    for due in map(WorkerProcess.release_due_at, pool.workers) if due is not None]
         return max(0.0, min(moments) - time.monotonic()) if moments else None
 
-    def _hand_over(self, worker: WorkerProcess, runs: list[dict[str, Any]]) -> None:
+    def _hand_over(self, worker: WorkerProcess, runs: list[ClaimedRun]) -> None:
         specs: dict[str, dict[str, Any]] = {}
         kept = []
         for run in runs:
-            name = run["workflow"]
+            name = run.workflow
             try:
                 if name not in specs:
                     spec, source_file = self.store.workflow_spec_dict(name)
@@ -433,16 +418,16 @@ class Daemon:
             except NotFound:
                 outcome = Outcome(RunState.FAILED,
                                   error="workflow was removed before the run started")
-                self._record(lambda r=run, o=outcome: finish_run(self.store, r["id"], o,
-                                                                 now=utcnow()))
+                self._record(lambda r=run, o=outcome: self.store.queue.finish(
+                    [RunEnd(r.id, o, utcnow(), r.claimed_at, r.deadline)]))
                 continue
             kept.append(run)
         if not kept:
             return
-        message = {"op": "run", "limits": asdict(limits_for(self.config, kept[0]["mode"])),
+        message = {"op": "run", "limits": asdict(limits_for(self.config, kept[0].mode)),
                    "specs": specs,
-                   "runs": [{"id": run["id"], "workflow": run["workflow"],
-                             "log_path": self._log_path(run["id"])} for run in kept]}
+                   "runs": [{"id": run.id, "workflow": run.workflow,
+                             "log_path": self._log_path(run.id)} for run in kept]}
         if not worker.assign(kept, message):
             log.warning("worker %s did not take its orders; it will be replaced", worker.name)
 
@@ -536,7 +521,7 @@ class Daemon:
         if kind == "step":
             assignment.pgid = event["pgid"]
             # Only once the process group is committed may the worker let the step run.
-            self._record(lambda: record_step_process(self.store, event["id"], event["pgid"]),
+            self._record(lambda: self.store.queue.record_step(event["id"], event["pgid"]),
                          then=lambda: worker.send({"op": "ack", "id": event["id"],
                                                    "pgid": event["pgid"]}))
             return
@@ -551,7 +536,7 @@ class Daemon:
         assignment.started_mono = time.monotonic()
         window = self.config.tariff_window
         self.batch.starts.append(RunStart(
-            assignment.run_id, moment, assignment.run["enqueued_at"], worker.pid,
+            assignment.run_id, moment, assignment.run.enqueued_at, worker.pid,
             self._log_path(assignment.run_id), window.contains(moment) if window else None))
 
     def _on_finished(self, worker: WorkerProcess, assignment: Assignment, at: float,
@@ -561,7 +546,7 @@ class Daemon:
             worker.pool.note_duration(time.monotonic() - assignment.started_mono)
         outcome = Outcome(**{**reported, "state": RunState(reported["state"])})
         moment = _moment(at)
-        if assignment.stop_reason != "shutdown" and outcome.state in PLAIN_ENDS:
+        if assignment.stop_reason is not StopReason.SHUTDOWN and outcome.state in PLAIN_ENDS:
             self.batch.ends.append(_ended_run(assignment, outcome, moment))
         else:
             self._record(lambda: self._record_end(assignment.run_id, outcome, moment,
@@ -575,44 +560,54 @@ class Daemon:
         note = SHUTDOWN_NOTE + "; re-queued" if self.draining_until is not None else None
         if run_ids:
             log.info("worker %s gave back %d runs it had not started", worker.name, len(run_ids))
-            self._record(lambda: requeue_runs(self.store, run_ids, note))
+            self._record(lambda: self.store.queue.requeue(run_ids, note))
 
     def _record_end(self, run_id: int, outcome: Outcome, moment: datetime,
-                    stop_reason: str | None) -> None:
-        if stop_reason == "shutdown" and outcome.state is RunState.CANCELLED:
-            self._settle_interrupted(get_run(self.store, run_id))
+                    stop_reason: StopReason | None) -> None:
+        queue = self.store.queue
+        if stop_reason is StopReason.SHUTDOWN and outcome.state is RunState.CANCELLED:
+            self._settle_interrupted(queue.get(run_id))
             return
         # The end and its retry in one transaction: a crash in between must not lose the retry.
         with self.store.write():
-            run = finish_run(self.store, run_id, outcome, now=moment)
+            queue.finish([RunEnd.of(queue.get(run_id), outcome, moment)])
+            run = queue.get(run_id)
             retry = None
-            if run["state"] in (RunState.FAILED, RunState.TIMED_OUT):
+            if run.state in (RunState.FAILED, RunState.TIMED_OUT):
                 retry = self._enqueue_retry(run)
-        log.info("run %d (%s, %s) %s in %.2fs", run_id, run["workflow"], run["mode"],
-                 run["state"], run["duration_s"] or 0)
-        if retry is not None:
-            log.info("run %d will be retried as run %d (attempt %d)", run["id"], retry["id"],
-                     retry["attempt"])
+        _log_end(run, retry)
 
-    def _enqueue_retry(self, run: dict[str, Any]) -> dict[str, Any] | None:
+    def _enqueue_retry(self, run: Run) -> Run | None:
         try:
-            spec = self.store.get_workflow(run["workflow"])
+            spec = self.store.get_workflow(run.workflow)
         except NotFound:
             return None
         planned = plan_retry(run, spec, utcnow())
-        return enqueue_run(self.store, planned) if planned is not None else None
+        if planned is None:
+            return None
+        return self.store.queue.get(self.store.queue.enqueue([planned])[0])
 
-    def _settle_interrupted(self, run: dict[str, Any]) -> None:
+    def _settle_interrupted(self, run: Run) -> None:
         """A run stopped by shutdown: back in the queue if it never started or may be retried."""
         try:
-            retries = self.store.get_workflow(run["workflow"]).retries
+            retries = self.store.get_workflow(run.workflow).retries
         except NotFound:
             retries = 0
-        if run["started_at"] is None or run["attempt"] <= retries:
-            requeue_run(self.store, run["id"], SHUTDOWN_NOTE + "; re-queued")
+        if run.started_at is None or run.attempt <= retries:
+            self.store.queue.requeue([run.id], SHUTDOWN_NOTE + "; re-queued")
         else:
-            finish_run(self.store, run["id"], Outcome(RunState.FAILED, error=SHUTDOWN_NOTE),
-                       now=utcnow())
+            self.store.queue.finish(
+                [RunEnd.of(run, Outcome(RunState.FAILED, error=SHUTDOWN_NOTE), utcnow())])
+
+    def _settle_abandoned(self, run_ids: list[int], *, note: str, error: str) -> None:
+        """Runs whose executor is gone: queued again if they never started, else failed (and
+        retried if their workflow allows), in one transaction."""
+        with self.store.write():
+            failed = self.store.queue.settle_abandoned(run_ids, now=utcnow(), note=note,
+                                                       error=error)
+            retries = [(run, self._enqueue_retry(run)) for run in failed]
+        for run, retry in retries:
+            _log_end(run, retry)
 
     def _on_worker_exit(self, worker: WorkerProcess) -> None:
         self.selector.unregister(worker.stdout_fd)
@@ -633,32 +628,30 @@ class Daemon:
 
     def _settle_orphaned(self, worker, assignment, status) -> None:
         """The worker died holding this run: tell the truth about it."""
-        if assignment.stop_reason == "shutdown":
-            self._settle_interrupted(get_run(self.store, assignment.run_id))
+        if assignment.stop_reason is StopReason.SHUTDOWN:
+            self._settle_interrupted(self.store.queue.get(assignment.run_id))
             return
-        if not assignment.started:
-            requeue_run(self.store, assignment.run_id, "its worker died before it started")
-            return
-        outcome = Outcome(RunState.FAILED, error=f"worker process {worker.pid} died "
-                          f"(exit status {status}) while running it")
-        self._record_end(assignment.run_id, outcome, utcnow(), None)
+        self._settle_abandoned([assignment.run_id], note="its worker died before it started",
+                               error=f"worker process {worker.pid} died (exit status {status})"
+                                     " while running it")
 
     # ------------------------------------------------------------------ recovery, reload, drain
 
     def _recover_abandoned_runs(self) -> None:
         """Runs left `running` by a daemon that died: stop their processes, settle their state."""
-        for run in running_runs(self.store):
-            if run["pool"] == "foreground" and _pid_alive(run["pid"]):
+        abandoned = []
+        for run in self.store.queue.running():
+            if run.pool is PoolName.FOREGROUND and _pid_alive(run.pid):
                 continue  # a `run --now` in a terminal, still going
-            if run["pgid"]:
-                _kill_group(run["pgid"])
-            if run["started_at"] is None:
-                requeue_run(self.store, run["id"], "re-queued after a daemon restart")
-                continue
-            outcome = Outcome(RunState.FAILED, error="the daemon stopped while this run was "
-                              "running (found at start-up)")
-            self._record_end(run["id"], outcome, utcnow(), None)
-            log.warning("run %d was running when the daemon stopped; marked failed", run["id"])
+            if run.pgid:
+                _kill_group(run.pgid)
+            if run.started_at is not None:
+                log.warning("run %d was running when the daemon stopped; marking it failed",
+                            run.id)
+            abandoned.append(run.id)
+        self._settle_abandoned(abandoned, note="re-queued after a daemon restart",
+                               error="the daemon stopped while this run was running "
+                                     "(found at start-up)")
 
     def _reload(self) -> None:
         self.reload_requested = False
@@ -670,7 +663,7 @@ class Daemon:
             log.error("reload: keeping the old configuration: %s", exc)
         self.schedules.policy = self._policy()
         if self.config.off_peak != old_window:
-            count = replan_off_peak(self.store, self._policy(), utcnow())
+            count = replan_off_peak(self.store.queue, self._policy(), utcnow())
             log.info("off-peak window changed: re-planned %d waiting eco runs", count)
         for mode, pool in self.pools.items():
             pool.config = self.config.pool(mode)
@@ -707,8 +700,8 @@ class Daemon:
             self.draining_until = time.monotonic() + 5
 
     def _stop(self, worker: WorkerProcess, assignment) -> None:
-        if assignment.stop_reason != "shutdown":
-            assignment.stop_reason = "shutdown"
+        if assignment.stop_reason is not StopReason.SHUTDOWN:
+            assignment.stop_reason = StopReason.SHUTDOWN
             worker.send({"op": "cancel", "id": assignment.run_id})
 
     def _finished_draining(self) -> bool:
@@ -735,7 +728,7 @@ class Daemon:
     # ------------------------------------------------------------------ status line
 
     def _status_line(self) -> str:
-        depths = queue_depths(self.store)
+        depths = self.store.queue.depths()
         pools = ", ".join(f"{m.value} {p.busy}/{p.config.workers}" for m, p in self.pools.items())
         queued = ", ".join(f"{m} {n}" for m, n in depths.items())
         return f"busy: {pools}; queued: {queued}"
@@ -759,9 +752,16 @@ PLAIN_ENDS = (RunState.SUCCEEDED, RunState.CANCELLED)
 def _ended_run(assignment: Assignment, outcome: Outcome, moment: datetime) -> EndedRun:
     run = assignment.run
     end = RunEnd(assignment.run_id, outcome, moment,
-                 began_at=assignment.started_at or from_iso(run["claimed_at"]),
-                 deadline=run["deadline"])
-    return EndedRun(end, run["workflow"], run["mode"])
+                 began_at=assignment.started_at or run.claimed_at, deadline=run.deadline)
+    return EndedRun(end, run.workflow, run.mode)
+
+
+def _log_end(run: Run, retry: Run | None) -> None:
+    log.info("run %d (%s, %s) %s in %.2fs", run.id, run.workflow, run.mode.value,
+             run.state.value, run.duration_s or 0)
+    if retry is not None:
+        log.info("run %d will be retried as run %d (attempt %d)", run.id, retry.id,
+                 retry.attempt)
 
 
 def _moment(at: float) -> datetime:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import os
 import signal
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 from easyflow_cli.core.config import Config
 from easyflow_cli.core.errors import EasyflowError
+from easyflow_cli.core.model import PoolName, Run
 from easyflow_cli.core.paths import run_log_path
 from easyflow_cli.core.spec import WorkflowSpec
 from easyflow_cli.core.timeutil import utcnow
@@ -19,7 +20,7 @@ from easyflow_cli.runtime.executor import (
     lower_priority,
 )
 from easyflow_cli.runtime.rapl import EnergyMeter
-from easyflow_cli.storage.queue import claim_run, finish_run, mark_started, record_step_process
+from easyflow_cli.storage.run_queue import RunEnd, RunStart
 from easyflow_cli.storage.store import Store
 
 
@@ -33,16 +34,18 @@ class _StopFlag:
         self.stopped = True
 
 
-def run_in_foreground(store: Store, home: Path, run: dict[str, Any], spec: WorkflowSpec,
-                      config: Config, echo: BinaryIO | None) -> dict[str, Any]:
+def run_in_foreground(store: Store, home: Path, run: Run, spec: WorkflowSpec, config: Config,
+                      echo: BinaryIO | None) -> Run:
     """Claim the queued run, execute it with its mode's profile, record and return the result."""
-    if not claim_run(store, run["id"], now=utcnow(), pool="foreground",
-                     worker=f"cli:{os.getpid()}"):
-        raise EasyflowError(f"run {run['id']} was taken by another runner")
-    limits = limits_for(config, run["mode"])
+    queue = store.queue
+    claimed = queue.claim_ids([run.id], now=utcnow(), pool=PoolName.FOREGROUND,
+                              worker=f"cli:{os.getpid()}")
+    if not claimed:
+        raise EasyflowError(f"run {run.id} was taken by another runner")
+    limits = limits_for(config, run.mode)
     become_subreaper()
     lower_priority(limits.nice)
-    log_path = run_log_path(home, run["id"])
+    log_path = run_log_path(home, run.id)
     stop = _StopFlag()
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -51,14 +54,15 @@ def run_in_foreground(store: Store, home: Path, run: dict[str, Any], spec: Workf
             started = utcnow()
             window = config.tariff_window
             off_peak = window.contains(started) if window else None
-            mark_started(store, run["id"], now=started, pid=os.getpid(), log_path=str(log_path),
-                         off_peak=off_peak)
+            queue.start([RunStart(run.id, started, claimed[0].enqueued_at, os.getpid(),
+                                  str(log_path), off_peak)])
             outcome = execute_workflow(
                 spec, limits, log, echo=echo, cancelled=lambda: stop.stopped,
-                on_step_start=lambda step, pid: record_step_process(store, run["id"], pid),
+                on_step_start=lambda step, pid: queue.record_step(run.id, pid),
                 meter=EnergyMeter(),
             )
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    return finish_run(store, run["id"], outcome, now=utcnow())
+    queue.finish([RunEnd(run.id, outcome, utcnow(), started, claimed[0].deadline)])
+    return queue.get(run.id)

@@ -23,7 +23,7 @@ from datetime import datetime
 from typing import Any
 
 from easyflow_cli.core.config import PoolConfig
-from easyflow_cli.core.model import Mode
+from easyflow_cli.core.model import ClaimedRun, Mode, StopReason
 
 # Runs a worker may hold at once while its pool's recent runs took under SHORT_RUN_S each.
 PREFETCH_DEPTH = 32
@@ -40,12 +40,12 @@ class Assignment:
     """A run a worker holds: handed over (`started` False) or executing (`started` True)."""
 
     run_id: int
-    run: dict[str, Any]  # the run as claimed
+    run: ClaimedRun
     started: bool = False
     started_at: datetime | None = None  # as its worker reported
     started_mono: float | None = None  # when that report arrived (monotonic)
     pgid: int | None = None
-    stop_reason: str | None = None
+    stop_reason: StopReason | None = None
 
 
 class WorkerProcess:
@@ -83,10 +83,10 @@ class WorkerProcess:
         except (OSError, ValueError):  # ValueError: the pipe was already closed
             return False
 
-    def assign(self, runs: list[dict[str, Any]], message: dict[str, Any]) -> bool:
-        """Hand over `runs` (claimed rows) with the `run` message that describes them."""
+    def assign(self, runs: list[ClaimedRun], message: dict[str, Any]) -> bool:
+        """Hand over `runs` with the `run` message that describes them."""
         for run in runs:
-            self.assignments[run["id"]] = Assignment(run["id"], run)
+            self.assignments[run.id] = Assignment(run.id, run)
         return self.send(message)
 
     def long_from(self) -> float | None:

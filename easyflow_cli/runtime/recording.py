@@ -13,8 +13,8 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from easyflow_cli.core.model import RunState
-from easyflow_cli.storage.queue import RunEnd, RunStart, finish_runs, mark_runs_started
+from easyflow_cli.core.model import Mode, RunState
+from easyflow_cli.storage.run_queue import RunEnd, RunStart
 from easyflow_cli.storage.store import Store
 
 log = logging.getLogger("easyflow.daemon")
@@ -29,7 +29,7 @@ class EndedRun:
 
     end: RunEnd
     workflow: str
-    mode: str
+    mode: Mode
 
 
 @dataclass
@@ -46,8 +46,8 @@ class Batch:
         """Write it all in one transaction; then run what waited for the commit."""
         with store.write():
             if self.starts:
-                mark_runs_started(store, self.starts)
-            already_ended = finish_runs(store, [e.end for e in self.ends]) if self.ends else []
+                store.queue.start(self.starts)
+            already_ended = store.queue.finish([e.end for e in self.ends])
             for change in self.changes:
                 change()
         for then in self.after_commit:
@@ -65,12 +65,12 @@ def log_ends(ends: list[EndedRun], already_ended: set[int]) -> None:
         one_by_one += succeeded
     for ended in one_by_one:
         end = ended.end
-        log.info("run %d (%s, %s) %s in %.2fs", end.run_id, ended.workflow, ended.mode,
+        log.info("run %d (%s, %s) %s in %.2fs", end.run_id, ended.workflow, ended.mode.value,
                  end.outcome.state.value, _duration(end))
 
 
 def _duration(end: RunEnd) -> float:
-    return (end.at - end.began_at).total_seconds()
+    return (end.at - end.began_at).total_seconds() if end.began_at else 0.0
 
 
 def _id_ranges(ended: list[EndedRun]) -> str:

@@ -15,15 +15,9 @@ from typing import Any
 from easyflow_cli.core import triggers
 from easyflow_cli.core.errors import NotFound
 from easyflow_cli.core.model import Mode, Trigger
+from easyflow_cli.core.planning import QueuePolicy, plan_run
 from easyflow_cli.core.spec import ScheduleSpec
 from easyflow_cli.core.timeutil import from_iso, to_iso
-from easyflow_cli.storage.queue import (
-    QueuePolicy,
-    enqueue_run,
-    has_pending_recurring_run,
-    plan_run,
-    typical_duration,
-)
 from easyflow_cli.storage.store import Store
 
 log = logging.getLogger("easyflow.scheduler")
@@ -135,7 +129,8 @@ class ScheduleBook:
             spec = self.store.get_workflow(row["workflow"])
         except NotFound:
             return None
-        if not spec.allow_overlap and has_pending_recurring_run(self.store, spec.name):
+        queue = self.store.queue
+        if not spec.allow_overlap and queue.has_pending_recurring(spec.name):
             log.info("schedule %s: %s still queued or running; not doubling it",
                      row["id"], spec.name)
             return None
@@ -143,9 +138,9 @@ class ScheduleBook:
             spec, trigger=trigger, now=now, policy=self.policy,
             override=Mode(row["mode"]) if row["mode"] else None,
             deadline_after=row["deadline_after_s"],
-            typical_duration=typical_duration(self.store, spec.name),
+            typical_duration=queue.typical_duration(spec.name), schedule_id=row["id"],
         )
-        return enqueue_run(self.store, planned, schedule_id=row["id"])["id"]
+        return queue.enqueue([planned])[0]
 
 
 def describe_delay(moment: datetime | None, now: datetime) -> str:

@@ -1,7 +1,8 @@
 """The SQLite store: connection settings, schema migrations, workflows and schedules.
 
 One database file in the state directory, owner-only, in WAL mode with a busy timeout.
-The run queue's transactions live in `queue.py`; everything else that touches SQL lives here.
+The run queue's transactions live in `sqlite_queue.py` (`store.queue`); everything else that
+touches SQL lives here.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from easyflow_cli.core.model import Mode
 from easyflow_cli.core.paths import database_path, ensure_state_dir, state_dir
 from easyflow_cli.core.spec import ScheduleSpec, WorkflowSpec, spec_from_dict, spec_to_dict
 from easyflow_cli.core.timeutil import to_iso
+from easyflow_cli.storage.run_queue import RunQueue
+from easyflow_cli.storage.sqlite_queue import SqliteRunQueue, fits_sqlite_integer
 
 BUSY_TIMEOUT_MS = 30_000
 # SQLite copies its write-ahead log back into the database (a checkpoint, with an fsync) inside
@@ -30,13 +33,6 @@ BUSY_TIMEOUT_MS = 30_000
 WAL_AUTOCHECKPOINT_PAGES = 10_000
 # How long the daemon waits for quiet after some activity before it checkpoints.
 CHECKPOINT_WHEN_QUIET_S = 0.5
-SQLITE_INTEGER_MAX = 2**63 - 1
-
-
-def fits_sqlite_integer(value: int) -> bool:
-    """Binding a larger int raises OverflowError, so such an id can only be unknown."""
-    return -SQLITE_INTEGER_MAX - 1 <= value <= SQLITE_INTEGER_MAX
-
 
 def _migration_1(db) -> None:
     """Workflows, schedules and runs."""
@@ -149,6 +145,7 @@ class Store:
         if fresh:
             os.chmod(path, 0o600)
         self.migrate()
+        self.queue: RunQueue = SqliteRunQueue(self)
 
     @classmethod
     def open(cls, home: Path | None = None) -> Store:
@@ -288,14 +285,11 @@ class Store:
         """Remove a workflow and its schedules; its queued runs are cancelled. Returns how many."""
         self.get_workflow(name)
         with self.write():
-            cancelled = self.conn.execute(
-                "UPDATE runs SET state = 'cancelled', finished_at = ?, "
-                "error = 'workflow removed' WHERE workflow = ? AND state = 'queued'",
-                (to_iso(now), name),
-            ).rowcount
+            cancelled = self.queue.cancel(self.queue.queued_ids(name), now=now,
+                                          error="workflow removed")
             self.conn.execute("DELETE FROM schedules WHERE workflow = ?", (name,))
             self.conn.execute("DELETE FROM workflows WHERE name = ?", (name,))
-        return cancelled
+        return len(cancelled)
 
     # ------------------------------------------------------------------ schedules
 
@@ -308,7 +302,9 @@ class Store:
              schedule.mode.value if schedule.mode else None, schedule.deadline_after,
              origin, now_iso),
         )
-        return cursor.lastrowid
+        schedule_id = cursor.lastrowid
+        assert schedule_id is not None  # every INSERT sets it
+        return schedule_id
 
     def get_schedule(self, schedule_id: int) -> dict[str, Any]:
         row = None
@@ -360,7 +356,7 @@ class Store:
                 for row in self.schedule_rows(workflow)]
 
     def schedule_rows(self, workflow: str | None = None) -> list[dict[str, Any]]:
-        sql, args = "SELECT * FROM schedules", ()
+        sql, args = "SELECT * FROM schedules", tuple[str, ...]()
         if workflow:
             sql, args = sql + " WHERE workflow = ?", (workflow,)
         return [dict(r) for r in self.conn.execute(sql + " ORDER BY id", args)]

@@ -34,21 +34,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from easyflow_cli.core.model import Mode, RunState, Trigger
+from easyflow_cli.core.model import Mode, PoolName, Trigger
 from easyflow_cli.core.paths import run_log_path
+from easyflow_cli.core.planning import PlannedRun, QueuePolicy, plan_run
 from easyflow_cli.core.spec import WorkflowSpec, parse_workflow_text
 from easyflow_cli.core.stats import median, percentile
-from easyflow_cli.core.timeutil import from_iso, utcnow
+from easyflow_cli.core.timeutil import utcnow
 from easyflow_cli.runtime.client import daemon_status, wake
-from easyflow_cli.storage.queue import (
-    QueuePolicy,
-    enqueue_runs,
-    get_run,
-    insert_runs,
-    last_finished_at,
-    plan_run,
-    unfinished_count,
-)
+from easyflow_cli.storage.sqlite_queue import SqliteRunQueue
 from easyflow_cli.storage.store import CHECKPOINT_WHEN_QUIET_S, Store
 from easyflow_cli.tools.bench_steps import BURN_MARK, STAMP_MARK
 from easyflow_cli.tools.local_daemon import daemon_environment, start_daemon, stop_daemon
@@ -185,7 +178,7 @@ class BenchDaemon:
         if self._store is not None:
             self._store.close()
 
-    def plan(self, workflow: str, trigger: Trigger = Trigger.MANUAL) -> dict[str, Any]:
+    def plan(self, workflow: str, trigger: Trigger = Trigger.MANUAL) -> PlannedRun:
         return plan_run(self.specs[workflow], trigger=trigger, now=utcnow(),
                         policy=QueuePolicy())
 
@@ -198,7 +191,7 @@ class BenchDaemon:
         look shorter (even negative) on a busy box; read before, they include the commit."""
         row = self.plan(workflow, trigger)
         submitted_mono, submitted_wall = time.monotonic(), time.time()
-        ids = enqueue_runs(self.store, [row] * count)
+        ids = self.store.queue.enqueue([row] * count)
         wake(self.home)
         return ids, submitted_mono, submitted_wall
 
@@ -213,8 +206,8 @@ class BenchDaemon:
     def _all_finished(self, ids: range) -> bool:
         # The last run first: one row per poll, where counting thousands of them each time
         # would take CPU away from the daemon being measured.
-        last = get_run(self.store, ids[-1])["state"]
-        return RunState(last).finished and not unfinished_count(self.store, ids)
+        return (self.store.queue.get(ids[-1]).state.finished
+                and not self.store.queue.unfinished_count(ids))
 
     def status(self) -> dict[str, Any]:
         status = daemon_status(self.home)
@@ -261,8 +254,10 @@ def dispatch_latency(daemon: BenchDaemon, samples: int, *, command: bool) -> lis
             raise BenchError(f"run {ids[0]} did not finish within 30 s")
         run_id = ids[0]
         if command:
-            started = from_iso(get_run(daemon.store, run_id)["started_at"]).timestamp()
-            latencies.append((started - submitted_wall) * 1000)
+            started = daemon.store.queue.get(run_id).started_at
+            if started is None:
+                raise BenchError(f"run {run_id} finished without a start time")
+            latencies.append((started.timestamp() - submitted_wall) * 1000)
         else:
             latencies.append((_marked_value(daemon, run_id, STAMP_MARK) - submitted_mono) * 1000)
     return latencies
@@ -279,7 +274,7 @@ def drain_throughput(daemon: BenchDaemon, runs: int, *, command: bool) -> dict[s
     """No-op runs per second from one bulk commit to the last run's `finished_at`."""
     ids, _, submitted_wall = daemon.submit("bench-true" if command else "bench-noop", runs)
     finished = daemon.wait_finished(ids, timeout=max(60.0, runs / 20), poll=0.02)
-    last = last_finished_at(daemon.store, ids)
+    last = daemon.store.queue.last_finished_at(ids)
     if not finished or last is None:
         raise BenchError(f"{runs} runs did not drain in time")
     seconds = last.timestamp() - submitted_wall
@@ -390,7 +385,7 @@ def cli_bulk_submit(daemon: BenchDaemon, runs: int) -> dict[str, Any]:
 
 
 def library_enqueue(root: Path, runs: int, repeats: int = 3) -> dict[str, Any]:
-    """Runs per second through `enqueue_runs` (one transaction per bulk), best of a few."""
+    """Runs per second through the queue's bulk `enqueue` (one transaction), best of a few."""
     spec = parse_workflow_text('name = "bench-noop"\n' + WORKFLOWS["bench-noop"])
     rates = []
     with Store.open(root / "enqueue-home") as store:
@@ -399,7 +394,7 @@ def library_enqueue(root: Path, runs: int, repeats: int = 3) -> dict[str, Any]:
             rows = [plan_run(spec, trigger=Trigger.SCHEDULE, now=utcnow(), policy=QueuePolicy())
                     for _ in range(runs)]
             start = time.perf_counter()
-            enqueue_runs(store, rows)
+            store.queue.enqueue(rows)
             rates.append(runs / (time.perf_counter() - start))
     return {"runs": runs, "repeats": repeats, "runs_per_s": round(median(rates), 1)}
 
@@ -433,7 +428,7 @@ def synthetic_runs(count: int, now: datetime) -> Iterator[tuple]:
                begun, begun, finished.isoformat(timespec="microseconds") + "Z",
                0.5 + (i % 100) / 10, cpu_user, 0.05, cpu_user * 20 if i % 4 == 0 else None,
                wait_unit * (i % 37), i % 2, (i % 20 == 0) if i % 10 == 0 else None,
-               "foreground" if i % 997 == 0 else mode, 0)
+               PoolName.FOREGROUND.value if i % 997 == 0 else mode, 0)
 
 
 # Each report as the CLI is asked for it, over the whole history and over a filtered slice.
@@ -454,7 +449,8 @@ def seed_report_history(home: Path, runs: int) -> float:
     """Seed `runs` synthetic finished runs into a fresh state directory; returns runs/s."""
     with Store.open(home) as store:
         start = time.perf_counter()
-        insert_runs(store, SYNTHETIC_COLUMNS, synthetic_runs(runs, datetime.now(UTC)))
+        SqliteRunQueue(store).insert_rows(SYNTHETIC_COLUMNS,
+                                          synthetic_runs(runs, datetime.now(UTC)))
         return runs / (time.perf_counter() - start)
 
 

@@ -19,13 +19,13 @@ from pathlib import Path
 from easyflow_cli.core.config import load_config
 from easyflow_cli.core.durations import format_duration
 from easyflow_cli.core.errors import EasyflowError
-from easyflow_cli.core.model import Mode, RunState, Trigger
+from easyflow_cli.core.model import Mode, Run, RunState, Trigger
 from easyflow_cli.core.paths import ensure_state_dir
+from easyflow_cli.core.planning import QueuePolicy, plan_run
 from easyflow_cli.core.spec import ScheduleSpec, WorkflowSpec, load_workflow_files
 from easyflow_cli.core.timeutil import utcnow
 from easyflow_cli.runtime.client import daemon_status, wake
 from easyflow_cli.scheduling.scheduler import add_schedule, prime_schedules
-from easyflow_cli.storage.queue import QueuePolicy, enqueue_run, get_run, list_runs, plan_run
 from easyflow_cli.storage.store import Store
 from easyflow_cli.tools.local_daemon import start_daemon, stop_daemon
 
@@ -80,20 +80,20 @@ def submit_each_mode(store: Store, demo: DemoRun, specs: list[WorkflowSpec]) -> 
     policy = QueuePolicy(config.promote_within, None)
     for spec in specs:
         for mode in Mode:
-            row = plan_run(spec, trigger=Trigger.MANUAL, now=utcnow(), policy=policy,
-                           override=mode)
-            demo.run_ids.append(enqueue_run(store, row)["id"])
+            planned = plan_run(spec, trigger=Trigger.MANUAL, now=utcnow(), policy=policy,
+                               override=mode)
+            demo.run_ids.extend(store.queue.enqueue([planned]))
 
 
-def scheduled_runs(store: Store, demo: DemoRun) -> list[dict]:
-    runs = list_runs(store, workflow=demo.schedule_workflow, limit=1000)
-    return [r for r in runs if r["schedule_id"] == demo.schedule_id]
+def scheduled_runs(store: Store, demo: DemoRun) -> list[Run]:
+    runs = store.queue.latest(workflow=demo.schedule_workflow, limit=1000)
+    return [r for r in runs if r.schedule_id == demo.schedule_id]
 
 
 def is_settled(store: Store, demo: DemoRun) -> bool:
-    if any(RunState(get_run(store, i)["state"]) not in SETTLED for i in demo.run_ids):
+    if any(store.queue.get(i).state not in SETTLED for i in demo.run_ids):
         return False
-    done = [r for r in scheduled_runs(store, demo) if RunState(r["state"]) in SETTLED]
+    done = [r for r in scheduled_runs(store, demo) if r.state in SETTLED]
     return len(done) >= SCHEDULED_RUNS
 
 

@@ -200,11 +200,10 @@ def two_workflows(home, write):
 
 
 def run_rows() -> list[dict]:
-    from easyflow_cli.storage.queue import list_runs
     from easyflow_cli.storage.store import Store
 
     with Store.open() as store:
-        return list_runs(store, limit=100)
+        return [run.to_record() for run in store.queue.latest(limit=100)]
 
 
 @pytest.mark.parametrize("args", [["a", "b", "--now"], ["a", "b", "--now", "--no-wait"],

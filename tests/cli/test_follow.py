@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import io
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 
 from rich.console import Console
 
 from easyflow_cli.cli.follow import LinesAbove, _describe
+from easyflow_cli.core.model import CostPriority, Mode, ModeReason, Run, RunState, Trigger
 
 
 def test_whole_lines_go_above_and_a_partial_one_waits_for_its_end() -> None:
@@ -28,7 +31,11 @@ def test_colours_of_the_output_are_kept() -> None:
 
 
 def test_the_status_line_says_when_a_waiting_run_starts() -> None:
-    record = {"id": 3, "mode": "eco", "pool": None, "state": "queued", "started_at": None,
-              "not_before": "2999-01-01T22:00:00Z"}
-    assert _describe(record, 3.25).startswith("run 3 waiting in the eco queue (3.2s): it starts ")
-    assert _describe(record | {"not_before": None}, 3.25) == "run 3 waiting in the eco queue (3.2s)"
+    now = datetime.now(UTC)
+    later = now + timedelta(hours=10, minutes=12, seconds=30)
+    run = Run(3, "nightly", Trigger.MANUAL, Mode.ECO, ModeReason.WORKFLOW, CostPriority.NORMAL,
+              None, RunState.QUEUED, now, not_before=later)
+    assert _describe(run, 3.25).startswith("run 3 waiting in the eco queue (3.2s): it starts ")
+    assert _describe(run, 3.25).endswith(", in 10h12m")
+    assert _describe(replace(run, not_before=None), 3.25) == (
+        "run 3 waiting in the eco queue (3.2s)")

@@ -114,16 +114,16 @@ def test_status_without_daemon_shows_no_next_time_in_the_past(home, write):
 
 def test_cancel_queued_run_without_daemon(home, write):
     from easyflow_cli.core.model import Trigger
+    from easyflow_cli.core.planning import QueuePolicy, plan_run
     from easyflow_cli.core.timeutil import utcnow
-    from easyflow_cli.storage.queue import QueuePolicy, enqueue_run, plan_run
     from easyflow_cli.storage.store import Store
 
     setup(home, write)
     with Store.open(home) as store:
         spec = store.get_workflow("w")
-        run = enqueue_run(store, plan_run(spec, trigger=Trigger.SCHEDULE, now=utcnow(),
-                                          policy=QueuePolicy()))
-    result = invoke("runs", "cancel", str(run["id"]))
+        [run_id] = store.queue.enqueue([plan_run(spec, trigger=Trigger.SCHEDULE, now=utcnow(),
+                                                 policy=QueuePolicy())])
+    result = invoke("runs", "cancel", str(run_id))
     assert result.exit_code == 0 and "cancelled" in result.output
-    again = invoke("runs", "cancel", str(run["id"]))
+    again = invoke("runs", "cancel", str(run_id))
     assert again.exit_code == 2 and "already ended (cancelled)" in again.output

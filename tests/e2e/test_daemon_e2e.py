@@ -223,15 +223,15 @@ def test_eco_worker_claims_waiting_runs_as_one_batch(daemon: DaemonHarness, tmp_
 def submit_in_one_go(daemon: DaemonHarness, *names: str) -> list[int]:
     """Queue one manual run of each named workflow in a single transaction, then wake the
     daemon: it finds them all waiting at once (the CLI submits one run per transaction)."""
+    from easyflow_cli.core.planning import QueuePolicy, plan_run
     from easyflow_cli.runtime.client import wake
-    from easyflow_cli.storage.queue import QueuePolicy, enqueue_runs, plan_run
     from easyflow_cli.storage.store import Store
 
     with Store.open(daemon.home) as store:
         now = datetime.now(UTC)
         rows = [plan_run(store.get_workflow(name), trigger=Trigger.MANUAL, now=now,
                          policy=QueuePolicy()) for name in names]
-        ids = list(enqueue_runs(store, rows))
+        ids = list(store.queue.enqueue(rows))
     assert wake(daemon.home, ids)
     return ids
 

@@ -26,9 +26,9 @@ import pytest
 pytest_plugins = ["tests.daemon_harness"]
 pytest.register_assert_rewrite("tests.daemon_harness")
 from easyflow_cli.core.model import Mode, Trigger  # noqa: E402
+from easyflow_cli.core.planning import QueuePolicy, plan_run  # noqa: E402
 from easyflow_cli.core.timeutil import utcnow  # noqa: E402
 from easyflow_cli.runtime.client import daemon_status, wake  # noqa: E402
-from easyflow_cli.storage.queue import QueuePolicy, enqueue_run, plan_run  # noqa: E402
 from easyflow_cli.storage.store import Store  # noqa: E402
 from tests.conftest import easyflow_command  # noqa: E402
 from tests.daemon_harness import DaemonHarness, wait_for  # noqa: E402
@@ -150,7 +150,7 @@ def submit(daemon: DaemonHarness, name: str) -> dict:
     with Store.open(daemon.home) as store:
         row = plan_run(store.get_workflow(name), trigger=Trigger.MANUAL, now=utcnow(),
                        policy=QueuePolicy())
-        run_id = enqueue_run(store, row)["id"]
+        [run_id] = store.queue.enqueue([row])
     wake(daemon.home)
     return run_row(daemon, run_id)
 
@@ -189,7 +189,7 @@ def submit_directly(home: Path, specs: list, count: int, rng: random.Random) -> 
             spec = rng.choice(specs)
             row = plan_run(spec, trigger=Trigger.MANUAL, now=utcnow(), policy=QueuePolicy(),
                            override=rng.choice(list(Mode)))
-            ids.append(enqueue_run(store, row)["id"])
+            ids.extend(store.queue.enqueue([row]))
     wake(home)
     return ids
 

@@ -20,7 +20,7 @@ from easyflow_cli.reporting.reports import (
     pools_report,
 )
 from easyflow_cli.reporting.timeline import Timeline
-from easyflow_cli.storage.queue import insert_runs
+from easyflow_cli.storage.sqlite_queue import SqliteRunQueue
 from easyflow_cli.storage.store import Store
 
 T0 = datetime(2025, 11, 1, tzinfo=UTC)
@@ -73,7 +73,7 @@ def history(request, tmp_path):
         if request.param == 1:  # one finished run, so every report has something
             rows = [r for r in varied_runs(50) if r[6] == "succeeded"][:1]
         if rows:
-            insert_runs(store, COLUMNS, rows)
+            SqliteRunQueue(store).insert_rows(COLUMNS, rows)
         yield store
 
 
@@ -230,7 +230,7 @@ def test_a_run_across_slices_is_shared_out(tmp_path):
         row = list(rows[0])
         row[2], row[7:11] = "eco", [to_iso(begin)] * 3 + [to_iso(begin + timedelta(hours=5))]
         row[18] = "eco"
-        insert_runs(store, COLUMNS, [tuple(row)])
+        SqliteRunQueue(store).insert_rows(COLUMNS, [tuple(row)])
         timeline = Timeline(T0.timestamp(), (T0 + timedelta(hours=8)).timestamp(), 8)
         use = accounting.pool_use(store, Period(None, None), timeline)
     assert [round(s) for s in use.busy_s["eco"]] == [0, 3600, 3600, 3600, 3600, 3600, 0, 0]
@@ -244,7 +244,7 @@ def test_migration_3_indexes_an_existing_history(tmp_path, monkeypatch):
     with monkeypatch.context() as patch:
         patch.setattr(store_module, "MIGRATIONS", store_module.MIGRATIONS[:2])
         with Store.open(tmp_path / "home") as old:
-            insert_runs(old, COLUMNS, rows)
+            SqliteRunQueue(old).insert_rows(COLUMNS, rows)
             assert old.schema_version == 2
     with Store.open(tmp_path / "home") as store:
         assert store.schema_version == 3

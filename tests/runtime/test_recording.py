@@ -5,40 +5,32 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from easyflow_cli.core.model import Mode, RunState, Trigger
+from easyflow_cli.core.model import Mode, Outcome, PoolName, RunState, Trigger
+from easyflow_cli.core.planning import QueuePolicy, plan_run
 from easyflow_cli.core.spec import parse_workflow_text
-from easyflow_cli.core.timeutil import from_iso
 from easyflow_cli.runtime.recording import Batch, EndedRun
-from easyflow_cli.storage.queue import (
-    Outcome,
-    QueuePolicy,
-    RunEnd,
-    RunStart,
-    claim_next_runs,
-    enqueue_runs,
-    get_run,
-    plan_run,
-)
+from easyflow_cli.storage.run_queue import Hand, RunEnd, RunStart
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
 
 def claimed(store, count):
     spec = parse_workflow_text('name = "w"\n[[steps]]\nrun = ["true"]\n')
-    enqueue_runs(store, [plan_run(spec, trigger=Trigger.MANUAL, now=NOW,
+    store.queue.enqueue([plan_run(spec, trigger=Trigger.MANUAL, now=NOW,
                                   policy=QueuePolicy())] * count)
-    return claim_next_runs(store, Mode.REAL_TIME, now=NOW, limit=count, pool="p", worker="w")
+    return store.queue.claim(Mode.REAL_TIME, now=NOW, pool=PoolName.REAL_TIME,
+                             hands=[Hand("w", count)])[0]
 
 
 def ended(run, state=RunState.SUCCEEDED, after=1.0, began_at=None):
-    end = RunEnd(run["id"], Outcome(state, 0 if state is RunState.SUCCEEDED else 1),
-                 NOW + timedelta(seconds=after), began_at=began_at or from_iso(run["claimed_at"]))
-    return EndedRun(end, run["workflow"], run["mode"])
+    end = RunEnd(run.id, Outcome(state, 0 if state is RunState.SUCCEEDED else 1),
+                 NOW + timedelta(seconds=after), began_at=began_at or run.claimed_at)
+    return EndedRun(end, run.workflow, run.mode)
 
 
 def test_starts_ends_and_changes_commit_together(store):
     runs = claimed(store, 3)
-    batch = Batch(starts=[RunStart(r["id"], NOW + timedelta(seconds=0.5), r["enqueued_at"], 42,
+    batch = Batch(starts=[RunStart(r.id, NOW + timedelta(seconds=0.5), r.enqueued_at, 42,
                                    "/x.log") for r in runs],
                   ends=[ended(runs[0], began_at=NOW + timedelta(seconds=0.5)),
                         ended(runs[1], RunState.CANCELLED)])
@@ -47,11 +39,11 @@ def test_starts_ends_and_changes_commit_together(store):
     batch.after_commit.append(lambda: committed.append(store.conn.in_transaction))
     batch.apply(store)
     assert committed == [True, False]
-    first, second, third = (get_run(store, r["id"]) for r in runs)
-    assert (first["state"], first["duration_s"], first["queue_wait_s"], first["pid"]) == (
-        "succeeded", 0.5, 0.5, 42)
-    assert second["state"] == "cancelled"
-    assert (third["state"], third["started_at"] is not None) == ("running", True)
+    first, second, third = (store.queue.get(r.id) for r in runs)
+    assert (first.state, first.duration_s, first.queue_wait_s, first.pid) == (
+        RunState.SUCCEEDED, 0.5, 0.5, 42)
+    assert second.state is RunState.CANCELLED
+    assert (third.state, third.started_at is not None) == (RunState.RUNNING, True)
 
 
 def test_a_failed_write_leaves_nothing_behind(store):
@@ -64,7 +56,7 @@ def test_a_failed_write_leaves_nothing_behind(store):
     batch.changes.append(boom)
     with pytest.raises(RuntimeError):
         batch.apply(store)
-    assert get_run(store, runs[0]["id"])["state"] == "running"
+    assert store.queue.get(runs[0].id).state is RunState.RUNNING
 
 
 def test_many_successes_are_logged_as_one_line(store, caplog):
@@ -72,7 +64,7 @@ def test_many_successes_are_logged_as_one_line(store, caplog):
     with caplog.at_level(logging.INFO, logger="easyflow.daemon"):
         Batch(ends=[ended(r) for r in runs[:2] + runs[3:6]] + [ended(runs[6], RunState.FAILED)]
               ).apply(store)
-    ids = [r["id"] for r in runs]
+    ids = [r.id for r in runs]
     assert caplog.messages == [
         f"5 runs succeeded (runs {ids[0]}-{ids[1]}, {ids[3]}-{ids[5]})",
         f"run {ids[6]} (w, real-time) failed in 1.00s"]

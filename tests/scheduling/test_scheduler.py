@@ -2,7 +2,8 @@ from datetime import UTC, datetime, timedelta
 
 from freezegun import freeze_time
 
-from easyflow_cli.core.model import Mode, Trigger
+from easyflow_cli.core.model import Mode, ModeReason, PoolName, Trigger
+from easyflow_cli.core.planning import QueuePolicy, plan_run
 from easyflow_cli.core.spec import ScheduleSpec, parse_workflow_text
 from easyflow_cli.core.timeutil import from_iso
 from easyflow_cli.scheduling.scheduler import (
@@ -14,7 +15,7 @@ from easyflow_cli.scheduling.scheduler import (
     resume_schedule,
     schedule_mode,
 )
-from easyflow_cli.storage.queue import QueuePolicy, claim_next_runs, get_run, list_runs
+from easyflow_cli.storage.run_queue import Hand
 
 T0 = datetime(2026, 11, 25, 12, 0, 0, tzinfo=UTC)
 WF = 'name = "{name}"\n{extra}\n[[steps]]\nrun = ["true"]\n'
@@ -47,9 +48,9 @@ def test_fire_due_enqueues_eco_schedule_run_and_plans_next(store):
     assert scheduler.fire_due(T0 + timedelta(seconds=9)) == []
     (fire,) = scheduler.fire_due(T0 + timedelta(seconds=10))
     assert fire.trigger is Trigger.SCHEDULE and fire.schedule_id == sid
-    run = get_run(store, fire.run_id)
-    assert (run["trigger"], run["mode"], run["mode_reason"], run["schedule_id"]) == (
-        "schedule", "eco", "schedule", sid)
+    run = store.queue.get(fire.run_id)
+    assert (run.trigger, run.mode, run.mode_reason, run.schedule_id) == (
+        Trigger.SCHEDULE, Mode.ECO, ModeReason.SCHEDULE, sid)
     assert scheduler.next_due() == T0 + timedelta(seconds=20)
 
 
@@ -60,7 +61,7 @@ def test_catch_up_fires_once_for_many_missed_slots(store):
     scheduler = book(store, started_at=restart)
     fires = scheduler.fire_due(restart)
     assert [f.trigger for f in fires] == [Trigger.CATCH_UP]
-    assert get_run(store, fires[0].run_id)["trigger"] == "catch-up"
+    assert store.queue.get(fires[0].run_id).trigger is Trigger.CATCH_UP
     assert scheduler.next_due() == restart + timedelta(seconds=10)
     assert scheduler.fire_due(restart + timedelta(seconds=1)) == []
 
@@ -73,10 +74,10 @@ def test_coalesce_while_previous_run_waits(store):
     assert first.run_id is not None
     second = scheduler.fire_due(T0 + timedelta(seconds=20))[0]
     assert second.run_id is None  # the first is still queued
-    claim_next_runs(store, Mode.ECO, now=T0 + timedelta(seconds=21), limit=1, pool="eco",
-                    worker="w")
+    store.queue.claim(Mode.ECO, now=T0 + timedelta(seconds=21), pool=PoolName.ECO,
+                      hands=[Hand("w", 1)])
     assert scheduler.fire_due(T0 + timedelta(seconds=30))[0].run_id is None  # still running
-    assert len(list_runs(store)) == 1
+    assert len(store.queue.latest()) == 1
 
 
 def test_allow_overlap_doubles(store):
@@ -85,14 +86,12 @@ def test_allow_overlap_doubles(store):
     scheduler = book(store)
     scheduler.fire_due(T0 + timedelta(seconds=10))
     assert scheduler.fire_due(T0 + timedelta(seconds=20))[0].run_id is not None
-    assert len(list_runs(store)) == 2
+    assert len(store.queue.latest()) == 2
 
 
 def test_manual_run_does_not_block_schedule(store):
-    from easyflow_cli.storage.queue import enqueue_run, plan_run
-
     spec = register(store)
-    enqueue_run(store, plan_run(spec, trigger=Trigger.MANUAL, now=T0, policy=QueuePolicy()))
+    store.queue.enqueue([plan_run(spec, trigger=Trigger.MANUAL, now=T0, policy=QueuePolicy())])
     add_schedule(store, "w", ScheduleSpec("every", "10s"), T0)
     assert book(store).fire_due(T0 + timedelta(seconds=10))[0].run_id is not None
 
@@ -101,9 +100,9 @@ def test_schedule_mode_and_deadline_after(store):
     register(store)
     add_schedule(store, "w", ScheduleSpec("every", "10s", None, Mode.BALANCED, 7200), T0)
     fire = book(store).fire_due(T0 + timedelta(seconds=10))[0]
-    run = get_run(store, fire.run_id)
-    assert (run["mode"], run["mode_reason"]) == ("balanced", "explicit")
-    assert from_iso(run["deadline"]) == T0 + timedelta(seconds=10, hours=2)
+    run = store.queue.get(fire.run_id)
+    assert (run.mode, run.mode_reason) == (Mode.BALANCED, ModeReason.EXPLICIT)
+    assert run.deadline == T0 + timedelta(seconds=10, hours=2)
 
 
 def test_schedule_mode_label():

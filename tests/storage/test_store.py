@@ -6,7 +6,10 @@ from datetime import UTC, datetime
 import pytest
 
 from easyflow_cli.core.errors import NotFound
+from easyflow_cli.core.model import Outcome, PoolName, RunState, Trigger
+from easyflow_cli.core.planning import QueuePolicy, plan_run
 from easyflow_cli.core.spec import parse_workflow_text
+from easyflow_cli.storage.run_queue import RunEnd
 from easyflow_cli.storage.store import MIGRATIONS, Store
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
@@ -42,6 +45,22 @@ def test_save_get_remove_workflow(store):
     with pytest.raises(NotFound, match="unknown workflow 'a'"):
         store.get_workflow("a")
     assert store.schedule_rows() == []
+
+
+def test_removing_a_workflow_cancels_its_queued_runs_only(store):
+    specs = [parse_workflow_text(WF), parse_workflow_text(WF.replace('"a"', '"b"'))]
+    store.save_workflows(specs, NOW)
+    plans = [plan_run(spec, trigger=Trigger.MANUAL, now=NOW, policy=QueuePolicy())
+             for spec in (specs[0], specs[0], specs[0], specs[1])]
+    queued, running, done, other = store.queue.enqueue(plans)
+    store.queue.claim_ids([running, done], now=NOW, pool=PoolName.FOREGROUND, worker="cli:1")
+    store.queue.finish([RunEnd(done, Outcome(RunState.SUCCEEDED, 0), NOW, NOW)])
+    assert store.remove_workflow("a", NOW) == 1
+    cancelled = store.queue.get(queued)
+    assert (cancelled.state, cancelled.error, cancelled.finished_at) == (
+        RunState.CANCELLED, "workflow removed", NOW)
+    assert [store.queue.get(i).state for i in (running, done, other)] == [
+        RunState.RUNNING, RunState.SUCCEEDED, RunState.QUEUED]
 
 
 def test_readding_keeps_file_schedules_that_did_not_change(store):

@@ -1,0 +1,105 @@
+"""Planning a run before it is queued: its mode and why, deadline, when it may start and when it
+is promoted; and the next attempt of a failed run.
+
+Pure functions of their arguments (`now` is passed in): a run is planned once, by whoever
+queues it, and the queue only stores the plan.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from easyflow_cli.core.model import CostPriority, Mode, ModeReason, Run, Trigger
+from easyflow_cli.core.modes import promotion_time, resolve_mode, should_promote
+from easyflow_cli.core.offpeak import OffPeakWindow
+from easyflow_cli.core.spec import WorkflowSpec
+
+
+@dataclass(frozen=True)
+class QueuePolicy:
+    """The parts of the daemon config that decide how a new run waits."""
+
+    promote_within: timedelta = timedelta(hours=1)
+    off_peak: OffPeakWindow | None = None
+
+
+@dataclass(slots=True)
+class PlannedRun:
+    """A run as it enters the queue (state `queued`); the queue gives it its id.
+
+    Not frozen: bulk submissions make thousands, and a frozen dataclass takes several times as
+    long to make."""
+
+    workflow: str
+    trigger: Trigger
+    mode: Mode
+    mode_reason: ModeReason
+    cost_priority: CostPriority
+    deadline: datetime | None
+    enqueued_at: datetime
+    not_before: datetime | None = None
+    promote_at: datetime | None = None
+    attempt: int = 1
+    retry_of: int | None = None
+    schedule_id: int | None = None
+
+
+def plan_run(
+    spec: WorkflowSpec,
+    *,
+    trigger: Trigger,
+    now: datetime,
+    policy: QueuePolicy,
+    override: Mode | None = None,
+    deadline: datetime | None = None,
+    deadline_after: float | None = None,
+    typical_duration: timedelta | None = None,
+    not_before: datetime | None = None,
+    schedule_id: int | None = None,
+) -> PlannedRun:
+    """A new run of `spec`, fired by `trigger` at `now`."""
+    after = deadline_after or spec.deadline_after
+    if deadline is None and after:
+        deadline = now + timedelta(seconds=after)
+    if deadline is None:
+        deadline = spec.deadline
+    resolution = resolve_mode(
+        trigger=trigger, now=now, override=override, workflow_mode=spec.execution_mode,
+        deadline=deadline, promote_within=policy.promote_within,
+    )
+    mode, reason = resolution.mode, resolution.reason
+    if should_promote(mode, deadline, now, policy.promote_within, typical_duration):
+        mode, reason = Mode.REAL_TIME, ModeReason.PROMOTED
+    if mode == Mode.ECO and policy.off_peak is not None:
+        not_before = off_peak_start(policy.off_peak, now, deadline, typical_duration, not_before)
+    promote_at = None
+    if mode != Mode.REAL_TIME:
+        promote_at = promotion_time(deadline, policy.promote_within, typical_duration)
+    return PlannedRun(spec.name, trigger, mode, reason, CostPriority(spec.cost_priority),
+                      deadline, now, not_before, promote_at, schedule_id=schedule_id)
+
+
+def off_peak_start(window: OffPeakWindow, now: datetime, deadline: datetime | None,
+                   typical: timedelta | None, not_before: datetime | None) -> datetime | None:
+    """When eco work may start: at the window, unless waiting would miss the deadline."""
+    start = window.next_start(now)
+    if not_before is not None and not_before > start:
+        start = not_before
+    if start <= now:
+        return not_before
+    if deadline is not None and start + (typical or timedelta(0)) > deadline:
+        return not_before
+    return start
+
+
+def plan_retry(run: Run, spec: WorkflowSpec, now: datetime) -> PlannedRun | None:
+    """The next attempt of a failed run, if the workflow allows one more."""
+    if run.attempt > spec.retries:
+        return None
+    backoff = timedelta(seconds=spec.retry_backoff or 0)
+    return PlannedRun(
+        run.workflow, Trigger.RETRY, run.mode, run.mode_reason, run.cost_priority, run.deadline,
+        now, not_before=now + backoff if backoff else None, promote_at=run.promote_at,
+        attempt=run.attempt + 1, retry_of=run.id, schedule_id=run.schedule_id,
+    )

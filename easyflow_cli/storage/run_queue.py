@@ -1,0 +1,220 @@
+"""The run queue's interface: one bulk method per arrow of a run's life, and the reads.
+
+    enqueue ──▶ queued ──claim──▶ running ──start──▶ running ──finish──▶ succeeded | failed
+                  ▲  │                 │                                 timed_out | cancelled
+                  │  ├──promote──▶ queued (real-time)
+                  │  ├──defer────▶ queued (another not_before)
+                  │  └──cancel───▶ cancelled
+                  └──requeue── running (claimed, its worker gave it back or is gone)
+    running, its daemon or worker gone ──settle_abandoned──▶ queued (never started) | failed
+
+Within a mode, ready runs are served earliest deadline first, then by cost priority (high,
+normal, low), then first in. Every backend passes `tests/storage/test_run_queue_contract.py`.
+Rules that hold for any backend are functions over the interface at the end of this module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from easyflow_cli.core.errors import BadInput
+from easyflow_cli.core.model import ClaimedRun, Mode, Outcome, PoolName, Run, RunState
+from easyflow_cli.core.planning import PlannedRun, QueuePolicy, off_peak_start
+
+
+@dataclass(frozen=True, slots=True)
+class Hand:
+    """A worker to claim runs for, how many it may take, and the batch they form (eco)."""
+
+    worker: str
+    room: int
+    batch_id: str | None = None
+
+
+# RunStart and RunEnd are made once per run on the daemon's hot path, hence not frozen (a
+# frozen dataclass takes several times as long to make).
+@dataclass(slots=True)
+class RunStart:
+    """A claimed run's first step is starting (as whoever executes it reported)."""
+
+    run_id: int
+    at: datetime
+    enqueued_at: datetime  # known to whoever claimed the run: saves a read per run
+    pid: int | None = None
+    log_path: str | None = None
+    off_peak: bool | None = None
+
+
+@dataclass(slots=True)
+class RunEnd:
+    """A running run ended."""
+
+    run_id: int
+    outcome: Outcome
+    at: datetime
+    began_at: datetime | None  # started_at, else claimed_at: where its duration counts from
+    deadline: datetime | None = None
+
+    @classmethod
+    def of(cls, run: Run, outcome: Outcome, at: datetime) -> RunEnd:
+        return cls(run.id, outcome, at, run.started_at or run.claimed_at, run.deadline)
+
+
+class RunQueue(Protocol):
+    """The durable queue of runs. Each transition is atomic, and applies only to runs in the
+    state it starts from: a run in another state is left as it is."""
+
+    # ---------------------------------------------------------------- transitions
+
+    def enqueue(self, planned: Sequence[PlannedRun]) -> range:
+        """Add planned runs, state `queued`; their ids, consecutive, in the given order.
+
+        Sets every field of the plan, `state` and `id`; the others are unset."""
+        ...
+
+    def claim(self, mode: Mode, *, now: datetime, pool: PoolName,
+              hands: Sequence[Hand]) -> list[list[ClaimedRun]]:
+        """Claim ready runs of `mode` (`not_before` unset or reached) for workers: up to each
+        hand's room, dealt in turn best first; the runs of each hand, best first.
+
+        queued → running; sets `claimed_at` (now), `pool`, `worker`, `batch_id` (the hand's)."""
+        ...
+
+    def claim_ids(self, run_ids: Sequence[int], *, now: datetime, pool: PoolName,
+                  worker: str) -> list[ClaimedRun]:
+        """Claim these runs if they are still queued, ready or not; those claimed.
+
+        queued → running; sets `claimed_at`, `pool`, `worker`."""
+        ...
+
+    def start(self, starts: Sequence[RunStart]) -> None:
+        """Record that claimed runs began executing.
+
+        Sets `started_at`, `pid`, `log_path`, `off_peak`, `queue_wait_s` (enqueued → started)."""
+        ...
+
+    def record_step(self, run_id: int, pgid: int) -> None:
+        """The process group of a running run's current step, so a crash can clean up after it.
+
+        Sets `pgid`."""
+        ...
+
+    def finish(self, ends: Sequence[RunEnd]) -> list[int]:
+        """Record how running runs ended; the ids among them no longer running (cancelled
+        meanwhile), which keep their state.
+
+        running → the outcome's state; sets `finished_at`, `exit_code`, `error`, `cpu_user_s`,
+        `cpu_system_s`, `peak_rss_kb`, `energy_j`, `duration_s` (began → finished) and
+        `deadline_met` (unset without a deadline)."""
+        ...
+
+    def requeue(self, run_ids: Sequence[int], note: str | None = None) -> None:
+        """Put claimed runs back in the queue, first in line as before.
+
+        running → queued; sets `error` (the note); unsets `claimed_at`, `started_at`, `pool`,
+        `worker`, `batch_id`, `pid`, `pgid`, `queue_wait_s`."""
+        ...
+
+    def cancel(self, run_ids: Sequence[int], *, now: datetime, error: str) -> list[int]:
+        """Cancel the queued runs among these (a running run is stopped by whoever executes
+        it); the ids cancelled.
+
+        queued → cancelled; sets `finished_at` (now), `error`."""
+        ...
+
+    def promote(self, now: datetime) -> list[int]:
+        """Queued runs whose promotion time has come become real-time; their ids.
+
+        Sets `mode` (real-time), `mode_reason` (promoted); unsets `not_before`, `promote_at`."""
+        ...
+
+    def defer(self, not_before: Sequence[tuple[int, datetime | None]]) -> None:
+        """Change when queued runs may start (a re-planned off-peak wait).
+
+        Sets `not_before`."""
+        ...
+
+    def settle_abandoned(self, run_ids: Sequence[int], *, now: datetime, note: str,
+                         error: str) -> list[Run]:
+        """Runs left running by a daemon or worker that is gone: those that never started go
+        back to the queue, as `requeue` with `note`; the others fail, as `finish` with
+        `Outcome(FAILED, error=error)`. Returns the failed runs, as recorded.
+        """
+        ...
+
+    # ---------------------------------------------------------------- reads
+
+    def get(self, run_id: int) -> Run:
+        """The run, or NotFound."""
+        ...
+
+    def latest(self, *, workflow: str | None = None, state: RunState | None = None,
+             limit: int = 50) -> list[Run]:
+        """The newest runs, newest first."""
+        ...
+
+    def running(self) -> list[Run]:
+        """Runs in state `running`, oldest first."""
+        ...
+
+    def queued_ids(self, workflow: str) -> list[int]:
+        ...
+
+    def off_peak_waiting(self, run_ids: Sequence[int] | None = None
+                         ) -> list[tuple[int, datetime | None]]:
+        """Queued eco runs (no retries) whose start an off-peak window decides, with their
+        deadlines: all of them, or those among `run_ids`."""
+        ...
+
+    def depths(self) -> dict[Mode, int]:
+        """How many runs of each mode are queued."""
+        ...
+
+    def next_promotion_at(self) -> datetime | None:
+        ...
+
+    def next_ready_at(self, mode: Mode, now: datetime) -> datetime | None:
+        """When the earliest deferred run of a mode becomes ready (off-peak or retry backoff)."""
+        ...
+
+    def typical_duration(self, workflow: str, sample: int = 20) -> timedelta | None:
+        """The median duration of this workflow's recent successful runs, if it has any."""
+        ...
+
+    def has_pending_recurring(self, workflow: str) -> bool:
+        """Is a scheduled (or retried) run of this workflow still queued or running?"""
+        ...
+
+    def unfinished_count(self, ids: range) -> int:
+        """How many of these runs are still queued or running."""
+        ...
+
+    def last_finished_at(self, ids: range) -> datetime | None:
+        ...
+
+
+# -------------------------------------------------------------------- rules over any backend
+
+
+def cancel_run(queue: RunQueue, run_id: int, *, now: datetime) -> Run:
+    """Cancel one queued run by its user's request; a run that already ended is refused."""
+    run = queue.get(run_id)
+    if run.state.finished:
+        raise BadInput(f"run {run_id} already ended ({run.state.value})")
+    queue.cancel([run_id], now=now, error="cancelled by user")
+    return queue.get(run_id)
+
+
+def replan_off_peak(queue: RunQueue, policy: QueuePolicy, now: datetime,
+                    run_ids: Sequence[int] | None = None) -> int:
+    """Re-decide when waiting eco runs may start under `policy`'s window: all of them, or just
+    `run_ids`. How many were re-planned."""
+    waiting = queue.off_peak_waiting(run_ids)
+    window = policy.off_peak
+    queue.defer([(run_id, None if window is None else
+                  off_peak_start(window, now, deadline, None, None))
+                 for run_id, deadline in waiting])
+    return len(waiting)

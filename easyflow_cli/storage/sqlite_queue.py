@@ -1,0 +1,393 @@
+"""The run queue in SQLite: the `runs` table and its transitions, each one short transaction.
+
+The only place that reads or writes runs with SQL (the reports' aggregate queries aside). What
+each method changes is documented on `RunQueue`; here is only how.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from easyflow_cli.core.errors import NotFound
+from easyflow_cli.core.model import (
+    RUN_FIELDS,
+    ClaimedRun,
+    CostPriority,
+    Mode,
+    ModeReason,
+    Outcome,
+    PoolName,
+    Run,
+    RunState,
+    Trigger,
+)
+from easyflow_cli.core.planning import PlannedRun
+from easyflow_cli.core.stats import median
+from easyflow_cli.core.timeutil import from_iso, to_iso
+from easyflow_cli.storage.run_queue import Hand, RunEnd, RunStart
+
+SQLITE_INTEGER_MAX = 2**63 - 1
+# Below SQLite's limit on the parameters of one statement (a workflow may have more runs queued).
+MAX_BOUND_IDS = 10_000
+PLANNED_COLUMNS = ("workflow", "trigger", "mode", "mode_reason", "cost_priority",
+                   "priority_rank", "deadline", "state", "enqueued_at", "not_before",
+                   "promote_at", "attempt", "retry_of", "schedule_id")
+CLAIMED_COLUMNS = "id, workflow, mode, cost_priority, deadline, enqueued_at"
+SELECT_RUN = f"SELECT {', '.join(RUN_FIELDS)} FROM runs"
+# The ready queue's order (the runs_ready index serves it): earliest deadline, priority, first in.
+NO_DEADLINE = "9999"
+
+
+def fits_sqlite_integer(value: int) -> bool:
+    """Binding a larger int raises OverflowError, so such an id can only be unknown."""
+    return -SQLITE_INTEGER_MAX - 1 <= value <= SQLITE_INTEGER_MAX
+
+
+class Database(Protocol):
+    """What the queue needs of the `Store` it lives in, named rather than imported (the store
+    imports this module): its connection, and its write transactions, which nest."""
+
+    conn: sqlite3.Connection
+
+    def write(self) -> AbstractContextManager[sqlite3.Connection]: ...
+
+
+class SqliteRunQueue:
+    """`RunQueue` over the `runs` table of a `Store` (sharing its connection and its
+    transactions: inside `store.write()`, a transition joins the caller's transaction)."""
+
+    def __init__(self, store: Database) -> None:
+        self.store = store
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        return self.store.conn
+
+    # ---------------------------------------------------------------- transitions
+
+    def enqueue(self, planned: Sequence[PlannedRun]) -> range:
+        if not planned:
+            return range(0)
+        return self.insert_rows(PLANNED_COLUMNS, _planned_rows(planned))
+
+    def insert_rows(self, columns: Sequence[str], values: Iterable[tuple]) -> range:
+        """Rows given as tuples in `columns` order, in one transaction; their ids.
+
+        Ids are consecutive: AUTOINCREMENT hands out max+1 and the transaction holds the write
+        lock. Besides `enqueue`, for seeding history (the bench, tests): SQLite only."""
+        sql = (f"INSERT INTO runs ({', '.join(columns)}) "
+               f"VALUES ({', '.join('?' for _ in columns)})")
+        with self.store.write() as conn:
+            before = conn.total_changes
+            conn.executemany(sql, values)
+            count = conn.total_changes - before
+            last = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
+        if not count:
+            return range(0)
+        return range(last - count + 1, last + 1)
+
+    def claim(self, mode: Mode, *, now: datetime, pool: PoolName,
+              hands: Sequence[Hand]) -> list[list[ClaimedRun]]:
+        stamp = to_iso(now)
+        if not hands or not self._has_ready_run(mode, stamp):
+            return [[] for _ in hands]
+        worker: str | None = None
+        batch_id: str | None = None
+        if len(hands) == 1:  # the claim itself sets the one hand's worker and batch
+            worker, batch_id = hands[0].worker, hands[0].batch_id
+        with self.store.write() as conn:
+            rows = conn.execute(
+                "UPDATE runs SET state = 'running', claimed_at = ?, pool = ?, worker = ?,"
+                " batch_id = ? WHERE id IN (SELECT id FROM runs WHERE state = 'queued'"
+                " AND mode = ? AND (not_before IS NULL OR not_before <= ?)"
+                f" ORDER BY coalesce(deadline, '{NO_DEADLINE}'), priority_rank, id LIMIT ?)"
+                f" RETURNING {CLAIMED_COLUMNS}",
+                (stamp, pool.value, worker, batch_id, mode.value, stamp,
+                 sum(hand.room for hand in hands)),
+            ).fetchall()
+            # RETURNING gives no order; the best run must be the first one to start.
+            rows.sort(key=_queue_order)
+            dealt = _deal([_claimed(row, now) for row in rows], [hand.room for hand in hands])
+            if len(hands) > 1:
+                conn.executemany("UPDATE runs SET worker = ?, batch_id = ? WHERE id = ?",
+                                 [(hand.worker, hand.batch_id, run.id)
+                                  for hand, runs in zip(hands, dealt, strict=True)
+                                  for run in runs])
+        return dealt
+
+    def claim_ids(self, run_ids: Sequence[int], *, now: datetime, pool: PoolName,
+                  worker: str) -> list[ClaimedRun]:
+        if not run_ids:
+            return []
+        with self.store.write() as conn:
+            rows = conn.execute(
+                "UPDATE runs SET state = 'running', claimed_at = ?, pool = ?, worker = ?"
+                f" WHERE id IN ({_marks(run_ids)}) AND state = 'queued'"
+                f" RETURNING {CLAIMED_COLUMNS}",
+                (to_iso(now), pool.value, worker, *run_ids)).fetchall()
+        return [_claimed(row, now) for row in sorted(rows, key=_queue_order)]
+
+    def start(self, starts: Sequence[RunStart]) -> None:
+        if not starts:
+            return
+        with self.store.write() as conn:
+            conn.executemany(
+                "UPDATE runs SET started_at = ?, pid = ?, log_path = ?, off_peak = ?,"
+                " queue_wait_s = ? WHERE id = ?",
+                [(to_iso(s.at), s.pid, s.log_path, s.off_peak, _seconds(s.enqueued_at, s.at),
+                  s.run_id) for s in starts])
+
+    def record_step(self, run_id: int, pgid: int) -> None:
+        with self.store.write() as conn:
+            conn.execute("UPDATE runs SET pgid = ? WHERE id = ?", (pgid, run_id))
+
+    def finish(self, ends: Sequence[RunEnd]) -> list[int]:
+        ids = [end.run_id for end in ends]
+        if not ids:
+            return []
+        with self.store.write() as conn:
+            running = {row[0] for row in conn.execute(
+                f"SELECT id FROM runs WHERE state = 'running' AND id IN ({_marks(ids)})", ids)}
+            conn.executemany(
+                "UPDATE runs SET state = ?, finished_at = ?, exit_code = ?, error = ?,"
+                " cpu_user_s = ?, cpu_system_s = ?, peak_rss_kb = ?, duration_s = ?,"
+                " deadline_met = ?, energy_j = ? WHERE id = ?",
+                [_end_values(end) for end in ends if end.run_id in running])
+        return [run_id for run_id in ids if run_id not in running]
+
+    def requeue(self, run_ids: Sequence[int], note: str | None = None) -> None:
+        if not run_ids:
+            return
+        with self.store.write() as conn:
+            conn.executemany(
+                "UPDATE runs SET state = 'queued', claimed_at = NULL, started_at = NULL,"
+                " pool = NULL, worker = NULL, batch_id = NULL, pid = NULL, pgid = NULL,"
+                " queue_wait_s = NULL, error = ? WHERE id = ? AND state = 'running'",
+                [(note, run_id) for run_id in run_ids])
+
+    def cancel(self, run_ids: Sequence[int], *, now: datetime, error: str) -> list[int]:
+        known = [run_id for run_id in run_ids if fits_sqlite_integer(run_id)]
+        if not known:
+            return []
+        cancelled: list[int] = []
+        with self.store.write() as conn:
+            for start in range(0, len(known), MAX_BOUND_IDS):
+                chunk = known[start:start + MAX_BOUND_IDS]
+                cancelled += (row[0] for row in conn.execute(
+                    "UPDATE runs SET state = 'cancelled', finished_at = ?, error = ?"
+                    f" WHERE id IN ({_marks(chunk)}) AND state = 'queued' RETURNING id",
+                    (to_iso(now), error, *chunk)))
+        return sorted(cancelled)
+
+    def promote(self, now: datetime) -> list[int]:
+        due = self.next_promotion_at()
+        if due is None or due > now:
+            return []  # checked by a read: the daemon asks on every wake-up
+        with self.store.write() as conn:
+            rows = conn.execute(
+                "UPDATE runs SET mode = 'real-time', mode_reason = 'promoted', not_before = NULL,"
+                " promote_at = NULL WHERE state = 'queued' AND promote_at IS NOT NULL"
+                " AND promote_at <= ? RETURNING id", (to_iso(now),),
+            ).fetchall()
+        return sorted(row[0] for row in rows)
+
+    def defer(self, not_before: Sequence[tuple[int, datetime | None]]) -> None:
+        if not not_before:
+            return
+        with self.store.write() as conn:
+            conn.executemany("UPDATE runs SET not_before = ? WHERE id = ? AND state = 'queued'",
+                             [(to_iso(moment), run_id) for run_id, moment in not_before])
+
+    def settle_abandoned(self, run_ids: Sequence[int], *, now: datetime, note: str,
+                         error: str) -> list[Run]:
+        if not run_ids:
+            return []
+        with self.store.write():
+            runs = [run for run in map(self.get, run_ids) if run.state is RunState.RUNNING]
+            self.requeue([run.id for run in runs if run.started_at is None], note)
+            started = [run for run in runs if run.started_at is not None]
+            outcome = Outcome(RunState.FAILED, error=error)
+            self.finish([RunEnd.of(run, outcome, now) for run in started])
+            return [self.get(run.id) for run in started]
+
+    # ---------------------------------------------------------------- reads
+
+    def get(self, run_id: int) -> Run:
+        row = None
+        if fits_sqlite_integer(run_id):
+            row = self.conn.execute(f"{SELECT_RUN} WHERE id = ?", (run_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"unknown run {run_id} (see `easyflow runs list`)")
+        return _run(row)
+
+    def latest(self, *, workflow: str | None = None, state: RunState | None = None,
+             limit: int = 50) -> list[Run]:
+        clauses, args = [], []
+        if workflow:
+            clauses.append("workflow = ?")
+            args.append(workflow)
+        if state:
+            clauses.append("state = ?")
+            args.append(RunState(state).value)
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        rows = self.conn.execute(f"{SELECT_RUN}{where} ORDER BY id DESC LIMIT ?",
+                                 (*args, limit))
+        return [_run(row) for row in rows]
+
+    def running(self) -> list[Run]:
+        rows = self.conn.execute(f"{SELECT_RUN} WHERE state = 'running' ORDER BY id")
+        return [_run(row) for row in rows]
+
+    def queued_ids(self, workflow: str) -> list[int]:
+        return [row[0] for row in self.conn.execute(
+            "SELECT id FROM runs WHERE workflow = ? AND state = 'queued' ORDER BY id",
+            (workflow,))]
+
+    def off_peak_waiting(self, run_ids: Sequence[int] | None = None
+                         ) -> list[tuple[int, datetime | None]]:
+        sql = ("SELECT id, deadline FROM runs WHERE state = 'queued' AND mode = 'eco'"
+               " AND trigger != 'retry'")
+        args: list[int] = []
+        if run_ids is not None:
+            args = [run_id for run_id in run_ids if fits_sqlite_integer(run_id)]
+            sql += f" AND id IN ({_marks(args)})"
+        return [(row[0], from_iso(row[1])) for row in self.conn.execute(sql, args)]
+
+    def depths(self) -> dict[Mode, int]:
+        depths = dict.fromkeys(Mode, 0)
+        for mode, count in self.conn.execute(
+            "SELECT mode, count(*) FROM runs WHERE state = 'queued' GROUP BY mode"
+        ):
+            depths[Mode(mode)] = count
+        return depths
+
+    def next_promotion_at(self) -> datetime | None:
+        row = self.conn.execute(
+            "SELECT min(promote_at) FROM runs WHERE state = 'queued' AND promote_at IS NOT NULL"
+        ).fetchone()
+        return from_iso(row[0])
+
+    def next_ready_at(self, mode: Mode, now: datetime) -> datetime | None:
+        row = self.conn.execute(
+            "SELECT min(not_before) FROM runs WHERE state = 'queued' AND mode = ?"
+            " AND not_before > ?", (mode.value, to_iso(now)),
+        ).fetchone()
+        return from_iso(row[0])
+
+    def typical_duration(self, workflow: str, sample: int = 20) -> timedelta | None:
+        rows = self.conn.execute(
+            "SELECT duration_s FROM runs WHERE workflow = ? AND state = 'succeeded'"
+            " AND duration_s IS NOT NULL ORDER BY id DESC LIMIT ?", (workflow, sample),
+        ).fetchall()
+        if not rows:
+            return None
+        return timedelta(seconds=median(row[0] for row in rows))
+
+    def has_pending_recurring(self, workflow: str) -> bool:
+        row = self.conn.execute(
+            "SELECT 1 FROM runs WHERE workflow = ? AND state IN ('queued', 'running')"
+            " AND trigger IN ('schedule', 'catch-up', 'retry') LIMIT 1", (workflow,)).fetchone()
+        return row is not None
+
+    def unfinished_count(self, ids: range) -> int:
+        return self.conn.execute(
+            "SELECT count(*) FROM runs WHERE id BETWEEN ? AND ?"
+            " AND state IN ('queued', 'running')", (ids.start, ids.stop - 1)).fetchone()[0]
+
+    def last_finished_at(self, ids: range) -> datetime | None:
+        return from_iso(self.conn.execute(
+            "SELECT max(finished_at) FROM runs WHERE id BETWEEN ? AND ?",
+            (ids.start, ids.stop - 1)).fetchone()[0])
+
+    def _has_ready_run(self, mode: Mode, stamp: str | None) -> bool:
+        # A read first: the daemon asks every idle pool on every wake-up, and most of the time
+        # the answer is no; a write transaction just to learn that would take the database lock.
+        return self.conn.execute(
+            "SELECT 1 FROM runs WHERE state = 'queued' AND mode = ?"
+            " AND (not_before IS NULL OR not_before <= ?) LIMIT 1",
+            (mode.value, stamp)).fetchone() is not None
+
+
+def _planned_rows(planned: Sequence[PlannedRun]) -> Iterator[tuple]:
+    """Planned runs as rows in PLANNED_COLUMNS order; one plan queued many times over (a bulk
+    submission) is converted once."""
+    last, row = None, ()
+    for run in planned:
+        if run is not last:
+            last, row = run, _planned_values(run)
+        yield row
+
+
+def _planned_values(planned: PlannedRun) -> tuple:
+    return (planned.workflow, planned.trigger.value, planned.mode.value,
+            planned.mode_reason.value, planned.cost_priority.value, planned.cost_priority.rank,
+            to_iso(planned.deadline), RunState.QUEUED.value, to_iso(planned.enqueued_at),
+            to_iso(planned.not_before), to_iso(planned.promote_at), planned.attempt,
+            planned.retry_of, planned.schedule_id)
+
+
+def _queue_order(row: Any) -> tuple[str, int, int]:
+    """The ready queue's order, for rows of CLAIMED_COLUMNS."""
+    return (row[4] or NO_DEADLINE, CostPriority(row[3]).rank, row[0])
+
+
+def _claimed(row: Any, claimed_at: datetime) -> ClaimedRun:
+    return ClaimedRun(row[0], row[1], Mode(row[2]), CostPriority(row[3]), from_iso(row[4]),
+                      from_iso(row[5]), claimed_at)
+
+
+def _deal(runs: list[ClaimedRun], rooms: list[int]) -> list[list[ClaimedRun]]:
+    """Runs dealt to hands in turn, best first, so that a few spread over the workers."""
+    hands: list[list[ClaimedRun]] = [[] for _ in rooms]
+    left = list(rooms)
+    turn = 0
+    for run in runs:  # there are at most sum(rooms) of them
+        while not left[turn]:
+            turn = (turn + 1) % len(left)
+        hands[turn].append(run)
+        left[turn] -= 1
+        turn = (turn + 1) % len(left)
+    return hands
+
+
+def _marks(values: Sequence[Any]) -> str:
+    return ", ".join("?" * len(values))
+
+
+def _seconds(start: datetime | None, end: datetime) -> float | None:
+    if start is None:
+        return None
+    return round((end - start).total_seconds(), 6)
+
+
+def _end_values(end: RunEnd) -> tuple:
+    outcome = end.outcome
+    met = None if end.deadline is None else end.at <= end.deadline
+    return (outcome.state.value, to_iso(end.at), outcome.exit_code, outcome.error,
+            outcome.cpu_user_s, outcome.cpu_system_s, outcome.peak_rss_kb,
+            _seconds(end.began_at, end.at), met, outcome.energy_j, end.run_id)
+
+
+def _run(row: Any) -> Run:
+    """A row of SELECT_RUN as a Run (columns in RUN_FIELDS order)."""
+    (run_id, workflow, trigger, mode, reason, priority, deadline, state, enqueued_at,
+     not_before, promote_at, claimed_at, started_at, finished_at, *middle, off_peak,
+     deadline_met, energy_j, error, log_path) = row
+    (exit_code, attempt, retry_of, schedule_id, batch_id, pool, worker, pid, pgid, cpu_user_s,
+     cpu_system_s, peak_rss_kb, queue_wait_s, duration_s) = middle
+    return Run(
+        run_id, workflow, Trigger(trigger), Mode(mode), ModeReason(reason),
+        CostPriority(priority), from_iso(deadline), RunState(state), from_iso(enqueued_at),
+        from_iso(not_before), from_iso(promote_at), from_iso(claimed_at), from_iso(started_at),
+        from_iso(finished_at), exit_code, attempt, retry_of, schedule_id, batch_id,
+        PoolName(pool) if pool is not None else None, worker, pid, pgid, cpu_user_s,
+        cpu_system_s, peak_rss_kb, queue_wait_s, duration_s, _flag(off_peak),
+        _flag(deadline_met), energy_j, error, log_path)
+
+
+def _flag(value: int | None) -> bool | None:
+    return None if value is None else bool(value)

@@ -1,0 +1,424 @@
+"""The contract every `RunQueue` backend passes: each arrow of a run's life, the fields it
+changes, the queue's order, and the reads the daemon and the CLI rely on.
+
+A backend plugs in as one more param of `open_queue`.
+"""
+
+import threading
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from easyflow_cli.core.errors import BadInput, NotFound
+from easyflow_cli.core.model import (
+    CostPriority,
+    Mode,
+    ModeReason,
+    Outcome,
+    PoolName,
+    RunState,
+    Trigger,
+)
+from easyflow_cli.core.offpeak import parse_window
+from easyflow_cli.core.planning import PlannedRun, QueuePolicy
+from easyflow_cli.storage.run_queue import (
+    Hand,
+    RunEnd,
+    RunQueue,
+    RunStart,
+    cancel_run,
+    replan_off_peak,
+)
+from easyflow_cli.storage.store import Store
+
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+ECO = PoolName.ECO
+
+
+@pytest.fixture(params=["sqlite"])
+def open_queue(request, tmp_path) -> Iterator[Callable[[], RunQueue]]:
+    """Opens a new connection to the queue of one backend (one param per backend)."""
+    opened: list[Store] = []
+
+    def open_sqlite() -> RunQueue:
+        opened.append(Store.open(tmp_path / "home"))
+        return opened[-1].queue
+
+    yield {"sqlite": open_sqlite}[request.param]
+    for store in opened:
+        store.close()
+
+
+@pytest.fixture
+def run_queue(open_queue) -> RunQueue:
+    return open_queue()
+
+
+def planned(workflow="a", *, mode=Mode.ECO, priority=CostPriority.NORMAL, deadline=None,
+            not_before=None, promote_at=None, trigger=Trigger.SCHEDULE, at=NOW,
+            **extra) -> PlannedRun:
+    return PlannedRun(workflow, trigger, mode, ModeReason.SCHEDULE, priority, deadline, at,
+                      not_before, promote_at, **extra)
+
+
+def add(queue: RunQueue, **kw) -> int:
+    return queue.enqueue([planned(**kw)])[0]
+
+
+def claim(queue: RunQueue, mode=Mode.ECO, now=NOW, room=10, worker="w", batch_id=None):
+    return queue.claim(mode, now=now, pool=PoolName.of(mode),
+                       hands=[Hand(worker, room, batch_id)])[0]
+
+
+def started(queue: RunQueue, run_id: int, at=NOW + timedelta(seconds=2)) -> None:
+    queue.start([RunStart(run_id, at, NOW, pid=123, log_path="/x.log", off_peak=True)])
+
+
+def ended(queue: RunQueue, run_id: int, outcome: Outcome, at: datetime) -> list[int]:
+    return queue.finish([RunEnd.of(queue.get(run_id), outcome, at)])
+
+
+# ---------------------------------------------------------------------- enqueue
+
+
+def test_enqueue_sets_the_plan_and_nothing_else(run_queue):
+    deadline = NOW + timedelta(hours=3)
+    run_id = add(run_queue, deadline=deadline, not_before=NOW + timedelta(minutes=1),
+                 promote_at=NOW + timedelta(hours=2), attempt=2, retry_of=7, schedule_id=3,
+                 priority=CostPriority.HIGH)
+    run = run_queue.get(run_id)
+    assert (run.id, run.workflow, run.trigger, run.mode, run.mode_reason, run.cost_priority) == (
+        run_id, "a", Trigger.SCHEDULE, Mode.ECO, ModeReason.SCHEDULE, CostPriority.HIGH)
+    assert (run.state, run.deadline, run.enqueued_at) == (RunState.QUEUED, deadline, NOW)
+    assert (run.not_before, run.promote_at) == (NOW + timedelta(minutes=1),
+                                                NOW + timedelta(hours=2))
+    assert (run.attempt, run.retry_of, run.schedule_id) == (2, 7, 3)
+    unset = ("claimed_at", "started_at", "finished_at", "exit_code", "batch_id", "pool", "worker",
+             "pid", "pgid", "cpu_user_s", "cpu_system_s", "peak_rss_kb", "queue_wait_s",
+             "duration_s", "off_peak", "deadline_met", "energy_j", "error", "log_path")
+    assert {name: getattr(run, name) for name in unset} == dict.fromkeys(unset)
+
+
+def test_bulk_enqueue_gives_consecutive_ids_in_order(run_queue):
+    first = add(run_queue)
+    ids = run_queue.enqueue([planned(f"w{i}") for i in range(50)])
+    assert list(ids) == list(range(first + 1, first + 51))
+    assert [run_queue.get(i).workflow for i in (ids[0], ids[-1])] == ["w0", "w49"]
+    assert run_queue.unfinished_count(ids) == 50
+    assert run_queue.enqueue([]) == range(0)
+
+
+def test_get_of_an_unknown_run_is_not_found(run_queue):
+    for run_id in (999, 2**70, -1):
+        with pytest.raises(NotFound):
+            run_queue.get(run_id)
+
+
+# ---------------------------------------------------------------------- claim
+
+
+def test_claim_order_is_deadline_then_priority_then_first_in(run_queue):
+    low = add(run_queue, workflow="low", priority=CostPriority.LOW)
+    high = add(run_queue, workflow="high", priority=CostPriority.HIGH)
+    normal = add(run_queue, workflow="normal")
+    normal2 = add(run_queue, workflow="normal")
+    later = add(run_queue, priority=CostPriority.LOW, deadline=NOW + timedelta(hours=6))
+    due = add(run_queue, priority=CostPriority.LOW, deadline=NOW + timedelta(hours=5))
+    assert [r.id for r in claim(run_queue)] == [due, later, high, normal, normal2, low]
+
+
+def test_claim_sets_its_fields_and_hands_back_what_dispatch_needs(run_queue):
+    deadline = NOW + timedelta(hours=5)
+    run_id = add(run_queue, deadline=deadline, priority=CostPriority.HIGH)
+    later = NOW + timedelta(seconds=1)
+    [claimed] = claim(run_queue, now=later, worker="eco-1", batch_id="b1")
+    assert (claimed.id, claimed.workflow, claimed.mode, claimed.cost_priority) == (
+        run_id, "a", Mode.ECO, CostPriority.HIGH)
+    assert (claimed.deadline, claimed.enqueued_at, claimed.claimed_at) == (deadline, NOW, later)
+    run = run_queue.get(run_id)
+    assert (run.state, run.claimed_at, run.pool, run.worker, run.batch_id) == (
+        RunState.RUNNING, later, PoolName.ECO, "eco-1", "b1")
+    assert run.started_at is None
+
+
+def test_claim_keeps_modes_apart_and_respects_not_before(run_queue):
+    later = add(run_queue, not_before=NOW + timedelta(minutes=5))
+    first = add(run_queue)
+    add(run_queue, mode=Mode.REAL_TIME)
+    assert [r.id for r in claim(run_queue)] == [first]
+    assert run_queue.next_ready_at(Mode.ECO, NOW) == NOW + timedelta(minutes=5)
+    assert run_queue.next_ready_at(Mode.BALANCED, NOW) is None
+    assert [r.id for r in claim(run_queue, now=NOW + timedelta(minutes=5))] == [later]
+    assert [r.mode for r in claim(run_queue, Mode.REAL_TIME)] == [Mode.REAL_TIME]
+
+
+def test_claim_respects_the_room_and_shares_a_batch(run_queue):
+    ids = [add(run_queue) for _ in range(4)]
+    batch = claim(run_queue, room=3, batch_id="b1")
+    assert [r.id for r in batch] == ids[:3]
+    assert {run_queue.get(r.id).batch_id for r in batch} == {"b1"}
+    assert run_queue.depths() == {Mode.REAL_TIME: 0, Mode.BALANCED: 0, Mode.ECO: 1}
+
+
+def test_claim_for_several_workers_deals_best_first_in_turn(run_queue):
+    ids = [add(run_queue) for _ in range(5)]
+    hands = run_queue.claim(Mode.ECO, now=NOW, pool=ECO,
+                            hands=[Hand("a", 1), Hand("b", 3), Hand("c", 3)])
+    assert [[r.id for r in hand] for hand in hands] == [[ids[0]], [ids[1], ids[3]],
+                                                        [ids[2], ids[4]]]
+    assert {r.id: r.worker for r in run_queue.latest()} == {
+        ids[0]: "a", ids[1]: "b", ids[3]: "b", ids[2]: "c", ids[4]: "c"}
+    assert run_queue.claim(Mode.ECO, now=NOW, pool=ECO, hands=[Hand("a", 1)]) == [[]]
+    assert run_queue.claim(Mode.ECO, now=NOW, pool=ECO, hands=[]) == []
+
+
+def test_claim_with_nothing_ready_changes_nothing(run_queue):
+    run_id = add(run_queue, not_before=NOW + timedelta(minutes=1))
+    assert claim(run_queue) == []
+    assert claim(run_queue, Mode.REAL_TIME) == []
+    assert run_queue.get(run_id).state is RunState.QUEUED
+
+
+def test_claim_ids_takes_given_runs_once(run_queue, open_queue):
+    other = open_queue()
+    waiting = add(run_queue, not_before=NOW + timedelta(hours=1))
+    [claimed] = run_queue.claim_ids([waiting], now=NOW, pool=PoolName.FOREGROUND, worker="cli:1")
+    assert claimed.id == waiting
+    assert other.claim_ids([waiting], now=NOW, pool=PoolName.FOREGROUND, worker="cli:2") == []
+    run = other.get(waiting)
+    assert (run.state, run.pool, run.worker, run.claimed_at) == (
+        RunState.RUNNING, PoolName.FOREGROUND, "cli:1", NOW)
+    assert claim(other, now=NOW + timedelta(hours=2)) == []
+
+
+def test_two_connections_never_claim_the_same_run(run_queue, open_queue):
+    ids = run_queue.enqueue([planned() for _ in range(300)])
+    queues = [open_queue(), open_queue()]
+    taken: list[list[int]] = [[], []]
+
+    def drain(number: int) -> None:
+        while runs := claim(queues[number], room=7, worker=f"w{number}"):
+            taken[number] += [r.id for r in runs]
+
+    threads = [threading.Thread(target=drain, args=(n,)) for n in (0, 1)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not set(taken[0]) & set(taken[1])
+    assert sorted(taken[0] + taken[1]) == list(ids)
+
+
+# ---------------------------------------------------------------------- start, finish
+
+
+def test_start_records_when_where_and_the_queue_wait(run_queue):
+    run_id = add(run_queue)
+    claim(run_queue)
+    started(run_queue, run_id)
+    run = run_queue.get(run_id)
+    assert (run.started_at, run.pid, run.log_path, run.off_peak, run.queue_wait_s) == (
+        NOW + timedelta(seconds=2), 123, "/x.log", True, 2.0)
+    run_queue.record_step(run_id, 4567)
+    assert run_queue.get(run_id).pgid == 4567
+
+
+def test_finish_records_the_outcome_and_measures(run_queue):
+    run_id = add(run_queue, deadline=NOW + timedelta(hours=2))
+    claim(run_queue)
+    started(run_queue, run_id)
+    outcome = Outcome(RunState.SUCCEEDED, 0, None, 0.5, 0.25, 2048, 1.5)
+    assert ended(run_queue, run_id, outcome, NOW + timedelta(seconds=5.5)) == []
+    run = run_queue.get(run_id)
+    assert (run.state, run.finished_at, run.exit_code, run.error) == (
+        RunState.SUCCEEDED, NOW + timedelta(seconds=5.5), 0, None)
+    assert (run.cpu_user_s, run.cpu_system_s, run.peak_rss_kb, run.energy_j) == (
+        0.5, 0.25, 2048, 1.5)
+    assert (run.queue_wait_s, run.duration_s, run.deadline_met) == (2.0, 3.5, True)
+    assert run_queue.typical_duration("a") == timedelta(seconds=3.5)
+    assert run_queue.unfinished_count(range(run_id, run_id + 1)) == 0
+    assert run_queue.last_finished_at(range(run_id, run_id + 1)) == NOW + timedelta(seconds=5.5)
+
+
+def test_finish_records_a_missed_deadline_and_none_without_one(run_queue):
+    tight = add(run_queue, deadline=NOW + timedelta(seconds=1))
+    free = add(run_queue)
+    claim(run_queue)
+    failed = Outcome(RunState.FAILED, 1, "boom")
+    for run_id in (tight, free):
+        ended(run_queue, run_id, failed, NOW + timedelta(seconds=3))
+    assert (run_queue.get(tight).deadline_met, run_queue.get(tight).error) == (False, "boom")
+    assert run_queue.get(free).deadline_met is None
+    assert run_queue.get(free).duration_s == 3.0  # counted from the claim: it never started
+    assert run_queue.typical_duration("a") is None  # only successes count
+
+
+def test_finish_leaves_a_run_that_is_no_longer_running(run_queue):
+    queued = add(run_queue)
+    outcome = Outcome(RunState.SUCCEEDED, 0)
+    assert run_queue.finish([RunEnd(queued, outcome, NOW, NOW)]) == [queued]
+    assert run_queue.get(queued).state is RunState.QUEUED
+    assert run_queue.finish([]) == []
+
+
+# ---------------------------------------------------------------------- requeue
+
+
+def test_requeue_clears_the_claim_and_puts_runs_back_first_in_line(run_queue):
+    ids = [add(run_queue) for _ in range(3)]
+    claim(run_queue, room=2, batch_id="b")
+    started(run_queue, ids[0])
+    run_queue.record_step(ids[0], 99)
+    run_queue.requeue(ids[:2], "given back")
+    run = run_queue.get(ids[0])
+    assert (run.state, run.error) == (RunState.QUEUED, "given back")
+    cleared = ("claimed_at", "started_at", "pool", "worker", "batch_id", "pid", "pgid",
+               "queue_wait_s")
+    assert {name: getattr(run, name) for name in cleared} == dict.fromkeys(cleared)
+    again = claim(run_queue, worker="v")
+    assert [r.id for r in again] == ids
+    assert [run_queue.get(i).worker for i in ids] == ["v", "v", "v"]
+
+
+def test_requeue_leaves_runs_that_are_not_running(run_queue):
+    queued, finished = add(run_queue), add(run_queue)
+    claim(run_queue, room=1)
+    claim(run_queue, room=1)
+    ended(run_queue, finished, Outcome(RunState.SUCCEEDED, 0), NOW)
+    run_queue.requeue([finished], "no")
+    assert run_queue.get(finished).state is RunState.SUCCEEDED
+    assert run_queue.get(queued).error is None
+
+
+# ---------------------------------------------------------------------- cancel
+
+
+def test_cancel_ends_queued_runs_only(run_queue):
+    queued, running = add(run_queue, workflow="q"), add(run_queue, workflow="r")
+    run_queue.claim_ids([running], now=NOW, pool=ECO, worker="w")
+    later = NOW + timedelta(minutes=1)
+    assert run_queue.cancel([queued, running, 999], now=later, error="stop") == [queued]
+    run = run_queue.get(queued)
+    assert (run.state, run.finished_at, run.error) == (RunState.CANCELLED, later, "stop")
+    assert run_queue.get(running).state is RunState.RUNNING
+    assert run_queue.cancel([], now=later, error="stop") == []
+
+
+def test_cancel_of_a_finished_run_is_refused(run_queue):
+    run_id = add(run_queue)
+    assert cancel_run(run_queue, run_id, now=NOW).state is RunState.CANCELLED
+    assert run_queue.cancel([run_id], now=NOW + timedelta(hours=1), error="again") == []
+    assert run_queue.get(run_id).finished_at == NOW
+    with pytest.raises(BadInput, match="already ended"):
+        cancel_run(run_queue, run_id, now=NOW)
+    with pytest.raises(NotFound):
+        cancel_run(run_queue, 999, now=NOW)
+
+
+# ---------------------------------------------------------------------- promote, defer
+
+
+def test_promote_turns_due_runs_real_time(run_queue):
+    run_id = add(run_queue, deadline=NOW + timedelta(hours=3), promote_at=NOW + timedelta(hours=2),
+                 not_before=NOW + timedelta(hours=2, minutes=30))
+    other = add(run_queue, promote_at=NOW + timedelta(hours=4))
+    assert run_queue.next_promotion_at() == NOW + timedelta(hours=2)
+    assert run_queue.promote(NOW + timedelta(minutes=119)) == []
+    assert run_queue.promote(NOW + timedelta(hours=2)) == [run_id]
+    run = run_queue.get(run_id)
+    assert (run.mode, run.mode_reason, run.not_before, run.promote_at) == (
+        Mode.REAL_TIME, ModeReason.PROMOTED, None, None)
+    assert run_queue.next_promotion_at() == NOW + timedelta(hours=4)
+    assert run_queue.get(other).mode is Mode.ECO
+
+
+def test_promote_skips_runs_no_longer_queued(run_queue):
+    run_id = add(run_queue, promote_at=NOW)
+    claim(run_queue)
+    assert run_queue.next_promotion_at() is None
+    assert run_queue.promote(NOW + timedelta(hours=1)) == []
+    assert run_queue.get(run_id).mode is Mode.ECO
+
+
+def test_defer_and_replan_off_peak(run_queue):
+    window = parse_window("22:00-06:00")
+    local_noon = datetime(2026, 11, 25, 12, 0).astimezone()
+    opens = window.next_start(local_noon)
+    deadline = local_noon + timedelta(days=2)
+    eco = add(run_queue, deadline=deadline)
+    retry = add(run_queue, trigger=Trigger.RETRY, not_before=NOW)
+    real_time = add(run_queue, mode=Mode.REAL_TIME)
+    assert run_queue.off_peak_waiting() == [(eco, deadline)]
+    assert run_queue.off_peak_waiting([retry, real_time]) == []
+    assert replan_off_peak(run_queue, QueuePolicy(off_peak=window), local_noon) == 1
+    assert run_queue.get(eco).not_before == opens
+    assert replan_off_peak(run_queue, QueuePolicy(), local_noon, [eco]) == 1
+    assert run_queue.get(eco).not_before is None
+    assert run_queue.get(retry).not_before == NOW
+    run_queue.defer([(eco, opens), (real_time, opens)])
+    assert run_queue.get(eco).not_before == opens
+
+
+# ---------------------------------------------------------------------- settle abandoned
+
+
+def test_settle_abandoned_requeues_unstarted_runs_and_fails_started_ones(run_queue):
+    unstarted, begun, done = (add(run_queue, deadline=NOW + timedelta(hours=1))
+                              for _ in range(3))
+    claim(run_queue, room=3)
+    started(run_queue, begun)
+    ended(run_queue, done, Outcome(RunState.SUCCEEDED, 0), NOW + timedelta(seconds=1))
+    failed = run_queue.settle_abandoned([unstarted, begun, done], now=NOW + timedelta(seconds=5),
+                                        note="back", error="its worker died")
+    assert [run.id for run in failed] == [begun]
+    run = failed[0]
+    assert (run.state, run.error, run.finished_at, run.duration_s, run.deadline_met) == (
+        RunState.FAILED, "its worker died", NOW + timedelta(seconds=5), 3.0, True)
+    assert (run.exit_code, run.cpu_user_s, run.peak_rss_kb) == (None, 0.0, 0)
+    requeued = run_queue.get(unstarted)
+    assert (requeued.state, requeued.error, requeued.claimed_at) == (RunState.QUEUED, "back", None)
+    assert run_queue.get(done).state is RunState.SUCCEEDED
+    assert run_queue.settle_abandoned([], now=NOW, note="", error="") == []
+
+
+# ---------------------------------------------------------------------- reads
+
+
+def test_latest_filters_newest_first(run_queue):
+    a = add(run_queue, workflow="a")
+    add(run_queue, workflow="b")
+    run_queue.cancel([a], now=NOW, error="x")
+    assert [r.workflow for r in run_queue.latest()] == ["b", "a"]
+    assert [r.workflow for r in run_queue.latest(workflow="a")] == ["a"]
+    assert [r.workflow for r in run_queue.latest(state=RunState.QUEUED)] == ["b"]
+    assert len(run_queue.latest(limit=1)) == 1
+
+
+def test_running_queued_ids_and_depths(run_queue):
+    ids = [add(run_queue, workflow="a") for _ in range(3)]
+    add(run_queue, workflow="b", mode=Mode.BALANCED)
+    run_queue.claim_ids([ids[1]], now=NOW, pool=ECO, worker="w")
+    assert [r.id for r in run_queue.running()] == [ids[1]]
+    assert run_queue.queued_ids("a") == [ids[0], ids[2]]
+    assert run_queue.depths() == {Mode.REAL_TIME: 0, Mode.BALANCED: 1, Mode.ECO: 2}
+
+
+def test_has_pending_recurring(run_queue):
+    add(run_queue, workflow="manual", trigger=Trigger.MANUAL)
+    assert not run_queue.has_pending_recurring("manual")
+    for trigger in (Trigger.SCHEDULE, Trigger.CATCH_UP, Trigger.RETRY):
+        run_id = add(run_queue, workflow=trigger.value, trigger=trigger)
+        assert run_queue.has_pending_recurring(trigger.value)
+        run_queue.cancel([run_id], now=NOW, error="x")
+        assert not run_queue.has_pending_recurring(trigger.value)
+
+
+def test_typical_duration_is_the_median_of_recent_successes(run_queue):
+    for seconds in (1, 2, 10, 4):
+        run_id = add(run_queue)
+        run_queue.claim_ids([run_id], now=NOW, pool=ECO, worker="w")
+        ended(run_queue, run_id, Outcome(RunState.SUCCEEDED, 0), NOW + timedelta(seconds=seconds))
+    assert run_queue.typical_duration("a") == timedelta(seconds=3)
+    assert run_queue.typical_duration("a", sample=1) == timedelta(seconds=4)
+    assert run_queue.typical_duration("other") is None
