@@ -69,9 +69,9 @@ def show(run_id: int, as_json: bool = JSON_OPTION) -> None:
 @app.command("cancel")
 def cancel(run_id: int) -> None:
     """Cancel a queued run, or stop a running one (its steps get SIGTERM, then SIGKILL)."""
-    from easyflow_cli.runtime.client import daemon_request
+    from easyflow_cli.runtime.client import cancel as cancel_by_daemon
 
-    reply = daemon_request({"op": "cancel", "id": run_id})
+    reply = cancel_by_daemon(run_id)
     if reply is None:
         reply = _cancel_without_daemon(run_id)
     if not reply.get("ok"):

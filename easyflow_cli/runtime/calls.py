@@ -28,6 +28,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable, Iterator
+from types import FrameType
 from typing import Any
 
 TICK_SECONDS = 0.5
@@ -70,9 +71,9 @@ def resolve(target: str, directory: str | None = None) -> Callable[..., Any]:
 
 def _import(target: str, directory: str | None) -> Callable[..., Any]:
     module_name, _, attribute = target.partition(":")
-    added = directory is not None and directory not in sys.path
-    if added:
-        sys.path.insert(0, directory)
+    added = directory if directory is not None and directory not in sys.path else None
+    if added is not None:
+        sys.path.insert(0, added)
     try:
         obj: Any = importlib.import_module(module_name)
         for part in attribute.split("."):
@@ -83,8 +84,8 @@ def _import(target: str, directory: str | None) -> Callable[..., Any]:
         raise CallFailed(f"cannot import {target!r}: {one_line(exc)}",
                          details=traceback_text(exc)) from None
     finally:
-        if added:
-            sys.path.remove(directory)
+        if added is not None:
+            sys.path.remove(added)
     if not callable(obj):
         raise CallFailed(f"{target!r} is not callable")
     return obj
@@ -141,7 +142,7 @@ def cpu_seconds() -> tuple[float, float, int]:
 def _interrupts(deadline: float, cancelled: Callable[[], bool]) -> Iterator[None]:
     """SIGALRM every tick until the block ends; the handler decides whether to interrupt."""
 
-    def on_tick(signum, frame) -> None:
+    def on_tick(signum: int, frame: FrameType | None) -> None:
         if time.monotonic() >= deadline:
             raise StepInterrupted("timeout")
         if cancelled():

@@ -1,4 +1,5 @@
-"""Talking to a running daemon over its Unix socket: one JSON line each way.
+"""Talking to a running daemon over its Unix socket: one request line, one reply line
+(the messages of runtime/protocol.py).
 
 Every function here returns None (or False) when no daemon answers: the CLI then works alone.
 """
@@ -11,9 +12,17 @@ from pathlib import Path
 from typing import Any
 
 from easyflow_cli.core.paths import socket_path, state_dir
+from easyflow_cli.runtime.protocol import (
+    CancelRequest,
+    ReloadRequest,
+    Request,
+    StatusRequest,
+    WakeRequest,
+    encode,
+)
 
 
-def daemon_request(request: dict[str, Any], home: Path | None = None,
+def daemon_request(request: Request, home: Path | None = None,
                    timeout: float = 5.0) -> dict[str, Any] | None:
     sock = connect(home or state_dir(), timeout)
     if sock is None:
@@ -39,10 +48,10 @@ def connect(home: Path, timeout: float = 5.0) -> socket.socket | None:
     return sock
 
 
-def exchange(sock: socket.socket, request: dict[str, Any]) -> dict[str, Any] | None:
+def exchange(sock: socket.socket, request: Request) -> dict[str, Any] | None:
     """Send one request on a connection and read the reply (None if the daemon gave none)."""
     try:
-        sock.sendall(json.dumps(request).encode() + b"\n")
+        sock.sendall(encode(request))
         reply = b""
         while not reply.endswith(b"\n"):
             chunk = sock.recv(65536)
@@ -53,21 +62,29 @@ def exchange(sock: socket.socket, request: dict[str, Any]) -> dict[str, Any] | N
         return None
     if not reply:
         return None
-    return json.loads(reply)
+    try:
+        answer = json.loads(reply)
+    except ValueError:
+        return None
+    return answer if isinstance(answer, dict) else None
 
 
 def notify_reload(home: Path | None = None) -> bool:
-    return daemon_request({"op": "reload"}, home) is not None
+    return daemon_request(ReloadRequest(), home) is not None
 
 
-def wake_request(run_ids: list[int] | None = None) -> dict[str, Any]:
+def wake_request(run_ids: list[int] | None = None) -> WakeRequest:
     """Tell the daemon new runs are queued (it re-plans their off-peak wait by its config)."""
-    return {"op": "wake", "runs": run_ids or []}
+    return WakeRequest(run_ids or [])
 
 
 def wake(home: Path | None = None, run_ids: list[int] | None = None) -> bool:
     return daemon_request(wake_request(run_ids), home) is not None
 
 
+def cancel(run_id: int, home: Path | None = None) -> dict[str, Any] | None:
+    return daemon_request(CancelRequest(run_id), home)
+
+
 def daemon_status(home: Path | None = None, timeout: float = 5.0) -> dict[str, Any] | None:
-    return daemon_request({"op": "status"}, home, timeout)
+    return daemon_request(StatusRequest(), home, timeout)

@@ -24,9 +24,12 @@ from typing import TYPE_CHECKING, BinaryIO
 
 from easyflow_cli.core.model import Outcome, RunState
 from easyflow_cli.core.spec import StepSpec, WorkflowSpec
+from easyflow_cli.runtime.protocol import RunLimits
 from easyflow_cli.runtime.rapl import EnergyMeter
 
 if TYPE_CHECKING:
+    from resource import struct_rusage
+
     from easyflow_cli.core.config import Config
     from easyflow_cli.core.model import Mode
 
@@ -42,7 +45,7 @@ INHERITED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "USER", "LOGNAME", "TMP
 _LIBC: list = []
 
 
-def _libc():
+def _libc() -> ctypes.CDLL:
     if not _LIBC:
         _LIBC.append(ctypes.CDLL(None, use_errno=True))
     return _LIBC[0]
@@ -74,22 +77,12 @@ def lower_priority(nice: int) -> None:
 
 
 @dataclass
-class RunLimits:
-    """How this run may execute: its time limit and the priority of its processes."""
-
-    timeout: float
-    nice: int = 0
-    kill_grace: float = 5.0
-    log_max_bytes: int = 10 * 1024 * 1024
-
-
-@dataclass
 class Usage:
     cpu_user_s: float = 0.0
     cpu_system_s: float = 0.0
     peak_rss_kb: int = 0
 
-    def add(self, rusage) -> None:
+    def add(self, rusage: struct_rusage) -> None:
         self.cpu_user_s += rusage.ru_utime
         self.cpu_system_s += rusage.ru_stime
         self.peak_rss_kb = max(self.peak_rss_kb, rusage.ru_maxrss)
@@ -217,7 +210,9 @@ class ParkedStep:
         os.waitpid(self.pid, 0)
 
 
-def _exec_in_child(argv, cwd, env, parent, parent_ends, out_w, gate_r, report_w) -> None:
+def _exec_in_child(argv: list[str], cwd: str | None, env: dict[str, str], parent: int,
+                   parent_ends: tuple[int, ...], out_w: int, gate_r: int,
+                   report_w: int) -> None:
     """In the forked child: own session, die with the parent, wait at the gate, exec."""
     try:
         for fd in parent_ends:
@@ -332,7 +327,7 @@ class StepRunner:
             selector.close()
             os.close(pidfd)
 
-    def _read_some(self, selector) -> None:
+    def _read_some(self, selector: selectors.BaseSelector) -> None:
         data = os.read(self.proc.stdout.fileno(), READ_CHUNK)
         if data:
             self.log.write(data)
@@ -374,6 +369,7 @@ class StepRunner:
         self.proc.stdout.close()
 
     def _exit_code(self) -> int:
+        assert self.exit_status is not None, "asked before the step was reaped"
         code = os.waitstatus_to_exitcode(self.exit_status)
         return 128 - code if code < 0 else code
 
@@ -440,7 +436,10 @@ def command_line(step: StepSpec) -> str:
     return step.run[0] if step.shell else shlex.join(step.argv())
 
 
-def _execute_step(step, spec, limits, log, deadline, on_step_start, cancelled, environ, run_id):
+def _execute_step(step: StepSpec, spec: WorkflowSpec, limits: RunLimits, log: CappedLog,
+                  deadline: float, on_step_start: Callable[[StepSpec, int], bool | None] | None,
+                  cancelled: Callable[[], bool], environ: dict[str, str] | None,
+                  run_id: int | None) -> StepResult:
     log.note(f"step {step.name!r}: {command_line(step)}")
     if step.call:
         return _execute_call(step, spec, log, deadline, cancelled)
@@ -476,10 +475,12 @@ def _execute_step(step, spec, limits, log, deadline, on_step_start, cancelled, e
     return result
 
 
-def _execute_call(step, spec, log, deadline, cancelled) -> StepResult:
+def _execute_call(step: StepSpec, spec: WorkflowSpec, log: CappedLog, deadline: float,
+                  cancelled: Callable[[], bool]) -> StepResult:
     """A `call` step, in this process: no fork, no exec (see calls.py for how limits hold)."""
     from easyflow_cli.runtime import calls
 
+    assert step.call is not None, "only a call step runs in this process"
     before = calls.cpu_seconds()
     directory = step.cwd or spec.source_dir
     try:

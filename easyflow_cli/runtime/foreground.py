@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 from pathlib import Path
+from types import FrameType
 from typing import BinaryIO
 
 from easyflow_cli.core.config import Config
@@ -30,7 +31,7 @@ class _StopFlag:
     def __init__(self) -> None:
         self.stopped = False
 
-    def __call__(self, signum, frame) -> None:
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
         self.stopped = True
 
 

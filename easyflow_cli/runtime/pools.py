@@ -14,16 +14,28 @@ out long gives them back (`release`).
 from __future__ import annotations
 
 import contextlib
-import json
+import logging
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 from easyflow_cli.core.config import PoolConfig
 from easyflow_cli.core.model import ClaimedRun, Mode, StopReason
+from easyflow_cli.runtime.protocol import (
+    Order,
+    ProtocolError,
+    ReleaseOrder,
+    Report,
+    RetireOrder,
+    RunOrder,
+    decode_report,
+    encode,
+)
+
+log = logging.getLogger("easyflow.daemon")
 
 # Runs a worker may hold at once while its pool's recent runs took under SHORT_RUN_S each.
 PREFETCH_DEPTH = 32
@@ -48,18 +60,16 @@ class Assignment:
     stop_reason: StopReason | None = None
 
 
-class WorkerProcess:
-    """One worker: its process, its pipes and the runs it holds."""
+class PoolWorker:
+    """One worker as its pool sees it: the runs it holds and what it was asked to do.
 
-    def __init__(self, pool: Pool, number: int) -> None:
+    How it talks is left to subclasses: `WorkerProcess` is a real worker process; tests pass
+    fakes that speak through a pipe of their own. Reports arrive on `stdout_fd`."""
+
+    def __init__(self, pool: Pool, number: int, stdout_fd: int) -> None:
         self.pool = pool
         self.name = f"{pool.mode.value}-{number}"
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "easyflow_cli.runtime.worker", "--nice", str(pool.config.nice),
-             "--parent", str(os.getpid())],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True,
-        )
-        self.stdout_fd = self.proc.stdout.fileno()
+        self.stdout_fd = stdout_fd
         os.set_blocking(self.stdout_fd, False)
         self.buffer = b""
         self.assignments: dict[int, Assignment] = {}
@@ -69,25 +79,31 @@ class WorkerProcess:
 
     @property
     def pid(self) -> int:
-        return self.proc.pid
+        raise NotImplementedError
+
+    def send_line(self, line: bytes) -> bool:
+        """Write one encoded order; False if the worker can no longer be reached."""
+        raise NotImplementedError
+
+    def kill(self) -> None:
+        raise NotImplementedError
+
+    def close(self) -> int | None:
+        """After its end of file: close what is left of its pipes; its exit status."""
+        raise NotImplementedError
 
     @property
     def idle(self) -> bool:
         return not self.assignments and not self.retiring
 
-    def send(self, message: dict[str, Any]) -> bool:
-        try:
-            self.proc.stdin.write(json.dumps(message).encode() + b"\n")
-            self.proc.stdin.flush()
-            return True
-        except (OSError, ValueError):  # ValueError: the pipe was already closed
-            return False
+    def send(self, order: Order) -> bool:
+        return self.send_line(encode(order))
 
-    def assign(self, runs: list[ClaimedRun], message: dict[str, Any]) -> bool:
-        """Hand over `runs` with the `run` message that describes them."""
+    def assign(self, runs: list[ClaimedRun], order: RunOrder) -> bool:
+        """Hand over `runs` with the `run` order that describes them."""
         for run in runs:
             self.assignments[run.id] = Assignment(run.id, run)
-        return self.send(message)
+        return self.send(order)
 
     def long_from(self) -> float | None:
         """When its current run counts as long (monotonic): RELEASE_AFTER_S after it started."""
@@ -110,10 +126,13 @@ class WorkerProcess:
     def release(self) -> None:
         """Ask for the runs it has not started back; it answers with a "released" report."""
         self.releasing = True
-        self.send({"op": "release"})
+        self.send(ReleaseOrder())
 
-    def read_events(self) -> tuple[list[dict[str, Any]], bool]:
-        """Events the worker has written so far, and whether its pipe reached end of file."""
+    def read_reports(self) -> tuple[list[Report], bool]:
+        """Reports the worker has written so far, and whether its pipe reached end of file.
+
+        A report we cannot read means the worker cannot be trusted with its runs: it is
+        killed, and its runs are settled as those of a worker that died."""
         eof = False
         try:
             while True:
@@ -125,7 +144,12 @@ class WorkerProcess:
         except BlockingIOError:
             pass
         *lines, self.buffer = self.buffer.split(b"\n")
-        return [json.loads(line) for line in lines if line.strip()], eof
+        try:
+            return [decode_report(line) for line in lines if line.strip()], eof
+        except ProtocolError as exc:
+            log.error("worker %s sent a report we cannot read (%s); killing it", self.name, exc)
+            self.kill()
+            return [], eof
 
     def retire(self) -> None:
         """Finish what it holds, then exit.
@@ -134,22 +158,64 @@ class WorkerProcess:
         executing can be cancelled (a drain past its grace does exactly that).
         """
         self.retiring = True
-        if not self.send({"op": "retire"}):
-            with contextlib.suppress(OSError, ValueError):
-                self.proc.stdin.close()
+        if not self.send(RetireOrder()):
+            self.close_orders()
 
-    def reap(self) -> int | None:
-        """The worker's exit status once it has exited (non-blocking)."""
-        return self.proc.poll()
+    def close_orders(self) -> None:
+        """Close its order pipe: end of file means the same as retire."""
+        raise NotImplementedError
+
+
+class WorkerProcess(PoolWorker):
+    """A worker process (runtime/worker.py) with its two pipes."""
+
+    def __init__(self, pool: Pool, number: int) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "easyflow_cli.runtime.worker", "--nice", str(pool.config.nice),
+             "--parent", str(os.getpid())],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True,
+        )
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.stdin = self.proc.stdin
+        self.stdout = self.proc.stdout
+        super().__init__(pool, number, self.stdout.fileno())
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def send_line(self, line: bytes) -> bool:
+        try:
+            self.stdin.write(line)
+            self.stdin.flush()
+            return True
+        except (OSError, ValueError):  # ValueError: the pipe was already closed
+            return False
+
+    def kill(self) -> None:
+        self.proc.kill()
+
+    def close_orders(self) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            self.stdin.close()
+
+    def close(self) -> int | None:
+        self.stdout.close()
+        self.close_orders()
+        return self.proc.wait()
+
+
+WorkerFactory = Callable[["Pool", int], PoolWorker]
 
 
 @dataclass
 class Pool:
     mode: Mode
     config: PoolConfig
-    workers: list[WorkerProcess] = field(default_factory=list)
+    workers: list[PoolWorker] = field(default_factory=list)
     started: int = 0
     typical_run_s: float | None = None  # recent runs' duration, an exponential average
+    spawn: WorkerFactory = WorkerProcess  # tests pass fakes
 
     def note_duration(self, seconds: float) -> None:
         if self.typical_run_s is None:
@@ -163,7 +229,7 @@ class Pool:
         short = self.typical_run_s is not None and self.typical_run_s < SHORT_RUN_S
         return PREFETCH_DEPTH if short else 1
 
-    def rooms(self, now_mono: float) -> list[tuple[WorkerProcess, int]]:
+    def rooms(self, now_mono: float) -> list[tuple[PoolWorker, int]]:
         """Workers to hand runs to now, and how many each may take.
 
         A worker is topped up once it is down to half its depth, so that one claim and one
@@ -173,14 +239,14 @@ class Pool:
                 if not w.retiring and not w.releasing and len(w.assignments) <= depth // 2
                 and not (w.assignments and w.running_long(now_mono))]
 
-    def fill(self) -> list[WorkerProcess]:
+    def fill(self) -> list[PoolWorker]:
         """Start workers until the pool has its configured size; returns the new ones."""
         new = []
         # Retiring workers still count: they may be finishing a run, and the pool's size is a
         # promise about how many of its runs execute at once.
         while len(self.workers) < self.config.workers:
             self.started += 1
-            worker = WorkerProcess(self, self.started)
+            worker = self.spawn(self, self.started)
             self.workers.append(worker)
             new.append(worker)
         return new
@@ -192,7 +258,7 @@ class Pool:
         for worker in sorted(active, key=lambda w: not w.idle)[:max(0, excess)]:
             worker.retire()
 
-    def idle_workers(self) -> list[WorkerProcess]:
+    def idle_workers(self) -> list[PoolWorker]:
         return [w for w in self.workers if w.idle]
 
     @property
@@ -203,5 +269,5 @@ class Pool:
     def busy(self) -> int:
         return sum(1 for w in self.workers if w.assignments)
 
-    def remove(self, worker: WorkerProcess) -> None:
+    def remove(self, worker: PoolWorker) -> None:
         self.workers.remove(worker)

@@ -5,20 +5,30 @@ A worker reports each run's start and end; at hundreds of runs a second, one tra
 one statement) per report was most of the daemon's work. Starts and plain ends are gathered and
 written with one statement each; anything else is a change function applied after them, in the
 order it was recorded. What must wait for the commit (letting a parked step run) waits.
+
+When the database cannot be written (read-only, disk full...), the `Recorder` keeps each
+wake-up's batch, in order, and replays them once it can be written again; meanwhile the daemon
+claims and starts nothing new.
 """
 
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from easyflow_cli.core.model import Mode, RunState
+from easyflow_cli.runtime.clock import Clock
 from easyflow_cli.storage.run_queue import RunEnd, RunStart
 from easyflow_cli.storage.store import Store
 
 log = logging.getLogger("easyflow.daemon")
 
+# While the database cannot be written: first retry after this, doubling up to the maximum.
+DB_RETRY_FIRST = 0.5
+DB_RETRY_MAX = 8.0
+DB_STILL_FAILING_EVERY = 60.0
 # More successful ends than this in one batch are logged as one line, not one line each.
 ENDS_LOGGED_ONE_BY_ONE = 3
 
@@ -36,8 +46,8 @@ class EndedRun:
 class Batch:
     starts: list[RunStart] = field(default_factory=list)
     ends: list[EndedRun] = field(default_factory=list)
-    changes: list[Callable[[], None]] = field(default_factory=list)
-    after_commit: list[Callable[[], None]] = field(default_factory=list)
+    changes: list[Callable[[], object]] = field(default_factory=list)
+    after_commit: list[Callable[[], object]] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return bool(self.starts or self.ends or self.changes or self.after_commit)
@@ -53,6 +63,77 @@ class Batch:
         for then in self.after_commit:
             then()
         log_ends(self.ends, set(already_ended))
+
+
+class Recorder:
+    """Gathers a wake-up's changes and writes them; keeps them while the database cannot be."""
+
+    def __init__(self, store: Store, clock: Clock) -> None:
+        self.store = store
+        self.clock = clock
+        self.batch = Batch()
+        self.backlog: list[Batch] = []
+        self.retry_at: float | None = None  # monotonic; None while the database is healthy
+        self.retry_delay = DB_RETRY_FIRST
+        self.failing_since: float | None = None
+        self.last_complaint = 0.0
+
+    @property
+    def healthy(self) -> bool:
+        return self.retry_at is None
+
+    def retry_due(self) -> bool:
+        return self.retry_at is not None and self.clock.monotonic() >= self.retry_at
+
+    def record(self, change: Callable[[], object],
+               then: Callable[[], object] | None = None) -> None:
+        """Write a change with the others of this wake-up; `then` runs once it is committed."""
+        self.batch.changes.append(change)
+        if then is not None:
+            self.batch.after_commit.append(then)
+
+    def write(self) -> None:
+        """This wake-up's changes in one transaction, or kept, in order, until they can be."""
+        if not self.batch:
+            return
+        batch, self.batch = self.batch, Batch()
+        if self.backlog:
+            self.backlog.append(batch)
+            return
+        try:
+            batch.apply(self.store)
+        except sqlite3.OperationalError as exc:
+            self.backlog.append(batch)
+            self.failed(exc)
+
+    def failed(self, exc: sqlite3.OperationalError) -> None:
+        """A write failed: complain (now and then), and try again after a growing delay."""
+        now = self.clock.monotonic()
+        if self.failing_since is None:
+            self.failing_since = self.last_complaint = now
+            log.error("cannot write the database %s: %s; no new runs start until it can be "
+                      "written again (retrying with back-off)", self.store.path, exc)
+        elif now - self.last_complaint >= DB_STILL_FAILING_EVERY:
+            self.last_complaint = now
+            log.error("still cannot write the database (for %.0fs): %s; %d changes waiting",
+                      now - self.failing_since, exc, len(self.backlog))
+        self.retry_at = now + self.retry_delay
+        self.retry_delay = min(self.retry_delay * 2, DB_RETRY_MAX)
+
+    def retry(self) -> None:
+        """Replay the waiting changes in order; healthy again once all of them are written."""
+        while self.backlog:
+            try:
+                self.backlog[0].apply(self.store)
+            except sqlite3.OperationalError as exc:
+                self.failed(exc)
+                return
+            self.backlog.pop(0)
+        if self.failing_since is not None:
+            log.info("the database can be written again (after %.1fs); resuming",
+                     self.clock.monotonic() - self.failing_since)
+        self.retry_at = self.failing_since = None
+        self.retry_delay = DB_RETRY_FIRST
 
 
 def log_ends(ends: list[EndedRun], already_ended: set[int]) -> None:

@@ -1,18 +1,8 @@
 """A pool worker process: executes the runs the daemon hands it, one after another.
 
-It never touches the database. The daemon writes JSON lines to its stdin:
-    {"op": "run", "limits": {...}, "specs": {WORKFLOW: {"spec", "source_file"}, ...},
-     "runs": [{"id", "workflow", "log_path"}, ...]}: run these, in this order
-    {"op": "cancel", "id": RUN_ID}
-    {"op": "ack", "id": RUN_ID, "pgid": PGID}: the step's process group is recorded, let it run
-    {"op": "release"}: give back the runs not started yet (another worker is free for them)
-    {"op": "retire"}: finish what you hold, then exit
-and reads JSON lines from its stdout:
-    {"ev": "ready", "pid"}
-    {"ev": "started", "id", "at"} / {"ev": "step", "id", "pgid"} / {"ev": "finished", "id", "at",
-    "outcome": {...}} / {"ev": "released", "ids": [...]}
-    {"ev": "ran", "id", "started_at", "at", "outcome"}: a start and its end in one report
-Times are seconds since the epoch.
+It never touches the database. The daemon writes orders to its stdin (run, cancel, ack,
+release, retire) and reads reports from its stdout (ready, started, step, finished, ran,
+released): JSON lines, each a message of runtime/protocol.py, which says what each one means.
 End of stdin means the same as retire. A step waits (parked, before its program runs) until
 the daemon acknowledges its "step" event: a crash can then always find its process group.
 
@@ -33,16 +23,35 @@ import signal
 import sys
 import time
 from dataclasses import dataclass
-from typing import Any, BinaryIO
+from typing import BinaryIO, cast
 
 from easyflow_cli.core.model import Outcome, RunState
 from easyflow_cli.core.spec import WorkflowSpec, spec_from_dict
 from easyflow_cli.runtime.executor import (
-    RunLimits,
     become_subreaper,
     die_with_parent,
     execute_workflow,
     lower_priority,
+)
+from easyflow_cli.runtime.protocol import (
+    AckOrder,
+    CancelOrder,
+    Finished,
+    Order,
+    ProtocolError,
+    Ran,
+    Ready,
+    Released,
+    ReleaseOrder,
+    Report,
+    RetireOrder,
+    RunLimits,
+    RunOrder,
+    SpecEntry,
+    Started,
+    Step,
+    decode_order,
+    encode_all,
 )
 from easyflow_cli.runtime.rapl import EnergyMeter
 
@@ -51,7 +60,7 @@ FLUSH_AFTER_S = 0.001
 
 
 @dataclass
-class Order:
+class Job:
     """One run to execute, as the daemon handed it over."""
 
     run_id: int
@@ -67,33 +76,32 @@ class Worker:
         self.inbox = inbox
         self.outbox = outbox
         self.buffer = b""
-        self.pending: list[Order] = []
+        self.pending: list[Job] = []
         self.cancelled: set[int] = set()
         self.acknowledged: set[tuple[int, int]] = set()
         self.closed = False  # stdin reached end of file
         self.retiring = False
         self.meter = EnergyMeter()
-        self.specs: dict[tuple, WorkflowSpec] = {}
-        self.unsent: list[dict[str, Any]] = []
+        self.specs: dict[tuple[str | None, str], WorkflowSpec] = {}
+        self.unsent: list[Report] = []
         self.unsent_since = 0.0  # monotonic time of the oldest unsent report
 
-    def report(self, **event: Any) -> None:
+    def report(self, event: Report) -> None:
         """Send this report, and any held back before it, now."""
         self.unsent.append(event)
         self.flush()
 
-    def report_soon(self, **event: Any) -> dict[str, Any]:
+    def report_soon(self, event: Report) -> None:
         if not self.unsent:
             self.unsent_since = time.monotonic()
         self.unsent.append(event)
-        return event
 
-    def report_end(self, start: dict[str, Any], **end: Any) -> None:
+    def report_end(self, start: Started, at: float, outcome: Outcome) -> None:
         """A run's end; sent with its start as one "ran" report if the start is still held."""
         if self.unsent and self.unsent[-1] is start:
-            start.update(ev="ran", started_at=start["at"], **end)
+            self.unsent[-1] = Ran(start.id, start.at, at, outcome)
         else:
-            self.report_soon(ev="finished", id=start["id"], **end)
+            self.report_soon(Finished(start.id, at, outcome))
 
     def flush_if_stale(self) -> None:
         """Send what was held back once the oldest of it is FLUSH_AFTER_S old."""
@@ -105,7 +113,7 @@ class Worker:
         # running call for cancellation (see calls.py), never while the main code flushes.
         if not self.unsent:
             return
-        data = "".join(json.dumps(event) + "\n" for event in self.unsent).encode()
+        data = encode_all(self.unsent)
         self.unsent.clear()
         try:
             while data:
@@ -130,32 +138,31 @@ class Worker:
         *lines, self.buffer = self.buffer.split(b"\n")
         for line in lines:
             if line.strip():
-                self._take(json.loads(line))
+                self._take(decode_order(line))
 
-    def _take(self, order: dict[str, Any]) -> None:
-        if order["op"] == "run":
-            self.pending.extend(self.orders_in(order))
-        elif order["op"] == "release":
+    def _take(self, order: Order) -> None:
+        if isinstance(order, RunOrder):
+            self.pending.extend(self.jobs_in(order))
+        elif isinstance(order, ReleaseOrder):
             self.release_pending()
-        elif order["op"] == "cancel":
-            self.cancelled.add(order["id"])
-        elif order["op"] == "ack":
-            self.acknowledged.add((order["id"], order["pgid"]))
-        elif order["op"] == "retire":
+        elif isinstance(order, CancelOrder):
+            self.cancelled.add(order.id)
+        elif isinstance(order, AckOrder):
+            self.acknowledged.add((order.id, order.pgid))
+        elif isinstance(order, RetireOrder):
             self.retiring = True
 
-    def orders_in(self, message: dict[str, Any]) -> list[Order]:
-        limits = RunLimits(**message["limits"])
-        specs = {name: self.spec_of(entry) for name, entry in message["specs"].items()}
-        return [Order(run["id"], specs[run["workflow"]], limits, run["log_path"])
-                for run in message["runs"]]
+    def jobs_in(self, order: RunOrder) -> list[Job]:
+        specs = {name: self.spec_of(entry) for name, entry in order.specs.items()}
+        return [Job(run.id, specs[run.workflow], order.limits, run.log_path)
+                for run in order.runs]
 
     def release_pending(self) -> None:
         """Hand back what has not started; a run being cancelled stays, to report its end."""
-        kept = [order for order in self.pending if order.run_id in self.cancelled]
-        released = [order.run_id for order in self.pending if order.run_id not in self.cancelled]
+        kept = [job for job in self.pending if job.run_id in self.cancelled]
+        released = [job.run_id for job in self.pending if job.run_id not in self.cancelled]
         self.pending = kept
-        self.report(ev="released", ids=released)
+        self.report(Released(released))
 
     def is_cancelled(self, run_id: int) -> bool:
         self.flush_if_stale()  # also asked after every step: not a reason to send at once
@@ -164,7 +171,7 @@ class Worker:
 
     def step_recorded(self, run_id: int, pgid: int) -> bool:
         """Report a parked step and wait until the daemon has recorded it; False: don't run it."""
-        self.report(ev="step", id=run_id, pgid=pgid)
+        self.report(Step(run_id, pgid))
         while (run_id, pgid) not in self.acknowledged:
             if self.closed or run_id in self.cancelled:
                 return False
@@ -173,7 +180,7 @@ class Worker:
         return True
 
     def serve(self) -> None:
-        self.report(ev="ready", pid=os.getpid())
+        self.report(Ready(os.getpid()))
         while not ((self.closed or self.retiring) and not self.pending):
             if not self.pending:
                 self.flush()
@@ -183,36 +190,31 @@ class Worker:
             self.execute(self.pending.pop(0))
         self.flush()
 
-    def execute(self, order: Order) -> None:
-        run_id = order.run_id
+    def execute(self, job: Job) -> None:
+        run_id = job.run_id
         if run_id in self.cancelled:
-            self.report_soon(ev="finished", id=run_id, at=time.time(),
-                             outcome=_as_dict(Outcome(RunState.CANCELLED, error="cancelled")))
+            self.report_soon(Finished(run_id, time.time(),
+                                      Outcome(RunState.CANCELLED, error="cancelled")))
             return
-        start = self.report_soon(ev="started", id=run_id, at=time.time())
-        with open_run_log(order.log_path) as log:
+        start = Started(run_id, time.time())
+        self.report_soon(start)
+        with open_run_log(job.log_path) as log:
             outcome = execute_workflow(
-                order.spec, order.limits, log, cancelled=lambda: self.is_cancelled(run_id),
+                job.spec, job.limits, log, cancelled=lambda: self.is_cancelled(run_id),
                 on_step_start=lambda step, pgid: self.step_recorded(run_id, pgid),
                 meter=self.meter, run_id=run_id,
             )
-        self.report_end(start, at=time.time(), outcome=_as_dict(outcome))
+        self.report_end(start, time.time(), outcome)
 
-    def spec_of(self, entry: dict[str, Any]) -> WorkflowSpec:
+    def spec_of(self, entry: SpecEntry) -> WorkflowSpec:
         """A handed-over spec, validated once per distinct spec (a pool runs the same few)."""
-        key = (entry.get("source_file"), json.dumps(entry["spec"], sort_keys=True))
+        key = (entry.source_file, json.dumps(entry.spec, sort_keys=True))
         spec = self.specs.get(key)
         if spec is None:
             if len(self.specs) >= SPEC_CACHE_SIZE:
                 self.specs.clear()
-            spec = self.specs[key] = spec_from_dict(entry["spec"], source_file=key[0])
+            spec = self.specs[key] = spec_from_dict(entry.spec, source_file=key[0])
         return spec
-
-
-def _as_dict(outcome: Outcome) -> dict[str, Any]:
-    # Outcome is flat: a copy of its fields is what dataclasses.asdict gives, without the
-    # deep copy that was a sixth of a no-op run's cost in the worker.
-    return dict(vars(outcome))
 
 
 class UnwritableLog(io.RawIOBase):
@@ -226,7 +228,7 @@ class UnwritableLog(io.RawIOBase):
     def writable(self) -> bool:
         return True
 
-    def write(self, data) -> int:
+    def write(self, data: object) -> int:
         raise self.error
 
 
@@ -237,7 +239,7 @@ def open_run_log(path: str) -> BinaryIO:
     except OSError as exc:
         print(f"easyflow worker {os.getpid()}: cannot open run log {path}: {exc.strerror}; "
               "the run's output is discarded", file=sys.stderr, flush=True)
-        return UnwritableLog(exc)
+        return cast(BinaryIO, UnwritableLog(exc))
     return open(fd, "ab", buffering=0)
 
 
@@ -259,7 +261,13 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(0)  # the daemon died before the parent-death signal was armed
     become_subreaper()
     lower_priority(args.nice)
-    Worker(sys.stdin.fileno(), _protocol_stream()).serve()
+    try:
+        Worker(sys.stdin.fileno(), _protocol_stream()).serve()
+    except ProtocolError as exc:
+        # Orders come only from our daemon: one we cannot read means we cannot be trusted
+        # with the runs we hold. Exiting makes the daemon settle them and start a new worker.
+        print(f"easyflow worker {os.getpid()}: {exc}", file=sys.stderr, flush=True)
+        sys.exit(2)
 
 
 def _protocol_stream() -> int:

@@ -374,6 +374,26 @@ HOSTILE_REQUESTS = [
 ]
 
 
+BAD_WAKE_UPS = [
+    b'{"op": "wake", "runs": null}\n', b'{"op": "wake", "runs": 5}\n',
+    b'{"op": "wake", "runs": [1e300]}\n', b'{"op": "wake", "runs": ["x"]}\n',
+    b'{"op": "wake", "runs": [[1, [2]]]}\n', b'{"op": "wake", "runs": [true]}\n',
+    b'{"op": "wake", "runs": [-1]}\n', b'{"op": "wake", "runs": [99999999999999999999999]}\n',
+    b'{"op": "wake", "runs": {"1": 1}}\n', b'{"op": "wake", "runs": [1, 2, "3"]}\n',
+]
+
+
+@pytest.mark.e2e
+def test_malformed_wake_ups_are_refused_and_the_daemon_keeps_serving(running_daemon):
+    sock = running_daemon.home / "easyflow.sock"
+    for data in BAD_WAKE_UPS:
+        reply = json.loads(send_raw(sock, data))
+        assert reply["ok"] is False and reply["error"].startswith("wake: runs must be"), reply
+        assert running_daemon.proc.poll() is None, (data[:40], running_daemon.log_tail())
+    assert json.loads(ask(sock, {"op": "status"}))["pid"] == running_daemon.pid
+    assert json.loads(send_raw(sock, b'{"op": "wake", "runs": []}\n')) == {"ok": True}
+
+
 @pytest.mark.e2e
 def test_hostile_requests_on_the_socket_do_not_hurt_the_daemon(running_daemon):
     sock = running_daemon.home / "easyflow.sock"

@@ -186,19 +186,22 @@ def test_release_gives_back_what_has_not_started(worker, tmp_path, kind):
 
 
 def test_a_start_still_held_back_goes_out_with_its_end():
+    from easyflow_cli.core.model import Outcome, RunState
+    from easyflow_cli.runtime.protocol import Finished, Ran, Started, decode_report
     from easyflow_cli.runtime.worker import Worker
 
     inbox, _ = os.pipe()
     reports, outbox = os.pipe()
     worker = Worker(inbox, outbox)
-    start = worker.report_soon(ev="started", id=1, at=1.0)
-    worker.report_end(start, at=2.0, outcome={"state": "succeeded"})
-    start = worker.report_soon(ev="started", id=2, at=3.0)
+    ok, failed = Outcome(RunState.SUCCEEDED), Outcome(RunState.FAILED, exit_code=1)
+    start = Started(1, 1.0)
+    worker.report_soon(start)
+    worker.report_end(start, 2.0, ok)
+    start = Started(2, 3.0)
+    worker.report_soon(start)
     worker.flush()  # e.g. the run turned out long
-    worker.report_end(start, at=4.0, outcome={"state": "failed"})
+    worker.report_end(start, 4.0, failed)
     worker.flush()
-    lines = os.read(reports, 65536).decode().splitlines()
-    assert [json.loads(line) for line in lines] == [
-        {"ev": "ran", "id": 1, "at": 2.0, "started_at": 1.0, "outcome": {"state": "succeeded"}},
-        {"ev": "started", "id": 2, "at": 3.0},
-        {"ev": "finished", "id": 2, "at": 4.0, "outcome": {"state": "failed"}}]
+    lines = os.read(reports, 65536).splitlines()
+    assert [decode_report(line) for line in lines] == [
+        Ran(1, 1.0, 2.0, ok), Started(2, 3.0), Finished(2, 4.0, failed)]

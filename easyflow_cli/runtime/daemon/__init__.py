@@ -1,0 +1,15 @@
+"""The long-running daemon, one module per responsibility.
+
+service  the daemon as a whole: lock, start, reload, the request handlers, shutdown
+loop     the event loop: the one place that waits, and how long
+control  the control socket and its table of request handlers
+dispatch claims from the queue, orders to the pools
+reports  what the workers' reports change
+settlement  the rules for a run's end: finish, retry, requeue
+drain    stopping without losing a run: none → grace → stopping → killing
+recovery runs a previous daemon left running
+"""
+
+from easyflow_cli.runtime.daemon.service import Daemon
+
+__all__ = ["Daemon"]

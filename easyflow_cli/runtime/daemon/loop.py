@@ -1,0 +1,198 @@
+"""The daemon's event loop: the one place it waits, and the only reader of its clock's time
+to decide how long.
+
+It sleeps until something is due (a schedule fire, a promotion, a deferred run becoming ready,
+a release, a drain phase, the watchdog, a database retry) or something arrives (a client's
+request, a worker's report, a signal). Each wake-up runs the same short sequence: fire due
+schedules, promote runs near their deadline, hand ready runs to idle workers; then it writes
+what the wake-up recorded, in one transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+import selectors
+import sqlite3
+from datetime import datetime
+from typing import Protocol
+
+from easyflow_cli.core.config import Config
+from easyflow_cli.core.model import Mode
+from easyflow_cli.runtime.clock import Clock
+from easyflow_cli.runtime.daemon.dispatch import Dispatcher
+from easyflow_cli.runtime.daemon.drain import Drain
+from easyflow_cli.runtime.pools import Pool
+from easyflow_cli.runtime.recording import Recorder
+from easyflow_cli.runtime.sdnotify import Notifier
+from easyflow_cli.scheduling.scheduler import ScheduleBook
+from easyflow_cli.storage.store import CHECKPOINT_WHEN_QUIET_S, Store
+
+log = logging.getLogger("easyflow.daemon")
+
+# epoll takes a sleep of at most 2**31 - 1 ms (under 25 days); a run due later (a deadline a
+# year away puts its promotion there) is found again by sleeping this long at a time.
+MAX_SLEEP_S = 24 * 3600.0
+
+
+class Served(Protocol):
+    """What the loop drives: the daemon (service.py), seen from here."""
+
+    clock: Clock
+    selector: selectors.BaseSelector
+    config: Config
+    pools: dict[Mode, Pool]
+    notifier: Notifier
+    drain: Drain
+    recorder: Recorder
+    dispatcher: Dispatcher
+    schedules: ScheduleBook
+    stop_requested: bool
+    reload_requested: bool
+
+    @property
+    def db(self) -> Store: ...
+
+    def begin_drain(self) -> None: ...
+
+    def reload(self) -> None: ...
+
+    def update_status(self) -> None: ...
+
+
+class Loop:
+    def __init__(self, daemon: Served) -> None:
+        self.daemon = daemon
+        self.clock = daemon.clock
+        self.selector = daemon.selector
+        # True while the last wake-up brought only workers' "started"/"step" reports.
+        self.progress_only = False
+        self.sleep_deadline: float | None = None  # monotonic; when something is next due
+        self.wal_dirty = False  # something happened since the last checkpoint
+
+    def run(self) -> None:
+        while not self.daemon.drain.finished():
+            self.tick()
+
+    def tick(self, wait_limit: float | None = None) -> None:
+        """One wake-up: do what is due, sleep until the next thing (at most `wait_limit`
+        seconds: tests drive the loop with a fake clock), handle what arrived."""
+        daemon = self.daemon
+        if daemon.stop_requested and not daemon.drain.active:
+            daemon.begin_drain()
+        timeout = self.time_left() if self._may_skip_scheduling() else self._full_tick()
+        if wait_limit is not None:
+            timeout = wait_limit if timeout is None else min(timeout, wait_limit)
+        events = self._wait(timeout)
+        # Each handler says whether what it took made something due or free.
+        self.progress_only = bool(events)
+        for key, _ in events:
+            if key.data(key.fileobj):
+                self.progress_only = False
+        daemon.recorder.write()
+        if daemon.notifier.watchdog_interval:
+            daemon.notifier.watchdog()
+
+    def _wait(self, timeout: float | None) -> list[tuple[selectors.SelectorKey, int]]:
+        """Sleep until something arrives or `timeout`; checkpoint if it stays quiet a while."""
+        if self.wal_dirty and (timeout is None or timeout > CHECKPOINT_WHEN_QUIET_S):
+            events = self.selector.select(CHECKPOINT_WHEN_QUIET_S)
+            if events:
+                return events
+            self._checkpoint()
+            timeout = self.time_left() if timeout is not None else None
+        events = self.selector.select(timeout)
+        self.wal_dirty = self.wal_dirty or bool(events)
+        return events
+
+    def _checkpoint(self) -> None:
+        self.wal_dirty = False
+        try:
+            self.daemon.db.checkpoint()
+        except sqlite3.OperationalError as exc:  # busy, read-only, disk full: next quiet time
+            log.debug("checkpoint skipped: %s", exc)
+
+    def _may_skip_scheduling(self) -> bool:
+        # Only "started"/"step" reports came in: nothing became due or free, so skip the
+        # queries. The reporting worker is usually waiting for us meanwhile: its pipe write
+        # woke this loop on its own CPU, and its step starts once we sleep again.
+        daemon = self.daemon
+        return (self.progress_only and not daemon.drain.active and daemon.recorder.healthy
+                and not daemon.reload_requested)
+
+    def _full_tick(self) -> float | None:
+        """Retry the database, then reload, fire, promote, dispatch; how long to sleep then."""
+        daemon = self.daemon
+        if daemon.recorder.retry_due():
+            daemon.recorder.retry()
+        if daemon.recorder.healthy:
+            self._do_due_work()
+        daemon.drain.advance(daemon.config.kill_grace)
+        daemon.update_status()
+        timeout = self._sleep_seconds(self.clock.now())
+        self.sleep_deadline = None if timeout is None else self.clock.monotonic() + timeout
+        return timeout
+
+    def time_left(self) -> float | None:
+        if self.sleep_deadline is None:
+            return None
+        return max(0.0, self.sleep_deadline - self.clock.monotonic())
+
+    def _do_due_work(self) -> None:
+        """Reload, fire, promote, dispatch: each a short transaction; a failed write backs off."""
+        daemon = self.daemon
+        try:
+            if daemon.reload_requested:
+                daemon.reload()
+            if not daemon.drain.active:
+                now = self.clock.now()
+                self._fire_schedules(now)
+                self._promote(now)
+                daemon.dispatcher.dispatch(now)
+        except sqlite3.OperationalError as exc:
+            daemon.recorder.failed(exc)
+        daemon.recorder.write()
+
+    def dispatch_now(self) -> None:
+        """Hand woken runs over before answering the wake-up: the client, woken by the answer,
+        would otherwise compete with them for the CPU."""
+        daemon = self.daemon
+        if daemon.drain.active or not daemon.recorder.healthy:
+            return
+        try:
+            daemon.dispatcher.dispatch(self.clock.now())
+        except sqlite3.OperationalError as exc:
+            daemon.recorder.failed(exc)
+        daemon.recorder.write()
+
+    def _fire_schedules(self, now: datetime) -> None:
+        for fire in self.daemon.schedules.fire_due(now):
+            if fire.run_id is None:
+                log.info("schedule %d (%s) fired; coalesced with a run still waiting",
+                         fire.schedule_id, fire.workflow)
+            else:
+                log.info("schedule %d (%s) fired: run %d (%s)", fire.schedule_id, fire.workflow,
+                         fire.run_id, fire.trigger.value)
+
+    def _promote(self, now: datetime) -> None:
+        for run_id in self.daemon.db.queue.promote(now):
+            log.info("run %d promoted to real-time: its deadline is near", run_id)
+
+    def _sleep_seconds(self, now: datetime) -> float | None:
+        """Until the next thing that is due; None (sleep until woken) when nothing is."""
+        daemon = self.daemon
+        waits: list[float] = []
+        if daemon.recorder.retry_at is not None:
+            waits.append(daemon.recorder.retry_at - self.clock.monotonic())
+        else:
+            queue = daemon.db.queue
+            due = [daemon.schedules.next_due(), queue.next_promotion_at()]
+            due += [queue.next_ready_at(mode, now) for mode in Mode
+                    if daemon.pools[mode].idle_workers()]
+            waits += [(moment - now).total_seconds() for moment in due if moment is not None]
+            release = daemon.dispatcher.next_release_in()
+            if release is not None:
+                waits.append(release)
+        waits += daemon.drain.waits()
+        if daemon.notifier.watchdog_interval:
+            waits.append(daemon.notifier.watchdog_interval)
+        return min(max(0.0, min(waits)), MAX_SLEEP_S) if waits else None

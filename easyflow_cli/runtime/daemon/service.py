@@ -1,0 +1,255 @@
+"""The daemon as a whole: it takes the lock, opens the database and the socket, starts the
+pools, recovers what a previous daemon left running, serves until it is told to stop, and
+drains. The parts it wires together each live in their own module of this package.
+
+SQLite is the single source of truth; the daemon holds only what is live: the pools, the
+socket, and what each worker is doing.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import selectors
+import signal
+from pathlib import Path
+from types import FrameType
+
+from easyflow_cli.core.config import Config, load_config
+from easyflow_cli.core.errors import EasyflowError
+from easyflow_cli.core.model import Mode, StopReason
+from easyflow_cli.core.paths import ensure_state_dir, run_log_path, socket_path
+from easyflow_cli.core.planning import QueuePolicy
+from easyflow_cli.core.timeutil import to_iso
+from easyflow_cli.runtime.clock import Clock, SystemClock
+from easyflow_cli.runtime.daemon.control import ControlServer, Handlers
+from easyflow_cli.runtime.daemon.dispatch import Dispatcher
+from easyflow_cli.runtime.daemon.drain import Drain
+from easyflow_cli.runtime.daemon.loop import Loop
+from easyflow_cli.runtime.daemon.recovery import recover_abandoned_runs
+from easyflow_cli.runtime.daemon.reports import WorkerReports
+from easyflow_cli.runtime.pools import Pool, PoolWorker, WorkerFactory, WorkerProcess
+from easyflow_cli.runtime.protocol import (
+    CancelOrder,
+    CancelRequest,
+    Done,
+    PoolStatus,
+    ReloadRequest,
+    Reply,
+    StatusReply,
+    StatusRequest,
+    WakeRequest,
+)
+from easyflow_cli.runtime.recording import Recorder
+from easyflow_cli.runtime.sdnotify import Notifier
+from easyflow_cli.scheduling.scheduler import ScheduleBook, prime_schedules
+from easyflow_cli.storage.run_queue import cancel_run, replan_off_peak
+from easyflow_cli.storage.store import Store
+
+log = logging.getLogger("easyflow.daemon")
+
+
+class Daemon:
+    def __init__(self, home: Path, config_path: str | None = None, *,
+                 clock: Clock | None = None, spawn: WorkerFactory = WorkerProcess) -> None:
+        self.home = ensure_state_dir(home)
+        self.logs_dir = str(run_log_path(self.home, 0).parent)
+        self.config_path = config_path
+        self.config: Config = load_config(config_path)
+        self.clock: Clock = clock or SystemClock()
+        self.notifier = Notifier.from_env()
+        self.selector: selectors.BaseSelector = selectors.DefaultSelector()
+        self.pools = {mode: Pool(mode, self.config.pool(mode), spawn=spawn) for mode in Mode}
+        self.drain = Drain(self.clock, self.all_workers)
+        self.loop = Loop(self)
+        self.control = ControlServer(socket_path(self.home), self.selector, self._handlers())
+        self.started_at = self.clock.now()
+        self.stop_requested = False
+        self.reload_requested = False
+        self.last_status = ""
+        self.lock_fd: int | None = None
+        self.store: Store | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def run(self) -> int:
+        self.start()
+        try:
+            self.loop.run()
+        finally:
+            self.shutdown()
+        return 0
+
+    def start(self, *, signals: bool = True) -> None:
+        """Everything up to serving; `signals` False leaves the process's handlers alone."""
+        self._acquire_lock()
+        self.store = store = Store.open(self.home)
+        self.recorder = Recorder(store, self.clock)
+        self.dispatcher = Dispatcher(store, self.pools, self.recorder, self.clock, self.config,
+                                     self.logs_dir)
+        self.reports = WorkerReports(store, self.recorder, self.clock, self.config,
+                                     self.selector, self.dispatcher.log_path)
+        self.schedules = ScheduleBook(store, self._policy(), self.started_at)
+        if signals:
+            self._install_signals()
+        recover_abandoned_runs(store, self.clock)
+        prime_schedules(store, self.clock.now())
+        self.control.open()
+        for pool in self.pools.values():
+            self.reports.watch(pool.fill())
+        log.info("daemon %d serving %s (config: %s)", os.getpid(), self.home, self.config.source)
+        self.notifier.ready(self._status_line())
+
+    def begin_drain(self) -> None:
+        self.notifier.stopping()
+        self.reports.draining = True
+        self.drain.begin(self.config.drain_grace)
+
+    def shutdown(self) -> None:
+        for worker in self.all_workers():
+            worker.kill()
+        if self.recorder.backlog:
+            self.recorder.retry()
+        if self.recorder.backlog:
+            log.error("%d run state changes could not be written to the database; the next "
+                      "start settles those runs", len(self.recorder.backlog))
+        self.control.close()
+        if self.store is not None:
+            self.store.close()
+        if self.lock_fd is not None:
+            os.close(self.lock_fd)
+        log.info("daemon stopped")
+
+    def all_workers(self) -> list[PoolWorker]:
+        return [w for pool in self.pools.values() for w in pool.workers]
+
+    def _policy(self) -> QueuePolicy:
+        return QueuePolicy(self.config.promote_within, self.config.off_peak)
+
+    def _acquire_lock(self) -> None:
+        path = self.home / "daemon.lock"
+        self.lock_fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(self.lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(self.lock_fd, 32, 0).decode().strip() or "?"
+            raise EasyflowError(f"another daemon is already running on {self.home} "
+                                f"(pid {holder})") from None
+        os.ftruncate(self.lock_fd, 0)
+        os.pwrite(self.lock_fd, f"{os.getpid()}\n".encode(), 0)
+
+    def _install_signals(self) -> None:
+        self.signal_r, signal_w = os.pipe()
+        os.set_blocking(self.signal_r, False)
+        os.set_blocking(signal_w, False)
+        signal.set_wakeup_fd(signal_w)
+        # Handlers only set flags; the loop acts on them (the wake-up fd ends its sleep).
+        signal.signal(signal.SIGTERM, self._on_stop_signal)
+        signal.signal(signal.SIGINT, self._on_stop_signal)
+        signal.signal(signal.SIGHUP, self._on_reload_signal)
+        self.selector.register(self.signal_r, selectors.EVENT_READ, self._drain_signal_pipe)
+
+    def _on_stop_signal(self, signum: int, frame: FrameType | None) -> None:
+        self.stop_requested = True
+
+    def _on_reload_signal(self, signum: int, frame: FrameType | None) -> None:
+        self.reload_requested = True
+
+    def _drain_signal_pipe(self, fd: int) -> bool:
+        try:
+            while os.read(self.signal_r, 512):
+                pass
+        except BlockingIOError:
+            pass
+        return True
+
+    # ------------------------------------------------------------------ requests
+
+    def _handlers(self) -> Handlers:
+        return {WakeRequest: self._on_wake, ReloadRequest: self._on_reload,
+                StatusRequest: self._on_status, CancelRequest: self._on_cancel}
+
+    def _on_wake(self, request: WakeRequest) -> Reply:
+        # The CLI planned these runs' off-peak wait with the config it found; ours rules.
+        if request.runs:
+            replan_off_peak(self.db.queue, self._policy(), self.clock.now(), request.runs)
+        self.loop.dispatch_now()
+        return Done()
+
+    def _on_reload(self, request: ReloadRequest) -> Reply:
+        self.reload_requested = True
+        return Done()
+
+    def _on_status(self, request: StatusRequest) -> Reply:
+        return self.status()
+
+    def _on_cancel(self, request: CancelRequest) -> Reply:
+        for worker in self.all_workers():
+            assignment = worker.assignments.get(request.id)
+            if assignment is not None:
+                assignment.stop_reason = StopReason.CANCELLED
+                worker.send(CancelOrder(request.id))
+                return Done("stopping")
+        return Done(cancel_run(self.db.queue, request.id, now=self.clock.now()).state.value)
+
+    def status(self) -> StatusReply:
+        store = self.db
+        return StatusReply(
+            pid=os.getpid(), since=to_iso(self.started_at) or "",
+            state="draining" if self.drain.active else "running",
+            home=str(self.home), config=self.config.source,
+            pools={mode.value: PoolStatus(pool.busy, pool.config.workers, pool.ready,
+                                          [w.pid for w in pool.workers])
+                   for mode, pool in self.pools.items()},
+            queue=self._depths(), next_fires=store.upcoming_schedules(5))
+
+    @property
+    def db(self) -> Store:
+        assert self.store is not None, "the daemon has not started"
+        return self.store
+
+    # ------------------------------------------------------------------ reload, status line
+
+    def reload(self) -> None:
+        self.reload_requested = False
+        self.notifier.reloading()
+        old_window = self.config.off_peak
+        try:
+            self.config = load_config(self.config_path)
+        except EasyflowError as exc:
+            log.error("reload: keeping the old configuration: %s", exc)
+        self.dispatcher.config = self.reports.config = self.config
+        self.schedules.policy = self._policy()
+        store = self.db
+        if self.config.off_peak != old_window:
+            count = replan_off_peak(store.queue, self._policy(), self.clock.now())
+            log.info("off-peak window changed: re-planned %d waiting eco runs", count)
+        for mode, pool in self.pools.items():
+            pool.config = self.config.pool(mode)
+            pool.shrink()
+            self.reports.watch(pool.fill())
+        prime_schedules(store, self.clock.now())
+        log.info("reloaded configuration (%s), workflows and schedules", self.config.source)
+        self.notifier.ready(self._status_line())
+
+    def _depths(self) -> dict[str, int]:
+        return {mode.value: count for mode, count in self.db.queue.depths().items()}
+
+    def _status_line(self) -> str:
+        depths = self._depths()
+        pools = ", ".join(f"{m.value} {p.busy}/{p.config.workers}" for m, p in self.pools.items())
+        queued = ", ".join(f"{m} {n}" for m, n in depths.items())
+        return f"busy: {pools}; queued: {queued}"
+
+    def update_status(self) -> None:
+        if not self.notifier.enabled:
+            return  # counting the queue on every wake-up costs, and only systemd reads it
+        try:
+            line = self._status_line()
+        except Exception as exc:  # a status line is not worth stopping for
+            log.debug("status line skipped: %s", exc)
+            return
+        if line != self.last_status:
+            self.last_status = line
+            self.notifier.status(line)

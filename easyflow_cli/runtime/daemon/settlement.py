@@ -1,0 +1,126 @@
+"""What becomes of a run when it ends, is interrupted, or loses its worker or its daemon.
+
+The rules are pure: the facts about a run (did it start, which attempt, how many retries its
+workflow allows), how it ended and why it was stopped go in; a `Settlement` comes out: finish
+it as it ended, finish it and retry it, or put it back in the queue. `apply` writes one.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from easyflow_cli.core.errors import NotFound
+from easyflow_cli.core.model import Outcome, Run, RunState, StopReason
+from easyflow_cli.core.planning import plan_retry
+from easyflow_cli.storage.run_queue import RunEnd
+from easyflow_cli.storage.store import Store
+
+log = logging.getLogger("easyflow.daemon")
+
+SHUTDOWN_NOTE = "interrupted by daemon shutdown"
+RETRIED_STATES = (RunState.FAILED, RunState.TIMED_OUT)
+
+
+class Transition(StrEnum):
+    FINISH = "finish"  # record the outcome; the run is over
+    RETRY = "retry"  # record the outcome, and queue the next attempt
+    REQUEUE = "requeue"  # back in the queue, as if it had never been handed out
+
+
+@dataclass(frozen=True)
+class RunFacts:
+    """What the rules need to know about a run."""
+
+    run_id: int
+    started: bool
+    attempt: int
+    retries: int  # how many retries its workflow allows (none once the workflow is removed)
+
+
+@dataclass(frozen=True)
+class Settlement:
+    transition: Transition
+    outcome: Outcome | None = None  # FINISH and RETRY
+    note: str | None = None  # REQUEUE: why, kept in the run's error field
+
+
+def after_end(run: RunFacts, outcome: Outcome, stop: StopReason | None) -> Settlement:
+    """Its worker reported how it ended."""
+    if stop is StopReason.SHUTDOWN and outcome.state is RunState.CANCELLED:
+        return after_interruption(run)
+    if outcome.state in RETRIED_STATES and run.attempt <= run.retries:
+        return Settlement(Transition.RETRY, outcome)
+    return Settlement(Transition.FINISH, outcome)
+
+
+def after_interruption(run: RunFacts) -> Settlement:
+    """Stopped by a shutdown: back in the queue if it never started or may be retried."""
+    if not run.started or run.attempt <= run.retries:
+        return Settlement(Transition.REQUEUE, note=SHUTDOWN_NOTE + "; re-queued")
+    return Settlement(Transition.FINISH, Outcome(RunState.FAILED, error=SHUTDOWN_NOTE))
+
+
+def after_worker_death(run: RunFacts, stop: StopReason | None, pid: int,
+                       status: int | None) -> Settlement:
+    """Its worker died holding it: tell the truth about it."""
+    if stop is StopReason.SHUTDOWN:
+        return after_interruption(run)
+    if not run.started:
+        return Settlement(Transition.REQUEUE, note="its worker died before it started")
+    error = f"worker process {pid} died (exit status {status}) while running it"
+    return after_end(run, Outcome(RunState.FAILED, error=error), None)
+
+
+def after_daemon_death(run: RunFacts) -> Settlement:
+    """Found `running` at start-up: the daemon that ran it died."""
+    if not run.started:
+        return Settlement(Transition.REQUEUE, note="re-queued after a daemon restart")
+    error = "the daemon stopped while this run was running (found at start-up)"
+    return after_end(run, Outcome(RunState.FAILED, error=error), None)
+
+
+def facts(store: Store, run: Run) -> RunFacts:
+    try:
+        retries = store.get_workflow(run.workflow).retries
+    except NotFound:
+        retries = 0
+    return RunFacts(run.id, run.started_at is not None, run.attempt, retries)
+
+
+def facts_of(store: Store, run_id: int) -> RunFacts:
+    return facts(store, store.queue.get(run_id))
+
+
+def apply(store: Store, run_id: int, settlement: Settlement, now: datetime) -> None:
+    """Write a settlement: the end and its retry in one transaction, so a crash in between
+    cannot lose the retry."""
+    queue = store.queue
+    if settlement.transition is Transition.REQUEUE:
+        queue.requeue([run_id], settlement.note)
+        return
+    assert settlement.outcome is not None
+    with store.write():
+        queue.finish([RunEnd.of(queue.get(run_id), settlement.outcome, now)])
+        run = queue.get(run_id)
+        retry = None
+        if settlement.transition is Transition.RETRY and run.state in RETRIED_STATES:
+            retry = _enqueue_retry(store, run, now)
+    log.info("run %d (%s, %s) %s in %.2fs", run_id, run.workflow, run.mode.value,
+             run.state.value, run.duration_s or 0)
+    if retry is not None:
+        log.info("run %d will be retried as run %d (attempt %d)", run_id, retry.id,
+                 retry.attempt)
+
+
+def _enqueue_retry(store: Store, run: Run, now: datetime) -> Run | None:
+    try:
+        spec = store.get_workflow(run.workflow)
+    except NotFound:
+        return None
+    planned = plan_retry(run, spec, now)
+    if planned is None:
+        return None
+    return store.queue.get(store.queue.enqueue([planned])[0])

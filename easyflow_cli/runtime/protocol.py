@@ -1,0 +1,450 @@
+"""Every message the daemon exchanges, one JSON object per line: orders to its workers (run,
+cancel, ack, release, retire), their reports (ready, started, step, finished, ran, released),
+clients' requests on its socket (wake, reload, status, cancel) and its replies.
+
+Each message is a dataclass that writes itself as JSON; the `decode_*` functions are the one
+place a line is read back and checked: whatever is malformed becomes a `ProtocolError` that
+says what is wrong, never a KeyError three calls later. The worker imports this module:
+nothing here touches the database.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from easyflow_cli.core.errors import shown
+from easyflow_cli.core.model import Outcome, RunState
+
+# SQLite's INTEGER is signed 64-bit: a run id or a process id beyond it names nothing.
+MAX_ID = 2**63 - 1
+# A worker holds a few dozen runs; a client wakes the daemon for the runs of one submission.
+MAX_IDS = 100_000
+# The largest finite float: NaN fails every comparison, infinity this one.
+_LARGEST = sys.float_info.max
+_PID = "a process id (a positive integer)"
+
+
+class ProtocolError(ValueError):
+    """A message that is not one of ours: its text says what is wrong with it."""
+
+
+class _Plain:
+    """Written as its fields, as they are."""
+
+    __slots__ = ()
+
+    def to_json(self) -> dict[str, Any]:
+        names: tuple[str, ...] = self.__slots__  # a slotted dataclass's are its fields
+        return {name: getattr(self, name) for name in names}
+
+
+class _Message(_Plain):
+    """Written as its tag (`op` or `ev`), then its fields."""
+
+    __slots__ = ()
+
+    def to_json(self) -> dict[str, Any]:
+        tag = "op" if hasattr(self, "op") else "ev"
+        return {tag: getattr(self, tag), **_Plain.to_json(self)}
+
+
+# ------------------------------------------------------------------ orders (daemon → worker)
+
+
+@dataclass(slots=True)
+class RunLimits(_Plain):
+    """How a run may execute: its time limit and the priority of its processes."""
+
+    timeout: float
+    nice: int = 0
+    kill_grace: float = 5.0
+    log_max_bytes: int = 10 * 1024 * 1024
+
+
+@dataclass(slots=True)
+class SpecEntry(_Plain):
+    """A workflow's spec as stored (validated again by the worker) and the file it came from."""
+
+    spec: dict[str, Any]
+    source_file: str | None
+
+
+@dataclass(slots=True)
+class RunTicket:
+    id: int
+    workflow: str
+    log_path: str
+
+
+@dataclass(slots=True)
+class RunOrder:
+    """Run these, in this order, with these limits."""
+
+    op: ClassVar[str] = "run"
+    limits: RunLimits
+    specs: dict[str, SpecEntry]
+    runs: list[RunTicket]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"op": "run", "limits": self.limits.to_json(),
+                "specs": {name: entry.to_json() for name, entry in self.specs.items()},
+                "runs": [{"id": r.id, "workflow": r.workflow, "log_path": r.log_path}
+                         for r in self.runs]}
+
+
+@dataclass(slots=True)
+class CancelOrder(_Message):
+    op: ClassVar[str] = "cancel"
+    id: int
+
+
+@dataclass(slots=True)
+class AckOrder(_Message):
+    """The step's process group is recorded: let it run."""
+
+    op: ClassVar[str] = "ack"
+    id: int
+    pgid: int
+
+
+@dataclass(slots=True)
+class ReleaseOrder(_Message):
+    """Give back the runs not started yet: another worker is free for them."""
+
+    op: ClassVar[str] = "release"
+
+
+@dataclass(slots=True)
+class RetireOrder(_Message):
+    """Finish what you hold, then exit."""
+
+    op: ClassVar[str] = "retire"
+
+
+Order = RunOrder | CancelOrder | AckOrder | ReleaseOrder | RetireOrder
+
+
+# ------------------------------------------------------------------ reports (worker → daemon)
+# Times are seconds since the epoch: the worker's clock, read where the thing happened.
+
+
+@dataclass(slots=True)
+class Ready(_Message):
+    ev: ClassVar[str] = "ready"
+    pid: int
+
+
+@dataclass(slots=True)
+class Started(_Message):
+    ev: ClassVar[str] = "started"
+    id: int
+    at: float
+
+
+@dataclass(slots=True)
+class Step(_Message):
+    """A step is parked in this process group until the daemon acknowledges it."""
+
+    ev: ClassVar[str] = "step"
+    id: int
+    pgid: int
+
+
+@dataclass(slots=True)
+class Finished:
+    ev: ClassVar[str] = "finished"
+    id: int
+    at: float
+    outcome: Outcome
+
+    def to_json(self) -> dict[str, Any]:
+        return {"ev": "finished", "id": self.id, "at": self.at,
+                "outcome": _outcome_json(self.outcome)}
+
+
+@dataclass(slots=True)
+class Ran:
+    """A short run's start and end in one report."""
+
+    ev: ClassVar[str] = "ran"
+    id: int
+    started_at: float
+    at: float
+    outcome: Outcome
+
+    def to_json(self) -> dict[str, Any]:
+        return {"ev": "ran", "id": self.id, "started_at": self.started_at, "at": self.at,
+                "outcome": _outcome_json(self.outcome)}
+
+
+@dataclass(slots=True)
+class Released(_Message):
+    """The runs given back unstarted, after a `release` order."""
+
+    ev: ClassVar[str] = "released"
+    ids: list[int]
+
+
+Report = Ready | Started | Step | Finished | Ran | Released
+
+
+# ------------------------------------------------------------------ socket requests and replies
+
+
+@dataclass(slots=True)
+class WakeRequest(_Message):
+    """New runs are queued; the daemon re-plans their off-peak wait by its own config."""
+
+    op: ClassVar[str] = "wake"
+    runs: list[int]
+
+
+@dataclass(slots=True)
+class ReloadRequest(_Message):
+    op: ClassVar[str] = "reload"
+
+
+@dataclass(slots=True)
+class StatusRequest(_Message):
+    op: ClassVar[str] = "status"
+
+
+@dataclass(slots=True)
+class CancelRequest(_Message):
+    op: ClassVar[str] = "cancel"
+    id: int
+
+
+Request = WakeRequest | ReloadRequest | StatusRequest | CancelRequest
+
+
+@dataclass(slots=True)
+class Done:
+    """The request was taken; `state` (cancel) says where the run is now."""
+
+    state: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"ok": True} if self.state is None else {"ok": True, "state": self.state}
+
+
+@dataclass(slots=True)
+class Refusal:
+    error: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"ok": False, "error": self.error}
+
+
+@dataclass(slots=True)
+class PoolStatus(_Plain):
+    busy: int
+    size: int
+    ready: int
+    workers: list[int]
+
+
+@dataclass(slots=True)
+class StatusReply:
+    """What `easyflow daemon status` shows (the JSON fields are its documented output)."""
+
+    pid: int
+    since: str
+    state: str
+    home: str
+    config: str
+    pools: dict[str, PoolStatus]
+    queue: dict[str, int]
+    next_fires: list[dict[str, Any]]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"pid": self.pid, "since": self.since, "state": self.state, "home": self.home,
+                "config": self.config,
+                "pools": {mode: pool.to_json() for mode, pool in self.pools.items()},
+                "queue": self.queue, "next_fires": self.next_fires}
+
+
+Reply = Done | Refusal | StatusReply
+
+
+# ------------------------------------------------------------------ encoding
+
+
+def encode(message: Order | Report | Request | Reply) -> bytes:
+    """One message as its line on the wire."""
+    return json.dumps(message.to_json(), default=str).encode() + b"\n"
+
+
+def encode_all(messages: list[Report]) -> bytes:
+    return "".join(json.dumps(m.to_json()) + "\n" for m in messages).encode()
+
+
+def _outcome_json(outcome: Outcome) -> dict[str, Any]:
+    # Outcome is flat: a copy of its fields is what dataclasses.asdict gives, without the deep
+    # copy that was a visible share of a no-op run's cost.
+    return dict(vars(outcome))
+
+
+# ------------------------------------------------------------ decoding: the one validation point
+
+
+def decode_order(line: bytes) -> Order:
+    return _decode(line, "op", _ORDERS, "order")
+
+
+def decode_report(line: bytes) -> Report:
+    return _decode(line, "ev", _REPORTS, "report")
+
+
+def decode_request(line: bytes) -> Request:
+    return _decode(line, "op", _REQUESTS, "request")
+
+
+def _decode(line: bytes, tag: str, table: dict[str, Callable[[_Fields], Any]], what: str) -> Any:
+    try:
+        data = json.loads(line)
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+        raise ProtocolError(f"a {what} is one JSON object per line: {shown(str(exc))}") from None
+    if not isinstance(data, dict):
+        got = "null" if data is None else type(data).__name__
+        raise ProtocolError(f"a {what} is one JSON object, not {got}")
+    kind = data.get(tag)
+    build = table.get(kind) if isinstance(kind, str) else None
+    if build is None or not isinstance(kind, str):
+        raise ProtocolError(f"unknown {tag} {shown(kind)}")
+    return build(_Fields(kind, data))
+
+
+class _Fields:
+    """A message's fields, each read through a check that names the field when it fails."""
+
+    __slots__ = ("kind", "data", "within")
+
+    def __init__(self, kind: str, data: dict[str, Any], within: str | None = None) -> None:
+        self.kind = kind
+        self.data = data
+        self.within = within  # the field of the message these fields are the value of
+
+    def fail(self, name: str, must: str) -> ProtocolError:
+        got = "missing" if name not in self.data else f"got {shown(self.data[name])}"
+        where = self.kind if self.within is None else f"{self.kind}.{self.within}"
+        return ProtocolError(f"{where}: {name} must be {must} ({got})")
+
+    def run_ids(self, name: str) -> list[int]:
+        values = self.items(name, default=[])
+        if not all(type(v) is int and 0 < v <= MAX_ID for v in values):
+            raise self.fail(name, "a list of run ids (positive integers)")
+        return values
+
+    def items(self, name: str, default: list[Any] | None = None) -> list[Any]:
+        values: Any = self.data.get(name, default)
+        if type(values) is not list or len(values) > MAX_IDS:
+            raise self.fail(name, f"a list of at most {MAX_IDS} entries")
+        return values
+
+    def positive(self, name: str, must: str = "a run id (a positive integer)") -> int:
+        value: Any = self.data.get(name)
+        if type(value) is not int or not 0 < value <= MAX_ID:
+            raise self.fail(name, must)
+        return value
+
+    # These run for every report: checks inline, no helper calls on the way to "valid".
+    def number(self, name: str, optional: bool = False) -> Any:
+        value: Any = self.data.get(name)
+        kind = type(value)
+        if (kind is float or kind is int) and 0 <= value <= _LARGEST or optional and value is None:
+            return value
+        raise self.fail(name, "a finite number, not negative")
+
+    def integer(self, name: str, optional: bool = False) -> Any:
+        value: Any = self.data.get(name)
+        if type(value) is int and -MAX_ID <= value <= MAX_ID or optional and value is None:
+            return value
+        raise self.fail(name, "an integer")
+
+    def text(self, name: str, optional: bool = False) -> Any:
+        value: Any = self.data.get(name)
+        if type(value) is str or optional and value is None:
+            return value
+        raise self.fail(name, "a string")
+
+    def table(self, name: str) -> dict[str, Any]:
+        value: Any = self.data.get(name)
+        if type(value) is not dict:
+            raise self.fail(name, "an object")
+        return value
+
+    def inner(self, name: str) -> _Fields:
+        return _Fields(self.kind, self.table(name), name)
+
+    @staticmethod
+    def of(kind: str, value: Any) -> _Fields:
+        if type(value) is not dict:
+            raise ProtocolError(f"{kind} must be an object (got {shown(value)})")
+        return _Fields(kind, value)
+
+
+def _run_order(f: _Fields) -> RunOrder:
+    limits = f.inner("limits")
+    order = RunOrder(
+        RunLimits(limits.number("timeout"), limits.integer("nice"),
+                  limits.number("kill_grace"), limits.integer("log_max_bytes")),
+        {name: _spec_entry(name, entry) for name, entry in f.table("specs").items()},
+        [_ticket(run) for run in f.items("runs")])
+    for ticket in order.runs:
+        if ticket.workflow not in order.specs:
+            raise ProtocolError(f"run: no spec for run {ticket.id}'s workflow "
+                                f"{shown(ticket.workflow)}")
+    return order
+
+
+def _spec_entry(name: str, entry: Any) -> SpecEntry:
+    fields = _Fields.of(f"run: specs[{shown(name)}]", entry)
+    return SpecEntry(fields.table("spec"), fields.text("source_file", optional=True))
+
+
+def _ticket(run: Any) -> RunTicket:
+    fields = _Fields.of("run: runs[]", run)
+    return RunTicket(fields.positive("id"), fields.text("workflow"), fields.text("log_path"))
+
+
+def _outcome(f: _Fields) -> Outcome:
+    o = f.inner("outcome")
+    state = o.data.get("state")
+    if type(state) is not str or state not in _ENDED_STATES:
+        raise o.fail("state", "a run's end state")
+    return Outcome(_ENDED_STATES[state], o.integer("exit_code", True), o.text("error", True),
+                   o.number("cpu_user_s"), o.number("cpu_system_s"), o.integer("peak_rss_kb"),
+                   o.number("energy_j", True))
+
+
+_ENDED_STATES = {s.value: s for s in (RunState.SUCCEEDED, RunState.FAILED, RunState.TIMED_OUT,
+                                      RunState.CANCELLED)}
+
+_ORDERS: dict[str, Callable[[_Fields], Any]] = {
+    "run": _run_order,
+    "cancel": lambda f: CancelOrder(f.positive("id")),
+    "ack": lambda f: AckOrder(f.positive("id"), f.positive("pgid", _PID)),
+    "release": lambda f: ReleaseOrder(),
+    "retire": lambda f: RetireOrder(),
+}
+
+_REPORTS: dict[str, Callable[[_Fields], Any]] = {
+    "ready": lambda f: Ready(f.positive("pid", _PID)),
+    "started": lambda f: Started(f.positive("id"), f.number("at")),
+    "step": lambda f: Step(f.positive("id"), f.positive("pgid", _PID)),
+    "finished": lambda f: Finished(f.positive("id"), f.number("at"), _outcome(f)),
+    "ran": lambda f: Ran(f.positive("id"), f.number("started_at"), f.number("at"), _outcome(f)),
+    "released": lambda f: Released(f.run_ids("ids")),
+}
+
+_REQUESTS: dict[str, Callable[[_Fields], Any]] = {
+    "wake": lambda f: WakeRequest(f.run_ids("runs")),
+    "reload": lambda f: ReloadRequest(),
+    "status": lambda f: StatusRequest(),
+    "cancel": lambda f: CancelRequest(f.positive("id")),
+}

@@ -1,0 +1,462 @@
+"""The daemon driven in-process: a fake clock, fake workers, a real SQLite store.
+
+The fake workers speak the real protocol through a pipe of their own: what the daemon orders
+is decoded and kept, what the test has them report is encoded and read by the daemon's loop
+exactly as a real worker's report would be. `tick(wait_limit=0)` is one turn of the loop that
+never sleeps; the clock moves only when the test moves it.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from easyflow_cli.core.model import Mode, Outcome, RunState, Trigger
+from easyflow_cli.core.planning import plan_run
+from easyflow_cli.core.spec import WorkflowSpec, parse_workflow_text
+from easyflow_cli.runtime.daemon import Daemon
+from easyflow_cli.runtime.daemon.drain import DrainPhase
+from easyflow_cli.runtime.daemon.loop import MAX_SLEEP_S
+from easyflow_cli.runtime.daemon.settlement import SHUTDOWN_NOTE
+from easyflow_cli.runtime.pools import Pool, PoolWorker
+from easyflow_cli.runtime.protocol import (
+    CancelOrder,
+    Done,
+    Finished,
+    Order,
+    Ran,
+    Ready,
+    Refusal,
+    Released,
+    ReleaseOrder,
+    Report,
+    RetireOrder,
+    RunOrder,
+    Started,
+    StatusReply,
+    decode_order,
+    encode_all,
+)
+from easyflow_cli.storage.store import Store
+
+NOON = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)  # outside the eco off-peak window below
+CONFIG = """
+[pools.real-time]
+workers = 2
+[pools.balanced]
+workers = 1
+[pools.eco]
+workers = 1
+batch_size = 1
+off_peak = "22:00-06:00"
+[daemon]
+drain_grace = "10s"
+kill_grace = "1s"
+"""
+
+
+class FakeClock:
+    def __init__(self, start: datetime) -> None:
+        self.wall = start
+        self.mono = 1000.0
+
+    def now(self) -> datetime:
+        return self.wall
+
+    def monotonic(self) -> float:
+        return self.mono
+
+    def advance(self, seconds: float) -> None:
+        self.wall += timedelta(seconds=seconds)
+        self.mono += seconds
+
+    def stamp(self, later: float = 0.0) -> float:
+        """A worker's report time: seconds since the epoch."""
+        return self.wall.timestamp() + later
+
+
+class FakeWorker(PoolWorker):
+    """A worker without a process: it keeps the orders it is sent and reports what the test
+    tells it to, through a real pipe the daemon's loop waits on."""
+
+    def __init__(self, pool: Pool, number: int) -> None:
+        read_end, self.write_end = os.pipe()
+        super().__init__(pool, number, read_end)
+        self.fake_pid = 40_000 + 100 * list(Mode).index(pool.mode) + number
+        self.orders: list[Order] = []
+        self.killed = False
+        self.exited = False
+
+    @property
+    def pid(self) -> int:
+        return self.fake_pid
+
+    def send_line(self, line: bytes) -> bool:
+        if self.exited:
+            return False
+        order = decode_order(line)
+        self.orders.append(order)
+        # As a real worker answers: what it has not started goes back; it exits once it
+        # holds nothing that runs.
+        if isinstance(order, ReleaseOrder):
+            self.report(Released([a.run_id for a in self.assignments.values()
+                                  if not a.started]))
+        if isinstance(order, RetireOrder) and not any(a.started
+                                                      for a in self.assignments.values()):
+            self.exit()
+        return True
+
+    def report(self, *reports: Report) -> None:
+        os.write(self.write_end, encode_all(list(reports)))
+
+    def exit(self) -> None:
+        if not self.exited:
+            self.exited = True
+            os.close(self.write_end)
+
+    def kill(self) -> None:
+        self.killed = True
+        self.exit()
+
+    def close_orders(self) -> None:
+        self.exit()
+
+    def close(self) -> int | None:
+        os.close(self.stdout_fd)
+        return -9 if self.killed else 0
+
+    def handed(self) -> list[int]:
+        """The run ids handed to it, in order."""
+        return [r.id for o in self.orders if isinstance(o, RunOrder) for r in o.runs]
+
+
+class Harness:
+    def __init__(self, home: Path, config: Path, clock: FakeClock) -> None:
+        self.clock = clock
+        self.workers: list[FakeWorker] = []
+        self.daemon = Daemon(home, str(config), clock=clock, spawn=self._spawn)
+        self.daemon.start(signals=False)
+
+    def _spawn(self, pool: Pool, number: int) -> FakeWorker:
+        worker = FakeWorker(pool, number)
+        self.workers.append(worker)
+        return worker
+
+    @property
+    def db(self):
+        return self.daemon.db
+
+    def tick(self, turns: int = 1) -> None:
+        for _ in range(turns):
+            self.daemon.loop.tick(wait_limit=0)
+
+    def pool(self, mode: Mode) -> list[FakeWorker]:
+        return [w for w in self.daemon.pools[mode].workers if isinstance(w, FakeWorker)]
+
+    def holder(self, run_id: int) -> FakeWorker:
+        [worker] = [w for w in self.workers if run_id in w.handed()]
+        return worker
+
+    def add_workflow(self, name: str, extra: str = "") -> WorkflowSpec:
+        spec = parse_workflow_text(f'name = "{name}"\n{extra}\n[[steps]]\nrun = ["true"]\n')
+        self.db.save_workflows([spec], self.clock.now())
+        return spec
+
+    def submit(self, spec: WorkflowSpec, trigger: Trigger = Trigger.MANUAL, **changes: Any
+               ) -> int:
+        planned = plan_run(spec, trigger=trigger, now=self.clock.now(),
+                           policy=self.daemon._policy())
+        return self.db.queue.enqueue([replace(planned, **changes)])[0]
+
+    def record(self, run_id: int) -> dict[str, Any]:
+        """The run as `runs show --json` has it."""
+        return self.db.queue.get(run_id).to_record()
+
+    def wake(self, *run_ids: int) -> object:
+        ids = ", ".join(map(str, run_ids))
+        return self.daemon.control.answer(f'{{"op": "wake", "runs": [{ids}]}}\n'.encode())
+
+    def state(self, run_id: int) -> str:
+        return self.record(run_id)["state"]
+
+    def sleep_left(self) -> float | None:
+        return self.daemon.loop.time_left()
+
+    def close(self) -> None:
+        self.daemon.shutdown()
+        for worker in self.workers:
+            worker.exit()
+            if worker in self.daemon.all_workers():
+                os.close(worker.stdout_fd)
+        self.daemon.selector.close()
+
+
+@pytest.fixture
+def utc(monkeypatch) -> Iterator[None]:
+    """Local time is UTC, so the off-peak window's hours are the fake clock's hours."""
+    with monkeypatch.context() as patch:
+        patch.setenv("TZ", "UTC")
+        time.tzset()
+        yield
+    time.tzset()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(NOON)
+
+
+@pytest.fixture
+def harness(home, tmp_path, clock, utc) -> Iterator[Harness]:
+    config = tmp_path / "easyflow.toml"
+    config.write_text(CONFIG)
+    harness = Harness(home, config, clock)
+    try:
+        yield harness
+    finally:
+        harness.close()
+
+
+def ok() -> Outcome:
+    return Outcome(RunState.SUCCEEDED, exit_code=0)
+
+
+def test_workers_are_started_warm_and_say_ready(harness):
+    assert [len(harness.pool(mode)) for mode in Mode] == [2, 1, 1]
+    for worker in harness.workers:
+        worker.report(Ready(worker.pid))
+    harness.tick()
+    status = harness.daemon.status()
+    assert isinstance(status, StatusReply) and status.state == "running"
+    assert {mode: pool.ready for mode, pool in status.pools.items()} == {
+        "real-time": 2, "balanced": 1, "eco": 1}
+
+
+def test_a_woken_run_goes_to_a_worker_and_its_reports_settle_it(harness, clock):
+    spec = harness.add_workflow("noop")
+    run_id = harness.submit(spec)
+    assert harness.wake(run_id) == Done()
+    worker = harness.holder(run_id)  # handed over before the wake-up was answered
+    assert worker.pool.mode is Mode.REAL_TIME and harness.state(run_id) == "running"
+    [order] = [o for o in worker.orders if isinstance(o, RunOrder)]
+    assert order.runs[0].log_path.endswith(f"{run_id}.log") and "noop" in order.specs
+
+    worker.report(Started(run_id, clock.stamp()))
+    harness.tick()
+    assert harness.record(run_id)["started_at"] is not None
+    worker.report(Finished(run_id, clock.stamp(0.25), ok()))
+    harness.tick()
+    run = harness.record(run_id)
+    assert (run["state"], run["exit_code"], run["duration_s"]) == ("succeeded", 0, 0.25)
+    assert not worker.assignments
+
+
+def test_a_failed_run_is_retried_after_its_backoff_by_the_clock(harness, clock):
+    spec = harness.add_workflow("flaky", 'retries = 1\nretry_backoff = "30s"')
+    run_id = harness.submit(spec)
+    harness.wake(run_id)
+    worker = harness.holder(run_id)
+    worker.report(Ran(run_id, clock.stamp(), clock.stamp(0.1),
+                      Outcome(RunState.FAILED, exit_code=3)))
+    harness.tick(2)
+    [retry] = [r.to_record() for r in harness.db.queue.latest() if r.retry_of == run_id]
+    assert harness.state(run_id) == "failed"
+    assert (retry["state"], retry["attempt"], retry["trigger"]) == ("queued", 2, "retry")
+    assert harness.sleep_left() == pytest.approx(30, abs=0.2)  # it sleeps until then
+
+    clock.advance(29)
+    harness.tick()
+    assert harness.state(retry["id"]) == "queued"
+    clock.advance(1.5)
+    harness.tick()
+    assert harness.state(retry["id"]) == "running"
+    assert harness.holder(retry["id"]).pool.mode is Mode.REAL_TIME
+
+
+def test_a_waiting_run_is_promoted_when_the_clock_reaches_its_promotion_time(harness, clock):
+    spec = harness.add_workflow("report")
+    run_id = harness.submit(spec, Trigger.SCHEDULE, mode=Mode.ECO,
+                            not_before=NOON + timedelta(hours=10),
+                            promote_at=NOON + timedelta(hours=1))
+    harness.tick()
+    assert harness.state(run_id) == "queued"
+    assert harness.sleep_left() == pytest.approx(3600, abs=1)
+
+    clock.advance(3600)
+    harness.tick()
+    run = harness.record(run_id)
+    assert (run["state"], run["mode"], run["mode_reason"]) == ("running", "real-time",
+                                                                 "promoted")
+    assert harness.holder(run_id).pool.mode is Mode.REAL_TIME
+
+
+def test_a_run_due_years_away_is_slept_towards_a_day_at_a_time(harness, clock):
+    spec = harness.add_workflow("someday")
+    far = NOON + timedelta(days=3 * 365)
+    run_id = harness.submit(spec, Trigger.SCHEDULE, not_before=far, promote_at=far)
+    harness.tick(2)
+    assert harness.sleep_left() == MAX_SLEEP_S  # epoll refuses a sleep past 24.8 days
+    clock.advance(MAX_SLEEP_S)
+    harness.tick()
+    assert harness.sleep_left() == MAX_SLEEP_S and harness.state(run_id) == "queued"
+
+
+def test_an_eco_run_waits_for_the_off_peak_window_and_goes_when_it_opens(harness, clock):
+    spec = harness.add_workflow("backup")
+    run_id = harness.submit(spec, Trigger.SCHEDULE)
+    assert harness.record(run_id)["mode"] == "eco"
+    harness.wake(run_id)
+    harness.tick()
+    assert harness.state(run_id) == "queued"
+    assert harness.sleep_left() == pytest.approx(10 * 3600, abs=1)  # until 22:00
+
+    clock.advance(10 * 3600 - 60)
+    harness.tick()
+    assert harness.state(run_id) == "queued"
+    clock.advance(61)
+    harness.tick()
+    assert harness.state(run_id) == "running"
+    assert harness.holder(run_id).pool.mode is Mode.ECO
+
+
+def test_drain_phases_advance_by_the_clock(harness, clock):
+    spec = harness.add_workflow("long")
+    run_id, waiting_id = harness.submit(spec), harness.submit(spec)
+    harness.wake(run_id, waiting_id)
+    worker = harness.holder(run_id)
+    worker.report(Started(run_id, clock.stamp()))
+    harness.tick()
+
+    harness.daemon.stop_requested = True
+    harness.tick(2)
+    drain = harness.daemon.drain
+    assert drain.phase is DrainPhase.GRACE
+    assert isinstance(worker.orders[-1], RetireOrder)
+    idle_ones = [w for w in harness.workers if w is not worker]
+    assert all(w.exited for w in idle_ones) and harness.daemon.all_workers() == [worker]
+    assert harness.state(waiting_id) == "queued"  # another worker held it: never started
+
+    clock.advance(9.9)
+    harness.tick()
+    assert drain.phase is DrainPhase.GRACE
+    clock.advance(0.2)
+    harness.tick()
+    assert drain.phase is DrainPhase.STOPPING
+    assert CancelOrder(run_id) in worker.orders and not worker.killed
+
+    clock.advance(1 + 2 + 0.1)  # kill_grace and the margin for the worker to report
+    harness.tick()
+    assert drain.phase is DrainPhase.KILLING and worker.killed
+    harness.tick()
+    assert drain.finished()
+    run = harness.record(run_id)
+    assert (run["state"], run["error"]) == ("failed", SHUTDOWN_NOTE)
+
+
+def test_a_run_cancelled_for_the_shutdown_goes_back_to_the_queue_if_it_may_retry(harness,
+                                                                                  clock):
+    spec = harness.add_workflow("retried", "retries = 2")
+    run_id = harness.submit(spec)
+    harness.wake(run_id)
+    worker = harness.holder(run_id)
+    worker.report(Started(run_id, clock.stamp()))
+    harness.tick()
+    harness.daemon.stop_requested = True
+    harness.tick(2)
+    clock.advance(10.1)
+    harness.tick()
+    worker.report(Finished(run_id, clock.stamp(), Outcome(RunState.CANCELLED)))
+    worker.exit()
+    harness.tick(2)
+    run = harness.record(run_id)
+    assert (run["state"], run["error"]) == ("queued", SHUTDOWN_NOTE + "; re-queued")
+    assert harness.daemon.drain.finished()
+
+
+def test_a_worker_that_dies_mid_run_is_replaced_and_its_run_settled(harness, clock):
+    spec = harness.add_workflow("noop")
+    started_id, held_id = harness.submit(spec), harness.submit(spec)
+    pool = harness.daemon.pools[Mode.REAL_TIME]
+    pool.typical_run_s = 0.001  # short runs: a worker holds several
+    pool.workers[1].retiring = True  # so both go to the first one
+    harness.wake(started_id, held_id)
+    worker = harness.holder(started_id)
+    assert harness.holder(held_id) is worker
+    worker.report(Started(started_id, clock.stamp()))
+    harness.tick()
+    worker.exit()
+    harness.tick(2)
+    failed = harness.record(started_id)
+    assert failed["state"] == "failed"
+    assert f"worker process {worker.pid} died" in failed["error"]
+    assert harness.state(held_id) in ("queued", "running")  # back in line, maybe re-handed
+    assert harness.record(held_id)["error"] in (None, "its worker died before it started")
+    assert worker not in harness.daemon.all_workers()
+    assert len(harness.pool(Mode.REAL_TIME)) == 2 and len(harness.workers) == 5
+
+
+def test_changes_the_database_refuses_are_kept_and_replayed_in_order(harness, clock):
+    spec = harness.add_workflow("noop")
+    run_id = harness.submit(spec)
+    harness.wake(run_id)
+    worker = harness.holder(run_id)
+    harness.db.conn.execute("PRAGMA query_only = ON")  # every write now fails
+    worker.report(Started(run_id, clock.stamp()))
+    harness.tick()
+    worker.report(Finished(run_id, clock.stamp(0.5), ok()))
+    harness.tick()
+    recorder = harness.daemon.recorder
+    assert not recorder.healthy and len(recorder.backlog) == 2
+    with Store.open(harness.daemon.home) as other:  # a client can still write
+        later_id = other.queue.enqueue([plan_run(spec, trigger=Trigger.MANUAL, now=clock.now(),
+                                                 policy=harness.daemon._policy())])[0]
+    assert harness.wake(later_id) == Done()
+    assert harness.state(later_id) == "queued"  # nothing new starts meanwhile
+
+    harness.db.conn.execute("PRAGMA query_only = OFF")
+    clock.advance(0.4)
+    harness.tick()
+    assert len(recorder.backlog) == 2  # not before its retry time
+    clock.advance(0.2)
+    harness.tick()
+    assert recorder.healthy and not recorder.backlog
+    run = harness.record(run_id)
+    assert (run["state"], run["duration_s"]) == ("succeeded", 0.5)  # started, then ended
+    assert harness.state(later_id) == "running"
+
+
+@pytest.mark.parametrize("line", [
+    b"garbage\n", b"[]\n", b"null\n", b'{"op": "wake", "runs": null}\n',
+    b'{"op": "wake", "runs": [1e300]}\n', b'{"op": "wake", "runs": ["x"]}\n',
+    b'{"op": "wake", "runs": [[1]]}\n', b'{"op": "wake", "runs": [true]}\n',
+    b'{"op": "wake", "runs": [0]}\n', b'{"op": "wake", "runs": [-4]}\n',
+    b'{"op": "wake", "runs": [9223372036854775808]}\n', b'{"op": "wake", "runs": {"a": 1}}\n',
+    b'{"op": "cancel", "id": "1"}\n', b'{"op": "launch"}\n', b'{"op": ["wake"]}\n',
+])
+def test_malformed_requests_are_refused_and_the_loop_goes_on(harness, line):
+    reply = harness.daemon.control.answer(line)
+    assert isinstance(reply, Refusal) and reply.error
+    harness.tick()
+    assert isinstance(harness.daemon.control.answer(b'{"op": "status"}\n'), StatusReply)
+
+
+def test_cancel_of_a_running_run_is_sent_to_its_worker(harness, clock):
+    spec = harness.add_workflow("noop")
+    run_id = harness.submit(spec)
+    harness.wake(run_id)
+    harness.holder(run_id).report(Started(run_id, clock.stamp()))
+    harness.tick()
+    answer = harness.daemon.control.answer
+    assert answer(f'{{"op": "cancel", "id": {run_id}}}\n'.encode()) == Done("stopping")
+    assert CancelOrder(run_id) in harness.holder(run_id).orders
+    refusal = answer(b'{"op": "cancel", "id": 999}\n')
+    assert isinstance(refusal, Refusal) and "999" in refusal.error
+    queued_id = harness.submit(spec, Trigger.SCHEDULE)  # eco, waiting for the night
+    assert answer(f'{{"op": "cancel", "id": {queued_id}}}\n'.encode()) == Done("cancelled")

@@ -1,0 +1,203 @@
+"""The messages of runtime/protocol.py: each one survives its trip over the wire, and whatever
+is not one of them is refused with a message that says why."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from easyflow_cli.core.model import Outcome, RunState
+from easyflow_cli.runtime.protocol import (
+    MAX_ID,
+    MAX_IDS,
+    AckOrder,
+    CancelOrder,
+    CancelRequest,
+    Done,
+    Finished,
+    ProtocolError,
+    Ran,
+    Ready,
+    Refusal,
+    Released,
+    ReleaseOrder,
+    ReloadRequest,
+    RetireOrder,
+    RunLimits,
+    RunOrder,
+    RunTicket,
+    SpecEntry,
+    Started,
+    StatusRequest,
+    Step,
+    WakeRequest,
+    decode_order,
+    decode_report,
+    decode_request,
+    encode,
+    encode_all,
+)
+
+ids = st.integers(1, MAX_ID)
+moments = st.floats(0, 4e9, allow_nan=False)
+amounts = st.floats(0, 1e12, allow_nan=False)
+texts = st.text(max_size=30)
+json_values = st.recursive(st.none() | st.booleans() | st.integers(-10**6, 10**6) | texts,
+                           lambda inner: st.lists(inner, max_size=3)
+                           | st.dictionaries(texts, inner, max_size=3), max_leaves=10)
+outcomes = st.builds(
+    Outcome, st.sampled_from([RunState.SUCCEEDED, RunState.FAILED, RunState.TIMED_OUT,
+                              RunState.CANCELLED]),
+    st.none() | st.integers(-255, 255), st.none() | texts, amounts, amounts,
+    st.integers(0, 10**9), st.none() | amounts)
+limits = st.builds(RunLimits, amounts, st.integers(-20, 19), amounts, st.integers(0, 2**40))
+
+
+@st.composite
+def run_orders(draw) -> RunOrder:
+    names = draw(st.lists(texts, min_size=1, max_size=3, unique=True))
+    specs = {name: SpecEntry(draw(st.dictionaries(texts, json_values, max_size=3)),
+                             draw(st.none() | texts)) for name in names}
+    runs = draw(st.lists(st.builds(RunTicket, ids, st.sampled_from(names), texts), max_size=5))
+    return RunOrder(draw(limits), specs, runs)
+
+
+orders = (run_orders() | st.builds(CancelOrder, ids) | st.builds(AckOrder, ids, ids)
+          | st.just(ReleaseOrder()) | st.just(RetireOrder()))
+reports = (st.builds(Ready, ids) | st.builds(Started, ids, moments) | st.builds(Step, ids, ids)
+           | st.builds(Finished, ids, moments, outcomes)
+           | st.builds(Ran, ids, moments, moments, outcomes)
+           | st.builds(Released, st.lists(ids, max_size=40)))
+requests = (st.builds(WakeRequest, st.lists(ids, max_size=40)) | st.just(ReloadRequest())
+            | st.just(StatusRequest()) | st.builds(CancelRequest, ids))
+
+
+@given(orders)
+def test_orders_round_trip(order):
+    assert decode_order(encode(order)) == order
+
+
+@given(reports)
+def test_reports_round_trip(report):
+    assert decode_report(encode(report)) == report
+
+
+@given(st.lists(reports, max_size=5))
+def test_reports_sent_together_are_read_back_one_per_line(batch):
+    lines = encode_all(batch).splitlines()
+    assert [decode_report(line) for line in lines] == batch
+
+
+@given(requests)
+def test_requests_round_trip(request):
+    assert decode_request(encode(request)) == request
+
+
+def test_replies_are_the_documented_json():
+    assert json.loads(encode(Done())) == {"ok": True}
+    assert json.loads(encode(Done("stopping"))) == {"ok": True, "state": "stopping"}
+    assert json.loads(encode(Refusal("no"))) == {"ok": False, "error": "no"}
+
+
+BAD_REQUESTS = {
+    b"garbage": "one JSON object per line",
+    b"\xff\xfe": "one JSON object per line",
+    b"[" * 50_000: "one JSON object per line",
+    b"[]": "one JSON object, not list",
+    b"null": "one JSON object, not null",
+    b'"status"': "one JSON object, not str",
+    b'{"op": 5}': "unknown op 5",
+    b'{"op": "launch"}': "unknown op 'launch'",
+    b'{"runs": []}': "unknown op None",
+    b'{"op": "wake", "runs": null}': "wake: runs must be a list",
+    b'{"op": "wake", "runs": 7}': "wake: runs must be a list",
+    b'{"op": "wake", "runs": [1e300]}': "wake: runs must be a list of run ids",
+    b'{"op": "wake", "runs": [1.0]}': "wake: runs must be a list of run ids",
+    b'{"op": "wake", "runs": ["x"]}': "wake: runs must be a list of run ids",
+    b'{"op": "wake", "runs": [[1]]}': "wake: runs must be a list of run ids",
+    b'{"op": "wake", "runs": [{"id": 1}]}': "wake: runs must be a list of run ids",
+    b'{"op": "wake", "runs": [true]}': "wake: runs must be a list of run ids",
+    b'{"op": "wake", "runs": [0]}': "wake: runs must be a list of run ids",
+    b'{"op": "wake", "runs": [-1]}': "wake: runs must be a list of run ids",
+    b'{"op": "wake", "runs": [9223372036854775808]}': "wake: runs must be a list of run ids",
+    b'{"op": "cancel"}': "cancel: id must be a run id (a positive integer) (missing)",
+    b'{"op": "cancel", "id": null}': "cancel: id must be a run id",
+    b'{"op": "cancel", "id": "1"}': "cancel: id must be a run id",
+    b'{"op": "cancel", "id": true}': "cancel: id must be a run id",
+    b'{"op": "cancel", "id": 1.5}': "cancel: id must be a run id",
+    b'{"op": "cancel", "id": 99999999999999999999999}': "cancel: id must be a run id",
+}
+
+
+@pytest.mark.parametrize(("line", "message"), BAD_REQUESTS.items(),
+                         ids=[line[:40].decode(errors="replace") for line in BAD_REQUESTS])
+def test_malformed_requests_are_refused_with_a_reason(line, message):
+    with pytest.raises(ProtocolError, match=None) as refused:
+        decode_request(line)
+    assert message in str(refused.value)
+    assert len(str(refused.value)) < 200  # a huge payload is not echoed back
+
+
+def test_a_huge_list_of_runs_is_refused():
+    line = json.dumps({"op": "wake", "runs": list(range(1, MAX_IDS + 2))}).encode()
+    with pytest.raises(ProtocolError, match="at most"):
+        decode_request(line)
+
+
+def test_an_empty_wake_up_is_a_wake_up():
+    assert decode_request(b'{"op": "wake"}') == WakeRequest([])
+
+
+GOOD_OUTCOME = {"state": "failed", "exit_code": 1, "error": None, "cpu_user_s": 0.1,
+                "cpu_system_s": 0.0, "peak_rss_kb": 10, "energy_j": None}
+
+
+@pytest.mark.parametrize(("report", "message"), [
+    ({"ev": "started", "id": 1}, "started: at must be a finite number"),
+    ({"ev": "started", "id": 1, "at": -1}, "started: at must be a finite number"),
+    ({"ev": "started", "id": 1, "at": "now"}, "started: at must be a finite number"),
+    ({"ev": "step", "id": 1, "pgid": 0}, "step: pgid must be a process id"),
+    ({"ev": "finished", "id": 1, "at": 1.0}, "finished: outcome must be an object"),
+    ({"ev": "finished", "id": 1, "at": 1.0, "outcome": {**GOOD_OUTCOME, "state": "queued"}},
+     "finished.outcome: state must be a run's end state"),
+    ({"ev": "ran", "id": 1, "at": 1.0, "started_at": 0.5,
+      "outcome": {**GOOD_OUTCOME, "peak_rss_kb": 1.5}},
+     "ran.outcome: peak_rss_kb must be an integer"),
+    ({"ev": "released", "ids": [1, "2"]}, "released: ids must be a list of run ids"),
+    ({"ev": "exploded"}, "unknown ev 'exploded'"),
+])
+def test_malformed_reports_are_refused(report, message):
+    with pytest.raises(ProtocolError) as refused:
+        decode_report(json.dumps(report).encode())
+    assert message in str(refused.value)
+
+
+def test_nan_and_infinity_are_not_times():
+    for value in ("NaN", "Infinity", "-Infinity"):
+        with pytest.raises(ProtocolError, match="finite"):
+            decode_report(f'{{"ev": "started", "id": 1, "at": {value}}}'.encode())
+
+
+def test_a_run_order_names_a_spec_for_each_of_its_runs():
+    order = {"op": "run", "limits": {"timeout": 60, "nice": 0, "kill_grace": 5,
+                                     "log_max_bytes": 100},
+             "specs": {}, "runs": [{"id": 1, "workflow": "gone", "log_path": "/tmp/1.log"}]}
+    with pytest.raises(ProtocolError, match="no spec for run 1's workflow 'gone'"):
+        decode_order(json.dumps(order).encode())
+    order["limits"]["timeout"] = None
+    with pytest.raises(ProtocolError, match="run.limits: timeout must be a finite number"):
+        decode_order(json.dumps(order).encode())
+
+
+def test_the_worker_process_imports_neither_the_storage_layer_nor_sqlite3():
+    probe = ("import sys, easyflow_cli.runtime.worker; "
+             "print(sorted(m for m in sys.modules if m == 'sqlite3' or m.startswith("
+             "('easyflow_cli.storage', '_sqlite3'))))")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                            check=True)
+    assert result.stdout.strip() == "[]"
