@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from easyflow_cli.cli.output import say, short_time
+from easyflow_cli.core.costs import exact
 from easyflow_cli.core.durations import format_duration
 from easyflow_cli.core.model import Mode, Run
 from easyflow_cli.core.timeutil import to_iso, utcnow
@@ -31,8 +32,8 @@ class Wait:
     currency: str
 
     def as_json(self) -> dict[str, Any]:
-        return {"currency": self.currency, "cost": self.cost,
-                "real_time_cost": self.real_time_cost}
+        return {"currency": self.currency, "cost": exact(self.cost),
+                "real_time_cost": exact(self.real_time_cost)}
 
 
 def wait_of(store: Store, config: Config, spec: WorkflowSpec, run: Run,
@@ -50,11 +51,11 @@ def wait_of(store: Store, config: Config, spec: WorkflowSpec, run: Run,
 
 def explain(wait: Wait, now: datetime | None = None) -> None:
     """Two lines of talk on stderr: when it starts, and the two prices."""
-    from easyflow_cli.cli.report_render import money
+    from easyflow_cli.cli.money import money_column
 
+    then, at_once = money_column([wait.cost, wait.real_time_cost], wait.currency)[0]
     say(f"run {wait.run_id} waits for off-peak hours: it starts {starts(wait.start, now)}")
-    say(f"Run then: {money(wait.cost, wait.currency)} · "
-        f"Run now: {money(wait.real_time_cost, wait.currency)} "
+    say(f"Run then: {then} · Run now: {at_once} "
         f"(easyflow run {wait.workflow} --now --mode real-time)")
 
 

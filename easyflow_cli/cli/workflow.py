@@ -13,6 +13,7 @@ from easyflow_cli.cli.group import EasyflowGroup
 from easyflow_cli.cli.output import CSV_OPTION, JSON_OPTION, err_console, print_json, render_rows
 from easyflow_cli.core.errors import BadInput
 from easyflow_cli.core.timeutil import utcnow
+from easyflow_cli.core.words import plural
 
 if TYPE_CHECKING:
     from easyflow_cli.core.spec import WorkflowSpec
@@ -47,8 +48,8 @@ def add(
         prime_schedules(store, now)
     for spec in specs:
         verb = "updated" if spec.name in known else "added"
-        err_console.print(f"{verb} {spec.name} ({len(spec.steps)} steps, "
-                          f"{len(spec.schedules)} schedules) from {spec.source_file}")
+        err_console.print(f"{verb} {spec.name} ({plural(len(spec.steps), 'step')}, "
+                          f"{plural(len(spec.schedules), 'schedule')}) from {spec.source_file}")
     _notify_daemon()
 
 
@@ -118,7 +119,7 @@ def remove(name: str) -> None:
     """Remove a workflow and its schedules; its queued runs are cancelled, history is kept."""
     with open_store() as store:
         cancelled = store.remove_workflow(name, utcnow())
-    err_console.print(f"removed {name}" + (f", cancelled {cancelled} queued runs"
+    err_console.print(f"removed {name}" + (f", cancelled {plural(cancelled, 'queued run')}"
                                            if cancelled else ""))
     _notify_daemon()
 

@@ -15,6 +15,7 @@ from easyflow_cli.core.config import Config
 from easyflow_cli.core.durations import format_duration
 from easyflow_cli.core.model import Mode
 from easyflow_cli.core.spec import WorkflowSpec
+from easyflow_cli.core.words import plural
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,12 @@ def baseline_cost(prices: Prices, duration_s: float, cpu_s: float) -> float:
     return duration_s / 3600 * prices.baseline_price + cpu_s / 3600 * prices.cpu_hour_price
 
 
+def exact(amount: float) -> float:
+    """A computed amount as JSON and CSV carry it: to 12 significant digits, which drops float
+    noise (0.30000000000000004) and keeps every digit a price and a measurement can give."""
+    return float(f"{amount:.12g}")
+
+
 def savings_pct(baseline: float, actual: float) -> float:
     return 0.0 if baseline <= 0 else round((baseline - actual) / baseline * 100, 2)
 
@@ -77,8 +84,8 @@ class Quote:
         from easyflow_cli.core.timeutil import to_iso
 
         return {"mode": self.mode.value, "start": to_iso(self.start),
-                "finish": to_iso(self.finish), "cost": round(self.cost, 6),
-                "duration_s": round(self.duration_s, 3), "basis": self.basis}
+                "finish": to_iso(self.finish), "cost": exact(self.cost),
+                "duration_s": exact(self.duration_s), "basis": self.basis}
 
 
 @dataclass(frozen=True)
@@ -134,7 +141,7 @@ def _expected(config: Config, mode: Mode,
         return config.costs.default_duration, 0.0, "no history: default duration"
     past = history[source]
     failed = f", {past.failed} failed" if past.failed else ""
-    return past.duration_s, past.cpu_s, f"median of {past.runs} {source} runs{failed}"
+    return past.duration_s, past.cpu_s, f"median of {plural(past.runs, source + ' run')}{failed}"
 
 
 def _attempts(retries: int, history: dict[str, ModeHistory], mode: Mode,

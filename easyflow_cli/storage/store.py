@@ -308,7 +308,7 @@ class Store:
                                     (schedule_id,)).fetchone()
         if row is None:
             raise NotFound(f"unknown schedule {schedule_id} (see `easyflow schedule list`)")
-        return dict(row)
+        return _schedule(row)
 
     def delete_schedule(self, schedule_id: int) -> None:
         self.get_schedule(schedule_id)
@@ -354,7 +354,12 @@ class Store:
         sql, args = "SELECT * FROM schedules", tuple[str, ...]()
         if workflow:
             sql, args = sql + " WHERE workflow = ?", (workflow,)
-        return [dict(r) for r in self.conn.execute(sql + " ORDER BY id", args)]
+        return [_schedule(r) for r in self.conn.execute(sql + " ORDER BY id", args)]
+
+
+def _schedule(row: sqlite3.Row) -> dict[str, Any]:
+    """A schedule as every command shows it: `paused` a boolean, as JSON says yes or no."""
+    return {**dict(row), "paused": bool(row["paused"])}
 
 
 def _schedule_key(schedule: ScheduleSpec) -> tuple:

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from easyflow_cli.cli.money import money_column
 from easyflow_cli.cli.output import short_time
 from easyflow_cli.cli.waiting import Wait, explain, starts
 from easyflow_cli.core.timeutil import to_iso
@@ -28,8 +29,10 @@ def test_explain_puts_both_prices_side_by_side(capsys: pytest.CaptureFixture[str
     start = NOW + timedelta(hours=10, minutes=12)
     explain(Wait(8, "nightly", start, 0.04, 0.10, "USD"), NOW)
     out, err = capsys.readouterr()
+    then, now = money_column([0.04, 0.10], "USD")[0]  # one column: the same decimals
+    assert then.startswith("$0.04") and now.startswith("$0.1")
     assert out == ""  # talk only: stdout stays for data
     assert err.splitlines() == [
         f"run 8 waits for off-peak hours: it starts {short_time(to_iso(start))}, in 10h12m",
-        "Run then: $0.04 · Run now: $0.10 (easyflow run nightly --now --mode real-time)",
+        f"Run then: {then} · Run now: {now} (easyflow run nightly --now --mode real-time)",
     ]

@@ -22,7 +22,7 @@ def test_help_for_every_group():
 def test_add_list_show_export_remove(home, examples, tmp_path):
     result = invoke("workflow", "add", str(examples))
     assert result.exit_code == 0, result.output
-    assert "added invoice-download (2 steps, 1 schedules)" in result.output
+    assert "added invoice-download (2 steps, 1 schedule)" in result.output
     listed = json.loads(invoke("workflow", "list", "--json").stdout)
     assert [w["name"] for w in listed] == [
         "dashboard-refresh", "data-sync", "invoice-download", "weekly-analytics"]
@@ -110,7 +110,7 @@ def test_same_name_from_another_file_needs_replace(home, write, tmp_path):
     assert json.loads(invoke("workflow", "show", "w", "--json").stdout)["source_file"] == str(
         first)
     result = invoke("workflow", "add", "--replace", str(second))
-    assert result.exit_code == 0 and f"updated w (1 steps, 0 schedules) from {second}" in (
+    assert result.exit_code == 0 and f"updated w (1 step, 0 schedules) from {second}" in (
         result.output)
 
 
