@@ -76,18 +76,25 @@ def run_one(name: str, *, mode: Mode | None, deadline: str | None, as_json: bool
             no_wait: bool) -> None:
     """Queue one run and wake the daemon; follow the run, or with no daemon run it here."""
     # Imported here: `run --now --no-wait` is on the hot path and `--help` needs none of it.
-    from easyflow_cli.cli.submit import enqueue_manual_run, plan_manual_run, print_queued
+    from easyflow_cli.cli.submit import (
+        enqueue_manual_run,
+        plan_manual_run,
+        print_queued,
+        queue_policy,
+    )
     from easyflow_cli.cli.waiting import explain, wait_of
     from easyflow_cli.core.config import load_config
-    from easyflow_cli.runtime.client import wake
+    from easyflow_cli.runtime.client import connect, wake_on
 
     config = load_config()
     home = state_dir()
     with open_store() as store:
         spec = store.get_workflow(name)
-        planned = plan_manual_run(store, spec, config, mode=mode, deadline=deadline)
+        daemon = connect(home)
+        policy = queue_policy(store, config, daemon_up=daemon is not None)
+        planned = plan_manual_run(store, spec, policy, mode=mode, deadline=deadline)
         queued = enqueue_manual_run(store, name, planned)
-        if not wake(home, [queued.id]):
+        if not wake_on(daemon):
             run_here(store, home, queued, spec, config, as_json)
         wait = wait_of(store, config, spec, queued)
         if wait is not None:

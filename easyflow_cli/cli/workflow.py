@@ -35,7 +35,7 @@ def add(
     A file added again updates its workflows. A workflow whose name is already registered
     from another file is only replaced with --replace.
     """
-    from easyflow_cli.core.spec import load_workflow_files
+    from easyflow_cli.core.workflow_files import load_workflow_files
     from easyflow_cli.scheduling.scheduler import prime_schedules
 
     specs = load_workflow_files(paths)

@@ -8,7 +8,7 @@ re-prices history.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
@@ -191,11 +191,7 @@ def pool_use(store: Store, period: Period, timeline: Timeline) -> PoolUse:
 
 def _add_busy(store: Store, period: Period, timeline: Timeline, filters: dict[str, Any],
               use: PoolUse) -> None:
-    for mode in use.busy_s:
-        for index, (low_iso, high_iso) in enumerate(_slice_edges(timeline, period)):
-            _busy_slice(store, filters["settled_busy"],
-                        _slice_args(filters, timeline, mode, index, low_iso, high_iso),
-                        use, index, timeline)
+    _each_slice(store, period, timeline, filters, use, "settled_busy", _busy_slice)
     for mode, pool, begin, finish in _unfinished(store, "busy", filters):
         if pool == PoolName.FOREGROUND:
             use.foreground_runs += 1
@@ -206,13 +202,23 @@ def _add_busy(store: Store, period: Period, timeline: Timeline, filters: dict[st
 
 def _add_queued(store: Store, period: Period, timeline: Timeline, filters: dict[str, Any],
                 use: PoolUse) -> None:
-    for mode in use.queued_s:
-        for index, (low_iso, high_iso) in enumerate(_slice_edges(timeline, period)):
-            _queued_slice(store, filters["settled_queued"],
-                          _slice_args(filters, timeline, mode, index, low_iso, high_iso),
-                          use, index, timeline)
+    _each_slice(store, period, timeline, filters, use, "settled_queued", _queued_slice)
     for mode, enqueued, left in _unfinished(store, "queued", filters):
         timeline.spread(use.queued_s[mode], enqueued, left)
+
+
+SliceAdder = Callable[[Store, str, dict[str, Any], PoolUse, int, Timeline], None]
+
+
+def _each_slice(store: Store, period: Period, timeline: Timeline, filters: dict[str, Any],
+                use: PoolUse, kind: str, add_slice: SliceAdder) -> None:
+    """Add the settled runs of every mode, slice by slice, under the filter named `kind`."""
+    edges = _slice_edges(timeline, period)
+    for mode in use.runs:
+        for index, (low_iso, high_iso) in enumerate(edges):
+            add_slice(store, filters[kind],
+                      _slice_args(filters, timeline, mode, index, low_iso, high_iso),
+                      use, index, timeline)
 
 
 def _slice_args(filters: dict[str, Any], timeline: Timeline, mode: str, index: int,

@@ -2,8 +2,8 @@
 
 One database file in the state directory, owner-only, in WAL mode with a busy timeout; what
 may be opened as one (created only when missing, refused when not ours) is `database_file.py`.
-The run queue's transactions live in `sqlite_queue.py` (`store.queue`); everything else that
-touches SQL lives here.
+The run queue's transactions live in `sqlite_queue.py` (`store.queue`), the daemon's published
+policy in `daemon_policy.py`; everything else that touches SQL lives here.
 """
 
 from __future__ import annotations
@@ -118,7 +118,13 @@ def _migration_3(db) -> None:
                " claimed_at, started_at, finished_at) WHERE finished_at IS NOT NULL")
 
 
-MIGRATIONS = [_migration_1, _migration_2, _migration_3]
+def _migration_4(db) -> None:
+    """The policy the daemon plans runs with, published for the clients that queue runs."""
+    db.execute("CREATE TABLE daemon_policy (id INTEGER PRIMARY KEY CHECK (id = 1),"
+               " promote_within_s REAL NOT NULL, off_peak TEXT, published_at TEXT NOT NULL)")
+
+
+MIGRATIONS = [_migration_1, _migration_2, _migration_3, _migration_4]
 
 
 class Store:

@@ -24,7 +24,7 @@ from typer.testing import CliRunner
 
 from easyflow_cli.cli.main import app
 from easyflow_cli.core.timeutil import to_iso
-from easyflow_cli.storage.sqlite_queue import SqliteRunQueue
+from easyflow_cli.storage.sqlite_queue import insert_runs
 from easyflow_cli.storage.store import Store
 from tests.conftest import easyflow_command, subprocess_env
 
@@ -69,7 +69,7 @@ def seed_finished(home, finished: list[str], workflow: str = "quick", seconds: f
         rows.append((workflow, "manual", mode, "manual", "normal", 0, "succeeded",
                      to_iso(began), to_iso(began), to_iso(ended), seconds, 0.1, 0.0, 0, mode))
     with Store.open(home) as store:
-        SqliteRunQueue(store).insert_rows(COLUMNS, rows)
+        insert_runs(store, COLUMNS, rows)
 
 
 def csv_rows(text: str) -> list[dict[str, str]]:

@@ -21,7 +21,7 @@ from easyflow_cli.reporting.reports import (
     pools_report,
 )
 from easyflow_cli.reporting.timeline import Timeline
-from easyflow_cli.storage.sqlite_queue import SqliteRunQueue
+from easyflow_cli.storage.sqlite_queue import insert_runs
 from easyflow_cli.storage.store import Store
 
 T0 = datetime(2025, 11, 1, tzinfo=UTC)
@@ -74,7 +74,7 @@ def history(request, tmp_path):
         if request.param == 1:  # one finished run, so every report has something
             rows = [r for r in varied_runs(50) if r[6] == "succeeded"][:1]
         if rows:
-            SqliteRunQueue(store).insert_rows(COLUMNS, rows)
+            insert_runs(store, COLUMNS, rows)
         yield store
 
 
@@ -260,7 +260,7 @@ def test_a_run_across_slices_is_shared_out(tmp_path):
         row = list(rows[0])
         row[2], row[7:11] = "eco", [to_iso(begin)] * 3 + [to_iso(begin + timedelta(hours=5))]
         row[18] = "eco"
-        SqliteRunQueue(store).insert_rows(COLUMNS, [tuple(row)])
+        insert_runs(store, COLUMNS, [tuple(row)])
         timeline = Timeline(T0.timestamp(), (T0 + timedelta(hours=8)).timestamp(), 8)
         use = accounting.pool_use(store, Period(None, None), timeline)
     assert [round(s) for s in use.busy_s["eco"]] == [0, 3600, 3600, 3600, 3600, 3600, 0, 0]
@@ -274,10 +274,10 @@ def test_migration_3_indexes_an_existing_history(tmp_path, monkeypatch):
     with monkeypatch.context() as patch:
         patch.setattr(store_module, "MIGRATIONS", store_module.MIGRATIONS[:2])
         with Store.open(tmp_path / "home") as old:
-            SqliteRunQueue(old).insert_rows(COLUMNS, rows)
+            insert_runs(old, COLUMNS, rows)
             assert old.schema_version == 2
     with Store.open(tmp_path / "home") as store:
-        assert store.schema_version == 3
+        assert store.schema_version == len(store_module.MIGRATIONS)  # 3 and later
         got = accounting.cost_sums(store, Period(None, None), "day")
         assert sum(r["runs"] for r in got) == len(rows)
         assert sum(s["runs"] for s in accounting.latency_stats(
@@ -300,7 +300,7 @@ def test_local_days_across_dst_changes(tmp_path, zone):
                      to_iso(end), to_iso(end), to_iso(end), 1.0, 0.5, 0.0, None, 0.0, 0,
                      None, "eco"))
     with Store.open(tmp_path / "home") as store:
-        SqliteRunQueue(store).insert_rows(COLUMNS, rows)
+        insert_runs(store, COLUMNS, rows)
         got = {r["grp"]: r["runs"] for r in
                accounting.cost_sums(store, Period(None, None), "day", ZoneInfo(zone))}
     expected: dict[str, int] = {}
