@@ -63,10 +63,10 @@ def enqueue_manual_run(store: Store, name: str, planned: PlannedRun) -> Run:
     return run
 
 
-def print_queued(run: Run, as_json: bool) -> None:
-    """What `--no-wait` prints: the run id, or with `--json` the queued record."""
+def print_queued(run: Run, as_json: bool, extra: dict[str, Any] | None = None) -> None:
+    """What `--no-wait` prints: the run id, or with `--json` the queued record (and `extra`)."""
     if as_json:
-        print_json(run.to_record())
+        print_json(run.to_record() | (extra or {}))
     else:
         print_line(run.id)
 
