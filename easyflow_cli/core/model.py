@@ -95,6 +95,9 @@ class Outcome:
     cpu_system_s: float = 0.0
     peak_rss_kb: int = 0
     energy_j: float | None = None  # measured (RAPL); None where only an estimate is possible
+    # Measured on the monotonic clock, which a wall-clock jump cannot stretch; None where no
+    # executor measured the run (its worker or daemon died), and the stamps must do.
+    duration_s: float | None = None
 
 
 @dataclass(slots=True)

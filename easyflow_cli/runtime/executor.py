@@ -389,11 +389,13 @@ def execute_workflow(
 
     `on_step_start(step, pgid)` is called while the step is parked before its program runs, so
     its process group can be recorded first; returning False stops the run there. Steps see
-    `EASYFLOW_RUN_ID` when `run_id` is given.
+    `EASYFLOW_RUN_ID` when `run_id` is given. The outcome's duration is monotonic time: the
+    wall clock may jump while a run executes.
     """
+    began = time.monotonic()
     log = CappedLog(log_stream, limits.log_max_bytes, echo)
     energy_before = meter.read() if meter else None
-    run_deadline = time.monotonic() + (spec.timeout or limits.timeout)
+    run_deadline = began + (spec.timeout or limits.timeout)
     usage = Usage()
     failure: Outcome | None = None
     for step in spec.steps:
@@ -418,7 +420,8 @@ def execute_workflow(
                           f"{outcome.error}; {note}" if outcome.error else note)
     energy = meter.joules_between(energy_before, meter.read()) if meter else None
     return Outcome(outcome.state, outcome.exit_code, outcome.error, round(usage.cpu_user_s, 6),
-                   round(usage.cpu_system_s, 6), usage.peak_rss_kb, energy)
+                   round(usage.cpu_system_s, 6), usage.peak_rss_kb, energy,
+                   round(time.monotonic() - began, 6))
 
 
 def _step_state(result: StepResult, cancelled: bool) -> RunState:

@@ -58,6 +58,14 @@ class RunEnd:
     began_at: datetime | None  # started_at, else claimed_at: where its duration counts from
     deadline: datetime | None = None
 
+    def duration_s(self) -> float | None:
+        """As its executor measured it (monotonic time), else from the stamps: began → at."""
+        if self.outcome.duration_s is not None:
+            return self.outcome.duration_s
+        if self.began_at is None:
+            return None
+        return round((self.at - self.began_at).total_seconds(), 6)
+
     @classmethod
     def of(cls, run: Run, outcome: Outcome, at: datetime) -> RunEnd:
         return cls(run.id, outcome, at, run.started_at or run.claimed_at, run.deadline)
@@ -107,7 +115,7 @@ class RunQueue(Protocol):
         meanwhile), which keep their state.
 
         running → the outcome's state; sets `finished_at`, `exit_code`, `error`, `cpu_user_s`,
-        `cpu_system_s`, `peak_rss_kb`, `energy_j`, `duration_s` (began → finished) and
+        `cpu_system_s`, `peak_rss_kb`, `energy_j`, `duration_s` (`RunEnd.duration_s`) and
         `deadline_met` (unset without a deadline)."""
         ...
 

@@ -369,7 +369,7 @@ def _end_values(end: RunEnd) -> tuple:
     met = None if end.deadline is None else end.at <= end.deadline
     return (outcome.state.value, to_iso(end.at), outcome.exit_code, outcome.error,
             outcome.cpu_user_s, outcome.cpu_system_s, outcome.peak_rss_kb,
-            _seconds(end.began_at, end.at), met, outcome.energy_j, end.run_id)
+            end.duration_s(), met, outcome.energy_j, end.run_id)
 
 
 def _run(row: Any) -> Run:

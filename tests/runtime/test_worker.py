@@ -205,3 +205,24 @@ def test_a_start_still_held_back_goes_out_with_its_end():
     lines = os.read(reports, 65536).splitlines()
     assert [decode_report(line) for line in lines] == [
         Ran(1, 1.0, 2.0, ok), Started(2, 3.0), Finished(2, 4.0, failed)]
+
+
+def test_a_run_across_a_wall_clock_jump_reports_its_monotonic_duration(tmp_path, monkeypatch):
+    """The wall clock jumps two days while a run executes: its stamps show the jump, its
+    duration does not."""
+    from easyflow_cli.runtime import worker as worker_module
+    from easyflow_cli.runtime.protocol import RunLimits, decode_report
+    from easyflow_cli.runtime.worker import Job, Worker
+
+    readings = iter([1_000.0, 1_000.0 + 2 * 86400])
+    monkeypatch.setattr(worker_module.time, "time", lambda: next(readings))
+    inbox, _ = os.pipe()
+    reports, outbox = os.pipe()
+    worker = Worker(inbox, outbox)
+    monkeypatch.setattr(worker, "step_recorded", lambda run_id, pgid: True)  # no daemon to ack
+    spec = parse_workflow_text('name = "w"\n[[steps]]\nrun = ["sleep", "0.2"]\n')
+    worker.execute(Job(1, spec, RunLimits(30.0), str(tmp_path / "1.log")))
+    worker.flush()
+    start, end = [decode_report(line) for line in os.read(reports, 65536).splitlines()]
+    assert end.at - start.at == 2 * 86400
+    assert 0.2 <= end.outcome.duration_s < 5

@@ -254,6 +254,17 @@ def test_finish_records_a_missed_deadline_and_none_without_one(run_queue):
     assert run_queue.typical_duration("a") is None  # only successes count
 
 
+def test_finish_keeps_the_measured_duration_across_a_clock_jump(run_queue):
+    run_id = add(run_queue)
+    claim(run_queue)
+    started(run_queue, run_id)
+    measured = Outcome(RunState.SUCCEEDED, 0, duration_s=3.0)
+    ended(run_queue, run_id, measured, NOW + timedelta(days=2, seconds=5))
+    run = run_queue.get(run_id)
+    assert (run.finished_at, run.duration_s) == (NOW + timedelta(days=2, seconds=5), 3.0)
+    assert run_queue.typical_duration("a") == timedelta(seconds=3)
+
+
 def test_finish_leaves_a_run_that_is_no_longer_running(run_queue):
     queued = add(run_queue)
     outcome = Outcome(RunState.SUCCEEDED, 0)
