@@ -15,9 +15,18 @@ def report_core_error(exc: BaseException) -> int | None:
             print_error(line)
         return exc.exit_code
     if is_database_error(exc):
-        print_error(f"database: {exc}")
+        print_error(f"database: {exc}" + ("; the database file is damaged: restore it from a "
+                                          "backup" if is_damage(exc) else ""))
         return 1
     return None
+
+
+# SQLITE_CORRUPT and SQLITE_NOTADB: what a query that reaches a damaged page raises.
+DAMAGE_CODES = (11, 26)
+
+
+def is_damage(exc: BaseException) -> bool:
+    return (getattr(exc, "sqlite_errorcode", 0) & 0xFF) in DAMAGE_CODES
 
 
 def print_error(line: str) -> None:

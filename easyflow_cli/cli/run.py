@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, NoReturn
 import typer
 
 from easyflow_cli.cli.common import open_store
-from easyflow_cli.cli.output import err_console, print_json
+from easyflow_cli.cli.output import err_console, print_json, say
 from easyflow_cli.core.errors import BadInput
 from easyflow_cli.core.model import Mode, Run, RunState
 from easyflow_cli.core.paths import state_dir
@@ -100,8 +100,23 @@ def run_here(store: Store, home: Path, queued: Run, spec: WorkflowSpec, config: 
     """No daemon answered the wake-up: run the queued run in this process, report, exit."""
     from easyflow_cli.runtime.foreground import run_in_foreground
 
+    say_if_root_beside_the_service(home, queued.workflow)
     echo = sys.stderr.buffer if as_json else sys.stdout.buffer
     _report(run_in_foreground(store, home, queued, spec, config, echo), as_json)
+
+
+def say_if_root_beside_the_service(home: Path, workflow: str) -> None:
+    """Root running a workflow itself, where the system service keeps its own state: say that
+    this is root's state and root's rights, and how to run it as the service instead."""
+    import os
+
+    from easyflow_cli.core.trust import SERVICE_STATE_DIR, service_user_beside
+
+    user = service_user_beside(os.environ)
+    if user:
+        say(f"note: running {workflow} as root, from root's own state directory {home}; the "
+            f"system service keeps its state in {SERVICE_STATE_DIR} as {user}: to run it there, "
+            f"sudo -u {user} EASYFLOW_HOME={SERVICE_STATE_DIR} easyflow run {workflow} --now")
 
 
 def _report(run: Run, as_json: bool) -> NoReturn:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
@@ -80,7 +81,6 @@ def cancel(run_id: int) -> None:
 
 
 def _cancel_without_daemon(run_id: int) -> dict:
-    import os
     import signal
 
     from easyflow_cli.core.model import PoolName
@@ -96,12 +96,17 @@ def _cancel_without_daemon(run_id: int) -> dict:
         return {"ok": True, "state": cancel_run(store.queue, run_id, now=utcnow()).state.value}
 
 
-def logs(run_id: int = typer.Argument(..., help="The run whose output to print.")) -> None:
+def logs(
+    run_id: int = typer.Argument(..., help="The run whose output to print."),
+    raw: bool = typer.Option(False, "--raw",
+                             help="The bytes as the steps wrote them, escape sequences included "
+                                  "(else control characters are shown as \\x1b)."),
+) -> None:
     """Print the output a run's steps wrote (kept under the state directory)."""
+    from easyflow_cli.cli.log_view import copy_log
+
     with open_store() as store:
         run = store.queue.get(run_id)
-    if not run.log_path or not Path(run.log_path).exists():
+    if not run.log_path or not os.path.lexists(run.log_path):
         raise BadInput(f"run {run_id} has no log yet (state {run.state.value})")
-    with open(run.log_path, "rb") as log:
-        while chunk := log.read(65536):
-            typer.get_binary_stream("stdout").write(chunk)
+    copy_log(Path(run.log_path), typer.get_binary_stream("stdout"), raw=raw)

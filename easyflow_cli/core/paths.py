@@ -6,6 +6,8 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+from easyflow_cli.core.trust import check_private_dir, check_state_dir
+
 
 def state_dir(environ: Mapping[str, str] | None = None) -> Path:
     env = os.environ if environ is None else environ
@@ -19,9 +21,12 @@ def state_dir(environ: Mapping[str, str] | None = None) -> Path:
 
 
 def ensure_state_dir(path: Path) -> Path:
-    """Create the state directory owner-only (0700); its files inherit the privacy."""
+    """Create the state directory owner-only (0700); its files inherit the privacy. As root,
+    one that anyone else can change is refused (`trust.check_state_dir`)."""
     path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    check_state_dir(path)
     (path / "logs").mkdir(exist_ok=True, mode=0o700)
+    check_private_dir(path / "logs")
     return path
 
 

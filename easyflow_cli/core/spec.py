@@ -23,6 +23,7 @@ from easyflow_cli.core.durations import format_duration, parse_duration
 from easyflow_cli.core.errors import SpecError, SpecErrors, shown
 from easyflow_cli.core.model import CostPriority, Mode
 from easyflow_cli.core.timeutil import TimeOutOfRange, parse_time, to_iso
+from easyflow_cli.core.trust import untrusted_because
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_-]+")
 NAME_MAX = 64
@@ -538,23 +539,14 @@ def _read_workflow_bytes(path: Path) -> bytes:
 def _refuse_untrusted(path: Path, info: os.stat_result) -> None:
     """As root, like cron: a workflow is run with root's rights, so a file (or the directory
     holding it) that another user could change must not be trusted."""
-    problems = [f"is {why}" for why in _untrusted_because(info)]
+    problems = [f"is {why}" for why in untrusted_because(info)]
     for directory in dict.fromkeys([path.absolute().parent, path.resolve().parent]):
         problems += [f"is in {directory}, which is {why}"
-                     for why in _untrusted_because(os.stat(directory))]
+                     for why in untrusted_because(os.stat(directory))]
     if problems:
         raise SpecErrors([SpecError(
             f"{problems[0]}; as root easyflow only reads workflow files that only root can "
             "change (chmod go-w, chown root)", file=str(path))])
-
-
-def _untrusted_because(info: os.stat_result) -> list[str]:
-    reasons = []
-    if info.st_uid != 0:
-        reasons.append(f"owned by uid {info.st_uid}, not root")
-    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-        reasons.append(f"writable by group or others (mode {stat.S_IMODE(info.st_mode):04o})")
-    return reasons
 
 
 def expand_paths(paths: Sequence[str | Path]) -> list[Path]:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from easyflow_cli.core.paths import socket_path, state_dir
+from easyflow_cli.core.trust import check_state_dir
 from easyflow_cli.runtime.protocol import (
     CancelRequest,
     ReloadRequest,
@@ -36,6 +37,7 @@ def connect(home: Path, timeout: float = 5.0) -> socket.socket | None:
     path = socket_path(home)
     if not path.exists():
         return None
+    check_state_dir(home)  # as root, a socket others could have put there is not our daemon
     sock = None
     try:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

@@ -21,6 +21,7 @@ from easyflow_cli.runtime.executor import (
     lower_priority,
 )
 from easyflow_cli.runtime.rapl import EnergyMeter
+from easyflow_cli.runtime.worker import open_run_log
 from easyflow_cli.storage.run_queue import RunEnd, RunStart
 from easyflow_cli.storage.store import Store
 
@@ -50,8 +51,7 @@ def run_in_foreground(store: Store, home: Path, run: Run, spec: WorkflowSpec, co
     stop = _StopFlag()
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        with open(fd, "ab", buffering=0) as log:
+        with open_run_log(str(log_path)) as log:
             started = utcnow()
             window = config.tariff_window
             off_peak = window.contains(started) if window else None

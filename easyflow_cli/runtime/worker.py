@@ -15,6 +15,7 @@ is parked, or when a running call is first checked for cancellation (early, see 
 from __future__ import annotations
 
 import argparse
+import errno
 import io
 import json
 import os
@@ -23,10 +24,12 @@ import signal
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import BinaryIO, cast
 
 from easyflow_cli.core.model import Outcome, RunState
 from easyflow_cli.core.spec import WorkflowSpec, spec_from_dict
+from easyflow_cli.core.trust import UntrustedPath, create_or_reopen
 from easyflow_cli.runtime.executor import (
     become_subreaper,
     die_with_parent,
@@ -233,13 +236,17 @@ class UnwritableLog(io.RawIOBase):
 
 
 def open_run_log(path: str) -> BinaryIO:
-    """The run's log file, unbuffered so CappedLog sees each write's failure (disk full)."""
+    """The run's log file, unbuffered so CappedLog sees each write's failure (disk full).
+
+    Created exclusively and never through a link; a run re-queued after a restart appends to
+    the log it began (`create_or_reopen`)."""
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    except OSError as exc:
-        print(f"easyflow worker {os.getpid()}: cannot open run log {path}: {exc.strerror}; "
+        fd = create_or_reopen(Path(path), os.O_WRONLY | os.O_APPEND)
+    except (OSError, UntrustedPath) as exc:
+        error = exc if isinstance(exc, OSError) else OSError(errno.EPERM, str(exc))
+        print(f"easyflow {os.getpid()}: cannot open run log {path}: {error.strerror}; "
               "the run's output is discarded", file=sys.stderr, flush=True)
-        return cast(BinaryIO, UnwritableLog(exc))
+        return cast(BinaryIO, UnwritableLog(error))
     return open(fd, "ab", buffering=0)
 
 

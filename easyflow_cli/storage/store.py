@@ -1,6 +1,7 @@
 """The SQLite store: connection settings, schema migrations, workflows and schedules.
 
-One database file in the state directory, owner-only, in WAL mode with a busy timeout.
+One database file in the state directory, owner-only, in WAL mode with a busy timeout; what
+may be opened as one (created only when missing, refused when not ours) is `database_file.py`.
 The run queue's transactions live in `sqlite_queue.py` (`store.queue`); everything else that
 touches SQL lives here.
 """
@@ -9,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -21,6 +21,7 @@ from easyflow_cli.core.errors import NotFound, shown
 from easyflow_cli.core.paths import database_path, ensure_state_dir, state_dir
 from easyflow_cli.core.spec import ScheduleSpec, WorkflowSpec, spec_from_dict, spec_to_dict
 from easyflow_cli.core.timeutil import to_iso
+from easyflow_cli.storage.database_file import check_integrity, open_database
 from easyflow_cli.storage.run_queue import RunQueue
 from easyflow_cli.storage.sqlite_queue import SqliteRunQueue, fits_sqlite_integer
 
@@ -125,24 +126,14 @@ class Store:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.write_depth = 0
-        fresh = not path.exists()
-        old_umask = os.umask(0o077)
-        try:
-            self.conn = sqlite3.connect(
-                str(path), isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000,
-                check_same_thread=False,
-            )
-        finally:
-            os.umask(old_umask)
+        self.conn = open_database(path, BUSY_TIMEOUT_MS / 1000, len(MIGRATIONS))
         self.conn.row_factory = sqlite3.Row
         self.conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         self.conn.execute("PRAGMA foreign_keys = ON")
-        if fresh or self.conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+        if self.conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
             self.conn.execute("PRAGMA journal_mode = WAL")
         self.conn.execute("PRAGMA synchronous = NORMAL")
         self.conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}")
-        if fresh:
-            os.chmod(path, 0o600)
         self.migrate()
         self.queue: RunQueue = SqliteRunQueue(self)
 
@@ -159,6 +150,10 @@ class Store:
 
     def close(self) -> None:
         self.conn.close()
+
+    def check_integrity(self) -> None:
+        """Refuse a damaged database (every page read: the daemon does it once, at start)."""
+        check_integrity(self.conn, self.path)
 
     def checkpoint(self) -> None:
         """Copy the write-ahead log back into the database, as far as no reader is in the way."""

@@ -13,7 +13,10 @@ import json
 import os
 import shutil
 import socket
+import sqlite3
 import stat
+import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +27,10 @@ from typer.testing import CliRunner
 
 from easyflow_cli.cli.main import app
 from easyflow_cli.core import spec as spec_module
+from easyflow_cli.core import trust
 from easyflow_cli.core.spec import parse_workflow_file
+from easyflow_cli.storage.store import Store
+from tests.conftest import easyflow_command, subprocess_env
 from tests.daemon_harness import DaemonHarness, wait_for
 from tests.e2e.test_hostile import assert_one_clear_line, fingerprint
 
@@ -34,7 +40,7 @@ runner = CliRunner()
 as_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 
 
-def invoke(home: Path, *args: str, **env: str):
+def invoke(home: Path, *args: str, **env: str | None):
     return runner.invoke(app, list(args), env={"EASYFLOW_HOME": str(home),
                                                "EASYFLOW_CONFIG": None, **env})
 
@@ -403,3 +409,257 @@ def test_hostile_requests_on_the_socket_do_not_hurt_the_daemon(running_daemon):
             assert json.loads(reply)["ok"] is False, (data[:40], reply)
         assert running_daemon.proc.poll() is None, (data[:40], running_daemon.log_tail())
     assert json.loads(ask(sock, {"op": "status"}))["pid"] == running_daemon.pid
+
+
+# ---------------------------------------------------------------------- root trusts only its state
+
+
+def easyflow_as(home: Path, *args: str, user: int | None = None,
+                timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """The installed CLI in a process of its own (as `user` if given)."""
+    return subprocess.run([*easyflow_command(), *args], capture_output=True, text=True,
+                          env=subprocess_env(home, HOME="/"), timeout=timeout, user=user,
+                          group=user, extra_groups=[] if user is not None else None)
+
+
+def start_refused(home: Path) -> subprocess.CompletedProcess[str]:
+    """`easyflow daemon`, expected to refuse to start (it would otherwise run until killed)."""
+    return easyflow_as(home, "daemon", timeout=30)
+
+
+def listing(directory: Path) -> list[str]:
+    return sorted(str(p.relative_to(directory)) for p in directory.rglob("*"))
+
+
+@as_root
+@pytest.mark.parametrize("where", ["home", "logs"])
+def test_root_refuses_a_state_directory_others_can_write(seeded, where):
+    directory = seeded if where == "home" else seeded / "logs"
+    directory.chmod(0o777)
+    before = fingerprint(seeded), listing(seeded)
+    result = invoke(seeded, "runs", "list")
+    assert result.exit_code == 2
+    expected = (f"state directory {directory} is writable by group or others (mode 0777)",
+                f"chmod go-w {directory}")
+    assert_one_clear_line(result.stderr, *expected)
+    refused = start_refused(seeded)
+    assert refused.returncode == 2
+    assert_one_clear_line(refused.stderr, *expected)
+    assert (fingerprint(seeded), listing(seeded)) == before
+
+
+@as_root
+def test_root_does_not_talk_to_a_socket_others_could_have_put_there(seeded):
+    """A listener in a state directory anyone can write may be anyone's, not our daemon."""
+    seeded.chmod(0o777)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as impostor:
+        impostor.bind(str(seeded / "easyflow.sock"))
+        impostor.listen()
+        impostor.setblocking(False)
+        for args in (["status"], ["run", "seed", "--now", "--no-wait"]):
+            result = invoke(seeded, *args)
+            assert result.exit_code == 2, args
+            assert_one_clear_line(result.stderr, "(mode 0777)")
+        with pytest.raises(BlockingIOError):
+            impostor.accept()
+
+
+@as_root
+def test_root_never_runs_a_workflow_from_another_users_state_directory(home, tmp_path):
+    """Their database names a step; root must not run it, and says how to run it as them."""
+    marker = tmp_path / "ran-as-root"
+    path = write_workflow(tmp_path / "wf", "theirs", {"run": ["touch", str(marker)]})
+    assert invoke(home, "workflow", "add", str(path)).exit_code == 0
+    for name in [home, *home.rglob("*")]:
+        os.chown(name, NOBODY, NOBODY)
+    before = listing(home)
+    result = invoke(home, "run", "theirs", "--now")
+    assert result.exit_code == 2
+    assert_one_clear_line(result.stderr, f"state directory {home} belongs to nobody",
+                          f"sudo -u nobody EASYFLOW_HOME={home} easyflow")
+    assert start_refused(home).returncode == 2
+    assert not marker.exists()
+    assert listing(home) == before
+
+
+@as_root
+def test_root_running_its_own_workflow_beside_the_service_says_whose_it_is(tmp_path,
+                                                                           monkeypatch):
+    """The system service's state directory exists: root's run --now is root's own, and says
+    so, with the command that would run it as the service user instead."""
+    service = tmp_path / "var-lib-easyflow"
+    service.mkdir(mode=0o700)
+    os.chown(service, NOBODY, NOBODY)
+    monkeypatch.setattr(trust, "SERVICE_STATE_DIR", service)
+    data = tmp_path / "root-data"
+    env = {"EASYFLOW_HOME": None, "STATE_DIRECTORY": None, "XDG_DATA_HOME": str(data)}
+    path = write_workflow(tmp_path / "wf", "mine", {"run": ["true"]})
+    assert invoke(tmp_path, "workflow", "add", str(path), **env).exit_code == 0
+    result = invoke(tmp_path, "run", "mine", "--now", **env)
+    assert result.exit_code == 0, result.output
+    note = [line for line in result.stderr.splitlines() if line.startswith("note: ")]
+    assert note == [f"note: running mine as root, from root's own state directory "
+                    f"{data / 'easyflow'}; the system service keeps its state in {service} as "
+                    f"nobody: to run it there, sudo -u nobody EASYFLOW_HOME={service} easyflow "
+                    "run mine --now"]
+    chosen = invoke(tmp_path, "run", "mine", "--now",
+                    **env | {"EASYFLOW_HOME": str(data / "easyflow")})
+    assert chosen.exit_code == 0 and "note: " not in chosen.stderr  # a state directory named
+
+
+@as_root
+def test_a_daemon_lock_that_is_a_symlink_is_not_followed(seeded, tmp_path):
+    target = tmp_path / "precious"
+    target.write_text("root's file\n")
+    (seeded / "daemon.lock").symlink_to(target)
+    result = start_refused(seeded)
+    assert result.returncode == 2
+    assert_one_clear_line(result.stderr, f"{seeded / 'daemon.lock'} is a symbolic link")
+    assert target.read_text() == "root's file\n"
+
+
+def test_a_run_log_that_is_a_symlink_is_not_followed(seeded, tmp_path):
+    target = tmp_path / "precious"
+    target.write_text("root's file\n")
+    (seeded / "logs" / "1.log").symlink_to(target)
+    result = invoke(seeded, "run", "seed", "--now", "--json")
+    record = json.loads(result.stdout)
+    assert record["id"] == 1
+    assert "run log incomplete" in record["error"] and "symbolic link" in record["error"]
+    assert target.read_text() == "root's file\n"
+
+
+@pytest.mark.e2e
+def test_the_daemon_does_not_follow_a_run_log_symlink(running_daemon, tmp_path):
+    target = tmp_path / "precious"
+    target.write_text("root's file\n")
+    next_id = max([run["id"] for run in running_daemon.runs()], default=0) + 1
+    (running_daemon.home / "logs" / f"{next_id}.log").symlink_to(target)
+    record = running_daemon.submit("envdump")
+    assert record["id"] == next_id
+    done = running_daemon.wait_for_state(next_id, "succeeded", "failed", timeout=30)
+    assert "run log incomplete" in done["error"], done
+    assert target.read_text() == "root's file\n"
+
+
+# ---------------------------------------------------------------------- the database is ours
+
+
+def test_a_foreign_database_is_refused_by_the_cli_and_the_daemon(seeded):
+    """Someone's own SQLite file, with a table of the same name, swapped in for ours."""
+    database = seeded / "easyflow.db"
+    for path in seeded.glob("easyflow.db*"):
+        path.unlink()
+    conn = sqlite3.connect(database)
+    conn.execute("CREATE TABLE workflows (name, spec_json)")
+    conn.execute("INSERT INTO workflows VALUES ('seed', '{\"steps\": [{\"run\": \"id\"}]}')")
+    conn.commit()
+    conn.close()
+    before = database.read_bytes()
+    result = invoke(seeded, "run", "seed", "--now")
+    assert result.exit_code == 1
+    assert_one_clear_line(result.stderr, f"{database} is not an easyflow database")
+    refused = start_refused(seeded)
+    assert refused.returncode == 1
+    assert_one_clear_line(refused.stderr, f"{database} is not an easyflow database")
+    assert database.read_bytes() == before
+
+
+def test_an_emptied_database_is_refused_not_started_over(seeded):
+    database = seeded / "easyflow.db"
+    database.write_bytes(b"")
+    result = invoke(seeded, "workflow", "list")
+    assert result.exit_code == 1
+    assert_one_clear_line(result.stderr, f"database {database} is empty (0 bytes)")
+    assert database.read_bytes() == b""
+
+
+def test_a_damaged_database_stops_the_daemon_and_the_cli_says_so(home):
+    with Store.open(home) as store:
+        store.conn.executemany(
+            "INSERT INTO runs (workflow, trigger, mode, mode_reason, cost_priority,"
+            " priority_rank, state, enqueued_at, error) VALUES ('w', 'manual', 'eco', 'manual',"
+            " 'normal', 1, 'failed', '2026-01-01T00:00:00Z', ?)",
+            [(f"the step said {i} " * 10,) for i in range(5000)])
+        store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        # The runs table's page nearest the middle of the file, so that listing runs reads it.
+        page, size = store.conn.execute(
+            "SELECT pageno, pgsize FROM dbstat WHERE name = 'runs' AND pagetype = 'leaf'"
+            " ORDER BY abs(pageno - (SELECT max(pageno) FROM dbstat) / 2) LIMIT 1").fetchone()
+    database = home / "easyflow.db"
+    with open(database, "r+b") as file:
+        file.seek((page - 1) * size)
+        file.write(os.urandom(4096))
+    refused = start_refused(home)
+    assert refused.returncode == 1
+    assert_one_clear_line(refused.stderr, f"database {database} is damaged",
+                          "restore it from a backup")
+    result = invoke(home, "runs", "list", "--limit", "100000", "--json")
+    assert result.exit_code == 1
+    assert_one_clear_line(result.stderr, "database", "damaged")
+
+
+# ---------------------------------------------------------------------- logs
+
+
+def test_logs_shows_control_characters_escaped_unless_raw(home, tmp_path):
+    output = "\x1b[31mred\x1b[0m\there\r\x07\x9b\n"
+    path = write_workflow(tmp_path / "wf", "loud", {
+        "run": [sys.executable, "-c", f"import sys; sys.stdout.write({output!r})"]})
+    assert invoke(home, "workflow", "add", str(path)).exit_code == 0
+    assert invoke(home, "run", "loud", "--now").exit_code == 0
+    shown = invoke(home, "logs", "1")
+    assert shown.exit_code == 0
+    assert "\\x1b[31mred\\x1b[0m\there\\x0d\\x07\\x9b\n" in shown.stdout
+    assert "\x1b" not in shown.stdout and "\r" not in shown.stdout
+    raw = invoke(home, "logs", "1", "--raw")
+    assert output in raw.stdout
+
+
+def invoke_as(uid: int, home: Path, *args: str) -> tuple[int, str, str]:
+    """`invoke` in a forked child that dropped to `uid`: (exit code, stdout, stderr).
+
+    In-process because this Python lives where other users cannot read it; whatever the
+    command imports must already be loaded (call `invoke` once as root first)."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never return into pytest
+        try:
+            os.close(read_end)
+            os.setgroups([])
+            os.setgid(uid)
+            os.setuid(uid)
+            result = invoke(home, *args)
+            os.write(write_end, json.dumps([result.exit_code, result.stdout,
+                                            result.stderr]).encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        outcome = pipe.read().decode()
+    os.waitpid(pid, 0)
+    code, out, err = json.loads(outcome)
+    return code, out, err
+
+
+@as_root
+def test_logs_of_a_log_root_left_is_one_line_for_the_service_user(tmp_path):
+    """The service user's state holds a log root wrote (before root was refused there)."""
+    root = Path(tempfile.mkdtemp(prefix="easyflow-service-", dir="/tmp"))
+    try:
+        root.chmod(0o711)
+        home = root / "home"
+        path = write_workflow(tmp_path / "wf", "job", {"run": ["echo", "secret output"]})
+        assert invoke(home, "workflow", "add", str(path)).exit_code == 0
+        assert invoke(home, "run", "job", "--now").exit_code == 0
+        assert invoke(home, "logs", "1").exit_code == 0
+        log = home / "logs" / "1.log"
+        for name in [home, *home.rglob("*")]:
+            if name != log:
+                os.chown(name, NOBODY, NOBODY)
+        code, out, err = invoke_as(NOBODY, home, "logs", "1")
+        assert code == 1
+        assert_one_clear_line(err, f"cannot read {log}: it belongs to root", "read it as root")
+        assert out == ""
+    finally:
+        shutil.rmtree(root, ignore_errors=True)

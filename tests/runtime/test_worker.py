@@ -11,6 +11,7 @@ import pytest
 
 from easyflow_cli.core.spec import parse_workflow_text, spec_to_dict
 from easyflow_cli.runtime.executor import RunLimits
+from easyflow_cli.runtime.worker import open_run_log
 
 
 @pytest.fixture
@@ -226,3 +227,23 @@ def test_a_run_across_a_wall_clock_jump_reports_its_monotonic_duration(tmp_path,
     start, end = [decode_report(line) for line in os.read(reports, 65536).splitlines()]
     assert end.at - start.at == 2 * 86400
     assert 0.2 <= end.outcome.duration_s < 5
+
+
+def test_a_run_log_is_not_opened_through_a_link(tmp_path, capsys):
+    target = tmp_path / "precious"
+    target.write_text("keep me\n")
+    link = tmp_path / "5.log"
+    link.symlink_to(target)
+    with open_run_log(str(link)) as log, pytest.raises(OSError, match="is a symbolic link"):
+        log.write(b"step output\n")
+    assert target.read_text() == "keep me\n"
+    assert "cannot open run log" in capsys.readouterr().err
+
+
+def test_the_log_of_a_run_run_again_gets_both_attempts(tmp_path):
+    """A run re-queued after a restart runs again under its id: its own log is reopened."""
+    path = tmp_path / "5.log"
+    for attempt in (b"first attempt\n", b"second attempt\n"):
+        with open_run_log(str(path)) as log:
+            log.write(attempt)
+    assert path.read_bytes() == b"first attempt\nsecond attempt\n"

@@ -22,6 +22,7 @@ from easyflow_cli.core.model import Mode, StopReason
 from easyflow_cli.core.paths import ensure_state_dir, run_log_path, socket_path
 from easyflow_cli.core.planning import QueuePolicy
 from easyflow_cli.core.timeutil import to_iso
+from easyflow_cli.core.trust import open_private
 from easyflow_cli.runtime.clock import Clock, SystemClock
 from easyflow_cli.runtime.daemon.control import ControlServer, Handlers
 from easyflow_cli.runtime.daemon.dispatch import Dispatcher
@@ -85,6 +86,7 @@ class Daemon:
         """Everything up to serving; `signals` False leaves the process's handlers alone."""
         self._acquire_lock()
         self.store = store = Store.open(self.home)
+        store.check_integrity()
         self.recorder = Recorder(store, self.clock)
         self.dispatcher = Dispatcher(store, self.pools, self.recorder, self.clock, self.config,
                                      self.logs_dir)
@@ -129,7 +131,7 @@ class Daemon:
 
     def _acquire_lock(self) -> None:
         path = self.home / "daemon.lock"
-        self.lock_fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        self.lock_fd = open_private(path, os.O_RDWR | os.O_CREAT)
         try:
             fcntl.flock(self.lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
