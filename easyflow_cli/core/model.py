@@ -100,6 +100,16 @@ class Outcome:
     duration_s: float | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class StepGroup:
+    """The process group of a run's current step, and what tells its leader from a process that
+    got the same pid later (see runtime/process_identity.py)."""
+
+    pgid: int
+    leader_start: int | None = None  # clock ticks since boot
+    boot_id: str | None = None
+
+
 @dataclass(slots=True)
 class Run:
     """One run, every field of the documented run record (`runs show --json`), in its order."""

@@ -20,6 +20,7 @@ from easyflow_cli.runtime.executor import (
     limits_for,
     lower_priority,
 )
+from easyflow_cli.runtime.process_identity import group_of
 from easyflow_cli.runtime.rapl import EnergyMeter
 from easyflow_cli.runtime.worker import open_run_log
 from easyflow_cli.storage.run_queue import RunEnd, RunStart
@@ -59,7 +60,7 @@ def run_in_foreground(store: Store, home: Path, run: Run, spec: WorkflowSpec, co
                                   str(log_path), off_peak)])
             outcome = execute_workflow(
                 spec, limits, log, echo=echo, cancelled=lambda: stop.stopped,
-                on_step_start=lambda step, pid: queue.record_step(run.id, pid),
+                on_step_start=lambda step, pid: queue.record_step(run.id, group_of(pid)),
                 meter=EnergyMeter(),
             )
     finally:

@@ -117,7 +117,13 @@ def _migration_3(db) -> None:
                " claimed_at, started_at, finished_at) WHERE finished_at IS NOT NULL")
 
 
-MIGRATIONS = [_migration_1, _migration_2, _migration_3]
+def _migration_4(db) -> None:
+    """Who led a recorded step's process group: recovery kills a group only if it still is."""
+    db.execute("ALTER TABLE runs ADD COLUMN pgid_leader_start INTEGER")
+    db.execute("ALTER TABLE runs ADD COLUMN pgid_boot_id TEXT")
+
+
+MIGRATIONS = [_migration_1, _migration_2, _migration_3, _migration_4]
 
 
 class Store:
