@@ -438,10 +438,9 @@ def _execute_step(step: StepSpec, spec: WorkflowSpec, limits: RunLimits, log: Ca
                   run_id: int | None) -> StepResult:
     log.note(f"step {step.name!r}: {' '.join(step.argv())}")
     if step.call:
-        return _execute_call(step, spec, log, deadline, cancelled)
+        return _execute_call(step, spec, log, deadline, cancelled, run_id)
     env = step_environment(step, environ)
-    if run_id is not None:
-        env["EASYFLOW_RUN_ID"] = str(run_id)
+    env.update(_run_marker(run_id))
     try:
         parked = ParkedStep(step.argv(), step.cwd or spec.source_dir, env)
     except OSError as exc:
@@ -471,8 +470,12 @@ def _execute_step(step: StepSpec, spec: WorkflowSpec, limits: RunLimits, log: Ca
     return result
 
 
+def _run_marker(run_id: int | None) -> dict[str, str]:
+    return {} if run_id is None else {"EASYFLOW_RUN_ID": str(run_id)}
+
+
 def _execute_call(step: StepSpec, spec: WorkflowSpec, log: CappedLog, deadline: float,
-                  cancelled: Callable[[], bool]) -> StepResult:
+                  cancelled: Callable[[], bool], run_id: int | None) -> StepResult:
     """A `call` step, in this process: no fork, no exec (see calls.py for how limits hold)."""
     from easyflow_cli.runtime import calls
 
@@ -482,7 +485,8 @@ def _execute_call(step: StepSpec, spec: WorkflowSpec, log: CappedLog, deadline: 
     try:
         function = calls.resolve(step.call, directory)
         code = calls.call_step(function, step.args, deadline=deadline, cancelled=cancelled,
-                               output=log.write, cwd=directory, env=step.env)
+                               output=log.write, cwd=directory,
+                               env={**step.env, **_run_marker(run_id)})
         result = StepResult(exit_code=code)
     except calls.StepInterrupted as exc:
         result = StepResult(exit_code=None, timed_out=exc.reason == "timeout")

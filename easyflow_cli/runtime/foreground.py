@@ -61,7 +61,7 @@ def run_in_foreground(store: Store, home: Path, run: Run, spec: WorkflowSpec, co
             outcome = execute_workflow(
                 spec, limits, log, echo=echo, cancelled=lambda: stop.stopped,
                 on_step_start=lambda step, pid: queue.record_step(run.id, group_of(pid)),
-                meter=EnergyMeter(),
+                meter=EnergyMeter(), run_id=run.id,
             )
     finally:
         for sig, handler in previous.items():

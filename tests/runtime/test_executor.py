@@ -149,6 +149,11 @@ def exit3():
     sys.exit(3)
 def slow():
     time.sleep(30)
+def run_id():
+    print("run", os.environ["EASYFLOW_RUN_ID"])
+def read_stdin():
+    print("read", repr(sys.stdin.read()))
+    time.sleep(30)
 def spin():
     while True:
         pass
@@ -173,6 +178,16 @@ def test_call_step_runs_in_process_with_args_env_cwd(tmp_path):
     assert outcome.state is RunState.SUCCEEDED and outcome.exit_code == 0
     assert f"hello a b hi {tmp_path}\n" in log
     assert os.getcwd() != str(tmp_path) and "GREETING" not in os.environ
+
+
+def test_call_step_sees_its_run_id_for_the_call_s_duration(tmp_path):
+    cwd = callables(tmp_path)
+    log = io.BytesIO()
+    outcome = execute_workflow(wf(call_step("ef_callables:run_id", cwd=cwd)),
+                               RunLimits(timeout=30.0), log, run_id=42)
+    assert outcome.state is RunState.SUCCEEDED
+    assert "run 42\n" in log.getvalue().decode()
+    assert "EASYFLOW_RUN_ID" not in os.environ
 
 
 def test_call_step_exception_is_a_one_line_failure(tmp_path):
