@@ -6,9 +6,17 @@ import os
 import sys
 import time
 
+import pytest
+
 from easyflow_cli.core.model import RunState
 from easyflow_cli.core.spec import parse_workflow_text
-from easyflow_cli.runtime.executor import CappedLog, RunLimits, execute_workflow, step_environment
+from easyflow_cli.runtime.executor import (
+    CappedLog,
+    RunLimits,
+    become_subreaper,
+    execute_workflow,
+    step_environment,
+)
 
 PY = sys.executable
 
@@ -151,6 +159,13 @@ def slow():
     time.sleep(30)
 def run_id():
     print("run", os.environ["EASYFLOW_RUN_ID"])
+def leave_children(path):
+    import subprocess
+    child = subprocess.Popen(["sleep", "300"])
+    grandchild = subprocess.Popen(["sh", "-c", "sleep 301 & echo $!"], stdout=subprocess.PIPE)
+    orphan = grandchild.stdout.readline().decode().strip()
+    grandchild.wait()
+    open(path, "w").write(f"{child.pid} {orphan}")
 def read_stdin():
     print("read", repr(sys.stdin.read()))
     time.sleep(30)
@@ -188,6 +203,17 @@ def test_call_step_sees_its_run_id_for_the_call_s_duration(tmp_path):
     assert outcome.state is RunState.SUCCEEDED
     assert "run 42\n" in log.getvalue().decode()
     assert "EASYFLOW_RUN_ID" not in os.environ
+
+
+def test_processes_a_call_step_starts_are_stopped_and_reaped_when_it_ends(tmp_path):
+    become_subreaper()  # as workers and foreground runs are: the orphan comes back to us
+    cwd = callables(tmp_path)
+    pids = tmp_path / "pids"
+    outcome, _ = run(wf(call_step("ef_callables:leave_children", args=f'["{pids}"]', cwd=cwd)))
+    assert outcome.state is RunState.SUCCEEDED
+    for pid in map(int, pids.read_text().split()):
+        with pytest.raises(ProcessLookupError):  # killed, and no zombie left
+            os.kill(pid, 0)
 
 
 def test_call_step_exception_is_a_one_line_failure(tmp_path):

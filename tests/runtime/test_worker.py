@@ -134,6 +134,22 @@ def test_cancel_a_running_callable_step(worker, tmp_path):
     assert time.monotonic() - start < 5
 
 
+def test_a_callable_step_reading_stdin_cannot_swallow_a_cancel(worker, tmp_path):
+    (tmp_path / "ef_worker_stdin.py").write_text(
+        "import sys, time\n"
+        "def greedy():\n    print('read', repr(sys.stdin.read()), flush=True)\n"
+        "    time.sleep(30)\n")
+    json.loads(worker.stdout.readline())
+    cwd = json.dumps(str(tmp_path))
+    send(worker, run_message(
+        order(1, tmp_path, f'[[steps]]\ncall = "ef_worker_stdin:greedy"\ncwd = {cwd}\n')))
+    events_until(worker, began)
+    send(worker, {"op": "cancel", "id": 1})
+    seen = events_until(worker, ended)
+    assert seen[-1]["outcome"]["state"] == "cancelled"
+    assert "read ''" in (tmp_path / "1.log").read_text()
+
+
 def test_step_waits_for_the_daemon_to_record_its_process_group(worker, tmp_path):
     """Nothing of a step runs before the daemon acknowledged its pgid (crash recovery needs it)."""
     json.loads(worker.stdout.readline())
