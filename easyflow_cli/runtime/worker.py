@@ -1,10 +1,11 @@
 """A pool worker process: executes the runs the daemon hands it, one after another.
 
 It never touches the database. The daemon writes orders to its stdin (run, cancel, ack,
-release, retire; moved off fd 0 at start) and reads reports from its stdout (ready, started, step, finished, ran,
-released): JSON lines, each a message of runtime/protocol.py, which says what each one means.
-End of stdin means the same as retire. A step waits (parked, before its program runs) until
-the daemon acknowledges its "step" event: a crash can then always find its process group.
+release, retire; moved off fd 0 at start) and reads reports from its stdout (ready, started,
+step, finished, ran, released): JSON lines, each a message of runtime/protocol.py, which says
+what each one means. End of stdin means the same as retire. A step waits (parked, before its
+program runs) until the daemon acknowledges its "step" event: a crash can then always find its
+process group.
 
 "started" and "finished" reports of short runs are sent together, a few at a time: each write
 wakes the daemon, which costs more than a no-op run itself. They leave at the latest when the
