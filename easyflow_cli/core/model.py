@@ -82,6 +82,7 @@ class StopReason(StrEnum):
 
     CANCELLED = "cancelled"  # its user cancelled it
     SHUTDOWN = "shutdown"  # the daemon is stopping
+    OVERDUE = "overdue"  # past its timeout: its worker did not stop it, and was killed
 
 
 @dataclass(frozen=True)

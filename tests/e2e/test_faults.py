@@ -535,6 +535,33 @@ def test_timeout_kills_a_term_ignoring_step_and_its_grandchildren(daemon: Daemon
     daemon.stop()
 
 
+def test_a_stopped_worker_does_not_let_its_run_outlive_its_timeout(daemon: DaemonHarness,
+                                                                   tmp_path):
+    """SIGSTOP a worker mid-run: it enforces nothing, so the daemon kills it past the run's
+    timeout, kill grace and margin, replaces it, and the run is timed out."""
+    pid_file = tmp_path / "step"
+    daemon.write_config(config(realtime=1, kill_grace="1s"))
+    daemon.add_workflow("sleepy", ["sh", "-c", f"echo $$ > {pid_file}; exec sleep 300"],
+                        timeout="2s")
+    start(daemon)
+    run = submit(daemon, "sleepy")
+    worker = wait_started(daemon, run["id"])["pid"]
+    wait_for(pid_file.exists, timeout=10, message="the step to start")
+    os.kill(worker, signal.SIGSTOP)
+    try:
+        ended = wait_state(daemon, run["id"], *FINISHED, timeout=20)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(worker, signal.SIGCONT)
+    assert ended["state"] == "timed_out", ended
+    assert "did not stop it and was killed" in ended["error"]
+    assert ended["duration_s"] < 10, ended
+    wait_gone({worker, int(pid_file.read_text())})
+    again = submit(daemon, "sleepy")  # its pool has a worker again
+    assert wait_started(daemon, again["id"])["pid"] != worker
+    daemon.stop()
+
+
 # ---------------------------------------------------------------------- 2. graceful stop
 
 

@@ -21,7 +21,7 @@ import pytest
 from easyflow_cli.core.model import Mode, Outcome, RunState, Trigger
 from easyflow_cli.core.planning import plan_run
 from easyflow_cli.core.spec import WorkflowSpec, parse_workflow_text
-from easyflow_cli.runtime.daemon import Daemon
+from easyflow_cli.runtime.daemon import Daemon, overdue
 from easyflow_cli.runtime.daemon.drain import DrainPhase
 from easyflow_cli.runtime.daemon.loop import MAX_SLEEP_S
 from easyflow_cli.runtime.daemon.settlement import SHUTDOWN_NOTE
@@ -460,3 +460,25 @@ def test_cancel_of_a_running_run_is_sent_to_its_worker(harness, clock):
     assert isinstance(refusal, Refusal) and "999" in refusal.error
     queued_id = harness.submit(spec, Trigger.SCHEDULE)  # eco, waiting for the night
     assert answer(f'{{"op": "cancel", "id": {queued_id}}}\n'.encode()) == Done("cancelled")
+
+
+def test_a_run_its_worker_does_not_stop_in_time_is_stopped_by_the_daemon(harness, clock):
+    """A stopped (SIGSTOP) worker enforces nothing: past the run's timeout, kill grace and a
+    margin, the daemon kills it, replaces it, and the run is timed out."""
+    spec = harness.add_workflow("stuck", 'timeout = "2s"')
+    run_id = harness.submit(spec)
+    harness.wake(run_id)
+    worker = harness.holder(run_id)
+    worker.report(Started(run_id, clock.stamp()))
+    harness.tick()
+    clock.advance(2 + 1)  # its timeout and the kill grace: the worker's own turn
+    harness.tick()
+    assert not worker.killed
+    assert harness.sleep_left() == pytest.approx(overdue.MARGIN_S)
+    clock.advance(overdue.MARGIN_S)
+    harness.tick(2)
+    assert worker.killed and worker not in harness.daemon.all_workers()
+    run = harness.record(run_id)
+    assert run["state"] == "timed_out"
+    assert f"its worker (pid {worker.pid}) did not stop it" in run["error"]
+    assert len(harness.pool(Mode.REAL_TIME)) == 2

@@ -68,6 +68,9 @@ def after_worker_death(run: RunFacts, stop: StopReason | None, pid: int,
     """Its worker died holding it: tell the truth about it."""
     if stop is StopReason.SHUTDOWN:
         return after_interruption(run)
+    if stop is StopReason.OVERDUE:
+        error = f"timed out; its worker (pid {pid}) did not stop it and was killed"
+        return after_end(run, Outcome(RunState.TIMED_OUT, error=error), None)
     if not run.started:
         return Settlement(Transition.REQUEUE, note="its worker died before it started")
     error = f"worker process {pid} died (exit status {status}) while running it"
