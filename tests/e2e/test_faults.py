@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
 import random
 import re
@@ -19,6 +20,7 @@ import time
 import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -560,6 +562,33 @@ def test_a_stopped_worker_does_not_let_its_run_outlive_its_timeout(daemon: Daemo
     again = submit(daemon, "sleepy")  # its pool has a worker again
     assert wait_started(daemon, again["id"])["pid"] != worker
     daemon.stop()
+
+
+# ---------------------------------------------------------------------- clock jumps
+
+
+LIBFAKETIME = next((path for path in Path("/usr/lib").glob("*/faketime/libfaketime.so.1")), None)
+
+
+@pytest.mark.skipif(LIBFAKETIME is None, reason="libfaketime is not installed")
+def test_a_run_across_a_two_day_clock_jump_lasts_what_it_lasted(daemon: DaemonHarness,
+                                                                 tmp_path):
+    """The wall clock jumps two days while a foreground run executes (libfaketime, its offset
+    read from a file the step rewrites): the stamps show the jump, the duration does not."""
+    offset = tmp_path / "offset"
+    offset.write_text("+0\n")
+    daemon.add_workflow("jump", ["sh", "-c", f"sleep 0.2; echo +2d > {offset}; sleep 0.3"])
+    faked = {"LD_PRELOAD": str(LIBFAKETIME), "FAKETIME_TIMESTAMP_FILE": str(offset),
+             "FAKETIME_NO_CACHE": "1", "FAKETIME_DONT_FAKE_MONOTONIC": "1"}
+    result = subprocess.run([*easyflow_command(), "run", "jump", "--now", "--json"],
+                            env=daemon.env(**faked), capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    run = json.loads(result.stdout)
+    assert run["state"] == "succeeded"
+    stamped = datetime.fromisoformat(run["finished_at"]) - datetime.fromisoformat(
+        run["started_at"])
+    assert stamped >= timedelta(days=2)  # the wall clock only stamps
+    assert 0.5 <= run["duration_s"] < 5, run
 
 
 # ---------------------------------------------------------------------- 2. graceful stop
