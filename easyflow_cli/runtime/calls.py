@@ -27,16 +27,15 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from types import FrameType
 from typing import Any
+
+from easyflow_cli.runtime.children import new_children_stopped
 
 TICK_SECONDS = 0.5
 # The first check comes soon after the start: a worker sends the reports it holds back then,
 # so a call that turns out long is known to have started (see worker.py).
 FIRST_TICK_SECONDS = 0.005
-# Rounds of killing a call's children: each round's orphans are the next round's children.
-CHILD_ROUNDS = 20
 
 _CACHE: dict[tuple[str | None, str], Callable[..., Any]] = {}
 
@@ -101,7 +100,7 @@ def call_step(function: Callable[..., Any], args: tuple[str, ...], *, deadline: 
     Raises StepInterrupted on timeout or cancellation and CallFailed when the function raises.
     """
     stream = _LogStream(output)
-    with _new_children_stopped(), _interrupts(deadline, cancelled), _applied(cwd, env), \
+    with new_children_stopped(), _interrupts(deadline, cancelled), _applied(cwd, env), \
             contextlib.redirect_stdout(stream), contextlib.redirect_stderr(stream):
         try:
             function(*args)
@@ -114,40 +113,6 @@ def call_step(function: Callable[..., Any], args: tuple[str, ...], *, deadline: 
         finally:
             stream.flush()
     return 0
-
-
-@contextlib.contextmanager
-def _new_children_stopped() -> Iterator[None]:
-    """Processes a call starts are killed and reaped when it ends, as a command step's group
-    is. The executing process is a subreaper: what they orphan comes back to it, so this goes
-    round until no new child is left."""
-    before = _children()
-    try:
-        yield
-    finally:
-        for _ in range(CHILD_ROUNDS):
-            left = _children() - before
-            if not left:
-                break
-            for pid in left:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-            for pid in left:
-                with contextlib.suppress(ChildProcessError):
-                    os.waitpid(pid, 0)
-
-
-def _children() -> set[int]:
-    """This process's children, those of every thread (empty where the kernel does not say)."""
-    try:  # one system call answers the common case, no child at all; WNOWAIT reaps nothing
-        os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
-    except ChildProcessError:
-        return set()
-    found: set[int] = set()
-    for task in Path("/proc/self/task").iterdir():
-        with contextlib.suppress(OSError):
-            found.update(int(pid) for pid in (task / "children").read_text().split())
-    return found
 
 
 def _exit_code(code: Any) -> int:

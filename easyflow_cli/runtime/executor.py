@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, BinaryIO
 
 from easyflow_cli.core.model import Outcome, RunState
 from easyflow_cli.core.spec import StepSpec, WorkflowSpec
+from easyflow_cli.runtime.children import new_children_stopped
 from easyflow_cli.runtime.protocol import RunLimits
 from easyflow_cli.runtime.rapl import EnergyMeter
 
@@ -441,6 +442,14 @@ def _execute_step(step: StepSpec, spec: WorkflowSpec, limits: RunLimits, log: Ca
         return _execute_call(step, spec, log, deadline, cancelled, run_id)
     env = step_environment(step, environ)
     env.update(_run_marker(run_id))
+    with new_children_stopped():  # escapees from its group (setsid, double fork) end with it
+        return _execute_command(step, spec, limits, log, deadline, on_step_start, cancelled, env)
+
+
+def _execute_command(step: StepSpec, spec: WorkflowSpec, limits: RunLimits, log: CappedLog,
+                     deadline: float,
+                     on_step_start: Callable[[StepSpec, int], bool | None] | None,
+                     cancelled: Callable[[], bool], env: dict[str, str]) -> StepResult:
     try:
         parked = ParkedStep(step.argv(), step.cwd or spec.source_dir, env)
     except OSError as exc:

@@ -84,6 +84,23 @@ def test_background_leftovers_are_killed_when_step_exits(tmp_path):
     assert not _alive(int(marker.read_text()))
 
 
+@pytest.mark.parametrize("ends", ["exits", "times out"])
+def test_processes_that_left_the_step_s_group_end_with_it(tmp_path, ends):
+    """`setsid` and a double fork put processes in groups of their own: they come back to the
+    subreaper when their parents die, and are stopped with the step."""
+    become_subreaper()
+    pids = tmp_path / "pids"
+    script = (f"setsid sleep 300 & echo $! >> {pids}; (setsid sleep 301 & echo $! >> {pids}); "
+              + ("sleep 30" if ends == "times out" else "true"))
+    outcome, _ = run(wf(step(["sh", "-c", script], timeout='"1s"')), kill_grace=0.2)
+    assert outcome.state is (RunState.TIMED_OUT if ends == "times out" else RunState.SUCCEEDED)
+    started = list(map(int, pids.read_text().split()))
+    assert len(started) == 2
+    for pid in started:
+        with pytest.raises(ProcessLookupError):  # killed, and reaped
+            os.kill(pid, 0)
+
+
 def test_step_timeout_and_workflow_timeout():
     outcome, _ = run(wf(step(["sleep", "5"], timeout='"1s"')), kill_grace=0.2)
     assert outcome.state is RunState.TIMED_OUT
