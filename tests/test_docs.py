@@ -179,7 +179,9 @@ class Scratch:
             shutil.copytree(REPO / name, self.work / name)
         (self.work / ".venv").symlink_to(sys.prefix)
         bin_dir = str(Path(sys.executable).parent)
-        self.env = subprocess_env(root / "home", PATH=f"{bin_dir}:{os.environ['PATH']}")
+        # Times are shown in local time with their zone: one zone, so the examples read alike
+        # wherever they run.
+        self.env = subprocess_env(root / "home", PATH=f"{bin_dir}:{os.environ['PATH']}", TZ="UTC")
         for name in ("REALTIME_MAX_WORKERS", "BALANCED_MAX_WORKERS", "ECO_MAX_WORKERS",
                      "STATE_DIRECTORY", "NOTIFY_SOCKET"):
             self.env.pop(name, None)

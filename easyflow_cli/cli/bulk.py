@@ -16,12 +16,14 @@ import typer
 
 from easyflow_cli.cli.common import open_store
 from easyflow_cli.cli.output import print_json, print_line, say
-from easyflow_cli.cli.submit import plan_manual_runs
+from easyflow_cli.cli.submit import plan_manual_runs, queue_policy
 from easyflow_cli.core.errors import BadInput, EasyflowError
-from easyflow_cli.core.model import Mode, RunState
+from easyflow_cli.core.model import RunState
 
 if TYPE_CHECKING:
-    from easyflow_cli.core.model import Run
+    import socket
+
+    from easyflow_cli.core.model import Mode, Run
     from easyflow_cli.core.planning import PlannedRun
     from easyflow_cli.storage.store import Store
 
@@ -35,12 +37,21 @@ def submit_runs(names: Sequence[str], count: int, *, mode: Mode | None, deadline
     """Queue `count` runs of each workflow, wake the daemon, print the ids (or records); unless
     `no_wait`, wait for every run to end. Exits 1 when one did not succeed."""
     from easyflow_cli.core.config import load_config
+    from easyflow_cli.core.paths import state_dir
+    from easyflow_cli.runtime.client import connect
 
     config = load_config()
     with open_store() as store:
         specs = [store.get_workflow(name) for name in names]
-        planned = plan_manual_runs(store, specs, count, config, mode=mode, deadline=deadline)
-        ids, woken = queue_and_wake(store, planned, count)
+        # Connected to first: with no daemon up, nothing is planned or written.
+        daemon = connect(state_dir())
+        if daemon is None:
+            raise BadInput(NO_DAEMON)
+        with daemon:
+            policy = queue_policy(store, config, daemon_up=True)
+            planned = plan_manual_runs(store, specs, count, policy, mode=mode,
+                                       deadline=deadline)
+            ids, woken = queue_and_wake(store, daemon, planned, count)
         if not woken:
             print_ids(store, ids, as_json)
             raise EasyflowError(f"the daemon did not answer: runs {ids.start}-{ids.stop - 1} "
@@ -51,25 +62,16 @@ def submit_runs(names: Sequence[str], count: int, *, mode: Mode | None, deadline
         wait_for_runs(store, ids, as_json)
 
 
-def queue_and_wake(store: Store, planned: Sequence[PlannedRun], count: int
-                   ) -> tuple[range, bool]:
-    """Commit the runs in one transaction and wake the daemon once; their ids, and whether the
-    daemon answered. It is connected to first: with none up, nothing is written."""
-    from easyflow_cli.core.paths import state_dir
-    from easyflow_cli.runtime.client import connect, exchange, wake_request
+def queue_and_wake(store: Store, daemon: socket.socket, planned: Sequence[PlannedRun],
+                   count: int) -> tuple[range, bool]:
+    """Commit the runs in one transaction and wake the daemon once, over the connection made
+    before; their ids, and whether the daemon answered."""
+    from easyflow_cli.runtime.client import exchange
+    from easyflow_cli.runtime.protocol import WakeRequest
 
-    daemon = connect(state_dir())
-    if daemon is None:
-        raise BadInput(NO_DAEMON)
-    with daemon:
-        ids = store.queue.enqueue(planned)
-        say_queued(ids, planned, count)
-        return ids, exchange(daemon, wake_request(off_peak_candidates(ids, planned))) is not None
-
-
-def off_peak_candidates(ids: range, planned: Sequence[PlannedRun]) -> list[int]:
-    """The runs the daemon may re-plan by its own off-peak window: only eco runs wait for it."""
-    return [run_id for run_id, run in zip(ids, planned, strict=True) if run.mode is Mode.ECO]
+    ids = store.queue.enqueue(planned)
+    say_queued(ids, planned, count)
+    return ids, exchange(daemon, WakeRequest()) is not None
 
 
 def say_queued(ids: range, planned: Sequence[PlannedRun], count: int) -> None:

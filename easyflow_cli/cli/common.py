@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from easyflow_cli.core.durations import parse_duration
+from easyflow_cli.core.durations import looks_like_duration, parse_duration
 from easyflow_cli.core.errors import BadInput, shown
 from easyflow_cli.core.timeutil import parse_time
 
@@ -20,12 +20,22 @@ def open_store() -> Store:
     return Store.open()
 
 
+def check_workflow(store: Store, workflow: str | None) -> None:
+    """A registered workflow, or one that has since been removed but has runs to show; else
+    NotFound (exit 2), as for every unknown name."""
+    from easyflow_cli.reporting.accounting import has_history
+
+    if workflow and not has_history(store, workflow):
+        store.get_workflow(workflow)
+
+
 def parse_deadline(text: str, now: datetime, option: str = "--deadline") -> datetime:
     """A duration from now (`30m`) or an ISO-8601 time (`2026-12-01T09:00`, local if no offset)."""
-    try:
-        return now + timedelta(seconds=parse_duration(text))
-    except ValueError:
-        pass
+    if looks_like_duration(text):
+        try:
+            return now + timedelta(seconds=parse_duration(text))
+        except ValueError as exc:
+            raise BadInput(f"{option}: {exc}") from None
     try:
         return parse_time(text)
     except ValueError:

@@ -57,6 +57,8 @@ def raise_usage_error(exc: typer.TyperException) -> NoReturn:
     shows it."""
     if getattr(exc, "exit_code", None) != USAGE_EXIT_CODE:
         raise exc
+    from easyflow_cli.cli.param_errors import in_our_words
+
     where = getattr(getattr(exc, "ctx", None), "command_path", None) or "easyflow"
-    print_error(f"{exc.format_message()} (see `{where} --help`)")
+    print_error(f"{in_our_words(exc) or exc.format_message()} (see `{where} --help`)")
     raise typer.Exit(USAGE_EXIT_CODE) from None

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
 Formatter = Callable[[Any], str]
+RowFormatter = Callable[[dict[str, Any]], str]
 
 def say(text: str) -> None:
     """A plain line of talk on stderr."""
@@ -75,13 +76,18 @@ def print_csv(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
 
 
 def _csv_value(value: Any) -> Any:
-    return json.dumps(value) if isinstance(value, dict | list) else value
+    """As JSON writes it where Python's str() would not: true/false, and lists and tables as
+    JSON text. None is an empty cell, as the csv module writes it."""
+    return json.dumps(value) if isinstance(value, dict | list | bool) else value
 
 
 def render_rows(rows: Sequence[dict[str, Any]], columns: Sequence[str], *, as_json: bool,
                 as_csv: bool, title: str | None = None, empty: str = "nothing to show",
-                formatters: dict[str, Formatter] | None = None) -> None:
-    """`--json` prints the rows as they are; the table shows `columns`, formatted for reading."""
+                formatters: dict[str, Formatter] | None = None,
+                row_formatters: dict[str, RowFormatter] | None = None) -> None:
+    """`--json` prints the rows as they are; the table shows `columns`, formatted for reading
+    (a formatter gets the cell's value; a row formatter, for cells that depend on others, the
+    whole row)."""
     if as_json:
         print_json(list(rows))
         return
@@ -97,26 +103,58 @@ def render_rows(rows: Sequence[dict[str, Any]], columns: Sequence[str], *, as_js
     for column in columns:
         table.add_column(column)
     formatters = formatters or {}
+    row_formatters = row_formatters or {}
     for row in rows:
-        table.add_row(*(_cell(row.get(c), formatters.get(c)) for c in columns))
+        table.add_row(*(row_formatters[c](row) if c in row_formatters
+                        else _cell(row.get(c), formatters.get(c)) for c in columns))
     console.print(table)
 
 
 def _cell(value: Any, formatter: Formatter | None) -> str:
     if formatter is not None:
         return formatter(value)
+    return plain(value)
+
+
+def plain(value: Any) -> str:
+    """A value in a table cell: `-` for none, true/false as JSON and CSV write them."""
     if value is None:
         return "-"
+    if isinstance(value, bool):
+        return "true" if value else "false"
     return str(value)
 
 
+TIME_FORMAT = "%Y-%m-%d %H:%M:%S %Z"
+
+
 def short_time(value: str | None) -> str:
-    """ISO UTC → local 'YYYY-MM-DD HH:MM:SS' for tables (JSON keeps the ISO text)."""
+    """ISO UTC → local time with its zone abbreviation, for people (JSON and CSV keep the ISO
+    text): `2026-12-02 03:00:00 CET`."""
     if not value:
         return "-"
     from easyflow_cli.core.timeutil import from_iso
 
-    return from_iso(value).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+    return from_iso(value).astimezone().strftime(TIME_FORMAT)
+
+
+def zone_time(value: str | None, zone: str | None, *, also_local: bool = True) -> str:
+    """A schedule's time in its own zone, and in local time too when the two read differently
+    at that moment, as `systemd-analyze calendar` shows them: `2026-12-03 03:00:00 CET
+    (2026-12-02 21:00:00 EST)`. No zone means local time."""
+    if not value or zone is None:
+        return short_time(value)
+    from zoneinfo import ZoneInfo
+
+    from easyflow_cli.core.timeutil import from_iso
+
+    moment = from_iso(value)
+    own, local = moment.astimezone(ZoneInfo(zone)), moment.astimezone()
+    shown_own = own.strftime(TIME_FORMAT)
+    if not also_local or (own.utcoffset() == local.utcoffset()
+                          and own.tzname() == local.tzname()):
+        return shown_own
+    return f"{shown_own} ({local.strftime(TIME_FORMAT)})"
 
 
 def seconds(value: float | None) -> str:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from easyflow_cli.cli.common import open_store
+from easyflow_cli.cli.common import check_workflow, open_store
 from easyflow_cli.cli.group import EasyflowGroup
 from easyflow_cli.cli.output import (
     CSV_OPTION,
@@ -18,7 +18,7 @@ from easyflow_cli.cli.output import (
     print_csv,
     print_json,
 )
-from easyflow_cli.core.durations import parse_duration
+from easyflow_cli.core.durations import looks_like_duration, parse_duration
 from easyflow_cli.core.errors import BadInput, shown
 from easyflow_cli.core.timeutil import parse_time, to_iso, utcnow
 
@@ -26,7 +26,6 @@ if TYPE_CHECKING:
     from rich.console import RenderableType
 
     from easyflow_cli.reporting.accounting import Period
-    from easyflow_cli.storage.store import Store
 
 app = typer.Typer(cls=EasyflowGroup, no_args_is_help=True, rich_markup_mode=None,
                   help="Reports: costs and savings, latency, pool use.")
@@ -40,10 +39,11 @@ SVG = typer.Option(None, "--svg", help="Also write the report as an SVG image to
 def parse_moment(text: str | None, now: datetime, option: str) -> datetime | None:
     if text is None:
         return None
-    try:
-        return now - timedelta(seconds=parse_duration(text))
-    except ValueError:
-        pass
+    if looks_like_duration(text):
+        try:
+            return now - timedelta(seconds=parse_duration(text))
+        except ValueError as exc:
+            raise BadInput(f"{option}: {exc}") from None
     try:
         return parse_time(text)
     except ValueError:
@@ -60,14 +60,6 @@ def _period(since: str | None, until: str | None, workflow: str | None) -> Perio
     if period.since and period.until and period.since >= period.until:
         raise BadInput("--since must be earlier than --until")
     return period
-
-
-def _check_workflow(store: Store, workflow: str | None) -> None:
-    """A registered workflow, or one that has since been removed but has runs to report."""
-    from easyflow_cli.reporting.accounting import has_history
-
-    if workflow and not has_history(store, workflow):
-        store.get_workflow(workflow)
 
 
 def _period_json(period: Period) -> dict[str, Any]:
@@ -104,16 +96,18 @@ def costs(
     config = load_config()
     period = _period(since, until, workflow)
     with open_store() as store, err_console.status("adding up runs…"):
-        _check_workflow(store, workflow)
+        check_workflow(store, workflow)
         sums = cost_sums(store, period, by)
     report = cost_report(sums, Prices.from_config(config), config.costs.watts_per_core, by,
                          _period_json(period))
     if as_json:
         print_json(report)
     elif as_csv:
-        rows = report.get("groups") or [{"key": m, **r} for m, r in report["by_mode"].items()]
-        print_csv(rows, ["key", "runs", "worker_hours", "cpu_hours", "energy_wh", "cost",
-                         "cost_per_run", "baseline_cost", "savings", "off_peak_runs"])
+        groups = report["groups"] if by != "mode" else [
+            {"key": m, **r} for m, r in report["by_mode"].items()]
+        print_csv([{by: g["key"], **g} for g in groups],
+                  [by, "runs", "worker_hours", "cpu_hours", "energy_wh", "cost", "cost_per_run",
+                   "baseline_cost", "savings", "off_peak_runs"])
     else:
         _show(render_costs(report), svg, "easyflow report costs")
 
@@ -130,7 +124,7 @@ def latency(
 
     period = _period(since, until, workflow)
     with open_store() as store, err_console.status("reading runs…"):
-        _check_workflow(store, workflow)
+        check_workflow(store, workflow)
         report = latency_report(latency_stats(store, period, QUANTILES), _period_json(period))
     if as_json:
         print_json(report)
@@ -162,7 +156,7 @@ def pools(
     config = load_config()
     period = _period(since, until, workflow)
     with open_store() as store, err_console.status("reading runs…"):
-        _check_workflow(store, workflow)
+        check_workflow(store, workflow)
         end = (period.until or utcnow()).timestamp()
         first = None if period.since else earliest_start(store, period)
         start = period.since.timestamp() if period.since else (
@@ -177,6 +171,9 @@ def pools(
     elif as_csv:
         rows = [{"pool": m, **{k: v for k, v in r.items() if k != "utilization_series"}}
                 for m, r in report["pools"].items()]
+        # Runs with no daemon up held no pool worker; a row of their own, so that the runs
+        # column adds up to what `report costs` counts.
+        rows.append({"pool": "foreground", "runs": report["foreground_runs"]})
         print_csv(rows, ["pool", "workers", "runs", "busy_hours", "utilization_pct"])
     else:
         _show(render_pools(report), svg, "easyflow report pools")

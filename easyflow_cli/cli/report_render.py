@@ -12,21 +12,16 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from easyflow_cli.cli.money import adds_up, money, money_column
 from easyflow_cli.core.durations import format_duration
+from easyflow_cli.core.words import plural
+
+__all__ = ["money", "render_costs", "render_latency", "render_pools", "sparkline"]
 
 SPARKS = "▁▂▃▄▅▆▇█"
-
-
-def money(value: float | None, currency: str) -> str:
-    """An amount for people: cents when it has them, significant digits when it is smaller."""
-    if value is None:
-        return "-"
-    symbol = {"USD": "$", "EUR": "€", "GBP": "£"}.get(currency, currency + " ")
-    if value == 0:
-        return f"{symbol}0.00"
-    if abs(value) >= 0.01:
-        return f"{symbol}{value:,.2f}"
-    return f"{symbol}{value:.6f}".rstrip("0")
+POOLS_NOTE = ("{foreground} ran in the foreground (no daemon up), outside the pools. A run "
+              "counts here in the period it was busy in; `report costs` counts it once, in "
+              "the period it finished in, foreground runs included.")
 
 
 def render_costs(report: dict[str, Any]) -> Group:
@@ -35,18 +30,35 @@ def render_costs(report: dict[str, Any]) -> Group:
     for column in ("mode", "runs", "worker-h", "CPU-h", "energy Wh", "cost", "per run",
                    "off-peak runs"):
         table.add_column(column, justify="left" if column == "mode" else "right")
-    for mode, row in report["by_mode"].items():
+    rows = list(report["by_mode"].items())
+    costs = [row["cost"] for _, row in rows]
+    cost_cells, total_cell = money_column(costs, currency, report["total_cost"])
+    per_run, _ = money_column([row["cost_per_run"] for _, row in rows], currency)
+    for (mode, row), cost, each in zip(rows, cost_cells, per_run, strict=True):
         table.add_row(mode, str(row["runs"]), f"{row['worker_hours']:.4f}",
-                      f"{row['cpu_hours']:.4f}", f"{row['energy_wh']:.2f}",
-                      money(row["cost"], currency), money(row["cost_per_run"], currency),
+                      f"{row['cpu_hours']:.4f}", f"{row['energy_wh']:.2f}", cost, each,
                       str(row["off_peak_runs"]))
     table.add_section()
     table.add_row("total", str(report["total_runs"]), f"{report['worker_hours']:.4f}",
                   f"{report['cpu_hours']:.4f}", f"{report['energy_wh']:.2f}",
-                  money(report["total_cost"], currency), "", "", style="bold")
+                  total_cell or "", "", "", style="bold")
     parts: list[Table | Text] = [table]
     if "groups" in report:
         parts.append(_group_table(report))
+    parts.append(_summary(report, _total_note(costs, report["total_cost"], total_cell)))
+    return Group(*parts)
+
+
+def _total_note(costs: list[float], total: float, total_cell: str | None) -> str:
+    """Say so when the rows as shown do not add up to the total as shown."""
+    decimals = len(total_cell.rpartition(".")[2]) if total_cell else 0
+    if adds_up(costs, total, decimals):
+        return ""
+    return "The total is the sum of the exact costs; the rows, rounded, differ in the last digit.\n"
+
+
+def _summary(report: dict[str, Any], note: str) -> Text:
+    currency = report["currency"]
     summary = Text()
     summary.append("Savings against all-real-time at peak price: ", style="bold")
     summary.append(f"{money(report['savings'], currency)} ({report['savings_pct']:.1f}%)",
@@ -56,9 +68,8 @@ def render_costs(report: dict[str, Any]) -> Group:
     source = {"estimate": f"estimated from CPU time at {report['watts_per_core']} W per busy core",
               "rapl": "measured with RAPL package counters",
               "mixed": "partly RAPL-measured, partly estimated from CPU time"}
-    summary.append(f"Energy {source[report['energy_source']]}.", style="dim")
-    parts.append(summary)
-    return Group(*parts)
+    summary.append(note + f"Energy {source[report['energy_source']]}.", style="dim")
+    return summary
 
 
 def _group_table(report: dict[str, Any]) -> Table:
@@ -66,10 +77,12 @@ def _group_table(report: dict[str, Any]) -> Table:
     table = Table(title=f"Cost by {report['by']}", header_style="bold", title_justify="left")
     for column in (report["by"], "runs", "worker-h", "cost", "per run", "savings"):
         table.add_column(column, justify="left" if column == report["by"] else "right")
-    for row in report["groups"]:
-        table.add_row(row["key"], str(row["runs"]), f"{row['worker_hours']:.4f}",
-                      money(row["cost"], currency), money(row["cost_per_run"], currency),
-                      money(row["savings"], currency))
+    groups = report["groups"]
+    costs, _ = money_column([g["cost"] for g in groups], currency)
+    per_run, _ = money_column([g["cost_per_run"] for g in groups], currency)
+    savings, _ = money_column([g["savings"] for g in groups], currency)
+    for row, *cells in zip(groups, costs, per_run, savings, strict=True):
+        table.add_row(row["key"], str(row["runs"]), f"{row['worker_hours']:.4f}", *cells)
     return table
 
 
@@ -107,7 +120,8 @@ def render_pools(report: dict[str, Any]) -> Group:
         depth.add_column(column, justify="left" if column != "now" else "right")
     for mode, series in report["queue_depth"]["mean_series"].items():
         depth.add_row(mode, str(report["queue_depth"]["now"].get(mode, 0)), sparkline(series))
-    return Group(table, depth)
+    return Group(table, depth, Text(POOLS_NOTE.format(
+        foreground=plural(report["foreground_runs"], "run")), style="dim"))
 
 
 def sparkline(values: list[float], ceiling: float | None = None) -> str:

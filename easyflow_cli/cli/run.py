@@ -17,7 +17,10 @@ from easyflow_cli.core.paths import state_dir
 from easyflow_cli.core.timeutil import utcnow
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from easyflow_cli.core.config import Config
+    from easyflow_cli.core.costs import Quote
     from easyflow_cli.core.spec import WorkflowSpec
     from easyflow_cli.storage.store import Store
 
@@ -73,17 +76,24 @@ def run_one(name: str, *, mode: Mode | None, deadline: str | None, as_json: bool
             no_wait: bool) -> None:
     """Queue one run and wake the daemon; follow the run, or with no daemon run it here."""
     # Imported here: `run --now --no-wait` is on the hot path and `--help` needs none of it.
-    from easyflow_cli.cli.submit import enqueue_manual_run, plan_manual_run, print_queued
+    from easyflow_cli.cli.submit import (
+        enqueue_manual_run,
+        plan_manual_run,
+        print_queued,
+        queue_policy,
+    )
     from easyflow_cli.core.config import load_config
-    from easyflow_cli.runtime.client import wake
+    from easyflow_cli.runtime.client import connect, wake_on
 
     config = load_config()
     home = state_dir()
     with open_store() as store:
         spec = store.get_workflow(name)
-        planned = plan_manual_run(store, spec, config, mode=mode, deadline=deadline)
+        daemon = connect(home)
+        policy = queue_policy(store, config, daemon_up=daemon is not None)
+        planned = plan_manual_run(store, spec, policy, mode=mode, deadline=deadline)
         queued = enqueue_manual_run(store, name, planned)
-        if not wake(home, [queued.id]):
+        if not wake_on(daemon):
             run_here(store, home, queued, spec, config, as_json)
         if no_wait:
             print_queued(store.queue.get(queued.id), as_json)
@@ -131,7 +141,6 @@ def _report(run: Run, as_json: bool) -> NoReturn:
 
 def show_quote(name: str, as_json: bool) -> None:
     """The seed's "Run now: $0.10 · Run overnight: $0.04", and the table behind it."""
-    from easyflow_cli.cli.report_render import money
     from easyflow_cli.core.config import load_config
     from easyflow_cli.core.costs import quote
     from easyflow_cli.reporting.accounting import workflow_history
@@ -146,21 +155,27 @@ def show_quote(name: str, as_json: bool) -> None:
         print_json({"workflow": name, "currency": config.costs.currency,
                     "quotes": [q.as_json() for q in quotes]})
         return
-    by_mode = {q.mode: q for q in quotes}
-    currency = config.costs.currency
+    _print_quote(quotes, config.costs.currency, moment)
+
+
+def _print_quote(quotes: list[Quote], currency: str, moment: datetime) -> None:
+    """The headline and the table, every amount with the same decimals."""
     from rich.table import Table
 
+    from easyflow_cli.cli.money import money_column
     from easyflow_cli.cli.output import console, short_time
     from easyflow_cli.core.timeutil import to_iso
 
-    eco = by_mode[Mode.ECO]
+    costs = dict(zip((q.mode for q in quotes),
+                     money_column([q.cost for q in quotes], currency)[0], strict=True))
+    eco = next(q for q in quotes if q.mode is Mode.ECO)
     later = "overnight" if eco.start > moment else "in eco mode"
-    console.print(f"[bold]Run now: {money(by_mode[Mode.REAL_TIME].cost, currency)} · "
-                  f"Run {later}: {money(eco.cost, currency)}[/bold]")
+    console.print(f"[bold]Run now: {costs[Mode.REAL_TIME]} · Run {later}: {costs[Mode.ECO]}"
+                  "[/bold]")
     table = Table(header_style="bold")
     for column in ("mode", "would start", "would finish", "cost", "based on"):
-        table.add_column(column)
+        table.add_column(column, justify="right" if column == "cost" else "left")
     for q in quotes:
         table.add_row(q.mode.value, short_time(to_iso(q.start)), short_time(to_iso(q.finish)),
-                      money(q.cost, currency), q.basis)
+                      costs[q.mode], q.basis)
     console.print(table)

@@ -7,13 +7,14 @@ from pathlib import Path
 
 import typer
 
-from easyflow_cli.cli.common import open_store
+from easyflow_cli.cli.common import check_workflow, open_store
 from easyflow_cli.cli.group import EasyflowGroup
 from easyflow_cli.cli.output import (
     CSV_OPTION,
     JSON_OPTION,
     console,
     err_console,
+    plain,
     print_json,
     render_rows,
     seconds,
@@ -28,6 +29,8 @@ app = typer.Typer(cls=EasyflowGroup, no_args_is_help=True, rich_markup_mode=None
 LIMIT_MAX = 1_000_000
 LIST_COLUMNS = ["id", "workflow", "trigger", "mode", "mode_reason", "state", "enqueued_at",
                 "duration_s", "exit_code"]
+TIME_FIELDS = {"deadline", "enqueued_at", "not_before", "promote_at", "claimed_at", "started_at",
+               "finished_at"}
 # Keyed by the enum, looked up by the record's text: a StrEnum member equals its value.
 STATE_STYLE = {RunState.SUCCEEDED: "green", RunState.FAILED: "red", RunState.TIMED_OUT: "red",
                RunState.CANCELLED: "yellow", RunState.RUNNING: "cyan", RunState.QUEUED: "blue"}
@@ -44,6 +47,7 @@ def list_(
 ) -> None:
     """List runs, newest first."""
     with open_store() as store:
+        check_workflow(store, workflow)
         rows = [run.to_record()
                 for run in store.queue.latest(workflow=workflow, state=state, limit=limit)]
     render_rows(rows, LIST_COLUMNS, as_json=as_json, as_csv=as_csv, empty="no runs",
@@ -63,8 +67,15 @@ def show(run_id: int, as_json: bool = JSON_OPTION) -> None:
 
     table = Table(show_header=False, box=None)
     for key, value in record.items():
-        table.add_row(f"[bold]{key}[/]", "-" if value is None else str(value))
+        table.add_row(f"[bold]{key}[/]", _shown(key, value))
     console.print(table)
+
+
+def _shown(field: str, value: object) -> str:
+    """A field of a run for people: its times in local time with the zone."""
+    if isinstance(value, str) and field in TIME_FIELDS:
+        return short_time(value)
+    return plain(value)
 
 
 @app.command("cancel")

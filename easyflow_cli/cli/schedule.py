@@ -14,9 +14,8 @@ from easyflow_cli.cli.output import (
     JSON_OPTION,
     console,
     err_console,
-    print_json,
     render_rows,
-    short_time,
+    zone_time,
 )
 from easyflow_cli.core.errors import BadInput, shown
 from easyflow_cli.core.model import Mode
@@ -66,10 +65,19 @@ def add(
         schedule_id = add_schedule(store, workflow, ScheduleSpec(kind, expr, timezone, mode, after),
                                    now)
         row = store.get_schedule(schedule_id)
-    err_console.print(f"schedule {schedule_id}: {workflow} {kind} {expr!r}, next fire "
-                      f"{short_time(row['next_fire_at'])}", highlight=False)
+    err_console.print(f"schedule {schedule_id}: {workflow} {_added(row)}", highlight=False)
     typer.echo(schedule_id)
     _notify_daemon()
+
+
+def _added(row: dict[str, Any]) -> str:
+    """What was added: an `at` moment once, in the zone it was given in; a cron or interval's
+    next fire in the schedule's zone (and local time)."""
+    if row["kind"] == "at":
+        return f"at {zone_time(row['next_fire_at'], row['timezone'], also_local=False)}"
+    fire = zone_time(row["next_fire_at"], row["timezone"])
+    zone = f" ({row['timezone']})" if row["timezone"] else ""
+    return f"{row['kind']} {row['expr']!r}{zone}, next fire {fire}"
 
 
 def _notify_daemon() -> None:
@@ -94,8 +102,6 @@ def list_(
     as_csv: bool = CSV_OPTION,
 ) -> None:
     """List schedules with their next fire time and the mode their runs will get."""
-    from easyflow_cli.scheduling.scheduler import describe_delay
-
     now = utcnow()
     with open_store() as store:
         if workflow:
@@ -104,8 +110,22 @@ def list_(
     render_rows(rows, ["id", "workflow", "kind", "expr", "timezone", "runs_as", "paused",
                        "next_fire_at", "origin"], as_json=as_json, as_csv=as_csv,
                 empty="no schedules",
-                formatters={"next_fire_at": lambda v: f"{short_time(v)} "
-                            f"({describe_delay(from_iso(v), now)})" if v else "-"})
+                row_formatters={"next_fire_at": lambda r: _next_cell(r, now),
+                                "expr": _expr_cell})
+
+
+def _expr_cell(row: dict[str, Any]) -> str:
+    """An `at` schedule's moment is stored in UTC; people read it in the schedule's zone."""
+    return zone_time(row["expr"], row["timezone"]) if row["kind"] == "at" else row["expr"]
+
+
+def _next_cell(row: dict[str, Any], now: datetime) -> str:
+    from easyflow_cli.scheduling.scheduler import describe_delay
+
+    value = row["next_fire_at"]
+    if not value:
+        return "-"
+    return f"{zone_time(value, row['timezone'])}, {describe_delay(from_iso(value), now)}"
 
 
 @app.command("next")
@@ -113,8 +133,10 @@ def next_(
     target: str = typer.Argument(..., help="A schedule id, or a workflow name."),
     count: int = typer.Option(5, "--count", "-n", min=1, max=1000),
     as_json: bool = JSON_OPTION,
+    as_csv: bool = CSV_OPTION,
 ) -> None:
-    """When will this run? The next N fire times of a schedule, or of all a workflow's."""
+    """When will this run? The next N fire times of a schedule, or of all a workflow's, in the
+    schedule's zone (and local time when that differs)."""
     from easyflow_cli.scheduling.scheduler import describe_delay, next_fires
 
     now = utcnow()
@@ -124,17 +146,18 @@ def next_(
         else:
             store.get_workflow(target)
             rows = store.schedule_rows(target)
-    fires = sorted((t, r["id"], r["workflow"]) for r in rows for t in next_fires(r, now, count))
-    fires = fires[:count]
-    if as_json:
-        print_json([{"schedule_id": sid, "workflow": wf, "fire_at": to_iso(t)}
-                    for t, sid, wf in fires])
+    fires = sorted((t, r["id"], r["workflow"], r["timezone"])
+                   for r in rows for t in next_fires(r, now, count))
+    listing = [{"schedule_id": sid, "workflow": wf, "fire_at": to_iso(t), "timezone": zone}
+               for t, sid, wf, zone in fires[:count]]
+    if as_json or as_csv or not listing:
+        render_rows(listing, ["schedule_id", "workflow", "fire_at", "timezone"],
+                    as_json=as_json, as_csv=as_csv, empty="no upcoming fires")
         return
-    if not fires:
-        err_console.print("no upcoming fires")
-    for moment, sid, wf in fires:
-        console.print(f"{short_time(to_iso(moment))}  {describe_delay(moment, now):>12}  "
-                      f"schedule {sid} ({wf})", highlight=False)
+    for fire in listing:
+        delay = describe_delay(from_iso(fire["fire_at"]), now)
+        console.print(f"{zone_time(fire['fire_at'], fire['timezone'])}  {delay:>12}  "
+                      f"schedule {fire['schedule_id']} ({fire['workflow']})", highlight=False)
 
 
 @app.command("remove")

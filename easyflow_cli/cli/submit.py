@@ -21,26 +21,36 @@ if TYPE_CHECKING:
     from easyflow_cli.storage.store import Store
 
 
-def plan_manual_run(store: Store, spec: WorkflowSpec, config: Config, *, mode: Mode | None,
-                    deadline: str | None, now: datetime | None = None) -> PlannedRun:
+def queue_policy(store: Store, config: Config, daemon_up: bool) -> QueuePolicy:
+    """What new runs are planned by: the policy of the daemon that will run them, when it is up
+    and has published one; else this process's config."""
+    from easyflow_cli.storage.daemon_policy import published_policy
+
+    published = published_policy(store) if daemon_up else None
+    return published or QueuePolicy(config.promote_within, config.off_peak)
+
+
+def plan_manual_run(store: Store, spec: WorkflowSpec, policy: QueuePolicy, *,
+                    mode: Mode | None, deadline: str | None,
+                    now: datetime | None = None) -> PlannedRun:
     """The run a user asked for now, planned (nothing is written)."""
     moment = now or utcnow()
     return plan_run(
-        spec, trigger=Trigger.MANUAL, now=moment,
-        policy=QueuePolicy(config.promote_within, config.off_peak), override=mode,
+        spec, trigger=Trigger.MANUAL, now=moment, policy=policy, override=mode,
         deadline=parse_deadline(deadline, moment) if deadline is not None else None,
         typical_duration=store.queue.typical_duration(spec.name),
     )
 
 
-def plan_manual_runs(store: Store, specs: Sequence[WorkflowSpec], count: int, config: Config,
-                     *, mode: Mode | None, deadline: str | None) -> list[PlannedRun]:
+def plan_manual_runs(store: Store, specs: Sequence[WorkflowSpec], count: int,
+                     policy: QueuePolicy, *, mode: Mode | None, deadline: str | None
+                     ) -> list[PlannedRun]:
     """`count` runs of each workflow, in order. Runs of one workflow asked for at the same
     moment are planned alike, so each workflow is planned once."""
     moment = utcnow()
     planned = []
     for spec in specs:
-        run = plan_manual_run(store, spec, config, mode=mode, deadline=deadline, now=moment)
+        run = plan_manual_run(store, spec, policy, mode=mode, deadline=deadline, now=moment)
         planned.extend([run] * count)
     return planned
 

@@ -13,6 +13,7 @@ from easyflow_cli.cli.group import EasyflowGroup
 from easyflow_cli.cli.output import CSV_OPTION, JSON_OPTION, err_console, print_json, render_rows
 from easyflow_cli.core.errors import BadInput
 from easyflow_cli.core.timeutil import utcnow
+from easyflow_cli.core.words import plural
 
 if TYPE_CHECKING:
     from easyflow_cli.storage.store import Store
@@ -26,7 +27,7 @@ def add(
     paths: list[Path] = typer.Argument(..., help="Workflow files, or directories of *.toml."),
 ) -> None:
     """Validate and register workflows. All or nothing: one bad file and none are added."""
-    from easyflow_cli.core.spec import load_workflow_files
+    from easyflow_cli.core.workflow_files import load_workflow_files
     from easyflow_cli.scheduling.scheduler import prime_schedules
 
     specs = load_workflow_files(paths)
@@ -37,8 +38,8 @@ def add(
         prime_schedules(store, now)
     for spec in specs:
         verb = "updated" if spec.name in known else "added"
-        err_console.print(f"{verb} {spec.name} ({len(spec.steps)} steps, "
-                          f"{len(spec.schedules)} schedules) from {spec.source_file}")
+        err_console.print(f"{verb} {spec.name} ({plural(len(spec.steps), 'step')}, "
+                          f"{plural(len(spec.schedules), 'schedule')}) from {spec.source_file}")
     _notify_daemon()
 
 
@@ -92,7 +93,7 @@ def remove(name: str) -> None:
     """Remove a workflow and its schedules; its queued runs are cancelled, history is kept."""
     with open_store() as store:
         cancelled = store.remove_workflow(name, utcnow())
-    err_console.print(f"removed {name}" + (f", cancelled {cancelled} queued runs"
+    err_console.print(f"removed {name}" + (f", cancelled {plural(cancelled, 'queued run')}"
                                            if cancelled else ""))
     _notify_daemon()
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from easyflow_cli.core.errors import BadInput, SpecError, SpecErrors
 from easyflow_cli.core.model import Mode
 from easyflow_cli.core.offpeak import OffPeakWindow, parse_window
-from easyflow_cli.core.spec import Checker, KeyLines, type_name
+from easyflow_cli.core.toml_check import Checker, KeyLines, type_name
 
 DEFAULTS_PATH = Path(__file__).parent.parent / "defaults" / "easyflow.toml"
 SYSTEM_CONFIG = Path("/etc/easyflow/easyflow.toml")
@@ -113,7 +113,7 @@ def load_config(explicit: str | Path | None = None,
 
 
 def _parse_text(text: str, file: str) -> dict:
-    from easyflow_cli.core.spec import load_toml
+    from easyflow_cli.core.toml_check import load_toml
 
     return load_toml(text, file)
 

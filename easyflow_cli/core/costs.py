@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 
 from easyflow_cli.core.config import Config
 from easyflow_cli.core.model import Mode
+from easyflow_cli.core.words import plural
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,12 @@ def baseline_cost(prices: Prices, duration_s: float, cpu_s: float) -> float:
     return duration_s / 3600 * prices.baseline_price + cpu_s / 3600 * prices.cpu_hour_price
 
 
+def exact(amount: float) -> float:
+    """A computed amount as JSON and CSV carry it: to 12 significant digits, which drops float
+    noise (0.30000000000000004) and keeps every digit a price and a measurement can give."""
+    return float(f"{amount:.12g}")
+
+
 def savings_pct(baseline: float, actual: float) -> float:
     return 0.0 if baseline <= 0 else round((baseline - actual) / baseline * 100, 2)
 
@@ -75,8 +82,8 @@ class Quote:
         from easyflow_cli.core.timeutil import to_iso
 
         return {"mode": self.mode.value, "start": to_iso(self.start),
-                "finish": to_iso(self.finish), "cost": round(self.cost, 6),
-                "duration_s": round(self.duration_s, 3), "basis": self.basis}
+                "finish": to_iso(self.finish), "cost": exact(self.cost),
+                "duration_s": exact(self.duration_s), "basis": self.basis}
 
 
 def quote(config: Config, mode: Mode, now: datetime, history: dict[str, tuple[float, float]],
@@ -101,9 +108,9 @@ def _expected(config: Config, mode: Mode, history: dict[str, tuple[float, float]
               history_runs: dict[str, int]) -> tuple[float, float, str]:
     if mode.value in history:
         duration, cpu = history[mode.value]
-        return duration, cpu, f"median of {history_runs[mode.value]} {mode.value} runs"
+        return duration, cpu, f"median of {plural(history_runs[mode.value], mode.value + ' run')}"
     if history:
         other = min(history, key=lambda m: -history_runs[m])
         duration, cpu = history[other]
-        return duration, cpu, f"median of {history_runs[other]} {other} runs"
+        return duration, cpu, f"median of {plural(history_runs[other], other + ' run')}"
     return config.costs.default_duration, 0.0, "no history: default duration"

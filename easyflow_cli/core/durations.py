@@ -33,6 +33,12 @@ def parse_duration(text: str) -> float:
     return seconds
 
 
+def looks_like_duration(text: str) -> bool:
+    """Written as a duration (`0s`, `99999d`), whether or not it is one we accept: its error
+    then says what is wrong with it rather than that it is no duration at all."""
+    return bool(_WHOLE.fullmatch(text.strip().replace(" ", "")))
+
+
 def format_duration(seconds: float) -> str:
     """The shortest canonical spelling that `parse_duration` reads back to the same value."""
     if seconds <= 0:

@@ -29,6 +29,10 @@ class OffPeakWindow:
             return now
         return _next_wall_time(now, self.start, tz)
 
+    def text(self) -> str:
+        """As it is written in the config, which `parse_window` reads back."""
+        return f"{self.start:%H:%M}-{self.end:%H:%M}"
+
 
 def _next_wall_time(now: datetime, wall: time, tz: tzinfo | None) -> datetime:
     local = now.astimezone(tz)

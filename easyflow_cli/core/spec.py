@@ -1,29 +1,25 @@
-"""Workflow files: TOML → a validated `WorkflowSpec`, with errors that name file, line and field.
+"""A workflow's TOML → a validated `WorkflowSpec`, with errors that name file, line and field.
 
-The same validation reads a file and a stored spec (`spec_from_dict`), and `spec_to_dict` writes
-the canonical form back, so `export` → `add` round-trips exactly.
+The same validation reads a document and a stored spec (`spec_from_dict`), and `spec_to_dict`
+writes the canonical form back, so `export` → `add` round-trips exactly. Files on disk are read
+by `workflow_files.py`; the TOML checking machinery is `toml_check.py`.
 """
 
 from __future__ import annotations
 
 import functools
-import os
 import re
 import shlex
-import stat
-import tomllib
-from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, time
-from enum import Enum
+from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-from easyflow_cli.core.durations import format_duration, parse_duration
+from easyflow_cli.core.durations import format_duration
 from easyflow_cli.core.errors import SpecError, SpecErrors, shown
 from easyflow_cli.core.model import CostPriority, Mode
 from easyflow_cli.core.timeutil import TimeOutOfRange, parse_time, to_iso
-from easyflow_cli.core.trust import untrusted_because
+from easyflow_cli.core.toml_check import NUL_MESSAGE, Checker, KeyLines, load_toml, type_name
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_-]+")
 NAME_MAX = 64
@@ -39,9 +35,6 @@ STEP_KEYS = ("name", "run", "call", "args", "shell", "env", "cwd", "timeout",
 SCHEDULE_KEYS = ("cron", "every", "at", "timezone", "mode", "deadline_after")
 SCHEDULE_KINDS = ("cron", "every", "at")
 RETRIES_MAX = 100
-MAX_FILE_BYTES = 16 * 2**20
-
-Choice = TypeVar("Choice", bound=Enum)
 
 
 @dataclass(frozen=True)
@@ -94,152 +87,6 @@ class WorkflowSpec:
     @functools.cached_property
     def source_dir(self) -> str | None:
         return str(Path(self.source_file).parent) if self.source_file else None
-
-
-# --------------------------------------------------------------------------- locating lines
-
-
-class KeyLines:
-    """Maps key paths like ("steps", 0, "run") to the line they are written on.
-
-    tomllib does not report positions, so we scan the text for table headers and `key =` lines.
-    Good enough for error messages; a path we cannot place falls back to its parent.
-    """
-
-    _HEADER = re.compile(r"^\s*(\[\[?)\s*([A-Za-z0-9_.\"'-]+)\s*\]\]?")
-    _KEY = re.compile(r"^\s*([A-Za-z0-9_.\"'-]+)\s*=")
-
-    def __init__(self, text: str) -> None:
-        self.lines: dict[tuple, int] = {}
-        counters: dict[str, int] = {}
-        prefix: tuple = ()
-        in_multiline = False
-        for number, line in enumerate(text.splitlines(), start=1):
-            if line.count('"""') % 2 == 1 or line.count("'''") % 2 == 1:
-                was_inside = in_multiline
-                in_multiline = not in_multiline
-                if was_inside:
-                    continue
-            elif in_multiline:
-                continue
-            header = self._HEADER.match(line)
-            if header:
-                name = header.group(2).strip("\"'")
-                if header.group(1) == "[[":
-                    index = counters.get(name, -1) + 1
-                    counters[name] = index
-                    prefix = (name, index)
-                    self.lines.setdefault((name,), number)
-                else:
-                    prefix = tuple(name.split("."))
-                self.lines.setdefault(prefix, number)
-                continue
-            key = self._KEY.match(line)
-            if key:
-                dotted = tuple(part.strip("\"'") for part in key.group(1).split("."))
-                for end in range(1, len(dotted) + 1):
-                    self.lines.setdefault(prefix + dotted[:end], number)
-
-    def line_of(self, path: tuple) -> int | None:
-        while path:
-            if path in self.lines:
-                return self.lines[path]
-            path = path[:-1]
-        return None
-
-
-# --------------------------------------------------------------------------- validation
-
-
-class Checker:
-    """Collects every problem in one document instead of stopping at the first."""
-
-    def __init__(self, file: str | None, lines: KeyLines | None) -> None:
-        self.file = file
-        self.lines = lines
-        self.errors: list[SpecError] = []
-
-    def fail(self, path: tuple, message: str) -> None:
-        line = self.lines.line_of(path) if self.lines else None
-        dotted = ".".join(
-            f"{p}[{i}]" if isinstance(i, int) else str(p)
-            for p, i in _pairs(path)
-        )
-        self.errors.append(SpecError(message, file=self.file, line=line, field=dotted or None))
-
-    def unknown_keys(self, table: dict, allowed: tuple[str, ...], path: tuple) -> None:
-        for key in table:
-            if key not in allowed:
-                import difflib  # here: only a misspelt key needs it
-
-                close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
-                hint = f" (did you mean '{close[0]}'?)" if close else ""
-                self.fail(path + (key,), f"unknown key{hint}")
-
-    def string(self, table: dict, key: str, path: tuple, *, required: bool = False) -> str | None:
-        if key not in table:
-            if required:
-                self.fail(path + (key,), "is required")
-            return None
-        value = table[key]
-        if not isinstance(value, str):
-            self.fail(path + (key,), f"must be a string, got {type_name(value)}")
-            return None
-        if "\0" in value:
-            self.fail(path + (key,), NUL_MESSAGE)
-            return None
-        return value
-
-    def boolean(self, table: dict, key: str, path: tuple) -> bool:
-        value = table.get(key, False)
-        if not isinstance(value, bool):
-            self.fail(path + (key,), f"must be true or false, got {type_name(value)}")
-            return False
-        return value
-
-    def duration(self, table: dict, key: str, path: tuple) -> float | None:
-        text = self.string(table, key, path)
-        if text is None:
-            return None
-        try:
-            return parse_duration(text)
-        except ValueError as exc:
-            self.fail(path + (key,), str(exc))
-            return None
-
-    def choice(self, table: dict, key: str, path: tuple, enum: type[Choice]) -> Choice | None:
-        text = self.string(table, key, path)
-        if text is None:
-            return None
-        try:
-            return enum(text)
-        except ValueError:
-            allowed = ", ".join(f'"{m.value}"' for m in enum)
-            self.fail(path + (key,), f"must be one of {allowed}, got {shown(text)}")
-            return None
-
-
-# No program can receive a NUL inside an argument, an environment value or a path.
-NUL_MESSAGE = "must not contain a NUL character"
-
-
-def _pairs(path: tuple) -> Iterator[tuple[Any, int | None]]:
-    """Render ("steps", 0, "run") as steps[0].run."""
-    items = list(path)
-    while items:
-        head = items.pop(0)
-        if items and isinstance(items[0], int):
-            yield head, items.pop(0)
-        else:
-            yield head, None
-
-
-def type_name(value: Any) -> str:
-    return {
-        bool: "a boolean", int: "an integer", float: "a number", str: "a string",
-        list: "an array", dict: "a table", datetime: "a date-time", date: "a date",
-        time: "a time",
-    }.get(type(value), type(value).__name__)
 
 
 def _check_deadline(check: Checker, table: dict) -> datetime | None:
@@ -347,12 +194,7 @@ def _check_steps(check: Checker, table: dict, base_dir: Path | None) -> tuple[St
         check.fail(("steps",), "at least one [[steps]] is required")
         return ()
     steps, seen = [], set()
-    for index, step in enumerate(raw):
-        path = ("steps", index)
-        if not isinstance(step, dict):
-            check.fail(path, f"must be a table, got {type_name(step)}")
-            continue
-        check.unknown_keys(step, STEP_KEYS, path)
+    for index, path, step in check.tables(raw, "steps", STEP_KEYS):
         name = check.string(step, "name", path) or f"step-{index + 1}"
         if name in seen:
             check.fail(path + ("name",), f"duplicate step name {name!r}")
@@ -385,12 +227,7 @@ def _check_schedules(check: Checker, table: dict, verify: bool) -> tuple[Schedul
         check.fail(("schedules",), "must be an array of tables ([[schedules]])")
         return ()
     schedules = []
-    for index, item in enumerate(raw):
-        path = ("schedules", index)
-        if not isinstance(item, dict):
-            check.fail(path, f"must be a table, got {type_name(item)}")
-            continue
-        check.unknown_keys(item, SCHEDULE_KEYS, path)
+    for _, path, item in check.tables(raw, "schedules", SCHEDULE_KEYS):
         kinds = [k for k in SCHEDULE_KINDS if k in item]
         if len(kinds) != 1:
             check.fail(path, "needs exactly one of cron, every, at")
@@ -477,120 +314,6 @@ def parse_workflow_text(text: str, file: str | None = None, *, verify: bool = Tr
 
     digest = hashlib.sha256(text.encode()).hexdigest()
     return WorkflowSpec(**fields, source_file=source, content_hash=digest)
-
-
-def load_toml(text: str, file: str | None) -> dict[str, Any]:
-    """The TOML document in `text`, or SpecErrors with one line saying what is wrong where."""
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise SpecErrors([_syntax_error(exc, text, file)]) from None
-    except ValueError:
-        # tomllib lets Python's int() refuse an integer of more than 4300 digits.
-        raise SpecErrors([SpecError("TOML value error: a number has too many digits to read",
-                                    file=file)]) from None
-    except RecursionError:
-        raise SpecErrors([SpecError("TOML syntax error: arrays or tables nested too deeply",
-                                    file=file)]) from None
-
-
-def _syntax_error(exc: tomllib.TOMLDecodeError, text: str, file: str | None) -> SpecError:
-    message = str(exc)
-    found = re.search(r"\(at line (\d+), column \d+\)", message)
-    line = int(found.group(1)) if found else max(1, len(text.splitlines()))
-    message = re.sub(r"\s*\(at line \d+, column \d+\)", "", message)
-    message = re.sub(r"\s*\(at end of document\)", " at end of file", message)
-    return SpecError(f"TOML syntax error: {message}", file=file, line=line)
-
-
-def parse_workflow_file(path: str | Path) -> WorkflowSpec:
-    path = Path(path)
-    try:
-        data = _read_workflow_bytes(path)
-    except OSError as exc:
-        raise SpecErrors([SpecError(f"cannot read: {exc.strerror}", file=str(path))]) from None
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise SpecErrors([SpecError("is not UTF-8 text", file=str(path))]) from None
-    return parse_workflow_text(text, str(path))
-
-
-def _read_workflow_bytes(path: Path) -> bytes:
-    """The file's bytes, once it is known to be a regular file we may trust.
-
-    The checks use the opened descriptor, so the file cannot be swapped between check and read;
-    O_NONBLOCK keeps a FIFO from hanging the open.
-    """
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    with os.fdopen(fd, "rb") as handle:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise SpecErrors([SpecError("is not a regular file", file=str(path))])
-        if os.geteuid() == 0:
-            _refuse_untrusted(path, info)
-        data = handle.read(MAX_FILE_BYTES + 1)
-    if len(data) > MAX_FILE_BYTES:
-        raise SpecErrors([SpecError(f"is larger than {MAX_FILE_BYTES // 2**20} MiB",
-                                    file=str(path))])
-    return data
-
-
-def _refuse_untrusted(path: Path, info: os.stat_result) -> None:
-    """As root, like cron: a workflow is run with root's rights, so a file (or the directory
-    holding it) that another user could change must not be trusted."""
-    problems = [f"is {why}" for why in untrusted_because(info)]
-    for directory in dict.fromkeys([path.absolute().parent, path.resolve().parent]):
-        problems += [f"is in {directory}, which is {why}"
-                     for why in untrusted_because(os.stat(directory))]
-    if problems:
-        raise SpecErrors([SpecError(
-            f"{problems[0]}; as root easyflow only reads workflow files that only root can "
-            "change (chmod go-w, chown root)", file=str(path))])
-
-
-def expand_paths(paths: Sequence[str | Path]) -> list[Path]:
-    """Files as given; a directory stands for its `*.toml` files, in name order."""
-    files: list[Path] = []
-    for raw in paths:
-        path = Path(raw)
-        if path.is_dir():
-            found = sorted(path.glob("*.toml"))
-            if not found:
-                raise SpecErrors([SpecError("directory holds no *.toml files", file=str(path))])
-            files.extend(found)
-        elif path.exists():
-            files.append(path)
-        else:
-            raise SpecErrors([SpecError("no such file or directory", file=str(path))])
-    return files
-
-
-def load_workflow_files(paths: Sequence[str | Path]) -> list[WorkflowSpec]:
-    """All or nothing: every file parses and every name is unique, or SpecErrors lists why."""
-    errors: list[SpecError] = []
-    specs: list[WorkflowSpec] = []
-    for path in expand_paths(paths):
-        try:
-            specs.append(parse_workflow_file(path))
-        except SpecErrors as exc:
-            errors.extend(exc.errors)
-    first_file: dict[str, str | None] = {}
-    for spec in specs:
-        if spec.name in first_file:
-            errors.append(_duplicate_name(spec, first_file[spec.name]))
-        else:
-            first_file[spec.name] = spec.source_file
-    if errors:
-        raise SpecErrors(errors)
-    return specs
-
-
-def _duplicate_name(spec: WorkflowSpec, first_file: str | None) -> SpecError:
-    text = Path(spec.source_file).read_text() if spec.source_file else ""
-    return SpecError(f"duplicate workflow name {spec.name!r} (also in {first_file})",
-                     file=spec.source_file, line=KeyLines(text).line_of(("name",)),
-                     field="name")
 
 
 def spec_to_dict(spec: WorkflowSpec) -> dict[str, Any]:

@@ -14,6 +14,14 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def local_zone() -> tzinfo:
+    """The machine's zone with its rules; datetime.now().astimezone().tzinfo is a fixed offset
+    that would lose them across a DST change."""
+    import tzlocal
+
+    return tzlocal.get_localzone()
+
+
 @overload
 def to_iso(moment: datetime) -> str: ...
 @overload

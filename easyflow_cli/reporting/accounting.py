@@ -8,14 +8,16 @@ re-prices history.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 from easyflow_cli.core.model import Mode, PoolName
 from easyflow_cli.core.stats import median, nearest_rank, percentile
-from easyflow_cli.core.timeutil import to_iso
+from easyflow_cli.core.timeutil import from_iso, local_zone, to_iso
+from easyflow_cli.reporting.local_days import LocalDays, before_sql, sums_sql
 from easyflow_cli.reporting.timeline import Timeline
 from easyflow_cli.storage.store import LEFT_QUEUE_SQL, Store, epoch_sql
 
@@ -64,19 +66,34 @@ def has_history(store: Store, workflow: str) -> bool:
     return row.fetchone() is not None
 
 
-def cost_sums(store: Store, period: Period, by: str = "mode") -> list[dict[str, Any]]:
-    """Per (group, mode, off_peak): runs, worker seconds, CPU seconds, measured joules."""
-    key = GROUP_KEYS[by]
+def cost_sums(store: Store, period: Period, by: str = "mode",
+              zone: tzinfo | None = None) -> list[dict[str, Any]]:
+    """Per (group, mode, off_peak): runs, worker seconds, CPU seconds, measured joules.
+    Days are local days of `zone` (the machine's by default)."""
     where, args = period.where()
-    rows = store.conn.execute(
-        f"SELECT {key} AS grp, mode, off_peak, count(*) AS runs,"
-        " total(duration_s) AS worker_s, total(cpu_user_s + cpu_system_s) AS cpu_s,"
-        " total(energy_j) AS energy_j, count(energy_j) AS measured,"
-        " total(CASE WHEN energy_j IS NULL THEN cpu_user_s + cpu_system_s END) AS unmeasured_cpu_s"
-        f" FROM runs WHERE {where} GROUP BY {GROUP_BY[by]}", args,
-    ).fetchall()
-    return sorted((dict(r) for r in rows),
-                  key=lambda r: (r["grp"], r["mode"], bool(r["off_peak"])))
+    rows = _sums(store, by, where, args)
+    days = _local_days(store, zone or local_zone()) if by == "day" else None
+    if days is not None:
+        before = [{(r["grp"], r["mode"], r["off_peak"]): r
+                   for r in _sums(store, by, f"{where} AND {before_sql(cut)}", args)}
+                  for cut in days.cuts]
+        rows = days.split(rows, before)
+    return sorted(rows, key=lambda r: (r["grp"], r["mode"], bool(r["off_peak"])))
+
+
+def _sums(store: Store, by: str, where: str, args: list[Any]) -> list[dict[str, Any]]:
+    return [dict(r) for r in store.conn.execute(
+        f"SELECT {GROUP_KEYS[by]} AS grp, mode, off_peak, {sums_sql()}"
+        f" FROM runs WHERE {where} GROUP BY {GROUP_BY[by]}", args)]
+
+
+def _local_days(store: Store, zone: tzinfo) -> LocalDays | None:
+    """The local days over every finished run's time; None when there are none."""
+    first, last = store.conn.execute(
+        "SELECT min(finished_at), max(finished_at) FROM runs").fetchone()
+    if first is None:
+        return None
+    return LocalDays.between(zone, from_iso(first), from_iso(last))
 
 
 # Below this many runs of a mode in the period, reading their values and sorting them is
@@ -171,11 +188,7 @@ def pool_use(store: Store, period: Period, timeline: Timeline) -> PoolUse:
 
 def _add_busy(store: Store, period: Period, timeline: Timeline, filters: dict[str, Any],
               use: PoolUse) -> None:
-    for mode in use.busy_s:
-        for index, (low_iso, high_iso) in enumerate(_slice_edges(timeline, period)):
-            _busy_slice(store, filters["settled_busy"],
-                        _slice_args(filters, timeline, mode, index, low_iso, high_iso),
-                        use, index, timeline)
+    _each_slice(store, period, timeline, filters, use, "settled_busy", _busy_slice)
     for mode, pool, begin, finish in _unfinished(store, "busy", filters):
         if pool == PoolName.FOREGROUND:
             use.foreground_runs += 1
@@ -186,13 +199,23 @@ def _add_busy(store: Store, period: Period, timeline: Timeline, filters: dict[st
 
 def _add_queued(store: Store, period: Period, timeline: Timeline, filters: dict[str, Any],
                 use: PoolUse) -> None:
-    for mode in use.queued_s:
-        for index, (low_iso, high_iso) in enumerate(_slice_edges(timeline, period)):
-            _queued_slice(store, filters["settled_queued"],
-                          _slice_args(filters, timeline, mode, index, low_iso, high_iso),
-                          use, index, timeline)
+    _each_slice(store, period, timeline, filters, use, "settled_queued", _queued_slice)
     for mode, enqueued, left in _unfinished(store, "queued", filters):
         timeline.spread(use.queued_s[mode], enqueued, left)
+
+
+SliceAdder = Callable[[Store, str, dict[str, Any], PoolUse, int, Timeline], None]
+
+
+def _each_slice(store: Store, period: Period, timeline: Timeline, filters: dict[str, Any],
+                use: PoolUse, kind: str, add_slice: SliceAdder) -> None:
+    """Add the settled runs of every mode, slice by slice, under the filter named `kind`."""
+    edges = _slice_edges(timeline, period)
+    for mode in use.runs:
+        for index, (low_iso, high_iso) in enumerate(edges):
+            add_slice(store, filters[kind],
+                      _slice_args(filters, timeline, mode, index, low_iso, high_iso),
+                      use, index, timeline)
 
 
 def _slice_args(filters: dict[str, Any], timeline: Timeline, mode: str, index: int,

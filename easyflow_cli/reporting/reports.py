@@ -8,15 +8,20 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from easyflow_cli.core.costs import Prices, baseline_cost, energy_wh, run_cost, savings_pct
+from easyflow_cli.core.costs import (
+    Prices,
+    baseline_cost,
+    energy_wh,
+    exact,
+    run_cost,
+    savings_pct,
+)
 from easyflow_cli.core.model import Mode
 from easyflow_cli.reporting.timeline import Timeline
 
 if TYPE_CHECKING:
     from easyflow_cli.reporting.accounting import PoolUse
 
-def _round(value: float, places: int = 6) -> float:
-    return round(value, places)
 
 
 # --------------------------------------------------------------------------- costs
@@ -41,12 +46,12 @@ def cost_report(sums: list[dict[str, Any]], prices: Prices, watts_per_core: floa
     report = {
         "currency": prices.currency, "period": period, "by": by,
         "by_mode": {mode: _public(t) for mode, t in by_mode.items()},
-        "total_runs": int(total["runs"]), "total_cost": _round(total["cost"]),
-        "baseline_cost": _round(total["baseline_cost"]),
-        "savings": _round(total["baseline_cost"] - total["cost"]),
+        "total_runs": int(total["runs"]), "total_cost": exact(total["cost"]),
+        "baseline_cost": exact(total["baseline_cost"]),
+        "savings": exact(total["baseline_cost"] - total["cost"]),
         "savings_pct": savings_pct(total["baseline_cost"], total["cost"]),
-        "worker_hours": _round(total["worker_hours"]), "cpu_hours": _round(total["cpu_hours"]),
-        "energy_wh": _round(total["energy_wh"], 3),
+        "worker_hours": exact(total["worker_hours"]), "cpu_hours": exact(total["cpu_hours"]),
+        "energy_wh": exact(total["energy_wh"]),
         "energy_source": _energy_source(measured, unmeasured),
         "watts_per_core": watts_per_core,
     }
@@ -79,12 +84,12 @@ def _add(into: dict[str, float], other: dict[str, float]) -> None:
 def _public(totals: dict[str, float]) -> dict[str, Any]:
     runs = int(totals["runs"])
     return {
-        "runs": runs, "worker_hours": _round(totals["worker_hours"]),
-        "cpu_hours": _round(totals["cpu_hours"]), "energy_wh": _round(totals["energy_wh"], 3),
-        "cost": _round(totals["cost"]),
-        "cost_per_run": _round(totals["cost"] / runs, 8) if runs else None,
-        "baseline_cost": _round(totals["baseline_cost"]),
-        "savings": _round(totals["baseline_cost"] - totals["cost"]),
+        "runs": runs, "worker_hours": exact(totals["worker_hours"]),
+        "cpu_hours": exact(totals["cpu_hours"]), "energy_wh": exact(totals["energy_wh"]),
+        "cost": exact(totals["cost"]),
+        "cost_per_run": exact(totals["cost"] / runs) if runs else None,
+        "baseline_cost": exact(totals["baseline_cost"]),
+        "savings": exact(totals["baseline_cost"] - totals["cost"]),
         "off_peak_runs": int(totals["off_peak_runs"]),
     }
 

@@ -75,13 +75,17 @@ def notify_reload(home: Path | None = None) -> bool:
     return daemon_request(ReloadRequest(), home) is not None
 
 
-def wake_request(run_ids: list[int] | None = None) -> WakeRequest:
-    """Tell the daemon new runs are queued (it re-plans their off-peak wait by its config)."""
-    return WakeRequest(run_ids or [])
+def wake(home: Path | None = None) -> bool:
+    """Tell the daemon new runs are queued; whether it answered."""
+    return wake_on(connect(home or state_dir()))
 
 
-def wake(home: Path | None = None, run_ids: list[int] | None = None) -> bool:
-    return daemon_request(wake_request(run_ids), home) is not None
+def wake_on(sock: socket.socket | None) -> bool:
+    """`wake` over a connection made earlier (to learn the daemon is up), then closed."""
+    if sock is None:
+        return False
+    with sock:
+        return exchange(sock, WakeRequest()) is not None
 
 
 def cancel(run_id: int, home: Path | None = None) -> dict[str, Any] | None:

@@ -1,17 +1,15 @@
 """Execute one run's steps as child processes, and measure them.
 
-Each step runs in its own process group with stdin closed and stdout+stderr piped to the run's
-log file (capped, with a marker), optionally echoed live. A step past its time limit gets SIGTERM
-to its whole group, then SIGKILL after `kill_grace`. Whatever a step leaves behind in its group is
-killed when it exits. CPU and peak RSS come from wait4() of the step and of every descendant we
-reap: the executing process is a child subreaper, so orphaned grandchildren are reaped (and
-counted) here too.
+Each step runs in its own process group (processes.py) with stdin closed and stdout+stderr piped
+to the run's log file (capped_log.py), optionally echoed live. A step past its time limit gets
+SIGTERM to its whole group, then SIGKILL after `kill_grace`. Whatever a step leaves behind in its
+group is killed when it exits. CPU and peak RSS come from wait4() of the step and of every
+descendant we reap: the executing process is a child subreaper, so orphaned grandchildren are
+reaped (and counted) here too.
 """
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import errno
 import os
 import selectors
@@ -23,69 +21,25 @@ from typing import TYPE_CHECKING, BinaryIO
 
 from easyflow_cli.core.model import Outcome, RunState
 from easyflow_cli.core.spec import StepSpec, WorkflowSpec
+from easyflow_cli.runtime.capped_log import CappedLog
 from easyflow_cli.runtime.children import new_children_stopped
+from easyflow_cli.runtime.processes import (
+    ParkedStep,
+    StepProcess,
+    Usage,
+    end_group,
+    signal_group,
+)
 from easyflow_cli.runtime.protocol import RunLimits
 from easyflow_cli.runtime.rapl import EnergyMeter
 
 if TYPE_CHECKING:
-    from resource import struct_rusage
-
     from easyflow_cli.core.config import Config
     from easyflow_cli.core.model import Mode
 
-PR_SET_PDEATHSIG = 1
-PR_SET_CHILD_SUBREAPER = 36
-IOPRIO_WHO_PROCESS = 1
-IOPRIO_CLASS_IDLE = 3
-SYS_IOPRIO_SET = {"x86_64": 251, "aarch64": 30}
 READ_CHUNK = 65536
 MINIMAL_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 INHERITED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "USER", "LOGNAME", "TMPDIR")
-
-_LIBC: list = []
-
-
-def _libc() -> ctypes.CDLL:
-    if not _LIBC:
-        _LIBC.append(ctypes.CDLL(None, use_errno=True))
-    return _LIBC[0]
-
-
-def _prctl(option: int, value: int) -> None:
-    _libc().prctl(option, value, 0, 0, 0)
-
-
-def die_with_parent(sig: int = signal.SIGKILL) -> None:
-    """Ask the kernel to send us `sig` when our parent process dies."""
-    _prctl(PR_SET_PDEATHSIG, sig)
-
-
-def become_subreaper() -> None:
-    """Orphaned descendants of our steps get reparented to us, so we can reap and measure them."""
-    with contextlib.suppress(OSError, AttributeError):
-        _prctl(PR_SET_CHILD_SUBREAPER, 1)
-
-
-def lower_priority(nice: int) -> None:
-    """Demote the calling process: CPU niceness and, for eco (nice 19), idle I/O class."""
-    if nice > 0:
-        os.setpriority(os.PRIO_PROCESS, 0, max(os.getpriority(os.PRIO_PROCESS, 0), nice))
-    if nice >= 19:
-        number = SYS_IOPRIO_SET.get(os.uname().machine)
-        if number is not None:
-            _libc().syscall(number, IOPRIO_WHO_PROCESS, 0, IOPRIO_CLASS_IDLE << 13)
-
-
-@dataclass
-class Usage:
-    cpu_user_s: float = 0.0
-    cpu_system_s: float = 0.0
-    peak_rss_kb: int = 0
-
-    def add(self, rusage: struct_rusage) -> None:
-        self.cpu_user_s += rusage.ru_utime
-        self.cpu_system_s += rusage.ru_stime
-        self.peak_rss_kb = max(self.peak_rss_kb, rusage.ru_maxrss)
 
 
 @dataclass
@@ -96,58 +50,6 @@ class StepResult:
     usage: Usage = field(default_factory=Usage)
 
 
-class CappedLog:
-    """Writes step output to the run's log file, up to a limit, then a marker and nothing more.
-
-    A log that cannot be written (disk full, read-only) never stops the run: its output is
-    then dropped and `failure` says why.
-    """
-
-    def __init__(self, stream: BinaryIO, limit: int, echo: BinaryIO | None = None) -> None:
-        self.stream = stream
-        self.limit = limit
-        self.echo = echo
-        self.written = 0
-        self.dropped = 0
-        self.at_line_start = True
-        self.failure: str | None = None
-
-    def _put(self, data: bytes) -> None:
-        if self.failure is not None:
-            return
-        try:
-            self.stream.write(data)
-            self.stream.flush()
-        except OSError as exc:
-            self.failure = exc.strerror or str(exc)
-
-    def write(self, data: bytes) -> None:
-        if self.echo is not None:
-            self.echo.write(data)
-            self.echo.flush()
-        room = self.limit - self.written
-        if room > 0 and data:
-            kept = data[:room]
-            self._put(kept)
-            self.written += len(kept)
-            self.at_line_start = kept.endswith(b"\n")
-        self.dropped += max(0, len(data) - max(room, 0))
-
-    def note(self, text: str) -> None:
-        line = f"[easyflow] {text}\n".encode()
-        self._put(line if self.at_line_start else b"\n" + line)
-        self.at_line_start = True
-        if self.echo is not None:
-            self.echo.write(line)
-            self.echo.flush()
-
-    def close_step(self) -> None:
-        if self.dropped:
-            self.note(f"output truncated: log limit of {self.limit} bytes reached, "
-                      f"{self.dropped} bytes dropped")
-            self.dropped = 0
-
-
 def step_environment(step: StepSpec, base: dict[str, str] | None = None) -> dict[str, str]:
     """A minimal environment (PATH, HOME, locale, ...) plus what the workflow declares."""
     source = os.environ if base is None else base
@@ -155,134 +57,6 @@ def step_environment(step: StepSpec, base: dict[str, str] | None = None) -> dict
     env.setdefault("PATH", MINIMAL_PATH)
     env.update(step.env)
     return env
-
-
-@dataclass
-class StepProcess:
-    """A step's leader process once it runs the step's program: what StepRunner drives."""
-
-    pid: int
-    stdout: BinaryIO
-    returncode: int | None = None
-
-
-class ParkedStep:
-    """A forked step held at a gate before it executes anything of the workflow.
-
-    The parent learns the pid (= the process group) first, records it where a crash can find
-    it, and only then lets the step run: no step program ever runs unrecorded.
-    """
-
-    def __init__(self, argv: list[str], cwd: str | None, env: dict[str, str]) -> None:
-        out_r, out_w = os.pipe()
-        gate_r, self.gate_w = os.pipe()
-        self.report_r, report_w = os.pipe()
-        parent = os.getpid()
-        _libc()  # loaded before fork: the child only calls into it
-        self.pid = os.fork()
-        if self.pid == 0:
-            _exec_in_child(argv, cwd, env, parent, (out_r, self.gate_w, self.report_r),
-                           out_w, gate_r, report_w)
-        for fd in (out_w, gate_r, report_w):
-            os.close(fd)
-        self.stdout = open(out_r, "rb", buffering=0)  # noqa: SIM115 (StepRunner closes it)
-
-    def release(self) -> StepProcess:
-        """Let the step run; raises OSError if its program cannot be executed."""
-        os.write(self.gate_w, b"go")
-        os.close(self.gate_w)
-        with open(self.report_r, "rb") as report:
-            failure = report.read()  # empty: the exec succeeded (the pipe is close-on-exec)
-        if failure:
-            self._reap()
-            code = int(failure)
-            raise OSError(code, os.strerror(code))
-        return StepProcess(self.pid, self.stdout)
-
-    def abandon(self) -> None:
-        """Never run it: the step exits at the closed gate, and is reaped."""
-        os.close(self.gate_w)
-        os.close(self.report_r)
-        self._reap()
-
-    def _reap(self) -> None:
-        self.stdout.close()
-        os.waitpid(self.pid, 0)
-
-
-def _exec_in_child(argv: list[str], cwd: str | None, env: dict[str, str], parent: int,
-                   parent_ends: tuple[int, ...], out_w: int, gate_r: int,
-                   report_w: int) -> None:
-    """In the forked child: own session, die with the parent, wait at the gate, exec."""
-    try:
-        for fd in parent_ends:
-            os.close(fd)
-        os.setsid()
-        # If the executing process dies, its step dies too instead of running on unwatched;
-        # the check closes the window where the parent died before the prctl took effect.
-        die_with_parent()
-        if os.getppid() != parent:
-            os._exit(1)
-        for sig in (signal.SIGPIPE, signal.SIGXFSZ):  # Python ignores these; programs expect them
-            signal.signal(sig, signal.SIG_DFL)
-        devnull = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(devnull, 0)
-        os.dup2(out_w, 1)
-        os.dup2(out_w, 2)
-        if os.read(gate_r, 2) != b"go":
-            os._exit(1)
-        os.closerange(3, report_w)  # the gate included; the report pipe closes on exec
-        os.closerange(report_w + 1, os.sysconf("SC_OPEN_MAX"))
-        if cwd:
-            os.chdir(cwd)
-        os.execvpe(argv[0], argv, env)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            os.write(report_w, str(exc.errno or errno.EIO).encode())
-    finally:
-        os._exit(127)
-
-
-def _signal_group(pgid: int, sig: int) -> bool:
-    """Signal a process group; False when it has no members left."""
-    try:
-        os.killpg(pgid, sig)
-        return True
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-
-
-def _reap_group(pgid: int, usage: Usage, block: bool) -> None:
-    """Reap our children in this group (reparented grandchildren included), adding their usage."""
-    while True:
-        try:
-            pid, _status, rusage = os.wait4(-pgid, 0 if block else os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
-        usage.add(rusage)
-
-
-def _end_group(pgid: int, usage: Usage, grace: float) -> None:
-    """Make sure nothing of a finished or timed-out step survives: TERM, wait, KILL, reap."""
-    if not _signal_group(pgid, signal.SIGTERM):
-        _reap_group(pgid, usage, block=False)
-        return
-    give_up = time.monotonic() + grace
-    while time.monotonic() < give_up:
-        _reap_group(pgid, usage, block=False)
-        if not _signal_group(pgid, 0):
-            return
-        time.sleep(0.01)
-    _signal_group(pgid, signal.SIGKILL)
-    for _ in range(500):
-        _reap_group(pgid, usage, block=False)
-        if not _signal_group(pgid, 0):
-            return
-        time.sleep(0.01)
 
 
 class StepRunner:
@@ -299,7 +73,7 @@ class StepRunner:
         timed_out = self._pump(deadline, cancelled)
         if timed_out or self.exit_status is None:
             self._terminate()
-        _end_group(self.proc.pid, self.usage, 0 if timed_out else self.limits.kill_grace)
+        end_group(self.proc.pid, self.usage, 0 if timed_out else self.limits.kill_grace)
         self._drain_output()
         code = self._exit_code()
         return StepResult(exit_code=code, timed_out=timed_out, usage=self.usage)
@@ -342,13 +116,13 @@ class StepRunner:
 
     def _terminate(self) -> None:
         """SIGTERM the whole group, SIGKILL it after the grace period, collect the step."""
-        _signal_group(self.proc.pid, signal.SIGTERM)
+        signal_group(self.proc.pid, signal.SIGTERM)
         give_up = time.monotonic() + self.limits.kill_grace
         while self.exit_status is None and time.monotonic() < give_up:
             self._poll_exit()
             time.sleep(0.01)
         if self.exit_status is None:
-            _signal_group(self.proc.pid, signal.SIGKILL)
+            signal_group(self.proc.pid, signal.SIGKILL)
             self._collect_exit()
 
     def _poll_exit(self) -> None:

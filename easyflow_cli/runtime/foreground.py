@@ -14,13 +14,9 @@ from easyflow_cli.core.model import PoolName, Run
 from easyflow_cli.core.paths import run_log_path
 from easyflow_cli.core.spec import WorkflowSpec
 from easyflow_cli.core.timeutil import utcnow
-from easyflow_cli.runtime.executor import (
-    become_subreaper,
-    execute_workflow,
-    limits_for,
-    lower_priority,
-)
+from easyflow_cli.runtime.executor import execute_workflow, limits_for
 from easyflow_cli.runtime.process_identity import group_of
+from easyflow_cli.runtime.processes import become_subreaper, lower_priority
 from easyflow_cli.runtime.rapl import EnergyMeter
 from easyflow_cli.runtime.worker import open_run_log
 from easyflow_cli.storage.run_queue import RunEnd, RunStart

@@ -3,33 +3,23 @@ cancel, ack, release, retire), their reports (ready, started, step, finished, ra
 clients' requests on its socket (wake, reload, status, cancel) and its replies.
 
 Each message is a dataclass that writes itself as JSON; the `decode_*` functions are the one
-place a line is read back and checked: whatever is malformed becomes a `ProtocolError` that
-says what is wrong, never a KeyError three calls later. The worker imports this module:
-nothing here touches the database.
+place a line is read back and checked (through wire.py's field checks): whatever is malformed
+becomes a `ProtocolError` that says what is wrong, never a KeyError three calls later. The
+worker imports this module: nothing here touches the database.
 """
 
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from easyflow_cli.core.errors import shown
 from easyflow_cli.core.model import Outcome, RunState
+from easyflow_cli.runtime.wire import Fields, ProtocolError, decode_line
 
-# SQLite's INTEGER is signed 64-bit: a run id or a process id beyond it names nothing.
-MAX_ID = 2**63 - 1
-# A worker holds a few dozen runs; a client wakes the daemon for the runs of one submission.
-MAX_IDS = 100_000
-# The largest finite float: NaN fails every comparison, infinity this one.
-_LARGEST = sys.float_info.max
 _PID = "a process id (a positive integer)"
-
-
-class ProtocolError(ValueError):
-    """A message that is not one of ours: its text says what is wrong with it."""
 
 
 class _Plain:
@@ -197,10 +187,13 @@ Report = Ready | Started | Step | Finished | Ran | Released
 
 @dataclass(slots=True)
 class WakeRequest(_Message):
-    """New runs are queued; the daemon re-plans their off-peak wait by its own config."""
+    """New runs are queued, planned by the policy the daemon published: dispatch now.
+
+    Clients before the published policy sent the ids of their runs in `runs`; they are ignored
+    unread (they are planned, if by the client's config, and one short line is all a wake-up
+    needs)."""
 
     op: ClassVar[str] = "wake"
-    runs: list[int]
 
 
 @dataclass(slots=True)
@@ -293,102 +286,18 @@ def _outcome_json(outcome: Outcome) -> dict[str, Any]:
 
 
 def decode_order(line: bytes) -> Order:
-    return _decode(line, "op", _ORDERS, "order")
+    return decode_line(line, "op", _ORDERS, "order")
 
 
 def decode_report(line: bytes) -> Report:
-    return _decode(line, "ev", _REPORTS, "report")
+    return decode_line(line, "ev", _REPORTS, "report")
 
 
 def decode_request(line: bytes) -> Request:
-    return _decode(line, "op", _REQUESTS, "request")
+    return decode_line(line, "op", _REQUESTS, "request")
 
 
-def _decode(line: bytes, tag: str, table: dict[str, Callable[[_Fields], Any]], what: str) -> Any:
-    try:
-        data = json.loads(line)
-    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
-        raise ProtocolError(f"a {what} is one JSON object per line: {shown(str(exc))}") from None
-    if not isinstance(data, dict):
-        got = "null" if data is None else type(data).__name__
-        raise ProtocolError(f"a {what} is one JSON object, not {got}")
-    kind = data.get(tag)
-    build = table.get(kind) if isinstance(kind, str) else None
-    if build is None or not isinstance(kind, str):
-        raise ProtocolError(f"unknown {tag} {shown(kind)}")
-    return build(_Fields(kind, data))
-
-
-class _Fields:
-    """A message's fields, each read through a check that names the field when it fails."""
-
-    __slots__ = ("kind", "data", "within")
-
-    def __init__(self, kind: str, data: dict[str, Any], within: str | None = None) -> None:
-        self.kind = kind
-        self.data = data
-        self.within = within  # the field of the message these fields are the value of
-
-    def fail(self, name: str, must: str) -> ProtocolError:
-        got = "missing" if name not in self.data else f"got {shown(self.data[name])}"
-        where = self.kind if self.within is None else f"{self.kind}.{self.within}"
-        return ProtocolError(f"{where}: {name} must be {must} ({got})")
-
-    def run_ids(self, name: str) -> list[int]:
-        values = self.items(name, default=[])
-        if not all(type(v) is int and 0 < v <= MAX_ID for v in values):
-            raise self.fail(name, "a list of run ids (positive integers)")
-        return values
-
-    def items(self, name: str, default: list[Any] | None = None) -> list[Any]:
-        values: Any = self.data.get(name, default)
-        if type(values) is not list or len(values) > MAX_IDS:
-            raise self.fail(name, f"a list of at most {MAX_IDS} entries")
-        return values
-
-    def positive(self, name: str, must: str = "a run id (a positive integer)") -> int:
-        value: Any = self.data.get(name)
-        if type(value) is not int or not 0 < value <= MAX_ID:
-            raise self.fail(name, must)
-        return value
-
-    # These run for every report: checks inline, no helper calls on the way to "valid".
-    def number(self, name: str, optional: bool = False) -> Any:
-        value: Any = self.data.get(name)
-        kind = type(value)
-        if (kind is float or kind is int) and 0 <= value <= _LARGEST or optional and value is None:
-            return value
-        raise self.fail(name, "a finite number, not negative")
-
-    def integer(self, name: str, optional: bool = False) -> Any:
-        value: Any = self.data.get(name)
-        if type(value) is int and -MAX_ID <= value <= MAX_ID or optional and value is None:
-            return value
-        raise self.fail(name, "an integer")
-
-    def text(self, name: str, optional: bool = False) -> Any:
-        value: Any = self.data.get(name)
-        if type(value) is str or optional and value is None:
-            return value
-        raise self.fail(name, "a string")
-
-    def table(self, name: str) -> dict[str, Any]:
-        value: Any = self.data.get(name)
-        if type(value) is not dict:
-            raise self.fail(name, "an object")
-        return value
-
-    def inner(self, name: str) -> _Fields:
-        return _Fields(self.kind, self.table(name), name)
-
-    @staticmethod
-    def of(kind: str, value: Any) -> _Fields:
-        if type(value) is not dict:
-            raise ProtocolError(f"{kind} must be an object (got {shown(value)})")
-        return _Fields(kind, value)
-
-
-def _run_order(f: _Fields) -> RunOrder:
+def _run_order(f: Fields) -> RunOrder:
     limits = f.inner("limits")
     order = RunOrder(
         RunLimits(limits.number("timeout"), limits.integer("nice"),
@@ -403,16 +312,16 @@ def _run_order(f: _Fields) -> RunOrder:
 
 
 def _spec_entry(name: str, entry: Any) -> SpecEntry:
-    fields = _Fields.of(f"run: specs[{shown(name)}]", entry)
+    fields = Fields.of(f"run: specs[{shown(name)}]", entry)
     return SpecEntry(fields.table("spec"), fields.text("source_file", optional=True))
 
 
 def _ticket(run: Any) -> RunTicket:
-    fields = _Fields.of("run: runs[]", run)
+    fields = Fields.of("run: runs[]", run)
     return RunTicket(fields.positive("id"), fields.text("workflow"), fields.text("log_path"))
 
 
-def _outcome(f: _Fields) -> Outcome:
+def _outcome(f: Fields) -> Outcome:
     o = f.inner("outcome")
     state = o.data.get("state")
     if type(state) is not str or state not in _ENDED_STATES:
@@ -425,7 +334,7 @@ def _outcome(f: _Fields) -> Outcome:
 _ENDED_STATES = {s.value: s for s in (RunState.SUCCEEDED, RunState.FAILED, RunState.TIMED_OUT,
                                       RunState.CANCELLED)}
 
-_ORDERS: dict[str, Callable[[_Fields], Any]] = {
+_ORDERS: dict[str, Callable[[Fields], Any]] = {
     "run": _run_order,
     "cancel": lambda f: CancelOrder(f.positive("id")),
     "ack": lambda f: AckOrder(f.positive("id"), f.positive("pgid", _PID)),
@@ -433,7 +342,7 @@ _ORDERS: dict[str, Callable[[_Fields], Any]] = {
     "retire": lambda f: RetireOrder(),
 }
 
-_REPORTS: dict[str, Callable[[_Fields], Any]] = {
+_REPORTS: dict[str, Callable[[Fields], Any]] = {
     "ready": lambda f: Ready(f.positive("pid", _PID)),
     "started": lambda f: Started(f.positive("id"), f.number("at")),
     "step": lambda f: Step(f.positive("id"), f.positive("pgid", _PID)),
@@ -442,8 +351,8 @@ _REPORTS: dict[str, Callable[[_Fields], Any]] = {
     "released": lambda f: Released(f.run_ids("ids")),
 }
 
-_REQUESTS: dict[str, Callable[[_Fields], Any]] = {
-    "wake": lambda f: WakeRequest(f.run_ids("runs")),
+_REQUESTS: dict[str, Callable[[Fields], Any]] = {
+    "wake": lambda f: WakeRequest(),
     "reload": lambda f: ReloadRequest(),
     "status": lambda f: StatusRequest(),
     "cancel": lambda f: CancelRequest(f.positive("id")),

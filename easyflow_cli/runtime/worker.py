@@ -31,12 +31,8 @@ from typing import BinaryIO, cast
 from easyflow_cli.core.model import Outcome, RunState
 from easyflow_cli.core.spec import WorkflowSpec, spec_from_dict
 from easyflow_cli.core.trust import UntrustedPath, create_or_reopen
-from easyflow_cli.runtime.executor import (
-    become_subreaper,
-    die_with_parent,
-    execute_workflow,
-    lower_priority,
-)
+from easyflow_cli.runtime.executor import execute_workflow
+from easyflow_cli.runtime.processes import become_subreaper, die_with_parent, lower_priority
 from easyflow_cli.runtime.protocol import (
     AckOrder,
     CancelOrder,

@@ -6,7 +6,8 @@
                   │  ├──defer────▶ queued (another not_before)
                   │  └──cancel───▶ cancelled
                   └──requeue── running (claimed, its worker gave it back or is gone)
-    running, its daemon or worker gone ──settle_abandoned──▶ queued (never started) | failed
+    running, its daemon or worker gone ──settle_abandoned──▶ queued (never started)
+                                                              | failed (+ its next attempt)
 
 Within a mode, ready runs are served earliest deadline first, then by cost priority (high,
 normal, low), then first in. Every backend passes `tests/storage/test_run_queue_contract.py`.
@@ -15,7 +16,7 @@ Rules that hold for any backend are functions over the interface at the end of t
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -77,6 +78,14 @@ class RunEnd:
     @classmethod
     def of(cls, run: Run, outcome: Outcome, at: datetime) -> RunEnd:
         return cls(run.id, outcome, at, run.started_at or run.claimed_at, run.deadline)
+
+
+# Plans the next attempt of a run that failed, if it may have one (see planning.plan_retry).
+NextAttempt = Callable[[Run], PlannedRun | None]
+
+
+def no_retry(run: Run) -> PlannedRun | None:
+    return None
 
 
 class RunQueue(Protocol):
@@ -154,11 +163,17 @@ class RunQueue(Protocol):
         ...
 
     def settle_abandoned(self, run_ids: Sequence[int], *, now: datetime, note: str,
-                         error: str) -> list[Run]:
-        """Runs left running by a daemon or worker that is gone: those that never started go
-        back to the queue, as `requeue` with `note`; the others fail, as `finish` with
-        `Outcome(FAILED, error=error)`. Returns the failed runs, as recorded.
-        """
+                         error: str, next_attempt: NextAttempt = no_retry) -> list[Run]:
+        """Runs left running by a daemon or worker that is gone, settled in one transaction
+        (runs no longer running are left as they are). The one rule for them:
+
+        - never started: back in the queue, as `requeue` with `note` (nothing of it ran, so
+          it is not an attempt);
+        - started: failed, as `finish` with `Outcome(FAILED, error=error)` (it may have done
+          part of its work: running it again is a retry, which its workflow must allow); then
+          the next attempt `next_attempt` plans for it, if any, as `enqueue`.
+
+        Returns the failed runs, as recorded."""
         ...
 
     # ---------------------------------------------------------------- reads
@@ -183,10 +198,9 @@ class RunQueue(Protocol):
     def queued_ids(self, workflow: str) -> list[int]:
         ...
 
-    def off_peak_waiting(self, run_ids: Sequence[int] | None = None
-                         ) -> list[tuple[int, datetime | None]]:
+    def off_peak_waiting(self) -> list[tuple[int, datetime | None]]:
         """Queued eco runs (no retries) whose start an off-peak window decides, with their
-        deadlines: all of them, or those among `run_ids`."""
+        deadlines."""
         ...
 
     def depths(self) -> dict[Mode, int]:
@@ -228,11 +242,10 @@ def cancel_run(queue: RunQueue, run_id: int, *, now: datetime) -> Run:
     return queue.get(run_id)
 
 
-def replan_off_peak(queue: RunQueue, policy: QueuePolicy, now: datetime,
-                    run_ids: Sequence[int] | None = None) -> int:
-    """Re-decide when waiting eco runs may start under `policy`'s window: all of them, or just
-    `run_ids`. How many were re-planned."""
-    waiting = queue.off_peak_waiting(run_ids)
+def replan_off_peak(queue: RunQueue, policy: QueuePolicy, now: datetime) -> int:
+    """Re-decide when waiting eco runs may start under `policy`'s window (the daemon reloaded
+    a config whose window changed); how many were re-planned."""
+    waiting = queue.off_peak_waiting()
     window = policy.off_peak
     queue.defer([(run_id, None if window is None else
                   off_peak_start(window, now, deadline, None, None))

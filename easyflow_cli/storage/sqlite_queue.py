@@ -29,7 +29,7 @@ from easyflow_cli.core.model import (
 from easyflow_cli.core.planning import PlannedRun
 from easyflow_cli.core.stats import median
 from easyflow_cli.core.timeutil import from_iso, to_iso
-from easyflow_cli.storage.run_queue import Hand, RunEnd, RunStart
+from easyflow_cli.storage.run_queue import Hand, NextAttempt, RunEnd, RunStart, no_retry
 
 SQLITE_INTEGER_MAX = 2**63 - 1
 # Below SQLite's limit on the parameters of one statement (a workflow may have more runs queued).
@@ -73,23 +73,7 @@ class SqliteRunQueue:
     def enqueue(self, planned: Sequence[PlannedRun]) -> range:
         if not planned:
             return range(0)
-        return self.insert_rows(PLANNED_COLUMNS, _planned_rows(planned))
-
-    def insert_rows(self, columns: Sequence[str], values: Iterable[tuple]) -> range:
-        """Rows given as tuples in `columns` order, in one transaction; their ids.
-
-        Ids are consecutive: AUTOINCREMENT hands out max+1 and the transaction holds the write
-        lock. Besides `enqueue`, for seeding history (the bench, tests): SQLite only."""
-        sql = (f"INSERT INTO runs ({', '.join(columns)}) "
-               f"VALUES ({', '.join('?' for _ in columns)})")
-        with self.store.write() as conn:
-            before = conn.total_changes
-            conn.executemany(sql, values)
-            count = conn.total_changes - before
-            last = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
-        if not count:
-            return range(0)
-        return range(last - count + 1, last + 1)
+        return insert_runs(self.store, PLANNED_COLUMNS, _planned_rows(planned))
 
     def claim(self, mode: Mode, *, now: datetime, pool: PoolName,
               hands: Sequence[Hand]) -> list[list[ClaimedRun]]:
@@ -206,7 +190,7 @@ class SqliteRunQueue:
                              [(to_iso(moment), run_id) for run_id, moment in not_before])
 
     def settle_abandoned(self, run_ids: Sequence[int], *, now: datetime, note: str,
-                         error: str) -> list[Run]:
+                         error: str, next_attempt: NextAttempt = no_retry) -> list[Run]:
         if not run_ids:
             return []
         with self.store.write():
@@ -215,7 +199,9 @@ class SqliteRunQueue:
             started = [run for run in runs if run.started_at is not None]
             outcome = Outcome(RunState.FAILED, error=error)
             self.finish([RunEnd.of(run, outcome, now) for run in started])
-            return [self.get(run.id) for run in started]
+            failed = [self.get(run.id) for run in started]
+            self.enqueue([plan for plan in map(next_attempt, failed) if plan is not None])
+            return failed
 
     # ---------------------------------------------------------------- reads
 
@@ -256,15 +242,10 @@ class SqliteRunQueue:
             "SELECT id FROM runs WHERE workflow = ? AND state = 'queued' ORDER BY id",
             (workflow,))]
 
-    def off_peak_waiting(self, run_ids: Sequence[int] | None = None
-                         ) -> list[tuple[int, datetime | None]]:
-        sql = ("SELECT id, deadline FROM runs WHERE state = 'queued' AND mode = 'eco'"
-               " AND trigger != 'retry'")
-        args: list[int] = []
-        if run_ids is not None:
-            args = [run_id for run_id in run_ids if fits_sqlite_integer(run_id)]
-            sql += f" AND id IN ({_marks(args)})"
-        return [(row[0], from_iso(row[1])) for row in self.conn.execute(sql, args)]
+    def off_peak_waiting(self) -> list[tuple[int, datetime | None]]:
+        return [(row[0], from_iso(row[1])) for row in self.conn.execute(
+            "SELECT id, deadline FROM runs WHERE state = 'queued' AND mode = 'eco'"
+            " AND trigger != 'retry'")]
 
     def depths(self) -> dict[Mode, int]:
         depths = dict.fromkeys(Mode, 0)
@@ -319,6 +300,23 @@ class SqliteRunQueue:
             "SELECT 1 FROM runs WHERE state = 'queued' AND mode = ?"
             " AND (not_before IS NULL OR not_before <= ?) LIMIT 1",
             (mode.value, stamp)).fetchone() is not None
+
+
+def insert_runs(store: Database, columns: Sequence[str], values: Iterable[tuple]) -> range:
+    """Rows of the runs table given as tuples in `columns` order, in one transaction; their ids.
+
+    Ids are consecutive: AUTOINCREMENT hands out max+1 and the transaction holds the write
+    lock. Besides `enqueue`, for seeding history (the bench, tests): SQLite only."""
+    sql = (f"INSERT INTO runs ({', '.join(columns)}) "
+           f"VALUES ({', '.join('?' for _ in columns)})")
+    with store.write() as conn:
+        before = conn.total_changes
+        conn.executemany(sql, values)
+        count = conn.total_changes - before
+        last = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
+    if not count:
+        return range(0)
+    return range(last - count + 1, last + 1)
 
 
 def _planned_rows(planned: Sequence[PlannedRun]) -> Iterator[tuple]:

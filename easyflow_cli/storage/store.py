@@ -2,8 +2,8 @@
 
 One database file in the state directory, owner-only, in WAL mode with a busy timeout; what
 may be opened as one (created only when missing, refused when not ours) is `database_file.py`.
-The run queue's transactions live in `sqlite_queue.py` (`store.queue`); everything else that
-touches SQL lives here.
+The run queue's transactions live in `sqlite_queue.py` (`store.queue`), the daemon's published
+policy in `daemon_policy.py`; everything else that touches SQL lives here.
 """
 
 from __future__ import annotations
@@ -118,12 +118,18 @@ def _migration_3(db) -> None:
 
 
 def _migration_4(db) -> None:
+    """The policy the daemon plans runs with, published for the clients that queue runs."""
+    db.execute("CREATE TABLE daemon_policy (id INTEGER PRIMARY KEY CHECK (id = 1),"
+               " promote_within_s REAL NOT NULL, off_peak TEXT, published_at TEXT NOT NULL)")
+
+
+def _migration_5(db) -> None:
     """Who led a recorded step's process group: recovery kills a group only if it still is."""
     db.execute("ALTER TABLE runs ADD COLUMN pgid_leader_start INTEGER")
     db.execute("ALTER TABLE runs ADD COLUMN pgid_boot_id TEXT")
 
 
-MIGRATIONS = [_migration_1, _migration_2, _migration_3, _migration_4]
+MIGRATIONS = [_migration_1, _migration_2, _migration_3, _migration_4, _migration_5]
 
 
 class Store:
@@ -306,7 +312,7 @@ class Store:
                                     (schedule_id,)).fetchone()
         if row is None:
             raise NotFound(f"unknown schedule {schedule_id} (see `easyflow schedule list`)")
-        return dict(row)
+        return _schedule(row)
 
     def delete_schedule(self, schedule_id: int) -> None:
         self.get_schedule(schedule_id)
@@ -346,7 +352,12 @@ class Store:
         sql, args = "SELECT * FROM schedules", tuple[str, ...]()
         if workflow:
             sql, args = sql + " WHERE workflow = ?", (workflow,)
-        return [dict(r) for r in self.conn.execute(sql + " ORDER BY id", args)]
+        return [_schedule(r) for r in self.conn.execute(sql + " ORDER BY id", args)]
+
+
+def _schedule(row: sqlite3.Row) -> dict[str, Any]:
+    """A schedule as every command shows it: `paused` a boolean, as JSON says yes or no."""
+    return {**dict(row), "paused": bool(row["paused"])}
 
 
 def _schedule_key(schedule: ScheduleSpec) -> tuple:

@@ -1,4 +1,5 @@
-"""`easyflow bench`: measure this box, in a throwaway state directory with its own daemon.
+"""`easyflow bench`: measure this box, in a throwaway state directory with its own daemon
+(bench_daemon.py); whole CLI processes are timed by bench_cli.py, reports by bench_reports.py.
 
 Each measurement is a function that returns plain figures (dicts of numbers); `run_bench`
 runs them all and returns one JSON-shaped document. Nothing here prints.
@@ -24,58 +25,32 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from easyflow_cli.core.model import Mode, PoolName, Trigger
+from easyflow_cli.core.model import Mode, Trigger
 from easyflow_cli.core.paths import run_log_path
-from easyflow_cli.core.planning import PlannedRun, QueuePolicy, plan_run
-from easyflow_cli.core.spec import WorkflowSpec, parse_workflow_text
 from easyflow_cli.core.stats import median, percentile
-from easyflow_cli.core.timeutil import utcnow
-from easyflow_cli.runtime.client import daemon_status, wake
-from easyflow_cli.storage.sqlite_queue import SqliteRunQueue
-from easyflow_cli.storage.store import CHECKPOINT_WHEN_QUIET_S, Store
+from easyflow_cli.storage.store import CHECKPOINT_WHEN_QUIET_S
+from easyflow_cli.tools.bench_cli import cli_bulk_submit, cli_wall_times, library_enqueue
+from easyflow_cli.tools.bench_daemon import (
+    BURN_ITERATIONS,
+    BenchDaemon,
+    BenchError,
+    running_daemon,
+)
+from easyflow_cli.tools.bench_reports import REPORT_COMMANDS, reports_at_scale
 from easyflow_cli.tools.bench_steps import BURN_MARK, STAMP_MARK
-from easyflow_cli.tools.local_daemon import daemon_environment, start_daemon, stop_daemon
 
 ECO_BACKLOG = 10_000
-BURN_ITERATIONS = 3_000_000
-ECO_SPIN_SECONDS = "0.05"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 Progress = Callable[[str], None]  # told what is being measured next, for the user to see
-
-BENCH_CONFIG = """\
-[pools.eco]
-off_peak = ""        # eco work may start at once: the backlog must keep the eco pool busy
-
-[daemon]
-drain_grace = "5s"
-kill_grace = "1s"
-"""
-
-STEPS = "easyflow_cli.tools.bench_steps"
-WORKFLOWS = {
-    "bench-stamp": f'[[steps]]\ncall = "{STEPS}:stamp"\n',
-    "bench-true": '[[steps]]\nrun = ["/bin/true"]\n',
-    "bench-noop": f'[[steps]]\ncall = "{STEPS}:noop"\n',
-    "bench-burn": f'[[steps]]\ncall = "{STEPS}:burn"\nargs = ["{BURN_ITERATIONS}"]\n',
-    "bench-eco-spin": f'execution_mode = "eco"\n[[steps]]\ncall = "{STEPS}:spin"\n'
-                      f'args = ["{ECO_SPIN_SECONDS}"]\n',
-    "bench-hourly": '[[steps]]\nrun = ["/bin/true"]\n[[schedules]]\nevery = "1h"\n',
-}
-
-
-class BenchError(RuntimeError):
-    pass
 
 
 @dataclass(frozen=True)
@@ -132,105 +107,6 @@ def steal_percent(before: dict[str, int], after: dict[str, int]) -> float:
     every figure here is slower by about that much, whatever easyflow does."""
     total = sum(after.values()) - sum(before.values())
     return round(100 * (after["steal"] - before["steal"]) / total, 1) if total else 0.0
-
-
-# --------------------------------------------------------------------------- the daemon
-
-
-class BenchDaemon:
-    """A private state directory with the bench workflows, and a daemon serving it."""
-
-    def __init__(self, root: Path, realtime_workers: int | None = None) -> None:
-        self.root = root
-        self.realtime_workers = realtime_workers
-        self.home = root / "home"
-        self.config_path = root / "easyflow.toml"
-        self.proc: subprocess.Popen | None = None
-        self._store: Store | None = None
-        self.specs: dict[str, WorkflowSpec] = {}
-
-    @property
-    def store(self) -> Store:
-        if self._store is None:
-            raise BenchError("the bench daemon has not been started")
-        return self._store
-
-    def start(self, timeout: float = 30.0) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
-        pools = (f"[pools.real-time]\nworkers = {self.realtime_workers}\n"
-                 if self.realtime_workers else "")
-        self.config_path.write_text(BENCH_CONFIG + pools)
-        self._store = Store.open(self.home)
-        specs = [parse_workflow_text(f'name = "{name}"\n{body}', str(self.root / f"{name}.toml"))
-                 for name, body in WORKFLOWS.items()]
-        self.store.save_workflows(specs, utcnow())
-        self.specs = {spec.name: spec for spec in specs}
-        self.proc = start_daemon(self.home, self.config_path, self.root / "daemon.log")
-        deadline = time.monotonic() + timeout
-        while daemon_status(self.home) is None:
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise BenchError(f"the daemon did not start: see {self.root / 'daemon.log'}")
-            time.sleep(0.05)
-
-    def stop(self, timeout: float = 30.0) -> None:
-        if self.proc is not None:
-            stop_daemon(self.proc, timeout)
-        if self._store is not None:
-            self._store.close()
-
-    def plan(self, workflow: str, trigger: Trigger = Trigger.MANUAL) -> PlannedRun:
-        return plan_run(self.specs[workflow], trigger=trigger, now=utcnow(),
-                        policy=QueuePolicy())
-
-    def submit(self, workflow: str, count: int = 1,
-               trigger: Trigger = Trigger.MANUAL) -> tuple[range, float, float]:
-        """Insert `count` runs in one transaction and wake the daemon.
-
-        Returns their ids and the monotonic and wall-clock times the transaction began at:
-        read after the commit, a preemption of this process in between would make latencies
-        look shorter (even negative) on a busy box; read before, they include the commit."""
-        row = self.plan(workflow, trigger)
-        submitted_mono, submitted_wall = time.monotonic(), time.time()
-        ids = self.store.queue.enqueue([row] * count)
-        wake(self.home)
-        return ids, submitted_mono, submitted_wall
-
-    def wait_finished(self, ids: range, timeout: float, poll: float = 0.005) -> bool:
-        deadline = time.monotonic() + timeout
-        while not self._all_finished(ids):
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(poll)
-        return True
-
-    def _all_finished(self, ids: range) -> bool:
-        # The last run first: one row per poll, where counting thousands of them each time
-        # would take CPU away from the daemon being measured.
-        return (self.store.queue.get(ids[-1]).state.finished
-                and not self.store.queue.unfinished_count(ids))
-
-    def status(self) -> dict[str, Any]:
-        status = daemon_status(self.home)
-        if status is None:
-            raise BenchError("the daemon stopped answering")
-        return status
-
-    def processes(self) -> dict[str, list[int]]:
-        """The daemon's pid and each pool's worker pids."""
-        status = self.status()
-        found = {"daemon": [status["pid"]]}
-        found.update({mode: pool["workers"] for mode, pool in status["pools"].items()})
-        return found
-
-
-@contextlib.contextmanager
-def running_daemon(root: Path, realtime_workers: int | None = None) -> Iterator[BenchDaemon]:
-    daemon = BenchDaemon(root, realtime_workers)
-    try:
-        daemon.start()
-        yield daemon
-    finally:
-        daemon.stop()
 
 
 # --------------------------------------------------------------------------- measurements
@@ -345,139 +221,6 @@ def eco_backlog(daemon: BenchDaemon, runs: int, timeout: float = 30.0) -> dict[s
         if time.monotonic() > deadline:
             raise BenchError("the eco pool did not get busy")
         time.sleep(0.02)
-
-
-def cli_command() -> list[str]:
-    """The installed `easyflow` script next to this Python, else `python -m easyflow_cli`."""
-    script = Path(sys.executable).parent / "easyflow"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "easyflow_cli"]
-
-
-def cli_wall_times(args: list[str], home: Path, samples: int) -> list[float]:
-    """Milliseconds each whole `easyflow ARGS` process takes, one after another."""
-    times = []
-    for _ in range(samples):
-        start = time.perf_counter()
-        done = subprocess.run(cli_command() + args, env=daemon_environment(home),
-                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE)
-        times.append((time.perf_counter() - start) * 1000)
-        if done.returncode != 0:
-            raise BenchError(f"easyflow {' '.join(args)} failed: {done.stderr.decode()[-300:]}")
-    return times
-
-
-def cli_bulk_submit(daemon: BenchDaemon, runs: int) -> dict[str, Any]:
-    """Runs per second through one `easyflow run X --now --no-wait --count N` process, start to
-    exit; then the daemon is left to finish them, so the next figure starts from a quiet box."""
-    args = ["run", "bench-noop", "--now", "--no-wait", "--count", str(runs)]
-    start = time.perf_counter()
-    done = subprocess.run(cli_command() + args, env=daemon_environment(daemon.home),
-                          stdin=subprocess.DEVNULL, capture_output=True, text=True)
-    seconds = time.perf_counter() - start
-    if done.returncode != 0:
-        raise BenchError(f"easyflow {' '.join(args)} failed: {done.stderr[-300:]}")
-    ids = [int(line) for line in done.stdout.split()]
-    if len(ids) != runs or not daemon.wait_finished(range(ids[0], ids[-1] + 1),
-                                                    timeout=max(60.0, runs / 20), poll=0.02):
-        raise BenchError(f"the {runs} runs of one bulk submission did not all run")
-    return {"runs": runs, "seconds": round(seconds, 3), "runs_per_s": round(runs / seconds, 1)}
-
-
-def library_enqueue(root: Path, runs: int, repeats: int = 3) -> dict[str, Any]:
-    """Runs per second through the queue's bulk `enqueue` (one transaction), best of a few."""
-    spec = parse_workflow_text('name = "bench-noop"\n' + WORKFLOWS["bench-noop"])
-    rates = []
-    with Store.open(root / "enqueue-home") as store:
-        store.save_workflows([spec], utcnow())
-        for _ in range(repeats):
-            rows = [plan_run(spec, trigger=Trigger.SCHEDULE, now=utcnow(), policy=QueuePolicy())
-                    for _ in range(runs)]
-            start = time.perf_counter()
-            store.queue.enqueue(rows)
-            rates.append(runs / (time.perf_counter() - start))
-    return {"runs": runs, "repeats": repeats, "runs_per_s": round(median(rates), 1)}
-
-
-SYNTHETIC_COLUMNS = (
-    "workflow", "trigger", "mode", "mode_reason", "cost_priority", "priority_rank", "state",
-    "enqueued_at", "claimed_at", "started_at", "finished_at", "duration_s", "cpu_user_s",
-    "cpu_system_s", "energy_j", "queue_wait_s", "off_peak", "deadline_met", "pool", "exit_code",
-)
-# mode, trigger, mode_reason, and the step its runs' queue waits grow by (seconds).
-SYNTHETIC_MODES = (("real-time", "manual", "manual", 0.01),
-                   ("balanced", "schedule", "default", 0.5), ("eco", "schedule", "schedule", 60.0))
-
-
-def synthetic_runs(count: int, now: datetime) -> Iterator[tuple]:
-    """Finished runs spread over the last 30 days, across modes, workflows, tariffs, queue
-    waits, deadlines and measured energy; a few ran in the foreground."""
-    # Naive UTC and precomputed steps: to_iso on aware datetimes would slow the seeding markedly.
-    base = now.astimezone(UTC).replace(tzinfo=None)
-    minutes = [base - timedelta(minutes=m) for m in range(30 * 24 * 60)]
-    durations = [timedelta(seconds=0.5 + d / 10) for d in range(100)]
-    waits = [[timedelta(seconds=unit * w) for w in range(37)] for *_, unit in SYNTHETIC_MODES]
-    for i in range(count):
-        mode, trigger, reason, wait_unit = SYNTHETIC_MODES[i % 3]
-        finished = minutes[i % len(minutes)]
-        started = finished - durations[i % 100]
-        begun = started.isoformat(timespec="microseconds") + "Z"
-        cpu_user = 0.2 + (i % 7) / 10
-        yield (f"wf-{i % 50}", trigger, mode, reason, "normal", 1, "succeeded",
-               (started - waits[i % 3][i % 37]).isoformat(timespec="microseconds") + "Z",
-               begun, begun, finished.isoformat(timespec="microseconds") + "Z",
-               0.5 + (i % 100) / 10, cpu_user, 0.05, cpu_user * 20 if i % 4 == 0 else None,
-               wait_unit * (i % 37), i % 2, (i % 20 == 0) if i % 10 == 0 else None,
-               PoolName.FOREGROUND.value if i % 997 == 0 else mode, 0)
-
-
-# Each report as the CLI is asked for it, over the whole history and over a filtered slice.
-REPORT_COMMANDS = {
-    "costs": ["costs"],
-    "costs_by_workflow": ["costs", "--by", "workflow"],
-    "costs_by_day": ["costs", "--by", "day"],
-    "latency": ["latency"],
-    "pools": ["pools"],
-    "costs_by_day_filtered": ["costs", "--by", "day", "--since", "7d", "--until", "1d",
-                              "--workflow", "wf-7"],
-    "latency_filtered": ["latency", "--since", "7d", "--until", "1d", "--workflow", "wf-7"],
-    "pools_filtered": ["pools", "--since", "7d", "--until", "1d", "--workflow", "wf-7"],
-}
-
-
-def seed_report_history(home: Path, runs: int) -> float:
-    """Seed `runs` synthetic finished runs into a fresh state directory; returns runs/s."""
-    with Store.open(home) as store:
-        start = time.perf_counter()
-        SqliteRunQueue(store).insert_rows(SYNTHETIC_COLUMNS,
-                                          synthetic_runs(runs, datetime.now(UTC)))
-        return runs / (time.perf_counter() - start)
-
-
-def reports_at_scale(root: Path, runs: int, cli_samples: int) -> dict[str, Any]:
-    """Time `report costs` through the library, and every report as a whole `--json` CLI
-    process, over `runs` synthetic finished runs (median seconds)."""
-    from easyflow_cli.core.config import load_config
-    from easyflow_cli.core.costs import Prices
-    from easyflow_cli.reporting.accounting import Period, cost_sums
-    from easyflow_cli.reporting.reports import cost_report
-
-    home = root / "report-home"
-    generate_rate = seed_report_history(home, runs)
-    config = load_config(root / "easyflow.toml" if (root / "easyflow.toml").exists() else None)
-    library = []
-    with Store.open(home) as store:
-        for _ in range(3):
-            start = time.perf_counter()
-            sums = cost_sums(store, Period(None, None), "mode")
-            cost_report(sums, Prices.from_config(config), config.costs.watts_per_core, "mode",
-                        {"since": None, "until": None, "workflow": None})
-            library.append(time.perf_counter() - start)
-    cli = {name: round(median(
-               cli_wall_times(["report", *args, "--json"], home, cli_samples)) / 1000, 3)
-           for name, args in REPORT_COMMANDS.items()}
-    return {"runs": runs, "generate_runs_per_s": round(generate_rate, 1),
-            "library_s": round(median(library), 3), "cli_s": cli}
 
 
 # --------------------------------------------------------------------------- the whole bench

@@ -22,8 +22,9 @@ from easyflow_cli.core.errors import EasyflowError
 from easyflow_cli.core.model import Mode, Run, RunState, Trigger
 from easyflow_cli.core.paths import ensure_state_dir
 from easyflow_cli.core.planning import QueuePolicy, plan_run
-from easyflow_cli.core.spec import ScheduleSpec, WorkflowSpec, load_workflow_files
+from easyflow_cli.core.spec import ScheduleSpec, WorkflowSpec
 from easyflow_cli.core.timeutil import utcnow
+from easyflow_cli.core.workflow_files import load_workflow_files
 from easyflow_cli.runtime.client import daemon_status, wake
 from easyflow_cli.scheduling.scheduler import add_schedule, prime_schedules
 from easyflow_cli.storage.store import Store
@@ -149,7 +150,7 @@ def run_demo(home: Path, paths: list[Path], timeout: float,
                 f"{demo.schedule_workflow} every {SCHEDULE_EVERY:.0f}s (eco)")
             submit_each_mode(store, demo, specs)
             say(f"submitted {len(demo.run_ids)} runs: each workflow once in every mode")
-            wake(home, demo.run_ids)
+            wake(home)
             if not wait_until(lambda: is_settled(store, demo), timeout, daemon, home):
                 say(f"not everything finished within {timeout:.0f}s; stopping anyway")
         finally:

@@ -34,7 +34,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from easyflow_cli.tools import bench  # noqa: E402
+from easyflow_cli.tools import bench, bench_cli, bench_daemon  # noqa: E402
 
 HUEY_SETTINGS = {
     "default": [],
@@ -132,7 +132,7 @@ def measure_huey(root: Path, name: str, sizes: argparse.Namespace) -> dict[str, 
 
 
 def measure_easyflow(root: Path, sizes: argparse.Namespace) -> dict[str, Any]:
-    with bench.running_daemon(root / "easyflow", realtime_workers=HUEY_WORKERS) as daemon:
+    with bench_daemon.running_daemon(root / "easyflow", realtime_workers=HUEY_WORKERS) as daemon:
         bench.warm_up(daemon)
         drain = bench.drain_throughput(daemon, sizes.drain, command=False)
         dispatch = bench.distribution(bench.dispatch_latency(daemon, sizes.dispatch,
@@ -140,7 +140,7 @@ def measure_easyflow(root: Path, sizes: argparse.Namespace) -> dict[str, Any]:
         time.sleep(1)
         processes = daemon.processes()
         idle = idle_cpu([pid for group in processes.values() for pid in group], sizes.idle)
-    enqueue = bench.library_enqueue(root, sizes.drain, repeats=1)
+    enqueue = bench_cli.library_enqueue(root, sizes.drain, repeats=1)
     drain["enqueue_runs_per_s"] = enqueue["runs_per_s"]
     return {"dispatch_ms": dispatch, "drain": drain, "idle": idle}
 

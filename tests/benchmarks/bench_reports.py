@@ -9,7 +9,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from easyflow_cli.tools.bench import load_average, reports_at_scale
+from easyflow_cli.tools.bench import load_average
+from easyflow_cli.tools.bench_reports import reports_at_scale
 
 
 def main() -> None:

@@ -64,8 +64,10 @@ def test_help_follows_the_terminal_width(tmp_path):
     (["runs", "--bogus"], "error: No such option: --bogus (see `easyflow runs --help`)"),
     (["nosuch"], "error: No such command 'nosuch'. (see `easyflow --help`)"),
     (["run"], "error: Missing argument 'name'. (see `easyflow run --help`)"),
-    (["runs", "list", "--limit", "0"], "error: Invalid value for '--limit' / '-n': "),
-    (["run", "w", "--now", "--mode", "turbo"], "error: Invalid value for '--mode': "),
+    (["runs", "list", "--limit", "0"], "error: --limit: 0 is out of range; give 1 to "
+                                       "1,000,000 (see `easyflow runs list --help`)"),
+    (["run", "w", "--now", "--mode", "turbo"], "error: --mode: 'turbo' is not a mode (real-time, "
+                                               "balanced, eco) (see `easyflow run --help`)"),
 ])
 def test_usage_errors_are_one_line_and_exit_2(tmp_path, args, message):
     done = easyflow(tmp_path, *args)

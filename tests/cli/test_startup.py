@@ -43,10 +43,10 @@ def test_typed_options_still_get_typer_checks(home):
 
     result = CliRunner().invoke(app, ["runs", "list", "--limit", "0"])
     assert result.exit_code == 2
-    assert "greater than or equal to 1" in result.output
+    assert "--limit: 0 is out of range; give 1 to 1,000,000" in result.output
     result = CliRunner().invoke(app, ["run", "x", "--now", "--mode", "fast"])
     assert result.exit_code == 2
-    assert "'fast' is not one of 'real-time', 'balanced', 'eco'" in result.output
+    assert "--mode: 'fast' is not a mode (real-time, balanced, eco)" in result.output
 
 
 # ---------------------------------------------------------------------- whole commands

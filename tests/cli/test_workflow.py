@@ -21,7 +21,7 @@ def test_help_for_every_group():
 def test_add_list_show_export_remove(home, examples, tmp_path):
     result = invoke("workflow", "add", str(examples))
     assert result.exit_code == 0, result.output
-    assert "added invoice-download (2 steps, 1 schedules)" in result.output
+    assert "added invoice-download (2 steps, 1 schedule)" in result.output
     listed = json.loads(invoke("workflow", "list", "--json").stdout)
     assert [w["name"] for w in listed] == [
         "dashboard-refresh", "data-sync", "invoice-download", "weekly-analytics"]

@@ -232,7 +232,7 @@ def submit_in_one_go(daemon: DaemonHarness, *names: str) -> list[int]:
         rows = [plan_run(store.get_workflow(name), trigger=Trigger.MANUAL, now=now,
                          policy=QueuePolicy()) for name in names]
         ids = list(store.queue.enqueue(rows))
-    assert wake(daemon.home, ids)
+    assert wake(daemon.home)
     return ids
 
 
@@ -354,6 +354,30 @@ def test_the_daemons_own_config_decides_when_submitted_eco_work_waits(daemon: Da
     assert queued["not_before"] is None  # the record printed is the daemon's plan
     done = daemon.wait_for_state(queued["id"], "succeeded", timeout=20)
     assert done["pool"] == "eco"
+
+
+
+def test_a_cli_that_does_not_see_the_daemons_window_plans_by_it(daemon: DaemonHarness,
+                                                                 tmp_path):
+    # The converse: the daemon's window is hours away, the CLI's config has none. Runs are
+    # planned once, by the CLI, with the policy the daemon published: one at a time or ten
+    # thousand in one command (whose wake-up is one short line, however many runs it brings).
+    opens = (datetime.now().astimezone() + timedelta(hours=2)).replace(second=0, microsecond=0)
+    own = tmp_path / "daemon-only.toml"
+    own.write_text(textwrap.dedent(config(
+        eco=1, off_peak=f"{opens:%H:%M}-{opens + timedelta(hours=1):%H:%M}")))
+    daemon.write_config(config(eco=1, off_peak=""))
+    daemon.add_workflows(batchy=["true"])
+    daemon.start(EASYFLOW_CONFIG=str(own))
+
+    queued = daemon.submit("batchy", "--mode", "eco")
+    assert parse_time(queued["not_before"]) == opens
+    bulk = daemon.cli("run", "batchy", "--now", "--mode", "eco", "--count", "10000",
+                      "--no-wait", timeout=120)
+    assert len(bulk.stdout.split()) == 10_000
+    waits = {row["not_before"] for row in daemon.peek_runs("batchy")}
+    assert {parse_time(wait) for wait in waits} == {opens}
+    assert daemon.status()["queue"]["eco"] == 10_001
 
 
 # ---------------------------------------------------------------------- signals

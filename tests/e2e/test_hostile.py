@@ -238,8 +238,10 @@ CLI_CASES = [
     *[([ "schedule", verb, value], expected)
       for verb in ("remove", "pause", "resume")
       for value, expected in (("99999", "unknown schedule 99999"), ("0", "unknown schedule 0"),
-                              ("-1", "No such option: -1"), ("abc", "schedule_id"),
-                              (HUGE_INT, "unknown schedule"), ("1.5", "schedule_id"))],
+                              ("-1", "No such option: -1"),
+                              ("abc", "schedule id: 'abc' is not a whole number"),
+                              (HUGE_INT, "unknown schedule"),
+                              ("1.5", "schedule id: '1.5' is not a whole number"))],
     # runs list / show / cancel, logs
     (["runs", "list", "--limit", "-1"], "--limit"),
     (["runs", "list", "--limit", "0"], "--limit"),
@@ -251,8 +253,11 @@ CLI_CASES = [
     *[([*command, value], expected)
       for command in (["runs", "show"], ["runs", "cancel"], ["logs"])
       for value, expected in (("99999", "unknown run 99999"), ("0", "unknown run 0"),
-                              ("-1", "No such option: -1"), ("abc", "run_id"),
-                              (HUGE_INT, "unknown run"), ("1.5", "run_id"), ("", "run_id"))],
+                              ("-1", "No such option: -1"),
+                              ("abc", "run id: 'abc' is not a whole number"),
+                              (HUGE_INT, "unknown run"),
+                              ("1.5", "run id: '1.5' is not a whole number"),
+                              ("", "run id: '' is not a whole number"))],
     (["runs", "cancel", "1"], "run 1"),
     # workflow show / remove / export
     *[(["workflow", verb, value], "unknown workflow")

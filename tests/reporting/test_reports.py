@@ -120,7 +120,7 @@ def test_tables_csv_and_svg(home, tmp_path):
     assert "real-time" in invoke("report", "latency").stdout
     assert "▁" in invoke("report", "pools").stdout or "█" in invoke("report", "pools").stdout
     csv_lines = invoke("report", "costs", "--csv").stdout.splitlines()
-    assert csv_lines[0] == ("key,runs,worker_hours,cpu_hours,energy_wh,cost,cost_per_run,"
+    assert csv_lines[0] == ("mode,runs,worker_hours,cpu_hours,energy_wh,cost,cost_per_run,"
                             "baseline_cost,savings,off_peak_runs")
     assert csv_lines[1].startswith("real-time,2,1.5,0.5,7.5,0.13,")
     svg = tmp_path / "costs.svg"

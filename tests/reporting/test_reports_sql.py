@@ -4,13 +4,14 @@ against a plain Python computation over every run, on a small varied history."""
 import math
 import random
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from easyflow_cli.core.costs import Prices
 from easyflow_cli.core.model import Mode
 from easyflow_cli.core.stats import percentile
-from easyflow_cli.core.timeutil import to_iso
+from easyflow_cli.core.timeutil import from_iso, to_iso
 from easyflow_cli.reporting import accounting
 from easyflow_cli.reporting.accounting import Period
 from easyflow_cli.reporting.reports import (
@@ -20,7 +21,7 @@ from easyflow_cli.reporting.reports import (
     pools_report,
 )
 from easyflow_cli.reporting.timeline import Timeline
-from easyflow_cli.storage.sqlite_queue import SqliteRunQueue
+from easyflow_cli.storage.sqlite_queue import insert_runs
 from easyflow_cli.storage.store import Store
 
 T0 = datetime(2025, 11, 1, tzinfo=UTC)
@@ -73,7 +74,7 @@ def history(request, tmp_path):
         if request.param == 1:  # one finished run, so every report has something
             rows = [r for r in varied_runs(50) if r[6] == "succeeded"][:1]
         if rows:
-            SqliteRunQueue(store).insert_rows(COLUMNS, rows)
+            insert_runs(store, COLUMNS, rows)
         yield store
 
 
@@ -105,13 +106,24 @@ def cpu_of(run: dict) -> float | None:
     return run["cpu_user_s"] + run["cpu_system_s"]
 
 
+# Whole-hour, half- and three-quarter-hour offsets; New York and Havana leave DST on
+# 2025-11-02 inside the history (Havana at 01:00, back to midnight: a 25-hour day).
+ZONES = ["UTC", "America/New_York", "Asia/Kathmandu", "Australia/Adelaide", "Pacific/Chatham",
+         "America/St_Johns", "America/Havana"]
+
+
+def local_day(finished_at: str, zone: str) -> str:
+    return from_iso(finished_at).astimezone(ZoneInfo(zone)).date().isoformat()
+
+
 @pytest.mark.parametrize("period", PERIODS)
-@pytest.mark.parametrize("by", ["mode", "workflow", "day"])
-def test_cost_report_matches_python(history, period, by):
+@pytest.mark.parametrize(("by", "zone"), [("mode", "UTC"), ("workflow", "UTC"),
+                                          *(("day", zone) for zone in ZONES)])
+def test_cost_report_matches_python(history, period, by, zone):
     groups: dict[tuple, dict] = {}
     for run in filter(lambda r: in_period(r, period), all_runs(history)):
         key = {"mode": run["mode"], "workflow": run["workflow"],
-               "day": run["finished_at"][:10]}[by]
+               "day": local_day(run["finished_at"], zone)}[by]
         row = groups.setdefault((key, run["mode"], run["off_peak"]), {
             "grp": key, "mode": run["mode"], "off_peak": run["off_peak"], "runs": 0,
             "worker_s": 0.0, "cpu_s": 0.0, "energy_j": 0.0, "measured": 0,
@@ -122,14 +134,32 @@ def test_cost_report_matches_python(history, period, by):
         row["energy_j"] += run["energy_j"] or 0.0
         row["measured"] += run["energy_j"] is not None
         row["unmeasured_cpu_s"] += (cpu_of(run) or 0.0) if run["energy_j"] is None else 0.0
-    got = accounting.cost_sums(history, period, by)
+    got = accounting.cost_sums(history, period, by, ZoneInfo(zone))
     assert {(r["grp"], r["mode"], r["off_peak"]): r["runs"] for r in got} == {
         key: r["runs"] for key, r in groups.items()}
     # Priced in the same order (off_peak NULL and 0 sort alike, either may come first).
     expected = [groups[(r["grp"], r["mode"], r["off_peak"])] for r in got]
     prices = Prices(per_hour={Mode.REAL_TIME: (0.1, 0.06), Mode.BALANCED: (0.08, 0.05),
                               Mode.ECO: (0.05, 0.02)}, cpu_hour_price=0.01, currency="USD")
-    assert cost_report(got, prices, 15.0, by, {}) == cost_report(expected, prices, 15.0, by, {})
+    assert_close(cost_report(got, prices, 15.0, by, {}),
+                 cost_report(expected, prices, 15.0, by, {}))
+
+
+def assert_close(got: object, expected: object) -> None:
+    """Equal, numbers to 1e-9 relative: the report carries sums unrounded, and SQLite adds
+    them up in another order than Python does."""
+    if isinstance(expected, dict):
+        assert isinstance(got, dict) and got.keys() == expected.keys()
+        for key in expected:
+            assert_close(got[key], expected[key])
+    elif isinstance(expected, list):
+        assert isinstance(got, list) and len(got) == len(expected)
+        for a, b in zip(got, expected, strict=True):
+            assert_close(a, b)
+    elif isinstance(expected, float):
+        assert got == pytest.approx(expected, rel=1e-9, abs=1e-12)
+    else:
+        assert got == expected
 
 
 @pytest.mark.parametrize("period", PERIODS)
@@ -230,7 +260,7 @@ def test_a_run_across_slices_is_shared_out(tmp_path):
         row = list(rows[0])
         row[2], row[7:11] = "eco", [to_iso(begin)] * 3 + [to_iso(begin + timedelta(hours=5))]
         row[18] = "eco"
-        SqliteRunQueue(store).insert_rows(COLUMNS, [tuple(row)])
+        insert_runs(store, COLUMNS, [tuple(row)])
         timeline = Timeline(T0.timestamp(), (T0 + timedelta(hours=8)).timestamp(), 8)
         use = accounting.pool_use(store, Period(None, None), timeline)
     assert [round(s) for s in use.busy_s["eco"]] == [0, 3600, 3600, 3600, 3600, 3600, 0, 0]
@@ -244,11 +274,37 @@ def test_migration_3_indexes_an_existing_history(tmp_path, monkeypatch):
     with monkeypatch.context() as patch:
         patch.setattr(store_module, "MIGRATIONS", store_module.MIGRATIONS[:2])
         with Store.open(tmp_path / "home") as old:
-            SqliteRunQueue(old).insert_rows(COLUMNS, rows)
+            insert_runs(old, COLUMNS, rows)
             assert old.schema_version == 2
     with Store.open(tmp_path / "home") as store:
-        assert store.schema_version == len(store_module.MIGRATIONS)
+        assert store.schema_version == len(store_module.MIGRATIONS)  # 3 and later
         got = accounting.cost_sums(store, Period(None, None), "day")
         assert sum(r["runs"] for r in got) == len(rows)
         assert sum(s["runs"] for s in accounting.latency_stats(
             store, Period(None, None), QUANTILES).values()) == len(rows)
+
+
+@pytest.mark.parametrize("zone", ["Atlantic/Azores", "America/Santiago", "Australia/Lord_Howe",
+                                  "Europe/Berlin", "Asia/Kathmandu"])
+def test_local_days_across_dst_changes(tmp_path, zone):
+    """Runs every 20 minutes across a year's DST changes (Azores and Santiago change at
+    midnight, so a local day may begin at 00:00 UTC or at no midnight at all; Lord Howe moves
+    by half an hour), counted on the local day each finished in."""
+    rows, ends = [], []
+    for start in (datetime(2026, 3, 26, tzinfo=UTC), datetime(2026, 4, 2, tzinfo=UTC),
+                  datetime(2026, 9, 3, tzinfo=UTC), datetime(2026, 10, 1, tzinfo=UTC),
+                  datetime(2026, 10, 22, tzinfo=UTC)):
+        ends += [start + timedelta(minutes=20 * n) for n in range(5 * 24 * 3)]
+    for end in ends:
+        rows.append(("wf", "manual", "eco", "manual", "normal", 1, "succeeded", to_iso(end),
+                     to_iso(end), to_iso(end), to_iso(end), 1.0, 0.5, 0.0, None, 0.0, 0,
+                     None, "eco"))
+    with Store.open(tmp_path / "home") as store:
+        insert_runs(store, COLUMNS, rows)
+        got = {r["grp"]: r["runs"] for r in
+               accounting.cost_sums(store, Period(None, None), "day", ZoneInfo(zone))}
+    expected: dict[str, int] = {}
+    for end in ends:
+        day = end.astimezone(ZoneInfo(zone)).date().isoformat()
+        expected[day] = expected.get(day, 0) + 1
+    assert got == expected

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from easyflow_cli.core.model import Mode, Outcome, RunState, Trigger
+from easyflow_cli.core.offpeak import parse_window
 from easyflow_cli.core.planning import plan_run
 from easyflow_cli.core.spec import WorkflowSpec, parse_workflow_text
 from easyflow_cli.runtime.daemon import Daemon, overdue
@@ -44,6 +45,7 @@ from easyflow_cli.runtime.protocol import (
     decode_order,
     encode_all,
 )
+from easyflow_cli.storage.daemon_policy import published_policy
 from easyflow_cli.storage.store import Store
 
 NOON = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)  # outside the eco off-peak window below
@@ -179,9 +181,17 @@ class Harness:
         """The run as `runs show --json` has it."""
         return self.db.queue.get(run_id).to_record()
 
-    def wake(self, *run_ids: int) -> object:
-        ids = ", ".join(map(str, run_ids))
-        return self.daemon.control.answer(f'{{"op": "wake", "runs": [{ids}]}}\n'.encode())
+    def wake(self) -> object:
+        """New runs are queued (which ones, the daemon does not need to know)."""
+        return self.daemon.control.answer(b'{"op": "wake"}\n')
+
+    def start(self, run_id: int) -> FakeWorker:
+        """Wake the daemon for a queued run and have the worker it went to start it."""
+        self.wake()
+        worker = self.holder(run_id)
+        worker.report(Started(run_id, self.clock.stamp()))
+        self.tick()
+        return worker
 
     def state(self, run_id: int) -> str:
         return self.record(run_id)["state"]
@@ -242,7 +252,7 @@ def test_workers_are_started_warm_and_say_ready(harness):
 def test_a_woken_run_goes_to_a_worker_and_its_reports_settle_it(harness, clock):
     spec = harness.add_workflow("noop")
     run_id = harness.submit(spec)
-    assert harness.wake(run_id) == Done()
+    assert harness.wake() == Done()
     worker = harness.holder(run_id)  # handed over before the wake-up was answered
     assert worker.pool.mode is Mode.REAL_TIME and harness.state(run_id) == "running"
     [order] = [o for o in worker.orders if isinstance(o, RunOrder)]
@@ -261,7 +271,7 @@ def test_a_woken_run_goes_to_a_worker_and_its_reports_settle_it(harness, clock):
 def test_a_failed_run_is_retried_after_its_backoff_by_the_clock(harness, clock):
     spec = harness.add_workflow("flaky", 'retries = 1\nretry_backoff = "30s"')
     run_id = harness.submit(spec)
-    harness.wake(run_id)
+    harness.wake()
     worker = harness.holder(run_id)
     worker.report(Ran(run_id, clock.stamp(), clock.stamp(0.1),
                       Outcome(RunState.FAILED, exit_code=3)))
@@ -312,7 +322,7 @@ def test_an_eco_run_waits_for_the_off_peak_window_and_goes_when_it_opens(harness
     spec = harness.add_workflow("backup")
     run_id = harness.submit(spec, Trigger.SCHEDULE)
     assert harness.record(run_id)["mode"] == "eco"
-    harness.wake(run_id)
+    harness.wake()
     harness.tick()
     assert harness.state(run_id) == "queued"
     assert harness.sleep_left() == pytest.approx(10 * 3600, abs=1)  # until 22:00
@@ -329,10 +339,7 @@ def test_an_eco_run_waits_for_the_off_peak_window_and_goes_when_it_opens(harness
 def test_drain_phases_advance_by_the_clock(harness, clock):
     spec = harness.add_workflow("long")
     run_id, waiting_id = harness.submit(spec), harness.submit(spec)
-    harness.wake(run_id, waiting_id)
-    worker = harness.holder(run_id)
-    worker.report(Started(run_id, clock.stamp()))
-    harness.tick()
+    worker = harness.start(run_id)
 
     harness.daemon.stop_requested = True
     harness.tick(2)
@@ -364,10 +371,7 @@ def test_a_run_cancelled_for_the_shutdown_goes_back_to_the_queue_if_it_may_retry
                                                                                   clock):
     spec = harness.add_workflow("retried", "retries = 2")
     run_id = harness.submit(spec)
-    harness.wake(run_id)
-    worker = harness.holder(run_id)
-    worker.report(Started(run_id, clock.stamp()))
-    harness.tick()
+    worker = harness.start(run_id)
     harness.daemon.stop_requested = True
     harness.tick(2)
     clock.advance(10.1)
@@ -386,7 +390,7 @@ def test_a_worker_that_dies_mid_run_is_replaced_and_its_run_settled(harness, clo
     pool = harness.daemon.pools[Mode.REAL_TIME]
     pool.typical_run_s = 0.001  # short runs: a worker holds several
     pool.workers[1].retiring = True  # so both go to the first one
-    harness.wake(started_id, held_id)
+    harness.wake()
     worker = harness.holder(started_id)
     assert harness.holder(held_id) is worker
     worker.report(Started(started_id, clock.stamp()))
@@ -405,7 +409,7 @@ def test_a_worker_that_dies_mid_run_is_replaced_and_its_run_settled(harness, clo
 def test_changes_the_database_refuses_are_kept_and_replayed_in_order(harness, clock):
     spec = harness.add_workflow("noop")
     run_id = harness.submit(spec)
-    harness.wake(run_id)
+    harness.wake()
     worker = harness.holder(run_id)
     harness.db.conn.execute("PRAGMA query_only = ON")  # every write now fails
     worker.report(Started(run_id, clock.stamp()))
@@ -417,7 +421,7 @@ def test_changes_the_database_refuses_are_kept_and_replayed_in_order(harness, cl
     with Store.open(harness.daemon.home) as other:  # a client can still write
         later_id = other.queue.enqueue([plan_run(spec, trigger=Trigger.MANUAL, now=clock.now(),
                                                  policy=harness.daemon._policy())])[0]
-    assert harness.wake(later_id) == Done()
+    assert harness.wake() == Done()
     assert harness.state(later_id) == "queued"  # nothing new starts meanwhile
 
     harness.db.conn.execute("PRAGMA query_only = OFF")
@@ -433,12 +437,9 @@ def test_changes_the_database_refuses_are_kept_and_replayed_in_order(harness, cl
 
 
 @pytest.mark.parametrize("line", [
-    b"garbage\n", b"[]\n", b"null\n", b'{"op": "wake", "runs": null}\n',
-    b'{"op": "wake", "runs": [1e300]}\n', b'{"op": "wake", "runs": ["x"]}\n',
-    b'{"op": "wake", "runs": [[1]]}\n', b'{"op": "wake", "runs": [true]}\n',
-    b'{"op": "wake", "runs": [0]}\n', b'{"op": "wake", "runs": [-4]}\n',
-    b'{"op": "wake", "runs": [9223372036854775808]}\n', b'{"op": "wake", "runs": {"a": 1}}\n',
-    b'{"op": "cancel", "id": "1"}\n', b'{"op": "launch"}\n', b'{"op": ["wake"]}\n',
+    b"garbage\n", b"[]\n", b"null\n", b'{"op": "cancel", "id": "1"}\n',
+    b'{"op": "cancel", "id": 0}\n', b'{"op": "cancel", "id": 9223372036854775808}\n',
+    b'{"op": "launch"}\n', b'{"op": ["wake"]}\n', b'{"op": "wake"\n',
 ])
 def test_malformed_requests_are_refused_and_the_loop_goes_on(harness, line):
     reply = harness.daemon.control.answer(line)
@@ -450,9 +451,7 @@ def test_malformed_requests_are_refused_and_the_loop_goes_on(harness, line):
 def test_cancel_of_a_running_run_is_sent_to_its_worker(harness, clock):
     spec = harness.add_workflow("noop")
     run_id = harness.submit(spec)
-    harness.wake(run_id)
-    harness.holder(run_id).report(Started(run_id, clock.stamp()))
-    harness.tick()
+    harness.start(run_id)
     answer = harness.daemon.control.answer
     assert answer(f'{{"op": "cancel", "id": {run_id}}}\n'.encode()) == Done("stopping")
     assert CancelOrder(run_id) in harness.holder(run_id).orders
@@ -462,15 +461,28 @@ def test_cancel_of_a_running_run_is_sent_to_its_worker(harness, clock):
     assert answer(f'{{"op": "cancel", "id": {queued_id}}}\n'.encode()) == Done("cancelled")
 
 
+def test_the_daemon_publishes_its_policy_and_a_new_window_replans_waiting_eco_work(
+        harness, clock):
+    policy = published_policy(harness.db)
+    assert policy == harness.daemon._policy()
+    assert policy is not None and policy.off_peak == parse_window("22:00-06:00")
+    spec = harness.add_workflow("backup")
+    run_id = harness.submit(spec, Trigger.SCHEDULE)
+    assert harness.record(run_id)["not_before"] == "2026-11-25T22:00:00.000000Z"
+
+    config = Path(harness.daemon.config_path or "")
+    config.write_text(CONFIG.replace("22:00-06:00", "14:00-15:00"))
+    harness.daemon.reload()
+    assert published_policy(harness.db) == replace(policy, off_peak=parse_window("14:00-15:00"))
+    assert harness.record(run_id)["not_before"] == "2026-11-25T14:00:00.000000Z"
+
+
 def test_a_run_its_worker_does_not_stop_in_time_is_stopped_by_the_daemon(harness, clock):
     """A stopped (SIGSTOP) worker enforces nothing: past the run's timeout, kill grace and a
     margin, the daemon kills it, replaces it, and the run is timed out."""
     spec = harness.add_workflow("stuck", 'timeout = "2s"')
     run_id = harness.submit(spec)
-    harness.wake(run_id)
-    worker = harness.holder(run_id)
-    worker.report(Started(run_id, clock.stamp()))
-    harness.tick()
+    worker = harness.start(run_id)
     clock.advance(2 + 1)  # its timeout and the kill grace: the worker's own turn
     harness.tick()
     assert not worker.killed

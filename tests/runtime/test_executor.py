@@ -10,13 +10,8 @@ import pytest
 
 from easyflow_cli.core.model import RunState
 from easyflow_cli.core.spec import parse_workflow_text
-from easyflow_cli.runtime.executor import (
-    CappedLog,
-    RunLimits,
-    become_subreaper,
-    execute_workflow,
-    step_environment,
-)
+from easyflow_cli.runtime.executor import RunLimits, execute_workflow, step_environment
+from easyflow_cli.runtime.processes import become_subreaper
 
 PY = sys.executable
 
@@ -117,7 +112,7 @@ def test_cpu_of_grandchildren_is_counted():
 
 
 def test_orphaned_grandchild_cpu_is_counted_via_subreaper(tmp_path):
-    from easyflow_cli.runtime.executor import become_subreaper
+    from easyflow_cli.runtime.processes import become_subreaper
 
     become_subreaper()
     done = tmp_path / "burnt"
@@ -145,14 +140,6 @@ def test_output_is_capped_with_marker():
     assert log.splitlines()[1] == "Q" * 10000
     assert "\n[easyflow] output truncated" in log
     assert "output truncated" in log and "490000 bytes dropped" in log
-
-
-def test_capped_log_counts():
-    sink = io.BytesIO()
-    capped = CappedLog(sink, 5)
-    capped.write(b"abc")
-    capped.write(b"defgh")
-    assert sink.getvalue() == b"abcde" and capped.dropped == 3
 
 
 def _alive(pid):

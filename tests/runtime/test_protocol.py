@@ -13,8 +13,6 @@ from hypothesis import strategies as st
 
 from easyflow_cli.core.model import Outcome, RunState
 from easyflow_cli.runtime.protocol import (
-    MAX_ID,
-    MAX_IDS,
     AckOrder,
     CancelOrder,
     CancelRequest,
@@ -42,6 +40,7 @@ from easyflow_cli.runtime.protocol import (
     encode,
     encode_all,
 )
+from easyflow_cli.runtime.wire import MAX_ID, MAX_IDS
 
 ids = st.integers(1, MAX_ID)
 moments = st.floats(0, 4e9, allow_nan=False)
@@ -73,7 +72,7 @@ reports = (st.builds(Ready, ids) | st.builds(Started, ids, moments) | st.builds(
            | st.builds(Finished, ids, moments, outcomes)
            | st.builds(Ran, ids, moments, moments, outcomes)
            | st.builds(Released, st.lists(ids, max_size=40)))
-requests = (st.builds(WakeRequest, st.lists(ids, max_size=40)) | st.just(ReloadRequest())
+requests = (st.just(WakeRequest()) | st.just(ReloadRequest())
             | st.just(StatusRequest()) | st.builds(CancelRequest, ids))
 
 
@@ -114,17 +113,6 @@ BAD_REQUESTS = {
     b'{"op": 5}': "unknown op 5",
     b'{"op": "launch"}': "unknown op 'launch'",
     b'{"runs": []}': "unknown op None",
-    b'{"op": "wake", "runs": null}': "wake: runs must be a list",
-    b'{"op": "wake", "runs": 7}': "wake: runs must be a list",
-    b'{"op": "wake", "runs": [1e300]}': "wake: runs must be a list of run ids",
-    b'{"op": "wake", "runs": [1.0]}': "wake: runs must be a list of run ids",
-    b'{"op": "wake", "runs": ["x"]}': "wake: runs must be a list of run ids",
-    b'{"op": "wake", "runs": [[1]]}': "wake: runs must be a list of run ids",
-    b'{"op": "wake", "runs": [{"id": 1}]}': "wake: runs must be a list of run ids",
-    b'{"op": "wake", "runs": [true]}': "wake: runs must be a list of run ids",
-    b'{"op": "wake", "runs": [0]}': "wake: runs must be a list of run ids",
-    b'{"op": "wake", "runs": [-1]}': "wake: runs must be a list of run ids",
-    b'{"op": "wake", "runs": [9223372036854775808]}': "wake: runs must be a list of run ids",
     b'{"op": "cancel"}': "cancel: id must be a run id (a positive integer) (missing)",
     b'{"op": "cancel", "id": null}': "cancel: id must be a run id",
     b'{"op": "cancel", "id": "1"}': "cancel: id must be a run id",
@@ -143,14 +131,29 @@ def test_malformed_requests_are_refused_with_a_reason(line, message):
     assert len(str(refused.value)) < 200  # a huge payload is not echoed back
 
 
+BAD_RUN_IDS = ["null", "7", "[1e300]", "[1.0]", '["x"]', "[[1]]", '[{"id": 1}]', "[true]",
+               "[0]", "[-1]", "[9223372036854775808]"]
+
+
+@pytest.mark.parametrize("ids", BAD_RUN_IDS)
+def test_a_list_of_run_ids_is_checked(ids):
+    with pytest.raises(ProtocolError, match="released: ids must be a list"):
+        decode_report(f'{{"ev": "released", "ids": {ids}}}'.encode())
+
+
 def test_a_huge_list_of_runs_is_refused():
-    line = json.dumps({"op": "wake", "runs": list(range(1, MAX_IDS + 2))}).encode()
+    line = json.dumps({"ev": "released", "ids": list(range(1, MAX_IDS + 2))}).encode()
     with pytest.raises(ProtocolError, match="at most"):
-        decode_request(line)
+        decode_report(line)
 
 
 def test_an_empty_wake_up_is_a_wake_up():
-    assert decode_request(b'{"op": "wake"}') == WakeRequest([])
+    assert decode_request(b'{"op": "wake"}') == WakeRequest()
+
+
+@pytest.mark.parametrize("ids", ["[]", "[1, 2]", *BAD_RUN_IDS])
+def test_the_run_ids_of_an_older_client_s_wake_up_are_not_read(ids):
+    assert decode_request(f'{{"op": "wake", "runs": {ids}}}'.encode()) == WakeRequest()
 
 
 GOOD_OUTCOME = {"state": "failed", "exit_code": 1, "error": None, "cpu_user_s": 0.1,

@@ -1,19 +1,28 @@
 """The settlement rules: how a run ended, why it was stopped and what its workflow allows in;
-finish, retry or requeue out. Pure: no database, no clock."""
+finish, retry or requeue out (pure: no database, no clock). Then the runs a worker or a daemon
+that is gone left running, settled through the queue."""
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from easyflow_cli.core.model import Outcome, RunState, StopReason
+from easyflow_cli.core.model import Outcome, PoolName, RunState, StopReason, Trigger
+from easyflow_cli.core.planning import QueuePolicy, plan_run
+from easyflow_cli.core.spec import WorkflowSpec, parse_workflow_text
 from easyflow_cli.runtime.daemon.settlement import (
     SHUTDOWN_NOTE,
     RunFacts,
     Settlement,
     Transition,
-    after_daemon_death,
     after_end,
     after_interruption,
-    after_worker_death,
+    settle_abandoned,
 )
+from easyflow_cli.storage.run_queue import RunStart
+from easyflow_cli.storage.store import Store
+
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
 FIRST_TRY = RunFacts(run_id=7, started=True, attempt=1, retries=0)
 MAY_RETRY = RunFacts(run_id=7, started=True, attempt=1, retries=2)
@@ -55,22 +64,41 @@ def test_a_run_that_ended_on_its_own_during_the_shutdown_keeps_its_end():
     assert after_end(FIRST_TRY, succeeded, StopReason.SHUTDOWN).outcome == succeeded
 
 
-def test_a_dead_worker_s_runs():
-    assert after_worker_death(NOT_STARTED, None, 42, -9) == Settlement(
-        Transition.REQUEUE, note="its worker died before it started")
-    died = after_worker_death(FIRST_TRY, None, 42, -9)
-    assert died.transition is Transition.FINISH and died.outcome is not None
-    assert died.outcome.state is RunState.FAILED
-    assert died.outcome.error == "worker process 42 died (exit status -9) while running it"
-    assert after_worker_death(MAY_RETRY, None, 42, -9).transition is Transition.RETRY
-    assert after_worker_death(MAY_RETRY, StopReason.SHUTDOWN, 42, -9).transition is (
-        Transition.REQUEUE)
+# ---------------------------------------------------------------------- abandoned runs
 
 
-def test_runs_a_dead_daemon_left_running():
-    assert after_daemon_death(NOT_STARTED) == Settlement(
-        Transition.REQUEUE, note="re-queued after a daemon restart")
-    found = after_daemon_death(FIRST_TRY)
-    assert found.outcome is not None and found.outcome.state is RunState.FAILED
-    assert "found at start-up" in (found.outcome.error or "")
-    assert after_daemon_death(MAY_RETRY).transition is Transition.RETRY
+def add_run(store: Store, spec: WorkflowSpec, *, start: bool, attempt: int = 1) -> int:
+    planned = plan_run(spec, trigger=Trigger.MANUAL, now=NOW, policy=QueuePolicy())
+    run_id = store.queue.enqueue([replace(planned, attempt=attempt)])[0]
+    store.queue.claim_ids([run_id], now=NOW, pool=PoolName.REAL_TIME, worker="w")
+    if start:
+        store.queue.start([RunStart(run_id, NOW, NOW, pid=42)])
+    return run_id
+
+
+def test_runs_left_by_a_worker_or_daemon_that_is_gone(store):
+    spec = parse_workflow_text('name = "flaky"\nretries = 2\n[[steps]]\nrun = ["true"]\n')
+    store.save_workflows([spec], NOW)
+    waiting = add_run(store, spec, start=False)
+    may_retry = add_run(store, spec, start=True)
+    last_try = add_run(store, spec, start=True, attempt=3)
+    later = NOW + timedelta(seconds=9)
+
+    failed = settle_abandoned(store, [waiting, may_retry, last_try], later,
+                              note="put back", error="it died")
+    assert [run.id for run in failed] == [may_retry, last_try]
+    assert {(r.state, r.error) for r in failed} == {(RunState.FAILED, "it died")}
+    requeued = store.queue.get(waiting)
+    assert (requeued.state, requeued.error, requeued.attempt) == (RunState.QUEUED, "put back", 1)
+    [retry] = [run for run in store.queue.latest() if run.retry_of is not None]
+    assert (retry.retry_of, retry.attempt, retry.trigger) == (may_retry, 2, Trigger.RETRY)
+
+
+def test_a_removed_workflow_s_abandoned_run_fails_without_a_retry(store):
+    spec = parse_workflow_text('name = "gone"\nretries = 2\n[[steps]]\nrun = ["true"]\n')
+    store.save_workflows([spec], NOW)
+    run_id = add_run(store, spec, start=True)
+    store.remove_workflow("gone", NOW)
+    [failed] = settle_abandoned(store, [run_id], NOW, note="", error="it died")
+    assert failed.state is RunState.FAILED
+    assert [run.id for run in store.queue.latest()] == [run_id]

@@ -6,6 +6,7 @@ A backend plugs in as one more param of `open_queue`.
 
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -364,10 +365,9 @@ def test_defer_and_replan_off_peak(run_queue):
     retry = add(run_queue, trigger=Trigger.RETRY, not_before=NOW)
     real_time = add(run_queue, mode=Mode.REAL_TIME)
     assert run_queue.off_peak_waiting() == [(eco, deadline)]
-    assert run_queue.off_peak_waiting([retry, real_time]) == []
     assert replan_off_peak(run_queue, QueuePolicy(off_peak=window), local_noon) == 1
     assert run_queue.get(eco).not_before == opens
-    assert replan_off_peak(run_queue, QueuePolicy(), local_noon, [eco]) == 1
+    assert replan_off_peak(run_queue, QueuePolicy(), local_noon) == 1
     assert run_queue.get(eco).not_before is None
     assert run_queue.get(retry).not_before == NOW
     run_queue.defer([(eco, opens), (real_time, opens)])
@@ -394,6 +394,28 @@ def test_settle_abandoned_requeues_unstarted_runs_and_fails_started_ones(run_que
     assert (requeued.state, requeued.error, requeued.claimed_at) == (RunState.QUEUED, "back", None)
     assert run_queue.get(done).state is RunState.SUCCEEDED
     assert run_queue.settle_abandoned([], now=NOW, note="", error="") == []
+
+
+def test_settle_abandoned_enqueues_the_next_attempt_of_the_failed_runs_it_is_given(run_queue):
+    unstarted, begun, last = (add(run_queue) for _ in range(3))
+    claim(run_queue, room=3)
+    started(run_queue, begun)
+    started(run_queue, last)
+    later = NOW + timedelta(seconds=5)
+    asked: list[int] = []
+
+    def next_attempt(run):
+        asked.append(run.id)
+        if run.id == last:
+            return None
+        return replace(planned(trigger=Trigger.RETRY, at=later), attempt=2, retry_of=run.id)
+
+    failed = run_queue.settle_abandoned([unstarted, begun, last], now=later, note="back",
+                                        error="gone", next_attempt=next_attempt)
+    assert sorted(run.id for run in failed) == sorted(asked) == [begun, last]
+    [retry] = [run for run in run_queue.latest(state=RunState.QUEUED) if run.retry_of]
+    assert (retry.retry_of, retry.attempt, retry.state) == (begun, 2, RunState.QUEUED)
+    assert run_queue.get(unstarted).attempt == 1  # put back, not retried
 
 
 # ---------------------------------------------------------------------- reads

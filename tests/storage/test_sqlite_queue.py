@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 from easyflow_cli.core.model import CostPriority, Mode, ModeReason, PoolName, Trigger
 from easyflow_cli.core.planning import PlannedRun
 from easyflow_cli.storage.run_queue import Hand
-from easyflow_cli.storage.sqlite_queue import SqliteRunQueue
+from easyflow_cli.storage.sqlite_queue import insert_runs
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
@@ -22,12 +22,11 @@ def test_claim_and_promote_with_nothing_ready_take_no_write_lock(store):
     assert store.conn.total_changes == before
 
 
-def test_insert_rows_seeds_history_with_consecutive_ids(store):
-    queue = SqliteRunQueue(store)
+def test_insert_runs_seeds_history_with_consecutive_ids(store):
     rows = [("w", "manual", "eco", "manual", "normal", 1, "succeeded", "2026-11-25T12:00:00Z")
             for _ in range(3)]
-    ids = queue.insert_rows(("workflow", "trigger", "mode", "mode_reason", "cost_priority",
-                             "priority_rank", "state", "enqueued_at"), rows)
+    ids = insert_runs(store, ("workflow", "trigger", "mode", "mode_reason", "cost_priority",
+                              "priority_rank", "state", "enqueued_at"), rows)
     assert list(ids) == [1, 2, 3]
-    assert queue.get(3).enqueued_at == datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+    assert store.queue.get(3).enqueued_at == datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 

@@ -3,31 +3,31 @@
 from __future__ import annotations
 
 import errno
-import logging
 import os
 import signal
 
 from easyflow_cli.core.model import PoolName
 from easyflow_cli.runtime.clock import Clock
 from easyflow_cli.runtime.daemon import settlement
-from easyflow_cli.runtime.daemon.settlement import Transition
 from easyflow_cli.runtime.process_identity import is_still_ours
 from easyflow_cli.storage.store import Store
 
-log = logging.getLogger("easyflow.daemon")
+REQUEUED_NOTE = "re-queued after a daemon restart"
+FAILED_ERROR = "the daemon stopped while this run was running (found at start-up)"
 
 
 def recover_abandoned_runs(store: Store, clock: Clock) -> None:
+    """Kill what the runs a dead daemon left running had started, then settle them all."""
+    abandoned = []
     for run in store.queue.running():
         if run.pool is PoolName.FOREGROUND and pid_alive(run.pid):
             continue  # a `run --now` in a terminal, still going
         group = store.queue.step_group(run.id)
         if group is not None and is_still_ours(group):
             kill_group(group.pgid)
-        decided = settlement.after_daemon_death(settlement.facts(store, run))
-        if decided.transition is not Transition.REQUEUE:
-            log.warning("run %d was running when the daemon stopped; marking it failed", run.id)
-        settlement.apply(store, run.id, decided, clock.now())
+        abandoned.append(run.id)
+    settlement.settle_abandoned(store, abandoned, clock.now(), note=REQUEUED_NOTE,
+                                error=FAILED_ERROR)
 
 
 def pid_alive(pid: int | None) -> bool:

@@ -134,19 +134,31 @@ class WorkerReports:
         status = worker.close()
         pool: Pool = worker.pool
         pool.remove(worker)
+        abandoned = []
         for assignment in worker.assignments.values():
             if assignment.pgid:
                 kill_group(assignment.pgid)
-            self.recorder.record(partial(self._settle_orphan, worker.pid, assignment, status))
+            if assignment.stop_reason is StopReason.SHUTDOWN:
+                self.recorder.record(partial(self._settle, assignment.run_id,
+                                             settlement.after_interruption, self.clock.now()))
+            elif assignment.stop_reason is StopReason.OVERDUE:
+                overdue = partial(settlement.after_overdue, pid=worker.pid)
+                self.recorder.record(partial(self._settle, assignment.run_id, overdue,
+                                             self.clock.now()))
+            else:
+                abandoned.append(assignment.run_id)
+        if abandoned:
+            self.recorder.record(partial(self._settle_orphans, abandoned, worker.pid, status))
         if not worker.retiring:
             log.warning("worker %s (pid %d) died with status %s; replacing it", worker.name,
                         worker.pid, status)
         if not self.draining:
             self.watch(pool.fill())
 
-    def _settle_orphan(self, pid: int, assignment: Assignment, status: int | None) -> None:
-        self._settle(assignment.run_id, lambda facts: settlement.after_worker_death(
-            facts, assignment.stop_reason, pid, status), self.clock.now())
+    def _settle_orphans(self, run_ids: list[int], pid: int, status: int | None) -> None:
+        settlement.settle_abandoned(
+            self.store, run_ids, self.clock.now(), note="its worker died before it started",
+            error=f"worker process {pid} died (exit status {status}) while running it")
 
     def _settle(self, run_id: int, rule: Callable[[settlement.RunFacts], Settlement],
                 at: datetime) -> None:

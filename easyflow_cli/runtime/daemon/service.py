@@ -45,6 +45,7 @@ from easyflow_cli.runtime.protocol import (
 from easyflow_cli.runtime.recording import Recorder
 from easyflow_cli.runtime.sdnotify import Notifier
 from easyflow_cli.scheduling.scheduler import ScheduleBook, prime_schedules
+from easyflow_cli.storage.daemon_policy import publish_policy
 from easyflow_cli.storage.run_queue import cancel_run, replan_off_peak
 from easyflow_cli.storage.store import Store
 
@@ -97,6 +98,7 @@ class Daemon:
             self._install_signals()
         recover_abandoned_runs(store, self.clock)
         prime_schedules(store, self.clock.now())
+        publish_policy(store, self._policy(), self.clock.now())
         self.control.open()
         for pool in self.pools.values():
             self.reports.watch(pool.fill())
@@ -173,9 +175,6 @@ class Daemon:
                 StatusRequest: self._on_status, CancelRequest: self._on_cancel}
 
     def _on_wake(self, request: WakeRequest) -> Reply:
-        # The CLI planned these runs' off-peak wait with the config it found; ours rules.
-        if request.runs:
-            replan_off_peak(self.db.queue, self._policy(), self.clock.now(), request.runs)
         self.loop.dispatch_now()
         return Done()
 
@@ -224,6 +223,7 @@ class Daemon:
         self.dispatcher.config = self.reports.config = self.config
         self.schedules.policy = self._policy()
         store = self.db
+        publish_policy(store, self._policy(), self.clock.now())
         if self.config.off_peak != old_window:
             count = replan_off_peak(store.queue, self._policy(), self.clock.now())
             log.info("off-peak window changed: re-planned %d waiting eco runs", count)

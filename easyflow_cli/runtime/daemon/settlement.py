@@ -1,21 +1,25 @@
-"""What becomes of a run when it ends, is interrupted, or loses its worker or its daemon.
+"""What becomes of a run when it ends or is interrupted by a shutdown; and of the runs a worker
+or a daemon that is gone left running.
 
-The rules are pure: the facts about a run (did it start, which attempt, how many retries its
-workflow allows), how it ended and why it was stopped go in; a `Settlement` comes out: finish
-it as it ended, finish it and retry it, or put it back in the queue. `apply` writes one.
+The rules for a run that ended are pure: the facts about it (did it start, which attempt, how
+many retries its workflow allows), how it ended and why it was stopped go in; a `Settlement`
+comes out: finish it as it ended, finish it and retry it, or put it back in the queue. `apply`
+writes one. Runs whose worker or daemon is gone follow the queue's one rule for them
+(`RunQueue.settle_abandoned`), written a batch at a time by `settle_abandoned`.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
 from easyflow_cli.core.errors import NotFound
 from easyflow_cli.core.model import Outcome, Run, RunState, StopReason
-from easyflow_cli.core.planning import plan_retry
-from easyflow_cli.storage.run_queue import RunEnd
+from easyflow_cli.core.planning import PlannedRun, plan_retry
+from easyflow_cli.storage.run_queue import NextAttempt, RunEnd
 from easyflow_cli.storage.store import Store
 
 log = logging.getLogger("easyflow.daemon")
@@ -63,26 +67,32 @@ def after_interruption(run: RunFacts) -> Settlement:
     return Settlement(Transition.FINISH, Outcome(RunState.FAILED, error=SHUTDOWN_NOTE))
 
 
-def after_worker_death(run: RunFacts, stop: StopReason | None, pid: int,
-                       status: int | None) -> Settlement:
-    """Its worker died holding it: tell the truth about it."""
-    if stop is StopReason.SHUTDOWN:
-        return after_interruption(run)
-    if stop is StopReason.OVERDUE:
-        error = f"timed out; its worker (pid {pid}) did not stop it and was killed"
-        return after_end(run, Outcome(RunState.TIMED_OUT, error=error), None)
-    if not run.started:
-        return Settlement(Transition.REQUEUE, note="its worker died before it started")
-    error = f"worker process {pid} died (exit status {status}) while running it"
-    return after_end(run, Outcome(RunState.FAILED, error=error), None)
+def after_overdue(run: RunFacts, pid: int) -> Settlement:
+    """Past its time, its worker did not stop it, and the daemon killed the worker."""
+    error = f"timed out; its worker (pid {pid}) did not stop it and was killed"
+    return after_end(run, Outcome(RunState.TIMED_OUT, error=error), None)
 
 
-def after_daemon_death(run: RunFacts) -> Settlement:
-    """Found `running` at start-up: the daemon that ran it died."""
-    if not run.started:
-        return Settlement(Transition.REQUEUE, note="re-queued after a daemon restart")
-    error = "the daemon stopped while this run was running (found at start-up)"
-    return after_end(run, Outcome(RunState.FAILED, error=error), None)
+def settle_abandoned(store: Store, run_ids: Sequence[int], now: datetime, *, note: str,
+                     error: str) -> list[Run]:
+    """Runs whose worker or daemon is gone: never started → queued with `note`; started →
+    failed with `error`, then retried if the workflow allows. One transaction. The failed."""
+    failed = store.queue.settle_abandoned(run_ids, now=now, note=note, error=error,
+                                          next_attempt=next_attempt(store, now))
+    for run in failed:
+        log.warning("run %d (%s) failed: %s", run.id, run.workflow, error)
+    return failed
+
+
+def next_attempt(store: Store, now: datetime) -> NextAttempt:
+    """Plans a failed run's next attempt by its workflow's retries (none once it is removed)."""
+    def plan(run: Run) -> PlannedRun | None:
+        try:
+            spec = store.get_workflow(run.workflow)
+        except NotFound:
+            return None
+        return plan_retry(run, spec, now)
+    return plan
 
 
 def facts(store: Store, run: Run) -> RunFacts:
@@ -110,20 +120,12 @@ def apply(store: Store, run_id: int, settlement: Settlement, now: datetime) -> N
         run = queue.get(run_id)
         retry = None
         if settlement.transition is Transition.RETRY and run.state in RETRIED_STATES:
-            retry = _enqueue_retry(store, run, now)
+            planned = next_attempt(store, now)(run)
+            if planned is not None:
+                retry = queue.get(queue.enqueue([planned])[0])
     log.info("run %d (%s, %s) %s in %.2fs", run_id, run.workflow, run.mode.value,
              run.state.value, run.duration_s or 0)
     if retry is not None:
         log.info("run %d will be retried as run %d (attempt %d)", run_id, retry.id,
                  retry.attempt)
 
-
-def _enqueue_retry(store: Store, run: Run, now: datetime) -> Run | None:
-    try:
-        spec = store.get_workflow(run.workflow)
-    except NotFound:
-        return None
-    planned = plan_retry(run, spec, now)
-    if planned is None:
-        return None
-    return store.queue.get(store.queue.enqueue([planned])[0])

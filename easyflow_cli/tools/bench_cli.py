@@ -1,0 +1,71 @@
+"""Whole `easyflow` processes timed (start-up, reports, a bulk submission), and the queue's bulk
+enqueue through the library."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from easyflow_cli.core.model import Trigger
+from easyflow_cli.core.planning import QueuePolicy, plan_run
+from easyflow_cli.core.spec import parse_workflow_text
+from easyflow_cli.core.stats import median
+from easyflow_cli.core.timeutil import utcnow
+from easyflow_cli.storage.store import Store
+from easyflow_cli.tools.bench_daemon import WORKFLOWS, BenchDaemon, BenchError
+from easyflow_cli.tools.local_daemon import daemon_environment
+
+
+def cli_command() -> list[str]:
+    """The installed `easyflow` script next to this Python, else `python -m easyflow_cli`."""
+    script = Path(sys.executable).parent / "easyflow"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "easyflow_cli"]
+
+
+def cli_wall_times(args: list[str], home: Path, samples: int) -> list[float]:
+    """Milliseconds each whole `easyflow ARGS` process takes, one after another."""
+    times = []
+    for _ in range(samples):
+        start = time.perf_counter()
+        done = subprocess.run(cli_command() + args, env=daemon_environment(home),
+                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE)
+        times.append((time.perf_counter() - start) * 1000)
+        if done.returncode != 0:
+            raise BenchError(f"easyflow {' '.join(args)} failed: {done.stderr.decode()[-300:]}")
+    return times
+
+
+def cli_bulk_submit(daemon: BenchDaemon, runs: int) -> dict[str, Any]:
+    """Runs per second through one `easyflow run X --now --no-wait --count N` process, start to
+    exit; then the daemon is left to finish them, so the next figure starts from a quiet box."""
+    args = ["run", "bench-noop", "--now", "--no-wait", "--count", str(runs)]
+    start = time.perf_counter()
+    done = subprocess.run(cli_command() + args, env=daemon_environment(daemon.home),
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if done.returncode != 0:
+        raise BenchError(f"easyflow {' '.join(args)} failed: {done.stderr[-300:]}")
+    ids = [int(line) for line in done.stdout.split()]
+    if len(ids) != runs or not daemon.wait_finished(range(ids[0], ids[-1] + 1),
+                                                    timeout=max(60.0, runs / 20), poll=0.02):
+        raise BenchError(f"the {runs} runs of one bulk submission did not all run")
+    return {"runs": runs, "seconds": round(seconds, 3), "runs_per_s": round(runs / seconds, 1)}
+
+
+def library_enqueue(root: Path, runs: int, repeats: int = 3) -> dict[str, Any]:
+    """Runs per second through the queue's bulk `enqueue` (one transaction), best of a few."""
+    spec = parse_workflow_text('name = "bench-noop"\n' + WORKFLOWS["bench-noop"])
+    rates = []
+    with Store.open(root / "enqueue-home") as store:
+        store.save_workflows([spec], utcnow())
+        for _ in range(repeats):
+            rows = [plan_run(spec, trigger=Trigger.SCHEDULE, now=utcnow(), policy=QueuePolicy())
+                    for _ in range(runs)]
+            start = time.perf_counter()
+            store.queue.enqueue(rows)
+            rates.append(runs / (time.perf_counter() - start))
+    return {"runs": runs, "repeats": repeats, "runs_per_s": round(median(rates), 1)}

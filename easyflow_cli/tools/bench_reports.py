@@ -1,0 +1,95 @@
+"""Reports at scale: a synthetic history of finished runs seeded in one go, then every report
+timed through the library and as a whole `--json` CLI process."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from easyflow_cli.core.model import PoolName
+from easyflow_cli.core.stats import median
+from easyflow_cli.storage.sqlite_queue import insert_runs
+from easyflow_cli.storage.store import Store
+from easyflow_cli.tools.bench_cli import cli_wall_times
+
+SYNTHETIC_COLUMNS = (
+    "workflow", "trigger", "mode", "mode_reason", "cost_priority", "priority_rank", "state",
+    "enqueued_at", "claimed_at", "started_at", "finished_at", "duration_s", "cpu_user_s",
+    "cpu_system_s", "energy_j", "queue_wait_s", "off_peak", "deadline_met", "pool", "exit_code",
+)
+# mode, trigger, mode_reason, and the step its runs' queue waits grow by (seconds).
+SYNTHETIC_MODES = (("real-time", "manual", "manual", 0.01),
+                   ("balanced", "schedule", "default", 0.5), ("eco", "schedule", "schedule", 60.0))
+
+
+def synthetic_runs(count: int, now: datetime) -> Iterator[tuple]:
+    """Finished runs spread over the last 30 days, across modes, workflows, tariffs, queue
+    waits, deadlines and measured energy; a few ran in the foreground."""
+    # Naive UTC and precomputed steps: to_iso on aware datetimes would slow the seeding markedly.
+    base = now.astimezone(UTC).replace(tzinfo=None)
+    minutes = [base - timedelta(minutes=m) for m in range(30 * 24 * 60)]
+    durations = [timedelta(seconds=0.5 + d / 10) for d in range(100)]
+    waits = [[timedelta(seconds=unit * w) for w in range(37)] for *_, unit in SYNTHETIC_MODES]
+    for i in range(count):
+        mode, trigger, reason, wait_unit = SYNTHETIC_MODES[i % 3]
+        finished = minutes[i % len(minutes)]
+        started = finished - durations[i % 100]
+        begun = started.isoformat(timespec="microseconds") + "Z"
+        cpu_user = 0.2 + (i % 7) / 10
+        yield (f"wf-{i % 50}", trigger, mode, reason, "normal", 1, "succeeded",
+               (started - waits[i % 3][i % 37]).isoformat(timespec="microseconds") + "Z",
+               begun, begun, finished.isoformat(timespec="microseconds") + "Z",
+               0.5 + (i % 100) / 10, cpu_user, 0.05, cpu_user * 20 if i % 4 == 0 else None,
+               wait_unit * (i % 37), i % 2, (i % 20 == 0) if i % 10 == 0 else None,
+               PoolName.FOREGROUND.value if i % 997 == 0 else mode, 0)
+
+
+# Each report as the CLI is asked for it, over the whole history and over a filtered slice.
+REPORT_COMMANDS = {
+    "costs": ["costs"],
+    "costs_by_workflow": ["costs", "--by", "workflow"],
+    "costs_by_day": ["costs", "--by", "day"],
+    "latency": ["latency"],
+    "pools": ["pools"],
+    "costs_by_day_filtered": ["costs", "--by", "day", "--since", "7d", "--until", "1d",
+                              "--workflow", "wf-7"],
+    "latency_filtered": ["latency", "--since", "7d", "--until", "1d", "--workflow", "wf-7"],
+    "pools_filtered": ["pools", "--since", "7d", "--until", "1d", "--workflow", "wf-7"],
+}
+
+
+def seed_report_history(home: Path, runs: int) -> float:
+    """Seed `runs` synthetic finished runs into a fresh state directory; returns runs/s."""
+    with Store.open(home) as store:
+        start = time.perf_counter()
+        insert_runs(store, SYNTHETIC_COLUMNS, synthetic_runs(runs, datetime.now(UTC)))
+        return runs / (time.perf_counter() - start)
+
+
+def reports_at_scale(root: Path, runs: int, cli_samples: int) -> dict[str, Any]:
+    """Time `report costs` through the library, and every report as a whole `--json` CLI
+    process, over `runs` synthetic finished runs (median seconds)."""
+    from easyflow_cli.core.config import load_config
+    from easyflow_cli.core.costs import Prices
+    from easyflow_cli.reporting.accounting import Period, cost_sums
+    from easyflow_cli.reporting.reports import cost_report
+
+    home = root / "report-home"
+    generate_rate = seed_report_history(home, runs)
+    config = load_config(root / "easyflow.toml" if (root / "easyflow.toml").exists() else None)
+    library = []
+    with Store.open(home) as store:
+        for _ in range(3):
+            start = time.perf_counter()
+            sums = cost_sums(store, Period(None, None), "mode")
+            cost_report(sums, Prices.from_config(config), config.costs.watts_per_core, "mode",
+                        {"since": None, "until": None, "workflow": None})
+            library.append(time.perf_counter() - start)
+    cli = {name: round(median(
+               cli_wall_times(["report", *args, "--json"], home, cli_samples)) / 1000, 3)
+           for name, args in REPORT_COMMANDS.items()}
+    return {"runs": runs, "generate_runs_per_s": round(generate_rate, 1),
+            "library_s": round(median(library), 3), "cli_s": cli}
