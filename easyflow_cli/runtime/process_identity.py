@@ -35,6 +35,8 @@ def start_ticks(pid: int) -> int | None:
         return None
     try:
         stat = os.read(fd, 4096)
+    except OSError:  # it exited between the open and the read
+        return None
     finally:
         os.close(fd)
     # The command name (field 2) may hold spaces and parentheses: count from its last ')'.
