@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from datetime import datetime
 from pathlib import Path
 
 import typer
@@ -10,6 +11,7 @@ import typer
 from easyflow_cli.cli.common import open_store
 from easyflow_cli.cli.output import JSON_OPTION, console, print_json, short_time
 from easyflow_cli.core.paths import state_dir
+from easyflow_cli.core.timeutil import from_iso, utcnow
 
 
 def daemon(
@@ -59,6 +61,15 @@ def _print_status(live: dict) -> None:
         console.print(f"daemon [red]not running[/] (state in {live['home']})")
     queued = ", ".join(f"{mode} {n}" for mode, n in live["queue"].items())
     console.print(f"  queued: {queued}")
+    now = utcnow()
     for fire in live["next_fires"]:
-        console.print(f"  next: {short_time(fire['next_fire_at'])}  schedule {fire['id']} "
+        console.print(f"  next: {_next_fire(fire['next_fire_at'], now)}  schedule {fire['id']} "
                       f"({fire['workflow']})", highlight=False)
+
+
+def _next_fire(at: str, now: datetime) -> str:
+    """When a schedule fires next; a time already past (the daemon is down, or busy catching
+    up) is said to be overdue, with what happens to it."""
+    if from_iso(at) > now:
+        return short_time(at)
+    return f"overdue since {short_time(at)} (fires once, when the daemon starts)"

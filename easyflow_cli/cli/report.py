@@ -67,14 +67,13 @@ def _period_json(period: Period) -> dict[str, Any]:
             "workflow": period.workflow}
 
 
-def _show(renderable: RenderableType, svg: Path | None, title: str) -> None:
+def _show(renderable: RenderableType, svg: Path | None, title: str,
+          period: dict[str, Any]) -> None:
     console.print(renderable)
     if svg is not None:
-        from rich.console import Console
+        from easyflow_cli.cli.svg import save_report_svg
 
-        recorder = Console(record=True, width=120, file=open("/dev/null", "w"))  # noqa: SIM115
-        recorder.print(renderable)
-        recorder.save_svg(str(svg), title=title)
+        save_report_svg(renderable, svg, title, period)
         err_console.print(f"wrote {svg}")
 
 
@@ -109,7 +108,7 @@ def costs(
                   [by, "runs", "worker_hours", "cpu_hours", "energy_wh", "cost", "cost_per_run",
                    "baseline_cost", "savings", "off_peak_runs"])
     else:
-        _show(render_costs(report), svg, "easyflow report costs")
+        _show(render_costs(report), svg, "easyflow report costs", report["period"])
 
 
 @app.command("latency")
@@ -136,7 +135,7 @@ def latency(
                 for mode, r in report["by_mode"].items()]
         print_csv(rows, list(rows[0]))
     else:
-        _show(render_latency(report), svg, "easyflow report latency")
+        _show(render_latency(report), svg, "easyflow report latency", report["period"])
 
 
 @app.command("pools")
@@ -176,4 +175,4 @@ def pools(
         rows.append({"pool": "foreground", "runs": report["foreground_runs"]})
         print_csv(rows, ["pool", "workers", "runs", "busy_hours", "utilization_pct"])
     else:
-        _show(render_pools(report), svg, "easyflow report pools")
+        _show(render_pools(report), svg, "easyflow report pools", report["period"])

@@ -82,6 +82,7 @@ def run_one(name: str, *, mode: Mode | None, deadline: str | None, as_json: bool
         print_queued,
         queue_policy,
     )
+    from easyflow_cli.cli.waiting import explain, wait_of
     from easyflow_cli.core.config import load_config
     from easyflow_cli.runtime.client import connect, wake_on
 
@@ -95,8 +96,12 @@ def run_one(name: str, *, mode: Mode | None, deadline: str | None, as_json: bool
         queued = enqueue_manual_run(store, name, planned)
         if not wake_on(daemon):
             run_here(store, home, queued, spec, config, as_json)
+        wait = wait_of(store, config, spec, queued)
+        if wait is not None:
+            explain(wait)
         if no_wait:
-            print_queued(store.queue.get(queued.id), as_json)
+            print_queued(store.queue.get(queued.id), as_json,
+                         {"quote": wait.as_json()} if wait else None)
             return
         from easyflow_cli.cli.follow import follow_run
 
@@ -142,15 +147,12 @@ def _report(run: Run, as_json: bool) -> NoReturn:
 def show_quote(name: str, as_json: bool) -> None:
     """The seed's "Run now: $0.10 · Run overnight: $0.04", and the table behind it."""
     from easyflow_cli.core.config import load_config
-    from easyflow_cli.core.costs import quote
-    from easyflow_cli.reporting.accounting import workflow_history
+    from easyflow_cli.reporting.accounting import workflow_quotes
 
     config = load_config()
     moment = utcnow()
     with open_store() as store:
-        store.get_workflow(name)
-        history, counts = workflow_history(store, name)
-    quotes = [quote(config, mode, moment, history, counts) for mode in Mode]
+        quotes = list(workflow_quotes(store, config, store.get_workflow(name), moment).values())
     if as_json:
         print_json({"workflow": name, "currency": config.costs.currency,
                     "quotes": [q.as_json() for q in quotes]})

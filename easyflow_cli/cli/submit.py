@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from easyflow_cli.cli.common import parse_deadline
 from easyflow_cli.cli.output import print_json, print_line, say
@@ -62,9 +62,9 @@ def enqueue_manual_run(store: Store, name: str, planned: PlannedRun) -> Run:
     return run
 
 
-def print_queued(run: Run, as_json: bool) -> None:
-    """What `--no-wait` prints: the run id, or with `--json` the queued record."""
+def print_queued(run: Run, as_json: bool, extra: dict[str, Any] | None = None) -> None:
+    """What `--no-wait` prints: the run id, or with `--json` the queued record (and `extra`)."""
     if as_json:
-        print_json(run.to_record())
+        print_json(run.to_record() | (extra or {}))
     else:
         print_line(run.id)

@@ -16,6 +16,7 @@ from easyflow_cli.core.timeutil import utcnow
 from easyflow_cli.core.words import plural
 
 if TYPE_CHECKING:
+    from easyflow_cli.core.spec import WorkflowSpec
     from easyflow_cli.storage.store import Store
 
 app = typer.Typer(cls=EasyflowGroup, no_args_is_help=True, rich_markup_mode=None,
@@ -25,14 +26,23 @@ app = typer.Typer(cls=EasyflowGroup, no_args_is_help=True, rich_markup_mode=None
 @app.command("add")
 def add(
     paths: list[Path] = typer.Argument(..., help="Workflow files, or directories of *.toml."),
+    replace: bool = typer.Option(False, "--replace",
+                                 help="Replace workflows of the same name added from other "
+                                      "files."),
 ) -> None:
-    """Validate and register workflows. All or nothing: one bad file and none are added."""
+    """Validate and register workflows. All or nothing: one bad file and none are added.
+
+    A file added again updates its workflows. A workflow whose name is already registered
+    from another file is only replaced with --replace.
+    """
     from easyflow_cli.core.workflow_files import load_workflow_files
     from easyflow_cli.scheduling.scheduler import prime_schedules
 
     specs = load_workflow_files(paths)
     with open_store() as store:
-        known = {row["name"] for row in store.workflow_rows()}
+        known = {row["name"]: row["source_file"] for row in store.workflow_rows()}
+        if not replace:
+            _refuse_other_files(specs, known)
         now = utcnow()
         store.save_workflows(specs, now)
         prime_schedules(store, now)
@@ -41,6 +51,17 @@ def add(
         err_console.print(f"{verb} {spec.name} ({plural(len(spec.steps), 'step')}, "
                           f"{plural(len(spec.schedules), 'schedule')}) from {spec.source_file}")
     _notify_daemon()
+
+
+def _refuse_other_files(specs: list[WorkflowSpec], known: dict[str, str | None]) -> None:
+    """Names registered from another file are not taken over silently (exit 2)."""
+    taken = [spec for spec in specs if spec.name in known and known[spec.name] != spec.source_file]
+    if taken:
+        first = taken[0]
+        more = f" (and {len(taken) - 1} more)" if len(taken) > 1 else ""
+        raise BadInput(f"workflow {first.name!r} is already registered from "
+                       f"{known[first.name] or 'no file'}{more}; add --replace to replace it "
+                       f"with {first.source_file}")
 
 
 def _notify_daemon() -> None:
@@ -86,6 +107,11 @@ def show(name: str, as_json: bool = JSON_OPTION) -> None:
         return
     err_console.print(f"# {spec.name} from {spec.source_file}", markup=False)
     typer.echo(to_toml(spec), nl=False)
+    if schedules:
+        from easyflow_cli.cli.schedule import list_ as list_schedules
+
+        typer.echo()
+        list_schedules(workflow=name, as_json=False, as_csv=False)
 
 
 @app.command("remove")
@@ -104,11 +130,12 @@ def export(
     output: Path | None = typer.Option(None, "-o", "--output",
                                        help="Write to this file, not stdout."),
 ) -> None:
-    """Write a workflow back out as TOML (adding the file again gives the same workflow)."""
-    from easyflow_cli.core.spec import to_toml
+    """Write a workflow out as TOML: every schedule (also those added since), and each step's
+    folder spelled out, so the file gives the same workflow when added from anywhere."""
+    from easyflow_cli.core.spec import portable, to_toml
 
     with open_store() as store:
-        text = to_toml(store.get_workflow(name))
+        text = to_toml(portable(store.get_workflow(name), store.schedule_specs(name)))
     if output is None:
         typer.echo(text, nl=False)
     else:

@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from easyflow_cli.core.config import Config
+from easyflow_cli.core.durations import format_duration
 from easyflow_cli.core.model import Mode
+from easyflow_cli.core.spec import WorkflowSpec
 from easyflow_cli.core.words import plural
 
 
@@ -86,31 +88,69 @@ class Quote:
                 "duration_s": exact(self.duration_s), "basis": self.basis}
 
 
-def quote(config: Config, mode: Mode, now: datetime, history: dict[str, tuple[float, float]],
-          history_runs: dict[str, int]) -> Quote:
+@dataclass(frozen=True)
+class ModeHistory:
+    """A workflow's recent finished runs in one mode: what one run occupied (medians over the
+    failed runs too, as they cost the same), and how many there were and failed."""
+
+    duration_s: float
+    cpu_s: float
+    runs: int
+    failed: int = 0
+
+    @property
+    def failure_share(self) -> float:
+        return self.failed / self.runs if self.runs else 0.0
+
+
+def quote(config: Config, spec: WorkflowSpec, mode: Mode, now: datetime,
+          history: dict[str, ModeHistory]) -> Quote:
     """When a run in `mode` would start and finish, and what it would likely cost.
 
-    `history` maps mode → (median duration, median CPU seconds) of this workflow's successful
-    runs; a mode without history borrows another mode's, else the configured default.
+    A mode without history borrows the mode with most, else the configured default duration.
+    A run is stopped at its timeout, so no run is quoted longer; and a run that fails is paid
+    for and, with retries, run again: the cost counts the attempts the failure share predicts.
     """
     start = now
     window = config.off_peak
     if mode is Mode.ECO and window is not None:
         start = window.next_start(now)
-    duration, cpu, basis = _expected(config, mode, history, history_runs)
+    duration, cpu, basis = _expected(config, mode, history)
+    timeout = spec.timeout or config.pool(mode).timeout
+    if duration > timeout:
+        duration, cpu = timeout, cpu * timeout / duration
+        basis += f", cut at its {format_duration(timeout)} timeout"
+    attempts, basis = _attempts(spec.retries, history, mode, basis)
     tariff = config.tariff_window
     off_peak = tariff.contains(start) if tariff else False
-    cost = run_cost(Prices.from_config(config), mode, off_peak, duration, cpu)
+    cost = run_cost(Prices.from_config(config), mode, off_peak, duration, cpu) * attempts
     return Quote(mode, start, start + timedelta(seconds=duration), cost, duration, basis)
 
 
-def _expected(config: Config, mode: Mode, history: dict[str, tuple[float, float]],
-              history_runs: dict[str, int]) -> tuple[float, float, str]:
+def _source(mode: Mode, history: dict[str, ModeHistory]) -> str | None:
+    """The mode whose history a quote for `mode` uses."""
     if mode.value in history:
-        duration, cpu = history[mode.value]
-        return duration, cpu, f"median of {plural(history_runs[mode.value], mode.value + ' run')}"
-    if history:
-        other = min(history, key=lambda m: -history_runs[m])
-        duration, cpu = history[other]
-        return duration, cpu, f"median of {plural(history_runs[other], other + ' run')}"
-    return config.costs.default_duration, 0.0, "no history: default duration"
+        return mode.value
+    return max(history, key=lambda m: history[m].runs) if history else None
+
+
+def _expected(config: Config, mode: Mode,
+              history: dict[str, ModeHistory]) -> tuple[float, float, str]:
+    source = _source(mode, history)
+    if source is None:
+        return config.costs.default_duration, 0.0, "no history: default duration"
+    past = history[source]
+    failed = f", {past.failed} failed" if past.failed else ""
+    return past.duration_s, past.cpu_s, f"median of {plural(past.runs, source + ' run')}{failed}"
+
+
+def _attempts(retries: int, history: dict[str, ModeHistory], mode: Mode,
+              basis: str) -> tuple[float, str]:
+    """Expected attempts of a run that fails with the share its history shows and is retried
+    up to `retries` times: 1 + p + p² + … + p^retries."""
+    source = _source(mode, history)
+    share = history[source].failure_share if source else 0.0
+    if not retries or not share:
+        return 1.0, basis
+    attempts = sum(share**k for k in range(retries + 1))
+    return attempts, basis + f", {attempts:.2g} attempts with retries"

@@ -10,7 +10,8 @@ from __future__ import annotations
 import functools
 import re
 import shlex
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -384,6 +385,16 @@ def spec_from_dict(
     if check.errors:
         raise SpecErrors(check.errors)
     return WorkflowSpec(**fields, source_file=source_file, content_hash=content_hash)
+
+
+def portable(spec: WorkflowSpec, schedules: Sequence[ScheduleSpec]) -> WorkflowSpec:
+    """The workflow as a file that means the same wherever it is put: every step's working
+    directory absolute (a step without one ran in its file's folder, so that folder is written
+    out, and relative paths in its command resolve as before), with these schedules."""
+    base = spec.source_dir
+    steps = tuple(step if step.cwd or base is None else replace(step, cwd=base)
+                  for step in spec.steps)
+    return replace(spec, steps=steps, schedules=tuple(schedules))
 
 
 def to_toml(spec: WorkflowSpec) -> str:

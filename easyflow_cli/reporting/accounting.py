@@ -8,13 +8,16 @@ re-prices history.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from typing import Any
 
+from easyflow_cli.core.config import Config
+from easyflow_cli.core.costs import ModeHistory, Quote, quote
 from easyflow_cli.core.model import Mode, PoolName
+from easyflow_cli.core.spec import WorkflowSpec
 from easyflow_cli.core.stats import median, nearest_rank, percentile
 from easyflow_cli.core.timeutil import from_iso, local_zone, to_iso
 from easyflow_cli.reporting.local_days import LocalDays, before_sql, sums_sql
@@ -326,18 +329,25 @@ def earliest_start(store: Store, period: Period) -> float | None:
     return None if row is None else row[0]
 
 
-def workflow_history(store: Store, workflow: str, sample: int = 50
-                     ) -> tuple[dict[str, tuple[float, float]], dict[str, int]]:
-    """Per mode: median (duration, CPU seconds) of the workflow's recent successful runs."""
-    by_mode: dict[str, list[tuple[float, float]]] = {}
-    for mode, duration, cpu in store.conn.execute(
-        "SELECT mode, duration_s, coalesce(cpu_user_s + cpu_system_s, 0) FROM runs"
-        " WHERE workflow = ? AND state = 'succeeded' AND duration_s IS NOT NULL"
-        " ORDER BY id DESC LIMIT ?", (workflow, sample * 3),
+def workflow_history(store: Store, workflow: str, sample: int = 50) -> dict[str, ModeHistory]:
+    """Per mode: the workflow's recent finished runs (its last `sample` in each mode that ran
+    to an end: succeeded, failed or timed out; cancelled runs say nothing about the work)."""
+    by_mode: dict[str, list[tuple[float, float, bool]]] = {}
+    for mode, duration, cpu, failed in store.conn.execute(
+        "SELECT mode, duration_s, coalesce(cpu_user_s + cpu_system_s, 0), state != 'succeeded'"
+        " FROM runs WHERE workflow = ? AND state IN ('succeeded', 'failed', 'timed_out')"
+        " AND duration_s IS NOT NULL ORDER BY id DESC LIMIT ?", (workflow, sample * 3),
     ):
         samples = by_mode.setdefault(mode, [])
         if len(samples) < sample:
-            samples.append((duration, cpu))
-    medians = {mode: (median(d for d, _ in s), median(c for _, c in s))
-               for mode, s in by_mode.items()}
-    return medians, {mode: len(s) for mode, s in by_mode.items()}
+            samples.append((duration, cpu, bool(failed)))
+    return {mode: ModeHistory(median(d for d, _, _ in s), median(c for _, c, _ in s), len(s),
+                              sum(f for _, _, f in s))
+            for mode, s in by_mode.items()}
+
+
+def workflow_quotes(store: Store, config: Config, spec: WorkflowSpec, now: datetime,
+                    modes: Iterable[Mode] = tuple(Mode)) -> dict[Mode, Quote]:
+    """What a run of the workflow would cost and when it would start, in each of `modes`."""
+    history = workflow_history(store, spec.name)
+    return {mode: quote(config, spec, mode, now, history) for mode in modes}

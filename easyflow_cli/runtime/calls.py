@@ -26,6 +26,7 @@ import resource
 import signal
 import sys
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from types import FrameType
 from typing import Any
@@ -49,11 +50,13 @@ class StepInterrupted(BaseException):
 
 
 class CallFailed(Exception):
-    """The callable could not be imported, or raised; the message is one line."""
+    """The callable could not be imported, or raised: the message is one line (for the run's
+    error), `details` the traceback behind it (for the run's log), when there is one to tell."""
 
-    def __init__(self, message: str, exit_code: int = 1) -> None:
+    def __init__(self, message: str, exit_code: int = 1, details: str = "") -> None:
         super().__init__(message)
         self.exit_code = exit_code
+        self.details = details
 
 
 def resolve(target: str, directory: str | None = None) -> Callable[..., Any]:
@@ -77,8 +80,11 @@ def _import(target: str, directory: str | None) -> Callable[..., Any]:
         obj: Any = importlib.import_module(module_name)
         for part in attribute.split("."):
             obj = getattr(obj, part)
-    except Exception as exc:
+    except (ModuleNotFoundError, AttributeError) as exc:  # the one line says all
         raise CallFailed(f"cannot import {target!r}: {one_line(exc)}") from None
+    except Exception as exc:  # the module itself raised while it was imported
+        raise CallFailed(f"cannot import {target!r}: {one_line(exc)}",
+                         details=traceback_text(exc)) from None
     finally:
         if added is not None:
             sys.path.remove(added)
@@ -109,10 +115,17 @@ def call_step(function: Callable[..., Any], args: tuple[str, ...], *, deadline: 
         except StepInterrupted:
             raise
         except Exception as exc:
-            raise CallFailed(one_line(exc)) from None
+            raise CallFailed(one_line(exc), details=traceback_text(exc)) from None
         finally:
             stream.flush()
     return 0
+
+
+def traceback_text(exc: BaseException) -> str:
+    """The traceback Python would print, from the step's code down (the frame of this module
+    that called it is left out)."""
+    tb = exc.__traceback__.tb_next if exc.__traceback__ else None
+    return "".join(traceback.format_exception(type(exc), exc, tb))
 
 
 def _exit_code(code: Any) -> int:

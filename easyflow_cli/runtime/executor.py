@@ -13,6 +13,7 @@ from __future__ import annotations
 import errno
 import os
 import selectors
+import shlex
 import signal
 import time
 from collections.abc import Callable
@@ -207,11 +208,17 @@ def _step_state(result: StepResult, cancelled: bool) -> RunState:
     return RunState.SUCCEEDED if result.exit_code == 0 else RunState.FAILED
 
 
+def command_line(step: StepSpec) -> str:
+    """The step's command as a shell would read it back: a shell step as it was written, an
+    argv quoted word by word (so `echo 'a b'` does not read as two arguments)."""
+    return step.run[0] if step.shell else shlex.join(step.argv())
+
+
 def _execute_step(step: StepSpec, spec: WorkflowSpec, limits: RunLimits, log: CappedLog,
                   deadline: float, on_step_start: Callable[[StepSpec, int], bool | None] | None,
                   cancelled: Callable[[], bool], environ: dict[str, str] | None,
                   run_id: int | None) -> StepResult:
-    log.note(f"step {step.name!r}: {' '.join(step.argv())}")
+    log.note(f"step {step.name!r}: {command_line(step)}")
     if step.call:
         return _execute_call(step, spec, log, deadline, cancelled, run_id)
     env = step_environment(step, environ)
@@ -274,6 +281,7 @@ def _execute_call(step: StepSpec, spec: WorkflowSpec, log: CappedLog, deadline: 
     except calls.StepInterrupted as exc:
         result = StepResult(exit_code=None, timed_out=exc.reason == "timeout")
     except calls.CallFailed as exc:
+        log.write(exc.details.encode(errors="replace"))
         result = StepResult(exit_code=exc.exit_code, error=f"step {step.name!r}: {exc}")
     after = calls.cpu_seconds()
     result.usage = Usage(after[0] - before[0], after[1] - before[1], after[2])

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from easyflow_cli.core.errors import NotFound, shown
+from easyflow_cli.core.model import Mode
 from easyflow_cli.core.paths import database_path, ensure_state_dir, state_dir
 from easyflow_cli.core.spec import ScheduleSpec, WorkflowSpec, spec_from_dict, spec_to_dict
 from easyflow_cli.core.timeutil import to_iso
@@ -243,15 +244,22 @@ class Store:
                 self._sync_file_schedules(spec, stamp)
 
     def _sync_file_schedules(self, spec: WorkflowSpec, stamp: str) -> None:
-        """Keep schedules the file still declares (with their history), drop the rest."""
+        """Keep schedules the file still declares (with their history), drop the rest. A
+        schedule added with `schedule add` that the file now declares too (an exported file
+        carries them) becomes the file's: one schedule, not two firing together."""
         rows = self.conn.execute(
-            "SELECT * FROM schedules WHERE workflow = ? AND origin = 'file'", (spec.name,)
-        ).fetchall()
-        kept = {_schedule_key_of_row(row): row["id"] for row in rows}
+            "SELECT * FROM schedules WHERE workflow = ? ORDER BY origin != 'file', id",
+            (spec.name,)).fetchall()
+        kept: dict[tuple, sqlite3.Row] = {}
+        for row in rows:
+            kept.setdefault(_schedule_key_of_row(row), row)
         wanted = {_schedule_key(s): s for s in spec.schedules}
-        for key, schedule_id in kept.items():
-            if key not in wanted:
-                self.conn.execute("DELETE FROM schedules WHERE id = ?", (schedule_id,))
+        for key, row in kept.items():
+            if key in wanted and row["origin"] != "file":
+                self.conn.execute("UPDATE schedules SET origin = 'file' WHERE id = ?",
+                                  (row["id"],))
+            elif key not in wanted and row["origin"] == "file":
+                self.conn.execute("DELETE FROM schedules WHERE id = ?", (row["id"],))
         for key, schedule in wanted.items():
             if key not in kept:
                 self.insert_schedule(spec.name, schedule, origin="file", now_iso=stamp)
@@ -347,6 +355,12 @@ class Store:
         return [dict(r) for r in self.conn.execute(
             "SELECT id, workflow, next_fire_at FROM schedules WHERE paused = 0"
             " AND next_fire_at IS NOT NULL ORDER BY next_fire_at LIMIT ?", (limit,))]
+
+    def schedule_specs(self, workflow: str) -> list[ScheduleSpec]:
+        """Every schedule of the workflow, from its file or added since, as a file declares it."""
+        return [ScheduleSpec(row["kind"], row["expr"], row["timezone"],
+                             Mode(row["mode"]) if row["mode"] else None, row["deadline_after_s"])
+                for row in self.schedule_rows(workflow)]
 
     def schedule_rows(self, workflow: str | None = None) -> list[dict[str, Any]]:
         sql, args = "SELECT * FROM schedules", tuple[str, ...]()

@@ -94,6 +94,20 @@ def test_quote_uses_history(home, write):
     assert invoke("run", "nope", "--quote").exit_code == 2
 
 
+def test_quote_counts_failed_runs_and_the_timeout(home, write):
+    add(write, "flaky", 'retries = 1\ntimeout = "2s"\n[[steps]]\nrun = ["false"]\n')
+    for _ in range(2):
+        assert invoke("run", "flaky", "--now").exit_code == 1
+    quoted = json.loads(invoke("run", "flaky", "--quote", "--json").stdout)
+    rt = quoted["quotes"][0]
+    # Every run failed, and each is retried once: two attempts paid for.
+    assert rt["basis"] == "median of 2 real-time runs, 2 failed, 2 attempts with retries"
+    add(write, "slow", 'timeout = "2s"\n[[steps]]\nrun = ["true"]\n')
+    slow = json.loads(invoke("run", "slow", "--quote", "--json").stdout)["quotes"][0]
+    assert slow["duration_s"] == 2.0  # the default minute is cut at the workflow's timeout
+    assert slow["basis"] == "no history: default duration, cut at its 2s timeout"
+
+
 def test_callable_step_runs_in_the_foreground(home, write, tmp_path):
     (tmp_path / "wf" / "ef_cli_calls.py").parent.mkdir(parents=True, exist_ok=True)
     (tmp_path / "wf" / "ef_cli_calls.py").write_text("def main(who):\n    print('hi', who)\n")

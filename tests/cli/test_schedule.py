@@ -93,6 +93,25 @@ def test_status_without_daemon(home, write):
     assert text.exit_code == 1 and "not running" in text.stdout
 
 
+def test_status_without_daemon_shows_no_next_time_in_the_past(home, write):
+    from freezegun import freeze_time
+
+    from easyflow_cli.cli.output import short_time
+
+    setup(home, write)
+    invoke("schedule", "add", "w", "--every", "5m")
+    invoke("schedule", "add", "w", "--every", "1d")
+    fires = {f["id"]: f["next_fire_at"] for f in json.loads(invoke("status", "--json").stdout)[
+        "next_fires"]}
+    later = datetime.now(UTC) + timedelta(hours=1)
+    with freeze_time(later):
+        text = invoke("status").stdout
+    lines = [line.strip() for line in text.splitlines() if "next:" in line]
+    assert lines[0] == (f"next: overdue since {short_time(fires[1])} (fires once, when the "
+                        f"daemon starts)  schedule 1 (w)")
+    assert lines[1].startswith("next: 20") and lines[1].endswith("schedule 2 (w)")
+
+
 def test_cancel_queued_run_without_daemon(home, write):
     from easyflow_cli.core.model import Trigger
     from easyflow_cli.core.planning import QueuePolicy, plan_run

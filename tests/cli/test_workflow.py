@@ -3,6 +3,7 @@ import json
 from typer.testing import CliRunner
 
 from easyflow_cli.cli.main import app
+from easyflow_cli.core.spec import portable
 from easyflow_cli.storage.store import Store
 
 runner = CliRunner()
@@ -48,13 +49,81 @@ def test_export_round_trip_of_every_example(home, examples, tmp_path):
         path = tmp_path / f"{name}.toml"
         path.write_text(first)
         with Store.open(home) as store:
-            before = store.get_workflow(name)
-        assert invoke("workflow", "add", str(path)).exit_code == 0
+            before = portable(store.get_workflow(name), store.schedule_specs(name))
+        assert invoke("workflow", "add", "--replace", str(path)).exit_code == 0
         with Store.open(home) as store:
             after = store.get_workflow(name)
         assert (after.steps, after.schedules, after.timeout) == (
             before.steps, before.schedules, before.timeout)
+        assert all(step.cwd == str(examples) for step in after.steps)
         assert invoke("workflow", "export", name).stdout == first
+
+
+def test_export_works_from_any_folder_with_every_schedule(home, tmp_path, monkeypatch):
+    project = tmp_path / "project"
+    (project / "scripts").mkdir(parents=True)
+    (project / "scripts" / "hello.py").write_text("print('hello from', __file__)\n")
+    (project / "helpers.py").write_text("def greet():\n    print('hi from helpers')\n")
+    (project / "hello.toml").write_text(
+        'name = "hello"\n[[steps]]\nrun = ["python3", "scripts/hello.py"]\n'
+        '[[steps]]\ncall = "helpers:greet"\n[[schedules]]\ncron = "0 3 * * *"\n')
+    assert invoke("workflow", "add", str(project / "hello.toml")).exit_code == 0
+    assert invoke("schedule", "add", "hello", "--every", "2h", "--mode", "balanced").exit_code == 0
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert invoke("workflow", "export", "hello", "-o", "hello.toml").exit_code == 0
+    text = (elsewhere / "hello.toml").read_text()
+    assert text.count(f'cwd = "{project}"') == 2
+    assert 'cron = "0 3 * * *"' in text and 'every = "2h"' in text
+    # Another state directory, the file in another folder: the workflow is the same and runs.
+    monkeypatch.setenv("EASYFLOW_HOME", str(tmp_path / "other-home"))
+    assert invoke("workflow", "add", "hello.toml").exit_code == 0
+    result = invoke("run", "hello", "--now")
+    assert result.exit_code == 0, result.output
+    assert f"hello from {project}/scripts/hello.py" in result.stdout
+    assert "hi from helpers" in result.stdout
+    schedules = json.loads(invoke("schedule", "list", "--json").stdout)
+    assert [(s["kind"], s["expr"], s["mode"]) for s in schedules] == [
+        ("cron", "0 3 * * *", None), ("every", "2h", "balanced")]
+
+
+def test_exported_file_added_back_keeps_one_of_each_schedule(home, write, tmp_path):
+    path = write("w.toml", 'name = "w"\n[[steps]]\nrun = ["true"]\n')
+    assert invoke("workflow", "add", str(path)).exit_code == 0
+    assert invoke("schedule", "add", "w", "--every", "2h").exit_code == 0
+    path.write_text(invoke("workflow", "export", "w").stdout)
+    assert invoke("workflow", "add", str(path)).exit_code == 0
+    schedules = json.loads(invoke("schedule", "list", "--json").stdout)
+    assert [(s["id"], s["expr"], s["origin"]) for s in schedules] == [(1, "2h", "file")]
+
+
+def test_same_name_from_another_file_needs_replace(home, write, tmp_path):
+    first = write("a/w.toml", 'name = "w"\n[[steps]]\nrun = ["true"]\n')
+    second = write("b/w.toml", 'name = "w"\n[[steps]]\nrun = ["false"]\n')
+    assert invoke("workflow", "add", str(first)).exit_code == 0
+    assert invoke("workflow", "add", str(first)).exit_code == 0  # the same file: an update
+    result = invoke("workflow", "add", str(second))
+    assert result.exit_code == 2
+    assert result.output == (f"error: workflow 'w' is already registered from {first}; "
+                             f"add --replace to replace it with {second}\n")
+    assert json.loads(invoke("workflow", "show", "w", "--json").stdout)["source_file"] == str(
+        first)
+    result = invoke("workflow", "add", "--replace", str(second))
+    assert result.exit_code == 0 and f"updated w (1 step, 0 schedules) from {second}" in (
+        result.output)
+
+
+def test_show_lists_every_schedule(home, write):
+    path = write("w.toml", 'name = "w"\n[[steps]]\nrun = ["true"]\n'
+                           '[[schedules]]\ncron = "0 3 * * *"\n')
+    assert invoke("workflow", "add", str(path)).exit_code == 0
+    assert invoke("schedule", "add", "w", "--every", "2h").exit_code == 0
+    shown = invoke("workflow", "show", "w").stdout
+    rows = [line for line in shown.splitlines() if "│ w " in line]
+    assert len(rows) == 2
+    assert "0 3 * * *" in rows[0] and "file" in rows[0]
+    assert "2h" in rows[1] and "cli" in rows[1]
 
 
 def test_broken_file_in_directory_adds_nothing(home, examples):

@@ -1,12 +1,22 @@
 """Exact numbers of the price model, peak vs off-peak, savings, and quotes."""
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
 
 from easyflow_cli.core.config import load_config
-from easyflow_cli.core.costs import Prices, baseline_cost, energy_wh, quote, run_cost, savings_pct
+from easyflow_cli.core.costs import (
+    ModeHistory,
+    Prices,
+    baseline_cost,
+    energy_wh,
+    quote,
+    run_cost,
+    savings_pct,
+)
 from easyflow_cli.core.model import Mode
+from easyflow_cli.core.spec import StepSpec, WorkflowSpec
 
 
 @pytest.fixture
@@ -51,14 +61,17 @@ def test_energy_estimate():
     assert energy_wh(90, 20) == 0.5
 
 
+SPEC = WorkflowSpec(name="w", steps=(StepSpec(name="s", run=("true",)),))
+
+
 def test_quote_without_history_uses_default(home):
     config = load_config()
     now = datetime(2026, 11, 25, 12, 0).astimezone()
-    rt = quote(config, Mode.REAL_TIME, now, {}, {})
+    rt = quote(config, SPEC, Mode.REAL_TIME, now, {})
     assert rt.start == now and rt.duration_s == 60.0
     assert rt.cost == pytest.approx(60 / 3600 * 0.10)
     assert rt.basis == "no history: default duration"
-    eco = quote(config, Mode.ECO, now, {}, {})
+    eco = quote(config, SPEC, Mode.ECO, now, {})
     assert eco.start.astimezone().hour == 22  # waits for the off-peak window
     assert eco.cost == pytest.approx(60 / 3600 * 0.02)  # and gets the off-peak price
     assert eco.cost < rt.cost
@@ -67,11 +80,38 @@ def test_quote_without_history_uses_default(home):
 def test_quote_uses_history(home):
     config = load_config()
     now = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
-    history = {"real-time": (36.0, 1.0), "eco": (72.0, 1.0)}
-    counts = {"real-time": 4, "eco": 2}
-    rt = quote(config, Mode.REAL_TIME, now, history, counts)
+    history = {"real-time": ModeHistory(36.0, 1.0, 4), "eco": ModeHistory(72.0, 1.0, 2)}
+    rt = quote(config, SPEC, Mode.REAL_TIME, now, history)
     assert rt.duration_s == 36.0 and rt.basis == "median of 4 real-time runs"
     assert (rt.finish - rt.start).total_seconds() == 36.0
-    balanced = quote(config, Mode.BALANCED, now, history, counts)
+    balanced = quote(config, SPEC, Mode.BALANCED, now, history)
     assert balanced.duration_s == 36.0  # borrowed from the mode with most history
     assert balanced.basis == "median of 4 real-time runs"
+
+
+def test_quote_stops_at_the_timeout(home):
+    """A run is killed at its timeout: the workflow's own, else its pool's (real-time: 1m)."""
+    config = load_config()
+    now = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+    history = {"real-time": ModeHistory(600.0, 300.0, 3)}
+    rt = quote(config, SPEC, Mode.REAL_TIME, now, history)
+    assert rt.duration_s == 60.0 and rt.cost == pytest.approx(60 / 3600 * 0.10)
+    assert rt.basis == "median of 3 real-time runs, cut at its 1m timeout"
+    own = quote(config, replace(SPEC, timeout=120.0), Mode.REAL_TIME, now, history)
+    assert own.duration_s == 120.0 and (own.finish - own.start).total_seconds() == 120.0
+    quick = quote(config, replace(SPEC, timeout=120.0), Mode.REAL_TIME, now,
+                  {"real-time": ModeHistory(30.0, 0.0, 3)})
+    assert quick.duration_s == 30.0 and "timeout" not in quick.basis
+
+
+def test_quote_counts_failed_runs_and_their_retries(home):
+    config = load_config()
+    now = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+    history = {"real-time": ModeHistory(36.0, 0.0, 4, failed=2)}
+    once = quote(config, SPEC, Mode.REAL_TIME, now, history)
+    assert once.cost == pytest.approx(36 / 3600 * 0.10)  # no retries: one attempt, paid for
+    assert once.basis == "median of 4 real-time runs, 2 failed"
+    retried = quote(config, replace(SPEC, retries=2), Mode.REAL_TIME, now, history)
+    # Half fail: 1 + 1/2 + 1/4 attempts on average.
+    assert retried.cost == pytest.approx(36 / 3600 * 0.10 * 1.75)
+    assert retried.basis == "median of 4 real-time runs, 2 failed, 1.8 attempts with retries"

@@ -8,6 +8,7 @@ from typer.testing import CliRunner
 from easyflow_cli.cli.main import app
 from easyflow_cli.cli.report_render import money, sparkline
 from easyflow_cli.storage.store import Store
+from tests.cli.test_svg import svg_text
 
 runner = CliRunner()
 
@@ -125,7 +126,10 @@ def test_tables_csv_and_svg(home, tmp_path):
     assert csv_lines[1].startswith("real-time,2,1.5,0.5,7.5,0.13,")
     svg = tmp_path / "costs.svg"
     invoke("report", "costs", "--svg", str(svg))
-    assert svg.read_text().startswith("<svg") and "Savings" in svg.read_text()
+    assert svg.read_text().startswith("<svg")
+    shown = svg_text(svg.read_text())
+    assert shown[:2] == ["easyflow report costs", "all runs up to now"]
+    assert "Savings against all-real-time at peak price: $0.25 (45.5%)" in "\n".join(shown)
 
 
 def test_bad_report_input_exit_2(home):

@@ -3,6 +3,7 @@
 import io
 import json
 import os
+import re
 import sys
 import time
 
@@ -32,6 +33,16 @@ def step(run, **fields):
     lines = ["[[steps]]", f"run = {json.dumps(run)}"]
     lines += [f"{k} = {v}" for k, v in fields.items()]
     return "\n".join(lines) + "\n"
+
+
+def test_each_step_is_echoed_as_a_shell_would_read_it():
+    _, log = run(wf(step(["printf", "%s|", "two words", "it's"])
+                    + step("echo $((1 + 1)) > /dev/null", shell="true")))
+    assert log.splitlines() == [
+        "[easyflow] step 'step-1': printf '%s|' 'two words' 'it'\"'\"'s'",
+        "two words|it's|",
+        "[easyflow] step 'step-2': echo $((1 + 1)) > /dev/null",
+    ]
 
 
 def test_success_and_output():
@@ -156,6 +167,8 @@ import os, sys, time
 def hello(*args):
     print("hello", *args, os.environ.get("GREETING"), os.getcwd())
 def boom():
+    helper()
+def helper():
     raise ValueError("bad thing\\nsecond line")
 def exit3():
     sys.exit(3)
@@ -226,6 +239,26 @@ def test_call_step_exception_is_a_one_line_failure(tmp_path):
     assert (outcome.state, outcome.exit_code) == (RunState.FAILED, 1)
     assert outcome.error == "step 'step-1': ValueError: bad thing"
     assert "never" not in log
+
+
+def test_call_step_exception_leaves_its_traceback_in_the_log(tmp_path):
+    cwd = callables(tmp_path)
+    _, log = run(wf(call_step("ef_callables:boom", cwd=cwd)))
+    traceback = log[log.index("Traceback (most recent call last):"):]
+    frames = re.findall(r'File "(.+)", line \d+, in (\w+)', traceback)
+    assert [name for _, name in frames] == ["boom", "helper"]  # the step's code, not ours
+    assert "ValueError: bad thing\nsecond line\n" in traceback
+    assert traceback.endswith("[easyflow] step 'step-1': ValueError: bad thing\n")
+
+
+def test_call_step_module_that_raises_on_import_leaves_its_traceback(tmp_path):
+    (tmp_path / "ef_broken_import.py").write_text("x = 1\nraise RuntimeError('no config')\n")
+    outcome, log = run(wf(call_step("ef_broken_import:main", cwd=json.dumps(str(tmp_path)))))
+    assert outcome.error == ("step 'step-1': cannot import 'ef_broken_import:main': "
+                             "RuntimeError: no config")
+    assert re.search(r'File ".*ef_broken_import.py", line 2, in <module>', log)
+    _, missing = run(wf(call_step("ef_callables:nothing_here", cwd=callables(tmp_path))))
+    assert "Traceback" not in missing  # a name that is not there: the one line says all
 
 
 def test_call_step_exit_code_and_import_error(tmp_path):
