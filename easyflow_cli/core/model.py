@@ -82,6 +82,7 @@ class StopReason(StrEnum):
 
     CANCELLED = "cancelled"  # its user cancelled it
     SHUTDOWN = "shutdown"  # the daemon is stopping
+    OVERDUE = "overdue"  # past its timeout: its worker did not stop it, and was killed
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,19 @@ class Outcome:
     cpu_system_s: float = 0.0
     peak_rss_kb: int = 0
     energy_j: float | None = None  # measured (RAPL); None where only an estimate is possible
+    # Measured on the monotonic clock, which a wall-clock jump cannot stretch; None where no
+    # executor measured the run (its worker or daemon died), and the stamps must do.
+    duration_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StepGroup:
+    """The process group of a run's current step, and what tells its leader from a process that
+    got the same pid later (see runtime/process_identity.py)."""
+
+    pgid: int
+    leader_start: int | None = None  # clock ticks since boot
+    boot_id: str | None = None
 
 
 @dataclass(slots=True)

@@ -31,6 +31,8 @@ from collections.abc import Callable, Iterator
 from types import FrameType
 from typing import Any
 
+from easyflow_cli.runtime.children import new_children_stopped
+
 TICK_SECONDS = 0.5
 # The first check comes soon after the start: a worker sends the reports it holds back then,
 # so a call that turns out long is known to have started (see worker.py).
@@ -104,7 +106,7 @@ def call_step(function: Callable[..., Any], args: tuple[str, ...], *, deadline: 
     Raises StepInterrupted on timeout or cancellation and CallFailed when the function raises.
     """
     stream = _LogStream(output)
-    with _interrupts(deadline, cancelled), _applied(cwd, env), \
+    with new_children_stopped(), _interrupts(deadline, cancelled), _applied(cwd, env), \
             contextlib.redirect_stdout(stream), contextlib.redirect_stderr(stream):
         try:
             function(*args)

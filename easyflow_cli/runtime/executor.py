@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, BinaryIO
 from easyflow_cli.core.model import Outcome, RunState
 from easyflow_cli.core.spec import StepSpec, WorkflowSpec
 from easyflow_cli.runtime.capped_log import CappedLog
+from easyflow_cli.runtime.children import new_children_stopped
 from easyflow_cli.runtime.processes import (
     ParkedStep,
     StepProcess,
@@ -164,11 +165,13 @@ def execute_workflow(
 
     `on_step_start(step, pgid)` is called while the step is parked before its program runs, so
     its process group can be recorded first; returning False stops the run there. Steps see
-    `EASYFLOW_RUN_ID` when `run_id` is given.
+    `EASYFLOW_RUN_ID` when `run_id` is given. The outcome's duration is monotonic time: the
+    wall clock may jump while a run executes.
     """
+    began = time.monotonic()
     log = CappedLog(log_stream, limits.log_max_bytes, echo)
     energy_before = meter.read() if meter else None
-    run_deadline = time.monotonic() + (spec.timeout or limits.timeout)
+    run_deadline = began + (spec.timeout or limits.timeout)
     usage = Usage()
     failure: Outcome | None = None
     for step in spec.steps:
@@ -193,7 +196,8 @@ def execute_workflow(
                           f"{outcome.error}; {note}" if outcome.error else note)
     energy = meter.joules_between(energy_before, meter.read()) if meter else None
     return Outcome(outcome.state, outcome.exit_code, outcome.error, round(usage.cpu_user_s, 6),
-                   round(usage.cpu_system_s, 6), usage.peak_rss_kb, energy)
+                   round(usage.cpu_system_s, 6), usage.peak_rss_kb, energy,
+                   round(time.monotonic() - began, 6))
 
 
 def _step_state(result: StepResult, cancelled: bool) -> RunState:
@@ -216,10 +220,17 @@ def _execute_step(step: StepSpec, spec: WorkflowSpec, limits: RunLimits, log: Ca
                   run_id: int | None) -> StepResult:
     log.note(f"step {step.name!r}: {command_line(step)}")
     if step.call:
-        return _execute_call(step, spec, log, deadline, cancelled)
+        return _execute_call(step, spec, log, deadline, cancelled, run_id)
     env = step_environment(step, environ)
-    if run_id is not None:
-        env["EASYFLOW_RUN_ID"] = str(run_id)
+    env.update(_run_marker(run_id))
+    with new_children_stopped():  # escapees from its group (setsid, double fork) end with it
+        return _execute_command(step, spec, limits, log, deadline, on_step_start, cancelled, env)
+
+
+def _execute_command(step: StepSpec, spec: WorkflowSpec, limits: RunLimits, log: CappedLog,
+                     deadline: float,
+                     on_step_start: Callable[[StepSpec, int], bool | None] | None,
+                     cancelled: Callable[[], bool], env: dict[str, str]) -> StepResult:
     try:
         parked = ParkedStep(step.argv(), step.cwd or spec.source_dir, env)
     except OSError as exc:
@@ -249,8 +260,12 @@ def _execute_step(step: StepSpec, spec: WorkflowSpec, limits: RunLimits, log: Ca
     return result
 
 
+def _run_marker(run_id: int | None) -> dict[str, str]:
+    return {} if run_id is None else {"EASYFLOW_RUN_ID": str(run_id)}
+
+
 def _execute_call(step: StepSpec, spec: WorkflowSpec, log: CappedLog, deadline: float,
-                  cancelled: Callable[[], bool]) -> StepResult:
+                  cancelled: Callable[[], bool], run_id: int | None) -> StepResult:
     """A `call` step, in this process: no fork, no exec (see calls.py for how limits hold)."""
     from easyflow_cli.runtime import calls
 
@@ -260,7 +275,8 @@ def _execute_call(step: StepSpec, spec: WorkflowSpec, log: CappedLog, deadline: 
     try:
         function = calls.resolve(step.call, directory)
         code = calls.call_step(function, step.args, deadline=deadline, cancelled=cancelled,
-                               output=log.write, cwd=directory, env=step.env)
+                               output=log.write, cwd=directory,
+                               env={**step.env, **_run_marker(run_id)})
         result = StepResult(exit_code=code)
     except calls.StepInterrupted as exc:
         result = StepResult(exit_code=None, timed_out=exc.reason == "timeout")

@@ -15,6 +15,7 @@ from easyflow_cli.core.paths import run_log_path
 from easyflow_cli.core.spec import WorkflowSpec
 from easyflow_cli.core.timeutil import utcnow
 from easyflow_cli.runtime.executor import execute_workflow, limits_for
+from easyflow_cli.runtime.process_identity import group_of
 from easyflow_cli.runtime.processes import become_subreaper, lower_priority
 from easyflow_cli.runtime.rapl import EnergyMeter
 from easyflow_cli.runtime.worker import open_run_log
@@ -55,8 +56,8 @@ def run_in_foreground(store: Store, home: Path, run: Run, spec: WorkflowSpec, co
                                   str(log_path), off_peak)])
             outcome = execute_workflow(
                 spec, limits, log, echo=echo, cancelled=lambda: stop.stopped,
-                on_step_start=lambda step, pid: queue.record_step(run.id, pid),
-                meter=EnergyMeter(),
+                on_step_start=lambda step, pid: queue.record_step(run.id, group_of(pid)),
+                meter=EnergyMeter(), run_id=run.id,
             )
     finally:
         for sig, handler in previous.items():

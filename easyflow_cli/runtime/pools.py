@@ -58,6 +58,7 @@ class Assignment:
     started_mono: float | None = None  # when that report arrived (monotonic)
     pgid: int | None = None
     stop_reason: StopReason | None = None
+    time_allowed: float | None = None  # seconds from its start before its worker is killed
 
 
 class PoolWorker:

@@ -339,7 +339,7 @@ def _outcome(f: Fields) -> Outcome:
         raise o.fail("state", "a run's end state")
     return Outcome(_ENDED_STATES[state], o.integer("exit_code", True), o.text("error", True),
                    o.number("cpu_user_s"), o.number("cpu_system_s"), o.integer("peak_rss_kb"),
-                   o.number("energy_j", True))
+                   o.number("energy_j", True), o.number("duration_s", True))
 
 
 _ENDED_STATES = {s.value: s for s in (RunState.SUCCEEDED, RunState.FAILED, RunState.TIMED_OUT,

@@ -147,11 +147,7 @@ def log_ends(ends: list[EndedRun], already_ended: set[int]) -> None:
     for ended in one_by_one:
         end = ended.end
         log.info("run %d (%s, %s) %s in %.2fs", end.run_id, ended.workflow, ended.mode.value,
-                 end.outcome.state.value, _duration(end))
-
-
-def _duration(end: RunEnd) -> float:
-    return (end.at - end.began_at).total_seconds() if end.began_at else 0.0
+                 end.outcome.state.value, end.duration_s() or 0.0)
 
 
 def _id_ranges(ended: list[EndedRun]) -> str:

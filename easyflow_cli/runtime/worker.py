@@ -1,10 +1,11 @@
 """A pool worker process: executes the runs the daemon hands it, one after another.
 
 It never touches the database. The daemon writes orders to its stdin (run, cancel, ack,
-release, retire) and reads reports from its stdout (ready, started, step, finished, ran,
-released): JSON lines, each a message of runtime/protocol.py, which says what each one means.
-End of stdin means the same as retire. A step waits (parked, before its program runs) until
-the daemon acknowledges its "step" event: a crash can then always find its process group.
+release, retire; moved off fd 0 at start) and reads reports from its stdout (ready, started,
+step, finished, ran, released): JSON lines, each a message of runtime/protocol.py, which says
+what each one means. End of stdin means the same as retire. A step waits (parked, before its
+program runs) until the daemon acknowledges its "step" event: a crash can then always find its
+process group.
 
 "started" and "finished" reports of short runs are sent together, a few at a time: each write
 wakes the daemon, which costs more than a no-op run itself. They leave at the latest when the
@@ -265,12 +266,23 @@ def main(argv: list[str] | None = None) -> None:
     become_subreaper()
     lower_priority(args.nice)
     try:
-        Worker(sys.stdin.fileno(), _protocol_stream()).serve()
+        Worker(_order_stream(), _protocol_stream()).serve()
     except ProtocolError as exc:
         # Orders come only from our daemon: one we cannot read means we cannot be trusted
         # with the runs we hold. Exiting makes the daemon settle them and start a new worker.
         print(f"easyflow worker {os.getpid()}: {exc}", file=sys.stderr, flush=True)
         sys.exit(2)
+
+
+def _order_stream() -> int:
+    """The pipe from the daemon, moved off fd 0: a callable step that reads its stdin (or a
+    program it starts) would take the daemon's orders (a cancel, a hand-over) for its input.
+    It reads /dev/null instead."""
+    pipe = os.dup(sys.stdin.fileno())
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, sys.stdin.fileno())
+    os.close(devnull)
+    return pipe
 
 
 def _protocol_stream() -> int:

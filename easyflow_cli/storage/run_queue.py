@@ -22,7 +22,15 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from easyflow_cli.core.errors import BadInput
-from easyflow_cli.core.model import ClaimedRun, Mode, Outcome, PoolName, Run, RunState
+from easyflow_cli.core.model import (
+    ClaimedRun,
+    Mode,
+    Outcome,
+    PoolName,
+    Run,
+    RunState,
+    StepGroup,
+)
 from easyflow_cli.core.planning import PlannedRun, QueuePolicy, off_peak_start
 
 
@@ -58,6 +66,14 @@ class RunEnd:
     at: datetime
     began_at: datetime | None  # started_at, else claimed_at: where its duration counts from
     deadline: datetime | None = None
+
+    def duration_s(self) -> float | None:
+        """As its executor measured it (monotonic time), else from the stamps: began → at."""
+        if self.outcome.duration_s is not None:
+            return self.outcome.duration_s
+        if self.began_at is None:
+            return None
+        return round((self.at - self.began_at).total_seconds(), 6)
 
     @classmethod
     def of(cls, run: Run, outcome: Outcome, at: datetime) -> RunEnd:
@@ -105,10 +121,10 @@ class RunQueue(Protocol):
         Sets `started_at`, `pid`, `log_path`, `off_peak`, `queue_wait_s` (enqueued → started)."""
         ...
 
-    def record_step(self, run_id: int, pgid: int) -> None:
+    def record_step(self, run_id: int, group: StepGroup) -> None:
         """The process group of a running run's current step, so a crash can clean up after it.
 
-        Sets `pgid`."""
+        Sets `pgid`, and the group's leader identity (read back by `step_group`)."""
         ...
 
     def finish(self, ends: Sequence[RunEnd]) -> list[int]:
@@ -116,7 +132,7 @@ class RunQueue(Protocol):
         meanwhile), which keep their state.
 
         running → the outcome's state; sets `finished_at`, `exit_code`, `error`, `cpu_user_s`,
-        `cpu_system_s`, `peak_rss_kb`, `energy_j`, `duration_s` (began → finished) and
+        `cpu_system_s`, `peak_rss_kb`, `energy_j`, `duration_s` (`RunEnd.duration_s`) and
         `deadline_met` (unset without a deadline)."""
         ...
 
@@ -124,7 +140,7 @@ class RunQueue(Protocol):
         """Put claimed runs back in the queue, first in line as before.
 
         running → queued; sets `error` (the note); unsets `claimed_at`, `started_at`, `pool`,
-        `worker`, `batch_id`, `pid`, `pgid`, `queue_wait_s`."""
+        `worker`, `batch_id`, `pid`, `pgid` (and its step group), `queue_wait_s`."""
         ...
 
     def cancel(self, run_ids: Sequence[int], *, now: datetime, error: str) -> list[int]:
@@ -164,6 +180,10 @@ class RunQueue(Protocol):
 
     def get(self, run_id: int) -> Run:
         """The run, or NotFound."""
+        ...
+
+    def step_group(self, run_id: int) -> StepGroup | None:
+        """The process group `record_step` recorded last for this run, if it still holds one."""
         ...
 
     def latest(self, *, workflow: str | None = None, state: RunState | None = None,

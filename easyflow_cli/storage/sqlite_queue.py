@@ -23,6 +23,7 @@ from easyflow_cli.core.model import (
     PoolName,
     Run,
     RunState,
+    StepGroup,
     Trigger,
 )
 from easyflow_cli.core.planning import PlannedRun
@@ -125,9 +126,10 @@ class SqliteRunQueue:
                 [(to_iso(s.at), s.pid, s.log_path, s.off_peak, _seconds(s.enqueued_at, s.at),
                   s.run_id) for s in starts])
 
-    def record_step(self, run_id: int, pgid: int) -> None:
+    def record_step(self, run_id: int, group: StepGroup) -> None:
         with self.store.write() as conn:
-            conn.execute("UPDATE runs SET pgid = ? WHERE id = ?", (pgid, run_id))
+            conn.execute("UPDATE runs SET pgid = ?, pgid_leader_start = ?, pgid_boot_id = ?"
+                         " WHERE id = ?", (group.pgid, group.leader_start, group.boot_id, run_id))
 
     def finish(self, ends: Sequence[RunEnd]) -> list[int]:
         ids = [end.run_id for end in ends]
@@ -150,7 +152,8 @@ class SqliteRunQueue:
             conn.executemany(
                 "UPDATE runs SET state = 'queued', claimed_at = NULL, started_at = NULL,"
                 " pool = NULL, worker = NULL, batch_id = NULL, pid = NULL, pgid = NULL,"
-                " queue_wait_s = NULL, error = ? WHERE id = ? AND state = 'running'",
+                " pgid_leader_start = NULL, pgid_boot_id = NULL, queue_wait_s = NULL, error = ?"
+                " WHERE id = ? AND state = 'running'",
                 [(note, run_id) for run_id in run_ids])
 
     def cancel(self, run_ids: Sequence[int], *, now: datetime, error: str) -> list[int]:
@@ -209,6 +212,12 @@ class SqliteRunQueue:
         if row is None:
             raise NotFound(f"unknown run {run_id} (see `easyflow runs list`)")
         return _run(row)
+
+    def step_group(self, run_id: int) -> StepGroup | None:
+        row = self.conn.execute(
+            "SELECT pgid, pgid_leader_start, pgid_boot_id FROM runs WHERE id = ?",
+            (run_id,)).fetchone()
+        return None if row is None or row[0] is None else StepGroup(*row)
 
     def latest(self, *, workflow: str | None = None, state: RunState | None = None,
              limit: int = 50) -> list[Run]:
@@ -367,7 +376,7 @@ def _end_values(end: RunEnd) -> tuple:
     met = None if end.deadline is None else end.at <= end.deadline
     return (outcome.state.value, to_iso(end.at), outcome.exit_code, outcome.error,
             outcome.cpu_user_s, outcome.cpu_system_s, outcome.peak_rss_kb,
-            _seconds(end.began_at, end.at), met, outcome.energy_j, end.run_id)
+            end.duration_s(), met, outcome.energy_j, end.run_id)
 
 
 def _run(row: Any) -> Run:

@@ -124,7 +124,13 @@ def _migration_4(db) -> None:
                " promote_within_s REAL NOT NULL, off_peak TEXT, published_at TEXT NOT NULL)")
 
 
-MIGRATIONS = [_migration_1, _migration_2, _migration_3, _migration_4]
+def _migration_5(db) -> None:
+    """Who led a recorded step's process group: recovery kills a group only if it still is."""
+    db.execute("ALTER TABLE runs ADD COLUMN pgid_leader_start INTEGER")
+    db.execute("ALTER TABLE runs ADD COLUMN pgid_boot_id TEXT")
+
+
+MIGRATIONS = [_migration_1, _migration_2, _migration_3, _migration_4, _migration_5]
 
 
 class Store:

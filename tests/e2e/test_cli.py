@@ -60,3 +60,22 @@ def test_broken_directory_registers_nothing(tmp_path, examples):
                                       "be one of \"real-time\", \"balanced\", \"eco\", got 'turbo'")
     assert "Traceback" not in result.stderr
     assert json.loads(easyflow(home, "workflow", "list", "--json").stdout) == []
+
+
+def test_every_kind_of_step_of_a_foreground_run_sees_its_run_id(tmp_path, write):
+    home = tmp_path / "home"
+    write("ef_run_id.py", "import os\n"
+                          "def show():\n    print('call sees', os.environ['EASYFLOW_RUN_ID'])\n")
+    path = write("ids.toml", '''
+        name = "ids"
+        [[steps]]
+        shell = true
+        run = "echo program sees $EASYFLOW_RUN_ID"
+        [[steps]]
+        call = "ef_run_id:show"
+        ''')
+    easyflow(home, "workflow", "add", str(path))
+    result = easyflow(home, "run", "ids", "--now", "--json")
+    run_id = json.loads(result.stdout)["id"]
+    log = easyflow(home, "logs", str(run_id)).stdout
+    assert f"program sees {run_id}\n" in log and f"call sees {run_id}\n" in log

@@ -22,6 +22,7 @@ import time
 import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -536,6 +537,60 @@ def test_timeout_kills_a_term_ignoring_step_and_its_grandchildren(daemon: Daemon
     assert len(started) == 3
     assert alive(set(started)) == set(), "a process of the timed-out step survived"
     daemon.stop()
+
+
+def test_a_stopped_worker_does_not_let_its_run_outlive_its_timeout(daemon: DaemonHarness,
+                                                                   tmp_path):
+    """SIGSTOP a worker mid-run: it enforces nothing, so the daemon kills it past the run's
+    timeout, kill grace and margin, replaces it, and the run is timed out."""
+    pid_file = tmp_path / "step"
+    daemon.write_config(config(realtime=1, kill_grace="1s"))
+    daemon.add_workflow("sleepy", ["sh", "-c", f"echo $$ > {pid_file}; exec sleep 300"],
+                        timeout="2s")
+    start(daemon)
+    run = submit(daemon, "sleepy")
+    worker = wait_started(daemon, run["id"])["pid"]
+    wait_for(pid_file.exists, timeout=10, message="the step to start")
+    os.kill(worker, signal.SIGSTOP)
+    try:
+        ended = wait_state(daemon, run["id"], *FINISHED, timeout=20)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(worker, signal.SIGCONT)
+    assert ended["state"] == "timed_out", ended
+    assert "did not stop it and was killed" in ended["error"]
+    assert ended["duration_s"] < 10, ended
+    wait_gone({worker, int(pid_file.read_text())})
+    again = submit(daemon, "sleepy")  # its pool has a worker again
+    assert wait_started(daemon, again["id"])["pid"] != worker
+    daemon.stop()
+
+
+# ---------------------------------------------------------------------- clock jumps
+
+
+LIBFAKETIME = next((path for path in Path("/usr/lib").glob("*/faketime/libfaketime.so.1")), None)
+
+
+@pytest.mark.skipif(LIBFAKETIME is None, reason="libfaketime is not installed")
+def test_a_run_across_a_two_day_clock_jump_lasts_what_it_lasted(daemon: DaemonHarness,
+                                                                 tmp_path):
+    """The wall clock jumps two days while a foreground run executes (libfaketime, its offset
+    read from a file the step rewrites): the stamps show the jump, the duration does not."""
+    offset = tmp_path / "offset"
+    offset.write_text("+0\n")
+    daemon.add_workflow("jump", ["sh", "-c", f"sleep 0.2; echo +2d > {offset}; sleep 0.3"])
+    faked = {"LD_PRELOAD": str(LIBFAKETIME), "FAKETIME_TIMESTAMP_FILE": str(offset),
+             "FAKETIME_NO_CACHE": "1", "FAKETIME_DONT_FAKE_MONOTONIC": "1"}
+    result = subprocess.run([*easyflow_command(), "run", "jump", "--now", "--json"],
+                            env=daemon.env(**faked), capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    run = json.loads(result.stdout)
+    assert run["state"] == "succeeded"
+    stamped = datetime.fromisoformat(run["finished_at"]) - datetime.fromisoformat(
+        run["started_at"])
+    assert stamped >= timedelta(days=2)  # the wall clock only stamps
+    assert 0.5 <= run["duration_s"] < 5, run
 
 
 # ---------------------------------------------------------------------- 2. graceful stop

@@ -23,7 +23,7 @@ from easyflow_cli.core.model import Mode, Outcome, PoolName, RunState, Trigger
 from easyflow_cli.core.offpeak import parse_window
 from easyflow_cli.core.planning import plan_run
 from easyflow_cli.core.spec import WorkflowSpec, parse_workflow_text
-from easyflow_cli.runtime.daemon import Daemon
+from easyflow_cli.runtime.daemon import Daemon, overdue
 from easyflow_cli.runtime.daemon.control import IDLE_TIMEOUT_S
 from easyflow_cli.runtime.daemon.drain import DrainPhase
 from easyflow_cli.runtime.daemon.foreground_watch import CHECK_EVERY_S
@@ -547,3 +547,22 @@ def test_the_daemon_publishes_its_policy_and_a_new_window_replans_waiting_eco_wo
     harness.daemon.reload()
     assert published_policy(harness.db) == replace(policy, off_peak=parse_window("14:00-15:00"))
     assert harness.record(run_id)["not_before"] == "2026-11-25T14:00:00.000000Z"
+
+
+def test_a_run_its_worker_does_not_stop_in_time_is_stopped_by_the_daemon(harness, clock):
+    """A stopped (SIGSTOP) worker enforces nothing: past the run's timeout, kill grace and a
+    margin, the daemon kills it, replaces it, and the run is timed out."""
+    spec = harness.add_workflow("stuck", 'timeout = "2s"')
+    run_id = harness.submit(spec)
+    worker = harness.start(run_id)
+    clock.advance(2 + 1)  # its timeout and the kill grace: the worker's own turn
+    harness.tick()
+    assert not worker.killed
+    assert harness.sleep_left() == pytest.approx(overdue.MARGIN_S)
+    clock.advance(overdue.MARGIN_S)
+    harness.tick(2)
+    assert worker.killed and worker not in harness.daemon.all_workers()
+    run = harness.record(run_id)
+    assert run["state"] == "timed_out"
+    assert f"its worker (pid {worker.pid}) did not stop it" in run["error"]
+    assert len(harness.pool(Mode.REAL_TIME)) == 2

@@ -7,9 +7,12 @@ import re
 import sys
 import time
 
+import pytest
+
 from easyflow_cli.core.model import RunState
 from easyflow_cli.core.spec import parse_workflow_text
 from easyflow_cli.runtime.executor import RunLimits, execute_workflow, step_environment
+from easyflow_cli.runtime.processes import become_subreaper
 
 PY = sys.executable
 
@@ -87,6 +90,23 @@ def test_background_leftovers_are_killed_when_step_exits(tmp_path):
     assert not _alive(int(marker.read_text()))
 
 
+@pytest.mark.parametrize("ends", ["exits", "times out"])
+def test_processes_that_left_the_step_s_group_end_with_it(tmp_path, ends):
+    """`setsid` and a double fork put processes in groups of their own: they come back to the
+    subreaper when their parents die, and are stopped with the step."""
+    become_subreaper()
+    pids = tmp_path / "pids"
+    script = (f"setsid sleep 300 & echo $! >> {pids}; (setsid sleep 301 & echo $! >> {pids}); "
+              + ("sleep 30" if ends == "times out" else "true"))
+    outcome, _ = run(wf(step(["sh", "-c", script], timeout='"1s"')), kill_grace=0.2)
+    assert outcome.state is (RunState.TIMED_OUT if ends == "times out" else RunState.SUCCEEDED)
+    started = list(map(int, pids.read_text().split()))
+    assert len(started) == 2
+    for pid in started:
+        with pytest.raises(ProcessLookupError):  # killed, and reaped
+            os.kill(pid, 0)
+
+
 def test_step_timeout_and_workflow_timeout():
     outcome, _ = run(wf(step(["sleep", "5"], timeout='"1s"')), kill_grace=0.2)
     assert outcome.state is RunState.TIMED_OUT
@@ -154,6 +174,18 @@ def exit3():
     sys.exit(3)
 def slow():
     time.sleep(30)
+def run_id():
+    print("run", os.environ["EASYFLOW_RUN_ID"])
+def leave_children(path):
+    import subprocess
+    child = subprocess.Popen(["sleep", "300"])
+    grandchild = subprocess.Popen(["sh", "-c", "sleep 301 & echo $!"], stdout=subprocess.PIPE)
+    orphan = grandchild.stdout.readline().decode().strip()
+    grandchild.wait()
+    open(path, "w").write(f"{child.pid} {orphan}")
+def read_stdin():
+    print("read", repr(sys.stdin.read()))
+    time.sleep(30)
 def spin():
     while True:
         pass
@@ -178,6 +210,27 @@ def test_call_step_runs_in_process_with_args_env_cwd(tmp_path):
     assert outcome.state is RunState.SUCCEEDED and outcome.exit_code == 0
     assert f"hello a b hi {tmp_path}\n" in log
     assert os.getcwd() != str(tmp_path) and "GREETING" not in os.environ
+
+
+def test_call_step_sees_its_run_id_for_the_call_s_duration(tmp_path):
+    cwd = callables(tmp_path)
+    log = io.BytesIO()
+    outcome = execute_workflow(wf(call_step("ef_callables:run_id", cwd=cwd)),
+                               RunLimits(timeout=30.0), log, run_id=42)
+    assert outcome.state is RunState.SUCCEEDED
+    assert "run 42\n" in log.getvalue().decode()
+    assert "EASYFLOW_RUN_ID" not in os.environ
+
+
+def test_processes_a_call_step_starts_are_stopped_and_reaped_when_it_ends(tmp_path):
+    become_subreaper()  # as workers and foreground runs are: the orphan comes back to us
+    cwd = callables(tmp_path)
+    pids = tmp_path / "pids"
+    outcome, _ = run(wf(call_step("ef_callables:leave_children", args=f'["{pids}"]', cwd=cwd)))
+    assert outcome.state is RunState.SUCCEEDED
+    for pid in map(int, pids.read_text().split()):
+        with pytest.raises(ProcessLookupError):  # killed, and no zombie left
+            os.kill(pid, 0)
 
 
 def test_call_step_exception_is_a_one_line_failure(tmp_path):

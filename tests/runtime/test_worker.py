@@ -134,6 +134,22 @@ def test_cancel_a_running_callable_step(worker, tmp_path):
     assert time.monotonic() - start < 5
 
 
+def test_a_callable_step_reading_stdin_cannot_swallow_a_cancel(worker, tmp_path):
+    (tmp_path / "ef_worker_stdin.py").write_text(
+        "import sys, time\n"
+        "def greedy():\n    print('read', repr(sys.stdin.read()), flush=True)\n"
+        "    time.sleep(30)\n")
+    json.loads(worker.stdout.readline())
+    cwd = json.dumps(str(tmp_path))
+    send(worker, run_message(
+        order(1, tmp_path, f'[[steps]]\ncall = "ef_worker_stdin:greedy"\ncwd = {cwd}\n')))
+    events_until(worker, began)
+    send(worker, {"op": "cancel", "id": 1})
+    seen = events_until(worker, ended)
+    assert seen[-1]["outcome"]["state"] == "cancelled"
+    assert "read ''" in (tmp_path / "1.log").read_text()
+
+
 def test_step_waits_for_the_daemon_to_record_its_process_group(worker, tmp_path):
     """Nothing of a step runs before the daemon acknowledged its pgid (crash recovery needs it)."""
     json.loads(worker.stdout.readline())
@@ -206,6 +222,27 @@ def test_a_start_still_held_back_goes_out_with_its_end():
     lines = os.read(reports, 65536).splitlines()
     assert [decode_report(line) for line in lines] == [
         Ran(1, 1.0, 2.0, ok), Started(2, 3.0), Finished(2, 4.0, failed)]
+
+
+def test_a_run_across_a_wall_clock_jump_reports_its_monotonic_duration(tmp_path, monkeypatch):
+    """The wall clock jumps two days while a run executes: its stamps show the jump, its
+    duration does not."""
+    from easyflow_cli.runtime import worker as worker_module
+    from easyflow_cli.runtime.protocol import RunLimits, decode_report
+    from easyflow_cli.runtime.worker import Job, Worker
+
+    readings = iter([1_000.0, 1_000.0 + 2 * 86400])
+    monkeypatch.setattr(worker_module.time, "time", lambda: next(readings))
+    inbox, _ = os.pipe()
+    reports, outbox = os.pipe()
+    worker = Worker(inbox, outbox)
+    monkeypatch.setattr(worker, "step_recorded", lambda run_id, pgid: True)  # no daemon to ack
+    spec = parse_workflow_text('name = "w"\n[[steps]]\nrun = ["sleep", "0.2"]\n')
+    worker.execute(Job(1, spec, RunLimits(30.0), str(tmp_path / "1.log")))
+    worker.flush()
+    start, end = [decode_report(line) for line in os.read(reports, 65536).splitlines()]
+    assert end.at - start.at == 2 * 86400
+    assert 0.2 <= end.outcome.duration_s < 5
 
 
 def test_a_run_log_is_not_opened_through_a_link(tmp_path, capsys):

@@ -19,6 +19,7 @@ from easyflow_cli.core.model import (
     Outcome,
     PoolName,
     RunState,
+    StepGroup,
     Trigger,
 )
 from easyflow_cli.core.offpeak import parse_window
@@ -221,8 +222,9 @@ def test_start_records_when_where_and_the_queue_wait(run_queue):
     run = run_queue.get(run_id)
     assert (run.started_at, run.pid, run.log_path, run.off_peak, run.queue_wait_s) == (
         NOW + timedelta(seconds=2), 123, "/x.log", True, 2.0)
-    run_queue.record_step(run_id, 4567)
-    assert run_queue.get(run_id).pgid == 4567
+    group = StepGroup(4567, 123456, "boot")
+    run_queue.record_step(run_id, group)
+    assert (run_queue.get(run_id).pgid, run_queue.step_group(run_id)) == (4567, group)
 
 
 def test_finish_records_the_outcome_and_measures(run_queue):
@@ -255,6 +257,17 @@ def test_finish_records_a_missed_deadline_and_none_without_one(run_queue):
     assert run_queue.typical_duration("a") is None  # only successes count
 
 
+def test_finish_keeps_the_measured_duration_across_a_clock_jump(run_queue):
+    run_id = add(run_queue)
+    claim(run_queue)
+    started(run_queue, run_id)
+    measured = Outcome(RunState.SUCCEEDED, 0, duration_s=3.0)
+    ended(run_queue, run_id, measured, NOW + timedelta(days=2, seconds=5))
+    run = run_queue.get(run_id)
+    assert (run.finished_at, run.duration_s) == (NOW + timedelta(days=2, seconds=5), 3.0)
+    assert run_queue.typical_duration("a") == timedelta(seconds=3)
+
+
 def test_finish_leaves_a_run_that_is_no_longer_running(run_queue):
     queued = add(run_queue)
     outcome = Outcome(RunState.SUCCEEDED, 0)
@@ -270,13 +283,14 @@ def test_requeue_clears_the_claim_and_puts_runs_back_first_in_line(run_queue):
     ids = [add(run_queue) for _ in range(3)]
     claim(run_queue, room=2, batch_id="b")
     started(run_queue, ids[0])
-    run_queue.record_step(ids[0], 99)
+    run_queue.record_step(ids[0], StepGroup(99, 1, "boot"))
     run_queue.requeue(ids[:2], "given back")
     run = run_queue.get(ids[0])
     assert (run.state, run.error) == (RunState.QUEUED, "given back")
     cleared = ("claimed_at", "started_at", "pool", "worker", "batch_id", "pid", "pgid",
                "queue_wait_s")
     assert {name: getattr(run, name) for name in cleared} == dict.fromkeys(cleared)
+    assert run_queue.step_group(ids[0]) is None
     again = claim(run_queue, worker="v")
     assert [r.id for r in again] == ids
     assert [run_queue.get(i).worker for i in ids] == ["v", "v", "v"]

@@ -16,6 +16,7 @@ from easyflow_cli.core.config import Config
 from easyflow_cli.core.errors import NotFound
 from easyflow_cli.core.model import ClaimedRun, Mode, Outcome, PoolName, RunState
 from easyflow_cli.runtime.clock import Clock
+from easyflow_cli.runtime.daemon.overdue import time_allowed
 from easyflow_cli.runtime.executor import limits_for
 from easyflow_cli.runtime.pools import Pool, PoolWorker
 from easyflow_cli.runtime.protocol import RunOrder, RunTicket, SpecEntry
@@ -95,6 +96,9 @@ class Dispatcher:
                           for run in kept])
         if not worker.assign(kept, order):
             log.warning("worker %s did not take its orders; it will be replaced", worker.name)
+        allowed = {name: time_allowed(entry, order.limits) for name, entry in specs.items()}
+        for run in kept:
+            worker.assignments[run.id].time_allowed = allowed[run.workflow]
 
     def _workflow_gone(self, run: ClaimedRun) -> None:
         outcome = Outcome(RunState.FAILED, error="workflow was removed before the run started")

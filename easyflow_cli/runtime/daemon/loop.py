@@ -1,13 +1,12 @@
-"""The daemon's event loop: the one place it waits, and the only reader of its clock's time
-to decide how long.
+"""The daemon's event loop: the one place it waits, and the only reader of its clock's time to
+decide how long.
 
 It sleeps until something is due (a schedule fire, a promotion, a deferred run becoming ready,
-a release, a drain phase, the watchdog, a database retry, an idle connection's timeout, a look
-at runs a terminal runs) or something arrives (a client's request, a worker's report, a
-signal). Each wake-up runs the same short sequence: fire due schedules, promote runs near their
-deadline, hand ready runs to idle workers; then it writes what the wake-up recorded, in one
-transaction.
-"""
+a release, a drain phase, a run past its time, the watchdog, a database retry, an idle
+connection's timeout, a look at runs a terminal runs) or something arrives (a client's request,
+a worker's report, a signal). Each wake-up runs the same short sequence: fire due schedules,
+promote runs near their deadline, hand ready runs to idle workers; then it writes what the
+wake-up recorded, in one transaction."""
 
 from __future__ import annotations
 
@@ -24,6 +23,7 @@ from easyflow_cli.runtime.daemon.control import ControlServer
 from easyflow_cli.runtime.daemon.dispatch import Dispatcher
 from easyflow_cli.runtime.daemon.drain import Drain
 from easyflow_cli.runtime.daemon.foreground_watch import ForegroundWatch
+from easyflow_cli.runtime.daemon.overdue import next_overdue_in, stop_overdue
 from easyflow_cli.runtime.pools import Pool
 from easyflow_cli.runtime.recording import Recorder
 from easyflow_cli.runtime.sdnotify import Notifier
@@ -84,7 +84,7 @@ class Loop:
         daemon = self.daemon
         if daemon.stop_requested and not daemon.drain.active:
             daemon.begin_drain()
-        timeout = self.time_left() if self._may_skip_scheduling() else self._full_tick()
+        timeout = self._after_progress() if self._may_skip_scheduling() else self._full_tick()
         if wait_limit is not None:
             timeout = wait_limit if timeout is None else min(timeout, wait_limit)
         events = self._wait(timeout)
@@ -129,6 +129,7 @@ class Loop:
         daemon = self.daemon
         if daemon.recorder.retry_due():
             daemon.recorder.retry()
+        stop_overdue(daemon.pools.values(), self.clock.monotonic())
         if daemon.recorder.healthy:
             self._do_due_work()
         daemon.drain.advance(daemon.config.kill_grace)
@@ -137,6 +138,15 @@ class Loop:
         timeout = self._sleep_seconds(self.clock.now())
         self.sleep_deadline = None if timeout is None else self.clock.monotonic() + timeout
         return timeout
+
+    def _after_progress(self) -> float | None:
+        """Only starts and steps came in: nothing is newly due but the started runs' limits."""
+        overdue = next_overdue_in(self.daemon.pools.values(), self.clock.monotonic())
+        if overdue is not None:
+            due = self.clock.monotonic() + overdue
+            if self.sleep_deadline is None or due < self.sleep_deadline:
+                self.sleep_deadline = due
+        return self.time_left()
 
     def time_left(self) -> float | None:
         if self.sleep_deadline is None:
@@ -199,6 +209,9 @@ class Loop:
             release = daemon.dispatcher.next_release_in()
             if release is not None:
                 waits.append(release)
+        overdue = next_overdue_in(daemon.pools.values(), self.clock.monotonic())
+        if overdue is not None:
+            waits.append(overdue)
         waits += daemon.drain.waits()
         for moment in (daemon.control.next_due(), daemon.foreground.due_at()):
             if moment is not None:

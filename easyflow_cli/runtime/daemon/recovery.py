@@ -9,6 +9,7 @@ import signal
 from easyflow_cli.core.model import PoolName
 from easyflow_cli.runtime.clock import Clock
 from easyflow_cli.runtime.daemon import settlement
+from easyflow_cli.runtime.process_identity import is_still_ours
 from easyflow_cli.storage.store import Store
 
 REQUEUED_NOTE = "re-queued after a daemon restart"
@@ -21,8 +22,9 @@ def recover_abandoned_runs(store: Store, clock: Clock) -> None:
     for run in store.queue.running():
         if run.pool is PoolName.FOREGROUND and pid_alive(run.pid):
             continue  # a `run --now` in a terminal, still going
-        if run.pgid:
-            kill_group(run.pgid)
+        group = store.queue.step_group(run.id)
+        if group is not None and is_still_ours(group):
+            kill_group(group.pgid)
         abandoned.append(run.id)
     settlement.settle_abandoned(store, abandoned, clock.now(), note=REQUEUED_NOTE,
                                 error=FAILED_ERROR)

@@ -19,6 +19,7 @@ from easyflow_cli.runtime.daemon import settlement
 from easyflow_cli.runtime.daemon.recovery import kill_group
 from easyflow_cli.runtime.daemon.settlement import Settlement
 from easyflow_cli.runtime.pools import Assignment, Pool, PoolWorker
+from easyflow_cli.runtime.process_identity import group_of
 from easyflow_cli.runtime.protocol import (
     AckOrder,
     Finished,
@@ -91,7 +92,8 @@ class WorkerReports:
     def on_step(self, worker: PoolWorker, assignment: Assignment, step: Step) -> None:
         assignment.pgid = step.pgid
         # Only once the process group is committed may the worker let the step run.
-        self.recorder.record(lambda: self.store.queue.record_step(step.id, step.pgid),
+        group = group_of(step.pgid)  # its leader is parked: alive, and ours
+        self.recorder.record(lambda: self.store.queue.record_step(step.id, group),
                              then=lambda: worker.send(AckOrder(step.id, step.pgid)))
 
     def on_started(self, worker: PoolWorker, assignment: Assignment, at: float) -> None:
@@ -139,6 +141,10 @@ class WorkerReports:
             if assignment.stop_reason is StopReason.SHUTDOWN:
                 self.recorder.record(partial(self._settle, assignment.run_id,
                                              settlement.after_interruption, self.clock.now()))
+            elif assignment.stop_reason is StopReason.OVERDUE:
+                overdue = partial(settlement.after_overdue, pid=worker.pid)
+                self.recorder.record(partial(self._settle, assignment.run_id, overdue,
+                                             self.clock.now()))
             else:
                 abandoned.append(assignment.run_id)
         if abandoned:

@@ -67,6 +67,12 @@ def after_interruption(run: RunFacts) -> Settlement:
     return Settlement(Transition.FINISH, Outcome(RunState.FAILED, error=SHUTDOWN_NOTE))
 
 
+def after_overdue(run: RunFacts, pid: int) -> Settlement:
+    """Past its time, its worker did not stop it, and the daemon killed the worker."""
+    error = f"timed out; its worker (pid {pid}) did not stop it and was killed"
+    return after_end(run, Outcome(RunState.TIMED_OUT, error=error), None)
+
+
 def settle_abandoned(store: Store, run_ids: Sequence[int], now: datetime, *, note: str,
                      error: str) -> list[Run]:
     """Runs whose worker or daemon is gone: never started → queued with `note`; started →
