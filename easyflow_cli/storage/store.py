@@ -130,7 +130,15 @@ def _migration_5(db) -> None:
     db.execute("ALTER TABLE runs ADD COLUMN pgid_boot_id TEXT")
 
 
-MIGRATIONS = [_migration_1, _migration_2, _migration_3, _migration_4, _migration_5]
+def _migration_6(db) -> None:
+    """Ended runs by workflow, mode and state, for the metrics' `easyflow_runs_total`: without
+    it, counting them reads every run's table row (seconds over a million runs)."""
+    db.execute("CREATE INDEX runs_ended ON runs (workflow, mode, state)"
+               " WHERE finished_at IS NOT NULL")
+
+
+MIGRATIONS = [_migration_1, _migration_2, _migration_3, _migration_4, _migration_5,
+              _migration_6]
 
 
 class Store:
