@@ -1,10 +1,11 @@
 """The Prometheus metrics, as one prometheus-client collector read at each scrape.
 
-Counters come from the database (`run_totals`, and the sums `report costs` prices), so they
-survive daemon restarts and agree with the reports; the queue depth is read there too. What
-only a running daemon knows, its pool workers by state, comes from `live`: the daemon's own
-pools when it serves the metrics, its status reply when `easyflow metrics` asks it, nothing
-when no daemon answers (then `easyflow_daemon_up` is 0).
+Counters come from the database (`run_totals`: counts, histograms, and the sums `report
+costs` prices, priced the same way), so they survive daemon restarts and agree with the
+reports; the queue depth is read there too. What only a running daemon knows, its pool workers
+by state, comes from `live`: the daemon's own pools when it serves the metrics, its status
+reply when `easyflow metrics` asks it, nothing when no daemon answers (then
+`easyflow_daemon_up` is 0).
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from easyflow_cli.core.config import Config
 from easyflow_cli.core.costs import Prices
 from easyflow_cli.core.model import Mode
-from easyflow_cli.reporting.accounting import Period, cost_sums
 from easyflow_cli.reporting.reports import cost_report
 from easyflow_cli.reporting.run_totals import Histogram, RunTotals, run_totals
 from easyflow_cli.storage.store import Store
@@ -57,10 +57,12 @@ class EasyflowCollector(Collector):
     only multiply the same reads."""
 
     def __init__(self, database: Path, config: Callable[[], Config],
-                 live: Callable[[], LiveState | None]) -> None:
+                 live: Callable[[], LiveState | None],
+                 totals: Callable[[Store], RunTotals] = run_totals) -> None:
         self.database = database
         self.config = config
         self.live = live
+        self.totals = totals  # the daemon keeps what settled runs add up (`SettledTotals`)
         self.lock = threading.Lock()
 
     def collect(self) -> Iterator[Metric]:
@@ -71,11 +73,11 @@ class EasyflowCollector(Collector):
     def snapshot(self) -> Snapshot:
         config = self.config()
         with Store(self.database) as store:
-            totals = run_totals(store)
-            costs = cost_report(cost_sums(store, Period(None, None), "mode"),
-                                Prices.from_config(config), config.costs.watts_per_core, "mode",
-                                {"since": None, "until": None, "workflow": None})
+            totals = self.totals(store)
             depths = {mode.value: n for mode, n in store.queue.depths().items()}
+        costs = cost_report(totals.cost_rows(), Prices.from_config(config),
+                            config.costs.watts_per_core, "mode",
+                            {"since": None, "until": None, "workflow": None})
         return Snapshot(totals, costs, depths, self.live())
 
 

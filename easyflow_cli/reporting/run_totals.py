@@ -1,23 +1,29 @@
-"""What the metrics count over all history: ended runs by workflow, mode and state, and the
-histograms of their durations and queue waits by mode, summed by SQL at the moment of asking.
+"""What the metrics count over all history: ended runs by workflow, mode and state, the
+histograms of their durations and queue waits by mode, and the sums `report costs` prices.
 
 Every figure comes from the database, so it survives daemon restarts, and each is a plain sum:
 a counter only grows while runs end. Pruned history must keep counting, or `rate()` would see a
 reset: `run_totals` is the one place where the rollups of pruned runs are added to what the
 `runs` table still holds (`pruned_totals`).
 
-Each figure is counted off an index that holds it (migration 3's, and `runs_ended`), so a
-scrape reads no table row; it still steps over every run once per figure (the performance
-notes give the time over a million runs).
+Read whole (`run_totals`), each figure is counted off an index that holds it, so no table row
+is read, but every run is stepped over once per figure. The daemon, scraped again and again,
+keeps the totals of the runs below the oldest one still queued or running (`SettledTotals`):
+those never change, so a scrape reads only the runs since.
 """
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import math
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 from easyflow_cli.core.model import Mode
+from easyflow_cli.reporting.local_days import FIELDS, sums_sql
 from easyflow_cli.storage.store import Store
 
 # Upper bounds in seconds. Durations: a no-op call to a long batch job. Queue waits: the few
@@ -26,6 +32,11 @@ DURATION_BUCKETS = (0.01, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 18
                     4 * 3600.0)
 WAIT_BUCKETS = (0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0, 60.0, 300.0, 1800.0, 3600.0,
                 4 * 3600.0, 12 * 3600.0, 24 * 3600.0)
+# What a run's contribution is read from, when runs are read one by one.
+RUN_COLUMNS = ("workflow", "mode", "state", "finished_at", "off_peak", "duration_s",
+               "queue_wait_s", "cpu_user_s", "cpu_system_s", "energy_j")
+
+UsageKey = tuple[str, Any]  # mode, off_peak (as stored: 0, 1 or NULL)
 
 
 @dataclass
@@ -47,14 +58,22 @@ class Histogram:
         self.count += other.count
         self.total += other.total
 
+    def observe(self, value: float) -> None:
+        for index in range(bisect.bisect_left(self.bounds, value), len(self.bounds)):
+            self.cumulative[index] += 1
+        self.count += 1
+        self.total += value
+
 
 @dataclass
 class RunTotals:
-    """Ended runs by (workflow, mode, state); duration and queue-wait histograms by mode."""
+    """Ended runs by (workflow, mode, state); duration and queue-wait histograms by mode; and
+    per (mode, off_peak) the sums of `local_days.SUMS` that `report costs` prices."""
 
     runs: dict[tuple[str, str, str], int] = field(default_factory=dict)
     durations: dict[str, Histogram] = field(default_factory=dict)
     waits: dict[str, Histogram] = field(default_factory=dict)
+    usage: dict[UsageKey, dict[str, float]] = field(default_factory=dict)
 
     def add(self, other: RunTotals) -> RunTotals:
         for key, count in other.runs.items():
@@ -63,12 +82,22 @@ class RunTotals:
                                      (self.waits, other.waits, WAIT_BUCKETS)):
             for mode, histogram in theirs.items():
                 mine.setdefault(mode, Histogram.empty(bounds)).add(histogram)
+        for usage_key, sums in other.usage.items():
+            into = self.usage.setdefault(usage_key, dict.fromkeys(FIELDS, 0))
+            for name in FIELDS:
+                into[name] += sums[name]
         return self
+
+    def cost_rows(self) -> list[dict[str, Any]]:
+        """The usage as the rows `accounting.cost_sums` gives by mode (`cost_report` prices)."""
+        return [{"grp": mode, "mode": mode, "off_peak": off_peak, **sums}
+                for (mode, off_peak), sums in self.usage.items()]
 
 
 def run_totals(store: Store) -> RunTotals:
     """Everything ever counted: the runs still in the table, plus what pruning rolled up."""
-    return live_totals(store).add(pruned_totals(store))
+    with read_snapshot(store):
+        return table_totals(store).add(pruned_totals(store))
 
 
 def pruned_totals(store: Store) -> RunTotals:
@@ -77,30 +106,51 @@ def pruned_totals(store: Store) -> RunTotals:
     return RunTotals()
 
 
-def live_totals(store: Store) -> RunTotals:
-    """The totals over the runs the `runs` table holds."""
-    return RunTotals(runs=ended_runs(store),
+def pruned_count(store: Store) -> int:
+    """How many runs were pruned so far: when it changes, runs below the settled mark may have
+    left the table for the rollups, and `SettledTotals` counts them again."""
+    return 0
+
+
+@contextmanager
+def read_snapshot(store: Store) -> Iterator[None]:
+    """One read transaction: every query inside sees the same database."""
+    store.conn.execute("BEGIN")
+    try:
+        yield
+    finally:
+        store.conn.execute("COMMIT")
+
+
+# ------------------------------------------------------------------ whole, off the indexes
+
+
+def table_totals(store: Store, below: int | None = None) -> RunTotals:
+    """The totals over the runs the `runs` table holds (those with an id below `below`)."""
+    ids = "" if below is None else f" AND id < {int(below)}"
+    return RunTotals(runs=ended_runs(store, ids),
                      durations=histograms(store, "duration_s", "runs_durations",
-                                          DURATION_BUCKETS),
-                     waits=histograms(store, "queue_wait_s", "runs_waits", WAIT_BUCKETS))
+                                          DURATION_BUCKETS, ids),
+                     waits=histograms(store, "queue_wait_s", "runs_waits", WAIT_BUCKETS, ids),
+                     usage=usage(store, ids))
 
 
-def ended_runs(store: Store) -> dict[tuple[str, str, str], int]:
+def ended_runs(store: Store, ids: str = "") -> dict[tuple[str, str, str], int]:
     """How many runs ended in each state, per workflow and mode (a run ends when it is given
     its finish time, in one of the ended states)."""
     return {(workflow, mode, state): count for workflow, mode, state, count in store.conn.execute(
         "SELECT workflow, mode, state, count(*) FROM runs INDEXED BY runs_ended"
-        " WHERE finished_at IS NOT NULL GROUP BY workflow, mode, state")}
+        f" WHERE finished_at IS NOT NULL{ids} GROUP BY workflow, mode, state")}
 
 
-def histograms(store: Store, column: str, index: str,
-               bounds: tuple[float, ...]) -> dict[str, Histogram]:
+def histograms(store: Store, column: str, index: str, bounds: tuple[float, ...],
+               ids: str = "") -> dict[str, Histogram]:
     """Per mode, the histogram of a column of the runs that occupied a worker: each bucket
     counted over its own range of the index, which steps the entries without evaluating a
     comparison per bucket for each (about three times quicker)."""
     edges = [-math.inf, *bounds, math.inf]
     sql = (f"SELECT count(*), total({column}) FROM runs INDEXED BY {index} WHERE mode = ?"
-           f" AND duration_s IS NOT NULL AND {column} > ? AND {column} <= ?")
+           f" AND duration_s IS NOT NULL AND {column} > ? AND {column} <= ?{ids}")
     found = {}
     for mode in Mode:
         counts, total = [], 0.0
@@ -112,3 +162,84 @@ def histograms(store: Store, column: str, index: str,
             cumulative = list(itertools.accumulate(counts))
             found[mode.value] = Histogram(bounds, cumulative[:-1], cumulative[-1], total)
     return found
+
+
+def usage(store: Store, ids: str = "") -> dict[UsageKey, dict[str, float]]:
+    """Per mode and tariff, what `report costs` sums (off the index it reads)."""
+    return {(row["mode"], row["off_peak"]): {name: row[name] for name in FIELDS}
+            for row in store.conn.execute(
+                f"SELECT mode, off_peak, {sums_sql()} FROM runs INDEXED BY runs_costs"
+                f" WHERE duration_s IS NOT NULL{ids} GROUP BY mode, off_peak")}
+
+
+# ------------------------------------------------------------------ run by run, from an id on
+
+
+def totals_of(rows: Iterable[Any]) -> RunTotals:
+    """The totals of runs read one by one (`RUN_COLUMNS`), as the queries above count them."""
+    totals = RunTotals()
+    for row in rows:
+        if row["finished_at"] is not None:
+            key = (row["workflow"], row["mode"], row["state"])
+            totals.runs[key] = totals.runs.get(key, 0) + 1
+        if row["duration_s"] is not None:
+            _add_settled(totals, row)
+    return totals
+
+
+def _add_settled(totals: RunTotals, row: Any) -> None:
+    mode = row["mode"]
+    totals.durations.setdefault(mode, Histogram.empty(DURATION_BUCKETS)).observe(
+        row["duration_s"])
+    if row["queue_wait_s"] is not None:
+        totals.waits.setdefault(mode, Histogram.empty(WAIT_BUCKETS)).observe(row["queue_wait_s"])
+    sums = totals.usage.setdefault((mode, row["off_peak"]), dict.fromkeys(FIELDS, 0))
+    cpu = (None if row["cpu_user_s"] is None or row["cpu_system_s"] is None
+           else row["cpu_user_s"] + row["cpu_system_s"])
+    sums["runs"] += 1
+    sums["worker_s"] += row["duration_s"]
+    sums["cpu_s"] += cpu or 0.0
+    if row["energy_j"] is not None:
+        sums["energy_j"] += row["energy_j"]
+        sums["measured"] += 1
+    else:
+        sums["unmeasured_cpu_s"] += cpu or 0.0
+
+
+def totals_from(store: Store, first_id: int) -> RunTotals:
+    """The totals of the runs from `first_id` on, read row by row (a range of the table)."""
+    return totals_of(store.conn.execute(
+        f"SELECT {', '.join(RUN_COLUMNS)} FROM runs WHERE id >= ?", (first_id,)))
+
+
+def settled_mark(store: Store) -> int:
+    """The id below which every run has ended: the oldest queued or running run's, else the
+    next id. Ids only grow, so no run below it can appear or change, but by pruning."""
+    marks = [store.conn.execute(f"SELECT min(id) FROM runs WHERE state = '{state}'").fetchone()[0]
+             for state in ("queued", "running")]
+    last = store.conn.execute("SELECT max(id) FROM runs").fetchone()[0]
+    return min([mark for mark in marks if mark is not None] + [(last or 0) + 1])
+
+
+class SettledTotals:
+    """The daemon's totals between scrapes: those of the runs below the settled mark, kept,
+    and moved on as the mark moves; a scrape then reads only the runs from the mark on. Kept
+    totals are read again when runs have been pruned since."""
+
+    def __init__(self) -> None:
+        self.kept = RunTotals()
+        self.mark = 1  # the kept totals are those of the runs below it
+        self.pruned = -1  # `pruned_count` when they were read; -1: not read yet
+
+    def read(self, store: Store) -> RunTotals:
+        with read_snapshot(store):
+            mark, pruned = settled_mark(store), pruned_count(store)
+            if pruned != self.pruned:
+                self.kept, self.mark, self.pruned = table_totals(store, mark), mark, pruned
+            elif mark > self.mark:
+                self.kept.add(totals_of(store.conn.execute(
+                    f"SELECT {', '.join(RUN_COLUMNS)} FROM runs WHERE id >= ? AND id < ?",
+                    (self.mark, mark))))
+                self.mark = mark
+            recent = totals_from(store, self.mark)
+            return RunTotals().add(self.kept).add(recent).add(pruned_totals(store))

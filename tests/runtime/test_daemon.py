@@ -566,3 +566,24 @@ def test_a_run_its_worker_does_not_stop_in_time_is_stopped_by_the_daemon(harness
     assert run["state"] == "timed_out"
     assert f"its worker (pid {worker.pid}) did not stop it" in run["error"]
     assert len(harness.pool(Mode.REAL_TIME)) == 2
+
+
+def test_status_lists_the_runs_running_now_and_the_workers_by_state(harness, clock):
+    assert {mode: pool.states for mode, pool in harness.daemon.status().pools.items()} == {
+        "real-time": {"starting": 2, "idle": 0, "busy": 0, "retiring": 0},
+        "balanced": {"starting": 1, "idle": 0, "busy": 0, "retiring": 0},
+        "eco": {"starting": 1, "idle": 0, "busy": 0, "retiring": 0}}
+    for worker in harness.workers:
+        worker.report(Ready(worker.pid))
+    harness.tick()
+    run_id = harness.submit(harness.add_workflow("long"))
+    harness.start(run_id)
+    clock.advance(90)
+    status = harness.daemon.status()
+    assert status.running == [{"id": run_id, "workflow": "long", "mode": "real-time",
+                               "pool": "real-time", "started_at": harness.record(run_id)
+                               ["started_at"], "elapsed_s": 90.0}]
+    assert status.pools["real-time"].states == {"starting": 0, "idle": 1, "busy": 1,
+                                                "retiring": 0}
+    assert harness.daemon.live_state().pools == {
+        mode: pool.states for mode, pool in status.pools.items()}

@@ -24,6 +24,7 @@ from easyflow_cli.core.planning import QueuePolicy
 from easyflow_cli.core.timeutil import to_iso
 from easyflow_cli.core.trust import open_private
 from easyflow_cli.reporting.metrics import EasyflowCollector, LiveState, registry_of
+from easyflow_cli.reporting.run_totals import SettledTotals
 from easyflow_cli.reporting.running import running_now
 from easyflow_cli.runtime.clock import Clock, SystemClock
 from easyflow_cli.runtime.daemon.control import ControlServer, Handlers
@@ -143,7 +144,7 @@ class Daemon:
 
     def _metrics_exporter(self) -> MetricsExporter:
         collector = EasyflowCollector(database_path(self.home), lambda: self.config,
-                                      self.live_state)
+                                      self.live_state, SettledTotals().read)
         return MetricsExporter(self.config.metrics, registry_of(collector))
 
     def live_state(self) -> LiveState | None:
