@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import time
 import urllib.request
 from pathlib import Path
 
@@ -16,7 +17,6 @@ from prometheus_client.registry import Collector
 from easyflow_cli.core.metrics_config import ListenAddress, MetricsConfig
 from easyflow_cli.reporting.metrics import registry_of
 from easyflow_cli.runtime.daemon.metrics_exporter import MetricsExporter
-from tests.daemon_harness import wait_for
 
 
 class Counting(Collector):
@@ -28,6 +28,13 @@ class Counting(Collector):
     def collect(self):
         self.scrapes += 1
         yield GaugeMetricFamily("scrapes", "times collected", value=self.scrapes)
+
+
+def wait_for(predicate, message: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {message}"
+        time.sleep(0.01)
 
 
 def free_port() -> int:
