@@ -587,3 +587,29 @@ def test_status_lists_the_runs_running_now_and_the_workers_by_state(harness, clo
                                                 "retiring": 0}
     assert harness.daemon.live_state().pools == {
         mode: pool.states for mode, pool in status.pools.items()}
+
+
+def test_a_reload_that_sets_a_metrics_textfile_starts_writing_it(harness, clock, tmp_path):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    spec = harness.add_workflow("noop")
+    run_id = harness.submit(spec)
+    worker = harness.start(run_id)
+    worker.report(Finished(run_id, clock.stamp(0.25), ok()))
+    harness.tick()
+    textfile = tmp_path / "easyflow.prom"
+    Path(harness.daemon.config_path or "").write_text(
+        CONFIG + f'[metrics]\ntextfile = "{textfile}"\n')
+    harness.daemon.reload()
+    assert harness.daemon.metrics.config.textfile == textfile
+    deadline = time.monotonic() + 20
+    while not textfile.exists():
+        assert time.monotonic() < deadline, "no textfile written"
+        time.sleep(0.01)
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for family in text_string_to_metric_families(textfile.read_text())
+               for s in family.samples}
+    assert samples[("easyflow_daemon_up", ())] == 1
+    assert samples[("easyflow_runs_total", (("mode", "real-time"), ("state", "succeeded"),
+                                            ("workflow", "noop")))] == 1
+    assert samples[("easyflow_pool_workers", (("pool", "real-time"), ("state", "starting")))] == 2
