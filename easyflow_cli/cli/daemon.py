@@ -65,7 +65,7 @@ def status(as_json: bool = JSON_OPTION, as_csv: bool = CSV_OPTION) -> None:
     elif as_csv:
         from easyflow_cli.reporting.running import RUNNING_COLUMNS
 
-        print_csv(live["running"], RUNNING_COLUMNS)
+        print_csv(live.get("running", []), RUNNING_COLUMNS)
     else:
         _print_status(live)
     raise typer.Exit(code)
@@ -102,7 +102,7 @@ def _print_status(live: dict) -> None:
     for fire in live["next_fires"]:
         console.print(f"  next: {_next_fire(fire['next_fire_at'], now)}  schedule {fire['id']} "
                       f"({fire['workflow']})", highlight=False)
-    _print_running(live["running"])
+    _print_running(live.get("running", []))  # a daemon started before the upgrade has none
 
 
 def _print_running(running: list[dict]) -> None:

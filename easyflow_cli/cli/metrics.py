@@ -36,4 +36,6 @@ def _live_state() -> LiveState | None:
     reply = daemon_status()
     if reply is None:
         return None
-    return LiveState({pool: status["states"] for pool, status in reply["pools"].items()})
+    # A daemon started before the upgrade counts no states: it answers, its workers are unknown.
+    return LiveState({pool: status["states"] for pool, status in reply["pools"].items()
+                      if "states" in status})
