@@ -35,8 +35,8 @@ def scrape(port: int) -> dict[tuple[str, tuple], float]:
         return samples(answer.read().decode())
 
 
-def test_metrics_are_served_during_a_run_and_count_it_once_it_ends(daemon: DaemonHarness,
-                                                                   tmp_path: Path):
+def test_metrics_are_served_during_a_run_count_it_once_it_ends_and_survive_a_restart(
+        daemon: DaemonHarness, tmp_path: Path):
     port, textfile = free_port(), tmp_path / "easyflow.prom"
     daemon.write_config(textwrap.dedent(f"""
         [pools.real-time]
@@ -85,3 +85,9 @@ def test_metrics_are_served_during_a_run_and_count_it_once_it_ends(daemon: Daemo
     assert final[("easyflow_runs_total", (("mode", "real-time"), ("state", "succeeded"),
                                           ("workflow", "slow")))] == 1
     assert samples(daemon.cli("metrics").stdout)[("easyflow_daemon_up", ())] == 0
+
+    daemon.start()  # counters come from the database: a restart does not reset them
+    again = scrape(port)
+    assert again[("easyflow_runs_total", (("mode", "real-time"), ("state", "succeeded"),
+                                          ("workflow", "slow")))] == 1
+    assert again[("easyflow_daemon_up", ())] == 1
