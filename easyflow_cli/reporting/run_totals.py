@@ -6,8 +6,8 @@ a counter only grows while runs end. Pruned history must keep counting, or `rate
 reset: `run_totals` is the one place where the rollups of pruned runs are added to what the
 `runs` table still holds (`pruned_totals`).
 
-Read whole (`run_totals`), each figure is counted off an index that holds it, so no table row
-is read, but every run is stepped over once per figure. The daemon, scraped again and again,
+Read whole (`run_totals`), the figures are counted off indexes that hold them, so no table row
+is read, but every run is stepped over once per index read. The daemon, scraped again and again,
 keeps the totals of the runs below the oldest one still queued or running (`SettledTotals`):
 those never change, so a scrape reads only the runs since.
 """
@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from easyflow_cli.core.model import Mode
+from easyflow_cli.core.model import Mode, RunState
 from easyflow_cli.reporting.local_days import FIELDS, sums_sql
 from easyflow_cli.storage.store import Store
 
@@ -36,6 +36,7 @@ WAIT_BUCKETS = (0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0, 60.0, 300.0, 1800.0
 RUN_COLUMNS = ("workflow", "mode", "state", "finished_at", "off_peak", "duration_s",
                "queue_wait_s", "cpu_user_s", "cpu_system_s", "energy_j")
 
+ENDED_STATES = (RunState.SUCCEEDED, RunState.FAILED, RunState.TIMED_OUT, RunState.CANCELLED)
 UsageKey = tuple[str, Any]  # mode, off_peak (as stored: 0, 1 or NULL)
 
 
@@ -128,19 +129,40 @@ def read_snapshot(store: Store) -> Iterator[None]:
 def table_totals(store: Store, below: int | None = None) -> RunTotals:
     """The totals over the runs the `runs` table holds (those with an id below `below`)."""
     ids = "" if below is None else f" AND id < {int(below)}"
-    return RunTotals(runs=ended_runs(store, ids),
-                     durations=histograms(store, "duration_s", "runs_durations",
-                                          DURATION_BUCKETS, ids),
-                     waits=histograms(store, "queue_wait_s", "runs_waits", WAIT_BUCKETS, ids),
-                     usage=usage(store, ids))
+    totals = RunTotals(durations=histograms(store, "duration_s", "runs_durations",
+                                            DURATION_BUCKETS, ids),
+                       waits=histograms(store, "queue_wait_s", "runs_waits", WAIT_BUCKETS, ids))
+    _add_settled_sums(totals, store, ids)
+    for workflow, mode, state, count in store.conn.execute(
+        "SELECT workflow, mode, state, count(*) FROM runs INDEXED BY runs_ended_unsettled"
+        f" WHERE duration_s IS NULL AND finished_at IS NOT NULL{ids}"
+        " GROUP BY workflow, mode, state",
+    ):
+        _count(totals, (workflow, mode, state), count)
+    return totals
 
 
-def ended_runs(store: Store, ids: str = "") -> dict[tuple[str, str, str], int]:
-    """How many runs ended in each state, per workflow and mode (a run ends when it is given
-    its finish time, in one of the ended states)."""
-    return {(workflow, mode, state): count for workflow, mode, state, count in store.conn.execute(
-        "SELECT workflow, mode, state, count(*) FROM runs INDEXED BY runs_ended"
-        f" WHERE finished_at IS NOT NULL{ids} GROUP BY workflow, mode, state")}
+def _add_settled_sums(totals: RunTotals, store: Store, ids: str) -> None:
+    """Runs that ended with a duration, by state, and what `report costs` sums of them: one
+    pass over the index that holds both, in its order (workflow, mode, tariff)."""
+    states = ", ".join(f"count(CASE WHEN state = '{state.value}' THEN 1 END)"
+                       for state in ENDED_STATES)
+    for row in store.conn.execute(
+        f"SELECT workflow, mode, off_peak, {states}, {sums_sql()}"
+        " FROM runs INDEXED BY runs_costs_workflow"
+        f" WHERE duration_s IS NOT NULL{ids} GROUP BY workflow, mode, off_peak",
+    ):
+        workflow, mode, off_peak = row[0], row[1], row[2]
+        for state, count in zip(ENDED_STATES, row[3:3 + len(ENDED_STATES)], strict=True):
+            _count(totals, (workflow, mode, state.value), count)
+        sums = totals.usage.setdefault((mode, off_peak), dict.fromkeys(FIELDS, 0))
+        for name in FIELDS:
+            sums[name] += row[name]
+
+
+def _count(totals: RunTotals, key: tuple[str, str, str], count: int) -> None:
+    if count:
+        totals.runs[key] = totals.runs.get(key, 0) + count
 
 
 def histograms(store: Store, column: str, index: str, bounds: tuple[float, ...],
@@ -162,14 +184,6 @@ def histograms(store: Store, column: str, index: str, bounds: tuple[float, ...],
             cumulative = list(itertools.accumulate(counts))
             found[mode.value] = Histogram(bounds, cumulative[:-1], cumulative[-1], total)
     return found
-
-
-def usage(store: Store, ids: str = "") -> dict[UsageKey, dict[str, float]]:
-    """Per mode and tariff, what `report costs` sums (off the index it reads)."""
-    return {(row["mode"], row["off_peak"]): {name: row[name] for name in FIELDS}
-            for row in store.conn.execute(
-                f"SELECT mode, off_peak, {sums_sql()} FROM runs INDEXED BY runs_costs"
-                f" WHERE duration_s IS NOT NULL{ids} GROUP BY mode, off_peak")}
 
 
 # ------------------------------------------------------------------ run by run, from an id on
