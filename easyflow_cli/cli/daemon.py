@@ -109,10 +109,9 @@ def _print_running(running: list[dict]) -> None:
     if not running:
         console.print("  running: none")
         return
-    from easyflow_cli.reporting.running import RUNNING_COLUMNS
-
-    render_rows(running, [c for c in RUNNING_COLUMNS if c != "started_at"], as_json=False,
-                as_csv=False, title="running now", formatters={"elapsed_s": _elapsed})
+    rows = [{**run, "elapsed": _elapsed(run["elapsed_s"])} for run in running]
+    render_rows(rows, ["id", "workflow", "mode", "pool", "elapsed"], as_json=False,
+                as_csv=False, title="running now")
 
 
 def _elapsed(value: float | None) -> str:
