@@ -130,7 +130,16 @@ def _migration_5(db) -> None:
     db.execute("ALTER TABLE runs ADD COLUMN pgid_boot_id TEXT")
 
 
-MIGRATIONS = [_migration_1, _migration_2, _migration_3, _migration_4, _migration_5]
+def _migration_6(db) -> None:
+    """Per workflow: a limit on its runs running at once, and whether it is disabled (kept
+    when its file is added again); per schedule: the jitter of its fires."""
+    db.execute("ALTER TABLE workflows ADD COLUMN max_concurrent INTEGER")
+    db.execute("ALTER TABLE workflows ADD COLUMN disabled INTEGER NOT NULL DEFAULT 0")
+    db.execute("ALTER TABLE schedules ADD COLUMN jitter_s REAL")
+
+
+MIGRATIONS = [_migration_1, _migration_2, _migration_3, _migration_4, _migration_5,
+              _migration_6]
 
 
 class Store:
@@ -239,6 +248,7 @@ class Store:
                     "cost_priority": spec.cost_priority.value,
                     "source_file": spec.source_file, "content_hash": spec.content_hash,
                     "spec_json": json.dumps(spec_to_dict(spec)),
+                    "max_concurrent": spec.max_concurrent,
                     "added_at": existing["added_at"] if existing else stamp, "updated_at": stamp,
                 }, pk="name")
                 self._sync_file_schedules(spec, stamp)
@@ -304,10 +314,10 @@ class Store:
                         now_iso: str) -> int:
         cursor = self.conn.execute(
             "INSERT INTO schedules (workflow, kind, expr, timezone, mode, deadline_after_s,"
-            " origin, paused, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?)",
+            " jitter_s, origin, paused, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?)",
             (workflow, schedule.kind, schedule.expr, schedule.timezone,
              schedule.mode.value if schedule.mode else None, schedule.deadline_after,
-             origin, now_iso),
+             schedule.jitter, origin, now_iso),
         )
         schedule_id = cursor.lastrowid
         assert schedule_id is not None  # every INSERT sets it
@@ -358,9 +368,7 @@ class Store:
 
     def schedule_specs(self, workflow: str) -> list[ScheduleSpec]:
         """Every schedule of the workflow, from its file or added since, as a file declares it."""
-        return [ScheduleSpec(row["kind"], row["expr"], row["timezone"],
-                             Mode(row["mode"]) if row["mode"] else None, row["deadline_after_s"])
-                for row in self.schedule_rows(workflow)]
+        return [schedule_spec_of_row(row) for row in self.schedule_rows(workflow)]
 
     def schedule_rows(self, workflow: str | None = None) -> list[dict[str, Any]]:
         sql, args = "SELECT * FROM schedules", tuple[str, ...]()
@@ -374,13 +382,22 @@ def _schedule(row: sqlite3.Row) -> dict[str, Any]:
     return {**dict(row), "paused": bool(row["paused"])}
 
 
+def schedule_spec_of_row(row: Any) -> ScheduleSpec:
+    """A stored schedule as a file declares it."""
+    return ScheduleSpec(row["kind"], row["expr"], row["timezone"],
+                        Mode(row["mode"]) if row["mode"] else None, row["deadline_after_s"],
+                        row["jitter_s"])
+
+
 def _schedule_key(schedule: ScheduleSpec) -> tuple:
     return (schedule.kind, schedule.expr, schedule.timezone,
-            schedule.mode.value if schedule.mode else None, schedule.deadline_after)
+            schedule.mode.value if schedule.mode else None, schedule.deadline_after,
+            schedule.jitter)
 
 
 def _schedule_key_of_row(row) -> tuple:
-    return (row["kind"], row["expr"], row["timezone"], row["mode"], row["deadline_after_s"])
+    return (row["kind"], row["expr"], row["timezone"], row["mode"], row["deadline_after_s"],
+            row["jitter_s"])
 
 
 @functools.lru_cache(maxsize=256)
