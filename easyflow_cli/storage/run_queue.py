@@ -103,14 +103,17 @@ class RunQueue(Protocol):
     def claim(self, mode: Mode, *, now: datetime, pool: PoolName,
               hands: Sequence[Hand]) -> list[list[ClaimedRun]]:
         """Claim ready runs of `mode` (`not_before` unset or reached) for workers: up to each
-        hand's room, dealt in turn best first; the runs of each hand, best first.
+        hand's room, dealt in turn best first; the runs of each hand, best first. A workflow
+        with a `max_concurrent` gets no more runs running (in any pool) than that: its others
+        stay queued, in their place, and do not hold up other workflows' runs.
 
         queued → running; sets `claimed_at` (now), `pool`, `worker`, `batch_id` (the hand's)."""
         ...
 
     def claim_ids(self, run_ids: Sequence[int], *, now: datetime, pool: PoolName,
                   worker: str) -> list[ClaimedRun]:
-        """Claim these runs if they are still queued, ready or not; those claimed.
+        """Claim these runs if they are still queued, ready or not, as far as their workflow's
+        `max_concurrent` allows; those claimed.
 
         queued → running; sets `claimed_at`, `pool`, `worker`."""
         ...
