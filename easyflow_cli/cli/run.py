@@ -43,6 +43,7 @@ def run(
     quote: bool = typer.Option(False, "--quote",
                                help="Don't run: show when it would start and finish, and what "
                                     "it would cost, in each mode."),
+    force: bool = typer.Option(False, "--force", help="Run it even if it is disabled."),
 ) -> None:
     """Run a workflow now. Exit code 0 when it succeeds, 1 when it fails.
 
@@ -68,13 +69,14 @@ def run(
         from easyflow_cli.cli.bulk import submit_runs
 
         submit_runs(names, count or 1, mode=mode, deadline=deadline, as_json=as_json,
-                    no_wait=no_wait)
+                    no_wait=no_wait, force=force)
         return
-    run_one(names[0], mode=mode, deadline=deadline, as_json=as_json, no_wait=no_wait)
+    run_one(names[0], mode=mode, deadline=deadline, as_json=as_json, no_wait=no_wait,
+            force=force)
 
 
 def run_one(name: str, *, mode: Mode | None, deadline: str | None, as_json: bool,
-            no_wait: bool) -> None:
+            no_wait: bool, force: bool = False) -> None:
     """Queue one run and wake the daemon; follow the run, or with no daemon run it here."""
     # Imported here: `run --now --no-wait` is on the hot path and `--help` needs none of it.
     from easyflow_cli.cli.submit import (
@@ -83,6 +85,7 @@ def run_one(name: str, *, mode: Mode | None, deadline: str | None, as_json: bool
         plan_manual_run,
         print_queued,
         queue_policy,
+        refuse_disabled,
     )
     from easyflow_cli.cli.waiting import explain, wait_of
     from easyflow_cli.core.config import load_config
@@ -93,6 +96,7 @@ def run_one(name: str, *, mode: Mode | None, deadline: str | None, as_json: bool
     home = state_dir()
     with open_store() as store:
         spec = store.get_workflow(name)
+        refuse_disabled(store, [name], force=force)
         # Connected to only once the run is committed: a connection held while waiting for the
         # database lock would hold one of the daemon's descriptors for nothing.
         policy = queue_policy(store, config, daemon_up=listening(home))

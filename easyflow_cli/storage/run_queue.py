@@ -45,6 +45,16 @@ class Hand:
 
 # RunStart and RunEnd are made once per run on the daemon's hot path, hence not frozen (a
 # frozen dataclass takes several times as long to make).
+@dataclass(frozen=True, slots=True)
+class HeldByLimit:
+    """A workflow at its `max_concurrent`, with runs queued behind it."""
+
+    workflow: str
+    max_concurrent: int
+    running: int
+    queued: int
+
+
 @dataclass(slots=True)
 class RunStart:
     """A claimed run's first step is starting (as whoever executes it reported)."""
@@ -208,6 +218,11 @@ class RunQueue(Protocol):
 
     def depths(self) -> dict[Mode, int]:
         """How many runs of each mode are queued."""
+        ...
+
+    def held_by_limit(self) -> list[HeldByLimit]:
+        """The workflows whose queued runs wait because their `max_concurrent` runs are
+        running, by name."""
         ...
 
     def next_promotion_at(self) -> datetime | None:

@@ -29,7 +29,14 @@ from easyflow_cli.core.model import (
 from easyflow_cli.core.planning import PlannedRun
 from easyflow_cli.core.stats import median
 from easyflow_cli.core.timeutil import from_iso, to_iso
-from easyflow_cli.storage.run_queue import Hand, NextAttempt, RunEnd, RunStart, no_retry
+from easyflow_cli.storage.run_queue import (
+    Hand,
+    HeldByLimit,
+    NextAttempt,
+    RunEnd,
+    RunStart,
+    no_retry,
+)
 
 SQLITE_INTEGER_MAX = 2**63 - 1
 # Below SQLite's limit on the parameters of one statement (a workflow may have more runs queued).
@@ -254,6 +261,19 @@ class SqliteRunQueue:
         ):
             depths[Mode(mode)] = count
         return depths
+
+    def held_by_limit(self) -> list[HeldByLimit]:
+        limits = dict(self.conn.execute(
+            "SELECT name, max_concurrent FROM workflows WHERE max_concurrent IS NOT NULL"))
+        if not limits:
+            return []
+        counts = {state: dict(self.conn.execute(
+            f"SELECT workflow, count(*) FROM runs WHERE state = '{state}' GROUP BY workflow"))
+            for state in ("running", "queued")}
+        running, queued = counts["running"], counts["queued"]
+        return [HeldByLimit(name, limit, running.get(name, 0), queued[name])
+                for name, limit in sorted(limits.items())
+                if queued.get(name) and running.get(name, 0) >= limit]
 
     def next_promotion_at(self) -> datetime | None:
         row = self.conn.execute(

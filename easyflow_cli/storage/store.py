@@ -85,6 +85,7 @@ def epoch_sql(column: str) -> str:
 
 
 LEFT_QUEUE_SQL = "coalesce(claimed_at, started_at, finished_at)"
+NOT_DISABLED = "workflow NOT IN (SELECT name FROM workflows WHERE disabled = 1)"
 
 
 def _migration_3(db) -> None:
@@ -293,10 +294,23 @@ class Store:
         return _parsed_spec_json(row["spec_json"]), row["source_file"]
 
     def workflow_rows(self) -> list[dict[str, Any]]:
-        return [dict(r) for r in self.conn.execute("SELECT * FROM workflows ORDER BY name")]
+        """Every workflow's row, `disabled` a boolean."""
+        return [{**dict(r), "disabled": bool(r["disabled"])}
+                for r in self.conn.execute("SELECT * FROM workflows ORDER BY name")]
 
     def all_workflows(self) -> list[WorkflowSpec]:
         return [_spec_of_row(r) for r in self.conn.execute("SELECT * FROM workflows")]
+
+    def set_workflow_disabled(self, name: str, disabled: bool) -> None:
+        self.get_workflow(name)
+        with self.write():
+            self.conn.execute("UPDATE workflows SET disabled = ? WHERE name = ?",
+                              (int(disabled), name))
+
+    def workflow_disabled(self, name: str) -> bool:
+        row = self.conn.execute("SELECT disabled FROM workflows WHERE name = ?",
+                                (name,)).fetchone()
+        return bool(row and row[0])
 
     def remove_workflow(self, name: str, now: datetime) -> int:
         """Remove a workflow and its schedules; its queued runs are cancelled. Returns how many."""
@@ -322,6 +336,16 @@ class Store:
         schedule_id = cursor.lastrowid
         assert schedule_id is not None  # every INSERT sets it
         return schedule_id
+
+    def update_schedule(self, schedule_id: int, schedule: ScheduleSpec) -> None:
+        """A schedule's definition replaced; its id, origin, pause and history kept."""
+        with self.write():
+            self.conn.execute(
+                "UPDATE schedules SET kind = ?, expr = ?, timezone = ?, mode = ?,"
+                " deadline_after_s = ?, jitter_s = ? WHERE id = ?",
+                (schedule.kind, schedule.expr, schedule.timezone,
+                 schedule.mode.value if schedule.mode else None, schedule.deadline_after,
+                 schedule.jitter, schedule_id))
 
     def get_schedule(self, schedule_id: int) -> dict[str, Any]:
         row = None
@@ -357,14 +381,16 @@ class Store:
             " AND last_fire_at IS NULL")]
 
     def due_schedules(self, now_iso: str) -> list[dict[str, Any]]:
+        """Active schedules whose fire time has come (a disabled workflow's never do)."""
         return [dict(r) for r in self.conn.execute(
             "SELECT * FROM schedules WHERE paused = 0 AND next_fire_at IS NOT NULL"
-            " AND next_fire_at <= ? ORDER BY next_fire_at", (now_iso,))]
+            f" AND next_fire_at <= ? AND {NOT_DISABLED} ORDER BY next_fire_at", (now_iso,))]
 
     def upcoming_schedules(self, limit: int) -> list[dict[str, Any]]:
         return [dict(r) for r in self.conn.execute(
             "SELECT id, workflow, next_fire_at FROM schedules WHERE paused = 0"
-            " AND next_fire_at IS NOT NULL ORDER BY next_fire_at LIMIT ?", (limit,))]
+            f" AND next_fire_at IS NOT NULL AND {NOT_DISABLED} ORDER BY next_fire_at LIMIT ?",
+            (limit,))]
 
     def schedule_specs(self, workflow: str) -> list[ScheduleSpec]:
         """Every schedule of the workflow, from its file or added since, as a file declares it."""

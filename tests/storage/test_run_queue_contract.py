@@ -27,6 +27,7 @@ from easyflow_cli.core.planning import PlannedRun, QueuePolicy
 from easyflow_cli.core.spec import parse_workflow_text
 from easyflow_cli.storage.run_queue import (
     Hand,
+    HeldByLimit,
     RunEnd,
     RunQueue,
     RunStart,
@@ -223,6 +224,15 @@ def test_max_concurrent_counts_running_runs_of_every_mode_and_pool(run_queue):
     ended(run_queue, eco, Outcome(RunState.SUCCEEDED, 0), NOW)
     [claimed] = run_queue.claim_ids([fast], now=NOW, pool=PoolName.FOREGROUND, worker="cli:1")
     assert claimed.id == fast
+
+
+def test_held_by_limit_names_the_workflows_waiting_for_their_max_concurrent(run_queue):
+    limit(run_queue, "a", 1)
+    limit(run_queue, "b", 2)
+    run_queue.enqueue([planned("a")] * 3 + [planned("b")] * 2)
+    assert run_queue.held_by_limit() == []
+    claim(run_queue)
+    assert run_queue.held_by_limit() == [HeldByLimit("a", 1, 1, 2)]
 
 
 def test_two_connections_never_claim_the_same_run(run_queue, open_queue):
