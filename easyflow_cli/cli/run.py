@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from easyflow_cli.core.config import Config
     from easyflow_cli.core.costs import Quote
     from easyflow_cli.core.spec import WorkflowSpec
+    from easyflow_cli.storage.run_queue import HeldByLimit
     from easyflow_cli.storage.store import Store
 
 # More runs than this in one command is a typo, not a plan: each run is a row in memory first.
@@ -130,7 +131,13 @@ def run_here(store: Store, home: Path, queued: Run, spec: WorkflowSpec, config: 
 
     say_if_root_beside_the_service(home, queued.workflow)
     echo = sys.stderr.buffer if as_json else sys.stdout.buffer
-    _report(run_in_foreground(store, home, queued, spec, config, echo), as_json)
+    _report(run_in_foreground(store, home, queued, spec, config, echo, on_wait=_say_held),
+            as_json)
+
+
+def _say_held(held: HeldByLimit) -> None:
+    say(f"waiting: {held.workflow} has {held.running} running (max_concurrent = "
+        f"{held.max_concurrent}); this run starts when one ends")
 
 
 def say_if_root_beside_the_service(home: Path, workflow: str) -> None:
