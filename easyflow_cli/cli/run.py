@@ -113,6 +113,10 @@ def run_one(name: str, *, mode: Mode | None, deadline: str | None, as_json: bool
         wait = wait_of(store, config, spec, queued)
         if wait is not None:
             explain(wait)
+        if spec.max_concurrent is not None:
+            for held in store.queue.held_by_limit():
+                if held.workflow == name:
+                    _say_held(held)
         if no_wait:
             print_queued(store.queue.get(queued.id), as_json,
                          {"quote": wait.as_json()} if wait else None)

@@ -35,6 +35,10 @@ class SecretMask:
         held, self.held = self.held, b""
         return held
 
+    def hide(self, text: str) -> str:
+        """Text written whole (a note, a run's error): every secret in it masked."""
+        return self._masked(text.encode()).decode() if self.secrets else text
+
     def _masked(self, data: bytes) -> bytes:
         for secret in self.secrets:
             if secret in data:
@@ -99,7 +103,7 @@ class CappedLog:
 
     def note(self, text: str) -> None:
         self._emit(self.mask.flush())
-        line = f"[easyflow] {text}\n".encode()
+        line = f"[easyflow] {self.mask.hide(text)}\n".encode()
         self._put(line if self.at_line_start else b"\n" + line)
         self.at_line_start = True
         if self.echo is not None:

@@ -203,6 +203,8 @@ def execute_workflow(
         note = f"run log incomplete: {log.failure}"
         outcome = Outcome(outcome.state, outcome.exit_code,
                           f"{outcome.error}; {note}" if outcome.error else note)
+    if outcome.error:  # an exception's text may quote a secret: the error is stored
+        outcome = Outcome(outcome.state, outcome.exit_code, log.mask.hide(outcome.error))
     energy = meter.joules_between(energy_before, meter.read()) if meter else None
     return Outcome(outcome.state, outcome.exit_code, outcome.error, round(usage.cpu_user_s, 6),
                    round(usage.cpu_system_s, 6), usage.peak_rss_kb, energy,
