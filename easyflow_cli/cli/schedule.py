@@ -142,7 +142,7 @@ def _listing_row(row: dict[str, Any], store: Store, now: datetime) -> dict[str, 
     from easyflow_cli.scheduling.scheduler import next_fires, schedule_mode
 
     spec_mode = store.get_workflow(row["workflow"]).execution_mode
-    nxt = next_fires(row, now, 1)
+    nxt = [] if store.workflow_disabled(row["workflow"]) else next_fires(row, now, 1)
     jitter = format_duration(row["jitter_s"]) if row["jitter_s"] else None
     return {**row, "paused": bool(row["paused"]), "next_fire_at": to_iso(nxt[0]) if nxt else None,
             "runs_as": schedule_mode(row, spec_mode), "jitter": jitter}
@@ -199,8 +199,11 @@ def next_(
         else:
             store.get_workflow(target)
             rows = store.schedule_rows(target)
+        disabled = {name for name in {r["workflow"] for r in rows}
+                    if store.workflow_disabled(name)}
     fires = sorted((t, r["id"], r["workflow"], r["timezone"])
-                   for r in rows for t in next_fires(r, now, count))
+                   for r in rows if r["workflow"] not in disabled
+                   for t in next_fires(r, now, count))
     listing = [{"schedule_id": sid, "workflow": wf, "fire_at": to_iso(t), "timezone": zone}
                for t, sid, wf, zone in fires[:count]]
     if as_json or as_csv or not listing:

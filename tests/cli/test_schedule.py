@@ -148,3 +148,13 @@ def test_set_changes_a_schedule_in_place_with_jitter(home, write):
     assert invoke("schedule", "set", str(sid), "--every", "1h", "--jitter", "x").exit_code == 2
     assert invoke("schedule", "set", "999", "--every", "1h").exit_code == 2
     assert invoke("schedule", "set", str(sid)).exit_code == 2
+
+
+def test_a_disabled_workflow_s_schedules_show_no_next_fire(home, write):
+    setup(home, write)
+    sid = invoke("schedule", "add", "w", "--every", "1h").stdout.strip()
+    assert invoke("workflow", "disable", "w").exit_code == 0
+    assert json.loads(invoke("schedule", "next", sid, "--json").stdout) == []
+    assert json.loads(invoke("schedule", "list", "--json").stdout)[0]["next_fire_at"] is None
+    assert invoke("workflow", "enable", "w").exit_code == 0
+    assert len(json.loads(invoke("schedule", "next", "w", "--json").stdout)) == 5
