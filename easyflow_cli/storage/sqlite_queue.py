@@ -267,10 +267,12 @@ class SqliteRunQueue:
             "SELECT name, max_concurrent FROM workflows WHERE max_concurrent IS NOT NULL"))
         if not limits:
             return []
-        counts = {state: dict(self.conn.execute(
-            f"SELECT workflow, count(*) FROM runs WHERE state = '{state}' GROUP BY workflow"))
-            for state in ("running", "queued")}
-        running, queued = counts["running"], counts["queued"]
+        running = dict(self.conn.execute(
+            "SELECT workflow, count(*) FROM runs WHERE state = 'running' GROUP BY workflow"))
+        # Named: grouping by workflow, SQLite would otherwise walk every run ever recorded.
+        queued = dict(self.conn.execute(
+            "SELECT workflow, count(*) FROM runs INDEXED BY runs_ready WHERE state = 'queued'"
+            " GROUP BY workflow"))
         return [HeldByLimit(name, limit, running.get(name, 0), queued[name])
                 for name, limit in sorted(limits.items())
                 if queued.get(name) and running.get(name, 0) >= limit]
