@@ -60,6 +60,7 @@ def status(as_json: bool = JSON_OPTION, as_csv: bool = CSV_OPTION) -> None:
     if isinstance(live, Silence):
         code = NOT_ANSWERING if live is Silence.NOT_ANSWERING else NOT_RUNNING
         live = _status_without_daemon(code)
+    live["held_by_limit"] = _held_by_limit()
     if as_json:
         print_json(live)
     elif as_csv:
@@ -84,6 +85,15 @@ def _status_without_daemon(code: int) -> dict:
                 "running": running_now(store.queue, utcnow())}
 
 
+def _held_by_limit() -> list[dict]:
+    """Workflows whose queued runs wait for their max_concurrent (read here: the database
+    says it whether the daemon answers or not)."""
+    from dataclasses import asdict
+
+    with open_store() as store:
+        return [asdict(held) for held in store.queue.held_by_limit()]
+
+
 def _print_status(live: dict) -> None:
     if live["pid"]:
         console.print(f"daemon [green]running[/] (pid {live['pid']}, since "
@@ -98,6 +108,10 @@ def _print_status(live: dict) -> None:
         console.print(f"daemon [red]not running[/] (state in {live['home']})")
     queued = ", ".join(f"{mode} {n}" for mode, n in live["queue"].items())
     console.print(f"  queued: {queued}")
+    for held in live["held_by_limit"]:
+        console.print(f"  waiting for max_concurrent: {held['workflow']} "
+                      f"{held['queued']} queued, {held['running']} running "
+                      f"(max_concurrent = {held['max_concurrent']})", highlight=False)
     now = utcnow()
     for fire in live["next_fires"]:
         console.print(f"  next: {_next_fire(fire['next_fire_at'], now)}  schedule {fire['id']} "
