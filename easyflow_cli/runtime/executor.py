@@ -33,6 +33,7 @@ from easyflow_cli.runtime.processes import (
 )
 from easyflow_cli.runtime.protocol import RunLimits
 from easyflow_cli.runtime.rapl import EnergyMeter
+from easyflow_cli.runtime.run_marker import kill_marked, marker_env
 
 if TYPE_CHECKING:
     from easyflow_cli.core.config import Config
@@ -160,13 +161,15 @@ def execute_workflow(
     environ: dict[str, str] | None = None,
     meter: EnergyMeter | None = None,
     run_id: int | None = None,
+    token: str | None = None,
 ) -> Outcome:
     """Run every step in order; the first failing step (unless continue_on_error) ends the run.
 
     `on_step_start(step, pgid)` is called while the step is parked before its program runs, so
-    its process group can be recorded first; returning False stops the run there. Steps see
-    `EASYFLOW_RUN_ID` when `run_id` is given. The outcome's duration is monotonic time: the
-    wall clock may jump while a run executes.
+    its process group can be recorded first; returning False stops the run there. Steps carry
+    the run's mark (run_marker.py): `EASYFLOW_RUN_ID` when `run_id` is given, and the token
+    when there is one. The outcome's duration is monotonic time: the wall clock may jump while
+    a run executes.
     """
     began = time.monotonic()
     log = CappedLog(log_stream, limits.log_max_bytes, echo)
@@ -177,7 +180,11 @@ def execute_workflow(
     for step in spec.steps:
         step_deadline = min(run_deadline, time.monotonic() + (step.timeout or float("inf")))
         result = _execute_step(step, spec, limits, log, step_deadline, on_step_start, cancelled,
-                               environ, run_id)
+                               environ, marker_env(run_id, token))
+        if result.timed_out and run_id is not None and token:
+            # Escapees of the subreaper too (a step that made itself one): a timeout is rare
+            # enough to afford a look through /proc.
+            kill_marked([run_id], [token])
         usage.cpu_user_s += result.usage.cpu_user_s
         usage.cpu_system_s += result.usage.cpu_system_s
         usage.peak_rss_kb = max(usage.peak_rss_kb, result.usage.peak_rss_kb)
@@ -217,12 +224,12 @@ def command_line(step: StepSpec) -> str:
 def _execute_step(step: StepSpec, spec: WorkflowSpec, limits: RunLimits, log: CappedLog,
                   deadline: float, on_step_start: Callable[[StepSpec, int], bool | None] | None,
                   cancelled: Callable[[], bool], environ: dict[str, str] | None,
-                  run_id: int | None) -> StepResult:
+                  marker: dict[str, str]) -> StepResult:
     log.note(f"step {step.name!r}: {command_line(step)}")
     if step.call:
-        return _execute_call(step, spec, log, deadline, cancelled, run_id)
+        return _execute_call(step, spec, log, deadline, cancelled, marker)
     env = step_environment(step, environ)
-    env.update(_run_marker(run_id))
+    env.update(marker)
     with new_children_stopped():  # escapees from its group (setsid, double fork) end with it
         return _execute_command(step, spec, limits, log, deadline, on_step_start, cancelled, env)
 
@@ -260,12 +267,8 @@ def _execute_command(step: StepSpec, spec: WorkflowSpec, limits: RunLimits, log:
     return result
 
 
-def _run_marker(run_id: int | None) -> dict[str, str]:
-    return {} if run_id is None else {"EASYFLOW_RUN_ID": str(run_id)}
-
-
 def _execute_call(step: StepSpec, spec: WorkflowSpec, log: CappedLog, deadline: float,
-                  cancelled: Callable[[], bool], run_id: int | None) -> StepResult:
+                  cancelled: Callable[[], bool], marker: dict[str, str]) -> StepResult:
     """A `call` step, in this process: no fork, no exec (see calls.py for how limits hold)."""
     from easyflow_cli.runtime import calls
 
@@ -276,7 +279,7 @@ def _execute_call(step: StepSpec, spec: WorkflowSpec, log: CappedLog, deadline: 
         function = calls.resolve(step.call, directory)
         code = calls.call_step(function, step.args, deadline=deadline, cancelled=cancelled,
                                output=log.write, cwd=directory,
-                               env={**step.env, **_run_marker(run_id)})
+                               env={**step.env, **marker})
         result = StepResult(exit_code=code)
     except calls.StepInterrupted as exc:
         result = StepResult(exit_code=None, timed_out=exc.reason == "timeout")

@@ -5,7 +5,8 @@ release, retire; moved off fd 0 at start) and reads reports from its stdout (rea
 step, finished, ran, released): JSON lines, each a message of runtime/protocol.py, which says
 what each one means. End of stdin means the same as retire. A step waits (parked, before its
 program runs) until the daemon acknowledges its "step" event: a crash can then always find its
-process group.
+process group. The daemon's token, which marks every process of the runs it executes
+(run_marker.py), comes in its environment.
 
 "started" and "finished" reports of short runs are sent together, a few at a time: each write
 wakes the daemon, which costs more than a no-op run itself. They leave at the latest when the
@@ -54,6 +55,7 @@ from easyflow_cli.runtime.protocol import (
     encode_all,
 )
 from easyflow_cli.runtime.rapl import EnergyMeter
+from easyflow_cli.runtime.run_marker import TOKEN_VARIABLE
 
 SPEC_CACHE_SIZE = 64
 FLUSH_AFTER_S = 0.001
@@ -202,7 +204,7 @@ class Worker:
             outcome = execute_workflow(
                 job.spec, job.limits, log, cancelled=lambda: self.is_cancelled(run_id),
                 on_step_start=lambda step, pgid: self.step_recorded(run_id, pgid),
-                meter=self.meter, run_id=run_id,
+                meter=self.meter, run_id=run_id, token=os.environ.get(TOKEN_VARIABLE),
             )
         self.report_end(start, time.time(), outcome)
 

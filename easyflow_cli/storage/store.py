@@ -3,7 +3,8 @@
 One database file in the state directory, owner-only, in WAL mode with a busy timeout; what
 may be opened as one (created only when missing, refused when not ours) is `database_file.py`.
 The run queue's transactions live in `sqlite_queue.py` (`store.queue`), the daemon's published
-policy in `daemon_policy.py`; everything else that touches SQL lives here.
+policy in `daemon_policy.py`, the tokens marking runs' processes in `daemon_tokens.py`;
+everything else that touches SQL lives here.
 """
 
 from __future__ import annotations
@@ -130,7 +131,13 @@ def _migration_5(db) -> None:
     db.execute("ALTER TABLE runs ADD COLUMN pgid_boot_id TEXT")
 
 
-MIGRATIONS = [_migration_1, _migration_2, _migration_3, _migration_4, _migration_5]
+def _migration_6(db) -> None:
+    """The tokens that mark the processes of runs (storage/daemon_tokens.py)."""
+    db.execute("CREATE TABLE daemon_tokens (token TEXT PRIMARY KEY, created_at TEXT NOT NULL)")
+
+
+MIGRATIONS = [_migration_1, _migration_2, _migration_3, _migration_4, _migration_5,
+              _migration_6]
 
 
 class Store:

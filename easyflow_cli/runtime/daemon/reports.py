@@ -31,6 +31,7 @@ from easyflow_cli.runtime.protocol import (
     Step,
 )
 from easyflow_cli.runtime.recording import EndedRun, Recorder
+from easyflow_cli.runtime.run_marker import kill_marked
 from easyflow_cli.storage.run_queue import RunEnd, RunStart
 from easyflow_cli.storage.store import Store
 
@@ -42,13 +43,15 @@ PLAIN_ENDS = (RunState.SUCCEEDED, RunState.CANCELLED)
 
 class WorkerReports:
     def __init__(self, store: Store, recorder: Recorder, clock: Clock, config: Config,
-                 selector: selectors.BaseSelector, log_path: Callable[[int], str]) -> None:
+                 selector: selectors.BaseSelector, log_path: Callable[[int], str],
+                 token: str | None = None) -> None:
         self.store = store
         self.recorder = recorder
         self.clock = clock
         self.config = config  # replaced on reload
         self.selector = selector
         self.log_path = log_path
+        self.token = token  # the mark of its workers' runs' processes
         self.draining = False  # then runs given back are noted so, dead workers not replaced
 
     def watch(self, workers: list[PoolWorker]) -> None:
@@ -135,6 +138,9 @@ class WorkerReports:
         pool: Pool = worker.pool
         pool.remove(worker)
         abandoned = []
+        if worker.assignments and self.token:
+            # What left the group (setsid, double fork) and lost its subreaper with the worker.
+            kill_marked(list(worker.assignments), [self.token])
         for assignment in worker.assignments.values():
             if assignment.pgid:
                 kill_group(assignment.pgid)

@@ -45,9 +45,11 @@ from easyflow_cli.runtime.protocol import (
     WakeRequest,
 )
 from easyflow_cli.runtime.recording import Recorder
+from easyflow_cli.runtime.run_marker import new_token
 from easyflow_cli.runtime.sdnotify import Notifier
 from easyflow_cli.scheduling.scheduler import ScheduleBook, prime_schedules
 from easyflow_cli.storage.daemon_policy import publish_policy
+from easyflow_cli.storage.daemon_tokens import record_token
 from easyflow_cli.storage.run_queue import cancel_run, replan_off_peak
 from easyflow_cli.storage.store import Store
 
@@ -64,7 +66,9 @@ class Daemon:
         self.clock: Clock = clock or SystemClock()
         self.notifier = Notifier.from_env()
         self.selector: selectors.BaseSelector = selectors.DefaultSelector()
-        self.pools = {mode: Pool(mode, self.config.pool(mode), spawn=spawn) for mode in Mode}
+        self.token = new_token()  # marks the processes of every run this daemon executes
+        self.pools = {mode: Pool(mode, self.config.pool(mode), spawn=spawn, token=self.token)
+                      for mode in Mode}
         self.drain = Drain(self.clock, self.all_workers)
         self.loop = Loop(self)
         self.control = ControlServer(socket_path(self.home), self.selector, self._handlers(),
@@ -95,12 +99,14 @@ class Daemon:
         self.dispatcher = Dispatcher(store, self.pools, self.recorder, self.clock, self.config,
                                      self.logs_dir)
         self.reports = WorkerReports(store, self.recorder, self.clock, self.config,
-                                     self.selector, self.dispatcher.log_path)
+                                     self.selector, self.dispatcher.log_path, self.token)
         self.schedules = ScheduleBook(store, self._policy(), self.started_at)
         self.foreground = ForegroundWatch(store, self.clock)
         if signals:
             self._install_signals()
         recover_abandoned_runs(store, self.clock)
+        # Recorded before any worker runs a step: recovery after a kill -9 looks for it.
+        record_token(store, self.token, self.clock.now())
         prime_schedules(store, self.clock.now())
         publish_policy(store, self._policy(), self.clock.now())
         self.control.open()
