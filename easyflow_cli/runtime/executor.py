@@ -18,10 +18,12 @@ import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from easyflow_cli.core.model import Outcome, RunState
 from easyflow_cli.core.spec import StepSpec, WorkflowSpec
+from easyflow_cli.runtime import run_cgroup
 from easyflow_cli.runtime.capped_log import CappedLog
 from easyflow_cli.runtime.children import new_children_stopped
 from easyflow_cli.runtime.processes import (
@@ -162,13 +164,15 @@ def execute_workflow(
     meter: EnergyMeter | None = None,
     run_id: int | None = None,
     token: str | None = None,
+    cgroup: Path | None = None,
 ) -> Outcome:
     """Run every step in order; the first failing step (unless continue_on_error) ends the run.
 
     `on_step_start(step, pgid)` is called while the step is parked before its program runs, so
     its process group can be recorded first; returning False stops the run there. Steps carry
     the run's mark (run_marker.py): `EASYFLOW_RUN_ID` when `run_id` is given, and the token
-    when there is one. The outcome's duration is monotonic time: the wall clock may jump while
+    when there is one; command steps join `cgroup` (run_cgroup.py) when it is given. The
+    outcome's duration is monotonic time: the wall clock may jump while
     a run executes.
     """
     began = time.monotonic()
@@ -180,11 +184,9 @@ def execute_workflow(
     for step in spec.steps:
         step_deadline = min(run_deadline, time.monotonic() + (step.timeout or float("inf")))
         result = _execute_step(step, spec, limits, log, step_deadline, on_step_start, cancelled,
-                               environ, marker_env(run_id, token))
-        if result.timed_out and run_id is not None and token:
-            # Escapees of the subreaper too (a step that made itself one): a timeout is rare
-            # enough to afford a look through /proc.
-            kill_marked([run_id], [token])
+                               environ, marker_env(run_id, token), cgroup)
+        if result.timed_out:
+            _stop_escapees(run_id, token, cgroup)
         usage.cpu_user_s += result.usage.cpu_user_s
         usage.cpu_system_s += result.usage.cpu_system_s
         usage.peak_rss_kb = max(usage.peak_rss_kb, result.usage.peak_rss_kb)
@@ -207,6 +209,15 @@ def execute_workflow(
                    round(time.monotonic() - began, 6))
 
 
+def _stop_escapees(run_id: int | None, token: str | None, cgroup: Path | None) -> None:
+    """After a timeout, escapees of the subreaper too (a step that made itself one): a timeout
+    is rare enough to afford a look through /proc."""
+    if cgroup is not None:
+        run_cgroup.kill(cgroup)
+    if run_id is not None and token:
+        kill_marked([run_id], [token])
+
+
 def _step_state(result: StepResult, cancelled: bool) -> RunState:
     if result.timed_out:
         return RunState.TIMED_OUT
@@ -224,26 +235,30 @@ def command_line(step: StepSpec) -> str:
 def _execute_step(step: StepSpec, spec: WorkflowSpec, limits: RunLimits, log: CappedLog,
                   deadline: float, on_step_start: Callable[[StepSpec, int], bool | None] | None,
                   cancelled: Callable[[], bool], environ: dict[str, str] | None,
-                  marker: dict[str, str]) -> StepResult:
+                  marker: dict[str, str], cgroup: Path | None) -> StepResult:
     log.note(f"step {step.name!r}: {command_line(step)}")
     if step.call:
         return _execute_call(step, spec, log, deadline, cancelled, marker)
     env = step_environment(step, environ)
     env.update(marker)
     with new_children_stopped():  # escapees from its group (setsid, double fork) end with it
-        return _execute_command(step, spec, limits, log, deadline, on_step_start, cancelled, env)
+        return _execute_command(step, spec, limits, log, deadline, on_step_start, cancelled, env,
+                                cgroup)
 
 
 def _execute_command(step: StepSpec, spec: WorkflowSpec, limits: RunLimits, log: CappedLog,
                      deadline: float,
                      on_step_start: Callable[[StepSpec, int], bool | None] | None,
-                     cancelled: Callable[[], bool], env: dict[str, str]) -> StepResult:
+                     cancelled: Callable[[], bool], env: dict[str, str],
+                     cgroup: Path | None) -> StepResult:
     try:
         parked = ParkedStep(step.argv(), step.cwd or spec.source_dir, env)
     except OSError as exc:
         message = f"step {step.name!r}: cannot start a process: {exc.strerror}"
         log.note(message)
         return StepResult(exit_code=126, error=message)
+    if cgroup is not None:
+        _join(cgroup, parked.pid, log)
     if on_step_start is not None and on_step_start(step, parked.pid) is False:
         parked.abandon()
         return StepResult(exit_code=None, error=f"step {step.name!r} not started: run stopped")
@@ -265,6 +280,13 @@ def _execute_command(step: StepSpec, spec: WorkflowSpec, limits: RunLimits, log:
         result.error = f"step {step.name!r} exited with code {result.exit_code}"
         log.note(result.error)
     return result
+
+
+def _join(cgroup: Path, pid: int, log: CappedLog) -> None:
+    try:
+        run_cgroup.join(cgroup, pid)
+    except OSError as exc:  # contained by its mark alone, as where no cgroup is delegated
+        log.note(f"the step's process could not join cgroup {cgroup}: {exc.strerror}")
 
 
 def _execute_call(step: StepSpec, spec: WorkflowSpec, log: CappedLog, deadline: float,

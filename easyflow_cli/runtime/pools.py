@@ -34,7 +34,6 @@ from easyflow_cli.runtime.protocol import (
     decode_report,
     encode,
 )
-from easyflow_cli.runtime.run_marker import marker_env
 
 log = logging.getLogger("easyflow.daemon")
 
@@ -176,7 +175,7 @@ class WorkerProcess(PoolWorker):
             [sys.executable, "-m", "easyflow_cli.runtime.worker", "--nice", str(pool.config.nice),
              "--parent", str(os.getpid())],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True,
-            env={**os.environ, **marker_env(None, pool.token)},
+            env={**os.environ, **pool.worker_env},
         )
         assert self.proc.stdin is not None and self.proc.stdout is not None
         self.stdin = self.proc.stdin
@@ -219,7 +218,8 @@ class Pool:
     started: int = 0
     typical_run_s: float | None = None  # recent runs' duration, an exponential average
     spawn: WorkerFactory = WorkerProcess  # tests pass fakes
-    token: str | None = None  # marks the processes of the runs its workers execute
+    # What its workers' runs are marked and contained by (run_marker.py, run_cgroup.py).
+    worker_env: dict[str, str] = field(default_factory=dict)
 
     def note_duration(self, seconds: float) -> None:
         if self.typical_run_s is None:

@@ -15,7 +15,9 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import select
 import signal
+import time
 from collections.abc import Collection, Iterator
 
 RUN_VARIABLE = "EASYFLOW_RUN_ID"
@@ -23,6 +25,8 @@ TOKEN_VARIABLE = "EASYFLOW_DAEMON_TOKEN"
 # A fork bomb outruns one pass: each pass kills what the last one missed.
 PASSES = 20
 ENVIRON_LIMIT = 1 << 20
+# A process killed takes a moment to exit (one stuck in the kernel longer: not waited for).
+DYING_S = 1.0
 RUN_BYTES, TOKEN_BYTES = RUN_VARIABLE.encode(), TOKEN_VARIABLE.encode()
 
 
@@ -47,19 +51,37 @@ def kill_marked(run_ids: Collection[int], tokens: Collection[str]) -> int:
         return 0
     killed = 0
     for _ in range(PASSES):
-        hits = 0
-        for pidfd in _marked(wanted, needles):
-            try:
-                signal.pidfd_send_signal(pidfd, signal.SIGKILL)
-                hits += 1
-            except ProcessLookupError:
-                pass
-            finally:
+        pidfds = list(_marked(wanted, needles))
+        try:
+            hits = sum(_kill(pidfd) for pidfd in pidfds)
+            _wait_gone(pidfds)  # or the next pass would find them again, still dying
+        finally:
+            for pidfd in pidfds:
                 os.close(pidfd)
         killed += hits
         if not hits:
             break
     return killed
+
+
+def _kill(pidfd: int) -> bool:
+    try:
+        signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+        return True
+    except ProcessLookupError:
+        return False
+
+
+def _wait_gone(pidfds: list[int]) -> None:
+    """Until every one has exited (a pidfd reads as ready then), for at most DYING_S."""
+    poller = select.poll()
+    for pidfd in pidfds:
+        poller.register(pidfd, select.POLLIN)
+    left, give_up = len(pidfds), time.monotonic() + DYING_S
+    while left and (remaining := give_up - time.monotonic()) > 0:
+        for pidfd, _ in poller.poll(remaining * 1000):
+            poller.unregister(pidfd)
+            left -= 1
 
 
 def marked_pids(run_ids: Collection[int], tokens: Collection[str]) -> set[int]:

@@ -16,10 +16,10 @@ from datetime import UTC, datetime, timedelta
 from easyflow_cli.core.model import Outcome, PoolName, Run, RunState
 from easyflow_cli.runtime.clock import Clock
 from easyflow_cli.runtime.daemon import settlement
+from easyflow_cli.runtime.daemon.containment import MARKS_ONLY
 from easyflow_cli.runtime.daemon.recovery import kill_group
 from easyflow_cli.runtime.daemon.settlement import Settlement, Transition
 from easyflow_cli.runtime.process_identity import is_still_ours
-from easyflow_cli.runtime.run_marker import kill_marked
 from easyflow_cli.storage.daemon_tokens import known_tokens
 from easyflow_cli.storage.store import Store
 
@@ -65,9 +65,8 @@ def stop_processes(store: Store, run_id: int) -> None:
     group = store.queue.step_group(run_id)
     if group is not None and is_still_ours(group):
         kill_group(group.pgid)
-    killed = kill_marked([run_id], known_tokens(store))
-    if killed:
-        log.warning("run %d: killed %d processes it had left running", run_id, killed)
+    # Not in the daemon's cgroups: the terminal's process ran it.
+    MARKS_ONLY.stop([run_id], known_tokens(store))
 
 
 def after_runner_death(run: settlement.RunFacts) -> Settlement:

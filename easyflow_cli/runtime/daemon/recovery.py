@@ -9,8 +9,8 @@ import signal
 from easyflow_cli.core.model import PoolName
 from easyflow_cli.runtime.clock import Clock
 from easyflow_cli.runtime.daemon import settlement
+from easyflow_cli.runtime.daemon.containment import MARKS_ONLY, Containment
 from easyflow_cli.runtime.process_identity import is_still_ours
-from easyflow_cli.runtime.run_marker import kill_marked
 from easyflow_cli.storage.daemon_tokens import known_tokens
 from easyflow_cli.storage.store import Store
 
@@ -18,7 +18,8 @@ REQUEUED_NOTE = "re-queued after a daemon restart"
 FAILED_ERROR = "the daemon stopped while this run was running (found at start-up)"
 
 
-def recover_abandoned_runs(store: Store, clock: Clock) -> None:
+def recover_abandoned_runs(store: Store, clock: Clock,
+                           containment: Containment | None = None) -> None:
     """Kill what the runs a dead daemon left running had started, then settle them all."""
     abandoned = []
     for run in store.queue.running():
@@ -28,9 +29,8 @@ def recover_abandoned_runs(store: Store, clock: Clock) -> None:
         if group is not None and is_still_ours(group):
             kill_group(group.pgid)
         abandoned.append(run.id)
-    if abandoned:
-        # Escapees of the groups (setsid, double fork), now without their dead worker.
-        kill_marked(abandoned, known_tokens(store))
+    # Escapees of the groups (setsid, double fork), now without their dead worker.
+    (containment or MARKS_ONLY).stop(abandoned, known_tokens(store))
     settlement.settle_abandoned(store, abandoned, clock.now(), note=REQUEUED_NOTE,
                                 error=FAILED_ERROR)
 

@@ -16,6 +16,7 @@ from easyflow_cli.core.config import Config
 from easyflow_cli.core.model import Outcome, RunState, StopReason
 from easyflow_cli.runtime.clock import Clock
 from easyflow_cli.runtime.daemon import settlement
+from easyflow_cli.runtime.daemon.containment import MARKS_ONLY, Containment
 from easyflow_cli.runtime.daemon.recovery import kill_group
 from easyflow_cli.runtime.daemon.settlement import Settlement
 from easyflow_cli.runtime.pools import Assignment, Pool, PoolWorker
@@ -31,7 +32,6 @@ from easyflow_cli.runtime.protocol import (
     Step,
 )
 from easyflow_cli.runtime.recording import EndedRun, Recorder
-from easyflow_cli.runtime.run_marker import kill_marked
 from easyflow_cli.storage.run_queue import RunEnd, RunStart
 from easyflow_cli.storage.store import Store
 
@@ -44,7 +44,7 @@ PLAIN_ENDS = (RunState.SUCCEEDED, RunState.CANCELLED)
 class WorkerReports:
     def __init__(self, store: Store, recorder: Recorder, clock: Clock, config: Config,
                  selector: selectors.BaseSelector, log_path: Callable[[int], str],
-                 token: str | None = None) -> None:
+                 token: str | None = None, containment: Containment | None = None) -> None:
         self.store = store
         self.recorder = recorder
         self.clock = clock
@@ -52,6 +52,7 @@ class WorkerReports:
         self.selector = selector
         self.log_path = log_path
         self.token = token  # the mark of its workers' runs' processes
+        self.containment = containment or MARKS_ONLY
         self.draining = False  # then runs given back are noted so, dead workers not replaced
 
     def watch(self, workers: list[PoolWorker]) -> None:
@@ -138,9 +139,9 @@ class WorkerReports:
         pool: Pool = worker.pool
         pool.remove(worker)
         abandoned = []
-        if worker.assignments and self.token:
+        if self.token:
             # What left the group (setsid, double fork) and lost its subreaper with the worker.
-            kill_marked(list(worker.assignments), [self.token])
+            self.containment.stop(list(worker.assignments), [self.token])
         for assignment in worker.assignments.values():
             if assignment.pgid:
                 kill_group(assignment.pgid)

@@ -24,6 +24,7 @@ from easyflow_cli.core.planning import QueuePolicy
 from easyflow_cli.core.timeutil import to_iso
 from easyflow_cli.core.trust import open_private
 from easyflow_cli.runtime.clock import Clock, SystemClock
+from easyflow_cli.runtime.daemon.containment import Containment
 from easyflow_cli.runtime.daemon.control import ControlServer, Handlers
 from easyflow_cli.runtime.daemon.dispatch import Dispatcher
 from easyflow_cli.runtime.daemon.drain import Drain
@@ -45,7 +46,8 @@ from easyflow_cli.runtime.protocol import (
     WakeRequest,
 )
 from easyflow_cli.runtime.recording import Recorder
-from easyflow_cli.runtime.run_marker import new_token
+from easyflow_cli.runtime.run_cgroup import CGROUP_VARIABLE
+from easyflow_cli.runtime.run_marker import marker_env, new_token
 from easyflow_cli.runtime.sdnotify import Notifier
 from easyflow_cli.scheduling.scheduler import ScheduleBook, prime_schedules
 from easyflow_cli.storage.daemon_policy import publish_policy
@@ -67,8 +69,9 @@ class Daemon:
         self.notifier = Notifier.from_env()
         self.selector: selectors.BaseSelector = selectors.DefaultSelector()
         self.token = new_token()  # marks the processes of every run this daemon executes
-        self.pools = {mode: Pool(mode, self.config.pool(mode), spawn=spawn, token=self.token)
-                      for mode in Mode}
+        self.containment = Containment.detect()
+        self.pools = {mode: Pool(mode, self.config.pool(mode), spawn=spawn,
+                                 worker_env=self._worker_env()) for mode in Mode}
         self.drain = Drain(self.clock, self.all_workers)
         self.loop = Loop(self)
         self.control = ControlServer(socket_path(self.home), self.selector, self._handlers(),
@@ -99,12 +102,14 @@ class Daemon:
         self.dispatcher = Dispatcher(store, self.pools, self.recorder, self.clock, self.config,
                                      self.logs_dir)
         self.reports = WorkerReports(store, self.recorder, self.clock, self.config,
-                                     self.selector, self.dispatcher.log_path, self.token)
+                                     self.selector, self.dispatcher.log_path, self.token,
+                                     self.containment)
         self.schedules = ScheduleBook(store, self._policy(), self.started_at)
         self.foreground = ForegroundWatch(store, self.clock)
         if signals:
             self._install_signals()
-        recover_abandoned_runs(store, self.clock)
+        recover_abandoned_runs(store, self.clock, self.containment)
+        self.containment.prune()
         # Recorded before any worker runs a step: recovery after a kill -9 looks for it.
         record_token(store, self.token, self.clock.now())
         prime_schedules(store, self.clock.now())
@@ -113,6 +118,7 @@ class Daemon:
         for pool in self.pools.values():
             self.reports.watch(pool.fill())
         log.info("daemon %d serving %s (config: %s)", os.getpid(), self.home, self.config.source)
+        log.info("runs' processes are contained by %s", self.containment.how)
         self.notifier.ready(self._status_line())
 
     def begin_drain(self) -> None:
@@ -137,6 +143,12 @@ class Daemon:
 
     def all_workers(self) -> list[PoolWorker]:
         return [w for pool in self.pools.values() for w in pool.workers]
+
+    def _worker_env(self) -> dict[str, str]:
+        env = marker_env(None, self.token)
+        if self.containment.cgroup is not None:
+            env[CGROUP_VARIABLE] = str(self.containment.cgroup)
+        return env
 
     def _policy(self) -> QueuePolicy:
         return QueuePolicy(self.config.promote_within, self.config.off_peak)
