@@ -165,15 +165,16 @@ def execute_workflow(
     run_id: int | None = None,
     token: str | None = None,
     cgroup: Path | None = None,
+    on_call_start: Callable[[], object] | None = None,
 ) -> Outcome:
     """Run every step in order; the first failing step (unless continue_on_error) ends the run.
 
     `on_step_start(step, pgid)` is called while the step is parked before its program runs, so
     its process group can be recorded first; returning False stops the run there. Steps carry
     the run's mark (run_marker.py): `EASYFLOW_RUN_ID` when `run_id` is given, and the token
-    when there is one; command steps join `cgroup` (run_cgroup.py) when it is given. The
-    outcome's duration is monotonic time: the wall clock may jump while
-    a run executes.
+    when there is one; command steps join `cgroup` (run_cgroup.py) when it is given.
+    `on_call_start()` is called before each call step's function runs. The outcome's duration
+    is monotonic time: the wall clock may jump while a run executes.
     """
     began = time.monotonic()
     log = CappedLog(log_stream, limits.log_max_bytes, echo)
@@ -183,6 +184,8 @@ def execute_workflow(
     failure: Outcome | None = None
     for step in spec.steps:
         step_deadline = min(run_deadline, time.monotonic() + (step.timeout or float("inf")))
+        if step.call and on_call_start is not None:
+            on_call_start()
         result = _execute_step(step, spec, limits, log, step_deadline, on_step_start, cancelled,
                                environ, marker_env(run_id, token), cgroup)
         if result.timed_out:

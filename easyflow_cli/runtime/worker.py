@@ -6,8 +6,8 @@ step, finished, ran, released): JSON lines, each a message of runtime/protocol.p
 what each one means. End of stdin means the same as retire. A step waits (parked, before its
 program runs) until the daemon acknowledges its "step" event: a crash can then always find its
 process group. The daemon's token, which marks every process of the runs it executes
-(run_marker.py), and its delegated cgroup, if it has one (run_cgroup.py), come in its
-environment.
+(run_marker.py), its delegated cgroup, if it has one (run_cgroup.py), and where the worker
+notes the run whose call step it begins (start_slot.py) come in its environment.
 
 "started" and "finished" reports of short runs are sent together, a few at a time: each write
 wakes the daemon, which costs more than a no-op run itself. They leave at the latest when the
@@ -59,6 +59,7 @@ from easyflow_cli.runtime.protocol import (
 from easyflow_cli.runtime.rapl import EnergyMeter
 from easyflow_cli.runtime.run_cgroup import CGROUP_VARIABLE
 from easyflow_cli.runtime.run_marker import TOKEN_VARIABLE
+from easyflow_cli.runtime.start_slot import SLOTS_VARIABLE, StartSlot, slot_path
 
 SPEC_CACHE_SIZE = 64
 FLUSH_AFTER_S = 0.001
@@ -86,6 +87,7 @@ class Worker:
         self.token = os.environ.get(TOKEN_VARIABLE)
         base = os.environ.get(CGROUP_VARIABLE)
         self.cgroup_base = Path(base) if base else None
+        self.slot = _own_slot(self.token)
         self.acknowledged: set[tuple[int, int]] = set()
         self.closed = False  # stdin reached end of file
         self.retiring = False
@@ -197,6 +199,8 @@ class Worker:
             self.flush_if_stale()
             self.execute(self.pending.pop(0))
         self.flush()
+        if self.slot is not None:
+            self.slot.close()
 
     def execute(self, job: Job) -> None:
         run_id = job.run_id
@@ -212,6 +216,7 @@ class Worker:
                 job.spec, job.limits, log, cancelled=lambda: self.is_cancelled(run_id),
                 on_step_start=lambda step, pgid: self.step_recorded(run_id, pgid),
                 meter=self.meter, run_id=run_id, token=self.token, cgroup=cgroup,
+                on_call_start=lambda: self.slot is not None and self.slot.begin(run_id),
             )
         if cgroup is not None:
             run_cgroup.remove(cgroup)
@@ -262,6 +267,13 @@ def open_run_log(path: str) -> BinaryIO:
               "the run's output is discarded", file=sys.stderr, flush=True)
         return cast(BinaryIO, UnwritableLog(error))
     return open(fd, "ab", buffering=0)
+
+
+def _own_slot(token: str | None) -> StartSlot | None:
+    directory = os.environ.get(SLOTS_VARIABLE)
+    if not directory or not token:
+        return None
+    return StartSlot(slot_path(Path(directory), token, os.getpid()))
 
 
 def _parent_gone(expected: int | None) -> bool:

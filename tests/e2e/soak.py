@@ -84,6 +84,7 @@ class Figures:
     processes_left: int = 0
     succeeded_not_seen_once: int = 0
     seconds: float = 0.0
+    details: str = ""  # which runs broke a rule, and their workflows
 
     @property
     def clean(self) -> bool:
@@ -212,9 +213,12 @@ class Soak:
             time.sleep(0.1)
 
     def count(self, began: float) -> None:
-        runs = {row[0]: row[1] for row in self.rows("SELECT id, state FROM runs")}
+        rows = self.rows("SELECT id, state, workflow FROM runs")
+        runs = {row[0]: row[1] for row in rows}
         executions = Counter(int(line) for line in self.ran.read_text().split())
         f = self.figures
+        twice = [(row[0], row[2], row[1]) for row in rows if executions[row[0]] > 1]
+        f.details = f"run twice: {twice}" if twice else ""
         f.submitted, f.rows = len(self.submitted), len(runs)
         f.states = str(dict(Counter(runs.values())))
         f.lost = sum(1 for run_id in self.submitted if run_id not in runs)
@@ -274,6 +278,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="easyflow-soak-") as root:
         figures = soak(Path(root), args.daemon_kills, args.worker_kills, args.runs, args.seed)
     print(figures.line())
+    if figures.details:
+        print(figures.details)
     return 0 if figures.clean else 1
 
 

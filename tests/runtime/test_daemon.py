@@ -52,6 +52,7 @@ from easyflow_cli.runtime.protocol import (
     encode_all,
 )
 from easyflow_cli.runtime.run_marker import marker_env, new_token
+from easyflow_cli.runtime.start_slot import StartSlot, slot_path
 from easyflow_cli.storage.daemon_policy import published_policy
 from easyflow_cli.storage.run_queue import RunStart
 from easyflow_cli.storage.store import Store
@@ -579,6 +580,26 @@ def test_what_a_dead_worker_s_run_left_running_is_killed(harness, clock):
         for proc in (escaped, other_daemon):
             proc.kill()
             proc.wait()
+
+
+def test_a_call_step_its_dead_worker_had_begun_is_never_run_again(harness, clock):
+    """The worker noted the run in its start slot and began its call step, then died before
+    its "started" report left: the run is failed, not put back in the queue."""
+    spec = harness.add_workflow("caller")
+    begun_id, held_id = harness.submit(spec), harness.submit(spec)
+    pool = harness.daemon.pools[Mode.REAL_TIME]
+    pool.typical_run_s = 0.001  # short runs: a worker holds several
+    pool.workers[1].retiring = True  # so both go to the first one
+    harness.wake()
+    worker = harness.holder(begun_id)
+    slot = StartSlot(slot_path(harness.daemon.slots, harness.daemon.token, worker.pid))
+    slot.begin(begun_id)
+    worker.exit()
+    harness.tick(2)
+    assert harness.state(begun_id) == "failed"
+    assert harness.record(begun_id)["started_at"] is not None
+    assert harness.state(held_id) in ("queued", "running")  # never begun: back in line
+    assert not slot.path.exists()
 
 
 def test_the_daemon_publishes_its_policy_and_a_new_window_replans_waiting_eco_work(

@@ -19,7 +19,12 @@ from types import FrameType
 from easyflow_cli.core.config import Config, load_config
 from easyflow_cli.core.errors import EasyflowError
 from easyflow_cli.core.model import Mode, StopReason
-from easyflow_cli.core.paths import ensure_state_dir, run_log_path, socket_path
+from easyflow_cli.core.paths import (
+    ensure_private_dir,
+    ensure_state_dir,
+    run_log_path,
+    socket_path,
+)
 from easyflow_cli.core.planning import QueuePolicy
 from easyflow_cli.core.timeutil import to_iso
 from easyflow_cli.core.trust import open_private
@@ -49,6 +54,7 @@ from easyflow_cli.runtime.recording import Recorder
 from easyflow_cli.runtime.run_cgroup import CGROUP_VARIABLE
 from easyflow_cli.runtime.run_marker import marker_env, new_token
 from easyflow_cli.runtime.sdnotify import Notifier
+from easyflow_cli.runtime.start_slot import SLOTS_VARIABLE
 from easyflow_cli.scheduling.scheduler import ScheduleBook, prime_schedules
 from easyflow_cli.storage.daemon_policy import publish_policy
 from easyflow_cli.storage.daemon_tokens import record_token
@@ -62,6 +68,7 @@ class Daemon:
     def __init__(self, home: Path, config_path: str | None = None, *,
                  clock: Clock | None = None, spawn: WorkerFactory = WorkerProcess) -> None:
         self.home = ensure_state_dir(home)
+        self.slots = ensure_private_dir(self.home / "workers")  # start_slot.py
         self.logs_dir = str(run_log_path(self.home, 0).parent)
         self.config_path = config_path
         self.config: Config = load_config(config_path)
@@ -103,12 +110,12 @@ class Daemon:
                                      self.logs_dir)
         self.reports = WorkerReports(store, self.recorder, self.clock, self.config,
                                      self.selector, self.dispatcher.log_path, self.token,
-                                     self.containment)
+                                     self.containment, self.slots)
         self.schedules = ScheduleBook(store, self._policy(), self.started_at)
         self.foreground = ForegroundWatch(store, self.clock)
         if signals:
             self._install_signals()
-        recover_abandoned_runs(store, self.clock, self.containment)
+        recover_abandoned_runs(store, self.clock, self.containment, self.slots)
         self.containment.prune()
         # Recorded before any worker runs a step: recovery after a kill -9 looks for it.
         record_token(store, self.token, self.clock.now())
@@ -145,7 +152,7 @@ class Daemon:
         return [w for pool in self.pools.values() for w in pool.workers]
 
     def _worker_env(self) -> dict[str, str]:
-        env = marker_env(None, self.token)
+        env = {**marker_env(None, self.token), SLOTS_VARIABLE: str(self.slots)}
         if self.containment.cgroup is not None:
             env[CGROUP_VARIABLE] = str(self.containment.cgroup)
         return env
