@@ -216,11 +216,15 @@ class Worker:
                 job.spec, job.limits, log, cancelled=lambda: self.is_cancelled(run_id),
                 on_step_start=lambda step, pgid: self.step_recorded(run_id, pgid),
                 meter=self.meter, run_id=run_id, token=self.token, cgroup=cgroup,
-                on_call_start=lambda: self.slot is not None and self.slot.begin(run_id),
+                on_call_start=lambda: self.note_call_start(run_id),
             )
         if cgroup is not None:
             run_cgroup.remove(cgroup)
         self.report_end(start, time.time(), outcome)
+
+    def note_call_start(self, run_id: int) -> None:
+        if self.slot is not None:
+            self.slot.begin(run_id)
 
     def cgroup_of(self, run_id: int) -> Path | None:
         """The run's own cgroup, where the daemon has one delegated (run_cgroup.py)."""
