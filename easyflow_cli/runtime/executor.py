@@ -36,6 +36,7 @@ from easyflow_cli.runtime.processes import (
 from easyflow_cli.runtime.protocol import RunLimits
 from easyflow_cli.runtime.rapl import EnergyMeter
 from easyflow_cli.runtime.run_marker import kill_marked, marker_env
+from easyflow_cli.runtime.secrets import RunSecrets, SecretUnavailable, resolve_secrets
 
 if TYPE_CHECKING:
     from easyflow_cli.core.config import Config
@@ -54,12 +55,14 @@ class StepResult:
     usage: Usage = field(default_factory=Usage)
 
 
-def step_environment(step: StepSpec, base: dict[str, str] | None = None) -> dict[str, str]:
-    """A minimal environment (PATH, HOME, locale, ...) plus what the workflow declares."""
+def step_environment(step: StepSpec, base: dict[str, str] | None = None,
+                     declared: dict[str, str] | None = None) -> dict[str, str]:
+    """A minimal environment (PATH, HOME, locale, ...) plus what the workflow declares (its
+    `env`, or that with the secrets resolved for the run)."""
     source = os.environ if base is None else base
     env = {key: source[key] for key in INHERITED_ENV if key in source}
     env.setdefault("PATH", MINIMAL_PATH)
-    env.update(step.env)
+    env.update(step.env if declared is None else declared)
     return env
 
 
@@ -177,7 +180,13 @@ def execute_workflow(
     is monotonic time: the wall clock may jump while a run executes.
     """
     began = time.monotonic()
-    log = CappedLog(log_stream, limits.log_max_bytes, echo)
+    try:
+        secrets = resolve_secrets(spec, os.environ if environ is None else environ)
+    except SecretUnavailable as exc:
+        CappedLog(log_stream, limits.log_max_bytes, echo).note(str(exc))
+        return Outcome(RunState.FAILED, error=str(exc),
+                       duration_s=round(time.monotonic() - began, 6))
+    log = CappedLog(log_stream, limits.log_max_bytes, echo, secrets.values)
     energy_before = meter.read() if meter else None
     run_deadline = began + (spec.timeout or limits.timeout)
     usage = Usage()
@@ -187,7 +196,7 @@ def execute_workflow(
         if step.call and on_call_start is not None:
             on_call_start()
         result = _execute_step(step, spec, limits, log, step_deadline, on_step_start, cancelled,
-                               environ, marker_env(run_id, token), cgroup)
+                               environ, marker_env(run_id, token), secrets, cgroup)
         if result.timed_out:
             _stop_escapees(run_id, token, cgroup)
         usage.cpu_user_s += result.usage.cpu_user_s
@@ -206,6 +215,8 @@ def execute_workflow(
         note = f"run log incomplete: {log.failure}"
         outcome = Outcome(outcome.state, outcome.exit_code,
                           f"{outcome.error}; {note}" if outcome.error else note)
+    if outcome.error:  # an exception's text may quote a secret: the error is stored
+        outcome = Outcome(outcome.state, outcome.exit_code, log.mask.hide(outcome.error))
     energy = meter.joules_between(energy_before, meter.read()) if meter else None
     return Outcome(outcome.state, outcome.exit_code, outcome.error, round(usage.cpu_user_s, 6),
                    round(usage.cpu_system_s, 6), usage.peak_rss_kb, energy,
@@ -238,11 +249,13 @@ def command_line(step: StepSpec) -> str:
 def _execute_step(step: StepSpec, spec: WorkflowSpec, limits: RunLimits, log: CappedLog,
                   deadline: float, on_step_start: Callable[[StepSpec, int], bool | None] | None,
                   cancelled: Callable[[], bool], environ: dict[str, str] | None,
-                  marker: dict[str, str], cgroup: Path | None) -> StepResult:
+                  marker: dict[str, str], secrets: RunSecrets,
+                  cgroup: Path | None) -> StepResult:
     log.note(f"step {step.name!r}: {command_line(step)}")
+    declared = secrets.environment(step)
     if step.call:
-        return _execute_call(step, spec, log, deadline, cancelled, marker)
-    env = step_environment(step, environ)
+        return _execute_call(step, spec, log, deadline, cancelled, {**declared, **marker})
+    env = step_environment(step, environ, declared)
     env.update(marker)
     with new_children_stopped():  # escapees from its group (setsid, double fork) end with it
         return _execute_command(step, spec, limits, log, deadline, on_step_start, cancelled, env,
@@ -293,7 +306,7 @@ def _join(cgroup: Path, pid: int, log: CappedLog) -> None:
 
 
 def _execute_call(step: StepSpec, spec: WorkflowSpec, log: CappedLog, deadline: float,
-                  cancelled: Callable[[], bool], marker: dict[str, str]) -> StepResult:
+                  cancelled: Callable[[], bool], env: dict[str, str]) -> StepResult:
     """A `call` step, in this process: no fork, no exec (see calls.py for how limits hold)."""
     from easyflow_cli.runtime import calls
 
@@ -304,7 +317,7 @@ def _execute_call(step: StepSpec, spec: WorkflowSpec, log: CappedLog, deadline: 
         function = calls.resolve(step.call, directory)
         code = calls.call_step(function, step.args, deadline=deadline, cancelled=cancelled,
                                output=log.write, cwd=directory,
-                               env={**step.env, **marker})
+                               env=env)
         result = StepResult(exit_code=code)
     except calls.StepInterrupted as exc:
         result = StepResult(exit_code=None, timed_out=exc.reason == "timeout")
