@@ -25,8 +25,14 @@ def ensure_state_dir(path: Path) -> Path:
     one that anyone else can change is refused (`trust.check_state_dir`)."""
     path.mkdir(parents=True, exist_ok=True, mode=0o700)
     check_state_dir(path)
-    (path / "logs").mkdir(exist_ok=True, mode=0o700)
-    check_private_dir(path / "logs")
+    ensure_private_dir(path / "logs")
+    return path
+
+
+def ensure_private_dir(path: Path) -> Path:
+    """A directory of the state, owner-only; as root, refused if others can change it."""
+    path.mkdir(exist_ok=True, mode=0o700)
+    check_private_dir(path)
     return path
 
 

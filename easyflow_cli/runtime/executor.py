@@ -18,10 +18,12 @@ import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from easyflow_cli.core.model import Outcome, RunState
 from easyflow_cli.core.spec import StepSpec, WorkflowSpec
+from easyflow_cli.runtime import run_cgroup
 from easyflow_cli.runtime.capped_log import CappedLog
 from easyflow_cli.runtime.children import new_children_stopped
 from easyflow_cli.runtime.processes import (
@@ -33,6 +35,7 @@ from easyflow_cli.runtime.processes import (
 )
 from easyflow_cli.runtime.protocol import RunLimits
 from easyflow_cli.runtime.rapl import EnergyMeter
+from easyflow_cli.runtime.run_marker import kill_marked, marker_env
 from easyflow_cli.runtime.secrets import RunSecrets, SecretUnavailable, resolve_secrets
 
 if TYPE_CHECKING:
@@ -163,13 +166,18 @@ def execute_workflow(
     environ: dict[str, str] | None = None,
     meter: EnergyMeter | None = None,
     run_id: int | None = None,
+    token: str | None = None,
+    cgroup: Path | None = None,
+    on_call_start: Callable[[], object] | None = None,
 ) -> Outcome:
     """Run every step in order; the first failing step (unless continue_on_error) ends the run.
 
     `on_step_start(step, pgid)` is called while the step is parked before its program runs, so
-    its process group can be recorded first; returning False stops the run there. Steps see
-    `EASYFLOW_RUN_ID` when `run_id` is given. The outcome's duration is monotonic time: the
-    wall clock may jump while a run executes.
+    its process group can be recorded first; returning False stops the run there. Steps carry
+    the run's mark (run_marker.py): `EASYFLOW_RUN_ID` when `run_id` is given, and the token
+    when there is one; command steps join `cgroup` (run_cgroup.py) when it is given.
+    `on_call_start()` is called before each call step's function runs. The outcome's duration
+    is monotonic time: the wall clock may jump while a run executes.
     """
     began = time.monotonic()
     try:
@@ -185,8 +193,12 @@ def execute_workflow(
     failure: Outcome | None = None
     for step in spec.steps:
         step_deadline = min(run_deadline, time.monotonic() + (step.timeout or float("inf")))
+        if step.call and on_call_start is not None:
+            on_call_start()
         result = _execute_step(step, spec, limits, log, step_deadline, on_step_start, cancelled,
-                               environ, run_id, secrets)
+                               environ, marker_env(run_id, token), secrets, cgroup)
+        if result.timed_out:
+            _stop_escapees(run_id, token, cgroup)
         usage.cpu_user_s += result.usage.cpu_user_s
         usage.cpu_system_s += result.usage.cpu_system_s
         usage.peak_rss_kb = max(usage.peak_rss_kb, result.usage.peak_rss_kb)
@@ -211,6 +223,15 @@ def execute_workflow(
                    round(time.monotonic() - began, 6))
 
 
+def _stop_escapees(run_id: int | None, token: str | None, cgroup: Path | None) -> None:
+    """After a timeout, escapees of the subreaper too (a step that made itself one): a timeout
+    is rare enough to afford a look through /proc."""
+    if cgroup is not None:
+        run_cgroup.kill(cgroup)
+    if run_id is not None and token:
+        kill_marked([run_id], [token])
+
+
 def _step_state(result: StepResult, cancelled: bool) -> RunState:
     if result.timed_out:
         return RunState.TIMED_OUT
@@ -228,28 +249,32 @@ def command_line(step: StepSpec) -> str:
 def _execute_step(step: StepSpec, spec: WorkflowSpec, limits: RunLimits, log: CappedLog,
                   deadline: float, on_step_start: Callable[[StepSpec, int], bool | None] | None,
                   cancelled: Callable[[], bool], environ: dict[str, str] | None,
-                  run_id: int | None, secrets: RunSecrets) -> StepResult:
+                  marker: dict[str, str], secrets: RunSecrets,
+                  cgroup: Path | None) -> StepResult:
     log.note(f"step {step.name!r}: {command_line(step)}")
     declared = secrets.environment(step)
     if step.call:
-        return _execute_call(step, spec, log, deadline, cancelled,
-                             {**declared, **_run_marker(run_id)})
+        return _execute_call(step, spec, log, deadline, cancelled, {**declared, **marker})
     env = step_environment(step, environ, declared)
-    env.update(_run_marker(run_id))
+    env.update(marker)
     with new_children_stopped():  # escapees from its group (setsid, double fork) end with it
-        return _execute_command(step, spec, limits, log, deadline, on_step_start, cancelled, env)
+        return _execute_command(step, spec, limits, log, deadline, on_step_start, cancelled, env,
+                                cgroup)
 
 
 def _execute_command(step: StepSpec, spec: WorkflowSpec, limits: RunLimits, log: CappedLog,
                      deadline: float,
                      on_step_start: Callable[[StepSpec, int], bool | None] | None,
-                     cancelled: Callable[[], bool], env: dict[str, str]) -> StepResult:
+                     cancelled: Callable[[], bool], env: dict[str, str],
+                     cgroup: Path | None) -> StepResult:
     try:
         parked = ParkedStep(step.argv(), step.cwd or spec.source_dir, env)
     except OSError as exc:
         message = f"step {step.name!r}: cannot start a process: {exc.strerror}"
         log.note(message)
         return StepResult(exit_code=126, error=message)
+    if cgroup is not None:
+        _join(cgroup, parked.pid, log)
     if on_step_start is not None and on_step_start(step, parked.pid) is False:
         parked.abandon()
         return StepResult(exit_code=None, error=f"step {step.name!r} not started: run stopped")
@@ -273,8 +298,11 @@ def _execute_command(step: StepSpec, spec: WorkflowSpec, limits: RunLimits, log:
     return result
 
 
-def _run_marker(run_id: int | None) -> dict[str, str]:
-    return {} if run_id is None else {"EASYFLOW_RUN_ID": str(run_id)}
+def _join(cgroup: Path, pid: int, log: CappedLog) -> None:
+    try:
+        run_cgroup.join(cgroup, pid)
+    except OSError as exc:  # contained by its mark alone, as where no cgroup is delegated
+        log.note(f"the step's process could not join cgroup {cgroup}: {exc.strerror}")
 
 
 def _execute_call(step: StepSpec, spec: WorkflowSpec, log: CappedLog, deadline: float,

@@ -20,7 +20,9 @@ from easyflow_cli.runtime.executor import execute_workflow, limits_for
 from easyflow_cli.runtime.process_identity import group_of
 from easyflow_cli.runtime.processes import become_subreaper, lower_priority
 from easyflow_cli.runtime.rapl import EnergyMeter
+from easyflow_cli.runtime.run_marker import new_token
 from easyflow_cli.runtime.worker import open_run_log
+from easyflow_cli.storage.daemon_tokens import newest_token, record_token
 from easyflow_cli.storage.run_queue import HeldByLimit, RunEnd, RunStart
 from easyflow_cli.storage.store import Store
 
@@ -79,10 +81,20 @@ def run_in_foreground(store: Store, home: Path, run: Run, spec: WorkflowSpec, co
             outcome = execute_workflow(
                 spec, limits, log, echo=echo, cancelled=lambda: stop.stopped,
                 on_step_start=lambda step, pid: queue.record_step(run.id, group_of(pid)),
-                meter=EnergyMeter(), run_id=run.id,
+                meter=EnergyMeter(), run_id=run.id, token=_token(store),
             )
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     queue.finish([RunEnd(run.id, outcome, utcnow(), started, claimed[0].deadline)])
     return queue.get(run.id)
+
+
+def _token(store: Store) -> str:
+    """The newest daemon's token (a daemon settles the run if this process dies), or a new one
+    where no daemon ever ran."""
+    token = newest_token(store)
+    if token is None:
+        token = new_token()
+        record_token(store, token, utcnow())
+    return token

@@ -187,6 +187,7 @@ class WorkerProcess(PoolWorker):
             [sys.executable, "-m", "easyflow_cli.runtime.worker", "--nice", str(pool.config.nice),
              "--parent", str(os.getpid())],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True,
+            env={**os.environ, **pool.worker_env},
         )
         assert self.proc.stdin is not None and self.proc.stdout is not None
         self.stdin = self.proc.stdin
@@ -229,6 +230,8 @@ class Pool:
     started: int = 0
     typical_run_s: float | None = None  # recent runs' duration, an exponential average
     spawn: WorkerFactory = WorkerProcess  # tests pass fakes
+    # What its workers' runs are marked and contained by (run_marker.py, run_cgroup.py).
+    worker_env: dict[str, str] = field(default_factory=dict)
 
     def note_duration(self, seconds: float) -> None:
         if self.typical_run_s is None:

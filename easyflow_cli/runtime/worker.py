@@ -5,7 +5,9 @@ release, retire; moved off fd 0 at start) and reads reports from its stdout (rea
 step, finished, ran, released): JSON lines, each a message of runtime/protocol.py, which says
 what each one means. End of stdin means the same as retire. A step waits (parked, before its
 program runs) until the daemon acknowledges its "step" event: a crash can then always find its
-process group.
+process group. The daemon's token, which marks every process of the runs it executes
+(run_marker.py), its delegated cgroup, if it has one (run_cgroup.py), and where the worker
+notes the run whose call step it begins (start_slot.py) come in its environment.
 
 "started" and "finished" reports of short runs are sent together, a few at a time: each write
 wakes the daemon, which costs more than a no-op run itself. They leave at the latest when the
@@ -31,6 +33,7 @@ from typing import BinaryIO, cast
 from easyflow_cli.core.model import Outcome, RunState
 from easyflow_cli.core.spec import WorkflowSpec, spec_from_dict
 from easyflow_cli.core.trust import UntrustedPath, create_or_reopen
+from easyflow_cli.runtime import run_cgroup
 from easyflow_cli.runtime.executor import execute_workflow
 from easyflow_cli.runtime.processes import become_subreaper, die_with_parent, lower_priority
 from easyflow_cli.runtime.protocol import (
@@ -54,6 +57,9 @@ from easyflow_cli.runtime.protocol import (
     encode_all,
 )
 from easyflow_cli.runtime.rapl import EnergyMeter
+from easyflow_cli.runtime.run_cgroup import CGROUP_VARIABLE
+from easyflow_cli.runtime.run_marker import TOKEN_VARIABLE
+from easyflow_cli.runtime.start_slot import SLOTS_VARIABLE, StartSlot, slot_path
 
 SPEC_CACHE_SIZE = 64
 FLUSH_AFTER_S = 0.001
@@ -78,6 +84,10 @@ class Worker:
         self.buffer = b""
         self.pending: list[Job] = []
         self.cancelled: set[int] = set()
+        self.token = os.environ.get(TOKEN_VARIABLE)
+        base = os.environ.get(CGROUP_VARIABLE)
+        self.cgroup_base = Path(base) if base else None
+        self.slot = _own_slot(self.token)
         self.acknowledged: set[tuple[int, int]] = set()
         self.closed = False  # stdin reached end of file
         self.retiring = False
@@ -189,6 +199,8 @@ class Worker:
             self.flush_if_stale()
             self.execute(self.pending.pop(0))
         self.flush()
+        if self.slot is not None:
+            self.slot.close()
 
     def execute(self, job: Job) -> None:
         run_id = job.run_id
@@ -198,13 +210,27 @@ class Worker:
             return
         start = Started(run_id, time.time())
         self.report_soon(start)
+        cgroup = self.cgroup_of(run_id)
         with open_run_log(job.log_path) as log:
             outcome = execute_workflow(
                 job.spec, job.limits, log, cancelled=lambda: self.is_cancelled(run_id),
                 on_step_start=lambda step, pgid: self.step_recorded(run_id, pgid),
-                meter=self.meter, run_id=run_id,
+                meter=self.meter, run_id=run_id, token=self.token, cgroup=cgroup,
+                on_call_start=lambda: self.note_call_start(run_id),
             )
+        if cgroup is not None:
+            run_cgroup.remove(cgroup)
         self.report_end(start, time.time(), outcome)
+
+    def note_call_start(self, run_id: int) -> None:
+        if self.slot is not None:
+            self.slot.begin(run_id)
+
+    def cgroup_of(self, run_id: int) -> Path | None:
+        """The run's own cgroup, where the daemon has one delegated (run_cgroup.py)."""
+        if self.cgroup_base is None or not self.token:
+            return None
+        return run_cgroup.path_of(self.cgroup_base, run_id, self.token)
 
     def spec_of(self, entry: SpecEntry) -> WorkflowSpec:
         """A handed-over spec, validated once per distinct spec (a pool runs the same few)."""
@@ -245,6 +271,13 @@ def open_run_log(path: str) -> BinaryIO:
               "the run's output is discarded", file=sys.stderr, flush=True)
         return cast(BinaryIO, UnwritableLog(error))
     return open(fd, "ab", buffering=0)
+
+
+def _own_slot(token: str | None) -> StartSlot | None:
+    directory = os.environ.get(SLOTS_VARIABLE)
+    if not directory or not token:
+        return None
+    return StartSlot(slot_path(Path(directory), token, os.getpid()))
 
 
 def _parent_gone(expected: int | None) -> bool:

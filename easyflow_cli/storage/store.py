@@ -3,7 +3,8 @@
 One database file in the state directory, owner-only, in WAL mode with a busy timeout; what
 may be opened as one (created only when missing, refused when not ours) is `database_file.py`.
 The run queue's transactions live in `sqlite_queue.py` (`store.queue`), the daemon's published
-policy in `daemon_policy.py`; everything else that touches SQL lives here.
+policy in `daemon_policy.py`, the tokens marking runs' processes in `daemon_tokens.py`;
+everything else that touches SQL lives here.
 """
 
 from __future__ import annotations
@@ -153,8 +154,13 @@ def _migration_7(db) -> None:
                " WHERE duration_s IS NULL AND finished_at IS NOT NULL")
 
 
+def _migration_8(db) -> None:
+    """The tokens that mark the processes of runs (storage/daemon_tokens.py)."""
+    db.execute("CREATE TABLE daemon_tokens (token TEXT PRIMARY KEY, created_at TEXT NOT NULL)")
+
+
 MIGRATIONS = [_migration_1, _migration_2, _migration_3, _migration_4, _migration_5,
-              _migration_6, _migration_7]
+              _migration_6, _migration_7, _migration_8]
 
 
 class Store:

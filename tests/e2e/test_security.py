@@ -224,10 +224,12 @@ def assert_minimal_environment(output: str) -> None:
     assert "DECLARED=yes" in output.splitlines()
     assert "PATH" in names
     assert SECRET not in output
-    # The only variable easyflow adds itself: which run this is (none of the daemon's own).
-    assert {n for n in names if n.startswith("EASYFLOW_")} <= {"EASYFLOW_RUN_ID"}, names
+    # The only variables easyflow adds itself: the run's mark, which run this is and the token
+    # of whoever executes it (none of the daemon's own).
+    mark = {"EASYFLOW_RUN_ID", "EASYFLOW_DAEMON_TOKEN"}
+    assert {n for n in names if n.startswith("EASYFLOW_")} == mark, names
     assert names <= {"PATH", "HOME", "LANG", "LC_ALL", "TZ", "USER", "LOGNAME", "TMPDIR",
-                     "DECLARED", "EASYFLOW_RUN_ID"}, names
+                     "DECLARED", *mark}, names
 
 
 # ---------------------------------------------------------------------- through the daemon

@@ -121,6 +121,13 @@ def test_stop_outlasts_drain_grace(unit: Path) -> None:
 
 
 @BOTH
+def test_runs_get_cgroups_of_their_own(unit: Path) -> None:
+    assert last(unit, "Delegate") == "yes"
+    # `yes` would make the delegated cgroup read-only too (the user unit cannot set it).
+    assert parse_unit(unit)["Service"].get("ProtectControlGroups", ["no"])[-1] == "no"
+
+
+@BOTH
 def test_room_for_many_connections(unit: Path) -> None:
     assert int(last(unit, "LimitNOFILE")) >= 4096  # systemd's default soft limit is 1024
 
@@ -207,7 +214,6 @@ def test_system_unit_sandbox() -> None:
         "ProtectKernelTunables",
         "ProtectKernelModules",
         "ProtectKernelLogs",
-        "ProtectControlGroups",
         "ProtectClock",
         "ProtectHostname",
         "RestrictNamespaces",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -30,6 +31,7 @@ from easyflow_cli.runtime.daemon.foreground_watch import CHECK_EVERY_S
 from easyflow_cli.runtime.daemon.loop import MAX_SLEEP_S
 from easyflow_cli.runtime.daemon.settlement import SHUTDOWN_NOTE
 from easyflow_cli.runtime.pools import Pool, PoolWorker
+from easyflow_cli.runtime.process_identity import group_of
 from easyflow_cli.runtime.protocol import (
     CancelOrder,
     Done,
@@ -49,6 +51,8 @@ from easyflow_cli.runtime.protocol import (
     decode_order,
     encode_all,
 )
+from easyflow_cli.runtime.run_marker import marker_env, new_token
+from easyflow_cli.runtime.start_slot import StartSlot, slot_path
 from easyflow_cli.scheduling.scheduler import add_schedule, disable_workflow
 from easyflow_cli.storage.daemon_policy import published_policy
 from easyflow_cli.storage.run_queue import RunStart
@@ -532,6 +536,71 @@ def test_foreground_runs_whose_cli_is_gone_are_settled_on_the_clock(harness, clo
     assert [harness.state(i) for i in (dead, alive, reused)] == ["failed", "running", "failed"]
     assert "`easyflow run` process" in harness.record(dead)["error"]
     assert harness.sleep_left() == pytest.approx(CHECK_EVERY_S, abs=0.01)  # watching `alive`
+
+
+def escapee(run_id: int, token: str) -> subprocess.Popen:
+    """What a step left behind in a session of its own, carrying its run's mark."""
+    return subprocess.Popen(["sleep", "60"], start_new_session=True,
+                            env={"PATH": os.defpath, **marker_env(run_id, token)})
+
+
+def test_a_foreground_run_s_leftovers_are_killed_when_its_cli_is_gone(harness, clock):
+    """The step dies with the terminal's process; what it started is killed at settlement:
+    its group by the identity recorded, what left it by the run's mark."""
+    spec = harness.add_workflow("terminal")
+    run_id = run_in_a_terminal(harness, spec, a_dead_pid(), datetime.now(UTC))
+    in_group = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    harness.db.queue.record_step(run_id, group_of(in_group.pid))
+    escaped = escapee(run_id, harness.daemon.token)
+    bystander = escapee(run_id + 1, harness.daemon.token)
+    try:
+        clock.advance(CHECK_EVERY_S)
+        harness.tick()
+        assert harness.state(run_id) == "failed"
+        assert in_group.wait(timeout=5) == -9 and escaped.wait(timeout=5) == -9
+        assert bystander.poll() is None
+    finally:
+        for proc in (in_group, escaped, bystander):
+            proc.kill()
+            proc.wait()
+
+
+def test_what_a_dead_worker_s_run_left_running_is_killed(harness, clock):
+    spec = harness.add_workflow("noop")
+    run_id = harness.submit(spec)
+    worker = harness.start(run_id)
+    escaped = escapee(run_id, harness.daemon.token)
+    other_daemon = escapee(run_id, new_token())
+    try:
+        worker.exit()
+        harness.tick(2)
+        assert harness.state(run_id) == "failed"
+        assert escaped.wait(timeout=5) == -9
+        assert other_daemon.poll() is None
+    finally:
+        for proc in (escaped, other_daemon):
+            proc.kill()
+            proc.wait()
+
+
+def test_a_call_step_its_dead_worker_had_begun_is_never_run_again(harness, clock):
+    """The worker noted the run in its start slot and began its call step, then died before
+    its "started" report left: the run is failed, not put back in the queue."""
+    spec = harness.add_workflow("caller")
+    begun_id, held_id = harness.submit(spec), harness.submit(spec)
+    pool = harness.daemon.pools[Mode.REAL_TIME]
+    pool.typical_run_s = 0.001  # short runs: a worker holds several
+    pool.workers[1].retiring = True  # so both go to the first one
+    harness.wake()
+    worker = harness.holder(begun_id)
+    slot = StartSlot(slot_path(harness.daemon.slots, harness.daemon.token, worker.pid))
+    slot.begin(begun_id)
+    worker.exit()
+    harness.tick(2)
+    assert harness.state(begun_id) == "failed"
+    assert harness.record(begun_id)["started_at"] is not None
+    assert harness.state(held_id) in ("queued", "running")  # never begun: back in line
+    assert not slot.path.exists()
 
 
 def test_the_daemon_publishes_its_policy_and_a_new_window_replans_waiting_eco_work(

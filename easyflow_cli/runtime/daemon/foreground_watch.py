@@ -1,6 +1,6 @@
 """Runs a `run --now` executes in its terminal (pool `foreground`) while the daemon is up: when
-that process dies without recording the end, the run is settled here instead of staying
-`running` until the next daemon start.
+that process dies without recording the end, what its step left running is killed and the run
+is settled here instead of staying `running` until the next daemon start.
 
 The check is a query of the running runs and a look at /proc for each foreground one, made
 every `CHECK_EVERY_S` on the daemon's clock while there are such runs, and otherwise only when
@@ -16,7 +16,11 @@ from datetime import UTC, datetime, timedelta
 from easyflow_cli.core.model import Outcome, PoolName, Run, RunState
 from easyflow_cli.runtime.clock import Clock
 from easyflow_cli.runtime.daemon import settlement
+from easyflow_cli.runtime.daemon.containment import MARKS_ONLY
+from easyflow_cli.runtime.daemon.recovery import kill_group
 from easyflow_cli.runtime.daemon.settlement import Settlement, Transition
+from easyflow_cli.runtime.process_identity import is_still_ours
+from easyflow_cli.storage.daemon_tokens import known_tokens
 from easyflow_cli.storage.store import Store
 
 log = logging.getLogger("easyflow.daemon")
@@ -50,8 +54,19 @@ class ForegroundWatch:
     def settle(self, run: Run) -> None:
         log.warning("run %d: its `easyflow run` process (%s) ended without recording the end",
                     run.id, run.worker)
+        stop_processes(self.store, run.id)
         decided = after_runner_death(settlement.facts(self.store, run))
         settlement.apply(self.store, run.id, decided, self.clock.now())
+
+
+def stop_processes(store: Store, run_id: int) -> None:
+    """What the run's step left running: its step dies with the terminal's process, but not
+    what it started (whatever is still in its group, escapees with the run's mark)."""
+    group = store.queue.step_group(run_id)
+    if group is not None and is_still_ours(group):
+        kill_group(group.pgid)
+    # Not in the daemon's cgroups: the terminal's process ran it.
+    MARKS_ONLY.stop([run_id], known_tokens(store))
 
 
 def after_runner_death(run: settlement.RunFacts) -> Settlement:

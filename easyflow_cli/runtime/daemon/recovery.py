@@ -5,19 +5,27 @@ from __future__ import annotations
 import errno
 import os
 import signal
+from datetime import datetime
+from pathlib import Path
 
-from easyflow_cli.core.model import PoolName
+from easyflow_cli.core.model import PoolName, Run
 from easyflow_cli.runtime.clock import Clock
 from easyflow_cli.runtime.daemon import settlement
+from easyflow_cli.runtime.daemon.containment import MARKS_ONLY, Containment
 from easyflow_cli.runtime.process_identity import is_still_ours
+from easyflow_cli.runtime.start_slot import discard, read_slot, slots_in
+from easyflow_cli.storage.daemon_tokens import known_tokens
+from easyflow_cli.storage.run_queue import RunStart
 from easyflow_cli.storage.store import Store
 
 REQUEUED_NOTE = "re-queued after a daemon restart"
 FAILED_ERROR = "the daemon stopped while this run was running (found at start-up)"
 
 
-def recover_abandoned_runs(store: Store, clock: Clock) -> None:
-    """Kill what the runs a dead daemon left running had started, then settle them all."""
+def recover_abandoned_runs(store: Store, clock: Clock, containment: Containment | None = None,
+                           slots: Path | None = None) -> None:
+    """Kill what the runs a dead daemon left running had started, then settle them all; the
+    dead workers' start slots (start_slot.py) say which call steps had begun."""
     abandoned = []
     for run in store.queue.running():
         if run.pool is PoolName.FOREGROUND and pid_alive(run.pid):
@@ -25,9 +33,23 @@ def recover_abandoned_runs(store: Store, clock: Clock) -> None:
         group = store.queue.step_group(run.id)
         if group is not None and is_still_ours(group):
             kill_group(group.pgid)
-        abandoned.append(run.id)
-    settlement.settle_abandoned(store, abandoned, clock.now(), note=REQUEUED_NOTE,
-                                error=FAILED_ERROR)
+        abandoned.append(run)
+    ids = [run.id for run in abandoned]
+    # Escapees of the groups (setsid, double fork), now without their dead worker.
+    (containment or MARKS_ONLY).stop(ids, known_tokens(store))
+    left = slots_in(slots) if slots else []
+    count_begun_calls(store, abandoned, {read_slot(path) for path in left}, clock.now())
+    settlement.settle_abandoned(store, ids, clock.now(), note=REQUEUED_NOTE, error=FAILED_ERROR)
+    discard(left)
+
+
+def count_begun_calls(store: Store, runs: list[Run], begun: set[int | None],
+                      now: datetime) -> None:
+    """Runs whose call step had begun, though their start never reached the database, are
+    started runs: settled as failed (and retried if allowed), never run a second time."""
+    starts = [RunStart(run.id, now, run.enqueued_at, run.pid) for run in runs
+              if run.id in begun and run.started_at is None]
+    store.queue.start(starts)
 
 
 def pid_alive(pid: int | None) -> bool:

@@ -11,11 +11,13 @@ import selectors
 from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import partial
+from pathlib import Path
 
 from easyflow_cli.core.config import Config
 from easyflow_cli.core.model import Outcome, RunState, StopReason
 from easyflow_cli.runtime.clock import Clock
 from easyflow_cli.runtime.daemon import settlement
+from easyflow_cli.runtime.daemon.containment import MARKS_ONLY, Containment
 from easyflow_cli.runtime.daemon.recovery import kill_group
 from easyflow_cli.runtime.daemon.settlement import Settlement
 from easyflow_cli.runtime.pools import Assignment, Pool, PoolWorker
@@ -31,6 +33,7 @@ from easyflow_cli.runtime.protocol import (
     Step,
 )
 from easyflow_cli.runtime.recording import EndedRun, Recorder
+from easyflow_cli.runtime.start_slot import discard, read_slot, slot_path
 from easyflow_cli.storage.run_queue import RunEnd, RunStart
 from easyflow_cli.storage.store import Store
 
@@ -42,13 +45,18 @@ PLAIN_ENDS = (RunState.SUCCEEDED, RunState.CANCELLED)
 
 class WorkerReports:
     def __init__(self, store: Store, recorder: Recorder, clock: Clock, config: Config,
-                 selector: selectors.BaseSelector, log_path: Callable[[int], str]) -> None:
+                 selector: selectors.BaseSelector, log_path: Callable[[int], str],
+                 token: str | None = None, containment: Containment | None = None,
+                 slots: Path | None = None) -> None:
         self.store = store
         self.recorder = recorder
         self.clock = clock
         self.config = config  # replaced on reload
         self.selector = selector
         self.log_path = log_path
+        self.token = token  # the mark of its workers' runs' processes
+        self.containment = containment or MARKS_ONLY
+        self.slots = slots  # where its workers note the call steps they begin
         self.draining = False  # then runs given back are noted so, dead workers not replaced
 
     def watch(self, workers: list[PoolWorker]) -> None:
@@ -135,6 +143,10 @@ class WorkerReports:
         pool: Pool = worker.pool
         pool.remove(worker)
         abandoned = []
+        if self.token:
+            # What left the group (setsid, double fork) and lost its subreaper with the worker.
+            self.containment.stop(list(worker.assignments), [self.token])
+            self._count_begun_call(worker)
         for assignment in worker.assignments.values():
             if assignment.pgid:
                 kill_group(assignment.pgid)
@@ -154,6 +166,17 @@ class WorkerReports:
                         worker.pid, status)
         if not self.draining:
             self.watch(pool.fill())
+
+    def _count_begun_call(self, worker: PoolWorker) -> None:
+        """A call step it had begun, whose start had not reached us, makes a started run:
+        settled as failed, never run a second time (start_slot.py)."""
+        if self.slots is None or self.token is None:
+            return
+        slot = slot_path(self.slots, self.token, worker.pid)
+        begun = worker.assignments.get(read_slot(slot) or 0)
+        if begun is not None and not begun.started:
+            self.on_started(worker, begun, self.clock.now().timestamp())
+        self.recorder.batch.after_commit.append(partial(discard, [slot]))
 
     def _settle_orphans(self, run_ids: list[int], pid: int, status: int | None) -> None:
         settlement.settle_abandoned(

@@ -19,7 +19,13 @@ from types import FrameType
 from easyflow_cli.core.config import Config, load_config
 from easyflow_cli.core.errors import EasyflowError
 from easyflow_cli.core.model import Mode, StopReason
-from easyflow_cli.core.paths import database_path, ensure_state_dir, run_log_path, socket_path
+from easyflow_cli.core.paths import (
+    database_path,
+    ensure_private_dir,
+    ensure_state_dir,
+    run_log_path,
+    socket_path,
+)
 from easyflow_cli.core.planning import QueuePolicy
 from easyflow_cli.core.timeutil import to_iso
 from easyflow_cli.core.trust import open_private
@@ -27,6 +33,7 @@ from easyflow_cli.reporting.metrics import EasyflowCollector, LiveState, registr
 from easyflow_cli.reporting.run_totals import SettledTotals
 from easyflow_cli.reporting.running import running_now
 from easyflow_cli.runtime.clock import Clock, SystemClock
+from easyflow_cli.runtime.daemon.containment import Containment
 from easyflow_cli.runtime.daemon.control import ControlServer, Handlers
 from easyflow_cli.runtime.daemon.dispatch import Dispatcher
 from easyflow_cli.runtime.daemon.drain import Drain
@@ -49,9 +56,13 @@ from easyflow_cli.runtime.protocol import (
     WakeRequest,
 )
 from easyflow_cli.runtime.recording import Recorder
+from easyflow_cli.runtime.run_cgroup import CGROUP_VARIABLE
+from easyflow_cli.runtime.run_marker import marker_env, new_token
 from easyflow_cli.runtime.sdnotify import Notifier
+from easyflow_cli.runtime.start_slot import SLOTS_VARIABLE
 from easyflow_cli.scheduling.scheduler import ScheduleBook, prime_schedules
 from easyflow_cli.storage.daemon_policy import publish_policy
+from easyflow_cli.storage.daemon_tokens import record_token
 from easyflow_cli.storage.run_queue import cancel_run, replan_off_peak
 from easyflow_cli.storage.store import Store
 
@@ -62,13 +73,17 @@ class Daemon:
     def __init__(self, home: Path, config_path: str | None = None, *,
                  clock: Clock | None = None, spawn: WorkerFactory = WorkerProcess) -> None:
         self.home = ensure_state_dir(home)
+        self.slots = ensure_private_dir(self.home / "workers")  # start_slot.py
         self.logs_dir = str(run_log_path(self.home, 0).parent)
         self.config_path = config_path
         self.config: Config = load_config(config_path)
         self.clock: Clock = clock or SystemClock()
         self.notifier = Notifier.from_env()
         self.selector: selectors.BaseSelector = selectors.DefaultSelector()
-        self.pools = {mode: Pool(mode, self.config.pool(mode), spawn=spawn) for mode in Mode}
+        self.token = new_token()  # marks the processes of every run this daemon executes
+        self.containment = Containment.detect()
+        self.pools = {mode: Pool(mode, self.config.pool(mode), spawn=spawn,
+                                 worker_env=self._worker_env()) for mode in Mode}
         self.drain = Drain(self.clock, self.all_workers)
         self.loop = Loop(self)
         self.control = ControlServer(socket_path(self.home), self.selector, self._handlers(),
@@ -101,12 +116,16 @@ class Daemon:
         self.dispatcher = Dispatcher(store, self.pools, self.recorder, self.clock, self.config,
                                      self.logs_dir)
         self.reports = WorkerReports(store, self.recorder, self.clock, self.config,
-                                     self.selector, self.dispatcher.log_path)
+                                     self.selector, self.dispatcher.log_path, self.token,
+                                     self.containment, self.slots)
         self.schedules = ScheduleBook(store, self._policy(), self.started_at)
         self.foreground = ForegroundWatch(store, self.clock)
         if signals:
             self._install_signals()
-        recover_abandoned_runs(store, self.clock)
+        recover_abandoned_runs(store, self.clock, self.containment, self.slots)
+        self.containment.prune()
+        # Recorded before any worker runs a step: recovery after a kill -9 looks for it.
+        record_token(store, self.token, self.clock.now())
         prime_schedules(store, self.clock.now())
         publish_policy(store, self._policy(), self.clock.now())
         self.control.open()
@@ -115,6 +134,7 @@ class Daemon:
         self.serving = True
         self.metrics.start()
         log.info("daemon %d serving %s (config: %s)", os.getpid(), self.home, self.config.source)
+        log.info("runs' processes are contained by %s", self.containment.how)
         self.notifier.ready(self._status_line())
 
     def begin_drain(self) -> None:
@@ -152,6 +172,12 @@ class Daemon:
         if not self.serving:
             return None
         return LiveState({mode.value: pool.worker_states() for mode, pool in self.pools.items()})
+
+    def _worker_env(self) -> dict[str, str]:
+        env = {**marker_env(None, self.token), SLOTS_VARIABLE: str(self.slots)}
+        if self.containment.cgroup is not None:
+            env[CGROUP_VARIABLE] = str(self.containment.cgroup)
+        return env
 
     def _policy(self) -> QueuePolicy:
         return QueuePolicy(self.config.promote_within, self.config.off_peak)
