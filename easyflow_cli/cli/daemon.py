@@ -54,7 +54,7 @@ def status(as_json: bool = JSON_OPTION) -> None:
             live = {"pid": None, "since": None,
                     "state": "not answering" if code == NOT_ANSWERING else "stopped",
                     "home": str(state_dir()), "pools": None, "queue": store.queue.depths(),
-                    "next_fires": store.upcoming_schedules(5)}
+                    "next_fires": store.upcoming_schedules(5), "fault": None}
     if as_json:
         print_json(live)
     else:
@@ -69,6 +69,9 @@ def _print_status(live: dict) -> None:
         for mode, pool in live["pools"].items():
             bar = "█" * pool["busy"] + "·" * (pool["size"] - pool["busy"])
             console.print(f"  pool {mode:10} {bar:12} {pool['busy']}/{pool['size']} busy")
+        if live.get("fault"):
+            console.print(f"  [red]storage fault[/]: {live['fault']}; it takes no more work, "
+                          "saves what it holds and exits to start again", highlight=False)
     elif live["state"] == "not answering":
         console.print(f"daemon [yellow]not answering[/] (it holds its socket but gave no answer; "
                       f"state in {live['home']})")

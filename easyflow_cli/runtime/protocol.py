@@ -264,12 +264,13 @@ class StatusReply:
     pools: dict[str, PoolStatus]
     queue: dict[str, int]
     next_fires: list[dict[str, Any]]
+    fault: str | None = None  # a database file deleted or replaced under the daemon
 
     def to_json(self) -> dict[str, Any]:
         return {"pid": self.pid, "since": self.since, "state": self.state, "home": self.home,
                 "config": self.config,
                 "pools": {mode: pool.to_json() for mode, pool in self.pools.items()},
-                "queue": self.queue, "next_fires": self.next_fires}
+                "queue": self.queue, "next_fires": self.next_fires, "fault": self.fault}
 
 
 Reply = Done | Refusal | Stopping | StatusReply

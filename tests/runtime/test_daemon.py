@@ -9,9 +9,12 @@ never sleeps; the clock moves only when the test moves it.
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+import sqlite3
 import time
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -566,3 +569,56 @@ def test_a_run_its_worker_does_not_stop_in_time_is_stopped_by_the_daemon(harness
     assert run["state"] == "timed_out"
     assert f"its worker (pid {worker.pid}) did not stop it" in run["error"]
     assert len(harness.pool(Mode.REAL_TIME)) == 2
+
+
+def database_file_alone(path: Path, copy: Path) -> sqlite3.Connection:
+    """The database file as it is on disk, without any log: what survives the daemon's exit."""
+    shutil.copyfile(path, copy)
+    return sqlite3.connect(copy)
+
+
+def test_deleted_log_files_stop_the_daemon_and_what_it_committed_is_copied_back(
+        harness, clock, tmp_path):
+    spec = harness.add_workflow("noop")
+    running = harness.submit(spec)
+    worker = harness.start(running)
+    path = harness.db.path
+    for suffix in ("-wal", "-shm"):
+        os.unlink(f"{path}{suffix}")
+    queued = harness.submit(spec)  # into the log only the daemon's connection still holds
+
+    reply = harness.wake()
+    assert reply == Stopping("the daemon stopped taking work (easyflow.db-wal was deleted; "
+                             "easyflow.db-shm was deleted) and restarts on its files")
+    assert harness.state(queued) == "queued" and harness.daemon.drain.active
+    assert harness.daemon.status().fault == ("easyflow.db-wal was deleted; easyflow.db-shm "
+                                             "was deleted")
+    worker.report(Finished(running, clock.stamp(0.1), ok()))
+    harness.tick()
+    worker.exit()  # retired, with its run over
+    harness.tick()
+    assert harness.daemon.drain.finished()
+
+    harness.daemon.storage.recover(clock.now())  # what its shutdown does
+    with closing(database_file_alone(path, tmp_path / "copy.db")) as alone:
+        states = dict(alone.execute("SELECT id, state FROM runs").fetchall())
+    assert states == {running: "succeeded", queued: "queued"}
+
+
+def test_a_replaced_database_is_saved_aside_from_the_daemons_connection(harness, clock):
+    spec = harness.add_workflow("noop")
+    run_id = harness.submit(spec)
+    path = harness.db.path
+    path.rename(path.with_name("moved.db"))
+    path.write_bytes(b"")
+    harness.tick()
+    assert harness.daemon.storage.fault == "easyflow.db was replaced"
+    assert harness.wake() == Stopping("the daemon stopped taking work (easyflow.db was "
+                                      "replaced) and restarts on its files")
+
+    harness.daemon.storage.recover(clock.now())
+    [saved] = path.parent.glob("easyflow.db.saved-*")
+    assert saved.stat().st_mode & 0o777 == 0o600
+    with closing(sqlite3.connect(saved)) as copy:
+        assert copy.execute("SELECT state FROM runs WHERE id = ?", (run_id,)).fetchone() == (
+            "queued",)

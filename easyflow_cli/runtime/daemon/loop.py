@@ -63,6 +63,8 @@ class Served(Protocol):
 
     def update_status(self) -> None: ...
 
+    def storage_intact(self) -> bool: ...
+
 
 class Loop:
     def __init__(self, daemon: Served) -> None:
@@ -111,6 +113,7 @@ class Loop:
 
     def _checkpoint(self) -> None:
         self.wal_dirty = False
+        self.daemon.storage_intact()
         try:
             self.daemon.db.checkpoint()
         except sqlite3.OperationalError as exc:  # busy, read-only, disk full: next quiet time
@@ -130,7 +133,7 @@ class Loop:
         if daemon.recorder.retry_due():
             daemon.recorder.retry()
         stop_overdue(daemon.pools.values(), self.clock.monotonic())
-        if daemon.recorder.healthy:
+        if daemon.recorder.healthy and daemon.storage_intact():
             self._do_due_work()
         daemon.drain.advance(daemon.config.kill_grace)
         daemon.control.tend()
