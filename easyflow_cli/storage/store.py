@@ -364,6 +364,19 @@ class Store:
                 "UPDATE schedules SET last_fire_at = coalesce(?, last_fire_at),"
                 " next_fire_at = ? WHERE id = ?", (fired_at, next_fire_at, schedule_id))
 
+    def reanchor_schedule(self, schedule_id: int, *, created_at: str,
+                          next_fire_at: str) -> None:
+        """Give a schedule a new anchor (`every` counts its intervals from `created_at`)."""
+        with self.write():
+            self.conn.execute("UPDATE schedules SET created_at = ?, next_fire_at = ?"
+                              " WHERE id = ?", (created_at, next_fire_at, schedule_id))
+
+    def pending_schedules(self, kind: str) -> list[dict[str, Any]]:
+        """Active schedules of `kind` with a fire planned."""
+        return [_schedule(row) for row in self.conn.execute(
+            "SELECT * FROM schedules WHERE kind = ? AND paused = 0 AND next_fire_at IS NOT NULL",
+            (kind,))]
+
     def unplanned_schedules(self) -> list[dict[str, Any]]:
         """Active schedules that have neither fired nor been given a first fire time."""
         return [dict(r) for r in self.conn.execute(

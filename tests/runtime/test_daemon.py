@@ -8,6 +8,7 @@ never sleeps; the clock moves only when the test moves it.
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import socket
@@ -52,6 +53,7 @@ from easyflow_cli.runtime.protocol import (
     decode_order,
     encode_all,
 )
+from easyflow_cli.scheduling.scheduler import prime_schedules
 from easyflow_cli.storage.daemon_policy import published_policy
 from easyflow_cli.storage.run_queue import RunStart
 from easyflow_cli.storage.store import Store
@@ -86,6 +88,10 @@ class FakeClock:
     def advance(self, seconds: float) -> None:
         self.wall += timedelta(seconds=seconds)
         self.mono += seconds
+
+    def step(self, seconds: float) -> None:
+        """The wall clock is set (NTP, `date -s`); the monotonic clock runs on."""
+        self.wall += timedelta(seconds=seconds)
 
     def stamp(self, later: float = 0.0) -> float:
         """A worker's report time: seconds since the epoch."""
@@ -622,3 +628,42 @@ def test_a_replaced_database_is_saved_aside_from_the_daemons_connection(harness,
     with closing(sqlite3.connect(saved)) as copy:
         assert copy.execute("SELECT state FROM runs WHERE id = ?", (run_id,)).fetchone() == (
             "queued",)
+
+
+def live(harness: Harness, clock: FakeClock, seconds: float) -> None:
+    """Let `seconds` of real time pass as the loop would: sleeping until what is due."""
+    until = clock.mono + seconds
+    while clock.mono < until:
+        left = harness.sleep_left()
+        clock.advance(min(until - clock.mono, MAX_SLEEP_S if left is None else left))
+        harness.tick()
+
+
+def every_five_minutes(harness: Harness, clock: FakeClock) -> None:
+    harness.add_workflow("tick", 'allow_overlap = true\n[[schedules]]\nevery = "5m"\n'
+                                 'mode = "balanced"')
+    prime_schedules(harness.db, clock.now())
+    harness.tick()
+
+
+def scheduled_runs(harness: Harness) -> list[dict[str, Any]]:
+    return [run.to_record() for run in reversed(harness.db.queue.latest())
+            if run.schedule_id is not None]
+
+
+@pytest.mark.parametrize("step", [-3600.0, 2 * 86400.0])
+def test_every_schedules_keep_real_intervals_across_a_wall_clock_step(harness, clock, step,
+                                                                      caplog):
+    every_five_minutes(harness, clock)
+    live(harness, clock, 60)
+    clock.step(step)
+    harness.tick()  # something wakes the daemon right after the step
+    live(harness, clock, 29 * 60)
+    runs = scheduled_runs(harness)
+    assert len(runs) == 6  # at 5, 10, ..., 30 minutes of real time: none silenced, none extra
+    assert {run["trigger"] for run in runs} == {"schedule"}
+    stamps = [datetime.fromisoformat(run["enqueued_at"]) for run in runs]
+    assert stamps[0] == NOON + timedelta(minutes=5, seconds=step)
+    assert {later - earlier for earlier, later in itertools.pairwise(stamps)} == {
+        timedelta(minutes=5)}
+    assert f"the wall clock was stepped by {step:+.0f}s; 1 `every` schedules moved" in caplog.text

@@ -18,7 +18,7 @@ from typing import Protocol
 
 from easyflow_cli.core.config import Config
 from easyflow_cli.core.model import Mode
-from easyflow_cli.runtime.clock import Clock
+from easyflow_cli.runtime.clock import Clock, StepWatch
 from easyflow_cli.runtime.daemon.control import ControlServer
 from easyflow_cli.runtime.daemon.dispatch import Dispatcher
 from easyflow_cli.runtime.daemon.drain import Drain
@@ -75,6 +75,7 @@ class Loop:
         self.progress_only = False
         self.sleep_deadline: float | None = None  # monotonic; when something is next due
         self.wal_dirty = False  # something happened since the last checkpoint
+        self.clock_steps = StepWatch(self.clock)
 
     def run(self) -> None:
         while not self.daemon.drain.finished():
@@ -185,6 +186,11 @@ class Loop:
         daemon.recorder.write()
 
     def _fire_schedules(self, now: datetime) -> None:
+        step = self.clock_steps.step()
+        if step:
+            moved = self.daemon.schedules.follow_clock_step(step)
+            log.warning("the wall clock was stepped by %+.0fs; %d `every` schedules moved with "
+                        "it, keeping their intervals", step, moved)
         for fire in self.daemon.schedules.fire_due(now):
             if fire.run_id is None:
                 log.info("schedule %d (%s) fired; coalesced with a run still waiting",
