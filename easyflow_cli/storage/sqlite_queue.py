@@ -6,13 +6,14 @@ each method changes is documented on `RunQueue`; here is only how.
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from easyflow_cli.core.errors import NotFound
+from easyflow_cli.core.errors import DamagedRow, NotFound
 from easyflow_cli.core.model import (
     RUN_FIELDS,
     ClaimedRun,
@@ -29,7 +30,10 @@ from easyflow_cli.core.model import (
 from easyflow_cli.core.planning import PlannedRun
 from easyflow_cli.core.stats import median
 from easyflow_cli.core.timeutil import from_iso, to_iso
+from easyflow_cli.storage.damaged_rows import KNOWN, MODES, damage
 from easyflow_cli.storage.run_queue import Hand, NextAttempt, RunEnd, RunStart, no_retry
+
+log = logging.getLogger("easyflow.queue")
 
 SQLITE_INTEGER_MAX = 2**63 - 1
 # Below SQLite's limit on the parameters of one statement (a workflow may have more runs queued).
@@ -38,6 +42,8 @@ PLANNED_COLUMNS = ("workflow", "trigger", "mode", "mode_reason", "cost_priority"
                    "priority_rank", "deadline", "state", "enqueued_at", "not_before",
                    "promote_at", "attempt", "retry_of", "schedule_id")
 CLAIMED_COLUMNS = "id, workflow, mode, cost_priority, deadline, enqueued_at"
+CLAIMED_NAMES = tuple(CLAIMED_COLUMNS.split(", "))
+PRIORITIES = KNOWN["cost_priority"]
 SELECT_RUN = f"SELECT {', '.join(RUN_FIELDS)} FROM runs"
 # The ready queue's order (the runs_ready index serves it): earliest deadline, priority, first in.
 NO_DEADLINE = "9999"
@@ -94,6 +100,7 @@ class SqliteRunQueue:
                 (stamp, pool.value, worker, batch_id, mode.value, stamp,
                  sum(hand.room for hand in hands)),
             ).fetchall()
+            rows = _settle_damaged(conn, rows, stamp)
             # RETURNING gives no order; the best run must be the first one to start.
             rows.sort(key=_queue_order)
             dealt = _deal([_claimed(row, now) for row in rows], [hand.room for hand in hands])
@@ -114,6 +121,7 @@ class SqliteRunQueue:
                 f" WHERE id IN ({_marks(run_ids)}) AND state = 'queued'"
                 f" RETURNING {CLAIMED_COLUMNS}",
                 (to_iso(now), pool.value, worker, *run_ids)).fetchall()
+            rows = _settle_damaged(conn, rows, to_iso(now))
         return [_claimed(row, now) for row in sorted(rows, key=_queue_order)]
 
     def start(self, starts: Sequence[RunStart]) -> None:
@@ -234,8 +242,13 @@ class SqliteRunQueue:
         return [_run(row) for row in rows]
 
     def running(self) -> list[Run]:
-        rows = self.conn.execute(f"{SELECT_RUN} WHERE state = 'running' ORDER BY id")
-        return [_run(row) for row in rows]
+        runs = []
+        for row in self.conn.execute(f"{SELECT_RUN} WHERE state = 'running' ORDER BY id"):
+            try:
+                runs.append(_run(row))
+            except DamagedRow as exc:
+                log.error("%s; left out of the running runs", exc)
+        return runs
 
     def queued_ids(self, workflow: str) -> list[int]:
         return [row[0] for row in self.conn.execute(
@@ -252,7 +265,8 @@ class SqliteRunQueue:
         for mode, count in self.conn.execute(
             "SELECT mode, count(*) FROM runs WHERE state = 'queued' GROUP BY mode"
         ):
-            depths[Mode(mode)] = count
+            if mode in MODES:  # a mode changed by other means is nobody's queue
+                depths[Mode(mode)] = count
         return depths
 
     def next_promotion_at(self) -> datetime | None:
@@ -379,8 +393,35 @@ def _end_values(end: RunEnd) -> tuple:
             end.duration_s(), met, outcome.energy_j, end.run_id)
 
 
+def _settle_damaged(conn: sqlite3.Connection, rows: list[Any], stamp: str | None
+                    ) -> list[Any]:
+    """The claimed rows (of CLAIMED_COLUMNS) but those changed by other means, which are
+    settled as failed: left queued, they would come first again at every claim."""
+    good = []
+    for row in rows:
+        if row[2] in MODES and row[3] in PRIORITIES:
+            good.append(row)
+            continue
+        problem = damage(row[0], dict(zip(CLAIMED_NAMES, row, strict=True)))
+        log.error("%s; settled as failed", problem)
+        conn.execute("UPDATE runs SET state = 'failed', finished_at = ?, error = ? WHERE id = ?",
+                     (stamp, str(problem), row[0]))
+    return good
+
+
 def _run(row: Any) -> Run:
-    """A row of SELECT_RUN as a Run (columns in RUN_FIELDS order)."""
+    """A row of SELECT_RUN as a Run (columns in RUN_FIELDS order); a value easyflow never
+    writes is one line naming the run and the field."""
+    try:
+        return _run_of(row)
+    except (ValueError, TypeError):
+        problem = damage(row[0], dict(zip(RUN_FIELDS, row, strict=True)))
+        if problem is None:
+            raise
+        raise problem from None
+
+
+def _run_of(row: Any) -> Run:
     (run_id, workflow, trigger, mode, reason, priority, deadline, state, enqueued_at,
      not_before, promote_at, claimed_at, started_at, finished_at, *middle, off_peak,
      deadline_met, energy_j, error, log_path) = row

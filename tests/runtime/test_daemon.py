@@ -667,3 +667,27 @@ def test_every_schedules_keep_real_intervals_across_a_wall_clock_step(harness, c
     assert {later - earlier for earlier, later in itertools.pairwise(stamps)} == {
         timedelta(minutes=5)}
     assert f"the wall clock was stepped by {step:+.0f}s; 1 `every` schedules moved" in caplog.text
+
+
+def test_runs_changed_by_other_means_are_named_and_the_daemon_serves_on(harness, clock,
+                                                                        caplog):
+    spec = harness.add_workflow("noop")
+    damaged, turbo, good = harness.submit(spec), harness.submit(spec), harness.submit(spec)
+    conn = harness.db.conn
+    conn.execute("UPDATE runs SET cost_priority = 'bogus' WHERE id = ?", (damaged,))
+    conn.execute("UPDATE runs SET mode = 'turbo' WHERE id = ?", (turbo,))
+    assert harness.wake() == Done()
+    worker = harness.holder(good)  # served past the damaged one, which is settled
+    state, error = conn.execute("SELECT state, error FROM runs WHERE id = ?",
+                                (damaged,)).fetchone()
+    assert state == "failed" and error.startswith(f"run {damaged}: its cost_priority is 'bogus'")
+    assert harness.daemon.status().queue == {"real-time": 0, "balanced": 0, "eco": 0}
+
+    worker.report(Started(good, clock.stamp()))
+    harness.tick()
+    conn.execute("UPDATE runs SET trigger = 'bogus' WHERE id = ?", (good,))
+    # A failed run is read again, for its retries.
+    worker.report(Finished(good, clock.stamp(0.1), Outcome(RunState.FAILED, exit_code=1)))
+    harness.tick(2)
+    assert f"run {good}: its trigger is 'bogus', which easyflow never writes" in caplog.text
+    assert harness.wake() == Done() and harness.daemon.status().state == "running"

@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Protocol
 
 from easyflow_cli.core.config import Config
+from easyflow_cli.core.errors import DamagedRow
 from easyflow_cli.core.model import Mode
 from easyflow_cli.runtime.clock import Clock, StepWatch
 from easyflow_cli.runtime.daemon.control import ControlServer
@@ -94,11 +95,18 @@ class Loop:
         # Each handler says whether what it took made something due or free.
         self.progress_only = bool(events)
         for key, _ in events:
-            if key.data(key.fileobj):
+            if self._handle(key):
                 self.progress_only = False
         daemon.recorder.write()
         if daemon.notifier.watchdog_interval:
             daemon.notifier.watchdog()
+
+    def _handle(self, key: selectors.SelectorKey) -> bool:
+        try:
+            return key.data(key.fileobj)
+        except DamagedRow as exc:  # a run changed by other means: named, and served around
+            log.error("%s; left as it is", exc)
+            return True
 
     def _wait(self, timeout: float | None) -> list[tuple[selectors.SelectorKey, int]]:
         """Sleep until something arrives or `timeout`; checkpoint if it stays quiet a while."""
@@ -171,6 +179,8 @@ class Loop:
                 daemon.foreground.check_if_due()
         except sqlite3.OperationalError as exc:
             daemon.recorder.failed(exc)
+        except DamagedRow as exc:
+            log.error("%s; left as it is", exc)
         daemon.recorder.write()
 
     def dispatch_now(self) -> None:
