@@ -16,9 +16,9 @@ from easyflow_cli.core.planning import QueuePolicy, plan_run
 from easyflow_cli.core.spec import parse_workflow_text
 from easyflow_cli.core.timeutil import utcnow
 from easyflow_cli.storage.live_files import (
+    FilesInUse,
     StorageFault,
     files_in_use,
-    replaced_files,
     unshared_log,
 )
 from easyflow_cli.storage.store import Store
@@ -69,15 +69,16 @@ def delete_log(path: Path) -> None:
 
 def test_the_holder_sees_each_file_it_uses_deleted_or_replaced(path):
     with Store.open(path.parent, watched=True) as store:
-        in_use = files_in_use(store.path)
-        assert sorted(name.name for name in in_use) == ["easyflow.db", "easyflow.db-shm",
-                                                        "easyflow.db-wal"]
-        assert replaced_files(in_use) == []
+        in_use = FilesInUse(files_in_use(store.path))
+        assert sorted(name.name for name in in_use.paths) == [
+            "easyflow.db", "easyflow.db-shm", "easyflow.db-wal"]
+        assert in_use.intact() and in_use.replaced() == []
         os.unlink(f"{path}-wal")
+        assert not in_use.intact()
         path.rename(path.with_name("elsewhere.db"))
         path.write_bytes(b"")
-        assert replaced_files(in_use) == ["easyflow.db was replaced",
-                                          "easyflow.db-wal was deleted"]
+        assert not in_use.intact()
+        assert in_use.replaced() == ["easyflow.db was replaced", "easyflow.db-wal was deleted"]
 
 
 def test_a_log_shared_with_the_holder_is_used(path, holder):

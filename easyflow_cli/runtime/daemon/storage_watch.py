@@ -19,7 +19,7 @@ import logging
 from datetime import datetime
 from pathlib import Path
 
-from easyflow_cli.storage.live_files import file_id, files_in_use, replaced_files
+from easyflow_cli.storage.live_files import FilesInUse, file_id, files_in_use
 from easyflow_cli.storage.store import Store
 
 log = logging.getLogger("easyflow.daemon")
@@ -31,18 +31,15 @@ STORAGE_FAULT_EXIT = 75
 class StorageWatch:
     def __init__(self, store: Store) -> None:
         self.store = store
-        self.in_use = files_in_use(store.path)
+        self.in_use = FilesInUse(files_in_use(store.path))
         self.fault: str | None = None
         self.recovered = False
 
     def newly_broken(self) -> str | None:
         """What happened, the first time a file in use is found deleted or replaced."""
-        if self.fault is not None:
+        if self.fault is not None or self.in_use.intact():
             return None
-        problems = replaced_files(self.in_use)
-        if not problems:
-            return None
-        self.fault = "; ".join(problems)
+        self.fault = "; ".join(self.in_use.replaced())
         return self.fault
 
     def recover(self, now: datetime) -> None:
@@ -52,7 +49,7 @@ class StorageWatch:
             return
         self.recovered = True
         path = self.store.path
-        if path in self.in_use and file_id(path) == self.in_use[path]:
+        if path in self.in_use.paths and file_id(path) == self.in_use.paths[path]:
             self._copy_back(path)
         else:
             self._save_aside(path, now)
