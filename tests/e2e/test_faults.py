@@ -364,17 +364,18 @@ def test_deleting_the_wal_under_the_daemon_loses_no_run_and_reuses_no_id(daemon:
     """`rm easyflow.db-wal easyflow.db-shm` amid a stream of `run --now --no-wait`: the daemon
     notices, stops taking work, copies what it committed back into the database and exits 75;
     clients are refused meanwhile; after a restart every id handed out ran, once."""
-    writers, each = (8, 50) if SOAK else (2, 6)
+    # Runs queued before the deletion, then how long the stopping daemon waits for a slow run.
+    writers, each, before, slow_s = (8, 100, 100, "10") if SOAK else (2, 6, 2, "4")
     daemon.write_config(config(drain_grace="20s"))
-    register(daemon, noop=["true"], slow=["sleep", "4"])
+    register(daemon, noop=["true"], slow=["sleep", slow_s])
     start(daemon)
     results: list[list[tuple]] = []
     exited = False
     with ThreadPoolExecutor(writers) as pool:
         futures = [pool.submit(submit_until, daemon, "noop", lambda: exited, each)
                    for _ in range(writers)]
-        wait_for(lambda: len(db_rows(daemon.home, "SELECT id FROM runs")) >= 2, timeout=60,
-                 message="a few runs to be queued")
+        wait_for(lambda: len(db_rows(daemon.home, "SELECT id FROM runs")) >= before,
+                 timeout=600, interval=0.2, message="runs to be queued")
         slow = wait_started(daemon, submit(daemon, "slow")["id"])  # the drain waits for it
         for suffix in ("-wal", "-shm"):
             os.unlink(daemon.home / f"easyflow.db{suffix}")

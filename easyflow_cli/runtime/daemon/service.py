@@ -122,8 +122,8 @@ class Daemon:
         say so loudly and stop taking work (the drain lets running runs finish)."""
         problem = self.storage.newly_broken()
         if problem is not None:
-            log.error("storage fault: %s while the daemon had it open; taking no more work, "
-                      "then saving what it holds and exiting to start again", problem)
+            log.error("storage fault: %s under the running daemon; taking no more work, then "
+                      "saving what it holds and exiting to start again", problem)
             if not self.drain.active:
                 self.begin_drain()
             self.notifier.status(self._status_line())

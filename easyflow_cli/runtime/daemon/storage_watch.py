@@ -10,12 +10,14 @@ lives only in the log its connection still holds open. With the database file it
 place, a full checkpoint through that connection copies it there; the daemon then exits with
 `STORAGE_FAULT_EXIT` and its next start (systemd restarts it) opens the files afresh. With
 the database deleted or replaced, the connection's whole view is saved beside it instead,
-for an operator to put back.
+for an operator to put back (SQLite itself then leaves the files at the paths alone when the
+connection closes: it checkpoints and deletes its log only for a database file still in place).
 """
 
 from __future__ import annotations
 
 import logging
+import sqlite3
 from datetime import datetime
 from pathlib import Path
 
@@ -49,10 +51,13 @@ class StorageWatch:
             return
         self.recovered = True
         path = self.store.path
-        if path in self.in_use.paths and file_id(path) == self.in_use.paths[path]:
-            self._copy_back(path)
-        else:
-            self._save_aside(path, now)
+        try:
+            if path in self.in_use.paths and file_id(path) == self.in_use.paths[path]:
+                self._copy_back(path)
+            else:
+                self._save_aside(path, now)
+        except (sqlite3.Error, OSError) as exc:
+            log.error("storage fault: could not save what the daemon holds: %s", exc)
 
     def _copy_back(self, path: Path) -> None:
         if self.store.checkpoint_all():
