@@ -87,12 +87,14 @@ def test_a_log_shared_with_the_holder_is_used(path, holder):
         enqueue_one(store)
 
 
-def test_with_the_log_deleted_under_a_holder_no_fresh_one_is_made(path, holder):
-    delete_log(path)
-    with pytest.raises(StorageFault, match=r"easyflow.db-wal is missing while another process "
-                                           r"has the database open; refusing to use it"):
+@pytest.mark.parametrize("deleted", [("-wal", "-shm"), ("-wal",), ("-shm",)])
+def test_with_the_log_deleted_under_a_holder_no_fresh_one_is_made(path, holder, deleted):
+    for suffix in deleted:
+        os.unlink(f"{path}{suffix}")
+    with pytest.raises(StorageFault, match=rf"easyflow.db{deleted[0]} is missing while another "
+                                           r"process has the database open; refusing to use it"):
         Store.open(path.parent)
-    assert not Path(f"{path}-wal").exists() and not Path(f"{path}-shm").exists()
+    assert not any(Path(f"{path}{suffix}").exists() for suffix in deleted)
 
 
 def test_a_fresh_log_beside_the_holders_is_never_written(path, holder):
