@@ -360,14 +360,17 @@ def submit_until(daemon: DaemonHarness, name: str, stop, limit: int) -> list[tup
     return results
 
 
-def test_deleting_the_wal_under_the_daemon_loses_no_run_and_reuses_no_id(daemon: DaemonHarness):
+def test_deleting_the_wal_under_the_daemon_loses_no_run_and_reuses_no_id(daemon: DaemonHarness,
+                                                                          tmp_path):
     """`rm easyflow.db-wal easyflow.db-shm` amid a stream of `run --now --no-wait`: the daemon
     notices, stops taking work, copies what it committed back into the database and exits 75;
     clients are refused meanwhile; after a restart every id handed out ran, once."""
-    # Runs queued before the deletion, then how long the stopping daemon waits for a slow run.
-    writers, each, before, slow_s = (8, 100, 100, "10") if SOAK else (2, 6, 2, "4")
-    daemon.write_config(config(drain_grace="20s"))
-    register(daemon, noop=["true"], slow=["sleep", slow_s])
+    # Runs queued before the deletion; how long the stopping daemon keeps refusing after it.
+    writers, each, before, refusing = (8, 100, 100, 10.0) if SOAK else (2, 6, 2, 0.0)
+    gate = tmp_path / "gate"  # the slow run, which the stopping daemon waits for, ends then
+    daemon.write_config(config(drain_grace="60s"))
+    register(daemon, noop=["true"],
+             slow=["sh", "-c", f"while [ ! -e {gate} ]; do sleep 0.05; done"])
     start(daemon)
     results: list[list[tuple]] = []
     exited = False
@@ -382,7 +385,11 @@ def test_deleting_the_wal_under_the_daemon_loses_no_run_and_reuses_no_id(daemon:
         status = wait_for(lambda: daemon_status(daemon.home)["fault"], timeout=10,
                           message="`status` to show the fault")
         assert status == "easyflow.db-wal was deleted; easyflow.db-shm was deleted"
+        shown = daemon.cli("status", check=False)
+        assert shown.returncode == 0 and "storage fault" in shown.stdout, shown
         late = daemon.cli("run", "noop", "--now", "--no-wait", check=False)
+        time.sleep(refusing)  # the writers go on meanwhile (a longer stream in the soak)
+        gate.touch()
         code = daemon.wait_exit(30)
         exited = True
         results = [future.result() for future in futures]
