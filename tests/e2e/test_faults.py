@@ -689,15 +689,17 @@ def uptimes(path: Path) -> list[float]:
 def test_every_schedules_keep_real_intervals_across_clock_steps(daemon: DaemonHarness, tmp_path):
     """Under libfaketime the daemon's wall clock steps back an hour, then forward two days,
     each right after a fire and followed by a wake-up: an `every 2s` schedule goes on firing
-    every second of real time (its steps write /proc/uptime, which no step moves)."""
+    every two seconds of real time (its steps write /proc/uptime, which no step moves). Without
+    the fix the step back silences it for an hour, and the step forward fires it at once."""
     offset, fired = tmp_path / "offset", tmp_path / "fired"
     offset.write_text("+0\n")
     daemon.write_config(config())
     daemon.add_workflow("tick", ["sh", "-c", f"cut -d' ' -f1 /proc/uptime >> {fired}"],
-                        schedules=[{"every": "1s", "mode": "real-time"}])
+                        schedules=[{"every": "2s", "mode": "real-time"}])
     daemon.launch(LD_PRELOAD=str(LIBFAKETIME), FAKETIME_TIMESTAMP_FILE=str(offset),
                   FAKETIME_NO_CACHE="1", FAKETIME_DONT_FAKE_MONOTONIC="1")
     daemon.wait_answering()
+
     def fires_beyond(count: int) -> bool:
         return len(uptimes(fired)) > count
 
@@ -706,19 +708,20 @@ def test_every_schedules_keep_real_intervals_across_clock_steps(daemon: DaemonHa
         wait_for(partial(fires_beyond, seen), timeout=20, message="the next fire")
         offset.write_text(f"{step}\n")
         daemon_status(daemon.home)  # a wake-up right after the step
-        wait_for(partial(fires_beyond, seen + 3), timeout=20, message=f"fires after {step}")
+        wait_for(partial(fires_beyond, seen + 2), timeout=20, message=f"fires after {step}")
     daemon.stop()
     runs = db_rows(daemon.home, "SELECT trigger, duration_s, enqueued_at FROM runs ORDER BY id")
     assert len(runs) == len(uptimes(fired))
     # The first slot may have passed before the daemon was up: that one is a catch-up, and the
-    # gap after it is shorter. From then on, one fire a second.
+    # gap after it is shorter. From then on, one fire every two seconds, give or take how late
+    # a step starts on a busy box.
     assert {r["trigger"] for r in runs[1:]} == {"schedule"}
     gaps = [later - earlier for earlier, later in itertools.pairwise(uptimes(fired)[1:])]
-    assert all(0.6 < gap < 1.8 for gap in gaps), gaps  # a step back would make one of 3600 s
-    assert all(r["duration_s"] < 1 for r in runs), [r["duration_s"] for r in runs]
+    assert all(1.0 < gap < 3.5 for gap in gaps), gaps  # a step back would make one of 3600 s
+    assert all(r["duration_s"] < 2 for r in runs), [r["duration_s"] for r in runs]
     stamps = [datetime.fromisoformat(r["enqueued_at"]) for r in runs]
     assert stamps[-1] - stamps[0] > timedelta(days=1, hours=22)  # the stamps show the steps
-    print(f"\nevery 1s across -1h and +2d steps: {len(runs)} fires, gaps {min(gaps):.2f}-"
+    print(f"\nevery 2s across -1h and +2d steps: {len(runs)} fires, gaps {min(gaps):.2f}-"
           f"{max(gaps):.2f}s, longest run {max(r['duration_s'] for r in runs):.3f}s, stamps "
           f"span {stamps[-1] - stamps[0]}")
     assert "the wall clock was stepped by -3600s" in daemon.log_text()
