@@ -82,7 +82,7 @@ def _status_without_daemon(code: int) -> dict:
                 "state": "not answering" if code == NOT_ANSWERING else "stopped",
                 "home": str(state_dir()), "pools": None, "queue": store.queue.depths(),
                 "next_fires": store.upcoming_schedules(5),
-                "running": running_now(store.queue, utcnow())}
+                "running": running_now(store.queue, utcnow()), "fault": None}
 
 
 def _held_by_limit() -> list[dict]:
@@ -90,8 +90,13 @@ def _held_by_limit() -> list[dict]:
     says it whether the daemon answers or not)."""
     from dataclasses import asdict
 
-    with open_store() as store:
-        return [asdict(held) for held in store.queue.held_by_limit()]
+    from easyflow_cli.storage.live_files import StorageFault
+
+    try:
+        with open_store() as store:
+            return [asdict(held) for held in store.queue.held_by_limit()]
+    except StorageFault:  # the daemon's own answer says what happened to its files
+        return []
 
 
 def _print_status(live: dict) -> None:
@@ -101,6 +106,9 @@ def _print_status(live: dict) -> None:
         for mode, pool in live["pools"].items():
             bar = "█" * pool["busy"] + "·" * (pool["size"] - pool["busy"])
             console.print(f"  pool {mode:10} {bar:12} {pool['busy']}/{pool['size']} busy")
+        if live.get("fault"):
+            console.print(f"  [red]storage fault[/]: {live['fault']}; it takes no more work, "
+                          "saves what it holds and exits to start again", highlight=False)
     elif live["state"] == "not answering":
         console.print(f"daemon [yellow]not answering[/] (it holds its socket but gave no answer; "
                       f"state in {live['home']})")

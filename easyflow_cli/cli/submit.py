@@ -92,5 +92,6 @@ def not_taken(reply: dict[str, Any] | Silence, which: str) -> str | None:
         return (f"the daemon is not answering: {which} {wait} in the queue until it takes "
                 "them (`easyflow status` says when it answers again)")
     if isinstance(reply, dict) and reply.get("stopping"):
-        return f"the daemon is stopping: {which} {wait} in the queue until it starts again"
+        why = reply.get("error") or "the daemon is stopping"
+        return f"{why}: {which} {wait} in the queue until it starts again"
     return None

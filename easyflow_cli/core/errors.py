@@ -67,3 +67,14 @@ class SpecErrors(BadInput):
 
 class NotFound(BadInput):
     """An unknown workflow, run or schedule."""
+
+
+class DamagedRow(EasyflowError):
+    """A stored value easyflow never writes: the database was changed by other means."""
+
+    def __init__(self, run_id: int | None, field: str, value: object) -> None:
+        self.run_id = run_id
+        self.field = field
+        super().__init__(f"run {run_id}: its {field} is {printable(shown(value))}, which "
+                         "easyflow never writes (the database was changed by other means); "
+                         "correct or delete that run")

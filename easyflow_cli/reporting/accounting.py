@@ -22,6 +22,7 @@ from easyflow_cli.core.stats import median, nearest_rank, percentile
 from easyflow_cli.core.timeutil import from_iso, local_zone, to_iso
 from easyflow_cli.reporting.local_days import LocalDays, before_sql, sums_sql
 from easyflow_cli.reporting.timeline import Timeline
+from easyflow_cli.storage.damaged_rows import check_modes
 from easyflow_cli.storage.store import LEFT_QUEUE_SQL, Store, epoch_sql
 
 FOREGROUND_SQL = f"'{PoolName.FOREGROUND.value}'"
@@ -75,6 +76,7 @@ def cost_sums(store: Store, period: Period, by: str = "mode",
     Days are local days of `zone` (the machine's by default)."""
     where, args = period.where()
     rows = _sums(store, by, where, args)
+    check_modes(store.conn, {row["mode"] for row in rows})
     days = _local_days(store, zone or local_zone()) if by == "day" else None
     if days is not None:
         before = [{(r["grp"], r["mode"], r["off_peak"]): r
@@ -111,11 +113,13 @@ def latency_stats(store: Store, period: Period, quantiles: tuple[int, ...]
     rather than by loading every run."""
     where, args = period.where()
     stats = {}
-    for mode, runs, waited, met, missed in store.conn.execute(
+    groups = store.conn.execute(
         "SELECT mode, count(*), count(queue_wait_s), count(CASE WHEN deadline_met THEN 1 END),"
         " count(CASE WHEN NOT deadline_met THEN 1 END)"
         f" FROM runs WHERE {where} GROUP BY mode", args,
-    ).fetchall():
+    ).fetchall()
+    check_modes(store.conn, {group[0] for group in groups})
+    for mode, runs, waited, met, missed in groups:
         # One workflow's runs are quickest found through the index that leads with it, even
         # though SQLite, preferring covering indexes, would step over every run of the mode.
         found = (f"{where} AND mode = ?", [*args, mode],
@@ -315,9 +319,11 @@ def _unfinished(store: Store, kind: str, filters: dict[str, Any]) -> list[tuple]
         columns = f"mode, pool, {BEGAN}, {epoch_sql(NOW_ISO)}"
     else:
         columns = f"mode, {QUEUED}, {epoch_sql(f'coalesce({LEFT_QUEUE_SQL}, {NOW_ISO})')}"
-    return store.conn.execute(
+    rows = store.conn.execute(
         f"SELECT {columns} FROM runs WHERE finished_at IS NULL AND {filters[kind]}",
         filters["args"]).fetchall()
+    check_modes(store.conn, {row[0] for row in rows})
+    return rows
 
 
 def earliest_start(store: Store, period: Period) -> float | None:

@@ -28,3 +28,28 @@ class SystemClock:
 
     def monotonic(self) -> float:
         return time.monotonic()
+
+
+# Smaller differences are left alone: two readings of the pair are not taken at one instant,
+# and NTP slews the clock by far less than this between two wake-ups.
+STEP_TOLERANCE_S = 1.0
+
+
+class StepWatch:
+    """Notices the wall clock being stepped (NTP, `date -s`) against the monotonic clock.
+
+    The monotonic clock stands still while the machine is suspended: to this watch, a suspend
+    looks like a forward step of its length."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self.offset = self._offset()
+
+    def step(self) -> float:
+        """Seconds the wall clock was stepped since the last look (0.0 when it was not)."""
+        offset = self._offset()
+        step, self.offset = offset - self.offset, offset
+        return step if abs(step) >= STEP_TOLERANCE_S else 0.0
+
+    def _offset(self) -> float:
+        return self.clock.now().timestamp() - self.clock.monotonic()

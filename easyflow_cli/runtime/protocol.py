@@ -266,12 +266,14 @@ class StatusReply:
     queue: dict[str, int]
     next_fires: list[dict[str, Any]]
     running: list[dict[str, Any]]  # the runs running now (reporting/running.py)
+    fault: str | None = None  # a database file deleted or replaced under the daemon
 
     def to_json(self) -> dict[str, Any]:
         return {"pid": self.pid, "since": self.since, "state": self.state, "home": self.home,
                 "config": self.config,
                 "pools": {mode: pool.to_json() for mode, pool in self.pools.items()},
-                "queue": self.queue, "next_fires": self.next_fires, "running": self.running}
+                "queue": self.queue, "next_fires": self.next_fires, "running": self.running,
+                "fault": self.fault}
 
 
 Reply = Done | Refusal | Stopping | StatusReply

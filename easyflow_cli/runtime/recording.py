@@ -18,6 +18,7 @@ import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from easyflow_cli.core.errors import DamagedRow
 from easyflow_cli.core.model import Mode, RunState
 from easyflow_cli.runtime.clock import Clock
 from easyflow_cli.storage.run_queue import RunEnd, RunStart
@@ -59,10 +60,17 @@ class Batch:
                 store.queue.start(self.starts)
             already_ended = store.queue.finish([e.end for e in self.ends])
             for change in self.changes:
-                change()
+                _apply(change)
         for then in self.after_commit:
             then()
         log_ends(self.ends, set(already_ended))
+
+
+def _apply(change: Callable[[], object]) -> None:
+    try:
+        change()
+    except DamagedRow as exc:  # a run changed by other means: the others are written still
+        log.error("%s; left as it is", exc)
 
 
 class Recorder:

@@ -175,6 +175,21 @@ class ScheduleBook:
         """Fire every schedule whose time has come, once each, however many slots it missed."""
         return [self._fire(row, now) for row in self.store.due_schedules(to_iso(now))]
 
+    def follow_clock_step(self, seconds: float) -> int:
+        """The wall clock was stepped by `seconds`: move each `every` schedule (its anchor and
+        its planned fire) with it, so that its intervals stay real elapsed time: neither an
+        hour of silence after a step back nor a fire too early after a step forward; how many
+        moved. Cron and `at` times are times of the calendar, and stay."""
+        step = timedelta(seconds=seconds)
+        self.started_at += step
+        rows = self.store.pending_schedules("every")
+        with self.store.write():
+            for row in rows:
+                self.store.reanchor_schedule(
+                    row["id"], created_at=to_iso(from_iso(row["created_at"]) + step),
+                    next_fire_at=to_iso(from_iso(row["next_fire_at"]) + step))
+        return len(rows)
+
     def _fire(self, row: dict[str, Any], now: datetime) -> Fire:
         fire_time = from_iso(row["next_fire_at"])
         # A slot that passed before this daemon started was missed during downtime.

@@ -6,13 +6,14 @@ each method changes is documented on `RunQueue`; here is only how.
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from easyflow_cli.core.errors import NotFound
+from easyflow_cli.core.errors import DamagedRow, NotFound
 from easyflow_cli.core.model import (
     RUN_FIELDS,
     ClaimedRun,
@@ -29,6 +30,7 @@ from easyflow_cli.core.model import (
 from easyflow_cli.core.planning import PlannedRun
 from easyflow_cli.core.stats import median
 from easyflow_cli.core.timeutil import from_iso, to_iso
+from easyflow_cli.storage.damaged_rows import KNOWN, MODES, damage
 from easyflow_cli.storage.run_queue import (
     Hand,
     HeldByLimit,
@@ -38,6 +40,8 @@ from easyflow_cli.storage.run_queue import (
     no_retry,
 )
 
+log = logging.getLogger("easyflow.queue")
+
 SQLITE_INTEGER_MAX = 2**63 - 1
 # Below SQLite's limit on the parameters of one statement (a workflow may have more runs queued).
 MAX_BOUND_IDS = 10_000
@@ -45,6 +49,8 @@ PLANNED_COLUMNS = ("workflow", "trigger", "mode", "mode_reason", "cost_priority"
                    "priority_rank", "deadline", "state", "enqueued_at", "not_before",
                    "promote_at", "attempt", "retry_of", "schedule_id")
 CLAIMED_COLUMNS = "id, workflow, mode, cost_priority, deadline, enqueued_at"
+CLAIMED_NAMES = tuple(CLAIMED_COLUMNS.split(", "))
+PRIORITIES = KNOWN["cost_priority"]
 SELECT_RUN = f"SELECT {', '.join(RUN_FIELDS)} FROM runs"
 # The ready queue's order (the runs_ready index serves it): earliest deadline, priority, first in.
 NO_DEADLINE = "9999"
@@ -121,6 +127,7 @@ class SqliteRunQueue:
                 f" WHERE id IN ({_marks(run_ids)}) AND state = 'queued'"
                 f" RETURNING {CLAIMED_COLUMNS}",
                 (to_iso(now), pool.value, worker, *run_ids)).fetchall()
+            rows = _settle_damaged(conn, rows, to_iso(now))
         return [_claimed(row, now) for row in sorted(rows, key=_queue_order)]
 
     def start(self, starts: Sequence[RunStart]) -> None:
@@ -241,8 +248,13 @@ class SqliteRunQueue:
         return [_run(row) for row in rows]
 
     def running(self) -> list[Run]:
-        rows = self.conn.execute(f"{SELECT_RUN} WHERE state = 'running' ORDER BY id")
-        return [_run(row) for row in rows]
+        runs = []
+        for row in self.conn.execute(f"{SELECT_RUN} WHERE state = 'running' ORDER BY id"):
+            try:
+                runs.append(_run(row))
+            except DamagedRow as exc:
+                log.error("%s; left out of the running runs", exc)
+        return runs
 
     def queued_ids(self, workflow: str) -> list[int]:
         return [row[0] for row in self.conn.execute(
@@ -259,7 +271,8 @@ class SqliteRunQueue:
         for mode, count in self.conn.execute(
             "SELECT mode, count(*) FROM runs WHERE state = 'queued' GROUP BY mode"
         ):
-            depths[Mode(mode)] = count
+            if mode in MODES:  # a mode changed by other means is nobody's queue
+                depths[Mode(mode)] = count
         return depths
 
     def held_by_limit(self) -> list[HeldByLimit]:
@@ -337,13 +350,14 @@ class _Claim:
     def best(self, limit: int, skipped: Sequence[str] = ()) -> list[Any]:
         """Up to `limit` of the first ready runs, but none of the `skipped` workflows'."""
         skip = f" AND workflow NOT IN ({_marks(skipped)})" if skipped else ""
-        return self.conn.execute(
+        rows = self.conn.execute(
             "UPDATE runs SET state = 'running', claimed_at = ?, pool = ?, worker = ?,"
             " batch_id = ? WHERE id IN (SELECT id FROM runs WHERE state = 'queued'"
             f" AND mode = ? AND (not_before IS NULL OR not_before <= ?){skip}"
             f" ORDER BY coalesce(deadline, '{NO_DEADLINE}'), priority_rank, id LIMIT ?)"
             f" RETURNING {CLAIMED_COLUMNS}",
             (*self.values, self.mode.value, self.stamp, *skipped, limit)).fetchall()
+        return _settle_damaged(self.conn, rows, self.stamp)
 
     def within(self, rooms: dict[str, int], limit: int) -> list[Any]:
         """Up to `limit` runs, none beyond its workflow's room (`max_concurrent` less those
@@ -478,8 +492,35 @@ def _end_values(end: RunEnd) -> tuple:
             end.duration_s(), met, outcome.energy_j, end.run_id)
 
 
+def _settle_damaged(conn: sqlite3.Connection, rows: list[Any], stamp: str | None
+                    ) -> list[Any]:
+    """The claimed rows (of CLAIMED_COLUMNS) but those changed by other means, which are
+    settled as failed: left queued, they would come first again at every claim."""
+    good = []
+    for row in rows:
+        if row[2] in MODES and row[3] in PRIORITIES:
+            good.append(row)
+            continue
+        problem = damage(row[0], dict(zip(CLAIMED_NAMES, row, strict=True)))
+        log.error("%s; settled as failed", problem)
+        conn.execute("UPDATE runs SET state = 'failed', finished_at = ?, error = ? WHERE id = ?",
+                     (stamp, str(problem), row[0]))
+    return good
+
+
 def _run(row: Any) -> Run:
-    """A row of SELECT_RUN as a Run (columns in RUN_FIELDS order)."""
+    """A row of SELECT_RUN as a Run (columns in RUN_FIELDS order); a value easyflow never
+    writes is one line naming the run and the field."""
+    try:
+        return _run_of(row)
+    except (ValueError, TypeError):
+        problem = damage(row[0], dict(zip(RUN_FIELDS, row, strict=True)))
+        if problem is None:
+            raise
+        raise problem from None
+
+
+def _run_of(row: Any) -> Run:
     (run_id, workflow, trigger, mode, reason, priority, deadline, state, enqueued_at,
      not_before, promote_at, claimed_at, started_at, finished_at, *middle, off_peak,
      deadline_met, energy_j, error, log_path) = row

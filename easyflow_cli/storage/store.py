@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -24,6 +25,7 @@ from easyflow_cli.core.paths import database_path, ensure_state_dir, state_dir
 from easyflow_cli.core.spec import ScheduleSpec, WorkflowSpec, spec_from_dict, spec_to_dict
 from easyflow_cli.core.timeutil import to_iso
 from easyflow_cli.storage.database_file import check_integrity, open_database
+from easyflow_cli.storage.live_files import refuse_unshared_log
 from easyflow_cli.storage.run_queue import RunQueue
 from easyflow_cli.storage.sqlite_queue import SqliteRunQueue, fits_sqlite_integer
 
@@ -166,9 +168,14 @@ MIGRATIONS = [_migration_1, _migration_2, _migration_3, _migration_4, _migration
 class Store:
     """An open database. Use as a context manager, or call `close()`."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, watched: bool = False) -> None:
+        """`watched`: the caller watches the database's files itself (the daemon does, at
+        every wake-up), so its writes need not look whether their log is shared."""
         self.path = path
         self.write_depth = 0
+        self.check_log_on_write = not watched
+        # Before SQLite would make a fresh -wal or -shm beside the ones others use.
+        refuse_unshared_log(path)
         self.conn = open_database(path, BUSY_TIMEOUT_MS / 1000, len(MIGRATIONS))
         self.conn.row_factory = sqlite3.Row
         self.conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
@@ -181,9 +188,9 @@ class Store:
         self.queue: RunQueue = SqliteRunQueue(self)
 
     @classmethod
-    def open(cls, home: Path | None = None) -> Store:
+    def open(cls, home: Path | None = None, *, watched: bool = False) -> Store:
         home = ensure_state_dir(home or state_dir())
-        return cls(database_path(home))
+        return cls(database_path(home), watched=watched)
 
     def __enter__(self) -> Store:
         return self
@@ -201,6 +208,21 @@ class Store:
     def checkpoint(self) -> None:
         """Copy the write-ahead log back into the database, as far as no reader is in the way."""
         self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+
+    def checkpoint_all(self) -> bool:
+        """Copy the whole write-ahead log back into the database, waiting for readers (on the
+        busy timeout); whether all of it was copied."""
+        busy, frames, copied = self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        return not busy and frames == copied
+
+    def save_copy(self, target: Path) -> None:
+        """Everything this connection sees, written to a new database file at `target`."""
+        os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600))
+        copy = sqlite3.connect(target)
+        try:
+            self.conn.backup(copy)
+        finally:
+            copy.close()
 
     @property
     def db(self):
@@ -225,6 +247,8 @@ class Store:
         self.conn.execute("BEGIN IMMEDIATE")
         self.write_depth = 1
         try:
+            if self.check_log_on_write:
+                refuse_unshared_log(self.path)
             yield self.conn
             self.conn.execute("COMMIT")
         except BaseException:
@@ -393,6 +417,19 @@ class Store:
             self.conn.execute(
                 "UPDATE schedules SET last_fire_at = coalesce(?, last_fire_at),"
                 " next_fire_at = ? WHERE id = ?", (fired_at, next_fire_at, schedule_id))
+
+    def reanchor_schedule(self, schedule_id: int, *, created_at: str,
+                          next_fire_at: str) -> None:
+        """Give a schedule a new anchor (`every` counts its intervals from `created_at`)."""
+        with self.write():
+            self.conn.execute("UPDATE schedules SET created_at = ?, next_fire_at = ?"
+                              " WHERE id = ?", (created_at, next_fire_at, schedule_id))
+
+    def pending_schedules(self, kind: str) -> list[dict[str, Any]]:
+        """Active schedules of `kind` with a fire planned."""
+        return [_schedule(row) for row in self.conn.execute(
+            "SELECT * FROM schedules WHERE kind = ? AND paused = 0 AND next_fire_at IS NOT NULL",
+            (kind,))]
 
     def unplanned_schedules(self) -> list[dict[str, Any]]:
         """Active schedules that have neither fired nor been given a first fire time."""

@@ -38,3 +38,19 @@ def test_unknown_run_exit_2(home):
         "error: unknown run 42 (see `easyflow runs list`)\n")
     assert invoke("logs", "42").exit_code == 2
     assert invoke("runs", "list", "--state", "sleeping").exit_code == 2
+
+
+def test_a_run_changed_by_other_means_is_one_line_not_a_traceback(home, write):
+    import sqlite3
+
+    path = write("w.toml", 'name = "w"\n[[steps]]\nrun = ["true"]\n')
+    invoke("workflow", "add", str(path))
+    invoke("run", "w", "--now")
+    with sqlite3.connect(home / "easyflow.db") as conn:
+        conn.execute("UPDATE runs SET mode = 'turbo' WHERE id = 1")
+    said = ("error: run 1: its mode is 'turbo', which easyflow never writes (the database was "
+            "changed by other means); correct or delete that run\n")
+    for args in (["runs", "list"], ["runs", "show", "1", "--json"], ["report", "costs"],
+                 ["report", "latency", "--csv"]):
+        result = invoke(*args)
+        assert (result.exit_code, result.output) == (1, said), args

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import itertools
 import json
 import os
 import random
@@ -23,6 +24,7 @@ import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -342,6 +344,92 @@ def test_concurrent_cli_writers_are_all_recorded_once(daemon: DaemonHarness):
     assert "Traceback" not in daemon.log_text()
 
 
+# ---------------------------------------------------------------------- 5. storage under the daemon
+
+
+def submit_until(daemon: DaemonHarness, name: str, stop, limit: int) -> list[tuple]:
+    """Like submit_in_a_loop, until `stop()` (or `limit` submissions)."""
+    env = daemon.env(PYTHONPYCACHEPREFIX=str(daemon.root / "pycache"))
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    results = []
+    while not stop() and len(results) < limit:
+        done = subprocess.run([*easyflow_command(), "run", name, "--now", "--no-wait"],
+                              env=env, text=True, capture_output=True, timeout=120,
+                              stdin=subprocess.DEVNULL)
+        results.append((done.returncode, done.stdout, done.stderr))
+    return results
+
+
+def test_deleting_the_wal_under_the_daemon_loses_no_run_and_reuses_no_id(daemon: DaemonHarness,
+                                                                          tmp_path):
+    """`rm easyflow.db-wal easyflow.db-shm` amid a stream of `run --now --no-wait`: the daemon
+    notices, stops taking work, copies what it committed back into the database and exits 75;
+    clients are refused meanwhile; after a restart every id handed out ran, once."""
+    # Runs queued before the deletion; how long the stopping daemon keeps refusing after it.
+    writers, each, before, refusing = (8, 100, 100, 10.0) if SOAK else (2, 6, 2, 0.0)
+    gate = tmp_path / "gate"  # the slow run, which the stopping daemon waits for, ends then
+    daemon.write_config(config(drain_grace="60s"))
+    register(daemon, noop=["true"],
+             slow=["sh", "-c", f"while [ ! -e {gate} ]; do sleep 0.05; done"])
+    start(daemon)
+    results: list[list[tuple]] = []
+    exited = False
+    with ThreadPoolExecutor(writers) as pool:
+        futures = [pool.submit(submit_until, daemon, "noop", lambda: exited, each)
+                   for _ in range(writers)]
+        wait_for(lambda: len(db_rows(daemon.home, "SELECT id FROM runs")) >= before,
+                 timeout=600, interval=0.2, message="runs to be queued")
+        slow = wait_started(daemon, submit(daemon, "slow")["id"])  # the drain waits for it
+        for suffix in ("-wal", "-shm"):
+            os.unlink(daemon.home / f"easyflow.db{suffix}")
+        status = wait_for(lambda: daemon_status(daemon.home)["fault"], timeout=10,
+                          message="`status` to show the fault")
+        assert status == "easyflow.db-wal was deleted; easyflow.db-shm was deleted"
+        shown = daemon.cli("status", check=False)
+        assert shown.returncode == 0 and "storage fault" in shown.stdout, shown
+        late = daemon.cli("run", "noop", "--now", "--no-wait", check=False)
+        time.sleep(refusing)  # the writers go on meanwhile (a longer stream in the soak)
+        gate.touch()
+        code = daemon.wait_exit(30)
+        exited = True
+        results = [future.result() for future in futures]
+    assert code == 75, daemon.log_tail()
+    log_text = daemon.log_text()
+    assert "storage fault: easyflow.db-wal was deleted; easyflow.db-shm was deleted" in log_text
+    assert "copied back into" in log_text and "Traceback" not in log_text
+
+    flat = [result for batch in results for result in batch]
+    # Every client that queued a run said its id on stderr, whatever became of it then (run by
+    # the daemon, left queued by the stopping daemon, or run in the foreground once it was gone).
+    handed_out = [int(m) for _, _, err in flat for m in re.findall(r"^run (\d+): noop in", err,
+                                                                   re.MULTILINE)]
+    assert len(set(handed_out)) == len(handed_out), Counter(handed_out).most_common(3)
+    queued = [err for code, _, err in flat if code and "waits in the queue" in err]
+    refused = [err for code, _, err in flat if code and "waits in the queue" not in err]
+    assert all(err.startswith("error: ") and len(err.splitlines()) == 1
+               and "Traceback" not in err for err in refused), refused[:3]
+    assert all("easyflow.db-" in err for err in refused), refused[:3]
+    assert late.returncode == 1 and late.stdout == "", late
+    assert late.stderr == (f"error: {daemon.home}/easyflow.db-wal is missing while another "
+                           "process has the database open; refusing to use it, nothing was "
+                           "written (a daemon notices this, stops taking work and starts again "
+                           "on its files: `easyflow status` shows it)\n")
+    handed_out.append(slow["id"])
+
+    start(daemon)
+    wait_for(lambda: not db_rows(daemon.home, "SELECT id FROM runs WHERE state IN "
+                                              "('queued', 'running')"),
+             timeout=60, interval=0.2, message="every run to finish after the restart")
+    rows = {r["id"]: r["state"] for r in db_rows(daemon.home, "SELECT id, state FROM runs")}
+    assert sorted(rows) == sorted(handed_out)  # none lost, none the client was not told of
+    assert set(rows.values()) == {"succeeded"}
+    assert db_rows(daemon.home, "PRAGMA integrity_check")[0][0] == "ok"
+    print(f"\nWAL deleted amid {len(flat)} submissions: {len(handed_out)} given an id, "
+          f"{len(queued)} left queued by a stopping daemon, {len(refused)} refused; "
+          f"{len(rows)} runs recorded, 0 lost, 0 ids handed out twice")
+    daemon.stop()
+
+
 # ---------------------------------------------------------------------- 6. broken environment
 
 
@@ -591,6 +679,53 @@ def test_a_run_across_a_two_day_clock_jump_lasts_what_it_lasted(daemon: DaemonHa
         run["started_at"])
     assert stamped >= timedelta(days=2)  # the wall clock only stamps
     assert 0.5 <= run["duration_s"] < 5, run
+
+
+def uptimes(path: Path) -> list[float]:
+    return [float(line) for line in path.read_text().split()] if path.exists() else []
+
+
+@pytest.mark.skipif(LIBFAKETIME is None, reason="libfaketime is not installed")
+def test_every_schedules_keep_real_intervals_across_clock_steps(daemon: DaemonHarness, tmp_path):
+    """Under libfaketime the daemon's wall clock steps back an hour, then forward two days,
+    each right after a fire and followed by a wake-up: an `every 2s` schedule goes on firing
+    every two seconds of real time (its steps write /proc/uptime, which no step moves). Without
+    the fix the step back silences it for an hour, and the step forward fires it at once."""
+    offset, fired = tmp_path / "offset", tmp_path / "fired"
+    offset.write_text("+0\n")
+    daemon.write_config(config())
+    daemon.add_workflow("tick", ["sh", "-c", f"cut -d' ' -f1 /proc/uptime >> {fired}"],
+                        schedules=[{"every": "2s", "mode": "real-time"}])
+    daemon.launch(LD_PRELOAD=str(LIBFAKETIME), FAKETIME_TIMESTAMP_FILE=str(offset),
+                  FAKETIME_NO_CACHE="1", FAKETIME_DONT_FAKE_MONOTONIC="1")
+    daemon.wait_answering()
+
+    def fires_beyond(count: int) -> bool:
+        return len(uptimes(fired)) > count
+
+    for step in ("-1h", "+2d"):
+        seen = len(wait_for(lambda: uptimes(fired), timeout=20, message="a fire"))
+        wait_for(partial(fires_beyond, seen), timeout=20, message="the next fire")
+        offset.write_text(f"{step}\n")
+        daemon_status(daemon.home)  # a wake-up right after the step
+        wait_for(partial(fires_beyond, seen + 2), timeout=20, message=f"fires after {step}")
+    daemon.stop()
+    runs = db_rows(daemon.home, "SELECT trigger, duration_s, enqueued_at FROM runs ORDER BY id")
+    assert len(runs) == len(uptimes(fired))
+    # The first slot may have passed before the daemon was up: that one is a catch-up, and the
+    # gap after it is shorter. From then on, one fire every two seconds, give or take how late
+    # a step starts on a busy box.
+    assert {r["trigger"] for r in runs[1:]} == {"schedule"}
+    gaps = [later - earlier for earlier, later in itertools.pairwise(uptimes(fired)[1:])]
+    assert all(1.0 < gap < 3.5 for gap in gaps), gaps  # a step back would make one of 3600 s
+    assert all(r["duration_s"] < 2 for r in runs), [r["duration_s"] for r in runs]
+    stamps = [datetime.fromisoformat(r["enqueued_at"]) for r in runs]
+    assert stamps[-1] - stamps[0] > timedelta(days=1, hours=22)  # the stamps show the steps
+    print(f"\nevery 2s across -1h and +2d steps: {len(runs)} fires, gaps {min(gaps):.2f}-"
+          f"{max(gaps):.2f}s, longest run {max(r['duration_s'] for r in runs):.3f}s, stamps "
+          f"span {stamps[-1] - stamps[0]}")
+    assert "the wall clock was stepped by -3600s" in daemon.log_text()
+    assert "the wall clock was stepped by +176400s" in daemon.log_text()  # from -1h to +2d
 
 
 # ---------------------------------------------------------------------- 2. graceful stop

@@ -8,11 +8,15 @@ never sleeps; the clock moves only when the test moves it.
 
 from __future__ import annotations
 
+import itertools
 import os
+import shutil
 import socket
+import sqlite3
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -53,7 +57,7 @@ from easyflow_cli.runtime.protocol import (
 )
 from easyflow_cli.runtime.run_marker import marker_env, new_token
 from easyflow_cli.runtime.start_slot import StartSlot, slot_path
-from easyflow_cli.scheduling.scheduler import add_schedule, disable_workflow
+from easyflow_cli.scheduling.scheduler import add_schedule, disable_workflow, prime_schedules
 from easyflow_cli.storage.daemon_policy import published_policy
 from easyflow_cli.storage.run_queue import RunStart
 from easyflow_cli.storage.store import Store
@@ -88,6 +92,10 @@ class FakeClock:
     def advance(self, seconds: float) -> None:
         self.wall += timedelta(seconds=seconds)
         self.mono += seconds
+
+    def step(self, seconds: float) -> None:
+        """The wall clock is set (NTP, `date -s`); the monotonic clock runs on."""
+        self.wall += timedelta(seconds=seconds)
 
     def stamp(self, later: float = 0.0) -> float:
         """A worker's report time: seconds since the epoch."""
@@ -683,6 +691,122 @@ def test_a_reload_that_sets_a_metrics_textfile_starts_writing_it(harness, clock,
     assert samples[("easyflow_runs_total", (("mode", "real-time"), ("state", "succeeded"),
                                             ("workflow", "noop")))] == 1
     assert samples[("easyflow_pool_workers", (("pool", "real-time"), ("state", "starting")))] == 2
+
+
+def database_file_alone(path: Path, copy: Path) -> sqlite3.Connection:
+    """The database file as it is on disk, without any log: what survives the daemon's exit."""
+    shutil.copyfile(path, copy)
+    return sqlite3.connect(copy)
+
+
+def test_deleted_log_files_stop_the_daemon_and_what_it_committed_is_copied_back(
+        harness, clock, tmp_path):
+    spec = harness.add_workflow("noop")
+    running = harness.submit(spec)
+    worker = harness.start(running)
+    path = harness.db.path
+    for suffix in ("-wal", "-shm"):
+        os.unlink(f"{path}{suffix}")
+    queued = harness.submit(spec)  # into the log only the daemon's connection still holds
+
+    reply = harness.wake()
+    assert reply == Stopping("the daemon stopped taking work (easyflow.db-wal was deleted; "
+                             "easyflow.db-shm was deleted) and restarts on its files")
+    assert harness.state(queued) == "queued" and harness.daemon.drain.active
+    assert harness.daemon.status().fault == ("easyflow.db-wal was deleted; easyflow.db-shm "
+                                             "was deleted")
+    worker.report(Finished(running, clock.stamp(0.1), ok()))
+    harness.tick()
+    worker.exit()  # retired, with its run over
+    harness.tick()
+    assert harness.daemon.drain.finished()
+
+    harness.daemon.storage.recover(clock.now())  # what its shutdown does
+    with closing(database_file_alone(path, tmp_path / "copy.db")) as alone:
+        states = dict(alone.execute("SELECT id, state FROM runs").fetchall())
+    assert states == {running: "succeeded", queued: "queued"}
+
+
+def test_a_replaced_database_is_saved_aside_from_the_daemons_connection(harness, clock):
+    spec = harness.add_workflow("noop")
+    run_id = harness.submit(spec)
+    path = harness.db.path
+    path.rename(path.with_name("moved.db"))
+    path.write_bytes(b"")
+    harness.tick()
+    assert harness.daemon.storage.fault == "easyflow.db was replaced"
+    assert harness.wake() == Stopping("the daemon stopped taking work (easyflow.db was "
+                                      "replaced) and restarts on its files")
+
+    harness.daemon.storage.recover(clock.now())
+    [saved] = path.parent.glob("easyflow.db.saved-*")
+    assert saved.stat().st_mode & 0o777 == 0o600
+    with closing(sqlite3.connect(saved)) as copy:
+        assert copy.execute("SELECT state FROM runs WHERE id = ?", (run_id,)).fetchone() == (
+            "queued",)
+
+
+def live(harness: Harness, clock: FakeClock, seconds: float) -> None:
+    """Let `seconds` of real time pass as the loop would: sleeping until what is due."""
+    until = clock.mono + seconds
+    while clock.mono < until:
+        left = harness.sleep_left()
+        clock.advance(min(until - clock.mono, MAX_SLEEP_S if left is None else left))
+        harness.tick()
+
+
+def every_five_minutes(harness: Harness, clock: FakeClock) -> None:
+    harness.add_workflow("tick", 'allow_overlap = true\n[[schedules]]\nevery = "5m"\n'
+                                 'mode = "balanced"')
+    prime_schedules(harness.db, clock.now())
+    harness.tick()
+
+
+def scheduled_runs(harness: Harness) -> list[dict[str, Any]]:
+    return [run.to_record() for run in reversed(harness.db.queue.latest())
+            if run.schedule_id is not None]
+
+
+@pytest.mark.parametrize("step", [-3600.0, 2 * 86400.0])
+def test_every_schedules_keep_real_intervals_across_a_wall_clock_step(harness, clock, step,
+                                                                      caplog):
+    every_five_minutes(harness, clock)
+    live(harness, clock, 60)
+    clock.step(step)
+    harness.tick()  # something wakes the daemon right after the step
+    live(harness, clock, 29 * 60)
+    runs = scheduled_runs(harness)
+    assert len(runs) == 6  # at 5, 10, ..., 30 minutes of real time: none silenced, none extra
+    assert {run["trigger"] for run in runs} == {"schedule"}
+    stamps = [datetime.fromisoformat(run["enqueued_at"]) for run in runs]
+    assert stamps[0] == NOON + timedelta(minutes=5, seconds=step)
+    assert {later - earlier for earlier, later in itertools.pairwise(stamps)} == {
+        timedelta(minutes=5)}
+    assert f"the wall clock was stepped by {step:+.0f}s; 1 `every` schedules moved" in caplog.text
+
+
+def test_runs_changed_by_other_means_are_named_and_the_daemon_serves_on(harness, clock,
+                                                                        caplog):
+    spec = harness.add_workflow("noop")
+    damaged, turbo, good = harness.submit(spec), harness.submit(spec), harness.submit(spec)
+    conn = harness.db.conn
+    conn.execute("UPDATE runs SET cost_priority = 'bogus' WHERE id = ?", (damaged,))
+    conn.execute("UPDATE runs SET mode = 'turbo' WHERE id = ?", (turbo,))
+    assert harness.wake() == Done()
+    worker = harness.holder(good)  # served past the damaged one, which is settled
+    state, error = conn.execute("SELECT state, error FROM runs WHERE id = ?",
+                                (damaged,)).fetchone()
+    assert state == "failed" and error.startswith(f"run {damaged}: its cost_priority is 'bogus'")
+    assert harness.daemon.status().queue == {"real-time": 0, "balanced": 0, "eco": 0}
+
+    worker.report(Started(good, clock.stamp()))
+    harness.tick()
+    conn.execute("UPDATE runs SET trigger = 'bogus' WHERE id = ?", (good,))
+    # A failed run is read again, for its retries.
+    worker.report(Finished(good, clock.stamp(0.1), Outcome(RunState.FAILED, exit_code=1)))
+    harness.tick(2)
+    assert f"run {good}: its trigger is 'bogus', which easyflow never writes" in caplog.text
+    assert harness.wake() == Done() and harness.daemon.status().state == "running"
 
 
 def test_runs_beyond_max_concurrent_wait_and_go_when_one_ends(harness, clock):

@@ -17,8 +17,9 @@ from datetime import datetime
 from typing import Protocol
 
 from easyflow_cli.core.config import Config
+from easyflow_cli.core.errors import DamagedRow
 from easyflow_cli.core.model import Mode
-from easyflow_cli.runtime.clock import Clock
+from easyflow_cli.runtime.clock import Clock, StepWatch
 from easyflow_cli.runtime.daemon.control import ControlServer
 from easyflow_cli.runtime.daemon.dispatch import Dispatcher
 from easyflow_cli.runtime.daemon.drain import Drain
@@ -65,6 +66,8 @@ class Served(Protocol):
 
     def update_status(self) -> None: ...
 
+    def storage_intact(self) -> bool: ...
+
 
 class Loop:
     def __init__(self, daemon: Served) -> None:
@@ -75,6 +78,7 @@ class Loop:
         self.progress_only = False
         self.sleep_deadline: float | None = None  # monotonic; when something is next due
         self.wal_dirty = False  # something happened since the last checkpoint
+        self.clock_steps = StepWatch(self.clock)
 
     def run(self) -> None:
         while not self.daemon.drain.finished():
@@ -93,11 +97,18 @@ class Loop:
         # Each handler says whether what it took made something due or free.
         self.progress_only = bool(events)
         for key, _ in events:
-            if key.data(key.fileobj):
+            if self._handle(key):
                 self.progress_only = False
         daemon.recorder.write()
         if daemon.notifier.watchdog_interval:
             daemon.notifier.watchdog()
+
+    def _handle(self, key: selectors.SelectorKey) -> bool:
+        try:
+            return key.data(key.fileobj)
+        except DamagedRow as exc:  # a run changed by other means: named, and served around
+            log.error("%s; left as it is", exc)
+            return True
 
     def _wait(self, timeout: float | None) -> list[tuple[selectors.SelectorKey, int]]:
         """Sleep until something arrives or `timeout`; checkpoint if it stays quiet a while."""
@@ -113,6 +124,7 @@ class Loop:
 
     def _checkpoint(self) -> None:
         self.wal_dirty = False
+        self.daemon.storage_intact()
         try:
             self.daemon.db.checkpoint()
         except sqlite3.OperationalError as exc:  # busy, read-only, disk full: next quiet time
@@ -133,7 +145,7 @@ class Loop:
         if daemon.recorder.retry_due():
             daemon.recorder.retry()
         stop_overdue(daemon.pools.values(), self.clock.monotonic())
-        if daemon.recorder.healthy:
+        if daemon.recorder.healthy and daemon.storage_intact():
             self._do_due_work()
         daemon.drain.advance(daemon.config.kill_grace)
         daemon.control.tend()
@@ -170,6 +182,8 @@ class Loop:
                 daemon.foreground.check_if_due()
         except sqlite3.OperationalError as exc:
             daemon.recorder.failed(exc)
+        except DamagedRow as exc:
+            log.error("%s; left as it is", exc)
         daemon.recorder.write()
 
     def dispatch_now(self) -> None:
@@ -185,6 +199,11 @@ class Loop:
         daemon.recorder.write()
 
     def _fire_schedules(self, now: datetime) -> None:
+        step = self.clock_steps.step()
+        if step:
+            moved = self.daemon.schedules.follow_clock_step(step)
+            log.warning("the wall clock was stepped by %+.0fs; %d `every` schedules moved with "
+                        "it, keeping their intervals", step, moved)
         for fire in self.daemon.schedules.fire_due(now):
             if fire.run_id is None:
                 log.info("schedule %d (%s) fired; coalesced with a run still waiting",

@@ -42,6 +42,7 @@ from easyflow_cli.runtime.daemon.loop import Loop
 from easyflow_cli.runtime.daemon.metrics_exporter import MetricsExporter
 from easyflow_cli.runtime.daemon.recovery import recover_abandoned_runs
 from easyflow_cli.runtime.daemon.reports import WorkerReports
+from easyflow_cli.runtime.daemon.storage_watch import STORAGE_FAULT_EXIT, StorageWatch
 from easyflow_cli.runtime.pools import Pool, PoolWorker, WorkerFactory, WorkerProcess
 from easyflow_cli.runtime.protocol import (
     CancelOrder,
@@ -100,17 +101,19 @@ class Daemon:
     # ------------------------------------------------------------------ lifecycle
 
     def run(self) -> int:
+        """Serve until stopped; the exit code (`STORAGE_FAULT_EXIT` after a storage fault)."""
         self.start()
         try:
             self.loop.run()
         finally:
             self.shutdown()
-        return 0
+        return 0 if self.storage.fault is None else STORAGE_FAULT_EXIT
 
     def start(self, *, signals: bool = True) -> None:
         """Everything up to serving; `signals` False leaves the process's handlers alone."""
         self._acquire_lock()
-        self.store = store = Store.open(self.home)
+        self.store = store = Store.open(self.home, watched=True)
+        self.storage = StorageWatch(store)
         store.check_integrity()
         self.recorder = Recorder(store, self.clock)
         self.dispatcher = Dispatcher(store, self.pools, self.recorder, self.clock, self.config,
@@ -142,6 +145,18 @@ class Daemon:
         self.reports.draining = True
         self.drain.begin(self.config.drain_grace)
 
+    def storage_intact(self) -> bool:
+        """Whether the database files are still the ones in use. The first time they are not:
+        say so loudly and stop taking work (the drain lets running runs finish)."""
+        problem = self.storage.newly_broken()
+        if problem is not None:
+            log.error("storage fault: %s under the running daemon; taking no more work, then "
+                      "saving what it holds and exiting to start again", problem)
+            if not self.drain.active:
+                self.begin_drain()
+            self.notifier.status(self._status_line())
+        return self.storage.fault is None
+
     def shutdown(self) -> None:
         for worker in self.all_workers():
             worker.kill()
@@ -154,6 +169,8 @@ class Daemon:
         self.serving = False
         self.metrics.stop()
         if self.store is not None:
+            if self.storage.fault is not None:
+                self.storage.recover(self.clock.now())
             self.store.close()
         if self.lock_fd is not None:
             os.close(self.lock_fd)
@@ -226,6 +243,9 @@ class Daemon:
                 StatusRequest: self._on_status, CancelRequest: self._on_cancel}
 
     def _on_wake(self, request: WakeRequest) -> Reply:
+        if not self.storage_intact():
+            return Stopping(f"the daemon stopped taking work ({self.storage.fault}) and "
+                            "restarts on its files")
         if self.drain.active:
             return Stopping()  # the runs stay queued; the next start runs them
         self.loop.dispatch_now()
@@ -257,7 +277,8 @@ class Daemon:
                                           [w.pid for w in pool.workers], pool.worker_states())
                    for mode, pool in self.pools.items()},
             queue=self._depths(), next_fires=store.upcoming_schedules(5),
-            running=running_now(store.queue, self.clock.now()))
+            running=running_now(store.queue, self.clock.now()),
+            fault=self.storage.fault)
 
     @property
     def db(self) -> Store:
@@ -300,7 +321,10 @@ class Daemon:
         depths = self._depths()
         pools = ", ".join(f"{m.value} {p.busy}/{p.config.workers}" for m, p in self.pools.items())
         queued = ", ".join(f"{m} {n}" for m, n in depths.items())
-        return f"busy: {pools}; queued: {queued}"
+        line = f"busy: {pools}; queued: {queued}"
+        if self.storage.fault is not None:
+            line = f"storage fault: {self.storage.fault}; stopping. {line}"
+        return line
 
     def update_status(self) -> None:
         if not self.notifier.enabled:
