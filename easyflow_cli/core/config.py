@@ -17,6 +17,7 @@ from pathlib import Path
 
 from easyflow_cli.core.errors import BadInput, SpecError, SpecErrors
 from easyflow_cli.core.model import Mode
+from easyflow_cli.core.notify import NotifySpec, check_notify
 from easyflow_cli.core.offpeak import OffPeakWindow, parse_window
 from easyflow_cli.core.toml_check import Checker, KeyLines, type_name
 
@@ -60,6 +61,7 @@ class Config:
     kill_grace: float = 5.0
     log_max_bytes: int = 10 * 1024 * 1024
     costs: CostConfig = field(default_factory=CostConfig)
+    notify: NotifySpec = field(default_factory=NotifySpec)  # every workflow's defaults
     source: str = "built-in defaults"
 
     def pool(self, mode: Mode | str) -> PoolConfig:
@@ -130,7 +132,8 @@ def _overlay(base: dict, top: dict) -> dict:
 
 def _build(data: dict, file: str, lines: KeyLines, source: str) -> Config:
     check = Checker(file, lines)
-    check.unknown_keys(data, ("pools", "deadlines", "daemon", "logs", "costs"), ())
+    check.unknown_keys(data, ("pools", "deadlines", "daemon", "logs", "costs", "notify"),
+                       ())
     pools = {}
     raw_pools = data.get("pools", {})
     check.unknown_keys(raw_pools, tuple(m.value for m in Mode), ("pools",))
@@ -150,6 +153,7 @@ def _build(data: dict, file: str, lines: KeyLines, source: str) -> Config:
         kill_grace=check.duration(daemon, "kill_grace", ("daemon",)) or 5.0,
         log_max_bytes=_int(check, logs, "max_bytes", ("logs",), minimum=1024) or 10485760,
         costs=_build_costs(check, data.get("costs", {})),
+        notify=check_notify(check, data, ()) or NotifySpec(),
         source=source,
     )
     if check.errors:

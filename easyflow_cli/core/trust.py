@@ -125,3 +125,17 @@ def _check_private(path: Path, info: os.stat_result) -> None:
     if info.st_nlink != 1:
         raise UntrustedPath(f"{path} has {info.st_nlink} hard links; easyflow only writes "
                             "files in its state directory that have no other name (remove it)")
+
+
+def secret_refusal(path: str, info: os.stat_result) -> str | None:
+    """Why root must not use this secret file (a webhook's key, an SMTP password), if it must
+    not: another user could read the secret, or change it to one they know."""
+    if os.geteuid() != 0:
+        return None
+    reasons = untrusted_because(info)
+    if info.st_mode & (stat.S_IRGRP | stat.S_IROTH):
+        reasons.append(f"readable by group or others (mode {stat.S_IMODE(info.st_mode):04o})")
+    if not reasons:
+        return None
+    return (f"secret file {path} is {reasons[0]}; as root easyflow only uses a secret file "
+            f"that only root can read (chown root {path}; chmod 600 {path})")

@@ -133,7 +133,9 @@ class RunQueue(Protocol):
 
         running → the outcome's state; sets `finished_at`, `exit_code`, `error`, `cpu_user_s`,
         `cpu_system_s`, `peak_rss_kb`, `energy_j`, `duration_s` (`RunEnd.duration_s`) and
-        `deadline_met` (unset without a deadline)."""
+        `deadline_met` (unset without a deadline). For a workflow the store's `notices` book
+        has a rule for, in the same transaction: its incident, and the outbox rows of the
+        events the end makes (`notify_events.end_events`)."""
         ...
 
     def requeue(self, run_ids: Sequence[int], note: str | None = None) -> None:
@@ -216,6 +218,11 @@ class RunQueue(Protocol):
 
     def typical_duration(self, workflow: str, sample: int = 20) -> timedelta | None:
         """The median duration of this workflow's recent successful runs, if it has any."""
+        ...
+
+    def awaited(self, workflows: Sequence[str]) -> list[Run]:
+        """Runs of these workflows, not ended, that could become late: those with a deadline,
+        and scheduled runs still queued."""
         ...
 
     def has_pending_recurring(self, workflow: str) -> bool:

@@ -19,11 +19,14 @@ from typing import Any
 
 from easyflow_cli.core.errors import NotFound, shown
 from easyflow_cli.core.model import Mode
+from easyflow_cli.core.notify import NoticeBook
 from easyflow_cli.core.paths import database_path, ensure_state_dir, state_dir
 from easyflow_cli.core.spec import ScheduleSpec, WorkflowSpec, spec_from_dict, spec_to_dict
 from easyflow_cli.core.timeutil import to_iso
 from easyflow_cli.storage.database_file import check_integrity, open_database
+from easyflow_cli.storage.outbox import Outbox
 from easyflow_cli.storage.run_queue import RunQueue
+from easyflow_cli.storage.sqlite_outbox import SqliteOutbox
 from easyflow_cli.storage.sqlite_queue import SqliteRunQueue, fits_sqlite_integer
 
 BUSY_TIMEOUT_MS = 30_000
@@ -130,7 +133,24 @@ def _migration_5(db) -> None:
     db.execute("ALTER TABLE runs ADD COLUMN pgid_boot_id TEXT")
 
 
-MIGRATIONS = [_migration_1, _migration_2, _migration_3, _migration_4, _migration_5]
+def _migration_6(db) -> None:
+    """The notification outbox (one row per event and channel, written with the run's end,
+    delivered by the daemon) and each workflow's open failure incident."""
+    db.execute("CREATE TABLE notifications ("
+               " id INTEGER PRIMARY KEY AUTOINCREMENT, event_id TEXT NOT NULL,"
+               " event TEXT NOT NULL, workflow TEXT NOT NULL, run_id INTEGER,"
+               " channel TEXT NOT NULL, created_at TEXT NOT NULL, payload TEXT NOT NULL,"
+               " state TEXT NOT NULL DEFAULT 'pending', attempts INTEGER NOT NULL DEFAULT 0,"
+               " next_try_at TEXT, delivered_at TEXT, answer TEXT,"
+               " UNIQUE (run_id, event, channel))")
+    db.execute("CREATE INDEX notifications_due ON notifications (next_try_at)"
+               " WHERE state = 'pending'")
+    db.execute("CREATE TABLE incidents (workflow TEXT PRIMARY KEY, first_run INTEGER NOT NULL,"
+               " attempts INTEGER NOT NULL, since TEXT NOT NULL, told INTEGER NOT NULL)")
+
+
+MIGRATIONS = [_migration_1, _migration_2, _migration_3, _migration_4, _migration_5,
+              _migration_6]
 
 
 class Store:
@@ -148,7 +168,11 @@ class Store:
         self.conn.execute("PRAGMA synchronous = NORMAL")
         self.conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}")
         self.migrate()
+        # Whose run ends are watched for events (set by the daemon, or a foreground run).
+        self.notices: NoticeBook | None = None
+        self.events_written = 0  # by run ends on this connection: tells the deliverer
         self.queue: RunQueue = SqliteRunQueue(self)
+        self.outbox: Outbox = SqliteOutbox(self)
 
     @classmethod
     def open(cls, home: Path | None = None) -> Store:

@@ -20,6 +20,7 @@ from easyflow_cli.core.config import Config
 from easyflow_cli.core.model import Mode
 from easyflow_cli.runtime.clock import Clock
 from easyflow_cli.runtime.daemon.control import ControlServer
+from easyflow_cli.runtime.daemon.deliveries import Deliveries
 from easyflow_cli.runtime.daemon.dispatch import Dispatcher
 from easyflow_cli.runtime.daemon.drain import Drain
 from easyflow_cli.runtime.daemon.foreground_watch import ForegroundWatch
@@ -56,6 +57,9 @@ class Served(Protocol):
 
     @property
     def db(self) -> Store: ...
+
+    @property
+    def notify(self) -> Deliveries: ...
 
     def begin_drain(self) -> None: ...
 
@@ -94,6 +98,7 @@ class Loop:
             if key.data(key.fileobj):
                 self.progress_only = False
         daemon.recorder.write()
+        daemon.notify.wake_for(daemon.db)
         if daemon.notifier.watchdog_interval:
             daemon.notifier.watchdog()
 
@@ -182,7 +187,10 @@ class Loop:
         daemon.recorder.write()
 
     def _fire_schedules(self, now: datetime) -> None:
-        for fire in self.daemon.schedules.fire_due(now):
+        fires = self.daemon.schedules.fire_due(now)
+        if fires:
+            self.daemon.notify.runs_queued()
+        for fire in fires:
             if fire.run_id is None:
                 log.info("schedule %d (%s) fired; coalesced with a run still waiting",
                          fire.schedule_id, fire.workflow)

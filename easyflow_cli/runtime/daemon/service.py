@@ -25,6 +25,7 @@ from easyflow_cli.core.timeutil import to_iso
 from easyflow_cli.core.trust import open_private
 from easyflow_cli.runtime.clock import Clock, SystemClock
 from easyflow_cli.runtime.daemon.control import ControlServer, Handlers
+from easyflow_cli.runtime.daemon.deliveries import Deliveries, notice_book
 from easyflow_cli.runtime.daemon.dispatch import Dispatcher
 from easyflow_cli.runtime.daemon.drain import Drain
 from easyflow_cli.runtime.daemon.foreground_watch import ForegroundWatch
@@ -75,6 +76,7 @@ class Daemon:
         self.last_status = ""
         self.lock_fd: int | None = None
         self.store: Store | None = None
+        self.deliveries: Deliveries | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -98,12 +100,15 @@ class Daemon:
                                      self.selector, self.dispatcher.log_path)
         self.schedules = ScheduleBook(store, self._policy(), self.started_at)
         self.foreground = ForegroundWatch(store, self.clock)
+        store.notices = book = notice_book(self.config, store)
+        self.deliveries = Deliveries(self.home, self.clock, book)
         if signals:
             self._install_signals()
         recover_abandoned_runs(store, self.clock)
         prime_schedules(store, self.clock.now())
         publish_policy(store, self._policy(), self.clock.now())
         self.control.open()
+        self.deliveries.start()
         for pool in self.pools.values():
             self.reports.watch(pool.fill())
         log.info("daemon %d serving %s (config: %s)", os.getpid(), self.home, self.config.source)
@@ -117,6 +122,8 @@ class Daemon:
     def shutdown(self) -> None:
         for worker in self.all_workers():
             worker.kill()
+        if self.deliveries is not None:
+            self.deliveries.stop()
         if self.recorder.backlog:
             self.recorder.retry()
         if self.recorder.backlog:
@@ -182,6 +189,7 @@ class Daemon:
         if self.drain.active:
             return Stopping()  # the runs stay queued; the next start runs them
         self.loop.dispatch_now()
+        self.notify.runs_queued()
         return Done()
 
     def _on_reload(self, request: ReloadRequest) -> Reply:
@@ -209,7 +217,14 @@ class Daemon:
             pools={mode.value: PoolStatus(pool.busy, pool.config.workers, pool.ready,
                                           [w.pid for w in pool.workers])
                    for mode, pool in self.pools.items()},
-            queue=self._depths(), next_fires=store.upcoming_schedules(5))
+            queue=self._depths(), next_fires=store.upcoming_schedules(5),
+            notifications={"pending": store.outbox.pending_count(),
+                           "failing": self.notify.trouble()})
+
+    @property
+    def notify(self) -> Deliveries:
+        assert self.deliveries is not None, "the daemon has not started"
+        return self.deliveries
 
     @property
     def db(self) -> Store:
@@ -238,6 +253,8 @@ class Daemon:
             pool.shrink()
             self.reports.watch(pool.fill())
         prime_schedules(store, self.clock.now())
+        store.notices = self.notify.book = notice_book(self.config, store)
+        self.notify.wake()
         log.info("reloaded configuration (%s), workflows and schedules", self.config.source)
         self.notifier.ready(self._status_line())
 
