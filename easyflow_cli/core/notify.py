@@ -13,7 +13,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields, replace
 from enum import StrEnum
 from typing import Any
-from urllib.parse import urlsplit
 
 from easyflow_cli.core.durations import format_duration
 from easyflow_cli.core.errors import shown
@@ -206,6 +205,8 @@ def _webhook(check: Checker, table: dict, path: tuple) -> str | None:
     url = check.string(table, "webhook", path)
     if url is None:
         return None
+    from urllib.parse import urlsplit  # here: only a file with a webhook needs it
+
     try:
         parts = urlsplit(url)
         ok = parts.scheme in ("http", "https") and bool(parts.hostname) and url == url.strip()

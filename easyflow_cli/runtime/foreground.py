@@ -10,7 +10,8 @@ from typing import BinaryIO
 
 from easyflow_cli.core.config import Config
 from easyflow_cli.core.errors import EasyflowError
-from easyflow_cli.core.model import PoolName, Run
+from easyflow_cli.core.model import Mode, PoolName, Run
+from easyflow_cli.core.notify import NoticeBook
 from easyflow_cli.core.paths import run_log_path
 from easyflow_cli.core.spec import WorkflowSpec
 from easyflow_cli.core.timeutil import utcnow
@@ -37,6 +38,9 @@ def run_in_foreground(store: Store, home: Path, run: Run, spec: WorkflowSpec, co
                       echo: BinaryIO | None) -> Run:
     """Claim the queued run, execute it with its mode's profile, record and return the result."""
     queue = store.queue
+    # Its end's events go to the outbox, for the daemon to deliver.
+    queue.notices = NoticeBook.build(config.notify, {m: config.pool(m).timeout for m in Mode},
+                                     [(spec.name, spec.notify, spec.retries)])
     claimed = queue.claim_ids([run.id], now=utcnow(), pool=PoolName.FOREGROUND,
                               worker=f"cli:{os.getpid()}")
     if not claimed:

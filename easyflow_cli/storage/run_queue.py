@@ -31,6 +31,7 @@ from easyflow_cli.core.model import (
     RunState,
     StepGroup,
 )
+from easyflow_cli.core.notify import NoticeBook
 from easyflow_cli.core.planning import PlannedRun, QueuePolicy, off_peak_start
 
 
@@ -92,6 +93,11 @@ class RunQueue(Protocol):
     """The durable queue of runs. Each transition is atomic, and applies only to runs in the
     state it starts from: a run in another state is left as it is."""
 
+    # Whose run ends `finish` watches for notification events (set by the daemon, or by a
+    # foreground run); None watches nothing. How many events its ends wrote so far.
+    notices: NoticeBook | None
+    events_written: int
+
     # ---------------------------------------------------------------- transitions
 
     def enqueue(self, planned: Sequence[PlannedRun]) -> range:
@@ -133,8 +139,8 @@ class RunQueue(Protocol):
 
         running → the outcome's state; sets `finished_at`, `exit_code`, `error`, `cpu_user_s`,
         `cpu_system_s`, `peak_rss_kb`, `energy_j`, `duration_s` (`RunEnd.duration_s`) and
-        `deadline_met` (unset without a deadline). For a workflow the store's `notices` book
-        has a rule for, in the same transaction: its incident, and the outbox rows of the
+        `deadline_met` (unset without a deadline). For a workflow the `notices` book has a
+        rule for, in the same transaction: its incident, and the outbox rows of the
         events the end makes (`notify_events.end_events`)."""
         ...
 

@@ -55,8 +55,6 @@ class Database(Protocol):
     imports this module): its connection, and its write transactions, which nest."""
 
     conn: sqlite3.Connection
-    notices: NoticeBook | None
-    events_written: int
 
     def write(self) -> AbstractContextManager[sqlite3.Connection]: ...
 
@@ -67,6 +65,8 @@ class SqliteRunQueue:
 
     def __init__(self, store: Database) -> None:
         self.store = store
+        self.notices: NoticeBook | None = None
+        self.events_written = 0
 
     @property
     def conn(self) -> sqlite3.Connection:
@@ -148,9 +148,9 @@ class SqliteRunQueue:
                 " cpu_user_s = ?, cpu_system_s = ?, peak_rss_kb = ?, duration_s = ?,"
                 " deadline_met = ?, energy_j = ? WHERE id = ?",
                 [_end_values(end) for end in ends if end.run_id in running])
-            book = self.store.notices
+            book = self.notices
             if book is not None and book.rules:
-                self.store.events_written += record_end_events(
+                self.events_written += record_end_events(
                     self, book, [run_id for run_id, workflow in running.items()
                                  if workflow in book.rules])
         return [run_id for run_id in ids if run_id not in running]

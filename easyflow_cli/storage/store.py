@@ -19,7 +19,6 @@ from typing import Any
 
 from easyflow_cli.core.errors import NotFound, shown
 from easyflow_cli.core.model import Mode
-from easyflow_cli.core.notify import NoticeBook
 from easyflow_cli.core.paths import database_path, ensure_state_dir, state_dir
 from easyflow_cli.core.spec import ScheduleSpec, WorkflowSpec, spec_from_dict, spec_to_dict
 from easyflow_cli.core.timeutil import to_iso
@@ -168,9 +167,6 @@ class Store:
         self.conn.execute("PRAGMA synchronous = NORMAL")
         self.conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}")
         self.migrate()
-        # Whose run ends are watched for events (set by the daemon, or a foreground run).
-        self.notices: NoticeBook | None = None
-        self.events_written = 0  # by run ends on this connection: tells the deliverer
         self.queue: RunQueue = SqliteRunQueue(self)
         self.outbox: Outbox = SqliteOutbox(self)
 

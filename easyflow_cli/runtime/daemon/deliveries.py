@@ -94,8 +94,9 @@ class Deliveries:
     def wake_for(self, store: Store) -> None:
         """Wake the thread if ends written since the last call made events (the loop asks
         after each wake-up's write: one comparison)."""
-        if store.events_written != self.events_seen:
-            self.events_seen = store.events_written
+        written = store.queue.events_written
+        if written != self.events_seen:
+            self.events_seen = written
             self.woken.set()
 
     def stop(self, timeout: float = 2.0) -> None:

@@ -100,7 +100,7 @@ class Daemon:
                                      self.selector, self.dispatcher.log_path)
         self.schedules = ScheduleBook(store, self._policy(), self.started_at)
         self.foreground = ForegroundWatch(store, self.clock)
-        store.notices = book = notice_book(self.config, store)
+        store.queue.notices = book = notice_book(self.config, store)
         self.deliveries = Deliveries(self.home, self.clock, book)
         if signals:
             self._install_signals()
@@ -253,7 +253,7 @@ class Daemon:
             pool.shrink()
             self.reports.watch(pool.fill())
         prime_schedules(store, self.clock.now())
-        store.notices = self.notify.book = notice_book(self.config, store)
+        store.queue.notices = self.notify.book = notice_book(self.config, store)
         self.notify.wake()
         log.info("reloaded configuration (%s), workflows and schedules", self.config.source)
         self.notifier.ready(self._status_line())
