@@ -14,7 +14,7 @@ from typing import Any
 
 from easyflow_cli.core.durations import format_duration
 from easyflow_cli.core.model import Run, RunState, Trigger
-from easyflow_cli.core.notify import Event, NoticeRule
+from easyflow_cli.core.notify import SLOW_FACTOR, Event, NoticeRule
 from easyflow_cli.core.stats import percentile
 from easyflow_cli.core.timeutil import to_iso
 
@@ -25,6 +25,7 @@ SCHEDULED_TRIGGERS = (Trigger.SCHEDULE, Trigger.CATCH_UP)
 # latest ones the percentiles are taken over.
 MIN_LEARNED_RUNS = 5
 LEARNED_SAMPLE = 100
+SUMMARY_ERROR_CHARS = 80  # of an error quoted in a one-line summary
 
 
 @dataclass(frozen=True)
@@ -119,14 +120,13 @@ def late_at(run: Run, late_after: float) -> datetime | None:
 
 
 def summary(event: Event, run: Run, *, host: str, incident: Incident | None = None,
-            baseline: Baseline | None = None, slow_factor: float = 3.0,
+            baseline: Baseline | None = None, slow_factor: float = SLOW_FACTOR,
             late_after: float | None = None) -> str:
     """One line a pager or a mail subject can show."""
     head = f"easyflow on {host}: {run.workflow}"
     if event is Event.FAILURE:
         attempts = incident.attempts if incident else run.attempt
-        why = f"exit {run.exit_code}" if run.exit_code is not None else run.state.value
-        return (f"{head} {run.state.value} (run {run.id}, {why}) after "
+        return (f"{head} {run.state.value} (run {run.id}, {_why(run)}) after "
                 f"{_count(attempts, 'attempt')}")
     if event is Event.RECOVERY:
         failed = f" after {_count(incident.attempts, 'failed attempt')}" if incident else ""
@@ -136,6 +136,17 @@ def summary(event: Event, run: Run, *, host: str, incident: Incident | None = No
     if event is Event.LATE:
         return f"{head} is late: {_lateness(run, late_after)}"
     return f"{head}: test notification (run {run.id} as the sample)"
+
+
+def _why(run: Run) -> str:
+    if run.exit_code is not None:
+        return f"exit {run.exit_code}"
+    first_line = (run.error or "").strip().splitlines()[:1]
+    return shorten(first_line[0]) if first_line else "no exit code"
+
+
+def shorten(text: str, limit: int = SUMMARY_ERROR_CHARS) -> str:
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def _slow_summary(head: str, run: Run, baseline: Baseline, factor: float) -> str:

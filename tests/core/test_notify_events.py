@@ -100,6 +100,16 @@ def test_twenty_runs_alike_are_never_slow():
         assert slowness(run(i, RunState.SUCCEEDED, duration=d), baseline, 3.0) is None
 
 
+def test_a_failure_says_its_exit_code_or_its_error_in_one_line():
+    timed_out = replace(run(3, RunState.TIMED_OUT, attempt=3),
+                        error="timed out after 10m\nits step was killed")
+    assert summary(Event.FAILURE, timed_out, host="box", incident=Incident(1, 3, T0)) == (
+        "easyflow on box: w timed_out (run 3, timed out after 10m) after 3 attempts")
+    failed = replace(run(4, RunState.FAILED), exit_code=3)
+    assert summary(Event.FAILURE, failed, host="box") == (
+        "easyflow on box: w failed (run 4, exit 3) after 1 attempt")
+
+
 def test_a_missed_deadline_is_late():
     missed = replace(run(1, RunState.SUCCEEDED), deadline=T0, deadline_met=False)
     assert end_events(missed, RULE, None, None).events == (Event.LATE,)

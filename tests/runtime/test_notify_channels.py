@@ -1,16 +1,18 @@
 """The channels, for real: a command given the event on stdin, a webhook on 127.0.0.1 (signed),
 sendmail (a stand-in on PATH), and secret files root must not trust."""
 
+import base64
 import hashlib
 import hmac
 import json
 import os
+import socketserver
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from easyflow_cli.core.notify import Channel, NotifySpec
+from easyflow_cli.core.notify import Channel, NotifySpec, SmtpSpec
 from easyflow_cli.runtime.notify_channels import (
     DeliveryFailed,
     email_text,
@@ -116,3 +118,52 @@ def test_the_email_says_the_summary_error_log_tail_and_where_to_look(tmp_path):
     assert lines[0] == "easyflow on box: w failed" and "Error: exit 3" in lines
     assert "  line 10" in lines and "  line 29" in lines and "  line 9" not in lines
     assert "See more: easyflow runs show 7   (its log: easyflow logs 7)" in lines
+
+
+class FakeSmtp(socketserver.StreamRequestHandler):
+    """Just enough of an SMTP server for smtplib: it keeps the AUTH line and the message."""
+
+    seen: list[bytes] = []
+
+    def reply(self, line: str) -> None:
+        self.wfile.write(line.encode() + b"\r\n")
+
+    def handle(self) -> None:
+        self.reply("220 fake")
+        while line := self.rfile.readline():
+            verb = line[:4].upper()
+            if verb == b"EHLO":
+                self.reply("250-fake")
+                self.reply("250 AUTH PLAIN")
+            elif verb == b"AUTH":
+                FakeSmtp.seen.append(line.strip())
+                self.reply("235 ok")
+            elif verb == b"DATA":
+                self.reply("354 go on")
+                body = b""
+                while not body.endswith(b"\r\n.\r\n"):
+                    body += self.rfile.readline()
+                FakeSmtp.seen.append(body)
+                self.reply("250 queued")
+            elif verb == b"QUIT":
+                self.reply("221 bye")
+                return
+            else:
+                self.reply("250 ok")
+
+
+def test_email_goes_through_smtp_with_the_password_file(tmp_path):
+    password = tmp_path / "password"
+    password.write_text("pw\n")
+    password.chmod(0o600)
+    FakeSmtp.seen = []
+    with socketserver.ThreadingTCPServer(("127.0.0.1", 0), FakeSmtp) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        smtp = SmtpSpec("127.0.0.1", server.server_address[1], starttls=False,
+                        user="robot@example.com", password_file=str(password))
+        answer = send(Channel.EMAIL, NotifySpec(email=("ops@example.com",), smtp=smtp), EVENT)
+        server.shutdown()
+    assert answer == "SMTP 127.0.0.1 accepted it"
+    auth, message = FakeSmtp.seen
+    assert base64.b64decode(auth.split()[-1]) == b"\0robot@example.com\0pw"
+    assert b"From: robot@example.com" in message and b"To: ops@example.com" in message
