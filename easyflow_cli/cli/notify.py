@@ -10,8 +10,6 @@ from easyflow_cli.cli.group import EasyflowGroup
 from easyflow_cli.cli.output import (
     CSV_OPTION,
     JSON_OPTION,
-    console,
-    print_json,
     render_rows,
     short_time,
 )
@@ -29,7 +27,7 @@ STATE_STYLE = {"delivered": "green", "pending": "yellow", "failed": "red"}
 
 @notify_app.command("test")
 def test(workflow: str = typer.Argument(..., help="The workflow whose channels to try."),
-         as_json: bool = JSON_OPTION) -> None:
+         as_json: bool = JSON_OPTION, as_csv: bool = CSV_OPTION) -> None:
     """Send a test event through each of the workflow's channels now, and say what each
     answered (exit 1 if any failed)."""
     from easyflow_cli.core.config import load_config
@@ -38,14 +36,10 @@ def test(workflow: str = typer.Argument(..., help="The workflow whose channels t
 
     config = load_config()
     with open_store() as store:
-        answers = try_channels(store, config, workflow, utcnow())
-    if as_json:
-        print_json([a.to_json() for a in answers])
-    else:
-        for a in answers:
-            mark = "[green]ok[/]" if a.ok else "[red]failed[/]"
-            console.print(f"{a.channel.value}: {mark}: {a.answer}", highlight=False)
-    if not all(a.ok for a in answers):
+        answers = [a.to_json() for a in try_channels(store, config, workflow, utcnow())]
+    render_rows(answers, ["channel", "ok", "answer"], as_json=as_json, as_csv=as_csv,
+                formatters={"ok": lambda ok: "[green]ok[/]" if ok else "[red]failed[/]"})
+    if not all(a["ok"] for a in answers):
         raise typer.Exit(1)
 
 
