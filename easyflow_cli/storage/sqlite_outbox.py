@@ -174,22 +174,28 @@ class SqliteOutbox:
             return 0, None
         runs = self.store.queue.awaited(watching)
         told = self._late_told([run.id for run in runs])
-        written, upcoming = 0, []
+        due: list[tuple[Run, NoticeRule, float]] = []
+        upcoming = []
+        for run in runs:
+            rule = book.rule(run.workflow)
+            if run.id in told or rule is None:
+                continue
+            late_after = book.late_after(rule, run.mode)
+            moment = late_at(run, late_after)
+            if moment is not None and moment <= now:
+                due.append((run, rule, late_after))
+            elif moment is not None:
+                upcoming.append(moment)
+        return self._write_late(due, now), min(upcoming, default=None)
+
+    def _write_late(self, due: list[tuple[Run, NoticeRule, float]], now: datetime) -> int:
+        if not due:
+            return 0  # no write transaction: this runs on every round of the delivery thread
         with self.store.write() as conn:
-            for run in runs:
-                rule = book.rule(run.workflow)
-                if run.id in told or rule is None:
-                    continue
-                late_after = book.late_after(rule, run.mode)
-                moment = late_at(run, late_after)
-                if moment is None:
-                    continue
-                if moment > now:
-                    upcoming.append(moment)
-                    continue
-                text = summary(Event.LATE, run, host=host_name(), late_after=late_after)
-                written += write_event(conn, rule, run, Event.LATE, text, now)
-        return written, min(upcoming, default=None)
+            return sum(write_event(conn, rule, run, Event.LATE,
+                                   summary(Event.LATE, run, host=host_name(),
+                                           late_after=late_after), now)
+                       for run, rule, late_after in due)
 
     def _late_told(self, run_ids: list[int]) -> set[int]:
         told: set[int] = set()

@@ -173,6 +173,10 @@ def test_kill_9_between_the_end_and_its_delivery_still_delivers_once(daemon: Dae
     daemon.submit("breaks")
     wait_for(lambda: [r for r in outbox(daemon) if r["attempts"] >= 1], timeout=20,
              message="a first delivery attempt that failed")
+    failing = wait_for(lambda: daemon.status()["notifications"]["failing"],
+                       message="`status` to show the failing channel")
+    assert [(f["workflow"], f["channel"]) for f in failing] == [("breaks", "webhook")]
+    assert "Connection refused" in failing[0]["error"]
     os.killpg(daemon.pid, signal.SIGKILL)
     daemon.wait_exit(10)
     assert [r["state"] for r in outbox(daemon)] == ["pending"]
