@@ -154,3 +154,16 @@ def test_late_events_are_written_and_delivered(store, tmp_path):
     clock.advance(30)
     assert deliveries.round(store) is None
     assert channel.sent == [(Channel.WEBHOOK, "late")]
+
+
+def test_an_unexpected_error_of_a_channel_is_a_failed_try_not_a_stuck_queue(store, tmp_path):
+    deliveries, clock, channel, book = setup(store, tmp_path)
+
+    def broken(channel, spec, event):
+        raise ValueError("header value contains a linefeed")
+
+    deliveries.sender = broken
+    failed_run(store, book)
+    assert deliveries.round(store) == 5.0
+    assert {(r["state"], r["attempts"], r["answer"]) for r in store.outbox.recent(10)} == {
+        ("pending", 1, "ValueError: header value contains a linefeed")}

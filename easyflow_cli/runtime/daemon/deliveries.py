@@ -155,6 +155,10 @@ class Deliveries:
         except DeliveryFailed as exc:
             self._failed(store, delivery, str(exc))
             return
+        except Exception as exc:  # a fault of ours must not hold up the rows behind this one
+            log.exception("notification by %s failed unexpectedly", delivery.channel.value)
+            self._failed(store, delivery, f"{type(exc).__name__}: {exc}")
+            return
         outbox.delivered(delivery.id, at=self.clock.now(), answer=answer)
         self._cleared((delivery.workflow, delivery.channel))
         log.info("notified %s of run %s (%s) by %s: %s", delivery.workflow, delivery.run_id,
