@@ -127,15 +127,15 @@ def _check_private(path: Path, info: os.stat_result) -> None:
                             "files in its state directory that have no other name (remove it)")
 
 
-def secret_refusal(path: str, info: os.stat_result) -> str | None:
-    """Why root must not use this secret file (a webhook's key, an SMTP password), if it must
-    not: another user could read the secret, or change it to one they know."""
+def check_secret_file(path: str, info: os.stat_result) -> None:
+    """As root, refuse a secret file another user could have written or can read: as sshd does
+    a private key."""
     if os.geteuid() != 0:
-        return None
-    reasons = untrusted_because(info)
-    if info.st_mode & (stat.S_IRGRP | stat.S_IROTH):
-        reasons.append(f"readable by group or others (mode {stat.S_IMODE(info.st_mode):04o})")
-    if not reasons:
-        return None
-    return (f"secret file {path} is {reasons[0]}; as root easyflow only uses a secret file "
-            f"that only root can read (chown root {path}; chmod 600 {path})")
+        return
+    reasons = [] if info.st_uid == 0 else [f"owned by uid {info.st_uid}, not root"]
+    if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        reasons.append(f"open to group or others (mode {stat.S_IMODE(info.st_mode):04o})")
+    if reasons:
+        raise UntrustedPath(f"{path} is {reasons[0]}; as root easyflow only reads a secret file "
+                            f"that only root can read and change (chown root {path}; "
+                            f"chmod 600 {path})")

@@ -18,7 +18,7 @@ from typing import Any
 
 from easyflow_cli.core.errors import printable
 from easyflow_cli.core.notify import Channel, NotifySpec, SmtpSpec
-from easyflow_cli.core.trust import secret_refusal
+from easyflow_cli.core.trust import UntrustedPath, check_secret_file
 
 COMMAND_TIMEOUT_S = 30.0
 WEBHOOK_TIMEOUT_S = 60.0  # a receiver that takes 30 s to answer still gets through
@@ -111,9 +111,10 @@ def read_secret(path: str) -> bytes:
     except OSError as exc:
         raise DeliveryFailed(f"cannot read secret file {path}: {exc.strerror}") from None
     with os.fdopen(fd, "rb") as file:
-        refusal = secret_refusal(path, os.fstat(file.fileno()))
-        if refusal:
-            raise DeliveryFailed(refusal)
+        try:
+            check_secret_file(path, os.fstat(file.fileno()))
+        except UntrustedPath as exc:
+            raise DeliveryFailed(str(exc)) from None
         return file.read(64 * 1024).rstrip(b"\r\n")
 
 

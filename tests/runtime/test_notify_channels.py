@@ -72,11 +72,11 @@ def test_root_refuses_a_secret_others_can_read(tmp_path):
     secret = tmp_path / "secret"
     secret.write_text("k3y")
     secret.chmod(0o640)
-    with pytest.raises(DeliveryFailed, match="readable by group or others"):
+    with pytest.raises(DeliveryFailed, match="open to group or others"):
         read_secret(str(secret))
     os.chown(secret, 1, 0)
     secret.chmod(0o600)
-    with pytest.raises(DeliveryFailed, match="owned by uid 1"):
+    with pytest.raises(DeliveryFailed, match="owned by uid 1, not root"):
         read_secret(str(secret))
 
 
