@@ -124,6 +124,7 @@ def _print_status(live: dict) -> None:
     for fire in live["next_fires"]:
         console.print(f"  next: {_next_fire(fire['next_fire_at'], now)}  schedule {fire['id']} "
                       f"({fire['workflow']})", highlight=False)
+    _print_notifications(live.get("notifications") or {})
     _print_running(live.get("running", []))  # a daemon started before the upgrade has none
 
 
@@ -143,6 +144,16 @@ def _elapsed(value: float | None) -> str:
     if value is None or value < 60:
         return seconds(value)
     return format_duration(round(value))
+
+
+def _print_notifications(notifications: dict) -> None:
+    """Deliveries waiting, and each channel that keeps failing (`notifications list` has more)."""
+    if notifications.get("pending"):
+        console.print(f"  notifications waiting: {notifications['pending']}")
+    for failing in notifications.get("failing", []):
+        console.print(f"  [red]notification channel failing[/]: {failing['channel']} of "
+                      f"{failing['workflow']} since {short_time(failing['since'])} "
+                      f"({failing['failures']} failures): {failing['error']}", highlight=False)
 
 
 def _next_fire(at: str, now: datetime) -> str:

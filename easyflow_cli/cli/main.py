@@ -10,6 +10,7 @@ from easyflow_cli.cli import bench as bench_cli
 from easyflow_cli.cli import daemon as daemon_cli
 from easyflow_cli.cli import demo as demo_cli
 from easyflow_cli.cli import metrics as metrics_cli
+from easyflow_cli.cli import notify as notify_cli
 from easyflow_cli.cli import report as report_cli
 from easyflow_cli.cli import run as run_cli
 from easyflow_cli.cli import runs as runs_cli
@@ -29,6 +30,8 @@ app.add_typer(workflow_cli.app, name="workflow")
 app.add_typer(runs_cli.app, name="runs")
 app.add_typer(schedule_cli.app, name="schedule")
 app.add_typer(report_cli.app, name="report")
+app.add_typer(notify_cli.notify_app, name="notify")
+app.add_typer(notify_cli.notifications_app, name="notifications")
 app.command("run")(run_cli.run)
 app.command("logs")(runs_cli.logs)
 app.command("daemon")(daemon_cli.daemon)

@@ -18,6 +18,7 @@ from pathlib import Path
 from easyflow_cli.core.errors import BadInput, SpecError, SpecErrors
 from easyflow_cli.core.metrics_config import MetricsConfig, build_metrics
 from easyflow_cli.core.model import Mode
+from easyflow_cli.core.notify import NotifySpec, check_notify
 from easyflow_cli.core.offpeak import OffPeakWindow, parse_window
 from easyflow_cli.core.toml_check import Checker, KeyLines, type_name
 
@@ -62,6 +63,7 @@ class Config:
     log_max_bytes: int = 10 * 1024 * 1024
     costs: CostConfig = field(default_factory=CostConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    notify: NotifySpec = field(default_factory=NotifySpec)  # every workflow's defaults
     source: str = "built-in defaults"
 
     def pool(self, mode: Mode | str) -> PoolConfig:
@@ -132,7 +134,7 @@ def _overlay(base: dict, top: dict) -> dict:
 
 def _build(data: dict, file: str, lines: KeyLines, source: str) -> Config:
     check = Checker(file, lines)
-    check.unknown_keys(data, ("pools", "deadlines", "daemon", "logs", "costs", "metrics"),
+    check.unknown_keys(data, ("pools", "deadlines", "daemon", "logs", "costs", "metrics", "notify"),
                        ())
     pools = {}
     raw_pools = data.get("pools", {})
@@ -154,6 +156,7 @@ def _build(data: dict, file: str, lines: KeyLines, source: str) -> Config:
         log_max_bytes=_int(check, logs, "max_bytes", ("logs",), minimum=1024) or 10485760,
         costs=_build_costs(check, data.get("costs", {})),
         metrics=build_metrics(check, data.get("metrics", {})),
+        notify=check_notify(check, data, ()) or NotifySpec(),
         source=source,
     )
     if check.errors:

@@ -19,6 +19,7 @@ from typing import Any
 from easyflow_cli.core.durations import format_duration
 from easyflow_cli.core.errors import SpecError, SpecErrors, shown
 from easyflow_cli.core.model import CostPriority, Mode
+from easyflow_cli.core.notify import NotifySpec, check_notify, notify_to_dict
 from easyflow_cli.core.timeutil import TimeOutOfRange, parse_time, to_iso
 from easyflow_cli.core.toml_check import NUL_MESSAGE, Checker, KeyLines, load_toml, type_name
 
@@ -30,7 +31,7 @@ CALL_PATTERN = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z
 WORKFLOW_KEYS = (
     "name", "description", "execution_mode", "deadline", "deadline_after", "cost_priority",
     "timeout", "retries", "retry_backoff", "allow_overlap", "max_concurrent", "env_file",
-    "steps", "schedules",
+    "steps", "schedules", "notify",
 )
 STEP_KEYS = ("name", "run", "call", "args", "shell", "env", "env_file", "cwd", "timeout",
              "continue_on_error")
@@ -92,6 +93,7 @@ class WorkflowSpec:
     max_concurrent: int | None = None  # runs of this workflow running at once, at most
     env_file: str | None = None  # a dotenv file every step reads (a secret: see StepSpec)
     schedules: tuple[ScheduleSpec, ...] = ()
+    notify: NotifySpec | None = None  # its own [notify] table; easyflow.toml's fills the rest
     source_file: str | None = None
     content_hash: str | None = None
 
@@ -356,6 +358,7 @@ def _check_workflow(check: Checker, table: dict, base_dir: Path | None,
         env_file=_check_env_file(check, table, (), base_dir),
         steps=_check_steps(check, table, base_dir),
         schedules=_check_schedules(check, table, verify),
+        notify=check_notify(check, table, ()),
     )
 
 
@@ -405,6 +408,8 @@ def spec_to_dict(spec: WorkflowSpec) -> dict[str, Any]:
     out["steps"] = [_step_to_dict(step) for step in spec.steps]
     if spec.schedules:
         out["schedules"] = [_schedule_to_dict(s) for s in spec.schedules]
+    if spec.notify is not None:
+        out["notify"] = notify_to_dict(spec.notify)
     return out
 
 

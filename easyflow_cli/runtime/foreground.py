@@ -12,7 +12,8 @@ from typing import BinaryIO
 
 from easyflow_cli.core.config import Config
 from easyflow_cli.core.errors import EasyflowError
-from easyflow_cli.core.model import ClaimedRun, PoolName, Run, RunState
+from easyflow_cli.core.model import ClaimedRun, Mode, PoolName, Run, RunState
+from easyflow_cli.core.notify import NoticeBook
 from easyflow_cli.core.paths import run_log_path
 from easyflow_cli.core.spec import WorkflowSpec
 from easyflow_cli.core.timeutil import utcnow
@@ -64,6 +65,9 @@ def run_in_foreground(store: Store, home: Path, run: Run, spec: WorkflowSpec, co
     While its workflow has its `max_concurrent` runs running, wait for one to end (there is no
     daemon to wake us: look again every LIMIT_POLL_S); `on_wait` is told once."""
     queue = store.queue
+    # Its end's events go to the outbox, for the daemon to deliver.
+    queue.notices = NoticeBook.build(config.notify, {m: config.pool(m).timeout for m in Mode},
+                                     [(spec.name, spec.notify, spec.retries)])
     claimed = _claim_when_room(store, run, on_wait)
     limits = limits_for(config, run.mode)
     become_subreaper()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from easyflow_cli.core.errors import shown
@@ -267,13 +267,16 @@ class StatusReply:
     next_fires: list[dict[str, Any]]
     running: list[dict[str, Any]]  # the runs running now (reporting/running.py)
     fault: str | None = None  # a database file deleted or replaced under the daemon
+    # {"pending": deliveries waiting, "failing": channels that keep failing}
+    notifications: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {"pid": self.pid, "since": self.since, "state": self.state, "home": self.home,
                 "config": self.config,
                 "pools": {mode: pool.to_json() for mode, pool in self.pools.items()},
                 "queue": self.queue, "next_fires": self.next_fires, "running": self.running,
-                "fault": self.fault}
+                "fault": self.fault,
+                "notifications": self.notifications}
 
 
 Reply = Done | Refusal | Stopping | StatusReply

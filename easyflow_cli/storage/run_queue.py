@@ -31,6 +31,7 @@ from easyflow_cli.core.model import (
     RunState,
     StepGroup,
 )
+from easyflow_cli.core.notify import NoticeBook
 from easyflow_cli.core.planning import PlannedRun, QueuePolicy, off_peak_start
 
 
@@ -102,6 +103,11 @@ class RunQueue(Protocol):
     """The durable queue of runs. Each transition is atomic, and applies only to runs in the
     state it starts from: a run in another state is left as it is."""
 
+    # Whose run ends `finish` watches for notification events (set by the daemon, or by a
+    # foreground run); None watches nothing. How many events its ends wrote so far.
+    notices: NoticeBook | None
+    events_written: int
+
     # ---------------------------------------------------------------- transitions
 
     def enqueue(self, planned: Sequence[PlannedRun]) -> range:
@@ -146,7 +152,9 @@ class RunQueue(Protocol):
 
         running → the outcome's state; sets `finished_at`, `exit_code`, `error`, `cpu_user_s`,
         `cpu_system_s`, `peak_rss_kb`, `energy_j`, `duration_s` (`RunEnd.duration_s`) and
-        `deadline_met` (unset without a deadline)."""
+        `deadline_met` (unset without a deadline). For a workflow the `notices` book has a
+        rule for, in the same transaction: its incident, and the outbox rows of the
+        events the end makes (`notify_events.end_events`)."""
         ...
 
     def requeue(self, run_ids: Sequence[int], note: str | None = None) -> None:
@@ -234,6 +242,11 @@ class RunQueue(Protocol):
 
     def typical_duration(self, workflow: str, sample: int = 20) -> timedelta | None:
         """The median duration of this workflow's recent successful runs, if it has any."""
+        ...
+
+    def awaited(self, workflows: Sequence[str]) -> list[Run]:
+        """Runs of these workflows, not ended, that could become late: those with a deadline,
+        and scheduled runs still queued."""
         ...
 
     def has_pending_recurring(self, workflow: str) -> bool:

@@ -27,6 +27,7 @@ from easyflow_cli.core.model import (
     StepGroup,
     Trigger,
 )
+from easyflow_cli.core.notify import NoticeBook
 from easyflow_cli.core.planning import PlannedRun
 from easyflow_cli.core.stats import median
 from easyflow_cli.core.timeutil import from_iso, to_iso
@@ -39,6 +40,7 @@ from easyflow_cli.storage.run_queue import (
     RunStart,
     no_retry,
 )
+from easyflow_cli.storage.sqlite_outbox import record_end_events
 
 log = logging.getLogger("easyflow.queue")
 
@@ -76,6 +78,8 @@ class SqliteRunQueue:
 
     def __init__(self, store: Database) -> None:
         self.store = store
+        self.notices: NoticeBook | None = None
+        self.events_written = 0
 
     @property
     def conn(self) -> sqlite3.Connection:
@@ -150,13 +154,19 @@ class SqliteRunQueue:
         if not ids:
             return []
         with self.store.write() as conn:
-            running = {row[0] for row in conn.execute(
-                f"SELECT id FROM runs WHERE state = 'running' AND id IN ({_marks(ids)})", ids)}
+            running = dict(conn.execute(
+                "SELECT id, workflow FROM runs WHERE state = 'running'"
+                f" AND id IN ({_marks(ids)})", ids).fetchall())
             conn.executemany(
                 "UPDATE runs SET state = ?, finished_at = ?, exit_code = ?, error = ?,"
                 " cpu_user_s = ?, cpu_system_s = ?, peak_rss_kb = ?, duration_s = ?,"
                 " deadline_met = ?, energy_j = ? WHERE id = ?",
                 [_end_values(end) for end in ends if end.run_id in running])
+            book = self.notices
+            if book is not None and book.rules:
+                self.events_written += record_end_events(
+                    self, book, [run_id for run_id, workflow in running.items()
+                                 if workflow in book.rules])
         return [run_id for run_id in ids if run_id not in running]
 
     def requeue(self, run_ids: Sequence[int], note: str | None = None) -> None:
@@ -311,6 +321,16 @@ class SqliteRunQueue:
         if not rows:
             return None
         return timedelta(seconds=median(row[0] for row in rows))
+
+    def awaited(self, workflows: Sequence[str]) -> list[Run]:
+        if not workflows:
+            return []
+        rows = self.conn.execute(
+            f"{SELECT_RUN} WHERE state IN ('queued', 'running')"
+            f" AND workflow IN ({_marks(workflows)}) AND (deadline IS NOT NULL"
+            " OR (state = 'queued' AND trigger IN ('schedule', 'catch-up'))) ORDER BY id",
+            tuple(workflows))
+        return [_run(row) for row in rows]
 
     def has_pending_recurring(self, workflow: str) -> bool:
         row = self.conn.execute(

@@ -26,7 +26,9 @@ from easyflow_cli.core.spec import ScheduleSpec, WorkflowSpec, spec_from_dict, s
 from easyflow_cli.core.timeutil import to_iso
 from easyflow_cli.storage.database_file import check_integrity, open_database
 from easyflow_cli.storage.live_files import refuse_unshared_log
+from easyflow_cli.storage.outbox import Outbox
 from easyflow_cli.storage.run_queue import RunQueue
+from easyflow_cli.storage.sqlite_outbox import SqliteOutbox
 from easyflow_cli.storage.sqlite_queue import SqliteRunQueue, fits_sqlite_integer
 
 BUSY_TIMEOUT_MS = 30_000
@@ -161,8 +163,25 @@ def _migration_8(db) -> None:
     db.execute("CREATE TABLE daemon_tokens (token TEXT PRIMARY KEY, created_at TEXT NOT NULL)")
 
 
+
+def _migration_9(db) -> None:
+    """The notification outbox (one row per event and channel, written with the run's end,
+    delivered by the daemon) and each workflow's open failure incident."""
+    db.execute("CREATE TABLE notifications ("
+               " id INTEGER PRIMARY KEY AUTOINCREMENT, event_id TEXT NOT NULL,"
+               " event TEXT NOT NULL, workflow TEXT NOT NULL, run_id INTEGER,"
+               " channel TEXT NOT NULL, created_at TEXT NOT NULL, payload TEXT NOT NULL,"
+               " state TEXT NOT NULL DEFAULT 'pending', attempts INTEGER NOT NULL DEFAULT 0,"
+               " next_try_at TEXT, delivered_at TEXT, answer TEXT,"
+               " UNIQUE (run_id, event, channel))")
+    db.execute("CREATE INDEX notifications_due ON notifications (next_try_at)"
+               " WHERE state = 'pending'")
+    db.execute("CREATE TABLE incidents (workflow TEXT PRIMARY KEY, first_run INTEGER NOT NULL,"
+               " attempts INTEGER NOT NULL, since TEXT NOT NULL, told INTEGER NOT NULL)")
+
+
 MIGRATIONS = [_migration_1, _migration_2, _migration_3, _migration_4, _migration_5,
-              _migration_6, _migration_7, _migration_8]
+              _migration_6, _migration_7, _migration_8, _migration_9]
 
 
 class Store:
@@ -186,6 +205,7 @@ class Store:
         self.conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}")
         self.migrate()
         self.queue: RunQueue = SqliteRunQueue(self)
+        self.outbox: Outbox = SqliteOutbox(self)
 
     @classmethod
     def open(cls, home: Path | None = None, *, watched: bool = False) -> Store:

@@ -13,6 +13,7 @@ import pytest
 
 from easyflow_cli.core.errors import BadInput, NotFound
 from easyflow_cli.core.model import (
+    RUN_FIELDS,
     CostPriority,
     Mode,
     ModeReason,
@@ -499,3 +500,80 @@ def test_typical_duration_is_the_median_of_recent_successes(run_queue):
     assert run_queue.typical_duration("a") == timedelta(seconds=3)
     assert run_queue.typical_duration("a", sample=1) == timedelta(seconds=4)
     assert run_queue.typical_duration("other") is None
+
+
+# ---------------------------------------------------------------------- notification events
+
+
+def watching(queue: RunQueue, *events, retries: int = 2, workflow: str = "a") -> None:
+    from easyflow_cli.core.notify import Event, NoticeBook, NotifySpec
+
+    on = tuple(events) or (Event.FAILURE, Event.RECOVERY)
+    spec = NotifySpec(on=on, webhook="http://127.0.0.1:9/hook", command=("page",))
+    queue.notices = NoticeBook.build(NotifySpec(), dict.fromkeys(Mode, 60.0),
+                                     [(workflow, spec, retries)])
+
+
+def attempt(queue: RunQueue, state: RunState, number: int = 1, *, workflow: str = "a",
+            at: datetime = NOW, duration: float = 1.0) -> int:
+    run_id = add(queue, workflow=workflow, mode=Mode.REAL_TIME, attempt=number)
+    claim(queue, Mode.REAL_TIME, now=at)
+    ended(queue, run_id, Outcome(state, exit_code=1, duration_s=duration), at)
+    return run_id
+
+
+def outbox_rows(queue: RunQueue) -> list[tuple]:
+    return [(r["event"], r["run_id"], r["channel"], r["state"])
+            for r in reversed(queue.store.outbox.recent(100))]
+
+
+def test_finish_writes_one_failure_per_incident_after_the_last_retry(run_queue):
+    watching(run_queue)
+    first = attempt(run_queue, RunState.FAILED, 1)
+    attempt(run_queue, RunState.FAILED, 2)
+    last = attempt(run_queue, RunState.TIMED_OUT, 3)
+    attempt(run_queue, RunState.FAILED, 3)  # the same incident: told already
+    fixed = attempt(run_queue, RunState.SUCCEEDED)
+    attempt(run_queue, RunState.SUCCEEDED)
+    assert outbox_rows(run_queue) == [
+        ("failure", last, "command", "pending"), ("failure", last, "webhook", "pending"),
+        ("recovery", fixed, "command", "pending"), ("recovery", fixed, "webhook", "pending")]
+    assert run_queue.events_written == 2
+    failure = run_queue.store.outbox.due(NOW, 10)[0].payload
+    assert failure["incident"] == {"first_run": first, "attempts": 3,
+                                   "since": "2026-11-25T12:00:00.000000Z"}
+    assert {k: failure[k] for k in RUN_FIELDS} == run_queue.get(last).to_record()
+
+
+def test_finish_writes_nothing_for_a_workflow_without_a_rule(run_queue):
+    attempt(run_queue, RunState.FAILED, 3)
+    watching(run_queue, workflow="other")
+    attempt(run_queue, RunState.FAILED, 3)
+    assert outbox_rows(run_queue) == [] and run_queue.events_written == 0
+
+
+def test_an_end_and_its_events_commit_together_or_not_at_all(run_queue):
+    watching(run_queue)
+    run_id = add(run_queue, mode=Mode.REAL_TIME, attempt=3)
+    claim(run_queue, Mode.REAL_TIME)
+    with pytest.raises(RuntimeError), run_queue.store.write():
+        ended(run_queue, run_id, Outcome(RunState.FAILED), NOW)
+        raise RuntimeError("the transaction fails after the end")
+    assert run_queue.get(run_id).state is RunState.RUNNING
+    assert outbox_rows(run_queue) == []
+    ended(run_queue, run_id, Outcome(RunState.FAILED), NOW)
+    assert [row[0] for row in outbox_rows(run_queue)] == ["failure", "failure"]
+
+
+def test_finish_writes_slow_once_five_successes_are_learned(run_queue):
+    from easyflow_cli.core.notify import Event
+
+    watching(run_queue, Event.SLOW)
+    for _ in range(5):
+        attempt(run_queue, RunState.SUCCEEDED, duration=0.05)
+    slow = attempt(run_queue, RunState.SUCCEEDED, duration=1.0)
+    attempt(run_queue, RunState.SUCCEEDED, duration=0.05)
+    assert {(event, run_id) for event, run_id, _, _ in outbox_rows(run_queue)} == {
+        ("slow", slow)}
+    payload = run_queue.store.outbox.due(NOW, 10)[0].payload
+    assert payload["baseline"] == {"runs": 5, "p5_s": 0.05, "p95_s": 0.05}

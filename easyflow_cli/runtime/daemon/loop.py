@@ -21,6 +21,7 @@ from easyflow_cli.core.errors import DamagedRow
 from easyflow_cli.core.model import Mode
 from easyflow_cli.runtime.clock import Clock, StepWatch
 from easyflow_cli.runtime.daemon.control import ControlServer
+from easyflow_cli.runtime.daemon.deliveries import Deliveries
 from easyflow_cli.runtime.daemon.dispatch import Dispatcher
 from easyflow_cli.runtime.daemon.drain import Drain
 from easyflow_cli.runtime.daemon.foreground_watch import ForegroundWatch
@@ -59,6 +60,9 @@ class Served(Protocol):
 
     @property
     def db(self) -> Store: ...
+
+    @property
+    def notify(self) -> Deliveries: ...
 
     def begin_drain(self) -> None: ...
 
@@ -100,6 +104,7 @@ class Loop:
             if self._handle(key):
                 self.progress_only = False
         daemon.recorder.write()
+        daemon.notify.wake_for(daemon.db)
         if daemon.notifier.watchdog_interval:
             daemon.notifier.watchdog()
 
@@ -204,7 +209,10 @@ class Loop:
             moved = self.daemon.schedules.follow_clock_step(step)
             log.warning("the wall clock was stepped by %+.0fs; %d `every` schedules moved with "
                         "it, keeping their intervals", step, moved)
-        for fire in self.daemon.schedules.fire_due(now):
+        fires = self.daemon.schedules.fire_due(now)
+        if fires:
+            self.daemon.notify.runs_queued()
+        for fire in fires:
             if fire.run_id is None:
                 log.info("schedule %d (%s) fired; coalesced with a run still waiting",
                          fire.schedule_id, fire.workflow)

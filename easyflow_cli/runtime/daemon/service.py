@@ -35,6 +35,7 @@ from easyflow_cli.reporting.running import running_now
 from easyflow_cli.runtime.clock import Clock, SystemClock
 from easyflow_cli.runtime.daemon.containment import Containment
 from easyflow_cli.runtime.daemon.control import ControlServer, Handlers
+from easyflow_cli.runtime.daemon.deliveries import Deliveries, notice_book
 from easyflow_cli.runtime.daemon.dispatch import Dispatcher
 from easyflow_cli.runtime.daemon.drain import Drain
 from easyflow_cli.runtime.daemon.foreground_watch import ForegroundWatch
@@ -97,6 +98,7 @@ class Daemon:
         self.store: Store | None = None
         self.serving = False  # what the metrics' live state reports
         self.metrics = self._metrics_exporter()
+        self.deliveries: Deliveries | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -123,6 +125,8 @@ class Daemon:
                                      self.containment, self.slots)
         self.schedules = ScheduleBook(store, self._policy(), self.started_at)
         self.foreground = ForegroundWatch(store, self.clock)
+        store.queue.notices = book = notice_book(self.config, store)
+        self.deliveries = Deliveries(self.home, self.clock, book)
         if signals:
             self._install_signals()
         recover_abandoned_runs(store, self.clock, self.containment, self.slots)
@@ -132,6 +136,7 @@ class Daemon:
         prime_schedules(store, self.clock.now())
         publish_policy(store, self._policy(), self.clock.now())
         self.control.open()
+        self.deliveries.start()
         for pool in self.pools.values():
             self.reports.watch(pool.fill())
         self.serving = True
@@ -160,6 +165,8 @@ class Daemon:
     def shutdown(self) -> None:
         for worker in self.all_workers():
             worker.kill()
+        if self.deliveries is not None:
+            self.deliveries.stop()
         if self.recorder.backlog:
             self.recorder.retry()
         if self.recorder.backlog:
@@ -249,6 +256,7 @@ class Daemon:
         if self.drain.active:
             return Stopping()  # the runs stay queued; the next start runs them
         self.loop.dispatch_now()
+        self.notify.runs_queued()
         return Done()
 
     def _on_reload(self, request: ReloadRequest) -> Reply:
@@ -278,7 +286,14 @@ class Daemon:
                    for mode, pool in self.pools.items()},
             queue=self._depths(), next_fires=store.upcoming_schedules(5),
             running=running_now(store.queue, self.clock.now()),
-            fault=self.storage.fault)
+            fault=self.storage.fault,
+            notifications={"pending": store.outbox.pending_count(),
+                           "failing": self.notify.trouble()})
+
+    @property
+    def notify(self) -> Deliveries:
+        assert self.deliveries is not None, "the daemon has not started"
+        return self.deliveries
 
     @property
     def db(self) -> Store:
@@ -311,6 +326,8 @@ class Daemon:
             self.metrics = self._metrics_exporter()
             self.metrics.start()
         prime_schedules(store, self.clock.now())
+        store.queue.notices = self.notify.book = notice_book(self.config, store)
+        self.notify.wake()
         log.info("reloaded configuration (%s), workflows and schedules", self.config.source)
         self.notifier.ready(self._status_line())
 
