@@ -173,7 +173,28 @@ def execute_workflow(
     energy_before = meter.read() if meter else None
     run_deadline = began + (spec.timeout or limits.timeout)
     usage = Usage()
-    failure: Outcome | None = None
+    try:
+        failure = _execute_steps(spec, limits, log, usage, run_deadline, on_step_start,
+                                 cancelled, environ, run_id)
+    finally:
+        log.close()
+    outcome = failure or Outcome(RunState.SUCCEEDED, 0)
+    if log.failure is not None:
+        note = f"run log incomplete: {log.failure}"
+        outcome = Outcome(outcome.state, outcome.exit_code,
+                          f"{outcome.error}; {note}" if outcome.error else note)
+    energy = meter.joules_between(energy_before, meter.read()) if meter else None
+    return Outcome(outcome.state, outcome.exit_code, outcome.error, round(usage.cpu_user_s, 6),
+                   round(usage.cpu_system_s, 6), usage.peak_rss_kb, energy,
+                   round(time.monotonic() - began, 6))
+
+
+def _execute_steps(spec: WorkflowSpec, limits: RunLimits, log: CappedLog, usage: Usage,
+                   run_deadline: float,
+                   on_step_start: Callable[[StepSpec, int], bool | None] | None,
+                   cancelled: Callable[[], bool], environ: dict[str, str] | None,
+                   run_id: int | None) -> Outcome | None:
+    """The steps in order, their usage added to `usage`; how the first failing one ended."""
     for step in spec.steps:
         step_deadline = min(run_deadline, time.monotonic() + (step.timeout or float("inf")))
         result = _execute_step(step, spec, limits, log, step_deadline, on_step_start, cancelled,
@@ -187,17 +208,8 @@ def execute_workflow(
         if state is RunState.FAILED and step.continue_on_error:
             log.note(f"step {step.name!r} failed (exit {result.exit_code}); continuing")
             continue
-        failure = Outcome(state, result.exit_code, result.error)
-        break
-    outcome = failure or Outcome(RunState.SUCCEEDED, 0)
-    if log.failure is not None:
-        note = f"run log incomplete: {log.failure}"
-        outcome = Outcome(outcome.state, outcome.exit_code,
-                          f"{outcome.error}; {note}" if outcome.error else note)
-    energy = meter.joules_between(energy_before, meter.read()) if meter else None
-    return Outcome(outcome.state, outcome.exit_code, outcome.error, round(usage.cpu_user_s, 6),
-                   round(usage.cpu_system_s, 6), usage.peak_rss_kb, energy,
-                   round(time.monotonic() - began, 6))
+        return Outcome(state, result.exit_code, result.error)
+    return None
 
 
 def _step_state(result: StepResult, cancelled: bool) -> RunState:
@@ -248,7 +260,6 @@ def _execute_command(step: StepSpec, spec: WorkflowSpec, limits: RunLimits, log:
         log.note(message)
         return StepResult(exit_code=code, error=message)
     result = StepRunner(proc, log, limits).run(deadline, cancelled)
-    log.close_step()
     if result.timed_out:
         result.error = f"step {step.name!r} timed out; its process group was killed"
         log.note(result.error)
@@ -285,7 +296,6 @@ def _execute_call(step: StepSpec, spec: WorkflowSpec, log: CappedLog, deadline: 
         result = StepResult(exit_code=exc.exit_code, error=f"step {step.name!r}: {exc}")
     after = calls.cpu_seconds()
     result.usage = Usage(after[0] - before[0], after[1] - before[1], after[2])
-    log.close_step()
     if result.timed_out:
         result.error = f"step {step.name!r} timed out; its call was interrupted"
     elif result.exit_code is None:

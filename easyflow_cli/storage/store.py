@@ -130,7 +130,15 @@ def _migration_5(db) -> None:
     db.execute("ALTER TABLE runs ADD COLUMN pgid_boot_id TEXT")
 
 
-MIGRATIONS = [_migration_1, _migration_2, _migration_3, _migration_4, _migration_5]
+def _migration_6(db) -> None:
+    """Re-runs point at the run they repeat; a run's retry is found by the run it retries."""
+    db.execute("ALTER TABLE runs ADD COLUMN rerun_of INTEGER")
+    # Partial: most runs are no retry, and enqueueing them touches no index for it.
+    db.execute("CREATE INDEX runs_retry_of ON runs (retry_of) WHERE retry_of IS NOT NULL")
+
+
+MIGRATIONS = [_migration_1, _migration_2, _migration_3, _migration_4, _migration_5,
+              _migration_6]
 
 
 class Store:
