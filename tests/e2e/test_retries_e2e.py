@@ -41,6 +41,7 @@ def lines_of(text: str, prefix: str) -> list[str]:
 def test_run_now_follows_the_retries_the_daemon_queues(daemon: DaemonHarness):
     add_flaky(daemon, "flaky", succeeds_at=3)
     add_flaky(daemon, "broken", succeeds_at=99)
+    add_flaky(daemon, "second", succeeds_at=2)
     daemon.start()
 
     result = daemon.cli("run", "flaky", "--now")
@@ -70,6 +71,11 @@ def test_run_now_follows_the_retries_the_daemon_queues(daemon: DaemonHarness):
     unfinished = daemon.cli("runs", "retry", "999", check=False)
     assert (unfinished.returncode, unfinished.stderr) == (
         2, "error: unknown run 999 (see `easyflow runs list`)\n")
+
+    # Several at once wait for each run's last attempt too.
+    both = json.loads(daemon.cli("run", "second", "flaky", "--now", "--json").stdout)
+    assert [(r["workflow"], r["attempt"], r["state"]) for r in both] == [
+        ("second", 2, "succeeded"), ("flaky", 1, "succeeded")]
 
 
 # Prints a line every 0.25 s for about 2 s, then fails.
