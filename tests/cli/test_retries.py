@@ -5,6 +5,7 @@ every way a waited-for run ends has its exit code."""
 from __future__ import annotations
 
 import json
+import os
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -12,10 +13,19 @@ import typer
 from typer.testing import CliRunner
 
 from easyflow_cli.cli import follow
+from easyflow_cli.cli import run as run_cli
 from easyflow_cli.cli.follow import follow_attempts, retry_notice
 from easyflow_cli.cli.main import app
 from easyflow_cli.cli.outcome import INTERRUPTED_EXIT, ended_line, exit_code_of
-from easyflow_cli.core.model import CostPriority, Mode, ModeReason, Run, RunState, Trigger
+from easyflow_cli.core.model import (
+    CostPriority,
+    Mode,
+    ModeReason,
+    PoolName,
+    Run,
+    RunState,
+    Trigger,
+)
 from easyflow_cli.runtime import foreground
 from easyflow_cli.storage.store import Store
 
@@ -189,3 +199,28 @@ def test_ctrl_c_stops_following_not_the_run(store, monkeypatch, capsys):
     assert stopped.value.exit_code == INTERRUPTED_EXIT == 130
     assert capsys.readouterr().err == (
         "stopped following run 5; it goes on (easyflow logs -f 5)\n")
+
+
+def test_a_retry_a_daemon_took_during_the_backoff_is_followed_there(home, flaky, monkeypatch):
+    flaky(succeeds_at=3)
+
+    def daemon_takes_it(moment, stop) -> bool:
+        with Store.open(home) as store:
+            [retry] = [r for r in store.queue.latest() if r.state is RunState.QUEUED]
+            store.queue.claim_ids([retry.id], now=NOW, pool=PoolName.REAL_TIME, worker="daemon")
+        return True
+
+    followed: list[int] = []
+
+    def follow_here(store, run_id, as_json):
+        followed.append(run_id)
+        return store.queue.get(run_id)
+
+    monkeypatch.setattr(foreground, "_sleep_until", daemon_takes_it)
+    monkeypatch.setattr(run_cli, "follow_here", follow_here)
+    result = invoke("run", "flaky", "--now")
+    assert followed == [2]
+    assert "run 2 was taken by another runner: following it there" in result.stderr
+    assert [(r.id, r.state, r.worker) for r in runs(home)] == [
+        (1, RunState.FAILED, f"cli:{os.getpid()}"),
+        (2, RunState.RUNNING, "daemon")]  # not run twice
