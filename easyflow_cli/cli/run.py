@@ -45,10 +45,12 @@ def run(
                                help="Don't run: show when it would start and finish, and what "
                                     "it would cost, in each mode."),
 ) -> None:
-    """Run a workflow now. Exit code 0 when it succeeds, 1 when it fails.
+    """Run a workflow now. Exit code 0 when it (its last attempt) succeeds, 1 when it fails,
+    times out or is cancelled.
 
-    With the daemon up, the run is queued and the daemon runs it; this follows it live (unless
-    --no-wait). With no daemon, it runs here in the foreground. A daemon that is stopping, or
+    With the daemon up, the run is queued and the daemon runs it; this follows it live, and its
+    retries (unless --no-wait; Ctrl-C stops following, exit 130, and the run goes on). With no
+    daemon, it runs here in the foreground, its retries too. A daemon that is stopping, or
     does not answer, leaves the run queued for it: its id is printed, and the exit code is 1.
 
     Several workflows, or --count N runs of each, are queued in one transaction for the daemon,
