@@ -1,5 +1,5 @@
 """A run's log file as its steps write it: capped, keeping its head and its tail, optionally
-echoed live.
+echoed live, and with the run's secret values masked.
 
 The head goes to the file as it comes. Once it fills its share of the cap, the file gets a
 note saying so, and what follows is kept in memory as a bounded tail (the last bytes only), so
@@ -11,10 +11,59 @@ end of the output, where the error usually is.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable
 from typing import BinaryIO
 
 # The tail held in memory: at most half the cap, and never more than this.
 TAIL_MAX_BYTES = 1024 * 1024
+MASK = b"***"
+# A shorter value would mask every occurrence of common text ("1", "yes") and tell nothing.
+MASKED_MIN_LENGTH = 4
+
+
+class SecretMask:
+    """Replaces secret values in a stream of chunks with `***`, also a value split across
+    chunks: the end of a chunk that could begin a secret is held back until the next one."""
+
+    def __init__(self, values: Iterable[str]) -> None:
+        encoded = {v.encode() for v in values if len(v) >= MASKED_MIN_LENGTH}
+        self.secrets = sorted(encoded, key=len, reverse=True)  # the longest match wins
+        self.held = b""
+
+    def __bool__(self) -> bool:
+        return bool(self.secrets)
+
+    def feed(self, data: bytes) -> bytes:
+        """What may be written of the stream so far (masked); a possible secret's start waits."""
+        text = self._masked(self.held + data)
+        keep = self._open_prefix(text)
+        self.held = text[len(text) - keep:] if keep else b""
+        return text[:len(text) - keep]
+
+    def flush(self) -> bytes:
+        """The held-back end, at the end of a step's output: no secret can continue it now."""
+        held, self.held = self.held, b""
+        return held
+
+    def hide(self, text: str) -> str:
+        """Text written whole (a note, a run's error): every secret in it masked."""
+        return self._masked(text.encode()).decode() if self.secrets else text
+
+    def _masked(self, data: bytes) -> bytes:
+        for secret in self.secrets:
+            if secret in data:
+                data = data.replace(secret, MASK)
+        return data
+
+    def _open_prefix(self, data: bytes) -> int:
+        """The length of the longest end of `data` that a secret begins with (not all of it)."""
+        longest = 0
+        for secret in self.secrets:
+            for size in range(min(len(secret) - 1, len(data)), longest, -1):
+                if data.endswith(secret[:size]):
+                    longest = size
+                    break
+        return longest
 
 
 class Tail:
@@ -73,13 +122,16 @@ class CappedLog:
     (at `close`) a marker and its tail. Notes of ours go where the output is at the time.
 
     A log that cannot be written (disk full, read-only) never stops the run: its output is
-    then dropped and `failure` says why.
+    then dropped and `failure` says why. Secret values are masked before anything is written
+    or echoed.
     """
 
-    def __init__(self, stream: BinaryIO, limit: int, echo: BinaryIO | None = None) -> None:
+    def __init__(self, stream: BinaryIO, limit: int, echo: BinaryIO | None = None,
+                 secrets: Iterable[str] = ()) -> None:
         self.stream = stream
         self.limit = limit
         self.echo = echo
+        self.mask = SecretMask(secrets)
         self.tail = Tail(min(limit // 2, TAIL_MAX_BYTES))
         self.head_room = limit - self.tail.size
         self.overflowed = False
@@ -87,11 +139,14 @@ class CappedLog:
         self.failure: str | None = None
 
     def write(self, data: bytes) -> None:
+        self._emit(self.mask.feed(data) if self.mask else data)
+
+    def _emit(self, data: bytes) -> None:
+        if not data:
+            return
         if self.echo is not None:
             self.echo.write(data)
             self.echo.flush()
-        if not data:
-            return
         if not self.overflowed:
             kept = data[:self.head_room]
             if kept:
@@ -106,7 +161,8 @@ class CappedLog:
         self.at_line_start = data.endswith(b"\n")
 
     def note(self, text: str) -> None:
-        line = f"[easyflow] {text}\n".encode()
+        self._emit(self.mask.flush())
+        line = f"[easyflow] {self.mask.hide(text)}\n".encode()
         entry = line if self.at_line_start else b"\n" + line
         if self.overflowed:
             self.tail.add(entry)
@@ -117,8 +173,13 @@ class CappedLog:
             self.echo.write(line)
             self.echo.flush()
 
+    def close_step(self) -> None:
+        """A step's output ended: what the mask held back (no secret can continue it now)."""
+        self._emit(self.mask.flush())
+
     def close(self) -> None:
         """The run ended: the marker and the tail, if the head filled."""
+        self.close_step()
         if not self.overflowed:
             return
         data, dropped = self.tail.take()

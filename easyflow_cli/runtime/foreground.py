@@ -14,7 +14,7 @@ from typing import BinaryIO
 
 from easyflow_cli.core.config import Config
 from easyflow_cli.core.errors import EasyflowError
-from easyflow_cli.core.model import PoolName, Run
+from easyflow_cli.core.model import ClaimedRun, PoolName, Run, RunState
 from easyflow_cli.core.paths import run_log_path
 from easyflow_cli.core.planning import plan_retry
 from easyflow_cli.core.spec import WorkflowSpec
@@ -24,11 +24,31 @@ from easyflow_cli.runtime.process_identity import group_of
 from easyflow_cli.runtime.processes import become_subreaper, lower_priority
 from easyflow_cli.runtime.rapl import EnergyMeter
 from easyflow_cli.runtime.worker import open_run_log
-from easyflow_cli.storage.run_queue import RunEnd, RunStart
+from easyflow_cli.storage.run_queue import HeldByLimit, RunEnd, RunStart
 from easyflow_cli.storage.store import Store
 
 # How soon a signal during a retry's backoff is noticed.
 STOP_CHECK_S = 0.1
+LIMIT_POLL_S = 0.2
+
+
+def _claim_when_room(store: Store, run: Run, on_wait: Callable[[HeldByLimit], None],
+                     stop: _StopFlag) -> list[ClaimedRun]:
+    """The run, claimed; none if stopped (SIGINT, SIGTERM) while it waited for room."""
+    told = False
+    while not stop.stopped:
+        claimed = store.queue.claim_ids([run.id], now=utcnow(), pool=PoolName.FOREGROUND,
+                                        worker=f"cli:{os.getpid()}")
+        if claimed:
+            return claimed
+        held = [h for h in store.queue.held_by_limit() if h.workflow == run.workflow]
+        if store.queue.get(run.id).state is not RunState.QUEUED or not held:
+            raise TakenElsewhere(run.id)
+        if not told:
+            on_wait(held[0])
+            told = True
+        time.sleep(LIMIT_POLL_S)
+    return []
 
 
 class _StopFlag:
@@ -42,7 +62,8 @@ class _StopFlag:
 
 
 class TakenElsewhere(EasyflowError):
-    """A retry this process queued was claimed by a daemon that started meanwhile."""
+    """A run this process queued was claimed by another runner (a daemon that started
+    meanwhile), to be followed there."""
 
     def __init__(self, run_id: int) -> None:
         super().__init__(f"run {run_id} was taken by another runner")
@@ -53,21 +74,26 @@ RetryNotice = Callable[[Run, Run], None]  # (the attempt that ended, the retry q
 
 
 def run_in_foreground(store: Store, home: Path, run: Run, spec: WorkflowSpec, config: Config,
-                      echo: BinaryIO | None, on_retry: RetryNotice | None = None) -> Run:
+                      echo: BinaryIO | None,
+                      on_wait: Callable[[HeldByLimit], None] = lambda held: None,
+                      on_retry: RetryNotice | None = None) -> Run:
     """Execute the queued run here, then its retries as its workflow allows (each after its
     backoff, slept here); the last attempt as it ended. SIGINT or SIGTERM stops the attempt
-    that runs (cancelled), or cancels the retry that waits."""
+    that runs (cancelled), or cancels the retry that waits.
+
+    While its workflow has its `max_concurrent` runs running, an attempt waits for one to end
+    (there is no daemon to wake us: look again every LIMIT_POLL_S); `on_wait` is told once."""
     stop = _StopFlag()
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        ended = _attempt(store, home, run, spec, config, echo, stop)
+        ended = _attempt(store, home, run, spec, config, echo, stop, on_wait)
         while (retry := store.queue.retried_as(ended.id)) is not None:
             if on_retry is not None:
                 on_retry(ended, retry)
             if not _sleep_until(retry.not_before, stop):
                 store.queue.cancel([retry.id], now=utcnow(), error="cancelled by user")
                 return store.queue.get(retry.id)
-            ended = _attempt(store, home, retry, spec, config, echo, stop)
+            ended = _attempt(store, home, retry, spec, config, echo, stop, on_wait)
         return ended
     finally:
         for sig, handler in previous.items():
@@ -75,13 +101,15 @@ def run_in_foreground(store: Store, home: Path, run: Run, spec: WorkflowSpec, co
 
 
 def _attempt(store: Store, home: Path, run: Run, spec: WorkflowSpec, config: Config,
-             echo: BinaryIO | None, stop: _StopFlag) -> Run:
-    """Claim the queued run, execute it with its mode's profile, record and return the result."""
+             echo: BinaryIO | None, stop: _StopFlag,
+             on_wait: Callable[[HeldByLimit], None]) -> Run:
+    """Claim the queued run (when its workflow has room), execute it with its mode's profile,
+    record and return the result."""
     queue = store.queue
-    claimed = queue.claim_ids([run.id], now=utcnow(), pool=PoolName.FOREGROUND,
-                              worker=f"cli:{os.getpid()}")
+    claimed = _claim_when_room(store, run, on_wait, stop)
     if not claimed:
-        raise TakenElsewhere(run.id)
+        queue.cancel([run.id], now=utcnow(), error="cancelled by user")
+        return queue.get(run.id)
     limits = limits_for(config, run.mode)
     become_subreaper()
     lower_priority(limits.nice)

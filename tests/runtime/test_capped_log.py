@@ -88,3 +88,47 @@ def test_a_tiny_cap_still_counts_what_it_drops(limit: int):
     capped.close()
     assert sink.getvalue().startswith(b"abcdef"[:limit - limit // 2])
     assert f"[… {6 - limit:,} bytes dropped …]".encode() in sink.getvalue()
+
+
+def masked(chunks, secrets):
+    sink = io.BytesIO()
+    capped = CappedLog(sink, 1 << 20, secrets=secrets)
+    for chunk in chunks:
+        capped.write(chunk)
+    capped.close_step()
+    return sink.getvalue()
+
+
+def test_a_secret_is_masked_wherever_the_chunks_split_it():
+    text = b"token=s3cr3t-value; again s3cr3t-value!\n"
+    for cut in range(len(text) + 1):
+        for second in range(cut, len(text) + 1):
+            chunks = [text[:cut], text[cut:second], text[second:]]
+            assert masked(chunks, ["s3cr3t-value"]) == b"token=***; again ***!\n"
+
+
+def test_a_possible_secret_start_is_written_once_the_step_ends():
+    assert masked([b"ends with s3c"], ["s3cr3t"]) == b"ends with s3c"
+
+
+def test_the_longest_secret_wins_and_short_values_are_not_masked():
+    assert masked([b"abcdef abcd 1 2"], ["abcd", "abcdef", "1"]) == b"*** *** 1 2"
+
+
+def test_echo_is_masked_too():
+    echo = io.BytesIO()
+    capped = CappedLog(io.BytesIO(), 100, echo, secrets=["hunter22"])
+    capped.write(b"pw hunter")
+    capped.write(b"22\n")
+    capped.note("done")
+    assert echo.getvalue() == b"pw ***\n[easyflow] done\n"
+
+
+def test_the_tail_is_masked_too():
+    sink = io.BytesIO()
+    capped = CappedLog(sink, 1024, secrets=["hunter22"])
+    capped.write(b"x" * 4096 + b"\nthe password is hunter")
+    capped.write(b"22\n")
+    capped.close()
+    assert sink.getvalue().endswith(b"dropped \xe2\x80\xa6]\nthe password is ***\n")
+    assert b"hunter" not in sink.getvalue()
