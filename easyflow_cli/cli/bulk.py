@@ -19,6 +19,7 @@ from easyflow_cli.cli.output import print_json, print_line, say
 from easyflow_cli.cli.submit import not_taken, plan_manual_runs, queue_policy, refuse_disabled
 from easyflow_cli.core.errors import BadInput, EasyflowError
 from easyflow_cli.core.model import RunState
+from easyflow_cli.core.planning import RETRIED_STATES
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -92,19 +93,31 @@ def print_ids(store: Store, ids: range, as_json: bool) -> None:
         print_line(run_id)
 
 
+def last_attempt(store: Store, run: Run) -> Run:
+    """The run's last attempt, once it ended: a failed run's retries are waited for."""
+    while run.state in RETRIED_STATES and (retry := store.queue.retried_as(run.id)):
+        while not retry.state.finished:
+            time.sleep(POLL_SECONDS)
+            retry = store.queue.get(retry.id)
+        run = retry
+    return run
+
+
 def stored_runs(store: Store, ids: range) -> list[Run]:
     return [store.queue.get(run_id) for run_id in ids]
 
 
 def wait_for_runs(store: Store, ids: range, as_json: bool) -> None:
-    """Wait for every run to end; one line each on stderr, the records with `--json`."""
+    """Wait for every run to end, and a failed one's retries; one line each on stderr (its
+    last attempt), their records with `--json`."""
     while store.queue.unfinished_count(ids):
         time.sleep(POLL_SECONDS)
-    ended = stored_runs(store, ids)
+    ended = [last_attempt(store, run) for run in stored_runs(store, ids)]
     if as_json:
         print_json([run.to_record() for run in ended])
     for run in ended:
-        say(f"run {run.id} {run.state.value} in {run.duration_s or 0:.2f}s"
+        attempt = f" (attempt {run.attempt})" if run.attempt > 1 else ""
+        say(f"run {run.id}{attempt} {run.state.value} in {run.duration_s or 0:.2f}s"
             + (f": {run.error}" if run.error else ""))
     if any(run.state is not RunState.SUCCEEDED for run in ended):
         raise typer.Exit(1)

@@ -1,4 +1,5 @@
-"""Follow a run the daemon executes: a live status line, its output as it is written.
+"""Follow a run the daemon executes: a live status line, its output as it is written; and its
+retries after it, each announced.
 
 On a terminal the status line stays at the bottom and the run's output scrolls above it, whole
 lines at a time, printed through the console that draws the status (as Rich's own redirection
@@ -13,8 +14,11 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, BinaryIO
 
-from easyflow_cli.cli.output import err_console
+from easyflow_cli.cli.outcome import stop_following
+from easyflow_cli.cli.output import err_console, say
 from easyflow_cli.cli.waiting import starts
+from easyflow_cli.core.durations import format_duration
+from easyflow_cli.core.errors import NotFound
 from easyflow_cli.core.model import Run, RunState
 from easyflow_cli.core.timeutil import utcnow
 from easyflow_cli.storage.store import Store
@@ -25,6 +29,42 @@ if TYPE_CHECKING:
 POLL_SECONDS = 0.1
 
 Writer = Callable[[bytes], None]
+
+
+def follow_attempts(store: Store, run_id: int, echo: BinaryIO) -> Run:
+    """Follow the run, then each retry the daemon queues for it, saying so between them; the
+    last attempt as it ended. Ctrl-C stops following (exit 130), not the run."""
+    following = run_id
+    try:
+        run = follow_run(store, run_id, echo)
+        while (retry := store.queue.retried_as(run.id)) is not None:
+            say(retry_notice(run, retry, max_attempts(store, run.workflow)))
+            following = retry.id
+            run = follow_run(store, retry.id, echo)
+    except KeyboardInterrupt:
+        stop_following(following)
+    return run
+
+
+def retry_notice(ended: Run, retry: Run, attempts: int | None) -> str:
+    """`attempt 1 failed (exit 3); retrying in 30s as run 11 (attempt 2 of 3)`: the backoff
+    as planned, counted from the failed attempt's end."""
+    code = f" (exit {ended.exit_code})" if ended.exit_code not in (None, 0) else ""
+    backoff = 0.0
+    if retry.not_before is not None:
+        backoff = (retry.not_before - (ended.finished_at or retry.enqueued_at)).total_seconds()
+    when = f"in {format_duration(round(backoff, 3))}" if backoff > 0 else "now"
+    of = f" of {attempts}" if attempts else ""
+    return (f"attempt {ended.attempt} {ended.state.value.replace('_', ' ')}{code}; retrying "
+            f"{when} as run {retry.id} (attempt {retry.attempt}{of})")
+
+
+def max_attempts(store: Store, workflow: str) -> int | None:
+    """How many attempts a run of the workflow gets (None once it is removed)."""
+    try:
+        return store.get_workflow(workflow).retries + 1
+    except NotFound:
+        return None
 
 
 def follow_run(store: Store, run_id: int, echo: BinaryIO) -> Run:

@@ -27,13 +27,42 @@ class UnreadableLog(EasyflowError):
     """The log exists but this user may not read it (or it is not a plain file)."""
 
 
-def copy_log(path: Path, out: BinaryIO, *, raw: bool) -> None:
-    """Write the log at `path` to `out`, escaped unless `raw`."""
-    with open(_open_log(path), "rb") as log:
-        chunks = iter(lambda: log.read(CHUNK_BYTES), b"")
-        for piece in (chunks if raw else escaped(chunks)):
-            out.write(piece)
+def copy_log(path: Path, out: BinaryIO, *, raw: bool, lines: int | None = None) -> None:
+    """Write the log at `path` (its last `lines` lines, if given) to `out`, escaped unless
+    `raw`."""
+    with open(open_log(path), "rb") as log:
+        if lines is not None:
+            log.seek(tail_offset(log.fileno(), lines))
+        write_chunks(iter(lambda: log.read(CHUNK_BYTES), b""), out, raw=raw)
+
+
+def write_chunks(chunks: Iterator[bytes], out: BinaryIO, *, raw: bool) -> None:
+    """Each chunk of a log to `out` as it comes, escaped unless `raw`."""
+    for piece in (chunks if raw else escaped(chunks)):
+        out.write(piece)
+        out.flush()
     out.flush()
+
+
+def tail_offset(fd: int, lines: int) -> int:
+    """Where the last `lines` lines of the file begin, read backwards from its end (a log may be
+    large, and its end is what is asked for)."""
+    end = os.fstat(fd).st_size
+    if lines <= 0:
+        return end
+    seen, stop = 0, end
+    while stop > 0:
+        start = max(0, stop - CHUNK_BYTES)
+        block = os.pread(fd, stop - start, start)
+        if stop == end and block.endswith(b"\n"):
+            block = block[:-1]  # the last line's own end
+        cut = len(block)
+        while (cut := block.rfind(b"\n", 0, cut)) != -1:
+            seen += 1
+            if seen == lines:
+                return start + cut + 1
+        stop = start
+    return 0
 
 
 def escaped(chunks: Iterator[bytes]) -> Iterator[bytes]:
@@ -56,7 +85,8 @@ def escape_controls(text: str) -> str:
     return text
 
 
-def _open_log(path: Path) -> int:
+def open_log(path: Path) -> int:
+    """The log's descriptor, read-only, never through a link; UnreadableLog in our words."""
     try:
         return os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except PermissionError:

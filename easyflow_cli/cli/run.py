@@ -10,9 +10,10 @@ from typing import TYPE_CHECKING, NoReturn
 import typer
 
 from easyflow_cli.cli.common import open_store
-from easyflow_cli.cli.output import err_console, print_json, say
+from easyflow_cli.cli.outcome import report_end
+from easyflow_cli.cli.output import print_json, say
 from easyflow_cli.core.errors import BadInput, EasyflowError
-from easyflow_cli.core.model import Mode, Run, RunState
+from easyflow_cli.core.model import Mode, Run
 from easyflow_cli.core.paths import state_dir
 from easyflow_cli.core.timeutil import utcnow
 
@@ -46,10 +47,12 @@ def run(
                                     "it would cost, in each mode."),
     force: bool = typer.Option(False, "--force", help="Run it even if it is disabled."),
 ) -> None:
-    """Run a workflow now. Exit code 0 when it succeeds, 1 when it fails.
+    """Run a workflow now. Exit code 0 when it (its last attempt) succeeds, 1 when it fails,
+    times out or is cancelled.
 
-    With the daemon up, the run is queued and the daemon runs it; this follows it live (unless
-    --no-wait). With no daemon, it runs here in the foreground. A daemon that is stopping, or
+    With the daemon up, the run is queued and the daemon runs it; this follows it live, and its
+    retries (unless --no-wait; Ctrl-C stops following, exit 130, and the run goes on). With no
+    daemon, it runs here in the foreground, its retries too. A daemon that is stopping, or
     does not answer, leaves the run queued for it: its id is printed, and the exit code is 1.
 
     Several workflows, or --count N runs of each, are queued in one transaction for the daemon,
@@ -77,8 +80,9 @@ def run(
 
 
 def run_one(name: str, *, mode: Mode | None, deadline: str | None, as_json: bool,
-            no_wait: bool, force: bool = False) -> None:
-    """Queue one run and wake the daemon; follow the run, or with no daemon run it here."""
+            no_wait: bool, force: bool = False, rerun_of: int | None = None) -> None:
+    """Queue one run (`rerun_of`: the run it repeats) and wake the daemon; follow the run and
+    its retries, or with no daemon run them here."""
     # Imported here: `run --now --no-wait` is on the hot path and `--help` needs none of it.
     from easyflow_cli.cli.submit import (
         enqueue_manual_run,
@@ -101,8 +105,9 @@ def run_one(name: str, *, mode: Mode | None, deadline: str | None, as_json: bool
         # Connected to only once the run is committed: a connection held while waiting for the
         # database lock would hold one of the daemon's descriptors for nothing.
         policy = queue_policy(store, config, daemon_up=listening(home))
-        planned = plan_manual_run(store, spec, policy, mode=mode, deadline=deadline)
-        queued = enqueue_manual_run(store, name, planned)
+        planned = plan_manual_run(store, spec, policy, mode=mode, deadline=deadline,
+                                  rerun_of=rerun_of)
+        queued = enqueue_manual_run(store, spec, planned)
         reply = ask(WakeRequest(), home)
         if reply is Silence.NOT_RUNNING:
             run_here(store, home, queued, spec, config, as_json)
@@ -118,25 +123,40 @@ def run_one(name: str, *, mode: Mode | None, deadline: str | None, as_json: bool
                 if held.workflow == name:
                     _say_held(held)
         if no_wait:
+            extra = {"max_attempts": spec.retries + 1, "retry_backoff_s": spec.retry_backoff or 0}
             print_queued(store.queue.get(queued.id), as_json,
-                         {"quote": wait.as_json()} if wait else None)
+                         extra | ({"quote": wait.as_json()} if wait else {}))
             return
-        from easyflow_cli.cli.follow import follow_run
+        ended = follow_here(store, queued.id, as_json)
+    report_end(ended, as_json)
 
-        echo = sys.stderr.buffer if as_json else sys.stdout.buffer
-        ended = follow_run(store, queued.id, echo)
-    _report(ended, as_json)
+
+def follow_here(store: Store, run_id: int, as_json: bool) -> Run:
+    """Follow a run the daemon executes, and its retries, with its output on the terminal."""
+    from easyflow_cli.cli.follow import follow_attempts
+
+    echo = sys.stderr.buffer if as_json else sys.stdout.buffer
+    return follow_attempts(store, run_id, echo)
 
 
 def run_here(store: Store, home: Path, queued: Run, spec: WorkflowSpec, config: Config,
              as_json: bool) -> NoReturn:
-    """No daemon answered the wake-up: run the queued run in this process, report, exit."""
-    from easyflow_cli.runtime.foreground import run_in_foreground
+    """No daemon answered the wake-up: run the queued run (and its retries) in this process,
+    report, exit. A retry a daemon started meanwhile took is followed there."""
+    from easyflow_cli.cli.follow import retry_notice
+    from easyflow_cli.runtime.foreground import TakenElsewhere, run_in_foreground
 
     say_if_root_beside_the_service(home, queued.workflow)
     echo = sys.stderr.buffer if as_json else sys.stdout.buffer
-    _report(run_in_foreground(store, home, queued, spec, config, echo, on_wait=_say_held),
-            as_json)
+    try:
+        ended = run_in_foreground(
+            store, home, queued, spec, config, echo,
+            on_retry=lambda run, retry: say(retry_notice(run, retry, spec.retries + 1)),
+            on_wait=_say_held)
+    except TakenElsewhere as taken:
+        say(f"{taken}: following it there")
+        ended = follow_here(store, taken.run_id, as_json)
+    report_end(ended, as_json)
 
 
 def _say_held(held: HeldByLimit) -> None:
@@ -156,16 +176,6 @@ def say_if_root_beside_the_service(home: Path, workflow: str) -> None:
         say(f"note: running {workflow} as root, from root's own state directory {home}; the "
             f"system service keeps its state in {SERVICE_STATE_DIR} as {user}: to run it there, "
             f"sudo -u {user} EASYFLOW_HOME={SERVICE_STATE_DIR} easyflow run {workflow} --now")
-
-
-def _report(run: Run, as_json: bool) -> NoReturn:
-    if as_json:
-        print_json(run.to_record())
-    style = "green" if run.state is RunState.SUCCEEDED else "red"
-    err_console.print(f"run {run.id} [{style}]{run.state.value}[/{style}] in "
-                      f"{run.duration_s or 0:.2f}s"
-                      + (f": {run.error}" if run.error else ""), highlight=False)
-    raise typer.Exit(0 if run.state is RunState.SUCCEEDED else 1)
 
 
 def show_quote(name: str, as_json: bool) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import NoReturn
 
 import typer
 
@@ -17,11 +18,13 @@ from easyflow_cli.cli.output import (
     plain,
     print_json,
     render_rows,
+    say,
     seconds,
     short_time,
 )
 from easyflow_cli.core.errors import BadInput
-from easyflow_cli.core.model import RunState
+from easyflow_cli.core.model import Mode, Run, RunState
+from easyflow_cli.core.timeutil import to_iso
 
 app = typer.Typer(cls=EasyflowGroup, no_args_is_help=True, rich_markup_mode=None,
                   help="List and inspect runs.")
@@ -57,18 +60,40 @@ def list_(
 
 @app.command("show")
 def show(run_id: int, as_json: bool = JSON_OPTION) -> None:
-    """Show everything recorded about one run."""
+    """Show everything recorded about one run, and the attempts it is one of."""
+    from easyflow_cli.storage.run_queue import attempt_chain
+
     with open_store() as store:
         record = store.queue.get(run_id).to_record()
+        chain = attempt_chain(store.queue, run_id)
+    attempts = [attempt_summary(run) for run in chain]
     if as_json:
-        print_json(record)
+        print_json(record | {"attempts": attempts})
         return
     from rich.table import Table
 
     table = Table(show_header=False, box=None)
     for key, value in record.items():
         table.add_row(f"[bold]{key}[/]", _shown(key, value))
+    if len(chain) > 1:
+        table.add_row("[bold]attempts[/]", attempts_line(attempts, run_id))
     console.print(table)
+
+
+def attempt_summary(run: Run) -> dict[str, object]:
+    """One attempt of a run, as `runs show --json` lists them under `attempts`."""
+    return {"id": run.id, "attempt": run.attempt, "state": run.state.value,
+            "exit_code": run.exit_code, "finished_at": to_iso(run.finished_at)}
+
+
+def attempts_line(attempts: list[dict[str, object]], current: int) -> str:
+    """`run 10 failed (exit 3) → [bold]run 11 succeeded[/]`, the shown run in bold."""
+    def one(attempt: dict[str, object]) -> str:
+        code = attempt["exit_code"]
+        text = f"run {attempt['id']} {attempt['state']}" + (
+            f" (exit {code})" if code not in (None, 0) else "")
+        return f"[bold]{text}[/]" if attempt["id"] == current else text
+    return " → ".join(map(one, attempts))
 
 
 def _shown(field: str, value: object) -> str:
@@ -107,17 +132,68 @@ def _cancel_without_daemon(run_id: int) -> dict:
         return {"ok": True, "state": cancel_run(store.queue, run_id, now=utcnow()).state.value}
 
 
+@app.command("retry")
+def retry(
+    run_id: int = typer.Argument(..., help="The finished run to run again."),
+    mode: Mode | None = typer.Option(None, "--mode", help="Force an execution mode."),
+    as_json: bool = typer.Option(False, "--json", help="Print the new run's record as JSON."),
+    no_wait: bool = typer.Option(False, "--no-wait",
+                                 help="With a daemon up: print the new run's id and return."),
+) -> None:
+    """Run a finished run's workflow again (trigger `manual`, `rerun_of` the run it repeats).
+
+    Waits and follows it like `run --now` (its retries too), with the same exit code: 0 when
+    it succeeds, 1 when it fails, times out or is cancelled. With no daemon, it runs here."""
+    from easyflow_cli.cli.run import run_one
+
+    with open_store() as store:
+        run = store.queue.get(run_id)
+    if not run.state.finished:
+        raise BadInput(f"run {run_id} has not ended ({run.state.value}): wait for it, or "
+                       f"cancel it first (`easyflow runs cancel {run_id}`)")
+    run_one(run.workflow, mode=mode, deadline=None, as_json=as_json, no_wait=no_wait,
+            rerun_of=run_id)
+
+
 def logs(
     run_id: int = typer.Argument(..., help="The run whose output to print."),
     raw: bool = typer.Option(False, "--raw",
                              help="The bytes as the steps wrote them, escape sequences included "
                                   "(else control characters are shown as \\x1b)."),
+    follow: bool = typer.Option(False, "--follow", "-f",
+                                help="Follow the log as it grows until the run ends, then exit "
+                                     "as `run --now` does (0 when it succeeded, else 1)."),
+    tail: int | None = typer.Option(None, "--tail", "-n", min=0, max=LIMIT_MAX,
+                                    help="Only the last N lines (with -f: then what follows)."),
 ) -> None:
     """Print the output a run's steps wrote (kept under the state directory)."""
     from easyflow_cli.cli.log_view import copy_log
 
+    if follow:
+        follow_log(run_id, raw=raw, lines=tail)
     with open_store() as store:
         run = store.queue.get(run_id)
     if not run.log_path or not os.path.lexists(run.log_path):
         raise BadInput(f"run {run_id} has no log yet (state {run.state.value})")
-    copy_log(Path(run.log_path), typer.get_binary_stream("stdout"), raw=raw)
+    copy_log(Path(run.log_path), typer.get_binary_stream("stdout"), raw=raw, lines=tail)
+
+
+def follow_log(run_id: int, *, raw: bool, lines: int | None) -> NoReturn:
+    """`logs -f`: the log until the run ends, a line saying how it ended, its exit code. The
+    retry a failed run got is named, to follow next."""
+    from easyflow_cli.cli.log_follow import LogFollower
+    from easyflow_cli.cli.log_view import write_chunks
+    from easyflow_cli.cli.outcome import ended_line, exit_code_of, stop_following
+
+    with open_store() as store:
+        follower = LogFollower(store, run_id, lines)
+        try:
+            write_chunks(follower.chunks(), typer.get_binary_stream("stdout"), raw=raw)
+        except KeyboardInterrupt:
+            stop_following(run_id)
+        ended = follower.run
+        retry = store.queue.retried_as(run_id)
+    err_console.print(ended_line(ended), highlight=False)
+    if retry is not None:
+        say(f"run {run_id} is retried as run {retry.id}: easyflow logs -f {retry.id}")
+    raise typer.Exit(exit_code_of(ended))

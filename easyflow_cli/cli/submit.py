@@ -43,14 +43,15 @@ def refuse_disabled(store: Store, names: Sequence[str], *, force: bool) -> None:
 
 
 def plan_manual_run(store: Store, spec: WorkflowSpec, policy: QueuePolicy, *,
-                    mode: Mode | None, deadline: str | None,
-                    now: datetime | None = None) -> PlannedRun:
-    """The run a user asked for now, planned (nothing is written)."""
+                    mode: Mode | None, deadline: str | None, now: datetime | None = None,
+                    rerun_of: int | None = None) -> PlannedRun:
+    """The run a user asked for now (`rerun_of`: the run it repeats), planned (nothing is
+    written)."""
     moment = now or utcnow()
     return plan_run(
         spec, trigger=Trigger.MANUAL, now=moment, policy=policy, override=mode,
         deadline=parse_deadline(deadline, moment) if deadline is not None else None,
-        typical_duration=store.queue.typical_duration(spec.name),
+        typical_duration=store.queue.typical_duration(spec.name), rerun_of=rerun_of,
     )
 
 
@@ -67,10 +68,16 @@ def plan_manual_runs(store: Store, specs: Sequence[WorkflowSpec], count: int,
     return planned
 
 
-def enqueue_manual_run(store: Store, name: str, planned: PlannedRun) -> Run:
-    """Commit the planned run and say so on stderr; the stored run."""
+def enqueue_manual_run(store: Store, spec: WorkflowSpec, planned: PlannedRun) -> Run:
+    """Commit the planned run and say so on stderr (with what it repeats, and the retries that
+    may follow it); the stored run."""
     run = store.queue.get(store.queue.enqueue([planned])[0])
-    say(f"run {run.id}: {name} in {run.mode.value} mode ({run.mode_reason.value})")
+    rerun = f", re-running run {run.rerun_of}" if run.rerun_of is not None else ""
+    retries = (f"; if it fails, up to {spec.retries} "
+               f"{'retry follows' if spec.retries == 1 else 'retries follow'}"
+               if spec.retries else "")
+    say(f"run {run.id}: {spec.name} in {run.mode.value} mode ({run.mode_reason.value})"
+        f"{rerun}{retries}")
     return run
 
 

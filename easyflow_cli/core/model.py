@@ -132,6 +132,7 @@ class Run:
     exit_code: int | None = None
     attempt: int = 1
     retry_of: int | None = None
+    rerun_of: int | None = None
     schedule_id: int | None = None
     batch_id: str | None = None
     pool: PoolName | None = None

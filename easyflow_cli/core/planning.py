@@ -10,10 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from easyflow_cli.core.model import CostPriority, Mode, ModeReason, Run, Trigger
+from easyflow_cli.core.model import CostPriority, Mode, ModeReason, Run, RunState, Trigger
 from easyflow_cli.core.modes import promotion_time, resolve_mode, should_promote
 from easyflow_cli.core.offpeak import OffPeakWindow
 from easyflow_cli.core.spec import WorkflowSpec
+
+# How a run may end and be tried again; a cancelled run was stopped on purpose.
+RETRIED_STATES = (RunState.FAILED, RunState.TIMED_OUT)
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,7 @@ class PlannedRun:
     promote_at: datetime | None = None
     attempt: int = 1
     retry_of: int | None = None
+    rerun_of: int | None = None
     schedule_id: int | None = None
 
 
@@ -57,8 +61,9 @@ def plan_run(
     typical_duration: timedelta | None = None,
     not_before: datetime | None = None,
     schedule_id: int | None = None,
+    rerun_of: int | None = None,
 ) -> PlannedRun:
-    """A new run of `spec`, fired by `trigger` at `now`."""
+    """A new run of `spec`, fired by `trigger` at `now` (`rerun_of`: the run it repeats)."""
     after = deadline_after or spec.deadline_after
     if deadline is None and after:
         deadline = now + timedelta(seconds=after)
@@ -77,7 +82,8 @@ def plan_run(
     if mode != Mode.REAL_TIME:
         promote_at = promotion_time(deadline, policy.promote_within, typical_duration)
     return PlannedRun(spec.name, trigger, mode, reason, CostPriority(spec.cost_priority),
-                      deadline, now, not_before, promote_at, schedule_id=schedule_id)
+                      deadline, now, not_before, promote_at, rerun_of=rerun_of,
+                      schedule_id=schedule_id)
 
 
 def off_peak_start(window: OffPeakWindow, now: datetime, deadline: datetime | None,
@@ -94,12 +100,13 @@ def off_peak_start(window: OffPeakWindow, now: datetime, deadline: datetime | No
 
 
 def plan_retry(run: Run, spec: WorkflowSpec, now: datetime) -> PlannedRun | None:
-    """The next attempt of a failed run, if the workflow allows one more."""
-    if run.attempt > spec.retries:
+    """The next attempt of a run that failed or timed out, if the workflow allows one more."""
+    if run.state not in RETRIED_STATES or run.attempt > spec.retries:
         return None
     backoff = timedelta(seconds=spec.retry_backoff or 0)
     return PlannedRun(
         run.workflow, Trigger.RETRY, run.mode, run.mode_reason, run.cost_priority, run.deadline,
         now, not_before=now + backoff if backoff else None, promote_at=run.promote_at,
-        attempt=run.attempt + 1, retry_of=run.id, schedule_id=run.schedule_id,
+        attempt=run.attempt + 1, retry_of=run.id, rerun_of=run.rerun_of,
+        schedule_id=run.schedule_id,
     )

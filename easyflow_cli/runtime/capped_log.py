@@ -1,11 +1,21 @@
-"""A run's log file as its steps write it: capped, with a marker, optionally echoed live, and
-with the run's secret values masked."""
+"""A run's log file as its steps write it: capped, keeping its head and its tail, optionally
+echoed live, and with the run's secret values masked.
+
+The head goes to the file as it comes. Once it fills its share of the cap, the file gets a
+note saying so, and what follows is kept in memory as a bounded tail (the last bytes only), so
+a step that writes gigabytes costs the executing process no more than the tail's size. When the
+run ends, the file gets a marker saying how much of the middle was dropped, then the tail: the
+end of the output, where the error usually is.
+"""
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable
 from typing import BinaryIO
 
+# The tail held in memory: at most half the cap, and never more than this.
+TAIL_MAX_BYTES = 1024 * 1024
 MASK = b"***"
 # A shorter value would mask every occurrence of common text ("1", "yes") and tell nothing.
 MASKED_MIN_LENGTH = 4
@@ -56,8 +66,60 @@ class SecretMask:
         return longest
 
 
+class Tail:
+    """The last `size` bytes of what was added to it, and how many it let go."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.chunks: deque[bytes] = deque()
+        self.held = 0
+        self.dropped = 0
+        self.at_line_start = True  # what it holds begins a line: what it let go ended one
+
+    def add(self, data: bytes) -> None:
+        if not self.size:
+            self._let_go(data)
+            return
+        if len(data) > self.size:
+            self._let_go(data[:-self.size])
+            data = data[-self.size:]
+        self.chunks.append(data)
+        self.held += len(data)
+        while self.held - len(self.chunks[0]) >= self.size:
+            self._drop(len(self.chunks[0]))
+        if self.held > self.size:
+            self._drop(self.held - self.size)
+
+    def _drop(self, count: int) -> None:
+        first = self.chunks.popleft()
+        if count < len(first):
+            self.chunks.appendleft(first[count:])
+        self.held -= count
+        self._let_go(first[:count])
+
+    def _let_go(self, data: bytes) -> None:
+        self.dropped += len(data)
+        self.at_line_start = data.endswith(b"\n")
+
+    def take(self) -> tuple[bytes, int]:
+        """What it holds, from its first whole line when it has one, and how many bytes were
+        dropped before that; it is empty afterwards."""
+        data = b"".join(self.chunks)
+        dropped = self.dropped
+        if not self.at_line_start:
+            newline = data.find(b"\n")
+            if 0 <= newline < len(data) - 1:
+                dropped += newline + 1
+                data = data[newline + 1:]
+        self.chunks.clear()
+        self.held = self.dropped = 0
+        self.at_line_start = True
+        return data, dropped
+
+
 class CappedLog:
-    """Writes step output to the run's log file, up to a limit, then a marker and nothing more.
+    """Writes step output to the run's log file: its head up to its share of `limit`, then
+    (at `close`) a marker and its tail. Notes of ours go where the output is at the time.
 
     A log that cannot be written (disk full, read-only) never stops the run: its output is
     then dropped and `failure` says why. Secret values are masked before anything is written
@@ -70,19 +132,11 @@ class CappedLog:
         self.limit = limit
         self.echo = echo
         self.mask = SecretMask(secrets)
-        self.written = 0
-        self.dropped = 0
+        self.tail = Tail(min(limit // 2, TAIL_MAX_BYTES))
+        self.head_room = limit - self.tail.size
+        self.overflowed = False
         self.at_line_start = True
         self.failure: str | None = None
-
-    def _put(self, data: bytes) -> None:
-        if self.failure is not None:
-            return
-        try:
-            self.stream.write(data)
-            self.stream.flush()
-        except OSError as exc:
-            self.failure = exc.strerror or str(exc)
 
     def write(self, data: bytes) -> None:
         self._emit(self.mask.feed(data) if self.mask else data)
@@ -93,26 +147,58 @@ class CappedLog:
         if self.echo is not None:
             self.echo.write(data)
             self.echo.flush()
-        room = self.limit - self.written
-        if room > 0:
-            kept = data[:room]
-            self._put(kept)
-            self.written += len(kept)
-            self.at_line_start = kept.endswith(b"\n")
-        self.dropped += max(0, len(data) - max(room, 0))
+        if not self.overflowed:
+            kept = data[:self.head_room]
+            if kept:
+                self._put(kept)
+                self.head_room -= len(kept)
+                self.at_line_start = kept.endswith(b"\n")
+            if len(kept) == len(data):
+                return
+            self._overflow()
+            data = data[len(kept):]
+        self.tail.add(data)
+        self.at_line_start = data.endswith(b"\n")
 
     def note(self, text: str) -> None:
         self._emit(self.mask.flush())
         line = f"[easyflow] {self.mask.hide(text)}\n".encode()
-        self._put(line if self.at_line_start else b"\n" + line)
+        entry = line if self.at_line_start else b"\n" + line
+        if self.overflowed:
+            self.tail.add(entry)
+        else:
+            self._put(entry)
         self.at_line_start = True
         if self.echo is not None:
             self.echo.write(line)
             self.echo.flush()
 
     def close_step(self) -> None:
+        """A step's output ended: what the mask held back (no secret can continue it now)."""
         self._emit(self.mask.flush())
-        if self.dropped:
-            self.note(f"output truncated: log limit of {self.limit} bytes reached, "
-                      f"{self.dropped} bytes dropped")
-            self.dropped = 0
+
+    def close(self) -> None:
+        """The run ended: the marker and the tail, if the head filled."""
+        self.close_step()
+        if not self.overflowed:
+            return
+        data, dropped = self.tail.take()
+        if dropped:
+            self._put(f"[easyflow] [… {dropped:,} bytes dropped …]\n".encode())
+        self._put(data)
+
+    def _overflow(self) -> None:
+        self.overflowed = True
+        notice = (f"[easyflow] log limit of {self.limit:,} bytes reached: the output's last "
+                  f"{self.tail.size:,} bytes follow when the run ends\n").encode()
+        self._put(notice if self.at_line_start else b"\n" + notice)
+        self.at_line_start = True
+
+    def _put(self, data: bytes) -> None:
+        if self.failure is not None:
+            return
+        try:
+            self.stream.write(data)
+            self.stream.flush()
+        except OSError as exc:
+            self.failure = exc.strerror or str(exc)

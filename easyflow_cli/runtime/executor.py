@@ -155,6 +155,17 @@ class StepRunner:
         return 128 - code if code < 0 else code
 
 
+@dataclass(frozen=True)
+class _RunMark:
+    """What marks a run's processes (run_marker.py, run_cgroup.py), and who is told when a
+    call step begins."""
+
+    run_id: int | None
+    token: str | None
+    cgroup: Path | None
+    on_call_start: Callable[[], object] | None
+
+
 def execute_workflow(
     spec: WorkflowSpec,
     limits: RunLimits,
@@ -190,26 +201,12 @@ def execute_workflow(
     energy_before = meter.read() if meter else None
     run_deadline = began + (spec.timeout or limits.timeout)
     usage = Usage()
-    failure: Outcome | None = None
-    for step in spec.steps:
-        step_deadline = min(run_deadline, time.monotonic() + (step.timeout or float("inf")))
-        if step.call and on_call_start is not None:
-            on_call_start()
-        result = _execute_step(step, spec, limits, log, step_deadline, on_step_start, cancelled,
-                               environ, marker_env(run_id, token), secrets, cgroup)
-        if result.timed_out:
-            _stop_escapees(run_id, token, cgroup)
-        usage.cpu_user_s += result.usage.cpu_user_s
-        usage.cpu_system_s += result.usage.cpu_system_s
-        usage.peak_rss_kb = max(usage.peak_rss_kb, result.usage.peak_rss_kb)
-        state = _step_state(result, cancelled())
-        if state is RunState.SUCCEEDED:
-            continue
-        if state is RunState.FAILED and step.continue_on_error:
-            log.note(f"step {step.name!r} failed (exit {result.exit_code}); continuing")
-            continue
-        failure = Outcome(state, result.exit_code, result.error)
-        break
+    try:
+        failure = _execute_steps(spec, limits, log, usage, run_deadline, on_step_start,
+                                 cancelled, environ, secrets,
+                                 _RunMark(run_id, token, cgroup, on_call_start))
+    finally:
+        log.close()
     outcome = failure or Outcome(RunState.SUCCEEDED, 0)
     if log.failure is not None:
         note = f"run log incomplete: {log.failure}"
@@ -221,6 +218,34 @@ def execute_workflow(
     return Outcome(outcome.state, outcome.exit_code, outcome.error, round(usage.cpu_user_s, 6),
                    round(usage.cpu_system_s, 6), usage.peak_rss_kb, energy,
                    round(time.monotonic() - began, 6))
+
+
+def _execute_steps(spec: WorkflowSpec, limits: RunLimits, log: CappedLog, usage: Usage,
+                   run_deadline: float,
+                   on_step_start: Callable[[StepSpec, int], bool | None] | None,
+                   cancelled: Callable[[], bool], environ: dict[str, str] | None,
+                   secrets: RunSecrets, mark: _RunMark) -> Outcome | None:
+    """The steps in order, their usage added to `usage`; how the first failing one ended."""
+    for step in spec.steps:
+        step_deadline = min(run_deadline, time.monotonic() + (step.timeout or float("inf")))
+        if step.call and mark.on_call_start is not None:
+            mark.on_call_start()
+        result = _execute_step(step, spec, limits, log, step_deadline, on_step_start, cancelled,
+                               environ, marker_env(mark.run_id, mark.token), secrets,
+                               mark.cgroup)
+        if result.timed_out:
+            _stop_escapees(mark.run_id, mark.token, mark.cgroup)
+        usage.cpu_user_s += result.usage.cpu_user_s
+        usage.cpu_system_s += result.usage.cpu_system_s
+        usage.peak_rss_kb = max(usage.peak_rss_kb, result.usage.peak_rss_kb)
+        state = _step_state(result, cancelled())
+        if state is RunState.SUCCEEDED:
+            continue
+        if state is RunState.FAILED and step.continue_on_error:
+            log.note(f"step {step.name!r} failed (exit {result.exit_code}); continuing")
+            continue
+        return Outcome(state, result.exit_code, result.error)
+    return None
 
 
 def _stop_escapees(run_id: int | None, token: str | None, cgroup: Path | None) -> None:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from easyflow_cli.core.errors import BadInput
+from easyflow_cli.core.errors import BadInput, NotFound
 from easyflow_cli.core.model import (
     ClaimedRun,
     Mode,
@@ -207,6 +207,10 @@ class RunQueue(Protocol):
         """The process group `record_step` recorded last for this run, if it still holds one."""
         ...
 
+    def retried_as(self, run_id: int) -> Run | None:
+        """The run queued as the next attempt of this one (its `retry_of`), if any."""
+        ...
+
     def latest(self, *, workflow: str | None = None, state: RunState | None = None,
              limit: int = 50) -> list[Run]:
         """The newest runs, newest first."""
@@ -271,6 +275,20 @@ def cancel_run(queue: RunQueue, run_id: int, *, now: datetime) -> Run:
         raise BadInput(f"run {run_id} already ended ({run.state.value})")
     queue.cancel([run_id], now=now, error="cancelled by user")
     return queue.get(run_id)
+
+
+def attempt_chain(queue: RunQueue, run_id: int) -> list[Run]:
+    """Every attempt of the run this one is an attempt of, the first attempt first (as far back
+    as history is kept); NotFound for an unknown run."""
+    chain = [queue.get(run_id)]
+    while chain[0].retry_of is not None:
+        try:
+            chain.insert(0, queue.get(chain[0].retry_of))
+        except NotFound:
+            break
+    while (retry := queue.retried_as(chain[-1].id)) is not None:
+        chain.append(retry)
+    return chain
 
 
 def replan_off_peak(queue: RunQueue, policy: QueuePolicy, now: datetime) -> int:

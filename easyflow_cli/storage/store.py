@@ -163,7 +163,6 @@ def _migration_8(db) -> None:
     db.execute("CREATE TABLE daemon_tokens (token TEXT PRIMARY KEY, created_at TEXT NOT NULL)")
 
 
-
 def _migration_9(db) -> None:
     """The notification outbox (one row per event and channel, written with the run's end,
     delivered by the daemon) and each workflow's open failure incident."""
@@ -180,8 +179,17 @@ def _migration_9(db) -> None:
                " attempts INTEGER NOT NULL, since TEXT NOT NULL, told INTEGER NOT NULL)")
 
 
+
+def _migration_10(db) -> None:
+    """Re-runs point at the run they repeat; a run's retry is found by the run it retries."""
+    db.execute("ALTER TABLE runs ADD COLUMN rerun_of INTEGER")
+    # Partial: most runs are no retry, and enqueueing them touches no index for it.
+    db.execute("CREATE INDEX runs_retry_of ON runs (retry_of) WHERE retry_of IS NOT NULL")
+
+
 MIGRATIONS = [_migration_1, _migration_2, _migration_3, _migration_4, _migration_5,
-              _migration_6, _migration_7, _migration_8, _migration_9]
+              _migration_6, _migration_7, _migration_8, _migration_9,
+              _migration_10]
 
 
 class Store:

@@ -169,6 +169,8 @@ def test_run_now_no_wait(daemon):
         if "--json" in args:
             printed = json.loads(done.stdout)
             records = printed if isinstance(printed, list) else [printed]
+            if isinstance(printed, dict):  # one run: whether retries may follow it
+                assert (printed.pop("max_attempts"), printed.pop("retry_backoff_s")) == (1, 0)
             assert records == [{key: row[key] for key in records[0]} for row in rows], case
         elif code == 0:
             assert done.stdout.split() == [str(r["id"]) for r in rows], case

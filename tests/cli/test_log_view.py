@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import io
 
-from easyflow_cli.cli.log_view import copy_log, escape_controls, escaped
+from easyflow_cli.cli import log_view
+from easyflow_cli.cli.log_view import copy_log, escape_controls, escaped, tail_offset
 
 
 def test_every_control_character_but_tab_and_newline_is_escaped():
@@ -33,3 +34,26 @@ def test_raw_copies_the_bytes(tmp_path):
     out = io.BytesIO()
     copy_log(path, out, raw=True)
     assert out.getvalue() == data
+
+
+def test_tail_offset_finds_the_last_lines_reading_backwards(tmp_path, monkeypatch):
+    monkeypatch.setattr(log_view, "CHUNK_BYTES", 4)  # lines cross the blocks read
+    path = tmp_path / "2.log"
+    for data in (b"one\ntwo\nthree\n", b"one\ntwo\nthree"):
+        path.write_bytes(data)
+        with open(path, "rb") as log:
+            fd = log.fileno()
+            assert [data[tail_offset(fd, n):] for n in (0, 1, 2)] == [
+                b"", data[8:], data[4:]]
+            assert tail_offset(fd, 3) == tail_offset(fd, 50) == 0
+    path.write_bytes(b"")
+    with open(path, "rb") as log:
+        assert tail_offset(log.fileno(), 5) == 0
+
+
+def test_copy_log_with_lines_gives_only_the_last_ones(tmp_path):
+    path = tmp_path / "3.log"
+    path.write_bytes(b"".join(b"line %d\n" % i for i in range(1000)))
+    out = io.BytesIO()
+    copy_log(path, out, raw=False, lines=2)
+    assert out.getvalue() == b"line 998\nline 999\n"

@@ -96,8 +96,8 @@ def test_quote_uses_history(home, write):
 
 def test_quote_counts_failed_runs_and_the_timeout(home, write):
     add(write, "flaky", 'retries = 1\ntimeout = "2s"\n[[steps]]\nrun = ["false"]\n')
-    for _ in range(2):
-        assert invoke("run", "flaky", "--now").exit_code == 1
+    # Retried here in the foreground too: two failed runs, its two attempts.
+    assert invoke("run", "flaky", "--now").exit_code == 1
     quoted = json.loads(invoke("run", "flaky", "--quote", "--json").stdout)
     rt = quoted["quotes"][0]
     # Every run failed, and each is retried once: two attempts paid for.

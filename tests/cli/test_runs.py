@@ -27,6 +27,8 @@ def test_runs_list_show_filters(home, write):
     assert csv_lines[0].startswith("id,workflow,trigger,mode,mode_reason,state")
     assert len(csv_lines) == 3
     shown = json.loads(invoke("runs", "show", str(runs[0]["id"]), "--json").stdout)
+    assert shown.pop("attempts") == [{"id": runs[0]["id"], "attempt": 1, "state": "failed",
+                                      "exit_code": 1, "finished_at": runs[0]["finished_at"]}]
     assert shown == runs[0]
     table = invoke("runs", "show", str(runs[0]["id"])).stdout
     assert "mode_reason" in table

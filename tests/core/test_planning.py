@@ -93,3 +93,17 @@ def test_plan_retry_stops_after_the_last_attempt_and_needs_no_backoff():
     wf = spec(extra="retries = 1")
     assert plan_retry(queued_run(attempt=2), wf, NOW) is None
     assert plan_retry(queued_run(attempt=1), wf, NOW).not_before is None
+
+
+def test_plan_retry_only_for_a_failed_or_timed_out_run_and_keeps_what_it_re_runs():
+    wf = spec(extra="retries = 3")
+    for state in (RunState.SUCCEEDED, RunState.CANCELLED):
+        assert plan_retry(queued_run(state=state), wf, NOW) is None
+    timed_out = plan_retry(queued_run(state=RunState.TIMED_OUT, rerun_of=4), wf, NOW)
+    assert (timed_out.attempt, timed_out.retry_of, timed_out.rerun_of) == (2, 7, 4)
+
+
+def test_plan_run_links_a_re_run_to_the_run_it_repeats():
+    rerun = plan_run(spec(), trigger=Trigger.MANUAL, now=NOW, policy=QueuePolicy(), rerun_of=9)
+    assert (rerun.trigger, rerun.attempt, rerun.retry_of, rerun.rerun_of) == (
+        Trigger.MANUAL, 1, None, 9)

@@ -32,6 +32,7 @@ from easyflow_cli.storage.run_queue import (
     RunEnd,
     RunQueue,
     RunStart,
+    attempt_chain,
     cancel_run,
     replan_off_peak,
 )
@@ -90,15 +91,15 @@ def ended(queue: RunQueue, run_id: int, outcome: Outcome, at: datetime) -> list[
 def test_enqueue_sets_the_plan_and_nothing_else(run_queue):
     deadline = NOW + timedelta(hours=3)
     run_id = add(run_queue, deadline=deadline, not_before=NOW + timedelta(minutes=1),
-                 promote_at=NOW + timedelta(hours=2), attempt=2, retry_of=7, schedule_id=3,
-                 priority=CostPriority.HIGH)
+                 promote_at=NOW + timedelta(hours=2), attempt=2, retry_of=7, rerun_of=5,
+                 schedule_id=3, priority=CostPriority.HIGH)
     run = run_queue.get(run_id)
     assert (run.id, run.workflow, run.trigger, run.mode, run.mode_reason, run.cost_priority) == (
         run_id, "a", Trigger.SCHEDULE, Mode.ECO, ModeReason.SCHEDULE, CostPriority.HIGH)
     assert (run.state, run.deadline, run.enqueued_at) == (RunState.QUEUED, deadline, NOW)
     assert (run.not_before, run.promote_at) == (NOW + timedelta(minutes=1),
                                                 NOW + timedelta(hours=2))
-    assert (run.attempt, run.retry_of, run.schedule_id) == (2, 7, 3)
+    assert (run.attempt, run.retry_of, run.rerun_of, run.schedule_id) == (2, 7, 5, 3)
     unset = ("claimed_at", "started_at", "finished_at", "exit_code", "batch_id", "pool", "worker",
              "pid", "pgid", "cpu_user_s", "cpu_system_s", "peak_rss_kb", "queue_wait_s",
              "duration_s", "off_peak", "deadline_met", "energy_j", "error", "log_path")
@@ -461,6 +462,28 @@ def test_settle_abandoned_enqueues_the_next_attempt_of_the_failed_runs_it_is_giv
 
 
 # ---------------------------------------------------------------------- reads
+
+
+def test_retried_as_finds_the_next_attempt_and_attempt_chain_walks_both_ways(run_queue):
+    first = add(run_queue, rerun_of=3)
+    other = add(run_queue)
+    second = add(run_queue, trigger=Trigger.RETRY, attempt=2, retry_of=first, rerun_of=3)
+    third = add(run_queue, trigger=Trigger.RETRY, attempt=3, retry_of=second, rerun_of=3)
+    assert run_queue.retried_as(first).id == second
+    assert run_queue.retried_as(third) is None and run_queue.retried_as(other) is None
+    assert run_queue.retried_as(2**70) is None
+    for member in (first, second, third):
+        assert [run.id for run in attempt_chain(run_queue, member)] == [first, second, third]
+    assert [run.id for run in attempt_chain(run_queue, other)] == [other]
+    with pytest.raises(NotFound):
+        attempt_chain(run_queue, 999)
+
+
+def test_attempt_chain_starts_where_history_does(run_queue):
+    """A retry whose first attempt is no longer kept still lists itself and what followed."""
+    orphan = add(run_queue, trigger=Trigger.RETRY, attempt=2, retry_of=999)
+    last = add(run_queue, trigger=Trigger.RETRY, attempt=3, retry_of=orphan)
+    assert [run.id for run in attempt_chain(run_queue, last)] == [orphan, last]
 
 
 def test_latest_filters_newest_first(run_queue):

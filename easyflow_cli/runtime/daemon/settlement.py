@@ -18,14 +18,13 @@ from enum import StrEnum
 
 from easyflow_cli.core.errors import NotFound
 from easyflow_cli.core.model import Outcome, Run, RunState, StopReason
-from easyflow_cli.core.planning import PlannedRun, plan_retry
+from easyflow_cli.core.planning import RETRIED_STATES, PlannedRun, plan_retry
 from easyflow_cli.storage.run_queue import NextAttempt, RunEnd
 from easyflow_cli.storage.store import Store
 
 log = logging.getLogger("easyflow.daemon")
 
 SHUTDOWN_NOTE = "interrupted by daemon shutdown"
-RETRIED_STATES = (RunState.FAILED, RunState.TIMED_OUT)
 
 
 class Transition(StrEnum):
