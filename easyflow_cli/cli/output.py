@@ -9,6 +9,7 @@ import csv
 import json
 import sys
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING, Any
 
 import typer
@@ -63,6 +64,14 @@ def _make_console(stderr: bool) -> Console:
 
 console = LazyConsole()
 err_console = LazyConsole(stderr=True)
+
+
+def busy(text: str) -> AbstractContextManager[Any]:
+    """A spinner on stderr while something slow runs, when stderr is a terminal; otherwise
+    nothing, and no Rich loaded: a script reading `--json` sees no spinner either way."""
+    if not sys.stderr.isatty():
+        return nullcontext()
+    return err_console.status(text)
 
 JSON_OPTION = typer.Option(False, "--json", help="Print one JSON document and nothing else.")
 CSV_OPTION = typer.Option(False, "--csv", help="Print CSV with a header row.")
