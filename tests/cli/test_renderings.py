@@ -201,6 +201,34 @@ def test_costs_in_tables_read_as_money_and_add_up(home, write):
         3 * 0.012 / 3600 * 0.10, rel=1e-11)
 
 
+EXPONENT = re.compile(r"\d[eE][-+]?\d")
+
+
+def test_json_and_csv_write_money_in_plain_digits_every_digit_kept(home, write):
+    register(home, write)
+    seed_finished(home, ["2026-12-01T15:00:00Z"], seconds=0.0102)
+    exact = 0.0102 / 3600 * 0.10
+    for by in ("mode", "workflow", "day"):
+        document = invoke("report", "costs", "--by", by, "--json")[1]
+        table = invoke("report", "costs", "--by", by, "--csv")[1]
+        assert not EXPONENT.search(document) and not EXPONENT.search(table), (by, document)
+        assert json.loads(document)["total_cost"] == pytest.approx(exact, rel=1e-11)
+        assert float(csv_rows(table)[0]["cost"]) == pytest.approx(exact, rel=1e-11)
+    quote = invoke("run", "quick", "--quote", "--json")[1]
+    assert '"cost": 0.000000' in quote and not EXPONENT.search(quote), quote
+
+
+def test_plain_numbers_keep_their_value_and_leave_strings_alone():
+    from easyflow_cli.cli.output import json_text, plain_number
+
+    data = {"tiny": [2.83e-05, -2.5e-12, 1e-300], "big": 1.5e22, "ok": 0.1, "n": 3,
+            "text": "2.83e-05", "nested": {"x": 7e-10}}
+    text = json_text(data)
+    assert not EXPONENT.search(text.replace('"2.83e-05"', ""))
+    assert json.loads(text) == data
+    assert plain_number(2.83e-05) == "0.0000283" and plain_number(0.5) == "0.5"
+
+
 @freeze_time("2026-12-01 12:00:00")
 def test_a_quote_reads_as_money(home, write):
     register(home, write)
