@@ -38,7 +38,7 @@ ONE_DOCUMENT = {"run", "status", "bench", "workflow show", "runs show"}
 
 
 def invoke(*args: str) -> tuple[int, str, str]:
-    result = runner.invoke(app, list(args))
+    result = runner.invoke(app, list(args), prog_name="easyflow")
     return result.exit_code, result.stdout, result.stderr
 
 
@@ -281,7 +281,8 @@ def test_a_bad_choice_names_the_option_and_what_it_may_be(home):
                                         param.opts[0], "turbo")
                 choices = ", ".join(str(m.value) for m in annotation)
                 assert code == 2 and re.match(
-                    rf"error: {param.opts[0]}: 'turbo' is not a [a-z ]+ \({choices}\) \(see ",
+                    rf"error: easyflow {name}: {param.opts[0]}: 'turbo' is not a [a-z ]+ "
+                    rf"\({choices}\) \(see `easyflow {name} --help`\)$",
                     err), (name, err)
                 checked += 1
     assert checked >= 3  # run --mode, schedule add --mode, runs list --state
@@ -301,11 +302,48 @@ def test_a_bad_number_names_the_option_and_says_what_to_give(home):
                 args = args[:-1]
             code, out, err = invoke(*args, *bad)
             assert (code, err.splitlines()[0].split(" (see")[0]) == (
-                2, f"error: {label}: 'x' is not a whole number"), (name, err)
+                2, f"error: easyflow {name}: {label}: 'x' is not a whole number"), (name, err)
             checked += 1
     assert checked >= 8
     code, _, err = invoke("runs", "list", "--limit", "0")
-    assert err.startswith("error: --limit: 0 is out of range; give 1 to 1,000,000 (see ")
+    assert err.startswith("error: easyflow runs list: --limit: 0 is out of range; give 1 to "
+                          "1,000,000 (see ")
+
+
+def one_usage_error(name: str, *args: str) -> str:
+    """The one error line `easyflow NAME ARGS` gives, checked for exit 2 and nothing more."""
+    code, out, err = invoke(*name.split(), *args)
+    assert (code, out, err.count("\n")) == (2, "", 1), (name, args, out, err)
+    assert err.endswith(f" (see `easyflow {name} --help`)\n"), (name, args, err)
+    return err.split(" (see `")[0]
+
+
+def test_every_command_says_in_our_words_what_its_usage_lacks(home):
+    """An unknown option, an option left without its value, a missing argument and one too
+    many: one line naming the command, exit 2, in no words of Click's."""
+    walked = 0
+    for name, command in commands():
+        assert one_usage_error(name, "--no-such") == f"error: easyflow {name}: no option --no-such"
+        required = required_arguments(command)
+        if required:
+            assert re.fullmatch(rf"error: easyflow {name}: missing the [a-z ]+",
+                                one_usage_error(name)), name
+        elif not any(p.param_type_name == "argument" for p in command.params):
+            assert one_usage_error(name, "extra") == (
+                f"error: easyflow {name}: unexpected argument 'extra'")
+        for param in command.params:
+            if param.param_type_name == "option" and not param.is_flag:
+                option = param.opts[0]
+                assert one_usage_error(name, *required, option) == (
+                    f"error: easyflow {name}: {option} needs a value"), (name, option)
+        walked += 1
+    assert walked >= 20
+    assert one_usage_error("run", "w", "--now=1") == "error: easyflow run: --now takes no value"
+    assert one_usage_error("run", "w", "--mod") == (
+        "error: easyflow run: no option --mod (did you mean --mode, --now?)")
+    code, _, err = invoke("runz")
+    assert (code, err) == (2, "error: easyflow: no command 'runz' (did you mean 'run', 'runs'?)"
+                              " (see `easyflow --help`)\n")
 
 
 def test_unknown_names_exit_2_everywhere(home, write):
