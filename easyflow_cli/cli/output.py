@@ -202,6 +202,12 @@ def zone_time(value: str | None, zone: str | None, *, also_local: bool = True) -
     return f"{shown_own} ({local.strftime(TIME_FORMAT)})"
 
 
+def past_fire(daemon_up: bool) -> str:
+    """What a schedule's fire time already past means: the daemon fires it now; with none up,
+    it waits for one (missed slots fire once, not once each)."""
+    return "due now" if daemon_up else "overdue: fires once, when the daemon starts"
+
+
 def seconds(value: float | None) -> str:
     if value is None:
         return "-"

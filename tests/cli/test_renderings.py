@@ -112,6 +112,14 @@ def test_a_schedule_shows_its_own_zone_and_local_time(home, write):
         "fire_at"] == fires[0]["fire_at"]
     at_home = easyflow(home, "schedule", "next", "backup", "-n", "1", tz="Europe/Berlin")
     assert re.match(r"\S+ 03:00:00 CES?T +in ", at_home.stdout), at_home.stdout
+    status = easyflow(home, "status").stdout
+    assert re.search(rf"^  next: {BERLIN_AND_LOCAL.pattern}  schedule 1 \(backup\)$", status,
+                     re.M), status
+    shown = easyflow(home, "workflow", "show", "backup").stdout
+    assert BERLIN_AND_LOCAL.search(shown), shown
+    status = json.loads(easyflow(home, "status", "--json").stdout)
+    assert status["next_fires"][0]["timezone"] == "Europe/Berlin"
+    assert re.fullmatch(r"\S+T02:00:00\.000000Z", status["next_fires"][0]["next_fire_at"])
 
 
 def test_schedule_add_prints_an_at_moment_once_in_its_zone(home, write):
