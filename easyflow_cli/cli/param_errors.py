@@ -44,13 +44,17 @@ def usage_in_our_words(exc: BaseException) -> str:
     bad_value = in_our_words(exc)
     if bad_value is not None:
         return bad_value
-    if hasattr(exc, "possibilities") and hasattr(exc, "option_name"):
+    if hasattr(exc, "possibilities") and hasattr(exc, "option_name"):  # an unknown option
         close = ", ".join(exc.possibilities or ())
         return f"no option {exc.option_name}" + (f" (did you mean {close}?)" if close else "")
     param = getattr(exc, "param", None)
-    if type(exc).__name__ == "MissingParameter" and param is not None:
+    if hasattr(exc, "param_type") and param is not None:  # a missing option or argument
         return _missing(param)
-    message = getattr(exc, "message", str(exc))
+    return _parser_words(getattr(exc, "message", str(exc)))
+
+
+def _parser_words(message: str) -> str:
+    """Ours for one of Click's parser messages; the message itself if it is none of them."""
     for pattern, ours in PARSER_MESSAGES:
         found = pattern.fullmatch(message)
         if found:
@@ -69,7 +73,7 @@ def _missing(param: Any) -> str:
 
 def in_our_words(exc: BaseException) -> str | None:
     """One line saying which value of which option is wrong and what it may be; None when
-    `exc` is no bad value of an option or argument (Click's own usage errors read well)."""
+    `exc` is no bad value of an option or argument."""
     param = getattr(exc, "param", None)
     errors = getattr(exc.__cause__, "errors", None)
     descriptor = getattr(param, "type_descriptor", None)
