@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import typer
@@ -24,8 +25,11 @@ from easyflow_cli.core.planning import RETRIED_STATES
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from easyflow_cli.cli.waiting import Wait
+    from easyflow_cli.core.config import Config
     from easyflow_cli.core.model import Mode, Run
     from easyflow_cli.core.planning import PlannedRun
+    from easyflow_cli.core.spec import WorkflowSpec
     from easyflow_cli.runtime.client import Silence
     from easyflow_cli.storage.store import Store
 
@@ -56,10 +60,28 @@ def submit_runs(names: Sequence[str], count: int, *, mode: Mode | None, deadline
         if refused is not None:
             print_ids(store, ids, as_json)
             raise EasyflowError(refused)
+        waits = explain_waits(store, config, specs, ids, count)
         if no_wait:
-            print_ids(store, ids, as_json)
+            print_ids(store, ids, as_json, waits)
             return
         wait_for_runs(store, ids, as_json)
+
+
+def explain_waits(store: Store, config: Config, specs: Sequence[WorkflowSpec], ids: range,
+                  count: int) -> dict[int, Wait]:
+    """Say, for each workflow whose runs wait for off-peak hours, when they start and what one
+    costs then and in real-time now (runs of a workflow queued together are planned alike);
+    each waiting run's id with its wait."""
+    from easyflow_cli.cli.waiting import explain, wait_of
+
+    waits: dict[int, Wait] = {}
+    for index, spec in enumerate(specs):
+        group = ids[index * count:(index + 1) * count]
+        wait = wait_of(store, config, spec, store.queue.get(group[0]))
+        if wait is not None:
+            explain(replace(wait, last_id=group[-1]))
+            waits.update(dict.fromkeys(group, wait))
+    return waits
 
 
 def queue_and_wake(store: Store, home: Path, planned: Sequence[PlannedRun], count: int
@@ -84,10 +106,14 @@ def say_queued(ids: range, planned: Sequence[PlannedRun], count: int) -> None:
         say(f"{which}: {run.workflow} in {run.mode.value} mode ({run.mode_reason.value})")
 
 
-def print_ids(store: Store, ids: range, as_json: bool) -> None:
-    """One id per line, or with `--json` the list of records."""
+def print_ids(store: Store, ids: range, as_json: bool, waits: dict[int, Wait] | None = None
+              ) -> None:
+    """One id per line, or with `--json` the list of records (a waiting run's with its
+    quote)."""
     if as_json:
-        print_json([run.to_record() for run in stored_runs(store, ids)])
+        waits = waits or {}
+        print_json([run.to_record() | ({"quote": waits[run.id].as_json()} if run.id in waits
+                                       else {}) for run in stored_runs(store, ids)])
         return
     for run_id in ids:
         print_line(run_id)

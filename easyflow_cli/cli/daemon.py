@@ -17,6 +17,7 @@ from easyflow_cli.cli.output import (
     print_json,
     render_rows,
     short_time,
+    zone_time,
 )
 from easyflow_cli.core.paths import state_dir
 from easyflow_cli.core.timeutil import from_iso, utcnow
@@ -122,8 +123,7 @@ def _print_status(live: dict) -> None:
                       f"(max_concurrent = {held['max_concurrent']})", highlight=False)
     now = utcnow()
     for fire in live["next_fires"]:
-        console.print(f"  next: {_next_fire(fire['next_fire_at'], now)}  schedule {fire['id']} "
-                      f"({fire['workflow']})", highlight=False)
+        console.print(f"  {_fire_line(fire, now, daemon_up=bool(live['pid']))}", highlight=False)
     _print_notifications(live.get("notifications") or {})
     _print_running(live.get("running", []))  # a daemon started before the upgrade has none
 
@@ -156,9 +156,14 @@ def _print_notifications(notifications: dict) -> None:
                       f"({failing['failures']} failures): {failing['error']}", highlight=False)
 
 
-def _next_fire(at: str, now: datetime) -> str:
-    """When a schedule fires next; a time already past (the daemon is down, or busy catching
-    up) is said to be overdue, with what happens to it."""
-    if from_iso(at) > now:
-        return short_time(at)
-    return f"overdue since {short_time(at)} (fires once, when the daemon starts)"
+def _fire_line(fire: dict, now: datetime, *, daemon_up: bool) -> str:
+    """When a schedule fires next, in its own zone (and local time when that differs); a time
+    already past (the daemon is down, or busy catching up) is no "next": it is said to be
+    overdue, and what happens to it."""
+    at = zone_time(fire["next_fire_at"], fire.get("timezone"))
+    which = f"schedule {fire['id']} ({fire['workflow']})"
+    if from_iso(fire["next_fire_at"]) > now:
+        return f"next: {at}  {which}"
+    if daemon_up:
+        return f"due now: {which}, {at}"
+    return f"overdue: {which} was due {at}; it fires once, when the daemon starts"

@@ -7,8 +7,13 @@ from __future__ import annotations
 
 import csv
 import json
+import math
+import re
+import secrets
 import sys
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import typer
@@ -26,7 +31,37 @@ def say(text: str) -> None:
 
 
 def print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+    sys.stdout.write(json_text(data) + "\n")
+
+
+def json_text(data: Any, indent: int | None = 2) -> str:
+    """`data` as JSON whose numbers never use an exponent: a cost of 2.83e-05 is written
+    0.0000283, every digit kept."""
+    # The json module has no public way to choose how a float is written: such a number goes
+    # through it as a string between marks no data holds (a fresh random one each time), then
+    # marks and quotes are taken off.
+    mark = secrets.token_hex(8)
+    text = json.dumps(_marked_numbers(data, mark), indent=indent, default=str)
+    return re.sub(f'"{mark}(-?[0-9.]+){mark}"', r"\1", text)
+
+
+def _marked_numbers(data: Any, mark: str) -> Any:
+    if isinstance(data, float):
+        return f"{mark}{plain_number(data)}{mark}" if _has_exponent(data) else data
+    if isinstance(data, dict):
+        return {key: _marked_numbers(value, mark) for key, value in data.items()}
+    if isinstance(data, list | tuple):
+        return [_marked_numbers(value, mark) for value in data]
+    return data
+
+
+def plain_number(value: float) -> str:
+    """A float in plain decimal digits, as many as Python's shortest exact form has."""
+    return format(Decimal(repr(value)), "f") if _has_exponent(value) else repr(value)
+
+
+def _has_exponent(value: float) -> bool:
+    return math.isfinite(value) and "e" in repr(value)
 
 
 def print_line(text: object) -> None:
@@ -64,6 +99,14 @@ def _make_console(stderr: bool) -> Console:
 console = LazyConsole()
 err_console = LazyConsole(stderr=True)
 
+
+def busy(text: str) -> AbstractContextManager[Any]:
+    """A spinner on stderr while something slow runs, when stderr is a terminal; otherwise
+    nothing, and no Rich loaded: a script reading `--json` sees no spinner either way."""
+    if not sys.stderr.isatty():
+        return nullcontext()
+    return err_console.status(text)
+
 JSON_OPTION = typer.Option(False, "--json", help="Print one JSON document and nothing else.")
 CSV_OPTION = typer.Option(False, "--csv", help="Print CSV with a header row.")
 
@@ -78,7 +121,9 @@ def print_csv(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
 def _csv_value(value: Any) -> Any:
     """As JSON writes it where Python's str() would not: true/false, and lists and tables as
     JSON text. None is an empty cell, as the csv module writes it."""
-    return json.dumps(value) if isinstance(value, dict | list | bool) else value
+    if isinstance(value, dict | list | bool):
+        return json_text(value, indent=None)
+    return plain_number(value) if isinstance(value, float) else value
 
 
 def render_rows(rows: Sequence[dict[str, Any]], columns: Sequence[str], *, as_json: bool,
@@ -155,6 +200,12 @@ def zone_time(value: str | None, zone: str | None, *, also_local: bool = True) -
                           and own.tzname() == local.tzname()):
         return shown_own
     return f"{shown_own} ({local.strftime(TIME_FORMAT)})"
+
+
+def past_fire(daemon_up: bool) -> str:
+    """What a schedule's fire time already past means: the daemon fires it now; with none up,
+    it waits for one (missed slots fire once, not once each)."""
+    return "due now" if daemon_up else "overdue: fires once, when the daemon starts"
 
 
 def seconds(value: float | None) -> str:

@@ -13,6 +13,7 @@ from easyflow_cli.cli.group import EasyflowGroup
 from easyflow_cli.cli.output import (
     CSV_OPTION,
     JSON_OPTION,
+    busy,
     console,
     err_console,
     print_csv,
@@ -79,12 +80,11 @@ def _show(renderable: RenderableType, svg: Path | None, title: str,
 
 @app.command("costs")
 def costs(
-    by: str = typer.Option("mode", "--by", help="Group by mode, workflow or day (UTC)."),
+    by: str = typer.Option("mode", "--by", help="Group by mode, workflow or (local) day."),
     since: str | None = SINCE, until: str | None = UNTIL, workflow: str | None = WORKFLOW,
     as_json: bool = JSON_OPTION, as_csv: bool = CSV_OPTION, svg: Path | None = SVG,
 ) -> None:
     """Runs, worker-hours, CPU-hours, energy and cost per mode; savings against all-real-time."""
-    from easyflow_cli.cli.report_render import render_costs
     from easyflow_cli.core.config import load_config
     from easyflow_cli.core.costs import Prices
     from easyflow_cli.reporting.accounting import GROUP_KEYS, cost_sums
@@ -94,7 +94,7 @@ def costs(
         raise BadInput(f"--by: must be one of {', '.join(GROUP_KEYS)}, got {by!r}")
     config = load_config()
     period = _period(since, until, workflow)
-    with open_store() as store, err_console.status("adding up runs…"):
+    with open_store() as store, busy("adding up runs…"):
         check_workflow(store, workflow)
         sums = cost_sums(store, period, by)
     report = cost_report(sums, Prices.from_config(config), config.costs.watts_per_core, by,
@@ -108,6 +108,8 @@ def costs(
                   [by, "runs", "worker_hours", "cpu_hours", "energy_wh", "cost", "cost_per_run",
                    "baseline_cost", "savings", "off_peak_runs"])
     else:
+        from easyflow_cli.cli.report_render import render_costs
+
         _show(render_costs(report), svg, "easyflow report costs", report["period"])
 
 
@@ -117,12 +119,11 @@ def latency(
     as_json: bool = JSON_OPTION, as_csv: bool = CSV_OPTION, svg: Path | None = SVG,
 ) -> None:
     """p50/p95/p99 of queue wait and duration per mode; deadlines met and missed."""
-    from easyflow_cli.cli.report_render import render_latency
     from easyflow_cli.reporting.accounting import latency_stats
     from easyflow_cli.reporting.reports import QUANTILES, latency_report
 
     period = _period(since, until, workflow)
-    with open_store() as store, err_console.status("reading runs…"):
+    with open_store() as store, busy("reading runs…"):
         check_workflow(store, workflow)
         report = latency_report(latency_stats(store, period, QUANTILES), _period_json(period))
     if as_json:
@@ -135,6 +136,8 @@ def latency(
                 for mode, r in report["by_mode"].items()]
         print_csv(rows, list(rows[0]))
     else:
+        from easyflow_cli.cli.report_render import render_latency
+
         _show(render_latency(report), svg, "easyflow report latency", report["period"])
 
 
@@ -145,7 +148,6 @@ def pools(
     as_json: bool = JSON_OPTION, as_csv: bool = CSV_OPTION, svg: Path | None = SVG,
 ) -> None:
     """Utilization of each pool over the period and queue depth by mode, with sparklines."""
-    from easyflow_cli.cli.report_render import render_pools
     from easyflow_cli.core.config import load_config
     from easyflow_cli.core.model import Mode
     from easyflow_cli.reporting.accounting import earliest_start, pool_use
@@ -154,7 +156,7 @@ def pools(
 
     config = load_config()
     period = _period(since, until, workflow)
-    with open_store() as store, err_console.status("reading runs…"):
+    with open_store() as store, busy("reading runs…"):
         check_workflow(store, workflow)
         end = (period.until or utcnow()).timestamp()
         first = None if period.since else earliest_start(store, period)
@@ -175,4 +177,6 @@ def pools(
         rows.append({"pool": "foreground", "runs": report["foreground_runs"]})
         print_csv(rows, ["pool", "workers", "runs", "busy_hours", "utilization_pct"])
     else:
+        from easyflow_cli.cli.report_render import render_pools
+
         _show(render_pools(report), svg, "easyflow report pools", report["period"])

@@ -14,6 +14,7 @@ from easyflow_cli.cli.output import (
     JSON_OPTION,
     console,
     err_console,
+    past_fire,
     render_rows,
     zone_time,
 )
@@ -160,10 +161,11 @@ def list_(
         if workflow:
             store.get_workflow(workflow)
         rows = [_listing_row(r, store, now) for r in store.schedule_rows(workflow)]
+    daemon = DaemonUp()
     render_rows(rows, ["id", "workflow", "kind", "expr", "timezone", "runs_as", "paused",
                        "next_fire_at", "origin", "jitter"], as_json=as_json, as_csv=as_csv,
                 empty="no schedules",
-                row_formatters={"next_fire_at": lambda r: _next_cell(r, now),
+                row_formatters={"next_fire_at": lambda r: _next_cell(r, now, daemon),
                                 "expr": _expr_cell})
 
 
@@ -172,13 +174,34 @@ def _expr_cell(row: dict[str, Any]) -> str:
     return zone_time(row["expr"], row["timezone"]) if row["kind"] == "at" else row["expr"]
 
 
-def _next_cell(row: dict[str, Any], now: datetime) -> str:
-    from easyflow_cli.scheduling.scheduler import describe_delay
-
+def _next_cell(row: dict[str, Any], now: datetime, daemon: DaemonUp) -> str:
     value = row["next_fire_at"]
     if not value:
         return "-"
-    return f"{zone_time(value, row['timezone'])}, {describe_delay(from_iso(value), now)}"
+    return f"{zone_time(value, row['timezone'])}, {_delay(from_iso(value), now, daemon)}"
+
+
+class DaemonUp:
+    """Whether a daemon is up, asked once and only if a listing shows a fire time already past
+    (whether it is firing now or waits for a daemon)."""
+
+    def __init__(self) -> None:
+        self._up: bool | None = None
+
+    def __bool__(self) -> bool:
+        if self._up is None:
+            from easyflow_cli.core.paths import state_dir
+            from easyflow_cli.runtime.client import listening
+
+            self._up = listening(state_dir())
+        return self._up
+
+
+def _delay(moment: datetime, now: datetime, daemon: DaemonUp) -> str:
+    """`in 18h33m`, or for a time already past what happens to it."""
+    from easyflow_cli.scheduling.scheduler import describe_delay
+
+    return describe_delay(moment, now) if moment > now else past_fire(bool(daemon))
 
 
 @app.command("next")
@@ -190,7 +213,7 @@ def next_(
 ) -> None:
     """When will this run? The next N fire times of a schedule, or of all a workflow's, in the
     schedule's zone (and local time when that differs)."""
-    from easyflow_cli.scheduling.scheduler import describe_delay, next_fires
+    from easyflow_cli.scheduling.scheduler import next_fires
 
     now = utcnow()
     with open_store() as store:
@@ -210,8 +233,9 @@ def next_(
         render_rows(listing, ["schedule_id", "workflow", "fire_at", "timezone"],
                     as_json=as_json, as_csv=as_csv, empty="no upcoming fires")
         return
+    daemon = DaemonUp()
     for fire in listing:
-        delay = describe_delay(from_iso(fire["fire_at"]), now)
+        delay = _delay(from_iso(fire["fire_at"]), now, daemon)
         console.print(f"{zone_time(fire['fire_at'], fire['timezone'])}  {delay:>12}  "
                       f"schedule {fire['schedule_id']} ({fire['workflow']})", highlight=False)
 

@@ -22,7 +22,8 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Wait:
-    """A queued run that starts later: when, and its quoted cost against real-time's now."""
+    """A queued run that starts later (or runs `run_id` to `last_id` of one workflow, queued
+    together): when, and the quoted cost of one against real-time's now."""
 
     run_id: int
     workflow: str
@@ -30,6 +31,7 @@ class Wait:
     cost: float
     real_time_cost: float
     currency: str
+    last_id: int | None = None
 
     def as_json(self) -> dict[str, Any]:
         return {"currency": self.currency, "cost": exact(self.cost),
@@ -54,8 +56,14 @@ def explain(wait: Wait, now: datetime | None = None) -> None:
     from easyflow_cli.cli.money import money_column
 
     then, at_once = money_column([wait.cost, wait.real_time_cost], wait.currency)[0]
-    say(f"run {wait.run_id} waits for off-peak hours: it starts {starts(wait.start, now)}")
-    say(f"Run then: {then} · Run now: {at_once} "
+    if wait.last_id is None or wait.last_id == wait.run_id:
+        say(f"run {wait.run_id} waits for off-peak hours: it starts {starts(wait.start, now)}")
+        say(f"Run then: {then} · Run now: {at_once} "
+            f"(easyflow run {wait.workflow} --now --mode real-time)")
+        return
+    say(f"runs {wait.run_id}-{wait.last_id} wait for off-peak hours: they start "
+        f"{starts(wait.start, now)}")
+    say(f"Run then: {then} each · Run now: {at_once} each "
         f"(easyflow run {wait.workflow} --now --mode real-time)")
 
 

@@ -27,6 +27,11 @@ from easyflow_cli.storage.store import LEFT_QUEUE_SQL, Store, epoch_sql
 
 FOREGROUND_SQL = f"'{PoolName.FOREGROUND.value}'"
 
+# Two subqueries: each reads one end of the finish-time index, where min() and max() in one
+# SELECT would scan all of it.
+FINISH_RANGE_SQL = ("SELECT (SELECT min(finished_at) FROM runs),"
+                    " (SELECT max(finished_at) FROM runs)")
+
 NOW_ISO = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
 
 GROUP_KEYS = {
@@ -94,8 +99,7 @@ def _sums(store: Store, by: str, where: str, args: list[Any]) -> list[dict[str, 
 
 def _local_days(store: Store, zone: tzinfo) -> LocalDays | None:
     """The local days over every finished run's time; None when there are none."""
-    first, last = store.conn.execute(
-        "SELECT min(finished_at), max(finished_at) FROM runs").fetchone()
+    first, last = store.conn.execute(FINISH_RANGE_SQL).fetchone()
     if first is None:
         return None
     return LocalDays.between(zone, from_iso(first), from_iso(last))

@@ -473,7 +473,7 @@ class Store:
 
     def upcoming_schedules(self, limit: int) -> list[dict[str, Any]]:
         return [dict(r) for r in self.conn.execute(
-            "SELECT id, workflow, next_fire_at FROM schedules WHERE paused = 0"
+            "SELECT id, workflow, next_fire_at, timezone FROM schedules WHERE paused = 0"
             f" AND next_fire_at IS NOT NULL AND {NOT_DISABLED} ORDER BY next_fire_at LIMIT ?",
             (limit,))]
 

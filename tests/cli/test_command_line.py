@@ -60,14 +60,15 @@ def test_help_follows_the_terminal_width(tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--bogus"], "error: No such option: --bogus (see `easyflow --help`)"),
-    (["runs", "--bogus"], "error: No such option: --bogus (see `easyflow runs --help`)"),
-    (["nosuch"], "error: No such command 'nosuch'. (see `easyflow --help`)"),
-    (["run"], "error: Missing argument 'name'. (see `easyflow run --help`)"),
-    (["runs", "list", "--limit", "0"], "error: --limit: 0 is out of range; give 1 to "
-                                       "1,000,000 (see `easyflow runs list --help`)"),
-    (["run", "w", "--now", "--mode", "turbo"], "error: --mode: 'turbo' is not a mode (real-time, "
-                                               "balanced, eco) (see `easyflow run --help`)"),
+    (["--bogus"], "error: easyflow: no option --bogus (see `easyflow --help`)"),
+    (["runs", "--bogus"], "error: easyflow runs: no option --bogus (see `easyflow runs --help`)"),
+    (["nosuch"], "error: easyflow: no command 'nosuch' (see `easyflow --help`)"),
+    (["run"], "error: easyflow run: missing the workflow name (see `easyflow run --help`)"),
+    (["runs", "list", "--limit", "0"], "error: easyflow runs list: --limit: 0 is out of range;"
+                                       " give 1 to 1,000,000 (see `easyflow runs list --help`)"),
+    (["run", "w", "--now", "--mode", "turbo"], "error: easyflow run: --mode: 'turbo' is not a mode"
+                                               " (real-time, balanced, eco) (see `easyflow run "
+                                               "--help`)"),
 ])
 def test_usage_errors_are_one_line_and_exit_2(tmp_path, args, message):
     done = easyflow(tmp_path, *args)
@@ -123,7 +124,7 @@ QUEUED = [
      "error: unknown workflow 'missing' (see `easyflow workflow list`)\n", []),
     (["w", "--now", "--no-wait", "--deadline", "whenever"], 2, "", None, []),
     (["w", "--now", "--no-wait", "--bogus"], 2, "",
-     "error: No such option: --bogus (see `easyflow run --help`)\n", []),
+     "error: easyflow run: no option --bogus (see `easyflow run --help`)\n", []),
     (["w", "--now", "--no-wait", "--count", "0"], 2, "", None, []),
     (["w", "--now", "--no-wait", "--count", "1000001"], 2, "", None, []),
     (["w", "--no-wait", "--count", "2"], 2, "", "error: --count needs --now\n", []),

@@ -38,7 +38,7 @@ ONE_DOCUMENT = {"run", "status", "bench", "workflow show", "runs show", "runs re
 
 
 def invoke(*args: str) -> tuple[int, str, str]:
-    result = runner.invoke(app, list(args))
+    result = runner.invoke(app, list(args), prog_name="easyflow")
     return result.exit_code, result.stdout, result.stderr
 
 
@@ -112,6 +112,14 @@ def test_a_schedule_shows_its_own_zone_and_local_time(home, write):
         "fire_at"] == fires[0]["fire_at"]
     at_home = easyflow(home, "schedule", "next", "backup", "-n", "1", tz="Europe/Berlin")
     assert re.match(r"\S+ 03:00:00 CES?T +in ", at_home.stdout), at_home.stdout
+    status = easyflow(home, "status").stdout
+    assert re.search(rf"^  next: {BERLIN_AND_LOCAL.pattern}  schedule 1 \(backup\)$", status,
+                     re.M), status
+    shown = easyflow(home, "workflow", "show", "backup").stdout
+    assert BERLIN_AND_LOCAL.search(shown), shown
+    status = json.loads(easyflow(home, "status", "--json").stdout)
+    assert status["next_fires"][0]["timezone"] == "Europe/Berlin"
+    assert re.fullmatch(r"\S+T02:00:00\.000000Z", status["next_fires"][0]["next_fire_at"])
 
 
 def test_schedule_add_prints_an_at_moment_once_in_its_zone(home, write):
@@ -201,6 +209,34 @@ def test_costs_in_tables_read_as_money_and_add_up(home, write):
         3 * 0.012 / 3600 * 0.10, rel=1e-11)
 
 
+EXPONENT = re.compile(r"\d[eE][-+]?\d")
+
+
+def test_json_and_csv_write_money_in_plain_digits_every_digit_kept(home, write):
+    register(home, write)
+    seed_finished(home, ["2026-12-01T15:00:00Z"], seconds=0.0102)
+    exact = 0.0102 / 3600 * 0.10
+    for by in ("mode", "workflow", "day"):
+        document = invoke("report", "costs", "--by", by, "--json")[1]
+        table = invoke("report", "costs", "--by", by, "--csv")[1]
+        assert not EXPONENT.search(document) and not EXPONENT.search(table), (by, document)
+        assert json.loads(document)["total_cost"] == pytest.approx(exact, rel=1e-11)
+        assert float(csv_rows(table)[0]["cost"]) == pytest.approx(exact, rel=1e-11)
+    quote = invoke("run", "quick", "--quote", "--json")[1]
+    assert '"cost": 0.000000' in quote and not EXPONENT.search(quote), quote
+
+
+def test_plain_numbers_keep_their_value_and_leave_strings_alone():
+    from easyflow_cli.cli.output import json_text, plain_number
+
+    data = {"tiny": [2.83e-05, -2.5e-12, 1e-300], "big": 1.5e22, "ok": 0.1, "n": 3,
+            "text": "2.83e-05", "nested": {"x": 7e-10}}
+    text = json_text(data)
+    assert not EXPONENT.search(text.replace('"2.83e-05"', ""))
+    assert json.loads(text) == data
+    assert plain_number(2.83e-05) == "0.0000283" and plain_number(0.5) == "0.5"
+
+
 @freeze_time("2026-12-01 12:00:00")
 def test_a_quote_reads_as_money(home, write):
     register(home, write)
@@ -253,7 +289,8 @@ def test_a_bad_choice_names_the_option_and_what_it_may_be(home):
                                         param.opts[0], "turbo")
                 choices = ", ".join(str(m.value) for m in annotation)
                 assert code == 2 and re.match(
-                    rf"error: {param.opts[0]}: 'turbo' is not a [a-z ]+ \({choices}\) \(see ",
+                    rf"error: easyflow {name}: {param.opts[0]}: 'turbo' is not a [a-z ]+ "
+                    rf"\({choices}\) \(see `easyflow {name} --help`\)$",
                     err), (name, err)
                 checked += 1
     assert checked >= 3  # run --mode, schedule add --mode, runs list --state
@@ -273,11 +310,48 @@ def test_a_bad_number_names_the_option_and_says_what_to_give(home):
                 args = args[:-1]
             code, out, err = invoke(*args, *bad)
             assert (code, err.splitlines()[0].split(" (see")[0]) == (
-                2, f"error: {label}: 'x' is not a whole number"), (name, err)
+                2, f"error: easyflow {name}: {label}: 'x' is not a whole number"), (name, err)
             checked += 1
     assert checked >= 8
     code, _, err = invoke("runs", "list", "--limit", "0")
-    assert err.startswith("error: --limit: 0 is out of range; give 1 to 1,000,000 (see ")
+    assert err.startswith("error: easyflow runs list: --limit: 0 is out of range; give 1 to "
+                          "1,000,000 (see ")
+
+
+def one_usage_error(name: str, *args: str) -> str:
+    """The one error line `easyflow NAME ARGS` gives, checked for exit 2 and nothing more."""
+    code, out, err = invoke(*name.split(), *args)
+    assert (code, out, err.count("\n")) == (2, "", 1), (name, args, out, err)
+    assert err.endswith(f" (see `easyflow {name} --help`)\n"), (name, args, err)
+    return err.split(" (see `")[0]
+
+
+def test_every_command_says_in_our_words_what_its_usage_lacks(home):
+    """An unknown option, an option left without its value, a missing argument and one too
+    many: one line naming the command, exit 2, in no words of Click's."""
+    walked = 0
+    for name, command in commands():
+        assert one_usage_error(name, "--no-such") == f"error: easyflow {name}: no option --no-such"
+        required = required_arguments(command)
+        if required:
+            assert re.fullmatch(rf"error: easyflow {name}: missing the [a-z ]+",
+                                one_usage_error(name)), name
+        elif not any(p.param_type_name == "argument" for p in command.params):
+            assert one_usage_error(name, "extra") == (
+                f"error: easyflow {name}: unexpected argument 'extra'")
+        for param in command.params:
+            if param.param_type_name == "option" and not param.is_flag:
+                option = param.opts[0]
+                assert one_usage_error(name, *required, option) == (
+                    f"error: easyflow {name}: {option} needs a value"), (name, option)
+        walked += 1
+    assert walked >= 20
+    assert one_usage_error("run", "w", "--now=1") == "error: easyflow run: --now takes no value"
+    assert one_usage_error("run", "w", "--mod") == (
+        "error: easyflow run: no option --mod (did you mean --mode, --now?)")
+    code, _, err = invoke("runz")
+    assert (code, err) == (2, "error: easyflow: no command 'runz' (did you mean 'run', 'runs'?)"
+                              " (see `easyflow --help`)\n")
 
 
 def test_unknown_names_exit_2_everywhere(home, write):

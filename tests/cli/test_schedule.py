@@ -106,10 +106,13 @@ def test_status_without_daemon_shows_no_next_time_in_the_past(home, write):
     later = datetime.now(UTC) + timedelta(hours=1)
     with freeze_time(later):
         text = invoke("status").stdout
-    lines = [line.strip() for line in text.splitlines() if "next:" in line]
-    assert lines[0] == (f"next: overdue since {short_time(fires[1])} (fires once, when the "
-                        f"daemon starts)  schedule 1 (w)")
+        listed = invoke("schedule", "next", "w", "-n", "2").stdout
+    lines = [line.strip() for line in text.splitlines() if "next:" in line or "due" in line]
+    assert lines[0] == (f"overdue: schedule 1 (w) was due {short_time(fires[1])}; it fires "
+                        f"once, when the daemon starts")
     assert lines[1].startswith("next: 20") and lines[1].endswith("schedule 2 (w)")
+    assert f"{short_time(fires[1])}  overdue: fires once, when the daemon starts  schedule 1 (w)" \
+        in listed, listed
 
 
 def test_cancel_queued_run_without_daemon(home, write):

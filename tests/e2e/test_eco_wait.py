@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import threading
 from datetime import datetime, timedelta
 
 import pytest
 
 pytest_plugins = ["tests.daemon_harness"]
 pytest.register_assert_rewrite("tests.daemon_harness")
+from tests.conftest import easyflow_command  # noqa: E402
 from tests.daemon_harness import DaemonHarness, parse_time  # noqa: E402
 
 pytestmark = pytest.mark.e2e
@@ -66,3 +69,38 @@ def test_a_run_that_starts_at_once_says_nothing_more(peak: DaemonHarness) -> Non
     assert "waits" not in result.stderr
     forced = peak.cli("run", "nightly", "--now", "--no-wait", "--mode", "real-time")
     assert "waits" not in forced.stderr
+
+
+def test_runs_queued_together_say_it_too(peak: DaemonHarness) -> None:
+    result = peak.cli("run", "nightly", "now", "--now", "--no-wait", "--count", "2", "--json")
+    records = json.loads(result.stdout)
+    first = records[0]["id"]
+    talk = result.stderr.splitlines()
+    assert talk[:2] == [f"runs {first}-{first + 1}: nightly in eco mode (workflow)",
+                        f"runs {first + 2}-{first + 3}: now in real-time mode (manual)"], talk
+    assert re.fullmatch(rf"runs {first}-{first + 1} wait for off-peak hours: they start .+, in "
+                        r"(1h59m|2h|2h1m)", talk[2]), talk
+    assert re.fullmatch(r"Run then: \$\S+ each · Run now: \$\S+ each "
+                        r"\(easyflow run nightly --now --mode real-time\)", talk[3]), talk
+    assert len(talk) == 4, talk
+    assert [r["quote"]["cost"] for r in records[:2]] == [pytest.approx(60 / 3600 * 0.02)] * 2
+    assert [r["quote"]["real_time_cost"] for r in records[:2]] == [
+        pytest.approx(60 / 3600 * 0.10)] * 2
+    assert ["quote" in r for r in records[2:]] == [False, False]
+
+
+def test_runs_waited_for_say_it_before_waiting(peak: DaemonHarness) -> None:
+    with subprocess.Popen([*easyflow_command(), "run", "nightly", "--now", "--count", "2"],
+                          env=peak.env(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, text=True) as waiting:
+        watchdog = threading.Timer(60, waiting.kill)  # a missing line fails, never hangs
+        watchdog.start()
+        try:
+            lines = [waiting.stderr.readline() for _ in range(3)]
+        finally:
+            watchdog.cancel()
+            waiting.kill()
+    first = int(lines[0].split()[1].split("-")[0])
+    assert lines[1].startswith(f"runs {first}-{first + 1} wait for off-peak hours: they start "
+                               ), lines
+    assert lines[2].startswith("Run then: "), lines

@@ -308,3 +308,11 @@ def test_local_days_across_dst_changes(tmp_path, zone):
         day = end.astimezone(ZoneInfo(zone)).date().isoformat()
         expected[day] = expected.get(day, 0) + 1
     assert got == expected
+
+
+def test_the_span_of_local_days_reads_only_the_ends_of_an_index(tmp_path):
+    with Store.open(tmp_path) as store:
+        plan = [row[3] for row in store.conn.execute(
+            f"EXPLAIN QUERY PLAN {accounting.FINISH_RANGE_SQL}")]
+    assert [step for step in plan if step.startswith("SCAN runs")] == []
+    assert sum(step.startswith("SEARCH runs USING COVERING INDEX") for step in plan) == 2
