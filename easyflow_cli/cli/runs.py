@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import typer
@@ -22,6 +23,8 @@ from easyflow_cli.cli.output import (
 )
 from easyflow_cli.core.errors import BadInput
 from easyflow_cli.core.model import RunState
+from easyflow_cli.core.timeutil import to_iso
+from easyflow_cli.core.words import plural
 
 app = typer.Typer(cls=EasyflowGroup, no_args_is_help=True, rich_markup_mode=None,
                   help="List and inspect runs.")
@@ -121,3 +124,35 @@ def logs(
     if not run.log_path or not os.path.lexists(run.log_path):
         raise BadInput(f"run {run_id} has no log yet (state {run.state.value})")
     copy_log(Path(run.log_path), typer.get_binary_stream("stdout"), raw=raw)
+
+
+@app.command("prune")
+def prune(
+    older_than: str = typer.Option(..., "--older-than",
+                                   help="Runs that finished longer ago than this (90d)."),
+    workflow: str | None = typer.Option(None, "--workflow", "-w", help="Only this workflow."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Say what would go; remove nothing."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Remove finished runs and their logs, rolled up first: reports still count them."""
+    from easyflow_cli.core.durations import parse_duration
+    from easyflow_cli.core.paths import state_dir
+    from easyflow_cli.core.timeutil import local_zone, utcnow
+    from easyflow_cli.runtime.retention import prune_older_than
+
+    try:
+        age = parse_duration(older_than)
+    except ValueError as exc:
+        raise BadInput(f"--older-than: {exc}") from None
+    cutoff = utcnow() - timedelta(seconds=age)
+    with open_store() as store:
+        check_workflow(store, workflow)
+        removed = prune_older_than(store, cutoff, workflow=workflow, zone=local_zone(),
+                                   home=state_dir(), dry_run=dry_run)
+    if as_json:
+        print_json({**removed.as_json(), "dry_run": dry_run, "finished_before": to_iso(cutoff)})
+        return
+    verb = "would remove" if dry_run else "removed"
+    files = plural(removed.log_files, "log file")
+    console.print(f"{verb} {plural(removed.runs, 'run')} and {files}"
+                  f" ({removed.log_bytes:,} bytes), finished before {short_time(to_iso(cutoff))}")

@@ -29,7 +29,7 @@ CALL_PATTERN = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z
 
 WORKFLOW_KEYS = (
     "name", "description", "execution_mode", "deadline", "deadline_after", "cost_priority",
-    "timeout", "retries", "retry_backoff", "allow_overlap", "steps", "schedules",
+    "timeout", "retries", "retry_backoff", "allow_overlap", "keep_runs", "steps", "schedules",
 )
 STEP_KEYS = ("name", "run", "call", "args", "shell", "env", "cwd", "timeout",
              "continue_on_error")
@@ -81,6 +81,7 @@ class WorkflowSpec:
     retries: int = 0
     retry_backoff: float | None = None
     allow_overlap: bool = False
+    keep_runs: int | None = None  # finished runs kept in detail (the newest); None: no limit
     schedules: tuple[ScheduleSpec, ...] = ()
     source_file: str | None = None
     content_hash: str | None = None
@@ -269,6 +270,16 @@ def _check_retries(check: Checker, table: dict) -> int:
     return value
 
 
+def _check_keep_runs(check: Checker, table: dict) -> int | None:
+    value = table.get("keep_runs")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        check.fail(("keep_runs",), f"must be a whole number >= 1, got {shown(value)}")
+        return None
+    return value
+
+
 def _check_workflow(check: Checker, table: dict, base_dir: Path | None,
                     verify: bool) -> dict[str, Any]:
     check.unknown_keys(table, WORKFLOW_KEYS, ())
@@ -291,6 +302,7 @@ def _check_workflow(check: Checker, table: dict, base_dir: Path | None,
         retries=_check_retries(check, table),
         retry_backoff=check.duration(table, "retry_backoff", ()),
         allow_overlap=check.boolean(table, "allow_overlap", ()),
+        keep_runs=_check_keep_runs(check, table),
         steps=_check_steps(check, table, base_dir),
         schedules=_check_schedules(check, table, verify),
     )
@@ -335,6 +347,8 @@ def spec_to_dict(spec: WorkflowSpec) -> dict[str, Any]:
     _put_duration(out, "retry_backoff", spec.retry_backoff)
     if spec.allow_overlap:
         out["allow_overlap"] = True
+    if spec.keep_runs is not None:
+        out["keep_runs"] = spec.keep_runs
     out["steps"] = [_step_to_dict(step) for step in spec.steps]
     if spec.schedules:
         out["schedules"] = [_schedule_to_dict(s) for s in spec.schedules]

@@ -22,6 +22,7 @@ from easyflow_cli.core.model import Mode
 from easyflow_cli.core.paths import database_path, ensure_state_dir, state_dir
 from easyflow_cli.core.spec import ScheduleSpec, WorkflowSpec, spec_from_dict, spec_to_dict
 from easyflow_cli.core.timeutil import to_iso
+from easyflow_cli.storage import rollups
 from easyflow_cli.storage.database_file import check_integrity, open_database
 from easyflow_cli.storage.run_queue import RunQueue
 from easyflow_cli.storage.sqlite_queue import SqliteRunQueue, fits_sqlite_integer
@@ -130,7 +131,13 @@ def _migration_5(db) -> None:
     db.execute("ALTER TABLE runs ADD COLUMN pgid_boot_id TEXT")
 
 
-MIGRATIONS = [_migration_1, _migration_2, _migration_3, _migration_4, _migration_5]
+def _migration_6(db) -> None:
+    """Rolled-up history: what pruned runs leave for the reports (`rollups.py`)."""
+    rollups.create_table(db)
+
+
+MIGRATIONS = [_migration_1, _migration_2, _migration_3, _migration_4, _migration_5,
+              _migration_6]
 
 
 class Store:
@@ -287,6 +294,12 @@ class Store:
 
     def all_workflows(self) -> list[WorkflowSpec]:
         return [_spec_of_row(r) for r in self.conn.execute("SELECT * FROM workflows")]
+
+    def keep_runs(self) -> dict[str, int]:
+        """Per workflow that sets `keep_runs`, how many finished runs it keeps."""
+        return dict(self.conn.execute(
+            "SELECT name, json_extract(spec_json, '$.keep_runs') AS keep FROM workflows"
+            " WHERE keep IS NOT NULL").fetchall())
 
     def remove_workflow(self, name: str, now: datetime) -> int:
         """Remove a workflow and its schedules; its queued runs are cancelled. Returns how many."""

@@ -29,6 +29,7 @@ from easyflow_cli.runtime.daemon.dispatch import Dispatcher
 from easyflow_cli.runtime.daemon.drain import Drain
 from easyflow_cli.runtime.daemon.foreground_watch import ForegroundWatch
 from easyflow_cli.runtime.daemon.loop import Loop
+from easyflow_cli.runtime.daemon.pruning import Pruning
 from easyflow_cli.runtime.daemon.recovery import recover_abandoned_runs
 from easyflow_cli.runtime.daemon.reports import WorkerReports
 from easyflow_cli.runtime.pools import Pool, PoolWorker, WorkerFactory, WorkerProcess
@@ -98,6 +99,7 @@ class Daemon:
                                      self.selector, self.dispatcher.log_path)
         self.schedules = ScheduleBook(store, self._policy(), self.started_at)
         self.foreground = ForegroundWatch(store, self.clock)
+        self.pruning = Pruning(store, self.config, self.home, self.clock.now())
         if signals:
             self._install_signals()
         recover_abandoned_runs(store, self.clock)
@@ -226,7 +228,8 @@ class Daemon:
             self.config = load_config(self.config_path)
         except EasyflowError as exc:
             log.error("reload: keeping the old configuration: %s", exc)
-        self.dispatcher.config = self.reports.config = self.config
+        self.dispatcher.config = self.reports.config = self.pruning.config = self.config
+        self.pruning.look_now(self.clock.now())  # `keep` may be shorter now
         self.schedules.policy = self._policy()
         store = self.db
         publish_policy(store, self._policy(), self.clock.now())

@@ -1,0 +1,95 @@
+"""Pruning in the daemon's quiet moments: finished runs past keeping go a batch at a time, each
+batch short enough that a request arriving meanwhile waits only a few milliseconds.
+
+A batch's size follows its measured time (roll-up, delete, log files, checkpoint), aiming at
+`BATCH_TARGET_S`. When nothing is past keeping, the next look is when the oldest finished run
+will be (a run finishing meanwhile makes it sooner): no polling.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from easyflow_cli.core.config import Config
+from easyflow_cli.core.timeutil import local_zone
+from easyflow_cli.runtime.retention import Removed, Retention, past_keeping, prune_runs
+from easyflow_cli.storage.store import Store
+
+log = logging.getLogger("easyflow.daemon")
+
+BATCH_TARGET_S = 0.02  # well inside the pause a dispatch may take
+FIRST_BATCH = 50
+MIN_BATCH, MAX_BATCH = 10, 5000
+# How soon after runs finish a workflow's `keep_runs` is looked at again.
+KEEP_RUNS_LOOK_S = 60.0
+
+
+class Pruning:
+    def __init__(self, store: Store, config: Config, home: Path, now: datetime,
+                 timer: Callable[[], float] = time.perf_counter) -> None:
+        self.store = store
+        self.config = config  # replaced on reload
+        self.home = home
+        # Measures a batch's work, not the daemon's time: a fake clock in tests stands still.
+        self.timer = timer
+        self.batch = FIRST_BATCH
+        self.due_at: datetime | None = now
+        self.keep_runs: dict[str, int] = {}  # as the last batch found them
+        self.removed = Removed()  # by the pass under way
+        self.longest_s = 0.0  # the longest batch so far
+
+    def due(self, now: datetime) -> bool:
+        return self.due_at is not None and self.due_at <= now
+
+    def look_again(self, now: datetime) -> None:
+        """Runs may have finished: look when they or a workflow's `keep_runs` may need it."""
+        keep_s = self.config.keep_history_s
+        soon = [now + timedelta(seconds=KEEP_RUNS_LOOK_S)] if self.keep_runs else []
+        if keep_s is not None:
+            soon.append(now + timedelta(seconds=keep_s))
+        if soon:
+            self._due_by(min(soon))
+
+    def look_now(self, now: datetime) -> None:
+        self.due_at = now
+
+    def back_off(self, now: datetime) -> None:
+        """A batch failed (the database busy or full): try again a while later."""
+        self.due_at = now + timedelta(seconds=KEEP_RUNS_LOOK_S)
+
+    def step(self, now: datetime) -> None:
+        """One batch: runs past keeping, rolled up and deleted with their logs."""
+        began = self.timer()
+        self.keep_runs = self.store.keep_runs()
+        retention = Retention(self.config.keep_history_s, self.keep_runs)
+        ids = past_keeping(self.store.queue, retention, now, self.batch)
+        if not ids:
+            self._finish_pass(retention)
+            return
+        self.removed.add(prune_runs(self.store, ids, local_zone(), self.home))
+        self.store.checkpoint()
+        self._tune(self.timer() - began)
+
+    def _tune(self, took_s: float) -> None:
+        self.longest_s = max(self.longest_s, took_s)
+        wanted = int(self.batch * BATCH_TARGET_S / max(took_s, 1e-4))
+        self.batch = max(MIN_BATCH, min(MAX_BATCH, wanted, 2 * self.batch))
+
+    def _finish_pass(self, retention: Retention) -> None:
+        if self.removed.runs:
+            log.info("pruned %d finished runs past keeping (%d log files, %d bytes); longest "
+                     "batch %.1f ms", self.removed.runs, self.removed.log_files,
+                     self.removed.log_bytes, self.longest_s * 1000)
+        self.removed = Removed()
+        self.due_at = None
+        oldest = self.store.queue.oldest_finished_at()
+        if oldest is not None and retention.keep_s is not None:
+            self._due_by(oldest + timedelta(seconds=retention.keep_s))
+
+    def _due_by(self, moment: datetime) -> None:
+        if self.due_at is None or moment < self.due_at:
+            self.due_at = moment
