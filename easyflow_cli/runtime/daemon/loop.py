@@ -231,8 +231,9 @@ class Loop:
             waits.append(daemon.recorder.retry_at - self.clock.monotonic())
         else:
             queue = daemon.db.queue
-            due = [daemon.schedules.next_due(), queue.next_promotion_at(),
-                   daemon.pruning.due_at]
+            due = [daemon.schedules.next_due(), queue.next_promotion_at()]
+            if daemon.pruning.due_at is not None and daemon.pruning.due_at > now:
+                due.append(daemon.pruning.due_at)  # one due now waits for a quiet moment
             due += [queue.next_ready_at(mode, now) for mode in Mode
                     if daemon.pools[mode].idle_workers()]
             waits += [(moment - now).total_seconds() for moment in due if moment is not None]
