@@ -73,17 +73,24 @@ def prune_older_than(store: Store, cutoff: datetime, *, workflow: str | None, zo
         return would_remove(ids, home)
     removed = Removed()
     while ids := store.queue.finished_before(cutoff, workflow=workflow, limit=MANUAL_BATCH):
-        removed.add(prune_runs(store, ids, zone, home))
+        logs = prune_runs(store, ids, zone, home)
+        removed.add(remove_logs(logs))
+        removed.runs += len(logs)
     return removed
 
 
-def prune_runs(store: Store, run_ids: list[int], zone: tzinfo, home: Path) -> Removed:
-    """Roll up and delete these finished runs, then their log files (after the commit: a crash
-    between leaves a log file without its run, never a run without its log)."""
-    pruned = store.queue.prune(run_ids, zone=zone)
-    removed = Removed(runs=len(pruned))
-    for run in pruned:
-        size = _remove(_log_file(run, home))
+def prune_runs(store: Store, run_ids: list[int], zone: tzinfo, home: Path) -> list[Path]:
+    """Roll up and delete these finished runs; the log files they leave, one per run pruned,
+    to delete after the commit (a crash between leaves a log file without its run, never a run
+    without its log)."""
+    return [_log_file(run, home) for run in store.queue.prune(run_ids, zone=zone)]
+
+
+def remove_logs(paths: list[Path]) -> Removed:
+    """Delete log files; how many there were and their bytes (runs left at 0)."""
+    removed = Removed()
+    for path in paths:
+        size = _remove(path)
         if size is not None:
             removed.log_files += 1
             removed.log_bytes += size
@@ -108,15 +115,16 @@ def _log_file(run: PrunedRun, home: Path) -> Path:
 def _size(path: Path) -> int | None:
     try:
         return path.stat().st_size
-    except FileNotFoundError:
+    except OSError:
         return None
 
 
 def _remove(path: Path) -> int | None:
-    """Delete a file; its size, or None if there was none."""
+    """Delete a file; its size, or None if there was none (or it cannot be deleted: then it
+    stays, as a file of no run, which nothing reads)."""
     size = _size(path)
     try:
         os.unlink(path)
-    except FileNotFoundError:
+    except OSError:
         return None
     return size

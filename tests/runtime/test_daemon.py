@@ -600,6 +600,7 @@ def test_runs_past_keeping_are_pruned_in_quiet_moments_with_their_logs(harness, 
     kept = finished_runs(harness, "a", 4, days_ago=10)
     harness.daemon.pruning.batch = 7  # several batches
     assert harness.daemon.loop._prune_while_quiet() == []
+    harness.daemon.pruning.close()  # the log files' thread done
     assert remaining(harness) == 4
     assert not any(run_log_path(harness.daemon.home, i).exists() for i in old)
     assert all(run_log_path(harness.daemon.home, i).exists() for i in kept)

@@ -24,7 +24,7 @@ from easyflow_cli.runtime.daemon.dispatch import Dispatcher
 from easyflow_cli.runtime.daemon.drain import Drain
 from easyflow_cli.runtime.daemon.foreground_watch import ForegroundWatch
 from easyflow_cli.runtime.daemon.overdue import next_overdue_in, stop_overdue
-from easyflow_cli.runtime.daemon.pruning import Pruning
+from easyflow_cli.runtime.daemon.pruning import LOGS_WAIT_S, Pruning
 from easyflow_cli.runtime.pools import Pool
 from easyflow_cli.runtime.recording import Recorder
 from easyflow_cli.runtime.sdnotify import Notifier
@@ -126,14 +126,18 @@ class Loop:
 
     def _prune_while_quiet(self) -> list[tuple[selectors.SelectorKey, int]]:
         """Prune a batch at a time for as long as nothing arrives (or nothing is left)."""
+        pruning = self.daemon.pruning
         while self._pruning_due() and not self.daemon.drain.active:
-            try:
-                self.daemon.pruning.step(self.clock.now())
-            except sqlite3.OperationalError as exc:  # busy, disk full: the next quiet time
-                log.warning("pruning paused: %s", exc)
-                self.daemon.pruning.back_off(self.clock.now())
-                return []
-            events = self.selector.select(0)
+            wait = LOGS_WAIT_S
+            if pruning.ready():
+                wait = 0.0
+                try:
+                    pruning.step(self.clock.now())
+                except sqlite3.OperationalError as exc:  # busy, disk full: the next quiet time
+                    log.warning("pruning paused: %s", exc)
+                    pruning.back_off(self.clock.now())
+                    return []
+            events = self.selector.select(wait)
             if events:
                 return events
         return []

@@ -1,9 +1,12 @@
 """Pruning in the daemon's quiet moments: finished runs past keeping go a batch at a time, each
 batch short enough that a request arriving meanwhile waits only a few milliseconds.
 
-A batch's size follows its measured time (roll-up, delete, log files, checkpoint), aiming at
-`BATCH_TARGET_S`. When nothing is past keeping, the next look is when the oldest finished run
-will be (a run finishing meanwhile makes it sooner): no polling.
+A batch's size follows its measured time (its roll-up and delete transaction), aiming at
+`BATCH_TARGET_S`. Log files are deleted by a thread of their own: an unlink in a directory of
+many files, on a busy disk, takes milliseconds each, which the loop must not wait for; a batch
+waits while earlier ones' files are still going, so they never pile up. When nothing is past
+keeping, the next look is when the oldest finished run will be (a run finishing meanwhile makes
+it sooner): no polling.
 """
 
 from __future__ import annotations
@@ -11,19 +14,28 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timedelta
 from pathlib import Path
 
 from easyflow_cli.core.config import Config
 from easyflow_cli.core.timeutil import local_zone
-from easyflow_cli.runtime.retention import Removed, Retention, past_keeping, prune_runs
+from easyflow_cli.runtime.retention import (
+    Removed,
+    Retention,
+    past_keeping,
+    prune_runs,
+    remove_logs,
+)
 from easyflow_cli.storage.store import Store
 
 log = logging.getLogger("easyflow.daemon")
 
-BATCH_TARGET_S = 0.02  # well inside the pause a dispatch may take
+BATCH_TARGET_S = 0.01  # a fifth of the pause a dispatch may take: room for a busy box
 FIRST_BATCH = 50
 MIN_BATCH, MAX_BATCH = 10, 5000
+# How long the loop waits for a batch's log files at a time (for events meanwhile).
+LOGS_WAIT_S = 0.01
 # How soon after runs finish a workflow's `keep_runs` is looked at again.
 KEEP_RUNS_LOOK_S = 60.0
 
@@ -41,9 +53,20 @@ class Pruning:
         self.keep_runs: dict[str, int] = {}  # as the last batch found them
         self.removed = Removed()  # by the pass under way
         self.longest_s = 0.0  # the longest batch so far
+        self.remover = ThreadPoolExecutor(max_workers=1, thread_name_prefix="easyflow-logs")
+        self.removing: Future[Removed] | None = None  # the last batch's log files
 
     def due(self, now: datetime) -> bool:
         return self.due_at is not None and self.due_at <= now
+
+    def ready(self) -> bool:
+        """Are the last batch's log files gone (so the next batch may go)?"""
+        return self.removing is None or self.removing.done()
+
+    def close(self) -> None:
+        """Finish deleting the log files of the runs pruned."""
+        self.remover.shutdown(wait=True)
+        self._count_removed()
 
     def look_again(self, now: datetime) -> None:
         """Runs may have finished: look when they or a workflow's `keep_runs` may need it."""
@@ -68,18 +91,26 @@ class Pruning:
         retention = Retention(self.config.keep_history_s, self.keep_runs)
         ids = past_keeping(self.store.queue, retention, now, self.batch)
         if not ids:
-            self._finish_pass(retention)
+            self._finish_pass(retention, now)
             return
-        self.removed.add(prune_runs(self.store, ids, local_zone(), self.home))
-        self.store.checkpoint()
+        logs = prune_runs(self.store, ids, local_zone(), self.home)
         self._tune(self.timer() - began)
+        self._count_removed()
+        self.removed.runs += len(logs)
+        self.removing = self.remover.submit(remove_logs, logs)
+
+    def _count_removed(self) -> None:
+        if self.removing is not None and self.removing.done():
+            self.removed.add(self.removing.result())
+            self.removing = None
 
     def _tune(self, took_s: float) -> None:
         self.longest_s = max(self.longest_s, took_s)
         wanted = int(self.batch * BATCH_TARGET_S / max(took_s, 1e-4))
         self.batch = max(MIN_BATCH, min(MAX_BATCH, wanted, 2 * self.batch))
 
-    def _finish_pass(self, retention: Retention) -> None:
+    def _finish_pass(self, retention: Retention, now: datetime) -> None:
+        self._count_removed()
         if self.removed.runs:
             log.info("pruned %d finished runs past keeping (%d log files, %d bytes); longest "
                      "batch %.1f ms", self.removed.runs, self.removed.log_files,
@@ -88,7 +119,9 @@ class Pruning:
         self.due_at = None
         oldest = self.store.queue.oldest_finished_at()
         if oldest is not None and retention.keep_s is not None:
-            self._due_by(oldest + timedelta(seconds=retention.keep_s))
+            # Strictly later than now: a run finished exactly `keep` ago is not past it yet.
+            self._due_by(max(oldest + timedelta(seconds=retention.keep_s),
+                             now + timedelta(seconds=1)))
 
     def _due_by(self, moment: datetime) -> None:
         if self.due_at is None or moment < self.due_at:

@@ -125,6 +125,7 @@ class Daemon:
             log.error("%d run state changes could not be written to the database; the next "
                       "start settles those runs", len(self.recorder.backlog))
         self.control.close()
+        self.pruning.close()
         if self.store is not None:
             self.store.close()
         if self.lock_fd is not None:
