@@ -254,10 +254,10 @@ def pool_use(store: Store, period: Period, timeline: Timeline,
 
 def _add_rolled_up(store: Store, period: Period, timeline: Timeline, use: PoolUse,
                    zone: tzinfo) -> None:
-    for row in rolled_up.pool_rows(store, period.since, period.until, period.workflow, zone):
-        mode = row["mode"]
-        use.foreground_runs += rolled_up.add_pool_row(row, timeline, use.runs,
-                                                      use.busy_s[mode], use.queued_s[mode])
+    into = rolled_up.PoolSeries(use.runs, use.busy_s, use.queued_s)
+    rolled_up.add_pool_use(store, (period.since, period.until, period.workflow), zone, timeline,
+                           into)
+    use.foreground_runs += into.foreground_runs
 
 
 def _add_busy(store: Store, period: Period, timeline: Timeline, filters: dict[str, Any],

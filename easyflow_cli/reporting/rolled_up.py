@@ -9,7 +9,7 @@ the quarter hour and its totals stay those of the runs.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, tzinfo
 from typing import Any
 
@@ -90,37 +90,77 @@ def earliest_start(store: Store, workflow: str | None) -> float | None:
                               args).fetchone()[0]
 
 
-def pool_rows(store: Store, since: datetime | None, until: datetime | None,
-              workflow: str | None, zone: tzinfo) -> Iterator[dict[str, Any]]:
-    """Every rollup row that may hold seconds inside [since, until), with `busy_runs`: its
-    runs busy in the period (finished on a day that begins after `since`, started before
-    `until`), as the detail's are counted."""
-    clause, args = days_where(since, None, workflow, zone)
+@dataclass
+class PoolSeries:
+    """Where `report pools` adds a rollup row: runs per mode, foreground runs, and each mode's
+    busy and queued seconds per slice."""
+
+    runs: dict[str, int]
+    busy: dict[str, list[float]]
+    queued: dict[str, list[float]]
+    foreground_runs: int = 0
+
+
+def add_pool_use(store: Store, period: tuple[datetime | None, datetime | None, str | None],
+                 zone: tzinfo, timeline: Timeline, into: PoolSeries) -> None:
+    """Add the rollups' runs busy in the period (finished on a day that begins after `since`,
+    started before `until`, as the detail's are counted) and their seconds in the timeline.
+
+    A row whose quarter hours lie inside one slice is added whole; only the others are read
+    quarter hour by quarter hour."""
+    since, until, workflow = period
+    counted, args = days_where(since, None, workflow, zone)
     near = days_where(since and since - timedelta(days=2), until and until + timedelta(days=2),
                       workflow, zone)
     before = None if until is None else until.timestamp()
     for row in store.conn.execute(
-        f"SELECT mode, pool, start_slots, busy_slots, queued_slots, first_start,"
-        f" ({clause}) AS counted FROM run_rollups WHERE {near[0]}", [*args, *near[1]],
-    ):
-        starts = decode(row["start_slots"]) if row["counted"] else {}
-        yield {**dict(row), "busy_runs": sum(
-            count for slot, count in starts.items() if before is None or slot * SLOT_S < before)}
+        f"SELECT rowid, mode, pool, busy_runs, busy_s, queued_s, first_slot, last_slot,"
+        f" last_start_slot, first_start, ({counted}) AS counted FROM run_rollups"
+        f" WHERE {near[0]}", [*args, *near[1]],
+    ).fetchall():
+        if row["counted"]:
+            _count_runs(store, row, before, into)
+        if row["first_slot"] is not None:
+            _add_seconds(store, row, timeline, into)
 
 
-def add_pool_row(row: dict[str, Any], timeline: Timeline, runs: dict[str, int],
-                 busy: list[float], queued: list[float]) -> int:
-    """Add a rollup row's seconds to the mode's series and its runs to `runs`; the foreground
-    runs it holds (which held no pool worker)."""
+def _count_runs(store: Store, row: Any, before: float | None, into: PoolSeries) -> None:
+    runs = row["busy_runs"]
+    if before is not None and row["last_start_slot"] is not None and (
+            (row["last_start_slot"] + 1) * SLOT_S > before):
+        starts = _json(store, row["rowid"], "start_slots")
+        runs = sum(count for slot, count in starts.items() if slot * SLOT_S < before)
     if row["pool"] == PoolName.FOREGROUND:
-        return row["busy_runs"]
-    runs[row["mode"]] += row["busy_runs"]
-    first = row["first_start"]
-    for slot, seconds in decode(row["busy_slots"]).items():
-        _spread_slot(timeline, busy, slot, seconds, first)
-    for slot, seconds in decode(row["queued_slots"]).items():
-        _spread_slot(timeline, queued, slot, seconds, None)
-    return 0
+        into.foreground_runs += runs
+    else:
+        into.runs[row["mode"]] += runs
+
+
+def _add_seconds(store: Store, row: Any, timeline: Timeline, into: PoolSeries) -> None:
+    mode = row["mode"]
+    index = _one_slice(timeline, row["first_slot"] * SLOT_S, (row["last_slot"] + 1) * SLOT_S)
+    if index is not None:
+        into.busy[mode][index] += row["busy_s"]
+        into.queued[mode][index] += row["queued_s"]
+        return
+    for slot, seconds in _json(store, row["rowid"], "busy_slots").items():
+        _spread_slot(timeline, into.busy[mode], slot, seconds, row["first_start"])
+    for slot, seconds in _json(store, row["rowid"], "queued_slots").items():
+        _spread_slot(timeline, into.queued[mode], slot, seconds, None)
+
+
+def _one_slice(timeline: Timeline, begin: float, end: float) -> int | None:
+    """The slice [begin, end) lies inside, if one does."""
+    if begin < timeline.start or end > timeline.end:
+        return None
+    index = min(timeline.buckets - 1, int((begin - timeline.start) // timeline.width))
+    low, high = timeline.bounds(index)
+    return index if low <= begin and end <= high else None
+
+
+def _json(store: Store, rowid: int, column: str) -> dict[int, Any]:
+    return decode(store.conn.execute(f"SELECT {column} FROM run_rollups WHERE rowid = ?",
+                                     (rowid,)).fetchone()[0])
 
 
 def _spread_slot(timeline: Timeline, series: list[float], slot: int, seconds: float,

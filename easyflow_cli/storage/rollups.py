@@ -29,10 +29,14 @@ RUN_COLUMNS = ("workflow", "mode", "pool", "off_peak", "state", "enqueued_at", "
                "energy_j", "queue_wait_s", "deadline_met")
 KEY_COLUMNS = ("day", "workflow", "mode", "pool", "off_peak")
 COUNT_COLUMNS = ("runs", "succeeded", "failed", "timed_out", "cancelled", "settled",
-                 "measured", "deadlines_met", "deadlines_missed")
-SUM_COLUMNS = ("worker_s", "cpu_s", "energy_j", "unmeasured_cpu_s")
+                 "measured", "deadlines_met", "deadlines_missed", "busy_runs")
+SUM_COLUMNS = ("worker_s", "cpu_s", "energy_j", "unmeasured_cpu_s", "busy_s", "queued_s")
+# The quarter hours its seconds and starts span: a row lying inside one slice of a report's
+# timeline is added up whole, without reading its slots.
+SPAN_COLUMNS = ("first_slot", "last_slot", "last_start_slot")
 JSON_COLUMNS = ("wait_sketch", "duration_sketch", "busy_slots", "queued_slots", "start_slots")
-COLUMNS = KEY_COLUMNS + COUNT_COLUMNS + SUM_COLUMNS + JSON_COLUMNS + ("first_start",)
+COLUMNS = KEY_COLUMNS + COUNT_COLUMNS + SUM_COLUMNS + JSON_COLUMNS + SPAN_COLUMNS + (
+    "first_start",)
 
 
 def create_table(conn: Any) -> None:
@@ -41,7 +45,8 @@ def create_table(conn: Any) -> None:
     sketches = ", ".join(f"{c} TEXT NOT NULL DEFAULT '{{}}'" for c in JSON_COLUMNS)
     conn.execute(f"CREATE TABLE run_rollups (day TEXT NOT NULL, workflow TEXT NOT NULL,"
                  f" mode TEXT NOT NULL, pool TEXT NOT NULL, off_peak INTEGER NOT NULL,"
-                 f" {counts}, {sums}, {sketches}, first_start REAL,"
+                 f" {counts}, {sums}, {sketches}, first_slot INTEGER, last_slot INTEGER,"
+                 f" last_start_slot INTEGER, first_start REAL,"
                  f" PRIMARY KEY ({', '.join(KEY_COLUMNS)}))")
 
 
@@ -69,7 +74,9 @@ class Rollup:
         if run["started_at"] is not None:
             self._add_busy(run)
         left = run["claimed_at"] or run["started_at"] or run["finished_at"]
-        _spread(self.sketches["queued_slots"], _epoch(run["enqueued_at"]), _epoch(left))
+        enqueued, left_at = _epoch(run["enqueued_at"]), _epoch(left)
+        _spread(self.sketches["queued_slots"], enqueued, left_at)
+        self.sums["queued_s"].append(max(0.0, left_at - enqueued))
 
     def _add_settled(self, run: sqlite3.Row) -> None:
         """What the cost and latency reports count: runs that occupied a worker."""
@@ -94,11 +101,13 @@ class Rollup:
         """Started runs: counted by the quarter hour they started in (`report pools` counts
         the runs busy in its period); their busy time kept unless no pool worker ran them."""
         began, ended = _epoch(run["started_at"]), _epoch(run["finished_at"])
+        self.counts["busy_runs"] += 1
         _count(self.sketches["start_slots"], int(began // SLOT_S))
         if self.first_start is None or began < self.first_start:
             self.first_start = began
         if run["pool"] != PoolName.FOREGROUND:
             _spread(self.sketches["busy_slots"], began, ended)
+            self.sums["busy_s"].append(max(0.0, ended - began))
 
 
 def rollups_of(runs: Iterable[sqlite3.Row], zone: tzinfo) -> list[Rollup]:
@@ -134,9 +143,19 @@ def _merged(rollup: Rollup, row: Mapping[str, Any] | None) -> tuple:
         else:
             _add_slots(into, rollup.sketches[column])
         sketches.append(json.dumps(into, separators=(",", ":")))
-    firsts = [v for v in (rollup.first_start, row["first_start"] if row else None)
-              if v is not None]
-    return (*rollup.key, *counts, *sums, *sketches, min(firsts) if firsts else None)
+    slots = [*rollup.sketches["busy_slots"], *rollup.sketches["queued_slots"]]
+    starts = list(rollup.sketches["start_slots"])
+    spans = (_extreme(min, slots, row, "first_slot"), _extreme(max, slots, row, "last_slot"),
+             _extreme(max, starts, row, "last_start_slot"))
+    first = _extreme(min, [rollup.first_start] if rollup.first_start is not None else [], row,
+                     "first_start")
+    return (*rollup.key, *counts, *sums, *sketches, *spans, first)
+
+
+def _extreme(pick: Any, values: list[Any], row: Mapping[str, Any] | None, column: str) -> Any:
+    """The least or greatest of new values and the stored one (None when there is neither)."""
+    known = [*values, *([row[column]] if row and row[column] is not None else [])]
+    return pick(known) if known else None
 
 
 def decode(text: str) -> dict[int, Any]:
