@@ -404,3 +404,14 @@ def _parsed_spec_json(text: str) -> dict[str, Any]:
 def _spec_of_row(row) -> WorkflowSpec:
     return spec_from_dict(json.loads(row["spec_json"]), source_file=row["source_file"],
                           content_hash=row["content_hash"])
+
+
+def checkpoint_aside(path: Path) -> None:
+    """`Store.checkpoint` on a connection of its own, for a thread other than the store's: the
+    copy and its fsync then hold up no one (a passive checkpoint takes no lock writers wait
+    for), and the store's own commits seldom reach the automatic one."""
+    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000)
+    try:
+        conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    finally:
+        conn.close()

@@ -72,7 +72,7 @@ def simulate(home: Path, runs: int, keep: str, days: int = 365,
                 pruning.longest_s = 0.0
                 pruning.step(now)
                 batch_s += [pruning.longest_s] if pruning.longest_s else []
-            store.checkpoint()  # as the daemon does in its next quiet moment
+            store.checkpoint()  # as the daemon does in its quiet moments
         pruning.close()
         rollups = store.conn.execute("SELECT count(*) FROM run_rollups").fetchone()[0]
         detail = store.conn.execute("SELECT count(*) FROM runs").fetchone()[0]

@@ -2,9 +2,11 @@
 batch short enough that a request arriving meanwhile waits only a few milliseconds.
 
 A batch's size follows its measured time (its roll-up and delete transaction), aiming at
-`BATCH_TARGET_S`. Log files are deleted by a thread of their own: an unlink in a directory of
-many files, on a busy disk, takes milliseconds each, which the loop must not wait for; a batch
-waits while earlier ones' files are still going, so they never pile up. When nothing is past
+`BATCH_TARGET_S`. Log files are deleted by a thread of its own: an unlink in a directory of
+many files, on a busy disk, takes milliseconds each, which the loop must not wait for; the same
+thread then checkpoints the batch's pages (else a long pass fills the write-ahead log until a
+commit of the loop's does, fsync included). A batch waits while the last one's thread work is
+still going, so it never piles up. When nothing is past
 keeping, the next look is when the oldest finished run will be (a run finishing meanwhile makes
 it sooner): no polling.
 """
@@ -12,6 +14,7 @@ it sooner): no polling.
 from __future__ import annotations
 
 import logging
+import sqlite3
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -27,7 +30,7 @@ from easyflow_cli.runtime.retention import (
     prune_runs,
     remove_logs,
 )
-from easyflow_cli.storage.store import Store
+from easyflow_cli.storage.store import Store, checkpoint_aside
 
 log = logging.getLogger("easyflow.daemon")
 
@@ -41,6 +44,8 @@ KEEP_RUNS_LOOK_S = 60.0
 
 
 class Pruning:
+    """When the next batch is due, how big it may be, and the log files still being deleted."""
+
     def __init__(self, store: Store, config: Config, home: Path, now: datetime,
                  timer: Callable[[], float] = time.perf_counter) -> None:
         self.store = store
@@ -52,7 +57,7 @@ class Pruning:
         self.due_at: datetime | None = now
         self.keep_runs: dict[str, int] = {}  # as the last batch found them
         self.removed = Removed()  # by the pass under way
-        self.longest_s = 0.0  # the longest batch so far
+        self.longest_s = 0.0  # the longest batch of the pass under way
         self.remover = ThreadPoolExecutor(max_workers=1, thread_name_prefix="easyflow-logs")
         self.removing: Future[Removed] | None = None  # the last batch's log files
 
@@ -97,7 +102,16 @@ class Pruning:
         self._tune(self.timer() - began)
         self._count_removed()
         self.removed.runs += len(logs)
-        self.removing = self.remover.submit(remove_logs, logs)
+        self.removing = self.remover.submit(self._after_batch, logs)
+
+    def _after_batch(self, logs: list[Path]) -> Removed:
+        """In the thread: the pruned runs' log files, then a checkpoint."""
+        removed = remove_logs(logs)
+        try:
+            checkpoint_aside(self.store.path)
+        except sqlite3.Error as exc:  # busy, disk full: the loop's quiet checkpoint then
+            log.debug("checkpoint after pruning skipped: %s", exc)
+        return removed
 
     def _count_removed(self) -> None:
         if self.removing is not None and self.removing.done():
@@ -115,7 +129,7 @@ class Pruning:
             log.info("pruned %d finished runs past keeping (%d log files, %d bytes); longest "
                      "batch %.1f ms", self.removed.runs, self.removed.log_files,
                      self.removed.log_bytes, self.longest_s * 1000)
-        self.removed = Removed()
+        self.removed, self.longest_s = Removed(), 0.0
         self.due_at = None
         oldest = self.store.queue.oldest_finished_at()
         if oldest is not None and retention.keep_s is not None:
