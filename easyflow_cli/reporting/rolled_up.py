@@ -143,10 +143,9 @@ def _add_seconds(store: Store, row: Any, timeline: Timeline, into: PoolSeries) -
         into.busy[mode][index] += row["busy_s"]
         into.queued[mode][index] += row["queued_s"]
         return
-    for slot, seconds in _json(store, row["rowid"], "busy_slots").items():
-        _spread_slot(timeline, into.busy[mode], slot, seconds, row["first_start"])
-    for slot, seconds in _json(store, row["rowid"], "queued_slots").items():
-        _spread_slot(timeline, into.queued[mode], slot, seconds, None)
+    _spread_slots(timeline, into.busy[mode], _json(store, row["rowid"], "busy_slots"),
+                  row["first_start"])
+    _spread_slots(timeline, into.queued[mode], _json(store, row["rowid"], "queued_slots"), None)
 
 
 def _one_slice(timeline: Timeline, begin: float, end: float) -> int | None:
@@ -163,20 +162,22 @@ def _json(store: Store, rowid: int, column: str) -> dict[int, Any]:
                                      (rowid,)).fetchone()[0])
 
 
-def _spread_slot(timeline: Timeline, series: list[float], slot: int, seconds: float,
-                 not_before: float | None) -> None:
-    """Spread a quarter hour's seconds evenly over it, from `not_before` if later."""
-    begin, end = float(slot * SLOT_S), float((slot + 1) * SLOT_S)
-    if not_before is not None and begin < not_before < end:
-        begin = not_before
-    span = end - begin
-    if span <= 0:
-        return
-    width = timeline.width
-    first = max(0, int((begin - timeline.start) // width))
-    last = min(timeline.buckets - 1, int((end - timeline.start) // width))
-    for index in range(first, last + 1):
-        low, high = timeline.bounds(index)
-        overlap = min(end, high) - max(begin, low)
-        if overlap > 0:
-            series[index] += seconds * overlap / span
+def _spread_slots(timeline: Timeline, series: list[float], slots: dict[int, Any],
+                  not_before: float | None) -> None:
+    """Spread each quarter hour's seconds evenly over it, from `not_before` if later."""
+    origin, width, buckets = timeline.start, timeline.width, timeline.buckets
+    for slot, seconds in slots.items():
+        begin, end = float(slot * SLOT_S), float((slot + 1) * SLOT_S)
+        if not_before is not None and begin < not_before < end:
+            begin = not_before
+        if end <= begin:
+            continue
+        first, last = int((begin - origin) // width), int((end - origin) // width)
+        if first == last and 0 <= first < buckets:  # most: the quarter hour in one slice
+            series[first] += seconds
+            continue
+        for index in range(max(0, first), min(buckets - 1, last) + 1):
+            low, high = timeline.bounds(index)
+            overlap = min(end, high) - max(begin, low)
+            if overlap > 0:
+                series[index] += seconds * overlap / (end - begin)
