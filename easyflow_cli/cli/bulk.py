@@ -16,7 +16,7 @@ import typer
 
 from easyflow_cli.cli.common import open_store
 from easyflow_cli.cli.output import print_json, print_line, say
-from easyflow_cli.cli.submit import not_taken, plan_manual_runs, queue_policy
+from easyflow_cli.cli.submit import not_taken, plan_manual_runs, queue_policy, refuse_disabled
 from easyflow_cli.core.errors import BadInput, EasyflowError
 from easyflow_cli.core.model import RunState
 
@@ -34,7 +34,7 @@ NO_DAEMON = ("several runs go to the daemon, and none is running: start it with 
 
 
 def submit_runs(names: Sequence[str], count: int, *, mode: Mode | None, deadline: str | None,
-                as_json: bool, no_wait: bool) -> None:
+                as_json: bool, no_wait: bool, force: bool = False) -> None:
     """Queue `count` runs of each workflow, wake the daemon, print the ids (or records); unless
     `no_wait`, wait for every run to end. Exits 1 when one did not succeed."""
     from easyflow_cli.core.config import load_config
@@ -45,6 +45,7 @@ def submit_runs(names: Sequence[str], count: int, *, mode: Mode | None, deadline
     home = state_dir()
     with open_store() as store:
         specs = [store.get_workflow(name) for name in names]
+        refuse_disabled(store, names, force=force)
         if not listening(home):  # with no daemon up, nothing is planned or written
             raise BadInput(NO_DAEMON)
         policy = queue_policy(store, config, daemon_up=True)

@@ -55,11 +55,21 @@ def status(as_json: bool = JSON_OPTION) -> None:
                     "state": "not answering" if code == NOT_ANSWERING else "stopped",
                     "home": str(state_dir()), "pools": None, "queue": store.queue.depths(),
                     "next_fires": store.upcoming_schedules(5)}
+    live["held_by_limit"] = _held_by_limit()
     if as_json:
         print_json(live)
     else:
         _print_status(live)
     raise typer.Exit(code)
+
+
+def _held_by_limit() -> list[dict]:
+    """Workflows whose queued runs wait for their max_concurrent (read here: the database
+    says it whether the daemon answers or not)."""
+    from dataclasses import asdict
+
+    with open_store() as store:
+        return [asdict(held) for held in store.queue.held_by_limit()]
 
 
 def _print_status(live: dict) -> None:
@@ -76,6 +86,10 @@ def _print_status(live: dict) -> None:
         console.print(f"daemon [red]not running[/] (state in {live['home']})")
     queued = ", ".join(f"{mode} {n}" for mode, n in live["queue"].items())
     console.print(f"  queued: {queued}")
+    for held in live["held_by_limit"]:
+        console.print(f"  waiting for max_concurrent: {held['workflow']} "
+                      f"{held['queued']} queued, {held['running']} running "
+                      f"(max_concurrent = {held['max_concurrent']})", highlight=False)
     now = utcnow()
     for fire in live["next_fires"]:
         console.print(f"  next: {_next_fire(fire['next_fire_at'], now)}  schedule {fire['id']} "

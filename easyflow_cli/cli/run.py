@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from easyflow_cli.core.config import Config
     from easyflow_cli.core.costs import Quote
     from easyflow_cli.core.spec import WorkflowSpec
+    from easyflow_cli.storage.run_queue import HeldByLimit
     from easyflow_cli.storage.store import Store
 
 # More runs than this in one command is a typo, not a plan: each run is a row in memory first.
@@ -43,6 +44,7 @@ def run(
     quote: bool = typer.Option(False, "--quote",
                                help="Don't run: show when it would start and finish, and what "
                                     "it would cost, in each mode."),
+    force: bool = typer.Option(False, "--force", help="Run it even if it is disabled."),
 ) -> None:
     """Run a workflow now. Exit code 0 when it succeeds, 1 when it fails.
 
@@ -68,13 +70,14 @@ def run(
         from easyflow_cli.cli.bulk import submit_runs
 
         submit_runs(names, count or 1, mode=mode, deadline=deadline, as_json=as_json,
-                    no_wait=no_wait)
+                    no_wait=no_wait, force=force)
         return
-    run_one(names[0], mode=mode, deadline=deadline, as_json=as_json, no_wait=no_wait)
+    run_one(names[0], mode=mode, deadline=deadline, as_json=as_json, no_wait=no_wait,
+            force=force)
 
 
 def run_one(name: str, *, mode: Mode | None, deadline: str | None, as_json: bool,
-            no_wait: bool) -> None:
+            no_wait: bool, force: bool = False) -> None:
     """Queue one run and wake the daemon; follow the run, or with no daemon run it here."""
     # Imported here: `run --now --no-wait` is on the hot path and `--help` needs none of it.
     from easyflow_cli.cli.submit import (
@@ -83,6 +86,7 @@ def run_one(name: str, *, mode: Mode | None, deadline: str | None, as_json: bool
         plan_manual_run,
         print_queued,
         queue_policy,
+        refuse_disabled,
     )
     from easyflow_cli.cli.waiting import explain, wait_of
     from easyflow_cli.core.config import load_config
@@ -93,6 +97,7 @@ def run_one(name: str, *, mode: Mode | None, deadline: str | None, as_json: bool
     home = state_dir()
     with open_store() as store:
         spec = store.get_workflow(name)
+        refuse_disabled(store, [name], force=force)
         # Connected to only once the run is committed: a connection held while waiting for the
         # database lock would hold one of the daemon's descriptors for nothing.
         policy = queue_policy(store, config, daemon_up=listening(home))
@@ -108,6 +113,10 @@ def run_one(name: str, *, mode: Mode | None, deadline: str | None, as_json: bool
         wait = wait_of(store, config, spec, queued)
         if wait is not None:
             explain(wait)
+        if spec.max_concurrent is not None:
+            for held in store.queue.held_by_limit():
+                if held.workflow == name:
+                    _say_held(held)
         if no_wait:
             print_queued(store.queue.get(queued.id), as_json,
                          {"quote": wait.as_json()} if wait else None)
@@ -126,7 +135,13 @@ def run_here(store: Store, home: Path, queued: Run, spec: WorkflowSpec, config: 
 
     say_if_root_beside_the_service(home, queued.workflow)
     echo = sys.stderr.buffer if as_json else sys.stdout.buffer
-    _report(run_in_foreground(store, home, queued, spec, config, echo), as_json)
+    _report(run_in_foreground(store, home, queued, spec, config, echo, on_wait=_say_held),
+            as_json)
+
+
+def _say_held(held: HeldByLimit) -> None:
+    say(f"waiting: {held.workflow} has {held.running} running (max_concurrent = "
+        f"{held.max_concurrent}); this run starts when one ends")
 
 
 def say_if_root_beside_the_service(home: Path, workflow: str) -> None:

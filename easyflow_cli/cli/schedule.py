@@ -17,33 +17,84 @@ from easyflow_cli.cli.output import (
     render_rows,
     zone_time,
 )
+from easyflow_cli.core.durations import format_duration
 from easyflow_cli.core.errors import BadInput, shown
 from easyflow_cli.core.model import Mode
 from easyflow_cli.core.timeutil import from_iso, to_iso, utcnow
 
 if TYPE_CHECKING:
+    from easyflow_cli.core.spec import ScheduleSpec
     from easyflow_cli.storage.store import Store
 
 app = typer.Typer(cls=EasyflowGroup, no_args_is_help=True, rich_markup_mode=None,
                   help="Schedule workflows: cron, every, at.")
 
 
+CRON_OPTION = typer.Option(None, "--cron", help="A 5-field crontab line or @daily etc.")
+EVERY_OPTION = typer.Option(None, "--every", help="An interval: 30s, 5m, 2h, 1d.")
+AT_OPTION = typer.Option(None, "--at", help="Once, at this ISO-8601 time.")
+MODE_OPTION = typer.Option(None, "--mode", help="Mode for its runs (default: eco).")
+DEADLINE_AFTER_OPTION = typer.Option(None, "--deadline-after",
+                                     help="Each run is due this long after its fire.")
+TIMEZONE_OPTION = typer.Option(None, "--timezone", help="IANA zone; default: local time.")
+JITTER_OPTION = typer.Option(None, "--jitter",
+                             help="Delay each fire by a fixed random offset within this (5m).")
+
+
 @app.command("add")
 def add(
     workflow: str = typer.Argument(..., help="The workflow to schedule."),
-    cron: str | None = typer.Option(None, "--cron", help="A 5-field crontab line or @daily etc."),
-    every: str | None = typer.Option(None, "--every", help="An interval: 30s, 5m, 2h, 1d."),
-    at: str | None = typer.Option(None, "--at", help="Once, at this ISO-8601 time."),
-    mode: Mode | None = typer.Option(None, "--mode", help="Mode for its runs (default: eco)."),
-    deadline_after: str | None = typer.Option(None, "--deadline-after",
-                                              help="Each run is due this long after its fire."),
-    timezone: str | None = typer.Option(None, "--timezone", help="IANA zone; default: local time."),
+    cron: str | None = CRON_OPTION,
+    every: str | None = EVERY_OPTION,
+    at: str | None = AT_OPTION,
+    mode: Mode | None = MODE_OPTION,
+    deadline_after: str | None = DEADLINE_AFTER_OPTION,
+    timezone: str | None = TIMEZONE_OPTION,
+    jitter: str | None = JITTER_OPTION,
 ) -> None:
     """Add a schedule to a workflow; prints its id."""
-    from easyflow_cli.core.durations import parse_duration
+    from easyflow_cli.scheduling.scheduler import add_schedule
+
+    schedule = _schedule_of(cron, every, at, mode, deadline_after, timezone, jitter)
+    with open_store() as store:
+        schedule_id = add_schedule(store, workflow, schedule, utcnow())
+        row = store.get_schedule(schedule_id)
+    err_console.print(f"schedule {schedule_id}: {workflow} {_added(row)}", highlight=False)
+    typer.echo(schedule_id)
+    _notify_daemon()
+
+
+@app.command("set")
+def set_(
+    schedule_id: int = typer.Argument(..., help="The schedule to change (see schedule list)."),
+    cron: str | None = CRON_OPTION,
+    every: str | None = EVERY_OPTION,
+    at: str | None = AT_OPTION,
+    mode: Mode | None = MODE_OPTION,
+    deadline_after: str | None = DEADLINE_AFTER_OPTION,
+    timezone: str | None = TIMEZONE_OPTION,
+    jitter: str | None = JITTER_OPTION,
+) -> None:
+    """Change a schedule in place: it keeps its id and its history. Give its new definition
+    whole (one of --cron, --every, --at, and the options it should keep)."""
+    from easyflow_cli.scheduling.scheduler import set_schedule
+
+    schedule = _schedule_of(cron, every, at, mode, deadline_after, timezone, jitter)
+    with open_store() as store:
+        set_schedule(store, schedule_id, schedule, utcnow())
+        row = store.get_schedule(schedule_id)
+    state = "paused" if row["paused"] else _added(row)
+    err_console.print(f"schedule {schedule_id}: {row['workflow']} {state}", highlight=False)
+    _notify_daemon()
+
+
+def _schedule_of(cron: str | None, every: str | None, at: str | None, mode: Mode | None,
+                 deadline_after: str | None, timezone: str | None,
+                 jitter: str | None) -> ScheduleSpec:
+    """The schedule the options describe, checked (exit 2 naming the option)."""
     from easyflow_cli.core.spec import ScheduleSpec
     from easyflow_cli.core.triggers import check_schedule
-    from easyflow_cli.scheduling.scheduler import add_schedule, first_fire
+    from easyflow_cli.scheduling.scheduler import first_fire
 
     given = [(k, v) for k, v in (("cron", cron), ("every", every), ("at", at)) if v is not None]
     if len(given) != 1:
@@ -53,21 +104,21 @@ def add(
         expr = check_schedule(kind, text, timezone)
     except ValueError as exc:
         raise BadInput(f"--{kind}: {exc}") from None
-    now = utcnow()
-    if first_fire(kind, expr, timezone, now) is None:
+    if first_fire(kind, expr, timezone, utcnow()) is None:
         # As at(1) refuses a job "destined in the past": it would be stored and never fire.
         raise BadInput(f"--{kind}: {shown(text)} is in the past; give a time after now")
+    return ScheduleSpec(kind, expr, timezone, mode,
+                        _duration_option("--deadline-after", deadline_after),
+                        _duration_option("--jitter", jitter))
+
+
+def _duration_option(option: str, text: str | None) -> float | None:
+    from easyflow_cli.core.durations import parse_duration
+
     try:
-        after = parse_duration(deadline_after) if deadline_after is not None else None
+        return parse_duration(text) if text is not None else None
     except ValueError as exc:
-        raise BadInput(f"--deadline-after: {exc}") from None
-    with open_store() as store:
-        schedule_id = add_schedule(store, workflow, ScheduleSpec(kind, expr, timezone, mode, after),
-                                   now)
-        row = store.get_schedule(schedule_id)
-    err_console.print(f"schedule {schedule_id}: {workflow} {_added(row)}", highlight=False)
-    typer.echo(schedule_id)
-    _notify_daemon()
+        raise BadInput(f"{option}: {exc}") from None
 
 
 def _added(row: dict[str, Any]) -> str:
@@ -77,7 +128,8 @@ def _added(row: dict[str, Any]) -> str:
         return f"at {zone_time(row['next_fire_at'], row['timezone'], also_local=False)}"
     fire = zone_time(row["next_fire_at"], row["timezone"])
     zone = f" ({row['timezone']})" if row["timezone"] else ""
-    return f"{row['kind']} {row['expr']!r}{zone}, next fire {fire}"
+    jitter = f", jitter {format_duration(row['jitter_s'])}" if row["jitter_s"] else ""
+    return f"{row['kind']} {row['expr']!r}{zone}{jitter}, next fire {fire}"
 
 
 def _notify_daemon() -> None:
@@ -90,9 +142,10 @@ def _listing_row(row: dict[str, Any], store: Store, now: datetime) -> dict[str, 
     from easyflow_cli.scheduling.scheduler import next_fires, schedule_mode
 
     spec_mode = store.get_workflow(row["workflow"]).execution_mode
-    nxt = next_fires(row, now, 1)
+    nxt = [] if store.workflow_disabled(row["workflow"]) else next_fires(row, now, 1)
+    jitter = format_duration(row["jitter_s"]) if row["jitter_s"] else None
     return {**row, "paused": bool(row["paused"]), "next_fire_at": to_iso(nxt[0]) if nxt else None,
-            "runs_as": schedule_mode(row, spec_mode)}
+            "runs_as": schedule_mode(row, spec_mode), "jitter": jitter}
 
 
 @app.command("list")
@@ -108,7 +161,7 @@ def list_(
             store.get_workflow(workflow)
         rows = [_listing_row(r, store, now) for r in store.schedule_rows(workflow)]
     render_rows(rows, ["id", "workflow", "kind", "expr", "timezone", "runs_as", "paused",
-                       "next_fire_at", "origin"], as_json=as_json, as_csv=as_csv,
+                       "next_fire_at", "origin", "jitter"], as_json=as_json, as_csv=as_csv,
                 empty="no schedules",
                 row_formatters={"next_fire_at": lambda r: _next_cell(r, now),
                                 "expr": _expr_cell})
@@ -146,8 +199,11 @@ def next_(
         else:
             store.get_workflow(target)
             rows = store.schedule_rows(target)
+        disabled = {name for name in {r["workflow"] for r in rows}
+                    if store.workflow_disabled(name)}
     fires = sorted((t, r["id"], r["workflow"], r["timezone"])
-                   for r in rows for t in next_fires(r, now, count))
+                   for r in rows if r["workflow"] not in disabled
+                   for t in next_fires(r, now, count))
     listing = [{"schedule_id": sid, "workflow": wf, "fire_at": to_iso(t), "timezone": zone}
                for t, sid, wf, zone in fires[:count]]
     if as_json or as_csv or not listing:

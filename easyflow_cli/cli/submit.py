@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from easyflow_cli.cli.common import parse_deadline
 from easyflow_cli.cli.output import print_json, print_line, say
+from easyflow_cli.core.errors import BadInput
 from easyflow_cli.core.model import Mode, Run, Trigger
 from easyflow_cli.core.planning import PlannedRun, QueuePolicy, plan_run
 from easyflow_cli.core.timeutil import utcnow
@@ -29,6 +30,16 @@ def queue_policy(store: Store, config: Config, daemon_up: bool) -> QueuePolicy:
 
     published = published_policy(store) if daemon_up else None
     return published or QueuePolicy(config.promote_within, config.off_peak)
+
+
+def refuse_disabled(store: Store, names: Sequence[str], *, force: bool) -> None:
+    """A disabled workflow is run only with --force (exit 2, nothing queued)."""
+    if force:
+        return
+    for name in names:
+        if store.workflow_disabled(name):
+            raise BadInput(f"workflow {name!r} is disabled: `easyflow workflow enable {name}` "
+                           "lets it run again, or add --force to run it once anyway")
 
 
 def plan_manual_run(store: Store, spec: WorkflowSpec, policy: QueuePolicy, *,

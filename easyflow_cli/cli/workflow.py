@@ -76,8 +76,10 @@ def list_(as_json: bool = JSON_OPTION, as_csv: bool = CSV_OPTION) -> None:
     """List registered workflows."""
     with open_store() as store:
         rows = [_summary(row, store) for row in store.workflow_rows()]
+    # New columns go last: scripts read the CSV by position too.
     render_rows(rows, ["name", "execution_mode", "cost_priority", "steps", "schedules",
-                       "description"], as_json=as_json, as_csv=as_csv,
+                       "description", "max_concurrent", "disabled"],
+                as_json=as_json, as_csv=as_csv,
                 empty="no workflows registered (easyflow workflow add config/workflows)",
                 formatters={"execution_mode": lambda v: v or "auto"})
 
@@ -88,6 +90,7 @@ def _summary(row: dict[str, Any], store: Store) -> dict[str, Any]:
         "name": row["name"], "description": row["description"],
         "execution_mode": row["execution_mode"], "cost_priority": row["cost_priority"],
         "steps": len(spec["steps"]), "schedules": len(store.schedule_rows(row["name"])),
+        "max_concurrent": row["max_concurrent"], "disabled": row["disabled"],
         "source_file": row["source_file"], "content_hash": row["content_hash"],
         "added_at": row["added_at"], "updated_at": row["updated_at"],
     }
@@ -101,17 +104,44 @@ def show(name: str, as_json: bool = JSON_OPTION) -> None:
     with open_store() as store:
         spec = store.get_workflow(name)
         schedules = store.schedule_rows(name)
+        disabled = store.workflow_disabled(name)
     if as_json:
         print_json({"spec": spec_to_dict(spec), "source_file": spec.source_file,
-                    "content_hash": spec.content_hash, "schedules": schedules})
+                    "content_hash": spec.content_hash, "disabled": disabled,
+                    "schedules": schedules})
         return
-    err_console.print(f"# {spec.name} from {spec.source_file}", markup=False)
+    state = " (disabled: `easyflow workflow enable` lets it run)" if disabled else ""
+    err_console.print(f"# {spec.name} from {spec.source_file}{state}", markup=False)
     typer.echo(to_toml(spec), nl=False)
     if schedules:
         from easyflow_cli.cli.schedule import list_ as list_schedules
 
         typer.echo()
         list_schedules(workflow=name, as_json=False, as_csv=False)
+
+
+@app.command("disable")
+def disable(name: str) -> None:
+    """Stop a workflow from running: its schedules do not fire and `run --now` refuses it
+    (unless --force). Runs already queued still run. Adding its file again keeps it disabled."""
+    from easyflow_cli.scheduling.scheduler import disable_workflow
+
+    with open_store() as store:
+        disable_workflow(store, name)
+    err_console.print(f"disabled {name}", highlight=False)
+    _notify_daemon()
+
+
+@app.command("enable")
+def enable(name: str) -> None:
+    """Let a disabled workflow run again; its schedules fire from now on (what they missed
+    meanwhile is not caught up)."""
+    from easyflow_cli.scheduling.scheduler import enable_workflow
+
+    with open_store() as store:
+        enable_workflow(store, name, utcnow())
+    err_console.print(f"enabled {name}", highlight=False)
+    _notify_daemon()
 
 
 @app.command("remove")

@@ -29,13 +29,16 @@ CALL_PATTERN = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z
 
 WORKFLOW_KEYS = (
     "name", "description", "execution_mode", "deadline", "deadline_after", "cost_priority",
-    "timeout", "retries", "retry_backoff", "allow_overlap", "keep_runs", "steps", "schedules",
+    "timeout", "retries", "retry_backoff", "allow_overlap", "max_concurrent", "env_file",
+    "keep_runs", "steps", "schedules",
 )
-STEP_KEYS = ("name", "run", "call", "args", "shell", "env", "cwd", "timeout",
+STEP_KEYS = ("name", "run", "call", "args", "shell", "env", "env_file", "cwd", "timeout",
              "continue_on_error")
-SCHEDULE_KEYS = ("cron", "every", "at", "timezone", "mode", "deadline_after")
+SCHEDULE_KEYS = ("cron", "every", "at", "timezone", "mode", "deadline_after", "jitter")
 SCHEDULE_KINDS = ("cron", "every", "at")
 RETRIES_MAX = 100
+MAX_CONCURRENT_MAX = 10_000
+CREDENTIAL_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@-]*")
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,10 @@ class StepSpec:
     continue_on_error: bool = False
     call: str | None = None  # "package.module:function", run inside the executing process
     args: tuple[str, ...] = ()  # the callable's positional arguments
+    # Secret sources, resolved only when the step runs (runtime/secrets.py): a dotenv file's
+    # path, and environment variables read from systemd credentials (variable → credential).
+    env_file: str | None = None
+    credentials: dict[str, str] = field(default_factory=dict)
 
     def argv(self) -> list[str]:
         """What to execute: the argv itself, or `/bin/sh -c` only when `shell = true`."""
@@ -66,6 +73,7 @@ class ScheduleSpec:
     timezone: str | None = None
     mode: Mode | None = None
     deadline_after: float | None = None
+    jitter: float | None = None  # each fire is delayed by a fixed offset within this
 
 
 @dataclass(frozen=True)
@@ -81,6 +89,8 @@ class WorkflowSpec:
     retries: int = 0
     retry_backoff: float | None = None
     allow_overlap: bool = False
+    max_concurrent: int | None = None  # runs of this workflow running at once, at most
+    env_file: str | None = None  # a dotenv file every step reads (a secret: see StepSpec)
     keep_runs: int | None = None  # finished runs kept in detail (the newest); None: no limit
     schedules: tuple[ScheduleSpec, ...] = ()
     source_file: str | None = None
@@ -169,22 +179,70 @@ def _check_call(check: Checker, step: dict, path: tuple) -> tuple[str | None, tu
     return target, tuple(args)
 
 
-def _check_env(check: Checker, step: dict, path: tuple) -> dict[str, str]:
+def _check_env(check: Checker, step: dict, path: tuple) -> tuple[dict[str, str], dict[str, str]]:
+    """The step's plain variables, and those read from a systemd credential."""
     value = step.get("env", {})
     if not isinstance(value, dict):
         check.fail(path + ("env",), f"must be a table of strings, got {type_name(value)}")
-        return {}
-    env = {}
+        return {}, {}
+    env: dict[str, str] = {}
+    credentials: dict[str, str] = {}
     for key, item in value.items():
-        if not isinstance(item, str):
-            check.fail(path + ("env", key), f"must be a string, got {type_name(item)}")
+        if isinstance(item, dict) and "credential" in item \
+                and ENV_NAME_PATTERN.fullmatch(key):
+            name = _check_credential(check, item, path + ("env", key))
+            if name is not None:
+                credentials[key] = name
+        elif not isinstance(item, str):
+            check.fail(path + ("env", key), "must be a string or { credential = \"name\" }, "
+                                            f"got {type_name(item)}")
         elif not ENV_NAME_PATTERN.fullmatch(key):
             check.fail(path + ("env", key), "is not a valid environment variable name")
         elif "\0" in item:
             check.fail(path + ("env", key), NUL_MESSAGE)
         else:
             env[key] = item
-    return env
+    return env, credentials
+
+
+def _check_credential(check: Checker, item: dict, path: tuple) -> str | None:
+    """`{ credential = "api-token" }`: a file name in systemd's $CREDENTIALS_DIRECTORY."""
+    check.unknown_keys(item, ("credential",), path)
+    name = check.string(item, "credential", path, required=True)
+    if name is not None and not CREDENTIAL_NAME.fullmatch(name):
+        check.fail(path + ("credential",), f"{shown(name)} is not a credential name (letters, "
+                                           "digits, '_', '-', '.', '@'; as in LoadCredential=)")
+        return None
+    return name
+
+
+def _check_env_file(check: Checker, table: dict, path: tuple,
+                    base_dir: Path | None) -> str | None:
+    """A dotenv file's path, relative to the workflow file's folder; read when a run starts."""
+    value = check.string(table, "env_file", path)
+    if value is None:
+        return None
+    if not value.strip():
+        check.fail(path + ("env_file",), "must name a file")
+        return None
+    if "\0" in value:
+        check.fail(path + ("env_file",), NUL_MESSAGE)
+        return None
+    if base_dir is not None and not Path(value).is_absolute():
+        return str((base_dir / value).resolve())
+    return value
+
+
+def _check_max_concurrent(check: Checker, table: dict) -> int | None:
+    value = table.get("max_concurrent")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) \
+            or not 1 <= value <= MAX_CONCURRENT_MAX:
+        check.fail(("max_concurrent",), f"must be a whole number from 1 to {MAX_CONCURRENT_MAX}, "
+                                        f"got {shown(value)}")
+        return None
+    return value
 
 
 def _check_steps(check: Checker, table: dict, base_dir: Path | None) -> tuple[StepSpec, ...]:
@@ -215,10 +273,12 @@ def _check_steps(check: Checker, table: dict, base_dir: Path | None) -> tuple[St
         if cwd is not None and base_dir is not None and not Path(cwd).is_absolute():
             cwd = str((base_dir / cwd).resolve())
         timeout = check.duration(step, "timeout", path)
+        env, credentials = _check_env(check, step, path)
         steps.append(StepSpec(
-            name=name, run=run, shell=shell, env=_check_env(check, step, path), cwd=cwd,
+            name=name, run=run, shell=shell, env=env, cwd=cwd,
             timeout=timeout, continue_on_error=check.boolean(step, "continue_on_error", path),
-            call=call, args=args,
+            call=call, args=args, env_file=_check_env_file(check, step, path, base_dir),
+            credentials=credentials,
         ))
     return tuple(steps)
 
@@ -244,6 +304,7 @@ def _check_schedules(check: Checker, table: dict, verify: bool) -> tuple[Schedul
         timezone = check.string(item, "timezone", path)
         mode = check.choice(item, "mode", path, Mode)
         deadline_after = check.duration(item, "deadline_after", path)
+        jitter = check.duration(item, "jitter", path)
         if verify:
             from easyflow_cli.core.triggers import check_schedule, check_timezone
 
@@ -257,7 +318,7 @@ def _check_schedules(check: Checker, table: dict, verify: bool) -> tuple[Schedul
             except ValueError as exc:
                 check.fail(path + (kind,), str(exc))
                 continue
-        schedules.append(ScheduleSpec(kind, value, timezone, mode, deadline_after))
+        schedules.append(ScheduleSpec(kind, value, timezone, mode, deadline_after, jitter))
     return tuple(schedules)
 
 
@@ -302,6 +363,8 @@ def _check_workflow(check: Checker, table: dict, base_dir: Path | None,
         retries=_check_retries(check, table),
         retry_backoff=check.duration(table, "retry_backoff", ()),
         allow_overlap=check.boolean(table, "allow_overlap", ()),
+        max_concurrent=_check_max_concurrent(check, table),
+        env_file=_check_env_file(check, table, (), base_dir),
         keep_runs=_check_keep_runs(check, table),
         steps=_check_steps(check, table, base_dir),
         schedules=_check_schedules(check, table, verify),
@@ -347,6 +410,10 @@ def spec_to_dict(spec: WorkflowSpec) -> dict[str, Any]:
     _put_duration(out, "retry_backoff", spec.retry_backoff)
     if spec.allow_overlap:
         out["allow_overlap"] = True
+    if spec.max_concurrent is not None:
+        out["max_concurrent"] = spec.max_concurrent
+    if spec.env_file:
+        out["env_file"] = spec.env_file
     if spec.keep_runs is not None:
         out["keep_runs"] = spec.keep_runs
     out["steps"] = [_step_to_dict(step) for step in spec.steps]
@@ -370,8 +437,11 @@ def _step_to_dict(step: StepSpec) -> dict[str, Any]:
         out["run"] = step.run[0] if step.shell else list(step.run)
     if step.shell:
         out["shell"] = True
-    if step.env:
-        out["env"] = dict(step.env)
+    if step.env or step.credentials:
+        out["env"] = {**step.env, **{key: {"credential": name}
+                                     for key, name in step.credentials.items()}}
+    if step.env_file:
+        out["env_file"] = step.env_file
     if step.cwd:
         out["cwd"] = step.cwd
     _put_duration(out, "timeout", step.timeout)
@@ -387,6 +457,7 @@ def _schedule_to_dict(schedule: ScheduleSpec) -> dict[str, Any]:
     if schedule.mode:
         out["mode"] = schedule.mode.value
     _put_duration(out, "deadline_after", schedule.deadline_after)
+    _put_duration(out, "jitter", schedule.jitter)
     return out
 
 

@@ -125,3 +125,17 @@ def _check_private(path: Path, info: os.stat_result) -> None:
     if info.st_nlink != 1:
         raise UntrustedPath(f"{path} has {info.st_nlink} hard links; easyflow only writes "
                             "files in its state directory that have no other name (remove it)")
+
+
+def check_secret_file(path: str, info: os.stat_result) -> None:
+    """As root, refuse a secret file another user could have written or can read: as sshd does
+    a private key."""
+    if os.geteuid() != 0:
+        return
+    reasons = [] if info.st_uid == 0 else [f"owned by uid {info.st_uid}, not root"]
+    if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        reasons.append(f"open to group or others (mode {stat.S_IMODE(info.st_mode):04o})")
+    if reasons:
+        raise UntrustedPath(f"{path} is {reasons[0]}; as root easyflow only reads a secret file "
+                            f"that only root can read and change (chown root {path}; "
+                            f"chmod 600 {path})")

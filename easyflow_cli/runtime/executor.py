@@ -33,6 +33,7 @@ from easyflow_cli.runtime.processes import (
 )
 from easyflow_cli.runtime.protocol import RunLimits
 from easyflow_cli.runtime.rapl import EnergyMeter
+from easyflow_cli.runtime.secrets import RunSecrets, SecretUnavailable, resolve_secrets
 
 if TYPE_CHECKING:
     from easyflow_cli.core.config import Config
@@ -51,12 +52,14 @@ class StepResult:
     usage: Usage = field(default_factory=Usage)
 
 
-def step_environment(step: StepSpec, base: dict[str, str] | None = None) -> dict[str, str]:
-    """A minimal environment (PATH, HOME, locale, ...) plus what the workflow declares."""
+def step_environment(step: StepSpec, base: dict[str, str] | None = None,
+                     declared: dict[str, str] | None = None) -> dict[str, str]:
+    """A minimal environment (PATH, HOME, locale, ...) plus what the workflow declares (its
+    `env`, or that with the secrets resolved for the run)."""
     source = os.environ if base is None else base
     env = {key: source[key] for key in INHERITED_ENV if key in source}
     env.setdefault("PATH", MINIMAL_PATH)
-    env.update(step.env)
+    env.update(step.env if declared is None else declared)
     return env
 
 
@@ -169,7 +172,13 @@ def execute_workflow(
     wall clock may jump while a run executes.
     """
     began = time.monotonic()
-    log = CappedLog(log_stream, limits.log_max_bytes, echo)
+    try:
+        secrets = resolve_secrets(spec, os.environ if environ is None else environ)
+    except SecretUnavailable as exc:
+        CappedLog(log_stream, limits.log_max_bytes, echo).note(str(exc))
+        return Outcome(RunState.FAILED, error=str(exc),
+                       duration_s=round(time.monotonic() - began, 6))
+    log = CappedLog(log_stream, limits.log_max_bytes, echo, secrets.values)
     energy_before = meter.read() if meter else None
     run_deadline = began + (spec.timeout or limits.timeout)
     usage = Usage()
@@ -177,7 +186,7 @@ def execute_workflow(
     for step in spec.steps:
         step_deadline = min(run_deadline, time.monotonic() + (step.timeout or float("inf")))
         result = _execute_step(step, spec, limits, log, step_deadline, on_step_start, cancelled,
-                               environ, run_id)
+                               environ, run_id, secrets)
         usage.cpu_user_s += result.usage.cpu_user_s
         usage.cpu_system_s += result.usage.cpu_system_s
         usage.peak_rss_kb = max(usage.peak_rss_kb, result.usage.peak_rss_kb)
@@ -194,6 +203,8 @@ def execute_workflow(
         note = f"run log incomplete: {log.failure}"
         outcome = Outcome(outcome.state, outcome.exit_code,
                           f"{outcome.error}; {note}" if outcome.error else note)
+    if outcome.error:  # an exception's text may quote a secret: the error is stored
+        outcome = Outcome(outcome.state, outcome.exit_code, log.mask.hide(outcome.error))
     energy = meter.joules_between(energy_before, meter.read()) if meter else None
     return Outcome(outcome.state, outcome.exit_code, outcome.error, round(usage.cpu_user_s, 6),
                    round(usage.cpu_system_s, 6), usage.peak_rss_kb, energy,
@@ -217,11 +228,13 @@ def command_line(step: StepSpec) -> str:
 def _execute_step(step: StepSpec, spec: WorkflowSpec, limits: RunLimits, log: CappedLog,
                   deadline: float, on_step_start: Callable[[StepSpec, int], bool | None] | None,
                   cancelled: Callable[[], bool], environ: dict[str, str] | None,
-                  run_id: int | None) -> StepResult:
+                  run_id: int | None, secrets: RunSecrets) -> StepResult:
     log.note(f"step {step.name!r}: {command_line(step)}")
+    declared = secrets.environment(step)
     if step.call:
-        return _execute_call(step, spec, log, deadline, cancelled, run_id)
-    env = step_environment(step, environ)
+        return _execute_call(step, spec, log, deadline, cancelled,
+                             {**declared, **_run_marker(run_id)})
+    env = step_environment(step, environ, declared)
     env.update(_run_marker(run_id))
     with new_children_stopped():  # escapees from its group (setsid, double fork) end with it
         return _execute_command(step, spec, limits, log, deadline, on_step_start, cancelled, env)
@@ -265,7 +278,7 @@ def _run_marker(run_id: int | None) -> dict[str, str]:
 
 
 def _execute_call(step: StepSpec, spec: WorkflowSpec, log: CappedLog, deadline: float,
-                  cancelled: Callable[[], bool], run_id: int | None) -> StepResult:
+                  cancelled: Callable[[], bool], env: dict[str, str]) -> StepResult:
     """A `call` step, in this process: no fork, no exec (see calls.py for how limits hold)."""
     from easyflow_cli.runtime import calls
 
@@ -276,7 +289,7 @@ def _execute_call(step: StepSpec, spec: WorkflowSpec, log: CappedLog, deadline: 
         function = calls.resolve(step.call, directory)
         code = calls.call_step(function, step.args, deadline=deadline, cancelled=cancelled,
                                output=log.write, cwd=directory,
-                               env={**step.env, **_run_marker(run_id)})
+                               env=env)
         result = StepResult(exit_code=code)
     except calls.StepInterrupted as exc:
         result = StepResult(exit_code=None, timed_out=exc.reason == "timeout")

@@ -7,13 +7,16 @@ it may sleep and calls `fire_due(now)` when it wakes.
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from easyflow_cli.core import triggers
 from easyflow_cli.core.errors import NotFound
+from easyflow_cli.core.jitter import fixed_delay, schedule_salt
 from easyflow_cli.core.model import Mode, Trigger
 from easyflow_cli.core.planning import QueuePolicy, plan_run
 from easyflow_cli.core.spec import ScheduleSpec
@@ -21,6 +24,8 @@ from easyflow_cli.core.timeutil import from_iso, to_iso
 from easyflow_cli.storage.store import Store
 
 log = logging.getLogger("easyflow.scheduler")
+# systemd's machine id, and the D-Bus copy older systems keep.
+MACHINE_ID_FILES = (Path("/etc/machine-id"), Path("/var/lib/dbus/machine-id"))
 
 
 @dataclass(frozen=True)
@@ -35,33 +40,60 @@ class Fire:
 
 
 def first_fire(kind: str, expr: str, timezone: str | None, now: datetime) -> datetime | None:
-    """A new or resumed schedule's first fire time, strictly after `now`."""
+    """A new schedule's first nominal fire time (without jitter), strictly after `now`."""
     return triggers.next_fire_after(kind, expr, timezone, now, anchor=now)
 
 
-def next_fires(row: dict[str, Any], after: datetime, count: int) -> list[datetime]:
-    """The next `count` fire times of a stored schedule (what `schedule next` shows).
+@functools.cache
+def machine_id() -> str:
+    """This machine's id, which spreads jittered fires across machines ("" if it has none)."""
+    for path in MACHINE_ID_FILES:
+        try:
+            return path.read_text().strip()
+        except OSError:
+            continue
+    return ""
 
-    The stored next fire comes first; it may already be due (a catch-up waiting for the daemon).
-    """
+
+def jitter_of(row: dict[str, Any]) -> timedelta:
+    """A stored schedule's fixed delay within its jitter."""
+    return fixed_delay(row.get("jitter_s"), schedule_salt(machine_id(), row["workflow"],
+                                                            row["id"]))
+
+
+def fire_after(row: dict[str, Any], now: datetime, anchor: datetime) -> datetime | None:
+    """A stored schedule's next fire time (jitter included) strictly after `now`: the nominal
+    times keep their rhythm, each moved by the same delay."""
+    delay = jitter_of(row)
+    nominal = triggers.next_fire_after(row["kind"], row["expr"], row["timezone"], now - delay,
+                                       anchor)
+    return None if nominal is None else nominal + delay
+
+
+def next_fires(row: dict[str, Any], after: datetime, count: int) -> list[datetime]:
+    """The next `count` fire times of a stored schedule, jitter included (what `schedule next`
+    shows). The stored next fire comes first; it may already be due (a catch-up waiting for
+    the daemon)."""
     if row["paused"] or count < 1:
         return []
     anchor = from_iso(row["created_at"])
     pending = from_iso(row["next_fire_at"])
+    delay = jitter_of(row)
     if pending is None:
         if row["last_fire_at"] is not None:
             return []  # a one-shot `at` that has fired
-        return triggers.next_fire_times(row["kind"], row["expr"], row["timezone"], after,
-                                        anchor, count)
-    return [pending] + triggers.next_fire_times(row["kind"], row["expr"], row["timezone"],
-                                                max(pending, after), anchor, count - 1)
+        start, first = after, []
+    else:
+        start, first = max(pending, after), [pending]
+    later = triggers.next_fire_times(row["kind"], row["expr"], row["timezone"], start - delay,
+                                     anchor, count - len(first))
+    return first + [moment + delay for moment in later]
 
 
 def prime_schedules(store: Store, now: datetime) -> None:
     """Give schedules that were never planned (new ones from files) their first fire time."""
     for row in store.unplanned_schedules():
-        nxt = triggers.next_fire_after(row["kind"], row["expr"], row["timezone"], now,
-                                       from_iso(row["created_at"]) or now)
+        nxt = fire_after(row, now, from_iso(row["created_at"]) or now)
         store.record_schedule_fire(row["id"], fired_at=None, next_fire_at=to_iso(nxt))
 
 
@@ -78,9 +110,41 @@ def add_schedule(store: Store, workflow: str, schedule: ScheduleSpec, now: datet
     store.get_workflow(workflow)
     with store.write():
         schedule_id = store.insert_schedule(workflow, schedule, origin="cli", now_iso=to_iso(now))
-    nxt = first_fire(schedule.kind, schedule.expr, schedule.timezone, now)
-    store.record_schedule_fire(schedule_id, fired_at=None, next_fire_at=to_iso(nxt))
+        nxt = fire_after(store.get_schedule(schedule_id), now, now)
+        store.record_schedule_fire(schedule_id, fired_at=None, next_fire_at=to_iso(nxt))
     return schedule_id
+
+
+def set_schedule(store: Store, schedule_id: int, schedule: ScheduleSpec, now: datetime) -> None:
+    """Change a schedule in place: its id, origin and history stay; its next fire is planned
+    anew from now (a paused schedule stays paused). An `every` keeps counting from when the
+    schedule was created."""
+    store.get_schedule(schedule_id)
+    with store.write():
+        store.update_schedule(schedule_id, schedule)
+        row = store.get_schedule(schedule_id)
+        if not row["paused"]:
+            nxt = fire_after(row, now, from_iso(row["created_at"]) or now)
+            store.set_schedule_state(schedule_id, paused=False, next_fire_at=to_iso(nxt))
+
+
+def disable_workflow(store: Store, name: str) -> None:
+    """Its schedules stop firing and `run --now` refuses it, until it is enabled."""
+    store.set_workflow_disabled(name, True)
+
+
+def enable_workflow(store: Store, name: str, now: datetime) -> None:
+    """Let it run again; its schedules fire from now on (slots missed meanwhile are not caught
+    up, as for a resumed schedule)."""
+    was_disabled = store.workflow_disabled(name)
+    with store.write():
+        store.set_workflow_disabled(name, False)
+        if not was_disabled:
+            return
+        for row in store.schedule_rows(name):
+            if not row["paused"] and (row["next_fire_at"] or not row["last_fire_at"]):
+                nxt = fire_after(row, now, from_iso(row["created_at"]) or now)
+                store.set_schedule_state(row["id"], paused=False, next_fire_at=to_iso(nxt))
 
 
 def pause_schedule(store: Store, schedule_id: int) -> None:
@@ -91,7 +155,7 @@ def pause_schedule(store: Store, schedule_id: int) -> None:
 def resume_schedule(store: Store, schedule_id: int, now: datetime) -> None:
     """Resume from now on: slots missed while paused are not caught up."""
     row = store.get_schedule(schedule_id)
-    nxt = first_fire(row["kind"], row["expr"], row["timezone"], now)
+    nxt = fire_after(row, now, now)
     store.set_schedule_state(schedule_id, paused=False, next_fire_at=to_iso(nxt))
 
 
@@ -115,8 +179,7 @@ class ScheduleBook:
         fire_time = from_iso(row["next_fire_at"])
         # A slot that passed before this daemon started was missed during downtime.
         trigger = Trigger.CATCH_UP if fire_time < self.started_at else Trigger.SCHEDULE
-        anchor = from_iso(row["created_at"]) or now
-        nxt = triggers.next_fire_after(row["kind"], row["expr"], row["timezone"], now, anchor)
+        nxt = fire_after(row, now, from_iso(row["created_at"]) or now)
         # One transaction: a daemon killed in between must not fire the same slot twice.
         with self.store.write():
             run_id = self._enqueue(row, trigger, now)

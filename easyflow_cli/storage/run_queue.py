@@ -46,6 +46,16 @@ class Hand:
 
 # RunStart and RunEnd are made once per run on the daemon's hot path, hence not frozen (a
 # frozen dataclass takes several times as long to make).
+@dataclass(frozen=True, slots=True)
+class HeldByLimit:
+    """A workflow at its `max_concurrent`, with runs queued behind it."""
+
+    workflow: str
+    max_concurrent: int
+    running: int
+    queued: int
+
+
 @dataclass(slots=True)
 class RunStart:
     """A claimed run's first step is starting (as whoever executes it reported)."""
@@ -112,14 +122,17 @@ class RunQueue(Protocol):
     def claim(self, mode: Mode, *, now: datetime, pool: PoolName,
               hands: Sequence[Hand]) -> list[list[ClaimedRun]]:
         """Claim ready runs of `mode` (`not_before` unset or reached) for workers: up to each
-        hand's room, dealt in turn best first; the runs of each hand, best first.
+        hand's room, dealt in turn best first; the runs of each hand, best first. A workflow
+        with a `max_concurrent` gets no more runs running (in any pool) than that: its others
+        stay queued, in their place, and do not hold up other workflows' runs.
 
         queued → running; sets `claimed_at` (now), `pool`, `worker`, `batch_id` (the hand's)."""
         ...
 
     def claim_ids(self, run_ids: Sequence[int], *, now: datetime, pool: PoolName,
                   worker: str) -> list[ClaimedRun]:
-        """Claim these runs if they are still queued, ready or not; those claimed.
+        """Claim these runs if they are still queued, ready or not, as far as their workflow's
+        `max_concurrent` allows; those claimed.
 
         queued → running; sets `claimed_at`, `pool`, `worker`."""
         ...
@@ -222,6 +235,11 @@ class RunQueue(Protocol):
 
     def depths(self) -> dict[Mode, int]:
         """How many runs of each mode are queued."""
+        ...
+
+    def held_by_limit(self) -> list[HeldByLimit]:
+        """The workflows whose queued runs wait because their `max_concurrent` runs are
+        running, by name."""
         ...
 
     def next_promotion_at(self) -> datetime | None:

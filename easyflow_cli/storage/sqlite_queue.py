@@ -32,6 +32,7 @@ from easyflow_cli.core.timeutil import from_iso, to_iso
 from easyflow_cli.storage.rollups import RUN_COLUMNS, add_rollups, rollups_of
 from easyflow_cli.storage.run_queue import (
     Hand,
+    HeldByLimit,
     NextAttempt,
     PrunedRun,
     RunEnd,
@@ -94,15 +95,10 @@ class SqliteRunQueue:
         if len(hands) == 1:  # the claim itself sets the one hand's worker and batch
             worker, batch_id = hands[0].worker, hands[0].batch_id
         with self.store.write() as conn:
-            rows = conn.execute(
-                "UPDATE runs SET state = 'running', claimed_at = ?, pool = ?, worker = ?,"
-                " batch_id = ? WHERE id IN (SELECT id FROM runs WHERE state = 'queued'"
-                " AND mode = ? AND (not_before IS NULL OR not_before <= ?)"
-                f" ORDER BY coalesce(deadline, '{NO_DEADLINE}'), priority_rank, id LIMIT ?)"
-                f" RETURNING {CLAIMED_COLUMNS}",
-                (stamp, pool.value, worker, batch_id, mode.value, stamp,
-                 sum(hand.room for hand in hands)),
-            ).fetchall()
+            claim = _Claim(conn, mode, stamp, (stamp, pool.value, worker, batch_id))
+            rooms = _workflow_rooms(conn)
+            limit = sum(hand.room for hand in hands)
+            rows = claim.within(rooms, limit) if rooms else claim.best(limit)
             # RETURNING gives no order; the best run must be the first one to start.
             rows.sort(key=_queue_order)
             dealt = _deal([_claimed(row, now) for row in rows], [hand.room for hand in hands])
@@ -118,6 +114,11 @@ class SqliteRunQueue:
         if not run_ids:
             return []
         with self.store.write() as conn:
+            rooms = _workflow_rooms(conn)
+            if rooms:
+                run_ids = _within_rooms(conn, run_ids, rooms)
+                if not run_ids:
+                    return []
             rows = conn.execute(
                 "UPDATE runs SET state = 'running', claimed_at = ?, pool = ?, worker = ?"
                 f" WHERE id IN ({_marks(run_ids)}) AND state = 'queued'"
@@ -279,6 +280,21 @@ class SqliteRunQueue:
             depths[Mode(mode)] = count
         return depths
 
+    def held_by_limit(self) -> list[HeldByLimit]:
+        limits = dict(self.conn.execute(
+            "SELECT name, max_concurrent FROM workflows WHERE max_concurrent IS NOT NULL"))
+        if not limits:
+            return []
+        running = dict(self.conn.execute(
+            "SELECT workflow, count(*) FROM runs WHERE state = 'running' GROUP BY workflow"))
+        # Named: grouping by workflow, SQLite would otherwise walk every run ever recorded.
+        queued = dict(self.conn.execute(
+            "SELECT workflow, count(*) FROM runs INDEXED BY runs_ready WHERE state = 'queued'"
+            " GROUP BY workflow"))
+        return [HeldByLimit(name, limit, running.get(name, 0), queued[name])
+                for name, limit in sorted(limits.items())
+                if queued.get(name) and running.get(name, 0) >= limit]
+
     def next_promotion_at(self) -> datetime | None:
         row = self.conn.execute(
             "SELECT min(promote_at) FROM runs WHERE state = 'queued' AND promote_at IS NOT NULL"
@@ -345,6 +361,83 @@ class SqliteRunQueue:
             "SELECT 1 FROM runs WHERE state = 'queued' AND mode = ?"
             " AND (not_before IS NULL OR not_before <= ?) LIMIT 1",
             (mode.value, stamp)).fetchone() is not None
+
+
+class _Claim:
+    """The claim of ready runs of one mode, in the ready queue's order, inside the caller's
+    write transaction. `values`: claimed_at, pool, worker, batch_id to set."""
+
+    def __init__(self, conn: sqlite3.Connection, mode: Mode, stamp: str, values: tuple) -> None:
+        self.conn = conn
+        self.mode = mode
+        self.stamp = stamp
+        self.values = values
+
+    def best(self, limit: int, skipped: Sequence[str] = ()) -> list[Any]:
+        """Up to `limit` of the first ready runs, but none of the `skipped` workflows'."""
+        skip = f" AND workflow NOT IN ({_marks(skipped)})" if skipped else ""
+        return self.conn.execute(
+            "UPDATE runs SET state = 'running', claimed_at = ?, pool = ?, worker = ?,"
+            " batch_id = ? WHERE id IN (SELECT id FROM runs WHERE state = 'queued'"
+            f" AND mode = ? AND (not_before IS NULL OR not_before <= ?){skip}"
+            f" ORDER BY coalesce(deadline, '{NO_DEADLINE}'), priority_rank, id LIMIT ?)"
+            f" RETURNING {CLAIMED_COLUMNS}",
+            (*self.values, self.mode.value, self.stamp, *skipped, limit)).fetchall()
+
+    def within(self, rooms: dict[str, int], limit: int) -> list[Any]:
+        """Up to `limit` runs, none beyond its workflow's room (`max_concurrent` less those
+        running). Runs claimed past a room go back at once, and their workflow is skipped
+        from then on: at most one more round per limited workflow."""
+        claimed: list[Any] = []
+        while len(claimed) < limit:
+            full = [name for name, room in rooms.items() if room <= 0]
+            rows = self.best(limit - len(claimed), full)
+            if not rows:
+                break
+            rows.sort(key=_queue_order)
+            kept, over = _keep_within(rows, rooms)
+            claimed += kept
+            if not over:
+                break
+            self.conn.execute(
+                "UPDATE runs SET state = 'queued', claimed_at = NULL, pool = NULL,"
+                f" worker = NULL, batch_id = NULL WHERE id IN ({_marks(over)})", over)
+        return claimed
+
+
+def _keep_within(rows: list[Any], rooms: dict[str, int]) -> tuple[list[Any], list[int]]:
+    """The rows their workflows have room for (taking it), and the ids of the others."""
+    kept, over = [], []
+    for row in rows:
+        room = rooms.get(row[1])
+        if room is None or room > 0:
+            kept.append(row)
+            if room is not None:
+                rooms[row[1]] = room - 1
+        else:
+            over.append(row[0])
+    return kept, over
+
+
+def _workflow_rooms(conn: sqlite3.Connection) -> dict[str, int]:
+    """How many more runs each workflow with a `max_concurrent` may have running now. Read
+    inside the claim's transaction; counting reads only the running runs (their index)."""
+    limits = conn.execute(
+        "SELECT name, max_concurrent FROM workflows WHERE max_concurrent IS NOT NULL").fetchall()
+    if not limits:
+        return {}
+    running = dict(conn.execute(
+        "SELECT workflow, count(*) FROM runs WHERE state = 'running' GROUP BY workflow"))
+    return {name: limit - running.get(name, 0) for name, limit in limits}
+
+
+def _within_rooms(conn: sqlite3.Connection, run_ids: Sequence[int],
+                  rooms: dict[str, int]) -> list[int]:
+    """Those of these runs their workflows' rooms let start, first asked first."""
+    rows = conn.execute(f"SELECT id, workflow FROM runs WHERE id IN ({_marks(run_ids)})"
+                        " AND state = 'queued' ORDER BY id", run_ids).fetchall()
+    kept, _ = _keep_within(rows, rooms)
+    return [row[0] for row in kept]
 
 
 def insert_runs(store: Database, columns: Sequence[str], values: Iterable[tuple]) -> range:

@@ -86,6 +86,7 @@ def epoch_sql(column: str) -> str:
 
 
 LEFT_QUEUE_SQL = "coalesce(claimed_at, started_at, finished_at)"
+NOT_DISABLED = "workflow NOT IN (SELECT name FROM workflows WHERE disabled = 1)"
 
 
 def _migration_3(db) -> None:
@@ -132,12 +133,20 @@ def _migration_5(db) -> None:
 
 
 def _migration_6(db) -> None:
+    """Per workflow: a limit on its runs running at once, and whether it is disabled (kept
+    when its file is added again); per schedule: the jitter of its fires."""
+    db.execute("ALTER TABLE workflows ADD COLUMN max_concurrent INTEGER")
+    db.execute("ALTER TABLE workflows ADD COLUMN disabled INTEGER NOT NULL DEFAULT 0")
+    db.execute("ALTER TABLE schedules ADD COLUMN jitter_s REAL")
+
+
+def _migration_7(db) -> None:
     """Rolled-up history: what pruned runs leave for the reports (`rollups.py`)."""
     rollups.create_table(db)
 
 
 MIGRATIONS = [_migration_1, _migration_2, _migration_3, _migration_4, _migration_5,
-              _migration_6]
+              _migration_6, _migration_7]
 
 
 class Store:
@@ -246,6 +255,7 @@ class Store:
                     "cost_priority": spec.cost_priority.value,
                     "source_file": spec.source_file, "content_hash": spec.content_hash,
                     "spec_json": json.dumps(spec_to_dict(spec)),
+                    "max_concurrent": spec.max_concurrent,
                     "added_at": existing["added_at"] if existing else stamp, "updated_at": stamp,
                 }, pk="name")
                 self._sync_file_schedules(spec, stamp)
@@ -290,7 +300,9 @@ class Store:
         return _parsed_spec_json(row["spec_json"]), row["source_file"]
 
     def workflow_rows(self) -> list[dict[str, Any]]:
-        return [dict(r) for r in self.conn.execute("SELECT * FROM workflows ORDER BY name")]
+        """Every workflow's row, `disabled` a boolean."""
+        return [{**dict(r), "disabled": bool(r["disabled"])}
+                for r in self.conn.execute("SELECT * FROM workflows ORDER BY name")]
 
     def all_workflows(self) -> list[WorkflowSpec]:
         return [_spec_of_row(r) for r in self.conn.execute("SELECT * FROM workflows")]
@@ -300,6 +312,17 @@ class Store:
         return dict(self.conn.execute(
             "SELECT name, json_extract(spec_json, '$.keep_runs') AS keep FROM workflows"
             " WHERE keep IS NOT NULL").fetchall())
+
+    def set_workflow_disabled(self, name: str, disabled: bool) -> None:
+        self.get_workflow(name)
+        with self.write():
+            self.conn.execute("UPDATE workflows SET disabled = ? WHERE name = ?",
+                              (int(disabled), name))
+
+    def workflow_disabled(self, name: str) -> bool:
+        row = self.conn.execute("SELECT disabled FROM workflows WHERE name = ?",
+                                (name,)).fetchone()
+        return bool(row and row[0])
 
     def remove_workflow(self, name: str, now: datetime) -> int:
         """Remove a workflow and its schedules; its queued runs are cancelled. Returns how many."""
@@ -317,14 +340,24 @@ class Store:
                         now_iso: str) -> int:
         cursor = self.conn.execute(
             "INSERT INTO schedules (workflow, kind, expr, timezone, mode, deadline_after_s,"
-            " origin, paused, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?)",
+            " jitter_s, origin, paused, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?)",
             (workflow, schedule.kind, schedule.expr, schedule.timezone,
              schedule.mode.value if schedule.mode else None, schedule.deadline_after,
-             origin, now_iso),
+             schedule.jitter, origin, now_iso),
         )
         schedule_id = cursor.lastrowid
         assert schedule_id is not None  # every INSERT sets it
         return schedule_id
+
+    def update_schedule(self, schedule_id: int, schedule: ScheduleSpec) -> None:
+        """A schedule's definition replaced; its id, origin, pause and history kept."""
+        with self.write():
+            self.conn.execute(
+                "UPDATE schedules SET kind = ?, expr = ?, timezone = ?, mode = ?,"
+                " deadline_after_s = ?, jitter_s = ? WHERE id = ?",
+                (schedule.kind, schedule.expr, schedule.timezone,
+                 schedule.mode.value if schedule.mode else None, schedule.deadline_after,
+                 schedule.jitter, schedule_id))
 
     def get_schedule(self, schedule_id: int) -> dict[str, Any]:
         row = None
@@ -360,20 +393,20 @@ class Store:
             " AND last_fire_at IS NULL")]
 
     def due_schedules(self, now_iso: str) -> list[dict[str, Any]]:
+        """Active schedules whose fire time has come (a disabled workflow's never do)."""
         return [dict(r) for r in self.conn.execute(
             "SELECT * FROM schedules WHERE paused = 0 AND next_fire_at IS NOT NULL"
-            " AND next_fire_at <= ? ORDER BY next_fire_at", (now_iso,))]
+            f" AND next_fire_at <= ? AND {NOT_DISABLED} ORDER BY next_fire_at", (now_iso,))]
 
     def upcoming_schedules(self, limit: int) -> list[dict[str, Any]]:
         return [dict(r) for r in self.conn.execute(
             "SELECT id, workflow, next_fire_at FROM schedules WHERE paused = 0"
-            " AND next_fire_at IS NOT NULL ORDER BY next_fire_at LIMIT ?", (limit,))]
+            f" AND next_fire_at IS NOT NULL AND {NOT_DISABLED} ORDER BY next_fire_at LIMIT ?",
+            (limit,))]
 
     def schedule_specs(self, workflow: str) -> list[ScheduleSpec]:
         """Every schedule of the workflow, from its file or added since, as a file declares it."""
-        return [ScheduleSpec(row["kind"], row["expr"], row["timezone"],
-                             Mode(row["mode"]) if row["mode"] else None, row["deadline_after_s"])
-                for row in self.schedule_rows(workflow)]
+        return [schedule_spec_of_row(row) for row in self.schedule_rows(workflow)]
 
     def schedule_rows(self, workflow: str | None = None) -> list[dict[str, Any]]:
         sql, args = "SELECT * FROM schedules", tuple[str, ...]()
@@ -387,13 +420,22 @@ def _schedule(row: sqlite3.Row) -> dict[str, Any]:
     return {**dict(row), "paused": bool(row["paused"])}
 
 
+def schedule_spec_of_row(row: Any) -> ScheduleSpec:
+    """A stored schedule as a file declares it."""
+    return ScheduleSpec(row["kind"], row["expr"], row["timezone"],
+                        Mode(row["mode"]) if row["mode"] else None, row["deadline_after_s"],
+                        row["jitter_s"])
+
+
 def _schedule_key(schedule: ScheduleSpec) -> tuple:
     return (schedule.kind, schedule.expr, schedule.timezone,
-            schedule.mode.value if schedule.mode else None, schedule.deadline_after)
+            schedule.mode.value if schedule.mode else None, schedule.deadline_after,
+            schedule.jitter)
 
 
 def _schedule_key_of_row(row) -> tuple:
-    return (row["kind"], row["expr"], row["timezone"], row["mode"], row["deadline_after_s"])
+    return (row["kind"], row["expr"], row["timezone"], row["mode"], row["deadline_after_s"],
+            row["jitter_s"])
 
 
 @functools.lru_cache(maxsize=256)

@@ -127,3 +127,34 @@ def test_cancel_queued_run_without_daemon(home, write):
     assert result.exit_code == 0 and "cancelled" in result.output
     again = invoke("runs", "cancel", str(run_id))
     assert again.exit_code == 2 and "already ended (cancelled)" in again.output
+
+
+def test_set_changes_a_schedule_in_place_with_jitter(home, write):
+    setup(home, write)
+    sid = int(invoke("schedule", "add", "w", "--every", "1h", "--jitter", "5m").stdout)
+    [listed] = json.loads(invoke("schedule", "list", "--json").stdout)
+    assert (listed["jitter"], listed["jitter_s"]) == ("5m", 300.0)
+    result = invoke("schedule", "set", str(sid), "--cron", "0 3 * * *", "--timezone", "UTC",
+                    "--mode", "balanced", "--deadline-after", "1h", "--jitter", "10m")
+    assert result.exit_code == 0, result.output
+    assert "jitter 10m" in result.output
+    [row] = json.loads(invoke("schedule", "list", "--json").stdout)
+    assert (row["id"], row["kind"], row["expr"], row["runs_as"], row["jitter"]) == (
+        sid, "cron", "0 3 * * *", "balanced (explicit)", "10m")
+    fires = json.loads(invoke("schedule", "next", str(sid), "-n", "2", "--json").stdout)
+    offsets = {f["fire_at"][11:] for f in fires}
+    assert len(offsets) == 1 and not offsets.pop().startswith("03:00:00.000")
+    assert all(f["fire_at"][11:13] == "03" for f in fires)
+    assert invoke("schedule", "set", str(sid), "--every", "1h", "--jitter", "x").exit_code == 2
+    assert invoke("schedule", "set", "999", "--every", "1h").exit_code == 2
+    assert invoke("schedule", "set", str(sid)).exit_code == 2
+
+
+def test_a_disabled_workflow_s_schedules_show_no_next_fire(home, write):
+    setup(home, write)
+    sid = invoke("schedule", "add", "w", "--every", "1h").stdout.strip()
+    assert invoke("workflow", "disable", "w").exit_code == 0
+    assert json.loads(invoke("schedule", "next", sid, "--json").stdout) == []
+    assert json.loads(invoke("schedule", "list", "--json").stdout)[0]["next_fire_at"] is None
+    assert invoke("workflow", "enable", "w").exit_code == 0
+    assert len(json.loads(invoke("schedule", "next", "w", "--json").stdout)) == 5

@@ -28,7 +28,8 @@ def test_add_list_show_export_remove(home, examples, tmp_path):
         "dashboard-refresh", "data-sync", "invoice-download", "weekly-analytics"]
     assert listed[1]["execution_mode"] == "balanced" and listed[1]["schedules"] == 1
     csv_out = invoke("workflow", "list", "--csv").stdout.splitlines()
-    assert csv_out[0] == "name,execution_mode,cost_priority,steps,schedules,description"
+    assert csv_out[0] == ("name,execution_mode,cost_priority,steps,schedules,description,"
+                          "max_concurrent,disabled")
     shown = json.loads(invoke("workflow", "show", "data-sync", "--json").stdout)
     assert shown["spec"]["execution_mode"] == "balanced"
     assert shown["schedules"][0]["expr"] == "15m"
@@ -155,3 +156,24 @@ def test_unknown_workflow_exit_2(home):
 def test_empty_list_json(home):
     result = invoke("workflow", "list", "--json")
     assert result.exit_code == 0 and json.loads(result.stdout) == []
+
+
+def test_disable_refuses_run_now_unless_forced_and_survives_adding_again(home, write):
+    path = write("w.toml", 'name = "w"\nmax_concurrent = 2\n[[steps]]\nrun = ["true"]\n')
+    assert invoke("workflow", "add", str(path)).exit_code == 0
+    assert invoke("workflow", "disable", "w").exit_code == 0
+    refused = invoke("run", "w", "--now")
+    assert refused.exit_code == 2
+    assert "workflow 'w' is disabled: `easyflow workflow enable w`" in refused.output
+    with Store.open(home) as store:
+        assert store.queue.latest() == []
+    assert invoke("workflow", "add", str(path)).exit_code == 0
+    [row] = json.loads(invoke("workflow", "list", "--json").stdout)
+    assert (row["disabled"], row["max_concurrent"]) == (True, 2)
+    assert invoke("workflow", "list", "--csv").stdout.splitlines()[1].endswith(",2,true")
+    assert json.loads(invoke("workflow", "show", "w", "--json").stdout)["disabled"] is True
+    assert "(disabled" in invoke("workflow", "show", "w").output
+    assert invoke("run", "w", "--now", "--force").exit_code == 0
+    assert invoke("workflow", "enable", "w").exit_code == 0
+    assert invoke("run", "w", "--now").exit_code == 0
+    assert invoke("workflow", "disable", "nope").exit_code == 2

@@ -121,6 +121,10 @@ def test_unknown_step_key_points_at_step_line():
     ('deadline = "tomorrow"', "deadline: must be an ISO-8601 time"),
     ('name = "has space"', "may only use letters, digits"),
     ('allow_overlap = "yes"', "allow_overlap: must be true or false"),
+    ('max_concurrent = 0', "max_concurrent: must be a whole number from 1 to"),
+    ('max_concurrent = "2"', "max_concurrent: must be a whole number from 1 to"),
+    ('env_file = 3', "env_file: must be a string, got an integer"),
+    ('env_file = ""', "env_file: must name a file"),
     ('keep_runs = 0', "keep_runs: must be a whole number >= 1, got 0"),
     ('keep_runs = "10"', "keep_runs: must be a whole number >= 1, got '10'"),
 ])
@@ -191,3 +195,38 @@ def test_call_step_parses_and_round_trips():
 ])
 def test_call_step_problems(body, expected):
     assert errors_of(f'name = "x"\n[[steps]]\n{body}\n') == [expected]
+
+
+def test_secret_sources_round_trip_as_references():
+    text = ('name = "x"\nmax_concurrent = 2\nenv_file = "/etc/x.env"\n[[steps]]\nrun = ["true"]\n'
+            'env_file = "/etc/step.env"\nenv = { A = "a", T = { credential = "api-token" } }\n'
+            '[[schedules]]\nevery = "1h"\njitter = "5m"\n')
+    spec = parse_workflow_text(text, None)
+    assert spec.max_concurrent == 2 and spec.env_file == "/etc/x.env"
+    assert spec.steps[0].credentials == {"T": "api-token"} and spec.steps[0].env == {"A": "a"}
+    assert spec.schedules[0].jitter == 300
+    assert spec_to_dict(parse_workflow_text(to_toml(spec), None)) == spec_to_dict(spec)
+    assert spec_from_dict(spec_to_dict(spec)).steps == spec.steps
+
+
+def test_a_relative_env_file_is_the_workflow_file_s_neighbour(tmp_path):
+    spec = parse_workflow_text('name = "x"\nenv_file = "s.env"\n[[steps]]\nrun = ["true"]\n',
+                               str(tmp_path / "w.toml"))
+    assert spec.env_file == str(tmp_path / "s.env")
+
+
+@pytest.mark.parametrize("env, expected", [
+    ('{ T = { credential = "../x" } }', "steps[0].env.T.credential: '../x' is not a credential"),
+    ('{ T = { credential = 1 } }', "steps[0].env.T.credential: must be a string"),
+    ('{ T = { credential = "a", x = 1 } }', "steps[0].env.T.x: unknown key"),
+    ('{ T = { secret = "a" } }', "steps[0].env.T: must be a string or { credential"),
+])
+def test_bad_credentials(env, expected):
+    errs = errors_of(f'name = "x"\n[[steps]]\nrun = ["true"]\nenv = {env}\n')
+    assert len(errs) == 1 and errs[0].startswith(f"wf.toml:4: {expected}")
+
+
+def test_bad_jitter():
+    errs = errors_of('name = "x"\n[[steps]]\nrun = ["true"]\n[[schedules]]\nevery = "1h"\n'
+                     'jitter = "soon"\n')
+    assert len(errs) == 1 and errs[0].startswith("wf.toml:6: schedules[0].jitter: bad duration")

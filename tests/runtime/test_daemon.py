@@ -24,7 +24,7 @@ from easyflow_cli.core.model import Mode, Outcome, PoolName, RunState, Trigger
 from easyflow_cli.core.offpeak import parse_window
 from easyflow_cli.core.paths import run_log_path
 from easyflow_cli.core.planning import plan_run
-from easyflow_cli.core.spec import WorkflowSpec, parse_workflow_text
+from easyflow_cli.core.spec import ScheduleSpec, WorkflowSpec, parse_workflow_text
 from easyflow_cli.core.timeutil import to_iso
 from easyflow_cli.runtime.daemon import Daemon, overdue
 from easyflow_cli.runtime.daemon.control import IDLE_TIMEOUT_S
@@ -53,6 +53,7 @@ from easyflow_cli.runtime.protocol import (
     decode_order,
     encode_all,
 )
+from easyflow_cli.scheduling.scheduler import add_schedule, disable_workflow
 from easyflow_cli.storage.daemon_policy import published_policy
 from easyflow_cli.storage.run_queue import RunStart
 from easyflow_cli.storage.sqlite_queue import insert_runs
@@ -573,6 +574,28 @@ def test_a_run_its_worker_does_not_stop_in_time_is_stopped_by_the_daemon(harness
     assert len(harness.pool(Mode.REAL_TIME)) == 2
 
 
+def test_runs_beyond_max_concurrent_wait_and_go_when_one_ends(harness, clock):
+    spec = harness.add_workflow("single", "max_concurrent = 1")
+    first, second = harness.submit(spec), harness.submit(spec)
+    other = harness.submit(harness.add_workflow("other"))
+    harness.wake()
+    assert (harness.state(first), harness.state(second), harness.state(other)) == (
+        "running", "queued", "running")
+    worker = harness.holder(first)
+    worker.report(Ran(first, clock.stamp(), clock.stamp(0.1), ok()))
+    harness.tick(2)  # the report is read and written; the next turn claims
+    assert harness.state(second) == "running"
+
+
+def test_a_disabled_workflow_s_schedule_does_not_fire_nor_wake_the_daemon(harness, clock):
+    harness.add_workflow("ticker")
+    add_schedule(harness.db, "ticker", ScheduleSpec("every", "10s"), clock.now())
+    disable_workflow(harness.db, "ticker")
+    harness.tick()
+    assert harness.sleep_left() is None or harness.sleep_left() > 10
+    clock.advance(30)
+    harness.tick()
+    assert harness.db.queue.latest(workflow="ticker") == []
 # ---------------------------------------------------------------------- pruning
 
 

@@ -277,3 +277,32 @@ def test_call_step_timeout_interrupts_sleep_and_busy_loop(tmp_path):
         outcome, _ = run(wf(call_step(target, cwd=cwd, timeout='"1s"')))
         assert outcome.state is RunState.TIMED_OUT, target
         assert time.monotonic() - start < 10
+
+
+def test_secrets_reach_the_step_and_are_masked_in_its_log(tmp_path):
+    secret = tmp_path / "s.env"
+    secret.write_text("TOKEN=tok-7f3a9\n")
+    secret.chmod(0o600)
+    outcome, log = run(wf(step("echo token=$TOKEN", shell="true"),
+                          extra=f'env_file = "{secret}"'))
+    assert outcome.state is RunState.SUCCEEDED
+    assert "token=***" in log and "tok-7f3a9" not in log
+
+
+def test_a_secret_that_cannot_be_read_fails_the_run_before_any_step(tmp_path):
+    outcome, log = run(wf(step(["touch", str(tmp_path / "ran")]),
+                          extra=f'env_file = "{tmp_path / "none.env"}"'))
+    assert outcome.state is RunState.FAILED and "none.env" in outcome.error
+    assert "none.env" in log and not (tmp_path / "ran").exists()
+
+
+def test_a_call_step_s_error_quoting_a_secret_is_masked_where_it_is_stored(tmp_path):
+    (tmp_path / "leaky.py").write_text("import os\ndef fail():\n"
+                                       "    raise ValueError('bad token ' + os.environ['T'])\n")
+    secret = tmp_path / "s.env"
+    secret.write_text("T=tok-c4f1e2\n")
+    secret.chmod(0o600)
+    outcome, log = run(wf(f'[[steps]]\ncall = "leaky:fail"\ncwd = "{tmp_path}"\n',
+                          extra=f'env_file = "{secret}"'))
+    assert outcome.state is RunState.FAILED and "bad token ***" in outcome.error
+    assert "tok-c4f1e2" not in log + outcome.error

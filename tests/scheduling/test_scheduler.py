@@ -2,6 +2,7 @@ from datetime import UTC, datetime, timedelta
 
 from freezegun import freeze_time
 
+from easyflow_cli.core.jitter import fixed_delay, schedule_salt
 from easyflow_cli.core.model import Mode, ModeReason, PoolName, Trigger
 from easyflow_cli.core.planning import QueuePolicy, plan_run
 from easyflow_cli.core.spec import ScheduleSpec, parse_workflow_text
@@ -9,11 +10,16 @@ from easyflow_cli.core.timeutil import from_iso
 from easyflow_cli.scheduling.scheduler import (
     ScheduleBook,
     add_schedule,
+    disable_workflow,
+    enable_workflow,
+    jitter_of,
+    machine_id,
     next_fires,
     pause_schedule,
     prime_schedules,
     resume_schedule,
     schedule_mode,
+    set_schedule,
 )
 from easyflow_cli.storage.run_queue import Hand
 
@@ -158,3 +164,60 @@ def test_overdue_pending_fire_is_listed_first(store):
     later = T0 + timedelta(seconds=35)
     times = next_fires(store.get_schedule(sid), later, 2)
     assert times == [T0 + timedelta(seconds=10), T0 + timedelta(seconds=40)]
+
+
+def test_jitter_moves_every_fire_by_one_fixed_offset_within_it(store):
+    register(store)
+    sid = add_schedule(store, "w", ScheduleSpec("every", "1h", jitter=300), T0)
+    row = store.get_schedule(sid)
+    delay = jitter_of(row)
+    assert timedelta(0) < delay < timedelta(minutes=5)
+    assert delay == fixed_delay(300, schedule_salt(machine_id(), "w", sid))
+    assert [t - T0 for t in next_fires(row, T0, 3)] == [
+        timedelta(hours=h) + delay for h in (1, 2, 3)]
+    fired = book(store).fire_due(T0 + timedelta(hours=1) + delay)
+    assert fired[0].run_id is not None
+    after = store.get_schedule(sid)
+    assert from_iso(after["next_fire_at"]) == T0 + timedelta(hours=2) + delay
+    assert book(store).fire_due(T0 + timedelta(hours=1, minutes=59)) == []
+
+
+def test_fixed_delays_differ_between_schedules_and_machines():
+    delays = {fixed_delay(3600, schedule_salt(machine, "w", sid))
+              for machine in ("m1", "m2") for sid in range(1, 6)}
+    assert len(delays) == 10 and all(timedelta(0) <= d < timedelta(hours=1) for d in delays)
+    assert fixed_delay(None, "x") == fixed_delay(0, "x") == timedelta(0)
+
+
+def test_set_schedule_keeps_id_and_history_and_replans(store):
+    register(store)
+    sid = add_schedule(store, "w", ScheduleSpec("every", "10s"), T0)
+    book(store).fire_due(T0 + timedelta(seconds=10))
+    set_schedule(store, sid, ScheduleSpec("cron", "0 13 * * *", "UTC", Mode.BALANCED, 60.0),
+                 T0 + timedelta(seconds=11))
+    row = store.get_schedule(sid)
+    assert (row["kind"], row["expr"], row["mode"], row["deadline_after_s"]) == (
+        "cron", "0 13 * * *", "balanced", 60.0)
+    assert row["last_fire_at"] is not None and row["origin"] == "cli"
+    assert from_iso(row["next_fire_at"]) == T0 + timedelta(hours=1)
+    assert store.queue.latest(workflow="w")[0].schedule_id == sid
+
+
+def test_a_disabled_workflow_s_schedules_do_not_fire_and_resume_from_now(store):
+    register(store)
+    sid = add_schedule(store, "w", ScheduleSpec("every", "10s"), T0)
+    disable_workflow(store, "w")
+    assert book(store).fire_due(T0 + timedelta(minutes=5)) == []
+    assert book(store).next_due() is None
+    enable_workflow(store, "w", T0 + timedelta(minutes=5))
+    row = store.get_schedule(sid)
+    assert from_iso(row["next_fire_at"]) == T0 + timedelta(minutes=5, seconds=10)
+    assert [f.schedule_id for f in book(store).fire_due(T0 + timedelta(minutes=6))] == [sid]
+
+
+def test_adding_the_file_again_keeps_the_workflow_disabled(store):
+    register(store)
+    disable_workflow(store, "w")
+    register(store, extra="max_concurrent = 3")
+    assert store.workflow_disabled("w")
+    assert store.workflow_rows()[0]["max_concurrent"] == 3

@@ -24,8 +24,10 @@ from easyflow_cli.core.model import (
 )
 from easyflow_cli.core.offpeak import parse_window
 from easyflow_cli.core.planning import PlannedRun, QueuePolicy
+from easyflow_cli.core.spec import parse_workflow_text
 from easyflow_cli.storage.run_queue import (
     Hand,
+    HeldByLimit,
     PrunedRun,
     RunEnd,
     RunQueue,
@@ -202,6 +204,45 @@ def test_claim_ids_takes_given_runs_once(run_queue, open_queue):
     assert (run.state, run.pool, run.worker, run.claimed_at) == (
         RunState.RUNNING, PoolName.FOREGROUND, "cli:1", NOW)
     assert claim(other, now=NOW + timedelta(hours=2)) == []
+
+
+def limit(queue: RunQueue, workflow: str, max_concurrent: int) -> None:
+    """Register the workflow with a `max_concurrent`, as the backend's store does."""
+    spec = parse_workflow_text(f'name = "{workflow}"\nmax_concurrent = {max_concurrent}\n'
+                               '[[steps]]\nrun = ["true"]\n')
+    queue.store.save_workflows([spec], NOW)  # type: ignore[attr-defined]
+
+
+def test_claim_keeps_a_workflow_within_its_max_concurrent(run_queue):
+    limit(run_queue, "a", 2)
+    a1, a2, a3 = run_queue.enqueue([planned("a", mode=Mode.REAL_TIME)] * 3)
+    b1 = add(run_queue, workflow="b", mode=Mode.REAL_TIME)
+    taken = claim(run_queue, Mode.REAL_TIME, room=5)
+    assert [run.id for run in taken] == [a1, a2, b1]
+    assert claim(run_queue, Mode.REAL_TIME, room=5) == []
+    assert run_queue.get(a3).state is RunState.QUEUED and run_queue.get(a3).worker is None
+    ended(run_queue, a1, Outcome(RunState.SUCCEEDED, 0), NOW)
+    assert [run.id for run in claim(run_queue, Mode.REAL_TIME, room=5)] == [a3]
+
+
+def test_max_concurrent_counts_running_runs_of_every_mode_and_pool(run_queue):
+    limit(run_queue, "a", 1)
+    eco, fast = add(run_queue), add(run_queue, mode=Mode.REAL_TIME)
+    assert [run.id for run in claim(run_queue)] == [eco]
+    assert run_queue.claim_ids([fast], now=NOW, pool=PoolName.FOREGROUND, worker="cli:1") == []
+    assert claim(run_queue, Mode.REAL_TIME) == []
+    ended(run_queue, eco, Outcome(RunState.SUCCEEDED, 0), NOW)
+    [claimed] = run_queue.claim_ids([fast], now=NOW, pool=PoolName.FOREGROUND, worker="cli:1")
+    assert claimed.id == fast
+
+
+def test_held_by_limit_names_the_workflows_waiting_for_their_max_concurrent(run_queue):
+    limit(run_queue, "a", 1)
+    limit(run_queue, "b", 2)
+    run_queue.enqueue([planned("a")] * 3 + [planned("b")] * 2)
+    assert run_queue.held_by_limit() == []
+    claim(run_queue)
+    assert run_queue.held_by_limit() == [HeldByLimit("a", 1, 1, 2)]
 
 
 def test_two_connections_never_claim_the_same_run(run_queue, open_queue):
