@@ -16,6 +16,7 @@ from easyflow_cli.cli.output import (
     console,
     err_console,
     plain,
+    print_csv,
     print_json,
     render_rows,
     seconds,
@@ -133,6 +134,7 @@ def prune(
     workflow: str | None = typer.Option(None, "--workflow", "-w", help="Only this workflow."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Say what would go; remove nothing."),
     as_json: bool = JSON_OPTION,
+    as_csv: bool = CSV_OPTION,
 ) -> None:
     """Remove finished runs and their logs, rolled up first: reports still count them."""
     from easyflow_cli.core.durations import parse_duration
@@ -149,8 +151,12 @@ def prune(
         check_workflow(store, workflow)
         removed = prune_older_than(store, cutoff, workflow=workflow, zone=local_zone(),
                                    home=state_dir(), dry_run=dry_run)
+    document = {**removed.as_json(), "dry_run": dry_run, "finished_before": to_iso(cutoff)}
     if as_json:
-        print_json({**removed.as_json(), "dry_run": dry_run, "finished_before": to_iso(cutoff)})
+        print_json(document)
+        return
+    if as_csv:
+        print_csv([document], list(document))
         return
     verb = "would remove" if dry_run else "removed"
     files = plural(removed.log_files, "log file")

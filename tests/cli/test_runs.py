@@ -60,6 +60,9 @@ def test_runs_prune_says_what_it_removed_and_reports_still_count_it(home, write)
     assert json.loads(invoke("report", "costs", "--by", "day", "--json").stdout) == costs
     again = json.loads(invoke("runs", "prune", "--older-than", "1ms", "--json").stdout)
     assert (again["runs"], again["log_files"], again["log_bytes"]) == (0, 0, 0)
+    csv_lines = invoke("runs", "prune", "--older-than", "1ms", "--csv").stdout.splitlines()
+    assert csv_lines[0] == "runs,log_files,log_bytes,dry_run,finished_before"
+    assert csv_lines[1].startswith("0,0,0,")
 
 
 def test_runs_prune_refuses_bad_input(home):
