@@ -98,6 +98,10 @@ def _single_figures(document: dict[str, Any]) -> list[tuple[str, str]]:
         (f"report costs, {report['runs']:,} runs, library", f"{report['library_s']:g} s"),
         *((f"report {name.replace('_', ' ')}, {report['runs']:,} runs, CLI process",
            f"{seconds:g} s") for name, seconds in report["cli_s"].items()),
+        (f"metrics, {report['runs']:,} runs: `easyflow metrics` process / the daemon's first"
+         f" scrape / its next, {report['metrics_scrape']['new_runs']:,} runs later",
+         f"{report['metrics_cli_s']:g} s / {report['metrics_scrape']['first_s']:g} s / "
+         f"{report['metrics_scrape']['next_s']:g} s"),
         ("CPU-bound step, eco saturating / idle", f"{document['isolation']['ratio']:g}×"),
     ]
     return rows

@@ -9,7 +9,15 @@ from pathlib import Path
 import typer
 
 from easyflow_cli.cli.common import open_store
-from easyflow_cli.cli.output import JSON_OPTION, console, print_json, short_time
+from easyflow_cli.cli.output import (
+    CSV_OPTION,
+    JSON_OPTION,
+    console,
+    print_csv,
+    print_json,
+    render_rows,
+    short_time,
+)
 from easyflow_cli.core.paths import state_dir
 from easyflow_cli.core.timeutil import from_iso, utcnow
 
@@ -38,10 +46,11 @@ def daemon(
 RUNNING, NOT_RUNNING, NOT_ANSWERING = 0, 1, 3
 
 
-def status(as_json: bool = JSON_OPTION) -> None:
-    """Is the daemon up? Its pools, queue depths and next schedule fires.
+def status(as_json: bool = JSON_OPTION, as_csv: bool = CSV_OPTION) -> None:
+    """Is the daemon up? Its pools, queue depths, next schedule fires and the runs running now.
 
     Exit code 0 when it answers, 1 when it is not running, 3 when it runs but does not answer.
+    `--csv` prints the runs running now.
     """
     from easyflow_cli.runtime.client import Silence, ask
     from easyflow_cli.runtime.protocol import StatusRequest
@@ -50,17 +59,30 @@ def status(as_json: bool = JSON_OPTION) -> None:
     code = RUNNING
     if isinstance(live, Silence):
         code = NOT_ANSWERING if live is Silence.NOT_ANSWERING else NOT_RUNNING
-        with open_store() as store:
-            live = {"pid": None, "since": None,
-                    "state": "not answering" if code == NOT_ANSWERING else "stopped",
-                    "home": str(state_dir()), "pools": None, "queue": store.queue.depths(),
-                    "next_fires": store.upcoming_schedules(5)}
+        live = _status_without_daemon(code)
     live["held_by_limit"] = _held_by_limit()
     if as_json:
         print_json(live)
+    elif as_csv:
+        from easyflow_cli.reporting.running import RUNNING_COLUMNS
+
+        print_csv(live.get("running", []), RUNNING_COLUMNS)
     else:
         _print_status(live)
     raise typer.Exit(code)
+
+
+def _status_without_daemon(code: int) -> dict:
+    """What the database alone tells: the queue, the next fires, and the runs running now
+    (in a terminal, or left by a daemon that stopped answering)."""
+    from easyflow_cli.reporting.running import running_now
+
+    with open_store() as store:
+        return {"pid": None, "since": None,
+                "state": "not answering" if code == NOT_ANSWERING else "stopped",
+                "home": str(state_dir()), "pools": None, "queue": store.queue.depths(),
+                "next_fires": store.upcoming_schedules(5),
+                "running": running_now(store.queue, utcnow())}
 
 
 def _held_by_limit() -> list[dict]:
@@ -94,6 +116,25 @@ def _print_status(live: dict) -> None:
     for fire in live["next_fires"]:
         console.print(f"  next: {_next_fire(fire['next_fire_at'], now)}  schedule {fire['id']} "
                       f"({fire['workflow']})", highlight=False)
+    _print_running(live.get("running", []))  # a daemon started before the upgrade has none
+
+
+def _print_running(running: list[dict]) -> None:
+    if not running:
+        console.print("  running: none")
+        return
+    rows = [{**run, "elapsed": _elapsed(run["elapsed_s"])} for run in running]
+    render_rows(rows, ["id", "workflow", "mode", "pool", "elapsed"], as_json=False,
+                as_csv=False, title="running now")
+
+
+def _elapsed(value: float | None) -> str:
+    from easyflow_cli.cli.output import seconds
+    from easyflow_cli.core.durations import format_duration
+
+    if value is None or value < 60:
+        return seconds(value)
+    return format_duration(round(value))
 
 
 def _next_fire(at: str, now: datetime) -> str:

@@ -9,6 +9,7 @@ from easyflow_cli import __version__
 from easyflow_cli.cli import bench as bench_cli
 from easyflow_cli.cli import daemon as daemon_cli
 from easyflow_cli.cli import demo as demo_cli
+from easyflow_cli.cli import metrics as metrics_cli
 from easyflow_cli.cli import report as report_cli
 from easyflow_cli.cli import run as run_cli
 from easyflow_cli.cli import runs as runs_cli
@@ -32,6 +33,7 @@ app.command("run")(run_cli.run)
 app.command("logs")(runs_cli.logs)
 app.command("daemon")(daemon_cli.daemon)
 app.command("status")(daemon_cli.status)
+app.command("metrics")(metrics_cli.metrics)
 app.command("demo")(demo_cli.demo)
 app.command("bench")(bench_cli.bench)
 

@@ -1,4 +1,4 @@
-"""Daemon configuration: pools, deadlines, drain and log limits.
+"""Daemon configuration: pools, deadlines, drain and log limits, prices, metrics.
 
 Looked up in order: an explicit path, `$EASYFLOW_CONFIG`, `$EASYFLOW_HOME/easyflow.toml`,
 `/etc/easyflow/easyflow.toml`, else the built-in defaults (`easyflow_cli/defaults/easyflow.toml`,
@@ -17,6 +17,7 @@ from pathlib import Path
 
 from easyflow_cli.core.durations import parse_duration
 from easyflow_cli.core.errors import BadInput, SpecError, SpecErrors
+from easyflow_cli.core.metrics_config import MetricsConfig, build_metrics
 from easyflow_cli.core.model import Mode
 from easyflow_cli.core.offpeak import OffPeakWindow, parse_window
 from easyflow_cli.core.toml_check import Checker, KeyLines, type_name
@@ -63,6 +64,7 @@ class Config:
     kill_grace: float = 5.0
     log_max_bytes: int = 10 * 1024 * 1024
     costs: CostConfig = field(default_factory=CostConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
     # How long finished runs keep their detail (then rolled up and pruned); None: forever.
     keep_history_s: float | None = DEFAULT_KEEP_S
     source: str = "built-in defaults"
@@ -135,7 +137,8 @@ def _overlay(base: dict, top: dict) -> dict:
 
 def _build(data: dict, file: str, lines: KeyLines, source: str) -> Config:
     check = Checker(file, lines)
-    check.unknown_keys(data, ("pools", "deadlines", "daemon", "logs", "costs", "history"), ())
+    check.unknown_keys(data, ("pools", "deadlines", "daemon", "logs", "costs", "metrics",
+                              "history"), ())
     pools = {}
     raw_pools = data.get("pools", {})
     check.unknown_keys(raw_pools, tuple(m.value for m in Mode), ("pools",))
@@ -155,6 +158,7 @@ def _build(data: dict, file: str, lines: KeyLines, source: str) -> Config:
         kill_grace=check.duration(daemon, "kill_grace", ("daemon",)) or 5.0,
         log_max_bytes=_int(check, logs, "max_bytes", ("logs",), minimum=1024) or 10485760,
         costs=_build_costs(check, data.get("costs", {})),
+        metrics=build_metrics(check, data.get("metrics", {})),
         keep_history_s=_keep(check, data.get("history", {})),
         source=source,
     )

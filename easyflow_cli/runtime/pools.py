@@ -45,6 +45,9 @@ DURATION_WEIGHT = 0.2
 # A run that has been going this long is no longer short: runs held behind it are given back
 # if another worker of the pool is free.
 RELEASE_AFTER_S = 0.2
+# A worker is booting (`starting`), free (`idle`), holding runs (`busy`), or leaving the pool
+# after a reload made it smaller (`retiring`).
+WORKER_STATES = ("starting", "idle", "busy", "retiring")
 
 
 @dataclass
@@ -96,6 +99,15 @@ class PoolWorker:
     @property
     def idle(self) -> bool:
         return not self.assignments and not self.retiring
+
+    @property
+    def state(self) -> str:
+        """One of `WORKER_STATES`."""
+        if self.retiring:
+            return "retiring"
+        if self.assignments:
+            return "busy"
+        return "idle" if self.ready else "starting"
 
     def send(self, order: Order) -> bool:
         return self.send_line(encode(order))
@@ -269,6 +281,14 @@ class Pool:
     @property
     def busy(self) -> int:
         return sum(1 for w in self.workers if w.assignments)
+
+    def worker_states(self) -> dict[str, int]:
+        """How many workers are in each of `WORKER_STATES` (every state, zeros too). Safe to
+        call from another thread: it reads a copy of the list."""
+        states = dict.fromkeys(WORKER_STATES, 0)
+        for worker in list(self.workers):
+            states[worker.state] += 1
+        return states
 
     def remove(self, worker: PoolWorker) -> None:
         self.workers.remove(worker)

@@ -250,6 +250,7 @@ class PoolStatus(_Plain):
     size: int
     ready: int
     workers: list[int]
+    states: dict[str, int]  # workers by state (pools.WORKER_STATES)
 
 
 @dataclass(slots=True)
@@ -264,12 +265,13 @@ class StatusReply:
     pools: dict[str, PoolStatus]
     queue: dict[str, int]
     next_fires: list[dict[str, Any]]
+    running: list[dict[str, Any]]  # the runs running now (reporting/running.py)
 
     def to_json(self) -> dict[str, Any]:
         return {"pid": self.pid, "since": self.since, "state": self.state, "home": self.home,
                 "config": self.config,
                 "pools": {mode: pool.to_json() for mode, pool in self.pools.items()},
-                "queue": self.queue, "next_fires": self.next_fires}
+                "queue": self.queue, "next_fires": self.next_fires, "running": self.running}
 
 
 Reply = Done | Refusal | Stopping | StatusReply

@@ -141,12 +141,26 @@ def _migration_6(db) -> None:
 
 
 def _migration_7(db) -> None:
+    """Ended runs by workflow, mode and state, for the metrics' `easyflow_runs_total`, without
+    reading a table row each (seconds over a million runs) and without a new index entry for
+    each run that ends: the state joins the index `report costs --by workflow` streams, which a
+    run ending with a duration enters anyway; runs that end without one (cancelled while
+    queued) get an index of their own."""
+    db.execute("DROP INDEX runs_costs_workflow")
+    db.execute("CREATE INDEX runs_costs_workflow ON runs (workflow, mode, off_peak, finished_at,"
+               " duration_s, cpu_user_s, cpu_system_s, energy_j, state)"
+               " WHERE duration_s IS NOT NULL")
+    db.execute("CREATE INDEX runs_ended_unsettled ON runs (workflow, mode, state)"
+               " WHERE duration_s IS NULL AND finished_at IS NOT NULL")
+
+
+def _migration_8(db) -> None:
     """Rolled-up history: what pruned runs leave for the reports (`rollups.py`)."""
     rollups.create_table(db)
 
 
 MIGRATIONS = [_migration_1, _migration_2, _migration_3, _migration_4, _migration_5,
-              _migration_6, _migration_7]
+              _migration_6, _migration_7, _migration_8]
 
 
 class Store:

@@ -1,5 +1,6 @@
 """Reports at scale: a synthetic history of finished runs seeded in one go, then every report
-timed through the library and as a whole `--json` CLI process."""
+timed through the library and as a whole `--json` CLI process; and a metrics scrape, through
+the daemon's collector and as `easyflow metrics`."""
 
 from __future__ import annotations
 
@@ -7,13 +8,18 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from easyflow_cli.core.model import PoolName
 from easyflow_cli.core.stats import median
 from easyflow_cli.storage.sqlite_queue import insert_runs
 from easyflow_cli.storage.store import Store
 from easyflow_cli.tools.bench_cli import cli_wall_times
+
+if TYPE_CHECKING:
+    from prometheus_client.registry import Collector
+
+    from easyflow_cli.core.config import Config
 
 SYNTHETIC_COLUMNS = (
     "workflow", "trigger", "mode", "mode_reason", "cost_priority", "priority_rank", "state",
@@ -46,6 +52,9 @@ def synthetic_runs(count: int, now: datetime) -> Iterator[tuple]:
                wait_unit * (i % 37), i % 2, (i % 20 == 0) if i % 10 == 0 else None,
                PoolName.FOREGROUND.value if i % 997 == 0 else mode, 0)
 
+
+# Runs that end between two metrics scrapes, in the bench.
+NEW_RUNS = 1000
 
 # Each report as the CLI is asked for it, over the whole history and over a filtered slice.
 REPORT_COMMANDS = {
@@ -92,4 +101,33 @@ def reports_at_scale(root: Path, runs: int, cli_samples: int) -> dict[str, Any]:
                cli_wall_times(["report", *args, "--json"], home, cli_samples)) / 1000, 3)
            for name, args in REPORT_COMMANDS.items()}
     return {"runs": runs, "generate_runs_per_s": round(generate_rate, 1),
-            "library_s": round(median(library), 3), "cli_s": cli}
+            "library_s": round(median(library), 3), "cli_s": cli,
+            "metrics_scrape": metrics_scrapes(home, config),
+            "metrics_cli_s": round(median(cli_wall_times(["metrics"], home, cli_samples)) / 1000,
+                                   3)}
+
+
+def metrics_scrapes(home: Path, config: Config, repeats: int = 3) -> dict[str, float]:
+    """Scrapes of every metric as the daemon's collector reads them (median seconds): the
+    first, which reads the whole history (as `easyflow metrics` does), and the next, after
+    `NEW_RUNS` more runs ended (it reads only what ended since its last scrape)."""
+    from easyflow_cli.core.paths import database_path
+    from easyflow_cli.reporting.metrics import EasyflowCollector
+    from easyflow_cli.reporting.run_totals import SettledTotals
+
+    first, following = [], []
+    for _ in range(repeats):
+        collector = EasyflowCollector(database_path(home), lambda: config, lambda: None,
+                                      SettledTotals().read)
+        first.append(_scrape_time(collector))
+        with Store.open(home) as store:
+            insert_runs(store, SYNTHETIC_COLUMNS, synthetic_runs(NEW_RUNS, datetime.now(UTC)))
+        following.append(_scrape_time(collector))
+    return {"first_s": round(median(first), 3), "next_s": round(median(following), 4),
+            "new_runs": NEW_RUNS}
+
+
+def _scrape_time(collector: Collector) -> float:
+    start = time.perf_counter()
+    list(collector.collect())
+    return time.perf_counter() - start

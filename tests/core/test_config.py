@@ -73,7 +73,7 @@ def test_bad_config_is_reported_with_file_and_line(tmp_path, home, text, message
 
 def test_defaults_file_has_only_known_keys():
     data = tomllib.loads(DEFAULTS_PATH.read_text())
-    assert set(data) == {"pools", "deadlines", "daemon", "logs", "costs", "history"}
+    assert set(data) == {"pools", "deadlines", "daemon", "logs", "costs", "metrics", "history"}
 
 
 @pytest.mark.parametrize("text, keep_s", [

@@ -574,6 +574,53 @@ def test_a_run_its_worker_does_not_stop_in_time_is_stopped_by_the_daemon(harness
     assert len(harness.pool(Mode.REAL_TIME)) == 2
 
 
+def test_status_lists_the_runs_running_now_and_the_workers_by_state(harness, clock):
+    assert {mode: pool.states for mode, pool in harness.daemon.status().pools.items()} == {
+        "real-time": {"starting": 2, "idle": 0, "busy": 0, "retiring": 0},
+        "balanced": {"starting": 1, "idle": 0, "busy": 0, "retiring": 0},
+        "eco": {"starting": 1, "idle": 0, "busy": 0, "retiring": 0}}
+    for worker in harness.workers:
+        worker.report(Ready(worker.pid))
+    harness.tick()
+    run_id = harness.submit(harness.add_workflow("long"))
+    harness.start(run_id)
+    clock.advance(90)
+    status = harness.daemon.status()
+    assert status.running == [{"id": run_id, "workflow": "long", "mode": "real-time",
+                               "pool": "real-time", "started_at": harness.record(run_id)
+                               ["started_at"], "elapsed_s": 90.0}]
+    assert status.pools["real-time"].states == {"starting": 0, "idle": 1, "busy": 1,
+                                                "retiring": 0}
+    assert harness.daemon.live_state().pools == {
+        mode: pool.states for mode, pool in status.pools.items()}
+
+
+def test_a_reload_that_sets_a_metrics_textfile_starts_writing_it(harness, clock, tmp_path):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    spec = harness.add_workflow("noop")
+    run_id = harness.submit(spec)
+    worker = harness.start(run_id)
+    worker.report(Finished(run_id, clock.stamp(0.25), ok()))
+    harness.tick()
+    textfile = tmp_path / "easyflow.prom"
+    Path(harness.daemon.config_path or "").write_text(
+        CONFIG + f'[metrics]\ntextfile = "{textfile}"\n')
+    harness.daemon.reload()
+    assert harness.daemon.metrics.config.textfile == textfile
+    deadline = time.monotonic() + 20
+    while not textfile.exists():
+        assert time.monotonic() < deadline, "no textfile written"
+        time.sleep(0.01)
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for family in text_string_to_metric_families(textfile.read_text())
+               for s in family.samples}
+    assert samples[("easyflow_daemon_up", ())] == 1
+    assert samples[("easyflow_runs_total", (("mode", "real-time"), ("state", "succeeded"),
+                                            ("workflow", "noop")))] == 1
+    assert samples[("easyflow_pool_workers", (("pool", "real-time"), ("state", "starting")))] == 2
+
+
 def test_runs_beyond_max_concurrent_wait_and_go_when_one_ends(harness, clock):
     spec = harness.add_workflow("single", "max_concurrent = 1")
     first, second = harness.submit(spec), harness.submit(spec)

@@ -54,5 +54,8 @@ def test_quick_bench_json_document(home, monkeypatch):
     report = doc["reports"]
     assert report["runs"] == 2_000 and positive(report["library_s"])
     assert all(positive(seconds) for seconds in report["cli_s"].values())
+    scrape = report["metrics_scrape"]
+    assert positive(scrape["first_s"]) and positive(scrape["next_s"])
+    assert positive(report["metrics_cli_s"])
     assert positive(doc["isolation"]["ratio"])
     assert all(row["met"] in (True, False) for row in doc["targets"])

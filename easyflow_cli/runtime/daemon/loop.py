@@ -23,6 +23,7 @@ from easyflow_cli.runtime.daemon.control import ControlServer
 from easyflow_cli.runtime.daemon.dispatch import Dispatcher
 from easyflow_cli.runtime.daemon.drain import Drain
 from easyflow_cli.runtime.daemon.foreground_watch import ForegroundWatch
+from easyflow_cli.runtime.daemon.metrics_exporter import MetricsExporter
 from easyflow_cli.runtime.daemon.overdue import next_overdue_in, stop_overdue
 from easyflow_cli.runtime.daemon.pruning import LOGS_WAIT_S, Pruning
 from easyflow_cli.runtime.pools import Pool
@@ -49,6 +50,7 @@ class Served(Protocol):
     drain: Drain
     control: ControlServer
     foreground: ForegroundWatch
+    metrics: MetricsExporter
     recorder: Recorder
     dispatcher: Dispatcher
     schedules: ScheduleBook
@@ -148,6 +150,7 @@ class Loop:
             self.daemon.db.checkpoint()
         except sqlite3.OperationalError as exc:  # busy, read-only, disk full: next quiet time
             log.debug("checkpoint skipped: %s", exc)
+        self.daemon.metrics.quiet()
 
     def _may_skip_scheduling(self) -> bool:
         # Only "started"/"step" reports came in: nothing became due or free, so skip the

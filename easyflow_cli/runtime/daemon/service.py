@@ -19,16 +19,20 @@ from types import FrameType
 from easyflow_cli.core.config import Config, load_config
 from easyflow_cli.core.errors import EasyflowError
 from easyflow_cli.core.model import Mode, StopReason
-from easyflow_cli.core.paths import ensure_state_dir, run_log_path, socket_path
+from easyflow_cli.core.paths import database_path, ensure_state_dir, run_log_path, socket_path
 from easyflow_cli.core.planning import QueuePolicy
 from easyflow_cli.core.timeutil import to_iso
 from easyflow_cli.core.trust import open_private
+from easyflow_cli.reporting.metrics import EasyflowCollector, LiveState, registry_of
+from easyflow_cli.reporting.run_totals import SettledTotals
+from easyflow_cli.reporting.running import running_now
 from easyflow_cli.runtime.clock import Clock, SystemClock
 from easyflow_cli.runtime.daemon.control import ControlServer, Handlers
 from easyflow_cli.runtime.daemon.dispatch import Dispatcher
 from easyflow_cli.runtime.daemon.drain import Drain
 from easyflow_cli.runtime.daemon.foreground_watch import ForegroundWatch
 from easyflow_cli.runtime.daemon.loop import Loop
+from easyflow_cli.runtime.daemon.metrics_exporter import MetricsExporter
 from easyflow_cli.runtime.daemon.pruning import Pruning
 from easyflow_cli.runtime.daemon.recovery import recover_abandoned_runs
 from easyflow_cli.runtime.daemon.reports import WorkerReports
@@ -76,6 +80,8 @@ class Daemon:
         self.last_status = ""
         self.lock_fd: int | None = None
         self.store: Store | None = None
+        self.serving = False  # what the metrics' live state reports
+        self.metrics = self._metrics_exporter()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -108,6 +114,8 @@ class Daemon:
         self.control.open()
         for pool in self.pools.values():
             self.reports.watch(pool.fill())
+        self.serving = True
+        self.metrics.start()
         log.info("daemon %d serving %s (config: %s)", os.getpid(), self.home, self.config.source)
         self.notifier.ready(self._status_line())
 
@@ -125,6 +133,8 @@ class Daemon:
             log.error("%d run state changes could not be written to the database; the next "
                       "start settles those runs", len(self.recorder.backlog))
         self.control.close()
+        self.serving = False
+        self.metrics.stop()
         self.pruning.close()
         if self.store is not None:
             self.store.close()
@@ -134,6 +144,17 @@ class Daemon:
 
     def all_workers(self) -> list[PoolWorker]:
         return [w for pool in self.pools.values() for w in pool.workers]
+
+    def _metrics_exporter(self) -> MetricsExporter:
+        collector = EasyflowCollector(database_path(self.home), lambda: self.config,
+                                      self.live_state, SettledTotals().read)
+        return MetricsExporter(self.config.metrics, registry_of(collector))
+
+    def live_state(self) -> LiveState | None:
+        """The pools' workers by state, for the metrics (read from their threads)."""
+        if not self.serving:
+            return None
+        return LiveState({mode.value: pool.worker_states() for mode, pool in self.pools.items()})
 
     def _policy(self) -> QueuePolicy:
         return QueuePolicy(self.config.promote_within, self.config.off_peak)
@@ -210,9 +231,10 @@ class Daemon:
             state="draining" if self.drain.active else "running",
             home=str(self.home), config=self.config.source,
             pools={mode.value: PoolStatus(pool.busy, pool.config.workers, pool.ready,
-                                          [w.pid for w in pool.workers])
+                                          [w.pid for w in pool.workers], pool.worker_states())
                    for mode, pool in self.pools.items()},
-            queue=self._depths(), next_fires=store.upcoming_schedules(5))
+            queue=self._depths(), next_fires=store.upcoming_schedules(5),
+            running=running_now(store.queue, self.clock.now()))
 
     @property
     def db(self) -> Store:
@@ -241,6 +263,10 @@ class Daemon:
             pool.config = self.config.pool(mode)
             pool.shrink()
             self.reports.watch(pool.fill())
+        if self.config.metrics != self.metrics.config:
+            self.metrics.stop()
+            self.metrics = self._metrics_exporter()
+            self.metrics.start()
         prime_schedules(store, self.clock.now())
         log.info("reloaded configuration (%s), workflows and schedules", self.config.source)
         self.notifier.ready(self._status_line())

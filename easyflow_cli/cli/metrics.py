@@ -1,0 +1,41 @@
+"""`easyflow metrics`: the Prometheus metrics, as the daemon serves them, printed once."""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from easyflow_cli.reporting.metrics import LiveState
+
+
+def metrics() -> None:
+    """Print the current metrics in the Prometheus text format.
+
+    Counters and the queue come from the database; the pool workers from the daemon, if it
+    answers (`easyflow_daemon_up` says whether it did).
+    """
+    from prometheus_client import generate_latest
+
+    from easyflow_cli.core.config import load_config
+    from easyflow_cli.core.paths import database_path, ensure_state_dir, state_dir
+    from easyflow_cli.reporting.metrics import EasyflowCollector, registry_of
+
+    config = load_config()
+    database = database_path(ensure_state_dir(state_dir()))
+    collector = EasyflowCollector(database, lambda: config, _live_state)
+    sys.stdout.buffer.write(generate_latest(registry_of(collector)))
+    sys.stdout.flush()
+
+
+def _live_state() -> LiveState | None:
+    """The daemon's pools, as its status reply gives them; None when it does not answer."""
+    from easyflow_cli.reporting.metrics import LiveState
+    from easyflow_cli.runtime.client import daemon_status
+
+    reply = daemon_status()
+    if reply is None:
+        return None
+    # A daemon started before the upgrade counts no states: it answers, its workers are unknown.
+    return LiveState({pool: status["states"] for pool, status in reply["pools"].items()
+                      if "states" in status})

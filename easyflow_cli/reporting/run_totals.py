@@ -1,0 +1,262 @@
+"""What the metrics count over all history: ended runs by workflow, mode and state, the
+histograms of their durations and queue waits by mode, and the sums `report costs` prices.
+
+Every figure comes from the database, so it survives daemon restarts, and each is a plain sum:
+a counter only grows while runs end. Pruned history must keep counting, or `rate()` would see a
+reset: `run_totals` is the one place where the rollups of pruned runs are added to what the
+`runs` table still holds (`pruned_totals`).
+
+Read whole (`run_totals`), the figures are counted off indexes that hold them, so no table row
+is read, but every run is stepped over once per index read. The daemon, scraped again and again,
+keeps the totals of the runs below the oldest one still queued or running (`SettledTotals`):
+those never change, so a scrape reads only the runs since.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import math
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from easyflow_cli.core.model import Mode, RunState
+from easyflow_cli.reporting.local_days import FIELDS, sums_sql
+from easyflow_cli.storage.store import Store
+
+# Upper bounds in seconds. Durations: a no-op call to a long batch job. Queue waits: the few
+# milliseconds of a real-time hand-over to the hours an eco run waits for off-peak.
+DURATION_BUCKETS = (0.01, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 1800.0, 3600.0,
+                    4 * 3600.0)
+WAIT_BUCKETS = (0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0, 60.0, 300.0, 1800.0, 3600.0,
+                4 * 3600.0, 12 * 3600.0, 24 * 3600.0)
+# What a run's contribution is read from, when runs are read one by one.
+RUN_COLUMNS = ("workflow", "mode", "state", "finished_at", "off_peak", "duration_s",
+               "queue_wait_s", "cpu_user_s", "cpu_system_s", "energy_j")
+
+ENDED_STATES = (RunState.SUCCEEDED, RunState.FAILED, RunState.TIMED_OUT, RunState.CANCELLED)
+UsageKey = tuple[str, Any]  # mode, off_peak (as stored: 0, 1 or NULL)
+
+
+@dataclass
+class Histogram:
+    """Cumulative counts at each bound (Prometheus' `le`), the count and the sum of values."""
+
+    bounds: tuple[float, ...]
+    cumulative: list[int]
+    count: int = 0
+    total: float = 0.0
+
+    @classmethod
+    def empty(cls, bounds: tuple[float, ...]) -> Histogram:
+        return cls(bounds, [0] * len(bounds))
+
+    def add(self, other: Histogram) -> None:
+        assert other.bounds == self.bounds, "histograms of different buckets"
+        self.cumulative = [a + b for a, b in zip(self.cumulative, other.cumulative, strict=True)]
+        self.count += other.count
+        self.total += other.total
+
+    def observe(self, value: float) -> None:
+        for index in range(bisect.bisect_left(self.bounds, value), len(self.bounds)):
+            self.cumulative[index] += 1
+        self.count += 1
+        self.total += value
+
+
+@dataclass
+class RunTotals:
+    """Ended runs by (workflow, mode, state); duration and queue-wait histograms by mode; and
+    per (mode, off_peak) the sums of `local_days.SUMS` that `report costs` prices."""
+
+    runs: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    durations: dict[str, Histogram] = field(default_factory=dict)
+    waits: dict[str, Histogram] = field(default_factory=dict)
+    usage: dict[UsageKey, dict[str, float]] = field(default_factory=dict)
+
+    def add(self, other: RunTotals) -> RunTotals:
+        for key, count in other.runs.items():
+            self.runs[key] = self.runs.get(key, 0) + count
+        for mine, theirs, bounds in ((self.durations, other.durations, DURATION_BUCKETS),
+                                     (self.waits, other.waits, WAIT_BUCKETS)):
+            for mode, histogram in theirs.items():
+                mine.setdefault(mode, Histogram.empty(bounds)).add(histogram)
+        for usage_key, sums in other.usage.items():
+            into = self.usage.setdefault(usage_key, dict.fromkeys(FIELDS, 0))
+            for name in FIELDS:
+                into[name] += sums[name]
+        return self
+
+    def cost_rows(self) -> list[dict[str, Any]]:
+        """The usage as the rows `accounting.cost_sums` gives by mode (`cost_report` prices)."""
+        return [{"grp": mode, "mode": mode, "off_peak": off_peak, **sums}
+                for (mode, off_peak), sums in self.usage.items()]
+
+
+def run_totals(store: Store) -> RunTotals:
+    """Everything ever counted: the runs still in the table, plus what pruning rolled up."""
+    with read_snapshot(store):
+        return table_totals(store).add(pruned_totals(store))
+
+
+def pruned_totals(store: Store) -> RunTotals:
+    """The totals of runs that history retention removed from the `runs` table, read from
+    their rollups. Nothing is pruned while no retention exists, so nothing is added."""
+    return RunTotals()
+
+
+def pruned_count(store: Store) -> int:
+    """How many runs were pruned so far: when it changes, runs below the settled mark may have
+    left the table for the rollups, and `SettledTotals` counts them again."""
+    return 0
+
+
+@contextmanager
+def read_snapshot(store: Store) -> Iterator[None]:
+    """One read transaction: every query inside sees the same database."""
+    store.conn.execute("BEGIN")
+    try:
+        yield
+    finally:
+        store.conn.execute("COMMIT")
+
+
+# ------------------------------------------------------------------ whole, off the indexes
+
+
+def table_totals(store: Store, below: int | None = None) -> RunTotals:
+    """The totals over the runs the `runs` table holds (those with an id below `below`)."""
+    ids = "" if below is None else f" AND id < {int(below)}"
+    totals = RunTotals(durations=histograms(store, "duration_s", "runs_durations",
+                                            DURATION_BUCKETS, ids),
+                       waits=histograms(store, "queue_wait_s", "runs_waits", WAIT_BUCKETS, ids))
+    _add_settled_sums(totals, store, ids)
+    for workflow, mode, state, count in store.conn.execute(
+        "SELECT workflow, mode, state, count(*) FROM runs INDEXED BY runs_ended_unsettled"
+        f" WHERE duration_s IS NULL AND finished_at IS NOT NULL{ids}"
+        " GROUP BY workflow, mode, state",
+    ):
+        _count(totals, (workflow, mode, state), count)
+    return totals
+
+
+def _add_settled_sums(totals: RunTotals, store: Store, ids: str) -> None:
+    """Runs that ended with a duration, by state, and what `report costs` sums of them: one
+    pass over the index that holds both, in its order (workflow, mode, tariff)."""
+    states = ", ".join(f"count(CASE WHEN state = '{state.value}' THEN 1 END)"
+                       for state in ENDED_STATES)
+    for row in store.conn.execute(
+        f"SELECT workflow, mode, off_peak, {states}, {sums_sql()}"
+        " FROM runs INDEXED BY runs_costs_workflow"
+        f" WHERE duration_s IS NOT NULL{ids} GROUP BY workflow, mode, off_peak",
+    ):
+        workflow, mode, off_peak = row[0], row[1], row[2]
+        for state, count in zip(ENDED_STATES, row[3:3 + len(ENDED_STATES)], strict=True):
+            _count(totals, (workflow, mode, state.value), count)
+        sums = totals.usage.setdefault((mode, off_peak), dict.fromkeys(FIELDS, 0))
+        for name in FIELDS:
+            sums[name] += row[name]
+
+
+def _count(totals: RunTotals, key: tuple[str, str, str], count: int) -> None:
+    if count:
+        totals.runs[key] = totals.runs.get(key, 0) + count
+
+
+def histograms(store: Store, column: str, index: str, bounds: tuple[float, ...],
+               ids: str = "") -> dict[str, Histogram]:
+    """Per mode, the histogram of a column of the runs that occupied a worker: each bucket
+    counted over its own range of the index, which steps the entries without evaluating a
+    comparison per bucket for each (about three times quicker)."""
+    edges = [-math.inf, *bounds, math.inf]
+    sql = (f"SELECT count(*), total({column}) FROM runs INDEXED BY {index} WHERE mode = ?"
+           f" AND duration_s IS NOT NULL AND {column} > ? AND {column} <= ?{ids}")
+    found = {}
+    for mode in Mode:
+        counts, total = [], 0.0
+        for low, high in itertools.pairwise(edges):
+            count, part = store.conn.execute(sql, (mode.value, low, high)).fetchone()
+            counts.append(count)
+            total += part
+        if sum(counts):
+            cumulative = list(itertools.accumulate(counts))
+            found[mode.value] = Histogram(bounds, cumulative[:-1], cumulative[-1], total)
+    return found
+
+
+# ------------------------------------------------------------------ run by run, from an id on
+
+
+def totals_of(rows: Iterable[Any]) -> RunTotals:
+    """The totals of runs read one by one (`RUN_COLUMNS`), as the queries above count them."""
+    totals = RunTotals()
+    for row in rows:
+        if row["finished_at"] is not None:
+            key = (row["workflow"], row["mode"], row["state"])
+            totals.runs[key] = totals.runs.get(key, 0) + 1
+        if row["duration_s"] is not None:
+            _add_settled(totals, row)
+    return totals
+
+
+def _add_settled(totals: RunTotals, row: Any) -> None:
+    mode = row["mode"]
+    totals.durations.setdefault(mode, Histogram.empty(DURATION_BUCKETS)).observe(
+        row["duration_s"])
+    if row["queue_wait_s"] is not None:
+        totals.waits.setdefault(mode, Histogram.empty(WAIT_BUCKETS)).observe(row["queue_wait_s"])
+    sums = totals.usage.setdefault((mode, row["off_peak"]), dict.fromkeys(FIELDS, 0))
+    cpu = (None if row["cpu_user_s"] is None or row["cpu_system_s"] is None
+           else row["cpu_user_s"] + row["cpu_system_s"])
+    sums["runs"] += 1
+    sums["worker_s"] += row["duration_s"]
+    sums["cpu_s"] += cpu or 0.0
+    if row["energy_j"] is not None:
+        sums["energy_j"] += row["energy_j"]
+        sums["measured"] += 1
+    else:
+        sums["unmeasured_cpu_s"] += cpu or 0.0
+
+
+def totals_from(store: Store, first_id: int) -> RunTotals:
+    """The totals of the runs from `first_id` on, read row by row (a range of the table)."""
+    return totals_of(store.conn.execute(
+        f"SELECT {', '.join(RUN_COLUMNS)} FROM runs WHERE id >= ?", (first_id,)))
+
+
+def settled_mark(store: Store) -> int:
+    """The id below which every run has ended: the oldest queued or running run's, else the
+    next id. Ids only grow, so no run below it can appear or change, but by pruning."""
+    # Through the partial indexes of queued and running runs: left to itself, SQLite walks the
+    # table in id order looking for the first, which reads every run when there is none.
+    marks = [store.conn.execute(f"SELECT min(id) FROM runs INDEXED BY {index}"
+                                f" WHERE state = '{state}'").fetchone()[0]
+             for state, index in (("queued", "runs_ready"), ("running", "runs_running"))]
+    last = store.conn.execute("SELECT max(id) FROM runs").fetchone()[0]
+    return min([mark for mark in marks if mark is not None] + [(last or 0) + 1])
+
+
+class SettledTotals:
+    """The daemon's totals between scrapes: those of the runs below the settled mark, kept,
+    and moved on as the mark moves; a scrape then reads only the runs from the mark on. Kept
+    totals are read again when runs have been pruned since."""
+
+    def __init__(self) -> None:
+        self.kept = RunTotals()
+        self.mark = 1  # the kept totals are those of the runs below it
+        self.pruned = -1  # `pruned_count` when they were read; -1: not read yet
+
+    def read(self, store: Store) -> RunTotals:
+        with read_snapshot(store):
+            mark, pruned = settled_mark(store), pruned_count(store)
+            if pruned != self.pruned:
+                self.kept, self.mark, self.pruned = table_totals(store, mark), mark, pruned
+            elif mark > self.mark:
+                self.kept.add(totals_of(store.conn.execute(
+                    f"SELECT {', '.join(RUN_COLUMNS)} FROM runs WHERE id >= ? AND id < ?",
+                    (self.mark, mark))))
+                self.mark = mark
+            recent = totals_from(store, self.mark)
+            return RunTotals().add(self.kept).add(recent).add(pruned_totals(store))
