@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 from typing import NoReturn
 
@@ -16,6 +17,7 @@ from easyflow_cli.cli.output import (
     console,
     err_console,
     plain,
+    print_csv,
     print_json,
     render_rows,
     say,
@@ -25,6 +27,7 @@ from easyflow_cli.cli.output import (
 from easyflow_cli.core.errors import BadInput
 from easyflow_cli.core.model import Mode, Run, RunState
 from easyflow_cli.core.timeutil import to_iso
+from easyflow_cli.core.words import plural
 
 app = typer.Typer(cls=EasyflowGroup, no_args_is_help=True, rich_markup_mode=None,
                   help="List and inspect runs.")
@@ -197,3 +200,40 @@ def follow_log(run_id: int, *, raw: bool, lines: int | None) -> NoReturn:
     if retry is not None:
         say(f"run {run_id} is retried as run {retry.id}: easyflow logs -f {retry.id}")
     raise typer.Exit(exit_code_of(ended))
+
+
+@app.command("prune")
+def prune(
+    older_than: str = typer.Option(..., "--older-than",
+                                   help="Runs that finished longer ago than this (90d)."),
+    workflow: str | None = typer.Option(None, "--workflow", "-w", help="Only this workflow."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Say what would go; remove nothing."),
+    as_json: bool = JSON_OPTION,
+    as_csv: bool = CSV_OPTION,
+) -> None:
+    """Remove finished runs and their logs, rolled up first: reports still count them."""
+    from easyflow_cli.core.durations import parse_duration
+    from easyflow_cli.core.paths import state_dir
+    from easyflow_cli.core.timeutil import local_zone, utcnow
+    from easyflow_cli.runtime.retention import prune_older_than
+
+    try:
+        age = parse_duration(older_than)
+    except ValueError as exc:
+        raise BadInput(f"--older-than: {exc}") from None
+    cutoff = utcnow() - timedelta(seconds=age)
+    with open_store() as store:
+        check_workflow(store, workflow)
+        removed = prune_older_than(store, cutoff, workflow=workflow, zone=local_zone(),
+                                   home=state_dir(), dry_run=dry_run)
+    document = {**removed.as_json(), "dry_run": dry_run, "finished_before": to_iso(cutoff)}
+    if as_json:
+        print_json(document)
+        return
+    if as_csv:
+        print_csv([document], list(document))
+        return
+    verb = "would remove" if dry_run else "removed"
+    files = plural(removed.log_files, "log file")
+    console.print(f"{verb} {plural(removed.runs, 'run')} and {files}"
+                  f" ({removed.log_bytes:,} bytes), finished before {short_time(to_iso(cutoff))}")

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
 
+from easyflow_cli.core.durations import parse_duration
 from easyflow_cli.core.errors import BadInput, SpecError, SpecErrors
 from easyflow_cli.core.metrics_config import MetricsConfig, build_metrics
 from easyflow_cli.core.model import Mode
@@ -32,6 +33,8 @@ WORKER_ENV = {
 POOL_KEYS = ("workers", "timeout", "nice", "batch_size", "off_peak", "price_per_hour",
              "off_peak_price_per_hour")
 COST_KEYS = ("currency", "off_peak", "cpu_hour_price", "watts_per_core", "default_duration")
+KEEP_FOREVER = "forever"
+DEFAULT_KEEP_S = 90 * 86400.0
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,8 @@ class Config:
     costs: CostConfig = field(default_factory=CostConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     notify: NotifySpec = field(default_factory=NotifySpec)  # every workflow's defaults
+    # How long finished runs keep their detail (then rolled up and pruned); None: forever.
+    keep_history_s: float | None = DEFAULT_KEEP_S
     source: str = "built-in defaults"
 
     def pool(self, mode: Mode | str) -> PoolConfig:
@@ -134,8 +139,8 @@ def _overlay(base: dict, top: dict) -> dict:
 
 def _build(data: dict, file: str, lines: KeyLines, source: str) -> Config:
     check = Checker(file, lines)
-    check.unknown_keys(data, ("pools", "deadlines", "daemon", "logs", "costs", "metrics", "notify"),
-                       ())
+    check.unknown_keys(data, ("pools", "deadlines", "daemon", "logs", "costs", "metrics", "notify",
+                              "history"), ())
     pools = {}
     raw_pools = data.get("pools", {})
     check.unknown_keys(raw_pools, tuple(m.value for m in Mode), ("pools",))
@@ -157,11 +162,27 @@ def _build(data: dict, file: str, lines: KeyLines, source: str) -> Config:
         costs=_build_costs(check, data.get("costs", {})),
         metrics=build_metrics(check, data.get("metrics", {})),
         notify=check_notify(check, data, ()) or NotifySpec(),
+        keep_history_s=_keep(check, data.get("history", {})),
         source=source,
     )
     if check.errors:
         raise SpecErrors(check.errors)
     return config
+
+
+def _keep(check: Checker, table: dict) -> float | None:
+    """`[history] keep`: a duration, or "forever"."""
+    check.unknown_keys(table, ("keep",), ("history",))
+    text = check.string(table, "keep", ("history",))
+    if text is None:
+        return DEFAULT_KEEP_S
+    if text == KEEP_FOREVER:
+        return None
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        check.fail(("history", "keep"), f'{exc}, or "{KEEP_FOREVER}"')
+        return DEFAULT_KEEP_S
 
 
 def _window(check: Checker, table: dict, path: tuple) -> OffPeakWindow | None:

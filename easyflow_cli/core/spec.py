@@ -31,7 +31,7 @@ CALL_PATTERN = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z
 WORKFLOW_KEYS = (
     "name", "description", "execution_mode", "deadline", "deadline_after", "cost_priority",
     "timeout", "retries", "retry_backoff", "allow_overlap", "max_concurrent", "env_file",
-    "steps", "schedules", "notify",
+    "keep_runs", "steps", "schedules", "notify",
 )
 STEP_KEYS = ("name", "run", "call", "args", "shell", "env", "env_file", "cwd", "timeout",
              "continue_on_error")
@@ -92,6 +92,7 @@ class WorkflowSpec:
     allow_overlap: bool = False
     max_concurrent: int | None = None  # runs of this workflow running at once, at most
     env_file: str | None = None  # a dotenv file every step reads (a secret: see StepSpec)
+    keep_runs: int | None = None  # finished runs kept in detail (the newest); None: no limit
     schedules: tuple[ScheduleSpec, ...] = ()
     notify: NotifySpec | None = None  # its own [notify] table; easyflow.toml's fills the rest
     source_file: str | None = None
@@ -332,6 +333,16 @@ def _check_retries(check: Checker, table: dict) -> int:
     return value
 
 
+def _check_keep_runs(check: Checker, table: dict) -> int | None:
+    value = table.get("keep_runs")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        check.fail(("keep_runs",), f"must be a whole number >= 1, got {shown(value)}")
+        return None
+    return value
+
+
 def _check_workflow(check: Checker, table: dict, base_dir: Path | None,
                     verify: bool) -> dict[str, Any]:
     check.unknown_keys(table, WORKFLOW_KEYS, ())
@@ -356,6 +367,7 @@ def _check_workflow(check: Checker, table: dict, base_dir: Path | None,
         allow_overlap=check.boolean(table, "allow_overlap", ()),
         max_concurrent=_check_max_concurrent(check, table),
         env_file=_check_env_file(check, table, (), base_dir),
+        keep_runs=_check_keep_runs(check, table),
         steps=_check_steps(check, table, base_dir),
         schedules=_check_schedules(check, table, verify),
         notify=check_notify(check, table, ()),
@@ -405,6 +417,8 @@ def spec_to_dict(spec: WorkflowSpec) -> dict[str, Any]:
         out["max_concurrent"] = spec.max_concurrent
     if spec.env_file:
         out["env_file"] = spec.env_file
+    if spec.keep_runs is not None:
+        out["keep_runs"] = spec.keep_runs
     out["steps"] = [_step_to_dict(step) for step in spec.steps]
     if spec.schedules:
         out["schedules"] = [_schedule_to_dict(s) for s in spec.schedules]

@@ -14,13 +14,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from typing import Any
 
+from easyflow_cli.core import sketch
 from easyflow_cli.core.config import Config
 from easyflow_cli.core.costs import ModeHistory, Quote, quote
 from easyflow_cli.core.model import Mode, PoolName
 from easyflow_cli.core.spec import WorkflowSpec
 from easyflow_cli.core.stats import median, nearest_rank, percentile
 from easyflow_cli.core.timeutil import from_iso, local_zone, to_iso
-from easyflow_cli.reporting.local_days import LocalDays, before_sql, sums_sql
+from easyflow_cli.reporting import rolled_up
+from easyflow_cli.reporting.local_days import FIELDS, LocalDays, before_sql, sums_sql
 from easyflow_cli.reporting.timeline import Timeline
 from easyflow_cli.storage.damaged_rows import check_modes
 from easyflow_cli.storage.store import LEFT_QUEUE_SQL, Store, epoch_sql
@@ -54,6 +56,10 @@ class Period:
     until: datetime | None
     workflow: str | None = None
 
+    def rolled_up(self, zone: tzinfo) -> tuple[str, list[Any]]:
+        """The rollups of pruned history the period holds (its whole local days)."""
+        return rolled_up.days_where(self.since, self.until, self.workflow, zone)
+
     def where(self) -> tuple[str, list[Any]]:
         """Finished runs that occupied a worker, finished inside the period."""
         clauses, args = ["duration_s IS NOT NULL"], []
@@ -71,24 +77,45 @@ class Period:
 
 def has_history(store: Store, workflow: str) -> bool:
     """Runs of this workflow exist (it may since have been removed: history is kept)."""
-    row = store.conn.execute("SELECT 1 FROM runs WHERE workflow = ? LIMIT 1", (workflow,))
+    row = store.conn.execute("SELECT 1 FROM runs WHERE workflow = ? UNION ALL"
+                             " SELECT 1 FROM run_rollups WHERE workflow = ? LIMIT 1",
+                             (workflow, workflow))
     return row.fetchone() is not None
 
 
 def cost_sums(store: Store, period: Period, by: str = "mode",
               zone: tzinfo | None = None) -> list[dict[str, Any]]:
-    """Per (group, mode, off_peak): runs, worker seconds, CPU seconds, measured joules.
-    Days are local days of `zone` (the machine's by default)."""
+    """Per (group, mode, off_peak): runs, worker seconds, CPU seconds, measured joules, of
+    the runs in detail and the rollups of pruned ones. Days are local days of `zone` (the
+    machine's by default)."""
+    zone = zone or local_zone()
     where, args = period.where()
     rows = _sums(store, by, where, args)
     check_modes(store.conn, {row["mode"] for row in rows})
-    days = _local_days(store, zone or local_zone()) if by == "day" else None
+    days = _local_days(store, zone) if by == "day" else None
     if days is not None:
         before = [{(r["grp"], r["mode"], r["off_peak"]): r
                    for r in _sums(store, by, f"{where} AND {before_sql(cut)}", args)}
                   for cut in days.cuts]
         rows = days.split(rows, before)
+    if rolled_up.exist(store):
+        rows = _with_rolled_up(rows, rolled_up.cost_sums(store, period.rolled_up(zone), by))
     return sorted(rows, key=lambda r: (r["grp"], r["mode"], bool(r["off_peak"])))
+
+
+def _with_rolled_up(rows: list[dict[str, Any]], rolled: list[dict[str, Any]]
+                    ) -> list[dict[str, Any]]:
+    """Rows of one group, mode and tariff added up, whether from detail or rollups."""
+    merged: dict[tuple, dict[str, Any]] = {}
+    for row in [*rows, *rolled]:
+        key = (row["grp"], row["mode"], bool(row["off_peak"]))
+        into = merged.get(key)
+        if into is None:
+            merged[key] = dict(row)
+        else:
+            for field in FIELDS:
+                into[field] += row[field]
+    return list(merged.values())
 
 
 def _sums(store: Store, by: str, where: str, args: list[Any]) -> list[dict[str, Any]]:
@@ -110,11 +137,43 @@ def _local_days(store: Store, zone: tzinfo) -> LocalDays | None:
 FETCH_ALL_BELOW = 50_000
 
 
-def latency_stats(store: Store, period: Period, quantiles: tuple[int, ...]
-                  ) -> dict[str, dict[str, Any]]:
+def latency_stats(store: Store, period: Period, quantiles: tuple[int, ...],
+                  zone: tzinfo | None = None) -> dict[str, dict[str, Any]]:
     """Per mode: runs, deadlines met/missed, and the nearest-rank percentiles of queue wait
     and duration (`core.stats.nearest_rank`), each read at its rank off an index in value order
-    rather than by loading every run."""
+    rather than by loading every run. A mode with pruned runs in the period has its
+    percentiles read off sketches instead (`core/sketch.py`: within its relative error)."""
+    stats = _detail_latency(store, period, quantiles)
+    if rolled_up.exist(store):
+        rolled = rolled_up.latency(store, period.rolled_up(zone or local_zone()))
+        for mode, pruned in rolled.items():
+            stats[mode] = _with_pruned(store, period, quantiles, mode, stats.get(mode), pruned)
+    return stats
+
+
+def _with_pruned(store: Store, period: Period, quantiles: tuple[int, ...], mode: str,
+                 detail: dict[str, Any] | None, pruned: dict[str, Any]) -> dict[str, Any]:
+    """A mode's latency over detail and rollups: counts added, percentiles off the sketches
+    of both."""
+    stats = {key: pruned[key] + (detail[key] if detail else 0)
+             for key in ("runs", "deadlines_met", "deadlines_missed")}
+    for column in ("queue_wait_s", "duration_s"):
+        merged = sketch.merge(_detail_sketch(store, period, mode, column),
+                              pruned[column])
+        stats[column] = {q: sketch.quantile(merged, q) for q in quantiles}
+    return stats
+
+
+def _detail_sketch(store: Store, period: Period, mode: str, column: str) -> sketch.Sketch:
+    where, args = period.where()
+    store.conn.create_function("sketch_bucket", 1, sketch.bucket_of, deterministic=True)
+    return dict(store.conn.execute(
+        f"SELECT sketch_bucket({column}), count(*) FROM runs WHERE {where} AND mode = ?"
+        f" AND {column} IS NOT NULL GROUP BY 1", [*args, mode]).fetchall())
+
+
+def _detail_latency(store: Store, period: Period, quantiles: tuple[int, ...]
+                    ) -> dict[str, dict[str, Any]]:
     where, args = period.where()
     stats = {}
     groups = store.conn.execute(
@@ -177,13 +236,15 @@ BEGAN, ENDED = epoch_sql("started_at"), epoch_sql("finished_at")
 QUEUED, LEFT_QUEUE = epoch_sql("enqueued_at"), epoch_sql(LEFT_QUEUE_SQL)
 
 
-def pool_use(store: Store, period: Period, timeline: Timeline) -> PoolUse:
+def pool_use(store: Store, period: Period, timeline: Timeline,
+             zone: tzinfo | None = None) -> PoolUse:
     """Busy and queued seconds per slice for runs that overlap the period.
 
     Settled runs lying inside one slice are added up by SQL, slice by slice (runs picked by
     when they stopped being busy or queued), off indexes that hold their times as epoch
     seconds; the rest (crossing a slice boundary, or not finished) are read and spread in
-    Python. Both cut at the same floating-point bounds."""
+    Python. Both cut at the same floating-point bounds. Pruned runs come from their rollups,
+    to the quarter hour."""
     modes = [m.value for m in Mode]
     use = PoolUse({m: 0 for m in modes}, {m: timeline.zeros() for m in modes},
                   {m: timeline.zeros() for m in modes})
@@ -194,7 +255,17 @@ def pool_use(store: Store, period: Period, timeline: Timeline) -> PoolUse:
         queued = thread.submit(_add_queued, other, period, timeline, filters, use)
         _add_busy(store, period, timeline, filters, use)
         queued.result()
+    if rolled_up.exist(store):
+        _add_rolled_up(store, period, timeline, use, zone or local_zone())
     return use
+
+
+def _add_rolled_up(store: Store, period: Period, timeline: Timeline, use: PoolUse,
+                   zone: tzinfo) -> None:
+    into = rolled_up.PoolSeries(use.runs, use.busy_s, use.queued_s)
+    rolled_up.add_pool_use(store, (period.since, period.until, period.workflow), zone, timeline,
+                           into)
+    use.foreground_runs += into.foreground_runs
 
 
 def _add_busy(store: Store, period: Period, timeline: Timeline, filters: dict[str, Any],
@@ -331,12 +402,17 @@ def _unfinished(store: Store, kind: str, filters: dict[str, Any]) -> list[tuple]
 
 
 def earliest_start(store: Store, period: Period) -> float | None:
-    """The earliest start of runs in the period (epoch seconds), None if there are none."""
+    """The earliest start of runs in the period (epoch seconds), None if there are none;
+    pruned runs counted too."""
     where, args = period.where()
     row = store.conn.execute(
         f"SELECT {epoch_sql('started_at')} FROM runs INDEXED BY runs_started"
         f" WHERE {where} AND started_at IS NOT NULL ORDER BY started_at LIMIT 1", args).fetchone()
-    return None if row is None else row[0]
+    starts = [row[0]] if row is not None else []
+    if rolled_up.exist(store):
+        pruned = rolled_up.earliest_start(store, period.workflow)
+        starts += [pruned] if pruned is not None else []
+    return min(starts, default=None)
 
 
 def workflow_history(store: Store, workflow: str, sample: int = 50) -> dict[str, ModeHistory]:

@@ -8,6 +8,7 @@
                   └──requeue── running (claimed, its worker gave it back or is gone)
     running, its daemon or worker gone ──settle_abandoned──▶ queued (never started)
                                                               | failed (+ its next attempt)
+    succeeded | failed | timed_out | cancelled ──prune──▶ gone, added to its day's rollup
 
 Within a mode, ready runs are served earliest deadline first, then by cost priority (high,
 normal, low), then first in. Every backend passes `tests/storage/test_run_queue_contract.py`.
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 from typing import Protocol
 
 from easyflow_cli.core.errors import BadInput, NotFound
@@ -89,6 +90,14 @@ class RunEnd:
     @classmethod
     def of(cls, run: Run, outcome: Outcome, at: datetime) -> RunEnd:
         return cls(run.id, outcome, at, run.started_at or run.claimed_at, run.deadline)
+
+
+@dataclass(frozen=True, slots=True)
+class PrunedRun:
+    """A run `prune` removed, and the log file it leaves for its caller to delete."""
+
+    run_id: int
+    log_path: str | None
 
 
 # Plans the next attempt of a run that failed, if it may have one (see planning.plan_retry).
@@ -197,6 +206,14 @@ class RunQueue(Protocol):
         Returns the failed runs, as recorded."""
         ...
 
+    def prune(self, run_ids: Sequence[int], *, zone: tzinfo) -> list[PrunedRun]:
+        """Remove finished runs from the detail, having added each to its rollup (its local
+        day in `zone` × workflow × mode × pool × tariff: see `storage/rollups.py`) in the
+        same transaction, so reports count it either way; runs not finished are left.
+
+        finished → gone; adds to the rollup row's counts, sums, sketches and seconds."""
+        ...
+
     # ---------------------------------------------------------------- reads
 
     def get(self, run_id: int) -> Run:
@@ -255,6 +272,19 @@ class RunQueue(Protocol):
 
     def has_pending_recurring(self, workflow: str) -> bool:
         """Is a scheduled (or retried) run of this workflow still queued or running?"""
+        ...
+
+    def finished_before(self, cutoff: datetime, *, workflow: str | None = None,
+                        limit: int) -> list[int]:
+        """Up to `limit` runs that finished before `cutoff`, earliest first."""
+        ...
+
+    def beyond_newest(self, workflow: str, keep: int, *, limit: int) -> list[int]:
+        """Up to `limit` finished runs of the workflow older than its `keep` newest finished
+        runs, oldest first."""
+        ...
+
+    def oldest_finished_at(self) -> datetime | None:
         ...
 
     def unfinished_count(self, ids: range) -> int:

@@ -10,7 +10,7 @@ import logging
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 from typing import Any, Protocol
 
 from easyflow_cli.core.errors import DamagedRow, NotFound
@@ -32,10 +32,12 @@ from easyflow_cli.core.planning import PlannedRun
 from easyflow_cli.core.stats import median
 from easyflow_cli.core.timeutil import from_iso, to_iso
 from easyflow_cli.storage.damaged_rows import KNOWN, MODES, damage
+from easyflow_cli.storage.rollups import RUN_COLUMNS, add_rollups, rollups_of
 from easyflow_cli.storage.run_queue import (
     Hand,
     HeldByLimit,
     NextAttempt,
+    PrunedRun,
     RunEnd,
     RunStart,
     no_retry,
@@ -56,6 +58,7 @@ PRIORITIES = KNOWN["cost_priority"]
 SELECT_RUN = f"SELECT {', '.join(RUN_FIELDS)} FROM runs"
 # The ready queue's order (the runs_ready index serves it): earliest deadline, priority, first in.
 NO_DEADLINE = "9999"
+FINISHED = "state NOT IN ('queued', 'running')"
 
 
 def fits_sqlite_integer(value: int) -> bool:
@@ -227,6 +230,21 @@ class SqliteRunQueue:
             self.enqueue([plan for plan in map(next_attempt, failed) if plan is not None])
             return failed
 
+    def prune(self, run_ids: Sequence[int], *, zone: tzinfo) -> list[PrunedRun]:
+        known = [run_id for run_id in run_ids if fits_sqlite_integer(run_id)]
+        pruned: list[PrunedRun] = []
+        with self.store.write() as conn:
+            for start in range(0, len(known), MAX_BOUND_IDS):
+                chunk = known[start:start + MAX_BOUND_IDS]
+                rows = conn.execute(
+                    f"SELECT id, log_path, {', '.join(RUN_COLUMNS)} FROM runs"
+                    f" WHERE id IN ({_marks(chunk)}) AND {FINISHED}", chunk).fetchall()
+                add_rollups(conn, rollups_of(rows, zone))
+                gone = [row["id"] for row in rows]
+                conn.execute(f"DELETE FROM runs WHERE id IN ({_marks(gone)})", gone)
+                pruned += (PrunedRun(row["id"], row["log_path"]) for row in rows)
+        return pruned
+
     # ---------------------------------------------------------------- reads
 
     def get(self, run_id: int) -> Run:
@@ -344,6 +362,27 @@ class SqliteRunQueue:
             "SELECT 1 FROM runs WHERE workflow = ? AND state IN ('queued', 'running')"
             " AND trigger IN ('schedule', 'catch-up', 'retry') LIMIT 1", (workflow,)).fetchone()
         return row is not None
+
+    def finished_before(self, cutoff: datetime, *, workflow: str | None = None,
+                        limit: int) -> list[int]:
+        only, args = ("AND workflow = ?", [workflow]) if workflow else ("", [])
+        return [row[0] for row in self.conn.execute(
+            f"SELECT id FROM runs INDEXED BY runs_finished WHERE finished_at < ? AND {FINISHED}"
+            f" {only} ORDER BY finished_at LIMIT ?", [to_iso(cutoff), *args, limit])]
+
+    def beyond_newest(self, workflow: str, keep: int, *, limit: int) -> list[int]:
+        oldest_kept = self.conn.execute(
+            f"SELECT id FROM runs WHERE workflow = ? AND {FINISHED} ORDER BY id DESC"
+            " LIMIT 1 OFFSET ?", (workflow, keep - 1)).fetchone()
+        if oldest_kept is None:
+            return []
+        return [row[0] for row in self.conn.execute(
+            f"SELECT id FROM runs WHERE workflow = ? AND id < ? AND {FINISHED} ORDER BY id"
+            " LIMIT ?", (workflow, oldest_kept[0], limit))]
+
+    def oldest_finished_at(self) -> datetime | None:
+        # Only finished runs have a finish time: SQLite reads this off runs_finished's end.
+        return from_iso(self.conn.execute("SELECT min(finished_at) FROM runs").fetchone()[0])
 
     def unfinished_count(self, ids: range) -> int:
         return self.conn.execute(

@@ -24,6 +24,7 @@ from easyflow_cli.core.model import Mode
 from easyflow_cli.core.paths import database_path, ensure_state_dir, state_dir
 from easyflow_cli.core.spec import ScheduleSpec, WorkflowSpec, spec_from_dict, spec_to_dict
 from easyflow_cli.core.timeutil import to_iso
+from easyflow_cli.storage import rollups
 from easyflow_cli.storage.database_file import check_integrity, open_database
 from easyflow_cli.storage.live_files import refuse_unshared_log
 from easyflow_cli.storage.outbox import Outbox
@@ -179,7 +180,6 @@ def _migration_9(db) -> None:
                " attempts INTEGER NOT NULL, since TEXT NOT NULL, told INTEGER NOT NULL)")
 
 
-
 def _migration_10(db) -> None:
     """Re-runs point at the run they repeat; a run's retry is found by the run it retries."""
     db.execute("ALTER TABLE runs ADD COLUMN rerun_of INTEGER")
@@ -187,9 +187,15 @@ def _migration_10(db) -> None:
     db.execute("CREATE INDEX runs_retry_of ON runs (retry_of) WHERE retry_of IS NOT NULL")
 
 
+
+def _migration_11(db) -> None:
+    """Rolled-up history: what pruned runs leave for the reports (`rollups.py`)."""
+    rollups.create_table(db)
+
+
 MIGRATIONS = [_migration_1, _migration_2, _migration_3, _migration_4, _migration_5,
               _migration_6, _migration_7, _migration_8, _migration_9,
-              _migration_10]
+              _migration_10, _migration_11]
 
 
 class Store:
@@ -373,6 +379,12 @@ class Store:
     def all_workflows(self) -> list[WorkflowSpec]:
         return [_spec_of_row(r) for r in self.conn.execute("SELECT * FROM workflows")]
 
+    def keep_runs(self) -> dict[str, int]:
+        """Per workflow that sets `keep_runs`, how many finished runs it keeps."""
+        return dict(self.conn.execute(
+            "SELECT name, json_extract(spec_json, '$.keep_runs') AS keep FROM workflows"
+            " WHERE keep IS NOT NULL").fetchall())
+
     def set_workflow_disabled(self, name: str, disabled: bool) -> None:
         self.get_workflow(name)
         with self.write():
@@ -519,3 +531,14 @@ def _parsed_spec_json(text: str) -> dict[str, Any]:
 def _spec_of_row(row) -> WorkflowSpec:
     return spec_from_dict(json.loads(row["spec_json"]), source_file=row["source_file"],
                           content_hash=row["content_hash"])
+
+
+def checkpoint_aside(path: Path) -> None:
+    """`Store.checkpoint` on a connection of its own, for a thread other than the store's: the
+    copy and its fsync then hold up no one (a passive checkpoint takes no lock writers wait
+    for), and the store's own commits seldom reach the automatic one."""
+    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000)
+    try:
+        conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    finally:
+        conn.close()

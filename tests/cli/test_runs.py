@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 from typer.testing import CliRunner
 
@@ -56,3 +57,33 @@ def test_a_run_changed_by_other_means_is_one_line_not_a_traceback(home, write):
                  ["report", "latency", "--csv"]):
         result = invoke(*args)
         assert (result.exit_code, result.output) == (1, said), args
+
+
+def test_runs_prune_says_what_it_removed_and_reports_still_count_it(home, write):
+    path = write("w.toml", 'name = "w"\n[[steps]]\nrun = ["echo", "hello"]\n')
+    invoke("workflow", "add", str(path))
+    invoke("run", "w", "--now")
+    invoke("run", "w", "--now")
+    costs = json.loads(invoke("report", "costs", "--by", "day", "--json").stdout)
+    logs = [Path(r["log_path"]) for r in json.loads(invoke("runs", "list", "--json").stdout)]
+    size = sum(log.stat().st_size for log in logs)
+    dry = json.loads(invoke("runs", "prune", "--older-than", "1ms", "--dry-run", "--json").stdout)
+    assert (dry["runs"], dry["log_files"], dry["log_bytes"], dry["dry_run"]) == (2, 2, size, True)
+    assert len(json.loads(invoke("runs", "list", "--json").stdout)) == 2
+    done = invoke("runs", "prune", "--older-than", "1ms", "-w", "w")
+    assert done.exit_code == 0
+    assert done.stdout.startswith(f"removed 2 runs and 2 log files ({size} bytes)")
+    assert not any(log.exists() for log in logs)
+    assert json.loads(invoke("runs", "list", "--json").stdout) == []
+    assert json.loads(invoke("report", "costs", "--by", "day", "--json").stdout) == costs
+    again = json.loads(invoke("runs", "prune", "--older-than", "1ms", "--json").stdout)
+    assert (again["runs"], again["log_files"], again["log_bytes"]) == (0, 0, 0)
+    csv_lines = invoke("runs", "prune", "--older-than", "1ms", "--csv").stdout.splitlines()
+    assert csv_lines[0] == "runs,log_files,log_bytes,dry_run,finished_before"
+    assert csv_lines[1].startswith("0,0,0,")
+
+
+def test_runs_prune_refuses_bad_input(home):
+    for args in (["--older-than", "soon"], ["--older-than", "1d", "-w", "nope"], []):
+        result = invoke("runs", "prune", *args)
+        assert result.exit_code == 2 and "Traceback" not in result.output

@@ -58,6 +58,9 @@ def test_seed_environment_overrides(home, monkeypatch):
     ('[pools.eco]\noff_peak = "night"\n', "pools.eco.off_peak: bad off-peak window"),
     ('[deadlines]\npromote_within = "1 hour"\n', "deadlines.promote_within: bad duration"),
     ('[pools.eco\n', "TOML syntax error"),
+    ('\n[history]\nkeep = "ninety days"\n', '3: history.keep: bad duration'),
+    ('[history]\nkeep = 90\n', "2: history.keep: "),
+    ('[history]\nkeeep = "7d"\n', "2: history.keeep: unknown key (did you mean 'keep'?)"),
 ])
 def test_bad_config_is_reported_with_file_and_line(tmp_path, home, text, message):
     path = tmp_path / "bad.toml"
@@ -70,4 +73,15 @@ def test_bad_config_is_reported_with_file_and_line(tmp_path, home, text, message
 
 def test_defaults_file_has_only_known_keys():
     data = tomllib.loads(DEFAULTS_PATH.read_text())
-    assert set(data) == {"pools", "deadlines", "daemon", "logs", "costs", "metrics", "notify"}
+    assert set(data) == {"pools", "deadlines", "daemon", "logs", "costs", "metrics", "notify",
+                         "history"}
+
+
+@pytest.mark.parametrize("text, keep_s", [
+    ("", 90 * 86400.0), ('[history]\nkeep = "7d"\n', 7 * 86400.0),
+    ('[history]\nkeep = "forever"\n', None),
+])
+def test_history_keep(tmp_path, home, text, keep_s):
+    path = tmp_path / "easyflow.toml"
+    path.write_text(text)
+    assert load_config(path).keep_history_s == keep_s

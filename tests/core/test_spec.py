@@ -14,6 +14,7 @@ timeout = "10m"
 retries = 2
 retry_backoff = "30s"
 allow_overlap = true
+keep_runs = 500
 
 [[steps]]
 name = "fetch"
@@ -56,6 +57,7 @@ def test_full_workflow_parses():
     assert spec.cost_priority is CostPriority.HIGH
     assert spec.deadline.isoformat() == "2026-12-01T09:00:00+00:00"
     assert (spec.timeout, spec.retries, spec.retry_backoff) == (600, 2, 30)
+    assert spec.keep_runs == 500
     fetch, render, notify = spec.steps
     assert fetch.argv() == ["curl", "-fsS", "https://example.invalid"]
     assert fetch.env == {"TOKEN": "x"} and fetch.timeout == 60
@@ -123,6 +125,8 @@ def test_unknown_step_key_points_at_step_line():
     ('max_concurrent = "2"', "max_concurrent: must be a whole number from 1 to"),
     ('env_file = 3', "env_file: must be a string, got an integer"),
     ('env_file = ""', "env_file: must name a file"),
+    ('keep_runs = 0', "keep_runs: must be a whole number >= 1, got 0"),
+    ('keep_runs = "10"', "keep_runs: must be a whole number >= 1, got '10'"),
 ])
 def test_bad_values(line, expected):
     text = f'{line}\n' if line.startswith("name") else f'name = "x"\n{line}\n'

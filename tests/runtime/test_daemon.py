@@ -26,13 +26,16 @@ import pytest
 
 from easyflow_cli.core.model import Mode, Outcome, PoolName, RunState, Trigger
 from easyflow_cli.core.offpeak import parse_window
+from easyflow_cli.core.paths import run_log_path
 from easyflow_cli.core.planning import plan_run
 from easyflow_cli.core.spec import ScheduleSpec, WorkflowSpec, parse_workflow_text
+from easyflow_cli.core.timeutil import to_iso
 from easyflow_cli.runtime.daemon import Daemon, overdue
 from easyflow_cli.runtime.daemon.control import IDLE_TIMEOUT_S
 from easyflow_cli.runtime.daemon.drain import DrainPhase
 from easyflow_cli.runtime.daemon.foreground_watch import CHECK_EVERY_S
 from easyflow_cli.runtime.daemon.loop import MAX_SLEEP_S
+from easyflow_cli.runtime.daemon.pruning import BATCH_TARGET_S
 from easyflow_cli.runtime.daemon.settlement import SHUTDOWN_NOTE
 from easyflow_cli.runtime.pools import Pool, PoolWorker
 from easyflow_cli.runtime.process_identity import group_of
@@ -60,6 +63,7 @@ from easyflow_cli.runtime.start_slot import StartSlot, slot_path
 from easyflow_cli.scheduling.scheduler import add_schedule, disable_workflow, prime_schedules
 from easyflow_cli.storage.daemon_policy import published_policy
 from easyflow_cli.storage.run_queue import RunStart
+from easyflow_cli.storage.sqlite_queue import insert_runs
 from easyflow_cli.storage.store import Store
 
 NOON = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)  # outside the eco off-peak window below
@@ -831,3 +835,62 @@ def test_a_disabled_workflow_s_schedule_does_not_fire_nor_wake_the_daemon(harnes
     clock.advance(30)
     harness.tick()
     assert harness.db.queue.latest(workflow="ticker") == []
+# ---------------------------------------------------------------------- pruning
+
+
+def finished_runs(harness: Harness, workflow: str, count: int, days_ago: float) -> list[int]:
+    """Finished runs of a day long ago, each with its log file."""
+    end = harness.clock.now() - timedelta(days=days_ago)
+    ids = insert_runs(harness.db, RUN_COLUMNS, [
+        (workflow, "manual", "eco", "manual", "normal", 1, "succeeded", to_iso(end), to_iso(end),
+         to_iso(end), 0.5, "eco") for _ in range(count)])
+    for run_id in ids:
+        run_log_path(harness.daemon.home, run_id).write_text("output\n")
+    return list(ids)
+
+
+RUN_COLUMNS = ("workflow", "trigger", "mode", "mode_reason", "cost_priority", "priority_rank",
+               "state", "enqueued_at", "started_at", "finished_at", "duration_s", "pool")
+
+
+def remaining(harness: Harness) -> int:
+    return harness.db.conn.execute("SELECT count(*) FROM runs").fetchone()[0]
+
+
+def test_runs_past_keeping_are_pruned_in_quiet_moments_with_their_logs(harness, clock):
+    old = finished_runs(harness, "a", 30, days_ago=100)  # the default keeps 90 days
+    kept = finished_runs(harness, "a", 4, days_ago=10)
+    harness.daemon.pruning.batch = 7  # several batches
+    assert harness.daemon.loop._prune_while_quiet() == []
+    harness.daemon.pruning.close()  # the log files' thread done
+    assert remaining(harness) == 4
+    assert not any(run_log_path(harness.daemon.home, i).exists() for i in old)
+    assert all(run_log_path(harness.daemon.home, i).exists() for i in kept)
+    assert harness.db.conn.execute("SELECT sum(runs) FROM run_rollups").fetchone()[0] == 30
+    # Nothing else until the oldest run left is past keeping: the loop sleeps until then.
+    assert harness.daemon.pruning.due_at == clock.now() + timedelta(days=80)
+    harness.tick()
+    assert harness.sleep_left() == MAX_SLEEP_S  # nothing sooner
+    clock.advance(80 * 86400)
+    assert harness.daemon.pruning.due(clock.now())
+
+
+def test_a_workflow_keeps_its_newest_runs_as_keep_runs_says(harness, clock):
+    harness.add_workflow("few", "keep_runs = 3")
+    runs = finished_runs(harness, "few", 8, days_ago=1)
+    finished_runs(harness, "many", 8, days_ago=1)
+    harness.daemon.loop._prune_while_quiet()
+    assert [r.id for r in harness.db.queue.latest(workflow="few")] == runs[:-4:-1]
+    assert len(harness.db.queue.latest(workflow="many")) == 8
+
+
+def test_pruning_stops_between_batches_when_something_arrives(harness, clock):
+    finished_runs(harness, "a", 30, days_ago=100)
+    pruning = harness.daemon.pruning
+    pruning.batch = 10
+    pruning.timer = itertools.count(0, BATCH_TARGET_S).__next__  # each batch takes its target
+    worker = harness.pool(Mode.ECO)[0]
+    worker.report(Ready(worker.pid))
+    assert harness.daemon.loop._prune_while_quiet() != []
+    assert remaining(harness) == 20 and pruning.batch == 10
+    assert pruning.due(clock.now())  # the rest at the next quiet moment

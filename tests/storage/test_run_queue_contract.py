@@ -29,6 +29,7 @@ from easyflow_cli.core.spec import parse_workflow_text
 from easyflow_cli.storage.run_queue import (
     Hand,
     HeldByLimit,
+    PrunedRun,
     RunEnd,
     RunQueue,
     RunStart,
@@ -83,6 +84,15 @@ def started(queue: RunQueue, run_id: int, at=NOW + timedelta(seconds=2)) -> None
 
 def ended(queue: RunQueue, run_id: int, outcome: Outcome, at: datetime) -> list[int]:
     return queue.finish([RunEnd.of(queue.get(run_id), outcome, at)])
+
+
+def finished_run(queue: RunQueue, workflow="a", at=NOW, state=RunState.SUCCEEDED) -> int:
+    """A run of the workflow that started at NOW and ended `at`."""
+    run_id = add(queue, workflow=workflow)
+    queue.claim_ids([run_id], now=NOW, pool=ECO, worker="w")
+    started(queue, run_id, at=NOW)
+    ended(queue, run_id, Outcome(state, 0), at)
+    return run_id
 
 
 # ---------------------------------------------------------------------- enqueue
@@ -600,3 +610,45 @@ def test_finish_writes_slow_once_five_successes_are_learned(run_queue):
         ("slow", slow)}
     payload = run_queue.store.outbox.due(NOW, 10)[0].payload
     assert payload["baseline"] == {"runs": 5, "p5_s": 0.05, "p95_s": 0.05}
+
+
+# ---------------------------------------------------------------------- prune
+
+
+def test_prune_removes_finished_runs_only_and_gives_their_logs(run_queue):
+    done = finished_run(run_queue)
+    cancelled = add(run_queue)
+    run_queue.cancel([cancelled], now=NOW, error="x")
+    queued, running = add(run_queue), add(run_queue)
+    run_queue.claim_ids([running], now=NOW, pool=ECO, worker="w")
+    pruned = run_queue.prune([done, cancelled, queued, running, 10**30], zone=UTC)
+    assert sorted(pruned, key=lambda p: p.run_id) == [PrunedRun(done, "/x.log"),
+                                                      PrunedRun(cancelled, None)]
+    for gone in (done, cancelled):
+        with pytest.raises(NotFound):
+            run_queue.get(gone)
+    assert run_queue.get(queued).state is RunState.QUEUED
+    assert run_queue.get(running).state is RunState.RUNNING
+    assert run_queue.prune([done], zone=UTC) == []
+
+
+def test_finished_before_gives_the_earliest_first_and_filters(run_queue):
+    hours = [finished_run(run_queue, workflow=f"w{h % 2}", at=NOW + timedelta(hours=h))
+             for h in (3, 1, 2, 5)]
+    add(run_queue)  # queued: never past keeping
+    cutoff = NOW + timedelta(hours=4)
+    assert run_queue.finished_before(cutoff, limit=10) == [hours[1], hours[2], hours[0]]
+    assert run_queue.finished_before(cutoff, limit=2) == [hours[1], hours[2]]
+    assert run_queue.finished_before(cutoff, workflow="w1", limit=10) == [hours[1], hours[0]]
+    assert run_queue.finished_before(NOW, limit=10) == []
+    assert run_queue.oldest_finished_at() == NOW + timedelta(hours=1)
+
+
+def test_beyond_newest_keeps_the_newest_finished_runs(run_queue):
+    runs = [finished_run(run_queue, workflow="k") for _ in range(5)]
+    finished_run(run_queue, workflow="other")
+    add(run_queue, workflow="k")  # queued: neither counted nor given
+    assert run_queue.beyond_newest("k", 2, limit=10) == runs[:3]
+    assert run_queue.beyond_newest("k", 2, limit=2) == runs[:2]
+    assert run_queue.beyond_newest("k", 5, limit=10) == []
+    assert run_queue.beyond_newest("none", 1, limit=10) == []

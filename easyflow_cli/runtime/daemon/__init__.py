@@ -10,6 +10,7 @@ settlement  the rules for a run's end: finish, retry, requeue
 drain    stopping without losing a run: none → grace → stopping → killing
 recovery runs a previous daemon left running
 foreground_watch  runs a terminal executes, settled when their `easyflow run` dies
+pruning  finished runs past keeping rolled up and pruned, a batch at a time, when quiet
 """
 
 from easyflow_cli.runtime.daemon.service import Daemon

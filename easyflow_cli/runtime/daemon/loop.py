@@ -27,6 +27,7 @@ from easyflow_cli.runtime.daemon.drain import Drain
 from easyflow_cli.runtime.daemon.foreground_watch import ForegroundWatch
 from easyflow_cli.runtime.daemon.metrics_exporter import MetricsExporter
 from easyflow_cli.runtime.daemon.overdue import next_overdue_in, stop_overdue
+from easyflow_cli.runtime.daemon.pruning import LOGS_WAIT_S, Pruning
 from easyflow_cli.runtime.pools import Pool
 from easyflow_cli.runtime.recording import Recorder
 from easyflow_cli.runtime.sdnotify import Notifier
@@ -55,6 +56,7 @@ class Served(Protocol):
     recorder: Recorder
     dispatcher: Dispatcher
     schedules: ScheduleBook
+    pruning: Pruning
     stop_requested: bool
     reload_requested: bool
 
@@ -116,16 +118,47 @@ class Loop:
             return True
 
     def _wait(self, timeout: float | None) -> list[tuple[selectors.SelectorKey, int]]:
-        """Sleep until something arrives or `timeout`; checkpoint if it stays quiet a while."""
-        if self.wal_dirty and (timeout is None or timeout > CHECKPOINT_WHEN_QUIET_S):
+        """Sleep until something arrives or `timeout`; checkpoint and prune if it stays quiet
+        a while."""
+        wants_quiet = self.wal_dirty or self._pruning_due()
+        if wants_quiet and (timeout is None or timeout > CHECKPOINT_WHEN_QUIET_S):
             events = self.selector.select(CHECKPOINT_WHEN_QUIET_S)
+            if not events:
+                if self.wal_dirty:
+                    self._checkpoint()
+                events = self._prune_while_quiet()
+            if events:
+                return self._arrived(events)
+            timeout = self.time_left() if timeout is not None else None
+        return self._arrived(self.selector.select(timeout))
+
+    def _arrived(self, events: list[tuple[selectors.SelectorKey, int]]
+                 ) -> list[tuple[selectors.SelectorKey, int]]:
+        if events:
+            self.wal_dirty = True
+            self.daemon.pruning.look_again(self.clock.now())
+        return events
+
+    def _pruning_due(self) -> bool:
+        return self.daemon.recorder.healthy and self.daemon.pruning.due(self.clock.now())
+
+    def _prune_while_quiet(self) -> list[tuple[selectors.SelectorKey, int]]:
+        """Prune a batch at a time for as long as nothing arrives (or nothing is left)."""
+        pruning = self.daemon.pruning
+        while self._pruning_due() and not self.daemon.drain.active:
+            wait = LOGS_WAIT_S
+            if pruning.ready():
+                wait = 0.0
+                try:
+                    pruning.step(self.clock.now())
+                except sqlite3.OperationalError as exc:  # busy, disk full: the next quiet time
+                    log.warning("pruning paused: %s", exc)
+                    pruning.back_off(self.clock.now())
+                    return []
+            events = self.selector.select(wait)
             if events:
                 return events
-            self._checkpoint()
-            timeout = self.time_left() if timeout is not None else None
-        events = self.selector.select(timeout)
-        self.wal_dirty = self.wal_dirty or bool(events)
-        return events
+        return []
 
     def _checkpoint(self) -> None:
         self.wal_dirty = False
@@ -233,6 +266,8 @@ class Loop:
         else:
             queue = daemon.db.queue
             due = [daemon.schedules.next_due(), queue.next_promotion_at()]
+            if daemon.pruning.due_at is not None and daemon.pruning.due_at > now:
+                due.append(daemon.pruning.due_at)  # one due now waits for a quiet moment
             due += [queue.next_ready_at(mode, now) for mode in Mode
                     if daemon.pools[mode].idle_workers()]
             waits += [(moment - now).total_seconds() for moment in due if moment is not None]

@@ -41,6 +41,7 @@ from easyflow_cli.runtime.daemon.drain import Drain
 from easyflow_cli.runtime.daemon.foreground_watch import ForegroundWatch
 from easyflow_cli.runtime.daemon.loop import Loop
 from easyflow_cli.runtime.daemon.metrics_exporter import MetricsExporter
+from easyflow_cli.runtime.daemon.pruning import Pruning
 from easyflow_cli.runtime.daemon.recovery import recover_abandoned_runs
 from easyflow_cli.runtime.daemon.reports import WorkerReports
 from easyflow_cli.runtime.daemon.storage_watch import STORAGE_FAULT_EXIT, StorageWatch
@@ -127,6 +128,7 @@ class Daemon:
         self.foreground = ForegroundWatch(store, self.clock)
         store.queue.notices = book = notice_book(self.config, store)
         self.deliveries = Deliveries(self.home, self.clock, book)
+        self.pruning = Pruning(store, self.config, self.home, self.clock.now())
         if signals:
             self._install_signals()
         recover_abandoned_runs(store, self.clock, self.containment, self.slots)
@@ -175,6 +177,7 @@ class Daemon:
         self.control.close()
         self.serving = False
         self.metrics.stop()
+        self.pruning.close()
         if self.store is not None:
             if self.storage.fault is not None:
                 self.storage.recover(self.clock.now())
@@ -310,7 +313,8 @@ class Daemon:
             self.config = load_config(self.config_path)
         except EasyflowError as exc:
             log.error("reload: keeping the old configuration: %s", exc)
-        self.dispatcher.config = self.reports.config = self.config
+        self.dispatcher.config = self.reports.config = self.pruning.config = self.config
+        self.pruning.look_now(self.clock.now())  # `keep` may be shorter now
         self.schedules.policy = self._policy()
         store = self.db
         publish_policy(store, self._policy(), self.clock.now())

@@ -1,0 +1,36 @@
+import random
+
+import pytest
+
+from easyflow_cli.core.sketch import (
+    RELATIVE_ERROR,
+    SMALLEST,
+    bucket_of,
+    merge,
+    quantile,
+    sketch_of,
+    value_of,
+)
+from easyflow_cli.core.stats import percentile
+
+
+@pytest.mark.parametrize("value", [0.0, 0.0009, SMALLEST, 0.0123, 1.0, 59.9, 3600.0, 86400 * 30])
+def test_a_value_is_within_the_stated_error_of_its_bucket(value):
+    assert abs(value_of(bucket_of(value)) - value) <= max(RELATIVE_ERROR * value, SMALLEST)
+
+
+def test_percentiles_of_merged_sketches_are_within_the_error_of_the_exact_ones():
+    rng = random.Random(3)
+    days = [[rng.lognormvariate(1, 2) for _ in range(rng.randrange(1, 400))] for _ in range(9)]
+    merged: dict[int, int] = {}
+    for values in days:
+        merge(merged, sketch_of(values))
+    everything = sorted(v for values in days for v in values)
+    assert sum(merged.values()) == len(everything)
+    for q in (1, 50, 95, 99, 100):
+        exact = percentile(everything, q)
+        assert abs(quantile(merged, q) - exact) <= max(RELATIVE_ERROR * exact, SMALLEST)
+
+
+def test_an_empty_sketch_has_no_percentile():
+    assert quantile({}, 50) is None
