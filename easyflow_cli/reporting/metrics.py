@@ -49,6 +49,7 @@ class Snapshot:
     costs: dict[str, Any]  # the `report costs` dict over all history, by mode
     depths: dict[str, int]
     live: LiveState | None
+    notifications_failed: dict[str, int]  # by channel
 
 
 class EasyflowCollector(Collector):
@@ -75,10 +76,11 @@ class EasyflowCollector(Collector):
         with Store(self.database) as store:
             totals = self.totals(store)
             depths = {mode.value: n for mode, n in store.queue.depths().items()}
+            failed = store.outbox.failed_by_channel()
         costs = cost_report(totals.cost_rows(), Prices.from_config(config),
                             config.costs.watts_per_core, "mode",
                             {"since": None, "until": None, "workflow": None})
-        return Snapshot(totals, costs, depths, self.live())
+        return Snapshot(totals, costs, depths, self.live(), failed)
 
 
 def registry_of(collector: Collector) -> CollectorRegistry:
@@ -97,7 +99,17 @@ def families(snapshot: Snapshot) -> list[Metric]:
                        "How long runs waited in the queue before they started, by mode.",
                        snapshot.totals.waits),
             _queue_depth(snapshot.depths), *_pool_workers(snapshot.live),
-            *_money_and_energy(snapshot.costs)]
+            *_money_and_energy(snapshot.costs),
+            _notifications_failed(snapshot.notifications_failed)]
+
+
+def _notifications_failed(by_channel: dict[str, int]) -> Metric:
+    family = CounterMetricFamily("easyflow_notifications_failed",
+                                 "Notifications given up after their last delivery try.",
+                                 labels=["channel"])
+    for channel in ("command", "webhook", "email"):
+        family.add_metric([channel], by_channel.get(channel, 0))
+    return family
 
 
 def _daemon_up(live: LiveState | None) -> Metric:

@@ -23,7 +23,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from easyflow_cli.core.model import Mode, RunState
+from easyflow_cli.core.sketch import value_of
 from easyflow_cli.reporting.local_days import FIELDS, sums_sql
+from easyflow_cli.reporting.rolled_up import COST_SUMS
+from easyflow_cli.storage.rollups import decode
 from easyflow_cli.storage.store import Store
 
 # Upper bounds in seconds. Durations: a no-op call to a long batch job. Queue waits: the few
@@ -59,11 +62,11 @@ class Histogram:
         self.count += other.count
         self.total += other.total
 
-    def observe(self, value: float) -> None:
+    def observe(self, value: float, times: int = 1) -> None:
         for index in range(bisect.bisect_left(self.bounds, value), len(self.bounds)):
-            self.cumulative[index] += 1
-        self.count += 1
-        self.total += value
+            self.cumulative[index] += times
+        self.count += times
+        self.total += value * times
 
 
 @dataclass
@@ -103,14 +106,56 @@ def run_totals(store: Store) -> RunTotals:
 
 def pruned_totals(store: Store) -> RunTotals:
     """The totals of runs that history retention removed from the `runs` table, read from
-    their rollups. Nothing is pruned while no retention exists, so nothing is added."""
-    return RunTotals()
+    their rollups (storage/rollups.py): counts by state and the priced sums exactly; the
+    histograms from the rollups' sketches, each bucket counted at its value (a pruned run can
+    move to a neighbouring bucket: within the sketch's relative error of a bound)."""
+    totals = RunTotals()
+    states = ", ".join(f"total({state.value}) AS {state.value}" for state in ENDED_STATES)
+    for row in store.conn.execute(
+        f"SELECT workflow, mode, off_peak, {states} FROM run_rollups"
+        " GROUP BY workflow, mode, off_peak",
+    ):
+        for state in ENDED_STATES:
+            _count(totals, (row["workflow"], row["mode"], state.value), int(row[state.value]))
+    for row in store.conn.execute(
+        f"SELECT mode, off_peak, {COST_SUMS} FROM run_rollups WHERE settled > 0"
+        " GROUP BY mode, off_peak",
+    ):
+        sums = totals.usage.setdefault((row["mode"], row["off_peak"]), dict.fromkeys(FIELDS, 0))
+        for name in FIELDS:
+            sums[name] += row[name]
+    _add_sketches(totals, store)
+    return totals
+
+
+def _add_sketches(totals: RunTotals, store: Store) -> None:
+    for mode, worker_s, wait_sketch, duration_sketch in store.conn.execute(
+        "SELECT mode, worker_s, wait_sketch, duration_sketch FROM run_rollups WHERE settled > 0",
+    ):
+        durations = totals.durations.setdefault(mode, Histogram.empty(DURATION_BUCKETS))
+        durations.add(_from_sketch(decode(duration_sketch), DURATION_BUCKETS, worker_s))
+        waits = totals.waits.setdefault(mode, Histogram.empty(WAIT_BUCKETS))
+        waits.add(_from_sketch(decode(wait_sketch), WAIT_BUCKETS, None))
+
+
+def _from_sketch(sketch: dict[int, Any], bounds: tuple[float, ...],
+                 total: float | None) -> Histogram:
+    """A histogram of the sketch's counts at their buckets' values; its sum is `total` when
+    it is known exactly (durations: the worker seconds), else the sketch's estimate."""
+    histogram = Histogram.empty(bounds)
+    estimate = 0.0
+    for bucket, count in sketch.items():
+        value = value_of(bucket)
+        histogram.observe(value, count)
+        estimate += value * count
+    histogram.total = estimate if total is None else total
+    return histogram
 
 
 def pruned_count(store: Store) -> int:
     """How many runs were pruned so far: when it changes, runs below the settled mark may have
     left the table for the rollups, and `SettledTotals` counts them again."""
-    return 0
+    return int(store.conn.execute("SELECT total(runs) FROM run_rollups").fetchone()[0])
 
 
 @contextmanager
@@ -252,11 +297,12 @@ class SettledTotals:
         with read_snapshot(store):
             mark, pruned = settled_mark(store), pruned_count(store)
             if pruned != self.pruned:
-                self.kept, self.mark, self.pruned = table_totals(store, mark), mark, pruned
+                self.kept = table_totals(store, mark).add(pruned_totals(store))
+                self.mark, self.pruned = mark, pruned
             elif mark > self.mark:
                 self.kept.add(totals_of(store.conn.execute(
                     f"SELECT {', '.join(RUN_COLUMNS)} FROM runs WHERE id >= ? AND id < ?",
                     (self.mark, mark))))
                 self.mark = mark
             recent = totals_from(store, self.mark)
-            return RunTotals().add(self.kept).add(recent).add(pruned_totals(store))
+            return RunTotals().add(self.kept).add(recent)

@@ -62,6 +62,11 @@ class Outbox(Protocol):
     def pending_count(self) -> int:
         ...
 
+    def failed_by_channel(self) -> dict[str, int]:
+        """Deliveries given up after their last try, by channel (they are never removed, so
+        each count only grows: the metrics' `easyflow_notifications_failed_total`)."""
+        ...
+
     def recent(self, limit: int) -> list[dict[str, Any]]:
         """The newest rows, newest first, as `notifications list` shows them."""
         ...

@@ -210,6 +210,11 @@ class SqliteOutbox:
         return self.store.conn.execute(
             "SELECT count(*) FROM notifications WHERE state = 'pending'").fetchone()[0]
 
+    def failed_by_channel(self) -> dict[str, int]:
+        return dict(self.store.conn.execute(
+            "SELECT channel, count(*) FROM notifications WHERE state = 'failed'"
+            " GROUP BY channel").fetchall())
+
     def recent(self, limit: int) -> list[dict[str, Any]]:
         rows = self.store.conn.execute(
             f"SELECT {', '.join(LIST_COLUMNS)}, payload FROM notifications"

@@ -117,3 +117,21 @@ def test_an_empty_database_gives_zeros_and_no_made_up_series(tmp_path, home):
     assert values(families["easyflow_runs"]) == {}
     assert values(families["easyflow_run_duration_seconds"]) == {}
     assert set(values(families["easyflow_cost_dollars"]).values()) == {0}
+
+
+def test_notifications_failed_counts_given_up_deliveries_by_channel(history, home):
+    store, _ = history
+    assert values(scrape(store)["easyflow_notifications_failed"],
+                  "easyflow_notifications_failed_total") == {
+        (("channel", c),): 0 for c in ("command", "webhook", "email")}
+    with store.write() as conn:
+        for channel, state in (("webhook", "failed"), ("webhook", "failed"),
+                               ("webhook", "delivered"), ("email", "failed"),
+                               ("command", "pending")):
+            conn.execute("INSERT INTO notifications (event_id, event, workflow, run_id, channel,"
+                         " created_at, payload, state) VALUES (hex(randomblob(8)), 'failure',"
+                         " 'w', NULL, ?, '2026-12-02T00:00:00.000000Z', '{}', ?)",
+                         (channel, state))
+    assert values(scrape(store)["easyflow_notifications_failed"],
+                  "easyflow_notifications_failed_total") == {
+        (("channel", "command"),): 0, (("channel", "webhook"),): 2, (("channel", "email"),): 1}

@@ -96,3 +96,43 @@ def test_pruned_runs_make_the_kept_totals_read_again(store, monkeypatch):
                         lambda store, below=None: reads.append(below) or RunTotals())
     settled.read(store)
     assert reads == [settled_mark(store)]
+
+
+def test_pruning_never_lowers_a_counter(store):
+    """What `rate()` reads as a reset must not happen: every count and sum after pruning all
+    ended runs equals the one before; the histograms keep their counts, and a pruned run moves
+    at most to a neighbouring bucket (the rollup sketch's error)."""
+    from datetime import UTC
+
+    before = run_totals(store)
+    ended = [row[0] for row in store.conn.execute(
+        "SELECT id FROM runs WHERE finished_at IS NOT NULL")]
+    with store.write():
+        store.queue.prune(ended, zone=UTC)
+    assert store.conn.execute("SELECT count(*) FROM runs WHERE finished_at IS NOT NULL"
+                              ).fetchone()[0] == 0
+    after = run_totals(store)
+    assert after.runs == before.runs
+    assert priced(after) == priced(before)
+    for mode, histogram in before.durations.items():
+        pruned = after.durations[mode]
+        assert pruned.count == histogram.count
+        assert pruned.total == pytest.approx(histogram.total)
+        moved = sum(abs(a - b) for a, b in zip(pruned.cumulative, histogram.cumulative,
+                                                   strict=True))
+        assert moved <= histogram.count * 0.05
+    assert {mode: h.count for mode, h in after.waits.items()} == {
+        mode: h.count for mode, h in before.waits.items()}
+    settled = SettledTotals()
+    assert plain(settled.read(store)) == plain(after)
+
+
+def priced(totals: RunTotals) -> dict:
+    """The usage as it is priced: by mode and tariff (a run of no known tariff is at peak)."""
+    merged: dict = {}
+    for (mode, off_peak), sums in totals.usage.items():
+        into = merged.setdefault((mode, bool(off_peak)), dict.fromkeys(sums, 0))
+        for name, value in sums.items():
+            into[name] += value
+    return {key: {name: float(f"{value:.9g}") for name, value in sums.items()}
+            for key, sums in merged.items()}
