@@ -278,6 +278,12 @@ def required_arguments(command) -> list[str]:
             if p.param_type_name == "argument" and p.required]
 
 
+def required_options(command) -> list[str]:
+    """Each required option with a value it takes (a duration: the only kind required)."""
+    return [word for p in command.params if p.param_type_name == "option" and p.required
+            for word in (p.opts[0], "1d")]
+
+
 def test_a_bad_choice_names_the_option_and_what_it_may_be(home):
     checked = 0
     for name, command in commands():
@@ -337,7 +343,7 @@ def test_every_command_says_in_our_words_what_its_usage_lacks(home):
             assert re.fullmatch(rf"error: easyflow {name}: missing the [a-z ]+",
                                 one_usage_error(name)), name
         elif not any(p.param_type_name == "argument" for p in command.params):
-            assert one_usage_error(name, "extra") == (
+            assert one_usage_error(name, *required_options(command), "extra") == (
                 f"error: easyflow {name}: unexpected argument 'extra'")
         for param in command.params:
             if param.param_type_name == "option" and not param.is_flag:
