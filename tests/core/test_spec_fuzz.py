@@ -78,7 +78,7 @@ tried: Counter[str] = Counter()
 
 @pytest.fixture(scope="module", autouse=True)
 def report_inputs_tried():
-    """How many inputs each property saw (shown with `pytest -s`)."""
+    """How many inputs each property saw (shown with `pytest -s -n 0`)."""
     yield
     print(f"\nparser fuzzing: {sum(tried.values())} inputs: {dict(tried)}")
 
