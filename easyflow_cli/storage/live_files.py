@@ -114,6 +114,15 @@ def refuse_unshared_log(path: Path) -> None:
                            "its files: `easyflow status` shows it)")
 
 
+def refuse_replaced(in_use: FilesInUse) -> None:
+    """Refuse to write when a file this process uses is no longer the one its path names."""
+    if not in_use.intact():
+        raise StorageFault(f"{'; '.join(in_use.replaced())} while this process had the "
+                           "database open; refusing to use it, nothing was written (a daemon "
+                           "notices this, stops taking work and starts again on its files: "
+                           "`easyflow status` shows it)")
+
+
 def _unsharing(path: Path) -> tuple[str | None, set[int]]:
     """Which other processes hold the database but not its -shm, and what is wrong then."""
     database = file_id(path)

@@ -26,7 +26,12 @@ from easyflow_cli.core.spec import ScheduleSpec, WorkflowSpec, spec_from_dict, s
 from easyflow_cli.core.timeutil import to_iso
 from easyflow_cli.storage import rollups
 from easyflow_cli.storage.database_file import check_integrity, open_database
-from easyflow_cli.storage.live_files import refuse_unshared_log
+from easyflow_cli.storage.live_files import (
+    FilesInUse,
+    files_in_use,
+    refuse_replaced,
+    refuse_unshared_log,
+)
 from easyflow_cli.storage.outbox import Outbox
 from easyflow_cli.storage.run_queue import RunQueue
 from easyflow_cli.storage.sqlite_outbox import SqliteOutbox
@@ -206,7 +211,7 @@ class Store:
         every wake-up), so its writes need not look whether their log is shared."""
         self.path = path
         self.write_depth = 0
-        self.check_log_on_write = not watched
+        self.in_use: FilesInUse | None = None  # set once the connection has read (below)
         # Before SQLite would make a fresh -wal or -shm beside the ones others use.
         refuse_unshared_log(path)
         self.conn = open_database(path, BUSY_TIMEOUT_MS / 1000, len(MIGRATIONS))
@@ -218,6 +223,10 @@ class Store:
         self.conn.execute("PRAGMA synchronous = NORMAL")
         self.conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}")
         self.migrate()
+        # The files this connection uses, looked at again (two or three lstat calls) before
+        # each write: the full look at the others' locks was made as it opened.
+        if not watched:
+            self.in_use = FilesInUse(files_in_use(path))
         self.queue: RunQueue = SqliteRunQueue(self)
         self.outbox: Outbox = SqliteOutbox(self)
 
@@ -281,8 +290,8 @@ class Store:
         self.conn.execute("BEGIN IMMEDIATE")
         self.write_depth = 1
         try:
-            if self.check_log_on_write:
-                refuse_unshared_log(self.path)
+            if self.in_use is not None:
+                refuse_replaced(self.in_use)
             yield self.conn
             self.conn.execute("COMMIT")
         except BaseException:
