@@ -142,16 +142,27 @@ def _watching(book: NoticeBook, event: Event) -> list[str]:
 # --------------------------------------------------------------------------- reading
 
 
+def _table(check: Checker, data: Mapping[str, Any], key: str, path: tuple,
+           known: tuple[str, ...]) -> tuple[dict, tuple] | None:
+    """The sub-table `key` of `data` and its path, its keys checked; None when it is absent
+    or not a table (then said)."""
+    if key not in data:
+        return None
+    table, here = data[key], path + (key,)
+    if not isinstance(table, dict):
+        name = ".".join(str(part) for part in here if isinstance(part, str))
+        check.fail(here, f"must be a table ([{name}]), got {type_name(table)}")
+        return None
+    check.unknown_keys(table, known, here)
+    return table, here
+
+
 def check_notify(check: Checker, data: Mapping[str, Any], path: tuple) -> NotifySpec | None:
     """The `[notify]` table of a workflow file or the config, if it has one."""
-    if "notify" not in data:
+    found = _table(check, data, "notify", path, NOTIFY_KEYS)
+    if found is None:
         return None
-    table = data["notify"]
-    here = path + ("notify",)
-    if not isinstance(table, dict):
-        check.fail(here, f"must be a table ([notify]), got {type_name(table)}")
-        return None
-    check.unknown_keys(table, NOTIFY_KEYS, here)
+    table, here = found
     return NotifySpec(
         on=_events(check, table, here), command=_command(check, table, here),
         webhook=_webhook(check, table, here),
@@ -242,14 +253,10 @@ def _looks_like_address(text: str) -> bool:
 
 
 def _smtp(check: Checker, table: dict, path: tuple) -> SmtpSpec | None:
-    if "smtp" not in table:
+    found = _table(check, table, "smtp", path, SMTP_KEYS)
+    if found is None:
         return None
-    smtp = table["smtp"]
-    here = path + ("smtp",)
-    if not isinstance(smtp, dict):
-        check.fail(here, f"must be a table ([notify.smtp]), got {type_name(smtp)}")
-        return None
-    check.unknown_keys(smtp, SMTP_KEYS, here)
+    smtp, here = found
     host = check.string(smtp, "host", here, required=True)
     port = smtp.get("port", SMTP_PORT)
     if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
