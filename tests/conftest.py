@@ -5,8 +5,14 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from easyflow_cli.storage.store import Store
+
+# Hypothesis' default 200 ms deadline per example is wall-clock luck when three test processes
+# share two cores: a property fails on what it checks, never on how long an example took.
+settings.register_profile("easyflow", deadline=None)
+settings.load_profile("easyflow")
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "config" / "workflows"
