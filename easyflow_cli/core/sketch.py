@@ -31,6 +31,15 @@ def bucket_of(seconds: float) -> int:
     return 1 + int(math.log(seconds / SMALLEST) / _LOG_GAMMA)
 
 
+def bounds_of(bucket: int) -> tuple[float, float]:
+    """Bounds a little wider than the bucket's on both sides (by float rounding's margin):
+    every value of the bucket lies inside, and `bucket_of` tells which of them are its own."""
+    if bucket <= 0:
+        return -math.inf, SMALLEST * (1 + 1e-9)
+    return (SMALLEST * GAMMA ** (bucket - 1) * (1 - 1e-9),
+            SMALLEST * GAMMA ** bucket * (1 + 1e-9))
+
+
 def value_of(bucket: int) -> float:
     """The representative of a bucket: 2·low·high / (low + high)."""
     if bucket <= 0:

@@ -8,7 +8,7 @@ re-prices history.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
@@ -21,7 +21,7 @@ from easyflow_cli.core.model import Mode, PoolName
 from easyflow_cli.core.spec import WorkflowSpec
 from easyflow_cli.core.stats import median, nearest_rank, percentile
 from easyflow_cli.core.timeutil import from_iso, local_zone, to_iso
-from easyflow_cli.reporting import rolled_up
+from easyflow_cli.reporting import rolled_up, summarized
 from easyflow_cli.reporting.local_days import FIELDS, LocalDays, before_sql, sums_sql
 from easyflow_cli.reporting.timeline import Timeline
 from easyflow_cli.storage.damaged_rows import check_modes
@@ -60,6 +60,19 @@ class Period:
         """The rollups of pruned history the period holds (its whole local days)."""
         return rolled_up.days_where(self.since, self.until, self.workflow, zone)
 
+    def detail(self, cover: summarized.Coverage) -> Iterator[tuple[str, str, list[Any]]]:
+        """The period's runs left to the detail by the summaries' cover, a range of finish
+        times at a time, each as the table to read (and how) and the WHERE clause: the whole
+        period in one when nothing is summarized."""
+        where, args = self.where()
+        if summarized.whole(cover):
+            yield "runs", where, args
+            return
+        for low, high in cover.detail:
+            clause, bounds = summarized.detail_clause(low, high)
+            # A few recent hours or edges of the period: by finish time, whatever the rest.
+            yield summarized.BY_FINISH, f"{where} AND {clause}", [*args, *bounds]
+
     def where(self) -> tuple[str, list[Any]]:
         """Finished runs that occupied a worker, finished inside the period."""
         clauses, args = ["duration_s IS NOT NULL"], []
@@ -86,21 +99,42 @@ def has_history(store: Store, workflow: str) -> bool:
 def cost_sums(store: Store, period: Period, by: str = "mode",
               zone: tzinfo | None = None) -> list[dict[str, Any]]:
     """Per (group, mode, off_peak): runs, worker seconds, CPU seconds, measured joules, of
-    the runs in detail and the rollups of pruned ones. Days are local days of `zone` (the
-    machine's by default)."""
+    the runs in detail (their summarized hours off the summaries) and the rollups of pruned
+    ones. Days are local days of `zone` (the machine's by default)."""
     zone = zone or local_zone()
-    where, args = period.where()
-    rows = _sums(store, by, where, args)
+    cover = summarized.coverage(store, period.since, period.until,
+                                summarized.local_day_straddled(zone) if by == "day"
+                                else lambda hour: False)
+    rows = summarized.cost_sums(store, cover, by, period.workflow, zone)
+    for table, where, args in period.detail(cover):
+        rows = _added(rows, _detail_cost_sums(store, by, table, where, args, zone))
     check_modes(store.conn, {row["mode"] for row in rows})
-    days = _local_days(store, zone) if by == "day" else None
-    if days is not None:
-        before = [{(r["grp"], r["mode"], r["off_peak"]): r
-                   for r in _sums(store, by, f"{where} AND {before_sql(cut)}", args)}
-                  for cut in days.cuts]
-        rows = days.split(rows, before)
     if rolled_up.exist(store):
         rows = _with_rolled_up(rows, rolled_up.cost_sums(store, period.rolled_up(zone), by))
     return sorted(rows, key=lambda r: (r["grp"], r["mode"], bool(r["off_peak"])))
+
+
+def _detail_cost_sums(store: Store, by: str, table: str, where: str, args: list[Any],
+                      zone: tzinfo) -> list[dict[str, Any]]:
+    rows = _sums(store, by, table, where, args)
+    days = _local_days(store, zone) if by == "day" and rows else None
+    if days is not None:
+        before = [{(r["grp"], r["mode"], r["off_peak"]): r
+                   for r in _sums(store, by, table, f"{where} AND {before_sql(cut)}", args)}
+                  for cut in days.cuts]
+        rows = days.split(rows, before)
+    return rows
+
+
+def _added(rows: list[dict[str, Any]], more: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows of one group, mode and tariff (as stored) added up."""
+    merged: dict[tuple, dict[str, Any]] = {}
+    for row in [*rows, *more]:
+        into = merged.setdefault((row["grp"], row["mode"], row["off_peak"]),
+                                 {**row, **dict.fromkeys(FIELDS, 0)})
+        for field in FIELDS:
+            into[field] += row[field]
+    return list(merged.values())
 
 
 def _with_rolled_up(rows: list[dict[str, Any]], rolled: list[dict[str, Any]]
@@ -118,10 +152,11 @@ def _with_rolled_up(rows: list[dict[str, Any]], rolled: list[dict[str, Any]]
     return list(merged.values())
 
 
-def _sums(store: Store, by: str, where: str, args: list[Any]) -> list[dict[str, Any]]:
+def _sums(store: Store, by: str, table: str, where: str, args: list[Any]
+          ) -> list[dict[str, Any]]:
     return [dict(r) for r in store.conn.execute(
         f"SELECT {GROUP_KEYS[by]} AS grp, mode, off_peak, {sums_sql()}"
-        f" FROM runs WHERE {where} GROUP BY {GROUP_BY[by]}", args)]
+        f" FROM {table} WHERE {where} GROUP BY {GROUP_BY[by]}", args)]
 
 
 def _local_days(store: Store, zone: tzinfo) -> LocalDays | None:
@@ -141,35 +176,110 @@ def latency_stats(store: Store, period: Period, quantiles: tuple[int, ...],
                   zone: tzinfo | None = None) -> dict[str, dict[str, Any]]:
     """Per mode: runs, deadlines met/missed, and the nearest-rank percentiles of queue wait
     and duration (`core.stats.nearest_rank`), each read at its rank off an index in value order
-    rather than by loading every run. A mode with pruned runs in the period has its
-    percentiles read off sketches instead (`core/sketch.py`: within its relative error)."""
-    stats = _detail_latency(store, period, quantiles)
+    rather than by loading every run: over summarized hours, the summaries' sketch buckets
+    say which bucket holds the rank, and the index is read inside it. A mode with pruned runs
+    in the period has its percentiles read off sketches instead (`core/sketch.py`: within its
+    relative error)."""
+    # The summaries keep values per mode, not per workflow: one workflow's runs in detail.
+    cover = (summarized.Coverage.none(period.since, period.until) if period.workflow
+             else summarized.coverage(store, period.since, period.until))
+    if summarized.whole(cover):
+        stats = _detail_latency(store, period, quantiles)
+    else:
+        stats = _summarized_latency(store, period, cover, quantiles)
     if rolled_up.exist(store):
         rolled = rolled_up.latency(store, period.rolled_up(zone or local_zone()))
         for mode, pruned in rolled.items():
-            stats[mode] = _with_pruned(store, period, quantiles, mode, stats.get(mode), pruned)
+            detail = _value_buckets(store, period, cover, mode)
+            stats[mode] = _with_pruned(quantiles, detail, stats.get(mode), pruned)
     return stats
 
 
-def _with_pruned(store: Store, period: Period, quantiles: tuple[int, ...], mode: str,
+def _with_pruned(quantiles: tuple[int, ...], detail_sketches: dict[str, sketch.Sketch],
                  detail: dict[str, Any] | None, pruned: dict[str, Any]) -> dict[str, Any]:
     """A mode's latency over detail and rollups: counts added, percentiles off the sketches
     of both."""
     stats = {key: pruned[key] + (detail[key] if detail else 0)
              for key in ("runs", "deadlines_met", "deadlines_missed")}
     for column in ("queue_wait_s", "duration_s"):
-        merged = sketch.merge(_detail_sketch(store, period, mode, column),
-                              pruned[column])
+        merged = sketch.merge(dict(detail_sketches[column]), pruned[column])
         stats[column] = {q: sketch.quantile(merged, q) for q in quantiles}
     return stats
 
 
-def _detail_sketch(store: Store, period: Period, mode: str, column: str) -> sketch.Sketch:
-    where, args = period.where()
+def _value_buckets(store: Store, period: Period, cover: summarized.Coverage,
+                   mode: str) -> dict[str, sketch.Sketch]:
+    """Per column, the sketch of a mode's values in the period: the summaries' for the
+    covered hours, the detail's for the rest."""
     store.conn.create_function("sketch_bucket", 1, sketch.bucket_of, deterministic=True)
-    return dict(store.conn.execute(
-        f"SELECT sketch_bucket({column}), count(*) FROM runs WHERE {where} AND mode = ?"
-        f" AND {column} IS NOT NULL GROUP BY 1", [*args, mode]).fetchall())
+    found = {}
+    for column in ("queue_wait_s", "duration_s"):
+        buckets = ({} if summarized.whole(cover)
+                   else summarized.value_buckets(store, cover, mode, column))
+        for table, where, args in period.detail(cover):
+            sketch.merge(buckets, dict(store.conn.execute(
+                f"SELECT sketch_bucket({column}), count(*) FROM {table} WHERE {where}"
+                f" AND mode = ? AND {column} IS NOT NULL GROUP BY 1", [*args, mode])))
+        found[column] = buckets
+    return found
+
+
+def _summarized_latency(store: Store, period: Period, cover: summarized.Coverage,
+                        quantiles: tuple[int, ...]) -> dict[str, dict[str, Any]]:
+    counts = summarized.latency_counts(store, cover)
+    for table, where, args in period.detail(cover):
+        for mode, *more in store.conn.execute(
+            f"SELECT mode, count(*), count(queue_wait_s), count(CASE WHEN deadline_met THEN 1"
+            f" END), count(CASE WHEN NOT deadline_met THEN 1 END) FROM {table} WHERE {where}"
+            " GROUP BY mode", args,
+        ):
+            counts[mode] = tuple(a + b for a, b in zip(counts.get(mode, (0, 0, 0, 0)), more,
+                                                       strict=True))
+    check_modes(store.conn, set(counts))
+    stats = {}
+    for mode, (runs, _, met, missed) in counts.items():
+        if not runs:
+            continue
+        buckets = _value_buckets(store, period, cover, mode)
+        stats[mode] = {"runs": runs, "deadlines_met": met, "deadlines_missed": missed,
+                       **{column: _bucketed_percentiles(store, period, mode, column,
+                                                        buckets[column], quantiles)
+                          for column in ("queue_wait_s", "duration_s")}}
+    return stats
+
+
+VALUE_INDEXES = {"queue_wait_s": "runs_waits", "duration_s": "runs_durations"}
+
+
+def _bucketed_percentiles(store: Store, period: Period, mode: str, column: str,
+                          buckets: sketch.Sketch, quantiles: tuple[int, ...]
+                          ) -> dict[int, float | None]:
+    """Each percentile exactly: the bucket holding its rank found by counting, then the value
+    read at its rank among the bucket's, off the index in value order."""
+    count = sum(buckets.values())
+    if not count:
+        return dict.fromkeys(quantiles)
+    found = {}
+    for q in quantiles:
+        rank, below = nearest_rank(count, q), 0
+        for bucket in sorted(buckets):
+            if below + buckets[bucket] >= rank:
+                found[q] = _in_bucket(store, period, mode, column, bucket, rank - below - 1)
+                break
+            below += buckets[bucket]
+    return found
+
+
+def _in_bucket(store: Store, period: Period, mode: str, column: str, bucket: int,
+               offset: int) -> float:
+    """The value at `offset` (0-based) in order among the period's values of a sketch bucket."""
+    where, args = period.where()
+    low, high = sketch.bounds_of(bucket)
+    return store.conn.execute(
+        f"SELECT {column} FROM runs INDEXED BY {VALUE_INDEXES[column]} WHERE {where}"
+        f" AND mode = ? AND {column} >= ? AND {column} < ? AND sketch_bucket({column}) = ?"
+        f" ORDER BY {column} LIMIT 1 OFFSET ?",
+        [*args, mode, low, high, bucket, offset]).fetchone()[0]
 
 
 def _detail_latency(store: Store, period: Period, quantiles: tuple[int, ...]
@@ -241,19 +351,27 @@ def pool_use(store: Store, period: Period, timeline: Timeline,
     """Busy and queued seconds per slice for runs that overlap the period.
 
     Settled runs lying inside one slice are added up by SQL, slice by slice (runs picked by
-    when they stopped being busy or queued), off indexes that hold their times as epoch
-    seconds; the rest (crossing a slice boundary, or not finished) are read and spread in
+    when they finished), off an index that holds their times as epoch seconds, or whole
+    summarized hours at a time (`summarized.add_pool_use`); the rest (crossing a slice boundary, or not finished) are read and spread in
     Python. Both cut at the same floating-point bounds. Pruned runs come from their rollups,
     to the quarter hour."""
     modes = [m.value for m in Mode]
     use = PoolUse({m: 0 for m in modes}, {m: timeline.zeros() for m in modes},
                   {m: timeline.zeros() for m in modes})
     filters = _pool_filters(period)
+    edges = _slice_edges(timeline, period)
+    cover = summarized.coverage(store, period.since, period.until)
+    if summarized.whole(cover):
+        picks = [(index, low, high) for index, (low, high) in enumerate(edges)]
+    else:
+        into = summarized.PoolSeries(use.runs, use.busy_s, use.queued_s)
+        picks = summarized.add_pool_use(store, cover, period.workflow, timeline, edges, into)
+        use.foreground_runs += into.foreground_runs
     # Busy and queued times are two passes over two indexes: on a second connection in a
     # thread (SQLite lets go of the GIL), they take one pass's wall time on two cores.
     with ThreadPoolExecutor(max_workers=1) as thread, Store(store.path) as other:
-        queued = thread.submit(_add_queued, other, period, timeline, filters, use)
-        _add_busy(store, period, timeline, filters, use)
+        queued = thread.submit(_add_queued, other, picks, timeline, filters, use)
+        _add_busy(store, picks, timeline, filters, use)
         queued.result()
     if rolled_up.exist(store):
         _add_rolled_up(store, period, timeline, use, zone or local_zone())
@@ -268,9 +386,12 @@ def _add_rolled_up(store: Store, period: Period, timeline: Timeline, use: PoolUs
     use.foreground_runs += into.foreground_runs
 
 
-def _add_busy(store: Store, period: Period, timeline: Timeline, filters: dict[str, Any],
+Picks = list[tuple[int, str | None, str | None]]  # slice, and the finish times it reads
+
+
+def _add_busy(store: Store, picks: Picks, timeline: Timeline, filters: dict[str, Any],
               use: PoolUse) -> None:
-    _each_slice(store, period, timeline, filters, use, "settled_busy", _busy_slice)
+    _each_slice(store, picks, timeline, filters, use, "settled_busy", _busy_slice)
     for mode, pool, begin, finish in _unfinished(store, "busy", filters):
         if pool == PoolName.FOREGROUND:
             use.foreground_runs += 1
@@ -279,9 +400,9 @@ def _add_busy(store: Store, period: Period, timeline: Timeline, filters: dict[st
         timeline.spread(use.busy_s[mode], begin, finish)
 
 
-def _add_queued(store: Store, period: Period, timeline: Timeline, filters: dict[str, Any],
+def _add_queued(store: Store, picks: Picks, timeline: Timeline, filters: dict[str, Any],
                 use: PoolUse) -> None:
-    _each_slice(store, period, timeline, filters, use, "settled_queued", _queued_slice)
+    _each_slice(store, picks, timeline, filters, use, "settled_queued", _queued_slice)
     for mode, enqueued, left in _unfinished(store, "queued", filters):
         timeline.spread(use.queued_s[mode], enqueued, left)
 
@@ -289,12 +410,12 @@ def _add_queued(store: Store, period: Period, timeline: Timeline, filters: dict[
 SliceAdder = Callable[[Store, str, dict[str, Any], PoolUse, int, Timeline], None]
 
 
-def _each_slice(store: Store, period: Period, timeline: Timeline, filters: dict[str, Any],
+def _each_slice(store: Store, picks: Picks, timeline: Timeline, filters: dict[str, Any],
                 use: PoolUse, kind: str, add_slice: SliceAdder) -> None:
-    """Add the settled runs of every mode, slice by slice, under the filter named `kind`."""
-    edges = _slice_edges(timeline, period)
+    """Add the settled runs of every mode, slice by slice (each reading the runs `picks`
+    gives it), under the filter named `kind`."""
     for mode in use.runs:
-        for index, (low_iso, high_iso) in enumerate(edges):
+        for index, low_iso, high_iso in picks:
             add_slice(store, filters[kind],
                       _slice_args(filters, timeline, mode, index, low_iso, high_iso),
                       use, index, timeline)
@@ -355,14 +476,14 @@ def _busy_slice(store: Store, filters: str, args: dict[str, Any], use: PoolUse, 
     runs, foreground, busy, simple = store.conn.execute(
         f"SELECT count(*), total(pool IS {FOREGROUND_SQL}),"
         f" total(CASE WHEN {inside} AND {ENDED} > {BEGAN} THEN {ENDED} - {BEGAN} END),"
-        f" total({inside}) FROM runs INDEXED BY runs_busy WHERE {where}", args).fetchone()
+        f" total({inside}) FROM runs INDEXED BY runs_pools WHERE {where}", args).fetchone()
     mode = args["mode"]
     use.runs[mode] += runs - int(foreground)
     use.foreground_runs += int(foreground)
     use.busy_s[mode][index] += busy
     if runs - foreground - simple:
         for begin, finish in store.conn.execute(
-            f"SELECT {BEGAN}, {ENDED} FROM runs INDEXED BY runs_busy WHERE {where}"
+            f"SELECT {BEGAN}, {ENDED} FROM runs INDEXED BY runs_pools WHERE {where}"
             f" AND pool IS NOT {FOREGROUND_SQL} AND NOT ({BEGAN} >= :low AND {ENDED} <= :high)",
             args,
         ):
@@ -371,18 +492,21 @@ def _busy_slice(store: Store, filters: str, args: dict[str, Any], use: PoolUse, 
 
 def _queued_slice(store: Store, filters: str, args: dict[str, Any], use: PoolUse, index: int,
                   timeline: Timeline) -> None:
+    # Picked by finish time, as busy time is (one index for both): a run that left the queue
+    # before the period began is picked too when it finished in it, and adds nothing.
     where = (f"finished_at IS NOT NULL AND mode = :mode AND {filters}"
-             f" AND {_in_slice(LEFT_QUEUE_SQL, args['low_iso'], args['high_iso'])}")
+             f" AND {_in_slice('finished_at', args['low_iso'], args['high_iso'])}")
     inside = f"{QUEUED} >= :low AND {LEFT_QUEUE} <= :high"
+    table = "runs INDEXED BY runs_pools"
     runs, queued, simple = store.conn.execute(
         f"SELECT count(*), total(CASE WHEN {inside} AND {LEFT_QUEUE} > {QUEUED}"
         f" THEN {LEFT_QUEUE} - {QUEUED} END), total({inside})"
-        f" FROM runs INDEXED BY runs_queued_time WHERE {where}", args).fetchone()
+        f" FROM {table} WHERE {where}", args).fetchone()
     series = use.queued_s[args["mode"]]
     series[index] += queued
     if runs - simple:
         for enqueued, left in store.conn.execute(
-            f"SELECT {QUEUED}, {LEFT_QUEUE} FROM runs INDEXED BY runs_queued_time"
+            f"SELECT {QUEUED}, {LEFT_QUEUE} FROM {table}"
             f" WHERE {where} AND NOT ({inside})", args,
         ):
             timeline.spread(series, enqueued, left)

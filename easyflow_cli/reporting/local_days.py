@@ -14,15 +14,11 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Any
 
-# Each sum of a cost row as an aggregate of a value, counting only the runs `condition` keeps.
-SUMS = {
-    "runs": ("count", "1", None),
-    "worker_s": ("total", "duration_s", None),
-    "cpu_s": ("total", "cpu_user_s + cpu_system_s", None),
-    "energy_j": ("total", "energy_j", None),
-    "measured": ("count", "energy_j", None),
-    "unmeasured_cpu_s": ("total", "cpu_user_s + cpu_system_s", "energy_j IS NULL"),
-}
+from easyflow_cli.storage.summaries import COST_SUMS
+
+# Each sum of a cost row as an aggregate of a value, counting only the runs a condition keeps
+# (kept with the summaries, which hold the same sums per hour).
+SUMS = COST_SUMS
 FIELDS = tuple(SUMS)
 ZERO = dict.fromkeys(FIELDS, 0)
 TIME_OF_DAY = "substr(finished_at, 12)"  # HH:MM:SS.ffffffZ of the stored UTC time

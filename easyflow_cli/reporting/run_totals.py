@@ -22,24 +22,25 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from easyflow_cli.core.model import Mode, RunState
+from easyflow_cli.core.model import Mode
 from easyflow_cli.core.sketch import value_of
+from easyflow_cli.reporting import summarized
 from easyflow_cli.reporting.local_days import FIELDS, sums_sql
 from easyflow_cli.reporting.rolled_up import COST_SUMS
 from easyflow_cli.storage.rollups import decode
 from easyflow_cli.storage.store import Store
+from easyflow_cli.storage.summaries import (
+    DURATION_BUCKETS,
+    ENDED_STATES,
+    HISTOGRAMS,
+    WAIT_BUCKETS,
+    histogram_columns,
+)
 
-# Upper bounds in seconds. Durations: a no-op call to a long batch job. Queue waits: the few
-# milliseconds of a real-time hand-over to the hours an eco run waits for off-peak.
-DURATION_BUCKETS = (0.01, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 1800.0, 3600.0,
-                    4 * 3600.0)
-WAIT_BUCKETS = (0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0, 60.0, 300.0, 1800.0, 3600.0,
-                4 * 3600.0, 12 * 3600.0, 24 * 3600.0)
 # What a run's contribution is read from, when runs are read one by one.
 RUN_COLUMNS = ("workflow", "mode", "state", "finished_at", "off_peak", "duration_s",
                "queue_wait_s", "cpu_user_s", "cpu_system_s", "energy_j")
 
-ENDED_STATES = (RunState.SUCCEEDED, RunState.FAILED, RunState.TIMED_OUT, RunState.CANCELLED)
 UsageKey = tuple[str, Any]  # mode, off_peak (as stored: 0, 1 or NULL)
 
 
@@ -172,7 +173,57 @@ def read_snapshot(store: Store) -> Iterator[None]:
 
 
 def table_totals(store: Store, below: int | None = None) -> RunTotals:
-    """The totals over the runs the `runs` table holds (those with an id below `below`)."""
+    """The totals over the runs the `runs` table holds (those with an id below `below`): of
+    the summarized hours off their summaries when all are asked for, of the rest off the
+    indexes (or run by run, when the summaries leave only a few hours)."""
+    cover = summarized.coverage(store, None, None) if below is None else None
+    if cover is None or summarized.whole(cover):
+        return _index_totals(store, below)
+    totals = summary_totals(store, cover)
+    for low, high in cover.detail:
+        where, args = summarized.detail_clause(low, high)
+        totals.add(totals_of(store.conn.execute(
+            f"SELECT {', '.join(RUN_COLUMNS)} FROM {summarized.BY_FINISH} WHERE {where}", args)))
+    return totals
+
+
+def summary_totals(store: Store, cover: summarized.Coverage) -> RunTotals:
+    """The totals of the summarized hours `cover` holds."""
+    where, args = cover.hours_where()
+    states = ", ".join(f"sum(state_{state.value})" for state in ENDED_STATES)
+    sums = ", ".join(f"total({name})" for name in FIELDS)
+    counts = {name: ", ".join(f"sum({column})" for column in histogram_columns(name))
+              for name in HISTOGRAMS}
+    totals = RunTotals()
+    for row in store.conn.execute(
+        f"SELECT workflow, mode, off_peak, {states}, {sums}, {counts['duration']},"
+        f" {counts['wait']}, total(worker_s), total(wait_s) FROM run_summaries WHERE {where}"
+        " GROUP BY workflow, mode, off_peak", args,
+    ):
+        _add_summary_row(totals, list(row))
+    return totals
+
+
+def _add_summary_row(totals: RunTotals, row: list[Any]) -> None:
+    workflow, mode, off_peak = row[:3]
+    values = iter(row[3:])
+    for state in ENDED_STATES:
+        _count(totals, (workflow, mode, state.value), next(values))
+    sums = totals.usage.setdefault((mode, off_peak), dict.fromkeys(FIELDS, 0))
+    for name in FIELDS:
+        sums[name] += next(values)
+    if not sums["runs"]:
+        del totals.usage[(mode, off_peak)]
+    histograms = [(totals.durations, DURATION_BUCKETS), (totals.waits, WAIT_BUCKETS)]
+    counts = [[next(values) for _ in range(len(bounds) + 1)] for _, bounds in histograms]
+    for (by_mode, bounds), found, total in zip(histograms, counts, values, strict=True):
+        if sum(found):
+            cumulative = list(itertools.accumulate(found))
+            by_mode.setdefault(mode, Histogram.empty(bounds)).add(
+                Histogram(bounds, cumulative[:-1], cumulative[-1], total))
+
+
+def _index_totals(store: Store, below: int | None) -> RunTotals:
     ids = "" if below is None else f" AND id < {int(below)}"
     totals = RunTotals(durations=histograms(store, "duration_s", "runs_durations",
                                             DURATION_BUCKETS, ids),

@@ -24,7 +24,7 @@ from easyflow_cli.core.model import Mode
 from easyflow_cli.core.paths import database_path, ensure_state_dir, state_dir
 from easyflow_cli.core.spec import ScheduleSpec, WorkflowSpec, spec_from_dict, spec_to_dict
 from easyflow_cli.core.timeutil import to_iso
-from easyflow_cli.storage import rollups
+from easyflow_cli.storage import rollups, summaries
 from easyflow_cli.storage.database_file import check_integrity, open_database
 from easyflow_cli.storage.live_files import (
     FilesInUse,
@@ -36,6 +36,7 @@ from easyflow_cli.storage.outbox import Outbox
 from easyflow_cli.storage.run_queue import RunQueue
 from easyflow_cli.storage.sqlite_outbox import SqliteOutbox
 from easyflow_cli.storage.sqlite_queue import SqliteRunQueue, fits_sqlite_integer
+from easyflow_cli.storage.summaries import LEFT_QUEUE_SQL, epoch_sql
 
 BUSY_TIMEOUT_MS = 30_000
 # SQLite copies its write-ahead log back into the database (a checkpoint, with an fsync) inside
@@ -89,13 +90,9 @@ def _migration_2(db) -> None:
                " duration_s, cpu_user_s, cpu_system_s, energy_j) WHERE duration_s IS NOT NULL")
 
 
-# Epoch seconds of a stored time, as the pools report computes them. The pools indexes store
-# these values, so reading them costs no date parsing; queries must spell them exactly so.
-def epoch_sql(column: str) -> str:
-    return f"(julianday({column}) - 2440587.5) * 86400.0"
-
-
-LEFT_QUEUE_SQL = "coalesce(claimed_at, started_at, finished_at)"
+# `epoch_sql`: epoch seconds of a stored time, as the pools report computes them. The pools
+# indexes store these values, so reading them costs no date parsing; queries must spell them
+# exactly so.
 NOT_DISABLED = "workflow NOT IN (SELECT name FROM workflows WHERE disabled = 1)"
 
 
@@ -198,9 +195,23 @@ def _migration_11(db) -> None:
     rollups.create_table(db)
 
 
+def _migration_12(db) -> None:
+    """Hourly summaries of finished runs beside the detail (`summaries.py`), which reports
+    over long periods add up instead of the runs; and one index for `report pools` where
+    there were two (busy and queued time, both picked by finish time now): one index entry
+    fewer for each run that ends."""
+    summaries.create_tables(db.conn)
+    db.execute("DROP INDEX runs_busy")
+    db.execute("DROP INDEX runs_queued_time")
+    db.execute(f"CREATE INDEX runs_pools ON runs (mode, finished_at, started_at, enqueued_at,"
+               f" {epoch_sql('started_at')}, {epoch_sql('finished_at')},"
+               f" {epoch_sql('enqueued_at')}, {epoch_sql(LEFT_QUEUE_SQL)}, pool, workflow)"
+               " WHERE finished_at IS NOT NULL")
+
+
 MIGRATIONS = [_migration_1, _migration_2, _migration_3, _migration_4, _migration_5,
               _migration_6, _migration_7, _migration_8, _migration_9,
-              _migration_10, _migration_11]
+              _migration_10, _migration_11, _migration_12]
 
 
 class Store:

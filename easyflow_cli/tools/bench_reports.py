@@ -4,8 +4,10 @@ the daemon's collector and as `easyflow metrics`."""
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -14,6 +16,7 @@ from easyflow_cli.core.model import PoolName
 from easyflow_cli.core.stats import median
 from easyflow_cli.storage.sqlite_queue import insert_runs
 from easyflow_cli.storage.store import Store
+from easyflow_cli.storage.summaries import summarize_all
 from easyflow_cli.tools.bench_cli import cli_wall_times
 
 if TYPE_CHECKING:
@@ -70,12 +73,47 @@ REPORT_COMMANDS = {
 }
 
 
+# Rows per transaction when seeding: big enough that commits cost nothing, small enough that
+# the generator's rows never pile up in memory.
+SEED_CHUNK = 200_000
+
+
 def seed_report_history(home: Path, runs: int) -> float:
-    """Seed `runs` synthetic finished runs into a fresh state directory; returns runs/s."""
+    """Seed `runs` synthetic finished runs into a fresh state directory; returns runs/s.
+
+    The runs table's indexes are dropped while the rows go in and built again after, which
+    sorts each once instead of growing it row by row (minutes at ten million runs, not hours).
+    """
     with Store.open(home) as store:
         start = time.perf_counter()
-        insert_runs(store, SYNTHETIC_COLUMNS, synthetic_runs(runs, datetime.now(UTC)))
+        rows = synthetic_runs(runs, datetime.now(UTC))
+        with without_run_indexes(store):
+            while chunk := list(itertools.islice(rows, SEED_CHUNK)):
+                insert_runs(store, SYNTHETIC_COLUMNS, chunk)
+        # As the daemon does in its quiet moments, for every hour that is over.
+        with store.write() as conn:
+            summarize_all(conn, datetime.now(UTC))
         return runs / (time.perf_counter() - start)
+
+
+@contextmanager
+def without_run_indexes(store: Store) -> Iterator[None]:
+    """The runs table's indexes dropped inside, and created again as they were on leaving."""
+    indexes = [sql for sql, in store.conn.execute(
+        "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'runs'"
+        " AND sql IS NOT NULL")]
+    names = [name for name, in store.conn.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'runs'"
+        " AND sql IS NOT NULL")]
+    with store.write() as conn:
+        for name in names:
+            conn.execute(f"DROP INDEX {name}")
+    try:
+        yield
+    finally:
+        with store.write() as conn:
+            for sql in indexes:
+                conn.execute(sql)
 
 
 def reports_at_scale(root: Path, runs: int, cli_samples: int) -> dict[str, Any]:

@@ -1,0 +1,134 @@
+"""Reports over summarized hours: every report and the metrics the same before and after the
+hours are summarized (to the cent, to the run, percentiles exactly), however far the summaries
+reach, and again after runs change in summarized hours (a late insert, pruning)."""
+
+from datetime import timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from easyflow_cli.core.model import Mode
+from easyflow_cli.core.timeutil import to_iso
+from easyflow_cli.reporting import accounting, summarized
+from easyflow_cli.reporting.accounting import Period
+from easyflow_cli.reporting.reports import QUANTILES, cost_report, latency_report, pools_report
+from easyflow_cli.reporting.run_totals import run_totals
+from easyflow_cli.reporting.timeline import Timeline
+from easyflow_cli.storage import summaries
+from easyflow_cli.storage.sqlite_queue import insert_runs
+from easyflow_cli.storage.store import Store
+from tests.reporting.test_reports_sql import (
+    COLUMNS,
+    PERIODS,
+    T0,
+    WORKERS,
+    assert_close,
+    varied_runs,
+)
+from tests.reporting.test_rolled_up import CUTOFF, END, PRICES, periods, prune_before
+
+ZONES = ["UTC", "America/New_York", "Asia/Kathmandu", "Pacific/Chatham"]
+
+
+def reports(store: Store, zone: ZoneInfo) -> dict:
+    """Every report over periods at local midnights and at odd times, and the metrics."""
+    out = {}
+    for index, period in enumerate([*periods(zone), *PERIODS]):
+        for by in ("mode", "workflow", "day"):
+            out[("costs", by, index)] = cost_report(
+                accounting.cost_sums(store, period, by, zone), PRICES, 15.0, by, {})
+        out[("latency", index)] = latency_report(
+            accounting.latency_stats(store, period, QUANTILES, zone), {})
+        start = accounting.earliest_start(store, period) if period.since is None else (
+            period.since.timestamp())
+        timeline = Timeline(start or 0.0, (period.until or END).timestamp(), 24)
+        out[("pools", index)] = pools_report(
+            accounting.pool_use(store, period, timeline, zone), WORKERS,
+            {m.value: 0 for m in Mode}, timeline, {})
+    totals = run_totals(store)
+    out["metrics"] = {"runs": totals.runs, "usage": totals.usage,
+                      **{f"{name}-{mode}": vars(histogram) for name, by_mode in
+                         (("durations", totals.durations), ("waits", totals.waits))
+                         for mode, histogram in by_mode.items()}}
+    return out
+
+
+def summarize(store: Store, hours: int) -> None:
+    with store.write() as conn:
+        summaries.summarize_all(conn, T0 + timedelta(hours=hours), runs=53)
+
+
+def assert_same(after: dict, before: dict) -> None:
+    assert after.keys() == before.keys()
+    for key in before:
+        assert_close(after[key], before[key])
+        if key[0] == "costs":
+            assert round(after[key]["total_cost"], 2) == round(before[key]["total_cost"], 2)
+
+
+@pytest.fixture(params=ZONES)
+def zone(request):
+    return ZoneInfo(request.param)
+
+
+@pytest.fixture
+def store(tmp_path):
+    with Store.open(tmp_path / "home") as store:
+        insert_runs(store, COLUMNS, varied_runs(600))
+        yield store
+
+
+@pytest.mark.parametrize("hours", [1, 30, 24 * 5 + 7, 24 * 12])
+def test_reports_are_the_same_before_and_after_summarizing(store, zone, hours):
+    before = reports(store, zone)
+    summarize(store, hours)
+    assert summaries.mark(store.conn) is not None
+    assert_same(reports(store, zone), before)
+
+
+def test_a_run_written_into_a_summarized_hour_makes_it_dirty_until_summarized_again(
+        store, zone):
+    summarize(store, 24 * 12)
+    late = [row for row in varied_runs(40, seed=11) if row[10] is not None][:5]
+    insert_runs(store, COLUMNS, late)
+    dirty = summaries.dirty_hours(store.conn)
+    assert dirty == {row[10][:13] for row in late}
+    before = reports(store, zone)
+    with store.write() as conn:
+        summaries.summarize_all(conn, END)
+    assert summaries.dirty_hours(store.conn) == set()
+    assert_same(reports(store, zone), before)
+
+
+def test_pruning_summarized_hours_keeps_every_report(store, zone):
+    summarize(store, 24 * 12)
+    before = reports(store, zone)
+    prune_before(store, CUTOFF, zone)
+    assert summaries.dirty_hours(store.conn)
+    pruned_dirty = reports(store, zone)
+    with store.write() as conn:
+        summaries.summarize_all(conn, END)
+    after = reports(store, zone)
+    # Pruned history counts in whole local days: the periods that begin and end at midnight.
+    for key in (k for k in before if k[0] == "costs" and k[-1] < len(periods(zone))):
+        assert round(pruned_dirty[key]["total_cost"], 2) == round(before[key]["total_cost"], 2)
+        assert round(after[key]["total_cost"], 2) == round(before[key]["total_cost"], 2)
+    assert_same(after, pruned_dirty)
+
+
+def test_changing_a_run_of_a_summarized_hour_marks_both_its_hours(store):
+    summarize(store, 24 * 12)
+    run_id, finished = store.conn.execute(
+        "SELECT id, finished_at FROM runs WHERE finished_at IS NOT NULL LIMIT 1").fetchone()
+    moved = to_iso(T0 + timedelta(days=3, minutes=30))
+    with store.write() as conn:
+        conn.execute("UPDATE runs SET finished_at = ? WHERE id = ?", (moved, run_id))
+    assert summaries.dirty_hours(store.conn) == {finished[:13], moved[:13]}
+
+
+def test_summaries_of_other_sums_are_made_again(store, monkeypatch):
+    summarize(store, 24 * 12)
+    monkeypatch.setattr(summaries, "COLUMNS", (*summaries.COLUMNS, "receipt_cost"))
+    assert not summaries.current(store.conn)
+    period = Period(None, None)
+    assert summarized.whole(summarized.coverage(store, period.since, period.until))
