@@ -37,6 +37,7 @@ from easyflow_cli.runtime.daemon.foreground_watch import CHECK_EVERY_S
 from easyflow_cli.runtime.daemon.loop import MAX_SLEEP_S
 from easyflow_cli.runtime.daemon.pruning import BATCH_TARGET_S
 from easyflow_cli.runtime.daemon.settlement import SHUTDOWN_NOTE
+from easyflow_cli.runtime.daemon.summarizing import CLOSED_AFTER_S
 from easyflow_cli.runtime.pools import Pool, PoolWorker
 from easyflow_cli.runtime.process_identity import group_of
 from easyflow_cli.runtime.protocol import (
@@ -61,6 +62,7 @@ from easyflow_cli.runtime.protocol import (
 from easyflow_cli.runtime.run_marker import marker_env, new_token
 from easyflow_cli.runtime.start_slot import StartSlot, slot_path
 from easyflow_cli.scheduling.scheduler import add_schedule, disable_workflow, prime_schedules
+from easyflow_cli.storage import summaries
 from easyflow_cli.storage.daemon_policy import published_policy
 from easyflow_cli.storage.run_queue import RunStart
 from easyflow_cli.storage.sqlite_queue import insert_runs
@@ -873,6 +875,52 @@ def test_runs_past_keeping_are_pruned_in_quiet_moments_with_their_logs(harness, 
     assert harness.sleep_left() == MAX_SLEEP_S  # nothing sooner
     clock.advance(80 * 86400)
     assert harness.daemon.pruning.due(clock.now())
+
+
+def summarized_runs(harness: Harness) -> int:
+    return harness.db.conn.execute("SELECT coalesce(sum(runs), 0) FROM run_summaries"
+                                   ).fetchone()[0]
+
+
+def test_hours_that_are_over_are_summarized_in_quiet_moments(harness, clock):
+    finished_runs(harness, "a", 12, days_ago=2)
+    finished_runs(harness, "a", 3, days_ago=0)  # this hour: not over yet
+    summarizing = harness.daemon.summarizing
+    summarizing.batch = 5
+    assert summarizing.due(clock.now())  # at start
+    assert harness.daemon.loop._summarize_while_quiet() == []
+    assert summarized_runs(harness) == 12
+    assert summarizing.due_at is None  # nothing left: no look until runs finish
+    summarizing.look_again(clock.now())  # runs finished
+    next_hour = summaries.hour_start(summaries.hour_of(clock.now())) + timedelta(hours=1)
+    assert summarizing.due_at == next_hour + timedelta(seconds=CLOSED_AFTER_S)
+    clock.advance((summarizing.due_at - clock.now()).total_seconds())
+    harness.daemon.loop._summarize_while_quiet()
+    assert summarized_runs(harness) == 15
+
+
+def test_pruned_runs_leave_their_summarized_hours_to_be_summarized_again(harness, clock):
+    finished_runs(harness, "a", 30, days_ago=100)
+    harness.daemon.loop._summarize_while_quiet()
+    assert summarized_runs(harness) == 30
+    harness.daemon.loop._prune_while_quiet()
+    assert summaries.dirty_hours(harness.db.conn)
+    assert harness.daemon.summarizing.due(clock.now())
+    harness.daemon.loop._summarize_while_quiet()
+    assert summarized_runs(harness) == 0 and not summaries.dirty_hours(harness.db.conn)
+
+
+def test_summarizing_stops_between_batches_when_something_arrives(harness, clock):
+    for days in range(1, 5):
+        finished_runs(harness, "a", 3, days_ago=days)
+    summarizing = harness.daemon.summarizing
+    summarizing.batch = 3
+    summarizing.timer = itertools.count(0, BATCH_TARGET_S).__next__
+    worker = harness.pool(Mode.ECO)[0]
+    worker.report(Ready(worker.pid))
+    assert harness.daemon.loop._summarize_while_quiet() != []
+    assert summarized_runs(harness) == 3
+    assert summarizing.due(clock.now())  # the rest at the next quiet moment
 
 
 def test_a_workflow_keeps_its_newest_runs_as_keep_runs_says(harness, clock):

@@ -28,6 +28,7 @@ from easyflow_cli.runtime.daemon.foreground_watch import ForegroundWatch
 from easyflow_cli.runtime.daemon.metrics_exporter import MetricsExporter
 from easyflow_cli.runtime.daemon.overdue import next_overdue_in, stop_overdue
 from easyflow_cli.runtime.daemon.pruning import LOGS_WAIT_S, Pruning
+from easyflow_cli.runtime.daemon.summarizing import Summarizing
 from easyflow_cli.runtime.pools import Pool
 from easyflow_cli.runtime.recording import Recorder
 from easyflow_cli.runtime.sdnotify import Notifier
@@ -57,6 +58,7 @@ class Served(Protocol):
     dispatcher: Dispatcher
     schedules: ScheduleBook
     pruning: Pruning
+    summarizing: Summarizing
     stop_requested: bool
     reload_requested: bool
 
@@ -120,13 +122,13 @@ class Loop:
     def _wait(self, timeout: float | None) -> list[tuple[selectors.SelectorKey, int]]:
         """Sleep until something arrives or `timeout`; checkpoint and prune if it stays quiet
         a while."""
-        wants_quiet = self.wal_dirty or self._pruning_due()
+        wants_quiet = self.wal_dirty or self._pruning_due() or self._summarizing_due()
         if wants_quiet and (timeout is None or timeout > CHECKPOINT_WHEN_QUIET_S):
             events = self.selector.select(CHECKPOINT_WHEN_QUIET_S)
             if not events:
                 if self.wal_dirty:
                     self._checkpoint()
-                events = self._prune_while_quiet()
+                events = self._prune_while_quiet() or self._summarize_while_quiet()
             if events:
                 return self._arrived(events)
             timeout = self.time_left() if timeout is not None else None
@@ -136,7 +138,9 @@ class Loop:
                  ) -> list[tuple[selectors.SelectorKey, int]]:
         if events:
             self.wal_dirty = True
-            self.daemon.pruning.look_again(self.clock.now())
+            now = self.clock.now()
+            self.daemon.pruning.look_again(now)
+            self.daemon.summarizing.look_again(now)
         return events
 
     def _pruning_due(self) -> bool:
@@ -151,11 +155,31 @@ class Loop:
                 wait = 0.0
                 try:
                     pruning.step(self.clock.now())
+                    # Pruned runs leave their summarized hours dirty.
+                    self.daemon.summarizing.look_now(self.clock.now())
                 except sqlite3.OperationalError as exc:  # busy, disk full: the next quiet time
                     log.warning("pruning paused: %s", exc)
                     pruning.back_off(self.clock.now())
                     return []
             events = self.selector.select(wait)
+            if events:
+                return events
+        return []
+
+    def _summarizing_due(self) -> bool:
+        return self.daemon.recorder.healthy and self.daemon.summarizing.due(self.clock.now())
+
+    def _summarize_while_quiet(self) -> list[tuple[selectors.SelectorKey, int]]:
+        """Summarize a batch at a time for as long as nothing arrives (or nothing is left)."""
+        summarizing = self.daemon.summarizing
+        while self._summarizing_due() and not self.daemon.drain.active:
+            try:
+                summarizing.step(self.clock.now())
+            except sqlite3.OperationalError as exc:  # busy, disk full: the next quiet time
+                log.warning("summarizing paused: %s", exc)
+                summarizing.back_off(self.clock.now())
+                return []
+            events = self.selector.select(0.0)
             if events:
                 return events
         return []
@@ -266,8 +290,9 @@ class Loop:
         else:
             queue = daemon.db.queue
             due = [daemon.schedules.next_due(), queue.next_promotion_at()]
-            if daemon.pruning.due_at is not None and daemon.pruning.due_at > now:
-                due.append(daemon.pruning.due_at)  # one due now waits for a quiet moment
+            for quiet_work in (daemon.pruning, daemon.summarizing):
+                if quiet_work.due_at is not None and quiet_work.due_at > now:
+                    due.append(quiet_work.due_at)  # one due now waits for a quiet moment
             due += [queue.next_ready_at(mode, now) for mode in Mode
                     if daemon.pools[mode].idle_workers()]
             waits += [(moment - now).total_seconds() for moment in due if moment is not None]

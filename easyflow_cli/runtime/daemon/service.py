@@ -42,6 +42,7 @@ from easyflow_cli.runtime.daemon.foreground_watch import ForegroundWatch
 from easyflow_cli.runtime.daemon.loop import Loop
 from easyflow_cli.runtime.daemon.metrics_exporter import MetricsExporter
 from easyflow_cli.runtime.daemon.pruning import Pruning
+from easyflow_cli.runtime.daemon.summarizing import Summarizing
 from easyflow_cli.runtime.daemon.recovery import recover_abandoned_runs
 from easyflow_cli.runtime.daemon.reports import WorkerReports
 from easyflow_cli.runtime.daemon.storage_watch import STORAGE_FAULT_EXIT, StorageWatch
@@ -129,6 +130,7 @@ class Daemon:
         store.queue.notices = book = notice_book(self.config, store)
         self.deliveries = Deliveries(self.home, self.clock, book)
         self.pruning = Pruning(store, self.config, self.home, self.clock.now())
+        self.summarizing = Summarizing(store, self.clock.now())
         if signals:
             self._install_signals()
         recover_abandoned_runs(store, self.clock, self.containment, self.slots)
