@@ -42,10 +42,10 @@ from easyflow_cli.runtime.daemon.foreground_watch import ForegroundWatch
 from easyflow_cli.runtime.daemon.loop import Loop
 from easyflow_cli.runtime.daemon.metrics_exporter import MetricsExporter
 from easyflow_cli.runtime.daemon.pruning import Pruning
-from easyflow_cli.runtime.daemon.summarizing import Summarizing
 from easyflow_cli.runtime.daemon.recovery import recover_abandoned_runs
 from easyflow_cli.runtime.daemon.reports import WorkerReports
 from easyflow_cli.runtime.daemon.storage_watch import STORAGE_FAULT_EXIT, StorageWatch
+from easyflow_cli.runtime.daemon.summarizing import Summarizing
 from easyflow_cli.runtime.pools import Pool, PoolWorker, WorkerFactory, WorkerProcess
 from easyflow_cli.runtime.protocol import (
     CancelOrder,
