@@ -353,8 +353,8 @@ def pool_use(store: Store, period: Period, timeline: Timeline,
     Settled runs lying inside one slice are added up by SQL, slice by slice (runs picked by
     when they finished), off an index that holds their times as epoch seconds, or whole
     summarized hours at a time (`summarized.add_pool_use`); the rest (crossing a slice
-    boundary, or not finished) are read and spread in Python. Both cut at the same floating-point bounds. Pruned runs come from their rollups,
-    to the quarter hour."""
+    boundary, or not finished) are read and spread in Python. Both cut at the same
+    floating-point bounds. Pruned runs come from their rollups, to the quarter hour."""
     modes = [m.value for m in Mode]
     use = PoolUse({m: 0 for m in modes}, {m: timeline.zeros() for m in modes},
                   {m: timeline.zeros() for m in modes})
