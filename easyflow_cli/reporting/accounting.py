@@ -259,7 +259,7 @@ def _bucketed_percentiles(store: Store, period: Period, mode: str, column: str,
     count = sum(buckets.values())
     if not count:
         return dict.fromkeys(quantiles)
-    found = {}
+    found: dict[int, float | None] = {}
     for q in quantiles:
         rank, below = nearest_rank(count, q), 0
         for bucket in sorted(buckets):
