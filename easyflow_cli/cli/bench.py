@@ -12,14 +12,19 @@ from easyflow_cli.cli.output import JSON_OPTION, console, err_console, print_jso
 def bench(
     as_json: bool = JSON_OPTION,
     quick: bool = typer.Option(False, "--quick", help="A reduced run, in under 20 seconds."),
+    report_runs: int | None = typer.Option(
+        None, "--report-runs", min=1000,
+        help="Runs of history to time the reports over (default 1,000,000; 20,000 with"
+             " --quick; 10,000,000 takes several minutes and about 10 GB)."),
 ) -> None:
     """Benchmark easyflow on this box, with its own daemon in a throwaway state directory."""
     from easyflow_cli.core.errors import EasyflowError
     from easyflow_cli.tools.bench import BenchError, run_bench
 
     try:
-        document = run_bench(quick=quick, progress=lambda message: err_console.print(
-            f"bench: {message}…", highlight=False))
+        document = run_bench(quick=quick, report_runs=report_runs,
+                             progress=lambda message: err_console.print(
+                                 f"bench: {message}…", highlight=False))
     except BenchError as exc:
         raise EasyflowError(f"bench: {exc}") from None
     if as_json:
@@ -98,6 +103,8 @@ def _single_figures(document: dict[str, Any]) -> list[tuple[str, str]]:
         (f"report costs, {report['runs']:,} runs, library", f"{report['library_s']:g} s"),
         *((f"report {name.replace('_', ' ')}, {report['runs']:,} runs, CLI process",
            f"{seconds:g} s") for name, seconds in report["cli_s"].items()),
+        (f"database per 1,000,000 runs ({report['runs']:,} runs, summarized in"
+         f" {report['summarize_s']:g} s)", f"{report['database_mb_per_1m_runs']:,g} MiB"),
         (f"metrics, {report['runs']:,} runs: `easyflow metrics` process / the daemon's first"
          f" scrape / its next, {report['metrics_scrape']['new_runs']:,} runs later",
          f"{report['metrics_cli_s']:g} s / {report['metrics_scrape']['first_s']:g} s / "

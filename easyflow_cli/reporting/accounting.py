@@ -41,8 +41,9 @@ GROUP_KEYS = {
     "workflow": "workflow",
     "day": "substr(finished_at, 1, 10)",
 }
-# Each grouping in the column order of an index that holds it (runs_costs, runs_costs_workflow),
-# so SQLite streams the groups off the index instead of sorting every run of the period.
+# By workflow in the column order of the index that holds it (runs_costs_workflow), so SQLite
+# streams the groups off it; the others are sorted, over the runs the summaries leave (or,
+# before the daemon has summarized a history, over that index's entries).
 GROUP_BY = {
     "mode": "mode, off_peak",
     "workflow": "workflow, mode, off_peak",
@@ -528,11 +529,16 @@ def _unfinished(store: Store, kind: str, filters: dict[str, Any]) -> list[tuple]
 def earliest_start(store: Store, period: Period) -> float | None:
     """The earliest start of runs in the period (epoch seconds), None if there are none;
     pruned runs counted too."""
-    where, args = period.where()
-    row = store.conn.execute(
-        f"SELECT {epoch_sql('started_at')} FROM runs INDEXED BY runs_started"
-        f" WHERE {where} AND started_at IS NOT NULL ORDER BY started_at LIMIT 1", args).fetchone()
-    starts = [row[0]] if row is not None else []
+    cover = summarized.coverage(store, period.since, period.until)
+    first = summarized.first_start(store, cover, period.workflow)
+    starts = [first] if first is not None else []
+    for table, where, args in period.detail(cover):
+        # The whole period: off the pools index, which holds the columns it needs.
+        table = table if cover.hours else "runs INDEXED BY runs_pools"
+        first = store.conn.execute(
+            f"SELECT {epoch_sql('min(started_at)')} FROM {table} WHERE {where}"
+            " AND finished_at IS NOT NULL", args).fetchone()[0]
+        starts += [first] if first is not None else []
     if rolled_up.exist(store):
         pruned = rolled_up.earliest_start(store, period.workflow)
         starts += [pruned] if pruned is not None else []

@@ -173,6 +173,17 @@ def value_buckets(store: Store, cover: Coverage, mode: str, column: str) -> dict
 # ------------------------------------------------------------------ pools
 
 
+def first_start(store: Store, cover: Coverage, workflow: str | None) -> float | None:
+    """The earliest start (epoch seconds) of the settled runs of the covered hours."""
+    if whole(cover):
+        return None
+    where, args = cover.hours_where()
+    if workflow:
+        where, args = f"{where} AND workflow = ?", [*args, workflow]
+    return store.conn.execute(f"SELECT min(first_settled_began) FROM run_summaries"
+                              f" WHERE {where}", args).fetchone()[0]
+
+
 @dataclass
 class PoolSeries:
     """Where `report pools` adds summarized hours: runs per mode, foreground runs, and each

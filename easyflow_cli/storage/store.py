@@ -197,16 +197,18 @@ def _migration_11(db) -> None:
 
 def _migration_12(db) -> None:
     """Hourly summaries of finished runs beside the detail (`summaries.py`), which reports
-    over long periods add up instead of the runs; and one index for `report pools` where
-    there were two (busy and queued time, both picked by finish time now): one index entry
-    fewer for each run that ends."""
+    over long periods add up instead of the runs; and two report indexes fewer for each run
+    that ends: one for `report pools` where there were two (busy and queued time, both picked
+    by finish time now; it serves the earliest start too), and none that leads with the mode
+    for `report costs` (the summaries add up the hours that are over; the few runs since are
+    read by finish time)."""
     summaries.create_tables(db.conn)
-    db.execute("DROP INDEX runs_busy")
-    db.execute("DROP INDEX runs_queued_time")
+    for index in ("runs_busy", "runs_queued_time", "runs_started", "runs_costs"):
+        db.execute(f"DROP INDEX {index}")
     db.execute(f"CREATE INDEX runs_pools ON runs (mode, finished_at, started_at, enqueued_at,"
                f" {epoch_sql('started_at')}, {epoch_sql('finished_at')},"
-               f" {epoch_sql('enqueued_at')}, {epoch_sql(LEFT_QUEUE_SQL)}, pool, workflow)"
-               " WHERE finished_at IS NOT NULL")
+               f" {epoch_sql('enqueued_at')}, {epoch_sql(LEFT_QUEUE_SQL)}, pool, workflow,"
+               " duration_s) WHERE finished_at IS NOT NULL")
 
 
 MIGRATIONS = [_migration_1, _migration_2, _migration_3, _migration_4, _migration_5,

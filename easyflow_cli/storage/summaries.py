@@ -107,6 +107,7 @@ def _pool_aggregates() -> dict[str, str]:
                   f" THEN {ENDED} - {BEGAN} END)",
         "queued_s": f"total(CASE WHEN {LEFT_QUEUE} > {QUEUED} THEN {LEFT_QUEUE} - {QUEUED} END)",
         "first_began": f"min(CASE WHEN {started} THEN {BEGAN} END)",
+        "first_settled_began": f"min(CASE WHEN {started} AND {SETTLED} THEN {BEGAN} END)",
         "last_ended": f"max({ENDED})",
         "first_queued": f"min({QUEUED})",
         "last_left": f"max({LEFT_QUEUE})",

@@ -29,7 +29,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -227,9 +227,13 @@ def eco_backlog(daemon: BenchDaemon, runs: int, timeout: float = 30.0) -> dict[s
 
 
 def run_bench(quick: bool = False, root: Path | None = None,
-              progress: Progress = lambda message: None) -> dict[str, Any]:
-    """Every measurement, in a throwaway state directory; returns the document `--json` prints."""
+              progress: Progress = lambda message: None,
+              report_runs: int | None = None) -> dict[str, Any]:
+    """Every measurement, in a throwaway state directory; returns the document `--json` prints.
+    `report_runs`: the history the reports are timed over, instead of the mode's."""
     sizes = BenchSizes.for_mode(quick)
+    if report_runs is not None:
+        sizes = replace(sizes, report_runs=report_runs)
     began, ticks = time.monotonic(), cpu_ticks()
     with contextlib.ExitStack() as stack:
         if root is None:

@@ -90,10 +90,15 @@ def seed_report_history(home: Path, runs: int) -> float:
         with without_run_indexes(store):
             while chunk := list(itertools.islice(rows, SEED_CHUNK)):
                 insert_runs(store, SYNTHETIC_COLUMNS, chunk)
-        # As the daemon does in its quiet moments, for every hour that is over.
-        with store.write() as conn:
-            summarize_all(conn, datetime.now(UTC))
         return runs / (time.perf_counter() - start)
+
+
+def summarize_history(home: Path) -> float:
+    """Summarize every hour that is over, as the daemon does in its quiet moments; seconds."""
+    with Store.open(home) as store, store.write() as conn:
+        start = time.perf_counter()
+        summarize_all(conn, datetime.now(UTC))
+        return time.perf_counter() - start
 
 
 @contextmanager
@@ -126,6 +131,8 @@ def reports_at_scale(root: Path, runs: int, cli_samples: int) -> dict[str, Any]:
 
     home = root / "report-home"
     generate_rate = seed_report_history(home, runs)
+    summarize_s = summarize_history(home)
+    database_bytes = sum(path.stat().st_size for path in home.glob("easyflow.db*"))
     config = load_config(root / "easyflow.toml" if (root / "easyflow.toml").exists() else None)
     library = []
     with Store.open(home) as store:
@@ -139,6 +146,8 @@ def reports_at_scale(root: Path, runs: int, cli_samples: int) -> dict[str, Any]:
                cli_wall_times(["report", *args, "--json"], home, cli_samples)) / 1000, 3)
            for name, args in REPORT_COMMANDS.items()}
     return {"runs": runs, "generate_runs_per_s": round(generate_rate, 1),
+            "summarize_s": round(summarize_s, 1), "database_bytes": database_bytes,
+            "database_mb_per_1m_runs": round(database_bytes / runs * 1e6 / 2**20, 1),
             "library_s": round(median(library), 3), "cli_s": cli,
             "metrics_scrape": metrics_scrapes(home, config),
             "metrics_cli_s": round(median(cli_wall_times(["metrics"], home, cli_samples)) / 1000,

@@ -53,6 +53,7 @@ def test_quick_bench_json_document(home, monkeypatch):
     assert all(positive(mb) for group in idle["by_process"].values() for mb in group["rss_mb"])
     report = doc["reports"]
     assert report["runs"] == 2_000 and positive(report["library_s"])
+    assert positive(report["database_mb_per_1m_runs"]) and report["summarize_s"] >= 0
     assert all(positive(seconds) for seconds in report["cli_s"].values())
     scrape = report["metrics_scrape"]
     assert positive(scrape["first_s"]) and positive(scrape["next_s"])
