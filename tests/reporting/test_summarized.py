@@ -27,7 +27,8 @@ from tests.reporting.test_reports_sql import (
 )
 from tests.reporting.test_rolled_up import CUTOFF, END, PRICES, periods, prune_before
 
-ZONES = ["UTC", "America/New_York", "Asia/Kathmandu", "Pacific/Chatham"]
+# A day beginning on the hour, across a DST change; and one beginning at a quarter past.
+ZONES = ["America/New_York", "Asia/Kathmandu"]
 
 
 def reports(store: Store, zone: ZoneInfo) -> dict:
@@ -78,7 +79,7 @@ def store(tmp_path):
         yield store
 
 
-@pytest.mark.parametrize("hours", [1, 30, 24 * 5 + 7, 24 * 12])
+@pytest.mark.parametrize("hours", [30, 24 * 5 + 7, 24 * 12])
 def test_reports_are_the_same_before_and_after_summarizing(store, zone, hours):
     before = reports(store, zone)
     summarize(store, hours)
