@@ -43,16 +43,24 @@ NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 ECO = PoolName.ECO
 
 
-@pytest.fixture(params=["sqlite"])
+@pytest.fixture(params=["sqlite", "postgresql"])
 def open_queue(request, tmp_path) -> Iterator[Callable[[], RunQueue]]:
     """Opens a new connection to the queue of one backend (one param per backend)."""
-    opened: list[Store] = []
+    opened: list = []
 
     def open_sqlite() -> RunQueue:
         opened.append(Store.open(tmp_path / "home"))
         return opened[-1].queue
 
-    yield {"sqlite": open_sqlite}[request.param]
+    def open_postgresql() -> RunQueue:
+        from easyflow_cli.storage.pg_store import PgStore
+
+        opened.append(PgStore(url))
+        return opened[-1].queue
+
+    if request.param == "postgresql":
+        url = request.getfixturevalue("database_url")
+    yield {"sqlite": open_sqlite, "postgresql": open_postgresql}[request.param]
     for store in opened:
         store.close()
 
