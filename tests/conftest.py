@@ -26,7 +26,8 @@ def home(tmp_path, monkeypatch):
     monkeypatch.setenv("EASYFLOW_HOME", str(path))
     monkeypatch.delenv("EASYFLOW_CONFIG", raising=False)
     for name in ("REALTIME_MAX_WORKERS", "BALANCED_MAX_WORKERS", "ECO_MAX_WORKERS",
-                 "STATE_DIRECTORY", "NOTIFY_SOCKET"):
+                 "STATE_DIRECTORY", "NOTIFY_SOCKET", "EASYFLOW_DATABASE_URL",
+                 "EASYFLOW_BROKER_URL"):
         monkeypatch.delenv(name, raising=False)
     return path
 

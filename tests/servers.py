@@ -48,16 +48,21 @@ def find_program(name: str, extra_dirs: tuple[str, ...] = ()) -> str:
     return found
 
 
-def wait_for_port(port: int, process: subprocess.Popen, log: Path) -> None:
+def wait_until_ready(port: int, process: subprocess.Popen, log: Path, ready: str) -> None:
+    """Until the server listens and its log says `ready` (PostgreSQL listens before it has
+    finished starting up, and refuses connections meanwhile)."""
     deadline = time.monotonic() + START_TIMEOUT_S
+    before = log.stat().st_size if log.exists() else 0  # a failed attempt's lines
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise ServerUnavailable(f"the server exited ({process.returncode}): "
                                     f"{log.read_text(errors='replace')[-500:]}")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-            return
+        if ready in log.read_text(errors="replace")[before:]:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port),
+                                                                        0.2):
+                return
         time.sleep(0.05)
-    raise ServerUnavailable(f"the server did not listen on port {port} within "
+    raise ServerUnavailable(f"the server was not ready on port {port} within "
                             f"{START_TIMEOUT_S:.0f} s")
 
 
@@ -140,7 +145,7 @@ class PostgresServer:
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
                 **self.account.run_as())
         try:
-            wait_for_port(port, self.process, self.log)
+            wait_until_ready(port, self.process, self.log, "ready to accept connections")
         except ServerUnavailable:
             stop(self.process, signal.SIGKILL)
             raise
@@ -177,7 +182,7 @@ class RedisServer:
                      "--daemonize", "no"],
                     stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
             try:
-                wait_for_port(port, self.process, self.log)
+                wait_until_ready(port, self.process, self.log, "Ready to accept connections")
                 self.port = port
                 return
             except ServerUnavailable:
