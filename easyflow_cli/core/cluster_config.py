@@ -55,6 +55,8 @@ def build_cluster(check: Checker, table: object, env: Mapping[str, str]
     lease = check.duration(table, "lease", PATH) or DEFAULT_LEASE_S
     timeout = check.duration(table, "dispatch_timeout", PATH) or DEFAULT_DISPATCH_TIMEOUT_S
     if database is None:
+        if table.get("database_url") or env.get(DATABASE_ENV):
+            return None  # given, and refused above
         if table:
             check.fail(PATH + ("database_url",), f"is required (or set {DATABASE_ENV})")
         elif broker:

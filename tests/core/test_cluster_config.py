@@ -49,9 +49,11 @@ def test_the_environment_overrides_the_file_or_stands_alone(tmp_path, home):
      "easyflow.toml:2: cluster.database_url: must start with postgresql:// or postgres://,"
      " got 'mysql://db/x'"),
     (f'[cluster]\ndatabase_url = "{DB}"\nbroker_url = "amqp://q"\n',
-     "easyflow.toml:3: cluster.broker_url: must start with redis:// or rediss://"),
+     "easyflow.toml:3: cluster.broker_url: must start with redis:// or rediss://,"
+     " got 'amqp://q'"),
     (f'[cluster]\ndatabase_url = "{DB}"\nlease = "soon"\n',
-     "easyflow.toml:3: cluster.lease: bad duration 'soon'"),
+     "easyflow.toml:3: cluster.lease: bad duration 'soon': write it like '30s', '5m', '2h',"
+     " '1d' or '1h30m'"),
     (f'[cluster]\ndatabase_url = "{DB}"\ndispatch_timeout = 30\n',
      "easyflow.toml:3: cluster.dispatch_timeout: must be a string, got an integer"),
     (f'[cluster]\ndatabase_url = "{DB}"\nleese = "30s"\n',
@@ -61,8 +63,10 @@ def test_the_environment_overrides_the_file_or_stands_alone(tmp_path, home):
     ("cluster = 3\n", "easyflow.toml:1: cluster: must be a table, got an integer"),
 ])
 def test_bad_cluster_settings_name_their_file_line_and_key(tmp_path, home, text, message):
-    with pytest.raises(SpecErrors, match=re.escape(message)):
+    with pytest.raises(SpecErrors) as caught:
         config(tmp_path, text)
+    [error] = caught.value.errors
+    assert str(error).endswith(message)
 
 
 def test_bad_environment_urls_are_named_and_no_password_is_shown(home):
