@@ -9,6 +9,8 @@ as the `postgres` user, created when missing.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import functools
 import os
 import pwd
 import shutil
@@ -27,6 +29,9 @@ START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 30.0
 # A port found free may be taken by another process before the server binds it.
 START_ATTEMPTS = 3
+
+
+PR_SET_PDEATHSIG = 1
 
 
 class ServerUnavailable(Exception):
@@ -64,6 +69,13 @@ def wait_until_ready(port: int, process: subprocess.Popen, log: Path, ready: str
         time.sleep(0.05)
     raise ServerUnavailable(f"the server was not ready on port {port} within "
                             f"{START_TIMEOUT_S:.0f} s")
+
+
+def dying_with_us(sig: int) -> functools.partial:
+    """Popen's `preexec_fn` that has the kernel send the server `sig` when the test process
+    dies, even by SIGKILL, so that no server outlives the tests (it runs after the switch to
+    the server's user, which would clear it)."""
+    return functools.partial(ctypes.CDLL(None, use_errno=True).prctl, PR_SET_PDEATHSIG, sig)
 
 
 def stop(process: subprocess.Popen, sig: int) -> None:
@@ -143,6 +155,7 @@ class PostgresServer:
                  "-c", "full_page_writes=off", "-c", "max_connections=60",
                  "-c", "shared_buffers=16MB"],
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                preexec_fn=dying_with_us(signal.SIGQUIT),  # PostgreSQL's immediate shutdown
                 **self.account.run_as())
         try:
             wait_until_ready(port, self.process, self.log, "ready to accept connections")
@@ -180,7 +193,8 @@ class RedisServer:
                     [self.program, "--port", str(port), "--bind", "127.0.0.1",
                      "--save", "", "--appendonly", "no", "--dir", str(self.root),
                      "--daemonize", "no"],
-                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                    preexec_fn=dying_with_us(signal.SIGTERM))
             try:
                 wait_until_ready(port, self.process, self.log, "Ready to accept connections")
                 self.port = port

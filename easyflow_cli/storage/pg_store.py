@@ -12,13 +12,15 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
 
 from easyflow_cli.core.errors import NotFound, shown
+from easyflow_cli.core.offpeak import parse_window
+from easyflow_cli.core.planning import QueuePolicy
 from easyflow_cli.core.spec import ScheduleSpec, WorkflowSpec, spec_from_dict, spec_to_dict
 from easyflow_cli.core.timeutil import to_iso
 from easyflow_cli.storage.outbox import Outbox
@@ -187,6 +189,28 @@ class PgStore:
             conn.execute("DELETE FROM schedules WHERE workflow = %s", (name,))
             conn.execute("DELETE FROM workflows WHERE name = %s", (name,))
         return len(cancelled)
+
+    # ------------------------------------------------------------------ the daemon's policy
+
+    def publish_policy(self, policy: QueuePolicy, now: datetime) -> None:
+        """As `daemon_policy.publish_policy`: the policy clients plan the runs they queue by."""
+        window = policy.off_peak
+        with self.write() as conn:
+            conn.execute(
+                "INSERT INTO daemon_policy (id, promote_within_s, off_peak, published_at)"
+                " VALUES (1, %s, %s, %s) ON CONFLICT (id) DO UPDATE SET"
+                " promote_within_s = excluded.promote_within_s, off_peak = excluded.off_peak,"
+                " published_at = excluded.published_at",
+                (policy.promote_within.total_seconds(),
+                 None if window is None else window.text(), now))
+
+    def published_policy(self) -> QueuePolicy | None:
+        """The last policy a daemon published, if one ever did."""
+        row = self.conn.execute("SELECT promote_within_s, off_peak FROM daemon_policy"
+                                ).fetchone()
+        if row is None:
+            return None
+        return QueuePolicy(timedelta(seconds=row[0]), parse_window(row[1] or ""))
 
     # ------------------------------------------------------------------ schedules
 

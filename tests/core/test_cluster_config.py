@@ -1,6 +1,5 @@
 """`[cluster]` in easyflow.toml and its environment variables: parsed, checked, located."""
 
-import re
 
 import pytest
 

@@ -8,6 +8,7 @@ import pytest
 
 from easyflow_cli.core.errors import NotFound
 from easyflow_cli.core.model import Outcome, PoolName, RunState, Trigger
+from easyflow_cli.core.offpeak import parse_window
 from easyflow_cli.core.planning import QueuePolicy, plan_run
 from easyflow_cli.core.spec import parse_workflow_text
 from easyflow_cli.core.timeutil import to_iso
@@ -111,3 +112,16 @@ def changes(store) -> None:
     store.reanchor_schedule(3, created_at=to_iso(NOW), next_fire_at=to_iso(NOW))
     with pytest.raises(NotFound):
         store.get_schedule(2**70)
+
+
+def test_the_daemon_policy_reads_back_as_published(pg, home):
+    from easyflow_cli.storage.daemon_policy import publish_policy, published_policy
+
+    assert pg.published_policy() is None
+    policy = QueuePolicy(timedelta(minutes=20), parse_window("22:00-06:00"))
+    with Store.open(home) as lite:
+        for publish in (lambda: publish_policy(lite, policy, NOW),
+                        lambda: pg.publish_policy(policy, NOW)):
+            publish()
+            publish()  # published again on reload: still one row
+        assert pg.published_policy() == published_policy(lite) == policy
