@@ -23,6 +23,7 @@ from typing import Any, Protocol
 import psycopg
 
 from easyflow_cli.core.errors import DamagedRow, NotFound
+from easyflow_cli.core.learned import RunSample
 from easyflow_cli.core.model import (
     RUN_FIELDS,
     ClaimedRun,
@@ -346,6 +347,16 @@ class PgRunQueue:
         if not rows:
             return None
         return timedelta(seconds=median(row[0] for row in rows))
+
+    def recent_successes(self, workflow: str, mode: Mode | None = None,
+                         limit: int = 50) -> list[RunSample]:
+        rows = self.conn.execute(
+            "SELECT finished_at, duration_s, coalesce(cpu_user_s, 0) + coalesce(cpu_system_s, 0),"
+            " energy_j FROM runs WHERE workflow = %s AND state = 'succeeded'"
+            " AND duration_s IS NOT NULL AND finished_at IS NOT NULL"
+            " AND (%s::text IS NULL OR mode = %s) ORDER BY id DESC LIMIT %s",
+            (workflow, mode and mode.value, mode and mode.value, limit)).fetchall()
+        return [RunSample(*row) for row in rows]
 
     def awaited(self, workflows: Sequence[str]) -> list[Run]:
         if not workflows:
