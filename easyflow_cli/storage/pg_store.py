@@ -16,9 +16,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
 
-from easyflow_cli.core.errors import NotFound, shown
+from easyflow_cli.core.cluster_config import masked
+from easyflow_cli.core.errors import EasyflowError, NotFound, printable, shown
 from easyflow_cli.core.offpeak import parse_window
 from easyflow_cli.core.planning import QueuePolicy
 from easyflow_cli.core.spec import ScheduleSpec, WorkflowSpec, spec_from_dict, spec_to_dict
@@ -35,6 +37,7 @@ NOT_DISABLED = "workflow NOT IN (SELECT name FROM workflows WHERE disabled)"
 # two schemas of one database never wait for each other.
 LOCK_KEY = "hashtext(current_schema() || %s)"
 MIGRATE_LOCK = "migrate"
+CONNECT_TIMEOUT_S = 10
 
 
 class PgStore:
@@ -43,7 +46,7 @@ class PgStore:
     def __init__(self, url: str) -> None:
         self.url = url
         self.write_depth = 0
-        self.conn = psycopg.connect(url, autocommit=True)
+        self.conn = connect(url)
         # Times come back in UTC, as SQLite's text says them.
         self.conn.execute("SET TIME ZONE 'UTC'")
         self.migrate()
@@ -307,6 +310,24 @@ class PgStore:
     def _dicts(self, sql: str, args: tuple = ()) -> list[dict[str, Any]]:
         with self.conn.cursor(row_factory=dict_row) as cursor:
             return cursor.execute(sql, args).fetchall()
+
+
+def connect(url: str) -> psycopg.Connection:
+    """An autocommit connection named `easyflow` (as `pg_stat_activity` shows it) that gives
+    up after CONNECT_TIMEOUT_S unless the URL says otherwise; an unreachable database is one
+    line naming it (never its password)."""
+    given = conninfo_to_dict(url)
+    extra: dict[str, Any] = {"application_name": "easyflow"}
+    if "connect_timeout" not in given:
+        extra["connect_timeout"] = CONNECT_TIMEOUT_S
+    try:
+        return psycopg.connect(url, autocommit=True, **{
+            key: value for key, value in extra.items() if key not in given})
+    except psycopg.OperationalError as exc:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        reason = reason.removeprefix("connection failed: ")
+        raise EasyflowError(f"cannot reach the database {masked(url)}: {printable(reason)}"
+                            ) from None
 
 
 def _stamped(row: dict[str, Any]) -> dict[str, Any]:

@@ -7,18 +7,17 @@ goes into the coordinator's selector, and `modes()` says which queues to claim f
 
 from __future__ import annotations
 
-import psycopg
-
 from easyflow_cli.core.model import Mode
 from easyflow_cli.storage.damaged_rows import MODES
 from easyflow_cli.storage.pg_queue import WAKEUP_CHANNEL
+from easyflow_cli.storage.pg_store import connect
 
 
 class Wakeups:
     """A listening connection. Use as a context manager, or call `close()`."""
 
     def __init__(self, url: str) -> None:
-        self.conn = psycopg.connect(url, autocommit=True)
+        self.conn = connect(url)
         self.conn.execute(f"LISTEN {WAKEUP_CHANNEL}")
 
     def fileno(self) -> int:

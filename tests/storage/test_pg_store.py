@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from easyflow_cli.core.errors import NotFound
+from easyflow_cli.core.errors import EasyflowError, NotFound
 from easyflow_cli.core.model import Outcome, PoolName, RunState, Trigger
 from easyflow_cli.core.offpeak import parse_window
 from easyflow_cli.core.planning import QueuePolicy, plan_run
@@ -125,3 +125,20 @@ def test_the_daemon_policy_reads_back_as_published(pg, home):
             publish()
             publish()  # published again on reload: still one row
         assert pg.published_policy() == published_policy(lite) == policy
+
+
+def test_an_unreachable_database_is_one_line_without_its_password():
+    from tests.servers import free_port
+
+    url = f"postgresql://easyflow:s3cret@127.0.0.1:{free_port()}/easyflow"
+    with pytest.raises(EasyflowError) as caught:
+        PgStore(url)
+    message = str(caught.value)
+    assert message.startswith(f"cannot reach the database postgresql://easyflow:***@127.0.0.1:"
+                              f"{url.split(':')[3]}")
+    assert "s3cret" not in message and "\n" not in message
+
+
+def test_connections_are_named_for_the_operator(pg):
+    assert pg.conn.execute("SELECT current_setting('application_name')").fetchone() == (
+        "easyflow",)
