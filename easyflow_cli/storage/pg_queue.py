@@ -111,12 +111,17 @@ class PgRunQueue:
 
     def claim(self, mode: Mode, *, now: datetime, pool: PoolName,
               hands: Sequence[Hand]) -> list[list[ClaimedRun]]:
-        if not hands or not self._has_ready_run(mode, now):
+        ready, limited = self._readiness(mode, now) if hands else (False, False)
+        if not ready:
             return [[] for _ in hands]
         worker: str | None = None
         batch_id: str | None = None
         if len(hands) == 1:  # the claim itself sets the one hand's worker and batch
             worker, batch_id = hands[0].worker, hands[0].batch_id
+            if not limited:  # one statement is atomic: no transaction's round trips
+                claim = _Claim(self.conn, mode, now, (now, pool.value, worker, batch_id))
+                return [[_claimed(row, now)
+                         for row in sorted(claim.best(hands[0].room), key=_queue_order)]]
         with self.store.write() as conn:
             claim = _Claim(conn, mode, now, (now, pool.value, worker, batch_id))
             rooms = _workflow_rooms(conn)
@@ -401,11 +406,16 @@ class PgRunQueue:
         return _one(self.conn, "SELECT max(finished_at) FROM runs WHERE id BETWEEN %s AND %s",
                     (ids.start, ids.stop - 1))
 
-    def _has_ready_run(self, mode: Mode, now: datetime) -> bool:
-        # A read first: the coordinator asks every idle pool on every wake-up, and most of the
-        # time the answer is no; a transaction just to learn that costs round trips.
-        return self.conn.execute(f"SELECT 1 FROM runs WHERE {READY} LIMIT 1",
-                                 (mode.value, now)).fetchone() is not None
+    def _readiness(self, mode: Mode, now: datetime) -> tuple[bool, bool]:
+        """Is a run of the mode ready, and does any workflow set a `max_concurrent`? A read
+        first: the coordinator asks every idle pool on every wake-up, and most of the time
+        the answer is no. (A limit set after this read applies from the next claim on, as if
+        this claim had come first.)"""
+        row = self.conn.execute(
+            f"SELECT EXISTS (SELECT 1 FROM runs WHERE {READY}), EXISTS (SELECT 1 FROM workflows"
+            " WHERE max_concurrent IS NOT NULL)", (mode.value, now)).fetchone()
+        assert row is not None  # a SELECT without FROM gives one row
+        return row[0], row[1]
 
 
 class _Claim:
