@@ -8,8 +8,9 @@ writer at a time, PostgreSQL has many, so:
 - a claim that must respect a `max_concurrent` first locks the limited workflows' rows, so
   two claimers never count the same free room;
 - `enqueue` holds a lock while it takes ids, so each batch's ids are consecutive;
-- a run that becomes ready (enqueued, put back) is announced on the `easyflow_runs` channel
-  (`NOTIFY`, sent at commit, its payload the mode): `pg_wakeups.py` listens.
+- a run that may have become ready (enqueued, put back, promoted) is announced on the
+  `easyflow_runs` channel (`NOTIFY`, sent at commit, its payload the mode): `pg_wakeups.py`
+  listens.
 """
 
 from __future__ import annotations
@@ -114,28 +115,13 @@ class PgRunQueue:
         ready, limited = self._readiness(mode, now) if hands else (False, False)
         if not ready:
             return [[] for _ in hands]
-        worker: str | None = None
-        batch_id: str | None = None
-        if len(hands) == 1:  # the claim itself sets the one hand's worker and batch
-            worker, batch_id = hands[0].worker, hands[0].batch_id
-            if not limited:  # one statement is atomic: no transaction's round trips
-                claim = _Claim(self.conn, mode, now, (now, pool.value, worker, batch_id))
-                return [[_claimed(row, now)
-                         for row in sorted(claim.best(hands[0].room), key=_queue_order)]]
+        if len(hands) == 1 and not limited:  # one statement is atomic: no transaction
+            hand = hands[0]
+            claim = _Claim(self.conn, mode, now, (now, pool.value, hand.worker, hand.batch_id))
+            return [[_claimed(row, now) for row in sorted(claim.best(hand.room),
+                                                          key=_queue_order)]]
         with self.store.write() as conn:
-            claim = _Claim(conn, mode, now, (now, pool.value, worker, batch_id))
-            rooms = _workflow_rooms(conn)
-            limit = sum(hand.room for hand in hands)
-            rows = claim.within(rooms, limit) if rooms else claim.best(limit)
-            rows.sort(key=_queue_order)
-            dealt = _deal([_claimed(row, now) for row in rows], [hand.room for hand in hands])
-            if len(hands) > 1:
-                with conn.cursor() as cursor:
-                    cursor.executemany(
-                        "UPDATE runs SET worker = %s, batch_id = %s WHERE id = %s",
-                        [(hand.worker, hand.batch_id, run.id)
-                         for hand, runs in zip(hands, dealt, strict=True) for run in runs])
-        return dealt
+            return _claim_for_hands(conn, mode, now, pool, hands)
 
     def claim_ids(self, run_ids: Sequence[int], *, now: datetime, pool: PoolName,
                   worker: str) -> list[ClaimedRun]:
@@ -461,6 +447,25 @@ class _Claim:
                 "UPDATE runs SET state = 'queued', claimed_at = NULL, pool = NULL,"
                 " worker = NULL, batch_id = NULL WHERE id = ANY(%s)", (over,))
         return claimed
+
+
+def _claim_for_hands(conn: psycopg.Connection, mode: Mode, now: datetime, pool: PoolName,
+                     hands: Sequence[Hand]) -> list[list[ClaimedRun]]:
+    """`claim` inside a transaction: within the limited workflows' rooms, dealt to hands."""
+    worker, batch_id = (hands[0].worker, hands[0].batch_id) if len(hands) == 1 else (None, None)
+    claim = _Claim(conn, mode, now, (now, pool.value, worker, batch_id))
+    rooms = _workflow_rooms(conn)
+    limit = sum(hand.room for hand in hands)
+    rows = claim.within(rooms, limit) if rooms else claim.best(limit)
+    rows.sort(key=_queue_order)
+    dealt = _deal([_claimed(row, now) for row in rows], [hand.room for hand in hands])
+    if len(hands) > 1:  # the claim set no worker: each hand's runs get theirs
+        with conn.cursor() as cursor:
+            cursor.executemany("UPDATE runs SET worker = %s, batch_id = %s WHERE id = %s",
+                               [(hand.worker, hand.batch_id, run.id)
+                                for hand, runs in zip(hands, dealt, strict=True)
+                                for run in runs])
+    return dealt
 
 
 def _keep_within(rows: list[Any], rooms: dict[str, int]) -> tuple[list[Any], list[int]]:
