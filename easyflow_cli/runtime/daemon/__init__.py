@@ -11,7 +11,7 @@ drain    stopping without losing a run: none → grace → stopping → killing
 recovery runs a previous daemon left running
 foreground_watch  runs a terminal executes, settled when their `easyflow run` dies
 pruning  finished runs past keeping rolled up and pruned, a batch at a time, when quiet
-summarizing  the finished runs of hours that are over added up per hour, a batch at a time, when quiet
+summarizing  finished runs of the hours that are over added up, a batch at a time, when quiet
 """
 
 from easyflow_cli.runtime.daemon.service import Daemon
