@@ -135,14 +135,16 @@ def create_tables(conn: Any) -> None:
 
 
 def _create_triggers(conn: Any) -> None:
-    """A run written, changed or deleted in a summarized hour marks its hour (both hours, when
-    its finish time moves) dirty. Checking costs one look at a one-row table."""
+    """A run written or deleted in a summarized hour, or whose finish time is set or moved into
+    or out of one, marks its hour (both, when it moves) dirty. A run's other columns are not
+    changed once it has finished, so the update trigger looks only at updates of the finish
+    time: one on every update of a run would cost each start and finish its row images."""
     summarized = "{0}.finished_at < (SELECT until FROM run_summary_mark)"
     mark = ("INSERT OR IGNORE INTO run_summary_dirty SELECT substr({0}.finished_at, 1, 13)"
             " WHERE " + summarized + ";")
     conn.execute(f"CREATE TRIGGER runs_summarized_insert AFTER INSERT ON runs"
                  f" WHEN {summarized.format('NEW')} BEGIN {mark.format('NEW')} END")
-    conn.execute(f"CREATE TRIGGER runs_summarized_update AFTER UPDATE ON runs"
+    conn.execute(f"CREATE TRIGGER runs_summarized_update AFTER UPDATE OF finished_at ON runs"
                  f" WHEN {summarized.format('OLD')} OR {summarized.format('NEW')}"
                  f" BEGIN {mark.format('OLD')} {mark.format('NEW')} END")
     conn.execute(f"CREATE TRIGGER runs_summarized_delete AFTER DELETE ON runs"
