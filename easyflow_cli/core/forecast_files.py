@@ -57,8 +57,7 @@ def read_series(path: Path, kind: SeriesKind) -> Forecast:
     except (OSError, UnicodeDecodeError) as error:
         raise SpecError(f"cannot be read: {getattr(error, 'strerror', None) or error}",
                         file=str(path)) from None
-    forecast = parse_series(text, path.name, kind, file=str(path))
-    return forecast
+    return parse_series(text, path.name, kind, file=str(path))
 
 
 def parse_series(text: str, name: str, kind: SeriesKind, *, file: str) -> Forecast:
@@ -331,9 +330,9 @@ def _time(point: dict, key: str, where: str) -> datetime:
 
 def _value(point: dict, key: str, where: str) -> float:
     value = point.get(key)
-    if not _is_number(value) or not math.isfinite(value):
-        raise ShapeError(f"{where}.{key}", f"must be a number, got {shown(value)}")
-    return float(value)
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    raise ShapeError(f"{where}.{key}", f"must be a number, got {shown(value)}")
 
 
 def _number(text: str) -> float:

@@ -16,14 +16,15 @@ from typing import Any
 from easyflow_cli.core.model import PoolName
 from easyflow_cli.core.sketch import merge
 from easyflow_cli.reporting.timeline import Timeline
-from easyflow_cli.storage.rollups import SLOT_S, decode
+from easyflow_cli.storage.rollups import CHARGE_SUMS, SLOT_S, decode
 from easyflow_cli.storage.store import Store
 
 GROUP_KEYS = {"mode": "mode", "workflow": "workflow", "day": "day"}
 # The cost sums, as `local_days.SUMS` names them, from the rollup columns.
 COST_SUMS = ("total(settled) AS runs, total(worker_s) AS worker_s,"
              " total(cpu_s) AS cpu_s, total(energy_j) AS energy_j, total(measured) AS measured,"
-             " total(unmeasured_cpu_s) AS unmeasured_cpu_s")
+             " total(unmeasured_cpu_s) AS unmeasured_cpu_s, "
+             + ", ".join(f"total({c}) AS {c}" for c in CHARGE_SUMS))
 
 
 def exist(store: Store) -> bool:

@@ -35,6 +35,7 @@ from easyflow_cli.core.model import (
 )
 from easyflow_cli.core.notify import NoticeBook
 from easyflow_cli.core.planning import PlannedRun, QueuePolicy, off_peak_start
+from easyflow_cli.core.receipts import Charges, PricingSource
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +118,8 @@ class RunQueue(Protocol):
     # foreground run); None watches nothing. How many events its ends wrote so far.
     notices: NoticeBook | None
     events_written: int
+    # What `finish` charges the runs that end with (the series loaded now); None: nothing.
+    pricing: PricingSource | None
 
     # ---------------------------------------------------------------- transitions
 
@@ -164,7 +167,9 @@ class RunQueue(Protocol):
         `cpu_system_s`, `peak_rss_kb`, `energy_j`, `duration_s` (`RunEnd.duration_s`) and
         `deadline_met` (unset without a deadline). For a workflow the `notices` book has a
         rule for, in the same transaction: its incident, and the outbox rows of the
-        events the end makes (`notify_events.end_events`)."""
+        events the end makes (`notify_events.end_events`). Where `pricing` has a tariff or a
+        carbon forecast loaded, also the run's charges (`core.receipts.charges_of`), read
+        back by `charges`."""
         ...
 
     def requeue(self, run_ids: Sequence[int], note: str | None = None) -> None:
@@ -219,6 +224,11 @@ class RunQueue(Protocol):
 
     def get(self, run_id: int) -> Run:
         """The run, or NotFound."""
+        ...
+
+    def charges(self, run_id: int) -> Charges:
+        """What the run was charged as it ended under a tariff or carbon forecast (all None
+        where none was loaded, or it has not ended)."""
         ...
 
     def step_group(self, run_id: int) -> StepGroup | None:

@@ -67,7 +67,8 @@ def test_cost_report_golden_json(home):
         },
         "total_runs": 5, "total_cost": 0.30, "baseline_cost": 0.55, "savings": 0.25,
         "savings_pct": 45.45, "worker_hours": 5.5, "cpu_hours": 2.5, "energy_wh": 37.5,
-        "energy_source": "estimate", "watts_per_core": 15.0,
+        "energy_source": "estimate", "carbon_g": 0.0, "baseline_carbon_g": 0.0,
+        "watts_per_core": 15.0,
     }
 
 
