@@ -30,9 +30,8 @@ def _cost(receipt: Receipt, currency: str) -> str:
     text = f"{money(receipt.cost, currency)} instead of {money(receipt.baseline_cost, currency)}"
     if receipt.saving_pct is None:
         return text
-    change = -receipt.saving_pct
-    sign = MINUS if change < 0 else "+"
-    return f"{text} ({sign}{abs(change):.0f} %)"
+    change = f"{-receipt.saving_pct:+.0f}".replace("-", MINUS)
+    return f"{text} ({'0' if change[1:] == '0' else change} %)"
 
 
 def waited(seconds: float) -> str:
