@@ -23,6 +23,7 @@ from easyflow_cli.core.receipts import Pricing
 from easyflow_cli.reporting.accounting import Period, cost_sums
 from easyflow_cli.reporting.receipts import run_receipt
 from easyflow_cli.reporting.reports import cost_report
+from easyflow_cli.reporting.run_totals import run_totals, totals_from
 from easyflow_cli.storage.run_queue import RunEnd, RunStart
 from easyflow_cli.storage.store import Store
 
@@ -127,3 +128,12 @@ def test_pruned_runs_keep_what_they_were_charged(history):
     after = report(store, prices, "day")
     for key in ("total_cost", "baseline_cost", "carbon_g", "baseline_carbon_g"):
         assert after[key] == pytest.approx(before[key], rel=1e-9)
+
+
+def test_the_metrics_count_the_same_cost_whole_and_run_by_run(history):
+    store, _, prices = history
+    expected = report(store, prices)
+    for totals in (run_totals(store), totals_from(store, 1)):
+        counted = cost_report(totals.cost_rows(), prices, 15.0, "mode", {})
+        for key in ("total_cost", "baseline_cost", "carbon_g"):
+            assert counted[key] == pytest.approx(expected[key], rel=1e-9)
