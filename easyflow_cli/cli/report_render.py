@@ -65,6 +65,11 @@ def _summary(report: dict[str, Any], note: str) -> Text:
                    style="bold green" if report["savings"] > 0 else "bold")
     summary.append(f"  — baseline {money(report['baseline_cost'], currency)}, actual "
                    f"{money(report['total_cost'], currency)}\n")
+    if report.get("baseline_carbon_g"):
+        from easyflow_cli.cli.receipt import grams
+
+        summary.append(f"Carbon (runs a forecast covered): {grams(report['carbon_g'])} CO2,"
+                       f" {grams(report['baseline_carbon_g'])} had they run at once\n")
     source = {"estimate": f"estimated from CPU time at {report['watts_per_core']} W per busy core",
               "rapl": "measured with RAPL package counters",
               "mixed": "partly RAPL-measured, partly estimated from CPU time"}

@@ -33,7 +33,7 @@ COUNT_COLUMNS = ("runs", "succeeded", "failed", "timed_out", "cancelled", "settl
                  "measured", "deadlines_met", "deadlines_missed", "busy_runs")
 TABLE_SUM_COLUMNS = ("worker_s", "cpu_s", "energy_j", "unmeasured_cpu_s", "busy_s", "queued_s")
 # What runs were charged under a tariff or carbon forecast (`core/receipts.py`), with the worker
-# and CPU time of the tariff's runs, which the pools' prices do not price (migration 12).
+# and CPU time of the tariff's runs, which the pools' prices do not price.
 CHARGE_SUMS = ("tariff_worker_s", "tariff_cpu_s", "tariff_cost", "tariff_baseline_cost",
                "carbon_g", "baseline_carbon_g")
 SUM_COLUMNS = TABLE_SUM_COLUMNS + CHARGE_SUMS

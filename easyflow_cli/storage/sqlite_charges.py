@@ -1,6 +1,6 @@
-"""What runs were charged as they ended (`core/receipts.py`), in the columns of the `runs`
-table that migration 12 in `store.py` added: written inside `finish`'s transaction, read for a
-run's receipt."""
+"""What runs were charged as they ended (`core/receipts.py`), in columns of the `runs` table
+(`CHARGE_COLUMNS`, added by a migration in `store.py`): written inside `finish`'s transaction,
+read for a run's receipt."""
 
 from __future__ import annotations
 
