@@ -31,6 +31,7 @@ RUN_COLUMNS = ("workflow", "mode", "pool", "off_peak", "state", "enqueued_at", "
 KEY_COLUMNS = ("day", "workflow", "mode", "pool", "off_peak")
 COUNT_COLUMNS = ("runs", "succeeded", "failed", "timed_out", "cancelled", "settled",
                  "measured", "deadlines_met", "deadlines_missed", "busy_runs")
+# The sums the table is created with; a later migration adds the charges.
 TABLE_SUM_COLUMNS = ("worker_s", "cpu_s", "energy_j", "unmeasured_cpu_s", "busy_s", "queued_s")
 # What runs were charged under a tariff or carbon forecast (`core/receipts.py`), with the worker
 # and CPU time of the tariff's runs, which the pools' prices do not price.
