@@ -3,15 +3,19 @@ their files change: the `PricingSource` the daemon's queue (and a foreground run
 ending runs with.
 
 A file is looked at (one stat) at most once a second, and read again when its modification
-time, size or inode changed, or on `reload` (the daemon's SIGHUP). A file that cannot be read
-is reported once, in one line naming the file and its line or field, and the last series read
-from it stays in use: a forecast being rewritten by a cron job must not drop the series.
+time, size or inode changed, or on `reload` (the daemon's SIGHUP). In the daemon a changed file
+is read by a thread of its own (a year of hourly prices takes a fraction of a second to parse,
+which a dispatch must not wait for); the series read before is used until it is done. A file
+that cannot be read is reported once, in one line naming the file and its line or field, and
+the last series read from it stays in use: a forecast being rewritten by a cron job must not
+drop the series.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -39,12 +43,20 @@ class SeriesFile:
         self.series: Forecast | None = None
         self.signature: Signature = None
         self.problem: str | None = None  # the last one reported
+        self.reading: threading.Thread | None = None
         self.read()
 
-    def look(self) -> None:
-        """Read the file again if it changed since it was last read."""
-        if self.path is not None and _signature(self.path) != self.signature:
+    def look(self, *, in_background: bool) -> None:
+        """Read the file again if it changed since it was last read (and is not being read)."""
+        if self.path is None or (self.reading is not None and self.reading.is_alive()):
+            return
+        if _signature(self.path) == self.signature:
+            return
+        if not in_background:
             self.read()
+            return
+        self.reading = threading.Thread(target=self.read, name=f"read {self.kind}", daemon=True)
+        self.reading.start()
 
     def read(self) -> None:
         if self.path is None:
@@ -70,9 +82,13 @@ class ForecastFiles:
     """The configured `[costs] tariff` and `[carbon] forecast`, as the `Pricing` of now."""
 
     def __init__(self, config: Config, *, warn: Callable[[str], None] = log.warning,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+                 monotonic: Callable[[], float] = time.monotonic,
+                 in_background: bool = False) -> None:
+        """`in_background`: a changed file is read by a thread (the daemon), not by the caller
+        of `current` (a foreground run, which has no one waiting on it)."""
         self.warn = warn
         self.monotonic = monotonic
+        self.in_background = in_background
         self.tariff: SeriesFile | None = None
         self.carbon: SeriesFile | None = None
         self.reload(config)
@@ -97,8 +113,8 @@ class ForecastFiles:
         now = self.monotonic()
         if now - self.looked_at >= LOOK_EVERY_S:
             self.looked_at = now
-            self.tariff.look()
-            self.carbon.look()
+            self.tariff.look(in_background=self.in_background)
+            self.carbon.look(in_background=self.in_background)
         return Pricing(self.prices, self.watts_per_core, self.tariff.series, self.carbon.series)
 
 

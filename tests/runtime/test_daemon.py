@@ -917,4 +917,9 @@ def test_ending_runs_are_charged_under_the_tariff_loaded_and_a_changed_file_is_r
     assert harness.db.queue.charges(finished_run()).tariff_cost == pytest.approx(0.002)
     tariff.write_text("start,end,value,unit\n2026-11-25T00:00Z,2026-11-26T00:00Z,3.0,multiplier\n")
     clock.advance(1.0)  # the file is looked at again a second later, as a run ends
+    assert harness.db.queue.charges(finished_run()).tariff_cost in (
+        pytest.approx(0.002), pytest.approx(0.003))  # the one read before, until it is read
+    reading = harness.daemon.forecasts.tariff.reading  # by a thread, off the loop
+    assert reading is not None
+    reading.join(timeout=10)
     assert harness.db.queue.charges(finished_run()).tariff_cost == pytest.approx(0.003)

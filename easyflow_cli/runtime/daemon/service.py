@@ -129,8 +129,8 @@ class Daemon:
         self.schedules = ScheduleBook(store, self._policy(), self.started_at)
         self.foreground = ForegroundWatch(store, self.clock)
         store.queue.notices = book = notice_book(self.config, store)
-        store.queue.pricing = self.forecasts = ForecastFiles(self.config,
-                                                             monotonic=self.clock.monotonic)
+        store.queue.pricing = self.forecasts = ForecastFiles(
+            self.config, monotonic=self.clock.monotonic, in_background=True)
         self.deliveries = Deliveries(self.home, self.clock, book)
         self.pruning = Pruning(store, self.config, self.home, self.clock.now())
         if signals:
