@@ -160,7 +160,8 @@ class SqliteRunQueue:
         ids = [end.run_id for end in ends]
         if not ids:
             return []
-        # Read before the transaction: a changed tariff file is read then, not under the lock.
+        # Asked before the transaction: a foreground run reads a changed file then, not under
+        # the lock (the daemon reads it in a thread).
         pricing = self.pricing.current() if self.pricing is not None else None
         with self.store.write() as conn:
             running = dict(conn.execute(
