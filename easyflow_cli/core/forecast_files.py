@@ -53,7 +53,7 @@ class ShapeError(ValueError):
 def read_series(path: Path, kind: SeriesKind) -> Forecast:
     """The series in the file at `path`, read as a `kind`; SpecError if it cannot be."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a spreadsheet may begin with a BOM
     except (OSError, UnicodeDecodeError) as error:
         raise SpecError(f"cannot be read: {getattr(error, 'strerror', None) or error}",
                         file=str(path)) from None
@@ -84,8 +84,7 @@ def _from_csv(text: str, name: str, kind: SeriesKind, file: str) -> Forecast:
     """`start,end,value[,unit]`, a header first; `#` comments and blank lines are skipped.
     Times are ISO-8601 (local time without an offset); the unit, when given, is one for the
     whole file: `per_kwh`, `multiplier` or `gCO2/kWh`."""
-    rows = [(number, row) for number, row in enumerate(csv.reader(io.StringIO(text)), 1)
-            if row and not row[0].lstrip().startswith("#") and any(c.strip() for c in row)]
+    rows = _csv_lines(text, file)
     if not rows:
         raise SpecError("holds no intervals", file=file)
     header_line, header = rows[0]
@@ -100,6 +99,16 @@ def _from_csv(text: str, name: str, kind: SeriesKind, file: str) -> Forecast:
         units.add(unit)
     unit = _one_unit(units, kind, file)
     return _forecast(unit, f"csv from {name}", intervals, file)
+
+
+def _csv_lines(text: str, file: str) -> list[tuple[int, list[str]]]:
+    """The lines that hold fields, numbered; comments and blank lines left out."""
+    reader = csv.reader(io.StringIO(text), strict=True)
+    try:
+        return [(reader.line_num, row) for row in reader
+                if row and not row[0].lstrip().startswith("#") and any(c.strip() for c in row)]
+    except csv.Error as error:
+        raise SpecError(f"not a CSV: {error}", file=file, line=reader.line_num) from None
 
 
 def _csv_row(row: list[str], width: int, file: str, line: int) -> tuple[Interval, str | None]:

@@ -109,3 +109,11 @@ def test_overlapping_intervals_are_refused():
 def test_a_missing_file_is_named(tmp_path):
     with pytest.raises(SpecError, match="missing.csv: cannot be read"):
         read_series(tmp_path / "missing.csv", SeriesKind.TARIFF)
+
+
+def test_a_spreadsheet_s_byte_order_mark_and_a_broken_quote(tmp_path):
+    path = tmp_path / "excel.csv"
+    path.write_bytes(b"\xef\xbb\xbfstart,end,value\r\n2026-12-02T00:00Z,2026-12-02T01:00Z,0.1\r\n")
+    assert read_series(path, SeriesKind.TARIFF).value_at(T0) == 0.1
+    with pytest.raises(SpecError, match="^f:2: not a CSV: "):
+        parse('start,end,value\n2026-12-02T00:00Z,"2026"-12,1\n')
