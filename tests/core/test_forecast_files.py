@@ -1,9 +1,12 @@
 """Each shape of forecast file, read from the samples shipped under config/forecasts/."""
 
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from easyflow_cli.core.errors import SpecError
 from easyflow_cli.core.forecast import Unit
@@ -117,3 +120,33 @@ def test_a_spreadsheet_s_byte_order_mark_and_a_broken_quote(tmp_path):
     assert read_series(path, SeriesKind.TARIFF).value_at(T0) == 0.1
     with pytest.raises(SpecError, match="^f:2: not a CSV: "):
         parse('start,end,value\n2026-12-02T00:00Z,"2026"-12,1\n')
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20)
+    | st.sampled_from(["2026-12-02T00:00Z", "2026-12-02T01:00:00+00:00", "lbs_co2_per_mwh"]),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.sampled_from(
+        ["forecast", "results", "data", "meta", "signal_type", "units", "from", "to",
+         "intensity", "forecast", "actual", "carbonIntensity", "datetime", "point_time", "value",
+         "valid_from", "valid_to", "value_inc_vat", "forecastData", "ForecastData", "timestamp",
+         "duration", "data_point_period_seconds", "temporalGranularity", "zone"]), inner,
+        max_size=5),
+    max_leaves=20)
+
+
+@settings(max_examples=150)
+@given(JSON_VALUES, st.sampled_from(list(SeriesKind)))
+def test_any_json_is_a_series_or_one_line_never_a_traceback(document, kind):
+    try:
+        parse_series(json.dumps(document), "f", kind, file="f")
+    except SpecError as error:
+        assert "\n" not in str(error)
+
+
+@settings(max_examples=150)
+@given(st.text(max_size=200), st.sampled_from(list(SeriesKind)))
+def test_any_text_is_a_series_or_one_line_never_a_traceback(text, kind):
+    try:
+        parse_series("start,end,value\n" + text, "f", kind, file="f")
+    except SpecError as error:
+        assert "\n" not in str(error)
