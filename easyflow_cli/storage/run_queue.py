@@ -35,7 +35,7 @@ from easyflow_cli.core.model import (
 )
 from easyflow_cli.core.notify import NoticeBook
 from easyflow_cli.core.planning import PlannedRun, QueuePolicy, off_peak_start
-from easyflow_cli.core.receipts import Charges, PricingSource
+from easyflow_cli.core.receipts import Charges, Pricing, PricingSource, Stretch, charges_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -347,3 +347,20 @@ def replan_off_peak(queue: RunQueue, policy: QueuePolicy, now: datetime) -> int:
                   off_peak_start(window, now, deadline, None, None))
                  for run_id, deadline in waiting])
     return len(waiting)
+
+
+def charged_ends(pricing: Pricing, ends: Sequence[RunEnd],
+                 submitted: dict[int, tuple[Mode, datetime]]) -> list[tuple[int, Charges]]:
+    """What each run that ended (and that measured a duration) is charged under `pricing`,
+    given each one's mode and submission time; the backends write it in `finish`."""
+    charged = []
+    for end in ends:
+        duration = end.duration_s()
+        if end.began_at is None or duration is None or end.run_id not in submitted:
+            continue
+        mode, enqueued = submitted[end.run_id]
+        outcome = end.outcome
+        stretch = Stretch(mode, enqueued, end.began_at, duration,
+                          outcome.cpu_user_s + outcome.cpu_system_s, outcome.energy_j)
+        charged.append((end.run_id, charges_of(pricing, stretch)))
+    return charged

@@ -7,14 +7,11 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 from easyflow_cli.core.model import Mode
-from easyflow_cli.core.receipts import Charges, Pricing, Stretch, charges_of
+from easyflow_cli.core.receipts import Charges, Pricing
 from easyflow_cli.core.timeutil import from_iso
-
-if TYPE_CHECKING:
-    from easyflow_cli.storage.run_queue import RunEnd
+from easyflow_cli.storage.run_queue import RunEnd, charged_ends
 
 CHARGE_COLUMNS = ("tariff_cost", "tariff_baseline_cost", "tariff_source", "carbon_g",
                   "baseline_carbon_g", "carbon_source")
@@ -23,20 +20,11 @@ MAX_BOUND_IDS = 10_000  # as sqlite_queue.py binds at most
 
 def record_charges(conn: sqlite3.Connection, pricing: Pricing, ends: Sequence[RunEnd]) -> None:
     """Charge the runs that just ended under the series loaded (in the caller's transaction)."""
-    submitted = _submitted(conn, [end.run_id for end in ends])
-    rows = []
-    for end in ends:
-        duration = end.duration_s()
-        if end.began_at is None or duration is None or end.run_id not in submitted:
-            continue
-        mode, enqueued = submitted[end.run_id]
-        outcome = end.outcome
-        stretch = Stretch(mode, enqueued, end.began_at, duration,
-                          outcome.cpu_user_s + outcome.cpu_system_s, outcome.energy_j)
-        charged = charges_of(pricing, stretch)
-        rows.append((*(getattr(charged, c) for c in CHARGE_COLUMNS), end.run_id))
+    charged = charged_ends(pricing, ends, _submitted(conn, [end.run_id for end in ends]))
     conn.executemany(f"UPDATE runs SET {', '.join(f'{c} = ?' for c in CHARGE_COLUMNS)}"
-                     " WHERE id = ?", rows)
+                     " WHERE id = ?",
+                     [(*(getattr(charges, c) for c in CHARGE_COLUMNS), run_id)
+                      for run_id, charges in charged])
 
 
 def _submitted(conn: sqlite3.Connection, ids: list[int]) -> dict[int, tuple[Mode, datetime]]:
