@@ -34,8 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from easyflow_cli.core.model import Mode, Trigger
-from easyflow_cli.core.paths import run_log_path
-from easyflow_cli.core.stats import median, percentile
+from easyflow_cli.core.stats import median
 from easyflow_cli.storage.store import CHECKPOINT_WHEN_QUIET_S
 from easyflow_cli.tools.bench_cli import cli_bulk_submit, cli_wall_times, library_enqueue
 from easyflow_cli.tools.bench_daemon import (
@@ -44,6 +43,7 @@ from easyflow_cli.tools.bench_daemon import (
     BenchError,
     running_daemon,
 )
+from easyflow_cli.tools.bench_figures import distribution
 from easyflow_cli.tools.bench_reports import REPORT_COMMANDS, reports_at_scale
 from easyflow_cli.tools.bench_steps import BURN_MARK, STAMP_MARK
 
@@ -79,16 +79,6 @@ class BenchSizes:
 
 
 # --------------------------------------------------------------------------- figures
-
-
-def distribution(samples: list[float], places: int = 3) -> dict[str, Any]:
-    """Median and nearest-rank percentiles of a list of samples, with their count."""
-    ordered = sorted(samples)
-    if not ordered:
-        return {"samples": 0}
-    return {"samples": len(ordered), "median": round(median(ordered), places),
-            **{f"p{q}": round(percentile(ordered, q), places) for q in (50, 95, 99)},
-            "min": round(ordered[0], places), "max": round(ordered[-1], places)}
 
 
 def load_average() -> list[float]:
@@ -135,15 +125,8 @@ def dispatch_latency(daemon: BenchDaemon, samples: int, *, command: bool) -> lis
                 raise BenchError(f"run {run_id} finished without a start time")
             latencies.append((started.timestamp() - submitted_wall) * 1000)
         else:
-            latencies.append((_marked_value(daemon, run_id, STAMP_MARK) - submitted_mono) * 1000)
+            latencies.append((daemon.marked_value(run_id, STAMP_MARK) - submitted_mono) * 1000)
     return latencies
-
-
-def _marked_value(daemon: BenchDaemon, run_id: int, mark: str) -> float:
-    for line in run_log_path(daemon.home, run_id).read_text().splitlines():
-        if line.startswith(mark + " "):
-            return float(line.split()[1])
-    raise BenchError(f"run {run_id} printed no {mark!r} line")
 
 
 def drain_throughput(daemon: BenchDaemon, runs: int, *, command: bool) -> dict[str, Any]:
@@ -164,7 +147,7 @@ def cpu_bound_durations(daemon: BenchDaemon, samples: int) -> list[float]:
         ids, _, _ = daemon.submit("bench-burn")
         if not daemon.wait_finished(ids, timeout=60):
             raise BenchError(f"run {ids[0]} did not finish within a minute")
-        durations.append(_marked_value(daemon, ids[0], BURN_MARK))
+        durations.append(daemon.marked_value(ids[0], BURN_MARK))
     return durations
 
 
