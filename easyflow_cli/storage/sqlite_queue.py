@@ -432,23 +432,26 @@ class _Claim:
     def best(self, limit: int, skipped: Sequence[str] = ()) -> list[Any]:
         """Up to `limit` of the first ready runs, but none of the `skipped` workflows'.
 
-        The best of the runs ready now and the best of the deferred runs whose time has come,
-        each read off the head of an index in the queue's order, merged."""
+        The best of the runs ready now and, if any deferred run's time has come, the best of
+        those, each read off the head of an index in the queue's order, merged."""
         skip = f" AND workflow NOT IN ({_marks(skipped)})" if skipped else ""
-        parts = [f"SELECT * FROM ({_CANDIDATES} INDEXED BY runs_ready WHERE {READY_NOW_SQL}"
-                 f" AND mode = ?{skip} ORDER BY {CLAIM_ORDER_SQL} LIMIT ?)"]
+        ready_now = (f"INDEXED BY runs_ready WHERE {READY_NOW_SQL} AND mode = ?{skip}"
+                     f" ORDER BY {CLAIM_ORDER_SQL} LIMIT ?")
         args: list[Any] = [self.mode.value, *skipped, limit]
         ripe_index = self._ripe_index()
-        if ripe_index is not None:
-            parts.append(f"SELECT * FROM ({_CANDIDATES} INDEXED BY {ripe_index} WHERE"
-                         f" {DEFERRED_SQL} AND mode = ? AND not_before <= ?{skip}"
-                         f" ORDER BY {CLAIM_ORDER_SQL} LIMIT ?)")
-            args += [self.mode.value, self.stamp, *skipped, limit]
+        if ripe_index is None:
+            chosen = f"SELECT id FROM runs {ready_now}"
+        else:
+            ripe = (f"{_CANDIDATES} INDEXED BY {ripe_index} WHERE {DEFERRED_SQL} AND mode = ?"
+                    f" AND not_before <= ?{skip} ORDER BY {CLAIM_ORDER_SQL} LIMIT ?")
+            chosen = (f"SELECT id FROM (SELECT * FROM ({_CANDIDATES} {ready_now})"
+                      f" UNION ALL SELECT * FROM ({ripe}))"
+                      " ORDER BY rank_deadline, priority_rank, id LIMIT ?")
+            args += [self.mode.value, self.stamp, *skipped, limit, limit]
         rows = self.conn.execute(
             "UPDATE runs SET state = 'running', claimed_at = ?, pool = ?, worker = ?,"
-            f" batch_id = ? WHERE id IN (SELECT id FROM ({' UNION ALL '.join(parts)})"
-            " ORDER BY rank_deadline, priority_rank, id LIMIT ?)"
-            f" RETURNING {CLAIMED_COLUMNS}", (*self.values, *args, limit)).fetchall()
+            f" batch_id = ? WHERE id IN ({chosen}) RETURNING {CLAIMED_COLUMNS}",
+            (*self.values, *args)).fetchall()
         return _settle_damaged(self.conn, rows, self.stamp)
 
     def _ripe_index(self) -> str | None:

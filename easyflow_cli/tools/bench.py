@@ -15,6 +15,9 @@ What is measured, precisely:
   step; fork+exec of the program itself comes on top.
 - drain: N no-op runs inserted in one transaction, the daemon woken; runs/s from the start of
   that transaction to the last run's `finished_at` (enqueue → claim → execute → record).
+- growth (bench_growth.py): dispatch latency of a callable step as above, and the daemon's
+  CPU time per dispatch, with more and more eco runs waiting for their window and with more
+  and more schedules: flat curves mean a wake-up costs the same however much waits.
 - idle: CPU time (utime+stime from /proc/PID/stat, clock ticks) of the daemon and its workers
   over an idle period with one schedule an hour away and nothing queued; voluntary context
   switches over the same period count their wake-ups; VmRSS of each process.
@@ -44,6 +47,7 @@ from easyflow_cli.tools.bench_daemon import (
     running_daemon,
 )
 from easyflow_cli.tools.bench_figures import distribution
+from easyflow_cli.tools.bench_growth import GrowthSizes, growth_curves
 from easyflow_cli.tools.bench_reports import REPORT_COMMANDS, reports_at_scale
 from easyflow_cli.tools.bench_steps import BURN_MARK, STAMP_MARK
 
@@ -210,9 +214,12 @@ def eco_backlog(daemon: BenchDaemon, runs: int, timeout: float = 30.0) -> dict[s
 
 
 def run_bench(quick: bool = False, root: Path | None = None,
-              progress: Progress = lambda message: None) -> dict[str, Any]:
-    """Every measurement, in a throwaway state directory; returns the document `--json` prints."""
+              progress: Progress = lambda message: None,
+              growth: GrowthSizes | None = None) -> dict[str, Any]:
+    """Every measurement, in a throwaway state directory; returns the document `--json` prints.
+    `growth`: the sizes of the growth curves (by default, those of a full or quick bench)."""
     sizes = BenchSizes.for_mode(quick)
+    growth = growth or GrowthSizes.parse(None, None, quick=quick)
     began, ticks = time.monotonic(), cpu_ticks()
     with contextlib.ExitStack() as stack:
         if root is None:
@@ -222,6 +229,8 @@ def run_bench(quick: bool = False, root: Path | None = None,
             progress("warming up the daemon")
             warm_up(daemon)
             document.update(_with_daemon(daemon, sizes, progress))
+        document["growth"] = growth_curves(root / "growth", growth, sizes.dispatch_samples,
+                                           progress)
         progress("enqueue rate through the library")
         document["enqueue"]["library_bulk"] = library_enqueue(root, sizes.library_enqueue_runs)
         progress(f"reports over {sizes.report_runs:,} runs")
@@ -304,6 +313,9 @@ TARGETS = (
     *((("reports", "cli_s", name), f"report {' '.join(args)} (CLI)", "<=", 1.0, "s")
       for name, args in REPORT_COMMANDS.items()),
     (("isolation", "ratio"), "CPU-bound step, eco saturating / idle", "<=", 1.10, "×"),
+    *((("growth", f"{curve}_{figure}_growth"), f"{what}, most {curve} / fewest", "<=", 1.10, "×")
+      for curve in ("backlog", "schedules")
+      for figure, what in (("p50", "dispatch p50"), ("cpu", "daemon CPU per dispatch"))),
 )
 
 

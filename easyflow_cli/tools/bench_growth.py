@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -57,25 +58,53 @@ def parse_sizes(text: str, option: str) -> list[int]:
     return sorted(sizes)
 
 
-def growth_curves(root: Path, backlog: Sequence[int], schedules: Sequence[int],
-                  samples: int, progress: Progress = lambda message: None) -> dict[str, Any]:
-    """Both curves: one point per size, each with dispatch latency and daemon CPU."""
-    curves: dict[str, Any] = {"samples": samples, "backlog": [], "schedules": []}
-    if backlog:
-        with running_daemon(root / "backlog") as daemon:
+@dataclass(frozen=True)
+class GrowthSizes:
+    """The sizes each curve is measured at, smallest first."""
+
+    backlog: tuple[int, ...]
+    schedules: tuple[int, ...]
+
+    @classmethod
+    def parse(cls, backlog: str | None, schedules: str | None, *, quick: bool) -> GrowthSizes:
+        """From `--backlog` and `--schedules` (None: the defaults of a full or quick bench)."""
+        if backlog is None:
+            backlog_sizes = QUICK_BACKLOG if quick else FULL_BACKLOG
+        else:
+            backlog_sizes = tuple(parse_sizes(backlog, "--backlog"))
+        if schedules is None:
+            schedule_sizes = QUICK_SCHEDULES if quick else FULL_SCHEDULES
+        else:
+            schedule_sizes = tuple(parse_sizes(schedules, "--schedules"))
+        return cls(backlog_sizes, schedule_sizes)
+
+
+def growth_curves(root: Path, sizes: GrowthSizes, samples: int,
+                  progress: Progress = lambda message: None) -> dict[str, Any]:
+    """Both curves: one point per size, each with dispatch latency and daemon CPU; and for
+    each, its largest size's p50 and CPU over its smallest's."""
+    curves: dict[str, Any] = {"samples": samples}
+    grown = {"backlog": (sizes.backlog, "eco runs waiting", waiting_runs, seed_waiting_runs),
+             "schedules": (sizes.schedules, "schedules", schedule_count, seed_schedules)}
+    for curve, (steps, noun, count, seed) in grown.items():
+        curves[curve] = points = []
+        if not steps:
+            continue
+        with running_daemon(root / curve) as daemon:
             warm_up(daemon)
-            for size in backlog:
-                progress(f"dispatch with {size:,} eco runs waiting")
-                seed_waiting_runs(daemon, size - waiting_runs(daemon))
-                curves["backlog"].append({"waiting": size, **growth_point(daemon, samples)})
-    if schedules:
-        with running_daemon(root / "schedules") as daemon:
-            warm_up(daemon)
-            for size in schedules:
-                progress(f"dispatch with {size:,} schedules")
-                seed_schedules(daemon, size - schedule_count(daemon))
-                curves["schedules"].append({"schedules": size, **growth_point(daemon, samples)})
+            for size in steps:
+                progress(f"dispatch with {size:,} {noun}")
+                seed(daemon, size - count(daemon))
+                points.append({"size": size, **growth_point(daemon, samples)})
+        curves[f"{curve}_p50_growth"] = _growth(points, lambda p: p["dispatch_ms"]["p50"])
+        curves[f"{curve}_cpu_growth"] = _growth(points, lambda p: p["daemon_cpu_ms_per_dispatch"])
     return curves
+
+
+def _growth(points: list[dict[str, Any]], figure: Callable[[dict[str, Any]], float]) -> float:
+    """The largest size's figure over the smallest's (1.0: flat)."""
+    smallest = figure(points[0])
+    return round(figure(points[-1]) / smallest, 3) if smallest else 1.0
 
 
 def warm_up(daemon: BenchDaemon) -> None:
@@ -154,13 +183,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--samples", type=int, default=300)
     args = parser.parse_args(argv)
     try:
-        backlog = parse_sizes(args.backlog, "--backlog")
-        schedules = parse_sizes(args.schedules, "--schedules")
+        sizes = GrowthSizes.parse(args.backlog, args.schedules, quick=False)
     except BadInput as exc:
         parser.error(str(exc))
     with tempfile.TemporaryDirectory(prefix="easyflow-growth-") as root:
         started = time.monotonic()
-        curves = growth_curves(Path(root), backlog, schedules, args.samples,
+        curves = growth_curves(Path(root), sizes, args.samples,
                                lambda message: print(f"bench: {message}…", flush=True,
                                                      file=sys.stderr))
         curves["elapsed_s"] = round(time.monotonic() - started, 1)
