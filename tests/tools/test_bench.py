@@ -7,8 +7,8 @@ import pytest
 from typer.testing import CliRunner
 
 from easyflow_cli.cli.main import app
-from easyflow_cli.tools import bench
 from easyflow_cli.core.errors import BadInput
+from easyflow_cli.tools import bench
 from easyflow_cli.tools.bench import BenchSizes
 from easyflow_cli.tools.bench_growth import GrowthSizes, parse_sizes
 
