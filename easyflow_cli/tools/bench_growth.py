@@ -33,10 +33,10 @@ from easyflow_cli.tools.bench_daemon import BenchDaemon, BenchError, running_dae
 from easyflow_cli.tools.bench_figures import distribution
 from easyflow_cli.tools.bench_steps import STAMP_MARK
 
-FULL_BACKLOG = (0, 10_000, 100_000, 1_000_000)
-FULL_SCHEDULES = (0, 1_000, 10_000)
-QUICK_BACKLOG = (0, 10_000)
-QUICK_SCHEDULES = (0, 1_000)
+FULL_BACKLOG: tuple[int, ...] = (0, 10_000, 100_000, 1_000_000)
+FULL_SCHEDULES: tuple[int, ...] = (0, 1_000, 10_000)
+QUICK_BACKLOG: tuple[int, ...] = (0, 10_000)
+QUICK_SCHEDULES: tuple[int, ...] = (0, 1_000)
 SEED_CHUNK = 100_000  # runs per insert transaction: the daemon's own writes wait meanwhile
 WAITING_FOR = timedelta(days=1)  # beyond the bench: nothing seeded becomes due while it runs
 SIZE_SUFFIXES = {"k": 1_000, "m": 1_000_000}
