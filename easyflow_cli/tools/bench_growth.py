@@ -2,10 +2,10 @@
 daemon's CPU time per dispatch, with 0, 10,000, … eco runs waiting for their off-peak window,
 and with 0, 1,000, … schedules. Flat curves mean a wake-up costs the same however much waits.
 
-Each curve has a daemon of its own (bench_daemon.py); the sizes are measured smallest first,
-the backlog or the schedules grown between them by bulk inserts through the queue and the
-store, never through the CLI. The eco runs wait a day (`not_before`), the schedules fire a day
-from now: nothing of them becomes due while the bench measures.
+One daemon (bench_daemon.py) measures both curves, the schedules first; the sizes are measured
+smallest first, the schedules or the backlog grown between them by bulk inserts through the
+store and the queue, never through the CLI. The eco runs wait a day (`not_before`), the
+schedules fire a day from now: nothing of them becomes due while the bench measures.
 
     python -m easyflow_cli.tools.bench_growth [--backlog 0,10000,100000,1000000]
         [--schedules 0,1000,10000] [--samples 300]
@@ -40,6 +40,7 @@ QUICK_SCHEDULES: tuple[int, ...] = (0, 1_000)
 SEED_CHUNK = 100_000  # runs per insert transaction: the daemon's own writes wait meanwhile
 WAITING_FOR = timedelta(days=1)  # beyond the bench: nothing seeded becomes due while it runs
 SIZE_SUFFIXES = {"k": 1_000, "m": 1_000_000}
+GROWN_WORKFLOW = "bench-true"  # the one the schedules are added to
 
 Progress = Callable[[str], None]
 
@@ -82,22 +83,25 @@ class GrowthSizes:
 def growth_curves(root: Path, sizes: GrowthSizes, samples: int,
                   progress: Progress = lambda message: None) -> dict[str, Any]:
     """Both curves: one point per size, each with dispatch latency and daemon CPU; and for
-    each, its largest size's p50 and CPU over its smallest's."""
-    curves: dict[str, Any] = {"samples": samples}
-    grown = {"backlog": (sizes.backlog, "eco runs waiting", waiting_runs, seed_waiting_runs),
-             "schedules": (sizes.schedules, "schedules", schedule_count, seed_schedules)}
-    for curve, (steps, noun, count, seed) in grown.items():
-        curves[curve] = points = []
-        if not steps:
-            continue
-        with running_daemon(root / curve) as daemon:
-            warm_up(daemon)
+    each, its largest size's p50 and CPU over its smallest's. One daemon measures both: the
+    schedules first, removed (in one transaction) before the runs are queued."""
+    curves: dict[str, Any] = {"samples": samples, "schedules": [], "backlog": []}
+    grown = {"schedules": (sizes.schedules, "schedules", schedule_count, seed_schedules),
+             "backlog": (sizes.backlog, "eco runs waiting", waiting_runs, seed_waiting_runs)}
+    with running_daemon(root) as daemon:
+        warm_up(daemon)
+        for curve, (steps, noun, count, seed) in grown.items():
+            points = curves[curve]
             for size in steps:
                 progress(f"dispatch with {size:,} {noun}")
                 seed(daemon, size - count(daemon))
                 points.append({"size": size, **growth_point(daemon, samples)})
-        curves[f"{curve}_p50_growth"] = _growth(points, lambda p: p["dispatch_ms"]["p50"])
-        curves[f"{curve}_cpu_growth"] = _growth(points, lambda p: p["daemon_cpu_ms_per_dispatch"])
+            if curve == "schedules":
+                seed_schedules(daemon, -schedule_count(daemon))
+            if points:
+                curves[f"{curve}_p50_growth"] = _growth(points, lambda p: p["dispatch_ms"]["p50"])
+                curves[f"{curve}_cpu_growth"] = _growth(
+                    points, lambda p: p["daemon_cpu_ms_per_dispatch"])
     return curves
 
 
@@ -158,18 +162,20 @@ def seed_waiting_runs(daemon: BenchDaemon, count: int) -> None:
 
 
 def schedule_count(daemon: BenchDaemon) -> int:
-    return len(daemon.store.schedule_rows())
+    return len(daemon.store.schedule_rows(GROWN_WORKFLOW))
 
 
 def seed_schedules(daemon: BenchDaemon, count: int) -> None:
     """`count` daily schedules in one transaction, their first fires spread over the hours
-    after a day from now."""
+    after a day from now; a negative count removes as many."""
     store, now = daemon.store, utcnow()
     schedule = ScheduleSpec("every", "1d")
     with store.write():
+        for row in store.schedule_rows(GROWN_WORKFLOW)[:max(-count, 0)]:
+            store.delete_schedule(row["id"])
         for offset in range(max(count, 0)):
             created = to_iso(now - timedelta(seconds=offset % 3600))
-            schedule_id = store.insert_schedule("bench-true", schedule, origin="cli",
+            schedule_id = store.insert_schedule(GROWN_WORKFLOW, schedule, origin="cli",
                                                 now_iso=created)
             row = store.get_schedule(schedule_id)
             nxt = fire_after(row, now + timedelta(hours=1), now)
