@@ -426,11 +426,13 @@ class SqliteRunQueue:
     def _has_ready_run(self, mode: Mode, stamp: str) -> bool:
         # A read first: the daemon asks every idle pool on every wake-up, and most of the time
         # the answer is no; a write transaction just to learn that would take the database lock.
-        # Each half reads the head of an index, however many runs wait.
-        ready_now = self.conn.execute(
-            f"SELECT 1 FROM runs INDEXED BY runs_ready WHERE {READY_NOW_SQL} AND mode = ?"
-            " LIMIT 1", (mode.value,)).fetchone()
-        return ready_now is not None or _first_ripe(self.conn, mode, stamp)
+        # One statement reading the heads of two indexes, however many runs wait: is a run
+        # ready now, and has the earliest deferred run's time come.
+        ready_now, ripe = self.conn.execute(
+            f"SELECT EXISTS (SELECT 1 FROM runs INDEXED BY runs_ready WHERE {READY_NOW_SQL}"
+            f" AND mode = ?), ({FIRST_DEFERRED_SQL}) <= ?",
+            (mode.value, mode.value, stamp)).fetchone()
+        return bool(ready_now or ripe)
 
 
 class _Claim:
@@ -506,12 +508,14 @@ _CANDIDATES = (f"SELECT id, coalesce(deadline, '{NO_DEADLINE}') AS rank_deadline
                " FROM runs")
 
 
+# The earliest `not_before` of a mode's deferred runs: the head of runs_waiting.
+FIRST_DEFERRED_SQL = (f"SELECT min(not_before) FROM runs INDEXED BY runs_waiting"
+                      f" WHERE {DEFERRED_SQL} AND mode = ?")
+
+
 def _first_ripe(conn: sqlite3.Connection, mode: Mode, stamp: str) -> bool:
-    """Whether a deferred run of `mode` may start at `stamp`: the earliest `not_before` is
-    the head of runs_waiting."""
-    first = conn.execute(
-        f"SELECT min(not_before) FROM runs INDEXED BY runs_waiting WHERE {DEFERRED_SQL}"
-        " AND mode = ?", (mode.value,)).fetchone()[0]
+    """Whether a deferred run of `mode` may start at `stamp`."""
+    first = conn.execute(FIRST_DEFERRED_SQL, (mode.value,)).fetchone()[0]
     return first is not None and first <= stamp
 
 
