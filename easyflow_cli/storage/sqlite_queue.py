@@ -52,7 +52,8 @@ SQLITE_INTEGER_MAX = 2**63 - 1
 MAX_BOUND_IDS = 10_000
 PLANNED_COLUMNS = ("workflow", "trigger", "mode", "mode_reason", "cost_priority",
                    "priority_rank", "deadline", "state", "enqueued_at", "not_before",
-                   "promote_at", "attempt", "retry_of", "rerun_of", "schedule_id")
+                   "promote_at", "attempt", "retry_of", "rerun_of", "schedule_id",
+                   "not_before_reason")
 CLAIMED_COLUMNS = "id, workflow, mode, cost_priority, deadline, enqueued_at"
 CLAIMED_NAMES = tuple(CLAIMED_COLUMNS.split(", "))
 PRIORITIES = KNOWN["cost_priority"]
@@ -527,7 +528,7 @@ def _planned_values(planned: PlannedRun) -> tuple:
             planned.mode_reason.value, planned.cost_priority.value, planned.cost_priority.rank,
             to_iso(planned.deadline), RunState.QUEUED.value, to_iso(planned.enqueued_at),
             to_iso(planned.not_before), to_iso(planned.promote_at), planned.attempt,
-            planned.retry_of, planned.rerun_of, planned.schedule_id)
+            planned.retry_of, planned.rerun_of, planned.schedule_id, planned.not_before_reason)
 
 
 def _queue_order(row: Any) -> tuple[str, int, int]:
@@ -603,7 +604,7 @@ def _run(row: Any) -> Run:
 def _run_of(row: Any) -> Run:
     (run_id, workflow, trigger, mode, reason, priority, deadline, state, enqueued_at,
      not_before, promote_at, claimed_at, started_at, finished_at, *middle, off_peak,
-     deadline_met, energy_j, error, log_path) = row
+     deadline_met, energy_j, error, log_path, not_before_reason) = row
     (exit_code, attempt, retry_of, rerun_of, schedule_id, batch_id, pool, worker, pid, pgid,
      cpu_user_s, cpu_system_s, peak_rss_kb, queue_wait_s, duration_s) = middle
     return Run(
@@ -613,7 +614,7 @@ def _run_of(row: Any) -> Run:
         from_iso(finished_at), exit_code, attempt, retry_of, rerun_of, schedule_id, batch_id,
         PoolName(pool) if pool is not None else None, worker, pid, pgid, cpu_user_s,
         cpu_system_s, peak_rss_kb, queue_wait_s, duration_s, _flag(off_peak),
-        _flag(deadline_met), energy_j, error, log_path)
+        _flag(deadline_met), energy_j, error, log_path, not_before_reason)
 
 
 def _flag(value: int | None) -> bool | None:

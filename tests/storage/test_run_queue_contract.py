@@ -113,7 +113,8 @@ def test_enqueue_sets_the_plan_and_nothing_else(run_queue):
     assert (run.attempt, run.retry_of, run.rerun_of, run.schedule_id) == (2, 7, 5, 3)
     unset = ("claimed_at", "started_at", "finished_at", "exit_code", "batch_id", "pool", "worker",
              "pid", "pgid", "cpu_user_s", "cpu_system_s", "peak_rss_kb", "queue_wait_s",
-             "duration_s", "off_peak", "deadline_met", "energy_j", "error", "log_path")
+             "duration_s", "off_peak", "deadline_met", "energy_j", "error", "log_path",
+             "not_before_reason")
     assert {name: getattr(run, name) for name in unset} == dict.fromkeys(unset)
 
 

@@ -26,6 +26,7 @@ from easyflow_cli.core.paths import (
     run_log_path,
     socket_path,
 )
+from easyflow_cli.core.plan_series import config_policy
 from easyflow_cli.core.planning import QueuePolicy
 from easyflow_cli.core.timeutil import to_iso
 from easyflow_cli.core.trust import open_private
@@ -136,7 +137,7 @@ class Daemon:
         # Recorded before any worker runs a step: recovery after a kill -9 looks for it.
         record_token(store, self.token, self.clock.now())
         prime_schedules(store, self.clock.now())
-        publish_policy(store, self._policy(), self.clock.now())
+        publish_policy(store, self.schedules.policy, self.clock.now())
         self.control.open()
         self.deliveries.start()
         for pool in self.pools.values():
@@ -207,7 +208,7 @@ class Daemon:
         return env
 
     def _policy(self) -> QueuePolicy:
-        return QueuePolicy(self.config.promote_within, self.config.off_peak)
+        return config_policy(self.config)
 
     def _acquire_lock(self) -> None:
         path = self.home / "daemon.lock"
@@ -315,11 +316,11 @@ class Daemon:
             log.error("reload: keeping the old configuration: %s", exc)
         self.dispatcher.config = self.reports.config = self.pruning.config = self.config
         self.pruning.look_now(self.clock.now())  # `keep` may be shorter now
-        self.schedules.policy = self._policy()
+        self.schedules.policy = policy = self._policy()
         store = self.db
-        publish_policy(store, self._policy(), self.clock.now())
+        publish_policy(store, policy, self.clock.now())
         if self.config.off_peak != old_window:
-            count = replan_off_peak(store.queue, self._policy(), self.clock.now())
+            count = replan_off_peak(store.queue, policy, self.clock.now())
             log.info("off-peak window changed: re-planned %d waiting eco runs", count)
         for mode, pool in self.pools.items():
             pool.config = self.config.pool(mode)
