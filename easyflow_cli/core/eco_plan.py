@@ -8,14 +8,17 @@ it are what the queue records (`not_before`, `not_before_reason`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from bisect import bisect_right
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 
 from easyflow_cli.core.config import Optimise
 from easyflow_cli.core.forecast import Forecast, Unit, stretch_cost
+from easyflow_cli.core.learned import LearnedDurations
 from easyflow_cli.core.offpeak import OffPeakWindow
 
+JOULES_PER_KWH = 3.6e6
 CURRENCY_SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£"}
 DEFAULT_MAX_DELAY = timedelta(hours=24)
 
@@ -27,6 +30,34 @@ class RunEstimate:
 
     duration: timedelta
     energy_kwh: float
+
+
+class Cumulative:
+    """A series' running integral at its interval starts, so that the mean over any stretch
+    is two look-ups: what lets the planner try every candidate start of a run cheaply. Only
+    for a series without gaps (`whole`); one with gaps is asked interval by interval."""
+
+    def __init__(self, forecast: Forecast) -> None:
+        pieces = forecast.intervals
+        self.starts = [p.start.timestamp() for p in pieces]
+        self.values = [p.value for p in pieces]
+        self.end = pieces[-1].end.timestamp() if pieces else 0.0
+        self.whole = all(a.end == b.start for a, b in zip(pieces, pieces[1:], strict=False))
+        self.sums = [0.0]
+        for piece in pieces:
+            seconds = (piece.end - piece.start).total_seconds()
+            self.sums.append(self.sums[-1] + piece.value * seconds)
+
+    def integral_to(self, moment: float) -> float:
+        index = bisect_right(self.starts, moment) - 1
+        return self.sums[index] + (moment - self.starts[index]) * self.values[index]
+
+    def mean(self, start: float, end: float) -> float | None:
+        if not self.starts or start < self.starts[0] or end > self.end:
+            return None
+        if end <= start:
+            return self.values[bisect_right(self.starts, start) - 1]
+        return (self.integral_to(end) - self.integral_to(start)) / (end - start)
 
 
 @dataclass(frozen=True)
@@ -41,6 +72,25 @@ class Series:
     watts_per_core: float = 15.0
     default_duration_s: float = 60.0
     eco_workers: int = 1  # how many runs of a batch run side by side
+    cumulative: Cumulative = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "cumulative", Cumulative(self.forecast))
+
+
+def estimate_from(learned: LearnedDurations, typical_s: float | None,
+                  series: Series) -> RunEstimate:
+    """p90 duration and energy (measured, else CPU time at the watts per core); with too few
+    runs, the typical duration (else the default) at one busy core."""
+    watts = series.watts_per_core
+    if not learned.enough or learned.duration is None or learned.cpu is None:
+        seconds = typical_s if typical_s is not None else series.default_duration_s
+        return RunEstimate(timedelta(seconds=seconds), seconds * watts / JOULES_PER_KWH)
+    if learned.energy is not None:
+        energy_kwh = learned.energy.p90 / JOULES_PER_KWH
+    else:
+        energy_kwh = learned.cpu.p90 * watts / JOULES_PER_KWH
+    return RunEstimate(timedelta(seconds=learned.duration.p90), energy_kwh)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,18 +110,27 @@ class EcoStart:
 
 
 def latest_start(now: datetime, deadline: datetime | None, duration: timedelta,
-                 max_delay: timedelta) -> datetime:
-    """The last start that keeps the eco objective: finish by the deadline, or, without one,
-    start within `max_delay`."""
+                 max_delay: timedelta, margin: timedelta = timedelta(0)) -> datetime:
+    """The last start that keeps the eco objective: finish by the deadline with `margin` to
+    spare (a run may take longer than its p90; the margin is the one promotion keeps), or,
+    without a deadline, start within `max_delay`."""
     if deadline is None:
         return now + max_delay
-    return max(now, deadline - duration)
+    return max(now, deadline - duration - margin)
 
 
 def window_cost(series: Series, start: datetime, estimate: RunEstimate) -> float | None:
-    return stretch_cost(series.forecast, start, start + estimate.duration,
-                        energy_kwh=estimate.energy_kwh,
-                        worker_hour_price=series.worker_hour_price)
+    """What the run costs started at `start` (as `forecast.stretch_cost` has it)."""
+    end = start + estimate.duration
+    if not series.cumulative.whole:
+        return stretch_cost(series.forecast, start, end, energy_kwh=estimate.energy_kwh,
+                            worker_hour_price=series.worker_hour_price)
+    mean = series.cumulative.mean(start.timestamp(), end.timestamp())
+    if mean is None:
+        return None
+    if series.forecast.unit is Unit.MULTIPLIER:
+        return mean * series.worker_hour_price * estimate.duration.total_seconds() / 3600
+    return mean * estimate.energy_kwh
 
 
 def best_window(series: Series, estimate: RunEstimate, now: datetime,
@@ -105,11 +164,12 @@ def candidate_starts(forecast: Forecast, now: datetime, last_start: datetime,
 
 def plan_eco_start(series: Series | None, estimate: RunEstimate, *, now: datetime,
                    deadline: datetime | None, max_delay: timedelta,
-                   off_peak: OffPeakWindow | None) -> EcoStart | None:
+                   off_peak: OffPeakWindow | None,
+                   margin: timedelta = timedelta(0)) -> EcoStart | None:
     """Where the forecast has a window for the run, that window; else the fixed off-peak
     window (None when there is none, or waiting for it would miss the deadline)."""
     if series is not None:
-        last = latest_start(now, deadline, estimate.duration, max_delay)
+        last = latest_start(now, deadline, estimate.duration, max_delay, margin)
         window = best_window(series, estimate, now, last)
         if window is not None:
             return EcoStart(window.start if window.start > now else None,

@@ -116,7 +116,7 @@ def eco_not_before(policy: QueuePolicy, now: datetime, deadline: datetime | None
         earliest = max(now, not_before) if not_before is not None else now
         start = plan_eco_start(policy.series, estimate, now=earliest, deadline=deadline,
                                max_delay=policy.max_delay - (earliest - now),
-                               off_peak=policy.off_peak)
+                               off_peak=policy.off_peak, margin=policy.promote_within)
         return _recorded(start, not_before)
     if policy.off_peak is None:
         return not_before, None
