@@ -894,3 +894,24 @@ def test_pruning_stops_between_batches_when_something_arrives(harness, clock):
     assert harness.daemon.loop._prune_while_quiet() != []
     assert remaining(harness) == 20 and pruning.batch == 10
     assert pruning.due(clock.now())  # the rest at the next quiet moment
+
+
+def test_a_scheduled_eco_run_is_planned_into_the_tariffs_cheapest_window(harness, clock,
+                                                                         tmp_path):
+    hours = [(NOON + timedelta(hours=h), 0.02 if h == 5 else 0.3) for h in range(24)]
+    (tmp_path / "tariff.csv").write_text("start,end,value\n" + "".join(
+        f"{to_iso(at)},{to_iso(at + timedelta(hours=1))},{value}\n" for at, value in hours))
+    config = Path(harness.daemon.config_path or "")
+    config.write_text(CONFIG.replace('off_peak = "22:00-06:00"',
+                                     'off_peak = "22:00-06:00"\noptimise = "cost"')
+                      + '[costs]\ntariff = "tariff.csv"\n')
+    harness.daemon.reload()
+    assert published_policy(harness.db).series_path == tmp_path / "tariff.csv"
+    harness.add_workflow("backup")
+    add_schedule(harness.db, "backup", ScheduleSpec("every", "10s"), clock.now())
+    clock.advance(11)
+    harness.tick()
+    [run] = harness.db.queue.latest(workflow="backup")
+    assert run.not_before == NOON + timedelta(hours=5)
+    assert run.not_before_reason.startswith("cheapest window ")
+    assert run.state is RunState.QUEUED
