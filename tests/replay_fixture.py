@@ -35,7 +35,7 @@ HALF_HOUR = timedelta(minutes=30)
 
 
 def half_hours(start: datetime, days: int) -> list[datetime]:
-    return [start + i * HALF_HOUR for i in range(days * 48 + 48)]  # a day past the period
+    return [start + i * HALF_HOUR for i in range(days * 48 + 96)]  # two days past the period
 
 
 def agile_like(start: datetime = START, days: int = DAYS, seed: int = 1) -> Forecast:

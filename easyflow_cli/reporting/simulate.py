@@ -168,9 +168,9 @@ def served(ready: list[tuple[float, ReplayRun]], workers: int) -> list[tuple[flo
     ready.sort(key=lambda item: item[0])
     free = [0.0] * workers
     waiting: list[tuple[float, float, int, ReplayRun]] = []
-    out, index = [], 0
+    out, index, moment = [], 0, -math.inf
     while index < len(ready) or waiting:
-        moment = heapq.heappop(free)
+        moment = max(moment, heapq.heappop(free))  # no one starts before a run already did
         if not waiting and ready[index][0] > moment:
             moment = ready[index][0]
         while index < len(ready) and ready[index][0] <= moment:

@@ -130,3 +130,10 @@ def test_on_the_30_day_fixture_the_planner_nears_the_best_and_misses_no_deadline
     assert report["planner_share_of_best"]["share"] > 0.8
     best = report["best_possible"]["carbon_g"]
     assert best <= report["projected"]["carbon_g"] < report["actual"]["carbon_g"]
+
+
+def test_a_second_idle_worker_takes_a_run_when_it_is_ready_not_before():
+    runs = [run(n, at=T0 + timedelta(seconds=s)) for n, s in ((1, 0), (2, 0), (3, 0))]
+    starts = sorted(s - T0.timestamp() for s, _ in served([(r.arrived.timestamp(), r)
+                                                           for r in runs], workers=2))
+    assert starts == [0, 0, 600]
