@@ -211,12 +211,13 @@ class SqliteRunQueue:
             ).fetchall()
         return sorted(row[0] for row in rows)
 
-    def defer(self, not_before: Sequence[tuple[int, datetime | None]]) -> None:
+    def defer(self, not_before: Sequence[tuple[int, datetime | None, str | None]]) -> None:
         if not not_before:
             return
         with self.store.write() as conn:
-            conn.executemany("UPDATE runs SET not_before = ? WHERE id = ? AND state = 'queued'",
-                             [(to_iso(moment), run_id) for run_id, moment in not_before])
+            conn.executemany("UPDATE runs SET not_before = ?, not_before_reason = ?"
+                             " WHERE id = ? AND state = 'queued'",
+                             [(to_iso(moment), why, run_id) for run_id, moment, why in not_before])
 
     def settle_abandoned(self, run_ids: Sequence[int], *, now: datetime, note: str,
                          error: str, next_attempt: NextAttempt = no_retry) -> list[Run]:
@@ -298,9 +299,9 @@ class SqliteRunQueue:
             "SELECT id FROM runs WHERE workflow = ? AND state = 'queued' ORDER BY id",
             (workflow,))]
 
-    def off_peak_waiting(self) -> list[tuple[int, datetime | None]]:
-        return [(row[0], from_iso(row[1])) for row in self.conn.execute(
-            "SELECT id, deadline FROM runs WHERE state = 'queued' AND mode = 'eco'"
+    def off_peak_waiting(self) -> list[tuple[int, str, datetime | None]]:
+        return [(row[0], row[1], from_iso(row[2])) for row in self.conn.execute(
+            "SELECT id, workflow, deadline FROM runs WHERE state = 'queued' AND mode = 'eco'"
             " AND trigger != 'retry'")]
 
     def depths(self) -> dict[Mode, int]:

@@ -898,9 +898,7 @@ def test_pruning_stops_between_batches_when_something_arrives(harness, clock):
 
 def test_a_scheduled_eco_run_is_planned_into_the_tariffs_cheapest_window(harness, clock,
                                                                          tmp_path):
-    hours = [(NOON + timedelta(hours=h), 0.02 if h == 5 else 0.3) for h in range(24)]
-    (tmp_path / "tariff.csv").write_text("start,end,value\n" + "".join(
-        f"{to_iso(at)},{to_iso(at + timedelta(hours=1))},{value}\n" for at, value in hours))
+    write_tariff(tmp_path, cheapest=5)
     config = Path(harness.daemon.config_path or "")
     config.write_text(CONFIG.replace('off_peak = "22:00-06:00"',
                                      'off_peak = "22:00-06:00"\noptimise = "cost"')
@@ -915,3 +913,13 @@ def test_a_scheduled_eco_run_is_planned_into_the_tariffs_cheapest_window(harness
     assert run.not_before == NOON + timedelta(hours=5)
     assert run.not_before_reason.startswith("cheapest window ")
     assert run.state is RunState.QUEUED
+    write_tariff(tmp_path, cheapest=2)  # a new forecast: the waiting run is planned again
+    harness.daemon.reload()
+    assert harness.db.queue.get(run.id).not_before == NOON + timedelta(hours=2)
+
+
+def write_tariff(directory: Path, cheapest: int) -> None:
+    """Hourly prices from NOON for a day, the hour `cheapest` hours after NOON the cheapest."""
+    hours = [(NOON + timedelta(hours=h), 0.02 if h == cheapest else 0.3) for h in range(24)]
+    (directory / "tariff.csv").write_text("start,end,value\n" + "".join(
+        f"{to_iso(at)},{to_iso(at + timedelta(hours=1))},{value}\n" for at, value in hours))

@@ -67,7 +67,8 @@ from easyflow_cli.runtime.start_slot import SLOTS_VARIABLE
 from easyflow_cli.scheduling.scheduler import ScheduleBook, prime_schedules
 from easyflow_cli.storage.daemon_policy import publish_policy
 from easyflow_cli.storage.daemon_tokens import record_token
-from easyflow_cli.storage.run_queue import cancel_run, replan_off_peak
+from easyflow_cli.storage.plan_estimate import eco_estimate
+from easyflow_cli.storage.run_queue import cancel_run, replan_eco
 from easyflow_cli.storage.store import Store
 
 log = logging.getLogger("easyflow.daemon")
@@ -309,7 +310,7 @@ class Daemon:
     def reload(self) -> None:
         self.reload_requested = False
         self.notifier.reloading()
-        old_window = self.config.off_peak
+        old_policy = self.schedules.policy
         try:
             self.config = load_config(self.config_path)
         except EasyflowError as exc:
@@ -319,9 +320,10 @@ class Daemon:
         self.schedules.policy = policy = self._policy()
         store = self.db
         publish_policy(store, policy, self.clock.now())
-        if self.config.off_peak != old_window:
-            count = replan_off_peak(store.queue, policy, self.clock.now())
-            log.info("off-peak window changed: re-planned %d waiting eco runs", count)
+        if policy != old_policy:
+            count = replan_eco(store.queue, policy, self.clock.now(),
+                               lambda workflow: eco_estimate(store.queue, workflow, policy))
+            log.info("eco planning changed: re-planned %d waiting eco runs", count)
         for mode, pool in self.pools.items():
             pool.config = self.config.pool(mode)
             pool.shrink()
