@@ -114,9 +114,8 @@ def latest_start(now: datetime, deadline: datetime | None, duration: timedelta,
     """The last start that keeps the eco objective: finish by the deadline with `margin` to
     spare (a run may take longer than its p90; the margin is the one promotion keeps), or,
     without a deadline, start within `max_delay`."""
-    if deadline is None:
-        return now + max_delay
-    return max(now, deadline - duration - margin)
+    last = now + max_delay if deadline is None else deadline - duration - margin
+    return max(now, last)
 
 
 def window_cost(series: Series, start: datetime, estimate: RunEstimate) -> float | None:

@@ -117,3 +117,11 @@ def test_no_window_that_misses_the_deadline_even_at_off_peak():
 def test_a_batch_lasts_its_busiest_workers_runs_and_uses_all_their_energy():
     batch = batch_estimate(RunEstimate(timedelta(minutes=10), 0.01), runs=5, workers=2)
     assert batch == RunEstimate(timedelta(minutes=30), pytest.approx(0.05))
+
+
+def test_the_latest_start_is_never_before_now():
+    from easyflow_cli.core.eco_plan import latest_start
+
+    assert latest_start(NOW, None, HOUR, -HOUR) == NOW
+    assert latest_start(NOW, NOW + HOUR, 2 * HOUR, DAY) == NOW
+    assert latest_start(NOW, NOW + 5 * HOUR, HOUR, DAY, margin=HOUR) == NOW + 3 * HOUR
