@@ -16,8 +16,7 @@ COLUMNS = (("actual", "as it happened"), ("projected", "projected"),
            ("best_possible", "best possible"))
 ROWS = (("cost", "cost"), ("carbon_g", "carbon (g CO2)"), ("deadline_misses", "deadline misses"),
         ("late_starts", "eco runs started after max_delay"), ("eco_runs", "eco runs"),
-        ("wait_p50_s", "wait p50 (s)"), ("wait_p90_s", "wait p90 (s)"),
-        ("wait_max_s", "wait max (s)"))
+        ("wait_p50_s", "wait p50"), ("wait_p90_s", "wait p90"), ("wait_max_s", "wait max"))
 POLICIES = ("current", "real-time", "advised")
 
 
@@ -58,8 +57,6 @@ def simulate(
 def _render(report: dict[str, Any]) -> None:
     from rich.table import Table
 
-    from easyflow_cli.cli.money import money
-
     title = (f"{report['runs']} runs replayed, policy {report['policy']}, "
              f"eco planned by {report['optimise']}")
     table = Table(title=title, header_style="bold")
@@ -67,14 +64,24 @@ def _render(report: dict[str, Any]) -> None:
     for _, label in COLUMNS:
         table.add_column(label, justify="right")
     for key, label in ROWS:
-        cells = []
-        for column, _ in COLUMNS:
-            value = (report[column] or {}).get(key)
-            cells.append("-" if value is None else money(value, report["currency"])
-                         if key == "cost" else f"{value:,.6g}")
+        cells = [_cell(key, (report[column] or {}).get(key), report["currency"])
+                 for column, _ in COLUMNS]
         table.add_row(label, *cells)
     console.print(table)
     share = report.get("planner_share_of_best")
     if share and share["share"] is not None:
         console.print(f"The planner reaches {share['share']:.0%} of the best possible saving "
                       f"over starting every run at once ({report['optimise']}).")
+
+
+def _cell(key: str, value: float | None, currency: str) -> str:
+    from easyflow_cli.cli.money import money
+    from easyflow_cli.core.durations import format_duration
+
+    if value is None:
+        return "-"
+    if key == "cost":
+        return money(value, currency)
+    if key.startswith("wait_"):
+        return format_duration(round(value))
+    return f"{value:,.6g}"
