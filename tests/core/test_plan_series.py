@@ -57,3 +57,10 @@ def test_a_missing_file_leaves_the_off_peak_window(tmp_path, caplog):
     policy = config_policy(load_config(config_file, {}))
     assert policy.series is None
     assert "gone.csv: cannot read the forecast" in caplog.text
+
+
+def test_a_unit_column_saying_multiplier_makes_the_values_multipliers(tmp_path):
+    path = tmp_path / "tariff.csv"
+    path.write_text("start,end,value,unit\n"
+                    "2026-11-25T12:00:00Z,2026-11-25T13:00:00Z,0.5,multiplier\n")
+    assert read_forecast(path, Unit.PER_KWH).unit is Unit.MULTIPLIER
