@@ -75,4 +75,12 @@ MIGRATION_1 = [
     _rollups_table(),
 ]
 
-MIGRATIONS: list[list[str]] = [MIGRATION_1]
+# Why an eco run waits until its not_before; what the daemon plans eco runs by.
+MIGRATION_2 = [
+    "ALTER TABLE runs ADD COLUMN not_before_reason text",
+    "ALTER TABLE daemon_policy ADD COLUMN optimise text",
+    "ALTER TABLE daemon_policy ADD COLUMN max_delay_s double precision",
+    "ALTER TABLE daemon_policy ADD COLUMN series_path text",
+]
+
+MIGRATIONS: list[list[str]] = [MIGRATION_1, MIGRATION_2]

@@ -227,9 +227,18 @@ def _migration_12(db) -> None:
                " WHERE max_concurrent IS NOT NULL")
 
 
+def _migration_13(db) -> None:
+    """Why an eco run waits until its `not_before` (the window its planner chose); what the
+    daemon plans eco runs by, for the clients that queue them."""
+    db.execute("ALTER TABLE runs ADD COLUMN not_before_reason TEXT")
+    db.execute("ALTER TABLE daemon_policy ADD COLUMN optimise TEXT")
+    db.execute("ALTER TABLE daemon_policy ADD COLUMN max_delay_s REAL")
+    db.execute("ALTER TABLE daemon_policy ADD COLUMN series_path TEXT")
+
+
 MIGRATIONS = [_migration_1, _migration_2, _migration_3, _migration_4, _migration_5,
               _migration_6, _migration_7, _migration_8, _migration_9,
-              _migration_10, _migration_11, _migration_12]
+              _migration_10, _migration_11, _migration_12, _migration_13]
 
 
 class Store:
