@@ -18,7 +18,7 @@ from easyflow_cli.core.timeutil import utcnow
 from easyflow_cli.runtime.client import Silence
 
 if TYPE_CHECKING:
-    from easyflow_cli.core.config import Config
+    from easyflow_cli.core.config import Config, CostConfig
     from easyflow_cli.core.spec import WorkflowSpec
     from easyflow_cli.storage.store import Store
 
@@ -44,26 +44,32 @@ def refuse_disabled(store: Store, names: Sequence[str], *, force: bool) -> None:
 
 def plan_manual_run(store: Store, spec: WorkflowSpec, policy: QueuePolicy, *,
                     mode: Mode | None, deadline: str | None, now: datetime | None = None,
-                    rerun_of: int | None = None) -> PlannedRun:
+                    rerun_of: int | None = None, costs: CostConfig | None = None
+                    ) -> PlannedRun:
     """The run a user asked for now (`rerun_of`: the run it repeats), planned (nothing is
-    written)."""
+    written); `costs`: what its learned energy estimate assumes."""
+    from easyflow_cli.core.config import CostConfig
+    from easyflow_cli.storage.learned_durations import expectation
+
     moment = now or utcnow()
+    assumed = costs or CostConfig()
     return plan_run(
         spec, trigger=Trigger.MANUAL, now=moment, policy=policy, override=mode,
         deadline=parse_deadline(deadline, moment) if deadline is not None else None,
-        typical_duration=store.queue.typical_duration(spec.name), rerun_of=rerun_of,
+        expected=lambda m: expectation(store.queue, spec.name, m, assumed), rerun_of=rerun_of,
     )
 
 
 def plan_manual_runs(store: Store, specs: Sequence[WorkflowSpec], count: int,
-                     policy: QueuePolicy, *, mode: Mode | None, deadline: str | None
-                     ) -> list[PlannedRun]:
+                     policy: QueuePolicy, *, mode: Mode | None, deadline: str | None,
+                     costs: CostConfig | None = None) -> list[PlannedRun]:
     """`count` runs of each workflow, in order. Runs of one workflow asked for at the same
     moment are planned alike, so each workflow is planned once."""
     moment = utcnow()
     planned = []
     for spec in specs:
-        run = plan_manual_run(store, spec, policy, mode=mode, deadline=deadline, now=moment)
+        run = plan_manual_run(store, spec, policy, mode=mode, deadline=deadline, now=moment,
+                              costs=costs)
         planned.extend([run] * count)
     return planned
 

@@ -100,3 +100,57 @@ def prediction_error(newest_first: Sequence[RunSample]) -> float | None:
         predicted = spread([s.duration_s for s in before]).p50
         errors.append(abs(newest_first[index].duration_s - predicted))
     return median(errors) if errors else None
+
+
+JOULES_PER_KWH = 3.6e6
+
+
+@dataclass(frozen=True)
+class Expectation:
+    """What the next run of a workflow in a mode is expected to take, for promotion, quotes and
+    the planner: learned (`learned.enough`), else the plain median of the few runs there are,
+    else the configured default duration. Energy is measured where runs measured it, else
+    estimated from their CPU time."""
+
+    duration: Spread               # seconds
+    cpu: Spread                    # CPU seconds
+    energy_kwh: Spread
+    energy_measured: bool
+    basis: str                     # where the figures come from, in words
+    learned: LearnedDurations      # the evidence: runs, window, accuracy
+
+    @property
+    def enough(self) -> bool:
+        return self.learned.enough
+
+    @property
+    def margin_s(self) -> float:
+        """How wrong the prediction has recently been: room left beyond the p90."""
+        return self.learned.error_s or 0.0
+
+
+def expect(learned: LearnedDurations, samples: Sequence[RunSample], *, mode: str | None,
+           watts_per_core: float, default_duration: float) -> Expectation:
+    """The expectation from `learned`, drawn from `samples` (runs of `mode`, or of any mode)."""
+    if learned.enough and learned.duration is not None and learned.cpu is not None:
+        runs = f"{learned.runs} {mode} runs" if mode else f"{learned.runs} runs"
+        return _with_energy(learned.duration, learned.cpu, learned.energy,
+                            f"learned from {runs}", learned, watts_per_core)
+    if samples:
+        duration = median(s.duration_s for s in samples)
+        cpu = median(s.cpu_s for s in samples)
+        return _with_energy(Spread(duration, duration), Spread(cpu, cpu), None,
+                            f"fewer than {MIN_RUNS} runs: median of {len(samples)}", learned,
+                            watts_per_core)
+    return _with_energy(Spread(default_duration, default_duration), Spread(0.0, 0.0), None,
+                        "no history: default duration", learned, watts_per_core)
+
+
+def _with_energy(duration: Spread, cpu: Spread, energy_j: Spread | None, basis: str,
+                 learned: LearnedDurations, watts_per_core: float) -> Expectation:
+    if energy_j is not None:
+        energy = Spread(energy_j.p50 / JOULES_PER_KWH, energy_j.p90 / JOULES_PER_KWH)
+        return Expectation(duration, cpu, energy, True, basis, learned)
+    per_cpu_s = watts_per_core / 3600 / 1000
+    return Expectation(duration, cpu, Spread(cpu.p50 * per_cpu_s, cpu.p90 * per_cpu_s), False,
+                       basis, learned)
