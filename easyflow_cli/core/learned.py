@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from easyflow_cli.core.stats import median
 
@@ -49,6 +50,20 @@ class LearnedDurations:
     @property
     def enough(self) -> bool:
         return self.runs >= MIN_RUNS
+
+    def as_json(self) -> dict[str, Any]:
+        from easyflow_cli.core.timeutil import to_iso
+
+        return {"runs": self.runs, "enough": self.enough,
+                "oldest": to_iso(self.oldest) if self.oldest else None,
+                "newest": to_iso(self.newest) if self.newest else None,
+                "duration_s": _spread_json(self.duration), "cpu_s": _spread_json(self.cpu),
+                "energy_j": _spread_json(self.energy),
+                "error_s": None if self.error_s is None else round(self.error_s, 6)}
+
+
+def _spread_json(spread: Spread | None) -> dict[str, float] | None:
+    return None if spread is None else {"p50": spread.p50, "p90": spread.p90}
 
 
 def learn(samples: Sequence[RunSample]) -> LearnedDurations:

@@ -8,7 +8,7 @@ than the same work in real-time); else from the workflow's runs in any mode.
 from __future__ import annotations
 
 from easyflow_cli.core.config import Config, CostConfig
-from easyflow_cli.core.learned import Expectation, expect, learn
+from easyflow_cli.core.learned import Expectation, LearnedDurations, expect, learn
 from easyflow_cli.core.model import Mode
 from easyflow_cli.storage.run_queue import RunQueue
 
@@ -28,3 +28,13 @@ def expectation(queue: RunQueue, workflow: str, mode: Mode, costs: CostConfig) -
         learned = learn(own)
     return expect(learned, own, mode=of, watts_per_core=costs.watts_per_core,
                   default_duration=costs.default_duration)
+
+
+def learned_by_mode(queue: RunQueue, workflow: str) -> dict[Mode | None, LearnedDurations]:
+    """What the workflow's runs teach in any mode (key None), then in each mode it ran in."""
+    learned: dict[Mode | None, LearnedDurations] = {None: learn(queue.recent_successes(workflow))}
+    for mode in Mode:
+        own = learn(queue.recent_successes(workflow, mode))
+        if own.runs:
+            learned[mode] = own
+    return learned
