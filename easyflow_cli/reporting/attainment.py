@@ -11,6 +11,7 @@ estimated the same way, starting in time and meeting a deadline taken as indepen
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from datetime import tzinfo
 from typing import Any
@@ -27,11 +28,17 @@ from easyflow_cli.storage.store import Store
 # How many of the (workflow, mode) pairs that kept their objective least the report names.
 WORST = 5
 
-# Whether one run kept its objective: 1, 0, or NULL (never started: not kept). Its parameters:
-# eco's max_delay, then real-time's and balanced's start_within.
-KEPT_SQL = ("CASE mode WHEN 'eco' THEN coalesce(deadline_met, queue_wait_s <= ?)"
-            " WHEN 'real-time' THEN (queue_wait_s <= ? OR deadline_met = 1)"
-            " ELSE (queue_wait_s <= ? OR deadline_met = 1) END")
+# The runs of a mode that did not keep its objective, each part a range of an index, so that
+# only misses are read: those that waited longer than the limit, or never started, without a
+# deadline met (real-time, balanced) or without a deadline (eco); and eco runs that missed
+# their deadline, off an index of those alone.
+LATE_SQL = ("SELECT workflow, count(*) FROM runs INDEXED BY runs_waits WHERE {where}"
+            " AND mode = ? AND {wait} AND {deadline} GROUP BY workflow")
+WAITS = ("queue_wait_s > ?", "queue_wait_s IS NULL")
+NOT_EXCUSED = {Mode.REAL_TIME: "deadline_met IS NOT 1", Mode.BALANCED: "deadline_met IS NOT 1",
+               Mode.ECO: "deadline_met IS NULL"}
+DEADLINE_MISSED_SQL = ("SELECT workflow, count(*) FROM runs INDEXED BY runs_deadline_missed"
+                       " WHERE {where} AND mode = 'eco' AND deadline_met = 0 GROUP BY workflow")
 
 
 @dataclass
@@ -70,22 +77,32 @@ def _add(counts: dict[tuple[str, Mode], Kept], workflow: str, mode: Mode, runs: 
 
 
 def _detail(store: Store, period: Period, objectives: Objectives) -> list[tuple]:
-    """(workflow, mode, runs, kept) of the runs in detail. The misses, few where objectives
-    are kept, are grouped apart: grouping every run by workflow and mode off the index of
-    waits would sort them all, where the index of costs holds them in that order."""
+    """(workflow, mode, runs, kept) of the runs in detail: all of them grouped off the index of
+    costs, which holds them by workflow and mode; the misses (few where objectives are kept)
+    apart."""
     where, args = period.where()
-    within = objectives.start_within
-    thresholds = [objectives.max_delay, within[Mode.REAL_TIME], within[Mode.BALANCED]]
     runs = store.conn.execute(
         f"SELECT workflow, mode, count(*) FROM runs INDEXED BY runs_costs_workflow"
         f" WHERE {where} GROUP BY workflow, mode", args).fetchall()
     check_modes(store.conn, {row[1] for row in runs})
-    missed = {(workflow, mode): count for workflow, mode, count in store.conn.execute(
-        f"SELECT workflow, mode, count(*) FROM runs INDEXED BY runs_waits"
-        f" WHERE {where} AND NOT coalesce({KEPT_SQL}, 0) GROUP BY workflow, mode",
-        [*args, *thresholds])}
+    missed = _missed(store, where, args, objectives)
     return [(workflow, mode, count, count - missed.get((workflow, mode), 0))
             for workflow, mode, count in runs]
+
+
+def _missed(store: Store, where: str, args: list[Any],
+            objectives: Objectives) -> Counter[tuple[str, str]]:
+    missed: Counter[tuple[str, str]] = Counter()
+    for mode in Mode:
+        limit = objectives.max_delay if mode is Mode.ECO else objectives.start_within[mode]
+        for wait in WAITS if limit is not None else ():
+            sql = LATE_SQL.format(where=where, wait=wait, deadline=NOT_EXCUSED[mode])
+            bound = [limit] if "?" in wait else []
+            for workflow, count in store.conn.execute(sql, [*args, mode.value, *bound]):
+                missed[workflow, mode.value] += count
+    for workflow, count in store.conn.execute(DEADLINE_MISSED_SQL.format(where=where), args):
+        missed[workflow, Mode.ECO.value] += count
+    return missed
 
 
 def _pruned_met(row: dict[str, Any], mode: Mode, objectives: Objectives) -> float:
