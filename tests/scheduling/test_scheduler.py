@@ -221,3 +221,23 @@ def test_adding_the_file_again_keeps_the_workflow_disabled(store):
     register(store, extra="max_concurrent = 3")
     assert store.workflow_disabled("w")
     assert store.workflow_rows()[0]["max_concurrent"] == 3
+
+
+def test_a_scheduled_run_is_promoted_in_time_for_its_learned_p90(store):
+    """Its eco runs took 2 h, 3 h lately: due 5 h after the fire, it is promoted 4 h before, its
+    p90 (3 h) plus the hour its prediction was recently off by."""
+    register(store)
+    with store.write() as conn:
+        for index, hours in enumerate([2.0] * 6 + [3.0] * 3):
+            at = (T0 - timedelta(days=1) + timedelta(hours=index)).isoformat()
+            conn.execute(
+                "INSERT INTO runs (workflow, trigger, mode, mode_reason, cost_priority,"
+                " priority_rank, state, enqueued_at, finished_at, duration_s)"
+                " VALUES ('w', 'schedule', 'eco', 'schedule', 'normal', 1, 'succeeded', ?, ?, ?)",
+                (at, at, hours * 3600))
+    sid = add_schedule(store, "w", ScheduleSpec("every", "1d", deadline_after=5 * 3600.0), T0)
+    (fire,) = book(store).fire_due(T0 + timedelta(days=1))
+    run = store.queue.get(fire.run_id)
+    assert store.get_schedule(sid)["deadline_after_s"] == 5 * 3600.0
+    assert run.mode is Mode.ECO and run.deadline == T0 + timedelta(days=1, hours=5)
+    assert run.promote_at == run.deadline - timedelta(hours=4)
