@@ -6,6 +6,7 @@ Pure: the queue reads the samples (`RunQueue.recent_successes`), this turns them
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -83,25 +84,40 @@ def learn(samples: Sequence[RunSample]) -> LearnedDurations:
 
 
 def spread(newest_first: Sequence[float]) -> Spread:
-    weights = recency_weights(len(newest_first))
-    return Spread(weighted_quantile(newest_first, weights, 0.5),
-                  weighted_quantile(newest_first, weights, 0.9))
+    count = len(newest_first)
+    weights = _WEIGHTS[:count] if count <= len(_WEIGHTS) else recency_weights(count)
+    pairs = sorted(zip(newest_first, weights, strict=True))
+    p50, p90 = _quantiles(pairs, (0.5, 0.9))
+    return Spread(p50, p90)
 
 
 def recency_weights(count: int) -> list[float]:
     return [0.5 ** (age / HALF_LIFE_RUNS) for age in range(count)]
 
 
+_WEIGHTS = recency_weights(64)  # most histories are shorter: their weights made once
+
+
 def weighted_quantile(values: Sequence[float], weights: Sequence[float], q: float) -> float:
     """The smallest value whose cumulative weight reaches `q` of the total."""
-    pairs = sorted(zip(values, weights, strict=True))
-    target = q * sum(weights)
+    return _quantiles(sorted(zip(values, weights, strict=True)), (q,))[0]
+
+
+def _quantiles(pairs: Sequence[tuple[float, float]], qs: Sequence[float]) -> list[float]:
+    """`weighted_quantile` of each of `qs` (ascending), over (value, weight) pairs in order."""
+    total = sum(weight for _, weight in pairs)
+    targets = iter([q * total - 1e-12 for q in qs])
+    target = next(targets)
+    found: list[float] = []
     reached = 0.0
     for value, weight in pairs:
         reached += weight
-        if reached >= target - 1e-12:
-            return value
-    return pairs[-1][0]
+        while reached >= target:
+            found.append(value)
+            target = next(targets, math.inf)
+        if target == math.inf:
+            return found
+    return found + [pairs[-1][0]] * (len(qs) - len(found))
 
 
 def prediction_error(newest_first: Sequence[RunSample]) -> float | None:
