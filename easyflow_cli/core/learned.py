@@ -170,7 +170,10 @@ def expect(learned: LearnedDurations, samples: Sequence[RunSample], *, mode: str
     if samples:
         duration = median(s.duration_s for s in samples)
         cpu = median(s.cpu_s for s in samples)
-        return _with_energy(Spread(duration, duration), Spread(cpu, cpu), None,
+        energies = [s.energy_j for s in samples if s.energy_j is not None]
+        energy = median(energies) if energies else None
+        return _with_energy(Spread(duration, duration), Spread(cpu, cpu),
+                            None if energy is None else Spread(energy, energy),
                             f"fewer than {MIN_RUNS} runs: median of {len(samples)}", learned,
                             watts_per_core)
     return _with_energy(Spread(default_duration, default_duration), Spread(0.0, 0.0), None,

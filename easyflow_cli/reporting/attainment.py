@@ -2,11 +2,13 @@
 mode and per workflow, and the workflows and modes that kept it least.
 
 Counted over the runs `report latency` counts (those that occupied a worker, finished in the
-period), off the index that holds their waits and deadlines. Pruned runs are counted from
-their days' rollups: their waits are kept as a sketch, so how many started in time is read off
-it, and an eco day's runs without a deadline are taken to have started in time in the share
-its sketch shows (a real-time or balanced run that started late but met its deadline is
-estimated the same way, starting in time and meeting a deadline taken as independent).
+period): all of them by workflow and mode, then only those that missed, each kind of miss a
+range of an index, so that a history whose objectives are kept costs little more than its
+count. Pruned runs are counted from their days' rollups: their waits are kept as a sketch, so
+how many started in time is read off it, and an eco day's runs without a deadline are taken to
+have started in time in the share its sketch shows (a real-time or balanced run that started
+late but met its deadline is estimated the same way, starting in time and meeting a deadline
+taken as independent).
 """
 
 from __future__ import annotations

@@ -111,3 +111,8 @@ def test_energy_is_measured_where_runs_measured_it_else_estimated_from_cpu():
 def test_margin_is_the_recent_prediction_error():
     figures = expectation([30.0, 40.0] * 8)
     assert figures.margin_s == figures.learned.error_s > 0
+
+
+def test_few_runs_that_measured_energy_give_its_median():
+    figures = expectation([1.0, 2.0], energy=3600.0)
+    assert figures.energy_measured and figures.energy_kwh == Spread(0.001, 0.001)
