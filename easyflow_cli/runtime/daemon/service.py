@@ -131,7 +131,7 @@ class Daemon:
         self.reports = WorkerReports(store, self.recorder, self.clock, self.config,
                                      self.selector, self.dispatcher.log_path, self.token,
                                      self.containment, self.slots)
-        self.schedules = ScheduleBook(store, self._policy(), self.started_at)
+        self.schedules = ScheduleBook(store, self._policy(), self.started_at, self.config.costs)
         self.foreground = ForegroundWatch(store, self.clock)
         store.queue.notices = book = notice_book(self.config, store)
         self.deliveries = Deliveries(self.home, self.clock, book)
@@ -323,6 +323,7 @@ class Daemon:
         self.dispatcher.config = self.reports.config = self.pruning.config = self.config
         self.pruning.look_now(self.clock.now())  # `keep` may be shorter now
         self.schedules.policy = policy = self._policy()
+        self.schedules.costs = self.config.costs
         store = self.db
         publish_policy(store, policy, self.clock.now())
         if policy != old_policy:
