@@ -76,9 +76,17 @@ MIGRATION_1 = [
     _rollups_table(),
 ]
 
-# What a run was charged as it ended under a tariff or carbon forecast (`core/receipts.py`),
-# and the same sums in the rollups of pruned runs (SQLite's `_migration_12`'s columns).
+# Why an eco run waits until its not_before; what the daemon plans eco runs by.
 MIGRATION_2 = [
+    "ALTER TABLE runs ADD COLUMN not_before_reason text",
+    "ALTER TABLE daemon_policy ADD COLUMN optimise text",
+    "ALTER TABLE daemon_policy ADD COLUMN max_delay_s double precision",
+    "ALTER TABLE daemon_policy ADD COLUMN series_path text",
+]
+
+# What a run was charged as it ended under a tariff or carbon forecast (`core/receipts.py`),
+# and the same sums in the rollups of pruned runs (SQLite's `_migration_15`'s columns).
+MIGRATION_3 = [
     "ALTER TABLE runs ADD COLUMN tariff_cost double precision,"
     " ADD COLUMN tariff_baseline_cost double precision, ADD COLUMN tariff_source text,"
     " ADD COLUMN carbon_g double precision, ADD COLUMN baseline_carbon_g double precision,"
@@ -87,4 +95,4 @@ MIGRATION_2 = [
         f"ADD COLUMN {c} double precision NOT NULL DEFAULT 0" for c in rollups.CHARGE_SUMS),
 ]
 
-MIGRATIONS: list[list[str]] = [MIGRATION_1, MIGRATION_2]
+MIGRATIONS: list[list[str]] = [MIGRATION_1, MIGRATION_2, MIGRATION_3]
