@@ -87,3 +87,14 @@ def test_runs_prune_refuses_bad_input(home):
     for args in (["--older-than", "soon"], ["--older-than", "1d", "-w", "nope"], []):
         result = invoke("runs", "prune", *args)
         assert result.exit_code == 2 and "Traceback" not in result.output
+
+
+def test_a_run_that_printed_nothing_has_no_log_file_and_an_empty_log(home, write):
+    path = write("w.toml", 'name = "w"\n[[steps]]\nrun = ["true"]\n')
+    invoke("workflow", "add", str(path))
+    invoke("run", "w", "--now")
+    run = json.loads(invoke("runs", "show", "1", "--json").stdout)
+    assert run["state"] == "succeeded" and not Path(run["log_path"]).exists()
+    for args in (["logs", "1"], ["logs", "1", "--tail", "5"], ["logs", "1", "-f"]):
+        result = invoke(*args)
+        assert (result.exit_code, result.stdout) == (0, ""), args
