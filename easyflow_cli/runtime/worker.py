@@ -276,7 +276,7 @@ class RunLog(io.RawIOBase):
             if not data and not os.path.lexists(self.path):
                 return 0
             self.file = _open_log_file(self.path)
-        return self.file.write(cast(bytes, data)) if data else 0
+        return self.file.write(cast(bytes, data))
 
     def close(self) -> None:
         if self.file is not None:
