@@ -13,6 +13,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
+from enum import StrEnum
 from pathlib import Path
 
 from easyflow_cli.core.durations import parse_duration
@@ -31,10 +32,23 @@ WORKER_ENV = {
     Mode.ECO: "ECO_MAX_WORKERS",
 }
 POOL_KEYS = ("workers", "timeout", "nice", "batch_size", "off_peak", "price_per_hour",
-             "off_peak_price_per_hour")
-COST_KEYS = ("currency", "off_peak", "cpu_hour_price", "watts_per_core", "default_duration")
+             "off_peak_price_per_hour", "start_within")
+ECO_KEYS = ("optimise", "max_delay")
+COST_KEYS = ("currency", "off_peak", "cpu_hour_price", "watts_per_core", "default_duration",
+             "tariff")
+# The objective of a mode whose runs should start soon after they are submitted.
+DEFAULT_START_WITHIN = {Mode.REAL_TIME: 1.0, Mode.BALANCED: 60.0}
+DEFAULT_MAX_DELAY_S = 86400.0
 KEEP_FOREVER = "forever"
 DEFAULT_KEEP_S = 90 * 86400.0
+
+
+class Optimise(StrEnum):
+    """What the eco pool's planner minimises when it chooses a run's start."""
+
+    OFF_PEAK = "off_peak"  # the fixed window of `pools.eco.off_peak`
+    COST = "cost"          # the price series of `costs.tariff`
+    CARBON = "carbon"      # the intensity series of `carbon.forecast`
 
 
 @dataclass(frozen=True)
@@ -46,6 +60,11 @@ class PoolConfig:
     off_peak: OffPeakWindow | None = None
     price_per_hour: float = 0.0
     off_peak_price_per_hour: float = 0.0
+    # Objective: a run of this mode starts within this many seconds of its submission (None:
+    # no start objective; eco's objective is its deadline, else `max_delay`).
+    start_within: float | None = None
+    optimise: Optimise = Optimise.OFF_PEAK  # eco only
+    max_delay: float = DEFAULT_MAX_DELAY_S  # eco only: a run with no deadline starts within it
 
 
 @dataclass(frozen=True)
@@ -55,6 +74,12 @@ class CostConfig:
     cpu_hour_price: float = 0.0
     watts_per_core: float = 15.0
     default_duration: float = 60.0
+    tariff: Path | None = None  # a price series file (core/forecast.py reads it)
+
+
+@dataclass(frozen=True)
+class CarbonConfig:
+    forecast: Path | None = None  # a carbon-intensity series file
 
 
 @dataclass(frozen=True)
@@ -65,6 +90,7 @@ class Config:
     kill_grace: float = 5.0
     log_max_bytes: int = 10 * 1024 * 1024
     costs: CostConfig = field(default_factory=CostConfig)
+    carbon: CarbonConfig = field(default_factory=CarbonConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     notify: NotifySpec = field(default_factory=NotifySpec)  # every workflow's defaults
     # How long finished runs keep their detail (then rolled up and pruned); None: forever.
@@ -139,13 +165,14 @@ def _overlay(base: dict, top: dict) -> dict:
 
 def _build(data: dict, file: str, lines: KeyLines, source: str) -> Config:
     check = Checker(file, lines)
-    check.unknown_keys(data, ("pools", "deadlines", "daemon", "logs", "costs", "metrics", "notify",
-                              "history"), ())
+    check.unknown_keys(data, ("pools", "deadlines", "daemon", "logs", "costs", "carbon", "metrics",
+                              "notify", "history"), ())
+    base = _base_dir(file)
     pools = {}
     raw_pools = data.get("pools", {})
     check.unknown_keys(raw_pools, tuple(m.value for m in Mode), ("pools",))
     for mode in Mode:
-        pools[mode] = _build_pool(check, raw_pools.get(mode.value, {}), ("pools", mode.value))
+        pools[mode] = _build_pool(check, raw_pools.get(mode.value, {}), mode)
     deadlines = data.get("deadlines", {})
     check.unknown_keys(deadlines, ("promote_within",), ("deadlines",))
     daemon = data.get("daemon", {})
@@ -159,7 +186,8 @@ def _build(data: dict, file: str, lines: KeyLines, source: str) -> Config:
         drain_grace=check.duration(daemon, "drain_grace", ("daemon",)) or 60.0,
         kill_grace=check.duration(daemon, "kill_grace", ("daemon",)) or 5.0,
         log_max_bytes=_int(check, logs, "max_bytes", ("logs",), minimum=1024) or 10485760,
-        costs=_build_costs(check, data.get("costs", {})),
+        costs=_build_costs(check, data.get("costs", {}), base),
+        carbon=_build_carbon(check, data.get("carbon", {}), base),
         metrics=build_metrics(check, data.get("metrics", {})),
         notify=check_notify(check, data, ()) or NotifySpec(),
         keep_history_s=_keep(check, data.get("history", {})),
@@ -206,7 +234,23 @@ def _price(check: Checker, table: dict, key: str, path: tuple) -> float | None:
     return float(value)
 
 
-def _build_costs(check: Checker, table: dict) -> CostConfig:
+def _base_dir(file: str) -> Path | None:
+    """Where a relative path in the config file is read from: the file's own directory."""
+    return None if file.startswith("<") else Path(file).parent
+
+
+def _file_path(check: Checker, table: dict, key: str, path: tuple,
+               base: Path | None) -> Path | None:
+    """A file named by the config (an empty string: none). It is read by whoever uses it, so a
+    file that comes later or changes is taken up without a config change."""
+    text = check.string(table, key, path)
+    if not text:
+        return None
+    named = Path(text).expanduser()
+    return named if named.is_absolute() or base is None else base / named
+
+
+def _build_costs(check: Checker, table: dict, base: Path | None) -> CostConfig:
     path = ("costs",)
     check.unknown_keys(table, COST_KEYS, path)
     return CostConfig(
@@ -215,11 +259,18 @@ def _build_costs(check: Checker, table: dict) -> CostConfig:
         cpu_hour_price=_price(check, table, "cpu_hour_price", path) or 0.0,
         watts_per_core=_price(check, table, "watts_per_core", path) or 0.0,
         default_duration=check.duration(table, "default_duration", path) or 60.0,
+        tariff=_file_path(check, table, "tariff", path, base),
     )
 
 
-def _build_pool(check: Checker, table: dict, path: tuple) -> PoolConfig:
-    check.unknown_keys(table, POOL_KEYS, path)
+def _build_carbon(check: Checker, table: dict, base: Path | None) -> CarbonConfig:
+    check.unknown_keys(table, ("forecast",), ("carbon",))
+    return CarbonConfig(forecast=_file_path(check, table, "forecast", ("carbon",), base))
+
+
+def _build_pool(check: Checker, table: dict, mode: Mode) -> PoolConfig:
+    path = ("pools", mode.value)
+    check.unknown_keys(table, POOL_KEYS + (ECO_KEYS if mode is Mode.ECO else ()), path)
     off_peak = _window(check, table, path)
     return PoolConfig(
         workers=_int(check, table, "workers", path, minimum=1) or 1,
@@ -229,7 +280,23 @@ def _build_pool(check: Checker, table: dict, path: tuple) -> PoolConfig:
         off_peak=off_peak,
         price_per_hour=_price(check, table, "price_per_hour", path) or 0.0,
         off_peak_price_per_hour=_price(check, table, "off_peak_price_per_hour", path) or 0.0,
+        start_within=check.duration(table, "start_within", path)
+        or DEFAULT_START_WITHIN.get(mode),
+        optimise=_optimise(check, table, path),
+        max_delay=check.duration(table, "max_delay", path) or DEFAULT_MAX_DELAY_S,
     )
+
+
+def _optimise(check: Checker, table: dict, path: tuple) -> Optimise:
+    text = check.string(table, "optimise", path)
+    if text is None:
+        return Optimise.OFF_PEAK
+    try:
+        return Optimise(text)
+    except ValueError:
+        names = ", ".join(f'"{o.value}"' for o in Optimise)
+        check.fail(path + ("optimise",), f"must be one of {names}, got {text!r}")
+        return Optimise.OFF_PEAK
 
 
 def _int(check: Checker, table: dict, key: str, path: tuple, *, minimum: int,

@@ -23,6 +23,7 @@ from datetime import datetime, timedelta, tzinfo
 from typing import Protocol
 
 from easyflow_cli.core.errors import BadInput, NotFound
+from easyflow_cli.core.learned import RunSample
 from easyflow_cli.core.model import (
     ClaimedRun,
     Mode,
@@ -263,6 +264,12 @@ class RunQueue(Protocol):
 
     def typical_duration(self, workflow: str, sample: int = 20) -> timedelta | None:
         """The median duration of this workflow's recent successful runs, if it has any."""
+        ...
+
+    def recent_successes(self, workflow: str, mode: Mode | None = None,
+                         limit: int = 50) -> list[RunSample]:
+        """This workflow's newest successful runs (of `mode`, if given), newest first: what
+        `core.learned.learn` turns into the durations the planner, quotes and promotion use."""
         ...
 
     def awaited(self, workflows: Sequence[str]) -> list[Run]:

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta, tzinfo
 from typing import Any, Protocol
 
 from easyflow_cli.core.errors import DamagedRow, NotFound
+from easyflow_cli.core.learned import RunSample
 from easyflow_cli.core.model import (
     RUN_FIELDS,
     ClaimedRun,
@@ -346,6 +347,19 @@ class SqliteRunQueue:
         if not rows:
             return None
         return timedelta(seconds=median(row[0] for row in rows))
+
+    def recent_successes(self, workflow: str, mode: Mode | None = None,
+                         limit: int = 50) -> list[RunSample]:
+        by_mode = "" if mode is None else " AND mode = ?"
+        rows = self.conn.execute(
+            "SELECT finished_at, duration_s, coalesce(cpu_user_s, 0) + coalesce(cpu_system_s, 0),"
+            " energy_j FROM runs WHERE workflow = ? AND state = 'succeeded'"
+            f" AND duration_s IS NOT NULL AND finished_at IS NOT NULL{by_mode}"
+            " ORDER BY id DESC LIMIT ?",
+            (workflow, *(() if mode is None else (mode.value,)), limit),
+        ).fetchall()
+        return [RunSample(from_iso(str(at)), duration, cpu, energy)
+                for at, duration, cpu, energy in rows]
 
     def awaited(self, workflows: Sequence[str]) -> list[Run]:
         if not workflows:

@@ -57,6 +57,11 @@ def test_seed_environment_overrides(home, monkeypatch):
     ('[pools.eco]\nnice = 40\n', "pools.eco.nice: must be between 0 and 19"),
     ('[pools.eco]\noff_peak = "night"\n', "pools.eco.off_peak: bad off-peak window"),
     ('[deadlines]\npromote_within = "1 hour"\n', "deadlines.promote_within: bad duration"),
+    ('[pools.eco]\noptimise = "money"\n', "2: pools.eco.optimise: must be one of"),
+    ('[pools.eco]\nmax_delay = "soon"\n', "pools.eco.max_delay: bad duration"),
+    ('[pools.balanced]\nmax_delay = "1h"\n', "pools.balanced.max_delay: unknown key"),
+    ('[pools.balanced]\nstart_within = 5\n', "pools.balanced.start_within:"),
+    ('[carbon]\nsource = "x"\n', "carbon.source: unknown key"),
     ('[pools.eco\n', "TOML syntax error"),
     ('\n[history]\nkeep = "ninety days"\n', '3: history.keep: bad duration'),
     ('[history]\nkeep = 90\n', "2: history.keep: "),
@@ -85,3 +90,24 @@ def test_history_keep(tmp_path, home, text, keep_s):
     path = tmp_path / "easyflow.toml"
     path.write_text(text)
     assert load_config(path).keep_history_s == keep_s
+
+
+def test_cost_intelligence_keys(home, tmp_path, monkeypatch):
+    from easyflow_cli.core.config import Optimise
+
+    config = load_config()
+    eco = config.pool(Mode.ECO)
+    assert eco.optimise is Optimise.OFF_PEAK and eco.max_delay == 86400
+    assert config.pool(Mode.REAL_TIME).start_within == 1
+    assert config.pool(Mode.BALANCED).start_within == 60
+    assert config.costs.tariff is None and config.carbon.forecast is None
+    path = tmp_path / "conf" / "easyflow.toml"
+    path.parent.mkdir()
+    path.write_text('[pools.eco]\noptimise = "carbon"\nmax_delay = "12h"\n'
+                    '[costs]\ntariff = "prices/agile.json"\n'
+                    '[carbon]\nforecast = "/var/lib/easyflow/carbon.json"\n')
+    config = load_config(path)
+    assert config.pool(Mode.ECO).optimise is Optimise.CARBON
+    assert config.pool(Mode.ECO).max_delay == 12 * 3600
+    assert config.costs.tariff == path.parent / "prices" / "agile.json"
+    assert str(config.carbon.forecast) == "/var/lib/easyflow/carbon.json"

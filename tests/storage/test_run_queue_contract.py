@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from easyflow_cli.core.errors import BadInput, NotFound
+from easyflow_cli.core.learned import RunSample
 from easyflow_cli.core.model import (
     RUN_FIELDS,
     CostPriority,
@@ -293,6 +294,10 @@ def test_finish_records_the_outcome_and_measures(run_queue):
         0.5, 0.25, 2048, 1.5)
     assert (run.queue_wait_s, run.duration_s, run.deadline_met) == (2.0, 3.5, True)
     assert run_queue.typical_duration("a") == timedelta(seconds=3.5)
+    assert run_queue.recent_successes("a") == [
+        RunSample(NOW + timedelta(seconds=5.5), 3.5, 0.75, 1.5)]
+    assert run_queue.recent_successes("a", Mode.REAL_TIME) == []
+    assert len(run_queue.recent_successes("a", Mode.ECO)) == 1
     assert run_queue.unfinished_count(range(run_id, run_id + 1)) == 0
     assert run_queue.last_finished_at(range(run_id, run_id + 1)) == NOW + timedelta(seconds=5.5)
 
@@ -308,6 +313,7 @@ def test_finish_records_a_missed_deadline_and_none_without_one(run_queue):
     assert run_queue.get(free).deadline_met is None
     assert run_queue.get(free).duration_s == 3.0  # counted from the claim: it never started
     assert run_queue.typical_duration("a") is None  # only successes count
+    assert run_queue.recent_successes("a") == []
 
 
 def test_finish_keeps_the_measured_duration_across_a_clock_jump(run_queue):
