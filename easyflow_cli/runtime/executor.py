@@ -47,6 +47,11 @@ if TYPE_CHECKING:
     from easyflow_cli.core.model import Mode
 
 READ_CHUNK = 65536
+# How often a running step is checked for cancellation; the first check comes soon after its
+# start: a worker sends the reports it holds back then, so a step that turns out long is known
+# to have started (see worker.py).
+CHECK_S = 0.5
+FIRST_CHECK_S = 0.005
 MINIMAL_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 INHERITED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "USER", "LOGNAME", "TMPDIR")
 
@@ -95,6 +100,7 @@ class StepRunner:
         pidfd = os.pidfd_open(self.proc.pid)
         selector.register(self.proc.stdout, selectors.EVENT_READ, "out")
         selector.register(pidfd, selectors.EVENT_READ, "exit")
+        check = FIRST_CHECK_S
         try:
             while self.exit_status is None:
                 remaining = deadline - time.monotonic()
@@ -102,7 +108,9 @@ class StepRunner:
                     return True
                 if cancelled():
                     return False
-                for key, _ in selector.select(timeout=min(remaining, 0.5)):
+                events = selector.select(timeout=min(remaining, check))
+                check = CHECK_S
+                for key, _ in events:
                     if key.data == "out":
                         self._read_some(selector)
                     else:

@@ -11,7 +11,12 @@ import pytest
 
 from easyflow_cli.core.model import RunState
 from easyflow_cli.core.spec import parse_workflow_text
-from easyflow_cli.runtime.executor import RunLimits, execute_workflow, step_environment
+from easyflow_cli.runtime.executor import (
+    CHECK_S,
+    RunLimits,
+    execute_workflow,
+    step_environment,
+)
 from easyflow_cli.runtime.processes import become_subreaper
 
 PY = sys.executable
@@ -339,3 +344,13 @@ def test_a_missing_working_directory_or_program_is_127(tmp_path):
     assert outcome.error == "step 'step-1': cannot execute 'true': No such file or directory"
     outcome, _ = run(wf(step([str(tmp_path)])))  # a directory: found, but not executable
     assert outcome.exit_code == 127 and "Permission denied" in outcome.error
+
+
+def test_a_running_step_is_first_checked_soon_after_it_starts():
+    """A worker sends the reports it holds back at a check: a silent step that turns out long
+    is known to have started long before the usual check interval."""
+    checks = []
+    outcome = execute_workflow(wf(step(["sleep", "1"])), RunLimits(30.0), io.BytesIO(),
+                               cancelled=lambda: checks.append(time.monotonic()) is not None)
+    assert outcome.state is RunState.SUCCEEDED
+    assert len(checks) >= 3 and checks[1] - checks[0] < CHECK_S
