@@ -36,7 +36,10 @@ def slot_path(directory: Path, token: str, pid: int) -> Path:
 
 
 class StartSlot:
-    """The worker's own slot, created when it starts and removed when it exits cleanly."""
+    """The worker's own slot, created when it starts. Never removed by the worker, even when it
+    exits cleanly: the starts it sent last may still be in its pipe, or in a batch the daemon
+    has not committed, when the daemon is killed; only whoever committed them (the daemon, once
+    it took the worker's exit) or counted them (recovery) removes the slot."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -58,8 +61,6 @@ class StartSlot:
     def close(self) -> None:
         self.map.close()
         os.close(self.fd)
-        with contextlib.suppress(FileNotFoundError):
-            self.path.unlink()
 
 
 def read_slot(path: Path) -> set[int]:

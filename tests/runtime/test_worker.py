@@ -11,6 +11,7 @@ import pytest
 
 from easyflow_cli.core.spec import parse_workflow_text, spec_to_dict
 from easyflow_cli.runtime.executor import RunLimits
+from easyflow_cli.runtime.start_slot import read_slot
 from easyflow_cli.runtime.worker import open_run_log
 
 
@@ -168,6 +169,26 @@ def test_a_command_step_s_run_is_noted_in_the_start_slot_before_its_program_runs
         assert ended(seen[-1]) and seen[-1]["outcome"]["state"] == "succeeded"
         printed = (tmp_path / "4.log").read_text().splitlines()
         assert printed[1:] == ["4", str(step["pgid"])]
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_a_worker_that_exits_leaves_its_start_slot_to_whoever_settles_its_runs(tmp_path):
+    """Its daemon killed with the run's start still unread in the pipe: the worker reads the end
+    of its orders and exits cleanly, and the slot must still say the run began (the daemon, or
+    the next one's recovery, removes it once the start is counted), or it would run again."""
+    slots = tmp_path / "slots"
+    slots.mkdir()
+    env = {**os.environ, "EASYFLOW_SLOTS": str(slots), "EASYFLOW_DAEMON_TOKEN": "t" * 32}
+    proc = subprocess.Popen([sys.executable, "-m", "easyflow_cli.runtime.worker"], env=env,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        send(proc, run_message(order(5, tmp_path, '[[steps]]\nrun = ["true"]\n'),
+                               order(6, tmp_path, '[[steps]]\ncall = "os:getpid"\n')))
+        proc.stdin.close()
+        assert proc.wait(timeout=30) == 0
+        assert read_slot(slots / f"{'t' * 32}.{proc.pid}") == {5, 6}
     finally:
         proc.kill()
         proc.wait()
