@@ -25,6 +25,7 @@ from easyflow_cli.reporting import rolled_up
 from easyflow_cli.reporting.local_days import FIELDS, LocalDays, before_sql, sums_sql
 from easyflow_cli.reporting.timeline import Timeline
 from easyflow_cli.storage.damaged_rows import check_modes
+from easyflow_cli.storage.learned_durations import learned_durations
 from easyflow_cli.storage.store import LEFT_QUEUE_SQL, Store, epoch_sql
 
 FOREGROUND_SQL = f"'{PoolName.FOREGROUND.value}'"
@@ -436,4 +437,6 @@ def workflow_quotes(store: Store, config: Config, spec: WorkflowSpec, now: datet
                     modes: Iterable[Mode] = tuple(Mode)) -> dict[Mode, Quote]:
     """What a run of the workflow would cost and when it would start, in each of `modes`."""
     history = workflow_history(store, spec.name)
-    return {mode: quote(config, spec, mode, now, history) for mode in modes}
+    return {mode: quote(config, spec, mode, now, history,
+                        learned_durations(store.queue, spec.name, mode, config))
+            for mode in modes}

@@ -110,8 +110,10 @@ def _percentiles(values: dict[int, float | None]) -> dict[str, float | None]:
     return {f"p{q}": None if (v := values.get(q)) is None else round(v, 6) for q in QUANTILES}
 
 
-def latency_report(stats: dict[str, dict[str, Any]], period: dict[str, Any]) -> dict[str, Any]:
-    """`stats` as `accounting.latency_stats` gives them: per mode, percentiles by quantile."""
+def latency_report(stats: dict[str, dict[str, Any]], period: dict[str, Any],
+                   attainment: dict[str, Any] | None = None) -> dict[str, Any]:
+    """`stats` as `accounting.latency_stats` gives them: per mode, percentiles by quantile;
+    with the attainment of each mode's objective (`attainment.attainment_report`)."""
     by_mode = {}
     for mode in Mode:
         row = stats.get(mode.value, {"runs": 0, "queue_wait_s": {}, "duration_s": {},
@@ -122,7 +124,8 @@ def latency_report(stats: dict[str, dict[str, Any]], period: dict[str, Any]) -> 
             "duration_s": _percentiles(row["duration_s"]),
             "deadlines_met": row["deadlines_met"], "deadlines_missed": row["deadlines_missed"],
         }
-    return {"period": period, "by_mode": by_mode}
+    report = {"period": period, "by_mode": by_mode}
+    return report if attainment is None else report | {"attainment": attainment}
 
 
 # --------------------------------------------------------------------------- pools

@@ -181,3 +181,14 @@ def _spread_slots(timeline: Timeline, series: list[float], slots: dict[int, Any]
             overlap = min(end, high) - max(begin, low)
             if overlap > 0:
                 series[index] += seconds * overlap / (end - begin)
+
+
+def waits(store: Store, where: tuple[str, list[Any]]) -> list[dict[str, Any]]:
+    """Per rollup row: workflow, mode, settled runs, deadlines met and missed, wait sketch."""
+    clause, args = where
+    return [{"workflow": row["workflow"], "mode": row["mode"], "settled": row["settled"],
+             "deadlines_met": row["deadlines_met"], "deadlines_missed": row["deadlines_missed"],
+             "wait_sketch": decode(row["wait_sketch"])}
+            for row in store.conn.execute(
+                "SELECT workflow, mode, settled, deadlines_met, deadlines_missed, wait_sketch"
+                f" FROM run_rollups WHERE {clause} AND settled > 0", args)]

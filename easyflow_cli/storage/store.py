@@ -13,7 +13,7 @@ import functools
 import json
 import os
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from datetime import datetime
 from pathlib import Path
@@ -35,7 +35,13 @@ from easyflow_cli.storage.live_files import (
 from easyflow_cli.storage.outbox import Outbox
 from easyflow_cli.storage.run_queue import RunQueue
 from easyflow_cli.storage.sqlite_outbox import SqliteOutbox
-from easyflow_cli.storage.sqlite_queue import SqliteRunQueue, fits_sqlite_integer
+from easyflow_cli.storage.sqlite_queue import (
+    CLAIM_ORDER_SQL,
+    DEFERRED_SQL,
+    READY_NOW_SQL,
+    SqliteRunQueue,
+    fits_sqlite_integer,
+)
 
 BUSY_TIMEOUT_MS = 30_000
 # SQLite copies its write-ahead log back into the database (a checkpoint, with an fsync) inside
@@ -198,9 +204,49 @@ def _migration_11(db) -> None:
     rollups.create_table(db)
 
 
+def _migration_12(db) -> None:
+    """Indexes whose head answers each of the daemon's wake-ups, however many runs wait and
+    however many schedules there are.
+
+    The ready queue splits by whether a run waits for a time: a run that does not is ready,
+    and the head of `runs_ready` is the best of them; one that does is ready once its time
+    has come, which `runs_waiting` (by that time) tells at its head, and `runs_deferred` (in
+    the queue's order) holds for the claim. A run is in one of the two claim-order indexes, as
+    it was in the one they replace; only a run that waits enters `runs_waiting` too."""
+    db.execute("DROP INDEX runs_ready")
+    db.execute(f"CREATE INDEX runs_ready ON runs ({CLAIM_ORDER_SQL}) WHERE {READY_NOW_SQL}")
+    db.execute(f"CREATE INDEX runs_deferred ON runs ({CLAIM_ORDER_SQL}, not_before)"
+               f" WHERE {DEFERRED_SQL}")
+    db.execute(f"CREATE INDEX runs_waiting ON runs (mode, not_before) WHERE {DEFERRED_SQL}")
+    db.execute("CREATE INDEX schedules_due ON schedules (next_fire_at)"
+               " WHERE paused = 0 AND next_fire_at IS NOT NULL")
+    # Read at every wake-up (schedules of disabled workflows do not fire) and every claim
+    # (the workflows with a limit): a few rows each, not every workflow.
+    db.execute("CREATE INDEX workflows_disabled ON workflows (name) WHERE disabled = 1")
+    db.execute("CREATE INDEX workflows_limited ON workflows (name, max_concurrent)"
+               " WHERE max_concurrent IS NOT NULL")
+
+
+def _migration_13(db) -> None:
+    """Why an eco run waits until its `not_before` (the window its planner chose); what the
+    daemon plans eco runs by, for the clients that queue them."""
+    db.execute("ALTER TABLE runs ADD COLUMN not_before_reason TEXT")
+    db.execute("ALTER TABLE daemon_policy ADD COLUMN optimise TEXT")
+    db.execute("ALTER TABLE daemon_policy ADD COLUMN max_delay_s REAL")
+    db.execute("ALTER TABLE daemon_policy ADD COLUMN series_path TEXT")
+
+
+def _migration_14(db) -> None:
+    """Runs that missed their deadline, by mode and workflow, for `report latency`'s attainment:
+    partial, so only such runs (few) pay an index entry when they finish."""
+    db.execute("CREATE INDEX runs_deadline_missed ON runs (mode, workflow, finished_at)"
+               " WHERE deadline_met = 0 AND duration_s IS NOT NULL")
+
+
 MIGRATIONS = [_migration_1, _migration_2, _migration_3, _migration_4, _migration_5,
               _migration_6, _migration_7, _migration_8, _migration_9,
-              _migration_10, _migration_11]
+              _migration_10, _migration_11, _migration_12, _migration_13,
+              _migration_14]
 
 
 class Store:
@@ -342,25 +388,16 @@ class Store:
                 self._sync_file_schedules(spec, stamp)
 
     def _sync_file_schedules(self, spec: WorkflowSpec, stamp: str) -> None:
-        """Keep schedules the file still declares (with their history), drop the rest. A
-        schedule added with `schedule add` that the file now declares too (an exported file
-        carries them) becomes the file's: one schedule, not two firing together."""
         rows = self.conn.execute(
             "SELECT * FROM schedules WHERE workflow = ? ORDER BY origin != 'file', id",
             (spec.name,)).fetchall()
-        kept: dict[tuple, sqlite3.Row] = {}
-        for row in rows:
-            kept.setdefault(_schedule_key_of_row(row), row)
-        wanted = {_schedule_key(s): s for s in spec.schedules}
-        for key, row in kept.items():
-            if key in wanted and row["origin"] != "file":
-                self.conn.execute("UPDATE schedules SET origin = 'file' WHERE id = ?",
-                                  (row["id"],))
-            elif key not in wanted and row["origin"] == "file":
-                self.conn.execute("DELETE FROM schedules WHERE id = ?", (row["id"],))
-        for key, schedule in wanted.items():
-            if key not in kept:
-                self.insert_schedule(spec.name, schedule, origin="file", now_iso=stamp)
+        adopt, drop, add = file_schedule_changes(rows, spec.schedules)
+        for schedule_id in adopt:
+            self.conn.execute("UPDATE schedules SET origin = 'file' WHERE id = ?", (schedule_id,))
+        for schedule_id in drop:
+            self.conn.execute("DELETE FROM schedules WHERE id = ?", (schedule_id,))
+        for schedule in add:
+            self.insert_schedule(spec.name, schedule, origin="file", now_iso=stamp)
 
     def get_workflow(self, name: str) -> WorkflowSpec:
         row = self.conn.execute("SELECT * FROM workflows WHERE name = ?", (name,)).fetchone()
@@ -507,6 +544,24 @@ class Store:
         if workflow:
             sql, args = sql + " WHERE workflow = ?", (workflow,)
         return [_schedule(r) for r in self.conn.execute(sql + " ORDER BY id", args)]
+
+
+def file_schedule_changes(rows: Sequence[Mapping[str, Any]], declared: Sequence[ScheduleSpec]
+                          ) -> tuple[list[int], list[int], list[ScheduleSpec]]:
+    """What saving a workflow's file does to its stored schedules (`rows`, the file's first,
+    then by id): keep those the file still declares (with their history), drop the rest. A
+    schedule added with `schedule add` that the file now declares too (an exported file
+    carries them) becomes the file's: one schedule, not two firing together.
+
+    The ids to make the file's, the ids to delete, the schedules to insert."""
+    kept: dict[tuple, Mapping[str, Any]] = {}
+    for row in rows:
+        kept.setdefault(_schedule_key_of_row(row), row)
+    wanted = {_schedule_key(s): s for s in declared}
+    adopt = [row["id"] for key, row in kept.items() if key in wanted and row["origin"] != "file"]
+    drop = [row["id"] for key, row in kept.items()
+            if key not in wanted and row["origin"] == "file"]
+    return adopt, drop, [schedule for key, schedule in wanted.items() if key not in kept]
 
 
 def _schedule(row: sqlite3.Row) -> dict[str, Any]:

@@ -102,6 +102,29 @@ def test_latency_report_golden_json(home):
     }
 
 
+def test_latency_report_carries_attainment_of_each_objective(home):
+    seed(home)
+    attainment = json.loads(invoke("report", "latency", "--json").stdout)["attainment"]
+    # a's real-time runs waited 1 s (kept) and 3 s (missed); b's all started in time.
+    assert attainment["by_mode"] == {
+        "real-time": {"runs": 2, "met": 1, "missed": 1, "attainment_pct": 50.0},
+        "balanced": {"runs": 1, "met": 1, "missed": 0, "attainment_pct": 100.0},
+        "eco": {"runs": 2, "met": 2, "missed": 0, "attainment_pct": 100.0},
+    }
+    assert attainment["by_workflow"] == {
+        "a": {"runs": 2, "met": 1, "missed": 1, "attainment_pct": 50.0},
+        "b": {"runs": 3, "met": 3, "missed": 0, "attainment_pct": 100.0},
+    }
+    assert attainment["worst"] == [{"workflow": "a", "mode": "real-time", "runs": 2, "met": 1,
+                                    "missed": 1, "attainment_pct": 50.0}]
+    assert attainment["objectives"]["real-time"] == {"start_within_s": 1.0}
+    text = invoke("report", "latency").stdout
+    assert "User satisfaction" in text and "start within 1s" in text and "Kept it least" in text
+    csv_lines = invoke("report", "latency", "--csv").stdout.splitlines()
+    assert csv_lines[0].endswith(",objective_met,objective_missed,attainment_pct")
+    assert csv_lines[1].endswith(",1,1,50.0")
+
+
 def test_pools_report(home):
     seed(home)
     report = json.loads(invoke("report", "pools", "--since", "2026-11-25T00:00:00Z", "--until",

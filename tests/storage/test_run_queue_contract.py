@@ -36,7 +36,7 @@ from easyflow_cli.storage.run_queue import (
     RunStart,
     attempt_chain,
     cancel_run,
-    replan_off_peak,
+    replan_eco,
 )
 from easyflow_cli.storage.store import Store
 
@@ -44,16 +44,24 @@ NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 ECO = PoolName.ECO
 
 
-@pytest.fixture(params=["sqlite"])
+@pytest.fixture(params=["sqlite", "postgresql"])
 def open_queue(request, tmp_path) -> Iterator[Callable[[], RunQueue]]:
     """Opens a new connection to the queue of one backend (one param per backend)."""
-    opened: list[Store] = []
+    opened: list = []
 
     def open_sqlite() -> RunQueue:
         opened.append(Store.open(tmp_path / "home"))
         return opened[-1].queue
 
-    yield {"sqlite": open_sqlite}[request.param]
+    def open_postgresql() -> RunQueue:
+        from easyflow_cli.storage.pg_store import PgStore
+
+        opened.append(PgStore(url))
+        return opened[-1].queue
+
+    if request.param == "postgresql":
+        url = request.getfixturevalue("database_url")
+    yield {"sqlite": open_sqlite, "postgresql": open_postgresql}[request.param]
     for store in opened:
         store.close()
 
@@ -113,7 +121,8 @@ def test_enqueue_sets_the_plan_and_nothing_else(run_queue):
     assert (run.attempt, run.retry_of, run.rerun_of, run.schedule_id) == (2, 7, 5, 3)
     unset = ("claimed_at", "started_at", "finished_at", "exit_code", "batch_id", "pool", "worker",
              "pid", "pgid", "cpu_user_s", "cpu_system_s", "peak_rss_kb", "queue_wait_s",
-             "duration_s", "off_peak", "deadline_met", "energy_j", "error", "log_path")
+             "duration_s", "off_peak", "deadline_met", "energy_j", "error", "log_path",
+             "not_before_reason")
     assert {name: getattr(run, name) for name in unset} == dict.fromkeys(unset)
 
 
@@ -124,6 +133,25 @@ def test_bulk_enqueue_gives_consecutive_ids_in_order(run_queue):
     assert [run_queue.get(i).workflow for i in (ids[0], ids[-1])] == ["w0", "w49"]
     assert run_queue.unfinished_count(ids) == 50
     assert run_queue.enqueue([]) == range(0)
+
+
+def test_bulk_enqueues_from_two_connections_at_once_each_get_consecutive_ids(open_queue):
+    queues = [open_queue(), open_queue()]
+    given: list[list[range]] = [[], []]
+
+    def submit(number: int) -> None:
+        for _ in range(20):
+            given[number].append(queues[number].enqueue([planned(f"w{number}")] * 25))
+
+    threads = [threading.Thread(target=submit, args=(n,)) for n in (0, 1)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    workflow_of = {run.id: run.workflow for run in queues[0].latest(limit=1000)}
+    for number, ranges in enumerate(given):
+        assert all(len(ids) == 25 for ids in ranges)
+        assert {workflow_of[i] for ids in ranges for i in ids} == {f"w{number}"}
 
 
 def test_get_of_an_unknown_run_is_not_found(run_queue):
@@ -168,6 +196,24 @@ def test_claim_keeps_modes_apart_and_respects_not_before(run_queue):
     assert run_queue.next_ready_at(Mode.BALANCED, NOW) is None
     assert [r.id for r in claim(run_queue, now=NOW + timedelta(minutes=5))] == [later]
     assert [r.mode for r in claim(run_queue, Mode.REAL_TIME)] == [Mode.REAL_TIME]
+
+
+def test_claim_order_spans_runs_that_waited_and_runs_that_never_did(run_queue):
+    """A run whose `not_before` has come is ready like one that had none: one queue order."""
+    came = NOW - timedelta(minutes=1)
+    low_waited = add(run_queue, priority=CostPriority.LOW, not_before=came)
+    normal = add(run_queue)
+    high_waited = add(run_queue, priority=CostPriority.HIGH, not_before=came)
+    still_waiting = add(run_queue, priority=CostPriority.HIGH, deadline=NOW + timedelta(hours=1),
+                        not_before=NOW + timedelta(minutes=1))
+    due = add(run_queue, deadline=NOW + timedelta(hours=2))
+    due_waited = add(run_queue, deadline=NOW + timedelta(hours=3), not_before=NOW)
+    normal_waited = add(run_queue, not_before=came)
+    assert [r.id for r in claim(run_queue, room=3)] == [due, due_waited, high_waited]
+    assert [r.id for r in claim(run_queue)] == [normal, normal_waited, low_waited]
+    assert run_queue.next_ready_at(Mode.ECO, NOW) == NOW + timedelta(minutes=1)
+    assert run_queue.depths()[Mode.ECO] == 1
+    assert [r.id for r in claim(run_queue, now=NOW + timedelta(minutes=1))] == [still_waiting]
 
 
 def test_claim_respects_the_room_and_shares_a_batch(run_queue):
@@ -264,6 +310,27 @@ def test_two_connections_never_claim_the_same_run(run_queue, open_queue):
         thread.join()
     assert not set(taken[0]) & set(taken[1])
     assert sorted(taken[0] + taken[1]) == list(ids)
+
+
+def test_two_connections_claiming_at_once_keep_a_workflow_within_its_max_concurrent(
+        run_queue, open_queue):
+    limit(run_queue, "a", 3)
+    run_queue.enqueue([planned("a")] * 40 + [planned("b")] * 40)
+    queues = [open_queue(), open_queue()]
+    taken: list[list[str]] = [[], []]
+
+    def drain(number: int) -> None:
+        while runs := claim(queues[number], room=2, worker=f"w{number}"):
+            taken[number] += [run.workflow for run in runs]
+
+    threads = [threading.Thread(target=drain, args=(n,)) for n in (0, 1)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    claimed = taken[0] + taken[1]
+    assert (claimed.count("a"), claimed.count("b")) == (3, 40)
+    assert run_queue.depths()[Mode.ECO] == 37
 
 
 # ---------------------------------------------------------------------- start, finish
@@ -423,14 +490,42 @@ def test_defer_and_replan_off_peak(run_queue):
     eco = add(run_queue, deadline=deadline)
     retry = add(run_queue, trigger=Trigger.RETRY, not_before=NOW)
     real_time = add(run_queue, mode=Mode.REAL_TIME)
-    assert run_queue.off_peak_waiting() == [(eco, deadline)]
-    assert replan_off_peak(run_queue, QueuePolicy(off_peak=window), local_noon) == 1
+    assert run_queue.off_peak_waiting() == [(eco, "a", deadline)]
+    assert replan_eco(run_queue, QueuePolicy(off_peak=window), local_noon, no_estimate) == 1
     assert run_queue.get(eco).not_before == opens
-    assert replan_off_peak(run_queue, QueuePolicy(), local_noon) == 1
-    assert run_queue.get(eco).not_before is None
+    assert run_queue.get(eco).not_before_reason == "off-peak window 22:00-06:00"
+    assert replan_eco(run_queue, QueuePolicy(), local_noon, no_estimate) == 1
+    assert (run_queue.get(eco).not_before, run_queue.get(eco).not_before_reason) == (None, None)
     assert run_queue.get(retry).not_before == NOW
-    run_queue.defer([(eco, opens), (real_time, opens)])
-    assert run_queue.get(eco).not_before == opens
+    run_queue.defer([(eco, opens, "why"), (real_time, opens, "why")])
+    assert (run_queue.get(eco).not_before, run_queue.get(eco).not_before_reason) == (opens, "why")
+
+
+def test_replan_eco_plans_waiting_runs_by_the_forecast_once_per_workflow(run_queue):
+    from easyflow_cli.core.config import Optimise
+    from easyflow_cli.core.eco_plan import RunEstimate, Series
+    from easyflow_cli.core.forecast import Forecast, Interval, Unit
+
+    hour = timedelta(hours=1)
+    prices = Forecast(Unit.PER_KWH, "t.csv", tuple(
+        Interval(NOW + i * hour, NOW + (i + 1) * hour, v) for i, v in enumerate([0.3, 0.2, 0.1])))
+    policy = QueuePolicy(optimise=Optimise.COST, series=Series(Optimise.COST, prices))
+    first, second = add(run_queue), add(run_queue)
+    asked = []
+
+    def estimate(workflow):
+        asked.append(workflow)
+        return RunEstimate(hour, 1.0)
+
+    assert replan_eco(run_queue, policy, NOW, estimate) == 2
+    assert asked == ["a"]
+    for run_id in (first, second):
+        assert run_queue.get(run_id).not_before == NOW + 2 * hour
+        assert run_queue.get(run_id).not_before_reason.startswith("cheapest window")
+
+
+def no_estimate(workflow):
+    return None
 
 
 # ---------------------------------------------------------------------- settle abandoned

@@ -26,6 +26,7 @@ from easyflow_cli.core.paths import (
     run_log_path,
     socket_path,
 )
+from easyflow_cli.core.plan_series import config_policy
 from easyflow_cli.core.planning import QueuePolicy
 from easyflow_cli.core.timeutil import to_iso
 from easyflow_cli.core.trust import open_private
@@ -66,10 +67,14 @@ from easyflow_cli.runtime.start_slot import SLOTS_VARIABLE
 from easyflow_cli.scheduling.scheduler import ScheduleBook, prime_schedules
 from easyflow_cli.storage.daemon_policy import publish_policy
 from easyflow_cli.storage.daemon_tokens import record_token
-from easyflow_cli.storage.run_queue import cancel_run, replan_off_peak
+from easyflow_cli.storage.plan_estimate import eco_estimate
+from easyflow_cli.storage.run_queue import cancel_run, replan_eco
 from easyflow_cli.storage.store import Store
 
 log = logging.getLogger("easyflow.daemon")
+# Counting the queue reads every waiting run's index entry: the status line's queue counts are
+# counted again at most this often, its pools' figures at every wake-up.
+QUEUE_COUNT_EVERY_S = 5.0
 
 
 class Daemon:
@@ -95,6 +100,8 @@ class Daemon:
         self.stop_requested = False
         self.reload_requested = False
         self.last_status = ""
+        self.status_depths: dict[str, int] = {}
+        self.depths_counted_at: float | None = None  # monotonic
         self.lock_fd: int | None = None
         self.store: Store | None = None
         self.serving = False  # what the metrics' live state reports
@@ -124,7 +131,7 @@ class Daemon:
         self.reports = WorkerReports(store, self.recorder, self.clock, self.config,
                                      self.selector, self.dispatcher.log_path, self.token,
                                      self.containment, self.slots)
-        self.schedules = ScheduleBook(store, self._policy(), self.started_at)
+        self.schedules = ScheduleBook(store, self._policy(), self.started_at, self.config.costs)
         self.foreground = ForegroundWatch(store, self.clock)
         store.queue.notices = book = notice_book(self.config, store)
         self.deliveries = Deliveries(self.home, self.clock, book)
@@ -136,7 +143,7 @@ class Daemon:
         # Recorded before any worker runs a step: recovery after a kill -9 looks for it.
         record_token(store, self.token, self.clock.now())
         prime_schedules(store, self.clock.now())
-        publish_policy(store, self._policy(), self.clock.now())
+        publish_policy(store, self.schedules.policy, self.clock.now())
         self.control.open()
         self.deliveries.start()
         for pool in self.pools.values():
@@ -207,7 +214,7 @@ class Daemon:
         return env
 
     def _policy(self) -> QueuePolicy:
-        return QueuePolicy(self.config.promote_within, self.config.off_peak)
+        return config_policy(self.config)
 
     def _acquire_lock(self) -> None:
         path = self.home / "daemon.lock"
@@ -308,19 +315,21 @@ class Daemon:
     def reload(self) -> None:
         self.reload_requested = False
         self.notifier.reloading()
-        old_window = self.config.off_peak
+        old_policy = self.schedules.policy
         try:
             self.config = load_config(self.config_path)
         except EasyflowError as exc:
             log.error("reload: keeping the old configuration: %s", exc)
         self.dispatcher.config = self.reports.config = self.pruning.config = self.config
         self.pruning.look_now(self.clock.now())  # `keep` may be shorter now
-        self.schedules.policy = self._policy()
+        self.schedules.policy = policy = self._policy()
+        self.schedules.costs = self.config.costs
         store = self.db
-        publish_policy(store, self._policy(), self.clock.now())
-        if self.config.off_peak != old_window:
-            count = replan_off_peak(store.queue, self._policy(), self.clock.now())
-            log.info("off-peak window changed: re-planned %d waiting eco runs", count)
+        publish_policy(store, policy, self.clock.now())
+        if policy != old_policy:
+            count = replan_eco(store.queue, policy, self.clock.now(),
+                               lambda workflow: eco_estimate(store.queue, workflow, policy))
+            log.info("eco planning changed: re-planned %d waiting eco runs", count)
         for mode, pool in self.pools.items():
             pool.config = self.config.pool(mode)
             pool.shrink()
@@ -338,8 +347,8 @@ class Daemon:
     def _depths(self) -> dict[str, int]:
         return {mode.value: count for mode, count in self.db.queue.depths().items()}
 
-    def _status_line(self) -> str:
-        depths = self._depths()
+    def _status_line(self, depths: dict[str, int] | None = None) -> str:
+        depths = self._depths() if depths is None else depths
         pools = ", ".join(f"{m.value} {p.busy}/{p.config.workers}" for m, p in self.pools.items())
         queued = ", ".join(f"{m} {n}" for m, n in depths.items())
         line = f"busy: {pools}; queued: {queued}"
@@ -349,12 +358,20 @@ class Daemon:
 
     def update_status(self) -> None:
         if not self.notifier.enabled:
-            return  # counting the queue on every wake-up costs, and only systemd reads it
+            return  # only systemd reads it
         try:
-            line = self._status_line()
+            line = self._status_line(self._recent_depths())
         except Exception as exc:  # a status line is not worth stopping for
             log.debug("status line skipped: %s", exc)
             return
         if line != self.last_status:
             self.last_status = line
             self.notifier.status(line)
+
+    def _recent_depths(self) -> dict[str, int]:
+        """The queue's depths for the status line, counted again only every so often."""
+        now = self.clock.monotonic()
+        if self.depths_counted_at is None or now - self.depths_counted_at >= QUEUE_COUNT_EVERY_S:
+            self.status_depths = self._depths()
+            self.depths_counted_at = now
+        return self.status_depths
