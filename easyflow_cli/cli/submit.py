@@ -43,27 +43,30 @@ def refuse_disabled(store: Store, names: Sequence[str], *, force: bool) -> None:
 
 
 def plan_manual_run(store: Store, spec: WorkflowSpec, policy: QueuePolicy, *,
-                    mode: Mode | None, deadline: str | None, now: datetime | None = None,
-                    rerun_of: int | None = None) -> PlannedRun:
-    """The run a user asked for now (`rerun_of`: the run it repeats), planned (nothing is
-    written)."""
+                    mode: Mode | None, deadline: str | None, followed: bool,
+                    now: datetime | None = None, rerun_of: int | None = None) -> PlannedRun:
+    """The run a user asked for now (`rerun_of`: the run it repeats; `followed`: the user waits
+    for it, rather than `--no-wait`), planned (nothing is written)."""
     moment = now or utcnow()
-    return plan_run(
+    planned = plan_run(
         spec, trigger=Trigger.MANUAL, now=moment, policy=policy, override=mode,
         deadline=parse_deadline(deadline, moment) if deadline is not None else None,
         typical_duration=store.queue.typical_duration(spec.name), rerun_of=rerun_of,
     )
+    planned.followed = followed
+    return planned
 
 
 def plan_manual_runs(store: Store, specs: Sequence[WorkflowSpec], count: int,
-                     policy: QueuePolicy, *, mode: Mode | None, deadline: str | None
-                     ) -> list[PlannedRun]:
+                     policy: QueuePolicy, *, mode: Mode | None, deadline: str | None,
+                     followed: bool) -> list[PlannedRun]:
     """`count` runs of each workflow, in order. Runs of one workflow asked for at the same
     moment are planned alike, so each workflow is planned once."""
     moment = utcnow()
     planned = []
     for spec in specs:
-        run = plan_manual_run(store, spec, policy, mode=mode, deadline=deadline, now=moment)
+        run = plan_manual_run(store, spec, policy, mode=mode, deadline=deadline,
+                              followed=followed, now=moment)
         planned.extend([run] * count)
     return planned
 

@@ -198,9 +198,15 @@ def _migration_11(db) -> None:
     rollups.create_table(db)
 
 
+def _migration_12(db) -> None:
+    """Whether the user who submitted a run waited for it (`run --now`) or not (`--no-wait`):
+    what `report advise` counts to tell work nobody waits for."""
+    db.execute("ALTER TABLE runs ADD COLUMN followed INTEGER")
+
+
 MIGRATIONS = [_migration_1, _migration_2, _migration_3, _migration_4, _migration_5,
               _migration_6, _migration_7, _migration_8, _migration_9,
-              _migration_10, _migration_11]
+              _migration_10, _migration_11, _migration_12]
 
 
 class Store:

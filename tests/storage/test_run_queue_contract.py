@@ -103,7 +103,7 @@ def test_enqueue_sets_the_plan_and_nothing_else(run_queue):
     deadline = NOW + timedelta(hours=3)
     run_id = add(run_queue, deadline=deadline, not_before=NOW + timedelta(minutes=1),
                  promote_at=NOW + timedelta(hours=2), attempt=2, retry_of=7, rerun_of=5,
-                 schedule_id=3, priority=CostPriority.HIGH)
+                 schedule_id=3, priority=CostPriority.HIGH, followed=False)
     run = run_queue.get(run_id)
     assert (run.id, run.workflow, run.trigger, run.mode, run.mode_reason, run.cost_priority) == (
         run_id, "a", Trigger.SCHEDULE, Mode.ECO, ModeReason.SCHEDULE, CostPriority.HIGH)
@@ -111,6 +111,7 @@ def test_enqueue_sets_the_plan_and_nothing_else(run_queue):
     assert (run.not_before, run.promote_at) == (NOW + timedelta(minutes=1),
                                                 NOW + timedelta(hours=2))
     assert (run.attempt, run.retry_of, run.rerun_of, run.schedule_id) == (2, 7, 5, 3)
+    assert run.followed is False and run_queue.get(add(run_queue)).followed is None
     unset = ("claimed_at", "started_at", "finished_at", "exit_code", "batch_id", "pool", "worker",
              "pid", "pgid", "cpu_user_s", "cpu_system_s", "peak_rss_kb", "queue_wait_s",
              "duration_s", "off_peak", "deadline_met", "energy_j", "error", "log_path")
