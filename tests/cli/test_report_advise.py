@@ -1,0 +1,42 @@
+"""`easyflow report advise`: the table, `--json` and `--csv` drawn from one report."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+from typer.testing import CliRunner
+
+from easyflow_cli.cli.main import app
+from easyflow_cli.core.timeutil import utcnow
+from tests.reporting import test_advice as fixtures
+
+runner = CliRunner()
+
+
+def test_advise_prints_each_verdict_three_ways(store, write, monkeypatch):
+    monkeypatch.setattr(fixtures, "NOW", utcnow())
+    source = write("export.toml", 'name = "export"\n[[steps]]\nrun = ["true"]\n')
+    assert runner.invoke(app, ["workflow", "add", str(source)]).exit_code == 0
+    fixtures.history(store, "export", runs=30, days=29, mode="real-time", followed=False)
+    fixtures.history(store, "fresh", runs=4, days=2, mode="real-time", followed=False)
+
+    table = runner.invoke(app, ["report", "advise"])
+    assert table.exit_code == 0, table.output
+    assert "over-served" in table.stdout and 'execution_mode = "eco"' in table.stdout
+    assert "no carbon forecast loaded" in table.stdout
+
+    document = json.loads(runner.invoke(app, ["report", "advise", "--json"]).stdout)
+    assert [(w["workflow"], w["verdict"]) for w in document["workflows"]] == [
+        ("export", "over-served"), ("fresh", "not enough history")]
+
+    rows = list(csv.DictReader(io.StringIO(
+        runner.invoke(app, ["report", "advise", "--csv", "--workflow", "export"]).stdout)))
+    assert [(r["workflow"], r["verdict"], r["file"], r["toml"]) for r in rows] == [
+        ("export", "over-served", str(source), 'execution_mode = "eco"')]
+
+
+def test_advise_of_an_unknown_workflow_is_bad_input(store):
+    done = runner.invoke(app, ["report", "advise", "--workflow", "nosuch"])
+    assert done.exit_code == 2
