@@ -311,6 +311,17 @@ class SqliteRunQueue:
                 depths[Mode(mode)] = count
         return depths
 
+    def ahead_of(self, run_id: int, now: datetime) -> int:
+        if not fits_sqlite_integer(run_id):
+            return 0
+        return self.conn.execute(
+            "SELECT count(*) FROM runs AS other INDEXED BY runs_ready, runs AS this"
+            " WHERE this.id = ? AND this.state = 'queued' AND other.state = 'queued'"
+            " AND other.mode = this.mode AND (other.not_before IS NULL OR other.not_before <= ?)"
+            f" AND (coalesce(other.deadline, '{NO_DEADLINE}'), other.priority_rank, other.id)"
+            f" < (coalesce(this.deadline, '{NO_DEADLINE}'), this.priority_rank, this.id)",
+            (run_id, to_iso(now))).fetchone()[0]
+
     def held_by_limit(self) -> list[HeldByLimit]:
         limits = dict(self.conn.execute(
             "SELECT name, max_concurrent FROM workflows WHERE max_concurrent IS NOT NULL"))

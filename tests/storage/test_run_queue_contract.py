@@ -513,6 +513,19 @@ def test_latest_filters_newest_first(run_queue):
     assert len(run_queue.latest(limit=1)) == 1
 
 
+def test_ahead_of_counts_the_ready_runs_of_its_mode_served_before_it(run_queue):
+    late = add(run_queue, deadline=NOW + timedelta(hours=5))
+    urgent = add(run_queue, deadline=NOW + timedelta(hours=1))
+    add(run_queue, deadline=NOW + timedelta(hours=2), not_before=NOW + timedelta(hours=1))
+    add(run_queue, mode=Mode.BALANCED)
+    high = add(run_queue, deadline=NOW + timedelta(hours=5), priority=CostPriority.HIGH)
+    assert [run_queue.ahead_of(i, NOW) for i in (urgent, high, late)] == [0, 1, 2]
+    assert run_queue.ahead_of(late, NOW + timedelta(hours=1)) == 3  # the deferred one is ready
+    claim(run_queue, room=1)
+    assert run_queue.ahead_of(urgent, NOW) == 0 and run_queue.ahead_of(late, NOW) == 1
+    assert run_queue.ahead_of(999, NOW) == 0
+
+
 def test_running_queued_ids_and_depths(run_queue):
     ids = [add(run_queue, workflow="a") for _ in range(3)]
     add(run_queue, workflow="b", mode=Mode.BALANCED)

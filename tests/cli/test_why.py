@@ -1,0 +1,38 @@
+"""`easyflow why RUN_ID` as people and scripts read it."""
+
+from __future__ import annotations
+
+import json
+
+from typer.testing import CliRunner
+
+from easyflow_cli.cli.main import app
+
+runner = CliRunner()
+
+
+def invoke(*args: str):
+    return runner.invoke(app, list(args))
+
+
+def test_why_a_run_ran_and_why_another_waits(home, write):
+    path = write("w.toml", 'name = "w"\n[[steps]]\nrun = ["true"]\n')
+    assert invoke("workflow", "add", str(path)).exit_code == 0
+    ran = json.loads(invoke("run", "w", "--now", "--json").stdout)["id"]
+
+    done = invoke("why", str(ran))
+    assert done.exit_code == 0, done.output
+    said = done.stdout.splitlines()
+    assert said[0] == f"run {ran} (w) succeeded, real-time: run --now with no mode set runs " \
+                      "real-time"
+    assert said[1].startswith("  durations: 1 successful runs (of any mode), too few")
+    assert said[2].startswith("  ran: started ")
+
+    answer = json.loads(invoke("why", str(ran), "--json").stdout)
+    assert (answer["run"], answer["followed"], answer["daemon_up"]) == (ran, True, False)
+
+
+def test_why_an_unknown_run_is_bad_input(home):
+    done = invoke("why", "42")
+    assert (done.exit_code, done.stdout) == (2, "")
+    assert "unknown run 42" in done.stderr
