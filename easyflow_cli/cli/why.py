@@ -14,6 +14,7 @@ from easyflow_cli.cli.output import JSON_OPTION, print_json, print_line, short_t
 from easyflow_cli.core.durations import format_duration
 from easyflow_cli.core.paths import state_dir
 from easyflow_cli.core.timeutil import utcnow
+from easyflow_cli.core.words import plural
 
 STATES = {"queued": "is queued", "running": "is running", "succeeded": "succeeded",
           "failed": "failed", "timed_out": "timed out", "cancelled": "was cancelled"}
@@ -26,17 +27,24 @@ def why(run_id: int = typer.Argument(..., metavar="RUN_ID", help="The run to exp
     pools' workers in use and its workflow's concurrency limit."""
     from easyflow_cli.core.config import load_config
     from easyflow_cli.reporting.why import explain_run
-    from easyflow_cli.runtime.client import listening
 
     config = load_config()
     with open_store() as store:
         answer = explain_run(store, config, run_id, utcnow())
-    answer["daemon_up"] = listening(state_dir())
+    answer["daemon_up"] = _daemon_up() if answer["state"] == "queued" else None
     if as_json:
         print_json(answer)
         return
     for line in lines(answer):
         print_line(line)
+
+
+def _daemon_up() -> bool:
+    """Asked only for a queued run, which waits for a daemon (the socket's client is imported
+    only then: `why` answers as fast as the process starts)."""
+    from easyflow_cli.runtime.client import listening
+
+    return listening(state_dir())
 
 
 def lines(answer: dict[str, Any]) -> list[str]:
@@ -87,14 +95,13 @@ def _promotion(answer: dict[str, Any]) -> str | None:
 
 
 def _queue(answer: dict[str, Any]) -> str | None:
-    queue = answer["queue"]
+    queue, mode = answer["queue"], answer["mode"]
     if queue is None:
         return None
     ahead = queue["ahead"]
-    where = "next in line" if not ahead else f"{ahead} ready {answer['mode']} run" + (
-        "s" if ahead != 1 else "") + " ahead of it"
+    where = f"{plural(ahead, f'ready {mode} run')} ahead of it" if ahead else "next in line"
     ready = "ready" if queue["ready"] else "not ready yet"
-    return f"queue: {ready}, {where} ({queue['queued']} {answer['mode']} runs queued)"
+    return f"queue: {ready}, {where} ({plural(queue['queued'], f'{mode} run')} queued)"
 
 
 def _pools(answer: dict[str, Any]) -> str | None:

@@ -29,10 +29,27 @@ def test_why_a_run_ran_and_why_another_waits(home, write):
     assert said[2].startswith("  ran: started ")
 
     answer = json.loads(invoke("why", str(ran), "--json").stdout)
-    assert (answer["run"], answer["followed"], answer["daemon_up"]) == (ran, True, False)
+    assert (answer["run"], answer["followed"], answer["daemon_up"]) == (ran, True, None)
 
 
 def test_why_an_unknown_run_is_bad_input(home):
     done = invoke("why", "42")
     assert (done.exit_code, done.stdout) == (2, "")
     assert "unknown run 42" in done.stderr
+
+
+def test_why_a_queued_run_waits_with_no_daemon_up(home, store):
+    from easyflow_cli.core.model import CostPriority, Mode, ModeReason, Trigger
+    from easyflow_cli.core.planning import PlannedRun
+    from easyflow_cli.core.timeutil import utcnow
+
+    queued = store.queue.enqueue([PlannedRun("w", Trigger.SCHEDULE, Mode.ECO,
+                                             ModeReason.SCHEDULE, CostPriority.NORMAL, None,
+                                             utcnow())])[0]
+    said = invoke("why", str(queued)).stdout.splitlines()
+    assert said[0] == f"run {queued} (w) is queued, eco: a schedule fired it, and scheduled " \
+                      "work runs eco"
+    assert "  queue: ready, next in line (1 eco run queued)" in said
+    assert "  promotion: none (no deadline)" in said
+    assert said[-1] == "  daemon: not running: it waits in the queue until one starts"
+    assert json.loads(invoke("why", str(queued), "--json").stdout)["daemon_up"] is False
