@@ -168,5 +168,5 @@ def _saving(line: dict[str, Any], amount: str) -> str:
 def _change(change: dict[str, Any] | None) -> str:
     if change is None:
         return "-"
-    table = f"[{change['table']}] " if change["table"] else ""
+    table = f"{change['table']} " if change["table"] else ""
     return f"{change['file']}: {table}{change['toml']}"

@@ -58,6 +58,8 @@ class ModeEvidence:
     min_slack_s: float | None = None  # the least time between a run's submission and deadline
     judged: int = 0            # runs the objective could be judged on
     missed: int = 0            # ... that missed it
+    pinned_by_schedule: int = 0  # runs whose mode their schedule's `mode` set
+    pinned_by_hand: int = 0      # runs whose mode `run --now --mode` set
 
     @property
     def attainment(self) -> float | None:
@@ -103,11 +105,7 @@ class Setting:
 class Change:
     file: str
     toml: str                  # the exact line(s) to set, under `table` if any
-    table: str | None = None
-
-    def text(self) -> str:
-        where = f"[{self.table}] " if self.table else ""
-        return f"{self.file}: {where}{self.toml}"
+    table: str | None = None  # the table header the line goes under, if any
 
 
 @dataclass
@@ -167,7 +165,7 @@ def _served(evidence: Evidence) -> tuple[Mode, ModeEvidence]:
     both = ModeEvidence()
     for part in (fast, steady):
         for name in ("runs", "waited", "cost", "worker_s", "cpu_s", "energy_j", "measured",
-                     "deadlines", "judged", "missed"):
+                     "deadlines", "judged", "missed", "pinned_by_schedule", "pinned_by_hand"):
             setattr(both, name, getattr(both, name) + getattr(part, name))
         slacks = [s for s in (both.min_slack_s, part.min_slack_s) if s is not None]
         both.min_slack_s = min(slacks) if slacks else None
@@ -196,7 +194,22 @@ def _over_served(evidence: Evidence, setting: Setting, file: str) -> Advice | No
         f"{served.runs} {mode.value} runs, {unwatched} with nobody waiting; {slack}",
         evidence, money_per_month=(served.cost - as_eco) / served.runs * runs_month,
         carbon_g_per_month=_carbon_saved(served, setting, runs_month),
-        risk=_deferral_risk(evidence, served), change=Change(file, 'execution_mode = "eco"'))
+        risk=_deferral_risk(evidence, served), change=_to_eco(served, file),
+        notes=_pinned_by_hand(served))
+
+
+def _to_eco(served: ModeEvidence, file: str) -> Change:
+    """Where its mode comes from: its schedules' `mode` wins over the workflow's."""
+    if served.pinned_by_schedule * 2 >= served.runs:
+        return Change(file, 'mode = "eco"', table="[[schedules]]")
+    return Change(file, 'execution_mode = "eco"')
+
+
+def _pinned_by_hand(served: ModeEvidence) -> list[str]:
+    if not served.pinned_by_hand:
+        return []
+    return [f"{plural(served.pinned_by_hand, 'run')} asked for their mode with --mode, which "
+            "wins over the file: submit them without it"]
 
 
 def _deferral_risk(evidence: Evidence, served: ModeEvidence) -> Risk:
@@ -246,7 +259,7 @@ def _slow_start(evidence: Evidence, setting: Setting, file: str) -> Advice | Non
                       risk=Risk.LOW,
                       change=Change(setting.config_file,
                                     f"workers = {setting.workers[Mode.REAL_TIME] + 1}",
-                                    table="pools.real-time"),
+                                    table="[pools.real-time]"),
                       notes=["real-time runs queued behind each other: one more worker"])
     return None
 

@@ -28,6 +28,8 @@ EVIDENCE_SQL = """
 SELECT workflow, mode, off_peak, count(*) AS runs, min(finished_at) AS first,
   max(finished_at) AS last,
   total(followed = 1 OR (followed IS NULL AND trigger = 'manual')) AS waited,
+  total(mode_reason = 'explicit' AND trigger IN ('schedule', 'catch-up')) AS pinned_by_schedule,
+  total(mode_reason = 'explicit' AND trigger = 'manual') AS pinned_by_hand,
   total(duration_s) AS worker_s,
   total(coalesce(cpu_user_s, 0) + coalesce(cpu_system_s, 0)) AS cpu_s,
   total(energy_j) AS energy_j, count(energy_j) AS measured, count(deadline) AS deadlines,
@@ -103,7 +105,7 @@ def _objectives(config: Config) -> list[float]:
 def _add(into: ModeEvidence, row: dict[str, Any], prices: Prices) -> None:
     """One tariff's row of a mode added to the mode's evidence."""
     for name in ("runs", "waited", "worker_s", "cpu_s", "energy_j", "measured", "deadlines",
-                 "judged", "missed"):
+                 "judged", "missed", "pinned_by_schedule", "pinned_by_hand"):
         setattr(into, name, getattr(into, name) + type(getattr(into, name))(row[name]))
     into.cost += run_cost(prices, row["mode"], bool(row["off_peak"]), row["worker_s"],
                           row["cpu_s"])

@@ -29,7 +29,7 @@ COLUMNS = ("workflow", "trigger", "mode", "mode_reason", "cost_priority", "prior
 def history(store, workflow: str, *, runs: int, days: float, mode: str, trigger: str = "manual",
             followed: bool | None = None, duration_s: float = 600.0, wait_s: float = 0.01,
             off_peak: bool = False, slack_s: float | None = None,
-            missed: int = 0, energy_j: float | None = None) -> None:
+            missed: int = 0, energy_j: float | None = None, reason: str | None = None) -> None:
     """`runs` finished runs spread evenly over the last `days` (the newest half a day ago),
     each `duration_s` long; `slack_s`: each has a deadline that long after it was queued, and
     the first `missed` of them missed it."""
@@ -40,7 +40,8 @@ def history(store, workflow: str, *, runs: int, days: float, mode: str, trigger:
         queued = started - timedelta(seconds=wait_s)
         deadline = None if slack_s is None else queued + timedelta(seconds=slack_s)
         met = None if deadline is None else index >= missed
-        rows.append((workflow, trigger, mode, trigger if trigger == "manual" else "schedule",
+        rows.append((workflow, trigger, mode,
+                     reason or (trigger if trigger == "manual" else "schedule"),
                      "normal", 1, "succeeded", to_iso(queued), to_iso(started), to_iso(ended),
                      duration_s, duration_s / 2, 0.0, energy_j, wait_s, off_peak,
                      to_iso(deadline), met, followed, mode))
@@ -104,9 +105,26 @@ def test_real_time_runs_that_start_late_ask_for_a_worker(store):
     history(store, "api", runs=12, days=10, mode="real-time", followed=True, wait_s=5.0)
     api = verdicts(store)["api"]
     assert api["verdict"] == "under-served"
-    assert api["change"] == {"file": "easyflow.toml", "table": "pools.real-time",
+    assert api["change"] == {"file": "easyflow.toml", "table": "[pools.real-time]",
                              "toml": "workers = 6"}
     assert api["money_per_month"] == 0.0
+
+
+def test_a_mode_set_by_its_schedules_is_changed_there(store):
+    history(store, "sync", runs=12, days=10, mode="balanced", trigger="schedule",
+            reason="explicit")
+    sync = verdicts(store)["sync"]
+    assert (sync["verdict"], sync["change"]["table"], sync["change"]["toml"]) == (
+        "over-served", "[[schedules]]", 'mode = "eco"')
+
+
+def test_runs_given_their_mode_by_hand_are_told_to_drop_it(store):
+    history(store, "push", runs=12, days=10, mode="real-time", followed=False,
+            reason="explicit")
+    push = verdicts(store)["push"]
+    assert push["verdict"] == "over-served"
+    assert push["notes"] == ["12 runs asked for their mode with --mode, which wins over the "
+                             "file: submit them without it"]
 
 
 def test_a_deadline_close_to_p90_plus_the_wait_keeps_it_fine(store):
