@@ -194,15 +194,16 @@ def _over_served(evidence: Evidence, setting: Setting, file: str) -> Advice | No
         f"{served.runs} {mode.value} runs, {unwatched} with nobody waiting; {slack}",
         evidence, money_per_month=(served.cost - as_eco) / served.runs * runs_month,
         carbon_g_per_month=_carbon_saved(served, setting, runs_month),
-        risk=_deferral_risk(evidence, served), change=_to_eco(served, file),
+        risk=_deferral_risk(evidence, served), change=_set_mode(served, file, Mode.ECO),
         notes=_pinned_by_hand(served))
 
 
-def _to_eco(served: ModeEvidence, file: str) -> Change:
-    """Where its mode comes from: its schedules' `mode` wins over the workflow's."""
-    if served.pinned_by_schedule * 2 >= served.runs:
-        return Change(file, 'mode = "eco"', table="[[schedules]]")
-    return Change(file, 'execution_mode = "eco"')
+def _set_mode(past: ModeEvidence, file: str, mode: Mode) -> Change:
+    """The line that gives its runs `mode`, where their mode comes from: its schedules' `mode`
+    wins over the workflow's `execution_mode`."""
+    if past.pinned_by_schedule * 2 >= past.runs:
+        return Change(file, f'mode = "{mode.value}"', table="[[schedules]]")
+    return Change(file, f'execution_mode = "{mode.value}"')
 
 
 def _pinned_by_hand(served: ModeEvidence) -> list[str]:
@@ -235,7 +236,7 @@ def _eco_misses(evidence: Evidence, setting: Setting, file: str) -> Advice | Non
         f"{eco.missed} of {eco.judged} eco runs missed their deadline or max_delay",
         evidence, money_per_month=-(as_balanced - eco.cost) / eco.runs * runs_month,
         carbon_g_per_month=None if carbon is None else -carbon, risk=Risk.LOW,
-        change=Change(file, 'execution_mode = "balanced"'))
+        change=_set_mode(eco, file, Mode.BALANCED))
 
 
 def _slow_start(evidence: Evidence, setting: Setting, file: str) -> Advice | None:
@@ -252,7 +253,7 @@ def _slow_start(evidence: Evidence, setting: Setting, file: str) -> Advice | Non
                           money_per_month=-(as_fast - past.cost) / past.runs
                           * _per_month(evidence, past.runs),
                           carbon_g_per_month=_unchanged_carbon(setting), risk=Risk.LOW,
-                          change=Change(file, 'execution_mode = "real-time"'))
+                          change=_set_mode(past, file, Mode.REAL_TIME))
         # A run pays for the worker time it occupies: a worker more costs no run anything.
         return Advice(evidence.workflow, Verdict.UNDER_SERVED, reason, evidence,
                       money_per_month=0.0, carbon_g_per_month=_unchanged_carbon(setting),
