@@ -7,7 +7,7 @@ changing the workflow would save or cost per month, with what risk, by which TOM
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from enum import StrEnum
 
 from easyflow_cli.core.costs import Prices, run_cost
@@ -64,6 +64,13 @@ class ModeEvidence:
     @property
     def attainment(self) -> float | None:
         return None if not self.judged else 1 - self.missed / self.judged
+
+    def plus(self, other: ModeEvidence) -> ModeEvidence:
+        """Both together: counts and sums added, the least slack kept."""
+        added = {f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(self)
+                 if f.name != "min_slack_s"}
+        slacks = [s for s in (self.min_slack_s, other.min_slack_s) if s is not None]
+        return ModeEvidence(**added, min_slack_s=min(slacks) if slacks else None)
 
 
 @dataclass
@@ -162,14 +169,7 @@ def _carbon_saved(past: ModeEvidence, setting: Setting, per_month_runs: float) -
 def _served(evidence: Evidence) -> tuple[Mode, ModeEvidence]:
     """Its real-time and balanced runs together, under the mode most of them ran in."""
     fast, steady = evidence.mode(Mode.REAL_TIME), evidence.mode(Mode.BALANCED)
-    both = ModeEvidence()
-    for part in (fast, steady):
-        for name in ("runs", "waited", "cost", "worker_s", "cpu_s", "energy_j", "measured",
-                     "deadlines", "judged", "missed", "pinned_by_schedule", "pinned_by_hand"):
-            setattr(both, name, getattr(both, name) + getattr(part, name))
-        slacks = [s for s in (both.min_slack_s, part.min_slack_s) if s is not None]
-        both.min_slack_s = min(slacks) if slacks else None
-    return (Mode.REAL_TIME if fast.runs >= steady.runs else Mode.BALANCED), both
+    return (Mode.REAL_TIME if fast.runs >= steady.runs else Mode.BALANCED), fast.plus(steady)
 
 
 def _over_served(evidence: Evidence, setting: Setting, file: str) -> Advice | None:

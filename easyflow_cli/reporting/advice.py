@@ -4,7 +4,7 @@ judged by `core/advice.py`, as the one dict that the table, `--json` and `--csv`
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import fields, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -42,6 +42,7 @@ SELECT workflow, mode, off_peak, count(*) AS runs, min(finished_at) AS first,
 FROM runs WHERE {where} GROUP BY workflow, mode, off_peak
 """
 NO_OBJECTIVE = 1e18  # a pool without `start_within`: no start is late
+EMPTY = ModeEvidence()
 
 
 def advice_report(store: Store, config: Config, period: Period, now: datetime,
@@ -85,7 +86,8 @@ def read_evidence(store: Store, config: Config, period: Period,
     times: dict[str, list[str]] = {}
     for row in rows:
         item = found.setdefault(row["workflow"], Evidence(row["workflow"], days, 0.0, {}))
-        _add(item.by_mode.setdefault(Mode(row["mode"]), ModeEvidence()), row, prices)
+        mode = Mode(row["mode"])
+        item.by_mode[mode] = item.mode(mode).plus(_mode_evidence(row, prices))
         times.setdefault(row["workflow"], []).extend([row["first"], row["last"]])
     for name, stamps in times.items():
         span = from_iso(max(stamps)) - from_iso(min(stamps))
@@ -102,15 +104,13 @@ def _objectives(config: Config) -> list[float]:
     return [config.pool(Mode.ECO).max_delay, within(Mode.REAL_TIME), within(Mode.BALANCED)]
 
 
-def _add(into: ModeEvidence, row: dict[str, Any], prices: Prices) -> None:
-    """One tariff's row of a mode added to the mode's evidence."""
-    for name in ("runs", "waited", "worker_s", "cpu_s", "energy_j", "measured", "deadlines",
-                 "judged", "missed", "pinned_by_schedule", "pinned_by_hand"):
-        setattr(into, name, getattr(into, name) + type(getattr(into, name))(row[name]))
-    into.cost += run_cost(prices, row["mode"], bool(row["off_peak"]), row["worker_s"],
-                          row["cpu_s"])
-    slacks = [s for s in (row["min_slack_s"], into.min_slack_s) if s is not None]
-    into.min_slack_s = min(slacks) if slacks else None
+def _mode_evidence(row: dict[str, Any], prices: Prices) -> ModeEvidence:
+    """One tariff's row of a mode, priced as it ran (SQL's total() sums counts as floats:
+    each field is given back its own type)."""
+    counted = {f.name: type(getattr(EMPTY, f.name))(row[f.name]) for f in fields(ModeEvidence)
+               if f.name not in ("cost", "min_slack_s")}
+    cost = run_cost(prices, row["mode"], bool(row["off_peak"]), row["worker_s"], row["cpu_s"])
+    return ModeEvidence(**counted, cost=cost, min_slack_s=row["min_slack_s"])
 
 
 def advice_setting(config: Config, carbon: Forecast | None, now: datetime) -> Setting:
