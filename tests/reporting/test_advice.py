@@ -97,7 +97,8 @@ def test_a_workflow_someone_waits_for_that_keeps_its_promise_is_fine(fixtures):
 
 def test_too_little_history_says_so(fixtures):
     fresh = verdicts(fixtures)["fresh"]
-    assert (fresh["verdict"], fresh["change"]) == ("not enough history", None)
+    assert (fresh["verdict"], fresh["change"], fresh["money_per_month"]) == (
+        "not enough history", None, None)
     assert fresh["reason"] == "4 runs over 2.0 days; needs 10 over 7"
 
 
