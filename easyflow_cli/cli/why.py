@@ -68,7 +68,7 @@ def _window(answer: dict[str, Any]) -> str | None:
     held = "waits for" if window["waiting"] else "was held for"
     tariff = " (off-peak)" if window["off_peak"] else ""
     return (f"window: {held} {short_time(window['not_before'])}{tariff}: {there} there against "
-            f"{now} as real-time now")
+            f"{now} as real-time now, by {window['priced_by']}")
 
 
 def _learned(answer: dict[str, Any]) -> str:

@@ -8,12 +8,14 @@ A handful of indexed reads, whatever the history's size.
 
 from __future__ import annotations
 
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from easyflow_cli.core.config import Config
 from easyflow_cli.core.costs import Prices, exact, run_cost
 from easyflow_cli.core.errors import NotFound
+from easyflow_cli.core.forecast import Forecast, stretch_cost
 from easyflow_cli.core.learned import LearnedDurations, learn
 from easyflow_cli.core.model import Mode, ModeReason, Run, RunState
 from easyflow_cli.core.timeutil import to_iso
@@ -31,8 +33,10 @@ BECAUSE = {
 }
 
 
-def explain_run(store: Store, config: Config, run_id: int, now: datetime) -> dict[str, Any]:
-    """Everything `why` says about the run (NotFound for an unknown run)."""
+def explain_run(store: Store, config: Config, run_id: int, now: datetime,
+                tariff: Forecast | None = None) -> dict[str, Any]:
+    """Everything `why` says about the run (NotFound for an unknown run); its window priced
+    by `tariff` where one is loaded and covers it."""
     run = store.queue.get(run_id)
     learned, basis = learned_for(store, run)
     running = store.queue.running() if run.state is RunState.QUEUED else []
@@ -44,7 +48,7 @@ def explain_run(store: Store, config: Config, run_id: int, now: datetime) -> dic
         "enqueued_at": to_iso(run.enqueued_at), "started_at": to_iso(run.started_at),
         "finished_at": to_iso(run.finished_at), "queue_wait_s": run.queue_wait_s,
         "off_peak": run.off_peak, "deadline_met": run.deadline_met,
-        "window": _window(run, config, learned, now),
+        "window": _window(run, config, learned, now, tariff),
         "learned": _learned(learned) | {"mode": basis},
         "promote_at": to_iso(run.promote_at),
         "queue": _queue(store, run, now),
@@ -62,24 +66,56 @@ def learned_for(store: Store, run: Run) -> tuple[LearnedDurations, str | None]:
     return learn(store.queue.recent_successes(run.workflow)), None
 
 
-def _window(run: Run, config: Config, learned: LearnedDurations,
-            now: datetime) -> dict[str, Any] | None:
-    """The start it was held for, and what a run like its recent ones costs there against
-    real-time now."""
+def _window(run: Run, config: Config, learned: LearnedDurations, now: datetime,
+            tariff: Forecast | None) -> dict[str, Any] | None:
+    """The start it was held for, and what a run like its recent ones (its p90) costs there
+    against real-time now."""
     if run.not_before is None:
         return None
-    duration = learned.duration.p90 if learned.duration else config.costs.default_duration
-    cpu = learned.cpu.p90 if learned.cpu else 0.0
-    prices, tariff = Prices.from_config(config), config.tariff_window
-    off_peak = tariff.contains(run.not_before) if tariff else False
+    like = _Like.of(learned, config)
+    then, priced_by = _cost_at(config, run.mode, run.not_before, like, tariff)
+    at_once, _ = _cost_at(config, Mode.REAL_TIME, now, like, tariff)
+    window = config.tariff_window
     return {
         "not_before": to_iso(run.not_before), "waiting": run.not_before > now,
-        "off_peak": off_peak, "currency": prices.currency,
-        "cost": exact(run_cost(prices, run.mode, off_peak, duration, cpu)),
-        "real_time_cost": exact(run_cost(prices, Mode.REAL_TIME,
-                                         tariff.contains(now) if tariff else False,
-                                         duration, cpu)),
+        "off_peak": window.contains(run.not_before) if window else False,
+        "currency": config.costs.currency, "cost": exact(then),
+        "real_time_cost": exact(at_once), "priced_by": priced_by,
     }
+
+
+@dataclass(frozen=True)
+class _Like:
+    """A run like the workflow's recent ones, as priced: its p90 duration, CPU and energy."""
+
+    duration_s: float
+    cpu_s: float
+    energy_kwh: float
+
+    @classmethod
+    def of(cls, learned: LearnedDurations, config: Config) -> _Like:
+        duration = learned.duration.p90 if learned.duration else config.costs.default_duration
+        cpu = learned.cpu.p90 if learned.cpu else 0.0
+        joules = learned.energy.p90 if learned.energy else cpu * config.costs.watts_per_core
+        return cls(duration, cpu, joules / 3.6e6)
+
+
+def _cost_at(config: Config, mode: Mode, start: datetime, like: _Like,
+             tariff: Forecast | None) -> tuple[float, str]:
+    """What it costs started at `start` in `mode`, and by what: the tariff where it covers
+    the run, else the pools' prices (off-peak in the tariff hours)."""
+    prices = Prices.from_config(config)
+    cpu_cost = like.cpu_s / 3600 * prices.cpu_hour_price
+    if tariff is not None:
+        charged = stretch_cost(tariff, start, start + timedelta(seconds=like.duration_s),
+                               energy_kwh=like.energy_kwh,
+                               worker_hour_price=prices.worker_hour_price(mode, False))
+        if charged is not None:
+            return charged + cpu_cost, tariff.source
+    window = config.tariff_window
+    off_peak = window.contains(start) if window else False
+    basis = "off-peak pool prices" if off_peak else "pool prices"
+    return run_cost(prices, mode, off_peak, like.duration_s, like.cpu_s), basis
 
 
 def _learned(learned: LearnedDurations) -> dict[str, Any]:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from easyflow_cli.core.config import load_config
+from easyflow_cli.core.forecast import Forecast, Interval, Unit
 from easyflow_cli.core.model import (
     CostPriority,
     Mode,
@@ -52,7 +55,7 @@ def test_a_waiting_eco_run_says_its_window_p90_promotion_place_pools_and_limit(s
     # Its p90 (half an hour) at eco's $0.05 per worker-hour, against real-time's $0.10 now.
     assert answer["window"] == {
         "not_before": "2026-11-30T18:00:00.000000Z", "waiting": True, "off_peak": False,
-        "currency": "USD", "cost": 0.025, "real_time_cost": 0.05}
+        "currency": "USD", "cost": 0.025, "real_time_cost": 0.05, "priced_by": "pool prices"}
     assert (answer["learned"]["runs"], answer["learned"]["p90_s"], answer["learned"]["mode"]) == (
         12, 1800.0, "eco")
     assert answer["promote_at"] == "2026-11-30T23:00:00.000000Z"
@@ -78,3 +81,19 @@ def test_a_finished_run_says_when_it_ran_and_whether_it_met_its_deadline(store):
     assert (answer["queue"], answer["pools"], answer["window"]) == (None, None, None)
     assert answer["learned"] == {"runs": 1, "enough": False, "p50_s": 120.0, "p90_s": 120.0,
                                  "error_s": None, "mode": None}
+
+
+def test_a_tariff_prices_the_window_where_it_covers_it(store, home):
+    (home / "easyflow.toml").write_text(FLAT)
+    history(store, "nightly", runs=12, days=10, mode="eco", trigger="schedule",
+            duration_s=1800.0)
+    waiting = eco_run(store, deadline_h=12, not_before_h=6)
+    # Twice the pools' prices now, a tenth of them at the window; the series ends at 7:00.
+    tariff = Forecast(Unit.MULTIPLIER, "agile.json", (
+        Interval(NOW, NOW + timedelta(hours=1), 2.0),
+        Interval(NOW + timedelta(hours=6), NOW + timedelta(hours=7), 0.1)))
+    window = explain_run(store, load_config(), waiting, NOW, tariff)["window"]
+    assert (window["cost"], window["real_time_cost"], window["priced_by"]) == (
+        pytest.approx(0.1 * 0.05 / 2), pytest.approx(2 * 0.10 / 2), "agile.json")
+    later = explain_run(store, load_config(), waiting, NOW + timedelta(hours=2), tariff)
+    assert later["window"]["real_time_cost"] == 0.05  # past the series: the pools' prices
