@@ -149,8 +149,9 @@ def render_advice(report: dict[str, Any]) -> Group:
     for line, amount in zip(lines, amounts, strict=True):
         table.add_row(Text(line["workflow"]), line["verdict"], Text(_evidence(line)),
                       _saving(line, amount), line["risk"] or "-", Text(_change(line["change"])))
+    prices = report["tariff_source"] or "the pools' prices (no tariff loaded)"
     carbon = report["carbon_source"] or "no carbon forecast loaded: carbon not projected"
-    return Group(table, Text(f"carbon: {carbon}", style="dim"))
+    return Group(table, Text(f"money: {prices}; carbon: {carbon}", style="dim"))
 
 
 def _evidence(line: dict[str, Any]) -> str:

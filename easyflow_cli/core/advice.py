@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, fields
 from enum import StrEnum
 
 from easyflow_cli.core.costs import Prices, run_cost
+from easyflow_cli.core.forecast import Unit
 from easyflow_cli.core.model import Mode
 from easyflow_cli.core.words import plural
 
@@ -106,6 +107,16 @@ class Setting:
     # arrivals the carbon series covers); None without a series.
     carbon_shift_g_per_kwh: float | None = None
     carbon_source: str | None = None
+    # The tariff's mean over a run of this workflow started at once and where eco starts it;
+    # None without a tariff (the pools' prices then).
+    tariff: TariffShift | None = None
+
+
+@dataclass(frozen=True)
+class TariffShift:
+    unit: Unit                 # per kWh, or a multiplier on the pools' prices
+    at_once: float
+    planned: float
 
 
 @dataclass(frozen=True)
@@ -147,9 +158,25 @@ def _per_month(evidence: Evidence, runs: int) -> float:
     return runs * DAYS_PER_MONTH / evidence.days if evidence.days > 0 else 0.0
 
 
-def _cost_as(mode: Mode, off_peak: bool, past: ModeEvidence, prices: Prices) -> float:
-    """What the runs of `past` would have cost in `mode`."""
-    return run_cost(prices, mode, off_peak, past.worker_s, past.cpu_s)
+def _cost_as(mode: Mode, past: ModeEvidence, setting: Setting) -> float:
+    """What the runs of `past` would have cost in `mode`, started as that mode starts them: by
+    the tariff where one is loaded, else the pools' prices (eco's off-peak where it waits)."""
+    deferred = mode is Mode.ECO
+    shift = setting.tariff
+    if shift is None:
+        return run_cost(setting.prices, mode, deferred and setting.eco_off_peak, past.worker_s,
+                        past.cpu_s)
+    mean = shift.planned if deferred else shift.at_once
+    cpu_cost = past.cpu_s / 3600 * setting.prices.cpu_hour_price
+    if shift.unit is Unit.MULTIPLIER:
+        hour_price = setting.prices.worker_hour_price(mode, False)
+        return mean * hour_price * past.worker_s / 3600 + cpu_cost
+    return mean * _energy_kwh(past, setting.watts_per_core) * past.runs + cpu_cost
+
+
+def _cost_now(mode: Mode, past: ModeEvidence, setting: Setting) -> float:
+    """What its runs cost as they ran, or under a tariff, as `mode` would run them now."""
+    return past.cost if setting.tariff is None else _cost_as(mode, past, setting)
 
 
 def _energy_kwh(past: ModeEvidence, watts_per_core: float) -> float:
@@ -183,8 +210,8 @@ def _over_served(evidence: Evidence, setting: Setting, file: str) -> Advice | No
     needed = SLACK_FACTOR * (p90 + setting.eco_wait_s)
     if served.deadlines and (served.min_slack_s or 0.0) < needed:
         return None
-    as_eco = _cost_as(Mode.ECO, setting.eco_off_peak, served, setting.prices)
-    if as_eco >= served.cost:
+    as_eco, as_ran = _cost_as(Mode.ECO, served, setting), _cost_now(mode, served, setting)
+    if as_eco >= as_ran:
         return None
     runs_month = _per_month(evidence, served.runs)
     slack = ("no deadline" if served.min_slack_s is None else
@@ -192,7 +219,7 @@ def _over_served(evidence: Evidence, setting: Setting, file: str) -> Advice | No
     return Advice(
         evidence.workflow, Verdict.OVER_SERVED,
         f"{served.runs} {mode.value} runs, {unwatched} with nobody waiting; {slack}",
-        evidence, money_per_month=(served.cost - as_eco) / served.runs * runs_month,
+        evidence, money_per_month=(as_ran - as_eco) / served.runs * runs_month,
         carbon_g_per_month=_carbon_saved(served, setting, runs_month),
         risk=_deferral_risk(evidence, served), change=_set_mode(served, file, Mode.ECO),
         notes=_pinned_by_hand(served))
@@ -228,13 +255,14 @@ def _eco_misses(evidence: Evidence, setting: Setting, file: str) -> Advice | Non
     eco = evidence.mode(Mode.ECO)
     if eco.attainment is None or eco.attainment >= ATTAINMENT:
         return None
-    as_balanced = _cost_as(Mode.BALANCED, False, eco, setting.prices)
+    as_balanced = _cost_as(Mode.BALANCED, eco, setting)
     runs_month = _per_month(evidence, eco.runs)
     carbon = _carbon_saved(eco, setting, runs_month)
     return Advice(
         evidence.workflow, Verdict.UNDER_SERVED,
         f"{eco.missed} of {eco.judged} eco runs missed their deadline or max_delay",
-        evidence, money_per_month=-(as_balanced - eco.cost) / eco.runs * runs_month,
+        evidence, money_per_month=-(as_balanced - _cost_now(Mode.ECO, eco, setting)) / eco.runs
+        * runs_month,
         carbon_g_per_month=None if carbon is None else -carbon, risk=Risk.LOW,
         change=_set_mode(eco, file, Mode.BALANCED))
 
@@ -248,9 +276,9 @@ def _slow_start(evidence: Evidence, setting: Setting, file: str) -> Advice | Non
         reason = (f"{past.missed} of {past.judged} {mode.value} runs did not start within "
                   "their objective")
         if mode is Mode.BALANCED:
-            as_fast = _cost_as(Mode.REAL_TIME, False, past, setting.prices)
+            as_fast = _cost_as(Mode.REAL_TIME, past, setting)
             return Advice(evidence.workflow, Verdict.UNDER_SERVED, reason, evidence,
-                          money_per_month=-(as_fast - past.cost) / past.runs
+                          money_per_month=-(as_fast - _cost_now(mode, past, setting)) / past.runs
                           * _per_month(evidence, past.runs),
                           carbon_g_per_month=_unchanged_carbon(setting), risk=Risk.LOW,
                           change=_set_mode(past, file, Mode.REAL_TIME))

@@ -11,7 +11,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from easyflow_cli.core.config import Config, Optimise
 from easyflow_cli.core.forecast import Forecast
+from easyflow_cli.core.model import Mode
 
 # Where a planner starts a run that arrived at a moment; None where it would not move it.
 StartChooser = Callable[[datetime], datetime | None]
@@ -52,3 +54,22 @@ def lowest_start(series: Forecast, arrival: datetime, within_s: float,
     scored = [(mean, start) for start in candidates
               if (mean := series.mean_over(start, start + length)) is not None]
     return min(scored)[1] if scored else None
+
+
+def eco_start_chooser(config: Config, duration_s: float, *, tariff: Forecast | None,
+                      carbon: Forecast | None) -> StartChooser:
+    """Where eco starts a run that arrives at a moment: in the lowest window of the series it
+    optimises, within `max_delay`; where that series is missing or runs out, at the off-peak
+    window (or at once without one)."""
+    eco = config.pool(Mode.ECO)
+    window = eco.off_peak
+    series = {Optimise.COST: tariff, Optimise.CARBON: carbon}.get(eco.optimise)
+
+    def choose(arrival: datetime) -> datetime | None:
+        if series is not None:
+            start = lowest_start(series, arrival, eco.max_delay, duration_s)
+            if start is not None:
+                return start
+        return window.next_start(arrival) if window is not None else None
+
+    return choose

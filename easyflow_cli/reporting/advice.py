@@ -8,14 +8,21 @@ from dataclasses import fields, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from easyflow_cli.core.advice import Advice, Evidence, ModeEvidence, Setting, advise
+from easyflow_cli.core.advice import (
+    Advice,
+    Evidence,
+    ModeEvidence,
+    Setting,
+    TariffShift,
+    advise,
+)
 from easyflow_cli.core.config import Config, Optimise
 from easyflow_cli.core.costs import Prices, exact, run_cost
 from easyflow_cli.core.forecast import Forecast
 from easyflow_cli.core.learned import learn
 from easyflow_cli.core.model import Mode
 from easyflow_cli.core.offpeak import OffPeakWindow
-from easyflow_cli.core.shifting import StartChooser, lowest_start, shift_means
+from easyflow_cli.core.shifting import eco_start_chooser, shift_means
 from easyflow_cli.core.timeutil import from_iso, to_iso
 from easyflow_cli.reporting.accounting import Period
 from easyflow_cli.storage.store import Store
@@ -45,10 +52,12 @@ NO_OBJECTIVE = 1e18  # a pool without `start_within`: no start is late
 EMPTY = ModeEvidence()
 
 
-def advice_report(store: Store, config: Config, period: Period, now: datetime,
-                  carbon: Forecast | None = None) -> dict[str, Any]:
-    """Every workflow with runs in the period (or `period.workflow`), judged, by name."""
-    setting = advice_setting(config, carbon, now)
+def advice_report(store: Store, config: Config, period: Period, now: datetime, *,
+                  carbon: Forecast | None = None,
+                  tariff: Forecast | None = None) -> dict[str, Any]:
+    """Every workflow with runs in the period (or `period.workflow`), judged, by name; money
+    by `tariff` and carbon by `carbon` where they are loaded."""
+    setting = advice_setting(config, now, carbon=carbon, tariff=tariff)
     evidence = read_evidence(store, config, period, now)
     files = {spec.name: spec.source_file for spec in store.all_workflows()}
     advice = []
@@ -57,20 +66,33 @@ def advice_report(store: Store, config: Config, period: Period, now: datetime,
         if learned.duration is not None:
             evidence[name].p50_s, evidence[name].p90_s = (learned.duration.p50,
                                                           learned.duration.p90)
-        judged_by = setting
-        if carbon is not None:
-            judged_by = replace(setting, carbon_shift_g_per_kwh=carbon_shift(
-                config, carbon, evidence[name].p90_s or config.costs.default_duration))
+        judged_by = with_series(setting, config, evidence[name], carbon=carbon, tariff=tariff)
         advice.append(advise(evidence[name], judged_by, files.get(name)))
     return {
         "period": {"since": to_iso(period.since), "until": to_iso(period.until or now),
                    "workflow": period.workflow},
         "currency": config.costs.currency,
         "carbon_source": setting.carbon_source,
+        "tariff_source": None if tariff is None else tariff.source,
         "workflows": [advice_record(a, setting) for a in advice],
         "money_per_month": exact(sum(a.money_per_month or 0.0 for a in advice
                                      if a.money_per_month and a.money_per_month > 0)),
     }
+
+
+def with_series(setting: Setting, config: Config, evidence: Evidence, *,
+                carbon: Forecast | None, tariff: Forecast | None) -> Setting:
+    """The setting for one workflow: what eco's start does to the series over its p90."""
+    if carbon is None and tariff is None:
+        return setting
+    duration = evidence.p90_s or config.costs.default_duration
+    choose = eco_start_chooser(config, duration, tariff=tariff, carbon=carbon)
+    grams = None if carbon is None else shift_means(carbon, duration, choose)
+    price = None if tariff is None else shift_means(tariff, duration, choose)
+    return replace(
+        setting, carbon_shift_g_per_kwh=None if grams is None else grams.at_once - grams.planned,
+        tariff=None if price is None or tariff is None else TariffShift(
+            tariff.unit, price.at_once, price.planned))
 
 
 def read_evidence(store: Store, config: Config, period: Period,
@@ -113,11 +135,12 @@ def _mode_evidence(row: dict[str, Any], prices: Prices) -> ModeEvidence:
     return ModeEvidence(**counted, cost=cost, min_slack_s=row["min_slack_s"])
 
 
-def advice_setting(config: Config, carbon: Forecast | None, now: datetime) -> Setting:
-    """What advice is priced against: the pools' prices, how long eco waits, and what moving
-    a run from submission to its eco start changes in the carbon series, if one is loaded."""
-    window = _eco_window(config)
+def advice_setting(config: Config, now: datetime, *, carbon: Forecast | None,
+                   tariff: Forecast | None) -> Setting:
+    """What advice is priced against: the pools' prices and how long eco waits (the series'
+    part is added per workflow, by `with_series`)."""
     eco = config.pool(Mode.ECO)
+    window = eco.off_peak if eco.optimise is Optimise.OFF_PEAK else None
     return Setting(
         prices=Prices.from_config(config), watts_per_core=config.costs.watts_per_core,
         eco_wait_s=eco.max_delay if window is None else _longest_wait(window, now),
@@ -125,28 +148,6 @@ def advice_setting(config: Config, carbon: Forecast | None, now: datetime) -> Se
         workers={mode: config.pool(mode).workers for mode in Mode},
         config_file=config.source if config.source.endswith(".toml") else "easyflow.toml",
         carbon_source=None if carbon is None else carbon.source)
-
-
-def _eco_window(config: Config) -> OffPeakWindow | None:
-    """The fixed window eco runs wait for, where that is what eco optimises."""
-    eco = config.pool(Mode.ECO)
-    return eco.off_peak if eco.optimise is Optimise.OFF_PEAK else None
-
-
-def carbon_shift(config: Config, carbon: Forecast, duration_s: float) -> float | None:
-    """gCO2/kWh saved by starting a run of this length where eco would, not at once."""
-    chooser = _chooser(carbon, _eco_window(config), config.pool(Mode.ECO).max_delay,
-                       duration_s)
-    shift = shift_means(carbon, duration_s, chooser)
-    return None if shift is None else shift.at_once - shift.planned
-
-
-def _chooser(series: Forecast, window: OffPeakWindow | None, within_s: float,
-             duration_s: float) -> StartChooser:
-    """Where eco puts a run arriving at a moment: its fixed window, else the lowest start."""
-    if window is not None:
-        return window.next_start
-    return lambda arrival: lowest_start(series, arrival, within_s, duration_s)
 
 
 def _longest_wait(window: OffPeakWindow, now: datetime) -> float:

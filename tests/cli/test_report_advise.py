@@ -25,7 +25,8 @@ def test_advise_prints_each_verdict_three_ways(store, write, monkeypatch):
     table = runner.invoke(app, ["report", "advise"])
     assert table.exit_code == 0, table.output
     assert "over-served" in table.stdout and 'execution_mode = "eco"' in table.stdout
-    assert "no carbon forecast loaded" in table.stdout
+    assert "money: the pools' prices (no tariff loaded); carbon: no carbon forecast loaded" \
+        in table.stdout
 
     document = json.loads(runner.invoke(app, ["report", "advise", "--json"]).stdout)
     assert [(w["workflow"], w["verdict"]) for w in document["workflows"]] == [

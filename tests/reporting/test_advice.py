@@ -63,7 +63,7 @@ def fixtures(store):
 
 
 def verdicts(store, carbon=None) -> dict[str, dict]:
-    report = advice_report(store, load_config(), PERIOD, NOW, carbon)
+    report = advice_report(store, load_config(), PERIOD, NOW, carbon=carbon)
     return {line["workflow"]: line for line in report["workflows"]}
 
 
@@ -149,8 +149,27 @@ def test_a_carbon_forecast_projects_the_grams_eco_saves(fixtures):
     config = load_config()
     eco = replace(config.pool(Mode.ECO), optimise=Optimise.CARBON)
     config = replace(config, pools={**config.pools, Mode.ECO: eco})
-    report = advice_report(fixtures, config, PERIOD, NOW, carbon)
+    report = advice_report(fixtures, config, PERIOD, NOW, carbon=carbon)
     measured = {line["workflow"]: line for line in report["workflows"]}["measured"]
     saved_per_kwh = 200.0 * 23 / 24
     assert measured["carbon_g_per_month"] == pytest.approx(30 * 0.01 * saved_per_kwh)
     assert (measured["carbon"], report["carbon_source"]) == ("carbon.csv", "carbon.csv")
+
+
+def test_a_tariff_prices_the_saving_where_eco_would_start(fixtures):
+    # 30p/kWh but the last hour of the day, paid to use (-5p): eco (optimise = "cost") starts
+    # every run that arrives that day there, and it saves 35p/kWh on all but the last hour's.
+    day = datetime(2026, 12, 1, tzinfo=UTC)
+    tariff = Forecast(Unit.PER_KWH, "agile.json", tuple(
+        Interval(day + timedelta(hours=h), day + timedelta(hours=h + 1), -0.05 if h == 23
+                 else 0.30) for h in range(24)))
+    config = load_config()
+    eco = replace(config.pool(Mode.ECO), optimise=Optimise.COST)
+    config = replace(config, pools={**config.pools, Mode.ECO: eco})
+    report = advice_report(fixtures, config, PERIOD, NOW, tariff=tariff)
+    export = {line["workflow"]: line for line in report["workflows"]}["export"]
+    # No energy measured: 5 CPU-minutes a run at 15 W per busy core, 30 runs a month.
+    kwh = 300 * 15 / 3.6e6
+    assert export["verdict"] == "over-served"
+    assert export["money_per_month"] == pytest.approx(30 * kwh * 0.35 * 23 / 24)
+    assert report["tariff_source"] == "agile.json"
