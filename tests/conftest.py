@@ -1,3 +1,4 @@
+import itertools
 import os
 import shutil
 import sys
@@ -25,7 +26,8 @@ def home(tmp_path, monkeypatch):
     monkeypatch.setenv("EASYFLOW_HOME", str(path))
     monkeypatch.delenv("EASYFLOW_CONFIG", raising=False)
     for name in ("REALTIME_MAX_WORKERS", "BALANCED_MAX_WORKERS", "ECO_MAX_WORKERS",
-                 "STATE_DIRECTORY", "NOTIFY_SOCKET"):
+                 "STATE_DIRECTORY", "NOTIFY_SOCKET", "EASYFLOW_DATABASE_URL",
+                 "EASYFLOW_BROKER_URL"):
         monkeypatch.delenv(name, raising=False)
     return path
 
@@ -69,3 +71,50 @@ def subprocess_env(home: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("EASYFLOW_")}
     env.update(EASYFLOW_HOME=str(home), **extra)
     return env
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """This test process's PostgreSQL server (started on first use, stopped at the end); the
+    tests that need it are skipped, with the reason, where none can be started."""
+    from tests.servers import PostgresServer, ServerUnavailable, running
+
+    try:
+        server = PostgresServer()
+    except ServerUnavailable as exc:
+        pytest.skip(f"no PostgreSQL server: {exc}")
+    try:
+        with running(server) as started:
+            yield started
+    except ServerUnavailable as exc:
+        pytest.skip(f"no PostgreSQL server: {exc}")
+
+
+@pytest.fixture
+def database_url(postgres_server, request) -> str:
+    """The URL of an empty schema of its own on this process's PostgreSQL server: a schema
+    costs milliseconds to make, a database a checkpoint."""
+    psycopg = pytest.importorskip("psycopg", reason="the [cluster] extra is not installed")
+    schema = f"t{next(_schemas)}"
+    with psycopg.connect(postgres_server.url(), autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    return postgres_server.url(options=f"-csearch_path%3D{schema}")
+
+
+_schemas = itertools.count(1)
+
+
+@pytest.fixture(scope="session")
+def redis_server():
+    """This test process's Redis server, started on first use, or the tests are skipped."""
+    from tests.servers import RedisServer, ServerUnavailable, running
+
+    try:
+        server = RedisServer()
+    except ServerUnavailable as exc:
+        pytest.skip(f"no Redis server: {exc}")
+    try:
+        with running(server) as started:
+            yield started
+    except ServerUnavailable as exc:
+        pytest.skip(f"no Redis server: {exc}")

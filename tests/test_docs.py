@@ -443,3 +443,12 @@ def test_architecture_names_only_classes_and_methods_that_exist():
         elif method and not re.search(rf"def {method}\(", source):
             missing.append(f"{name}.{method}")
     assert missing == []
+
+
+def test_ci_runs_the_readme_test_command():
+    ci = (REPO / ".ci" / "run").read_text()
+    readme = (REPO / "README.md").read_text()
+    install = re.search(r"pip install -q -e '(\.\[[\w,]+\])'", ci)
+    assert install is not None and ".venv/bin/pytest -q" in ci
+    assert (f"python3 -m venv .venv && .venv/bin/pip install -q -e '{install[1]}' &&"
+            " .venv/bin/pytest -q") in readme

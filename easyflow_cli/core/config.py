@@ -1,9 +1,10 @@
-"""Daemon configuration: pools, deadlines, drain and log limits, prices, metrics.
+"""Daemon configuration: pools, deadlines, drain and log limits, prices, metrics, the cluster.
 
 Looked up in order: an explicit path, `$EASYFLOW_CONFIG`, `$EASYFLOW_HOME/easyflow.toml`,
 `/etc/easyflow/easyflow.toml`, else the built-in defaults (`easyflow_cli/defaults/easyflow.toml`,
 which a file found overlays key by key). Pool sizes may be overridden by the environment
-variables `REALTIME_MAX_WORKERS`, `BALANCED_MAX_WORKERS`, `ECO_MAX_WORKERS`.
+variables `REALTIME_MAX_WORKERS`, `BALANCED_MAX_WORKERS`, `ECO_MAX_WORKERS`; the cluster's
+URLs by `EASYFLOW_DATABASE_URL` and `EASYFLOW_BROKER_URL` (`cluster_config.py`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
 
+from easyflow_cli.core.cluster_config import ClusterConfig, build_cluster
 from easyflow_cli.core.durations import parse_duration
 from easyflow_cli.core.errors import BadInput, SpecError, SpecErrors
 from easyflow_cli.core.metrics_config import MetricsConfig, build_metrics
@@ -95,6 +97,7 @@ class Config:
     notify: NotifySpec = field(default_factory=NotifySpec)  # every workflow's defaults
     # How long finished runs keep their detail (then rolled up and pruned); None: forever.
     keep_history_s: float | None = DEFAULT_KEEP_S
+    cluster: ClusterConfig | None = None  # None: the embedded SQLite database
     source: str = "built-in defaults"
 
     def pool(self, mode: Mode | str) -> PoolConfig:
@@ -141,9 +144,9 @@ def load_config(explicit: str | Path | None = None,
             raise BadInput(f"{path}: cannot read config: {exc.strerror}") from None
         merged = _overlay(merged, _parse_text(text, str(path)))
         source = str(path)
-        config = _build(merged, str(path), KeyLines(text), source)
+        config = _build(merged, str(path), KeyLines(text), source, env)
     else:
-        config = _build(merged, "<defaults>", KeyLines(defaults_text), source)
+        config = _build(merged, "<defaults>", KeyLines(defaults_text), source, env)
     return _apply_env(config, env)
 
 
@@ -163,10 +166,11 @@ def _overlay(base: dict, top: dict) -> dict:
     return out
 
 
-def _build(data: dict, file: str, lines: KeyLines, source: str) -> Config:
+def _build(data: dict, file: str, lines: KeyLines, source: str,
+           env: Mapping[str, str]) -> Config:
     check = Checker(file, lines)
     check.unknown_keys(data, ("pools", "deadlines", "daemon", "logs", "costs", "carbon", "metrics",
-                              "notify", "history"), ())
+                              "notify", "history", "cluster"), ())
     base = _base_dir(file)
     pools = {}
     raw_pools = data.get("pools", {})
@@ -191,6 +195,7 @@ def _build(data: dict, file: str, lines: KeyLines, source: str) -> Config:
         metrics=build_metrics(check, data.get("metrics", {})),
         notify=check_notify(check, data, ()) or NotifySpec(),
         keep_history_s=_keep(check, data.get("history", {})),
+        cluster=build_cluster(check, data.get("cluster"), env),
         source=source,
     )
     if check.errors:

@@ -16,7 +16,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from easyflow_cli.core.notify import Channel, Event, NoticeBook
+from easyflow_cli.core.model import Run
+from easyflow_cli.core.notify import Channel, Event, NoticeBook, NoticeRule
+from easyflow_cli.core.notify_events import late_at
 
 
 @dataclass(frozen=True)
@@ -70,3 +72,26 @@ class Outbox(Protocol):
     def recent(self, limit: int) -> list[dict[str, Any]]:
         """The newest rows, newest first, as `notifications list` shows them."""
         ...
+
+
+# A run that has become late, the rule watching it, and the wait after which it was.
+LateRun = tuple[Run, NoticeRule, float]
+
+
+def late_runs(book: NoticeBook, runs: list[Run], told: set[int], now: datetime
+              ) -> tuple[list[LateRun], datetime | None]:
+    """Of runs that could become late (`RunQueue.awaited`), those that are, not `told` yet;
+    and when the next of the others will be (every backend's `sweep_late`)."""
+    due: list[LateRun] = []
+    upcoming = []
+    for run in runs:
+        rule = book.rule(run.workflow)
+        if run.id in told or rule is None:
+            continue
+        late_after = book.late_after(rule, run.mode)
+        moment = late_at(run, late_after)
+        if moment is not None and moment <= now:
+            due.append((run, rule, late_after))
+        elif moment is not None:
+            upcoming.append(moment)
+    return due, min(upcoming, default=None)

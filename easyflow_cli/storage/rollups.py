@@ -61,7 +61,7 @@ class Rollup:
         default_factory=lambda: {c: {} for c in JSON_COLUMNS})
     first_start: float | None = None
 
-    def add(self, run: sqlite3.Row) -> None:
+    def add(self, run: Mapping[str, Any]) -> None:
         counts = self.counts
         counts["runs"] += 1
         state = run["state"]
@@ -78,7 +78,7 @@ class Rollup:
         _spread(self.sketches["queued_slots"], enqueued, left_at)
         self.sums["queued_s"].append(max(0.0, left_at - enqueued))
 
-    def _add_settled(self, run: sqlite3.Row) -> None:
+    def _add_settled(self, run: Mapping[str, Any]) -> None:
         """What the cost and latency reports count: runs that occupied a worker."""
         counts, sums = self.counts, self.sums
         counts["settled"] += 1
@@ -97,7 +97,7 @@ class Rollup:
         if run["queue_wait_s"] is not None:
             _count(self.sketches["wait_sketch"], bucket_of(run["queue_wait_s"]))
 
-    def _add_busy(self, run: sqlite3.Row) -> None:
+    def _add_busy(self, run: Mapping[str, Any]) -> None:
         """Started runs: counted by the quarter hour they started in (`report pools` counts
         the runs busy in its period); their busy time kept unless no pool worker ran them."""
         began, ended = _epoch(run["started_at"]), _epoch(run["finished_at"])
@@ -110,7 +110,7 @@ class Rollup:
             self.sums["busy_s"].append(max(0.0, ended - began))
 
 
-def rollups_of(runs: Iterable[sqlite3.Row], zone: tzinfo) -> list[Rollup]:
+def rollups_of(runs: Iterable[Mapping[str, Any]], zone: tzinfo) -> list[Rollup]:
     """The finished runs' rollups, one per key (their local day in `zone`)."""
     rollups: dict[tuple, Rollup] = {}
     for run in runs:
@@ -129,10 +129,11 @@ def add_rollups(conn: sqlite3.Connection, rollups: Iterable[Rollup]) -> None:
             f"SELECT {', '.join(COLUMNS)} FROM run_rollups WHERE"
             f" {' AND '.join(f'{c} = ?' for c in KEY_COLUMNS)}", rollup.key).fetchone()
         conn.execute(f"INSERT OR REPLACE INTO run_rollups ({', '.join(COLUMNS)})"
-                     f" VALUES ({', '.join('?' for _ in COLUMNS)})", _merged(rollup, row))
+                     f" VALUES ({', '.join('?' for _ in COLUMNS)})", merged_row(rollup, row))
 
 
-def _merged(rollup: Rollup, row: Mapping[str, Any] | None) -> tuple:
+def merged_row(rollup: Rollup, row: Mapping[str, Any] | None) -> tuple:
+    """The stored row (if any) with the rollup added, as values in COLUMNS order."""
     counts = [rollup.counts[c] + (row[c] if row else 0) for c in COUNT_COLUMNS]
     sums = [math.fsum([*rollup.sums[c], row[c] if row else 0.0]) for c in SUM_COLUMNS]
     sketches = []
@@ -168,14 +169,14 @@ def _add_slots(into: dict[int, Any], other: Mapping[int, Any]) -> None:
         into[slot] = into.get(slot, 0.0) + seconds
 
 
-def _key(run: sqlite3.Row, zone: tzinfo) -> tuple[str, str, str, str, int]:
+def _key(run: Mapping[str, Any], zone: tzinfo) -> tuple[str, str, str, str, int]:
     finished = from_iso(run["finished_at"])
     assert finished is not None  # only finished runs are rolled up
     day = finished.astimezone(zone).date().isoformat()
     return (day, run["workflow"], run["mode"], run["pool"] or NO_POOL, int(bool(run["off_peak"])))
 
 
-def _cpu(run: sqlite3.Row) -> float | None:
+def _cpu(run: Mapping[str, Any]) -> float | None:
     user, system = run["cpu_user_s"], run["cpu_system_s"]
     return None if user is None or system is None else user + system
 

@@ -25,11 +25,10 @@ from easyflow_cli.core.notify_events import (
     Incident,
     end_events,
     event_record,
-    late_at,
     summary,
 )
 from easyflow_cli.core.timeutil import from_iso, to_iso
-from easyflow_cli.storage.outbox import Delivery
+from easyflow_cli.storage.outbox import Delivery, LateRun, late_runs
 from easyflow_cli.storage.run_queue import RunQueue
 
 LIST_COLUMNS = ("id", "event_id", "event", "workflow", "run_id", "channel", "state",
@@ -173,22 +172,10 @@ class SqliteOutbox:
         if not watching:
             return 0, None
         runs = self.store.queue.awaited(watching)
-        told = self._late_told([run.id for run in runs])
-        due: list[tuple[Run, NoticeRule, float]] = []
-        upcoming = []
-        for run in runs:
-            rule = book.rule(run.workflow)
-            if run.id in told or rule is None:
-                continue
-            late_after = book.late_after(rule, run.mode)
-            moment = late_at(run, late_after)
-            if moment is not None and moment <= now:
-                due.append((run, rule, late_after))
-            elif moment is not None:
-                upcoming.append(moment)
-        return self._write_late(due, now), min(upcoming, default=None)
+        due, upcoming = late_runs(book, runs, self._late_told([run.id for run in runs]), now)
+        return self._write_late(due, now), upcoming
 
-    def _write_late(self, due: list[tuple[Run, NoticeRule, float]], now: datetime) -> int:
+    def _write_late(self, due: list[LateRun], now: datetime) -> int:
         if not due:
             return 0  # no write transaction: this runs on every round of the delivery thread
         with self.store.write() as conn:

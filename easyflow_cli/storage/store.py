@@ -13,7 +13,7 @@ import functools
 import json
 import os
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from datetime import datetime
 from pathlib import Path
@@ -348,25 +348,16 @@ class Store:
                 self._sync_file_schedules(spec, stamp)
 
     def _sync_file_schedules(self, spec: WorkflowSpec, stamp: str) -> None:
-        """Keep schedules the file still declares (with their history), drop the rest. A
-        schedule added with `schedule add` that the file now declares too (an exported file
-        carries them) becomes the file's: one schedule, not two firing together."""
         rows = self.conn.execute(
             "SELECT * FROM schedules WHERE workflow = ? ORDER BY origin != 'file', id",
             (spec.name,)).fetchall()
-        kept: dict[tuple, sqlite3.Row] = {}
-        for row in rows:
-            kept.setdefault(_schedule_key_of_row(row), row)
-        wanted = {_schedule_key(s): s for s in spec.schedules}
-        for key, row in kept.items():
-            if key in wanted and row["origin"] != "file":
-                self.conn.execute("UPDATE schedules SET origin = 'file' WHERE id = ?",
-                                  (row["id"],))
-            elif key not in wanted and row["origin"] == "file":
-                self.conn.execute("DELETE FROM schedules WHERE id = ?", (row["id"],))
-        for key, schedule in wanted.items():
-            if key not in kept:
-                self.insert_schedule(spec.name, schedule, origin="file", now_iso=stamp)
+        adopt, drop, add = file_schedule_changes(rows, spec.schedules)
+        for schedule_id in adopt:
+            self.conn.execute("UPDATE schedules SET origin = 'file' WHERE id = ?", (schedule_id,))
+        for schedule_id in drop:
+            self.conn.execute("DELETE FROM schedules WHERE id = ?", (schedule_id,))
+        for schedule in add:
+            self.insert_schedule(spec.name, schedule, origin="file", now_iso=stamp)
 
     def get_workflow(self, name: str) -> WorkflowSpec:
         row = self.conn.execute("SELECT * FROM workflows WHERE name = ?", (name,)).fetchone()
@@ -513,6 +504,24 @@ class Store:
         if workflow:
             sql, args = sql + " WHERE workflow = ?", (workflow,)
         return [_schedule(r) for r in self.conn.execute(sql + " ORDER BY id", args)]
+
+
+def file_schedule_changes(rows: Sequence[Mapping[str, Any]], declared: Sequence[ScheduleSpec]
+                          ) -> tuple[list[int], list[int], list[ScheduleSpec]]:
+    """What saving a workflow's file does to its stored schedules (`rows`, the file's first,
+    then by id): keep those the file still declares (with their history), drop the rest. A
+    schedule added with `schedule add` that the file now declares too (an exported file
+    carries them) becomes the file's: one schedule, not two firing together.
+
+    The ids to make the file's, the ids to delete, the schedules to insert."""
+    kept: dict[tuple, Mapping[str, Any]] = {}
+    for row in rows:
+        kept.setdefault(_schedule_key_of_row(row), row)
+    wanted = {_schedule_key(s): s for s in declared}
+    adopt = [row["id"] for key, row in kept.items() if key in wanted and row["origin"] != "file"]
+    drop = [row["id"] for key, row in kept.items()
+            if key not in wanted and row["origin"] == "file"]
+    return adopt, drop, [schedule for key, schedule in wanted.items() if key not in kept]
 
 
 def _schedule(row: sqlite3.Row) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """The outbox's contract: rows go pending → delivered once, or wait with their tries counted,
 or are given up; late runs are written once each. Every backend passes it."""
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -15,10 +15,30 @@ NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 LATE = NotifySpec(on=(Event.LATE,), webhook="http://127.0.0.1:9/hook")
 
 
-@pytest.fixture(params=["sqlite"])
-def store(request, tmp_path) -> Iterator[Store]:
-    with Store.open(tmp_path / "home") as opened:
-        yield opened
+@pytest.fixture(params=["sqlite", "postgresql"])
+def open_store(request, tmp_path) -> Iterator[Callable[[], Store]]:
+    """Opens a new connection to one backend's database (one param per backend)."""
+    opened: list = []
+
+    def open_one() -> Store:
+        if request.param == "postgresql":
+            from easyflow_cli.storage.pg_store import PgStore
+
+            opened.append(PgStore(url))
+        else:
+            opened.append(Store.open(tmp_path / "home"))
+        return opened[-1]
+
+    if request.param == "postgresql":
+        url = request.getfixturevalue("database_url")
+    yield open_one
+    for store in opened:
+        store.close()
+
+
+@pytest.fixture
+def store(open_store) -> Store:
+    return open_store()
 
 
 def book(spec: NotifySpec = LATE, retries: int = 0) -> NoticeBook:
@@ -84,10 +104,10 @@ def test_a_failed_try_waits_for_its_retry_time_then_can_be_given_up(store):
     assert store.outbox.due(NOW + timedelta(days=1), 10) == []
 
 
-def test_a_second_connection_sees_what_the_first_wrote(store, tmp_path):
+def test_a_second_connection_sees_what_the_first_wrote(store, open_store):
     scheduled(store)
     store.outbox.sweep_late(book(), NOW + timedelta(hours=1))
-    with Store.open(tmp_path / "home") as other:
-        [row] = other.outbox.due(NOW + timedelta(hours=1), 10)
-        other.outbox.delivered(row.id, at=NOW, answer="ok")
+    other = open_store()
+    [row] = other.outbox.due(NOW + timedelta(hours=1), 10)
+    other.outbox.delivered(row.id, at=NOW, answer="ok")
     assert store.outbox.recent(1)[0]["state"] == "delivered"

@@ -44,16 +44,24 @@ NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 ECO = PoolName.ECO
 
 
-@pytest.fixture(params=["sqlite"])
+@pytest.fixture(params=["sqlite", "postgresql"])
 def open_queue(request, tmp_path) -> Iterator[Callable[[], RunQueue]]:
     """Opens a new connection to the queue of one backend (one param per backend)."""
-    opened: list[Store] = []
+    opened: list = []
 
     def open_sqlite() -> RunQueue:
         opened.append(Store.open(tmp_path / "home"))
         return opened[-1].queue
 
-    yield {"sqlite": open_sqlite}[request.param]
+    def open_postgresql() -> RunQueue:
+        from easyflow_cli.storage.pg_store import PgStore
+
+        opened.append(PgStore(url))
+        return opened[-1].queue
+
+    if request.param == "postgresql":
+        url = request.getfixturevalue("database_url")
+    yield {"sqlite": open_sqlite, "postgresql": open_postgresql}[request.param]
     for store in opened:
         store.close()
 
@@ -125,6 +133,25 @@ def test_bulk_enqueue_gives_consecutive_ids_in_order(run_queue):
     assert [run_queue.get(i).workflow for i in (ids[0], ids[-1])] == ["w0", "w49"]
     assert run_queue.unfinished_count(ids) == 50
     assert run_queue.enqueue([]) == range(0)
+
+
+def test_bulk_enqueues_from_two_connections_at_once_each_get_consecutive_ids(open_queue):
+    queues = [open_queue(), open_queue()]
+    given: list[list[range]] = [[], []]
+
+    def submit(number: int) -> None:
+        for _ in range(20):
+            given[number].append(queues[number].enqueue([planned(f"w{number}")] * 25))
+
+    threads = [threading.Thread(target=submit, args=(n,)) for n in (0, 1)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    workflow_of = {run.id: run.workflow for run in queues[0].latest(limit=1000)}
+    for number, ranges in enumerate(given):
+        assert all(len(ids) == 25 for ids in ranges)
+        assert {workflow_of[i] for ids in ranges for i in ids} == {f"w{number}"}
 
 
 def test_get_of_an_unknown_run_is_not_found(run_queue):
@@ -265,6 +292,27 @@ def test_two_connections_never_claim_the_same_run(run_queue, open_queue):
         thread.join()
     assert not set(taken[0]) & set(taken[1])
     assert sorted(taken[0] + taken[1]) == list(ids)
+
+
+def test_two_connections_claiming_at_once_keep_a_workflow_within_its_max_concurrent(
+        run_queue, open_queue):
+    limit(run_queue, "a", 3)
+    run_queue.enqueue([planned("a")] * 40 + [planned("b")] * 40)
+    queues = [open_queue(), open_queue()]
+    taken: list[list[str]] = [[], []]
+
+    def drain(number: int) -> None:
+        while runs := claim(queues[number], room=2, worker=f"w{number}"):
+            taken[number] += [run.workflow for run in runs]
+
+    threads = [threading.Thread(target=drain, args=(n,)) for n in (0, 1)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    claimed = taken[0] + taken[1]
+    assert (claimed.count("a"), claimed.count("b")) == (3, 40)
+    assert run_queue.depths()[Mode.ECO] == 37
 
 
 # ---------------------------------------------------------------------- start, finish

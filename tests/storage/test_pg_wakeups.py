@@ -1,0 +1,55 @@
+"""Wake-ups by LISTEN/NOTIFY: a run that may be ready is announced at commit, by its mode."""
+
+import select
+import time
+from datetime import UTC, datetime
+
+import pytest
+
+from easyflow_cli.core.model import CostPriority, Mode, ModeReason, PoolName, Trigger
+from easyflow_cli.core.planning import PlannedRun
+from easyflow_cli.storage.run_queue import Hand
+
+pytest.importorskip("psycopg", reason="the [cluster] extra is not installed")
+from easyflow_cli.storage.pg_store import PgStore  # noqa: E402
+from easyflow_cli.storage.pg_wakeups import Wakeups  # noqa: E402
+
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+WAIT_S = 10.0
+
+
+def planned(mode: Mode) -> PlannedRun:
+    return PlannedRun("a", Trigger.MANUAL, mode, ModeReason.MANUAL, CostPriority.NORMAL,
+                      None, NOW)
+
+
+def woken(wakeups: Wakeups, last: Mode) -> set[Mode]:
+    """The modes announced until `last` is (or WAIT_S has passed)."""
+    modes: set[Mode] = set()
+    deadline = time.monotonic() + WAIT_S
+    while last not in modes and (left := deadline - time.monotonic()) > 0:
+        if select.select([wakeups], [], [], left)[0]:
+            modes |= wakeups.modes()
+    return modes
+
+
+def test_a_listener_is_woken_by_each_mode_enqueued_or_put_back(database_url):
+    with PgStore(database_url) as store, Wakeups(database_url) as wakeups:
+        assert wakeups.modes() == set()
+        store.queue.enqueue([planned(Mode.ECO), planned(Mode.REAL_TIME), planned(Mode.ECO)])
+        assert woken(wakeups, Mode.REAL_TIME) == {Mode.ECO, Mode.REAL_TIME}
+        [[run]] = store.queue.claim(Mode.ECO, now=NOW, pool=PoolName.ECO, hands=[Hand("w", 1)])
+        store.queue.enqueue([planned(Mode.BALANCED)])
+        assert woken(wakeups, Mode.BALANCED) == {Mode.BALANCED}  # the claim announced nothing
+        store.queue.requeue([run.id])
+        assert woken(wakeups, Mode.ECO) == {Mode.ECO}
+
+
+def test_nothing_is_announced_before_commit_nor_after_a_rollback(database_url):
+    with PgStore(database_url) as store, Wakeups(database_url) as wakeups:
+        with pytest.raises(RuntimeError), store.write():
+            store.queue.enqueue([planned(Mode.BALANCED)])
+            assert select.select([wakeups], [], [], 0.2)[0] == []
+            raise RuntimeError("the transaction fails")
+        store.queue.enqueue([planned(Mode.ECO)])
+        assert woken(wakeups, Mode.ECO) == {Mode.ECO}
