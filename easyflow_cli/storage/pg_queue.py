@@ -312,13 +312,13 @@ class PgRunQueue:
     def ahead_of(self, run_id: int, now: datetime) -> int:
         if not 0 < run_id <= BIGINT_MAX:
             return 0
-        return self.conn.execute(
-            "SELECT count(*) FROM runs AS other, runs AS this"
+        return _one(
+            self.conn, "SELECT count(*) FROM runs AS other, runs AS this"
             " WHERE this.id = %s AND this.state = 'queued' AND other.state = 'queued'"
             " AND other.mode = this.mode AND (other.not_before IS NULL OR other.not_before <= %s)"
             " AND (coalesce(other.deadline, 'infinity'), other.priority_rank, other.id)"
             " < (coalesce(this.deadline, 'infinity'), this.priority_rank, this.id)",
-            (run_id, now)).fetchone()[0]
+            (run_id, now))
 
     def held_by_limit(self) -> list[HeldByLimit]:
         limits: dict[str, int] = dict(self.conn.execute(
