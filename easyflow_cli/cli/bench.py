@@ -12,13 +12,23 @@ from easyflow_cli.cli.output import JSON_OPTION, console, err_console, print_jso
 def bench(
     as_json: bool = JSON_OPTION,
     quick: bool = typer.Option(False, "--quick", help="A reduced run, in under 20 seconds."),
+    backlog: str | None = typer.Option(
+        None, "--backlog", metavar="SIZES",
+        help="Eco runs waiting for their window, one dispatch figure per size: e.g. "
+             "0,10000,100000,1000000 (the default; 0,10000 with --quick)."),
+    schedules: str | None = typer.Option(
+        None, "--schedules", metavar="SIZES",
+        help="Schedules, one dispatch figure per size: e.g. 0,1000,10000 (the default; "
+             "0,1000 with --quick)."),
 ) -> None:
     """Benchmark easyflow on this box, with its own daemon in a throwaway state directory."""
     from easyflow_cli.core.errors import EasyflowError
     from easyflow_cli.tools.bench import BenchError, run_bench
+    from easyflow_cli.tools.bench_growth import GrowthSizes
 
+    sizes = GrowthSizes.parse(backlog, schedules, quick=quick)
     try:
-        document = run_bench(quick=quick, progress=lambda message: err_console.print(
+        document = run_bench(quick=quick, growth=sizes, progress=lambda message: err_console.print(
             f"bench: {message}…", highlight=False))
     except BenchError as exc:
         raise EasyflowError(f"bench: {exc}") from None
@@ -45,6 +55,7 @@ def _print_tables(document: dict[str, Any]) -> None:
     for label, value in _single_figures(document):
         singles.add_row(label, value)
     console.print(singles)
+    console.print(_growth_table(document["growth"]))
     targets = Table(header_style="bold")
     for column in ("target", "measured", "wanted", "met"):
         targets.add_column(column)
@@ -57,6 +68,23 @@ def _print_tables(document: dict[str, Any]) -> None:
     console.print(f"{machine['cpus']} CPUs, load average {machine['load_average_before']} before,"
                   f" {machine['load_average_after']} after, {machine['cpu_steal_percent']} % of"
                   " CPU time stolen by the hypervisor", highlight=False)
+
+
+def _growth_table(growth: dict[str, Any]) -> Any:
+    from rich.table import Table
+
+    table = Table(title="real-time dispatch as the waiting work grows", header_style="bold")
+    for column in ("waiting", "p50", "p99", "p50 vs none", "daemon CPU per dispatch"):
+        table.add_column(column, justify="right")
+    for curve, noun in (("backlog", "eco runs"), ("schedules", "schedules")):
+        points = growth[curve]
+        for point in points:
+            p50 = point["dispatch_ms"]["p50"]
+            table.add_row(f"{point['size']:,} {noun}", f"{p50:g} ms",
+                          f"{point['dispatch_ms']['p99']:g} ms",
+                          f"{p50 / points[0]['dispatch_ms']['p50']:.2f}×",
+                          f"{point['daemon_cpu_ms_per_dispatch']:g} ms")
+    return table
 
 
 def _distributions(document: dict[str, Any]) -> list[tuple[str, dict, str]]:

@@ -27,6 +27,7 @@ from easyflow_cli.core.sketch import value_of
 from easyflow_cli.reporting.local_days import FIELDS, sums_sql
 from easyflow_cli.reporting.rolled_up import COST_SUMS
 from easyflow_cli.storage.rollups import decode
+from easyflow_cli.storage.sqlite_queue import QUEUE_PARTS
 from easyflow_cli.storage.store import Store
 
 # Upper bounds in seconds. Durations: a no-op call to a long batch job. Queue waits: the few
@@ -276,9 +277,9 @@ def settled_mark(store: Store) -> int:
     next id. Ids only grow, so no run below it can appear or change, but by pruning."""
     # Through the partial indexes of queued and running runs: left to itself, SQLite walks the
     # table in id order looking for the first, which reads every run when there is none.
+    parts = (*QUEUE_PARTS, ("runs_running", "state = 'running'"))
     marks = [store.conn.execute(f"SELECT min(id) FROM runs INDEXED BY {index}"
-                                f" WHERE state = '{state}'").fetchone()[0]
-             for state, index in (("queued", "runs_ready"), ("running", "runs_running"))]
+                                f" WHERE {part}").fetchone()[0] for index, part in parts]
     last = store.conn.execute("SELECT max(id) FROM runs").fetchone()[0]
     return min([mark for mark in marks if mark is not None] + [(last or 0) + 1])
 

@@ -57,8 +57,18 @@ CLAIMED_COLUMNS = "id, workflow, mode, cost_priority, deadline, enqueued_at"
 CLAIMED_NAMES = tuple(CLAIMED_COLUMNS.split(", "))
 PRIORITIES = KNOWN["cost_priority"]
 SELECT_RUN = f"SELECT {', '.join(RUN_FIELDS)} FROM runs"
-# The ready queue's order (the runs_ready index serves it): earliest deadline, priority, first in.
+# The ready queue's order (the runs_ready and runs_deferred indexes serve it): earliest
+# deadline, priority, first in.
 NO_DEADLINE = "9999"
+CLAIM_ORDER_SQL = f"mode, coalesce(deadline, '{NO_DEADLINE}'), priority_rank, id"
+# A queued run is in one of two parts of the queue: ready now, or deferred to its `not_before`
+# (ready once that has come). Queries spell these exactly so: their partial indexes match them.
+READY_NOW_SQL = "state = 'queued' AND not_before IS NULL"
+DEFERRED_SQL = "state = 'queued' AND not_before IS NOT NULL"
+QUEUE_PARTS = (("runs_ready", READY_NOW_SQL), ("runs_waiting", DEFERRED_SQL))
+# Up to this many deferred runs whose time has come are claimed off runs_waiting and sorted;
+# more, and the claim walks runs_deferred in the queue's order instead.
+RIPE_SORTED_AT_MOST = 500
 FINISHED = "state NOT IN ('queued', 'running')"
 
 
@@ -298,29 +308,40 @@ class SqliteRunQueue:
             (workflow,))]
 
     def off_peak_waiting(self) -> list[tuple[int, datetime | None]]:
-        return [(row[0], from_iso(row[1])) for row in self.conn.execute(
-            "SELECT id, deadline FROM runs WHERE state = 'queued' AND mode = 'eco'"
-            " AND trigger != 'retry'")]
+        return [(row[0], from_iso(row[1])) for index, part in QUEUE_PARTS
+                for row in self.conn.execute(
+                    f"SELECT id, deadline FROM runs INDEXED BY {index} WHERE {part}"
+                    " AND mode = 'eco' AND trigger != 'retry'")]
 
     def depths(self) -> dict[Mode, int]:
         depths = dict.fromkeys(Mode, 0)
-        for mode, count in self.conn.execute(
-            "SELECT mode, count(*) FROM runs WHERE state = 'queued' GROUP BY mode"
-        ):
-            if mode in MODES:  # a mode changed by other means is nobody's queue
-                depths[Mode(mode)] = count
+        for index, part in QUEUE_PARTS:
+            for mode, count in self.conn.execute(
+                f"SELECT mode, count(*) FROM runs INDEXED BY {index} WHERE {part} GROUP BY mode"
+            ):
+                if mode in MODES:  # a mode changed by other means is nobody's queue
+                    depths[Mode(mode)] += count
         return depths
 
     def ahead_of(self, run_id: int, now: datetime) -> int:
         if not fits_sqlite_integer(run_id):
             return 0
-        return self.conn.execute(
-            "SELECT count(*) FROM runs AS other INDEXED BY runs_ready, runs AS this"
-            " WHERE this.id = ? AND this.state = 'queued' AND other.state = 'queued'"
-            " AND other.mode = this.mode AND (other.not_before IS NULL OR other.not_before <= ?)"
-            f" AND (coalesce(other.deadline, '{NO_DEADLINE}'), other.priority_rank, other.id)"
-            f" < (coalesce(this.deadline, '{NO_DEADLINE}'), this.priority_rank, this.id)",
-            (run_id, to_iso(now))).fetchone()[0]
+        place = self.conn.execute(
+            f"SELECT mode, coalesce(deadline, '{NO_DEADLINE}'), priority_rank FROM runs"
+            " WHERE id = ? AND state = 'queued'", (run_id,)).fetchone()
+        if place is None:
+            return 0
+        before = (f"mode = ? AND (coalesce(deadline, '{NO_DEADLINE}'), priority_rank, id)"
+                  " < (?, ?, ?)")
+        args = (*place, run_id)
+        # Each part of the queue off its own index, as the claim reads them.
+        ready, due = self.conn.execute(
+            f"SELECT (SELECT count(*) FROM runs INDEXED BY runs_ready"
+            f" WHERE {READY_NOW_SQL} AND {before}),"
+            f" (SELECT count(*) FROM runs INDEXED BY runs_deferred"
+            f" WHERE {DEFERRED_SQL} AND {before} AND not_before <= ?)",
+            (*args, *args, to_iso(now))).fetchone()
+        return ready + due
 
     def held_by_limit(self) -> list[HeldByLimit]:
         limits = dict(self.conn.execute(
@@ -330,9 +351,12 @@ class SqliteRunQueue:
         running = dict(self.conn.execute(
             "SELECT workflow, count(*) FROM runs WHERE state = 'running' GROUP BY workflow"))
         # Named: grouping by workflow, SQLite would otherwise walk every run ever recorded.
-        queued = dict(self.conn.execute(
-            "SELECT workflow, count(*) FROM runs INDEXED BY runs_ready WHERE state = 'queued'"
-            " GROUP BY workflow"))
+        queued: dict[str, int] = {}
+        for index, part in QUEUE_PARTS:
+            for name, count in self.conn.execute(
+                    f"SELECT workflow, count(*) FROM runs INDEXED BY {index} WHERE {part}"
+                    " GROUP BY workflow"):
+                queued[name] = queued.get(name, 0) + count
         return [HeldByLimit(name, limit, running.get(name, 0), queued[name])
                 for name, limit in sorted(limits.items())
                 if queued.get(name) and running.get(name, 0) >= limit]
@@ -345,8 +369,8 @@ class SqliteRunQueue:
 
     def next_ready_at(self, mode: Mode, now: datetime) -> datetime | None:
         row = self.conn.execute(
-            "SELECT min(not_before) FROM runs WHERE state = 'queued' AND mode = ?"
-            " AND not_before > ?", (mode.value, to_iso(now)),
+            f"SELECT min(not_before) FROM runs INDEXED BY runs_waiting WHERE {DEFERRED_SQL}"
+            " AND mode = ? AND not_before > ?", (mode.value, to_iso(now)),
         ).fetchone()
         return from_iso(row[0])
 
@@ -419,13 +443,16 @@ class SqliteRunQueue:
             "SELECT max(finished_at) FROM runs WHERE id BETWEEN ? AND ?",
             (ids.start, ids.stop - 1)).fetchone()[0])
 
-    def _has_ready_run(self, mode: Mode, stamp: str | None) -> bool:
+    def _has_ready_run(self, mode: Mode, stamp: str) -> bool:
         # A read first: the daemon asks every idle pool on every wake-up, and most of the time
         # the answer is no; a write transaction just to learn that would take the database lock.
-        return self.conn.execute(
-            "SELECT 1 FROM runs WHERE state = 'queued' AND mode = ?"
-            " AND (not_before IS NULL OR not_before <= ?) LIMIT 1",
-            (mode.value, stamp)).fetchone() is not None
+        # One statement reading the heads of two indexes, however many runs wait: is a run
+        # ready now, and has the earliest deferred run's time come.
+        ready_now, ripe = self.conn.execute(
+            f"SELECT EXISTS (SELECT 1 FROM runs INDEXED BY runs_ready WHERE {READY_NOW_SQL}"
+            f" AND mode = ?), ({FIRST_DEFERRED_SQL}) <= ?",
+            (mode.value, mode.value, stamp)).fetchone()
+        return bool(ready_now or ripe)
 
 
 class _Claim:
@@ -439,16 +466,41 @@ class _Claim:
         self.values = values
 
     def best(self, limit: int, skipped: Sequence[str] = ()) -> list[Any]:
-        """Up to `limit` of the first ready runs, but none of the `skipped` workflows'."""
+        """Up to `limit` of the first ready runs, but none of the `skipped` workflows'.
+
+        The best of the runs ready now and, if any deferred run's time has come, the best of
+        those, each read off the head of an index in the queue's order, merged."""
         skip = f" AND workflow NOT IN ({_marks(skipped)})" if skipped else ""
+        ready_now = (f"INDEXED BY runs_ready WHERE {READY_NOW_SQL} AND mode = ?{skip}"
+                     f" ORDER BY {CLAIM_ORDER_SQL} LIMIT ?")
+        args: list[Any] = [self.mode.value, *skipped, limit]
+        ripe_index = self._ripe_index()
+        if ripe_index is None:
+            chosen = f"SELECT id FROM runs {ready_now}"
+        else:
+            ripe = (f"{_CANDIDATES} INDEXED BY {ripe_index} WHERE {DEFERRED_SQL} AND mode = ?"
+                    f" AND not_before <= ?{skip} ORDER BY {CLAIM_ORDER_SQL} LIMIT ?")
+            chosen = (f"SELECT id FROM (SELECT * FROM ({_CANDIDATES} {ready_now})"
+                      f" UNION ALL SELECT * FROM ({ripe}))"
+                      " ORDER BY rank_deadline, priority_rank, id LIMIT ?")
+            args += [self.mode.value, self.stamp, *skipped, limit, limit]
         rows = self.conn.execute(
             "UPDATE runs SET state = 'running', claimed_at = ?, pool = ?, worker = ?,"
-            " batch_id = ? WHERE id IN (SELECT id FROM runs WHERE state = 'queued'"
-            f" AND mode = ? AND (not_before IS NULL OR not_before <= ?){skip}"
-            f" ORDER BY coalesce(deadline, '{NO_DEADLINE}'), priority_rank, id LIMIT ?)"
-            f" RETURNING {CLAIMED_COLUMNS}",
-            (*self.values, self.mode.value, self.stamp, *skipped, limit)).fetchall()
+            f" batch_id = ? WHERE id IN ({chosen}) RETURNING {CLAIMED_COLUMNS}",
+            (*self.values, *args)).fetchall()
         return _settle_damaged(self.conn, rows, self.stamp)
+
+    def _ripe_index(self) -> str | None:
+        """Which index the deferred runs whose time has come are best read from: none if
+        there are none; runs_waiting (then sorted) if they are few; runs_deferred, in the
+        queue's order, if they are many (the window has opened on a backlog)."""
+        if not _first_ripe(self.conn, self.mode, self.stamp):
+            return None
+        ripe = self.conn.execute(
+            "SELECT count(*) FROM (SELECT 1 FROM runs INDEXED BY runs_waiting"
+            f" WHERE {DEFERRED_SQL} AND mode = ? AND not_before <= ? LIMIT ?)",
+            (self.mode.value, self.stamp, RIPE_SORTED_AT_MOST + 1)).fetchone()[0]
+        return "runs_waiting" if ripe <= RIPE_SORTED_AT_MOST else "runs_deferred"
 
     def within(self, rooms: dict[str, int], limit: int) -> list[Any]:
         """Up to `limit` runs, none beyond its workflow's room (`max_concurrent` less those
@@ -469,6 +521,22 @@ class _Claim:
                 "UPDATE runs SET state = 'queued', claimed_at = NULL, pool = NULL,"
                 f" worker = NULL, batch_id = NULL WHERE id IN ({_marks(over)})", over)
         return claimed
+
+
+# A claim candidate with its place in the queue's order.
+_CANDIDATES = (f"SELECT id, coalesce(deadline, '{NO_DEADLINE}') AS rank_deadline, priority_rank"
+               " FROM runs")
+
+
+# The earliest `not_before` of a mode's deferred runs: the head of runs_waiting.
+FIRST_DEFERRED_SQL = (f"SELECT min(not_before) FROM runs INDEXED BY runs_waiting"
+                      f" WHERE {DEFERRED_SQL} AND mode = ?")
+
+
+def _first_ripe(conn: sqlite3.Connection, mode: Mode, stamp: str) -> bool:
+    """Whether a deferred run of `mode` may start at `stamp`."""
+    first = conn.execute(FIRST_DEFERRED_SQL, (mode.value,)).fetchone()[0]
+    return first is not None and first <= stamp
 
 
 def _keep_within(rows: list[Any], rooms: dict[str, int]) -> tuple[list[Any], list[int]]:

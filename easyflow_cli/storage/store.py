@@ -35,7 +35,13 @@ from easyflow_cli.storage.live_files import (
 from easyflow_cli.storage.outbox import Outbox
 from easyflow_cli.storage.run_queue import RunQueue
 from easyflow_cli.storage.sqlite_outbox import SqliteOutbox
-from easyflow_cli.storage.sqlite_queue import SqliteRunQueue, fits_sqlite_integer
+from easyflow_cli.storage.sqlite_queue import (
+    CLAIM_ORDER_SQL,
+    DEFERRED_SQL,
+    READY_NOW_SQL,
+    SqliteRunQueue,
+    fits_sqlite_integer,
+)
 
 BUSY_TIMEOUT_MS = 30_000
 # SQLite copies its write-ahead log back into the database (a checkpoint, with an fsync) inside
@@ -199,6 +205,29 @@ def _migration_11(db) -> None:
 
 
 def _migration_12(db) -> None:
+    """Indexes whose head answers each of the daemon's wake-ups, however many runs wait and
+    however many schedules there are.
+
+    The ready queue splits by whether a run waits for a time: a run that does not is ready,
+    and the head of `runs_ready` is the best of them; one that does is ready once its time
+    has come, which `runs_waiting` (by that time) tells at its head, and `runs_deferred` (in
+    the queue's order) holds for the claim. A run is in one of the two claim-order indexes, as
+    it was in the one they replace; only a run that waits enters `runs_waiting` too."""
+    db.execute("DROP INDEX runs_ready")
+    db.execute(f"CREATE INDEX runs_ready ON runs ({CLAIM_ORDER_SQL}) WHERE {READY_NOW_SQL}")
+    db.execute(f"CREATE INDEX runs_deferred ON runs ({CLAIM_ORDER_SQL}, not_before)"
+               f" WHERE {DEFERRED_SQL}")
+    db.execute(f"CREATE INDEX runs_waiting ON runs (mode, not_before) WHERE {DEFERRED_SQL}")
+    db.execute("CREATE INDEX schedules_due ON schedules (next_fire_at)"
+               " WHERE paused = 0 AND next_fire_at IS NOT NULL")
+    # Read at every wake-up (schedules of disabled workflows do not fire) and every claim
+    # (the workflows with a limit): a few rows each, not every workflow.
+    db.execute("CREATE INDEX workflows_disabled ON workflows (name) WHERE disabled = 1")
+    db.execute("CREATE INDEX workflows_limited ON workflows (name, max_concurrent)"
+               " WHERE max_concurrent IS NOT NULL")
+
+
+def _migration_13(db) -> None:
     """Whether the user who submitted a run waited for it (`run --now`) or not (`--no-wait`):
     what `report advise` counts to tell work nobody waits for."""
     db.execute("ALTER TABLE runs ADD COLUMN followed INTEGER")
@@ -206,7 +235,7 @@ def _migration_12(db) -> None:
 
 MIGRATIONS = [_migration_1, _migration_2, _migration_3, _migration_4, _migration_5,
               _migration_6, _migration_7, _migration_8, _migration_9,
-              _migration_10, _migration_11, _migration_12]
+              _migration_10, _migration_11, _migration_12, _migration_13]
 
 
 class Store:

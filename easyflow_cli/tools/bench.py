@@ -15,6 +15,9 @@ What is measured, precisely:
   step; fork+exec of the program itself comes on top.
 - drain: N no-op runs inserted in one transaction, the daemon woken; runs/s from the start of
   that transaction to the last run's `finished_at` (enqueue → claim → execute → record).
+- growth (bench_growth.py): dispatch latency of a callable step as above, and the daemon's
+  CPU time per dispatch, with more and more eco runs waiting for their window and with more
+  and more schedules: flat curves mean a wake-up costs the same however much waits.
 - idle: CPU time (utime+stime from /proc/PID/stat, clock ticks) of the daemon and its workers
   over an idle period with one schedule an hour away and nothing queued; voluntary context
   switches over the same period count their wake-ups; VmRSS of each process.
@@ -34,8 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from easyflow_cli.core.model import Mode, Trigger
-from easyflow_cli.core.paths import run_log_path
-from easyflow_cli.core.stats import median, percentile
+from easyflow_cli.core.stats import median
 from easyflow_cli.storage.store import CHECKPOINT_WHEN_QUIET_S
 from easyflow_cli.tools.bench_cli import cli_bulk_submit, cli_wall_times, library_enqueue
 from easyflow_cli.tools.bench_daemon import (
@@ -44,6 +46,8 @@ from easyflow_cli.tools.bench_daemon import (
     BenchError,
     running_daemon,
 )
+from easyflow_cli.tools.bench_figures import distribution
+from easyflow_cli.tools.bench_growth import GrowthSizes, growth_curves
 from easyflow_cli.tools.bench_reports import REPORT_COMMANDS, reports_at_scale
 from easyflow_cli.tools.bench_steps import BURN_MARK, STAMP_MARK
 
@@ -79,16 +83,6 @@ class BenchSizes:
 
 
 # --------------------------------------------------------------------------- figures
-
-
-def distribution(samples: list[float], places: int = 3) -> dict[str, Any]:
-    """Median and nearest-rank percentiles of a list of samples, with their count."""
-    ordered = sorted(samples)
-    if not ordered:
-        return {"samples": 0}
-    return {"samples": len(ordered), "median": round(median(ordered), places),
-            **{f"p{q}": round(percentile(ordered, q), places) for q in (50, 95, 99)},
-            "min": round(ordered[0], places), "max": round(ordered[-1], places)}
 
 
 def load_average() -> list[float]:
@@ -135,15 +129,8 @@ def dispatch_latency(daemon: BenchDaemon, samples: int, *, command: bool) -> lis
                 raise BenchError(f"run {run_id} finished without a start time")
             latencies.append((started.timestamp() - submitted_wall) * 1000)
         else:
-            latencies.append((_marked_value(daemon, run_id, STAMP_MARK) - submitted_mono) * 1000)
+            latencies.append((daemon.marked_value(run_id, STAMP_MARK) - submitted_mono) * 1000)
     return latencies
-
-
-def _marked_value(daemon: BenchDaemon, run_id: int, mark: str) -> float:
-    for line in run_log_path(daemon.home, run_id).read_text().splitlines():
-        if line.startswith(mark + " "):
-            return float(line.split()[1])
-    raise BenchError(f"run {run_id} printed no {mark!r} line")
 
 
 def drain_throughput(daemon: BenchDaemon, runs: int, *, command: bool) -> dict[str, Any]:
@@ -164,7 +151,7 @@ def cpu_bound_durations(daemon: BenchDaemon, samples: int) -> list[float]:
         ids, _, _ = daemon.submit("bench-burn")
         if not daemon.wait_finished(ids, timeout=60):
             raise BenchError(f"run {ids[0]} did not finish within a minute")
-        durations.append(_marked_value(daemon, ids[0], BURN_MARK))
+        durations.append(daemon.marked_value(ids[0], BURN_MARK))
     return durations
 
 
@@ -227,9 +214,12 @@ def eco_backlog(daemon: BenchDaemon, runs: int, timeout: float = 30.0) -> dict[s
 
 
 def run_bench(quick: bool = False, root: Path | None = None,
-              progress: Progress = lambda message: None) -> dict[str, Any]:
-    """Every measurement, in a throwaway state directory; returns the document `--json` prints."""
+              progress: Progress = lambda message: None,
+              growth: GrowthSizes | None = None) -> dict[str, Any]:
+    """Every measurement, in a throwaway state directory; returns the document `--json` prints.
+    `growth`: the sizes of the growth curves (by default, those of a full or quick bench)."""
     sizes = BenchSizes.for_mode(quick)
+    growth = growth or GrowthSizes.parse(None, None, quick=quick)
     began, ticks = time.monotonic(), cpu_ticks()
     with contextlib.ExitStack() as stack:
         if root is None:
@@ -239,6 +229,8 @@ def run_bench(quick: bool = False, root: Path | None = None,
             progress("warming up the daemon")
             warm_up(daemon)
             document.update(_with_daemon(daemon, sizes, progress))
+        document["growth"] = growth_curves(root / "growth", growth, sizes.dispatch_samples,
+                                           progress)
         progress("enqueue rate through the library")
         document["enqueue"]["library_bulk"] = library_enqueue(root, sizes.library_enqueue_runs)
         progress(f"reports over {sizes.report_runs:,} runs")
@@ -321,6 +313,9 @@ TARGETS = (
     *((("reports", "cli_s", name), f"report {' '.join(args)} (CLI)", "<=", 1.0, "s")
       for name, args in REPORT_COMMANDS.items()),
     (("isolation", "ratio"), "CPU-bound step, eco saturating / idle", "<=", 1.10, "×"),
+    *((("growth", f"{curve}_{figure}_growth"), f"{what}, most {curve} / fewest", "<=", 1.10, "×")
+      for curve in ("backlog", "schedules")
+      for figure, what in (("p50", "dispatch p50"), ("cpu", "daemon CPU per dispatch"))),
 )
 
 

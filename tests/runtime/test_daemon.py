@@ -36,6 +36,7 @@ from easyflow_cli.runtime.daemon.drain import DrainPhase
 from easyflow_cli.runtime.daemon.foreground_watch import CHECK_EVERY_S
 from easyflow_cli.runtime.daemon.loop import MAX_SLEEP_S
 from easyflow_cli.runtime.daemon.pruning import BATCH_TARGET_S
+from easyflow_cli.runtime.daemon.service import QUEUE_COUNT_EVERY_S
 from easyflow_cli.runtime.daemon.settlement import SHUTDOWN_NOTE
 from easyflow_cli.runtime.pools import Pool, PoolWorker
 from easyflow_cli.runtime.process_identity import group_of
@@ -894,3 +895,32 @@ def test_pruning_stops_between_batches_when_something_arrives(harness, clock):
     assert harness.daemon.loop._prune_while_quiet() != []
     assert remaining(harness) == 20 and pruning.batch == 10
     assert pruning.due(clock.now())  # the rest at the next quiet moment
+
+
+class StatusLines:
+    """A systemd notify socket that keeps the status lines it is sent."""
+
+    enabled = True
+    watchdog_interval = None
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def status(self, line: str) -> bool:
+        self.lines.append(line)
+        return True
+
+
+def test_the_status_line_counts_the_queue_again_only_every_few_seconds(harness, clock):
+    """Counting reads every waiting run: not at every wake-up, however many wait."""
+    harness.daemon.notifier = notifier = StatusLines()  # type: ignore[assignment]
+    spec = harness.add_workflow("later", 'execution_mode = "eco"')
+    harness.tick()
+    assert notifier.lines[-1].endswith("queued: real-time 0, balanced 0, eco 0")
+    harness.submit(spec, not_before=clock.now() + timedelta(hours=1))
+    harness.wake()
+    harness.tick()
+    assert notifier.lines[-1].endswith("eco 0")
+    clock.advance(QUEUE_COUNT_EVERY_S)
+    harness.tick()
+    assert notifier.lines[-1].endswith("queued: real-time 0, balanced 0, eco 1")

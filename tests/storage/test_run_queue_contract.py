@@ -198,6 +198,24 @@ def test_claim_keeps_modes_apart_and_respects_not_before(run_queue):
     assert [r.mode for r in claim(run_queue, Mode.REAL_TIME)] == [Mode.REAL_TIME]
 
 
+def test_claim_order_spans_runs_that_waited_and_runs_that_never_did(run_queue):
+    """A run whose `not_before` has come is ready like one that had none: one queue order."""
+    came = NOW - timedelta(minutes=1)
+    low_waited = add(run_queue, priority=CostPriority.LOW, not_before=came)
+    normal = add(run_queue)
+    high_waited = add(run_queue, priority=CostPriority.HIGH, not_before=came)
+    still_waiting = add(run_queue, priority=CostPriority.HIGH, deadline=NOW + timedelta(hours=1),
+                        not_before=NOW + timedelta(minutes=1))
+    due = add(run_queue, deadline=NOW + timedelta(hours=2))
+    due_waited = add(run_queue, deadline=NOW + timedelta(hours=3), not_before=NOW)
+    normal_waited = add(run_queue, not_before=came)
+    assert [r.id for r in claim(run_queue, room=3)] == [due, due_waited, high_waited]
+    assert [r.id for r in claim(run_queue)] == [normal, normal_waited, low_waited]
+    assert run_queue.next_ready_at(Mode.ECO, NOW) == NOW + timedelta(minutes=1)
+    assert run_queue.depths()[Mode.ECO] == 1
+    assert [r.id for r in claim(run_queue, now=NOW + timedelta(minutes=1))] == [still_waiting]
+
+
 def test_claim_respects_the_room_and_shares_a_batch(run_queue):
     ids = [add(run_queue) for _ in range(4)]
     batch = claim(run_queue, room=3, batch_id="b1")

@@ -70,6 +70,9 @@ from easyflow_cli.storage.run_queue import cancel_run, replan_off_peak
 from easyflow_cli.storage.store import Store
 
 log = logging.getLogger("easyflow.daemon")
+# Counting the queue reads every waiting run's index entry: the status line's queue counts are
+# counted again at most this often, its pools' figures at every wake-up.
+QUEUE_COUNT_EVERY_S = 5.0
 
 
 class Daemon:
@@ -95,6 +98,8 @@ class Daemon:
         self.stop_requested = False
         self.reload_requested = False
         self.last_status = ""
+        self.status_depths: dict[str, int] = {}
+        self.depths_counted_at: float | None = None  # monotonic
         self.lock_fd: int | None = None
         self.store: Store | None = None
         self.serving = False  # what the metrics' live state reports
@@ -338,8 +343,8 @@ class Daemon:
     def _depths(self) -> dict[str, int]:
         return {mode.value: count for mode, count in self.db.queue.depths().items()}
 
-    def _status_line(self) -> str:
-        depths = self._depths()
+    def _status_line(self, depths: dict[str, int] | None = None) -> str:
+        depths = self._depths() if depths is None else depths
         pools = ", ".join(f"{m.value} {p.busy}/{p.config.workers}" for m, p in self.pools.items())
         queued = ", ".join(f"{m} {n}" for m, n in depths.items())
         line = f"busy: {pools}; queued: {queued}"
@@ -349,12 +354,20 @@ class Daemon:
 
     def update_status(self) -> None:
         if not self.notifier.enabled:
-            return  # counting the queue on every wake-up costs, and only systemd reads it
+            return  # only systemd reads it
         try:
-            line = self._status_line()
+            line = self._status_line(self._recent_depths())
         except Exception as exc:  # a status line is not worth stopping for
             log.debug("status line skipped: %s", exc)
             return
         if line != self.last_status:
             self.last_status = line
             self.notifier.status(line)
+
+    def _recent_depths(self) -> dict[str, int]:
+        """The queue's depths for the status line, counted again only every so often."""
+        now = self.clock.monotonic()
+        if self.depths_counted_at is None or now - self.depths_counted_at >= QUEUE_COUNT_EVERY_S:
+            self.status_depths = self._depths()
+            self.depths_counted_at = now
+        return self.status_depths
