@@ -196,6 +196,7 @@ def advise(
 ) -> None:
     """Which workflows are over-served (eco would do, nobody waits), under-served (their mode's
     objective missed) or fine: the evidence, the monthly saving, the risk, the TOML change."""
+    from easyflow_cli.cli.loaded_series import loaded_carbon, loaded_tariff
     from easyflow_cli.core.config import load_config
     from easyflow_cli.reporting.advice import advice_report
 
@@ -203,7 +204,8 @@ def advise(
     period = _period(since, until, workflow)
     with open_store() as store, busy("reading runs…"):
         check_workflow(store, workflow)
-        report = advice_report(store, config, period, utcnow())
+        report = advice_report(store, config, period, utcnow(), carbon=loaded_carbon(config),
+                               tariff=loaded_tariff(config))
     if as_json:
         print_json(report)
     elif as_csv:

@@ -35,6 +35,8 @@ app = typer.Typer(cls=EasyflowGroup, no_args_is_help=True, rich_markup_mode=None
 LIMIT_MAX = 1_000_000
 LIST_COLUMNS = ["id", "workflow", "trigger", "mode", "mode_reason", "state", "enqueued_at",
                 "duration_s", "exit_code"]
+# Fields whose name says less to people than another word does.
+SHOWN_AS = {"not_before_reason": "planned"}
 TIME_FIELDS = {"deadline", "enqueued_at", "not_before", "promote_at", "claimed_at", "started_at",
                "finished_at"}
 # Keyed by the enum, looked up by the record's text: a StrEnum member equals its value.
@@ -77,7 +79,7 @@ def show(run_id: int, as_json: bool = JSON_OPTION) -> None:
 
     table = Table(show_header=False, box=None)
     for key, value in record.items():
-        table.add_row(f"[bold]{key}[/]", _shown(key, value))
+        table.add_row(f"[bold]{SHOWN_AS.get(key, key)}[/]", _shown(key, value))
     if len(chain) > 1:
         table.add_row("[bold]attempts[/]", attempts_line(attempts, run_id))
     console.print(table)

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from easyflow_cli.cli.common import parse_deadline
 from easyflow_cli.cli.output import print_json, print_line, say
+from easyflow_cli.core.eco_plan import RunEstimate, batch_estimate
 from easyflow_cli.core.errors import BadInput
 from easyflow_cli.core.model import Mode, Run, Trigger
 from easyflow_cli.core.planning import PlannedRun, QueuePolicy, plan_run
@@ -26,10 +27,11 @@ if TYPE_CHECKING:
 def queue_policy(store: Store, config: Config, daemon_up: bool) -> QueuePolicy:
     """What new runs are planned by: the policy of the daemon that will run them, when it is up
     and has published one; else this process's config."""
+    from easyflow_cli.core.plan_series import config_policy
     from easyflow_cli.storage.daemon_policy import published_policy
 
-    published = published_policy(store) if daemon_up else None
-    return published or QueuePolicy(config.promote_within, config.off_peak)
+    published = published_policy(store, config) if daemon_up else None
+    return published or config_policy(config)
 
 
 def refuse_disabled(store: Store, names: Sequence[str], *, force: bool) -> None:
@@ -44,17 +46,31 @@ def refuse_disabled(store: Store, names: Sequence[str], *, force: bool) -> None:
 
 def plan_manual_run(store: Store, spec: WorkflowSpec, policy: QueuePolicy, *,
                     mode: Mode | None, deadline: str | None, followed: bool,
-                    now: datetime | None = None, rerun_of: int | None = None) -> PlannedRun:
+                    now: datetime | None = None, rerun_of: int | None = None,
+                    batch: int = 1) -> PlannedRun:
     """The run a user asked for now (`rerun_of`: the run it repeats; `followed`: the user waits
-    for it, rather than `--no-wait`), planned (nothing is written)."""
+    for it, rather than `--no-wait`; `batch`: how many alike are asked for at once, planned as
+    one batch), planned (nothing is written)."""
     moment = now or utcnow()
     planned = plan_run(
         spec, trigger=Trigger.MANUAL, now=moment, policy=policy, override=mode,
         deadline=parse_deadline(deadline, moment) if deadline is not None else None,
         typical_duration=store.queue.typical_duration(spec.name), rerun_of=rerun_of,
+        estimate=batch_run_estimate(store, spec.name, policy, batch),
     )
     planned.followed = followed
     return planned
+
+
+def batch_run_estimate(store: Store, workflow: str, policy: QueuePolicy,
+                       batch: int) -> RunEstimate | None:
+    """What the eco planner expects of `batch` runs of `workflow` run by the eco pool."""
+    from easyflow_cli.storage.plan_estimate import eco_estimate
+
+    each = eco_estimate(store.queue, workflow, policy)
+    if each is None or batch == 1:
+        return each
+    return batch_estimate(each, batch, policy.series.eco_workers if policy.series else 1)
 
 
 def plan_manual_runs(store: Store, specs: Sequence[WorkflowSpec], count: int,
@@ -66,7 +82,7 @@ def plan_manual_runs(store: Store, specs: Sequence[WorkflowSpec], count: int,
     planned = []
     for spec in specs:
         run = plan_manual_run(store, spec, policy, mode=mode, deadline=deadline,
-                              followed=followed, now=moment)
+                              followed=followed, now=moment, batch=count)
         planned.extend([run] * count)
     return planned
 

@@ -25,12 +25,13 @@ def why(run_id: int = typer.Argument(..., metavar="RUN_ID", help="The run to exp
     """Why this run waits, or ran when it did: its mode and why, the window it waits for and
     its price, the p90 its plan used, when it would be promoted, its place in the queue, the
     pools' workers in use and its workflow's concurrency limit."""
+    from easyflow_cli.cli.loaded_series import loaded_tariff
     from easyflow_cli.core.config import load_config
     from easyflow_cli.reporting.why import explain_run
 
     config = load_config()
     with open_store() as store:
-        answer = explain_run(store, config, run_id, utcnow())
+        answer = explain_run(store, config, run_id, utcnow(), tariff=loaded_tariff(config))
     answer["daemon_up"] = _daemon_up() if answer["state"] == "queued" else None
     if as_json:
         print_json(answer)
@@ -51,11 +52,16 @@ def lines(answer: dict[str, Any]) -> list[str]:
     """The answer for people: a headline, then one line per thing that decided its start."""
     said = [f"run {answer['run']} ({answer['workflow']}) {STATES[answer['state']]}, "
             f"{answer['mode']}: {answer['because']}"]
-    for part in (_window, _learned, _promotion, _queue, _pools, _limit, _daemon, _ran):
+    for part in (_planned, _window, _learned, _promotion, _queue, _pools, _limit, _daemon, _ran):
         line = part(answer)
         if line:
             said.append(f"  {line}")
     return said
+
+
+def _planned(answer: dict[str, Any]) -> str | None:
+    """The eco planner's reason for its start, as it recorded it."""
+    return None if answer["planned"] is None else f"planned: {answer['planned']}"
 
 
 def _window(answer: dict[str, Any]) -> str | None:

@@ -152,6 +152,7 @@ class Run:
     energy_j: float | None = None
     error: str | None = None
     log_path: str | None = None
+    not_before_reason: str | None = None  # why it waited until not_before (eco planning)
 
     def to_record(self) -> dict[str, Any]:
         """The run as JSON and CSV show it: enum values as their strings, times as ISO UTC."""

@@ -9,7 +9,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 
+from easyflow_cli.core.config import Optimise
+from easyflow_cli.core.eco_plan import (
+    DEFAULT_MAX_DELAY,
+    EcoStart,
+    RunEstimate,
+    Series,
+    plan_eco_start,
+)
 from easyflow_cli.core.model import CostPriority, Mode, ModeReason, Run, RunState, Trigger
 from easyflow_cli.core.modes import promotion_time, resolve_mode, should_promote
 from easyflow_cli.core.offpeak import OffPeakWindow
@@ -25,6 +34,12 @@ class QueuePolicy:
 
     promote_within: timedelta = timedelta(hours=1)
     off_peak: OffPeakWindow | None = None
+    optimise: Optimise = Optimise.OFF_PEAK
+    max_delay: timedelta = DEFAULT_MAX_DELAY
+    # The forecast eco runs are planned against (optimise "cost" or "carbon"); None: the
+    # off-peak window only.
+    series: Series | None = None
+    series_path: Path | None = None  # the file `series` was read from
 
 
 @dataclass(slots=True)
@@ -47,6 +62,7 @@ class PlannedRun:
     retry_of: int | None = None
     rerun_of: int | None = None
     schedule_id: int | None = None
+    not_before_reason: str | None = None  # why it waits until not_before (eco)
     followed: bool | None = None  # see `Run.followed`
 
 
@@ -60,11 +76,14 @@ def plan_run(
     deadline: datetime | None = None,
     deadline_after: float | None = None,
     typical_duration: timedelta | None = None,
+    estimate: RunEstimate | None = None,
     not_before: datetime | None = None,
     schedule_id: int | None = None,
     rerun_of: int | None = None,
 ) -> PlannedRun:
-    """A new run of `spec`, fired by `trigger` at `now` (`rerun_of`: the run it repeats)."""
+    """A new run of `spec`, fired by `trigger` at `now` (`rerun_of`: the run it repeats).
+    `estimate`: its p90 duration and energy (or those of the batch it is part of), which an eco
+    run is planned by under a forecast."""
     after = deadline_after or spec.deadline_after
     if deadline is None and after:
         deadline = now + timedelta(seconds=after)
@@ -77,14 +96,42 @@ def plan_run(
     mode, reason = resolution.mode, resolution.reason
     if should_promote(mode, deadline, now, policy.promote_within, typical_duration):
         mode, reason = Mode.REAL_TIME, ModeReason.PROMOTED
-    if mode == Mode.ECO and policy.off_peak is not None:
-        not_before = off_peak_start(policy.off_peak, now, deadline, typical_duration, not_before)
+    why = None
+    if mode == Mode.ECO:
+        not_before, why = eco_not_before(policy, now, deadline, typical_duration, estimate,
+                                         not_before)
     promote_at = None
     if mode != Mode.REAL_TIME:
         promote_at = promotion_time(deadline, policy.promote_within, typical_duration)
     return PlannedRun(spec.name, trigger, mode, reason, CostPriority(spec.cost_priority),
                       deadline, now, not_before, promote_at, rerun_of=rerun_of,
-                      schedule_id=schedule_id)
+                      schedule_id=schedule_id, not_before_reason=why)
+
+
+def eco_not_before(policy: QueuePolicy, now: datetime, deadline: datetime | None,
+                   typical: timedelta | None, estimate: RunEstimate | None,
+                   not_before: datetime | None) -> tuple[datetime | None, str | None]:
+    """When an eco run may start, and why: planned against the forecast where the policy
+    optimises cost or carbon and the run's estimate is known; else the off-peak window."""
+    if policy.series is not None and estimate is not None:
+        earliest = max(now, not_before) if not_before is not None else now
+        start = plan_eco_start(policy.series, estimate, now=earliest, deadline=deadline,
+                               max_delay=policy.max_delay - (earliest - now),
+                               off_peak=policy.off_peak, margin=policy.promote_within)
+        return _recorded(start, not_before)
+    if policy.off_peak is None:
+        return not_before, None
+    start_at = off_peak_start(policy.off_peak, now, deadline, typical, not_before)
+    if start_at is None or start_at == not_before:
+        return start_at, None
+    return start_at, f"off-peak window {policy.off_peak.text()}"
+
+
+def _recorded(start: EcoStart | None,
+              not_before: datetime | None) -> tuple[datetime | None, str | None]:
+    if start is None:
+        return not_before, None
+    return start.not_before or not_before, start.reason
 
 
 def off_peak_start(window: OffPeakWindow, now: datetime, deadline: datetime | None,

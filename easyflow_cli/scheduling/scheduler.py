@@ -21,6 +21,7 @@ from easyflow_cli.core.model import Mode, Trigger
 from easyflow_cli.core.planning import QueuePolicy, plan_run
 from easyflow_cli.core.spec import ScheduleSpec
 from easyflow_cli.core.timeutil import from_iso, to_iso
+from easyflow_cli.storage.plan_estimate import eco_estimate
 from easyflow_cli.storage.store import Store
 
 log = logging.getLogger("easyflow.scheduler")
@@ -216,7 +217,8 @@ class ScheduleBook:
             spec, trigger=trigger, now=now, policy=self.policy,
             override=Mode(row["mode"]) if row["mode"] else None,
             deadline_after=row["deadline_after_s"],
-            typical_duration=queue.typical_duration(spec.name), schedule_id=row["id"],
+            typical_duration=queue.typical_duration(spec.name),
+            estimate=eco_estimate(queue, spec.name, self.policy), schedule_id=row["id"],
         )
         return queue.enqueue([planned])[0]
 

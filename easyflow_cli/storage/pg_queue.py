@@ -58,7 +58,8 @@ WAKEUP_CHANNEL = "easyflow_runs"
 BIGINT_MAX = 2**63 - 1
 PLANNED_COLUMNS = ("workflow", "trigger", "mode", "mode_reason", "cost_priority",
                    "priority_rank", "deadline", "state", "enqueued_at", "not_before",
-                   "promote_at", "attempt", "retry_of", "rerun_of", "schedule_id", "followed")
+                   "promote_at", "attempt", "retry_of", "rerun_of", "schedule_id",
+                   "not_before_reason", "followed")
 INSERT_PLANNED = (f"INSERT INTO runs ({', '.join(PLANNED_COLUMNS)})"
                   f" VALUES ({', '.join('%s' for _ in PLANNED_COLUMNS)})")
 CLAIMED_COLUMNS = "id, workflow, mode, cost_priority, deadline, enqueued_at"
@@ -214,13 +215,14 @@ class PgRunQueue:
                 _announce(conn, {Mode.REAL_TIME.value})
         return sorted(row[0] for row in rows)
 
-    def defer(self, not_before: Sequence[tuple[int, datetime | None]]) -> None:
+    def defer(self, not_before: Sequence[tuple[int, datetime | None, str | None]]) -> None:
         if not not_before:
             return
         with self.store.write() as conn, conn.cursor() as cursor:
             cursor.executemany(
-                "UPDATE runs SET not_before = %s WHERE id = %s AND state = 'queued'",
-                [(moment, run_id) for run_id, moment in not_before])
+                "UPDATE runs SET not_before = %s, not_before_reason = %s"
+                " WHERE id = %s AND state = 'queued'",
+                [(moment, why, run_id) for run_id, moment, why in not_before])
 
     def settle_abandoned(self, run_ids: Sequence[int], *, now: datetime, note: str,
                          error: str, next_attempt: NextAttempt = no_retry) -> list[Run]:
@@ -295,9 +297,9 @@ class PgRunQueue:
             "SELECT id FROM runs WHERE workflow = %s AND state = 'queued' ORDER BY id",
             (workflow,))]
 
-    def off_peak_waiting(self) -> list[tuple[int, datetime | None]]:
-        return [(row[0], row[1]) for row in self.conn.execute(
-            "SELECT id, deadline FROM runs WHERE state = 'queued' AND mode = 'eco'"
+    def off_peak_waiting(self) -> list[tuple[int, str, datetime | None]]:
+        return [(row[0], row[1], row[2]) for row in self.conn.execute(
+            "SELECT id, workflow, deadline FROM runs WHERE state = 'queued' AND mode = 'eco'"
             " AND trigger != 'retry'")]
 
     def depths(self) -> dict[Mode, int]:
@@ -547,7 +549,7 @@ def _planned_values(planned: PlannedRun) -> tuple:
             planned.mode_reason.value, planned.cost_priority.value, planned.cost_priority.rank,
             planned.deadline, RunState.QUEUED.value, planned.enqueued_at, planned.not_before,
             planned.promote_at, planned.attempt, planned.retry_of, planned.rerun_of,
-            planned.schedule_id, planned.followed)
+            planned.schedule_id, planned.not_before_reason, planned.followed)
 
 
 def _queue_order(row: Any) -> tuple[bool, datetime | None, int, int]:

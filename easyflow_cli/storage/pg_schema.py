@@ -75,7 +75,14 @@ MIGRATION_1 = [
     _rollups_table(),
 ]
 
-# Whether the user who submitted a run waited for it (store.py's migration 12).
-MIGRATION_2 = ["ALTER TABLE runs ADD COLUMN followed boolean"]
+# Why an eco run waits until its not_before; what the daemon plans eco runs by.
+MIGRATION_2 = [
+    "ALTER TABLE runs ADD COLUMN not_before_reason text",
+    "ALTER TABLE daemon_policy ADD COLUMN optimise text",
+    "ALTER TABLE daemon_policy ADD COLUMN max_delay_s double precision",
+    "ALTER TABLE daemon_policy ADD COLUMN series_path text",
+]
+# Whether the user who submitted a run waited for it (store.py's migration 14).
+MIGRATION_3 = ["ALTER TABLE runs ADD COLUMN followed boolean"]
 
-MIGRATIONS: list[list[str]] = [MIGRATION_1, MIGRATION_2]
+MIGRATIONS: list[list[str]] = [MIGRATION_1, MIGRATION_2, MIGRATION_3]

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
 from typing import Protocol
 
+from easyflow_cli.core.eco_plan import RunEstimate
 from easyflow_cli.core.errors import BadInput, NotFound
 from easyflow_cli.core.learned import RunSample
 from easyflow_cli.core.model import (
@@ -34,7 +35,7 @@ from easyflow_cli.core.model import (
     StepGroup,
 )
 from easyflow_cli.core.notify import NoticeBook
-from easyflow_cli.core.planning import PlannedRun, QueuePolicy, off_peak_start
+from easyflow_cli.core.planning import PlannedRun, QueuePolicy, eco_not_before
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,10 +188,10 @@ class RunQueue(Protocol):
         Sets `mode` (real-time), `mode_reason` (promoted); unsets `not_before`, `promote_at`."""
         ...
 
-    def defer(self, not_before: Sequence[tuple[int, datetime | None]]) -> None:
-        """Change when queued runs may start (a re-planned off-peak wait).
+    def defer(self, not_before: Sequence[tuple[int, datetime | None, str | None]]) -> None:
+        """Change when queued runs may start, and why (a re-planned eco wait).
 
-        Sets `not_before`."""
+        Sets `not_before` and `not_before_reason`."""
         ...
 
     def settle_abandoned(self, run_ids: Sequence[int], *, now: datetime, note: str,
@@ -241,9 +242,9 @@ class RunQueue(Protocol):
     def queued_ids(self, workflow: str) -> list[int]:
         ...
 
-    def off_peak_waiting(self) -> list[tuple[int, datetime | None]]:
-        """Queued eco runs (no retries) whose start an off-peak window decides, with their
-        deadlines."""
+    def off_peak_waiting(self) -> list[tuple[int, str, datetime | None]]:
+        """Queued eco runs (no retries) whose start the eco planning decides, with their
+        workflows and deadlines."""
         ...
 
     def depths(self) -> dict[Mode, int]:
@@ -333,12 +334,14 @@ def attempt_chain(queue: RunQueue, run_id: int) -> list[Run]:
     return chain
 
 
-def replan_off_peak(queue: RunQueue, policy: QueuePolicy, now: datetime) -> int:
-    """Re-decide when waiting eco runs may start under `policy`'s window (the daemon reloaded
-    a config whose window changed); how many were re-planned."""
+def replan_eco(queue: RunQueue, policy: QueuePolicy, now: datetime,
+               estimate: Callable[[str], RunEstimate | None]) -> int:
+    """Re-decide when waiting eco runs may start under `policy` (the daemon reloaded a config
+    whose eco planning changed: its window, what it optimises, its forecast); how many were
+    re-planned. `estimate`: what a run of a workflow is planned by, asked once per workflow."""
     waiting = queue.off_peak_waiting()
-    window = policy.off_peak
-    queue.defer([(run_id, None if window is None else
-                  off_peak_start(window, now, deadline, None, None))
-                 for run_id, deadline in waiting])
+    estimates = {workflow: estimate(workflow) for workflow in {w for _, w, _ in waiting}}
+    queue.defer([(run_id, *eco_not_before(policy, now, deadline, None, estimates[workflow],
+                                          None))
+                 for run_id, workflow, deadline in waiting])
     return len(waiting)

@@ -52,7 +52,8 @@ SQLITE_INTEGER_MAX = 2**63 - 1
 MAX_BOUND_IDS = 10_000
 PLANNED_COLUMNS = ("workflow", "trigger", "mode", "mode_reason", "cost_priority",
                    "priority_rank", "deadline", "state", "enqueued_at", "not_before",
-                   "promote_at", "attempt", "retry_of", "rerun_of", "schedule_id", "followed")
+                   "promote_at", "attempt", "retry_of", "rerun_of", "schedule_id",
+                   "not_before_reason", "followed")
 CLAIMED_COLUMNS = "id, workflow, mode, cost_priority, deadline, enqueued_at"
 CLAIMED_NAMES = tuple(CLAIMED_COLUMNS.split(", "))
 PRIORITIES = KNOWN["cost_priority"]
@@ -220,12 +221,13 @@ class SqliteRunQueue:
             ).fetchall()
         return sorted(row[0] for row in rows)
 
-    def defer(self, not_before: Sequence[tuple[int, datetime | None]]) -> None:
+    def defer(self, not_before: Sequence[tuple[int, datetime | None, str | None]]) -> None:
         if not not_before:
             return
         with self.store.write() as conn:
-            conn.executemany("UPDATE runs SET not_before = ? WHERE id = ? AND state = 'queued'",
-                             [(to_iso(moment), run_id) for run_id, moment in not_before])
+            conn.executemany("UPDATE runs SET not_before = ?, not_before_reason = ?"
+                             " WHERE id = ? AND state = 'queued'",
+                             [(to_iso(moment), why, run_id) for run_id, moment, why in not_before])
 
     def settle_abandoned(self, run_ids: Sequence[int], *, now: datetime, note: str,
                          error: str, next_attempt: NextAttempt = no_retry) -> list[Run]:
@@ -307,10 +309,10 @@ class SqliteRunQueue:
             "SELECT id FROM runs WHERE workflow = ? AND state = 'queued' ORDER BY id",
             (workflow,))]
 
-    def off_peak_waiting(self) -> list[tuple[int, datetime | None]]:
-        return [(row[0], from_iso(row[1])) for index, part in QUEUE_PARTS
+    def off_peak_waiting(self) -> list[tuple[int, str, datetime | None]]:
+        return [(row[0], row[1], from_iso(row[2])) for index, part in QUEUE_PARTS
                 for row in self.conn.execute(
-                    f"SELECT id, deadline FROM runs INDEXED BY {index} WHERE {part}"
+                    f"SELECT id, workflow, deadline FROM runs INDEXED BY {index} WHERE {part}"
                     " AND mode = 'eco' AND trigger != 'retry'")]
 
     def depths(self) -> dict[Mode, int]:
@@ -606,7 +608,8 @@ def _planned_values(planned: PlannedRun) -> tuple:
             planned.mode_reason.value, planned.cost_priority.value, planned.cost_priority.rank,
             to_iso(planned.deadline), RunState.QUEUED.value, to_iso(planned.enqueued_at),
             to_iso(planned.not_before), to_iso(planned.promote_at), planned.attempt,
-            planned.retry_of, planned.rerun_of, planned.schedule_id, planned.followed)
+            planned.retry_of, planned.rerun_of, planned.schedule_id, planned.not_before_reason,
+            planned.followed)
 
 
 def _queue_order(row: Any) -> tuple[str, int, int]:
@@ -682,7 +685,7 @@ def _run(row: Any) -> Run:
 def _run_of(row: Any) -> Run:
     (run_id, workflow, trigger, mode, reason, priority, deadline, state, enqueued_at,
      not_before, promote_at, claimed_at, started_at, finished_at, *middle, off_peak,
-     deadline_met, energy_j, error, log_path) = row
+     deadline_met, energy_j, error, log_path, not_before_reason) = row
     (exit_code, attempt, retry_of, rerun_of, followed, schedule_id, batch_id, pool, worker, pid,
      pgid, cpu_user_s, cpu_system_s, peak_rss_kb, queue_wait_s, duration_s) = middle
     return Run(
@@ -692,7 +695,7 @@ def _run_of(row: Any) -> Run:
         from_iso(finished_at), exit_code, attempt, retry_of, rerun_of, _flag(followed),
         schedule_id, batch_id, PoolName(pool) if pool is not None else None, worker, pid, pgid,
         cpu_user_s, cpu_system_s, peak_rss_kb, queue_wait_s, duration_s, _flag(off_peak),
-        _flag(deadline_met), energy_j, error, log_path)
+        _flag(deadline_met), energy_j, error, log_path, not_before_reason)
 
 
 def _flag(value: int | None) -> bool | None:

@@ -228,6 +228,15 @@ def _migration_12(db) -> None:
 
 
 def _migration_13(db) -> None:
+    """Why an eco run waits until its `not_before` (the window its planner chose); what the
+    daemon plans eco runs by, for the clients that queue them."""
+    db.execute("ALTER TABLE runs ADD COLUMN not_before_reason TEXT")
+    db.execute("ALTER TABLE daemon_policy ADD COLUMN optimise TEXT")
+    db.execute("ALTER TABLE daemon_policy ADD COLUMN max_delay_s REAL")
+    db.execute("ALTER TABLE daemon_policy ADD COLUMN series_path TEXT")
+
+
+def _migration_14(db) -> None:
     """Whether the user who submitted a run waited for it (`run --now`) or not (`--no-wait`):
     what `report advise` counts to tell work nobody waits for."""
     db.execute("ALTER TABLE runs ADD COLUMN followed INTEGER")
@@ -235,7 +244,7 @@ def _migration_13(db) -> None:
 
 MIGRATIONS = [_migration_1, _migration_2, _migration_3, _migration_4, _migration_5,
               _migration_6, _migration_7, _migration_8, _migration_9,
-              _migration_10, _migration_11, _migration_12, _migration_13]
+              _migration_10, _migration_11, _migration_12, _migration_13, _migration_14]
 
 
 class Store:

@@ -20,8 +20,8 @@ from tests.conftest import easyflow_command, subprocess_env
 
 pytest_plugins = ["tests.daemon_harness"]
 
-COMMANDS = ("run", "logs", "daemon", "status", "metrics", "demo", "bench", "workflow", "runs",
-            "schedule", "report", "notify", "notifications", "why")
+COMMANDS = ("run", "logs", "daemon", "status", "metrics", "demo", "bench", "simulate",
+            "workflow", "runs", "schedule", "report", "notify", "notifications", "why")
 
 
 def easyflow(tmp_path, *args: str, **env: str) -> subprocess.CompletedProcess:

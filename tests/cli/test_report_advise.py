@@ -41,3 +41,16 @@ def test_advise_prints_each_verdict_three_ways(store, write, monkeypatch):
 def test_advise_of_an_unknown_workflow_is_bad_input(store):
     done = runner.invoke(app, ["report", "advise", "--workflow", "nosuch"])
     assert done.exit_code == 2
+
+
+def test_advise_reads_the_configured_carbon_forecast(store, home, monkeypatch):
+    monkeypatch.setattr(fixtures, "NOW", utcnow())
+    fixtures.history(store, "export", runs=30, days=29, mode="real-time", followed=False)
+    (home / "carbon.csv").write_text("start,end,value\n2026-12-01T00:00:00Z,"
+                                     "2026-12-01T01:00:00Z,300\n")
+    (home / "easyflow.toml").write_text('[carbon]\nforecast = "carbon.csv"\n')
+    document = json.loads(runner.invoke(app, ["report", "advise", "--json"]).stdout)
+    assert document["carbon_source"] == "carbon.csv (csv)"
+    (home / "carbon.csv").write_text("start,end,value\nsoon,later,300\n")
+    done = runner.invoke(app, ["report", "advise"])
+    assert done.exit_code == 2 and "carbon.csv:2" in done.stderr

@@ -87,3 +87,22 @@ def test_runs_prune_refuses_bad_input(home):
     for args in (["--older-than", "soon"], ["--older-than", "1d", "-w", "nope"], []):
         result = invoke("runs", "prune", *args)
         assert result.exit_code == 2 and "Traceback" not in result.output
+
+
+def test_runs_show_says_why_an_eco_run_waits_as_planned(store):
+    from dataclasses import replace
+
+    from easyflow_cli.core.model import Trigger
+    from easyflow_cli.core.planning import QueuePolicy, plan_run
+    from easyflow_cli.core.spec import parse_workflow_text
+    from easyflow_cli.core.timeutil import utcnow
+
+    spec = parse_workflow_text('name = "w"\n[[steps]]\nrun = ["true"]\n')
+    store.save_workflows([spec], utcnow())
+    planned = plan_run(spec, trigger=Trigger.SCHEDULE, now=utcnow(), policy=QueuePolicy())
+    reason = "cheapest window 03:00–04:00 UTC, $0.0021 vs $0.0065 now"
+    [run_id] = store.queue.enqueue([replace(planned, not_before_reason=reason)])
+    shown = invoke("runs", "show", str(run_id))
+    assert "planned" in shown.stdout and "cheapest window 03:00–04:00 UTC" in shown.stdout
+    record = json.loads(invoke("runs", "show", str(run_id), "--json").stdout)
+    assert record["not_before_reason"] == reason

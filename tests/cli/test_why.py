@@ -53,3 +53,20 @@ def test_why_a_queued_run_waits_with_no_daemon_up(home, store):
     assert "  promotion: none (no deadline)" in said
     assert said[-1] == "  daemon: not running: it waits in the queue until one starts"
     assert json.loads(invoke("why", str(queued), "--json").stdout)["daemon_up"] is False
+
+
+def test_why_says_what_the_eco_planner_recorded(home, store):
+    from datetime import timedelta
+
+    from easyflow_cli.core.model import CostPriority, Mode, ModeReason, Trigger
+    from easyflow_cli.core.planning import PlannedRun
+    from easyflow_cli.core.timeutil import utcnow
+
+    now = utcnow()
+    planned = PlannedRun("w", Trigger.SCHEDULE, Mode.ECO, ModeReason.SCHEDULE,
+                         CostPriority.NORMAL, None, now, now + timedelta(hours=3),
+                         not_before_reason="cheapest window 03:00-04:00 UTC")
+    queued = store.queue.enqueue([planned])[0]
+    said = invoke("why", str(queued)).stdout.splitlines()
+    assert said[1] == "  planned: cheapest window 03:00-04:00 UTC"
+    assert said[2].startswith("  window: waits for ")

@@ -21,7 +21,7 @@ DOCUMENTED = (
     "enqueued_at", "not_before", "promote_at", "claimed_at", "started_at", "finished_at",
     "exit_code", "attempt", "retry_of", "rerun_of", "followed", "schedule_id", "batch_id", "pool",
     "worker", "pid", "pgid", "cpu_user_s", "cpu_system_s", "peak_rss_kb", "queue_wait_s",
-    "duration_s", "off_peak", "deadline_met", "energy_j", "error", "log_path",
+    "duration_s", "off_peak", "deadline_met", "energy_j", "error", "log_path", "not_before_reason",
 )
 
 

@@ -107,3 +107,28 @@ def test_plan_run_links_a_re_run_to_the_run_it_repeats():
     rerun = plan_run(spec(), trigger=Trigger.MANUAL, now=NOW, policy=QueuePolicy(), rerun_of=9)
     assert (rerun.trigger, rerun.attempt, rerun.retry_of, rerun.rerun_of) == (
         Trigger.MANUAL, 1, None, 9)
+
+
+def test_plan_eco_under_a_forecast_records_the_window_and_why():
+    from easyflow_cli.core.config import Optimise
+    from easyflow_cli.core.eco_plan import RunEstimate, Series
+    from easyflow_cli.core.forecast import Forecast, Interval, Unit
+
+    hour = timedelta(hours=1)
+    prices = Forecast(Unit.PER_KWH, "tariff.csv", tuple(
+        Interval(NOW + i * hour, NOW + (i + 1) * hour, v) for i, v in enumerate([0.3, 0.1, 0.2])))
+    policy = QueuePolicy(optimise=Optimise.COST, series=Series(Optimise.COST, prices))
+    run = plan_run(spec(), trigger=Trigger.SCHEDULE, now=NOW, policy=policy,
+                   estimate=RunEstimate(hour, 0.5))
+    assert run.not_before == NOW + hour
+    assert run.not_before_reason.startswith("cheapest window ")
+    real_time = plan_run(spec(), trigger=Trigger.MANUAL, now=NOW, policy=policy,
+                         estimate=RunEstimate(hour, 0.5))
+    assert (real_time.not_before, real_time.not_before_reason) == (None, None)
+
+
+def test_plan_eco_at_the_off_peak_window_says_so():
+    policy = QueuePolicy(off_peak=parse_window("22:00-06:00"))
+    local_noon = datetime(2026, 11, 25, 12, 0).astimezone()
+    run = plan_run(spec(), trigger=Trigger.SCHEDULE, now=local_noon, policy=policy)
+    assert run.not_before_reason == "off-peak window 22:00-06:00"

@@ -63,6 +63,7 @@ def test_a_waiting_eco_run_says_its_window_p90_promotion_place_pools_and_limit(s
     assert answer["pools"]["eco"] == {"workers": 2, "running": 1}
     assert answer["limit"] == {"max_concurrent": 1, "running": 1}
     assert explain_run(store, load_config(), ahead[1], NOW)["queue"]["ahead"] == 1
+    assert answer["planned"] is None  # queued as given, not by the planner
     assert explain_run(store, load_config(), busy, NOW)["queue"] is None
 
 

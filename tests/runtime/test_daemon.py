@@ -924,3 +924,32 @@ def test_the_status_line_counts_the_queue_again_only_every_few_seconds(harness, 
     clock.advance(QUEUE_COUNT_EVERY_S)
     harness.tick()
     assert notifier.lines[-1].endswith("queued: real-time 0, balanced 0, eco 1")
+
+
+def test_a_scheduled_eco_run_is_planned_into_the_tariffs_cheapest_window(harness, clock,
+                                                                         tmp_path):
+    write_tariff(tmp_path, cheapest=5)
+    config = Path(harness.daemon.config_path or "")
+    config.write_text(CONFIG.replace('off_peak = "22:00-06:00"',
+                                     'off_peak = "22:00-06:00"\noptimise = "cost"')
+                      + '[costs]\ntariff = "tariff.csv"\n')
+    harness.daemon.reload()
+    assert published_policy(harness.db).series_path == tmp_path / "tariff.csv"
+    harness.add_workflow("backup")
+    add_schedule(harness.db, "backup", ScheduleSpec("every", "10s"), clock.now())
+    clock.advance(11)
+    harness.tick()
+    [run] = harness.db.queue.latest(workflow="backup")
+    assert run.not_before == NOON + timedelta(hours=5)
+    assert run.not_before_reason.startswith("cheapest window ")
+    assert run.state is RunState.QUEUED
+    write_tariff(tmp_path, cheapest=2)  # a new forecast: the waiting run is planned again
+    harness.daemon.reload()
+    assert harness.db.queue.get(run.id).not_before == NOON + timedelta(hours=2)
+
+
+def write_tariff(directory: Path, cheapest: int) -> None:
+    """Hourly prices from NOON for a day, the hour `cheapest` hours after NOON the cheapest."""
+    hours = [(NOON + timedelta(hours=h), 0.02 if h == cheapest else 0.3) for h in range(24)]
+    (directory / "tariff.csv").write_text("start,end,value\n" + "".join(
+        f"{to_iso(at)},{to_iso(at + timedelta(hours=1))},{value}\n" for at, value in hours))

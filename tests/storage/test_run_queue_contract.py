@@ -36,7 +36,7 @@ from easyflow_cli.storage.run_queue import (
     RunStart,
     attempt_chain,
     cancel_run,
-    replan_off_peak,
+    replan_eco,
 )
 from easyflow_cli.storage.store import Store
 
@@ -122,7 +122,8 @@ def test_enqueue_sets_the_plan_and_nothing_else(run_queue):
     assert run.followed is False and run_queue.get(add(run_queue)).followed is None
     unset = ("claimed_at", "started_at", "finished_at", "exit_code", "batch_id", "pool", "worker",
              "pid", "pgid", "cpu_user_s", "cpu_system_s", "peak_rss_kb", "queue_wait_s",
-             "duration_s", "off_peak", "deadline_met", "energy_j", "error", "log_path")
+             "duration_s", "off_peak", "deadline_met", "energy_j", "error", "log_path",
+             "not_before_reason")
     assert {name: getattr(run, name) for name in unset} == dict.fromkeys(unset)
 
 
@@ -490,14 +491,42 @@ def test_defer_and_replan_off_peak(run_queue):
     eco = add(run_queue, deadline=deadline)
     retry = add(run_queue, trigger=Trigger.RETRY, not_before=NOW)
     real_time = add(run_queue, mode=Mode.REAL_TIME)
-    assert run_queue.off_peak_waiting() == [(eco, deadline)]
-    assert replan_off_peak(run_queue, QueuePolicy(off_peak=window), local_noon) == 1
+    assert run_queue.off_peak_waiting() == [(eco, "a", deadline)]
+    assert replan_eco(run_queue, QueuePolicy(off_peak=window), local_noon, no_estimate) == 1
     assert run_queue.get(eco).not_before == opens
-    assert replan_off_peak(run_queue, QueuePolicy(), local_noon) == 1
-    assert run_queue.get(eco).not_before is None
+    assert run_queue.get(eco).not_before_reason == "off-peak window 22:00-06:00"
+    assert replan_eco(run_queue, QueuePolicy(), local_noon, no_estimate) == 1
+    assert (run_queue.get(eco).not_before, run_queue.get(eco).not_before_reason) == (None, None)
     assert run_queue.get(retry).not_before == NOW
-    run_queue.defer([(eco, opens), (real_time, opens)])
-    assert run_queue.get(eco).not_before == opens
+    run_queue.defer([(eco, opens, "why"), (real_time, opens, "why")])
+    assert (run_queue.get(eco).not_before, run_queue.get(eco).not_before_reason) == (opens, "why")
+
+
+def test_replan_eco_plans_waiting_runs_by_the_forecast_once_per_workflow(run_queue):
+    from easyflow_cli.core.config import Optimise
+    from easyflow_cli.core.eco_plan import RunEstimate, Series
+    from easyflow_cli.core.forecast import Forecast, Interval, Unit
+
+    hour = timedelta(hours=1)
+    prices = Forecast(Unit.PER_KWH, "t.csv", tuple(
+        Interval(NOW + i * hour, NOW + (i + 1) * hour, v) for i, v in enumerate([0.3, 0.2, 0.1])))
+    policy = QueuePolicy(optimise=Optimise.COST, series=Series(Optimise.COST, prices))
+    first, second = add(run_queue), add(run_queue)
+    asked = []
+
+    def estimate(workflow):
+        asked.append(workflow)
+        return RunEstimate(hour, 1.0)
+
+    assert replan_eco(run_queue, policy, NOW, estimate) == 2
+    assert asked == ["a"]
+    for run_id in (first, second):
+        assert run_queue.get(run_id).not_before == NOW + 2 * hour
+        assert run_queue.get(run_id).not_before_reason.startswith("cheapest window")
+
+
+def no_estimate(workflow):
+    return None
 
 
 # ---------------------------------------------------------------------- settle abandoned

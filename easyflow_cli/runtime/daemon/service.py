@@ -26,6 +26,7 @@ from easyflow_cli.core.paths import (
     run_log_path,
     socket_path,
 )
+from easyflow_cli.core.plan_series import config_policy
 from easyflow_cli.core.planning import QueuePolicy
 from easyflow_cli.core.timeutil import to_iso
 from easyflow_cli.core.trust import open_private
@@ -66,7 +67,8 @@ from easyflow_cli.runtime.start_slot import SLOTS_VARIABLE
 from easyflow_cli.scheduling.scheduler import ScheduleBook, prime_schedules
 from easyflow_cli.storage.daemon_policy import publish_policy
 from easyflow_cli.storage.daemon_tokens import record_token
-from easyflow_cli.storage.run_queue import cancel_run, replan_off_peak
+from easyflow_cli.storage.plan_estimate import eco_estimate
+from easyflow_cli.storage.run_queue import cancel_run, replan_eco
 from easyflow_cli.storage.store import Store
 
 log = logging.getLogger("easyflow.daemon")
@@ -141,7 +143,7 @@ class Daemon:
         # Recorded before any worker runs a step: recovery after a kill -9 looks for it.
         record_token(store, self.token, self.clock.now())
         prime_schedules(store, self.clock.now())
-        publish_policy(store, self._policy(), self.clock.now())
+        publish_policy(store, self.schedules.policy, self.clock.now())
         self.control.open()
         self.deliveries.start()
         for pool in self.pools.values():
@@ -212,7 +214,7 @@ class Daemon:
         return env
 
     def _policy(self) -> QueuePolicy:
-        return QueuePolicy(self.config.promote_within, self.config.off_peak)
+        return config_policy(self.config)
 
     def _acquire_lock(self) -> None:
         path = self.home / "daemon.lock"
@@ -313,19 +315,20 @@ class Daemon:
     def reload(self) -> None:
         self.reload_requested = False
         self.notifier.reloading()
-        old_window = self.config.off_peak
+        old_policy = self.schedules.policy
         try:
             self.config = load_config(self.config_path)
         except EasyflowError as exc:
             log.error("reload: keeping the old configuration: %s", exc)
         self.dispatcher.config = self.reports.config = self.pruning.config = self.config
         self.pruning.look_now(self.clock.now())  # `keep` may be shorter now
-        self.schedules.policy = self._policy()
+        self.schedules.policy = policy = self._policy()
         store = self.db
-        publish_policy(store, self._policy(), self.clock.now())
-        if self.config.off_peak != old_window:
-            count = replan_off_peak(store.queue, self._policy(), self.clock.now())
-            log.info("off-peak window changed: re-planned %d waiting eco runs", count)
+        publish_policy(store, policy, self.clock.now())
+        if policy != old_policy:
+            count = replan_eco(store.queue, policy, self.clock.now(),
+                               lambda workflow: eco_estimate(store.queue, workflow, policy))
+            log.info("eco planning changed: re-planned %d waiting eco runs", count)
         for mode, pool in self.pools.items():
             pool.config = self.config.pool(mode)
             pool.shrink()
