@@ -119,27 +119,41 @@ def latency(
     since: str | None = SINCE, until: str | None = UNTIL, workflow: str | None = WORKFLOW,
     as_json: bool = JSON_OPTION, as_csv: bool = CSV_OPTION, svg: Path | None = SVG,
 ) -> None:
-    """p50/p95/p99 of queue wait and duration per mode; deadlines met and missed."""
+    """p50/p95/p99 of queue wait and duration per mode; deadlines met and missed; how often
+    each mode's objective was kept (user satisfaction), per mode and workflow."""
+    from easyflow_cli.core.config import load_config
+    from easyflow_cli.core.objectives import Objectives
     from easyflow_cli.reporting.accounting import latency_stats
+    from easyflow_cli.reporting.attainment import attainment_report, kept_counts
     from easyflow_cli.reporting.reports import QUANTILES, latency_report
 
+    objectives = Objectives.from_config(load_config())
     period = _period(since, until, workflow)
     with open_store() as store, busy("reading runs…"):
         check_workflow(store, workflow)
-        report = latency_report(latency_stats(store, period, QUANTILES), _period_json(period))
+        attainment = attainment_report(kept_counts(store, period, objectives), objectives)
+        report = latency_report(latency_stats(store, period, QUANTILES), _period_json(period),
+                                attainment)
     if as_json:
         print_json(report)
     elif as_csv:
         rows = [{"mode": mode, "runs": r["runs"],
                  **{f"wait_{p}": r["queue_wait_s"][p] for p in ("p50", "p95", "p99")},
                  **{f"duration_{p}": r["duration_s"][p] for p in ("p50", "p95", "p99")},
-                 "deadlines_met": r["deadlines_met"], "deadlines_missed": r["deadlines_missed"]}
+                 "deadlines_met": r["deadlines_met"], "deadlines_missed": r["deadlines_missed"],
+                 **_attainment_columns(report["attainment"]["by_mode"].get(mode))}
                 for mode, r in report["by_mode"].items()]
         print_csv(rows, list(rows[0]))
     else:
         from easyflow_cli.cli.report_render import render_latency
 
         _show(render_latency(report), svg, "easyflow report latency", report["period"])
+
+
+def _attainment_columns(kept: dict[str, Any] | None) -> dict[str, Any]:
+    kept = kept or {"met": None, "missed": None, "attainment_pct": None}
+    return {"objective_met": kept["met"], "objective_missed": kept["missed"],
+            "attainment_pct": kept["attainment_pct"]}
 
 
 @app.command("pools")

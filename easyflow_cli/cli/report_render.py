@@ -66,6 +66,11 @@ def _summary(report: dict[str, Any], note: str) -> Text:
                    style="bold green" if report["savings"] > 0 else "bold")
     summary.append(f"  — baseline {money(report['baseline_cost'], currency)}, actual "
                    f"{money(report['total_cost'], currency)}\n")
+    if report.get("baseline_carbon_g"):
+        from easyflow_cli.cli.receipt import grams
+
+        summary.append(f"Carbon (runs a forecast covered): {grams(report['carbon_g'])} CO2,"
+                       f" {grams(report['baseline_carbon_g'])} had they run at once\n")
     source = {"estimate": f"estimated from CPU time at {report['watts_per_core']} W per busy core",
               "rapl": "measured with RAPL package counters",
               "mixed": "partly RAPL-measured, partly estimated from CPU time"}
@@ -87,7 +92,7 @@ def _group_table(report: dict[str, Any]) -> Table:
     return table
 
 
-def render_latency(report: dict[str, Any]) -> Table:
+def render_latency(report: dict[str, Any]) -> Table | Group:
     table = Table(title="Latency by mode (seconds)", header_style="bold", title_justify="left")
     for column in ("mode", "runs", "wait p50", "wait p95", "wait p99", "run p50", "run p95",
                    "run p99", "deadlines met", "missed"):
@@ -97,7 +102,48 @@ def render_latency(report: dict[str, Any]) -> Table:
         table.add_row(mode, str(row["runs"]), *(_secs(waits[p]) for p in ("p50", "p95", "p99")),
                       *(_secs(runs[p]) for p in ("p50", "p95", "p99")),
                       str(row["deadlines_met"]), str(row["deadlines_missed"]))
+    if "attainment" not in report:
+        return table
+    return Group(table, *render_attainment(report["attainment"]))
+
+
+def render_attainment(attainment: dict[str, Any]) -> list[Table]:
+    """Each mode's objective and how often its runs kept it; the pairs that kept it least."""
+    table = Table(title="User satisfaction: runs that kept their mode's objective",
+                  header_style="bold", title_justify="left")
+    for column in ("mode", "objective", "runs", "met", "missed", "attainment"):
+        table.add_column(column, justify="left" if column in ("mode", "objective") else "right")
+    for mode, kept in attainment["by_mode"].items():
+        table.add_row(mode, _objective(mode, attainment["objectives"][mode]), str(kept["runs"]),
+                      str(kept["met"]), str(kept["missed"]), _pct(kept["attainment_pct"]))
+    tables = [table, _kept_table("By workflow", [
+        {"workflow": name, **kept} for name, kept in attainment["by_workflow"].items()])]
+    if attainment["worst"]:
+        tables.append(_kept_table("Kept it least", attainment["worst"]))
+    return tables
+
+
+def _kept_table(title: str, rows: list[dict[str, Any]]) -> Table:
+    """Runs, misses and attainment of workflows (and their modes, where rows name them)."""
+    keys = ["workflow", "mode"] if rows and "mode" in rows[0] else ["workflow"]
+    table = Table(title=title, header_style="bold", title_justify="left")
+    for column in (*keys, "runs", "missed", "attainment"):
+        table.add_column(column, justify="left" if column in keys else "right")
+    for row in rows:
+        table.add_row(*(row[key] for key in keys), str(row["runs"]), str(row["missed"]),
+                      _pct(row["attainment_pct"]))
     return table
+
+
+def _objective(mode: str, objective: dict[str, Any]) -> str:
+    if "max_delay_s" in objective:
+        return f"by its deadline, else start within {format_duration(objective['max_delay_s'])}"
+    within = objective["start_within_s"]
+    return "-" if within is None else f"start within {format_duration(within)}"
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}%"
 
 
 def _secs(value: float | None) -> str:

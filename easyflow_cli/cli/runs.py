@@ -66,20 +66,29 @@ def list_(
 @app.command("show")
 def show(run_id: int, as_json: bool = JSON_OPTION) -> None:
     """Show everything recorded about one run, and the attempts it is one of."""
+    from easyflow_cli.core.config import load_config
+    from easyflow_cli.reporting.receipts import run_receipt
     from easyflow_cli.storage.run_queue import attempt_chain
 
+    config = load_config()
     with open_store() as store:
-        record = store.queue.get(run_id).to_record()
+        run = store.queue.get(run_id)
+        receipt = run_receipt(store, run, config)
         chain = attempt_chain(store.queue, run_id)
+    record = run.to_record()
     attempts = [attempt_summary(run) for run in chain]
     if as_json:
-        print_json(record | {"attempts": attempts})
+        print_json(record | {"receipt": receipt and receipt.as_json(), "attempts": attempts})
         return
     from rich.table import Table
+
+    from easyflow_cli.cli.receipt import receipt_line
 
     table = Table(show_header=False, box=None)
     for key, value in record.items():
         table.add_row(f"[bold]{SHOWN_AS.get(key, key)}[/]", _shown(key, value))
+    if receipt is not None:
+        table.add_row("[bold]receipt[/]", receipt_line(receipt, config.costs.currency))
     if len(chain) > 1:
         table.add_row("[bold]attempts[/]", attempts_line(attempts, run_id))
     console.print(table)

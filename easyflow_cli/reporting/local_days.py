@@ -24,15 +24,27 @@ SUMS = {
     "unmeasured_cpu_s": ("total", "cpu_user_s + cpu_system_s", "energy_j IS NULL"),
 }
 FIELDS = tuple(SUMS)
-ZERO = dict.fromkeys(FIELDS, 0)
+# What runs were charged under a tariff or carbon forecast (`core/receipts.py`), summed by a
+# query of its own over the runs that have charges (`accounting.py`): the worker and CPU time
+# of the runs a tariff priced (which the pools' prices then leave out), and the charges.
+CHARGE_SUMS = {
+    "tariff_worker_s": ("total", "duration_s", "tariff_cost IS NOT NULL"),
+    "tariff_cpu_s": ("total", "cpu_user_s + cpu_system_s", "tariff_cost IS NOT NULL"),
+    "tariff_cost": ("total", "tariff_cost", None),
+    "tariff_baseline_cost": ("total", "tariff_baseline_cost", None),
+    "carbon_g": ("total", "carbon_g", None),
+    "baseline_carbon_g": ("total", "baseline_carbon_g", None),
+}
+ALL_FIELDS = FIELDS + tuple(CHARGE_SUMS)
+ZERO = dict.fromkeys(ALL_FIELDS, 0)
 TIME_OF_DAY = "substr(finished_at, 12)"  # HH:MM:SS.ffffffZ of the stored UTC time
 DAY_START_UTC = "00:00:00.000000"
 
 
-def sums_sql() -> str:
+def sums_sql(sums: dict[str, tuple[str, str, str | None]] = SUMS) -> str:
     """The aggregates of every sum, as SQL columns named after the fields."""
     columns = []
-    for field, (aggregate, value, condition) in SUMS.items():
+    for field, (aggregate, value, condition) in sums.items():
         inner = f"CASE WHEN {condition} THEN {value} END" if condition else value
         columns.append(f"{aggregate}({inner}) AS {field}")
     return ", ".join(columns)
@@ -82,8 +94,8 @@ class LocalDays:
                 key = (day, row["mode"], row["off_peak"])
                 into = merged.setdefault(key, {"grp": day, "mode": row["mode"],
                                                "off_peak": row["off_peak"],
-                                               **dict.fromkeys(FIELDS, 0)})
-                for field in FIELDS:
+                                               **dict.fromkeys(ALL_FIELDS, 0)})
+                for field in ALL_FIELDS:
                     into[field] += sums[field]
         return [row for row in merged.values() if row["runs"]]
 
@@ -96,9 +108,9 @@ class LocalDays:
         parts, done = [], ZERO
         for index, next_day in starts:
             upto = before[index].get(key, ZERO)
-            parts.append((day, {f: upto[f] - done[f] for f in FIELDS}))
+            parts.append((day, {f: upto[f] - done[f] for f in ALL_FIELDS}))
             done, day = upto, next_day
-        parts.append((day, {f: row[f] - done[f] for f in FIELDS}))
+        parts.append((day, {f: row[f] - done[f] for f in ALL_FIELDS}))
         return parts
 
     def _date_at_start(self, utc_day: str, starts: list[tuple[int, str]]) -> str:

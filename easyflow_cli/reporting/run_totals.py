@@ -24,11 +24,11 @@ from typing import Any
 
 from easyflow_cli.core.model import Mode, RunState
 from easyflow_cli.core.sketch import value_of
-from easyflow_cli.reporting.local_days import FIELDS, sums_sql
+from easyflow_cli.reporting.local_days import ALL_FIELDS, CHARGE_SUMS, FIELDS, sums_sql
 from easyflow_cli.reporting.rolled_up import COST_SUMS
 from easyflow_cli.storage.rollups import decode
 from easyflow_cli.storage.sqlite_queue import QUEUE_PARTS
-from easyflow_cli.storage.store import Store
+from easyflow_cli.storage.store import CHARGED_SQL, Store
 
 # Upper bounds in seconds. Durations: a no-op call to a long batch job. Queue waits: the few
 # milliseconds of a real-time hand-over to the hours an eco run waits for off-peak.
@@ -38,7 +38,8 @@ WAIT_BUCKETS = (0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0, 60.0, 300.0, 1800.0
                 4 * 3600.0, 12 * 3600.0, 24 * 3600.0)
 # What a run's contribution is read from, when runs are read one by one.
 RUN_COLUMNS = ("workflow", "mode", "state", "finished_at", "off_peak", "duration_s",
-               "queue_wait_s", "cpu_user_s", "cpu_system_s", "energy_j")
+               "queue_wait_s", "cpu_user_s", "cpu_system_s", "energy_j", "tariff_cost",
+               "tariff_baseline_cost", "carbon_g", "baseline_carbon_g")
 
 ENDED_STATES = (RunState.SUCCEEDED, RunState.FAILED, RunState.TIMED_OUT, RunState.CANCELLED)
 UsageKey = tuple[str, Any]  # mode, off_peak (as stored: 0, 1 or NULL)
@@ -88,8 +89,8 @@ class RunTotals:
             for mode, histogram in theirs.items():
                 mine.setdefault(mode, Histogram.empty(bounds)).add(histogram)
         for usage_key, sums in other.usage.items():
-            into = self.usage.setdefault(usage_key, dict.fromkeys(FIELDS, 0))
-            for name in FIELDS:
+            into = self.usage.setdefault(usage_key, dict.fromkeys(ALL_FIELDS, 0))
+            for name in ALL_FIELDS:
                 into[name] += sums[name]
         return self
 
@@ -122,8 +123,9 @@ def pruned_totals(store: Store) -> RunTotals:
         f"SELECT mode, off_peak, {COST_SUMS} FROM run_rollups WHERE settled > 0"
         " GROUP BY mode, off_peak",
     ):
-        sums = totals.usage.setdefault((row["mode"], row["off_peak"]), dict.fromkeys(FIELDS, 0))
-        for name in FIELDS:
+        sums = totals.usage.setdefault((row["mode"], row["off_peak"]),
+                                       dict.fromkeys(ALL_FIELDS, 0))
+        for name in ALL_FIELDS:
             sums[name] += row[name]
     _add_sketches(totals, store)
     return totals
@@ -201,8 +203,21 @@ def _add_settled_sums(totals: RunTotals, store: Store, ids: str) -> None:
         workflow, mode, off_peak = row[0], row[1], row[2]
         for state, count in zip(ENDED_STATES, row[3:3 + len(ENDED_STATES)], strict=True):
             _count(totals, (workflow, mode, state.value), count)
-        sums = totals.usage.setdefault((mode, off_peak), dict.fromkeys(FIELDS, 0))
+        sums = totals.usage.setdefault((mode, off_peak), dict.fromkeys(ALL_FIELDS, 0))
         for name in FIELDS:
+            sums[name] += row[name]
+    _add_charge_sums(totals, store, ids)
+
+
+def _add_charge_sums(totals: RunTotals, store: Store, ids: str) -> None:
+    """What runs were charged under a tariff or carbon forecast, as `report costs` adds it."""
+    for row in store.conn.execute(
+        f"SELECT mode, off_peak, {sums_sql(CHARGE_SUMS)} FROM runs INDEXED BY runs_charges"
+        f" WHERE {CHARGED_SQL}{ids} GROUP BY mode, off_peak",
+    ):
+        sums = totals.usage.setdefault((row["mode"], row["off_peak"]),
+                                       dict.fromkeys(ALL_FIELDS, 0))
+        for name in CHARGE_SUMS:
             sums[name] += row[name]
 
 
@@ -253,9 +268,10 @@ def _add_settled(totals: RunTotals, row: Any) -> None:
         row["duration_s"])
     if row["queue_wait_s"] is not None:
         totals.waits.setdefault(mode, Histogram.empty(WAIT_BUCKETS)).observe(row["queue_wait_s"])
-    sums = totals.usage.setdefault((mode, row["off_peak"]), dict.fromkeys(FIELDS, 0))
+    sums = totals.usage.setdefault((mode, row["off_peak"]), dict.fromkeys(ALL_FIELDS, 0))
     cpu = (None if row["cpu_user_s"] is None or row["cpu_system_s"] is None
            else row["cpu_user_s"] + row["cpu_system_s"])
+    _add_charges(sums, row, cpu)
     sums["runs"] += 1
     sums["worker_s"] += row["duration_s"]
     sums["cpu_s"] += cpu or 0.0
@@ -264,6 +280,17 @@ def _add_settled(totals: RunTotals, row: Any) -> None:
         sums["measured"] += 1
     else:
         sums["unmeasured_cpu_s"] += cpu or 0.0
+
+
+def _add_charges(sums: dict[str, float], row: Any, cpu: float | None) -> None:
+    if row["tariff_cost"] is not None:
+        sums["tariff_worker_s"] += row["duration_s"]
+        sums["tariff_cpu_s"] += cpu or 0.0
+        sums["tariff_cost"] += row["tariff_cost"]
+        sums["tariff_baseline_cost"] += row["tariff_baseline_cost"] or 0.0
+    if row["carbon_g"] is not None:
+        sums["carbon_g"] += row["carbon_g"]
+        sums["baseline_carbon_g"] += row["baseline_carbon_g"] or 0.0
 
 
 def totals_from(store: Store, first_id: int) -> RunTotals:

@@ -38,6 +38,7 @@ from easyflow_cli.core.model import (
 )
 from easyflow_cli.core.notify import NoticeBook
 from easyflow_cli.core.planning import PlannedRun
+from easyflow_cli.core.receipts import Charges, Pricing, PricingSource
 from easyflow_cli.core.stats import median
 from easyflow_cli.storage.damaged_rows import ENUM_COLUMNS, KNOWN, MODES, damage
 from easyflow_cli.storage.pg_outbox import record_end_events
@@ -49,8 +50,10 @@ from easyflow_cli.storage.run_queue import (
     PrunedRun,
     RunEnd,
     RunStart,
+    charged_ends,
     no_retry,
 )
+from easyflow_cli.storage.sqlite_charges import CHARGE_COLUMNS
 
 log = logging.getLogger("easyflow.queue")
 
@@ -93,6 +96,7 @@ class PgRunQueue:
         self.store = store
         self.notices: NoticeBook | None = None
         self.events_written = 0
+        self.pricing: PricingSource | None = None
 
     @property
     def conn(self) -> psycopg.Connection:
@@ -162,6 +166,7 @@ class PgRunQueue:
         ids = [end.run_id for end in ends]
         if not ids:
             return []
+        pricing = self.pricing.current() if self.pricing is not None else None
         with self.store.write() as conn:
             running: dict[int, str] = dict(conn.execute(
                 "SELECT id, workflow FROM runs WHERE state = 'running' AND id = ANY(%s)"
@@ -172,6 +177,8 @@ class PgRunQueue:
                     " cpu_user_s = %s, cpu_system_s = %s, peak_rss_kb = %s, duration_s = %s,"
                     " deadline_met = %s, energy_j = %s WHERE id = %s",
                     [_end_values(end) for end in ends if end.run_id in running])
+            if pricing is not None and pricing.has_series:
+                _record_charges(conn, pricing, [end for end in ends if end.run_id in running])
             book = self.notices
             if book is not None and book.rules:
                 self.events_written += record_end_events(
@@ -260,6 +267,11 @@ class PgRunQueue:
         if row is None:
             raise NotFound(f"unknown run {run_id} (see `easyflow runs list`)")
         return _run(row)
+
+    def charges(self, run_id: int) -> Charges:
+        row = self.conn.execute(f"SELECT {', '.join(CHARGE_COLUMNS)} FROM runs WHERE id = %s",
+                                (run_id,)).fetchone() if fits_bigint(run_id) else None
+        return Charges() if row is None else Charges(*row)
 
     def step_group(self, run_id: int) -> StepGroup | None:
         row = self.conn.execute(
@@ -619,3 +631,15 @@ def _run(row: Any) -> Run:
             raise
         raise problem from None
     return Run(**values)
+
+
+def _record_charges(conn: psycopg.Connection, pricing: Pricing, ends: Sequence[RunEnd]) -> None:
+    """Charge the runs that just ended under the series loaded (in `finish`'s transaction)."""
+    submitted = {run_id: (Mode(mode), enqueued) for run_id, mode, enqueued in conn.execute(
+        "SELECT id, mode, enqueued_at FROM runs WHERE id = ANY(%s)",
+        ([end.run_id for end in ends],))}
+    with conn.cursor() as cursor:
+        cursor.executemany(
+            f"UPDATE runs SET {', '.join(f'{c} = %s' for c in CHARGE_COLUMNS)} WHERE id = %s",
+            [(*(getattr(charges, c) for c in CHARGE_COLUMNS), run_id)
+             for run_id, charges in charged_ends(pricing, ends, submitted)])

@@ -31,7 +31,8 @@ RUN_COLUMNS_SQL = (
 
 def _rollups_table() -> str:
     counts = ", ".join(f"{c} bigint NOT NULL DEFAULT 0" for c in rollups.COUNT_COLUMNS)
-    sums = ", ".join(f"{c} double precision NOT NULL DEFAULT 0" for c in rollups.SUM_COLUMNS)
+    sums = ", ".join(f"{c} double precision NOT NULL DEFAULT 0"
+                     for c in rollups.TABLE_SUM_COLUMNS)
     sketches = ", ".join(f"{c} text NOT NULL DEFAULT '{{}}'" for c in rollups.JSON_COLUMNS)
     return (f"CREATE TABLE run_rollups (day text NOT NULL, workflow text NOT NULL,"
             f" mode text NOT NULL, pool text NOT NULL, off_peak integer NOT NULL,"
@@ -82,7 +83,19 @@ MIGRATION_2 = [
     "ALTER TABLE daemon_policy ADD COLUMN max_delay_s double precision",
     "ALTER TABLE daemon_policy ADD COLUMN series_path text",
 ]
-# Whether the user who submitted a run waited for it (store.py's migration 14).
-MIGRATION_3 = ["ALTER TABLE runs ADD COLUMN followed boolean"]
 
-MIGRATIONS: list[list[str]] = [MIGRATION_1, MIGRATION_2, MIGRATION_3]
+# What a run was charged as it ended under a tariff or carbon forecast (`core/receipts.py`),
+# and the same sums in the rollups of pruned runs (SQLite's `_migration_15`'s columns).
+MIGRATION_3 = [
+    "ALTER TABLE runs ADD COLUMN tariff_cost double precision,"
+    " ADD COLUMN tariff_baseline_cost double precision, ADD COLUMN tariff_source text,"
+    " ADD COLUMN carbon_g double precision, ADD COLUMN baseline_carbon_g double precision,"
+    " ADD COLUMN carbon_source text",
+    "ALTER TABLE run_rollups " + ", ".join(
+        f"ADD COLUMN {c} double precision NOT NULL DEFAULT 0" for c in rollups.CHARGE_SUMS),
+]
+
+# Whether the user who submitted a run waited for it (store.py's migration 16).
+MIGRATION_4 = ["ALTER TABLE runs ADD COLUMN followed boolean"]
+
+MIGRATIONS: list[list[str]] = [MIGRATION_1, MIGRATION_2, MIGRATION_3, MIGRATION_4]

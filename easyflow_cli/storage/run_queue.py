@@ -36,6 +36,7 @@ from easyflow_cli.core.model import (
 )
 from easyflow_cli.core.notify import NoticeBook
 from easyflow_cli.core.planning import PlannedRun, QueuePolicy, eco_not_before
+from easyflow_cli.core.receipts import Charges, Pricing, PricingSource, Stretch, charges_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +119,8 @@ class RunQueue(Protocol):
     # foreground run); None watches nothing. How many events its ends wrote so far.
     notices: NoticeBook | None
     events_written: int
+    # What `finish` charges the runs that end with (the series loaded now); None: nothing.
+    pricing: PricingSource | None
 
     # ---------------------------------------------------------------- transitions
 
@@ -165,7 +168,9 @@ class RunQueue(Protocol):
         `cpu_system_s`, `peak_rss_kb`, `energy_j`, `duration_s` (`RunEnd.duration_s`) and
         `deadline_met` (unset without a deadline). For a workflow the `notices` book has a
         rule for, in the same transaction: its incident, and the outbox rows of the
-        events the end makes (`notify_events.end_events`)."""
+        events the end makes (`notify_events.end_events`). Where `pricing` has a tariff or a
+        carbon forecast loaded, also the run's charges (`core.receipts.charges_of`), read
+        back by `charges`."""
         ...
 
     def requeue(self, run_ids: Sequence[int], note: str | None = None) -> None:
@@ -220,6 +225,11 @@ class RunQueue(Protocol):
 
     def get(self, run_id: int) -> Run:
         """The run, or NotFound."""
+        ...
+
+    def charges(self, run_id: int) -> Charges:
+        """What the run was charged as it ended under a tariff or carbon forecast (all None
+        where none was loaded, or it has not ended)."""
         ...
 
     def step_group(self, run_id: int) -> StepGroup | None:
@@ -345,3 +355,20 @@ def replan_eco(queue: RunQueue, policy: QueuePolicy, now: datetime,
                                           None))
                  for run_id, workflow, deadline in waiting])
     return len(waiting)
+
+
+def charged_ends(pricing: Pricing, ends: Sequence[RunEnd],
+                 submitted: dict[int, tuple[Mode, datetime]]) -> list[tuple[int, Charges]]:
+    """What each run that ended (and that measured a duration) is charged under `pricing`,
+    given each one's mode and submission time; the backends write it in `finish`."""
+    charged = []
+    for end in ends:
+        duration = end.duration_s()
+        if end.began_at is None or duration is None or end.run_id not in submitted:
+            continue
+        mode, enqueued = submitted[end.run_id]
+        outcome = end.outcome
+        stretch = Stretch(mode, enqueued, end.began_at, duration,
+                          outcome.cpu_user_s + outcome.cpu_system_s, outcome.energy_j)
+        charged.append((end.run_id, charges_of(pricing, stretch)))
+    return charged

@@ -30,6 +30,7 @@ from easyflow_cli.core.model import (
 )
 from easyflow_cli.core.notify import NoticeBook
 from easyflow_cli.core.planning import PlannedRun
+from easyflow_cli.core.receipts import Charges, PricingSource
 from easyflow_cli.core.stats import median
 from easyflow_cli.core.timeutil import from_iso, to_iso
 from easyflow_cli.storage.damaged_rows import KNOWN, MODES, damage
@@ -43,6 +44,7 @@ from easyflow_cli.storage.run_queue import (
     RunStart,
     no_retry,
 )
+from easyflow_cli.storage.sqlite_charges import charges, record_charges
 from easyflow_cli.storage.sqlite_outbox import record_end_events
 
 log = logging.getLogger("easyflow.queue")
@@ -95,6 +97,7 @@ class SqliteRunQueue:
         self.store = store
         self.notices: NoticeBook | None = None
         self.events_written = 0
+        self.pricing: PricingSource | None = None
 
     @property
     def conn(self) -> sqlite3.Connection:
@@ -168,6 +171,9 @@ class SqliteRunQueue:
         ids = [end.run_id for end in ends]
         if not ids:
             return []
+        # Asked before the transaction: a foreground run reads a changed file then, not under
+        # the lock (the daemon reads it in a thread).
+        pricing = self.pricing.current() if self.pricing is not None else None
         with self.store.write() as conn:
             running = dict(conn.execute(
                 "SELECT id, workflow FROM runs WHERE state = 'running'"
@@ -177,6 +183,8 @@ class SqliteRunQueue:
                 " cpu_user_s = ?, cpu_system_s = ?, peak_rss_kb = ?, duration_s = ?,"
                 " deadline_met = ?, energy_j = ? WHERE id = ?",
                 [_end_values(end) for end in ends if end.run_id in running])
+            if pricing is not None and pricing.has_series:
+                record_charges(conn, pricing, [end for end in ends if end.run_id in running])
             book = self.notices
             if book is not None and book.rules:
                 self.events_written += record_end_events(
@@ -267,6 +275,9 @@ class SqliteRunQueue:
         if row is None:
             raise NotFound(f"unknown run {run_id} (see `easyflow runs list`)")
         return _run(row)
+
+    def charges(self, run_id: int) -> Charges:
+        return charges(self.conn, run_id)
 
     def step_group(self, run_id: int) -> StepGroup | None:
         row = self.conn.execute(

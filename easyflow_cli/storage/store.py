@@ -237,6 +237,32 @@ def _migration_13(db) -> None:
 
 
 def _migration_14(db) -> None:
+    """Runs that missed their deadline, by mode and workflow, for `report latency`'s attainment:
+    partial, so only such runs (few) pay an index entry when they finish."""
+    db.execute("CREATE INDEX runs_deadline_missed ON runs (mode, workflow, finished_at)"
+               " WHERE deadline_met = 0 AND duration_s IS NOT NULL")
+
+
+def _migration_15(db) -> None:
+    """What a run was charged as it ended under a tariff or a carbon forecast
+    (`sqlite_charges.py`), and the same sums in the rollups of pruned runs."""
+    for column, kind in (("tariff_cost", "REAL"), ("tariff_baseline_cost", "REAL"),
+                         ("tariff_source", "TEXT"), ("carbon_g", "REAL"),
+                         ("baseline_carbon_g", "REAL"), ("carbon_source", "TEXT")):
+        db.execute(f"ALTER TABLE runs ADD COLUMN {column} {kind}")
+    rollups.add_charge_columns(db)
+    # `report costs` adds these to its sums: from an index of only the runs that have them
+    # (none unless a tariff or forecast is configured), so runs without cost no index entry.
+    db.execute(f"CREATE INDEX runs_charges ON runs (mode, off_peak, substr(finished_at, 1, 10),"
+               f" finished_at, workflow, duration_s, cpu_user_s, cpu_system_s, tariff_cost,"
+               f" tariff_baseline_cost, carbon_g, baseline_carbon_g) WHERE {CHARGED_SQL}")
+
+
+# Runs charged under a tariff or carbon forecast (the partial index runs_charges holds them).
+CHARGED_SQL = "duration_s IS NOT NULL AND (tariff_cost IS NOT NULL OR carbon_g IS NOT NULL)"
+
+
+def _migration_16(db) -> None:
     """Whether the user who submitted a run waited for it (`run --now`) or not (`--no-wait`):
     what `report advise` counts to tell work nobody waits for."""
     db.execute("ALTER TABLE runs ADD COLUMN followed INTEGER")
@@ -244,7 +270,8 @@ def _migration_14(db) -> None:
 
 MIGRATIONS = [_migration_1, _migration_2, _migration_3, _migration_4, _migration_5,
               _migration_6, _migration_7, _migration_8, _migration_9,
-              _migration_10, _migration_11, _migration_12, _migration_13, _migration_14]
+              _migration_10, _migration_11, _migration_12, _migration_13,
+              _migration_14, _migration_15, _migration_16]
 
 
 class Store:

@@ -50,7 +50,7 @@ def test_advise_reads_the_configured_carbon_forecast(store, home, monkeypatch):
                                      "2026-12-01T01:00:00Z,300\n")
     (home / "easyflow.toml").write_text('[carbon]\nforecast = "carbon.csv"\n')
     document = json.loads(runner.invoke(app, ["report", "advise", "--json"]).stdout)
-    assert document["carbon_source"] == "carbon.csv (csv)"
+    assert document["carbon_source"] == "csv from carbon.csv"
     (home / "carbon.csv").write_text("start,end,value\nsoon,later,300\n")
     done = runner.invoke(app, ["report", "advise"])
     assert done.exit_code == 2 and "carbon.csv:2" in done.stderr

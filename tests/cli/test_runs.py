@@ -30,9 +30,35 @@ def test_runs_list_show_filters(home, write):
     shown = json.loads(invoke("runs", "show", str(runs[0]["id"]), "--json").stdout)
     assert shown.pop("attempts") == [{"id": runs[0]["id"], "attempt": 1, "state": "failed",
                                       "exit_code": 1, "finished_at": runs[0]["finished_at"]}]
+    assert shown.pop("receipt")["price_source"] == "pool prices"
     assert shown == runs[0]
     table = invoke("runs", "show", str(runs[0]["id"])).stdout
-    assert "mode_reason" in table
+    assert "mode_reason" in table and "Ran at " in table
+
+
+def test_runs_show_prints_the_receipt_of_a_run_under_a_tariff_and_a_forecast(
+        home, write, tmp_path, monkeypatch):
+    from datetime import UTC, datetime, timedelta
+
+    day = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=12)
+    hours = [(day + timedelta(hours=h)).isoformat() for h in range(25)]
+    (tmp_path / "tariff.csv").write_text("start,end,value\n" + "".join(
+        f"{a},{b},0.25\n" for a, b in zip(hours, hours[1:], strict=False)))
+    (tmp_path / "carbon.csv").write_text("start,end,value\n" + "".join(
+        f"{a},{b},300\n" for a, b in zip(hours, hours[1:], strict=False)))
+    config = tmp_path / "easyflow.toml"
+    config.write_text('[costs]\ntariff = "tariff.csv"\n[carbon]\nforecast = "carbon.csv"\n')
+    monkeypatch.setenv("EASYFLOW_CONFIG", str(config))
+    busy = 'name = "w"\n[[steps]]\nrun = ["python3", "-c", "sum(range(4_000_000))"]\n'
+    invoke("workflow", "add", str(write("w.toml", busy)))  # some CPU time: energy to price
+    assert invoke("run", "w", "--now").exit_code == 0
+    receipt = json.loads(invoke("runs", "show", "1", "--json").stdout)["receipt"]
+    assert receipt["price_source"] == "tariff: csv from tariff.csv"
+    assert receipt["carbon_source"] == "csv from carbon.csv"
+    assert receipt["carbon_g"] == receipt["baseline_carbon_g"] > 0  # real-time, at once
+    assert receipt["saving_pct"] == 0.0 and receipt["energy_source"] in ("rapl", "estimate")
+    line = invoke("runs", "show", "1").stdout
+    assert "Ran at " in line and " instead of " in line and "g CO2 instead of" in line
 
 
 def test_unknown_run_exit_2(home):

@@ -897,6 +897,35 @@ def test_pruning_stops_between_batches_when_something_arrives(harness, clock):
     assert pruning.due(clock.now())  # the rest at the next quiet moment
 
 
+def test_ending_runs_are_charged_under_the_tariff_loaded_and_a_changed_file_is_read_again(
+        harness, clock):
+    spec = harness.add_workflow("noop")
+
+    def finished_run() -> int:
+        run_id = harness.submit(spec)
+        worker = harness.start(run_id)
+        worker.report(Finished(run_id, clock.stamp(36.0), ok()))
+        harness.tick()
+        return run_id
+
+    assert harness.db.queue.charges(finished_run()).tariff_cost is None  # none configured
+    config = Path(harness.daemon.config_path or "")
+    tariff = config.parent / "tariff.csv"
+    tariff.write_text("start,end,value,unit\n2026-11-25T00:00Z,2026-11-26T00:00Z,2,multiplier\n")
+    config.write_text(CONFIG + '[costs]\ntariff = "tariff.csv"\n')
+    harness.daemon.reload()  # SIGHUP
+    # Real-time at $0.10 per worker-hour, twice that, for 36 s: $0.002.
+    assert harness.db.queue.charges(finished_run()).tariff_cost == pytest.approx(0.002)
+    tariff.write_text("start,end,value,unit\n2026-11-25T00:00Z,2026-11-26T00:00Z,3.0,multiplier\n")
+    clock.advance(1.0)  # the file is looked at again a second later, as a run ends
+    assert harness.db.queue.charges(finished_run()).tariff_cost in (
+        pytest.approx(0.002), pytest.approx(0.003))  # the one read before, until it is read
+    reading = harness.daemon.forecasts.tariff.reading  # by a thread, off the loop
+    assert reading is not None
+    reading.join(timeout=10)
+    assert harness.db.queue.charges(finished_run()).tariff_cost == pytest.approx(0.003)
+
+
 class StatusLines:
     """A systemd notify socket that keeps the status lines it is sent."""
 

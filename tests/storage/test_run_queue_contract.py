@@ -11,7 +11,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from easyflow_cli.core.costs import Prices
 from easyflow_cli.core.errors import BadInput, NotFound
+from easyflow_cli.core.forecast import Forecast, Interval, Unit
 from easyflow_cli.core.learned import RunSample
 from easyflow_cli.core.model import (
     RUN_FIELDS,
@@ -26,6 +28,7 @@ from easyflow_cli.core.model import (
 )
 from easyflow_cli.core.offpeak import parse_window
 from easyflow_cli.core.planning import PlannedRun, QueuePolicy
+from easyflow_cli.core.receipts import Charges, Pricing
 from easyflow_cli.core.spec import parse_workflow_text
 from easyflow_cli.storage.run_queue import (
     Hand,
@@ -401,6 +404,48 @@ def test_finish_leaves_a_run_that_is_no_longer_running(run_queue):
     assert run_queue.finish([RunEnd(queued, outcome, NOW, NOW)]) == [queued]
     assert run_queue.get(queued).state is RunState.QUEUED
     assert run_queue.finish([]) == []
+
+
+class LoadedSeries:
+    """A `PricingSource` with a tariff and a carbon forecast over the hours around NOW."""
+
+    def __init__(self) -> None:
+        hour = timedelta(hours=1)
+        prices = Prices({m: (0.10, 0.05) for m in Mode}, 0.0, "USD")
+        start = NOW - hour
+        self.pricing = Pricing(prices, 15.0, series(Unit.PER_KWH, start, [0.30, 0.20]),
+                               series(Unit.G_CO2_PER_KWH, start, [400, 200]))
+
+    def current(self) -> Pricing:
+        return self.pricing
+
+
+def series(unit: Unit, start: datetime, values: list[float]) -> Forecast:
+    hour = timedelta(hours=1)
+    return Forecast(unit, f"test {unit}", tuple(
+        Interval(start + i * hour, start + (i + 1) * hour, v) for i, v in enumerate(values)))
+
+
+def test_finish_charges_runs_under_the_series_loaded(run_queue):
+    run_queue.pricing = LoadedSeries()
+    run_id = add(run_queue, at=NOW - timedelta(minutes=30))
+    claim(run_queue)
+    started(run_queue, run_id)  # at NOW + 2 s
+    ended(run_queue, run_id, Outcome(RunState.SUCCEEDED, 0, None, 3000.0, 600.0, 0, 3.6e6),
+          NOW + timedelta(seconds=62))
+    charges = run_queue.charges(run_id)
+    assert charges.tariff_cost == pytest.approx(0.20)  # 1 kWh, measured
+    assert charges.tariff_baseline_cost == pytest.approx(0.30)
+    assert (charges.carbon_g, charges.baseline_carbon_g) == (pytest.approx(200),
+                                                             pytest.approx(400))
+    assert (charges.tariff_source, charges.carbon_source) == ("test per_kwh", "test gCO2/kWh")
+
+
+def test_finish_charges_nothing_without_series(run_queue):
+    run_id = add(run_queue)
+    claim(run_queue)
+    ended(run_queue, run_id, Outcome(RunState.SUCCEEDED, 0), NOW + timedelta(seconds=3))
+    assert run_queue.charges(run_id) == Charges()
 
 
 # ---------------------------------------------------------------------- requeue

@@ -46,6 +46,7 @@ from easyflow_cli.runtime.daemon.pruning import Pruning
 from easyflow_cli.runtime.daemon.recovery import recover_abandoned_runs
 from easyflow_cli.runtime.daemon.reports import WorkerReports
 from easyflow_cli.runtime.daemon.storage_watch import STORAGE_FAULT_EXIT, StorageWatch
+from easyflow_cli.runtime.forecasts import ForecastFiles
 from easyflow_cli.runtime.pools import Pool, PoolWorker, WorkerFactory, WorkerProcess
 from easyflow_cli.runtime.protocol import (
     CancelOrder,
@@ -107,6 +108,7 @@ class Daemon:
         self.serving = False  # what the metrics' live state reports
         self.metrics = self._metrics_exporter()
         self.deliveries: Deliveries | None = None
+        self.forecasts: ForecastFiles | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -131,9 +133,11 @@ class Daemon:
         self.reports = WorkerReports(store, self.recorder, self.clock, self.config,
                                      self.selector, self.dispatcher.log_path, self.token,
                                      self.containment, self.slots)
-        self.schedules = ScheduleBook(store, self._policy(), self.started_at)
+        self.schedules = ScheduleBook(store, self._policy(), self.started_at, self.config.costs)
         self.foreground = ForegroundWatch(store, self.clock)
         store.queue.notices = book = notice_book(self.config, store)
+        store.queue.pricing = self.forecasts = ForecastFiles(
+            self.config, monotonic=self.clock.monotonic, in_background=True)
         self.deliveries = Deliveries(self.home, self.clock, book)
         self.pruning = Pruning(store, self.config, self.home, self.clock.now())
         if signals:
@@ -322,7 +326,10 @@ class Daemon:
             log.error("reload: keeping the old configuration: %s", exc)
         self.dispatcher.config = self.reports.config = self.pruning.config = self.config
         self.pruning.look_now(self.clock.now())  # `keep` may be shorter now
+        if self.forecasts is not None:
+            self.forecasts.reload(self.config)  # the tariff and forecast files read again
         self.schedules.policy = policy = self._policy()
+        self.schedules.costs = self.config.costs
         store = self.db
         publish_policy(store, policy, self.clock.now())
         if policy != old_policy:
