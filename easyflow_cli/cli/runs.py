@@ -187,8 +187,10 @@ def logs(
         follow_log(run_id, raw=raw, lines=tail)
     with open_store() as store:
         run = store.queue.get(run_id)
-    if not run.log_path or not os.path.lexists(run.log_path):
+    if not run.log_path:
         raise BadInput(f"run {run_id} has no log yet (state {run.state.value})")
+    if not os.path.lexists(run.log_path):
+        return  # started, and printed nothing yet: its log file comes with its first output
     copy_log(Path(run.log_path), typer.get_binary_stream("stdout"), raw=raw, lines=tail)
 
 

@@ -1,28 +1,26 @@
 """The forecast the eco planner works with: which file the configuration names for the pool's
 `optimise` (the tariff for "cost", the carbon forecast for "carbon"), read into a `Series`.
 
-The file readers are `read_forecast`'s business; this module only chooses the file and the
+The file shapes are `core/forecast_files.py`'s business; this module only chooses the file and the
 terms a stretch of it is priced in. A file that cannot be read leaves the planner on the
 off-peak window (the caller says why), it never stops a run from being queued.
 """
 
 from __future__ import annotations
 
-import csv
 import logging
-from datetime import UTC, timedelta
+from datetime import timedelta
 from pathlib import Path
 
+from easyflow_cli.core import forecast_files
 from easyflow_cli.core.config import Config, Optimise
 from easyflow_cli.core.eco_plan import Series
-from easyflow_cli.core.errors import BadInput
-from easyflow_cli.core.forecast import Forecast, Interval, Unit
+from easyflow_cli.core.errors import BadInput, SpecError
+from easyflow_cli.core.forecast import Forecast, Unit
+from easyflow_cli.core.forecast_files import SeriesKind
 from easyflow_cli.core.model import Mode
 from easyflow_cli.core.offpeak import OffPeakWindow
 from easyflow_cli.core.planning import QueuePolicy
-from easyflow_cli.core.timeutil import parse_time
-
-CSV_COLUMNS = ("start", "end", "value")
 
 log = logging.getLogger("easyflow.plan")
 
@@ -69,40 +67,10 @@ def read_series(config: Config, optimise: Optimise, path: Path | None) -> Series
 
 
 def read_forecast(path: Path, unit: Unit) -> Forecast:
-    """A `start,end,value` CSV (times ISO-8601; `value` in `unit`, or a `unit` column saying
-    `multiplier`). The one place the planner reads a file: richer readers plug in here."""
+    """The series in the file at `path`, in any shape `core/forecast_files.py` reads: a carbon
+    forecast when `unit` is gCO2/kWh, else a tariff. BadInput, one line, when it cannot be."""
+    kind = SeriesKind.CARBON if unit is Unit.G_CO2_PER_KWH else SeriesKind.TARIFF
     try:
-        with path.open(newline="") as handle:
-            rows = list(csv.reader(handle))
-    except OSError as exc:
-        raise BadInput(f"{path}: cannot read the forecast: {exc.strerror}") from None
-    header = [name.strip().lower() for name in rows[0]] if rows else []
-    if header[:3] != list(CSV_COLUMNS):
-        raise BadInput(f"{path}:1: the header must start with {','.join(CSV_COLUMNS)}")
-    intervals = [_interval(path, number, row) for number, row in enumerate(rows[1:], start=2)
-                 if any(cell.strip() for cell in row)]
-    if len(header) > 3 and header[3] == "unit" and any(
-            row[3:4] == ["multiplier"] for row in rows[1:]):
-        unit = Unit.MULTIPLIER
-    try:
-        return Forecast(unit, f"{path.name} (csv)", tuple(intervals))
-    except ValueError as exc:
+        return forecast_files.read_series(path, kind)
+    except SpecError as exc:
         raise BadInput(str(exc)) from None
-
-
-def _interval(path: Path, number: int, row: list[str]) -> Interval:
-    cells = dict(zip(CSV_COLUMNS, (cell.strip() for cell in row), strict=False))
-    for name in CSV_COLUMNS:
-        if not cells.get(name):
-            raise BadInput(f"{path}:{number}: {name}: missing")
-    try:
-        start, end = (parse_time(cells[name]).astimezone(UTC) for name in ("start", "end"))
-    except ValueError:
-        raise BadInput(f"{path}:{number}: start/end: not an ISO-8601 time") from None
-    try:
-        value = float(cells["value"])
-    except ValueError:
-        raise BadInput(f"{path}:{number}: value: not a number: {cells['value']!r}") from None
-    if end <= start:
-        raise BadInput(f"{path}:{number}: end: not after start")
-    return Interval(start, end, value)

@@ -11,8 +11,11 @@ What is measured, precisely:
   socket, as `run --now` does) to the first instruction of the step's function in a warm
   worker, which reads `time.monotonic()` (CLOCK_MONOTONIC is one clock for all processes).
 - dispatch latency, command step (`/bin/true`): from the same moment to the run's recorded
-  `started_at`, which the worker takes immediately before it opens the run's log and forks the
-  step; fork+exec of the program itself comes on top.
+  `started_at`, which the worker takes immediately before it starts the run's first step.
+- command step, first instruction: from the same moment to the step's own reading of the clock
+  (`date +%s.%N`, bench_spawn.py), with that command's own start cost measured beside it.
+- spawn ceiling: two posix_spawn loops of /bin/true side by side (bench_spawn.py), next to the
+  /bin/true drain, with the drain's share of it.
 - drain: N no-op runs inserted in one transaction, the daemon woken; runs/s from the start of
   that transaction to the last run's `finished_at` (enqueue → claim → execute → record).
 - growth (bench_growth.py): dispatch latency of a callable step as above, and the daemon's
@@ -49,6 +52,11 @@ from easyflow_cli.tools.bench_daemon import (
 from easyflow_cli.tools.bench_figures import distribution
 from easyflow_cli.tools.bench_growth import GrowthSizes, growth_curves
 from easyflow_cli.tools.bench_reports import REPORT_COMMANDS, reports_at_scale
+from easyflow_cli.tools.bench_spawn import (
+    clock_command_own_start,
+    command_first_instruction,
+    spawn_ceiling,
+)
 from easyflow_cli.tools.bench_steps import BURN_MARK, STAMP_MARK
 
 ECO_BACKLOG = 10_000
@@ -70,6 +78,7 @@ class BenchSizes:
     cli_bulk_runs: int
     report_runs: int
     isolation_samples: int
+    ceiling_seconds: float = 1.0
 
     @classmethod
     def for_mode(cls, quick: bool) -> BenchSizes:
@@ -79,7 +88,8 @@ class BenchSizes:
                        cli_bulk_runs=2000, report_runs=20_000, isolation_samples=3)
         return cls(dispatch_samples=300, drain_callable_runs=5000, drain_command_runs=2000,
                    idle_seconds=60, library_enqueue_runs=100_000, cli_samples=20,
-                   cli_bulk_runs=10_000, report_runs=1_000_000, isolation_samples=10)
+                   cli_bulk_runs=10_000, report_runs=1_000_000, isolation_samples=10,
+                   ceiling_seconds=3.0)
 
 
 # --------------------------------------------------------------------------- figures
@@ -108,7 +118,7 @@ def steal_percent(before: dict[str, int], after: dict[str, int]) -> float:
 
 def warm_up(daemon: BenchDaemon) -> None:
     """Every real-time worker imports the bench steps once before anything is timed."""
-    for workflow in ("bench-stamp", "bench-noop", "bench-true", "bench-burn"):
+    for workflow in ("bench-stamp", "bench-noop", "bench-true", "bench-clock", "bench-burn"):
         ids, _, _ = daemon.submit(workflow, count=10)
         if not daemon.wait_finished(ids, timeout=60):
             raise BenchError("warm-up runs did not finish within a minute")
@@ -255,6 +265,8 @@ def _with_daemon(daemon: BenchDaemon, sizes: BenchSizes, progress: Progress) -> 
     progress("drain throughput")
     drain = {"callable": drain_throughput(daemon, sizes.drain_callable_runs, command=False),
              "command": drain_throughput(daemon, sizes.drain_command_runs, command=True)}
+    progress("the box's spawn ceiling")
+    drain["command"] = _beside_ceiling(drain["command"], spawn_ceiling(sizes.ceiling_seconds))
     progress("CLI start and enqueue")
     help_ms = cli_wall_times(["--help"], daemon.home, sizes.cli_samples)
     run_ms = cli_wall_times(["run", "bench-noop", "--now", "--no-wait"], daemon.home,
@@ -267,6 +279,8 @@ def _with_daemon(daemon: BenchDaemon, sizes: BenchSizes, progress: Progress) -> 
         **backlog,
         "callable": distribution(dispatch_latency(daemon, n, command=False)),
         "command": distribution(dispatch_latency(daemon, n, command=True)),
+        "command_first_instruction": distribution(command_first_instruction(daemon, n)),
+        "clock_command_own_start": distribution(clock_command_own_start(n)),
     }
     progress("CPU-bound step while eco work saturates every core")
     burn_busy = cpu_bound_durations(daemon, sizes.isolation_samples)
@@ -287,6 +301,11 @@ def _with_daemon(daemon: BenchDaemon, sizes: BenchSizes, progress: Progress) -> 
     }
 
 
+def _beside_ceiling(drain: dict[str, Any], ceiling: float) -> dict[str, Any]:
+    share = round(100 * drain["runs_per_s"] / ceiling, 1) if ceiling else None
+    return {**drain, "spawn_ceiling_runs_per_s": ceiling, "percent_of_ceiling": share}
+
+
 def _machine() -> dict[str, Any]:
     return {"cpus": os.cpu_count(), "python": sys.version.split()[0],
             # Without cached bytecode every CLI start compiles easyflow's modules again.
@@ -301,7 +320,13 @@ TARGETS = (
     (("dispatch_latency_ms", "eco_backlog", "callable", "p99"), "dispatch p99, callable, backlog",
      "<=", 3.0, "ms"),
     (("drain", "callable", "runs_per_s"), "drain, callable no-op", ">=", 8000, "runs/s"),
+    (("dispatch_latency_ms", "eco_backlog", "command_first_instruction", "p50"),
+     "command step's first instruction p50, backlog", "<=", 2.0, "ms"),
+    (("dispatch_latency_ms", "eco_backlog", "command_first_instruction", "p99"),
+     "command step's first instruction p99, backlog", "<=", 5.0, "ms"),
     (("drain", "command", "runs_per_s"), "drain, /bin/true", ">=", 2500, "runs/s"),
+    (("drain", "command", "percent_of_ceiling"), "drain, /bin/true, share of spawn ceiling",
+     ">=", 50, "%"),
     (("enqueue", "library_bulk", "runs_per_s"), "bulk enqueue", ">=", 20000, "runs/s"),
     (("enqueue", "cli_bulk", "runs_per_s"), "bulk submit, runs/s through one CLI", ">=", 1000,
      "runs/s"),

@@ -35,6 +35,7 @@ STEPS = "easyflow_cli.tools.bench_steps"
 WORKFLOWS = {
     "bench-stamp": f'[[steps]]\ncall = "{STEPS}:stamp"\n',
     "bench-true": '[[steps]]\nrun = ["/bin/true"]\n',
+    "bench-clock": '[[steps]]\nrun = ["date", "+%s.%N"]\n',
     "bench-noop": f'[[steps]]\ncall = "{STEPS}:noop"\n',
     "bench-burn": f'[[steps]]\ncall = "{STEPS}:burn"\nargs = ["{BURN_ITERATIONS}"]\n',
     "bench-eco-spin": f'execution_mode = "eco"\n[[steps]]\ncall = "{STEPS}:spin"\n'

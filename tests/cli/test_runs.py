@@ -115,6 +115,17 @@ def test_runs_prune_refuses_bad_input(home):
         assert result.exit_code == 2 and "Traceback" not in result.output
 
 
+def test_a_run_that_printed_nothing_has_no_log_file_and_an_empty_log(home, write):
+    path = write("w.toml", 'name = "w"\n[[steps]]\nrun = ["true"]\n')
+    invoke("workflow", "add", str(path))
+    invoke("run", "w", "--now")
+    run = json.loads(invoke("runs", "show", "1", "--json").stdout)
+    assert run["state"] == "succeeded" and not Path(run["log_path"]).exists()
+    for args in (["logs", "1"], ["logs", "1", "--tail", "5"], ["logs", "1", "-f"]):
+        result = invoke(*args)
+        assert (result.exit_code, result.stdout) == (0, ""), args
+
+
 def test_runs_show_says_why_an_eco_run_waits_as_planned(store):
     from dataclasses import replace
 

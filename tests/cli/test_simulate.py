@@ -55,7 +55,7 @@ def test_simulate_json_sets_the_projection_beside_what_happened(home, tmp_path):
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert (report["runs"], report["policy"], report["optimise"]) == (3, "current", "cost")
-    assert report["series"]["tariff"] == "tariff.csv (csv)"
+    assert report["series"]["tariff"] == "csv from tariff.csv"
     assert report["projected"]["cost"] < report["actual"]["cost"]
     assert report["best_possible"]["cost"] <= report["projected"]["cost"]
     assert report["projected"]["deadline_misses"] == 0
@@ -78,6 +78,6 @@ def test_simulate_bad_input_is_one_line_and_exit_2(home, tmp_path):
     (tmp_path / "t.csv").write_text("start,end,value\nyesterday,today,1\n")
     unreadable = invoke("simulate", "--tariff", str(tmp_path / "t.csv"))
     assert unreadable.exit_code == 2
-    assert "t.csv:2: start/end: not an ISO-8601 time" in unreadable.output
+    assert "t.csv:2: start: not an ISO-8601 time" in unreadable.output
     assert "Traceback" not in unreadable.output
     assert invoke("simulate", "--since", "tomorrow").exit_code == 2

@@ -41,6 +41,10 @@ def test_quick_bench_json_document(home, monkeypatch):
             assert dist["samples"] > 0
             assert all(positive(dist[k]) for k in ("median", "p50", "p95", "p99"))
     assert doc["dispatch_latency_ms"]["eco_backlog"]["eco_queued"] == 200
+    for figure in ("command_first_instruction", "clock_command_own_start"):
+        assert positive(doc["dispatch_latency_ms"]["eco_backlog"][figure]["p99"])
+    assert positive(doc["drain"]["command"]["spawn_ceiling_runs_per_s"])
+    assert positive(doc["drain"]["command"]["percent_of_ceiling"])
     for step in ("callable", "command"):
         assert positive(doc["drain"][step]["runs_per_s"])
     assert positive(doc["enqueue"]["library_bulk"]["runs_per_s"])
