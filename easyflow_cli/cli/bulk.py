@@ -55,7 +55,7 @@ def submit_runs(names: Sequence[str], count: int, *, mode: Mode | None, deadline
             raise BadInput(NO_DAEMON)
         policy = queue_policy(store, config, daemon_up=True)
         planned = plan_manual_runs(store, specs, count, policy, mode=mode, deadline=deadline,
-                                   costs=config.costs)
+                                   followed=not no_wait, costs=config.costs)
         ids, reply = queue_and_wake(store, home, planned, count)
         refused = not_taken(reply, f"runs {ids.start}-{ids.stop - 1}")
         if refused is not None:

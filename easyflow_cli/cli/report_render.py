@@ -16,7 +16,8 @@ from easyflow_cli.cli.money import adds_up, money, money_column
 from easyflow_cli.core.durations import format_duration
 from easyflow_cli.core.words import plural
 
-__all__ = ["money", "render_costs", "render_latency", "render_pools", "sparkline"]
+__all__ = ["money", "render_advice", "render_costs", "render_latency", "render_pools",
+           "sparkline"]
 
 SPARKS = "▁▂▃▄▅▆▇█"
 POOLS_NOTE = ("{foreground} ran in the foreground (no daemon up), outside the pools. A run "
@@ -182,3 +183,37 @@ def sparkline(values: list[float], ceiling: float | None = None) -> str:
 def _slice(seconds: float) -> str:
     """A slice width for a title: whole units when long, tenths when short."""
     return format_duration(round(seconds)) if seconds >= 10 else f"{seconds:.1f}s"
+
+
+def render_advice(report: dict[str, Any]) -> Group:
+    """One row per workflow: its verdict and why, what changing it saves a month, the change."""
+    table = Table(title="Advice", header_style="bold", title_justify="left")
+    for column in ("workflow", "verdict", "evidence", "saves / month", "risk", "change"):
+        table.add_column(column, justify="right" if column == "saves / month" else "left")
+    lines = report["workflows"]
+    amounts, _ = money_column([line["money_per_month"] for line in lines], report["currency"])
+    for line, amount in zip(lines, amounts, strict=True):
+        table.add_row(Text(line["workflow"]), line["verdict"], Text(_evidence(line)),
+                      _saving(line, amount), line["risk"] or "-", Text(_change(line["change"])))
+    prices = report["tariff_source"] or "the pools' prices (no tariff loaded)"
+    carbon = report["carbon_source"] or "no carbon forecast loaded: carbon not projected"
+    return Group(table, Text(f"money: {prices}; carbon: {carbon}", style="dim"))
+
+
+def _evidence(line: dict[str, Any]) -> str:
+    evidence = line["evidence"]
+    return (f"{plural(evidence['runs'], 'run')} in {evidence['days']:.0f} days: "
+            f"{line['reason']}")
+
+
+def _saving(line: dict[str, Any], amount: str) -> str:
+    if line["carbon_g_per_month"] is None:
+        return amount
+    return f"{amount}, {line['carbon_g_per_month']:.1f} g CO2"
+
+
+def _change(change: dict[str, Any] | None) -> str:
+    if change is None:
+        return "-"
+    table = f"{change['table']} " if change["table"] else ""
+    return f"{change['file']}: {table}{change['toml']}"

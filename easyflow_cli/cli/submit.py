@@ -45,23 +45,26 @@ def refuse_disabled(store: Store, names: Sequence[str], *, force: bool) -> None:
 
 
 def plan_manual_run(store: Store, spec: WorkflowSpec, policy: QueuePolicy, *,
-                    mode: Mode | None, deadline: str | None, now: datetime | None = None,
-                    rerun_of: int | None = None, batch: int = 1,
+                    mode: Mode | None, deadline: str | None, followed: bool,
+                    now: datetime | None = None, rerun_of: int | None = None, batch: int = 1,
                     costs: CostConfig | None = None) -> PlannedRun:
-    """The run a user asked for now (`rerun_of`: the run it repeats; `batch`: how many alike
-    are asked for at once, planned as one batch), planned (nothing is written); `costs`: what
-    its learned energy estimate assumes."""
+    """The run a user asked for now (`rerun_of`: the run it repeats; `followed`: the user waits
+    for it, rather than `--no-wait`; `batch`: how many alike are asked for at once, planned as
+    one batch), planned (nothing is written); `costs`: what its learned energy estimate
+    assumes."""
     from easyflow_cli.core.config import CostConfig
     from easyflow_cli.storage.learned_durations import expectation
 
     moment = now or utcnow()
     assumed = costs or CostConfig()
-    return plan_run(
+    planned = plan_run(
         spec, trigger=Trigger.MANUAL, now=moment, policy=policy, override=mode,
         deadline=parse_deadline(deadline, moment) if deadline is not None else None,
         expected=lambda m: expectation(store.queue, spec.name, m, assumed), rerun_of=rerun_of,
         estimate=batch_run_estimate(store, spec.name, policy, batch),
     )
+    planned.followed = followed
+    return planned
 
 
 def batch_run_estimate(store: Store, workflow: str, policy: QueuePolicy,
@@ -77,14 +80,14 @@ def batch_run_estimate(store: Store, workflow: str, policy: QueuePolicy,
 
 def plan_manual_runs(store: Store, specs: Sequence[WorkflowSpec], count: int,
                      policy: QueuePolicy, *, mode: Mode | None, deadline: str | None,
-                     costs: CostConfig | None = None) -> list[PlannedRun]:
+                     followed: bool, costs: CostConfig | None = None) -> list[PlannedRun]:
     """`count` runs of each workflow, in order. Runs of one workflow asked for at the same
     moment are planned alike, so each workflow is planned once."""
     moment = utcnow()
     planned = []
     for spec in specs:
-        run = plan_manual_run(store, spec, policy, mode=mode, deadline=deadline, now=moment,
-                              batch=count, costs=costs)
+        run = plan_manual_run(store, spec, policy, mode=mode, deadline=deadline,
+                              followed=followed, now=moment, batch=count, costs=costs)
         planned.extend([run] * count)
     return planned
 

@@ -133,6 +133,9 @@ class Run:
     attempt: int = 1
     retry_of: int | None = None
     rerun_of: int | None = None
+    # Did its submitter wait for it? True: `run --now` followed it; False: `--no-wait`; None:
+    # nobody submitted it by hand (schedules), or it was queued before this was recorded.
+    followed: bool | None = None
     schedule_id: int | None = None
     batch_id: str | None = None
     pool: PoolName | None = None

@@ -68,6 +68,7 @@ class PlannedRun:
     rerun_of: int | None = None
     schedule_id: int | None = None
     not_before_reason: str | None = None  # why it waits until not_before (eco)
+    followed: bool | None = None  # see `Run.followed`
 
 
 def plan_run(
@@ -173,5 +174,5 @@ def plan_retry(run: Run, spec: WorkflowSpec, now: datetime) -> PlannedRun | None
         run.workflow, Trigger.RETRY, run.mode, run.mode_reason, run.cost_priority, run.deadline,
         now, not_before=now + backoff if backoff else None, promote_at=run.promote_at,
         attempt=run.attempt + 1, retry_of=run.id, rerun_of=run.rerun_of,
-        schedule_id=run.schedule_id,
+        schedule_id=run.schedule_id, followed=run.followed,
     )

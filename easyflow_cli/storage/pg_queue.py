@@ -62,7 +62,7 @@ BIGINT_MAX = 2**63 - 1
 PLANNED_COLUMNS = ("workflow", "trigger", "mode", "mode_reason", "cost_priority",
                    "priority_rank", "deadline", "state", "enqueued_at", "not_before",
                    "promote_at", "attempt", "retry_of", "rerun_of", "schedule_id",
-                   "not_before_reason")
+                   "not_before_reason", "followed")
 INSERT_PLANNED = (f"INSERT INTO runs ({', '.join(PLANNED_COLUMNS)})"
                   f" VALUES ({', '.join('%s' for _ in PLANNED_COLUMNS)})")
 CLAIMED_COLUMNS = "id, workflow, mode, cost_priority, deadline, enqueued_at"
@@ -323,6 +323,17 @@ class PgRunQueue:
                 depths[Mode(mode)] = count
         return depths
 
+    def ahead_of(self, run_id: int, now: datetime) -> int:
+        if not 0 < run_id <= BIGINT_MAX:
+            return 0
+        return _one(
+            self.conn, "SELECT count(*) FROM runs AS other, runs AS this"
+            " WHERE this.id = %s AND this.state = 'queued' AND other.state = 'queued'"
+            " AND other.mode = this.mode AND (other.not_before IS NULL OR other.not_before <= %s)"
+            " AND (coalesce(other.deadline, 'infinity'), other.priority_rank, other.id)"
+            " < (coalesce(this.deadline, 'infinity'), this.priority_rank, this.id)",
+            (run_id, now))
+
     def held_by_limit(self) -> list[HeldByLimit]:
         limits: dict[str, int] = dict(self.conn.execute(
             "SELECT name, max_concurrent FROM workflows WHERE max_concurrent IS NOT NULL"
@@ -550,7 +561,7 @@ def _planned_values(planned: PlannedRun) -> tuple:
             planned.mode_reason.value, planned.cost_priority.value, planned.cost_priority.rank,
             planned.deadline, RunState.QUEUED.value, planned.enqueued_at, planned.not_before,
             planned.promote_at, planned.attempt, planned.retry_of, planned.rerun_of,
-            planned.schedule_id, planned.not_before_reason)
+            planned.schedule_id, planned.not_before_reason, planned.followed)
 
 
 def _queue_order(row: Any) -> tuple[bool, datetime | None, int, int]:

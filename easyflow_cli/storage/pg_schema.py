@@ -95,4 +95,7 @@ MIGRATION_3 = [
         f"ADD COLUMN {c} double precision NOT NULL DEFAULT 0" for c in rollups.CHARGE_SUMS),
 ]
 
-MIGRATIONS: list[list[str]] = [MIGRATION_1, MIGRATION_2, MIGRATION_3]
+# Whether the user who submitted a run waited for it (store.py's migration 16).
+MIGRATION_4 = ["ALTER TABLE runs ADD COLUMN followed boolean"]
+
+MIGRATIONS: list[list[str]] = [MIGRATION_1, MIGRATION_2, MIGRATION_3, MIGRATION_4]

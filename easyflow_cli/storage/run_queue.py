@@ -261,6 +261,11 @@ class RunQueue(Protocol):
         """How many runs of each mode are queued."""
         ...
 
+    def ahead_of(self, run_id: int, now: datetime) -> int:
+        """How many queued runs of this run's mode, ready at `now`, come before it in the
+        ready queue's order; 0 for a run no longer queued."""
+        ...
+
     def held_by_limit(self) -> list[HeldByLimit]:
         """The workflows whose queued runs wait because their `max_concurrent` runs are
         running, by name."""

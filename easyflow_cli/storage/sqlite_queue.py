@@ -55,7 +55,7 @@ MAX_BOUND_IDS = 10_000
 PLANNED_COLUMNS = ("workflow", "trigger", "mode", "mode_reason", "cost_priority",
                    "priority_rank", "deadline", "state", "enqueued_at", "not_before",
                    "promote_at", "attempt", "retry_of", "rerun_of", "schedule_id",
-                   "not_before_reason")
+                   "not_before_reason", "followed")
 CLAIMED_COLUMNS = "id, workflow, mode, cost_priority, deadline, enqueued_at"
 CLAIMED_NAMES = tuple(CLAIMED_COLUMNS.split(", "))
 PRIORITIES = KNOWN["cost_priority"]
@@ -336,6 +336,26 @@ class SqliteRunQueue:
                     depths[Mode(mode)] += count
         return depths
 
+    def ahead_of(self, run_id: int, now: datetime) -> int:
+        if not fits_sqlite_integer(run_id):
+            return 0
+        place = self.conn.execute(
+            f"SELECT mode, coalesce(deadline, '{NO_DEADLINE}'), priority_rank FROM runs"
+            " WHERE id = ? AND state = 'queued'", (run_id,)).fetchone()
+        if place is None:
+            return 0
+        before = (f"mode = ? AND (coalesce(deadline, '{NO_DEADLINE}'), priority_rank, id)"
+                  " < (?, ?, ?)")
+        args = (*place, run_id)
+        # Each part of the queue off its own index, as the claim reads them.
+        ready, due = self.conn.execute(
+            f"SELECT (SELECT count(*) FROM runs INDEXED BY runs_ready"
+            f" WHERE {READY_NOW_SQL} AND {before}),"
+            f" (SELECT count(*) FROM runs INDEXED BY runs_deferred"
+            f" WHERE {DEFERRED_SQL} AND {before} AND not_before <= ?)",
+            (*args, *args, to_iso(now))).fetchone()
+        return ready + due
+
     def held_by_limit(self) -> list[HeldByLimit]:
         limits = dict(self.conn.execute(
             "SELECT name, max_concurrent FROM workflows WHERE max_concurrent IS NOT NULL"))
@@ -599,7 +619,8 @@ def _planned_values(planned: PlannedRun) -> tuple:
             planned.mode_reason.value, planned.cost_priority.value, planned.cost_priority.rank,
             to_iso(planned.deadline), RunState.QUEUED.value, to_iso(planned.enqueued_at),
             to_iso(planned.not_before), to_iso(planned.promote_at), planned.attempt,
-            planned.retry_of, planned.rerun_of, planned.schedule_id, planned.not_before_reason)
+            planned.retry_of, planned.rerun_of, planned.schedule_id, planned.not_before_reason,
+            planned.followed)
 
 
 def _queue_order(row: Any) -> tuple[str, int, int]:
@@ -676,15 +697,15 @@ def _run_of(row: Any) -> Run:
     (run_id, workflow, trigger, mode, reason, priority, deadline, state, enqueued_at,
      not_before, promote_at, claimed_at, started_at, finished_at, *middle, off_peak,
      deadline_met, energy_j, error, log_path, not_before_reason) = row
-    (exit_code, attempt, retry_of, rerun_of, schedule_id, batch_id, pool, worker, pid, pgid,
-     cpu_user_s, cpu_system_s, peak_rss_kb, queue_wait_s, duration_s) = middle
+    (exit_code, attempt, retry_of, rerun_of, followed, schedule_id, batch_id, pool, worker, pid,
+     pgid, cpu_user_s, cpu_system_s, peak_rss_kb, queue_wait_s, duration_s) = middle
     return Run(
         run_id, workflow, Trigger(trigger), Mode(mode), ModeReason(reason),
         CostPriority(priority), from_iso(deadline), RunState(state), from_iso(enqueued_at),
         from_iso(not_before), from_iso(promote_at), from_iso(claimed_at), from_iso(started_at),
-        from_iso(finished_at), exit_code, attempt, retry_of, rerun_of, schedule_id, batch_id,
-        PoolName(pool) if pool is not None else None, worker, pid, pgid, cpu_user_s,
-        cpu_system_s, peak_rss_kb, queue_wait_s, duration_s, _flag(off_peak),
+        from_iso(finished_at), exit_code, attempt, retry_of, rerun_of, _flag(followed),
+        schedule_id, batch_id, PoolName(pool) if pool is not None else None, worker, pid, pgid,
+        cpu_user_s, cpu_system_s, peak_rss_kb, queue_wait_s, duration_s, _flag(off_peak),
         _flag(deadline_met), energy_j, error, log_path, not_before_reason)
 
 

@@ -262,10 +262,16 @@ def _migration_15(db) -> None:
 CHARGED_SQL = "duration_s IS NOT NULL AND (tariff_cost IS NOT NULL OR carbon_g IS NOT NULL)"
 
 
+def _migration_16(db) -> None:
+    """Whether the user who submitted a run waited for it (`run --now`) or not (`--no-wait`):
+    what `report advise` counts to tell work nobody waits for."""
+    db.execute("ALTER TABLE runs ADD COLUMN followed INTEGER")
+
+
 MIGRATIONS = [_migration_1, _migration_2, _migration_3, _migration_4, _migration_5,
               _migration_6, _migration_7, _migration_8, _migration_9,
               _migration_10, _migration_11, _migration_12, _migration_13,
-              _migration_14, _migration_15]
+              _migration_14, _migration_15, _migration_16]
 
 
 class Store:

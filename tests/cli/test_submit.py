@@ -25,9 +25,9 @@ def test_a_manual_eco_run_with_a_deadline_is_promoted_in_time_for_its_p90(tmp_pa
                     " ('w', 'manual', 'eco', 'explicit', 'normal', 1, 'succeeded', ?, ?, 7200)",
                     (at, at))
         planned = plan_manual_run(store, spec, QueuePolicy(), mode=Mode.ECO, deadline="6h",
-                                  now=NOW, costs=CostConfig())
+                                  followed=True, now=NOW, costs=CostConfig())
         tight = plan_manual_run(store, spec, QueuePolicy(), mode=Mode.ECO, deadline="90m",
-                                now=NOW)
+                                followed=True, now=NOW)
     assert planned.deadline == NOW + timedelta(hours=6)
     assert planned.promote_at == NOW + timedelta(hours=4)
     # Beyond promote_within (1 h), but its two hours no longer fit: promoted at once.

@@ -25,8 +25,10 @@ def test_one_run_takes_the_cheap_hour_and_a_batch_the_cheap_block(store, tmp_pat
     config = load_config(tmp_path / "easyflow.toml", {})
     policy = queue_policy(store, config, daemon_up=False)
     spec = parse_workflow_text('name = "w"\n[[steps]]\nrun = ["true"]\n')
-    [one] = plan_manual_runs(store, [spec], 1, policy, mode=Mode.ECO, deadline=None)
+    [one] = plan_manual_runs(store, [spec], 1, policy, mode=Mode.ECO, deadline=None,
+                             followed=False)
     assert one.not_before == first + timedelta(hours=1)
-    batch = plan_manual_runs(store, [spec], 4, policy, mode=Mode.ECO, deadline=None)
+    batch = plan_manual_runs(store, [spec], 4, policy, mode=Mode.ECO, deadline=None,
+                             followed=False)
     assert {run.not_before for run in batch} == {first + timedelta(hours=5)}
     assert batch[0].not_before_reason.startswith("cheapest window ")

@@ -114,7 +114,7 @@ def test_enqueue_sets_the_plan_and_nothing_else(run_queue):
     deadline = NOW + timedelta(hours=3)
     run_id = add(run_queue, deadline=deadline, not_before=NOW + timedelta(minutes=1),
                  promote_at=NOW + timedelta(hours=2), attempt=2, retry_of=7, rerun_of=5,
-                 schedule_id=3, priority=CostPriority.HIGH)
+                 schedule_id=3, priority=CostPriority.HIGH, followed=False)
     run = run_queue.get(run_id)
     assert (run.id, run.workflow, run.trigger, run.mode, run.mode_reason, run.cost_priority) == (
         run_id, "a", Trigger.SCHEDULE, Mode.ECO, ModeReason.SCHEDULE, CostPriority.HIGH)
@@ -122,6 +122,7 @@ def test_enqueue_sets_the_plan_and_nothing_else(run_queue):
     assert (run.not_before, run.promote_at) == (NOW + timedelta(minutes=1),
                                                 NOW + timedelta(hours=2))
     assert (run.attempt, run.retry_of, run.rerun_of, run.schedule_id) == (2, 7, 5, 3)
+    assert run.followed is False and run_queue.get(add(run_queue)).followed is None
     unset = ("claimed_at", "started_at", "finished_at", "exit_code", "batch_id", "pool", "worker",
              "pid", "pgid", "cpu_user_s", "cpu_system_s", "peak_rss_kb", "queue_wait_s",
              "duration_s", "off_peak", "deadline_met", "energy_j", "error", "log_path",
@@ -650,6 +651,19 @@ def test_latest_filters_newest_first(run_queue):
     assert [r.workflow for r in run_queue.latest(workflow="a")] == ["a"]
     assert [r.workflow for r in run_queue.latest(state=RunState.QUEUED)] == ["b"]
     assert len(run_queue.latest(limit=1)) == 1
+
+
+def test_ahead_of_counts_the_ready_runs_of_its_mode_served_before_it(run_queue):
+    late = add(run_queue, deadline=NOW + timedelta(hours=5))
+    urgent = add(run_queue, deadline=NOW + timedelta(hours=1))
+    add(run_queue, deadline=NOW + timedelta(hours=2), not_before=NOW + timedelta(hours=1))
+    add(run_queue, mode=Mode.BALANCED)
+    high = add(run_queue, deadline=NOW + timedelta(hours=5), priority=CostPriority.HIGH)
+    assert [run_queue.ahead_of(i, NOW) for i in (urgent, high, late)] == [0, 1, 2]
+    assert run_queue.ahead_of(late, NOW + timedelta(hours=1)) == 3  # the deferred one is ready
+    claim(run_queue, room=1)
+    assert run_queue.ahead_of(urgent, NOW) == 0 and run_queue.ahead_of(late, NOW) == 1
+    assert run_queue.ahead_of(999, NOW) == 0
 
 
 def test_running_queued_ids_and_depths(run_queue):
