@@ -51,7 +51,10 @@ from easyflow_cli.storage.run_queue import (
     RunEnd,
     RunStart,
     charged_ends,
+    deal,
+    keep_within,
     no_retry,
+    seconds_between,
 )
 from easyflow_cli.storage.sqlite_charges import CHARGE_COLUMNS
 
@@ -153,7 +156,7 @@ class PgRunQueue:
             cursor.executemany(
                 "UPDATE runs SET started_at = %s, pid = %s, log_path = %s, off_peak = %s,"
                 " queue_wait_s = %s WHERE id = %s",
-                [(s.at, s.pid, s.log_path, s.off_peak, _seconds(s.enqueued_at, s.at),
+                [(s.at, s.pid, s.log_path, s.off_peak, seconds_between(s.enqueued_at, s.at),
                   s.run_id) for s in starts])
 
     def record_step(self, run_id: int, group: StepGroup) -> None:
@@ -464,7 +467,7 @@ class _Claim:
             if not rows:
                 break
             rows.sort(key=_queue_order)
-            kept, over = _keep_within(rows, rooms)
+            kept, over = keep_within(rows, rooms)
             claimed += kept
             if not over:
                 break
@@ -483,7 +486,7 @@ def _claim_for_hands(conn: psycopg.Connection, mode: Mode, now: datetime, pool: 
     limit = sum(hand.room for hand in hands)
     rows = claim.within(rooms, limit) if rooms else claim.best(limit)
     rows.sort(key=_queue_order)
-    dealt = _deal([_claimed(row, now) for row in rows], [hand.room for hand in hands])
+    dealt = deal([_claimed(row, now) for row in rows], [hand.room for hand in hands])
     if len(hands) > 1:  # the claim set no worker: each hand's runs get theirs
         with conn.cursor() as cursor:
             cursor.executemany("UPDATE runs SET worker = %s, batch_id = %s WHERE id = %s",
@@ -492,19 +495,6 @@ def _claim_for_hands(conn: psycopg.Connection, mode: Mode, now: datetime, pool: 
                                 for run in runs])
     return dealt
 
-
-def _keep_within(rows: list[Any], rooms: dict[str, int]) -> tuple[list[Any], list[int]]:
-    """The rows their workflows have room for (taking it), and the ids of the others."""
-    kept, over = [], []
-    for row in rows:
-        room = rooms.get(row[1])
-        if room is None or room > 0:
-            kept.append(row)
-            if room is not None:
-                rooms[row[1]] = room - 1
-        else:
-            over.append(row[0])
-    return kept, over
 
 
 def _workflow_rooms(conn: psycopg.Connection) -> dict[str, int]:
@@ -531,7 +521,7 @@ def _within_rooms(conn: psycopg.Connection, run_ids: Sequence[int],
     """Those of these runs their workflows' rooms let start, first asked first."""
     rows = conn.execute("SELECT id, workflow FROM runs WHERE id = ANY(%s)"
                         " AND state = 'queued' ORDER BY id", (list(run_ids),)).fetchall()
-    kept, _ = _keep_within(rows, rooms)
+    kept, _ = keep_within(rows, rooms)
     return [row[0] for row in kept]
 
 
@@ -574,24 +564,6 @@ def _claimed(row: Any, claimed_at: datetime) -> ClaimedRun:
                       claimed_at)
 
 
-def _deal(runs: list[ClaimedRun], rooms: list[int]) -> list[list[ClaimedRun]]:
-    """Runs dealt to hands in turn, best first, so that a few spread over the workers."""
-    hands: list[list[ClaimedRun]] = [[] for _ in rooms]
-    left = list(rooms)
-    turn = 0
-    for run in runs:  # there are at most sum(rooms) of them
-        while not left[turn]:
-            turn = (turn + 1) % len(left)
-        hands[turn].append(run)
-        left[turn] -= 1
-        turn = (turn + 1) % len(left)
-    return hands
-
-
-def _seconds(start: datetime | None, end: datetime) -> float | None:
-    if start is None:
-        return None
-    return round((end - start).total_seconds(), 6)
 
 
 def _end_values(end: RunEnd) -> tuple:

@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
-from typing import Protocol
+from typing import Any, Protocol
 
 from easyflow_cli.core.eco_plan import RunEstimate
 from easyflow_cli.core.errors import BadInput, NotFound
@@ -372,3 +372,38 @@ def charged_ends(pricing: Pricing, ends: Sequence[RunEnd],
                           outcome.cpu_user_s + outcome.cpu_system_s, outcome.energy_j)
         charged.append((end.run_id, charges_of(pricing, stretch)))
     return charged
+
+
+def keep_within(rows: list[Any], rooms: dict[str, int]) -> tuple[list[Any], list[int]]:
+    """The rows their workflows have room for (taking it), and the ids of the others."""
+    kept, over = [], []
+    for row in rows:
+        room = rooms.get(row[1])
+        if room is None or room > 0:
+            kept.append(row)
+            if room is not None:
+                rooms[row[1]] = room - 1
+        else:
+            over.append(row[0])
+    return kept, over
+
+
+def deal(runs: list[ClaimedRun], rooms: list[int]) -> list[list[ClaimedRun]]:
+    """Runs dealt to hands in turn, best first, so that a few spread over the workers."""
+    hands: list[list[ClaimedRun]] = [[] for _ in rooms]
+    left = list(rooms)
+    turn = 0
+    for run in runs:  # there are at most sum(rooms) of them
+        while not left[turn]:
+            turn = (turn + 1) % len(left)
+        hands[turn].append(run)
+        left[turn] -= 1
+        turn = (turn + 1) % len(left)
+    return hands
+
+
+def seconds_between(start: datetime | None, end: datetime) -> float | None:
+    """Seconds from `start` to `end`, to the microsecond; None without a start."""
+    if start is None:
+        return None
+    return round((end - start).total_seconds(), 6)

@@ -42,7 +42,10 @@ from easyflow_cli.storage.run_queue import (
     PrunedRun,
     RunEnd,
     RunStart,
+    deal,
+    keep_within,
     no_retry,
+    seconds_between,
 )
 from easyflow_cli.storage.sqlite_charges import charges, record_charges
 from easyflow_cli.storage.sqlite_outbox import record_end_events
@@ -126,7 +129,7 @@ class SqliteRunQueue:
             rows = claim.within(rooms, limit) if rooms else claim.best(limit)
             # RETURNING gives no order; the best run must be the first one to start.
             rows.sort(key=_queue_order)
-            dealt = _deal([_claimed(row, now) for row in rows], [hand.room for hand in hands])
+            dealt = deal([_claimed(row, now) for row in rows], [hand.room for hand in hands])
             if len(hands) > 1:
                 conn.executemany("UPDATE runs SET worker = ?, batch_id = ? WHERE id = ?",
                                  [(hand.worker, hand.batch_id, run.id)
@@ -159,7 +162,7 @@ class SqliteRunQueue:
             conn.executemany(
                 "UPDATE runs SET started_at = ?, pid = ?, log_path = ?, off_peak = ?,"
                 " queue_wait_s = ? WHERE id = ?",
-                [(to_iso(s.at), s.pid, s.log_path, s.off_peak, _seconds(s.enqueued_at, s.at),
+                [(to_iso(s.at), s.pid, s.log_path, s.off_peak, seconds_between(s.enqueued_at, s.at),
                   s.run_id) for s in starts])
 
     def record_step(self, run_id: int, group: StepGroup) -> None:
@@ -526,7 +529,7 @@ class _Claim:
             if not rows:
                 break
             rows.sort(key=_queue_order)
-            kept, over = _keep_within(rows, rooms)
+            kept, over = keep_within(rows, rooms)
             claimed += kept
             if not over:
                 break
@@ -552,19 +555,6 @@ def _first_ripe(conn: sqlite3.Connection, mode: Mode, stamp: str) -> bool:
     return first is not None and first <= stamp
 
 
-def _keep_within(rows: list[Any], rooms: dict[str, int]) -> tuple[list[Any], list[int]]:
-    """The rows their workflows have room for (taking it), and the ids of the others."""
-    kept, over = [], []
-    for row in rows:
-        room = rooms.get(row[1])
-        if room is None or room > 0:
-            kept.append(row)
-            if room is not None:
-                rooms[row[1]] = room - 1
-        else:
-            over.append(row[0])
-    return kept, over
-
 
 def _workflow_rooms(conn: sqlite3.Connection) -> dict[str, int]:
     """How many more runs each workflow with a `max_concurrent` may have running now. Read
@@ -583,7 +573,7 @@ def _within_rooms(conn: sqlite3.Connection, run_ids: Sequence[int],
     """Those of these runs their workflows' rooms let start, first asked first."""
     rows = conn.execute(f"SELECT id, workflow FROM runs WHERE id IN ({_marks(run_ids)})"
                         " AND state = 'queued' ORDER BY id", run_ids).fetchall()
-    kept, _ = _keep_within(rows, rooms)
+    kept, _ = keep_within(rows, rooms)
     return [row[0] for row in kept]
 
 
@@ -633,28 +623,10 @@ def _claimed(row: Any, claimed_at: datetime) -> ClaimedRun:
                       from_iso(row[5]), claimed_at)
 
 
-def _deal(runs: list[ClaimedRun], rooms: list[int]) -> list[list[ClaimedRun]]:
-    """Runs dealt to hands in turn, best first, so that a few spread over the workers."""
-    hands: list[list[ClaimedRun]] = [[] for _ in rooms]
-    left = list(rooms)
-    turn = 0
-    for run in runs:  # there are at most sum(rooms) of them
-        while not left[turn]:
-            turn = (turn + 1) % len(left)
-        hands[turn].append(run)
-        left[turn] -= 1
-        turn = (turn + 1) % len(left)
-    return hands
-
 
 def _marks(values: Sequence[Any]) -> str:
     return ", ".join("?" * len(values))
 
-
-def _seconds(start: datetime | None, end: datetime) -> float | None:
-    if start is None:
-        return None
-    return round((end - start).total_seconds(), 6)
 
 
 def _end_values(end: RunEnd) -> tuple:
