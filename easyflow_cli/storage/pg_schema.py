@@ -98,4 +98,21 @@ MIGRATION_3 = [
 # Whether the user who submitted a run waited for it (store.py's migration 16).
 MIGRATION_4 = ["ALTER TABLE runs ADD COLUMN followed boolean"]
 
-MIGRATIONS: list[list[str]] = [MIGRATION_1, MIGRATION_2, MIGRATION_3, MIGRATION_4]
+# The cluster (`storage/cluster_queue.py` says what each column means): the workers that
+# registered, the dispatch a claimed run was sent with, the machine that ran it, a cancel asked
+# of a remote worker, and the runs' logs where every machine reaches them.
+MIGRATION_5 = [
+    "CREATE TABLE workers (name text PRIMARY KEY, host text NOT NULL, pool text NOT NULL,"
+    " concurrency integer NOT NULL, pid integer NOT NULL, started_at timestamptz NOT NULL,"
+    " heartbeat_at timestamptz NOT NULL, stopped_at timestamptz)",
+    "ALTER TABLE runs ADD COLUMN dispatch_token text, ADD COLUMN dispatched_at timestamptz,"
+    " ADD COLUMN host text, ADD COLUMN cancel_requested_at timestamptz",
+    "CREATE INDEX runs_dispatched ON runs (dispatched_at)"
+    " WHERE state = 'running' AND worker IS NULL",
+    "CREATE INDEX runs_by_worker ON runs (worker) WHERE state = 'running'",
+    "CREATE TABLE run_log_chunks (run_id bigint NOT NULL, seq integer NOT NULL,"
+    " at timestamptz NOT NULL, data bytea NOT NULL, PRIMARY KEY (run_id, seq))",
+]
+
+MIGRATIONS: list[list[str]] = [MIGRATION_1, MIGRATION_2, MIGRATION_3, MIGRATION_4,
+                               MIGRATION_5]
