@@ -16,13 +16,23 @@ def bench(
         None, "--report-runs", min=1000,
         help="Runs of history to time the reports over (default 1,000,000; 20,000 with"
              " --quick; 10,000,000 takes several minutes and about 10 GB)."),
+    backlog: str | None = typer.Option(
+        None, "--backlog", metavar="SIZES",
+        help="Eco runs waiting for their window, one dispatch figure per size: e.g. "
+             "0,10000,100000,1000000 (the default; 0,10000 with --quick)."),
+    schedules: str | None = typer.Option(
+        None, "--schedules", metavar="SIZES",
+        help="Schedules, one dispatch figure per size: e.g. 0,1000,10000 (the default; "
+             "0,1000 with --quick)."),
 ) -> None:
     """Benchmark easyflow on this box, with its own daemon in a throwaway state directory."""
     from easyflow_cli.core.errors import EasyflowError
     from easyflow_cli.tools.bench import BenchError, run_bench
+    from easyflow_cli.tools.bench_growth import GrowthSizes
 
+    sizes = GrowthSizes.parse(backlog, schedules, quick=quick)
     try:
-        document = run_bench(quick=quick, report_runs=report_runs,
+        document = run_bench(quick=quick, growth=sizes, report_runs=report_runs,
                              progress=lambda message: err_console.print(
                                  f"bench: {message}…", highlight=False))
     except BenchError as exc:
@@ -50,6 +60,7 @@ def _print_tables(document: dict[str, Any]) -> None:
     for label, value in _single_figures(document):
         singles.add_row(label, value)
     console.print(singles)
+    console.print(_growth_table(document["growth"]))
     targets = Table(header_style="bold")
     for column in ("target", "measured", "wanted", "met"):
         targets.add_column(column)
@@ -64,6 +75,23 @@ def _print_tables(document: dict[str, Any]) -> None:
                   " CPU time stolen by the hypervisor", highlight=False)
 
 
+def _growth_table(growth: dict[str, Any]) -> Any:
+    from rich.table import Table
+
+    table = Table(title="real-time dispatch as the waiting work grows", header_style="bold")
+    for column in ("waiting", "p50", "p99", "p50 vs none", "daemon CPU per dispatch"):
+        table.add_column(column, justify="right")
+    for curve, noun in (("backlog", "eco runs"), ("schedules", "schedules")):
+        points = growth[curve]
+        for point in points:
+            p50 = point["dispatch_ms"]["p50"]
+            table.add_row(f"{point['size']:,} {noun}", f"{p50:g} ms",
+                          f"{point['dispatch_ms']['p99']:g} ms",
+                          f"{p50 / points[0]['dispatch_ms']['p50']:.2f}×",
+                          f"{point['daemon_cpu_ms_per_dispatch']:g} ms")
+    return table
+
+
 def _distributions(document: dict[str, Any]) -> list[tuple[str, dict, str]]:
     dispatch = document["dispatch_latency_ms"]
     isolation = document["isolation"]
@@ -72,6 +100,9 @@ def _distributions(document: dict[str, Any]) -> list[tuple[str, dict, str]]:
         ("dispatch, /bin/true, idle", dispatch["idle"]["command"], "ms"),
         ("dispatch, callable, 10k eco queued", dispatch["eco_backlog"]["callable"], "ms"),
         ("dispatch, /bin/true, 10k eco queued", dispatch["eco_backlog"]["command"], "ms"),
+        ("command's first instruction, 10k eco queued",
+         dispatch["eco_backlog"]["command_first_instruction"], "ms"),
+        ("  of which `date`'s own start", dispatch["eco_backlog"]["clock_command_own_start"], "ms"),
         ("easyflow --help", document["cli_start_ms"]["help"], "ms"),
         ("run --now --no-wait", document["cli_start_ms"]["run_now_no_wait"], "ms"),
         ("CPU-bound step, idle box", isolation["idle_s"], "s"),
@@ -87,6 +118,9 @@ def _single_figures(document: dict[str, Any]) -> list[tuple[str, str]]:
          f"{drain['callable']['runs_per_s']:,.0f} runs/s"),
         (f"drain, /bin/true ({drain['command']['runs']} runs)",
          f"{drain['command']['runs_per_s']:,.0f} runs/s"),
+        ("spawn ceiling (2 posix_spawn loops of /bin/true)",
+         f"{drain['command']['spawn_ceiling_runs_per_s']:,.0f} runs/s "
+         f"(drain: {drain['command']['percent_of_ceiling']:g} % of it)"),
         (f"enqueue, library bulk ({enqueue['library_bulk']['runs']:,} runs)",
          f"{enqueue['library_bulk']['runs_per_s']:,.0f} runs/s"),
         (f"enqueue, CLI processes ({enqueue['cli']['runs']} runs)",

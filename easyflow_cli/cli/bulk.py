@@ -54,7 +54,8 @@ def submit_runs(names: Sequence[str], count: int, *, mode: Mode | None, deadline
         if not listening(home):  # with no daemon up, nothing is planned or written
             raise BadInput(NO_DAEMON)
         policy = queue_policy(store, config, daemon_up=True)
-        planned = plan_manual_runs(store, specs, count, policy, mode=mode, deadline=deadline)
+        planned = plan_manual_runs(store, specs, count, policy, mode=mode, deadline=deadline,
+                                   followed=not no_wait, costs=config.costs)
         ids, reply = queue_and_wake(store, home, planned, count)
         refused = not_taken(reply, f"runs {ids.start}-{ids.stop - 1}")
         if refused is not None:

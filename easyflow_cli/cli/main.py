@@ -15,6 +15,8 @@ from easyflow_cli.cli import report as report_cli
 from easyflow_cli.cli import run as run_cli
 from easyflow_cli.cli import runs as runs_cli
 from easyflow_cli.cli import schedule as schedule_cli
+from easyflow_cli.cli import simulate as simulate_cli
+from easyflow_cli.cli import why as why_cli
 from easyflow_cli.cli import workflow as workflow_cli
 from easyflow_cli.cli.group import HELP_OPTION_NAMES, EasyflowGroup
 
@@ -39,6 +41,8 @@ app.command("status")(daemon_cli.status)
 app.command("metrics")(metrics_cli.metrics)
 app.command("demo")(demo_cli.demo)
 app.command("bench")(bench_cli.bench)
+app.command("simulate")(simulate_cli.simulate)
+app.command("why")(why_cli.why)
 
 
 def _version(value: bool) -> None:

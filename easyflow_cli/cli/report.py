@@ -1,4 +1,5 @@
-"""`easyflow report costs|latency|pools`: cost and savings, waits, how busy the pools were."""
+"""`easyflow report costs|latency|pools|advise`: cost and savings, waits, how busy the pools
+were, and which workflows are over- or under-served by their mode."""
 
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
     from easyflow_cli.reporting.accounting import Period
 
 app = typer.Typer(cls=EasyflowGroup, no_args_is_help=True, rich_markup_mode=None,
-                  help="Reports: costs and savings, latency, pool use.")
+                  help="Reports: costs and savings, latency, pool use, advice.")
 
 SINCE = typer.Option(None, "--since", help="A duration back from now (7d) or a date/time.")
 UNTIL = typer.Option(None, "--until", help="A duration back from now or a date/time.")
@@ -118,27 +119,41 @@ def latency(
     since: str | None = SINCE, until: str | None = UNTIL, workflow: str | None = WORKFLOW,
     as_json: bool = JSON_OPTION, as_csv: bool = CSV_OPTION, svg: Path | None = SVG,
 ) -> None:
-    """p50/p95/p99 of queue wait and duration per mode; deadlines met and missed."""
+    """p50/p95/p99 of queue wait and duration per mode; deadlines met and missed; how often
+    each mode's objective was kept (user satisfaction), per mode and workflow."""
+    from easyflow_cli.core.config import load_config
+    from easyflow_cli.core.objectives import Objectives
     from easyflow_cli.reporting.accounting import latency_stats
+    from easyflow_cli.reporting.attainment import attainment_report, kept_counts
     from easyflow_cli.reporting.reports import QUANTILES, latency_report
 
+    objectives = Objectives.from_config(load_config())
     period = _period(since, until, workflow)
     with open_store() as store, busy("reading runs…"):
         check_workflow(store, workflow)
-        report = latency_report(latency_stats(store, period, QUANTILES), _period_json(period))
+        attainment = attainment_report(kept_counts(store, period, objectives), objectives)
+        report = latency_report(latency_stats(store, period, QUANTILES), _period_json(period),
+                                attainment)
     if as_json:
         print_json(report)
     elif as_csv:
         rows = [{"mode": mode, "runs": r["runs"],
                  **{f"wait_{p}": r["queue_wait_s"][p] for p in ("p50", "p95", "p99")},
                  **{f"duration_{p}": r["duration_s"][p] for p in ("p50", "p95", "p99")},
-                 "deadlines_met": r["deadlines_met"], "deadlines_missed": r["deadlines_missed"]}
+                 "deadlines_met": r["deadlines_met"], "deadlines_missed": r["deadlines_missed"],
+                 **_attainment_columns(report["attainment"]["by_mode"].get(mode))}
                 for mode, r in report["by_mode"].items()]
         print_csv(rows, list(rows[0]))
     else:
         from easyflow_cli.cli.report_render import render_latency
 
         _show(render_latency(report), svg, "easyflow report latency", report["period"])
+
+
+def _attainment_columns(kept: dict[str, Any] | None) -> dict[str, Any]:
+    kept = kept or {"met": None, "missed": None, "attainment_pct": None}
+    return {"objective_met": kept["met"], "objective_missed": kept["missed"],
+            "attainment_pct": kept["attainment_pct"]}
 
 
 @app.command("pools")
@@ -180,3 +195,42 @@ def pools(
         from easyflow_cli.cli.report_render import render_pools
 
         _show(render_pools(report), svg, "easyflow report pools", report["period"])
+
+
+ADVICE_COLUMNS = ["workflow", "verdict", "runs", "days", "money_per_month",
+                  "carbon_g_per_month", "risk", "file", "table", "toml", "reason"]
+
+
+@app.command("advise")
+def advise(
+    since: str = typer.Option("30d", "--since",
+                              help="A duration back from now (30d) or a date/time."),
+    until: str | None = UNTIL, workflow: str | None = WORKFLOW,
+    as_json: bool = JSON_OPTION, as_csv: bool = CSV_OPTION, svg: Path | None = SVG,
+) -> None:
+    """Which workflows are over-served (eco would do, nobody waits), under-served (their mode's
+    objective missed) or fine: the evidence, the monthly saving, the risk, the TOML change."""
+    from easyflow_cli.cli.loaded_series import loaded_carbon, loaded_tariff
+    from easyflow_cli.core.config import load_config
+    from easyflow_cli.reporting.advice import advice_report
+
+    config = load_config()
+    period = _period(since, until, workflow)
+    with open_store() as store, busy("reading runs…"):
+        check_workflow(store, workflow)
+        report = advice_report(store, config, period, utcnow(), carbon=loaded_carbon(config),
+                               tariff=loaded_tariff(config))
+    if as_json:
+        print_json(report)
+    elif as_csv:
+        print_csv([_advice_row(line) for line in report["workflows"]], ADVICE_COLUMNS)
+    else:
+        from easyflow_cli.cli.report_render import render_advice
+
+        _show(render_advice(report), svg, "easyflow report advise", report["period"])
+
+
+def _advice_row(line: dict[str, Any]) -> dict[str, Any]:
+    change = line["change"] or {}
+    return {**line, **line["evidence"], "file": change.get("file"),
+            "table": change.get("table"), "toml": change.get("toml")}

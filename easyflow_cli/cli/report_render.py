@@ -16,7 +16,8 @@ from easyflow_cli.cli.money import adds_up, money, money_column
 from easyflow_cli.core.durations import format_duration
 from easyflow_cli.core.words import plural
 
-__all__ = ["money", "render_costs", "render_latency", "render_pools", "sparkline"]
+__all__ = ["money", "render_advice", "render_costs", "render_latency", "render_pools",
+           "sparkline"]
 
 SPARKS = "▁▂▃▄▅▆▇█"
 POOLS_NOTE = ("{foreground} ran in the foreground (no daemon up), outside the pools. A run "
@@ -65,6 +66,11 @@ def _summary(report: dict[str, Any], note: str) -> Text:
                    style="bold green" if report["savings"] > 0 else "bold")
     summary.append(f"  — baseline {money(report['baseline_cost'], currency)}, actual "
                    f"{money(report['total_cost'], currency)}\n")
+    if report.get("baseline_carbon_g"):
+        from easyflow_cli.cli.receipt import grams
+
+        summary.append(f"Carbon (runs a forecast covered): {grams(report['carbon_g'])} CO2,"
+                       f" {grams(report['baseline_carbon_g'])} had they run at once\n")
     source = {"estimate": f"estimated from CPU time at {report['watts_per_core']} W per busy core",
               "rapl": "measured with RAPL package counters",
               "mixed": "partly RAPL-measured, partly estimated from CPU time"}
@@ -86,7 +92,7 @@ def _group_table(report: dict[str, Any]) -> Table:
     return table
 
 
-def render_latency(report: dict[str, Any]) -> Table:
+def render_latency(report: dict[str, Any]) -> Table | Group:
     table = Table(title="Latency by mode (seconds)", header_style="bold", title_justify="left")
     for column in ("mode", "runs", "wait p50", "wait p95", "wait p99", "run p50", "run p95",
                    "run p99", "deadlines met", "missed"):
@@ -96,7 +102,48 @@ def render_latency(report: dict[str, Any]) -> Table:
         table.add_row(mode, str(row["runs"]), *(_secs(waits[p]) for p in ("p50", "p95", "p99")),
                       *(_secs(runs[p]) for p in ("p50", "p95", "p99")),
                       str(row["deadlines_met"]), str(row["deadlines_missed"]))
+    if "attainment" not in report:
+        return table
+    return Group(table, *render_attainment(report["attainment"]))
+
+
+def render_attainment(attainment: dict[str, Any]) -> list[Table]:
+    """Each mode's objective and how often its runs kept it; the pairs that kept it least."""
+    table = Table(title="User satisfaction: runs that kept their mode's objective",
+                  header_style="bold", title_justify="left")
+    for column in ("mode", "objective", "runs", "met", "missed", "attainment"):
+        table.add_column(column, justify="left" if column in ("mode", "objective") else "right")
+    for mode, kept in attainment["by_mode"].items():
+        table.add_row(mode, _objective(mode, attainment["objectives"][mode]), str(kept["runs"]),
+                      str(kept["met"]), str(kept["missed"]), _pct(kept["attainment_pct"]))
+    tables = [table, _kept_table("By workflow", [
+        {"workflow": name, **kept} for name, kept in attainment["by_workflow"].items()])]
+    if attainment["worst"]:
+        tables.append(_kept_table("Kept it least", attainment["worst"]))
+    return tables
+
+
+def _kept_table(title: str, rows: list[dict[str, Any]]) -> Table:
+    """Runs, misses and attainment of workflows (and their modes, where rows name them)."""
+    keys = ["workflow", "mode"] if rows and "mode" in rows[0] else ["workflow"]
+    table = Table(title=title, header_style="bold", title_justify="left")
+    for column in (*keys, "runs", "missed", "attainment"):
+        table.add_column(column, justify="left" if column in keys else "right")
+    for row in rows:
+        table.add_row(*(row[key] for key in keys), str(row["runs"]), str(row["missed"]),
+                      _pct(row["attainment_pct"]))
     return table
+
+
+def _objective(mode: str, objective: dict[str, Any]) -> str:
+    if "max_delay_s" in objective:
+        return f"by its deadline, else start within {format_duration(objective['max_delay_s'])}"
+    within = objective["start_within_s"]
+    return "-" if within is None else f"start within {format_duration(within)}"
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}%"
 
 
 def _secs(value: float | None) -> str:
@@ -136,3 +183,37 @@ def sparkline(values: list[float], ceiling: float | None = None) -> str:
 def _slice(seconds: float) -> str:
     """A slice width for a title: whole units when long, tenths when short."""
     return format_duration(round(seconds)) if seconds >= 10 else f"{seconds:.1f}s"
+
+
+def render_advice(report: dict[str, Any]) -> Group:
+    """One row per workflow: its verdict and why, what changing it saves a month, the change."""
+    table = Table(title="Advice", header_style="bold", title_justify="left")
+    for column in ("workflow", "verdict", "evidence", "saves / month", "risk", "change"):
+        table.add_column(column, justify="right" if column == "saves / month" else "left")
+    lines = report["workflows"]
+    amounts, _ = money_column([line["money_per_month"] for line in lines], report["currency"])
+    for line, amount in zip(lines, amounts, strict=True):
+        table.add_row(Text(line["workflow"]), line["verdict"], Text(_evidence(line)),
+                      _saving(line, amount), line["risk"] or "-", Text(_change(line["change"])))
+    prices = report["tariff_source"] or "the pools' prices (no tariff loaded)"
+    carbon = report["carbon_source"] or "no carbon forecast loaded: carbon not projected"
+    return Group(table, Text(f"money: {prices}; carbon: {carbon}", style="dim"))
+
+
+def _evidence(line: dict[str, Any]) -> str:
+    evidence = line["evidence"]
+    return (f"{plural(evidence['runs'], 'run')} in {evidence['days']:.0f} days: "
+            f"{line['reason']}")
+
+
+def _saving(line: dict[str, Any], amount: str) -> str:
+    if line["carbon_g_per_month"] is None:
+        return amount
+    return f"{amount}, {line['carbon_g_per_month']:.1f} g CO2"
+
+
+def _change(change: dict[str, Any] | None) -> str:
+    if change is None:
+        return "-"
+    table = f"{change['table']} " if change["table"] else ""
+    return f"{change['file']}: {table}{change['toml']}"

@@ -106,7 +106,8 @@ def run_one(name: str, *, mode: Mode | None, deadline: str | None, as_json: bool
         # database lock would hold one of the daemon's descriptors for nothing.
         policy = queue_policy(store, config, daemon_up=listening(home))
         planned = plan_manual_run(store, spec, policy, mode=mode, deadline=deadline,
-                                  rerun_of=rerun_of)
+                                  followed=not no_wait, rerun_of=rerun_of,
+                                  costs=config.costs)
         queued = enqueue_manual_run(store, spec, planned)
         reply = ask(WakeRequest(), home)
         if reply is Silence.NOT_RUNNING:

@@ -35,6 +35,8 @@ app = typer.Typer(cls=EasyflowGroup, no_args_is_help=True, rich_markup_mode=None
 LIMIT_MAX = 1_000_000
 LIST_COLUMNS = ["id", "workflow", "trigger", "mode", "mode_reason", "state", "enqueued_at",
                 "duration_s", "exit_code"]
+# Fields whose name says less to people than another word does.
+SHOWN_AS = {"not_before_reason": "planned"}
 TIME_FIELDS = {"deadline", "enqueued_at", "not_before", "promote_at", "claimed_at", "started_at",
                "finished_at"}
 # Keyed by the enum, looked up by the record's text: a StrEnum member equals its value.
@@ -64,20 +66,29 @@ def list_(
 @app.command("show")
 def show(run_id: int, as_json: bool = JSON_OPTION) -> None:
     """Show everything recorded about one run, and the attempts it is one of."""
+    from easyflow_cli.core.config import load_config
+    from easyflow_cli.reporting.receipts import run_receipt
     from easyflow_cli.storage.run_queue import attempt_chain
 
+    config = load_config()
     with open_store() as store:
-        record = store.queue.get(run_id).to_record()
+        run = store.queue.get(run_id)
+        receipt = run_receipt(store, run, config)
         chain = attempt_chain(store.queue, run_id)
+    record = run.to_record()
     attempts = [attempt_summary(run) for run in chain]
     if as_json:
-        print_json(record | {"attempts": attempts})
+        print_json(record | {"receipt": receipt and receipt.as_json(), "attempts": attempts})
         return
     from rich.table import Table
 
+    from easyflow_cli.cli.receipt import receipt_line
+
     table = Table(show_header=False, box=None)
     for key, value in record.items():
-        table.add_row(f"[bold]{key}[/]", _shown(key, value))
+        table.add_row(f"[bold]{SHOWN_AS.get(key, key)}[/]", _shown(key, value))
+    if receipt is not None:
+        table.add_row("[bold]receipt[/]", receipt_line(receipt, config.costs.currency))
     if len(chain) > 1:
         table.add_row("[bold]attempts[/]", attempts_line(attempts, run_id))
     console.print(table)
@@ -176,8 +187,10 @@ def logs(
         follow_log(run_id, raw=raw, lines=tail)
     with open_store() as store:
         run = store.queue.get(run_id)
-    if not run.log_path or not os.path.lexists(run.log_path):
+    if not run.log_path:
         raise BadInput(f"run {run_id} has no log yet (state {run.state.value})")
+    if not os.path.lexists(run.log_path):
+        return  # started, and printed nothing yet: its log file comes with its first output
     copy_log(Path(run.log_path), typer.get_binary_stream("stdout"), raw=raw, lines=tail)
 
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from easyflow_cli.cli.common import parse_deadline
 from easyflow_cli.cli.output import print_json, print_line, say
+from easyflow_cli.core.eco_plan import RunEstimate, batch_estimate
 from easyflow_cli.core.errors import BadInput
 from easyflow_cli.core.model import Mode, Run, Trigger
 from easyflow_cli.core.planning import PlannedRun, QueuePolicy, plan_run
@@ -18,7 +19,7 @@ from easyflow_cli.core.timeutil import utcnow
 from easyflow_cli.runtime.client import Silence
 
 if TYPE_CHECKING:
-    from easyflow_cli.core.config import Config
+    from easyflow_cli.core.config import Config, CostConfig
     from easyflow_cli.core.spec import WorkflowSpec
     from easyflow_cli.storage.store import Store
 
@@ -26,10 +27,11 @@ if TYPE_CHECKING:
 def queue_policy(store: Store, config: Config, daemon_up: bool) -> QueuePolicy:
     """What new runs are planned by: the policy of the daemon that will run them, when it is up
     and has published one; else this process's config."""
+    from easyflow_cli.core.plan_series import config_policy
     from easyflow_cli.storage.daemon_policy import published_policy
 
-    published = published_policy(store) if daemon_up else None
-    return published or QueuePolicy(config.promote_within, config.off_peak)
+    published = published_policy(store, config) if daemon_up else None
+    return published or config_policy(config)
 
 
 def refuse_disabled(store: Store, names: Sequence[str], *, force: bool) -> None:
@@ -43,27 +45,49 @@ def refuse_disabled(store: Store, names: Sequence[str], *, force: bool) -> None:
 
 
 def plan_manual_run(store: Store, spec: WorkflowSpec, policy: QueuePolicy, *,
-                    mode: Mode | None, deadline: str | None, now: datetime | None = None,
-                    rerun_of: int | None = None) -> PlannedRun:
-    """The run a user asked for now (`rerun_of`: the run it repeats), planned (nothing is
-    written)."""
+                    mode: Mode | None, deadline: str | None, followed: bool,
+                    now: datetime | None = None, rerun_of: int | None = None, batch: int = 1,
+                    costs: CostConfig | None = None) -> PlannedRun:
+    """The run a user asked for now (`rerun_of`: the run it repeats; `followed`: the user waits
+    for it, rather than `--no-wait`; `batch`: how many alike are asked for at once, planned as
+    one batch), planned (nothing is written); `costs`: what its learned energy estimate
+    assumes."""
+    from easyflow_cli.core.config import CostConfig
+    from easyflow_cli.storage.learned_durations import expectation
+
     moment = now or utcnow()
-    return plan_run(
+    assumed = costs or CostConfig()
+    planned = plan_run(
         spec, trigger=Trigger.MANUAL, now=moment, policy=policy, override=mode,
         deadline=parse_deadline(deadline, moment) if deadline is not None else None,
-        typical_duration=store.queue.typical_duration(spec.name), rerun_of=rerun_of,
+        expected=lambda m: expectation(store.queue, spec.name, m, assumed), rerun_of=rerun_of,
+        estimate=batch_run_estimate(store, spec.name, policy, batch),
     )
+    planned.followed = followed
+    return planned
+
+
+def batch_run_estimate(store: Store, workflow: str, policy: QueuePolicy,
+                       batch: int) -> RunEstimate | None:
+    """What the eco planner expects of `batch` runs of `workflow` run by the eco pool."""
+    from easyflow_cli.storage.plan_estimate import eco_estimate
+
+    each = eco_estimate(store.queue, workflow, policy)
+    if each is None or batch == 1:
+        return each
+    return batch_estimate(each, batch, policy.series.eco_workers if policy.series else 1)
 
 
 def plan_manual_runs(store: Store, specs: Sequence[WorkflowSpec], count: int,
-                     policy: QueuePolicy, *, mode: Mode | None, deadline: str | None
-                     ) -> list[PlannedRun]:
+                     policy: QueuePolicy, *, mode: Mode | None, deadline: str | None,
+                     followed: bool, costs: CostConfig | None = None) -> list[PlannedRun]:
     """`count` runs of each workflow, in order. Runs of one workflow asked for at the same
     moment are planned alike, so each workflow is planned once."""
     moment = utcnow()
     planned = []
     for spec in specs:
-        run = plan_manual_run(store, spec, policy, mode=mode, deadline=deadline, now=moment)
+        run = plan_manual_run(store, spec, policy, mode=mode, deadline=deadline,
+                              followed=followed, now=moment, batch=count, costs=costs)
         planned.extend([run] * count)
     return planned
 

@@ -98,17 +98,20 @@ def _summary(row: dict[str, Any], store: Store) -> dict[str, Any]:
 
 @app.command("show")
 def show(name: str, as_json: bool = JSON_OPTION) -> None:
-    """Show one workflow: its definition and where it came from."""
+    """Show one workflow: its definition, where it came from, and its learned durations."""
+    from easyflow_cli.cli.learned_view import learned_json, print_learned
     from easyflow_cli.core.spec import spec_to_dict, to_toml
+    from easyflow_cli.storage.learned_durations import learned_by_mode
 
     with open_store() as store:
         spec = store.get_workflow(name)
         schedules = store.schedule_rows(name)
         disabled = store.workflow_disabled(name)
+        learned = learned_by_mode(store.queue, name)
     if as_json:
         print_json({"spec": spec_to_dict(spec), "source_file": spec.source_file,
                     "content_hash": spec.content_hash, "disabled": disabled,
-                    "schedules": schedules})
+                    "schedules": schedules, "learned": learned_json(learned)})
         return
     state = " (disabled: `easyflow workflow enable` lets it run)" if disabled else ""
     err_console.print(f"# {spec.name} from {spec.source_file}{state}", markup=False)
@@ -118,6 +121,7 @@ def show(name: str, as_json: bool = JSON_OPTION) -> None:
 
         typer.echo()
         list_schedules(workflow=name, as_json=False, as_csv=False)
+    print_learned(learned)
 
 
 @app.command("disable")

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 
 from easyflow_cli.core.config import Config
 from easyflow_cli.core.durations import format_duration
+from easyflow_cli.core.learned import Expectation
 from easyflow_cli.core.model import Mode
 from easyflow_cli.core.spec import WorkflowSpec
 from easyflow_cli.core.words import plural
@@ -104,10 +105,12 @@ class ModeHistory:
 
 
 def quote(config: Config, spec: WorkflowSpec, mode: Mode, now: datetime,
-          history: dict[str, ModeHistory]) -> Quote:
+          history: dict[str, ModeHistory], learned: Expectation | None = None) -> Quote:
     """When a run in `mode` would start and finish, and what it would likely cost.
 
-    A mode without history borrows the mode with most, else the configured default duration.
+    Its duration and CPU time are the learned p50 of the workflow's recent successful runs
+    (`learned`, when there are enough); else the median of its finished runs in the mode,
+    or in the mode with most, else the configured default duration.
     A run is stopped at its timeout, so no run is quoted longer; and a run that fails is paid
     for and, with retries, run again: the cost counts the attempts the failure share predicts.
     """
@@ -115,7 +118,10 @@ def quote(config: Config, spec: WorkflowSpec, mode: Mode, now: datetime,
     window = config.off_peak
     if mode is Mode.ECO and window is not None:
         start = window.next_start(now)
-    duration, cpu, basis = _expected(config, mode, history)
+    if learned is not None and learned.enough:
+        duration, cpu, basis = learned.duration.p50, learned.cpu.p50, _learned_basis(learned)
+    else:
+        duration, cpu, basis = _expected(config, mode, history)
     timeout = spec.timeout or config.pool(mode).timeout
     if duration > timeout:
         duration, cpu = timeout, cpu * timeout / duration
@@ -142,6 +148,12 @@ def _expected(config: Config, mode: Mode,
     past = history[source]
     failed = f", {past.failed} failed" if past.failed else ""
     return past.duration_s, past.cpu_s, f"median of {plural(past.runs, source + ' run')}{failed}"
+
+
+def _learned_basis(learned: Expectation) -> str:
+    error = learned.learned.error_s
+    accuracy = f", typically off by {format_duration(round(error, 3))}" if error else ""
+    return f"p50 {learned.basis}{accuracy}"
 
 
 def _attempts(retries: int, history: dict[str, ModeHistory], mode: Mode,

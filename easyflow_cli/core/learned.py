@@ -6,9 +6,11 @@ Pure: the queue reads the samples (`RunQueue.recent_successes`), this turns them
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from easyflow_cli.core.stats import median
 
@@ -50,6 +52,20 @@ class LearnedDurations:
     def enough(self) -> bool:
         return self.runs >= MIN_RUNS
 
+    def as_json(self) -> dict[str, Any]:
+        from easyflow_cli.core.timeutil import to_iso
+
+        return {"runs": self.runs, "enough": self.enough,
+                "oldest": to_iso(self.oldest) if self.oldest else None,
+                "newest": to_iso(self.newest) if self.newest else None,
+                "duration_s": _spread_json(self.duration), "cpu_s": _spread_json(self.cpu),
+                "energy_j": _spread_json(self.energy),
+                "error_s": None if self.error_s is None else round(self.error_s, 6)}
+
+
+def _spread_json(spread: Spread | None) -> dict[str, float] | None:
+    return None if spread is None else {"p50": spread.p50, "p90": spread.p90}
+
 
 def learn(samples: Sequence[RunSample]) -> LearnedDurations:
     """The figures from `samples`, newest first."""
@@ -68,25 +84,40 @@ def learn(samples: Sequence[RunSample]) -> LearnedDurations:
 
 
 def spread(newest_first: Sequence[float]) -> Spread:
-    weights = recency_weights(len(newest_first))
-    return Spread(weighted_quantile(newest_first, weights, 0.5),
-                  weighted_quantile(newest_first, weights, 0.9))
+    count = len(newest_first)
+    weights = _WEIGHTS[:count] if count <= len(_WEIGHTS) else recency_weights(count)
+    pairs = sorted(zip(newest_first, weights, strict=True))
+    p50, p90 = _quantiles(pairs, (0.5, 0.9))
+    return Spread(p50, p90)
 
 
 def recency_weights(count: int) -> list[float]:
     return [0.5 ** (age / HALF_LIFE_RUNS) for age in range(count)]
 
 
+_WEIGHTS = recency_weights(64)  # most histories are shorter: their weights made once
+
+
 def weighted_quantile(values: Sequence[float], weights: Sequence[float], q: float) -> float:
     """The smallest value whose cumulative weight reaches `q` of the total."""
-    pairs = sorted(zip(values, weights, strict=True))
-    target = q * sum(weights)
+    return _quantiles(sorted(zip(values, weights, strict=True)), (q,))[0]
+
+
+def _quantiles(pairs: Sequence[tuple[float, float]], qs: Sequence[float]) -> list[float]:
+    """`weighted_quantile` of each of `qs` (ascending), over (value, weight) pairs in order."""
+    total = sum(weight for _, weight in pairs)
+    targets = iter([q * total - 1e-12 for q in qs])
+    target = next(targets)
+    found: list[float] = []
     reached = 0.0
     for value, weight in pairs:
         reached += weight
-        if reached >= target - 1e-12:
-            return value
-    return pairs[-1][0]
+        while reached >= target:
+            found.append(value)
+            target = next(targets, math.inf)
+        if target == math.inf:
+            return found
+    return found + [pairs[-1][0]] * (len(qs) - len(found))
 
 
 def prediction_error(newest_first: Sequence[RunSample]) -> float | None:
@@ -100,3 +131,60 @@ def prediction_error(newest_first: Sequence[RunSample]) -> float | None:
         predicted = spread([s.duration_s for s in before]).p50
         errors.append(abs(newest_first[index].duration_s - predicted))
     return median(errors) if errors else None
+
+
+JOULES_PER_KWH = 3.6e6
+
+
+@dataclass(frozen=True)
+class Expectation:
+    """What the next run of a workflow in a mode is expected to take, for promotion, quotes and
+    the planner: learned (`learned.enough`), else the plain median of the few runs there are,
+    else the configured default duration. Energy is measured where runs measured it, else
+    estimated from their CPU time."""
+
+    duration: Spread               # seconds
+    cpu: Spread                    # CPU seconds
+    energy_kwh: Spread
+    energy_measured: bool
+    basis: str                     # where the figures come from, in words
+    learned: LearnedDurations      # the evidence: runs, window, accuracy
+
+    @property
+    def enough(self) -> bool:
+        return self.learned.enough
+
+    @property
+    def margin_s(self) -> float:
+        """How wrong the prediction has recently been: room left beyond the p90."""
+        return self.learned.error_s or 0.0
+
+
+def expect(learned: LearnedDurations, samples: Sequence[RunSample], *, mode: str | None,
+           watts_per_core: float, default_duration: float) -> Expectation:
+    """The expectation from `learned`, drawn from `samples` (runs of `mode`, or of any mode)."""
+    if learned.enough and learned.duration is not None and learned.cpu is not None:
+        runs = f"{learned.runs} {mode} runs" if mode else f"{learned.runs} runs"
+        return _with_energy(learned.duration, learned.cpu, learned.energy,
+                            f"learned from {runs}", learned, watts_per_core)
+    if samples:
+        duration = median(s.duration_s for s in samples)
+        cpu = median(s.cpu_s for s in samples)
+        energies = [s.energy_j for s in samples if s.energy_j is not None]
+        energy = median(energies) if energies else None
+        return _with_energy(Spread(duration, duration), Spread(cpu, cpu),
+                            None if energy is None else Spread(energy, energy),
+                            f"fewer than {MIN_RUNS} runs: median of {len(samples)}", learned,
+                            watts_per_core)
+    return _with_energy(Spread(default_duration, default_duration), Spread(0.0, 0.0), None,
+                        "no history: default duration", learned, watts_per_core)
+
+
+def _with_energy(duration: Spread, cpu: Spread, energy_j: Spread | None, basis: str,
+                 learned: LearnedDurations, watts_per_core: float) -> Expectation:
+    if energy_j is not None:
+        energy = Spread(energy_j.p50 / JOULES_PER_KWH, energy_j.p90 / JOULES_PER_KWH)
+        return Expectation(duration, cpu, energy, True, basis, learned)
+    per_cpu_s = watts_per_core / 3600 / 1000
+    return Expectation(duration, cpu, Spread(cpu.p50 * per_cpu_s, cpu.p90 * per_cpu_s), False,
+                       basis, learned)

@@ -133,6 +133,9 @@ class Run:
     attempt: int = 1
     retry_of: int | None = None
     rerun_of: int | None = None
+    # Did its submitter wait for it? True: `run --now` followed it; False: `--no-wait`; None:
+    # nobody submitted it by hand (schedules), or it was queued before this was recorded.
+    followed: bool | None = None
     schedule_id: int | None = None
     batch_id: str | None = None
     pool: PoolName | None = None
@@ -149,6 +152,7 @@ class Run:
     energy_j: float | None = None
     error: str | None = None
     log_path: str | None = None
+    not_before_reason: str | None = None  # why it waited until not_before (eco planning)
 
     def to_record(self) -> dict[str, Any]:
         """The run as JSON and CSV show it: enum values as their strings, times as ISO UTC."""

@@ -49,18 +49,19 @@ def resolve_mode(
 def promotion_time(
     deadline: datetime | None,
     promote_within: timedelta = DEFAULT_PROMOTE_WITHIN,
-    typical_duration: timedelta | None = None,
+    needed: timedelta | None = None,
 ) -> datetime | None:
     """When a waiting run with this deadline must switch to real-time.
 
-    The earlier of `deadline - promote_within` and `deadline - typical_duration`: a run whose
-    usual duration no longer fits in the time left is promoted even outside the window.
+    The earlier of `deadline - promote_within` and `deadline - needed` (its learned p90
+    duration plus a margin): a run that would no longer finish in the time left is promoted
+    even outside the window.
     """
     if deadline is None:
         return None
     lead = promote_within
-    if typical_duration is not None and typical_duration > lead:
-        lead = typical_duration
+    if needed is not None and needed > lead:
+        lead = needed
     return deadline - lead
 
 
@@ -69,10 +70,10 @@ def should_promote(
     deadline: datetime | None,
     now: datetime,
     promote_within: timedelta = DEFAULT_PROMOTE_WITHIN,
-    typical_duration: timedelta | None = None,
+    needed: timedelta | None = None,
 ) -> bool:
     """A waiting run becomes real-time (reason `promoted`) once its promotion time has come."""
     if mode == Mode.REAL_TIME:
         return False
-    at = promotion_time(deadline, promote_within, typical_duration)
+    at = promotion_time(deadline, promote_within, needed)
     return at is not None and now >= at

@@ -74,3 +74,8 @@ def quantile(sketch: Mapping[int, int], q: float) -> float | None:
         if seen >= rank:
             return value_of(bucket)
     raise AssertionError("rank beyond the sketch's count")  # rank <= count
+
+
+def count_at_most(sketch: Mapping[int, int], seconds: float) -> int:
+    """How many values lie at or under `seconds`, each read as its bucket's value."""
+    return sum(count for bucket, count in sketch.items() if value_of(bucket) <= seconds)

@@ -22,10 +22,18 @@ from easyflow_cli.core.spec import WorkflowSpec
 from easyflow_cli.core.stats import median, nearest_rank, percentile
 from easyflow_cli.core.timeutil import from_iso, local_zone, to_iso
 from easyflow_cli.reporting import rolled_up, summarized
-from easyflow_cli.reporting.local_days import FIELDS, LocalDays, before_sql, sums_sql
+from easyflow_cli.reporting.local_days import (
+    ALL_FIELDS,
+    CHARGE_SUMS,
+    ZERO,
+    LocalDays,
+    before_sql,
+    sums_sql,
+)
 from easyflow_cli.reporting.timeline import Timeline
 from easyflow_cli.storage.damaged_rows import check_modes
-from easyflow_cli.storage.store import LEFT_QUEUE_SQL, Store, epoch_sql
+from easyflow_cli.storage.learned_durations import learned_durations
+from easyflow_cli.storage.store import CHARGED_SQL, LEFT_QUEUE_SQL, Store, epoch_sql
 
 FOREGROUND_SQL = f"'{PoolName.FOREGROUND.value}'"
 
@@ -131,9 +139,8 @@ def _added(rows: list[dict[str, Any]], more: list[dict[str, Any]]) -> list[dict[
     """Rows of one group, mode and tariff (as stored) added up."""
     merged: dict[tuple, dict[str, Any]] = {}
     for row in [*rows, *more]:
-        into = merged.setdefault((row["grp"], row["mode"], row["off_peak"]),
-                                 {**row, **dict.fromkeys(FIELDS, 0)})
-        for field in FIELDS:
+        into = merged.setdefault((row["grp"], row["mode"], row["off_peak"]), {**row, **ZERO})
+        for field in ALL_FIELDS:
             into[field] += row[field]
     return list(merged.values())
 
@@ -148,16 +155,28 @@ def _with_rolled_up(rows: list[dict[str, Any]], rolled: list[dict[str, Any]]
         if into is None:
             merged[key] = dict(row)
         else:
-            for field in FIELDS:
+            for field in ALL_FIELDS:
                 into[field] += row[field]
     return list(merged.values())
 
 
 def _sums(store: Store, by: str, table: str, where: str, args: list[Any]
           ) -> list[dict[str, Any]]:
-    return [dict(r) for r in store.conn.execute(
+    """The sums of each group, with the charges of its runs that have some (zero if none)."""
+    rows = [ZERO | dict(r) for r in store.conn.execute(
         f"SELECT {GROUP_KEYS[by]} AS grp, mode, off_peak, {sums_sql()}"
         f" FROM {table} WHERE {where} GROUP BY {GROUP_BY[by]}", args)]
+    # Named: left to itself, SQLite may step through every run of an index that leads with
+    # the workflow, reading each one's row, rather than through the runs that have charges.
+    charged = {(r["grp"], r["mode"], r["off_peak"]): r for r in store.conn.execute(
+        f"SELECT {GROUP_KEYS[by]} AS grp, mode, off_peak, {sums_sql(CHARGE_SUMS)}"
+        f" FROM runs INDEXED BY runs_charges WHERE {where} AND {CHARGED_SQL}"
+        f" GROUP BY {GROUP_BY[by]}", args)}
+    for row in rows:
+        charges = charged.get((row["grp"], row["mode"], row["off_peak"]))
+        if charges is not None:
+            row.update({field: charges[field] for field in CHARGE_SUMS})
+    return rows
 
 
 def _local_days(store: Store, zone: tzinfo) -> LocalDays | None:
@@ -566,4 +585,6 @@ def workflow_quotes(store: Store, config: Config, spec: WorkflowSpec, now: datet
                     modes: Iterable[Mode] = tuple(Mode)) -> dict[Mode, Quote]:
     """What a run of the workflow would cost and when it would start, in each of `modes`."""
     history = workflow_history(store, spec.name)
-    return {mode: quote(config, spec, mode, now, history) for mode in modes}
+    return {mode: quote(config, spec, mode, now, history,
+                        learned_durations(store.queue, spec.name, mode, config))
+            for mode in modes}

@@ -14,21 +14,22 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Any
 
-from easyflow_cli.storage.summaries import COST_SUMS
+from easyflow_cli.storage.summaries import CHARGE_SUMS, COST_SUMS
 
 # Each sum of a cost row as an aggregate of a value, counting only the runs a condition keeps
 # (kept with the summaries, which hold the same sums per hour).
 SUMS = COST_SUMS
 FIELDS = tuple(SUMS)
-ZERO = dict.fromkeys(FIELDS, 0)
+ALL_FIELDS = FIELDS + tuple(CHARGE_SUMS)
+ZERO = dict.fromkeys(ALL_FIELDS, 0)
 TIME_OF_DAY = "substr(finished_at, 12)"  # HH:MM:SS.ffffffZ of the stored UTC time
 DAY_START_UTC = "00:00:00.000000"
 
 
-def sums_sql() -> str:
+def sums_sql(sums: dict[str, tuple[str, str, str | None]] = SUMS) -> str:
     """The aggregates of every sum, as SQL columns named after the fields."""
     columns = []
-    for field, (aggregate, value, condition) in SUMS.items():
+    for field, (aggregate, value, condition) in sums.items():
         inner = f"CASE WHEN {condition} THEN {value} END" if condition else value
         columns.append(f"{aggregate}({inner}) AS {field}")
     return ", ".join(columns)
@@ -78,8 +79,8 @@ class LocalDays:
                 key = (day, row["mode"], row["off_peak"])
                 into = merged.setdefault(key, {"grp": day, "mode": row["mode"],
                                                "off_peak": row["off_peak"],
-                                               **dict.fromkeys(FIELDS, 0)})
-                for field in FIELDS:
+                                               **dict.fromkeys(ALL_FIELDS, 0)})
+                for field in ALL_FIELDS:
                     into[field] += sums[field]
         return [row for row in merged.values() if row["runs"]]
 
@@ -92,9 +93,9 @@ class LocalDays:
         parts, done = [], ZERO
         for index, next_day in starts:
             upto = before[index].get(key, ZERO)
-            parts.append((day, {f: upto[f] - done[f] for f in FIELDS}))
+            parts.append((day, {f: upto[f] - done[f] for f in ALL_FIELDS}))
             done, day = upto, next_day
-        parts.append((day, {f: row[f] - done[f] for f in FIELDS}))
+        parts.append((day, {f: row[f] - done[f] for f in ALL_FIELDS}))
         return parts
 
     def _date_at_start(self, utc_day: str, starts: list[tuple[int, str]]) -> str:

@@ -53,6 +53,8 @@ def cost_report(sums: list[dict[str, Any]], prices: Prices, watts_per_core: floa
         "worker_hours": exact(total["worker_hours"]), "cpu_hours": exact(total["cpu_hours"]),
         "energy_wh": exact(total["energy_wh"]),
         "energy_source": _energy_source(measured, unmeasured),
+        "carbon_g": exact(total["carbon_g"]),
+        "baseline_carbon_g": exact(total["baseline_carbon_g"]),
         "watts_per_core": watts_per_core,
     }
     if by != "mode":
@@ -62,17 +64,24 @@ def cost_report(sums: list[dict[str, Any]], prices: Prices, watts_per_core: floa
 
 def _empty_totals() -> dict[str, float]:
     return dict(runs=0, worker_hours=0.0, cpu_hours=0.0, energy_wh=0.0, cost=0.0,
-                baseline_cost=0.0, off_peak_runs=0)
+                baseline_cost=0.0, off_peak_runs=0, carbon_g=0.0, baseline_carbon_g=0.0)
 
 
 def _price_row(row: dict[str, Any], prices: Prices, watts: float) -> dict[str, float]:
+    """A row's cost: its runs a tariff priced as they ended at what they were charged, the
+    others at the pools' prices (so the total is the sum of the runs' receipts)."""
     off_peak = bool(row["off_peak"])
+    flat_s = row["worker_s"] - row.get("tariff_worker_s", 0)
+    flat_cpu_s = row["cpu_s"] - row.get("tariff_cpu_s", 0)
     return dict(
         runs=row["runs"], worker_hours=row["worker_s"] / 3600, cpu_hours=row["cpu_s"] / 3600,
         energy_wh=row["energy_j"] / 3600 + energy_wh(row["unmeasured_cpu_s"], watts),
-        cost=run_cost(prices, row["mode"], off_peak, row["worker_s"], row["cpu_s"]),
-        baseline_cost=baseline_cost(prices, row["worker_s"], row["cpu_s"]),
+        cost=run_cost(prices, row["mode"], off_peak, flat_s, flat_cpu_s)
+        + row.get("tariff_cost", 0),
+        baseline_cost=baseline_cost(prices, flat_s, flat_cpu_s)
+        + row.get("tariff_baseline_cost", 0),
         off_peak_runs=row["runs"] if off_peak else 0,
+        carbon_g=row.get("carbon_g", 0), baseline_carbon_g=row.get("baseline_carbon_g", 0),
     )
 
 
@@ -110,8 +119,10 @@ def _percentiles(values: dict[int, float | None]) -> dict[str, float | None]:
     return {f"p{q}": None if (v := values.get(q)) is None else round(v, 6) for q in QUANTILES}
 
 
-def latency_report(stats: dict[str, dict[str, Any]], period: dict[str, Any]) -> dict[str, Any]:
-    """`stats` as `accounting.latency_stats` gives them: per mode, percentiles by quantile."""
+def latency_report(stats: dict[str, dict[str, Any]], period: dict[str, Any],
+                   attainment: dict[str, Any] | None = None) -> dict[str, Any]:
+    """`stats` as `accounting.latency_stats` gives them: per mode, percentiles by quantile;
+    with the attainment of each mode's objective (`attainment.attainment_report`)."""
     by_mode = {}
     for mode in Mode:
         row = stats.get(mode.value, {"runs": 0, "queue_wait_s": {}, "duration_s": {},
@@ -122,7 +133,8 @@ def latency_report(stats: dict[str, dict[str, Any]], period: dict[str, Any]) -> 
             "duration_s": _percentiles(row["duration_s"]),
             "deadlines_met": row["deadlines_met"], "deadlines_missed": row["deadlines_missed"],
         }
-    return {"period": period, "by_mode": by_mode}
+    report = {"period": period, "by_mode": by_mode}
+    return report if attainment is None else report | {"attainment": attainment}
 
 
 # --------------------------------------------------------------------------- pools

@@ -16,14 +16,15 @@ from typing import Any
 from easyflow_cli.core.model import PoolName
 from easyflow_cli.core.sketch import merge
 from easyflow_cli.reporting.timeline import Timeline
-from easyflow_cli.storage.rollups import SLOT_S, decode
+from easyflow_cli.storage.rollups import CHARGE_SUMS, SLOT_S, decode
 from easyflow_cli.storage.store import Store
 
 GROUP_KEYS = {"mode": "mode", "workflow": "workflow", "day": "day"}
 # The cost sums, as `local_days.SUMS` names them, from the rollup columns.
 COST_SUMS = ("total(settled) AS runs, total(worker_s) AS worker_s,"
              " total(cpu_s) AS cpu_s, total(energy_j) AS energy_j, total(measured) AS measured,"
-             " total(unmeasured_cpu_s) AS unmeasured_cpu_s")
+             " total(unmeasured_cpu_s) AS unmeasured_cpu_s, "
+             + ", ".join(f"total({c}) AS {c}" for c in CHARGE_SUMS))
 
 
 def exist(store: Store) -> bool:
@@ -181,3 +182,14 @@ def _spread_slots(timeline: Timeline, series: list[float], slots: dict[int, Any]
             overlap = min(end, high) - max(begin, low)
             if overlap > 0:
                 series[index] += seconds * overlap / (end - begin)
+
+
+def waits(store: Store, where: tuple[str, list[Any]]) -> list[dict[str, Any]]:
+    """Per rollup row: workflow, mode, settled runs, deadlines met and missed, wait sketch."""
+    clause, args = where
+    return [{"workflow": row["workflow"], "mode": row["mode"], "settled": row["settled"],
+             "deadlines_met": row["deadlines_met"], "deadlines_missed": row["deadlines_missed"],
+             "wait_sketch": decode(row["wait_sketch"])}
+            for row in store.conn.execute(
+                "SELECT workflow, mode, settled, deadlines_met, deadlines_missed, wait_sketch"
+                f" FROM run_rollups WHERE {clause} AND settled > 0", args)]

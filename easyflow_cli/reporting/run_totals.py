@@ -25,10 +25,11 @@ from typing import Any
 from easyflow_cli.core.model import Mode
 from easyflow_cli.core.sketch import value_of
 from easyflow_cli.reporting import summarized
-from easyflow_cli.reporting.local_days import FIELDS, sums_sql
+from easyflow_cli.reporting.local_days import ALL_FIELDS, CHARGE_SUMS, FIELDS, sums_sql
 from easyflow_cli.reporting.rolled_up import COST_SUMS
 from easyflow_cli.storage.rollups import decode
-from easyflow_cli.storage.store import Store
+from easyflow_cli.storage.sqlite_queue import QUEUE_PARTS
+from easyflow_cli.storage.store import CHARGED_SQL, Store
 from easyflow_cli.storage.summaries import (
     DURATION_BUCKETS,
     ENDED_STATES,
@@ -39,7 +40,8 @@ from easyflow_cli.storage.summaries import (
 
 # What a run's contribution is read from, when runs are read one by one.
 RUN_COLUMNS = ("workflow", "mode", "state", "finished_at", "off_peak", "duration_s",
-               "queue_wait_s", "cpu_user_s", "cpu_system_s", "energy_j")
+               "queue_wait_s", "cpu_user_s", "cpu_system_s", "energy_j", "tariff_cost",
+               "tariff_baseline_cost", "carbon_g", "baseline_carbon_g")
 
 UsageKey = tuple[str, Any]  # mode, off_peak (as stored: 0, 1 or NULL)
 
@@ -88,8 +90,8 @@ class RunTotals:
             for mode, histogram in theirs.items():
                 mine.setdefault(mode, Histogram.empty(bounds)).add(histogram)
         for usage_key, sums in other.usage.items():
-            into = self.usage.setdefault(usage_key, dict.fromkeys(FIELDS, 0))
-            for name in FIELDS:
+            into = self.usage.setdefault(usage_key, dict.fromkeys(ALL_FIELDS, 0))
+            for name in ALL_FIELDS:
                 into[name] += sums[name]
         return self
 
@@ -122,8 +124,9 @@ def pruned_totals(store: Store) -> RunTotals:
         f"SELECT mode, off_peak, {COST_SUMS} FROM run_rollups WHERE settled > 0"
         " GROUP BY mode, off_peak",
     ):
-        sums = totals.usage.setdefault((row["mode"], row["off_peak"]), dict.fromkeys(FIELDS, 0))
-        for name in FIELDS:
+        sums = totals.usage.setdefault((row["mode"], row["off_peak"]),
+                                       dict.fromkeys(ALL_FIELDS, 0))
+        for name in ALL_FIELDS:
             sums[name] += row[name]
     _add_sketches(totals, store)
     return totals
@@ -191,7 +194,7 @@ def summary_totals(store: Store, cover: summarized.Coverage) -> RunTotals:
     """The totals of the summarized hours `cover` holds."""
     where, args = cover.hours_where()
     states = ", ".join(f"sum(state_{state.value})" for state in ENDED_STATES)
-    sums = ", ".join(f"total({name})" for name in FIELDS)
+    sums = ", ".join(f"total({name})" for name in ALL_FIELDS)
     counts = {name: ", ".join(f"sum({column})" for column in histogram_columns(name))
               for name in HISTOGRAMS}
     totals = RunTotals()
@@ -209,8 +212,8 @@ def _add_summary_row(totals: RunTotals, row: list[Any]) -> None:
     values = iter(row[3:])
     for state in ENDED_STATES:
         _count(totals, (workflow, mode, state.value), next(values))
-    sums = totals.usage.setdefault((mode, off_peak), dict.fromkeys(FIELDS, 0))
-    for name in FIELDS:
+    sums = totals.usage.setdefault((mode, off_peak), dict.fromkeys(ALL_FIELDS, 0))
+    for name in ALL_FIELDS:
         sums[name] += next(values)
     if not sums["runs"]:
         del totals.usage[(mode, off_peak)]
@@ -251,8 +254,21 @@ def _add_settled_sums(totals: RunTotals, store: Store, ids: str) -> None:
         workflow, mode, off_peak = row[0], row[1], row[2]
         for state, count in zip(ENDED_STATES, row[3:3 + len(ENDED_STATES)], strict=True):
             _count(totals, (workflow, mode, state.value), count)
-        sums = totals.usage.setdefault((mode, off_peak), dict.fromkeys(FIELDS, 0))
+        sums = totals.usage.setdefault((mode, off_peak), dict.fromkeys(ALL_FIELDS, 0))
         for name in FIELDS:
+            sums[name] += row[name]
+    _add_charge_sums(totals, store, ids)
+
+
+def _add_charge_sums(totals: RunTotals, store: Store, ids: str) -> None:
+    """What runs were charged under a tariff or carbon forecast, as `report costs` adds it."""
+    for row in store.conn.execute(
+        f"SELECT mode, off_peak, {sums_sql(CHARGE_SUMS)} FROM runs INDEXED BY runs_charges"
+        f" WHERE {CHARGED_SQL}{ids} GROUP BY mode, off_peak",
+    ):
+        sums = totals.usage.setdefault((row["mode"], row["off_peak"]),
+                                       dict.fromkeys(ALL_FIELDS, 0))
+        for name in CHARGE_SUMS:
             sums[name] += row[name]
 
 
@@ -303,9 +319,10 @@ def _add_settled(totals: RunTotals, row: Any) -> None:
         row["duration_s"])
     if row["queue_wait_s"] is not None:
         totals.waits.setdefault(mode, Histogram.empty(WAIT_BUCKETS)).observe(row["queue_wait_s"])
-    sums = totals.usage.setdefault((mode, row["off_peak"]), dict.fromkeys(FIELDS, 0))
+    sums = totals.usage.setdefault((mode, row["off_peak"]), dict.fromkeys(ALL_FIELDS, 0))
     cpu = (None if row["cpu_user_s"] is None or row["cpu_system_s"] is None
            else row["cpu_user_s"] + row["cpu_system_s"])
+    _add_charges(sums, row, cpu)
     sums["runs"] += 1
     sums["worker_s"] += row["duration_s"]
     sums["cpu_s"] += cpu or 0.0
@@ -314,6 +331,17 @@ def _add_settled(totals: RunTotals, row: Any) -> None:
         sums["measured"] += 1
     else:
         sums["unmeasured_cpu_s"] += cpu or 0.0
+
+
+def _add_charges(sums: dict[str, float], row: Any, cpu: float | None) -> None:
+    if row["tariff_cost"] is not None:
+        sums["tariff_worker_s"] += row["duration_s"]
+        sums["tariff_cpu_s"] += cpu or 0.0
+        sums["tariff_cost"] += row["tariff_cost"]
+        sums["tariff_baseline_cost"] += row["tariff_baseline_cost"] or 0.0
+    if row["carbon_g"] is not None:
+        sums["carbon_g"] += row["carbon_g"]
+        sums["baseline_carbon_g"] += row["baseline_carbon_g"] or 0.0
 
 
 def totals_from(store: Store, first_id: int) -> RunTotals:
@@ -327,9 +355,9 @@ def settled_mark(store: Store) -> int:
     next id. Ids only grow, so no run below it can appear or change, but by pruning."""
     # Through the partial indexes of queued and running runs: left to itself, SQLite walks the
     # table in id order looking for the first, which reads every run when there is none.
+    parts = (*QUEUE_PARTS, ("runs_running", "state = 'running'"))
     marks = [store.conn.execute(f"SELECT min(id) FROM runs INDEXED BY {index}"
-                                f" WHERE state = '{state}'").fetchone()[0]
-             for state, index in (("queued", "runs_ready"), ("running", "runs_running"))]
+                                f" WHERE {part}").fetchone()[0] for index, part in parts]
     last = store.conn.execute("SELECT max(id) FROM runs").fetchone()[0]
     return min([mark for mark in marks if mark is not None] + [(last or 0) + 1])
 

@@ -19,7 +19,7 @@ from easyflow_cli.core.timeutil import to_iso
 from easyflow_cli.reporting.timeline import Timeline
 from easyflow_cli.storage import summaries
 from easyflow_cli.storage.store import Store
-from easyflow_cli.storage.summaries import COST_SUMS, hour_of, hour_start, next_hour
+from easyflow_cli.storage.summaries import CHARGE_SUMS, COST_SUMS, hour_of, hour_start, next_hour
 
 BY_FINISH = "runs INDEXED BY runs_finished"
 Range = tuple[str | None, str | None]  # [low, high) of finish times; None: unbounded
@@ -138,7 +138,7 @@ def cost_sums(store: Store, cover: Coverage, by: str, workflow: str | None,
         where, args = f"{where} AND workflow = ?", [*args, workflow]
     group = {"mode": "mode", "workflow": "workflow", "day": "hour"}[by]
     sums = ", ".join(f"{'sum' if aggregate == 'count' else 'total'}({field}) AS {field}"
-                     for field, (aggregate, _, _) in COST_SUMS.items())
+                     for field, (aggregate, _, _) in {**COST_SUMS, **CHARGE_SUMS}.items())
     rows = [dict(row) for row in store.conn.execute(
         f"SELECT {group} AS grp, mode, off_peak, {sums} FROM run_summaries"
         f" WHERE {where} GROUP BY {group}, mode, off_peak HAVING sum(runs) > 0", args)]

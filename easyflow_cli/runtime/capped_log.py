@@ -6,6 +6,10 @@ note saying so, and what follows is kept in memory as a bounded tail (the last b
 a step that writes gigabytes costs the executing process no more than the tail's size. When the
 run ends, the file gets a marker saying how much of the middle was dropped, then the tail: the
 end of the output, where the error usually is.
+
+A step's header (its command line) is held back until something follows it: a run that prints
+nothing writes nothing, and its log file is never created (worker.py opens it at the first
+write).
 """
 
 from __future__ import annotations
@@ -137,6 +141,8 @@ class CappedLog:
         self.overflowed = False
         self.at_line_start = True
         self.failure: str | None = None
+        self.headers: list[bytes] = []  # held back until something follows them
+        self.wrote = False
 
     def write(self, data: bytes) -> None:
         self._emit(self.mask.feed(data) if self.mask else data)
@@ -161,11 +167,21 @@ class CappedLog:
         self.at_line_start = data.endswith(b"\n")
 
     def note(self, text: str) -> None:
+        self._note(text, held=False)
+
+    def header(self, text: str) -> None:
+        """A note that introduces what follows (a step's command line): echoed at once, but
+        written only with the first thing after it, or at `close` if the run wrote anything."""
+        self._note(text, held=True)
+
+    def _note(self, text: str, held: bool) -> None:
         self._emit(self.mask.flush())
         line = f"[easyflow] {self.mask.hide(text)}\n".encode()
         entry = line if self.at_line_start else b"\n" + line
         if self.overflowed:
             self.tail.add(entry)
+        elif held:
+            self.headers.append(entry)
         else:
             self._put(entry)
         self.at_line_start = True
@@ -178,8 +194,12 @@ class CappedLog:
         self._emit(self.mask.flush())
 
     def close(self) -> None:
-        """The run ended: the marker and the tail, if the head filled."""
+        """The run ended: the headers still held if anything was written, the marker and the
+        tail if the head filled."""
         self.close_step()
+        if not self.wrote:
+            self.headers.clear()
+        self._put(b"")  # the headers held; or, nothing written, what is at the stream's path
         if not self.overflowed:
             return
         data, dropped = self.tail.take()
@@ -195,6 +215,10 @@ class CappedLog:
         self.at_line_start = True
 
     def _put(self, data: bytes) -> None:
+        if self.headers:
+            data = b"".join(self.headers) + data
+            self.headers.clear()
+        self.wrote = True
         if self.failure is not None:
             return
         try:

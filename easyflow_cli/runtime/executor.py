@@ -1,7 +1,9 @@
 """Execute one run's steps as child processes, and measure them.
 
 Each step runs in its own process group (processes.py) with stdin closed and stdout+stderr piped
-to the run's log file (capped_log.py), optionally echoed live. A step past its time limit gets
+to the run's log file (capped_log.py), optionally echoed live. A step is spawned at once, unless
+its caller must record its process group before it runs (`on_step_start`): then it is forked
+and held at a gate until that is done. A step past its time limit gets
 SIGTERM to its whole group, then SIGKILL after `kill_grace`. Whatever a step leaves behind in its
 group is killed when it exits. CPU and peak RSS come from wait4() of the step and of every
 descendant we reap: the executing process is a child subreaper, so orphaned grandchildren are
@@ -10,13 +12,14 @@ reaped (and counted) here too.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import selectors
 import shlex
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
@@ -32,6 +35,7 @@ from easyflow_cli.runtime.processes import (
     Usage,
     end_group,
     signal_group,
+    spawn_step,
 )
 from easyflow_cli.runtime.protocol import RunLimits
 from easyflow_cli.runtime.rapl import EnergyMeter
@@ -43,6 +47,11 @@ if TYPE_CHECKING:
     from easyflow_cli.core.model import Mode
 
 READ_CHUNK = 65536
+# How often a running step is checked for cancellation; the first check comes soon after its
+# start: a worker sends the reports it holds back then, so a step that turns out long is known
+# to have started (see worker.py).
+CHECK_S = 0.5
+FIRST_CHECK_S = 0.005
 MINIMAL_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 INHERITED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "USER", "LOGNAME", "TMPDIR")
 
@@ -91,6 +100,7 @@ class StepRunner:
         pidfd = os.pidfd_open(self.proc.pid)
         selector.register(self.proc.stdout, selectors.EVENT_READ, "out")
         selector.register(pidfd, selectors.EVENT_READ, "exit")
+        check = FIRST_CHECK_S
         try:
             while self.exit_status is None:
                 remaining = deadline - time.monotonic()
@@ -98,7 +108,9 @@ class StepRunner:
                     return True
                 if cancelled():
                     return False
-                for key, _ in selector.select(timeout=min(remaining, 0.5)):
+                events = selector.select(timeout=min(remaining, check))
+                check = CHECK_S
+                for key, _ in events:
                     if key.data == "out":
                         self._read_some(selector)
                     else:
@@ -158,12 +170,13 @@ class StepRunner:
 @dataclass(frozen=True)
 class _RunMark:
     """What marks a run's processes (run_marker.py, run_cgroup.py), and who is told when a
-    call step begins."""
+    step begins and where a spawned step runs."""
 
     run_id: int | None
     token: str | None
     cgroup: Path | None
-    on_call_start: Callable[[], object] | None
+    on_step_begin: Callable[[], object] | None
+    on_step_spawned: Callable[[int], object] | None
 
 
 def execute_workflow(
@@ -179,16 +192,18 @@ def execute_workflow(
     run_id: int | None = None,
     token: str | None = None,
     cgroup: Path | None = None,
-    on_call_start: Callable[[], object] | None = None,
+    on_step_begin: Callable[[], object] | None = None,
+    on_step_spawned: Callable[[int], object] | None = None,
 ) -> Outcome:
     """Run every step in order; the first failing step (unless continue_on_error) ends the run.
 
     `on_step_start(step, pgid)` is called while the step is parked before its program runs, so
-    its process group can be recorded first; returning False stops the run there. Steps carry
+    its process group can be recorded first; returning False stops the run there. Without it,
+    a command step is spawned at once and `on_step_spawned(pgid)` told afterwards. Steps carry
     the run's mark (run_marker.py): `EASYFLOW_RUN_ID` when `run_id` is given, and the token
     when there is one; command steps join `cgroup` (run_cgroup.py) when it is given.
-    `on_call_start()` is called before each call step's function runs. The outcome's duration
-    is monotonic time: the wall clock may jump while a run executes.
+    `on_step_begin()` is called before each step's program or function runs. The outcome's
+    duration is monotonic time: the wall clock may jump while a run executes.
     """
     began = time.monotonic()
     try:
@@ -204,7 +219,7 @@ def execute_workflow(
     try:
         failure = _execute_steps(spec, limits, log, usage, run_deadline, on_step_start,
                                  cancelled, environ, secrets,
-                                 _RunMark(run_id, token, cgroup, on_call_start))
+                                 _RunMark(run_id, token, cgroup, on_step_begin, on_step_spawned))
     finally:
         log.close()
     outcome = failure or Outcome(RunState.SUCCEEDED, 0)
@@ -228,11 +243,10 @@ def _execute_steps(spec: WorkflowSpec, limits: RunLimits, log: CappedLog, usage:
     """The steps in order, their usage added to `usage`; how the first failing one ended."""
     for step in spec.steps:
         step_deadline = min(run_deadline, time.monotonic() + (step.timeout or float("inf")))
-        if step.call and mark.on_call_start is not None:
-            mark.on_call_start()
+        if mark.on_step_begin is not None:
+            mark.on_step_begin()
         result = _execute_step(step, spec, limits, log, step_deadline, on_step_start, cancelled,
-                               environ, marker_env(mark.run_id, mark.token), secrets,
-                               mark.cgroup)
+                               environ, secrets, mark)
         if result.timed_out:
             _stop_escapees(mark.run_id, mark.token, mark.cgroup)
         usage.cpu_user_s += result.usage.cpu_user_s
@@ -274,24 +288,40 @@ def command_line(step: StepSpec) -> str:
 def _execute_step(step: StepSpec, spec: WorkflowSpec, limits: RunLimits, log: CappedLog,
                   deadline: float, on_step_start: Callable[[StepSpec, int], bool | None] | None,
                   cancelled: Callable[[], bool], environ: dict[str, str] | None,
-                  marker: dict[str, str], secrets: RunSecrets,
-                  cgroup: Path | None) -> StepResult:
-    log.note(f"step {step.name!r}: {command_line(step)}")
+                  secrets: RunSecrets, mark: _RunMark) -> StepResult:
+    log.header(f"step {step.name!r}: {command_line(step)}")
     declared = secrets.environment(step)
+    marker = marker_env(mark.run_id, mark.token)
     if step.call:
         return _execute_call(step, spec, log, deadline, cancelled, {**declared, **marker})
     env = step_environment(step, environ, declared)
     env.update(marker)
     with new_children_stopped():  # escapees from its group (setsid, double fork) end with it
-        return _execute_command(step, spec, limits, log, deadline, on_step_start, cancelled, env,
-                                cgroup)
+        started = (_parked(step, spec, env, log, on_step_start, mark.cgroup)
+                   if on_step_start is not None else _spawned(step, spec, env, log, mark))
+        if isinstance(started, StepResult):
+            return started
+        return _run_command(step, started, limits, log, deadline, cancelled)
 
 
-def _execute_command(step: StepSpec, spec: WorkflowSpec, limits: RunLimits, log: CappedLog,
-                     deadline: float,
-                     on_step_start: Callable[[StepSpec, int], bool | None] | None,
-                     cancelled: Callable[[], bool], env: dict[str, str],
-                     cgroup: Path | None) -> StepResult:
+def _spawned(step: StepSpec, spec: WorkflowSpec, env: dict[str, str], log: CappedLog,
+             mark: _RunMark) -> StepProcess | StepResult:
+    """The step's program started at once, in its run's cgroup; then whoever watches is told
+    its process group (a crash before that finds it by its mark and its session)."""
+    try:
+        with _spawning_into(mark.cgroup, log):
+            proc = spawn_step(step.argv(), step.cwd or spec.source_dir, env)
+    except OSError as exc:
+        return _not_executed(step, exc, log)
+    if mark.on_step_spawned is not None:
+        mark.on_step_spawned(proc.pid)
+    return proc
+
+
+def _parked(step: StepSpec, spec: WorkflowSpec, env: dict[str, str], log: CappedLog,
+            on_step_start: Callable[[StepSpec, int], bool | None],
+            cgroup: Path | None) -> StepProcess | StepResult:
+    """The step forked and held until `on_step_start` has recorded its process group."""
     try:
         parked = ParkedStep(step.argv(), step.cwd or spec.source_dir, env)
     except OSError as exc:
@@ -300,16 +330,24 @@ def _execute_command(step: StepSpec, spec: WorkflowSpec, limits: RunLimits, log:
         return StepResult(exit_code=126, error=message)
     if cgroup is not None:
         _join(cgroup, parked.pid, log)
-    if on_step_start is not None and on_step_start(step, parked.pid) is False:
+    if on_step_start(step, parked.pid) is False:
         parked.abandon()
         return StepResult(exit_code=None, error=f"step {step.name!r} not started: run stopped")
     try:
-        proc = parked.release()
+        return parked.release()
     except OSError as exc:
-        code = 127 if exc.errno in (errno.ENOENT, errno.EACCES, errno.ENOTDIR) else 126
-        message = f"step {step.name!r}: cannot execute {step.argv()[0]!r}: {exc.strerror}"
-        log.note(message)
-        return StepResult(exit_code=code, error=message)
+        return _not_executed(step, exc, log)
+
+
+def _not_executed(step: StepSpec, exc: OSError, log: CappedLog) -> StepResult:
+    code = 127 if exc.errno in (errno.ENOENT, errno.EACCES, errno.ENOTDIR) else 126
+    message = f"step {step.name!r}: cannot execute {step.argv()[0]!r}: {exc.strerror}"
+    log.note(message)
+    return StepResult(exit_code=code, error=message)
+
+
+def _run_command(step: StepSpec, proc: StepProcess, limits: RunLimits, log: CappedLog,
+                 deadline: float, cancelled: Callable[[], bool]) -> StepResult:
     result = StepRunner(proc, log, limits).run(deadline, cancelled)
     log.close_step()
     if result.timed_out:
@@ -323,11 +361,25 @@ def _execute_command(step: StepSpec, spec: WorkflowSpec, limits: RunLimits, log:
     return result
 
 
-def _join(cgroup: Path, pid: int, log: CappedLog) -> None:
+@contextlib.contextmanager
+def _spawning_into(cgroup: Path | None, log: CappedLog) -> Iterator[None]:
+    """This process in the run's cgroup while it spawns a step, so that the step begins in it."""
+    if cgroup is None or not _join(cgroup, os.getpid(), log):
+        yield
+        return
+    try:
+        yield
+    finally:
+        run_cgroup.leave(cgroup)
+
+
+def _join(cgroup: Path, pid: int, log: CappedLog) -> bool:
     try:
         run_cgroup.join(cgroup, pid)
+        return True
     except OSError as exc:  # contained by its mark alone, as where no cgroup is delegated
         log.note(f"the step's process could not join cgroup {cgroup}: {exc.strerror}")
+        return False
 
 
 def _execute_call(step: StepSpec, spec: WorkflowSpec, log: CappedLog, deadline: float,

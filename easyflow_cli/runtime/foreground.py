@@ -21,6 +21,7 @@ from easyflow_cli.core.planning import plan_retry
 from easyflow_cli.core.spec import WorkflowSpec
 from easyflow_cli.core.timeutil import utcnow
 from easyflow_cli.runtime.executor import execute_workflow, limits_for
+from easyflow_cli.runtime.forecasts import ForecastFiles
 from easyflow_cli.runtime.process_identity import group_of
 from easyflow_cli.runtime.processes import become_subreaper, lower_priority
 from easyflow_cli.runtime.rapl import EnergyMeter
@@ -112,6 +113,7 @@ def _attempt(store: Store, home: Path, run: Run, spec: WorkflowSpec, config: Con
     # Its end's events go to the outbox, for the daemon to deliver.
     queue.notices = NoticeBook.build(config.notify, {m: config.pool(m).timeout for m in Mode},
                                      [(spec.name, spec.notify, spec.retries)])
+    queue.pricing = ForecastFiles(config)
     claimed = _claim_when_room(store, run, on_wait, stop)
     if not claimed:
         queue.cancel([run.id], now=utcnow(), error="cancelled by user")

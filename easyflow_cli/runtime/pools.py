@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Callable
@@ -34,6 +35,7 @@ from easyflow_cli.runtime.protocol import (
     decode_report,
     encode,
 )
+from easyflow_cli.runtime.run_marker import kill_session
 
 log = logging.getLogger("easyflow.daemon")
 
@@ -95,6 +97,10 @@ class PoolWorker:
     def close(self) -> int | None:
         """After its end of file: close what is left of its pipes; its exit status."""
         raise NotImplementedError
+
+    def end_session(self) -> None:
+        """After its end of file, before `close`: kill what is left in its session (the steps
+        it spawned, one caught between its spawn and its exec too, before it carries a mark)."""
 
     @property
     def idle(self) -> bool:
@@ -188,6 +194,9 @@ class WorkerProcess(PoolWorker):
              "--parent", str(os.getpid())],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True,
             env={**os.environ, **pool.worker_env},
+            # Its own session, which the steps it spawns stay in: one dead worker's are then
+            # told from another's, even before their exec (end_session).
+            start_new_session=True,
         )
         assert self.proc.stdin is not None and self.proc.stdout is not None
         self.stdin = self.proc.stdin
@@ -217,6 +226,14 @@ class WorkerProcess(PoolWorker):
         self.stdout.close()
         self.close_orders()
         return self.proc.wait()
+
+    def end_session(self) -> None:
+        # Its end of file means it is exiting (or lost its pipe: then it is no use alive). Once
+        # it is dead and not yet reaped, its pid cannot name another process, nor its session.
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.proc.pid, signal.SIGKILL)  # not Popen.kill: it would reap it first
+        os.waitid(os.P_PID, self.proc.pid, os.WEXITED | os.WNOWAIT)
+        kill_session(self.proc.pid)
 
 
 WorkerFactory = Callable[["Pool", int], PoolWorker]

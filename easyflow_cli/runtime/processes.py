@@ -1,7 +1,7 @@
 """The processes of a run's steps, below the executor: the executing process's own set-up (die
-with its parent, adopt orphans, lower its priority), a step forked into its own process group
-and held at a gate until its group is recorded, and ending a group with all it left behind.
-CPU and peak RSS are summed from wait4() of every process reaped.
+with its parent, adopt orphans, lower its priority), a step started in its own process group —
+spawned at once, or forked and held at a gate until its group is recorded — and ending a group
+with all it left behind. CPU and peak RSS are summed from wait4() of every process reaped.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import errno
 import os
 import signal
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO
 
@@ -23,6 +24,8 @@ PR_SET_CHILD_SUBREAPER = 36
 IOPRIO_WHO_PROCESS = 1
 IOPRIO_CLASS_IDLE = 3
 SYS_IOPRIO_SET = {"x86_64": 251, "aarch64": 30}
+# Python ignores these; the programs a step runs expect their default action.
+RESET_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ)
 
 _LIBC: list = []
 
@@ -77,6 +80,66 @@ class StepProcess:
     pid: int
     stdout: BinaryIO
     returncode: int | None = None
+
+
+def spawn_step(argv: list[str], cwd: str | None, env: dict[str, str]) -> StepProcess:
+    """Start a step's program now, in a process group of its own within this process's session.
+
+    posix_spawn (vfork and exec, as strace shows: `clone3(CLONE_VM|CLONE_VFORK)`) copies
+    nothing of this process, where a fork of a Python process copies its page tables and then
+    pays a fault for each page either side writes before the exec. The program is found on the
+    step's own PATH, as execvpe finds it. Raises OSError if it cannot be executed (its working
+    directory missing included)."""
+    out_r, out_w = os.pipe()
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    actions = [(os.POSIX_SPAWN_DUP2, devnull, 0), (os.POSIX_SPAWN_DUP2, out_w, 1),
+               (os.POSIX_SPAWN_DUP2, out_w, 2)]
+    try:
+        with _working_directory(cwd):
+            pid = _spawn_on_path(argv, env, actions)
+    except OSError:
+        os.close(out_r)
+        raise
+    finally:
+        os.close(out_w)
+        os.close(devnull)
+    return StepProcess(pid, open(out_r, "rb", buffering=0))  # noqa: SIM115 (StepRunner closes it)
+
+
+def _spawn_on_path(argv: list[str], env: dict[str, str], actions: list) -> int:
+    """Each candidate of the step's PATH in turn, skipping the missing without a spawn; the
+    first other failure is the one raised (os.execvpe's rule)."""
+    name = argv[0]
+    candidates = [name] if os.sep in name else [os.path.join(directory, name)
+                                                for directory in os.get_exec_path(env)]
+    first_failure: OSError | None = None
+    last_failure: OSError = FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), name)
+    for path in candidates:
+        try:
+            os.stat(path)
+            return os.posix_spawn(path, argv, env, file_actions=actions, setpgroup=0,
+                                  setsigdef=RESET_SIGNALS)
+        except (FileNotFoundError, NotADirectoryError) as exc:
+            last_failure = exc
+        except OSError as exc:
+            last_failure = exc
+            first_failure = first_failure or exc
+    raise first_failure or last_failure
+
+
+@contextlib.contextmanager
+def _working_directory(cwd: str | None) -> Iterator[None]:
+    """This process's working directory for a moment (posix_spawn has no such attribute)."""
+    if not cwd:
+        yield
+        return
+    back = os.open(".", os.O_PATH | os.O_DIRECTORY)
+    try:
+        os.chdir(cwd)
+        yield
+    finally:
+        os.fchdir(back)
+        os.close(back)
 
 
 class ParkedStep:
@@ -136,7 +199,7 @@ def _exec_in_child(argv: list[str], cwd: str | None, env: dict[str, str], parent
         die_with_parent()
         if os.getppid() != parent:
             os._exit(1)
-        for sig in (signal.SIGPIPE, signal.SIGXFSZ):  # Python ignores these; programs expect them
+        for sig in RESET_SIGNALS:
             signal.signal(sig, signal.SIG_DFL)
         devnull = os.open(os.devnull, os.O_RDONLY)
         os.dup2(devnull, 0)

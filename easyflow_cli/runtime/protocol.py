@@ -1,5 +1,5 @@
 """Every message the daemon exchanges, one JSON object per line: orders to its workers (run,
-cancel, ack, release, retire), their reports (ready, started, step, finished, ran, released),
+cancel, release, retire), their reports (ready, started, step, finished, ran, released),
 clients' requests on its socket (wake, reload, status, cancel) and its replies.
 
 Each message is a dataclass that writes itself as JSON; the `decode_*` functions are the one
@@ -93,15 +93,6 @@ class CancelOrder(_Message):
 
 
 @dataclass(slots=True)
-class AckOrder(_Message):
-    """The step's process group is recorded: let it run."""
-
-    op: ClassVar[str] = "ack"
-    id: int
-    pgid: int
-
-
-@dataclass(slots=True)
 class ReleaseOrder(_Message):
     """Give back the runs not started yet: another worker is free for them."""
 
@@ -115,7 +106,7 @@ class RetireOrder(_Message):
     op: ClassVar[str] = "retire"
 
 
-Order = RunOrder | CancelOrder | AckOrder | ReleaseOrder | RetireOrder
+Order = RunOrder | CancelOrder | ReleaseOrder | RetireOrder
 
 
 # ------------------------------------------------------------------ reports (worker → daemon)
@@ -137,11 +128,13 @@ class Started(_Message):
 
 @dataclass(slots=True)
 class Step(_Message):
-    """A step is parked in this process group until the daemon acknowledges it."""
+    """A step runs in this process group, led by a process that began at `leader_start`
+    (clock ticks since boot; None if it was already reaped)."""
 
     ev: ClassVar[str] = "step"
     id: int
     pgid: int
+    leader_start: int | None = None
 
 
 @dataclass(slots=True)
@@ -355,7 +348,6 @@ _ENDED_STATES = {s.value: s for s in (RunState.SUCCEEDED, RunState.FAILED, RunSt
 _ORDERS: dict[str, Callable[[Fields], Any]] = {
     "run": _run_order,
     "cancel": lambda f: CancelOrder(f.positive("id")),
-    "ack": lambda f: AckOrder(f.positive("id"), f.positive("pgid", _PID)),
     "release": lambda f: ReleaseOrder(),
     "retire": lambda f: RetireOrder(),
 }
@@ -363,7 +355,8 @@ _ORDERS: dict[str, Callable[[Fields], Any]] = {
 _REPORTS: dict[str, Callable[[Fields], Any]] = {
     "ready": lambda f: Ready(f.positive("pid", _PID)),
     "started": lambda f: Started(f.positive("id"), f.number("at")),
-    "step": lambda f: Step(f.positive("id"), f.positive("pgid", _PID)),
+    "step": lambda f: Step(f.positive("id"), f.positive("pgid", _PID),
+                           f.integer("leader_start", optional=True)),
     "finished": lambda f: Finished(f.positive("id"), f.number("at"), _outcome(f)),
     "ran": lambda f: Ran(f.positive("id"), f.number("started_at"), f.number("at"), _outcome(f)),
     "released": lambda f: Released(f.run_ids("ids")),

@@ -2,8 +2,9 @@
 
 systemd delegates a service's cgroup with `Delegate=yes` (the units under systemd/ say so) and
 marks it with the `trusted.delegate` (or, under a user manager, `user.delegate`) attribute.
-Below it each run gets `run-ID.TOKEN`; every command step's process joins it while parked,
-before its program runs, and nothing it starts can leave it by `setsid` or a double fork.
+Below it each run gets `run-ID.TOKEN`; every command step's process begins in it (spawned by
+its worker from inside it, or joined while parked), before its program runs, and nothing it
+starts can leave it by `setsid` or a double fork.
 Writing 1 to `cgroup.kill` then kills everything in it at once, in one system call (older
 kernels without that file get each pid in `cgroup.procs` killed).
 
@@ -54,6 +55,12 @@ def join(group: Path, pid: int) -> None:
     with contextlib.suppress(FileExistsError):
         group.mkdir(mode=0o755)
     (group / "cgroup.procs").write_text(str(pid))
+
+
+def leave(group: Path) -> None:
+    """Back in the delegated cgroup, out of a run's that this process joined to spawn a step
+    in it (posix_spawn cannot place a child in a cgroup: it begins in its parent's)."""
+    (group.parent / "cgroup.procs").write_text(str(os.getpid()))
 
 
 def kill(group: Path) -> bool:

@@ -18,7 +18,7 @@ import secrets
 import select
 import signal
 import time
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 
 RUN_VARIABLE = "EASYFLOW_RUN_ID"
 TOKEN_VARIABLE = "EASYFLOW_DAEMON_TOKEN"
@@ -49,9 +49,23 @@ def kill_marked(run_ids: Collection[int], tokens: Collection[str]) -> int:
     needles = {token.encode() for token in tokens if token}
     if not wanted or not needles:
         return 0
+    return _kill_all(lambda pid: _mark_matches(pid, wanted, needles))
+
+
+def kill_session(session: int) -> int:
+    """SIGKILL every process in this session, pass after pass; how many were killed.
+
+    A dead worker's session (pools.py): what it spawned stays in it, also a step caught
+    between its spawn and its exec, whose environment is still the worker's, without the
+    run's mark. The caller holds the dead leader unreaped, so the session's id names no
+    other."""
+    return _kill_all(lambda pid: pid != session and session_of(pid) == session)
+
+
+def _kill_all(matches: Callable[[int], bool]) -> int:
     killed = 0
     for _ in range(PASSES):
-        pidfds = list(_marked(wanted, needles))
+        pidfds = list(_matching(matches))
         try:
             hits = sum(_kill(pidfd) for pidfd in pidfds)
             _wait_gone(pidfds)  # or the next pass would find them again, still dying
@@ -95,17 +109,29 @@ def marked_pids(run_ids: Collection[int], tokens: Collection[str]) -> set[int]:
     return found
 
 
-def _marked(wanted: set[bytes], needles: set[bytes]) -> Iterator[int]:
-    """Pidfds of the processes carrying a wanted mark (the caller closes them)."""
+def _matching(matches: Callable[[int], bool]) -> Iterator[int]:
+    """Pidfds of our processes that match, each opened before it is looked at (the caller
+    closes them)."""
     for pid in _our_pids():
         try:
             pidfd = os.pidfd_open(pid)
         except OSError:
             continue
-        if _mark_matches(pid, wanted, needles):
+        if matches(pid):
             yield pidfd
         else:
             os.close(pidfd)
+
+
+def session_of(pid: int) -> int | None:
+    """The session a live process is in (field 6 of /proc/PID/stat); None once it has exited
+    (a zombie waiting for its new parent to reap it is past killing)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            fields = stat.read().rsplit(b")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return None if fields[0] in (b"Z", b"X") else int(fields[3])
 
 
 def _our_pids() -> Iterator[int]:

@@ -1,18 +1,23 @@
 """A pool worker process: executes the runs the daemon hands it, one after another.
 
-It never touches the database. The daemon writes orders to its stdin (run, cancel, ack,
-release, retire; moved off fd 0 at start) and reads reports from its stdout (ready, started,
-step, finished, ran, released): JSON lines, each a message of runtime/protocol.py, which says
-what each one means. End of stdin means the same as retire. A step waits (parked, before its
-program runs) until the daemon acknowledges its "step" event: a crash can then always find its
-process group. The daemon's token, which marks every process of the runs it executes
-(run_marker.py), its delegated cgroup, if it has one (run_cgroup.py), and where the worker
-notes the run whose call step it begins (start_slot.py) come in its environment.
+It never touches the database. The daemon writes orders to its stdin (run, cancel, release,
+retire; moved off fd 0 at start) and reads reports from its stdout (ready, started, step,
+finished, ran, released): JSON lines, each a message of runtime/protocol.py, which says what
+each one means. End of stdin means the same as retire. The daemon's token, which marks every
+process of the runs it executes (run_marker.py), its delegated cgroup, if it has one
+(run_cgroup.py), and where the worker notes the runs whose steps it begins (start_slot.py) come
+in its environment.
+
+A command step is spawned at once, with no round trip to the daemon: the run is noted in the
+start slot first (so a crash counts it as started and never runs it again), and its process
+group goes with the next reports. What a crash leaves is found without them: by the run's mark,
+its cgroup, and this worker's session, which the daemon started it in and which everything it
+spawns stays in until it leaves by `setsid` (pools.py).
 
 "started" and "finished" reports of short runs are sent together, a few at a time: each write
 wakes the daemon, which costs more than a no-op run itself. They leave at the latest when the
-worker has nothing more to run, when its oldest unsent report is FLUSH_AFTER_S old, when a step
-is parked, or when a running call is first checked for cancellation (early, see calls.py).
+worker has nothing more to run, when its oldest unsent report is FLUSH_AFTER_S old, or when a
+running call is first checked for cancellation (early, see calls.py).
 """
 
 from __future__ import annotations
@@ -35,9 +40,9 @@ from easyflow_cli.core.spec import WorkflowSpec, spec_from_dict
 from easyflow_cli.core.trust import UntrustedPath, create_or_reopen
 from easyflow_cli.runtime import run_cgroup
 from easyflow_cli.runtime.executor import execute_workflow
+from easyflow_cli.runtime.process_identity import start_ticks
 from easyflow_cli.runtime.processes import become_subreaper, die_with_parent, lower_priority
 from easyflow_cli.runtime.protocol import (
-    AckOrder,
     CancelOrder,
     Finished,
     Order,
@@ -88,7 +93,6 @@ class Worker:
         base = os.environ.get(CGROUP_VARIABLE)
         self.cgroup_base = Path(base) if base else None
         self.slot = _own_slot(self.token)
-        self.acknowledged: set[tuple[int, int]] = set()
         self.closed = False  # stdin reached end of file
         self.retiring = False
         self.meter = EnergyMeter()
@@ -107,11 +111,14 @@ class Worker:
         self.unsent.append(event)
 
     def report_end(self, start: Started, at: float, outcome: Outcome) -> None:
-        """A run's end; sent with its start as one "ran" report if the start is still held."""
-        if self.unsent and self.unsent[-1] is start:
-            self.unsent[-1] = Ran(start.id, start.at, at, outcome)
-        else:
+        """A run's end; sent with its start as one "ran" report if the start is still held
+        (after its steps' reports, which the daemon reads while the run is still its own)."""
+        held = next((i for i, report in enumerate(self.unsent) if report is start), None)
+        if held is None:
             self.report_soon(Finished(start.id, at, outcome))
+            return
+        del self.unsent[held]
+        self.report_soon(Ran(start.id, start.at, at, outcome))
 
     def flush_if_stale(self) -> None:
         """Send what was held back once the oldest of it is FLUSH_AFTER_S old."""
@@ -157,8 +164,6 @@ class Worker:
             self.release_pending()
         elif isinstance(order, CancelOrder):
             self.cancelled.add(order.id)
-        elif isinstance(order, AckOrder):
-            self.acknowledged.add((order.id, order.pgid))
         elif isinstance(order, RetireOrder):
             self.retiring = True
 
@@ -179,15 +184,9 @@ class Worker:
         self.read_orders(0)
         return run_id in self.cancelled
 
-    def step_recorded(self, run_id: int, pgid: int) -> bool:
-        """Report a parked step and wait until the daemon has recorded it; False: don't run it."""
-        self.report(Step(run_id, pgid))
-        while (run_id, pgid) not in self.acknowledged:
-            if self.closed or run_id in self.cancelled:
-                return False
-            self.read_orders(None)
-        self.acknowledged.discard((run_id, pgid))
-        return True
+    def step_spawned(self, run_id: int, pgid: int) -> None:
+        """A step's process group, reported with the next reports (it is not waited for)."""
+        self.report_soon(Step(run_id, pgid, start_ticks(pgid)))
 
     def serve(self) -> None:
         self.report(Ready(os.getpid()))
@@ -214,15 +213,15 @@ class Worker:
         with open_run_log(job.log_path) as log:
             outcome = execute_workflow(
                 job.spec, job.limits, log, cancelled=lambda: self.is_cancelled(run_id),
-                on_step_start=lambda step, pgid: self.step_recorded(run_id, pgid),
                 meter=self.meter, run_id=run_id, token=self.token, cgroup=cgroup,
-                on_call_start=lambda: self.note_call_start(run_id),
+                on_step_begin=lambda: self.note_step_begin(run_id),
+                on_step_spawned=lambda pgid: self.step_spawned(run_id, pgid),
             )
         if cgroup is not None:
             run_cgroup.remove(cgroup)
         self.report_end(start, time.time(), outcome)
 
-    def note_call_start(self, run_id: int) -> None:
+    def note_step_begin(self, run_id: int) -> None:
         if self.slot is not None:
             self.slot.begin(run_id)
 
@@ -258,7 +257,39 @@ class UnwritableLog(io.RawIOBase):
         raise self.error
 
 
+class RunLog(io.RawIOBase):
+    """The run's log file, opened at its first write: a run that prints nothing leaves none
+    (and costs no file creation, nor a block of the disk)."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__()
+        self.path = path
+        self.file: BinaryIO | None = None
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: object) -> int:
+        """`data` appended; an empty write opens the file only if something is at its path
+        already (an earlier attempt's log, or a link it must refuse: see `_open_log_file`)."""
+        if self.file is None:
+            if not data and not os.path.lexists(self.path):
+                return 0
+            self.file = _open_log_file(self.path)
+        return self.file.write(cast(bytes, data))
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+        super().close()
+
+
 def open_run_log(path: str) -> BinaryIO:
+    """The run's log file as CappedLog writes it, created at its first write."""
+    return cast(BinaryIO, RunLog(path))
+
+
+def _open_log_file(path: str) -> BinaryIO:
     """The run's log file, unbuffered so CappedLog sees each write's failure (disk full).
 
     Created exclusively and never through a link; a run re-queued after a restart appends to

@@ -15,12 +15,15 @@ from pathlib import Path
 from typing import Any
 
 from easyflow_cli.core import triggers
+from easyflow_cli.core.config import CostConfig
 from easyflow_cli.core.errors import NotFound
 from easyflow_cli.core.jitter import fixed_delay, schedule_salt
 from easyflow_cli.core.model import Mode, Trigger
 from easyflow_cli.core.planning import QueuePolicy, plan_run
 from easyflow_cli.core.spec import ScheduleSpec
 from easyflow_cli.core.timeutil import from_iso, to_iso
+from easyflow_cli.storage.learned_durations import expectation
+from easyflow_cli.storage.plan_estimate import eco_estimate
 from easyflow_cli.storage.store import Store
 
 log = logging.getLogger("easyflow.scheduler")
@@ -162,10 +165,12 @@ def resume_schedule(store: Store, schedule_id: int, now: datetime) -> None:
 class ScheduleBook:
     """The daemon's view of every active schedule and when it fires next."""
 
-    def __init__(self, store: Store, policy: QueuePolicy, started_at: datetime) -> None:
+    def __init__(self, store: Store, policy: QueuePolicy, started_at: datetime,
+                 costs: CostConfig | None = None) -> None:
         self.store = store
         self.policy = policy
         self.started_at = started_at
+        self.costs = costs or CostConfig()  # what the learned energy estimates assume
 
     def next_due(self) -> datetime | None:
         upcoming = self.store.upcoming_schedules(1)
@@ -216,7 +221,8 @@ class ScheduleBook:
             spec, trigger=trigger, now=now, policy=self.policy,
             override=Mode(row["mode"]) if row["mode"] else None,
             deadline_after=row["deadline_after_s"],
-            typical_duration=queue.typical_duration(spec.name), schedule_id=row["id"],
+            expected=lambda mode: expectation(queue, spec.name, mode, self.costs),
+            estimate=eco_estimate(queue, spec.name, self.policy), schedule_id=row["id"],
         )
         return queue.enqueue([planned])[0]
 

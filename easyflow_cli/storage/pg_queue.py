@@ -38,6 +38,7 @@ from easyflow_cli.core.model import (
 )
 from easyflow_cli.core.notify import NoticeBook
 from easyflow_cli.core.planning import PlannedRun
+from easyflow_cli.core.receipts import Charges, Pricing, PricingSource
 from easyflow_cli.core.stats import median
 from easyflow_cli.storage.damaged_rows import ENUM_COLUMNS, KNOWN, MODES, damage
 from easyflow_cli.storage.pg_outbox import record_end_events
@@ -49,8 +50,13 @@ from easyflow_cli.storage.run_queue import (
     PrunedRun,
     RunEnd,
     RunStart,
+    charged_ends,
+    deal,
+    keep_within,
     no_retry,
+    seconds_between,
 )
+from easyflow_cli.storage.sqlite_charges import CHARGE_COLUMNS
 
 log = logging.getLogger("easyflow.queue")
 
@@ -58,7 +64,8 @@ WAKEUP_CHANNEL = "easyflow_runs"
 BIGINT_MAX = 2**63 - 1
 PLANNED_COLUMNS = ("workflow", "trigger", "mode", "mode_reason", "cost_priority",
                    "priority_rank", "deadline", "state", "enqueued_at", "not_before",
-                   "promote_at", "attempt", "retry_of", "rerun_of", "schedule_id")
+                   "promote_at", "attempt", "retry_of", "rerun_of", "schedule_id",
+                   "not_before_reason", "followed")
 INSERT_PLANNED = (f"INSERT INTO runs ({', '.join(PLANNED_COLUMNS)})"
                   f" VALUES ({', '.join('%s' for _ in PLANNED_COLUMNS)})")
 CLAIMED_COLUMNS = "id, workflow, mode, cost_priority, deadline, enqueued_at"
@@ -92,6 +99,7 @@ class PgRunQueue:
         self.store = store
         self.notices: NoticeBook | None = None
         self.events_written = 0
+        self.pricing: PricingSource | None = None
 
     @property
     def conn(self) -> psycopg.Connection:
@@ -148,7 +156,7 @@ class PgRunQueue:
             cursor.executemany(
                 "UPDATE runs SET started_at = %s, pid = %s, log_path = %s, off_peak = %s,"
                 " queue_wait_s = %s WHERE id = %s",
-                [(s.at, s.pid, s.log_path, s.off_peak, _seconds(s.enqueued_at, s.at),
+                [(s.at, s.pid, s.log_path, s.off_peak, seconds_between(s.enqueued_at, s.at),
                   s.run_id) for s in starts])
 
     def record_step(self, run_id: int, group: StepGroup) -> None:
@@ -161,6 +169,7 @@ class PgRunQueue:
         ids = [end.run_id for end in ends]
         if not ids:
             return []
+        pricing = self.pricing.current() if self.pricing is not None else None
         with self.store.write() as conn:
             running: dict[int, str] = dict(conn.execute(
                 "SELECT id, workflow FROM runs WHERE state = 'running' AND id = ANY(%s)"
@@ -171,6 +180,8 @@ class PgRunQueue:
                     " cpu_user_s = %s, cpu_system_s = %s, peak_rss_kb = %s, duration_s = %s,"
                     " deadline_met = %s, energy_j = %s WHERE id = %s",
                     [_end_values(end) for end in ends if end.run_id in running])
+            if pricing is not None and pricing.has_series:
+                _record_charges(conn, pricing, [end for end in ends if end.run_id in running])
             book = self.notices
             if book is not None and book.rules:
                 self.events_written += record_end_events(
@@ -214,13 +225,14 @@ class PgRunQueue:
                 _announce(conn, {Mode.REAL_TIME.value})
         return sorted(row[0] for row in rows)
 
-    def defer(self, not_before: Sequence[tuple[int, datetime | None]]) -> None:
+    def defer(self, not_before: Sequence[tuple[int, datetime | None, str | None]]) -> None:
         if not not_before:
             return
         with self.store.write() as conn, conn.cursor() as cursor:
             cursor.executemany(
-                "UPDATE runs SET not_before = %s WHERE id = %s AND state = 'queued'",
-                [(moment, run_id) for run_id, moment in not_before])
+                "UPDATE runs SET not_before = %s, not_before_reason = %s"
+                " WHERE id = %s AND state = 'queued'",
+                [(moment, why, run_id) for run_id, moment, why in not_before])
 
     def settle_abandoned(self, run_ids: Sequence[int], *, now: datetime, note: str,
                          error: str, next_attempt: NextAttempt = no_retry) -> list[Run]:
@@ -259,6 +271,11 @@ class PgRunQueue:
             raise NotFound(f"unknown run {run_id} (see `easyflow runs list`)")
         return _run(row)
 
+    def charges(self, run_id: int) -> Charges:
+        row = self.conn.execute(f"SELECT {', '.join(CHARGE_COLUMNS)} FROM runs WHERE id = %s",
+                                (run_id,)).fetchone() if fits_bigint(run_id) else None
+        return Charges() if row is None else Charges(*row)
+
     def step_group(self, run_id: int) -> StepGroup | None:
         row = self.conn.execute(
             "SELECT pgid, pgid_leader_start, pgid_boot_id FROM runs WHERE id = %s",
@@ -295,9 +312,9 @@ class PgRunQueue:
             "SELECT id FROM runs WHERE workflow = %s AND state = 'queued' ORDER BY id",
             (workflow,))]
 
-    def off_peak_waiting(self) -> list[tuple[int, datetime | None]]:
-        return [(row[0], row[1]) for row in self.conn.execute(
-            "SELECT id, deadline FROM runs WHERE state = 'queued' AND mode = 'eco'"
+    def off_peak_waiting(self) -> list[tuple[int, str, datetime | None]]:
+        return [(row[0], row[1], row[2]) for row in self.conn.execute(
+            "SELECT id, workflow, deadline FROM runs WHERE state = 'queued' AND mode = 'eco'"
             " AND trigger != 'retry'")]
 
     def depths(self) -> dict[Mode, int]:
@@ -308,6 +325,17 @@ class PgRunQueue:
             if mode in MODES:  # a mode changed by other means is nobody's queue
                 depths[Mode(mode)] = count
         return depths
+
+    def ahead_of(self, run_id: int, now: datetime) -> int:
+        if not 0 < run_id <= BIGINT_MAX:
+            return 0
+        return _one(
+            self.conn, "SELECT count(*) FROM runs AS other, runs AS this"
+            " WHERE this.id = %s AND this.state = 'queued' AND other.state = 'queued'"
+            " AND other.mode = this.mode AND (other.not_before IS NULL OR other.not_before <= %s)"
+            " AND (coalesce(other.deadline, 'infinity'), other.priority_rank, other.id)"
+            " < (coalesce(this.deadline, 'infinity'), this.priority_rank, this.id)",
+            (run_id, now))
 
     def held_by_limit(self) -> list[HeldByLimit]:
         limits: dict[str, int] = dict(self.conn.execute(
@@ -439,7 +467,7 @@ class _Claim:
             if not rows:
                 break
             rows.sort(key=_queue_order)
-            kept, over = _keep_within(rows, rooms)
+            kept, over = keep_within(rows, rooms)
             claimed += kept
             if not over:
                 break
@@ -458,7 +486,7 @@ def _claim_for_hands(conn: psycopg.Connection, mode: Mode, now: datetime, pool: 
     limit = sum(hand.room for hand in hands)
     rows = claim.within(rooms, limit) if rooms else claim.best(limit)
     rows.sort(key=_queue_order)
-    dealt = _deal([_claimed(row, now) for row in rows], [hand.room for hand in hands])
+    dealt = deal([_claimed(row, now) for row in rows], [hand.room for hand in hands])
     if len(hands) > 1:  # the claim set no worker: each hand's runs get theirs
         with conn.cursor() as cursor:
             cursor.executemany("UPDATE runs SET worker = %s, batch_id = %s WHERE id = %s",
@@ -467,19 +495,6 @@ def _claim_for_hands(conn: psycopg.Connection, mode: Mode, now: datetime, pool: 
                                 for run in runs])
     return dealt
 
-
-def _keep_within(rows: list[Any], rooms: dict[str, int]) -> tuple[list[Any], list[int]]:
-    """The rows their workflows have room for (taking it), and the ids of the others."""
-    kept, over = [], []
-    for row in rows:
-        room = rooms.get(row[1])
-        if room is None or room > 0:
-            kept.append(row)
-            if room is not None:
-                rooms[row[1]] = room - 1
-        else:
-            over.append(row[0])
-    return kept, over
 
 
 def _workflow_rooms(conn: psycopg.Connection) -> dict[str, int]:
@@ -506,7 +521,7 @@ def _within_rooms(conn: psycopg.Connection, run_ids: Sequence[int],
     """Those of these runs their workflows' rooms let start, first asked first."""
     rows = conn.execute("SELECT id, workflow FROM runs WHERE id = ANY(%s)"
                         " AND state = 'queued' ORDER BY id", (list(run_ids),)).fetchall()
-    kept, _ = _keep_within(rows, rooms)
+    kept, _ = keep_within(rows, rooms)
     return [row[0] for row in kept]
 
 
@@ -536,7 +551,7 @@ def _planned_values(planned: PlannedRun) -> tuple:
             planned.mode_reason.value, planned.cost_priority.value, planned.cost_priority.rank,
             planned.deadline, RunState.QUEUED.value, planned.enqueued_at, planned.not_before,
             planned.promote_at, planned.attempt, planned.retry_of, planned.rerun_of,
-            planned.schedule_id)
+            planned.schedule_id, planned.not_before_reason, planned.followed)
 
 
 def _queue_order(row: Any) -> tuple[bool, datetime | None, int, int]:
@@ -549,24 +564,6 @@ def _claimed(row: Any, claimed_at: datetime) -> ClaimedRun:
                       claimed_at)
 
 
-def _deal(runs: list[ClaimedRun], rooms: list[int]) -> list[list[ClaimedRun]]:
-    """Runs dealt to hands in turn, best first, so that a few spread over the workers."""
-    hands: list[list[ClaimedRun]] = [[] for _ in rooms]
-    left = list(rooms)
-    turn = 0
-    for run in runs:  # there are at most sum(rooms) of them
-        while not left[turn]:
-            turn = (turn + 1) % len(left)
-        hands[turn].append(run)
-        left[turn] -= 1
-        turn = (turn + 1) % len(left)
-    return hands
-
-
-def _seconds(start: datetime | None, end: datetime) -> float | None:
-    if start is None:
-        return None
-    return round((end - start).total_seconds(), 6)
 
 
 def _end_values(end: RunEnd) -> tuple:
@@ -606,3 +603,15 @@ def _run(row: Any) -> Run:
             raise
         raise problem from None
     return Run(**values)
+
+
+def _record_charges(conn: psycopg.Connection, pricing: Pricing, ends: Sequence[RunEnd]) -> None:
+    """Charge the runs that just ended under the series loaded (in `finish`'s transaction)."""
+    submitted = {run_id: (Mode(mode), enqueued) for run_id, mode, enqueued in conn.execute(
+        "SELECT id, mode, enqueued_at FROM runs WHERE id = ANY(%s)",
+        ([end.run_id for end in ends],))}
+    with conn.cursor() as cursor:
+        cursor.executemany(
+            f"UPDATE runs SET {', '.join(f'{c} = %s' for c in CHARGE_COLUMNS)} WHERE id = %s",
+            [(*(getattr(charges, c) for c in CHARGE_COLUMNS), run_id)
+             for run_id, charges in charged_ends(pricing, ends, submitted)])

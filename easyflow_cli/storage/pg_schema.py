@@ -31,7 +31,8 @@ RUN_COLUMNS_SQL = (
 
 def _rollups_table() -> str:
     counts = ", ".join(f"{c} bigint NOT NULL DEFAULT 0" for c in rollups.COUNT_COLUMNS)
-    sums = ", ".join(f"{c} double precision NOT NULL DEFAULT 0" for c in rollups.SUM_COLUMNS)
+    sums = ", ".join(f"{c} double precision NOT NULL DEFAULT 0"
+                     for c in rollups.TABLE_SUM_COLUMNS)
     sketches = ", ".join(f"{c} text NOT NULL DEFAULT '{{}}'" for c in rollups.JSON_COLUMNS)
     return (f"CREATE TABLE run_rollups (day text NOT NULL, workflow text NOT NULL,"
             f" mode text NOT NULL, pool text NOT NULL, off_peak integer NOT NULL,"
@@ -75,4 +76,43 @@ MIGRATION_1 = [
     _rollups_table(),
 ]
 
-MIGRATIONS: list[list[str]] = [MIGRATION_1]
+# Why an eco run waits until its not_before; what the daemon plans eco runs by.
+MIGRATION_2 = [
+    "ALTER TABLE runs ADD COLUMN not_before_reason text",
+    "ALTER TABLE daemon_policy ADD COLUMN optimise text",
+    "ALTER TABLE daemon_policy ADD COLUMN max_delay_s double precision",
+    "ALTER TABLE daemon_policy ADD COLUMN series_path text",
+]
+
+# What a run was charged as it ended under a tariff or carbon forecast (`core/receipts.py`),
+# and the same sums in the rollups of pruned runs (SQLite's `_migration_15`'s columns).
+MIGRATION_3 = [
+    "ALTER TABLE runs ADD COLUMN tariff_cost double precision,"
+    " ADD COLUMN tariff_baseline_cost double precision, ADD COLUMN tariff_source text,"
+    " ADD COLUMN carbon_g double precision, ADD COLUMN baseline_carbon_g double precision,"
+    " ADD COLUMN carbon_source text",
+    "ALTER TABLE run_rollups " + ", ".join(
+        f"ADD COLUMN {c} double precision NOT NULL DEFAULT 0" for c in rollups.CHARGE_SUMS),
+]
+
+# Whether the user who submitted a run waited for it (store.py's migration 16).
+MIGRATION_4 = ["ALTER TABLE runs ADD COLUMN followed boolean"]
+
+# The cluster (`storage/cluster_queue.py` says what each column means): the workers that
+# registered, the dispatch a claimed run was sent with, the machine that ran it, a cancel asked
+# of a remote worker, and the runs' logs where every machine reaches them.
+MIGRATION_5 = [
+    "CREATE TABLE workers (name text PRIMARY KEY, host text NOT NULL, pool text NOT NULL,"
+    " concurrency integer NOT NULL, pid integer NOT NULL, started_at timestamptz NOT NULL,"
+    " heartbeat_at timestamptz NOT NULL, stopped_at timestamptz)",
+    "ALTER TABLE runs ADD COLUMN dispatch_token text, ADD COLUMN dispatched_at timestamptz,"
+    " ADD COLUMN host text, ADD COLUMN cancel_requested_at timestamptz",
+    "CREATE INDEX runs_dispatched ON runs (dispatched_at)"
+    " WHERE state = 'running' AND worker IS NULL",
+    "CREATE INDEX runs_by_worker ON runs (worker) WHERE state = 'running'",
+    "CREATE TABLE run_log_chunks (run_id bigint NOT NULL, seq integer NOT NULL,"
+    " at timestamptz NOT NULL, data bytea NOT NULL, PRIMARY KEY (run_id, seq))",
+]
+
+MIGRATIONS: list[list[str]] = [MIGRATION_1, MIGRATION_2, MIGRATION_3, MIGRATION_4,
+                               MIGRATION_5]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -20,11 +20,12 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
 
 from easyflow_cli.core.cluster_config import masked
+from easyflow_cli.core.config import Config
 from easyflow_cli.core.errors import EasyflowError, NotFound, printable, shown
-from easyflow_cli.core.offpeak import parse_window
 from easyflow_cli.core.planning import QueuePolicy
 from easyflow_cli.core.spec import ScheduleSpec, WorkflowSpec, spec_from_dict, spec_to_dict
 from easyflow_cli.core.timeutil import to_iso
+from easyflow_cli.storage.daemon_policy import POLICY_COLUMNS, policy_of_row, policy_values
 from easyflow_cli.storage.outbox import Outbox
 from easyflow_cli.storage.pg_outbox import PgOutbox
 from easyflow_cli.storage.pg_queue import PgRunQueue, fits_bigint
@@ -197,23 +198,18 @@ class PgStore:
 
     def publish_policy(self, policy: QueuePolicy, now: datetime) -> None:
         """As `daemon_policy.publish_policy`: the policy clients plan the runs they queue by."""
-        window = policy.off_peak
+        updates = ", ".join(f"{c} = excluded.{c}" for c in ("published_at", *POLICY_COLUMNS))
         with self.write() as conn:
             conn.execute(
-                "INSERT INTO daemon_policy (id, promote_within_s, off_peak, published_at)"
-                " VALUES (1, %s, %s, %s) ON CONFLICT (id) DO UPDATE SET"
-                " promote_within_s = excluded.promote_within_s, off_peak = excluded.off_peak,"
-                " published_at = excluded.published_at",
-                (policy.promote_within.total_seconds(),
-                 None if window is None else window.text(), now))
+                f"INSERT INTO daemon_policy (id, published_at, {', '.join(POLICY_COLUMNS)})"
+                f" VALUES (1, %s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO UPDATE SET {updates}",
+                (now, *policy_values(policy)))
 
-    def published_policy(self) -> QueuePolicy | None:
-        """The last policy a daemon published, if one ever did."""
-        row = self.conn.execute("SELECT promote_within_s, off_peak FROM daemon_policy"
-                                ).fetchone()
-        if row is None:
-            return None
-        return QueuePolicy(timedelta(seconds=row[0]), parse_window(row[1] or ""))
+    def published_policy(self, config: Config | None = None) -> QueuePolicy | None:
+        """The last policy a daemon published, if one ever did (as `daemon_policy`'s)."""
+        row = self.conn.execute(
+            f"SELECT {', '.join(POLICY_COLUMNS)} FROM daemon_policy").fetchone()
+        return None if row is None else policy_of_row(tuple(row), config)
 
     # ------------------------------------------------------------------ schedules
 

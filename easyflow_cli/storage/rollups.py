@@ -26,11 +26,18 @@ NO_POOL = ""  # never claimed by a pool (cancelled while queued)
 # The columns of a run that its rollup needs, in `add`'s order.
 RUN_COLUMNS = ("workflow", "mode", "pool", "off_peak", "state", "enqueued_at", "claimed_at",
                "started_at", "finished_at", "duration_s", "cpu_user_s", "cpu_system_s",
-               "energy_j", "queue_wait_s", "deadline_met")
+               "energy_j", "queue_wait_s", "deadline_met", "tariff_cost", "tariff_baseline_cost",
+               "carbon_g", "baseline_carbon_g")
 KEY_COLUMNS = ("day", "workflow", "mode", "pool", "off_peak")
 COUNT_COLUMNS = ("runs", "succeeded", "failed", "timed_out", "cancelled", "settled",
                  "measured", "deadlines_met", "deadlines_missed", "busy_runs")
-SUM_COLUMNS = ("worker_s", "cpu_s", "energy_j", "unmeasured_cpu_s", "busy_s", "queued_s")
+# The sums the table is created with; a later migration adds the charges.
+TABLE_SUM_COLUMNS = ("worker_s", "cpu_s", "energy_j", "unmeasured_cpu_s", "busy_s", "queued_s")
+# What runs were charged under a tariff or carbon forecast (`core/receipts.py`), with the worker
+# and CPU time of the tariff's runs, which the pools' prices do not price.
+CHARGE_SUMS = ("tariff_worker_s", "tariff_cpu_s", "tariff_cost", "tariff_baseline_cost",
+               "carbon_g", "baseline_carbon_g")
+SUM_COLUMNS = TABLE_SUM_COLUMNS + CHARGE_SUMS
 # The quarter hours its seconds and starts span: a row lying inside one slice of a report's
 # timeline is added up whole, without reading its slots.
 SPAN_COLUMNS = ("first_slot", "last_slot", "last_start_slot")
@@ -41,13 +48,18 @@ COLUMNS = KEY_COLUMNS + COUNT_COLUMNS + SUM_COLUMNS + JSON_COLUMNS + SPAN_COLUMN
 
 def create_table(conn: Any) -> None:
     counts = ", ".join(f"{c} INTEGER NOT NULL DEFAULT 0" for c in COUNT_COLUMNS)
-    sums = ", ".join(f"{c} REAL NOT NULL DEFAULT 0" for c in SUM_COLUMNS)
+    sums = ", ".join(f"{c} REAL NOT NULL DEFAULT 0" for c in TABLE_SUM_COLUMNS)
     sketches = ", ".join(f"{c} TEXT NOT NULL DEFAULT '{{}}'" for c in JSON_COLUMNS)
     conn.execute(f"CREATE TABLE run_rollups (day TEXT NOT NULL, workflow TEXT NOT NULL,"
                  f" mode TEXT NOT NULL, pool TEXT NOT NULL, off_peak INTEGER NOT NULL,"
                  f" {counts}, {sums}, {sketches}, first_slot INTEGER, last_slot INTEGER,"
                  f" last_start_slot INTEGER, first_start REAL,"
                  f" PRIMARY KEY ({', '.join(KEY_COLUMNS)}))")
+
+
+def add_charge_columns(conn: Any) -> None:
+    for column in CHARGE_SUMS:
+        conn.execute(f"ALTER TABLE run_rollups ADD COLUMN {column} REAL NOT NULL DEFAULT 0")
 
 
 @dataclass
@@ -93,9 +105,21 @@ class Rollup:
             sums["unmeasured_cpu_s"].append(cpu)
         if run["deadline_met"] is not None:
             counts["deadlines_met" if run["deadline_met"] else "deadlines_missed"] += 1
+        self._add_charges(run, cpu)
         _count(self.sketches["duration_sketch"], bucket_of(run["duration_s"]))
         if run["queue_wait_s"] is not None:
             _count(self.sketches["wait_sketch"], bucket_of(run["queue_wait_s"]))
+
+    def _add_charges(self, run: Mapping[str, Any], cpu: float | None) -> None:
+        sums = self.sums
+        if run["tariff_cost"] is not None:
+            sums["tariff_worker_s"].append(run["duration_s"])
+            sums["tariff_cpu_s"].append(cpu or 0.0)
+            sums["tariff_cost"].append(run["tariff_cost"])
+            sums["tariff_baseline_cost"].append(run["tariff_baseline_cost"] or 0.0)
+        if run["carbon_g"] is not None:
+            sums["carbon_g"].append(run["carbon_g"])
+            sums["baseline_carbon_g"].append(run["baseline_carbon_g"] or 0.0)
 
     def _add_busy(self, run: Mapping[str, Any]) -> None:
         """Started runs: counted by the quarter hour they started in (`report pools` counts

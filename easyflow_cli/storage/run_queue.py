@@ -20,8 +20,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
-from typing import Protocol
+from typing import Any, Protocol
 
+from easyflow_cli.core.eco_plan import RunEstimate
 from easyflow_cli.core.errors import BadInput, NotFound
 from easyflow_cli.core.learned import RunSample
 from easyflow_cli.core.model import (
@@ -34,7 +35,8 @@ from easyflow_cli.core.model import (
     StepGroup,
 )
 from easyflow_cli.core.notify import NoticeBook
-from easyflow_cli.core.planning import PlannedRun, QueuePolicy, off_peak_start
+from easyflow_cli.core.planning import PlannedRun, QueuePolicy, eco_not_before
+from easyflow_cli.core.receipts import Charges, Pricing, PricingSource, Stretch, charges_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +119,8 @@ class RunQueue(Protocol):
     # foreground run); None watches nothing. How many events its ends wrote so far.
     notices: NoticeBook | None
     events_written: int
+    # What `finish` charges the runs that end with (the series loaded now); None: nothing.
+    pricing: PricingSource | None
 
     # ---------------------------------------------------------------- transitions
 
@@ -164,7 +168,9 @@ class RunQueue(Protocol):
         `cpu_system_s`, `peak_rss_kb`, `energy_j`, `duration_s` (`RunEnd.duration_s`) and
         `deadline_met` (unset without a deadline). For a workflow the `notices` book has a
         rule for, in the same transaction: its incident, and the outbox rows of the
-        events the end makes (`notify_events.end_events`)."""
+        events the end makes (`notify_events.end_events`). Where `pricing` has a tariff or a
+        carbon forecast loaded, also the run's charges (`core.receipts.charges_of`), read
+        back by `charges`."""
         ...
 
     def requeue(self, run_ids: Sequence[int], note: str | None = None) -> None:
@@ -187,10 +193,10 @@ class RunQueue(Protocol):
         Sets `mode` (real-time), `mode_reason` (promoted); unsets `not_before`, `promote_at`."""
         ...
 
-    def defer(self, not_before: Sequence[tuple[int, datetime | None]]) -> None:
-        """Change when queued runs may start (a re-planned off-peak wait).
+    def defer(self, not_before: Sequence[tuple[int, datetime | None, str | None]]) -> None:
+        """Change when queued runs may start, and why (a re-planned eco wait).
 
-        Sets `not_before`."""
+        Sets `not_before` and `not_before_reason`."""
         ...
 
     def settle_abandoned(self, run_ids: Sequence[int], *, now: datetime, note: str,
@@ -221,6 +227,11 @@ class RunQueue(Protocol):
         """The run, or NotFound."""
         ...
 
+    def charges(self, run_id: int) -> Charges:
+        """What the run was charged as it ended under a tariff or carbon forecast (all None
+        where none was loaded, or it has not ended)."""
+        ...
+
     def step_group(self, run_id: int) -> StepGroup | None:
         """The process group `record_step` recorded last for this run, if it still holds one."""
         ...
@@ -241,13 +252,18 @@ class RunQueue(Protocol):
     def queued_ids(self, workflow: str) -> list[int]:
         ...
 
-    def off_peak_waiting(self) -> list[tuple[int, datetime | None]]:
-        """Queued eco runs (no retries) whose start an off-peak window decides, with their
-        deadlines."""
+    def off_peak_waiting(self) -> list[tuple[int, str, datetime | None]]:
+        """Queued eco runs (no retries) whose start the eco planning decides, with their
+        workflows and deadlines."""
         ...
 
     def depths(self) -> dict[Mode, int]:
         """How many runs of each mode are queued."""
+        ...
+
+    def ahead_of(self, run_id: int, now: datetime) -> int:
+        """How many queued runs of this run's mode, ready at `now`, come before it in the
+        ready queue's order; 0 for a run no longer queued."""
         ...
 
     def held_by_limit(self) -> list[HeldByLimit]:
@@ -328,12 +344,66 @@ def attempt_chain(queue: RunQueue, run_id: int) -> list[Run]:
     return chain
 
 
-def replan_off_peak(queue: RunQueue, policy: QueuePolicy, now: datetime) -> int:
-    """Re-decide when waiting eco runs may start under `policy`'s window (the daemon reloaded
-    a config whose window changed); how many were re-planned."""
+def replan_eco(queue: RunQueue, policy: QueuePolicy, now: datetime,
+               estimate: Callable[[str], RunEstimate | None]) -> int:
+    """Re-decide when waiting eco runs may start under `policy` (the daemon reloaded a config
+    whose eco planning changed: its window, what it optimises, its forecast); how many were
+    re-planned. `estimate`: what a run of a workflow is planned by, asked once per workflow."""
     waiting = queue.off_peak_waiting()
-    window = policy.off_peak
-    queue.defer([(run_id, None if window is None else
-                  off_peak_start(window, now, deadline, None, None))
-                 for run_id, deadline in waiting])
+    estimates = {workflow: estimate(workflow) for workflow in {w for _, w, _ in waiting}}
+    queue.defer([(run_id, *eco_not_before(policy, now, deadline, None, estimates[workflow],
+                                          None))
+                 for run_id, workflow, deadline in waiting])
     return len(waiting)
+
+
+def charged_ends(pricing: Pricing, ends: Sequence[RunEnd],
+                 submitted: dict[int, tuple[Mode, datetime]]) -> list[tuple[int, Charges]]:
+    """What each run that ended (and that measured a duration) is charged under `pricing`,
+    given each one's mode and submission time; the backends write it in `finish`."""
+    charged = []
+    for end in ends:
+        duration = end.duration_s()
+        if end.began_at is None or duration is None or end.run_id not in submitted:
+            continue
+        mode, enqueued = submitted[end.run_id]
+        outcome = end.outcome
+        stretch = Stretch(mode, enqueued, end.began_at, duration,
+                          outcome.cpu_user_s + outcome.cpu_system_s, outcome.energy_j)
+        charged.append((end.run_id, charges_of(pricing, stretch)))
+    return charged
+
+
+def keep_within(rows: list[Any], rooms: dict[str, int]) -> tuple[list[Any], list[int]]:
+    """The rows their workflows have room for (taking it), and the ids of the others."""
+    kept, over = [], []
+    for row in rows:
+        room = rooms.get(row[1])
+        if room is None or room > 0:
+            kept.append(row)
+            if room is not None:
+                rooms[row[1]] = room - 1
+        else:
+            over.append(row[0])
+    return kept, over
+
+
+def deal(runs: list[ClaimedRun], rooms: list[int]) -> list[list[ClaimedRun]]:
+    """Runs dealt to hands in turn, best first, so that a few spread over the workers."""
+    hands: list[list[ClaimedRun]] = [[] for _ in rooms]
+    left = list(rooms)
+    turn = 0
+    for run in runs:  # there are at most sum(rooms) of them
+        while not left[turn]:
+            turn = (turn + 1) % len(left)
+        hands[turn].append(run)
+        left[turn] -= 1
+        turn = (turn + 1) % len(left)
+    return hands
+
+
+def seconds_between(start: datetime | None, end: datetime) -> float | None:
+    """Seconds from `start` to `end`, to the microsecond; None without a start."""
+    if start is None:
+        return None
+    return round((end - start).total_seconds(), 6)

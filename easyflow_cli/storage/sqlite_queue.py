@@ -30,6 +30,7 @@ from easyflow_cli.core.model import (
 )
 from easyflow_cli.core.notify import NoticeBook
 from easyflow_cli.core.planning import PlannedRun
+from easyflow_cli.core.receipts import Charges, PricingSource
 from easyflow_cli.core.stats import median
 from easyflow_cli.core.timeutil import from_iso, to_iso
 from easyflow_cli.storage.damaged_rows import KNOWN, MODES, damage
@@ -41,9 +42,14 @@ from easyflow_cli.storage.run_queue import (
     PrunedRun,
     RunEnd,
     RunStart,
+    deal,
+    keep_within,
     no_retry,
+    seconds_between,
 )
+from easyflow_cli.storage.sqlite_charges import charges, record_charges
 from easyflow_cli.storage.sqlite_outbox import record_end_events
+from easyflow_cli.storage.summaries import mark_late_finishes
 
 log = logging.getLogger("easyflow.queue")
 
@@ -52,13 +58,24 @@ SQLITE_INTEGER_MAX = 2**63 - 1
 MAX_BOUND_IDS = 10_000
 PLANNED_COLUMNS = ("workflow", "trigger", "mode", "mode_reason", "cost_priority",
                    "priority_rank", "deadline", "state", "enqueued_at", "not_before",
-                   "promote_at", "attempt", "retry_of", "rerun_of", "schedule_id")
+                   "promote_at", "attempt", "retry_of", "rerun_of", "schedule_id",
+                   "not_before_reason", "followed")
 CLAIMED_COLUMNS = "id, workflow, mode, cost_priority, deadline, enqueued_at"
 CLAIMED_NAMES = tuple(CLAIMED_COLUMNS.split(", "))
 PRIORITIES = KNOWN["cost_priority"]
 SELECT_RUN = f"SELECT {', '.join(RUN_FIELDS)} FROM runs"
-# The ready queue's order (the runs_ready index serves it): earliest deadline, priority, first in.
+# The ready queue's order (the runs_ready and runs_deferred indexes serve it): earliest
+# deadline, priority, first in.
 NO_DEADLINE = "9999"
+CLAIM_ORDER_SQL = f"mode, coalesce(deadline, '{NO_DEADLINE}'), priority_rank, id"
+# A queued run is in one of two parts of the queue: ready now, or deferred to its `not_before`
+# (ready once that has come). Queries spell these exactly so: their partial indexes match them.
+READY_NOW_SQL = "state = 'queued' AND not_before IS NULL"
+DEFERRED_SQL = "state = 'queued' AND not_before IS NOT NULL"
+QUEUE_PARTS = (("runs_ready", READY_NOW_SQL), ("runs_waiting", DEFERRED_SQL))
+# Up to this many deferred runs whose time has come are claimed off runs_waiting and sorted;
+# more, and the claim walks runs_deferred in the queue's order instead.
+RIPE_SORTED_AT_MOST = 500
 FINISHED = "state NOT IN ('queued', 'running')"
 
 
@@ -84,6 +101,7 @@ class SqliteRunQueue:
         self.store = store
         self.notices: NoticeBook | None = None
         self.events_written = 0
+        self.pricing: PricingSource | None = None
 
     @property
     def conn(self) -> sqlite3.Connection:
@@ -112,7 +130,7 @@ class SqliteRunQueue:
             rows = claim.within(rooms, limit) if rooms else claim.best(limit)
             # RETURNING gives no order; the best run must be the first one to start.
             rows.sort(key=_queue_order)
-            dealt = _deal([_claimed(row, now) for row in rows], [hand.room for hand in hands])
+            dealt = deal([_claimed(row, now) for row in rows], [hand.room for hand in hands])
             if len(hands) > 1:
                 conn.executemany("UPDATE runs SET worker = ?, batch_id = ? WHERE id = ?",
                                  [(hand.worker, hand.batch_id, run.id)
@@ -145,7 +163,7 @@ class SqliteRunQueue:
             conn.executemany(
                 "UPDATE runs SET started_at = ?, pid = ?, log_path = ?, off_peak = ?,"
                 " queue_wait_s = ? WHERE id = ?",
-                [(to_iso(s.at), s.pid, s.log_path, s.off_peak, _seconds(s.enqueued_at, s.at),
+                [(to_iso(s.at), s.pid, s.log_path, s.off_peak, seconds_between(s.enqueued_at, s.at),
                   s.run_id) for s in starts])
 
     def record_step(self, run_id: int, group: StepGroup) -> None:
@@ -157,6 +175,9 @@ class SqliteRunQueue:
         ids = [end.run_id for end in ends]
         if not ids:
             return []
+        # Asked before the transaction: a foreground run reads a changed file then, not under
+        # the lock (the daemon reads it in a thread).
+        pricing = self.pricing.current() if self.pricing is not None else None
         with self.store.write() as conn:
             running = dict(conn.execute(
                 "SELECT id, workflow FROM runs WHERE state = 'running'"
@@ -166,6 +187,9 @@ class SqliteRunQueue:
                 " cpu_user_s = ?, cpu_system_s = ?, peak_rss_kb = ?, duration_s = ?,"
                 " deadline_met = ?, energy_j = ? WHERE id = ?",
                 [_end_values(end) for end in ends if end.run_id in running])
+            mark_late_finishes(conn, [end.at for end in ends if end.run_id in running])
+            if pricing is not None and pricing.has_series:
+                record_charges(conn, pricing, [end for end in ends if end.run_id in running])
             book = self.notices
             if book is not None and book.rules:
                 self.events_written += record_end_events(
@@ -196,6 +220,8 @@ class SqliteRunQueue:
                     "UPDATE runs SET state = 'cancelled', finished_at = ?, error = ?"
                     f" WHERE id IN ({_marks(chunk)}) AND state = 'queued' RETURNING id",
                     (to_iso(now), error, *chunk)))
+            if cancelled:
+                mark_late_finishes(conn, [now])
         return sorted(cancelled)
 
     def promote(self, now: datetime) -> list[int]:
@@ -210,12 +236,13 @@ class SqliteRunQueue:
             ).fetchall()
         return sorted(row[0] for row in rows)
 
-    def defer(self, not_before: Sequence[tuple[int, datetime | None]]) -> None:
+    def defer(self, not_before: Sequence[tuple[int, datetime | None, str | None]]) -> None:
         if not not_before:
             return
         with self.store.write() as conn:
-            conn.executemany("UPDATE runs SET not_before = ? WHERE id = ? AND state = 'queued'",
-                             [(to_iso(moment), run_id) for run_id, moment in not_before])
+            conn.executemany("UPDATE runs SET not_before = ?, not_before_reason = ?"
+                             " WHERE id = ? AND state = 'queued'",
+                             [(to_iso(moment), why, run_id) for run_id, moment, why in not_before])
 
     def settle_abandoned(self, run_ids: Sequence[int], *, now: datetime, note: str,
                          error: str, next_attempt: NextAttempt = no_retry) -> list[Run]:
@@ -255,6 +282,9 @@ class SqliteRunQueue:
         if row is None:
             raise NotFound(f"unknown run {run_id} (see `easyflow runs list`)")
         return _run(row)
+
+    def charges(self, run_id: int) -> Charges:
+        return charges(self.conn, run_id)
 
     def step_group(self, run_id: int) -> StepGroup | None:
         row = self.conn.execute(
@@ -297,19 +327,41 @@ class SqliteRunQueue:
             "SELECT id FROM runs WHERE workflow = ? AND state = 'queued' ORDER BY id",
             (workflow,))]
 
-    def off_peak_waiting(self) -> list[tuple[int, datetime | None]]:
-        return [(row[0], from_iso(row[1])) for row in self.conn.execute(
-            "SELECT id, deadline FROM runs WHERE state = 'queued' AND mode = 'eco'"
-            " AND trigger != 'retry'")]
+    def off_peak_waiting(self) -> list[tuple[int, str, datetime | None]]:
+        return [(row[0], row[1], from_iso(row[2])) for index, part in QUEUE_PARTS
+                for row in self.conn.execute(
+                    f"SELECT id, workflow, deadline FROM runs INDEXED BY {index} WHERE {part}"
+                    " AND mode = 'eco' AND trigger != 'retry'")]
 
     def depths(self) -> dict[Mode, int]:
         depths = dict.fromkeys(Mode, 0)
-        for mode, count in self.conn.execute(
-            "SELECT mode, count(*) FROM runs WHERE state = 'queued' GROUP BY mode"
-        ):
-            if mode in MODES:  # a mode changed by other means is nobody's queue
-                depths[Mode(mode)] = count
+        for index, part in QUEUE_PARTS:
+            for mode, count in self.conn.execute(
+                f"SELECT mode, count(*) FROM runs INDEXED BY {index} WHERE {part} GROUP BY mode"
+            ):
+                if mode in MODES:  # a mode changed by other means is nobody's queue
+                    depths[Mode(mode)] += count
         return depths
+
+    def ahead_of(self, run_id: int, now: datetime) -> int:
+        if not fits_sqlite_integer(run_id):
+            return 0
+        place = self.conn.execute(
+            f"SELECT mode, coalesce(deadline, '{NO_DEADLINE}'), priority_rank FROM runs"
+            " WHERE id = ? AND state = 'queued'", (run_id,)).fetchone()
+        if place is None:
+            return 0
+        before = (f"mode = ? AND (coalesce(deadline, '{NO_DEADLINE}'), priority_rank, id)"
+                  " < (?, ?, ?)")
+        args = (*place, run_id)
+        # Each part of the queue off its own index, as the claim reads them.
+        ready, due = self.conn.execute(
+            f"SELECT (SELECT count(*) FROM runs INDEXED BY runs_ready"
+            f" WHERE {READY_NOW_SQL} AND {before}),"
+            f" (SELECT count(*) FROM runs INDEXED BY runs_deferred"
+            f" WHERE {DEFERRED_SQL} AND {before} AND not_before <= ?)",
+            (*args, *args, to_iso(now))).fetchone()
+        return ready + due
 
     def held_by_limit(self) -> list[HeldByLimit]:
         limits = dict(self.conn.execute(
@@ -319,9 +371,12 @@ class SqliteRunQueue:
         running = dict(self.conn.execute(
             "SELECT workflow, count(*) FROM runs WHERE state = 'running' GROUP BY workflow"))
         # Named: grouping by workflow, SQLite would otherwise walk every run ever recorded.
-        queued = dict(self.conn.execute(
-            "SELECT workflow, count(*) FROM runs INDEXED BY runs_ready WHERE state = 'queued'"
-            " GROUP BY workflow"))
+        queued: dict[str, int] = {}
+        for index, part in QUEUE_PARTS:
+            for name, count in self.conn.execute(
+                    f"SELECT workflow, count(*) FROM runs INDEXED BY {index} WHERE {part}"
+                    " GROUP BY workflow"):
+                queued[name] = queued.get(name, 0) + count
         return [HeldByLimit(name, limit, running.get(name, 0), queued[name])
                 for name, limit in sorted(limits.items())
                 if queued.get(name) and running.get(name, 0) >= limit]
@@ -334,8 +389,8 @@ class SqliteRunQueue:
 
     def next_ready_at(self, mode: Mode, now: datetime) -> datetime | None:
         row = self.conn.execute(
-            "SELECT min(not_before) FROM runs WHERE state = 'queued' AND mode = ?"
-            " AND not_before > ?", (mode.value, to_iso(now)),
+            f"SELECT min(not_before) FROM runs INDEXED BY runs_waiting WHERE {DEFERRED_SQL}"
+            " AND mode = ? AND not_before > ?", (mode.value, to_iso(now)),
         ).fetchone()
         return from_iso(row[0])
 
@@ -408,13 +463,16 @@ class SqliteRunQueue:
             "SELECT max(finished_at) FROM runs WHERE id BETWEEN ? AND ?",
             (ids.start, ids.stop - 1)).fetchone()[0])
 
-    def _has_ready_run(self, mode: Mode, stamp: str | None) -> bool:
+    def _has_ready_run(self, mode: Mode, stamp: str) -> bool:
         # A read first: the daemon asks every idle pool on every wake-up, and most of the time
         # the answer is no; a write transaction just to learn that would take the database lock.
-        return self.conn.execute(
-            "SELECT 1 FROM runs WHERE state = 'queued' AND mode = ?"
-            " AND (not_before IS NULL OR not_before <= ?) LIMIT 1",
-            (mode.value, stamp)).fetchone() is not None
+        # One statement reading the heads of two indexes, however many runs wait: is a run
+        # ready now, and has the earliest deferred run's time come.
+        ready_now, ripe = self.conn.execute(
+            f"SELECT EXISTS (SELECT 1 FROM runs INDEXED BY runs_ready WHERE {READY_NOW_SQL}"
+            f" AND mode = ?), ({FIRST_DEFERRED_SQL}) <= ?",
+            (mode.value, mode.value, stamp)).fetchone()
+        return bool(ready_now or ripe)
 
 
 class _Claim:
@@ -428,16 +486,41 @@ class _Claim:
         self.values = values
 
     def best(self, limit: int, skipped: Sequence[str] = ()) -> list[Any]:
-        """Up to `limit` of the first ready runs, but none of the `skipped` workflows'."""
+        """Up to `limit` of the first ready runs, but none of the `skipped` workflows'.
+
+        The best of the runs ready now and, if any deferred run's time has come, the best of
+        those, each read off the head of an index in the queue's order, merged."""
         skip = f" AND workflow NOT IN ({_marks(skipped)})" if skipped else ""
+        ready_now = (f"INDEXED BY runs_ready WHERE {READY_NOW_SQL} AND mode = ?{skip}"
+                     f" ORDER BY {CLAIM_ORDER_SQL} LIMIT ?")
+        args: list[Any] = [self.mode.value, *skipped, limit]
+        ripe_index = self._ripe_index()
+        if ripe_index is None:
+            chosen = f"SELECT id FROM runs {ready_now}"
+        else:
+            ripe = (f"{_CANDIDATES} INDEXED BY {ripe_index} WHERE {DEFERRED_SQL} AND mode = ?"
+                    f" AND not_before <= ?{skip} ORDER BY {CLAIM_ORDER_SQL} LIMIT ?")
+            chosen = (f"SELECT id FROM (SELECT * FROM ({_CANDIDATES} {ready_now})"
+                      f" UNION ALL SELECT * FROM ({ripe}))"
+                      " ORDER BY rank_deadline, priority_rank, id LIMIT ?")
+            args += [self.mode.value, self.stamp, *skipped, limit, limit]
         rows = self.conn.execute(
             "UPDATE runs SET state = 'running', claimed_at = ?, pool = ?, worker = ?,"
-            " batch_id = ? WHERE id IN (SELECT id FROM runs WHERE state = 'queued'"
-            f" AND mode = ? AND (not_before IS NULL OR not_before <= ?){skip}"
-            f" ORDER BY coalesce(deadline, '{NO_DEADLINE}'), priority_rank, id LIMIT ?)"
-            f" RETURNING {CLAIMED_COLUMNS}",
-            (*self.values, self.mode.value, self.stamp, *skipped, limit)).fetchall()
+            f" batch_id = ? WHERE id IN ({chosen}) RETURNING {CLAIMED_COLUMNS}",
+            (*self.values, *args)).fetchall()
         return _settle_damaged(self.conn, rows, self.stamp)
+
+    def _ripe_index(self) -> str | None:
+        """Which index the deferred runs whose time has come are best read from: none if
+        there are none; runs_waiting (then sorted) if they are few; runs_deferred, in the
+        queue's order, if they are many (the window has opened on a backlog)."""
+        if not _first_ripe(self.conn, self.mode, self.stamp):
+            return None
+        ripe = self.conn.execute(
+            "SELECT count(*) FROM (SELECT 1 FROM runs INDEXED BY runs_waiting"
+            f" WHERE {DEFERRED_SQL} AND mode = ? AND not_before <= ? LIMIT ?)",
+            (self.mode.value, self.stamp, RIPE_SORTED_AT_MOST + 1)).fetchone()[0]
+        return "runs_waiting" if ripe <= RIPE_SORTED_AT_MOST else "runs_deferred"
 
     def within(self, rooms: dict[str, int], limit: int) -> list[Any]:
         """Up to `limit` runs, none beyond its workflow's room (`max_concurrent` less those
@@ -450,7 +533,7 @@ class _Claim:
             if not rows:
                 break
             rows.sort(key=_queue_order)
-            kept, over = _keep_within(rows, rooms)
+            kept, over = keep_within(rows, rooms)
             claimed += kept
             if not over:
                 break
@@ -460,18 +543,21 @@ class _Claim:
         return claimed
 
 
-def _keep_within(rows: list[Any], rooms: dict[str, int]) -> tuple[list[Any], list[int]]:
-    """The rows their workflows have room for (taking it), and the ids of the others."""
-    kept, over = [], []
-    for row in rows:
-        room = rooms.get(row[1])
-        if room is None or room > 0:
-            kept.append(row)
-            if room is not None:
-                rooms[row[1]] = room - 1
-        else:
-            over.append(row[0])
-    return kept, over
+# A claim candidate with its place in the queue's order.
+_CANDIDATES = (f"SELECT id, coalesce(deadline, '{NO_DEADLINE}') AS rank_deadline, priority_rank"
+               " FROM runs")
+
+
+# The earliest `not_before` of a mode's deferred runs: the head of runs_waiting.
+FIRST_DEFERRED_SQL = (f"SELECT min(not_before) FROM runs INDEXED BY runs_waiting"
+                      f" WHERE {DEFERRED_SQL} AND mode = ?")
+
+
+def _first_ripe(conn: sqlite3.Connection, mode: Mode, stamp: str) -> bool:
+    """Whether a deferred run of `mode` may start at `stamp`."""
+    first = conn.execute(FIRST_DEFERRED_SQL, (mode.value,)).fetchone()[0]
+    return first is not None and first <= stamp
+
 
 
 def _workflow_rooms(conn: sqlite3.Connection) -> dict[str, int]:
@@ -491,7 +577,7 @@ def _within_rooms(conn: sqlite3.Connection, run_ids: Sequence[int],
     """Those of these runs their workflows' rooms let start, first asked first."""
     rows = conn.execute(f"SELECT id, workflow FROM runs WHERE id IN ({_marks(run_ids)})"
                         " AND state = 'queued' ORDER BY id", run_ids).fetchall()
-    kept, _ = _keep_within(rows, rooms)
+    kept, _ = keep_within(rows, rooms)
     return [row[0] for row in kept]
 
 
@@ -527,7 +613,8 @@ def _planned_values(planned: PlannedRun) -> tuple:
             planned.mode_reason.value, planned.cost_priority.value, planned.cost_priority.rank,
             to_iso(planned.deadline), RunState.QUEUED.value, to_iso(planned.enqueued_at),
             to_iso(planned.not_before), to_iso(planned.promote_at), planned.attempt,
-            planned.retry_of, planned.rerun_of, planned.schedule_id)
+            planned.retry_of, planned.rerun_of, planned.schedule_id, planned.not_before_reason,
+            planned.followed)
 
 
 def _queue_order(row: Any) -> tuple[str, int, int]:
@@ -540,28 +627,10 @@ def _claimed(row: Any, claimed_at: datetime) -> ClaimedRun:
                       from_iso(row[5]), claimed_at)
 
 
-def _deal(runs: list[ClaimedRun], rooms: list[int]) -> list[list[ClaimedRun]]:
-    """Runs dealt to hands in turn, best first, so that a few spread over the workers."""
-    hands: list[list[ClaimedRun]] = [[] for _ in rooms]
-    left = list(rooms)
-    turn = 0
-    for run in runs:  # there are at most sum(rooms) of them
-        while not left[turn]:
-            turn = (turn + 1) % len(left)
-        hands[turn].append(run)
-        left[turn] -= 1
-        turn = (turn + 1) % len(left)
-    return hands
-
 
 def _marks(values: Sequence[Any]) -> str:
     return ", ".join("?" * len(values))
 
-
-def _seconds(start: datetime | None, end: datetime) -> float | None:
-    if start is None:
-        return None
-    return round((end - start).total_seconds(), 6)
 
 
 def _end_values(end: RunEnd) -> tuple:
@@ -585,6 +654,8 @@ def _settle_damaged(conn: sqlite3.Connection, rows: list[Any], stamp: str | None
         log.error("%s; settled as failed", problem)
         conn.execute("UPDATE runs SET state = 'failed', finished_at = ?, error = ? WHERE id = ?",
                      (stamp, str(problem), row[0]))
+    if stamp is not None and len(good) < len(rows):
+        mark_late_finishes(conn, [from_iso(stamp)])
     return good
 
 
@@ -603,17 +674,17 @@ def _run(row: Any) -> Run:
 def _run_of(row: Any) -> Run:
     (run_id, workflow, trigger, mode, reason, priority, deadline, state, enqueued_at,
      not_before, promote_at, claimed_at, started_at, finished_at, *middle, off_peak,
-     deadline_met, energy_j, error, log_path) = row
-    (exit_code, attempt, retry_of, rerun_of, schedule_id, batch_id, pool, worker, pid, pgid,
-     cpu_user_s, cpu_system_s, peak_rss_kb, queue_wait_s, duration_s) = middle
+     deadline_met, energy_j, error, log_path, not_before_reason) = row
+    (exit_code, attempt, retry_of, rerun_of, followed, schedule_id, batch_id, pool, worker, pid,
+     pgid, cpu_user_s, cpu_system_s, peak_rss_kb, queue_wait_s, duration_s) = middle
     return Run(
         run_id, workflow, Trigger(trigger), Mode(mode), ModeReason(reason),
         CostPriority(priority), from_iso(deadline), RunState(state), from_iso(enqueued_at),
         from_iso(not_before), from_iso(promote_at), from_iso(claimed_at), from_iso(started_at),
-        from_iso(finished_at), exit_code, attempt, retry_of, rerun_of, schedule_id, batch_id,
-        PoolName(pool) if pool is not None else None, worker, pid, pgid, cpu_user_s,
-        cpu_system_s, peak_rss_kb, queue_wait_s, duration_s, _flag(off_peak),
-        _flag(deadline_met), energy_j, error, log_path)
+        from_iso(finished_at), exit_code, attempt, retry_of, rerun_of, _flag(followed),
+        schedule_id, batch_id, PoolName(pool) if pool is not None else None, worker, pid, pgid,
+        cpu_user_s, cpu_system_s, peak_rss_kb, queue_wait_s, duration_s, _flag(off_peak),
+        _flag(deadline_met), energy_j, error, log_path, not_before_reason)
 
 
 def _flag(value: int | None) -> bool | None:

@@ -35,7 +35,13 @@ from easyflow_cli.storage.live_files import (
 from easyflow_cli.storage.outbox import Outbox
 from easyflow_cli.storage.run_queue import RunQueue
 from easyflow_cli.storage.sqlite_outbox import SqliteOutbox
-from easyflow_cli.storage.sqlite_queue import SqliteRunQueue, fits_sqlite_integer
+from easyflow_cli.storage.sqlite_queue import (
+    CLAIM_ORDER_SQL,
+    DEFERRED_SQL,
+    READY_NOW_SQL,
+    SqliteRunQueue,
+    fits_sqlite_integer,
+)
 from easyflow_cli.storage.summaries import LEFT_QUEUE_SQL, epoch_sql
 
 BUSY_TIMEOUT_MS = 30_000
@@ -196,6 +202,70 @@ def _migration_11(db) -> None:
 
 
 def _migration_12(db) -> None:
+    """Indexes whose head answers each of the daemon's wake-ups, however many runs wait and
+    however many schedules there are.
+
+    The ready queue splits by whether a run waits for a time: a run that does not is ready,
+    and the head of `runs_ready` is the best of them; one that does is ready once its time
+    has come, which `runs_waiting` (by that time) tells at its head, and `runs_deferred` (in
+    the queue's order) holds for the claim. A run is in one of the two claim-order indexes, as
+    it was in the one they replace; only a run that waits enters `runs_waiting` too."""
+    db.execute("DROP INDEX runs_ready")
+    db.execute(f"CREATE INDEX runs_ready ON runs ({CLAIM_ORDER_SQL}) WHERE {READY_NOW_SQL}")
+    db.execute(f"CREATE INDEX runs_deferred ON runs ({CLAIM_ORDER_SQL}, not_before)"
+               f" WHERE {DEFERRED_SQL}")
+    db.execute(f"CREATE INDEX runs_waiting ON runs (mode, not_before) WHERE {DEFERRED_SQL}")
+    db.execute("CREATE INDEX schedules_due ON schedules (next_fire_at)"
+               " WHERE paused = 0 AND next_fire_at IS NOT NULL")
+    # Read at every wake-up (schedules of disabled workflows do not fire) and every claim
+    # (the workflows with a limit): a few rows each, not every workflow.
+    db.execute("CREATE INDEX workflows_disabled ON workflows (name) WHERE disabled = 1")
+    db.execute("CREATE INDEX workflows_limited ON workflows (name, max_concurrent)"
+               " WHERE max_concurrent IS NOT NULL")
+
+
+def _migration_13(db) -> None:
+    """Why an eco run waits until its `not_before` (the window its planner chose); what the
+    daemon plans eco runs by, for the clients that queue them."""
+    db.execute("ALTER TABLE runs ADD COLUMN not_before_reason TEXT")
+    db.execute("ALTER TABLE daemon_policy ADD COLUMN optimise TEXT")
+    db.execute("ALTER TABLE daemon_policy ADD COLUMN max_delay_s REAL")
+    db.execute("ALTER TABLE daemon_policy ADD COLUMN series_path TEXT")
+
+
+def _migration_14(db) -> None:
+    """Runs that missed their deadline, by mode and workflow, for `report latency`'s attainment:
+    partial, so only such runs (few) pay an index entry when they finish."""
+    db.execute("CREATE INDEX runs_deadline_missed ON runs (mode, workflow, finished_at)"
+               " WHERE deadline_met = 0 AND duration_s IS NOT NULL")
+
+
+def _migration_15(db) -> None:
+    """What a run was charged as it ended under a tariff or a carbon forecast
+    (`sqlite_charges.py`), and the same sums in the rollups of pruned runs."""
+    for column, kind in (("tariff_cost", "REAL"), ("tariff_baseline_cost", "REAL"),
+                         ("tariff_source", "TEXT"), ("carbon_g", "REAL"),
+                         ("baseline_carbon_g", "REAL"), ("carbon_source", "TEXT")):
+        db.execute(f"ALTER TABLE runs ADD COLUMN {column} {kind}")
+    rollups.add_charge_columns(db)
+    # `report costs` adds these to its sums: from an index of only the runs that have them
+    # (none unless a tariff or forecast is configured), so runs without cost no index entry.
+    db.execute(f"CREATE INDEX runs_charges ON runs (mode, off_peak, substr(finished_at, 1, 10),"
+               f" finished_at, workflow, duration_s, cpu_user_s, cpu_system_s, tariff_cost,"
+               f" tariff_baseline_cost, carbon_g, baseline_carbon_g) WHERE {CHARGED_SQL}")
+
+
+# Runs charged under a tariff or carbon forecast (the partial index runs_charges holds them).
+CHARGED_SQL = "duration_s IS NOT NULL AND (tariff_cost IS NOT NULL OR carbon_g IS NOT NULL)"
+
+
+def _migration_16(db) -> None:
+    """Whether the user who submitted a run waited for it (`run --now`) or not (`--no-wait`):
+    what `report advise` counts to tell work nobody waits for."""
+    db.execute("ALTER TABLE runs ADD COLUMN followed INTEGER")
+
+
+def _migration_17(db) -> None:
     """Hourly summaries of finished runs beside the detail (`summaries.py`), which reports
     over long periods add up instead of the runs; and two report indexes fewer for each run
     that ends: one for `report pools` where there were two (busy and queued time, both picked
@@ -213,7 +283,8 @@ def _migration_12(db) -> None:
 
 MIGRATIONS = [_migration_1, _migration_2, _migration_3, _migration_4, _migration_5,
               _migration_6, _migration_7, _migration_8, _migration_9,
-              _migration_10, _migration_11, _migration_12]
+              _migration_10, _migration_11, _migration_12, _migration_13,
+              _migration_14, _migration_15, _migration_16, _migration_17]
 
 
 class Store:

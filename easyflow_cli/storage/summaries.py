@@ -3,17 +3,20 @@ periods add up hours instead of runs.
 
 Per hour of `finished_at` × workflow × mode × tariff × whether a pool ran it, a row of
 `run_summaries` holds what the reports and the metrics add up, in the form they add it: the
-sums `report costs` prices (`COST_SUMS`), ended runs by state, deadlines, the metrics'
-histogram buckets, and the busy and queued seconds `report pools` charts with the span of
-times they come from; `run_summary_values` holds each hour's queue waits and durations per
-mode as sketch buckets (`core/sketch.py`), which tell a report in which narrow range of values
-a percentile lies (the value itself is then read from the detail, so it is exact).
+sums `report costs` prices and the charges it adds (`COST_SUMS`, `CHARGE_SUMS`), ended runs by
+state, deadlines, the metrics' histogram buckets, and the busy and queued seconds `report
+pools` charts with the span of times they come from; `run_summary_values` holds each hour's
+queue waits and durations per mode as sketch buckets (`core/sketch.py`), which tell a report in
+which narrow range of values a percentile lies (the value itself is then read from the detail,
+so it is exact).
 
 Hours are summarized only once they are over (the daemon does it in its quiet moments,
 `runtime/daemon/summarizing.py`): every hour before `run_summary_mark.until` is summarized,
-but for the hours in `run_summary_dirty`. A run written, changed or deleted in a summarized
-hour (a late insert, pruning) makes its hour dirty, by a trigger, until it is summarized again;
-so the summaries never disagree with the detail, and a report reads the detail for a dirty hour.
+but for the hours in `run_summary_dirty`. A run that finishes, or is written or deleted, in a
+summarized hour (a finish recorded late, an import, pruning) makes its hour dirty until it is
+summarized again: the queue's transitions that set a finish time ask `mark_late_finishes`, and
+triggers see inserts and deletes. So the summaries never disagree with the detail the queue
+writes, and a report reads the detail for a dirty hour.
 
 Summaries are derived: dropped and built again they lose nothing. When the sums they hold are
 not those this code adds up (a field added to `COST_SUMS`), the tables are made again and the
@@ -23,6 +26,7 @@ daemon fills them anew; meanwhile reports read the detail.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -43,6 +47,19 @@ COST_SUMS = {
     "energy_j": ("total", "energy_j", None),
     "measured": ("count", "energy_j", None),
     "unmeasured_cpu_s": ("total", "cpu_user_s + cpu_system_s", "energy_j IS NULL"),
+}
+
+# What runs were charged under a tariff or carbon forecast (`core/receipts.py`): the worker and
+# CPU time of the runs a tariff priced (which the pools' prices then leave out), and the
+# charges. In detail a query of its own sums them, over the runs that have charges
+# (`accounting.py`); the summaries hold them beside the other sums.
+CHARGE_SUMS = {
+    "tariff_worker_s": ("total", "duration_s", "tariff_cost IS NOT NULL"),
+    "tariff_cpu_s": ("total", "cpu_user_s + cpu_system_s", "tariff_cost IS NOT NULL"),
+    "tariff_cost": ("total", "tariff_cost", None),
+    "tariff_baseline_cost": ("total", "tariff_baseline_cost", None),
+    "carbon_g": ("total", "carbon_g", None),
+    "baseline_carbon_g": ("total", "baseline_carbon_g", None),
 }
 
 # The metrics' histogram bounds (seconds). Durations: a no-op call to a long batch job. Queue
@@ -79,7 +96,7 @@ def histogram_columns(name: str) -> list[str]:
 def _aggregates() -> dict[str, str]:
     """Every summary column but the key, as the aggregate over an hour's finished runs."""
     columns = {}
-    for field, (aggregate, value, condition) in COST_SUMS.items():
+    for field, (aggregate, value, condition) in {**COST_SUMS, **CHARGE_SUMS}.items():
         keep = f"{SETTLED} AND {condition}" if condition else SETTLED
         columns[field] = f"{aggregate}(CASE WHEN {keep} THEN {value} END)"
     for state in ENDED_STATES:
@@ -135,20 +152,29 @@ def create_tables(conn: Any) -> None:
 
 
 def _create_triggers(conn: Any) -> None:
-    """A run written or deleted in a summarized hour, or whose finish time is set or moved into
-    or out of one, marks its hour (both, when it moves) dirty. A run's other columns are not
-    changed once it has finished, so the update trigger looks only at updates of the finish
-    time: one on every update of a run would cost each start and finish its row images."""
-    summarized = "{0}.finished_at < (SELECT until FROM run_summary_mark)"
+    """A finished run written or deleted in a summarized hour (an import, pruning) marks its
+    hour dirty. A run's finish is an update, which `mark_late_finishes` looks at instead, once
+    per transaction: a trigger on updates would cost every start and finish its row images."""
+    summarized = ("{0}.finished_at IS NOT NULL"
+                  " AND {0}.finished_at < (SELECT until FROM run_summary_mark)")
     mark = ("INSERT OR IGNORE INTO run_summary_dirty SELECT substr({0}.finished_at, 1, 13)"
             " WHERE " + summarized + ";")
     conn.execute(f"CREATE TRIGGER runs_summarized_insert AFTER INSERT ON runs"
                  f" WHEN {summarized.format('NEW')} BEGIN {mark.format('NEW')} END")
-    conn.execute(f"CREATE TRIGGER runs_summarized_update AFTER UPDATE OF finished_at ON runs"
-                 f" WHEN {summarized.format('OLD')} OR {summarized.format('NEW')}"
-                 f" BEGIN {mark.format('OLD')} {mark.format('NEW')} END")
     conn.execute(f"CREATE TRIGGER runs_summarized_delete AFTER DELETE ON runs"
                  f" WHEN {summarized.format('OLD')} BEGIN {mark.format('OLD')} END")
+
+
+def mark_late_finishes(conn: Any, finished: Sequence[datetime]) -> None:
+    """Runs that just finished at these times (in the caller's transaction) make their hours
+    dirty where those are summarized already: a finish recorded after its hour was over."""
+    earliest = min(finished, default=None)
+    until = conn.execute("SELECT until FROM run_summary_mark").fetchone()
+    if earliest is None or until is None or hour_of(earliest) >= until[0]:
+        return  # the usual case: a run finishes in the hour under way
+    late = {hour_of(moment) for moment in finished}
+    conn.executemany("INSERT OR IGNORE INTO run_summary_dirty SELECT ?1 WHERE ?1 < ?2",
+                     [(hour, until[0]) for hour in late])
 
 
 def _type(aggregate: str) -> str:
@@ -156,7 +182,7 @@ def _type(aggregate: str) -> str:
 
 
 def drop_tables(conn: Any) -> None:
-    for trigger in ("insert", "update", "delete"):
+    for trigger in ("insert", "delete"):
         conn.execute(f"DROP TRIGGER IF EXISTS runs_summarized_{trigger}")
     for table in ("run_summaries", "run_summary_values", "run_summary_mark",
                   "run_summary_dirty"):

@@ -11,10 +11,16 @@ What is measured, precisely:
   socket, as `run --now` does) to the first instruction of the step's function in a warm
   worker, which reads `time.monotonic()` (CLOCK_MONOTONIC is one clock for all processes).
 - dispatch latency, command step (`/bin/true`): from the same moment to the run's recorded
-  `started_at`, which the worker takes immediately before it opens the run's log and forks the
-  step; fork+exec of the program itself comes on top.
+  `started_at`, which the worker takes immediately before it starts the run's first step.
+- command step, first instruction: from the same moment to the step's own reading of the clock
+  (`date +%s.%N`, bench_spawn.py), with that command's own start cost measured beside it.
+- spawn ceiling: two posix_spawn loops of /bin/true side by side (bench_spawn.py), next to the
+  /bin/true drain, with the drain's share of it.
 - drain: N no-op runs inserted in one transaction, the daemon woken; runs/s from the start of
   that transaction to the last run's `finished_at` (enqueue → claim → execute → record).
+- growth (bench_growth.py): dispatch latency of a callable step as above, and the daemon's
+  CPU time per dispatch, with more and more eco runs waiting for their window and with more
+  and more schedules: flat curves mean a wake-up costs the same however much waits.
 - idle: CPU time (utime+stime from /proc/PID/stat, clock ticks) of the daemon and its workers
   over an idle period with one schedule an hour away and nothing queued; voluntary context
   switches over the same period count their wake-ups; VmRSS of each process.
@@ -34,8 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from easyflow_cli.core.model import Mode, Trigger
-from easyflow_cli.core.paths import run_log_path
-from easyflow_cli.core.stats import median, percentile
+from easyflow_cli.core.stats import median
 from easyflow_cli.storage.store import CHECKPOINT_WHEN_QUIET_S
 from easyflow_cli.tools.bench_cli import cli_bulk_submit, cli_wall_times, library_enqueue
 from easyflow_cli.tools.bench_daemon import (
@@ -44,7 +49,14 @@ from easyflow_cli.tools.bench_daemon import (
     BenchError,
     running_daemon,
 )
+from easyflow_cli.tools.bench_figures import distribution
+from easyflow_cli.tools.bench_growth import GrowthSizes, growth_curves
 from easyflow_cli.tools.bench_reports import REPORT_COMMANDS, reports_at_scale
+from easyflow_cli.tools.bench_spawn import (
+    clock_command_own_start,
+    command_first_instruction,
+    spawn_ceiling,
+)
 from easyflow_cli.tools.bench_steps import BURN_MARK, STAMP_MARK
 
 ECO_BACKLOG = 10_000
@@ -66,6 +78,7 @@ class BenchSizes:
     cli_bulk_runs: int
     report_runs: int
     isolation_samples: int
+    ceiling_seconds: float = 1.0
 
     @classmethod
     def for_mode(cls, quick: bool) -> BenchSizes:
@@ -75,20 +88,11 @@ class BenchSizes:
                        cli_bulk_runs=2000, report_runs=20_000, isolation_samples=3)
         return cls(dispatch_samples=300, drain_callable_runs=5000, drain_command_runs=2000,
                    idle_seconds=60, library_enqueue_runs=100_000, cli_samples=20,
-                   cli_bulk_runs=10_000, report_runs=1_000_000, isolation_samples=10)
+                   cli_bulk_runs=10_000, report_runs=1_000_000, isolation_samples=10,
+                   ceiling_seconds=3.0)
 
 
 # --------------------------------------------------------------------------- figures
-
-
-def distribution(samples: list[float], places: int = 3) -> dict[str, Any]:
-    """Median and nearest-rank percentiles of a list of samples, with their count."""
-    ordered = sorted(samples)
-    if not ordered:
-        return {"samples": 0}
-    return {"samples": len(ordered), "median": round(median(ordered), places),
-            **{f"p{q}": round(percentile(ordered, q), places) for q in (50, 95, 99)},
-            "min": round(ordered[0], places), "max": round(ordered[-1], places)}
 
 
 def load_average() -> list[float]:
@@ -114,7 +118,7 @@ def steal_percent(before: dict[str, int], after: dict[str, int]) -> float:
 
 def warm_up(daemon: BenchDaemon) -> None:
     """Every real-time worker imports the bench steps once before anything is timed."""
-    for workflow in ("bench-stamp", "bench-noop", "bench-true", "bench-burn"):
+    for workflow in ("bench-stamp", "bench-noop", "bench-true", "bench-clock", "bench-burn"):
         ids, _, _ = daemon.submit(workflow, count=10)
         if not daemon.wait_finished(ids, timeout=60):
             raise BenchError("warm-up runs did not finish within a minute")
@@ -135,15 +139,8 @@ def dispatch_latency(daemon: BenchDaemon, samples: int, *, command: bool) -> lis
                 raise BenchError(f"run {run_id} finished without a start time")
             latencies.append((started.timestamp() - submitted_wall) * 1000)
         else:
-            latencies.append((_marked_value(daemon, run_id, STAMP_MARK) - submitted_mono) * 1000)
+            latencies.append((daemon.marked_value(run_id, STAMP_MARK) - submitted_mono) * 1000)
     return latencies
-
-
-def _marked_value(daemon: BenchDaemon, run_id: int, mark: str) -> float:
-    for line in run_log_path(daemon.home, run_id).read_text().splitlines():
-        if line.startswith(mark + " "):
-            return float(line.split()[1])
-    raise BenchError(f"run {run_id} printed no {mark!r} line")
 
 
 def drain_throughput(daemon: BenchDaemon, runs: int, *, command: bool) -> dict[str, Any]:
@@ -164,7 +161,7 @@ def cpu_bound_durations(daemon: BenchDaemon, samples: int) -> list[float]:
         ids, _, _ = daemon.submit("bench-burn")
         if not daemon.wait_finished(ids, timeout=60):
             raise BenchError(f"run {ids[0]} did not finish within a minute")
-        durations.append(_marked_value(daemon, ids[0], BURN_MARK))
+        durations.append(daemon.marked_value(ids[0], BURN_MARK))
     return durations
 
 
@@ -228,12 +225,15 @@ def eco_backlog(daemon: BenchDaemon, runs: int, timeout: float = 30.0) -> dict[s
 
 def run_bench(quick: bool = False, root: Path | None = None,
               progress: Progress = lambda message: None,
+              growth: GrowthSizes | None = None,
               report_runs: int | None = None) -> dict[str, Any]:
     """Every measurement, in a throwaway state directory; returns the document `--json` prints.
+    `growth`: the sizes of the growth curves (by default, those of a full or quick bench);
     `report_runs`: the history the reports are timed over, instead of the mode's."""
     sizes = BenchSizes.for_mode(quick)
     if report_runs is not None:
         sizes = replace(sizes, report_runs=report_runs)
+    growth = growth or GrowthSizes.parse(None, None, quick=quick)
     began, ticks = time.monotonic(), cpu_ticks()
     with contextlib.ExitStack() as stack:
         if root is None:
@@ -243,6 +243,8 @@ def run_bench(quick: bool = False, root: Path | None = None,
             progress("warming up the daemon")
             warm_up(daemon)
             document.update(_with_daemon(daemon, sizes, progress))
+        document["growth"] = growth_curves(root / "growth", growth, sizes.dispatch_samples,
+                                           progress)
         progress("enqueue rate through the library")
         document["enqueue"]["library_bulk"] = library_enqueue(root, sizes.library_enqueue_runs)
         progress(f"reports over {sizes.report_runs:,} runs")
@@ -267,6 +269,8 @@ def _with_daemon(daemon: BenchDaemon, sizes: BenchSizes, progress: Progress) -> 
     progress("drain throughput")
     drain = {"callable": drain_throughput(daemon, sizes.drain_callable_runs, command=False),
              "command": drain_throughput(daemon, sizes.drain_command_runs, command=True)}
+    progress("the box's spawn ceiling")
+    drain["command"] = _beside_ceiling(drain["command"], spawn_ceiling(sizes.ceiling_seconds))
     progress("CLI start and enqueue")
     help_ms = cli_wall_times(["--help"], daemon.home, sizes.cli_samples)
     run_ms = cli_wall_times(["run", "bench-noop", "--now", "--no-wait"], daemon.home,
@@ -279,6 +283,8 @@ def _with_daemon(daemon: BenchDaemon, sizes: BenchSizes, progress: Progress) -> 
         **backlog,
         "callable": distribution(dispatch_latency(daemon, n, command=False)),
         "command": distribution(dispatch_latency(daemon, n, command=True)),
+        "command_first_instruction": distribution(command_first_instruction(daemon, n)),
+        "clock_command_own_start": distribution(clock_command_own_start(n)),
     }
     progress("CPU-bound step while eco work saturates every core")
     burn_busy = cpu_bound_durations(daemon, sizes.isolation_samples)
@@ -299,6 +305,11 @@ def _with_daemon(daemon: BenchDaemon, sizes: BenchSizes, progress: Progress) -> 
     }
 
 
+def _beside_ceiling(drain: dict[str, Any], ceiling: float) -> dict[str, Any]:
+    share = round(100 * drain["runs_per_s"] / ceiling, 1) if ceiling else None
+    return {**drain, "spawn_ceiling_runs_per_s": ceiling, "percent_of_ceiling": share}
+
+
 def _machine() -> dict[str, Any]:
     return {"cpus": os.cpu_count(), "python": sys.version.split()[0],
             # Without cached bytecode every CLI start compiles easyflow's modules again.
@@ -313,7 +324,13 @@ TARGETS = (
     (("dispatch_latency_ms", "eco_backlog", "callable", "p99"), "dispatch p99, callable, backlog",
      "<=", 3.0, "ms"),
     (("drain", "callable", "runs_per_s"), "drain, callable no-op", ">=", 8000, "runs/s"),
+    (("dispatch_latency_ms", "eco_backlog", "command_first_instruction", "p50"),
+     "command step's first instruction p50, backlog", "<=", 2.0, "ms"),
+    (("dispatch_latency_ms", "eco_backlog", "command_first_instruction", "p99"),
+     "command step's first instruction p99, backlog", "<=", 5.0, "ms"),
     (("drain", "command", "runs_per_s"), "drain, /bin/true", ">=", 2500, "runs/s"),
+    (("drain", "command", "percent_of_ceiling"), "drain, /bin/true, share of spawn ceiling",
+     ">=", 50, "%"),
     (("enqueue", "library_bulk", "runs_per_s"), "bulk enqueue", ">=", 20000, "runs/s"),
     (("enqueue", "cli_bulk", "runs_per_s"), "bulk submit, runs/s through one CLI", ">=", 1000,
      "runs/s"),
@@ -325,6 +342,9 @@ TARGETS = (
     *((("reports", "cli_s", name), f"report {' '.join(args)} (CLI)", "<=", 1.0, "s")
       for name, args in REPORT_COMMANDS.items()),
     (("isolation", "ratio"), "CPU-bound step, eco saturating / idle", "<=", 1.10, "×"),
+    *((("growth", f"{curve}_{figure}_growth"), f"{what}, most {curve} / fewest", "<=", 1.10, "×")
+      for curve in ("backlog", "schedules")
+      for figure, what in (("p50", "dispatch p50"), ("cpu", "daemon CPU per dispatch"))),
 )
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from easyflow_cli.core.model import Trigger
+from easyflow_cli.core.paths import run_log_path
 from easyflow_cli.core.planning import PlannedRun, QueuePolicy, plan_run
 from easyflow_cli.core.spec import WorkflowSpec, parse_workflow_text
 from easyflow_cli.core.timeutil import utcnow
@@ -34,6 +35,7 @@ STEPS = "easyflow_cli.tools.bench_steps"
 WORKFLOWS = {
     "bench-stamp": f'[[steps]]\ncall = "{STEPS}:stamp"\n',
     "bench-true": '[[steps]]\nrun = ["/bin/true"]\n',
+    "bench-clock": '[[steps]]\nrun = ["date", "+%s.%N"]\n',
     "bench-noop": f'[[steps]]\ncall = "{STEPS}:noop"\n',
     "bench-burn": f'[[steps]]\ncall = "{STEPS}:burn"\nargs = ["{BURN_ITERATIONS}"]\n',
     "bench-eco-spin": f'execution_mode = "eco"\n[[steps]]\ncall = "{STEPS}:spin"\n'
@@ -117,6 +119,13 @@ class BenchDaemon:
         # would take CPU away from the daemon being measured.
         return (self.store.queue.get(ids[-1]).state.finished
                 and not self.store.queue.unfinished_count(ids))
+
+    def marked_value(self, run_id: int, mark: str) -> float:
+        """The number a bench step printed after `mark` in the run's log."""
+        for line in run_log_path(self.home, run_id).read_text().splitlines():
+            if line.startswith(mark + " "):
+                return float(line.split()[1])
+        raise BenchError(f"run {run_id} printed no {mark!r} line")
 
     def status(self) -> dict[str, Any]:
         status = daemon_status(self.home)

@@ -20,8 +20,8 @@ from tests.conftest import easyflow_command, subprocess_env
 
 pytest_plugins = ["tests.daemon_harness"]
 
-COMMANDS = ("run", "logs", "daemon", "status", "metrics", "demo", "bench", "workflow", "runs",
-            "schedule", "report", "notify", "notifications")
+COMMANDS = ("run", "logs", "daemon", "status", "metrics", "demo", "bench", "simulate",
+            "workflow", "runs", "schedule", "report", "notify", "notifications", "why")
 
 
 def easyflow(tmp_path, *args: str, **env: str) -> subprocess.CompletedProcess:
@@ -167,6 +167,7 @@ def test_run_now_no_wait(daemon):
             assert ids_in(done.stdout) == stdout, case
         assert [(r["workflow"], r["mode"], r["mode_reason"]) for r in rows] == written, case
         assert all(r["state"] == "queued" for r in rows), case
+        assert all(r["followed"] == 0 for r in rows), case  # --no-wait: nobody waits for them
         if "--json" in args:
             printed = json.loads(done.stdout)
             records = printed if isinstance(printed, list) else [printed]
@@ -187,6 +188,7 @@ def test_several_runs_are_waited_for(daemon):
     assert [r["state"] for r in ended] == ["succeeded"] * 3
     assert ids_in(done.stderr) == ("runs N-N: ok in real-time mode (manual)\n"
                                    + "run N succeeded in N.Ns\n" * 3)
+    assert [r["followed"] for r in ended] == [True] * 3
 
     done = daemon.cli("run", "ok", "bad", "--now", check=False)
     assert (done.returncode, done.stdout) == (1, "")

@@ -34,7 +34,7 @@ COLUMNS = ("workflow", "trigger", "mode", "mode_reason", "cost_priority", "prior
            "state", "enqueued_at", "started_at", "finished_at", "duration_s", "cpu_user_s",
            "cpu_system_s", "off_peak", "pool")
 # Commands that print one document (a run, a workflow, the daemon, a benchmark), not a list.
-ONE_DOCUMENT = {"run", "status", "bench", "workflow show", "runs show", "runs retry"}
+ONE_DOCUMENT = {"run", "status", "bench", "workflow show", "runs show", "runs retry", "why"}
 
 
 def invoke(*args: str) -> tuple[int, str, str]:

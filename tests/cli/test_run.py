@@ -24,6 +24,7 @@ def test_run_now_real_time_manual(home, write):
     assert (record["state"], record["mode"], record["mode_reason"], record["trigger"]) == (
         "succeeded", "real-time", "manual", "manual")
     assert record["exit_code"] == 0 and record["attempt"] == 1
+    assert record["followed"] is True
     for key in ("id", "workflow", "cost_priority", "deadline", "enqueued_at", "started_at",
                 "finished_at", "cpu_user_s", "cpu_system_s", "peak_rss_kb", "error"):
         assert key in record
@@ -116,3 +117,9 @@ def test_callable_step_runs_in_the_foreground(home, write, tmp_path):
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["state"] == "succeeded"
     assert "hi there" in result.stderr
+
+
+def test_no_wait_records_that_nobody_followed_the_run(home, write):
+    add(write, "w", '[[steps]]\nrun = ["true"]\n')
+    record = json.loads(invoke("run", "w", "--now", "--no-wait", "--json").stdout)
+    assert (record["state"], record["followed"]) == ("succeeded", False)

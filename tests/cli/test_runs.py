@@ -30,9 +30,35 @@ def test_runs_list_show_filters(home, write):
     shown = json.loads(invoke("runs", "show", str(runs[0]["id"]), "--json").stdout)
     assert shown.pop("attempts") == [{"id": runs[0]["id"], "attempt": 1, "state": "failed",
                                       "exit_code": 1, "finished_at": runs[0]["finished_at"]}]
+    assert shown.pop("receipt")["price_source"] == "pool prices"
     assert shown == runs[0]
     table = invoke("runs", "show", str(runs[0]["id"])).stdout
-    assert "mode_reason" in table
+    assert "mode_reason" in table and "Ran at " in table
+
+
+def test_runs_show_prints_the_receipt_of_a_run_under_a_tariff_and_a_forecast(
+        home, write, tmp_path, monkeypatch):
+    from datetime import UTC, datetime, timedelta
+
+    day = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=12)
+    hours = [(day + timedelta(hours=h)).isoformat() for h in range(25)]
+    (tmp_path / "tariff.csv").write_text("start,end,value\n" + "".join(
+        f"{a},{b},0.25\n" for a, b in zip(hours, hours[1:], strict=False)))
+    (tmp_path / "carbon.csv").write_text("start,end,value\n" + "".join(
+        f"{a},{b},300\n" for a, b in zip(hours, hours[1:], strict=False)))
+    config = tmp_path / "easyflow.toml"
+    config.write_text('[costs]\ntariff = "tariff.csv"\n[carbon]\nforecast = "carbon.csv"\n')
+    monkeypatch.setenv("EASYFLOW_CONFIG", str(config))
+    busy = 'name = "w"\n[[steps]]\nrun = ["python3", "-c", "sum(range(4_000_000))"]\n'
+    invoke("workflow", "add", str(write("w.toml", busy)))  # some CPU time: energy to price
+    assert invoke("run", "w", "--now").exit_code == 0
+    receipt = json.loads(invoke("runs", "show", "1", "--json").stdout)["receipt"]
+    assert receipt["price_source"] == "tariff: csv from tariff.csv"
+    assert receipt["carbon_source"] == "csv from carbon.csv"
+    assert receipt["carbon_g"] == receipt["baseline_carbon_g"] > 0  # real-time, at once
+    assert receipt["saving_pct"] == 0.0 and receipt["energy_source"] in ("rapl", "estimate")
+    line = invoke("runs", "show", "1").stdout
+    assert "Ran at " in line and " instead of " in line and "g CO2 instead of" in line
 
 
 def test_unknown_run_exit_2(home):
@@ -87,3 +113,33 @@ def test_runs_prune_refuses_bad_input(home):
     for args in (["--older-than", "soon"], ["--older-than", "1d", "-w", "nope"], []):
         result = invoke("runs", "prune", *args)
         assert result.exit_code == 2 and "Traceback" not in result.output
+
+
+def test_a_run_that_printed_nothing_has_no_log_file_and_an_empty_log(home, write):
+    path = write("w.toml", 'name = "w"\n[[steps]]\nrun = ["true"]\n')
+    invoke("workflow", "add", str(path))
+    invoke("run", "w", "--now")
+    run = json.loads(invoke("runs", "show", "1", "--json").stdout)
+    assert run["state"] == "succeeded" and not Path(run["log_path"]).exists()
+    for args in (["logs", "1"], ["logs", "1", "--tail", "5"], ["logs", "1", "-f"]):
+        result = invoke(*args)
+        assert (result.exit_code, result.stdout) == (0, ""), args
+
+
+def test_runs_show_says_why_an_eco_run_waits_as_planned(store):
+    from dataclasses import replace
+
+    from easyflow_cli.core.model import Trigger
+    from easyflow_cli.core.planning import QueuePolicy, plan_run
+    from easyflow_cli.core.spec import parse_workflow_text
+    from easyflow_cli.core.timeutil import utcnow
+
+    spec = parse_workflow_text('name = "w"\n[[steps]]\nrun = ["true"]\n')
+    store.save_workflows([spec], utcnow())
+    planned = plan_run(spec, trigger=Trigger.SCHEDULE, now=utcnow(), policy=QueuePolicy())
+    reason = "cheapest window 03:00–04:00 UTC, $0.0021 vs $0.0065 now"
+    [run_id] = store.queue.enqueue([replace(planned, not_before_reason=reason)])
+    shown = invoke("runs", "show", str(run_id))
+    assert "planned" in shown.stdout and "cheapest window 03:00–04:00 UTC" in shown.stdout
+    record = json.loads(invoke("runs", "show", str(run_id), "--json").stdout)
+    assert record["not_before_reason"] == reason

@@ -15,6 +15,7 @@ from easyflow_cli.core.costs import (
     run_cost,
     savings_pct,
 )
+from easyflow_cli.core.learned import RunSample, expect, learn
 from easyflow_cli.core.model import Mode
 from easyflow_cli.core.spec import StepSpec, WorkflowSpec
 
@@ -115,3 +116,24 @@ def test_quote_counts_failed_runs_and_their_retries(home):
     # Half fail: 1 + 1/2 + 1/4 attempts on average.
     assert retried.cost == pytest.approx(36 / 3600 * 0.10 * 1.75)
     assert retried.basis == "median of 4 real-time runs, 2 failed, 1.8 attempts with retries"
+
+
+def learned(durations, cpu=2.0):
+    samples = [RunSample(datetime(2026, 11, 25, tzinfo=UTC), d, cpu, None) for d in durations]
+    return expect(learn(samples), samples, mode="real-time", watts_per_core=15.0,
+                  default_duration=60.0)
+
+
+def test_quote_uses_the_learned_p50_once_there_are_enough_runs(home):
+    config = load_config()
+    now = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+    history = {"real-time": ModeHistory(36.0, 1.0, 8, failed=4)}
+    rt = quote(config, replace(SPEC, retries=1), Mode.REAL_TIME, now, history,
+               learned([20.0] * 3 + [40.0] * 5))
+    assert rt.duration_s == 20.0 and (rt.finish - rt.start).total_seconds() == 20.0
+    # The failures still cost their retries: 1.5 attempts of the learned run.
+    assert rt.cost == pytest.approx((20 / 3600 * 0.10) * 1.5)
+    assert rt.basis == ("p50 learned from 8 real-time runs, typically off by 20s,"
+                        " 1.5 attempts with retries")
+    few = quote(config, SPEC, Mode.REAL_TIME, now, history, learned([20.0] * 3))
+    assert few.duration_s == 36.0 and few.basis == "median of 8 real-time runs, 4 failed"

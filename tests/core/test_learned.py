@@ -7,6 +7,7 @@ from easyflow_cli.core.learned import (
     MIN_RUNS,
     RunSample,
     Spread,
+    expect,
     learn,
     prediction_error,
     recency_weights,
@@ -73,3 +74,45 @@ def test_p50_never_exceeds_p90_and_both_are_observed(values):
     learned = learn(samples(values))
     assert learned.duration.p50 <= learned.duration.p90
     assert learned.duration.p50 in values and learned.duration.p90 in values
+
+
+def expectation(durations, energy=None, mode="eco"):
+    runs = samples(durations, energy)
+    return expect(learn(runs), runs, mode=mode, watts_per_core=36.0, default_duration=45.0)
+
+
+def test_expectation_is_learned_from_enough_runs():
+    figures = expectation([120.0] * 3 + [60.0] * 20)
+    assert figures.enough and figures.duration == Spread(120.0, 120.0)
+    assert figures.basis == "learned from 23 eco runs"
+    assert expectation([10.0] * 6, mode=None).basis == "learned from 6 runs"
+
+
+def test_expectation_under_min_runs_is_their_plain_median():
+    figures = expectation([10.0, 30.0, 20.0, 1000.0])
+    assert not figures.enough and figures.duration == Spread(25.0, 25.0)
+    assert figures.cpu == Spread(12.5, 12.5)
+    assert figures.basis == f"fewer than {MIN_RUNS} runs: median of 4"
+
+
+def test_expectation_without_runs_is_the_default_duration():
+    figures = expectation([])
+    assert figures.duration == Spread(45.0, 45.0) and figures.margin_s == 0.0
+    assert figures.basis == "no history: default duration"
+
+
+def test_energy_is_measured_where_runs_measured_it_else_estimated_from_cpu():
+    measured = expectation([1.0] * 6, energy=7200.0)
+    assert measured.energy_measured and measured.energy_kwh == Spread(0.002, 0.002)
+    estimated = expectation([200.0] * 6)  # 100 CPU-seconds at 36 W: 1 Wh
+    assert not estimated.energy_measured and estimated.energy_kwh == Spread(0.001, 0.001)
+
+
+def test_margin_is_the_recent_prediction_error():
+    figures = expectation([30.0, 40.0] * 8)
+    assert figures.margin_s == figures.learned.error_s > 0
+
+
+def test_few_runs_that_measured_energy_give_its_median():
+    figures = expectation([1.0, 2.0], energy=3600.0)
+    assert figures.energy_measured and figures.energy_kwh == Spread(0.001, 0.001)

@@ -19,9 +19,9 @@ NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 DOCUMENTED = (
     "id", "workflow", "trigger", "mode", "mode_reason", "cost_priority", "deadline", "state",
     "enqueued_at", "not_before", "promote_at", "claimed_at", "started_at", "finished_at",
-    "exit_code", "attempt", "retry_of", "rerun_of", "schedule_id", "batch_id", "pool", "worker",
-    "pid", "pgid", "cpu_user_s", "cpu_system_s", "peak_rss_kb", "queue_wait_s", "duration_s",
-    "off_peak", "deadline_met", "energy_j", "error", "log_path",
+    "exit_code", "attempt", "retry_of", "rerun_of", "followed", "schedule_id", "batch_id", "pool",
+    "worker", "pid", "pgid", "cpu_user_s", "cpu_system_s", "peak_rss_kb", "queue_wait_s",
+    "duration_s", "off_peak", "deadline_met", "energy_j", "error", "log_path", "not_before_reason",
 )
 
 

@@ -60,11 +60,12 @@ def test_scenario_3_promotion_within_one_hour():
     assert not should_promote(Mode.ECO, None, NOW)
 
 
-def test_promotion_when_typical_duration_no_longer_fits():
+def test_promotion_when_the_time_needed_no_longer_fits():
     deadline = NOW + timedelta(hours=3)
-    typical = timedelta(hours=2)
-    assert promotion_time(deadline, timedelta(hours=1), typical) == NOW + timedelta(hours=1)
-    assert should_promote(Mode.ECO, deadline, NOW + timedelta(hours=1), typical_duration=typical)
+    needed = timedelta(hours=2)
+    assert promotion_time(deadline, timedelta(hours=1), needed) == NOW + timedelta(hours=1)
+    assert should_promote(Mode.ECO, deadline, NOW + timedelta(hours=1), needed=needed)
+    assert not should_promote(Mode.ECO, deadline, NOW + timedelta(minutes=59), needed=needed)
 
 
 def test_custom_promote_within():

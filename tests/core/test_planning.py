@@ -1,7 +1,9 @@
 """Planning a run (pure): mode and reason, deadline, off-peak start, promotion, retries."""
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
+from easyflow_cli.core.learned import Expectation, RunSample, Spread, learn
 from easyflow_cli.core.model import CostPriority, Mode, ModeReason, Run, RunState, Trigger
 from easyflow_cli.core.offpeak import parse_window
 from easyflow_cli.core.planning import QueuePolicy, off_peak_start, plan_retry, plan_run
@@ -9,6 +11,14 @@ from easyflow_cli.core.spec import parse_workflow_text
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 POLICY = QueuePolicy()
+
+
+def expected(p90: timedelta, p50: timedelta | None = None, error: float | None = None):
+    """A fixed expectation in every mode: `p50` and `p90`, recently missed by `error` s."""
+    learned = replace(learn([RunSample(NOW, 1.0, 0.0, None)] * 5), error_s=error)
+    duration = Spread((p50 or p90).total_seconds(), p90.total_seconds())
+    figures = Expectation(duration, Spread(0.0, 0.0), Spread(0.0, 0.0), False, "fixed", learned)
+    return lambda mode: figures
 
 
 def spec(name="a", extra=""):
@@ -34,10 +44,32 @@ def test_plan_deadline_after_and_promotion_time():
     assert later.deadline == NOW + timedelta(hours=2)
 
 
-def test_plan_promotion_time_makes_room_for_the_typical_duration():
+def test_plan_promotion_time_makes_room_for_the_p90_duration():
     run = plan_run(spec(), trigger=Trigger.SCHEDULE, now=NOW, policy=POLICY,
-                   deadline=NOW + timedelta(hours=5), typical_duration=timedelta(hours=2))
+                   deadline=NOW + timedelta(hours=5),
+                   expected=expected(timedelta(hours=2), p50=timedelta(minutes=30)))
     assert run.promote_at == NOW + timedelta(hours=3)
+
+
+def test_plan_promotion_time_leaves_the_prediction_error_as_margin():
+    run = plan_run(spec(), trigger=Trigger.SCHEDULE, now=NOW, policy=POLICY,
+                   deadline=NOW + timedelta(hours=5),
+                   expected=expected(timedelta(hours=2), error=600.0))
+    assert run.promote_at == NOW + timedelta(hours=2, minutes=50)
+
+
+def test_plan_asks_for_the_expectation_of_the_mode_planned_and_only_with_a_deadline():
+    asked = []
+
+    def recorder(mode):
+        asked.append(mode)
+        return expected(timedelta(hours=2))(mode)
+
+    plan_run(spec(), trigger=Trigger.SCHEDULE, now=NOW, policy=POLICY, expected=recorder)
+    assert asked == []
+    plan_run(spec(), trigger=Trigger.SCHEDULE, now=NOW, policy=POLICY, expected=recorder,
+             deadline=NOW + timedelta(hours=5))
+    assert asked == [Mode.ECO]
 
 
 def test_plan_near_deadline_is_promoted_at_once():
@@ -55,7 +87,7 @@ def test_plan_eco_waits_for_off_peak_unless_deadline_would_be_missed():
     run = plan_run(spec(), trigger=Trigger.SCHEDULE, now=local_noon, policy=policy)
     assert run.not_before == opens
     tight = plan_run(spec(), trigger=Trigger.SCHEDULE, now=local_noon, policy=policy,
-                     deadline=opens + timedelta(hours=2), typical_duration=timedelta(hours=3))
+                     deadline=opens + timedelta(hours=2), expected=expected(timedelta(hours=3)))
     assert tight.not_before is None
     manual = plan_run(spec(), trigger=Trigger.MANUAL, now=local_noon, policy=policy)
     assert manual.not_before is None
@@ -107,3 +139,28 @@ def test_plan_run_links_a_re_run_to_the_run_it_repeats():
     rerun = plan_run(spec(), trigger=Trigger.MANUAL, now=NOW, policy=QueuePolicy(), rerun_of=9)
     assert (rerun.trigger, rerun.attempt, rerun.retry_of, rerun.rerun_of) == (
         Trigger.MANUAL, 1, None, 9)
+
+
+def test_plan_eco_under_a_forecast_records_the_window_and_why():
+    from easyflow_cli.core.config import Optimise
+    from easyflow_cli.core.eco_plan import RunEstimate, Series
+    from easyflow_cli.core.forecast import Forecast, Interval, Unit
+
+    hour = timedelta(hours=1)
+    prices = Forecast(Unit.PER_KWH, "tariff.csv", tuple(
+        Interval(NOW + i * hour, NOW + (i + 1) * hour, v) for i, v in enumerate([0.3, 0.1, 0.2])))
+    policy = QueuePolicy(optimise=Optimise.COST, series=Series(Optimise.COST, prices))
+    run = plan_run(spec(), trigger=Trigger.SCHEDULE, now=NOW, policy=policy,
+                   estimate=RunEstimate(hour, 0.5))
+    assert run.not_before == NOW + hour
+    assert run.not_before_reason.startswith("cheapest window ")
+    real_time = plan_run(spec(), trigger=Trigger.MANUAL, now=NOW, policy=policy,
+                         estimate=RunEstimate(hour, 0.5))
+    assert (real_time.not_before, real_time.not_before_reason) == (None, None)
+
+
+def test_plan_eco_at_the_off_peak_window_says_so():
+    policy = QueuePolicy(off_peak=parse_window("22:00-06:00"))
+    local_noon = datetime(2026, 11, 25, 12, 0).astimezone()
+    run = plan_run(spec(), trigger=Trigger.SCHEDULE, now=local_noon, policy=policy)
+    assert run.not_before_reason == "off-peak window 22:00-06:00"

@@ -6,6 +6,7 @@ from easyflow_cli.core.sketch import (
     RELATIVE_ERROR,
     SMALLEST,
     bucket_of,
+    count_at_most,
     merge,
     quantile,
     sketch_of,
@@ -34,3 +35,10 @@ def test_percentiles_of_merged_sketches_are_within_the_error_of_the_exact_ones()
 
 def test_an_empty_sketch_has_no_percentile():
     assert quantile({}, 50) is None
+
+
+def test_count_at_most_reads_each_value_as_its_bucket():
+    sketch = sketch_of([0.0, 0.5, 1.0, 1.0, 5.0, 3600.0])
+    assert count_at_most(sketch, 0.0) == 1
+    assert count_at_most(sketch, 1.0 * (1 + RELATIVE_ERROR)) == 4
+    assert count_at_most(sketch, 10.0) == 5 and count_at_most(sketch, 1e9) == 6

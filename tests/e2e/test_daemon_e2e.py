@@ -385,7 +385,8 @@ def test_a_cli_that_does_not_see_the_daemons_window_plans_by_it(daemon: DaemonHa
 
 def test_sighup_reloads_config_and_keeps_work(daemon: DaemonHarness):
     daemon.write_config(config(eco=2))
-    daemon.add_workflow("work", ["sleep", "1.5"], execution_mode="eco")
+    # Long enough that both workers are seen busy even when each status call is slow.
+    daemon.add_workflow("work", ["sleep", "4"], execution_mode="eco")
     daemon.start()
     assert daemon.status()["pools"]["eco"]["size"] == 2
 
@@ -403,7 +404,7 @@ def test_sighup_reloads_config_and_keeps_work(daemon: DaemonHarness):
     runs = daemon.wait_for_runs(
         lambda rs: all(r["state"] == "succeeded" for r in rs if r["workflow"] == "work")
         and any(r["workflow"] == "fresh" and r["state"] == "succeeded" for r in rs),
-        timeout=20, message="the earlier runs and a run of the new schedule to succeed")
+        timeout=40, message="the earlier runs and a run of the new schedule to succeed")
     work = [r for r in runs if r["workflow"] == "work"]
     assert [r["id"] for r in work] == [r["id"] for r in before]
     fresh = [r for r in runs if r["workflow"] == "fresh"]

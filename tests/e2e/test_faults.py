@@ -19,6 +19,7 @@ import signal
 import socket
 import sqlite3
 import subprocess
+import sys
 import time
 import uuid
 from collections import Counter
@@ -650,6 +651,30 @@ def test_a_stopped_worker_does_not_let_its_run_outlive_its_timeout(daemon: Daemo
     wait_gone({worker, int(pid_file.read_text())})
     again = submit(daemon, "sleepy")  # its pool has a worker again
     assert wait_started(daemon, again["id"])["pid"] != worker
+    daemon.stop()
+
+
+def test_a_killed_worker_s_steps_end_with_its_session_even_unmarked(daemon: DaemonHarness,
+                                                                    tmp_path):
+    """kill -9 of a worker: its step, and a process the step put in a group of its own with
+    its mark cleared (`env -i`, setpgid: neither the step's group nor the mark finds it), end
+    with the worker's session; the run, begun, is failed, never run again."""
+    pids = tmp_path / "pids"
+    hide = (f"env -i {sys.executable} -c 'import os; os.setpgid(0, 0);"
+            " os.execv(\"/bin/sleep\", [\"sleep\", \"300\"])'")
+    daemon.write_config(config(realtime=1, kill_grace="1s"))
+    daemon.add_workflow("hider", ["sh", "-c", f"{hide} & echo $! $$ > {pids}; sleep 300"])
+    start(daemon)
+    run = submit(daemon, "hider")
+    wait_for(pids.exists, timeout=20, message="the step to start")
+    hidden, step = (int(pid) for pid in pids.read_text().split())
+    wait_for(lambda: os.getpgid(hidden) != os.getpgid(step), timeout=20,
+             message="the hidden process in a group of its own")
+    worker = wait_started(daemon, run["id"])["pid"]
+    os.kill(worker, signal.SIGKILL)
+    ended = wait_state(daemon, run["id"], *FINISHED, timeout=20)
+    assert ended["state"] == "failed" and "died" in ended["error"], ended
+    wait_gone({worker, step, hidden})
     daemon.stop()
 
 

@@ -153,8 +153,9 @@ def test_one_failure_after_the_last_retry_and_one_recovery(daemon: DaemonHarness
     assert failure["incident"]["attempts"] == 3
     assert failure["host"] == socket.gethostname() and "flaky failed" in failure["summary"]
     shown = daemon.run(runs[-1]["id"])
-    # The run record, as `runs show` has it (less the attempt chain `runs show` adds to it).
-    record = {k: v for k, v in shown.items() if k != "attempts"}
+    # The run record, as `runs show` has it (less the attempt chain and the receipt `runs show`
+    # adds to it).
+    record = {k: v for k, v in shown.items() if k not in ("attempts", "receipt")}
     assert {k: failure[k] for k in record} == record
     assert kept(calls)[0]["event_id"] == failure["event_id"]
     recovery = hook.events("recovery")[0]

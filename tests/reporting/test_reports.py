@@ -67,7 +67,8 @@ def test_cost_report_golden_json(home):
         },
         "total_runs": 5, "total_cost": 0.30, "baseline_cost": 0.55, "savings": 0.25,
         "savings_pct": 45.45, "worker_hours": 5.5, "cpu_hours": 2.5, "energy_wh": 37.5,
-        "energy_source": "estimate", "watts_per_core": 15.0,
+        "energy_source": "estimate", "carbon_g": 0.0, "baseline_carbon_g": 0.0,
+        "watts_per_core": 15.0,
     }
 
 
@@ -100,6 +101,29 @@ def test_latency_report_golden_json(home):
                 "duration_s": {"p50": 3600, "p95": 7200, "p99": 7200},
                 "deadlines_met": 0, "deadlines_missed": 0},
     }
+
+
+def test_latency_report_carries_attainment_of_each_objective(home):
+    seed(home)
+    attainment = json.loads(invoke("report", "latency", "--json").stdout)["attainment"]
+    # a's real-time runs waited 1 s (kept) and 3 s (missed); b's all started in time.
+    assert attainment["by_mode"] == {
+        "real-time": {"runs": 2, "met": 1, "missed": 1, "attainment_pct": 50.0},
+        "balanced": {"runs": 1, "met": 1, "missed": 0, "attainment_pct": 100.0},
+        "eco": {"runs": 2, "met": 2, "missed": 0, "attainment_pct": 100.0},
+    }
+    assert attainment["by_workflow"] == {
+        "a": {"runs": 2, "met": 1, "missed": 1, "attainment_pct": 50.0},
+        "b": {"runs": 3, "met": 3, "missed": 0, "attainment_pct": 100.0},
+    }
+    assert attainment["worst"] == [{"workflow": "a", "mode": "real-time", "runs": 2, "met": 1,
+                                    "missed": 1, "attainment_pct": 50.0}]
+    assert attainment["objectives"]["real-time"] == {"start_within_s": 1.0}
+    text = invoke("report", "latency").stdout
+    assert "User satisfaction" in text and "start within 1s" in text and "Kept it least" in text
+    csv_lines = invoke("report", "latency", "--csv").stdout.splitlines()
+    assert csv_lines[0].endswith(",objective_met,objective_missed,attainment_pct")
+    assert csv_lines[1].endswith(",1,1,50.0")
 
 
 def test_pools_report(home):

@@ -8,9 +8,11 @@ import pytest
 
 from easyflow_cli.core.costs import Prices
 from easyflow_cli.core.model import Mode
+from easyflow_cli.core.objectives import Objectives
 from easyflow_cli.core.sketch import RELATIVE_ERROR, SMALLEST
 from easyflow_cli.reporting import accounting
 from easyflow_cli.reporting.accounting import Period
+from easyflow_cli.reporting.attainment import attainment_report, kept_counts
 from easyflow_cli.reporting.reports import QUANTILES, cost_report, latency_report, pools_report
 from easyflow_cli.reporting.timeline import Timeline
 from easyflow_cli.storage.sqlite_queue import insert_runs
@@ -19,6 +21,7 @@ from tests.reporting.test_reports_sql import COLUMNS, T0, WORKERS, assert_close,
 
 PRICES = Prices(per_hour={Mode.REAL_TIME: (0.1, 0.06), Mode.BALANCED: (0.08, 0.05),
                           Mode.ECO: (0.05, 0.02)}, cpu_hour_price=0.01, currency="USD")
+OBJECTIVES = Objectives({Mode.REAL_TIME: 1.0, Mode.BALANCED: 60.0}, 3600.0)
 CUTOFF = T0 + timedelta(days=5)  # the history spans nine days (and long runs past them)
 END = T0 + timedelta(days=11)
 
@@ -45,6 +48,8 @@ def reports(store: Store, zone: ZoneInfo) -> dict:
                 accounting.cost_sums(store, period, by, zone), PRICES, 15.0, by, {})
         out[("latency", index)] = latency_report(
             accounting.latency_stats(store, period, QUANTILES, zone), {})
+        out[("attainment", index)] = attainment_report(
+            kept_counts(store, period, OBJECTIVES, zone), OBJECTIVES)
         start = accounting.earliest_start(store, period) if period.since is None else (
             period.since.timestamp())
         timeline = Timeline(start or 0.0, (period.until or END).timestamp(), 24)
@@ -96,6 +101,19 @@ def test_latency_counts_are_the_same_and_percentiles_within_the_sketch_error(
                         assert got is None
                     else:
                         assert abs(got - exact) <= max(RELATIVE_ERROR * exact, SMALLEST)
+
+
+def test_attainment_counts_the_same_runs_and_estimates_pruned_ones_closely(before_and_after):
+    """Pruned runs' waits are kept as sketches: how many kept their objective is estimated
+    from them, within a few points on this history of random waits and deadlines."""
+    before, after = before_and_after
+    for key in (k for k in before if k[0] == "attainment"):
+        for part in ("by_mode", "by_workflow"):
+            for name, was in before[key][part].items():
+                now = after[key][part][name]
+                assert now["runs"] == was["runs"], (key, name)
+                if was["runs"]:
+                    assert abs(now["attainment_pct"] - was["attainment_pct"]) <= 6, (key, name)
 
 
 def test_pools_totals_are_the_same(before_and_after):

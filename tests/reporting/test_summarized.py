@@ -1,13 +1,13 @@
 """Reports over summarized hours: every report and the metrics the same before and after the
 hours are summarized (to the cent, to the run, percentiles exactly), however far the summaries
-reach, and again after runs change in summarized hours (a late insert, pruning)."""
+reach, and again after runs change in summarized hours (a late insert or finish, pruning)."""
 
 from datetime import timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
 
-from easyflow_cli.core.model import Mode
+from easyflow_cli.core.model import Mode, Outcome, RunState
 from easyflow_cli.core.timeutil import to_iso
 from easyflow_cli.reporting import accounting, summarized
 from easyflow_cli.reporting.accounting import Period
@@ -15,6 +15,7 @@ from easyflow_cli.reporting.reports import QUANTILES, cost_report, latency_repor
 from easyflow_cli.reporting.run_totals import run_totals
 from easyflow_cli.reporting.timeline import Timeline
 from easyflow_cli.storage import summaries
+from easyflow_cli.storage.run_queue import RunEnd
 from easyflow_cli.storage.sqlite_queue import insert_runs
 from easyflow_cli.storage.store import Store
 from tests.reporting.test_reports_sql import (
@@ -117,14 +118,32 @@ def test_pruning_summarized_hours_keeps_every_report(store, zone):
     assert_same(after, pruned_dirty)
 
 
-def test_changing_a_run_of_a_summarized_hour_marks_both_its_hours(store):
+def finish_one(store: Store, at) -> None:
+    """A run that was running, finished at `at` through the queue."""
+    started = at - timedelta(minutes=5)
+    run_id, = insert_runs(store, COLUMNS, [(
+        "wf-1", "manual", "eco", "manual", "normal", 1, "running", to_iso(started),
+        to_iso(started), to_iso(started), None, None, None, None, None, 0.0, 1, None, "eco")])
+    outcome = Outcome(RunState.SUCCEEDED, 0, None, 1.0, 0.1, 0, None, 300.0)
+    store.queue.finish([RunEnd(run_id, outcome, at, started)])
+
+
+def test_a_finish_recorded_after_its_hour_was_summarized_makes_it_dirty(store, zone):
     summarize(store, 24 * 12)
-    run_id, finished = store.conn.execute(
-        "SELECT id, finished_at FROM runs WHERE finished_at IS NOT NULL LIMIT 1").fetchone()
-    moved = to_iso(T0 + timedelta(days=3, minutes=30))
+    late = T0 + timedelta(days=3, minutes=30)
+    finish_one(store, late)
+    assert summaries.dirty_hours(store.conn) == {summaries.hour_of(late)}
+    in_detail = reports(store, zone)
     with store.write() as conn:
-        conn.execute("UPDATE runs SET finished_at = ? WHERE id = ?", (moved, run_id))
-    assert summaries.dirty_hours(store.conn) == {finished[:13], moved[:13]}
+        summaries.summarize_all(conn, END)
+    assert summaries.dirty_hours(store.conn) == set()
+    assert_same(reports(store, zone), in_detail)
+
+
+def test_a_finish_in_an_hour_not_summarized_marks_none(store):
+    summarize(store, 24 * 5)
+    finish_one(store, T0 + timedelta(days=6))
+    assert summaries.dirty_hours(store.conn) == set()
 
 
 def test_summaries_of_other_sums_are_made_again(store, monkeypatch):

@@ -36,6 +36,7 @@ from easyflow_cli.runtime.daemon.drain import DrainPhase
 from easyflow_cli.runtime.daemon.foreground_watch import CHECK_EVERY_S
 from easyflow_cli.runtime.daemon.loop import MAX_SLEEP_S
 from easyflow_cli.runtime.daemon.pruning import BATCH_TARGET_S
+from easyflow_cli.runtime.daemon.service import QUEUE_COUNT_EVERY_S
 from easyflow_cli.runtime.daemon.settlement import SHUTDOWN_NOTE
 from easyflow_cli.runtime.daemon.summarizing import CLOSED_AFTER_S
 from easyflow_cli.runtime.pools import Pool, PoolWorker
@@ -942,3 +943,90 @@ def test_pruning_stops_between_batches_when_something_arrives(harness, clock):
     assert harness.daemon.loop._prune_while_quiet() != []
     assert remaining(harness) == 20 and pruning.batch == 10
     assert pruning.due(clock.now())  # the rest at the next quiet moment
+
+
+def test_ending_runs_are_charged_under_the_tariff_loaded_and_a_changed_file_is_read_again(
+        harness, clock):
+    spec = harness.add_workflow("noop")
+
+    def finished_run() -> int:
+        run_id = harness.submit(spec)
+        worker = harness.start(run_id)
+        worker.report(Finished(run_id, clock.stamp(36.0), ok()))
+        harness.tick()
+        return run_id
+
+    assert harness.db.queue.charges(finished_run()).tariff_cost is None  # none configured
+    config = Path(harness.daemon.config_path or "")
+    tariff = config.parent / "tariff.csv"
+    tariff.write_text("start,end,value,unit\n2026-11-25T00:00Z,2026-11-26T00:00Z,2,multiplier\n")
+    config.write_text(CONFIG + '[costs]\ntariff = "tariff.csv"\n')
+    harness.daemon.reload()  # SIGHUP
+    # Real-time at $0.10 per worker-hour, twice that, for 36 s: $0.002.
+    assert harness.db.queue.charges(finished_run()).tariff_cost == pytest.approx(0.002)
+    tariff.write_text("start,end,value,unit\n2026-11-25T00:00Z,2026-11-26T00:00Z,3.0,multiplier\n")
+    clock.advance(1.0)  # the file is looked at again a second later, as a run ends
+    assert harness.db.queue.charges(finished_run()).tariff_cost in (
+        pytest.approx(0.002), pytest.approx(0.003))  # the one read before, until it is read
+    reading = harness.daemon.forecasts.tariff.reading  # by a thread, off the loop
+    assert reading is not None
+    reading.join(timeout=10)
+    assert harness.db.queue.charges(finished_run()).tariff_cost == pytest.approx(0.003)
+
+
+class StatusLines:
+    """A systemd notify socket that keeps the status lines it is sent."""
+
+    enabled = True
+    watchdog_interval = None
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def status(self, line: str) -> bool:
+        self.lines.append(line)
+        return True
+
+
+def test_the_status_line_counts_the_queue_again_only_every_few_seconds(harness, clock):
+    """Counting reads every waiting run: not at every wake-up, however many wait."""
+    harness.daemon.notifier = notifier = StatusLines()  # type: ignore[assignment]
+    spec = harness.add_workflow("later", 'execution_mode = "eco"')
+    harness.tick()
+    assert notifier.lines[-1].endswith("queued: real-time 0, balanced 0, eco 0")
+    harness.submit(spec, not_before=clock.now() + timedelta(hours=1))
+    harness.wake()
+    harness.tick()
+    assert notifier.lines[-1].endswith("eco 0")
+    clock.advance(QUEUE_COUNT_EVERY_S)
+    harness.tick()
+    assert notifier.lines[-1].endswith("queued: real-time 0, balanced 0, eco 1")
+
+
+def test_a_scheduled_eco_run_is_planned_into_the_tariffs_cheapest_window(harness, clock,
+                                                                         tmp_path):
+    write_tariff(tmp_path, cheapest=5)
+    config = Path(harness.daemon.config_path or "")
+    config.write_text(CONFIG.replace('off_peak = "22:00-06:00"',
+                                     'off_peak = "22:00-06:00"\noptimise = "cost"')
+                      + '[costs]\ntariff = "tariff.csv"\n')
+    harness.daemon.reload()
+    assert published_policy(harness.db).series_path == tmp_path / "tariff.csv"
+    harness.add_workflow("backup")
+    add_schedule(harness.db, "backup", ScheduleSpec("every", "10s"), clock.now())
+    clock.advance(11)
+    harness.tick()
+    [run] = harness.db.queue.latest(workflow="backup")
+    assert run.not_before == NOON + timedelta(hours=5)
+    assert run.not_before_reason.startswith("cheapest window ")
+    assert run.state is RunState.QUEUED
+    write_tariff(tmp_path, cheapest=2)  # a new forecast: the waiting run is planned again
+    harness.daemon.reload()
+    assert harness.db.queue.get(run.id).not_before == NOON + timedelta(hours=2)
+
+
+def write_tariff(directory: Path, cheapest: int) -> None:
+    """Hourly prices from NOON for a day, the hour `cheapest` hours after NOON the cheapest."""
+    hours = [(NOON + timedelta(hours=h), 0.02 if h == cheapest else 0.3) for h in range(24)]
+    (directory / "tariff.csv").write_text("start,end,value\n" + "".join(
+        f"{to_iso(at)},{to_iso(at + timedelta(hours=1))},{value}\n" for at, value in hours))

@@ -11,7 +11,12 @@ import pytest
 
 from easyflow_cli.core.model import RunState
 from easyflow_cli.core.spec import parse_workflow_text
-from easyflow_cli.runtime.executor import RunLimits, execute_workflow, step_environment
+from easyflow_cli.runtime.executor import (
+    CHECK_S,
+    RunLimits,
+    execute_workflow,
+    step_environment,
+)
 from easyflow_cli.runtime.processes import become_subreaper
 
 PY = sys.executable
@@ -307,3 +312,45 @@ def test_a_call_step_s_error_quoting_a_secret_is_masked_where_it_is_stored(tmp_p
                           extra=f'env_file = "{secret}"'))
     assert outcome.state is RunState.FAILED and "bad token ***" in outcome.error
     assert "tok-c4f1e2" not in log + outcome.error
+
+
+def test_a_command_step_is_spawned_at_once_unless_it_must_be_recorded_first(tmp_path):
+    """Spawned: in the executing process's session (a worker's own, see pools.py), its cwd
+    applied and this process's own left as it was, its program found on the step's PATH, and
+    whoever watches told its group afterwards. Held until recorded: in a session of its own."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "where").write_text("#!/bin/sh\necho $(ps -o sid= -p $$) $(pwd)\n")
+    (bin_dir / "where").chmod(0o755)
+    path = json.dumps(f"{bin_dir}:/usr/bin:/bin")
+    spec = wf(step(["where"], cwd=json.dumps(str(tmp_path)), env=f"{{ PATH = {path} }}"))
+    told, here = [], os.getcwd()
+    log = io.BytesIO()
+    outcome = execute_workflow(spec, RunLimits(30.0), log, on_step_spawned=told.append)
+    session, cwd = log.getvalue().decode().splitlines()[1].split()
+    assert (outcome.state, int(session), cwd, os.getcwd()) == (
+        RunState.SUCCEEDED, os.getsid(0), str(tmp_path), here)
+    assert len(told) == 1 and told[0] > 0
+    parked, log = [], io.BytesIO()
+    execute_workflow(spec, RunLimits(30.0), log,
+                     on_step_start=lambda step, pgid: parked.append(pgid))
+    session, cwd = log.getvalue().decode().splitlines()[1].split()
+    assert int(session) == parked[0] != os.getsid(0) and cwd == str(tmp_path)
+
+
+def test_a_missing_working_directory_or_program_is_127(tmp_path):
+    outcome, log = run(wf(step(["true"], cwd=json.dumps(str(tmp_path / "gone")))))
+    assert (outcome.state, outcome.exit_code) == (RunState.FAILED, 127)
+    assert outcome.error == "step 'step-1': cannot execute 'true': No such file or directory"
+    outcome, _ = run(wf(step([str(tmp_path)])))  # a directory: found, but not executable
+    assert outcome.exit_code == 127 and "Permission denied" in outcome.error
+
+
+def test_a_running_step_is_first_checked_soon_after_it_starts():
+    """A worker sends the reports it holds back at a check: a silent step that turns out long
+    is known to have started long before the usual check interval."""
+    checks = []
+    outcome = execute_workflow(wf(step(["sleep", "1"])), RunLimits(30.0), io.BytesIO(),
+                               cancelled=lambda: checks.append(time.monotonic()) is not None)
+    assert outcome.state is RunState.SUCCEEDED
+    assert len(checks) >= 3 and checks[1] - checks[0] < CHECK_S

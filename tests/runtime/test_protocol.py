@@ -13,7 +13,6 @@ from hypothesis import strategies as st
 
 from easyflow_cli.core.model import Outcome, RunState
 from easyflow_cli.runtime.protocol import (
-    AckOrder,
     CancelOrder,
     CancelRequest,
     Done,
@@ -66,9 +65,10 @@ def run_orders(draw) -> RunOrder:
     return RunOrder(draw(limits), specs, runs)
 
 
-orders = (run_orders() | st.builds(CancelOrder, ids) | st.builds(AckOrder, ids, ids)
-          | st.just(ReleaseOrder()) | st.just(RetireOrder()))
-reports = (st.builds(Ready, ids) | st.builds(Started, ids, moments) | st.builds(Step, ids, ids)
+orders = (run_orders() | st.builds(CancelOrder, ids) | st.just(ReleaseOrder())
+          | st.just(RetireOrder()))
+reports = (st.builds(Ready, ids) | st.builds(Started, ids, moments)
+           | st.builds(Step, ids, ids, st.none() | ids)
            | st.builds(Finished, ids, moments, outcomes)
            | st.builds(Ran, ids, moments, moments, outcomes)
            | st.builds(Released, st.lists(ids, max_size=40)))

@@ -11,9 +11,11 @@ from easyflow_cli.runtime.run_marker import (
     RUN_VARIABLE,
     TOKEN_VARIABLE,
     kill_marked,
+    kill_session,
     marked_pids,
     marker_env,
     new_token,
+    session_of,
 )
 
 TOKEN = new_token()
@@ -75,3 +77,26 @@ def test_no_mark_no_kill():
     assert kill_marked([], [TOKEN]) == 0 and kill_marked([1], []) == 0
     assert marker_env(None, None) == {}
     assert marker_env(3, "t") == {RUN_VARIABLE: "3", TOKEN_VARIABLE: "t"}
+
+
+def test_a_dead_leader_s_session_is_killed_and_no_other(procs, tmp_path):
+    """What a dead worker spawned stays in its session, with or without a mark; the leader is
+    held unreaped, so its pid still names that session."""
+    pids = tmp_path / "pids"
+    leader = subprocess.Popen(
+        ["sh", "-c", f"sleep 60 & echo $! > {pids}; (sleep 60 &); exec sleep 60"],
+        env={"PATH": os.defpath}, start_new_session=True)
+    procs += [leader, marked(7)]
+    deadline = time.monotonic() + 10
+    while len(_session_members(leader.pid)) < 3 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    members = _session_members(leader.pid)
+    os.kill(leader.pid, 9)
+    os.waitid(os.P_PID, leader.pid, os.WEXITED | os.WNOWAIT)
+    assert kill_session(leader.pid) == len(members) - 1 == 2
+    assert _session_members(leader.pid) == set()
+    assert procs[1].poll() is None  # another session
+
+
+def _session_members(session: int) -> set[int]:
+    return {int(p) for p in os.listdir("/proc") if p.isdigit() and session_of(int(p)) == session}

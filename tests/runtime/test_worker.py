@@ -11,6 +11,7 @@ import pytest
 
 from easyflow_cli.core.spec import parse_workflow_text, spec_to_dict
 from easyflow_cli.runtime.executor import RunLimits
+from easyflow_cli.runtime.start_slot import read_slot
 from easyflow_cli.runtime.worker import open_run_log
 
 
@@ -28,14 +29,12 @@ def send(proc, message):
     proc.stdin.flush()
 
 
-def events_until(proc, predicate, limit=50, ack=True):
-    """Read events until `predicate` holds; acknowledge each step as the daemon would."""
+def events_until(proc, predicate, limit=50):
+    """Read events until `predicate` holds."""
     seen = []
     for _ in range(limit):
         event = json.loads(proc.stdout.readline())
         seen.append(event)
-        if ack and event["ev"] == "step":
-            send(proc, {"op": "ack", "id": event["id"], "pgid": event["pgid"]})
         if predicate(event):
             return seen
     raise AssertionError(seen)
@@ -150,24 +149,58 @@ def test_a_callable_step_reading_stdin_cannot_swallow_a_cancel(worker, tmp_path)
     assert "read ''" in (tmp_path / "1.log").read_text()
 
 
-def test_step_waits_for_the_daemon_to_record_its_process_group(worker, tmp_path):
-    """Nothing of a step runs before the daemon acknowledged its pgid (crash recovery needs it)."""
+def test_a_command_step_s_run_is_noted_in_the_start_slot_before_its_program_runs(tmp_path):
+    """No round trip to the daemon: the run is in the worker's start slot before its step's
+    program runs (a crash then counts it as started), and its process group is reported
+    afterwards, with its leader's start time, unasked."""
+    slots = tmp_path / "slots"
+    slots.mkdir()
+    env = {**os.environ, "EASYFLOW_SLOTS": str(slots), "EASYFLOW_DAEMON_TOKEN": "t" * 32}
+    proc = subprocess.Popen([sys.executable, "-m", "easyflow_cli.runtime.worker"], env=env,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        json.loads(proc.stdout.readline())
+        slot = slots / f"{'t' * 32}.{proc.pid}"
+        steps = f'[[steps]]\nrun = ["sh", "-c", "tr -d \'\\\\000 \' < {slot}; echo $$"]\n'
+        send(proc, run_message(order(4, tmp_path, steps)))
+        seen = events_until(proc, ended)
+        step = next(e for e in seen if e["ev"] == "step")
+        assert step["id"] == 4 and step["leader_start"] > 0
+        assert ended(seen[-1]) and seen[-1]["outcome"]["state"] == "succeeded"
+        printed = (tmp_path / "4.log").read_text().splitlines()
+        assert printed[1:] == ["4", str(step["pgid"])]
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_a_worker_that_exits_leaves_its_start_slot_to_whoever_settles_its_runs(tmp_path):
+    """Its daemon killed with the run's start still unread in the pipe: the worker reads the end
+    of its orders and exits cleanly, and the slot must still say the run began (the daemon, or
+    the next one's recovery, removes it once the start is counted), or it would run again."""
+    slots = tmp_path / "slots"
+    slots.mkdir()
+    env = {**os.environ, "EASYFLOW_SLOTS": str(slots), "EASYFLOW_DAEMON_TOKEN": "t" * 32}
+    proc = subprocess.Popen([sys.executable, "-m", "easyflow_cli.runtime.worker"], env=env,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        send(proc, run_message(order(5, tmp_path, '[[steps]]\nrun = ["true"]\n'),
+                               order(6, tmp_path, '[[steps]]\ncall = "os:getpid"\n')))
+        proc.stdin.close()
+        assert proc.wait(timeout=30) == 0
+        assert read_slot(slots / f"{'t' * 32}.{proc.pid}") == {5, 6}
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_a_run_that_prints_nothing_leaves_no_log_file(worker, tmp_path):
     json.loads(worker.stdout.readline())
-    marker = tmp_path / "ran"
-    steps = f'[[steps]]\nrun = ["sh", "-c", "echo $EASYFLOW_RUN_ID > {marker}"]\n'
-    send(worker, run_message(order(1, tmp_path, steps), order(2, tmp_path, steps)))
-    step = events_until(worker, lambda e: e["ev"] == "step", ack=False)[-1]
-    time.sleep(0.3)
-    assert not marker.exists()
-    send(worker, {"op": "ack", "id": 1, "pgid": step["pgid"]})
-    events_until(worker, lambda e: ended(e) and e["id"] == 1)
-    assert marker.read_text() == "1\n"
-    marker.unlink()
-    # Cancelled while parked: the step never runs.
-    events_until(worker, lambda e: e["ev"] == "step", ack=False)
-    send(worker, {"op": "cancel", "id": 2})
-    finished = events_until(worker, lambda e: ended(e), ack=False)[-1]
-    assert finished["outcome"]["state"] == "cancelled" and not marker.exists()
+    silent = order(1, tmp_path, '[[steps]]\nrun = ["true"]\n[[steps]]\nrun = ["true"]\n')
+    send(worker, run_message(silent, order(2, tmp_path)))
+    events_until(worker, lambda e: ended(e) and e["id"] == 2)
+    assert not (tmp_path / "1.log").exists()
+    assert (tmp_path / "2.log").read_text() == "[easyflow] step 'step-1': echo hi\nhi\n"
 
 
 def test_a_run_log_that_cannot_be_created_does_not_stop_the_run(worker, tmp_path):
@@ -236,11 +269,11 @@ def test_a_run_across_a_wall_clock_jump_reports_its_monotonic_duration(tmp_path,
     inbox, _ = os.pipe()
     reports, outbox = os.pipe()
     worker = Worker(inbox, outbox)
-    monkeypatch.setattr(worker, "step_recorded", lambda run_id, pgid: True)  # no daemon to ack
     spec = parse_workflow_text('name = "w"\n[[steps]]\nrun = ["sleep", "0.2"]\n')
     worker.execute(Job(1, spec, RunLimits(30.0), str(tmp_path / "1.log")))
     worker.flush()
-    start, end = [decode_report(line) for line in os.read(reports, 65536).splitlines()]
+    start, step, end = [decode_report(line) for line in os.read(reports, 65536).splitlines()]
+    assert [type(r).__name__ for r in (start, step, end)] == ["Started", "Step", "Finished"]
     assert end.at - start.at == 2 * 86400
     assert 0.2 <= end.outcome.duration_s < 5
 

@@ -3,8 +3,16 @@ from datetime import UTC, datetime, timedelta
 from freezegun import freeze_time
 
 from easyflow_cli.core.jitter import fixed_delay, schedule_salt
-from easyflow_cli.core.model import Mode, ModeReason, PoolName, Trigger
-from easyflow_cli.core.planning import QueuePolicy, plan_run
+from easyflow_cli.core.model import (
+    CostPriority,
+    Mode,
+    ModeReason,
+    Outcome,
+    PoolName,
+    RunState,
+    Trigger,
+)
+from easyflow_cli.core.planning import PlannedRun, QueuePolicy, plan_run
 from easyflow_cli.core.spec import ScheduleSpec, parse_workflow_text
 from easyflow_cli.core.timeutil import from_iso
 from easyflow_cli.scheduling.scheduler import (
@@ -21,7 +29,7 @@ from easyflow_cli.scheduling.scheduler import (
     schedule_mode,
     set_schedule,
 )
-from easyflow_cli.storage.run_queue import Hand
+from easyflow_cli.storage.run_queue import Hand, RunEnd, RunStart
 
 T0 = datetime(2026, 11, 25, 12, 0, 0, tzinfo=UTC)
 WF = 'name = "{name}"\n{extra}\n[[steps]]\nrun = ["true"]\n'
@@ -221,3 +229,27 @@ def test_adding_the_file_again_keeps_the_workflow_disabled(store):
     register(store, extra="max_concurrent = 3")
     assert store.workflow_disabled("w")
     assert store.workflow_rows()[0]["max_concurrent"] == 3
+
+
+def test_a_scheduled_run_is_promoted_in_time_for_its_learned_p90(store):
+    """Its eco runs took 2 h, 3 h lately: due 5 h after the fire, it is promoted 4 h before, its
+    p90 (3 h) plus the hour its prediction was recently off by."""
+    register(store)
+    for index, hours in enumerate([2.0] * 6 + [3.0] * 3):
+        finished_eco_run(store.queue, T0 - timedelta(days=1) + timedelta(hours=index), hours)
+    sid = add_schedule(store, "w", ScheduleSpec("every", "1d", deadline_after=5 * 3600.0), T0)
+    (fire,) = book(store).fire_due(T0 + timedelta(days=1))
+    run = store.queue.get(fire.run_id)
+    assert store.get_schedule(sid)["deadline_after_s"] == 5 * 3600.0
+    assert run.mode is Mode.ECO and run.deadline == T0 + timedelta(days=1, hours=5)
+    assert run.promote_at == run.deadline - timedelta(hours=4)
+
+
+def finished_eco_run(queue, at, hours):
+    """A successful eco run of `w` that took `hours`, through the queue's own transitions."""
+    (run_id,) = queue.enqueue([PlannedRun("w", Trigger.SCHEDULE, Mode.ECO, ModeReason.SCHEDULE,
+                                          CostPriority.NORMAL, None, at)])
+    queue.claim_ids([run_id], now=at, pool=PoolName.ECO, worker="w")
+    queue.start([RunStart(run_id, at, at, pid=1, log_path="/x.log", off_peak=False)])
+    outcome = Outcome(RunState.SUCCEEDED, 0, duration_s=hours * 3600)
+    queue.finish([RunEnd.of(queue.get(run_id), outcome, at + timedelta(hours=hours))])

@@ -24,3 +24,17 @@ def test_the_last_policy_published_is_read_back_as_it_was(store, home):
 def test_no_window_is_published_as_none(store):
     publish_policy(store, QueuePolicy(timedelta(minutes=5), None), NOW)
     assert published_policy(store) == QueuePolicy(timedelta(minutes=5), None)
+
+
+def test_the_eco_planning_is_published_and_its_forecast_read_by_the_client(store, tmp_path):
+    from easyflow_cli.core.config import Optimise, load_config
+
+    (tmp_path / "carbon.csv").write_text(
+        "start,end,value\n2026-11-25T12:00:00Z,2026-11-25T13:00:00Z,180\n")
+    policy = QueuePolicy(optimise=Optimise.CARBON, max_delay=timedelta(hours=3),
+                         series_path=tmp_path / "carbon.csv")
+    publish_policy(store, policy, NOW)
+    assert published_policy(store) == policy
+    client = published_policy(store, load_config(None, {"EASYFLOW_HOME": str(tmp_path)}))
+    assert client.series.forecast.value_at(NOW) == 180
+    assert (client.optimise, client.max_delay) == (Optimise.CARBON, timedelta(hours=3))

@@ -11,7 +11,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from easyflow_cli.core.costs import Prices
 from easyflow_cli.core.errors import BadInput, NotFound
+from easyflow_cli.core.forecast import Forecast, Interval, Unit
 from easyflow_cli.core.learned import RunSample
 from easyflow_cli.core.model import (
     RUN_FIELDS,
@@ -26,6 +28,7 @@ from easyflow_cli.core.model import (
 )
 from easyflow_cli.core.offpeak import parse_window
 from easyflow_cli.core.planning import PlannedRun, QueuePolicy
+from easyflow_cli.core.receipts import Charges, Pricing
 from easyflow_cli.core.spec import parse_workflow_text
 from easyflow_cli.storage.run_queue import (
     Hand,
@@ -36,7 +39,7 @@ from easyflow_cli.storage.run_queue import (
     RunStart,
     attempt_chain,
     cancel_run,
-    replan_off_peak,
+    replan_eco,
 )
 from easyflow_cli.storage.store import Store
 
@@ -111,7 +114,7 @@ def test_enqueue_sets_the_plan_and_nothing_else(run_queue):
     deadline = NOW + timedelta(hours=3)
     run_id = add(run_queue, deadline=deadline, not_before=NOW + timedelta(minutes=1),
                  promote_at=NOW + timedelta(hours=2), attempt=2, retry_of=7, rerun_of=5,
-                 schedule_id=3, priority=CostPriority.HIGH)
+                 schedule_id=3, priority=CostPriority.HIGH, followed=False)
     run = run_queue.get(run_id)
     assert (run.id, run.workflow, run.trigger, run.mode, run.mode_reason, run.cost_priority) == (
         run_id, "a", Trigger.SCHEDULE, Mode.ECO, ModeReason.SCHEDULE, CostPriority.HIGH)
@@ -119,9 +122,11 @@ def test_enqueue_sets_the_plan_and_nothing_else(run_queue):
     assert (run.not_before, run.promote_at) == (NOW + timedelta(minutes=1),
                                                 NOW + timedelta(hours=2))
     assert (run.attempt, run.retry_of, run.rerun_of, run.schedule_id) == (2, 7, 5, 3)
+    assert run.followed is False and run_queue.get(add(run_queue)).followed is None
     unset = ("claimed_at", "started_at", "finished_at", "exit_code", "batch_id", "pool", "worker",
              "pid", "pgid", "cpu_user_s", "cpu_system_s", "peak_rss_kb", "queue_wait_s",
-             "duration_s", "off_peak", "deadline_met", "energy_j", "error", "log_path")
+             "duration_s", "off_peak", "deadline_met", "energy_j", "error", "log_path",
+             "not_before_reason")
     assert {name: getattr(run, name) for name in unset} == dict.fromkeys(unset)
 
 
@@ -195,6 +200,24 @@ def test_claim_keeps_modes_apart_and_respects_not_before(run_queue):
     assert run_queue.next_ready_at(Mode.BALANCED, NOW) is None
     assert [r.id for r in claim(run_queue, now=NOW + timedelta(minutes=5))] == [later]
     assert [r.mode for r in claim(run_queue, Mode.REAL_TIME)] == [Mode.REAL_TIME]
+
+
+def test_claim_order_spans_runs_that_waited_and_runs_that_never_did(run_queue):
+    """A run whose `not_before` has come is ready like one that had none: one queue order."""
+    came = NOW - timedelta(minutes=1)
+    low_waited = add(run_queue, priority=CostPriority.LOW, not_before=came)
+    normal = add(run_queue)
+    high_waited = add(run_queue, priority=CostPriority.HIGH, not_before=came)
+    still_waiting = add(run_queue, priority=CostPriority.HIGH, deadline=NOW + timedelta(hours=1),
+                        not_before=NOW + timedelta(minutes=1))
+    due = add(run_queue, deadline=NOW + timedelta(hours=2))
+    due_waited = add(run_queue, deadline=NOW + timedelta(hours=3), not_before=NOW)
+    normal_waited = add(run_queue, not_before=came)
+    assert [r.id for r in claim(run_queue, room=3)] == [due, due_waited, high_waited]
+    assert [r.id for r in claim(run_queue)] == [normal, normal_waited, low_waited]
+    assert run_queue.next_ready_at(Mode.ECO, NOW) == NOW + timedelta(minutes=1)
+    assert run_queue.depths()[Mode.ECO] == 1
+    assert [r.id for r in claim(run_queue, now=NOW + timedelta(minutes=1))] == [still_waiting]
 
 
 def test_claim_respects_the_room_and_shares_a_batch(run_queue):
@@ -383,6 +406,48 @@ def test_finish_leaves_a_run_that_is_no_longer_running(run_queue):
     assert run_queue.finish([]) == []
 
 
+class LoadedSeries:
+    """A `PricingSource` with a tariff and a carbon forecast over the hours around NOW."""
+
+    def __init__(self) -> None:
+        hour = timedelta(hours=1)
+        prices = Prices({m: (0.10, 0.05) for m in Mode}, 0.0, "USD")
+        start = NOW - hour
+        self.pricing = Pricing(prices, 15.0, series(Unit.PER_KWH, start, [0.30, 0.20]),
+                               series(Unit.G_CO2_PER_KWH, start, [400, 200]))
+
+    def current(self) -> Pricing:
+        return self.pricing
+
+
+def series(unit: Unit, start: datetime, values: list[float]) -> Forecast:
+    hour = timedelta(hours=1)
+    return Forecast(unit, f"test {unit}", tuple(
+        Interval(start + i * hour, start + (i + 1) * hour, v) for i, v in enumerate(values)))
+
+
+def test_finish_charges_runs_under_the_series_loaded(run_queue):
+    run_queue.pricing = LoadedSeries()
+    run_id = add(run_queue, at=NOW - timedelta(minutes=30))
+    claim(run_queue)
+    started(run_queue, run_id)  # at NOW + 2 s
+    ended(run_queue, run_id, Outcome(RunState.SUCCEEDED, 0, None, 3000.0, 600.0, 0, 3.6e6),
+          NOW + timedelta(seconds=62))
+    charges = run_queue.charges(run_id)
+    assert charges.tariff_cost == pytest.approx(0.20)  # 1 kWh, measured
+    assert charges.tariff_baseline_cost == pytest.approx(0.30)
+    assert (charges.carbon_g, charges.baseline_carbon_g) == (pytest.approx(200),
+                                                             pytest.approx(400))
+    assert (charges.tariff_source, charges.carbon_source) == ("test per_kwh", "test gCO2/kWh")
+
+
+def test_finish_charges_nothing_without_series(run_queue):
+    run_id = add(run_queue)
+    claim(run_queue)
+    ended(run_queue, run_id, Outcome(RunState.SUCCEEDED, 0), NOW + timedelta(seconds=3))
+    assert run_queue.charges(run_id) == Charges()
+
+
 # ---------------------------------------------------------------------- requeue
 
 
@@ -471,14 +536,42 @@ def test_defer_and_replan_off_peak(run_queue):
     eco = add(run_queue, deadline=deadline)
     retry = add(run_queue, trigger=Trigger.RETRY, not_before=NOW)
     real_time = add(run_queue, mode=Mode.REAL_TIME)
-    assert run_queue.off_peak_waiting() == [(eco, deadline)]
-    assert replan_off_peak(run_queue, QueuePolicy(off_peak=window), local_noon) == 1
+    assert run_queue.off_peak_waiting() == [(eco, "a", deadline)]
+    assert replan_eco(run_queue, QueuePolicy(off_peak=window), local_noon, no_estimate) == 1
     assert run_queue.get(eco).not_before == opens
-    assert replan_off_peak(run_queue, QueuePolicy(), local_noon) == 1
-    assert run_queue.get(eco).not_before is None
+    assert run_queue.get(eco).not_before_reason == "off-peak window 22:00-06:00"
+    assert replan_eco(run_queue, QueuePolicy(), local_noon, no_estimate) == 1
+    assert (run_queue.get(eco).not_before, run_queue.get(eco).not_before_reason) == (None, None)
     assert run_queue.get(retry).not_before == NOW
-    run_queue.defer([(eco, opens), (real_time, opens)])
-    assert run_queue.get(eco).not_before == opens
+    run_queue.defer([(eco, opens, "why"), (real_time, opens, "why")])
+    assert (run_queue.get(eco).not_before, run_queue.get(eco).not_before_reason) == (opens, "why")
+
+
+def test_replan_eco_plans_waiting_runs_by_the_forecast_once_per_workflow(run_queue):
+    from easyflow_cli.core.config import Optimise
+    from easyflow_cli.core.eco_plan import RunEstimate, Series
+    from easyflow_cli.core.forecast import Forecast, Interval, Unit
+
+    hour = timedelta(hours=1)
+    prices = Forecast(Unit.PER_KWH, "t.csv", tuple(
+        Interval(NOW + i * hour, NOW + (i + 1) * hour, v) for i, v in enumerate([0.3, 0.2, 0.1])))
+    policy = QueuePolicy(optimise=Optimise.COST, series=Series(Optimise.COST, prices))
+    first, second = add(run_queue), add(run_queue)
+    asked = []
+
+    def estimate(workflow):
+        asked.append(workflow)
+        return RunEstimate(hour, 1.0)
+
+    assert replan_eco(run_queue, policy, NOW, estimate) == 2
+    assert asked == ["a"]
+    for run_id in (first, second):
+        assert run_queue.get(run_id).not_before == NOW + 2 * hour
+        assert run_queue.get(run_id).not_before_reason.startswith("cheapest window")
+
+
+def no_estimate(workflow):
+    return None
 
 
 # ---------------------------------------------------------------------- settle abandoned
@@ -558,6 +651,19 @@ def test_latest_filters_newest_first(run_queue):
     assert [r.workflow for r in run_queue.latest(workflow="a")] == ["a"]
     assert [r.workflow for r in run_queue.latest(state=RunState.QUEUED)] == ["b"]
     assert len(run_queue.latest(limit=1)) == 1
+
+
+def test_ahead_of_counts_the_ready_runs_of_its_mode_served_before_it(run_queue):
+    late = add(run_queue, deadline=NOW + timedelta(hours=5))
+    urgent = add(run_queue, deadline=NOW + timedelta(hours=1))
+    add(run_queue, deadline=NOW + timedelta(hours=2), not_before=NOW + timedelta(hours=1))
+    add(run_queue, mode=Mode.BALANCED)
+    high = add(run_queue, deadline=NOW + timedelta(hours=5), priority=CostPriority.HIGH)
+    assert [run_queue.ahead_of(i, NOW) for i in (urgent, high, late)] == [0, 1, 2]
+    assert run_queue.ahead_of(late, NOW + timedelta(hours=1)) == 3  # the deferred one is ready
+    claim(run_queue, room=1)
+    assert run_queue.ahead_of(urgent, NOW) == 0 and run_queue.ahead_of(late, NOW) == 1
+    assert run_queue.ahead_of(999, NOW) == 0
 
 
 def test_running_queued_ids_and_depths(run_queue):

@@ -7,8 +7,10 @@ import pytest
 from typer.testing import CliRunner
 
 from easyflow_cli.cli.main import app
+from easyflow_cli.core.errors import BadInput
 from easyflow_cli.tools import bench
 from easyflow_cli.tools.bench import BenchSizes
+from easyflow_cli.tools.bench_growth import GrowthSizes, parse_sizes
 
 pytestmark = pytest.mark.e2e
 
@@ -27,7 +29,8 @@ def tiny(quick: bool) -> BenchSizes:
 def test_quick_bench_json_document(home, monkeypatch):
     monkeypatch.setattr(BenchSizes, "for_mode", staticmethod(tiny))
     monkeypatch.setattr(bench, "ECO_BACKLOG", 200)
-    result = CliRunner().invoke(app, ["bench", "--quick", "--json"])
+    result = CliRunner().invoke(app, ["bench", "--quick", "--json", "--backlog", "0,300",
+                                      "--schedules", "0,20"])
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
     assert doc["quick"] is True and positive(doc["elapsed_s"])
@@ -38,6 +41,10 @@ def test_quick_bench_json_document(home, monkeypatch):
             assert dist["samples"] > 0
             assert all(positive(dist[k]) for k in ("median", "p50", "p95", "p99"))
     assert doc["dispatch_latency_ms"]["eco_backlog"]["eco_queued"] == 200
+    for figure in ("command_first_instruction", "clock_command_own_start"):
+        assert positive(doc["dispatch_latency_ms"]["eco_backlog"][figure]["p99"])
+    assert positive(doc["drain"]["command"]["spawn_ceiling_runs_per_s"])
+    assert positive(doc["drain"]["command"]["percent_of_ceiling"])
     for step in ("callable", "command"):
         assert positive(doc["drain"][step]["runs_per_s"])
     assert positive(doc["enqueue"]["library_bulk"]["runs_per_s"])
@@ -60,3 +67,40 @@ def test_quick_bench_json_document(home, monkeypatch):
     assert positive(report["metrics_cli_s"])
     assert positive(doc["isolation"]["ratio"])
     assert all(row["met"] in (True, False) for row in doc["targets"])
+    growth = doc["growth"]
+    assert growth["samples"] == 5
+    for curve, sizes in (("backlog", [0, 300]), ("schedules", [0, 20])):
+        assert [point["size"] for point in growth[curve]] == sizes
+        for point in growth[curve]:
+            assert point["dispatch_ms"]["samples"] == 5 and positive(point["dispatch_ms"]["p50"])
+            assert positive(point["daemon_cpu_ms_per_dispatch"])
+        assert positive(growth[f"{curve}_p50_growth"]) and positive(growth[f"{curve}_cpu_growth"])
+
+
+@pytest.mark.parametrize("text, sizes", [
+    ("0,10000,100000,1000000", [0, 10_000, 100_000, 1_000_000]),
+    ("1M, 10k,0,10_000", [0, 10_000, 1_000_000]),
+    ("7", [7]),
+])
+def test_growth_sizes_are_counts_smallest_first(text, sizes):
+    assert parse_sizes(text, "--backlog") == sizes
+
+
+@pytest.mark.parametrize("text", ["", "ten", "-5", "1.5k", "10,,20", "k"])
+def test_a_growth_size_that_is_no_count_is_bad_input(text):
+    with pytest.raises(BadInput, match="^--schedules: .* is not a size"):
+        parse_sizes(text, "--schedules")
+
+
+def test_growth_defaults_leave_the_million_to_a_full_bench():
+    assert GrowthSizes.parse(None, None, quick=True) == GrowthSizes((0, 10_000), (0, 1_000))
+    assert GrowthSizes.parse(None, None, quick=False) == GrowthSizes(
+        (0, 10_000, 100_000, 1_000_000), (0, 1_000, 10_000))
+    assert GrowthSizes.parse("0,1M", "5", quick=True) == GrowthSizes((0, 1_000_000), (5,))
+
+
+def test_bench_refuses_a_bad_size_before_measuring(home):
+    result = CliRunner().invoke(app, ["bench", "--backlog", "0,lots"])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (
+        "error: --backlog: 'lots' is not a size (give counts such as 0,10000,100k,1M)")

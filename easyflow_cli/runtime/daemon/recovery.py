@@ -25,7 +25,7 @@ FAILED_ERROR = "the daemon stopped while this run was running (found at start-up
 def recover_abandoned_runs(store: Store, clock: Clock, containment: Containment | None = None,
                            slots: Path | None = None) -> None:
     """Kill what the runs a dead daemon left running had started, then settle them all; the
-    dead workers' start slots (start_slot.py) say which call steps had begun."""
+    dead workers' start slots (start_slot.py) say which runs' steps had begun."""
     abandoned = []
     for run in store.queue.running():
         if run.pool is PoolName.FOREGROUND and pid_alive(run.pid):
@@ -38,15 +38,15 @@ def recover_abandoned_runs(store: Store, clock: Clock, containment: Containment 
     # Escapees of the groups (setsid, double fork), now without their dead worker.
     (containment or MARKS_ONLY).stop(ids, known_tokens(store))
     left = slots_in(slots) if slots else []
-    count_begun_calls(store, abandoned, {read_slot(path) for path in left}, clock.now())
+    begun = set().union(*(read_slot(path) for path in left))
+    count_begun_steps(store, abandoned, begun, clock.now())
     settlement.settle_abandoned(store, ids, clock.now(), note=REQUEUED_NOTE, error=FAILED_ERROR)
     discard(left)
 
 
-def count_begun_calls(store: Store, runs: list[Run], begun: set[int | None],
-                      now: datetime) -> None:
-    """Runs whose call step had begun, though their start never reached the database, are
-    started runs: settled as failed (and retried if allowed), never run a second time."""
+def count_begun_steps(store: Store, runs: list[Run], begun: set[int], now: datetime) -> None:
+    """Runs whose step had begun, though their start never reached the database, are started
+    runs: settled as failed (and retried if allowed), never run a second time."""
     starts = [RunStart(run.id, now, run.enqueued_at, run.pid) for run in runs
               if run.id in begun and run.started_at is None]
     store.queue.start(starts)

@@ -14,16 +14,15 @@ from functools import partial
 from pathlib import Path
 
 from easyflow_cli.core.config import Config
-from easyflow_cli.core.model import Outcome, RunState, StopReason
+from easyflow_cli.core.model import Outcome, RunState, StepGroup, StopReason
 from easyflow_cli.runtime.clock import Clock
 from easyflow_cli.runtime.daemon import settlement
 from easyflow_cli.runtime.daemon.containment import MARKS_ONLY, Containment
 from easyflow_cli.runtime.daemon.recovery import kill_group
 from easyflow_cli.runtime.daemon.settlement import Settlement
 from easyflow_cli.runtime.pools import Assignment, Pool, PoolWorker
-from easyflow_cli.runtime.process_identity import group_of
+from easyflow_cli.runtime.process_identity import boot_id
 from easyflow_cli.runtime.protocol import (
-    AckOrder,
     Finished,
     Ran,
     Ready,
@@ -98,11 +97,11 @@ class WorkerReports:
             self.on_finished(worker, assignment, report.at, report.outcome)
 
     def on_step(self, worker: PoolWorker, assignment: Assignment, step: Step) -> None:
+        """A step's process group, recorded with the wake-up's other changes (the step already
+        runs: what a crash leaves is found by its mark and its worker's session)."""
         assignment.pgid = step.pgid
-        # Only once the process group is committed may the worker let the step run.
-        group = group_of(step.pgid)  # its leader is parked: alive, and ours
-        self.recorder.record(lambda: self.store.queue.record_step(step.id, group),
-                             then=lambda: worker.send(AckOrder(step.id, step.pgid)))
+        group = StepGroup(step.pgid, step.leader_start, boot_id())
+        self.recorder.record(lambda: self.store.queue.record_step(step.id, group))
 
     def on_started(self, worker: PoolWorker, assignment: Assignment, at: float) -> None:
         assignment.started = True
@@ -139,6 +138,8 @@ class WorkerReports:
 
     def on_exit(self, worker: PoolWorker) -> None:
         self.selector.unregister(worker.stdout_fd)
+        if worker.assignments:
+            worker.end_session()  # while its pid is still its own: before `close` reaps it
         status = worker.close()
         pool: Pool = worker.pool
         pool.remove(worker)
@@ -146,7 +147,7 @@ class WorkerReports:
         if self.token:
             # What left the group (setsid, double fork) and lost its subreaper with the worker.
             self.containment.stop(list(worker.assignments), [self.token])
-            self._count_begun_call(worker)
+            self._count_begun_steps(worker)
         for assignment in worker.assignments.values():
             if assignment.pgid:
                 kill_group(assignment.pgid)
@@ -167,15 +168,16 @@ class WorkerReports:
         if not self.draining:
             self.watch(pool.fill())
 
-    def _count_begun_call(self, worker: PoolWorker) -> None:
-        """A call step it had begun, whose start had not reached us, makes a started run:
+    def _count_begun_steps(self, worker: PoolWorker) -> None:
+        """Runs whose steps it had begun, whose starts had not reached us, are started runs:
         settled as failed, never run a second time (start_slot.py)."""
         if self.slots is None or self.token is None:
             return
         slot = slot_path(self.slots, self.token, worker.pid)
-        begun = worker.assignments.get(read_slot(slot) or 0)
-        if begun is not None and not begun.started:
-            self.on_started(worker, begun, self.clock.now().timestamp())
+        for run_id in read_slot(slot):
+            begun = worker.assignments.get(run_id)
+            if begun is not None and not begun.started:
+                self.on_started(worker, begun, self.clock.now().timestamp())
         self.recorder.batch.after_commit.append(partial(discard, [slot]))
 
     def _settle_orphans(self, run_ids: list[int], pid: int, status: int | None) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 from types import FrameType
 
 from easyflow_cli.core.config import Config, load_config
-from easyflow_cli.core.errors import EasyflowError
+from easyflow_cli.core.errors import BadInput, EasyflowError
 from easyflow_cli.core.model import Mode, StopReason
 from easyflow_cli.core.paths import (
     database_path,
@@ -26,6 +26,7 @@ from easyflow_cli.core.paths import (
     run_log_path,
     socket_path,
 )
+from easyflow_cli.core.plan_series import config_policy
 from easyflow_cli.core.planning import QueuePolicy
 from easyflow_cli.core.timeutil import to_iso
 from easyflow_cli.core.trust import open_private
@@ -46,6 +47,7 @@ from easyflow_cli.runtime.daemon.recovery import recover_abandoned_runs
 from easyflow_cli.runtime.daemon.reports import WorkerReports
 from easyflow_cli.runtime.daemon.storage_watch import STORAGE_FAULT_EXIT, StorageWatch
 from easyflow_cli.runtime.daemon.summarizing import Summarizing
+from easyflow_cli.runtime.forecasts import ForecastFiles
 from easyflow_cli.runtime.pools import Pool, PoolWorker, WorkerFactory, WorkerProcess
 from easyflow_cli.runtime.protocol import (
     CancelOrder,
@@ -67,10 +69,23 @@ from easyflow_cli.runtime.start_slot import SLOTS_VARIABLE
 from easyflow_cli.scheduling.scheduler import ScheduleBook, prime_schedules
 from easyflow_cli.storage.daemon_policy import publish_policy
 from easyflow_cli.storage.daemon_tokens import record_token
-from easyflow_cli.storage.run_queue import cancel_run, replan_off_peak
+from easyflow_cli.storage.plan_estimate import eco_estimate
+from easyflow_cli.storage.run_queue import cancel_run, replan_eco
 from easyflow_cli.storage.store import Store
 
 log = logging.getLogger("easyflow.daemon")
+# Counting the queue reads every waiting run's index entry: the status line's queue counts are
+# counted again at most this often, its pools' figures at every wake-up.
+QUEUE_COUNT_EVERY_S = 5.0
+
+
+def refuse_cluster(config: Config) -> None:
+    """A daemon asked to coordinate a cluster refuses rather than quietly run on the embedded
+    database: workers elsewhere would wait for work it never sends."""
+    if config.cluster is not None:
+        raise BadInput(f"{config.source}: [cluster] is set (or EASYFLOW_DATABASE_URL), but this "
+                       "daemon runs only on the embedded SQLite database so far "
+                       "(docs/cluster.md); remove it to run here")
 
 
 class Daemon:
@@ -81,6 +96,7 @@ class Daemon:
         self.logs_dir = str(run_log_path(self.home, 0).parent)
         self.config_path = config_path
         self.config: Config = load_config(config_path)
+        refuse_cluster(self.config)
         self.clock: Clock = clock or SystemClock()
         self.notifier = Notifier.from_env()
         self.selector: selectors.BaseSelector = selectors.DefaultSelector()
@@ -96,11 +112,14 @@ class Daemon:
         self.stop_requested = False
         self.reload_requested = False
         self.last_status = ""
+        self.status_depths: dict[str, int] = {}
+        self.depths_counted_at: float | None = None  # monotonic
         self.lock_fd: int | None = None
         self.store: Store | None = None
         self.serving = False  # what the metrics' live state reports
         self.metrics = self._metrics_exporter()
         self.deliveries: Deliveries | None = None
+        self.forecasts: ForecastFiles | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -125,9 +144,11 @@ class Daemon:
         self.reports = WorkerReports(store, self.recorder, self.clock, self.config,
                                      self.selector, self.dispatcher.log_path, self.token,
                                      self.containment, self.slots)
-        self.schedules = ScheduleBook(store, self._policy(), self.started_at)
+        self.schedules = ScheduleBook(store, self._policy(), self.started_at, self.config.costs)
         self.foreground = ForegroundWatch(store, self.clock)
         store.queue.notices = book = notice_book(self.config, store)
+        store.queue.pricing = self.forecasts = ForecastFiles(
+            self.config, monotonic=self.clock.monotonic, in_background=True)
         self.deliveries = Deliveries(self.home, self.clock, book)
         self.pruning = Pruning(store, self.config, self.home, self.clock.now())
         self.summarizing = Summarizing(store, self.clock.now())
@@ -138,7 +159,7 @@ class Daemon:
         # Recorded before any worker runs a step: recovery after a kill -9 looks for it.
         record_token(store, self.token, self.clock.now())
         prime_schedules(store, self.clock.now())
-        publish_policy(store, self._policy(), self.clock.now())
+        publish_policy(store, self.schedules.policy, self.clock.now())
         self.control.open()
         self.deliveries.start()
         for pool in self.pools.values():
@@ -209,7 +230,7 @@ class Daemon:
         return env
 
     def _policy(self) -> QueuePolicy:
-        return QueuePolicy(self.config.promote_within, self.config.off_peak)
+        return config_policy(self.config)
 
     def _acquire_lock(self) -> None:
         path = self.home / "daemon.lock"
@@ -310,19 +331,23 @@ class Daemon:
     def reload(self) -> None:
         self.reload_requested = False
         self.notifier.reloading()
-        old_window = self.config.off_peak
+        old_policy = self.schedules.policy
         try:
             self.config = load_config(self.config_path)
         except EasyflowError as exc:
             log.error("reload: keeping the old configuration: %s", exc)
         self.dispatcher.config = self.reports.config = self.pruning.config = self.config
         self.pruning.look_now(self.clock.now())  # `keep` may be shorter now
-        self.schedules.policy = self._policy()
+        if self.forecasts is not None:
+            self.forecasts.reload(self.config)  # the tariff and forecast files read again
+        self.schedules.policy = policy = self._policy()
+        self.schedules.costs = self.config.costs
         store = self.db
-        publish_policy(store, self._policy(), self.clock.now())
-        if self.config.off_peak != old_window:
-            count = replan_off_peak(store.queue, self._policy(), self.clock.now())
-            log.info("off-peak window changed: re-planned %d waiting eco runs", count)
+        publish_policy(store, policy, self.clock.now())
+        if policy != old_policy:
+            count = replan_eco(store.queue, policy, self.clock.now(),
+                               lambda workflow: eco_estimate(store.queue, workflow, policy))
+            log.info("eco planning changed: re-planned %d waiting eco runs", count)
         for mode, pool in self.pools.items():
             pool.config = self.config.pool(mode)
             pool.shrink()
@@ -340,8 +365,8 @@ class Daemon:
     def _depths(self) -> dict[str, int]:
         return {mode.value: count for mode, count in self.db.queue.depths().items()}
 
-    def _status_line(self) -> str:
-        depths = self._depths()
+    def _status_line(self, depths: dict[str, int] | None = None) -> str:
+        depths = self._depths() if depths is None else depths
         pools = ", ".join(f"{m.value} {p.busy}/{p.config.workers}" for m, p in self.pools.items())
         queued = ", ".join(f"{m} {n}" for m, n in depths.items())
         line = f"busy: {pools}; queued: {queued}"
@@ -351,12 +376,20 @@ class Daemon:
 
     def update_status(self) -> None:
         if not self.notifier.enabled:
-            return  # counting the queue on every wake-up costs, and only systemd reads it
+            return  # only systemd reads it
         try:
-            line = self._status_line()
+            line = self._status_line(self._recent_depths())
         except Exception as exc:  # a status line is not worth stopping for
             log.debug("status line skipped: %s", exc)
             return
         if line != self.last_status:
             self.last_status = line
             self.notifier.status(line)
+
+    def _recent_depths(self) -> dict[str, int]:
+        """The queue's depths for the status line, counted again only every so often."""
+        now = self.clock.monotonic()
+        if self.depths_counted_at is None or now - self.depths_counted_at >= QUEUE_COUNT_EVERY_S:
+            self.status_depths = self._depths()
+            self.depths_counted_at = now
+        return self.status_depths

@@ -1,0 +1,133 @@
+"""What a cluster adds to the run queue: dispatches that carry claimed runs to remote workers,
+the workers that take them, and what crosses machines (cancels, logs). PostgreSQL only.
+
+A run's life in a cluster uses the same states as on one box; only who holds it changes:
+
+```
+queued ──dispatch──▶ running, worker NULL, dispatch_token T   (the coordinator; a Celery
+                     message carries T to the pool's queue)
+running, worker NULL ──accept(T)──▶ running, worker W, host H  (the worker that got T)
+running, worker NULL, dispatched over dispatch_timeout ago ──settle_abandoned──▶ queued
+running, worker W whose heartbeat is older than lease ──settle_abandoned──▶ failed (+ retry)
+```
+
+`settle_abandoned` keeps its one rule: a run that never started goes back in line (nothing of
+it ran), a started one failed. A message delivered twice, or after its dispatch expired, finds
+its token no longer on the run and is dropped: `accept` is the only way to a run's worker.
+Everything after `accept` (`start`, `record_step`, `finish`) is `RunQueue`'s as on one box.
+
+The coordinator's side is implemented by `pg_dispatch.py`, the worker's by `pg_workers.py`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from easyflow_cli.core.model import Mode, PoolName, Run
+
+# The advisory lock (pg_advisory_lock) the active coordinator holds for as long as its
+# connection lives; a standby blocks on it. A constant every installation agrees on.
+COORDINATOR_LOCK = 0x65617379666C6F77  # "easyflow"
+# Channel a cancel is announced on (payload: the run id), for the worker that runs it.
+CANCEL_CHANNEL = "easyflow_cancel"
+
+
+@dataclass(frozen=True, slots=True)
+class Dispatch:
+    """Claimed runs sent to a pool's workers in one message: a run, or an eco batch."""
+
+    token: str
+    mode: Mode
+    pool: PoolName
+    run_ids: tuple[int, ...]
+    batch_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerInfo:
+    """A registered worker (a row of `workers`): its name is unique across the cluster."""
+
+    name: str
+    host: str
+    pool: PoolName
+    concurrency: int
+    pid: int
+    started_at: datetime
+    heartbeat_at: datetime
+    stopped_at: datetime | None = None
+
+
+class CoordinatorQueue(Protocol):
+    """The coordinator's transitions (`pg_dispatch.PgDispatch`)."""
+
+    def free_slots(self, pool: PoolName, *, now: datetime, lease: float) -> int:
+        """The pool's room: the concurrency of its workers alive (heartbeat within `lease`,
+        not stopped) less its runs running or dispatched."""
+        ...
+
+    def dispatch(self, mode: Mode, *, now: datetime, pool: PoolName, slots: int,
+                 batch: bool) -> list[Dispatch]:
+        """Claim up to `slots` ready runs of `mode` in the queue's order, as `claim` does
+        (`max_concurrent` counted over running and dispatched runs); one dispatch per run, or
+        one per batch when `batch` (eco).
+
+        queued → running; sets `claimed_at` (now), `pool`, `batch_id`, `dispatch_token`,
+        `dispatched_at` (now); `worker` stays unset until a worker accepts it."""
+        ...
+
+    def expired_dispatches(self, *, now: datetime, timeout: float) -> list[int]:
+        """Runs dispatched more than `timeout` seconds ago that no worker accepted (their
+        message was lost, or no worker of the pool is left): for `settle_abandoned`, which puts
+        them back in line and unsets `dispatch_token`, `dispatched_at`, `host`."""
+        ...
+
+    def lost_runs(self, *, now: datetime, lease: float) -> dict[str, list[int]]:
+        """Running runs of workers whose heartbeat is older than `lease` (or that stopped),
+        by worker: for `settle_abandoned`."""
+        ...
+
+    def workers(self) -> list[WorkerInfo]:
+        """Every registered worker, newest heartbeat first (`status`, `report pools`)."""
+        ...
+
+
+class WorkerQueue(Protocol):
+    """A worker's transitions (`pg_workers.PgWorkers`)."""
+
+    def register(self, worker: WorkerInfo) -> None:
+        """Add or replace the worker's row (a restarted worker keeps its name)."""
+        ...
+
+    def heartbeat(self, name: str, *, now: datetime) -> list[int]:
+        """Sets the worker's `heartbeat_at`; its running runs whose cancel was asked."""
+        ...
+
+    def stop(self, name: str, *, now: datetime) -> None:
+        """Sets the worker's `stopped_at`: it takes nothing more (a clean shutdown)."""
+        ...
+
+    def accept(self, dispatch_token: str, run_ids: Sequence[int], *, worker: str, host: str,
+               now: datetime) -> list[Run]:
+        """Take the dispatched runs still carrying `dispatch_token` and not yet accepted; those
+        taken (none when the message came twice or too late).
+
+        running, worker unset → running; sets `worker`, `host`."""
+        ...
+
+    def request_cancel(self, run_ids: Sequence[int], *, now: datetime) -> list[int]:
+        """Ask the workers running these runs to stop them (a `NOTIFY` on CANCEL_CHANNEL);
+        the ids asked. Queued runs are cancelled by `RunQueue.cancel`.
+
+        Sets `cancel_requested_at`."""
+        ...
+
+    def append_log(self, run_id: int, seq: int, data: bytes, *, now: datetime) -> None:
+        """A chunk of a run's log, numbered from 0 by the worker that runs it."""
+        ...
+
+    def log_chunks(self, run_id: int, *, after: int = -1) -> list[tuple[int, bytes]]:
+        """The run's log chunks numbered above `after`, in order."""
+        ...
