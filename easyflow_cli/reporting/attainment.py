@@ -22,7 +22,7 @@ from easyflow_cli.core.model import Mode
 from easyflow_cli.core.objectives import Objectives
 from easyflow_cli.core.sketch import count_at_most
 from easyflow_cli.core.timeutil import local_zone
-from easyflow_cli.reporting import rolled_up
+from easyflow_cli.reporting import rolled_up, summarized
 from easyflow_cli.reporting.accounting import Period
 from easyflow_cli.storage.damaged_rows import check_modes
 from easyflow_cli.storage.store import Store
@@ -79,17 +79,28 @@ def _add(counts: dict[tuple[str, Mode], Kept], workflow: str, mode: Mode, runs: 
 
 
 def _detail(store: Store, period: Period, objectives: Objectives) -> list[tuple]:
-    """(workflow, mode, runs, kept) of the runs in detail: all of them grouped off the index of
-    costs, which holds them by workflow and mode; the misses (few where objectives are kept)
-    apart."""
+    """(workflow, mode, runs, kept) of the runs in detail: all of them counted off the hourly
+    summaries where they cover the period, the rest grouped off the index of costs, which
+    holds them by workflow and mode; the misses (few where objectives are kept) apart."""
     where, args = period.where()
-    runs = store.conn.execute(
-        f"SELECT workflow, mode, count(*) FROM runs INDEXED BY runs_costs_workflow"
-        f" WHERE {where} GROUP BY workflow, mode", args).fetchall()
-    check_modes(store.conn, {row[1] for row in runs})
+    runs = _run_counts(store, period)
+    check_modes(store.conn, {mode for _, mode in runs})
     missed = _missed(store, where, args, objectives)
     return [(workflow, mode, count, count - missed.get((workflow, mode), 0))
-            for workflow, mode, count in runs]
+            for (workflow, mode), count in runs.items()]
+
+
+def _run_counts(store: Store, period: Period) -> Counter[tuple[str, str]]:
+    cover = summarized.coverage(store, period.since, period.until)
+    runs = summarized.run_counts(store, cover, period.workflow)
+    for table, where, args in period.detail(cover):
+        table = table if cover.hours else "runs INDEXED BY runs_costs_workflow"
+        for workflow, mode, count in store.conn.execute(
+            f"SELECT workflow, mode, count(*) FROM {table} WHERE {where}"
+            " GROUP BY workflow, mode", args,
+        ):
+            runs[workflow, mode] += count
+    return runs
 
 
 def _missed(store: Store, where: str, args: list[Any],

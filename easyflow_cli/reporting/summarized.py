@@ -10,6 +10,7 @@ finish times. Each run is in exactly one of the two, so the sums are those of th
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
@@ -149,6 +150,19 @@ def cost_sums(store: Store, cover: Coverage, by: str, workflow: str | None,
 
 
 # ------------------------------------------------------------------ latency
+
+
+def run_counts(store: Store, cover: Coverage, workflow: str | None
+               ) -> Counter[tuple[str, str]]:
+    """Settled runs per (workflow, mode) over the covered hours."""
+    if whole(cover):
+        return Counter()
+    where, args = cover.hours_where()
+    if workflow:
+        where, args = f"{where} AND workflow = ?", [*args, workflow]
+    return Counter({(name, mode): int(runs) for name, mode, runs in store.conn.execute(
+        f"SELECT workflow, mode, sum(runs) FROM run_summaries WHERE {where}"
+        " GROUP BY workflow, mode HAVING sum(runs) > 0", args)})
 
 
 def latency_counts(store: Store, cover: Coverage) -> dict[str, tuple[int, int, int, int]]:

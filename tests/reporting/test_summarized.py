@@ -1,6 +1,7 @@
-"""Reports over summarized hours: every report and the metrics the same before and after the
-hours are summarized (to the cent, to the run, percentiles exactly), however far the summaries
-reach, and again after runs change in summarized hours (a late insert or finish, pruning)."""
+"""Reports over summarized hours: every report (latency's attainment too) and the metrics the
+same before and after the hours are summarized (to the cent, to the run, percentiles exactly),
+however far the summaries reach, and again after runs change in summarized hours (a late insert
+or finish, pruning)."""
 
 from datetime import timedelta
 from zoneinfo import ZoneInfo
@@ -11,6 +12,7 @@ from easyflow_cli.core.model import Mode, Outcome, RunState
 from easyflow_cli.core.timeutil import to_iso
 from easyflow_cli.reporting import accounting, summarized
 from easyflow_cli.reporting.accounting import Period
+from easyflow_cli.reporting.attainment import attainment_report, kept_counts
 from easyflow_cli.reporting.reports import QUANTILES, cost_report, latency_report, pools_report
 from easyflow_cli.reporting.run_totals import run_totals
 from easyflow_cli.reporting.timeline import Timeline
@@ -18,6 +20,7 @@ from easyflow_cli.storage import summaries
 from easyflow_cli.storage.run_queue import RunEnd
 from easyflow_cli.storage.sqlite_queue import insert_runs
 from easyflow_cli.storage.store import Store
+from tests.reporting.test_attainment import OBJECTIVES
 from tests.reporting.test_reports_sql import (
     COLUMNS,
     PERIODS,
@@ -41,6 +44,8 @@ def reports(store: Store, zone: ZoneInfo) -> dict:
                 accounting.cost_sums(store, period, by, zone), PRICES, 15.0, by, {})
         out[("latency", index)] = latency_report(
             accounting.latency_stats(store, period, QUANTILES, zone), {})
+        out[("attainment", index)] = attainment_report(
+            kept_counts(store, period, OBJECTIVES, zone), OBJECTIVES)
         start = accounting.earliest_start(store, period) if period.since is None else (
             period.since.timestamp())
         timeline = Timeline(start or 0.0, (period.until or END).timestamp(), 24)
