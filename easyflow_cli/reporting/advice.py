@@ -24,6 +24,7 @@ from easyflow_cli.core.model import Mode
 from easyflow_cli.core.offpeak import OffPeakWindow
 from easyflow_cli.core.shifting import eco_start_chooser, shift_means
 from easyflow_cli.core.timeutil import from_iso, to_iso
+from easyflow_cli.reporting import summarized
 from easyflow_cli.reporting.accounting import Period
 from easyflow_cli.storage.store import Store
 
@@ -46,8 +47,19 @@ SELECT workflow, mode, off_peak, count(*) AS runs, min(finished_at) AS first,
   total(CASE WHEN mode = 'eco' THEN coalesce(deadline_met = 0, queue_wait_s > ?)
              WHEN mode = 'real-time' THEN queue_wait_s > ?
              ELSE queue_wait_s > ? END) AS missed
-FROM runs WHERE {where} GROUP BY workflow, mode, off_peak
+FROM {table} WHERE {where} GROUP BY workflow, mode, off_peak
 """
+# The settled runs of a mode that missed its start objective (eco: those without a deadline),
+# a range of the waits index; and eco's missed deadlines, off an index of those alone.
+LATE_SQL = ("SELECT workflow, mode, off_peak, count(*) FROM runs INDEXED BY runs_waits"
+            " WHERE duration_s IS NOT NULL AND mode = ? AND queue_wait_s > ?{eco} AND {where}"
+            " GROUP BY workflow, mode, off_peak")
+DEADLINE_MISSED_SQL = ("SELECT workflow, mode, off_peak, count(*) FROM runs"
+                       " INDEXED BY runs_deadline_missed WHERE deadline_met = 0"
+                       " AND duration_s IS NOT NULL AND mode = 'eco' AND {where}"
+                       " GROUP BY workflow, mode, off_peak")
+# How the rows of one (workflow, mode, tariff) add up; every other field is a sum.
+EARLIEST, LATEST = ("first", "min_slack_s"), ("last",)
 NO_OBJECTIVE = 1e18  # a pool without `start_within`: no start is late
 EMPTY = ModeEvidence()
 
@@ -98,9 +110,7 @@ def with_series(setting: Setting, config: Config, evidence: Evidence, *,
 def read_evidence(store: Store, config: Config, period: Period,
                   now: datetime) -> dict[str, Evidence]:
     """Each workflow's runs in the period, by mode, priced as they ran."""
-    where, args = period.where()
-    rows = [dict(row) for row in store.conn.execute(EVIDENCE_SQL.format(where=where),
-                                                    [*_objectives(config), *args])]
+    rows = _evidence_rows(store, config, period)
     since = period.since or min((from_iso(r["first"]) for r in rows), default=now)
     days = ((period.until or now) - since).total_seconds() / 86400
     prices = Prices.from_config(config)
@@ -115,6 +125,62 @@ def read_evidence(store: Store, config: Config, period: Period,
         span = from_iso(max(stamps)) - from_iso(min(stamps))
         found[name].span_days = span.total_seconds() / 86400
     return found
+
+
+def _evidence_rows(store: Store, config: Config, period: Period) -> list[dict[str, Any]]:
+    """Per (workflow, mode, tariff): the summarized hours' evidence and their misses, and the
+    rest of the period's runs read in detail."""
+    cover = summarized.coverage(store, period.since, period.until)
+    rows = summarized.evidence_rows(store, cover, period.workflow)
+    if rows:
+        _add_misses(store, config, cover, period.workflow, rows)
+    for table, where, args in period.detail(cover):
+        rows += [dict(row) for row in store.conn.execute(
+            EVIDENCE_SQL.format(table=table, where=where), [*_objectives(config), *args])]
+    return _merged(rows)
+
+
+def _add_misses(store: Store, config: Config, cover: summarized.Coverage,
+                workflow: str | None, rows: list[dict[str, Any]]) -> None:
+    """The covered hours' runs that missed their objective, counted into their rows."""
+    where, args = cover.hours_where("finished_at")
+    if workflow:
+        where, args = f"{where} AND workflow = ?", [*args, workflow]
+    eco, real_time, balanced = _objectives(config)
+    queries: list[tuple[str, list[Any]]] = [(DEADLINE_MISSED_SQL.format(where=where), args)]
+    for mode, limit in ((Mode.ECO, eco), (Mode.REAL_TIME, real_time), (Mode.BALANCED, balanced)):
+        if limit < NO_OBJECTIVE:
+            late = LATE_SQL.format(eco=" AND deadline_met IS NULL" if mode is Mode.ECO else "",
+                                   where=where)
+            queries.append((late, [mode.value, limit, *args]))
+    by_key = {(row["workflow"], row["mode"], row["off_peak"]): row for row in rows}
+    for sql, bound in queries:
+        for name, mode_value, off_peak, count in store.conn.execute(sql, bound):
+            row = by_key.get((name, mode_value, off_peak))
+            if row is not None:  # else a run changed behind the summaries' back: no evidence
+                row["missed"] += count
+
+
+def _merged(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows of one (workflow, mode, tariff) added up: counts and sums added, the first times
+    and the least slack the least, the last time the latest."""
+    merged: dict[tuple, dict[str, Any]] = {}
+    for row in rows:
+        key = (row["workflow"], row["mode"], row["off_peak"])
+        into = merged.get(key)
+        if into is None:
+            merged[key] = dict(row)
+            continue
+        for field, value in row.items():
+            if field in ("workflow", "mode", "off_peak") or value is None:
+                continue
+            if into[field] is None:
+                into[field] = value
+            elif field in EARLIEST or field in LATEST:
+                into[field] = (min if field in EARLIEST else max)(into[field], value)
+            else:
+                into[field] += value
+    return list(merged.values())
 
 
 def _objectives(config: Config) -> list[float]:

@@ -184,6 +184,33 @@ def value_buckets(store: Store, cover: Coverage, mode: str, column: str) -> dict
         [mode, column, *args]).fetchall())
 
 
+# ------------------------------------------------------------------ advice
+
+# The evidence of `report advise` (its EVIDENCE_SQL's columns) over the covered hours; their
+# misses are counted apart, off the runs that missed.
+EVIDENCE_SQL = """
+SELECT workflow, mode, off_peak, sum(runs) AS runs, min(first_settled_at) AS first,
+  max(last_settled_at) AS last, total(waited_for) AS waited,
+  total(pinned_by_schedule) AS pinned_by_schedule, total(pinned_by_hand) AS pinned_by_hand,
+  total(worker_s) AS worker_s, total(any_cpu_s) AS cpu_s, total(energy_j) AS energy_j,
+  sum(measured) AS measured, sum(with_deadline) AS deadlines, min(min_slack_s) AS min_slack_s,
+  sum(judged) AS judged, 0 AS missed
+FROM run_summaries WHERE {where} GROUP BY workflow, mode, off_peak HAVING sum(runs) > 0
+"""
+
+
+def evidence_rows(store: Store, cover: Coverage, workflow: str | None
+                  ) -> list[dict[str, Any]]:
+    """Per (workflow, mode, tariff), what `report advise` weighs of the covered hours' runs,
+    but their misses."""
+    if whole(cover):
+        return []
+    where, args = cover.hours_where()
+    if workflow:
+        where, args = f"{where} AND workflow = ?", [*args, workflow]
+    return [dict(row) for row in store.conn.execute(EVIDENCE_SQL.format(where=where), args)]
+
+
 # ------------------------------------------------------------------ pools
 
 

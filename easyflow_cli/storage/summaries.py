@@ -62,6 +62,23 @@ CHARGE_SUMS = {
     "baseline_carbon_g": ("total", "baseline_carbon_g", None),
 }
 
+# What `report advise` weighs, over settled runs, beyond the cost sums: who waited for them,
+# what pinned their mode, their deadlines, how many had a start or deadline to judge, and when
+# the first and last finished. Their misses depend on the configured objectives: read apart.
+ADVICE_SUMS = {
+    "waited_for": ("total", "followed = 1 OR (followed IS NULL AND trigger = 'manual')", None),
+    "pinned_by_schedule": (
+        "total", "mode_reason = 'explicit' AND trigger IN ('schedule', 'catch-up')", None),
+    "pinned_by_hand": ("total", "mode_reason = 'explicit' AND trigger = 'manual'", None),
+    "any_cpu_s": ("total", "coalesce(cpu_user_s, 0) + coalesce(cpu_system_s, 0)", None),
+    "with_deadline": ("count", "deadline", None),
+    "min_slack_s": ("min", "(julianday(deadline) - julianday(enqueued_at)) * 86400.0", None),
+    "judged": ("count", "CASE WHEN mode = 'eco' THEN coalesce(deadline_met, queue_wait_s)"
+                        " ELSE queue_wait_s END", None),
+    "first_settled_at": ("min", "finished_at", None),
+    "last_settled_at": ("max", "finished_at", None),
+}
+
 # The metrics' histogram bounds (seconds). Durations: a no-op call to a long batch job. Queue
 # waits: the few milliseconds of a real-time hand-over to the hours an eco run waits for
 # off-peak.
@@ -96,7 +113,8 @@ def histogram_columns(name: str) -> list[str]:
 def _aggregates() -> dict[str, str]:
     """Every summary column but the key, as the aggregate over an hour's finished runs."""
     columns = {}
-    for field, (aggregate, value, condition) in {**COST_SUMS, **CHARGE_SUMS}.items():
+    for field, (aggregate, value, condition) in {**COST_SUMS, **CHARGE_SUMS,
+                                                 **ADVICE_SUMS}.items():
         keep = f"{SETTLED} AND {condition}" if condition else SETTLED
         columns[field] = f"{aggregate}(CASE WHEN {keep} THEN {value} END)"
     for state in ENDED_STATES:
@@ -138,7 +156,7 @@ VALUE_COLUMNS = ("duration_s", "queue_wait_s")
 
 def create_tables(conn: Any) -> None:
     """The summary tables, empty, and the triggers that mark an hour dirty."""
-    values = ", ".join(f"{name} {_type(sql)}" for name, sql in AGGREGATES.items())
+    values = ", ".join(f"{name} {_type(name, sql)}" for name, sql in AGGREGATES.items())
     conn.execute(f"CREATE TABLE run_summaries (hour TEXT NOT NULL, workflow TEXT NOT NULL,"
                  f" mode TEXT NOT NULL, off_peak INTEGER, foreground INTEGER NOT NULL, {values})")
     conn.execute("CREATE INDEX run_summaries_hour ON run_summaries (hour)")
@@ -177,7 +195,9 @@ def mark_late_finishes(conn: Any, finished: Sequence[datetime]) -> None:
                      [(hour, until[0]) for hour in late])
 
 
-def _type(aggregate: str) -> str:
+def _type(name: str, aggregate: str) -> str:
+    if name.endswith("_at"):
+        return "TEXT"  # a stored time
     return "INTEGER" if aggregate.startswith("count(") else "REAL"
 
 

@@ -16,6 +16,7 @@ from easyflow_cli.core.model import Mode
 from easyflow_cli.core.timeutil import to_iso
 from easyflow_cli.reporting.accounting import Period
 from easyflow_cli.reporting.advice import advice_report
+from easyflow_cli.storage import summaries
 from easyflow_cli.storage.sqlite_queue import insert_runs
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
@@ -173,3 +174,19 @@ def test_a_tariff_prices_the_saving_where_eco_would_start(fixtures):
     assert export["verdict"] == "over-served"
     assert export["money_per_month"] == pytest.approx(30 * kwh * 0.35 * 23 / 24)
     assert report["tariff_source"] == "agile.json"
+
+
+@pytest.mark.parametrize("period", [PERIOD, Period(NOW - timedelta(days=9, minutes=17), None),
+                                    Period(None, NOW - timedelta(days=3), "billing")])
+def test_summarized_hours_give_the_same_advice(fixtures, period):
+    history(fixtures, "api", runs=12, days=10, mode="real-time", followed=True, wait_s=5.0)
+    history(fixtures, "sync", runs=12, days=10, mode="balanced", trigger="schedule",
+            reason="explicit", wait_s=90.0)
+    history(fixtures, "batch", runs=14, days=12, mode="eco", trigger="schedule",
+            wait_s=30 * 3600.0, slack_s=None)
+    config = load_config()
+    before = advice_report(fixtures, config, period, NOW)
+    with fixtures.write() as conn:
+        summaries.summarize_all(conn, NOW)
+    assert summaries.mark(fixtures.conn) is not None
+    assert advice_report(fixtures, config, period, NOW) == before
