@@ -66,6 +66,7 @@ REPORT_COMMANDS = {
     "costs_by_day": ["costs", "--by", "day"],
     "latency": ["latency"],
     "pools": ["pools"],
+    "advise": ["advise"],
     "costs_by_day_filtered": ["costs", "--by", "day", "--since", "7d", "--until", "1d",
                               "--workflow", "wf-7"],
     "latency_filtered": ["latency", "--since", "7d", "--until", "1d", "--workflow", "wf-7"],
