@@ -49,7 +49,7 @@ from easyflow_cli.storage.run_queue import (
 )
 from easyflow_cli.storage.sqlite_charges import charges, record_charges
 from easyflow_cli.storage.sqlite_outbox import record_end_events
-from easyflow_cli.storage.summaries import mark_late_finishes
+from easyflow_cli.storage.summaries import mark_inserted, mark_late_finishes
 
 log = logging.getLogger("easyflow.queue")
 
@@ -593,9 +593,10 @@ def insert_runs(store: Database, columns: Sequence[str], values: Iterable[tuple]
         conn.executemany(sql, values)
         count = conn.total_changes - before
         last = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
-    if not count:
-        return range(0)
-    return range(last - count + 1, last + 1)
+        ids = range(last - count + 1, last + 1) if count else range(0)
+        if ids and "finished_at" in columns:  # history written after its hours were summarized
+            mark_inserted(conn, ids)
+    return ids
 
 
 def _planned_rows(planned: Sequence[PlannedRun]) -> Iterator[tuple]:

@@ -14,9 +14,9 @@ Hours are summarized only once they are over (the daemon does it in its quiet mo
 `runtime/daemon/summarizing.py`): every hour before `run_summary_mark.until` is summarized,
 but for the hours in `run_summary_dirty`. A run that finishes, or is written or deleted, in a
 summarized hour (a finish recorded late, an import, pruning) makes its hour dirty until it is
-summarized again: the queue's transitions that set a finish time ask `mark_late_finishes`, and
-triggers see inserts and deletes. So the summaries never disagree with the detail the queue
-writes, and a report reads the detail for a dirty hour.
+summarized again: the queue's transitions that set a finish time ask `mark_late_finishes`,
+inserts `mark_inserted`, and a trigger sees deletes. So the summaries never disagree with the
+detail the queue writes, and a report reads the detail for a dirty hour.
 
 Summaries are derived: dropped and built again they lose nothing. When the sums they hold are
 not those this code adds up (a field added to `COST_SUMS`), the tables are made again and the
@@ -170,17 +170,22 @@ def create_tables(conn: Any) -> None:
 
 
 def _create_triggers(conn: Any) -> None:
-    """A finished run written or deleted in a summarized hour (an import, pruning) marks its
-    hour dirty. A run's finish is an update, which `mark_late_finishes` looks at instead, once
-    per transaction: a trigger on updates would cost every start and finish its row images."""
-    summarized = ("{0}.finished_at IS NOT NULL"
-                  " AND {0}.finished_at < (SELECT until FROM run_summary_mark)")
-    mark = ("INSERT OR IGNORE INTO run_summary_dirty SELECT substr({0}.finished_at, 1, 13)"
-            " WHERE " + summarized + ";")
-    conn.execute(f"CREATE TRIGGER runs_summarized_insert AFTER INSERT ON runs"
-                 f" WHEN {summarized.format('NEW')} BEGIN {mark.format('NEW')} END")
-    conn.execute(f"CREATE TRIGGER runs_summarized_delete AFTER DELETE ON runs"
-                 f" WHEN {summarized.format('OLD')} BEGIN {mark.format('OLD')} END")
+    """A finished run deleted from a summarized hour (pruning) marks its hour dirty. Inserts
+    and finishes are looked at by `mark_inserted` and `mark_late_finishes`, once per
+    transaction: a trigger on them would cost every run queued, started or finished."""
+    conn.execute("CREATE TRIGGER runs_summarized_delete AFTER DELETE ON runs"
+                 " WHEN OLD.finished_at < (SELECT until FROM run_summary_mark) BEGIN"
+                 " INSERT OR IGNORE INTO run_summary_dirty SELECT substr(OLD.finished_at, 1, 13);"
+                 " END")
+
+
+def mark_inserted(conn: Any, ids: range) -> None:
+    """Runs just inserted with these ids (an import, a seeded history) make their hours dirty
+    where they finished in a summarized hour."""
+    conn.execute("INSERT OR IGNORE INTO run_summary_dirty SELECT DISTINCT"
+                 " substr(finished_at, 1, 13) FROM runs WHERE id BETWEEN ? AND ?"
+                 " AND finished_at < (SELECT until FROM run_summary_mark)",
+                 (ids.start, ids.stop - 1))
 
 
 def mark_late_finishes(conn: Any, finished: Sequence[datetime]) -> None:
@@ -202,8 +207,7 @@ def _type(name: str, aggregate: str) -> str:
 
 
 def drop_tables(conn: Any) -> None:
-    for trigger in ("insert", "delete"):
-        conn.execute(f"DROP TRIGGER IF EXISTS runs_summarized_{trigger}")
+    conn.execute("DROP TRIGGER IF EXISTS runs_summarized_delete")
     for table in ("run_summaries", "run_summary_values", "run_summary_mark",
                   "run_summary_dirty"):
         conn.execute(f"DROP TABLE IF EXISTS {table}")
