@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 import pytest
 
 from easyflow_cli.core.model import Mode, Outcome, PoolName, RunState
+from easyflow_cli.core.workflow_files import load_workflow_files
 from easyflow_cli.storage.cluster_queue import COORDINATOR_LOCK
 from easyflow_cli.storage.run_queue import Hand, RunEnd, RunStart
 from tests.conftest import easyflow_command, subprocess_env
@@ -95,6 +96,8 @@ def cluster(database_url, home, tmp_path):
     files.mkdir()
     for name, body in WORKFLOWS.items():
         (files / f"{name}.toml").write_text(f'name = "{name}"\n{body}')
+    with PgStore(database_url) as store:  # as `workflow add` does (tested below): a call saved
+        store.save_workflows(load_workflow_files([files]), now())
 
     def easyflow(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
         return subprocess.run([*easyflow_command(), *args], env=env, capture_output=True,
@@ -113,8 +116,8 @@ def node(cluster):
 
 
 def test_workflows_and_schedules_live_in_the_cluster_database(cluster, home):
-    added = cluster("workflow", "add", str(cluster.files))
-    assert added.returncode == 0, added.stderr
+    added = cluster("workflow", "add", str(cluster.files / "hello.toml"))
+    assert added.returncode == 0 and "updated hello (1 step" in added.stderr
     listed = json.loads(cluster("workflow", "list", "--json").stdout)
     assert [row["name"] for row in listed] == ["bad", "hello", "slow"]
     assert "run = [" in cluster("workflow", "show", "hello").stdout
@@ -143,7 +146,6 @@ def test_workflows_and_schedules_live_in_the_cluster_database(cluster, home):
 
 
 def test_run_now_follows_the_run_its_worker_executes(cluster, node):
-    cluster("workflow", "add", str(cluster.files))
     done = cluster("run", "hello", "--now")
     assert done.returncode == 0, done.stderr
     assert done.stdout == "first line\nsecond line\n"
@@ -164,7 +166,6 @@ def test_run_now_follows_the_run_its_worker_executes(cluster, node):
 
 
 def test_run_no_wait_and_count_then_wait_for_the_coordinator(cluster, node):
-    cluster("workflow", "add", str(cluster.files))
     queued = cluster("run", "hello", "--now", "--no-wait")
     assert queued.returncode == 0, queued.stderr
     run_id = int(queued.stdout)
@@ -176,7 +177,6 @@ def test_run_no_wait_and_count_then_wait_for_the_coordinator(cluster, node):
 
 
 def test_a_run_waits_for_a_coordinator_and_says_so(cluster):
-    cluster("workflow", "add", str(cluster.files))
     waiting = cluster("run", "hello", "--now")
     assert waiting.returncode == 1
     assert "no coordinator is running: run 1 waits in the queue until one starts" in (
@@ -196,7 +196,6 @@ def test_a_run_waits_for_a_coordinator_and_says_so(cluster):
 
 
 def test_cancel_reaches_the_worker_of_a_running_run(cluster, node):
-    cluster("workflow", "add", str(cluster.files))
     run_id = cluster("run", "slow", "--now", "--no-wait").stdout.strip()
     deadline = time.monotonic() + 30
     while json.loads(cluster("runs", "show", run_id, "--json").stdout)["state"] != "running":
@@ -210,7 +209,6 @@ def test_cancel_reaches_the_worker_of_a_running_run(cluster, node):
 
 
 def test_status_shows_the_coordinator_and_the_workers(cluster, node):
-    cluster("workflow", "add", str(cluster.files))
     run_id = cluster("run", "slow", "--now", "--no-wait").stdout.strip()
     deadline = time.monotonic() + 30
     while True:
@@ -232,7 +230,6 @@ def test_status_shows_the_coordinator_and_the_workers(cluster, node):
 
 
 def test_prune_removes_runs_and_their_log_chunks(cluster, node):
-    cluster("workflow", "add", str(cluster.files))
     assert cluster("run", "hello", "--now").returncode == 0
     node.store.conn.execute("UPDATE runs SET finished_at = finished_at - interval '2 hours'")
     pruned = cluster("runs", "prune", "--older-than", "1h", "--json")
