@@ -1,8 +1,9 @@
 """What the commands read and ask of a cluster on PostgreSQL (`backend.Cluster`): who
 coordinates, which workers are registered and what they run, a run's log chunks, a cancel.
 
-The coordinator is whoever holds the advisory lock COORDINATOR_LOCK: PostgreSQL lists it in
-`pg_locks` for as long as its session lives, so a coordinator that died is never shown.
+The coordinator is whoever holds this schema's coordinator lock (`cluster_queue.py`):
+PostgreSQL lists it in `pg_locks` for as long as its session lives, so a coordinator that
+died is never shown.
 """
 
 from __future__ import annotations
@@ -11,18 +12,13 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from easyflow_cli.storage.backend import Coordinator, WorkerState
-from easyflow_cli.storage.cluster_queue import COORDINATOR_LOCK
+from easyflow_cli.storage.cluster_queue import COORDINATOR_HOLDER_SQL, COORDINATOR_LOCK
 from easyflow_cli.storage.pg_queue import Database
 from easyflow_cli.storage.pg_workers import PgWorkers
 
-# A bigint advisory key shows in pg_locks as its high and low 32 bits, with objsubid 1.
-LOCK_HIGH, LOCK_LOW = COORDINATOR_LOCK >> 32, COORDINATOR_LOCK & 0xFFFFFFFF
 COORDINATOR_SQL = (
-    "SELECT a.pid, host(a.client_addr), coalesce(a.application_name, ''), a.backend_start"
-    " FROM pg_locks AS l LEFT JOIN pg_stat_activity AS a ON a.pid = l.pid"
-    " WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1"
-    " AND l.classid = %s::bigint::oid AND l.objid = %s::bigint::oid"
-    " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())")
+    "SELECT pid, host(client_addr), coalesce(application_name, ''), backend_start"
+    f" FROM pg_stat_activity WHERE pid IN ({COORDINATOR_HOLDER_SQL})")
 WORKERS_SQL = (
     "SELECT w.name, w.host, w.pool, w.concurrency,"
     " extract(epoch FROM %(now)s - w.heartbeat_at)::float8, w.stopped_at IS NOT NULL,"
@@ -38,7 +34,7 @@ class PgCluster:
         self.workers = PgWorkers(store)
 
     def coordinator(self) -> Coordinator | None:
-        row = self.store.conn.execute(COORDINATOR_SQL, (LOCK_HIGH, LOCK_LOW)).fetchone()
+        row = self.store.conn.execute(COORDINATOR_SQL, (COORDINATOR_LOCK,)).fetchone()
         return None if row is None else Coordinator(row[0], row[1], row[2], row[3])
 
     def worker_states(self, *, now: datetime, lease: float) -> list[WorkerState]:

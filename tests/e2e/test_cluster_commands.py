@@ -16,7 +16,7 @@ import pytest
 
 from easyflow_cli.core.model import Mode, Outcome, PoolName, RunState
 from easyflow_cli.core.workflow_files import load_workflow_files
-from easyflow_cli.storage.cluster_queue import COORDINATOR_LOCK
+from easyflow_cli.storage.cluster_queue import COORDINATOR_LOCK, LOCK_COORDINATOR_SQL
 from easyflow_cli.storage.run_queue import Hand, RunEnd, RunStart
 from tests.conftest import easyflow_command, subprocess_env
 
@@ -43,7 +43,7 @@ class FakeNode:
 
     def __init__(self, url: str) -> None:
         self.lock = psycopg.connect(url, autocommit=True)
-        self.lock.execute("SELECT pg_advisory_lock(%s)", (COORDINATOR_LOCK,))
+        self.lock.execute(LOCK_COORDINATOR_SQL, (COORDINATOR_LOCK,))
         self.store = PgStore(url)
         self.workers = PgWorkers(self.store)
         self.store.conn.execute(
