@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from easyflow_cli.cli.common import open_store
 from easyflow_cli.cli.output import console, print_csv, print_json, render_rows, short_time
-from easyflow_cli.cli.status_lines import fire_line, held_by_limit, print_running
+from easyflow_cli.cli.status_lines import held_by_limit, print_queue, print_running
 from easyflow_cli.core.cluster_config import masked
 from easyflow_cli.core.timeutil import to_iso, utcnow
 
@@ -88,15 +88,7 @@ def print_cluster(live: dict[str, Any]) -> None:
                     title="workers", formatters={"heartbeat_age_s": _age})
     else:
         console.print("  workers: none registered")
-    queued = ", ".join(f"{mode} {n}" for mode, n in live["queue"].items())
-    console.print(f"  queued: {queued}")
-    for held in live["held_by_limit"]:
-        console.print(f"  waiting for max_concurrent: {held['workflow']} "
-                      f"{held['queued']} queued, {held['running']} running "
-                      f"(max_concurrent = {held['max_concurrent']})", highlight=False)
-    now = utcnow()
-    for fire in live["next_fires"]:
-        console.print(f"  {fire_line(fire, now, daemon_up=bool(coordinator))}", highlight=False)
+    print_queue(live, daemon_up=bool(coordinator))
     print_running(live["running"])
 
 

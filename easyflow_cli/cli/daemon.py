@@ -16,7 +16,7 @@ from easyflow_cli.cli.output import (
     print_json,
     short_time,
 )
-from easyflow_cli.cli.status_lines import fire_line, held_by_limit, print_running
+from easyflow_cli.cli.status_lines import held_by_limit, print_queue, print_running
 from easyflow_cli.core.paths import state_dir
 from easyflow_cli.core.timeutil import utcnow
 
@@ -107,15 +107,7 @@ def _print_status(live: dict) -> None:
                       f"state in {live['home']})")
     else:
         console.print(f"daemon [red]not running[/] (state in {live['home']})")
-    queued = ", ".join(f"{mode} {n}" for mode, n in live["queue"].items())
-    console.print(f"  queued: {queued}")
-    for held in live["held_by_limit"]:
-        console.print(f"  waiting for max_concurrent: {held['workflow']} "
-                      f"{held['queued']} queued, {held['running']} running "
-                      f"(max_concurrent = {held['max_concurrent']})", highlight=False)
-    now = utcnow()
-    for fire in live["next_fires"]:
-        console.print(f"  {fire_line(fire, now, daemon_up=bool(live['pid']))}", highlight=False)
+    print_queue(live, daemon_up=bool(live["pid"]))
     _print_notifications(live.get("notifications") or {})
     print_running(live.get("running", []))  # a daemon started before the upgrade has none
 

@@ -7,7 +7,7 @@ from datetime import datetime
 
 from easyflow_cli.cli.common import open_store
 from easyflow_cli.cli.output import console, render_rows, zone_time
-from easyflow_cli.core.timeutil import from_iso
+from easyflow_cli.core.timeutil import from_iso, utcnow
 
 
 def held_by_limit() -> list[dict]:
@@ -22,6 +22,20 @@ def held_by_limit() -> list[dict]:
             return [asdict(held) for held in store.queue.held_by_limit()]
     except StorageFault:  # the daemon's own answer says what happened to its files
         return []
+
+
+def print_queue(live: dict, *, daemon_up: bool) -> None:
+    """The runs queued by mode, the workflows waiting for their max_concurrent, the next
+    fires."""
+    queued = ", ".join(f"{mode} {n}" for mode, n in live["queue"].items())
+    console.print(f"  queued: {queued}")
+    for held in live["held_by_limit"]:
+        console.print(f"  waiting for max_concurrent: {held['workflow']} "
+                      f"{held['queued']} queued, {held['running']} running "
+                      f"(max_concurrent = {held['max_concurrent']})", highlight=False)
+    now = utcnow()
+    for fire in live["next_fires"]:
+        console.print(f"  {fire_line(fire, now, daemon_up=daemon_up)}", highlight=False)
 
 
 def print_running(running: list[dict]) -> None:
