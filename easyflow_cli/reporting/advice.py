@@ -26,7 +26,7 @@ from easyflow_cli.core.shifting import eco_start_chooser, shift_means
 from easyflow_cli.core.timeutil import from_iso, to_iso
 from easyflow_cli.reporting import summarized
 from easyflow_cli.reporting.accounting import Period
-from easyflow_cli.storage.store import Store
+from easyflow_cli.storage.backend import Backend
 
 # Per workflow, mode and tariff: what the verdicts rest on (the objectives' thresholds are the
 # parameters before the period's: eco's max_delay, real-time's and balanced's start_within).
@@ -64,7 +64,7 @@ NO_OBJECTIVE = 1e18  # a pool without `start_within`: no start is late
 EMPTY = ModeEvidence()
 
 
-def advice_report(store: Store, config: Config, period: Period, now: datetime, *,
+def advice_report(store: Backend, config: Config, period: Period, now: datetime, *,
                   carbon: Forecast | None = None,
                   tariff: Forecast | None = None) -> dict[str, Any]:
     """Every workflow with runs in the period (or `period.workflow`), judged, by name; money
@@ -107,7 +107,7 @@ def with_series(setting: Setting, config: Config, evidence: Evidence, *,
             tariff.unit, price.at_once, price.planned))
 
 
-def read_evidence(store: Store, config: Config, period: Period,
+def read_evidence(store: Backend, config: Config, period: Period,
                   now: datetime) -> dict[str, Evidence]:
     """Each workflow's runs in the period, by mode, priced as they ran."""
     rows = _evidence_rows(store, config, period)
@@ -127,7 +127,7 @@ def read_evidence(store: Store, config: Config, period: Period,
     return found
 
 
-def _evidence_rows(store: Store, config: Config, period: Period) -> list[dict[str, Any]]:
+def _evidence_rows(store: Backend, config: Config, period: Period) -> list[dict[str, Any]]:
     """Per (workflow, mode, tariff): the summarized hours' evidence and their misses, and the
     rest of the period's runs read in detail."""
     cover = summarized.coverage(store, period.since, period.until)
@@ -140,7 +140,7 @@ def _evidence_rows(store: Store, config: Config, period: Period) -> list[dict[st
     return _merged(rows)
 
 
-def _add_misses(store: Store, config: Config, cover: summarized.Coverage,
+def _add_misses(store: Backend, config: Config, cover: summarized.Coverage,
                 workflow: str | None, rows: list[dict[str, Any]]) -> None:
     """The covered hours' runs that missed their objective, counted into their rows."""
     where, args = cover.hours_where("finished_at")

@@ -19,6 +19,7 @@ from typing import Any
 from easyflow_cli.core.timeutil import to_iso
 from easyflow_cli.reporting.timeline import Timeline
 from easyflow_cli.storage import summaries
+from easyflow_cli.storage.backend import Backend
 from easyflow_cli.storage.store import Store
 from easyflow_cli.storage.summaries import CHARGE_SUMS, COST_SUMS, hour_of, hour_start, next_hour
 
@@ -44,10 +45,12 @@ class Coverage:
         return f"({clauses})", [bound for pair in self.hours for bound in pair]
 
 
-def coverage(store: Store, since: datetime | None, until: datetime | None,
+def coverage(store: Backend, since: datetime | None, until: datetime | None,
              detail_hour: Callable[[str], bool] = lambda hour: False) -> Coverage:
     """What summaries cover of [since, until): whole hours before the mark, not dirty, and not
     among those `detail_hour` wants read in detail."""
+    if not isinstance(store, Store):  # summaries are kept in SQLite only
+        return Coverage.none(since, until)
     conn = store.conn
     mark = summaries.mark(conn) if summaries.current(conn) else None
     first = conn.execute("SELECT min(hour) FROM run_summaries").fetchone()[0] if mark else None
@@ -128,7 +131,7 @@ def local_day_straddled(zone: tzinfo) -> Callable[[str], bool]:
     return straddled
 
 
-def cost_sums(store: Store, cover: Coverage, by: str, workflow: str | None,
+def cost_sums(store: Backend, cover: Coverage, by: str, workflow: str | None,
               zone: tzinfo) -> list[dict[str, Any]]:
     """Per (group, mode, tariff) the sums `accounting.cost_sums` gives, off the summaries of
     the covered hours; by day, each hour goes to the local day it lies in."""
@@ -152,7 +155,7 @@ def cost_sums(store: Store, cover: Coverage, by: str, workflow: str | None,
 # ------------------------------------------------------------------ latency
 
 
-def run_counts(store: Store, cover: Coverage, workflow: str | None
+def run_counts(store: Backend, cover: Coverage, workflow: str | None
                ) -> Counter[tuple[str, str]]:
     """Settled runs per (workflow, mode) over the covered hours."""
     if whole(cover):
@@ -165,7 +168,7 @@ def run_counts(store: Store, cover: Coverage, workflow: str | None
         " GROUP BY workflow, mode HAVING sum(runs) > 0", args)})
 
 
-def latency_counts(store: Store, cover: Coverage) -> dict[str, tuple[int, int, int, int]]:
+def latency_counts(store: Backend, cover: Coverage) -> dict[str, tuple[int, int, int, int]]:
     """Per mode, over the covered hours: settled runs, runs with a queue wait, deadlines met
     and missed."""
     where, args = cover.hours_where()
@@ -175,7 +178,7 @@ def latency_counts(store: Store, cover: Coverage) -> dict[str, tuple[int, int, i
                 f" sum(deadlines_missed) FROM run_summaries WHERE {where} GROUP BY mode", args)}
 
 
-def value_buckets(store: Store, cover: Coverage, mode: str, column: str) -> dict[int, int]:
+def value_buckets(store: Backend, cover: Coverage, mode: str, column: str) -> dict[int, int]:
     """Sketch bucket → runs, of a mode's queue waits or durations over the covered hours."""
     where, args = cover.hours_where()
     return dict(store.conn.execute(
@@ -199,7 +202,7 @@ FROM run_summaries WHERE {where} GROUP BY workflow, mode, off_peak HAVING sum(ru
 """
 
 
-def evidence_rows(store: Store, cover: Coverage, workflow: str | None
+def evidence_rows(store: Backend, cover: Coverage, workflow: str | None
                   ) -> list[dict[str, Any]]:
     """Per (workflow, mode, tariff), what `report advise` weighs of the covered hours' runs,
     but their misses."""
@@ -214,7 +217,7 @@ def evidence_rows(store: Store, cover: Coverage, workflow: str | None
 # ------------------------------------------------------------------ pools
 
 
-def first_start(store: Store, cover: Coverage, workflow: str | None) -> float | None:
+def first_start(store: Backend, cover: Coverage, workflow: str | None) -> float | None:
     """The earliest start (epoch seconds) of the settled runs of the covered hours."""
     if whole(cover):
         return None
@@ -239,7 +242,7 @@ class PoolSeries:
 Edges = list[Range]  # each slice's finish times, as `report pools` picks its runs
 
 
-def add_pool_use(store: Store, cover: Coverage, workflow: str | None, timeline: Timeline,
+def add_pool_use(store: Backend, cover: Coverage, workflow: str | None, timeline: Timeline,
                  edges: Edges, into: PoolSeries) -> list[tuple[int, str | None, str | None]]:
     """Add the covered hours whose runs were busy and queued inside one slice, each to its
     slice, as the detail would add them run by run; returns what is left to the detail: for
@@ -263,7 +266,7 @@ def add_pool_use(store: Store, cover: Coverage, workflow: str | None, timeline: 
             for low, high in _complement(_merged(used[index]), begin, end)]
 
 
-def _pool_hours(store: Store, cover: Coverage, workflow: str | None) -> dict[str, list[tuple]]:
+def _pool_hours(store: Backend, cover: Coverage, workflow: str | None) -> dict[str, list[tuple]]:
     where, args = cover.hours_where()
     if workflow:
         where, args = f"{where} AND workflow = ?", [*args, workflow]
