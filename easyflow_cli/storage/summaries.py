@@ -182,6 +182,9 @@ def _create_triggers(conn: Any) -> None:
 def mark_inserted(conn: Any, ids: range) -> None:
     """Runs just inserted with these ids (an import, a seeded history) make their hours dirty
     where they finished in a summarized hour."""
+    if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'run_summary_dirty'"
+                    ).fetchone() is None:
+        return  # a schema from before the summaries (its migrations not run yet)
     conn.execute("INSERT OR IGNORE INTO run_summary_dirty SELECT DISTINCT"
                  " substr(finished_at, 1, 13) FROM runs WHERE id BETWEEN ? AND ?"
                  " AND finished_at < (SELECT until FROM run_summary_mark)",
