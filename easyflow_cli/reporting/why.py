@@ -19,7 +19,8 @@ from easyflow_cli.core.forecast import Forecast, stretch_cost
 from easyflow_cli.core.learned import LearnedDurations, learn
 from easyflow_cli.core.model import Mode, ModeReason, Run, RunState
 from easyflow_cli.core.timeutil import to_iso
-from easyflow_cli.storage.store import Store
+from easyflow_cli.reporting.hosts import run_host
+from easyflow_cli.storage.dialect import ReportStore
 
 # What each recorded mode reason means, in the words `why` uses.
 BECAUSE = {
@@ -33,7 +34,7 @@ BECAUSE = {
 }
 
 
-def explain_run(store: Store, config: Config, run_id: int, now: datetime,
+def explain_run(store: ReportStore, config: Config, run_id: int, now: datetime,
                 tariff: Forecast | None = None) -> dict[str, Any]:
     """Everything `why` says about the run (NotFound for an unknown run); its window priced
     by `tariff` where one is loaded and covers it."""
@@ -46,7 +47,8 @@ def explain_run(store: Store, config: Config, run_id: int, now: datetime,
         "because": BECAUSE[run.mode_reason], "trigger": run.trigger.value,
         "followed": run.followed, "deadline": to_iso(run.deadline),
         "enqueued_at": to_iso(run.enqueued_at), "started_at": to_iso(run.started_at),
-        "finished_at": to_iso(run.finished_at), "queue_wait_s": run.queue_wait_s,
+        "finished_at": to_iso(run.finished_at), "host": run_host(store, run),
+        "queue_wait_s": run.queue_wait_s,
         "off_peak": run.off_peak, "deadline_met": run.deadline_met,
         "window": _window(run, config, learned, now, tariff),
         "planned": run.not_before_reason,
@@ -58,7 +60,7 @@ def explain_run(store: Store, config: Config, run_id: int, now: datetime,
     }
 
 
-def learned_for(store: Store, run: Run) -> tuple[LearnedDurations, str | None]:
+def learned_for(store: ReportStore, run: Run) -> tuple[LearnedDurations, str | None]:
     """The durations of its mode's recent successes, else of all its workflow's (and which:
     the mode, or None for all)."""
     own = learn(store.queue.recent_successes(run.workflow, run.mode))
@@ -128,7 +130,7 @@ def _learned(learned: LearnedDurations) -> dict[str, Any]:
     }
 
 
-def _queue(store: Store, run: Run, now: datetime) -> dict[str, Any] | None:
+def _queue(store: ReportStore, run: Run, now: datetime) -> dict[str, Any] | None:
     if run.state is not RunState.QUEUED:
         return None
     ready = run.not_before is None or run.not_before <= now
@@ -146,7 +148,7 @@ def _pools(config: Config, running: list[Run]) -> dict[str, dict[str, int]]:
             for mode in Mode}
 
 
-def _limit(store: Store, run: Run, running: list[Run]) -> dict[str, int] | None:
+def _limit(store: ReportStore, run: Run, running: list[Run]) -> dict[str, int] | None:
     """Its workflow's max_concurrent, and how many of its runs run now."""
     try:
         limit = store.get_workflow(run.workflow).max_concurrent
