@@ -87,8 +87,7 @@ class Period:
 def has_history(store: ReportStore, workflow: str) -> bool:
     """Runs of this workflow exist (it may since have been removed: history is kept)."""
     row = store.read("SELECT 1 FROM runs WHERE workflow = ? UNION ALL"
-                             " SELECT 1 FROM run_rollups WHERE workflow = ? LIMIT 1",
-                             (workflow, workflow))
+                     " SELECT 1 FROM run_rollups WHERE workflow = ? LIMIT 1", (workflow, workflow))
     return row.fetchone() is not None
 
 

@@ -87,8 +87,7 @@ def latency(store: ReportStore, where: tuple[str, list[Any]]) -> dict[str, dict[
 
 def earliest_start(store: ReportStore, workflow: str | None) -> float | None:
     only, args = ("WHERE workflow = ?", [workflow]) if workflow else ("", [])
-    return store.read(f"SELECT min(first_start) FROM run_rollups {only}",
-                              args).fetchone()[0]
+    return store.read(f"SELECT min(first_start) FROM run_rollups {only}", args).fetchone()[0]
 
 
 @dataclass

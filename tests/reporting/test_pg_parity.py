@@ -254,15 +254,19 @@ def test_pools_show_each_node_its_runs(database_url, config):
         pg.save_workflows(specs, T0)
         played = [dataclasses.replace(s, ending="succeeded", foreground=False)
                   for s in scripts()[:60]]
-        play(pg, specs, played[:40], "node-a")
-        play(pg, specs, played[40:], "node-b")
+        play(pg, specs, played[:30], "node-b")
+        play(pg, specs, played[30:50], "node-a")
+        play(pg, specs, played[50:], None)  # taken by no worker that recorded itself
         period = Period(None, END)
         timeline = Timeline(earliest_start(pg, period), END.timestamp(), 12)
         report = pools_report(pool_use(pg, period, timeline, ZONE),
                               {m.value: 2 for m in Mode}, {}, timeline, {})
-    nodes = {node["host"]: node for node in report["nodes"]}
-    assert sorted(nodes) == ["node-a", "node-b"]
-    assert nodes["node-a"]["runs"] + nodes["node-b"]["runs"] == sum(
+    assert [node["host"] for node in report["nodes"]] == ["node-a", "node-b", None]
+    assert [node["runs"] for node in report["nodes"]] == [20, 30, 10]
+    assert sum(node["runs"] for node in report["nodes"]) == sum(
         pool["runs"] for pool in report["pools"].values())
-    assert nodes["node-a"]["busy_hours"] + nodes["node-b"]["busy_hours"] == pytest.approx(
+    assert sum(node["busy_hours"] for node in report["nodes"]) == pytest.approx(
         sum(pool["busy_hours"] for pool in report["pools"].values()), abs=1e-5)
+    for mode in Mode:
+        assert sum(node["pools"][mode.value]["runs"] for node in report["nodes"]) == (
+            report["pools"][mode.value]["runs"])
