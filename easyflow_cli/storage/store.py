@@ -17,7 +17,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from easyflow_cli.core.errors import NotFound, shown
 from easyflow_cli.core.model import Mode
@@ -43,6 +43,10 @@ from easyflow_cli.storage.sqlite_queue import (
     SqliteRunQueue,
     fits_sqlite_integer,
 )
+
+if TYPE_CHECKING:
+    from easyflow_cli.core.config import Config
+    from easyflow_cli.core.planning import QueuePolicy
 
 BUSY_TIMEOUT_MS = 30_000
 # SQLite copies its write-ahead log back into the database (a checkpoint, with an fsync) inside
@@ -279,6 +283,8 @@ class Store:
     """An open database. Use as a context manager, or call `close()`."""
 
     dialect = SQLITE
+    # Runs execute on this machine: their logs are files, their processes signalled here.
+    cluster: None = None
 
     def __init__(self, path: Path, *, watched: bool = False) -> None:
         """`watched`: the caller watches the database's files itself (the daemon does, at
@@ -381,6 +387,12 @@ class Store:
             raise
         finally:
             self.write_depth = 0
+
+    def published_policy(self, config: Config | None = None) -> QueuePolicy | None:
+        """The policy the daemon last published (`daemon_policy.py`)."""
+        from easyflow_cli.storage.daemon_policy import published_policy
+
+        return published_policy(self, config)
 
     # ------------------------------------------------------------------ migrations
 
