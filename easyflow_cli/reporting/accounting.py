@@ -8,7 +8,7 @@ re-prices history.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
@@ -17,6 +17,7 @@ from typing import Any
 from easyflow_cli.core import sketch
 from easyflow_cli.core.config import Config
 from easyflow_cli.core.costs import ModeHistory, Quote, quote
+from easyflow_cli.core.forecast import Forecast
 from easyflow_cli.core.model import Mode, PoolName
 from easyflow_cli.core.spec import WorkflowSpec
 from easyflow_cli.core.stats import median, nearest_rank, percentile
@@ -511,9 +512,15 @@ def workflow_history(store: ReportStore, workflow: str, sample: int = 50) -> dic
 
 
 def workflow_quotes(store: ReportStore, config: Config, spec: WorkflowSpec, now: datetime,
-                    modes: Iterable[Mode] = tuple(Mode)) -> dict[Mode, Quote]:
-    """What a run of the workflow would cost and when it would start, in each of `modes`."""
+                    modes: Iterable[Mode] = tuple(Mode), *,
+                    starts: Mapping[Mode, datetime] | None = None,
+                    tariff: Forecast | None = None) -> dict[Mode, Quote]:
+    """What a run of the workflow would cost and when it would start, in each of `modes`:
+    at its start in `starts` (a queued run's planned one) where given, priced by `tariff`
+    where one is loaded and covers it."""
     history = workflow_history(store, spec.name)
+    starts = starts or {}
     return {mode: quote(config, spec, mode, now, history,
-                        learned_durations(store.queue, spec.name, mode, config))
+                        learned_durations(store.queue, spec.name, mode, config),
+                        start=starts.get(mode), tariff=tariff)
             for mode in modes}

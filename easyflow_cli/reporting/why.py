@@ -9,13 +9,13 @@ A handful of indexed reads, whatever the history's size.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from easyflow_cli.core.config import Config
-from easyflow_cli.core.costs import Prices, exact, run_cost
+from easyflow_cli.core.costs import cost_at, exact
 from easyflow_cli.core.errors import NotFound
-from easyflow_cli.core.forecast import Forecast, stretch_cost
+from easyflow_cli.core.forecast import Forecast
 from easyflow_cli.core.learned import LearnedDurations, learn
 from easyflow_cli.core.model import Mode, ModeReason, Run, RunState
 from easyflow_cli.core.timeutil import to_iso
@@ -76,8 +76,10 @@ def _window(run: Run, config: Config, learned: LearnedDurations, now: datetime,
     if run.not_before is None:
         return None
     like = _Like.of(learned, config)
-    then, priced_by = _cost_at(config, run.mode, run.not_before, like, tariff)
-    at_once, _ = _cost_at(config, Mode.REAL_TIME, now, like, tariff)
+    then, priced_by = cost_at(config, run.mode, run.not_before, like.duration_s, like.cpu_s,
+                              like.energy_kwh, tariff)
+    at_once, _ = cost_at(config, Mode.REAL_TIME, now, like.duration_s, like.cpu_s,
+                         like.energy_kwh, tariff)
     window = config.tariff_window
     return {
         "not_before": to_iso(run.not_before), "waiting": run.not_before > now,
@@ -101,24 +103,6 @@ class _Like:
         cpu = learned.cpu.p90 if learned.cpu else 0.0
         joules = learned.energy.p90 if learned.energy else cpu * config.costs.watts_per_core
         return cls(duration, cpu, joules / 3.6e6)
-
-
-def _cost_at(config: Config, mode: Mode, start: datetime, like: _Like,
-             tariff: Forecast | None) -> tuple[float, str]:
-    """What it costs started at `start` in `mode`, and by what: the tariff where it covers
-    the run, else the pools' prices (off-peak in the tariff hours)."""
-    prices = Prices.from_config(config)
-    cpu_cost = like.cpu_s / 3600 * prices.cpu_hour_price
-    if tariff is not None:
-        charged = stretch_cost(tariff, start, start + timedelta(seconds=like.duration_s),
-                               energy_kwh=like.energy_kwh,
-                               worker_hour_price=prices.worker_hour_price(mode, False))
-        if charged is not None:
-            return charged + cpu_cost, tariff.source
-    window = config.tariff_window
-    off_peak = window.contains(start) if window else False
-    basis = "off-peak pool prices" if off_peak else "pool prices"
-    return run_cost(prices, mode, off_peak, like.duration_s, like.cpu_s), basis
 
 
 def _learned(learned: LearnedDurations) -> dict[str, Any]:

@@ -21,6 +21,9 @@ What is measured, precisely:
 - growth (bench_growth.py): dispatch latency of a callable step as above, and the daemon's
   CPU time per dispatch, with more and more eco runs waiting for their window and with more
   and more schedules: flat curves mean a wake-up costs the same however much waits.
+- why: whole `easyflow why RUN_ID` processes over 10,000 finished runs (bench_why.py), for a
+  finished run and a queued one: the first process (cold) and the next ones (warm), wall time
+  and the CPU time (user + system) each process used.
 - idle: CPU time (utime+stime from /proc/PID/stat, clock ticks) of the daemon and its workers
   over an idle period with one schedule an hour away and nothing queued; voluntary context
   switches over the same period count their wake-ups; VmRSS of each process.
@@ -58,6 +61,7 @@ from easyflow_cli.tools.bench_spawn import (
     spawn_ceiling,
 )
 from easyflow_cli.tools.bench_steps import BURN_MARK, STAMP_MARK
+from easyflow_cli.tools.bench_why import WHY_HISTORY, why_at_scale
 
 ECO_BACKLOG = 10_000
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -79,6 +83,7 @@ class BenchSizes:
     report_runs: int
     isolation_samples: int
     ceiling_seconds: float = 1.0
+    why_runs: int = WHY_HISTORY
 
     @classmethod
     def for_mode(cls, quick: bool) -> BenchSizes:
@@ -246,6 +251,8 @@ def run_bench(quick: bool = False, root: Path | None = None,
         progress(f"reports over {sizes.report_runs:,} runs")
         document["reports"] = reports_at_scale(root, sizes.report_runs,
                                                max(1, sizes.cli_samples // 6))
+        progress(f"why RUN_ID over {sizes.why_runs:,} runs")
+        document["why"] = why_at_scale(root, sizes.cli_samples, sizes.why_runs)
         document["machine"]["load_average_after"] = load_average()
         document["machine"]["cpu_steal_percent"] = steal_percent(ticks, cpu_ticks())
         document["elapsed_s"] = round(time.monotonic() - began, 1)
@@ -332,6 +339,8 @@ TARGETS = (
      "runs/s"),
     (("cli_start_ms", "help", "median"), "easyflow --help", "<=", 200, "ms"),
     (("cli_start_ms", "run_now_no_wait", "median"), "run --now --no-wait", "<=", 250, "ms"),
+    *((("why", kind, "wall_ms", "median"), f"why RUN_ID, {kind} run, {WHY_HISTORY:,} runs",
+       "<=", 200, "ms") for kind in ("finished", "queued")),
     (("idle_daemon", "cpu_percent_of_core"), "idle daemon CPU", "<=", 0.1, "% of a core"),
     (("idle_daemon", "daemon_rss_mb"), "idle daemon RSS", "<=", 60, "MB"),
     (("reports", "library_s"), "report costs, library", "<=", 1.0, "s"),

@@ -812,3 +812,17 @@ def test_beyond_newest_keeps_the_newest_finished_runs(run_queue):
     assert run_queue.beyond_newest("k", 2, limit=2) == runs[:2]
     assert run_queue.beyond_newest("k", 5, limit=10) == []
     assert run_queue.beyond_newest("none", 1, limit=10) == []
+
+
+def test_settle_abandoned_charges_a_run_that_had_started_as_finish_does(run_queue):
+    run_queue.pricing = LoadedSeries()
+    run_id = add(run_queue, at=NOW - timedelta(minutes=30))
+    claim(run_queue)
+    started(run_queue, run_id)  # at NOW + 2 s
+    [failed] = run_queue.settle_abandoned([run_id], now=NOW + timedelta(seconds=62),
+                                          note="given back", error="its daemon died")
+    assert (failed.id, failed.state) == (run_id, RunState.FAILED)
+    # A minute with no CPU time or energy measured (its worker died with it): charged as such,
+    # under the series loaded, rather than left without charges.
+    assert run_queue.charges(run_id) == Charges(0.0, 0.0, "test per_kwh", 0.0, 0.0,
+                                                "test gCO2/kWh")
