@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import selectors
+import select
 import shlex
 import signal
 import time
@@ -84,6 +84,7 @@ class StepRunner:
         self.limits = limits
         self.usage = Usage()
         self.exit_status: int | None = None
+        self.output_ended = False  # every writer closed the step's output
 
     def run(self, deadline: float, cancelled: Callable[[], bool]) -> StepResult:
         timed_out = self._pump(deadline, cancelled)
@@ -100,17 +101,18 @@ class StepRunner:
         Cancellation is first checked FIRST_CHECK_S after the start, not at once, and then
         every CHECK_S, however much the step writes: the check also sends the reports held
         back (worker.py), and a step that ends sooner goes with its run's end in one report."""
-        selector = selectors.DefaultSelector()
+        poller = select.poll()  # cheaper than an epoll set up and closed for every step
+        out = self.proc.stdout.fileno()
         pidfd = os.pidfd_open(self.proc.pid)
-        selector.register(self.proc.stdout, selectors.EVENT_READ, "out")
-        selector.register(pidfd, selectors.EVENT_READ, "exit")
+        poller.register(out, select.POLLIN)
+        poller.register(pidfd, select.POLLIN)
         next_check = time.monotonic() + FIRST_CHECK_S
         try:
             while True:
                 wait = max(0.0, min(deadline, next_check) - time.monotonic())
-                for key, _ in selector.select(timeout=wait):
-                    if key.data == "out":
-                        self._read_some(selector)
+                for fd, _ in poller.poll(wait * 1000):
+                    if fd == out:
+                        self._read_some(poller)
                     else:
                         self._collect_exit()
                 if self.exit_status is not None:
@@ -123,15 +125,15 @@ class StepRunner:
                         return False
                     next_check = now + CHECK_S
         finally:
-            selector.close()
             os.close(pidfd)
 
-    def _read_some(self, selector: selectors.BaseSelector) -> None:
+    def _read_some(self, poller: select.poll) -> None:
         data = os.read(self.proc.stdout.fileno(), READ_CHUNK)
         if data:
             self.log.write(data)
         else:
-            selector.unregister(self.proc.stdout)
+            poller.unregister(self.proc.stdout.fileno())
+            self.output_ended = True
 
     def _collect_exit(self) -> None:
         pid, status, rusage = os.wait4(self.proc.pid, 0)
@@ -159,6 +161,9 @@ class StepRunner:
 
     def _drain_output(self) -> None:
         """Whatever the step wrote before it ended; the writers are gone, so this ends."""
+        if self.output_ended:
+            self.proc.stdout.close()
+            return
         os.set_blocking(self.proc.stdout.fileno(), False)
         try:
             while data := os.read(self.proc.stdout.fileno(), READ_CHUNK):
