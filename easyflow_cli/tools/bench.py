@@ -14,8 +14,8 @@ What is measured, precisely:
   `started_at`, which the worker takes immediately before it starts the run's first step.
 - command step, first instruction: from the same moment to the step's own reading of the clock
   (`date +%s.%N`, bench_spawn.py), with that command's own start cost measured beside it.
-- spawn ceiling: two posix_spawn loops of /bin/true side by side (bench_spawn.py), next to the
-  /bin/true drain, with the drain's share of it.
+- spawn ceiling: two posix_spawn loops of /bin/true side by side (bench_spawn.py), measured
+  just before and just after the /bin/true drain; the drain's share of their mean.
 - drain: N no-op runs inserted in one transaction, the daemon woken; runs/s from the start of
   that transaction to the last run's `finished_at` (enqueue → claim → execute → record).
 - growth (bench_growth.py): dispatch latency of a callable step as above, and the daemon's
@@ -270,10 +270,9 @@ def _with_daemon(daemon: BenchDaemon, sizes: BenchSizes, progress: Progress) -> 
     progress("CPU-bound step on an idle box")
     burn_idle = cpu_bound_durations(daemon, sizes.isolation_samples)
     progress("drain throughput")
-    drain = {"callable": drain_throughput(daemon, sizes.drain_callable_runs, command=False),
-             "command": drain_throughput(daemon, sizes.drain_command_runs, command=True)}
-    progress("the box's spawn ceiling")
-    drain["command"] = _beside_ceiling(drain["command"], spawn_ceiling(sizes.ceiling_seconds))
+    drain = {"callable": drain_throughput(daemon, sizes.drain_callable_runs, command=False)}
+    progress("the /bin/true drain between two measures of the box's spawn ceiling")
+    drain["command"] = _beside_ceiling(daemon, sizes)
     progress("CLI start and enqueue")
     help_ms = cli_wall_times(["--help"], daemon.home, sizes.cli_samples)
     run_ms = cli_wall_times(["run", "bench-noop", "--now", "--no-wait"], daemon.home,
@@ -308,9 +307,17 @@ def _with_daemon(daemon: BenchDaemon, sizes: BenchSizes, progress: Progress) -> 
     }
 
 
-def _beside_ceiling(drain: dict[str, Any], ceiling: float) -> dict[str, Any]:
+def _beside_ceiling(daemon: BenchDaemon, sizes: BenchSizes) -> dict[str, Any]:
+    """The /bin/true drain, and its share of the spawn ceiling measured just before and just
+    after it: on a shared box the load changes from one second to the next, and one measure
+    taken after the drain may meet another load than the drain did."""
+    before = spawn_ceiling(sizes.ceiling_seconds)
+    drain = drain_throughput(daemon, sizes.drain_command_runs, command=True)
+    after = spawn_ceiling(sizes.ceiling_seconds)
+    ceiling = round((before + after) / 2, 1)
     share = round(100 * drain["runs_per_s"] / ceiling, 1) if ceiling else None
-    return {**drain, "spawn_ceiling_runs_per_s": ceiling, "percent_of_ceiling": share}
+    return {**drain, "spawn_ceiling_runs_per_s": ceiling,
+            "spawn_ceiling_before_after_runs_per_s": [before, after], "percent_of_ceiling": share}
 
 
 def _machine() -> dict[str, Any]:

@@ -44,6 +44,9 @@ def test_quick_bench_json_document(home, monkeypatch):
     for figure in ("command_first_instruction", "clock_command_own_start"):
         assert positive(doc["dispatch_latency_ms"]["eco_backlog"][figure]["p99"])
     assert positive(doc["drain"]["command"]["spawn_ceiling_runs_per_s"])
+    before, after = doc["drain"]["command"]["spawn_ceiling_before_after_runs_per_s"]
+    assert positive(before) and positive(after)
+    assert doc["drain"]["command"]["spawn_ceiling_runs_per_s"] == round((before + after) / 2, 1)
     assert positive(doc["drain"]["command"]["percent_of_ceiling"])
     for step in ("callable", "command"):
         assert positive(doc["drain"][step]["runs_per_s"])
