@@ -3,8 +3,9 @@ transaction.
 
 A worker reports each run's start and end; at hundreds of runs a second, one transaction (and
 one statement) per report was most of the daemon's work. Starts and plain ends are gathered and
-written with one statement each; anything else is a change function applied after them, in the
-order it was recorded. What must wait for the commit (letting a parked step run) waits.
+written with one statement each (a run whose start and end came in the same wake-up, as short
+runs' do, with one write of its row); anything else is a change function applied after them,
+in the order it was recorded. What must wait for the commit (letting a parked step run) waits.
 
 When the database cannot be written (read-only, disk full...), the `Recorder` keeps each
 wake-up's batch, in order, and replays them once it can be written again; meanwhile the daemon
@@ -55,15 +56,31 @@ class Batch:
 
     def apply(self, store: Store) -> None:
         """Write it all in one transaction; then run what waited for the commit."""
+        ends = [e.end for e in self.ends]
         with store.write():
-            if self.starts:
-                store.queue.start(self.starts)
-            already_ended = store.queue.finish([e.end for e in self.ends])
+            store.queue.start(_with_ends(self.starts, ends))
+            already_ended = store.queue.finish(ends)
             for change in self.changes:
                 _apply(change)
         for then in self.after_commit:
             then()
         log_ends(self.ends, set(already_ended))
+
+
+def _with_ends(starts: list[RunStart], ends: list[RunEnd]) -> list[RunStart]:
+    """The starts of runs that end in the same batch go with their ends (one write per run);
+    the others, returned, are written alone."""
+    if not ends:
+        return starts
+    ending = {end.run_id: end for end in ends}
+    alone = []
+    for start in starts:
+        end = ending.get(start.run_id)
+        if end is None:
+            alone.append(start)
+        else:
+            end.start = start
+    return alone
 
 
 def _apply(change: Callable[[], object]) -> None:

@@ -46,6 +46,22 @@ def test_starts_ends_and_changes_commit_together(store):
     assert (third.state, third.started_at is not None) == (RunState.RUNNING, True)
 
 
+def test_a_run_whose_start_came_with_its_end_is_written_once(store):
+    runs = claimed(store, 2)
+    at = NOW + timedelta(seconds=0.5)
+    batch = Batch(starts=[RunStart(r.id, at, r.enqueued_at, 42, "/x.log") for r in runs],
+                  ends=[ended(runs[0], began_at=at)])
+    updates: list[str] = []
+    store.conn.set_trace_callback(
+        lambda sql: updates.append(sql) if sql.startswith("UPDATE runs") else None)
+    batch.apply(store)
+    store.conn.set_trace_callback(None)
+    assert [sql.split(" WHERE id = ")[1] for sql in updates] == [str(r.id) for r in reversed(runs)]
+    first, second = (store.queue.get(r.id) for r in runs)
+    assert (first.state, first.pid, first.queue_wait_s) == (RunState.SUCCEEDED, 42, 0.5)
+    assert (second.state, second.pid) == (RunState.RUNNING, 42)
+
+
 def test_a_failed_write_leaves_nothing_behind(store):
     runs = claimed(store, 2)
     batch = Batch(ends=[ended(runs[0])])
