@@ -18,6 +18,7 @@ import logging
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from easyflow_cli.core.errors import DamagedRow
 from easyflow_cli.core.model import Mode, RunState
@@ -26,6 +27,7 @@ from easyflow_cli.storage.run_queue import RunEnd, RunStart
 from easyflow_cli.storage.store import Store
 
 log = logging.getLogger("easyflow.daemon")
+T = TypeVar("T")
 
 # While the database cannot be written: first retry after this, doubling up to the maximum.
 DB_RETRY_FIRST = 0.5
@@ -54,17 +56,20 @@ class Batch:
     def __bool__(self) -> bool:
         return bool(self.starts or self.ends or self.changes or self.after_commit)
 
-    def apply(self, store: Store) -> None:
-        """Write it all in one transaction; then run what waited for the commit."""
+    def apply(self, store: Store, also: Callable[[], list[T]] = list) -> list[T]:
+        """Write it all in one transaction, with what `also` writes (its result returned);
+        then run what waited for the commit."""
         ends = [e.end for e in self.ends]
         with store.write():
             store.queue.start(_with_ends(self.starts, ends))
             already_ended = store.queue.finish(ends)
             for change in self.changes:
                 _apply(change)
+            result = also()
         for then in self.after_commit:
             then()
         log_ends(self.ends, set(already_ended))
+        return result
 
 
 def _with_ends(starts: list[RunStart], ends: list[RunEnd]) -> list[RunStart]:
@@ -119,17 +124,24 @@ class Recorder:
 
     def write(self) -> None:
         """This wake-up's changes in one transaction, or kept, in order, until they can be."""
+        self.write_with(list)
+
+    def write_with(self, claims: Callable[[], list[T]]) -> list[T]:
+        """This wake-up's changes and what `claims` writes (the runs it claims, returned) in
+        one transaction: one commit per wake-up, not one for the reports and one for the
+        claims. Nothing is claimed while changes wait for the database."""
         if not self.batch:
-            return
+            return [] if self.backlog else claims()
         batch, self.batch = self.batch, Batch()
         if self.backlog:
             self.backlog.append(batch)
-            return
+            return []
         try:
-            batch.apply(self.store)
+            return batch.apply(self.store, claims)
         except sqlite3.OperationalError as exc:
             self.backlog.append(batch)
             self.failed(exc)
+            return []
 
     def failed(self, exc: sqlite3.OperationalError) -> None:
         """A write failed: complain (now and then), and try again after a growing delay."""
