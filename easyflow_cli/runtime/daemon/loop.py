@@ -107,7 +107,7 @@ class Loop:
             if self._handle(key):
                 self.progress_only = False
         if events and self._may_dispatch_with_reports():
-            daemon.dispatcher.dispatch(self.clock.now())
+            self.dispatch_now()
         daemon.recorder.write()
         daemon.notify.wake_for(daemon.db)
         if daemon.notifier.watchdog_interval:
@@ -240,8 +240,9 @@ class Loop:
         daemon.recorder.write()
 
     def dispatch_now(self) -> None:
-        """Hand woken runs over before answering the wake-up: the client, woken by the answer,
-        would otherwise compete with them for the CPU."""
+        """Hand runs over at once: woken runs before the wake-up is answered (the client,
+        woken by the answer, would otherwise compete with them for the CPU), and runs for the
+        workers a wake-up's reports freed, with those reports."""
         daemon = self.daemon
         if daemon.drain.active or not daemon.recorder.healthy:
             return
@@ -249,6 +250,8 @@ class Loop:
             daemon.dispatcher.dispatch(self.clock.now())
         except sqlite3.OperationalError as exc:
             daemon.recorder.failed(exc)
+        except DamagedRow as exc:
+            log.error("%s; left as it is", exc)
         daemon.recorder.write()
 
     def _fire_schedules(self, now: datetime) -> None:
