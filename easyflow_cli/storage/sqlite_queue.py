@@ -6,6 +6,7 @@ each method changes is documented on `RunQueue`; here is only how.
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
@@ -175,9 +176,11 @@ class SqliteRunQueue:
         # the lock (the daemon reads it in a thread).
         pricing = self.pricing.current() if self.pricing is not None else None
         with self.store.write() as conn:
+            # The ids as one JSON text: one statement, prepared once, however many runs end
+            # (a list of marks is a new statement, compiled, for every new count).
             running = dict(conn.execute(
                 "SELECT id, workflow FROM runs WHERE state = 'running'"
-                f" AND id IN ({_marks(ids)})", ids).fetchall())
+                " AND id IN (SELECT value FROM json_each(?))", (json.dumps(ids),)).fetchall())
             self._record_ends(conn, [end for end in ends if end.run_id in running])
             self.start([end.start for end in ends
                         if end.start is not None and end.run_id not in running])
