@@ -171,6 +171,7 @@ class PgRunQueue:
             return []
         pricing = self.pricing.current() if self.pricing is not None else None
         with self.store.write() as conn:
+            self.start([end.start for end in ends if end.start is not None])
             running: dict[int, str] = dict(conn.execute(
                 "SELECT id, workflow FROM runs WHERE state = 'running' AND id = ANY(%s)"
                 " FOR UPDATE", (ids,)).fetchall())

@@ -406,6 +406,22 @@ def test_finish_leaves_a_run_that_is_no_longer_running(run_queue):
     assert run_queue.finish([]) == []
 
 
+def test_finish_records_a_start_that_came_with_the_end(run_queue):
+    ran, gone = add(run_queue), add(run_queue)
+    claim(run_queue)
+    run_queue.finish([RunEnd(gone, Outcome(RunState.FAILED), NOW, NOW)])  # its start alone
+    at = NOW + timedelta(seconds=2)
+    ends = [RunEnd(run_id, Outcome(RunState.SUCCEEDED, 0), at + timedelta(seconds=1), at,
+                   start=RunStart(run_id, at, NOW, pid=7, log_path="/r.log", off_peak=False))
+            for run_id in (ran, gone)]
+    assert run_queue.finish(ends) == [gone]
+    for run_id, state in ((ran, RunState.SUCCEEDED), (gone, RunState.FAILED)):
+        run = run_queue.get(run_id)
+        assert (run.state, run.started_at, run.pid, run.log_path, run.off_peak,
+                run.queue_wait_s) == (state, at, 7, "/r.log", False, 2.0)
+    assert run_queue.get(ran).duration_s == 1.0
+
+
 class LoadedSeries:
     """A `PricingSource` with a tariff and a carbon forecast over the hours around NOW."""
 
