@@ -17,6 +17,7 @@ from easyflow_cli.cli import runs as runs_cli
 from easyflow_cli.cli import schedule as schedule_cli
 from easyflow_cli.cli import simulate as simulate_cli
 from easyflow_cli.cli import why as why_cli
+from easyflow_cli.cli import worker as worker_cli
 from easyflow_cli.cli import workflow as workflow_cli
 from easyflow_cli.cli.group import HELP_OPTION_NAMES, EasyflowGroup
 
@@ -43,6 +44,7 @@ app.command("demo")(demo_cli.demo)
 app.command("bench")(bench_cli.bench)
 app.command("simulate")(simulate_cli.simulate)
 app.command("why")(why_cli.why)
+app.command("worker")(worker_cli.worker)
 
 
 def _version(value: bool) -> None:
