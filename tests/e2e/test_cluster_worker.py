@@ -30,6 +30,7 @@ from easyflow_cli.storage.pg_store import PgStore  # noqa: E402
 from easyflow_cli.storage.pg_workers import PgWorkers  # noqa: E402
 
 WORKER = "test-node:1"
+SECRET = "s3cret-value-42"
 TIMEOUT_S = 30.0
 _workflows = itertools.count(1)
 
@@ -92,8 +93,13 @@ def cluster(postgres_server, redis_server, tmp_path_factory):
     root = tmp_path_factory.mktemp("cluster")
     config = root / "easyflow.toml"
     config.write_text('[cluster]\nlease = "3s"\n')
-    env = subprocess_env(root / "home", EASYFLOW_CONFIG=str(config),
-                         EASYFLOW_DATABASE_URL=url, EASYFLOW_BROKER_URL=redis_server.url(1))
+    credentials = root / "credentials"
+    credentials.mkdir()
+    (credentials / "api-token").write_text(SECRET)
+    (credentials / "api-token").chmod(0o600)
+    env = subprocess_env(root / "home", EASYFLOW_CONFIG=str(config), EASYFLOW_DATABASE_URL=url,
+                         EASYFLOW_BROKER_URL=redis_server.url(1),
+                         CREDENTIALS_DIRECTORY=str(credentials))
     log = root / "worker.log"
     with PgStore(url) as store, open(log, "wb") as output:
         worker = subprocess.Popen(
@@ -117,17 +123,20 @@ def cluster(postgres_server, redis_server, tmp_path_factory):
 
 
 def test_a_dispatched_run_is_executed_and_recorded_with_its_log(cluster):
-    workflow = cluster.workflow('[[steps]]\nrun = ["sh", "-c", "echo hello; echo oops >&2"]\n'
-                                '[[steps]]\nrun = ["sh", "-c", "exit 3"]\n', retries=1)
+    workflow = cluster.workflow(
+        '[[steps]]\nrun = ["sh", "-c", "echo hello $TOKEN; echo oops >&2"]\n'
+        'env = { TOKEN = { credential = "api-token" } }\n'
+        '[[steps]]\nrun = ["sh", "-c", "exit 3"]\n', retries=1)
     dispatch = cluster.dispatch(workflow)
     send(cluster.app, dispatch)
     [run_id] = dispatch.run_ids
     run = cluster.finished(run_id)
     assert (run["state"], run["exit_code"], run["worker"], run["host"]) == (
-        "failed", 3, WORKER, os.uname().nodename)
+        "failed", 3, WORKER, os.uname().nodename), run["error"]
     assert run["started_at"] and run["duration_s"] > 0 and run["cpu_user_s"] is not None
     log = b"".join(data for _, data in PgWorkers(cluster.store).log_chunks(run_id)).decode()
-    assert "hello\noops\n" in log and "exited with code 3" in log
+    assert "hello ***\noops\n" in log and "exited with code 3" in log  # masked as locally
+    assert SECRET not in log
     retry = cluster.store.queue.retried_as(run_id)  # written with the end, as a daemon does
     assert retry is not None and retry.attempt == 2 and retry.state.value == "queued"
 

@@ -92,11 +92,11 @@ class PoolProcess:
         try:
             for run in runs:
                 RunExecution(self, run).execute()
-        except psycopg.Error as exc:
-            # Its runs stay accepted by a process that lives on: exiting is what lets the
-            # worker's main process see them abandoned and settle them.
-            log.error("runs %s: cannot record their progress (%s); this process exits and its "
-                      "worker settles them", [run.id for run in runs], exc)
+        except Exception:
+            # Its runs would stay accepted by a process that lives on: exiting is what lets
+            # the worker's main process see them abandoned and settle them.
+            log.exception("runs %s: their progress cannot be recorded; this process exits and "
+                          "its worker settles them", [run.id for run in runs])
             os._exit(70)
 
     @property

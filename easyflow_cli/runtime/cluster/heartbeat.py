@@ -76,10 +76,12 @@ class Heartbeat:
         os.close(self.wake_read)
         os.close(self.wake_write)
         try:
-            with PgStore(self.database_url) as store:
-                PgWorkers(store).stop(self.info.name, now=utcnow())
+            self.beat()  # what pool processes killed by a cold shutdown held is settled now
+            PgWorkers(self._open()).stop(self.info.name, now=utcnow())
         except (psycopg.Error, EasyflowError) as exc:
             log.warning("worker %s: cannot record its stop: %s", self.info.name, exc)
+        finally:
+            self._close()
 
     def _loop(self) -> None:
         while not self.stopping.is_set():
