@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from easyflow_cli.core.model import Mode
 from easyflow_cli.core.workflow_files import parse_workflow_file
 from easyflow_cli.storage.cluster_queue import Dispatch
 from tests.cluster_helpers import dispatch_by_hand, queue_runs
@@ -53,7 +54,8 @@ class Cluster:
 
     def dispatch(self, workflow: str, count: int = 1) -> Dispatch:
         now = datetime.now(UTC)
-        return dispatch_by_hand(self.store, queue_runs(self.store, workflow, count, now), now)
+        run_ids = queue_runs(self.store, workflow, count, now, Mode.ECO)
+        return dispatch_by_hand(self.store, run_ids, now, Mode.ECO)
 
     def run(self, run_id: int) -> dict:
         with self.store.conn.cursor(row_factory=psycopg.rows.dict_row) as cursor:
@@ -103,7 +105,7 @@ def cluster(postgres_server, redis_server, tmp_path_factory):
     log = root / "worker.log"
     with PgStore(url) as store, open(log, "wb") as output:
         worker = subprocess.Popen(
-            [*easyflow_command(), "worker", "--pool", "real-time", "--concurrency", "2",
+            [*easyflow_command(), "worker", "--pool", "eco", "--concurrency", "2",
              "--name", WORKER], env=env, stdout=output, stderr=subprocess.STDOUT)
         try:
             wait_for(lambda: store.conn.execute(
@@ -126,6 +128,7 @@ def test_a_dispatched_run_is_executed_and_recorded_with_its_log(cluster):
     workflow = cluster.workflow(
         '[[steps]]\nrun = ["sh", "-c", "echo hello $TOKEN; echo oops >&2"]\n'
         'env = { TOKEN = { credential = "api-token" } }\n'
+        '[[steps]]\nrun = ["sh", "-c", "echo nice=$(nice) io=$(ionice -p $$)"]\n'
         '[[steps]]\nrun = ["sh", "-c", "exit 3"]\n', retries=1)
     dispatch = cluster.dispatch(workflow)
     send(cluster.app, dispatch)
@@ -137,6 +140,7 @@ def test_a_dispatched_run_is_executed_and_recorded_with_its_log(cluster):
     log = b"".join(data for _, data in PgWorkers(cluster.store).log_chunks(run_id)).decode()
     assert "hello ***\noops\n" in log and "exited with code 3" in log  # masked as locally
     assert SECRET not in log
+    assert "nice=19 io=idle" in log  # an eco worker's runs, as a local eco worker's
     retry = cluster.store.queue.retried_as(run_id)  # written with the end, as a daemon does
     assert retry is not None and retry.attempt == 2 and retry.state.value == "queued"
 

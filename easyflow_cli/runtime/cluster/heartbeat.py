@@ -81,7 +81,7 @@ class Heartbeat:
         except (psycopg.Error, EasyflowError) as exc:
             log.warning("worker %s: cannot record its stop: %s", self.info.name, exc)
         finally:
-            self._close()
+            self.close()
 
     def _loop(self) -> None:
         while not self.stopping.is_set():
@@ -89,9 +89,9 @@ class Heartbeat:
                 self.beat()
             except (psycopg.Error, EasyflowError) as exc:
                 log.warning("worker %s: heartbeat failed: %s", self.info.name, exc)
-                self._close()
+                self.close()
             self._wait()
-        self._close()
+        self.close()
 
     def _wait(self) -> None:
         """Until the next beat is due, a cancel is announced, or the worker stops."""
@@ -101,7 +101,7 @@ class Heartbeat:
             try:
                 list(self.store.conn.notifies(timeout=0))
             except psycopg.Error:
-                self._close()
+                self.close()
 
     def beat(self) -> None:
         store = self._open()
@@ -137,7 +137,7 @@ class Heartbeat:
             self.store.conn.execute(f"LISTEN {CANCEL_CHANNEL}")
         return self.store
 
-    def _close(self) -> None:
+    def close(self) -> None:
         if self.store is not None:
             self.store.close()
             self.store = None
