@@ -19,7 +19,7 @@ import errno
 import logging
 import os
 import signal
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from types import FrameType
 from typing import BinaryIO, cast
@@ -82,9 +82,13 @@ class PoolProcess:
     def execute(self, kwargs: dict[str, object]) -> None:
         """The task: a dispatch's runs, accepted and executed; none if the message is stale."""
         message = DispatchMessage.from_kwargs(kwargs)
-        runs = self.workers().accept(message.token, message.run_ids,
-                                      worker=self.identity.name, host=self.identity.host,
-                                      pid=os.getpid(), now=utcnow())
+        try:
+            runs = self.workers().accept(message.token, message.run_ids,
+                                          worker=self.identity.name, host=self.identity.host,
+                                          pid=os.getpid(), now=utcnow())
+        except psycopg.Error:
+            self.close()  # the next message connects again; this one's dispatch expires
+            raise
         if not runs:
             log.info("dispatch %s of runs %s: taken already or expired; dropped",
                      message.token, list(message.run_ids))
@@ -107,6 +111,11 @@ class PoolProcess:
 
     def workers(self) -> PgWorkers:
         return PgWorkers(self.store)
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
 
 
 class RunExecution:
@@ -139,11 +148,15 @@ class RunExecution:
         self.queue.start([RunStart(run.id, started, run.enqueued_at, os.getpid(), None,
                                    window.contains(started) if window else None)])
         with ChunkedLog(self._send_chunk) as self.log:
-            return execute_workflow(
+            outcome = execute_workflow(
                 spec, limits_for(config, run.mode), cast(BinaryIO, self.log),
                 cancelled=self._cancelled,
                 meter=self.process.meter, run_id=run.id, token=self.process.identity.token,
                 on_step_spawned=lambda pgid: self.queue.record_step(run.id, group_of(pgid)))
+        if self.log.failure is None:
+            return outcome
+        note = f"run log incomplete: {self.log.failure}"
+        return replace(outcome, error=f"{outcome.error}; {note}" if outcome.error else note)
 
     def _send_chunk(self, seq: int, data: bytes) -> None:
         try:

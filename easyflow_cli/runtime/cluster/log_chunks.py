@@ -34,6 +34,7 @@ class ChunkedLog(io.RawIOBase):
         self.pending_since = 0.0
         self.seq = 0
         self.busy = False  # inside a write or a send: a look from a signal handler waits
+        self.failure: str | None = None  # why the last chunk could not be sent at close
 
     def writable(self) -> bool:
         return True
@@ -62,8 +63,13 @@ class ChunkedLog(io.RawIOBase):
             self._send_now()
 
     def close(self) -> None:
+        """The rest sent; a failure then is kept in `failure` (the run's outcome says it), as
+        CappedLog keeps one of a write."""
         if not self.closed and not self.busy:
-            self._send_now()
+            try:
+                self._send_now()
+            except OSError as exc:
+                self.failure = exc.strerror or str(exc)
         super().close()
 
     def _send_now(self) -> None:

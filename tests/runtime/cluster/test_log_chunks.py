@@ -56,3 +56,13 @@ def test_a_log_the_database_refuses_leaves_the_run_going_with_the_reason(sent):
     capped.write(b"x" * CHUNK_BYTES)
     capped.close()
     assert capped.failure == "cannot write the log to the database: gone"
+
+
+def test_a_last_chunk_the_database_refuses_is_kept_as_the_reason():
+    def refuse(seq: int, data: bytes) -> None:
+        raise OSError(errno.EIO, "cannot write the log to the database: gone")
+
+    log = ChunkedLog(refuse)
+    log.write(b"end")
+    log.close()
+    assert log.failure == "cannot write the log to the database: gone"
