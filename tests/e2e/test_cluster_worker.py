@@ -13,7 +13,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -31,6 +31,7 @@ from easyflow_cli.storage.pg_store import PgStore  # noqa: E402
 from easyflow_cli.storage.pg_workers import PgWorkers  # noqa: E402
 
 WORKER = "test-node:1"
+NOTIFY = '[notify]\ncommand = ["true"]\n'
 SECRET = "s3cret-value-42"
 TIMEOUT_S = 30.0
 _workflows = itertools.count(1)
@@ -66,6 +67,10 @@ class Cluster:
                  f"run {run_id} to end")
         return self.run(run_id)
 
+    def events(self, run_id: int) -> list[str]:
+        return [row[0] for row in self.store.conn.execute(
+            "SELECT event FROM notifications WHERE run_id = %s", (run_id,))]
+
     def dropped(self, dispatch: Dispatch) -> bool:
         return f"dispatch {dispatch.token} of runs" in self.log.read_text(errors="replace")
 
@@ -94,7 +99,11 @@ def cluster(postgres_server, redis_server, tmp_path_factory):
     url = postgres_server.url(options=f"-csearch_path%3D{schema}")
     root = tmp_path_factory.mktemp("cluster")
     config = root / "easyflow.toml"
-    config.write_text('[cluster]\nlease = "3s"\n')
+    config.write_text('[cluster]\nlease = "3s"\n[costs]\ntariff = "tariff.csv"\n')
+    day = datetime.now(UTC).date()
+    (root / "tariff.csv").write_text(
+        f"start,end,value\n{day - timedelta(days=1)}T00:00:00Z,{day + timedelta(days=2)}T00:00:00Z,"
+        "0.25\n")
     credentials = root / "credentials"
     credentials.mkdir()
     (credentials / "api-token").write_text(SECRET)
@@ -137,6 +146,7 @@ def test_a_dispatched_run_is_executed_and_recorded_with_its_log(cluster):
     assert (run["state"], run["exit_code"], run["worker"], run["host"]) == (
         "failed", 3, WORKER, os.uname().nodename), run["error"]
     assert run["started_at"] and run["duration_s"] > 0 and run["cpu_user_s"] is not None
+    assert run["tariff_cost"] is not None  # charged under the worker's tariff as it ended
     log = b"".join(data for _, data in PgWorkers(cluster.store).log_chunks(run_id)).decode()
     assert "hello ***\noops\n" in log and "exited with code 3" in log  # masked as locally
     assert SECRET not in log
@@ -161,7 +171,7 @@ def test_a_message_delivered_twice_or_with_a_stale_token_is_dropped(cluster, tmp
 
 
 def test_a_cancel_asked_from_another_machine_stops_the_running_run(cluster, tmp_path):
-    workflow = cluster.workflow('[[steps]]\nrun = ["sleep", "60"]\n')
+    workflow = cluster.workflow(NOTIFY + '[[steps]]\nrun = ["sleep", "60"]\n')
     dispatch = cluster.dispatch(workflow)
     [run_id] = dispatch.run_ids
     send(cluster.app, dispatch)
@@ -172,12 +182,13 @@ def test_a_cancel_asked_from_another_machine_stops_the_running_run(cluster, tmp_
     run = cluster.finished(run_id)
     assert run["state"] == "cancelled" and "run cancelled" in run["error"]
     assert time.monotonic() - asked < 10  # the announcement, not the 60 s step, ended it
+    assert cluster.events(run_id) == ["failure"]  # in the outbox, written with its end
 
 
 def test_a_killed_pool_process_leaves_its_run_settled_and_never_run_twice(cluster, tmp_path):
     counter, step_pid = tmp_path / "count", tmp_path / "step.pid"
     workflow = cluster.workflow(
-        f'[[steps]]\nrun = ["sh", "-c", "echo x >> {counter}; echo $$ > {step_pid};'
+        NOTIFY + f'[[steps]]\nrun = ["sh", "-c", "echo x >> {counter}; echo $$ > {step_pid};'
         f' exec sleep 60"]\n')
     dispatch = cluster.dispatch(workflow)
     [run_id] = dispatch.run_ids
@@ -191,3 +202,4 @@ def test_a_killed_pool_process_leaves_its_run_settled_and_never_run_twice(cluste
     assert counter.read_text() == "x\n"
     wait_for(lambda: not running(int(step_pid.read_text())), "the step to be killed by its mark")
     assert cluster.store.queue.retried_as(run_id) is None  # its workflow allows no retry
+    assert cluster.events(run_id) == ["failure"]

@@ -19,6 +19,7 @@ import errno
 import logging
 import os
 import signal
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from types import FrameType
@@ -28,13 +29,15 @@ import psycopg
 
 from easyflow_cli.core.config import Config
 from easyflow_cli.core.errors import NotFound
-from easyflow_cli.core.model import Outcome, Run, RunState
+from easyflow_cli.core.model import Mode, Outcome, Run, RunState
+from easyflow_cli.core.notify import NoticeBook
 from easyflow_cli.core.planning import plan_retry
 from easyflow_cli.core.spec import WorkflowSpec
 from easyflow_cli.core.timeutil import utcnow
 from easyflow_cli.runtime.cluster.engine import DispatchMessage
 from easyflow_cli.runtime.cluster.log_chunks import ChunkedLog
 from easyflow_cli.runtime.executor import execute_workflow, limits_for
+from easyflow_cli.runtime.forecasts import ForecastFiles
 from easyflow_cli.runtime.process_identity import group_of
 from easyflow_cli.runtime.processes import become_subreaper
 from easyflow_cli.runtime.rapl import EnergyMeter
@@ -68,6 +71,7 @@ class PoolProcess:
         self.identity = identity
         self._store: PgStore | None = None
         self.meter: EnergyMeter | None = None
+        self.forecasts: ForecastFiles | None = None
         self.nudged = False  # SIGUSR2 came: a run of this worker was asked to stop
 
     def start(self) -> None:
@@ -75,6 +79,7 @@ class PoolProcess:
         signal.signal(CANCEL_SIGNAL, self._nudge)
         become_subreaper()
         self.meter = EnergyMeter()
+        self.forecasts = ForecastFiles(self.config)
 
     def _nudge(self, signum: int, frame: FrameType | None) -> None:
         self.nudged = True
@@ -126,6 +131,7 @@ class RunExecution:
         self.run = run
         self.workers = process.workers()
         self.queue = self.workers.queue
+        self.queue.pricing = process.forecasts  # its end is charged as a local run's is
         self.started: datetime | None = None
         self.cancel_seen = False
         self.log: ChunkedLog | None = None
@@ -181,6 +187,8 @@ class RunExecution:
         """The end, and the next attempt if one is due, in one transaction (as the daemon
         writes them): a crash in between cannot lose the retry."""
         run, at = self.run, utcnow()
+        if spec is not None:  # its end's events go to the outbox, for the coordinator
+            self.queue.notices = notice_book(self.process.config, [spec])
         with self.process.store.write():
             self.queue.finish([RunEnd(run.id, outcome, at, self.started or run.claimed_at,
                                       run.deadline)])
@@ -189,3 +197,10 @@ class RunExecution:
             if planned is not None:
                 self.queue.enqueue([planned])
         log.info("run %d (%s) %s", run.id, run.workflow, ended.state.value)
+
+
+def notice_book(config: Config, specs: Iterable[WorkflowSpec]) -> NoticeBook:
+    """The notification rules of these workflows, under this machine's defaults."""
+    timeouts = {mode: config.pool(mode).timeout for mode in Mode}
+    return NoticeBook.build(config.notify, timeouts,
+                            ((spec.name, spec.notify, spec.retries) for spec in specs))

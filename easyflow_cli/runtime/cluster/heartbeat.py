@@ -30,11 +30,13 @@ from datetime import datetime
 
 import psycopg
 
+from easyflow_cli.core.config import Config
 from easyflow_cli.core.errors import EasyflowError, NotFound
 from easyflow_cli.core.model import Run
 from easyflow_cli.core.planning import PlannedRun, plan_retry
 from easyflow_cli.core.timeutil import utcnow
-from easyflow_cli.runtime.cluster.execution import CANCEL_SIGNAL, WorkerIdentity
+from easyflow_cli.runtime.cluster.execution import CANCEL_SIGNAL, WorkerIdentity, notice_book
+from easyflow_cli.runtime.forecasts import ForecastFiles
 from easyflow_cli.runtime.run_marker import kill_marked
 from easyflow_cli.storage.cluster_queue import CANCEL_CHANNEL, WorkerInfo
 from easyflow_cli.storage.pg_store import PgStore
@@ -52,8 +54,9 @@ class Heartbeat:
     a context manager."""
 
     def __init__(self, database_url: str, info: WorkerInfo, identity: WorkerIdentity,
-                 lease: float) -> None:
+                 lease: float, config: Config) -> None:
         self.database_url = database_url
+        self.config = config
         self.info = info
         self.identity = identity
         self.interval = lease / BEATS_PER_LEASE
@@ -119,6 +122,9 @@ class Heartbeat:
 
     def _settle(self, store: PgStore, lost: dict[int, int | None]) -> None:
         kill_marked(lost, [self.identity.token])
+        # Their ends are charged and their events written as a pool process would have.
+        store.queue.notices = notice_book(self.config, store.all_workflows())
+        store.queue.pricing = ForecastFiles(self.config)
         by_pid: dict[int | None, list[int]] = defaultdict(list)
         for run_id, pid in lost.items():
             by_pid[pid].append(run_id)

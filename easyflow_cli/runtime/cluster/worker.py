@@ -57,7 +57,7 @@ def serve(config: Config, options: WorkerOptions) -> int:
     now = utcnow()
     info = WorkerInfo(identity.name, identity.host, options.pool, options.concurrency,
                       os.getpid(), now, now)
-    with Heartbeat(cluster.database_url, info, identity, cluster.lease):
+    with Heartbeat(cluster.database_url, info, identity, cluster.lease, config):
         log.info("worker %s: pool %s, %d processes, queue %s", identity.name,
                  options.pool.value, options.concurrency, queue_name(options.pool))
         controller = app.Worker(

@@ -54,11 +54,13 @@ def pg(database_url):
 
 
 def heartbeat(database_url, lease: float = 600.0):
+    from easyflow_cli.core.config import load_config
     from easyflow_cli.runtime.cluster.execution import WorkerIdentity
     from easyflow_cli.runtime.cluster.heartbeat import Heartbeat
 
     info = WorkerInfo(WORKER, "node-a", PoolName.ECO, 2, os.getpid(), NOW, NOW)
-    return Heartbeat(database_url, info, WorkerIdentity(WORKER, "node-a", "tok"), lease)
+    return Heartbeat(database_url, info, WorkerIdentity(WORKER, "node-a", "tok"), lease,
+                     load_config(environ={}))
 
 
 def accepted(pg, count: int, pid: int) -> list[int]:
