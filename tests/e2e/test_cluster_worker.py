@@ -33,7 +33,7 @@ from easyflow_cli.storage.pg_workers import PgWorkers  # noqa: E402
 WORKER = "test-node:1"
 NOTIFY = '[notify]\ncommand = ["true"]\n'
 SECRET = "s3cret-value-42"
-TIMEOUT_S = 30.0
+TIMEOUT_S = 90.0  # generous: the box may be busy with other tests
 _workflows = itertools.count(1)
 
 
@@ -171,25 +171,35 @@ def test_a_message_delivered_twice_or_with_a_stale_token_is_dropped(cluster, tmp
 
 
 def test_a_cancel_asked_from_another_machine_stops_the_running_run(cluster, tmp_path):
-    workflow = cluster.workflow(NOTIFY + '[[steps]]\nrun = ["sleep", "60"]\n')
+    workflow = cluster.workflow(NOTIFY + '[[steps]]\nrun = ["sleep", "600"]\n')
     dispatch = cluster.dispatch(workflow)
     [run_id] = dispatch.run_ids
     send(cluster.app, dispatch)
     wait_for(lambda: cluster.run(run_id)["pgid"], "the step to start")
-    asked = time.monotonic()
     with PgStore(cluster.store.url) as other:
         assert PgWorkers(other).request_cancel([run_id], now=datetime.now(UTC)) == [run_id]
     run = cluster.finished(run_id)
-    assert run["state"] == "cancelled" and "run cancelled" in run["error"]
-    assert time.monotonic() - asked < 10  # the announcement, not the 60 s step, ended it
+    assert run["state"] == "cancelled" and "run cancelled" in run["error"]  # not timed out
     assert cluster.events(run_id) == ["failure"]  # in the outbox, written with its end
+
+
+def test_a_run_cancelled_before_a_worker_accepted_it_ends_without_running(cluster, tmp_path):
+    counter = tmp_path / "count"
+    workflow = cluster.workflow(f'[[steps]]\nrun = ["sh", "-c", "echo x >> {counter}"]\n')
+    dispatch = cluster.dispatch(workflow)
+    [run_id] = dispatch.run_ids
+    PgWorkers(cluster.store).request_cancel([run_id], now=datetime.now(UTC))
+    send(cluster.app, dispatch)
+    run = cluster.finished(run_id)
+    assert (run["state"], run["started_at"], run["worker"]) == ("cancelled", None, WORKER)
+    assert not counter.exists()
 
 
 def test_a_killed_pool_process_leaves_its_run_settled_and_never_run_twice(cluster, tmp_path):
     counter, step_pid = tmp_path / "count", tmp_path / "step.pid"
     workflow = cluster.workflow(
         NOTIFY + f'[[steps]]\nrun = ["sh", "-c", "echo x >> {counter}; echo $$ > {step_pid};'
-        f' exec sleep 60"]\n')
+        f' exec sleep 600"]\n')
     dispatch = cluster.dispatch(workflow)
     [run_id] = dispatch.run_ids
     send(cluster.app, dispatch)

@@ -32,6 +32,9 @@ from easyflow_cli.storage.cluster_queue import WorkerInfo
 
 log = logging.getLogger("easyflow.worker")
 
+# Celery's own lines about each message: easyflow logs each run's end instead.
+CELERY_TASK_LOGGERS = ("celery.app.trace", "celery.worker.strategy")
+
 
 @dataclass(frozen=True)
 class WorkerOptions:
@@ -54,6 +57,9 @@ def serve(config: Config, options: WorkerOptions) -> int:
         process.execute(kwargs)
 
     worker_process_init.connect(lambda **_: process.start(), weak=False)
+    if not log.isEnabledFor(logging.DEBUG):  # a line per message received and done, twice
+        for chatty in CELERY_TASK_LOGGERS:
+            logging.getLogger(chatty).setLevel(logging.WARNING)
     now = utcnow()
     info = WorkerInfo(identity.name, identity.host, options.pool, options.concurrency,
                       os.getpid(), now, now)
