@@ -17,7 +17,7 @@ from easyflow_cli.core.timeutil import to_iso, utcnow
 if TYPE_CHECKING:
     from easyflow_cli.core.config import Config
     from easyflow_cli.core.spec import WorkflowSpec
-    from easyflow_cli.storage.store import Store
+    from easyflow_cli.storage.backend import Backend
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ class Wait:
                 "real_time_cost": exact(self.real_time_cost)}
 
 
-def wait_of(store: Store, config: Config, spec: WorkflowSpec, run: Run,
+def wait_of(store: Backend, config: Config, spec: WorkflowSpec, run: Run,
             now: datetime | None = None) -> Wait | None:
     """The run's wait, or None when it may start at once (most runs: nothing is priced)."""
     moment = now or utcnow()

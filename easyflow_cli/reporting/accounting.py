@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
-from typing import Any
+from typing import Any, cast
 
 from easyflow_cli.core import sketch
 from easyflow_cli.core.config import Config
@@ -31,6 +31,7 @@ from easyflow_cli.reporting.local_days import (
     sums_sql,
 )
 from easyflow_cli.reporting.timeline import Timeline
+from easyflow_cli.storage.backend import Backend
 from easyflow_cli.storage.damaged_rows import check_modes
 from easyflow_cli.storage.learned_durations import learned_durations
 from easyflow_cli.storage.store import CHARGED_SQL, LEFT_QUEUE_SQL, Store, epoch_sql
@@ -83,7 +84,7 @@ class Period:
         return " AND ".join(clauses), args
 
 
-def has_history(store: Store, workflow: str) -> bool:
+def has_history(store: Backend, workflow: str) -> bool:
     """Runs of this workflow exist (it may since have been removed: history is kept)."""
     row = store.conn.execute("SELECT 1 FROM runs WHERE workflow = ? UNION ALL"
                              " SELECT 1 FROM run_rollups WHERE workflow = ? LIMIT 1",
@@ -91,7 +92,7 @@ def has_history(store: Store, workflow: str) -> bool:
     return row.fetchone() is not None
 
 
-def cost_sums(store: Store, period: Period, by: str = "mode",
+def cost_sums(store: Backend, period: Period, by: str = "mode",
               zone: tzinfo | None = None) -> list[dict[str, Any]]:
     """Per (group, mode, off_peak): runs, worker seconds, CPU seconds, measured joules, of
     the runs in detail and the rollups of pruned ones. Days are local days of `zone` (the
@@ -126,7 +127,7 @@ def _with_rolled_up(rows: list[dict[str, Any]], rolled: list[dict[str, Any]]
     return list(merged.values())
 
 
-def _sums(store: Store, by: str, where: str, args: list[Any]) -> list[dict[str, Any]]:
+def _sums(store: Backend, by: str, where: str, args: list[Any]) -> list[dict[str, Any]]:
     """The sums of each group, with the charges of its runs that have some (zero if none)."""
     rows = [ZERO | dict(r) for r in store.conn.execute(
         f"SELECT {GROUP_KEYS[by]} AS grp, mode, off_peak, {sums_sql()}"
@@ -144,7 +145,7 @@ def _sums(store: Store, by: str, where: str, args: list[Any]) -> list[dict[str, 
     return rows
 
 
-def _local_days(store: Store, zone: tzinfo) -> LocalDays | None:
+def _local_days(store: Backend, zone: tzinfo) -> LocalDays | None:
     """The local days over every finished run's time; None when there are none."""
     first, last = store.conn.execute(FINISH_RANGE_SQL).fetchone()
     if first is None:
@@ -157,7 +158,7 @@ def _local_days(store: Store, zone: tzinfo) -> LocalDays | None:
 FETCH_ALL_BELOW = 50_000
 
 
-def latency_stats(store: Store, period: Period, quantiles: tuple[int, ...],
+def latency_stats(store: Backend, period: Period, quantiles: tuple[int, ...],
                   zone: tzinfo | None = None) -> dict[str, dict[str, Any]]:
     """Per mode: runs, deadlines met/missed, and the nearest-rank percentiles of queue wait
     and duration (`core.stats.nearest_rank`), each read at its rank off an index in value order
@@ -171,7 +172,7 @@ def latency_stats(store: Store, period: Period, quantiles: tuple[int, ...],
     return stats
 
 
-def _with_pruned(store: Store, period: Period, quantiles: tuple[int, ...], mode: str,
+def _with_pruned(store: Backend, period: Period, quantiles: tuple[int, ...], mode: str,
                  detail: dict[str, Any] | None, pruned: dict[str, Any]) -> dict[str, Any]:
     """A mode's latency over detail and rollups: counts added, percentiles off the sketches
     of both."""
@@ -184,7 +185,7 @@ def _with_pruned(store: Store, period: Period, quantiles: tuple[int, ...], mode:
     return stats
 
 
-def _detail_sketch(store: Store, period: Period, mode: str, column: str) -> sketch.Sketch:
+def _detail_sketch(store: Backend, period: Period, mode: str, column: str) -> sketch.Sketch:
     where, args = period.where()
     store.conn.create_function("sketch_bucket", 1, sketch.bucket_of, deterministic=True)
     return dict(store.conn.execute(
@@ -192,7 +193,7 @@ def _detail_sketch(store: Store, period: Period, mode: str, column: str) -> sket
         f" AND {column} IS NOT NULL GROUP BY 1", [*args, mode]).fetchall())
 
 
-def _detail_latency(store: Store, period: Period, quantiles: tuple[int, ...]
+def _detail_latency(store: Backend, period: Period, quantiles: tuple[int, ...]
                     ) -> dict[str, dict[str, Any]]:
     where, args = period.where()
     stats = {}
@@ -217,7 +218,7 @@ def _detail_latency(store: Store, period: Period, quantiles: tuple[int, ...]
     return stats
 
 
-def _percentiles(store: Store, column: str, index: str, count: int, quantiles: tuple[int, ...],
+def _percentiles(store: Backend, column: str, index: str, count: int, quantiles: tuple[int, ...],
                  where: str, args: list[Any], few: str) -> dict[int, float | None]:
     where = f"{where} AND {column} IS NOT NULL"
     if not count:
@@ -230,7 +231,7 @@ def _percentiles(store: Store, column: str, index: str, count: int, quantiles: t
             for q in quantiles}
 
 
-def _ranked(store: Store, column: str, index: str, where: str, args: list[Any], rank: int,
+def _ranked(store: Backend, column: str, index: str, where: str, args: list[Any], rank: int,
             count: int) -> float:
     """The rank-th smallest value (1-based) of the column among the runs `where` selects."""
     # Stepping over the index is what costs: come from whichever end is nearer (p95, p99 from
@@ -256,7 +257,7 @@ BEGAN, ENDED = epoch_sql("started_at"), epoch_sql("finished_at")
 QUEUED, LEFT_QUEUE = epoch_sql("enqueued_at"), epoch_sql(LEFT_QUEUE_SQL)
 
 
-def pool_use(store: Store, period: Period, timeline: Timeline,
+def pool_use(store: Backend, period: Period, timeline: Timeline,
              zone: tzinfo | None = None) -> PoolUse:
     """Busy and queued seconds per slice for runs that overlap the period.
 
@@ -271,7 +272,8 @@ def pool_use(store: Store, period: Period, timeline: Timeline,
     filters = _pool_filters(period)
     # Busy and queued times are two passes over two indexes: on a second connection in a
     # thread (SQLite lets go of the GIL), they take one pass's wall time on two cores.
-    with ThreadPoolExecutor(max_workers=1) as thread, Store(store.path) as other:
+    sqlite = cast(Store, store)  # this SQL reads SQLite's time text
+    with ThreadPoolExecutor(max_workers=1) as thread, Store(sqlite.path) as other:
         queued = thread.submit(_add_queued, other, period, timeline, filters, use)
         _add_busy(store, period, timeline, filters, use)
         queued.result()
@@ -280,7 +282,7 @@ def pool_use(store: Store, period: Period, timeline: Timeline,
     return use
 
 
-def _add_rolled_up(store: Store, period: Period, timeline: Timeline, use: PoolUse,
+def _add_rolled_up(store: Backend, period: Period, timeline: Timeline, use: PoolUse,
                    zone: tzinfo) -> None:
     into = rolled_up.PoolSeries(use.runs, use.busy_s, use.queued_s)
     rolled_up.add_pool_use(store, (period.since, period.until, period.workflow), zone, timeline,
@@ -288,7 +290,7 @@ def _add_rolled_up(store: Store, period: Period, timeline: Timeline, use: PoolUs
     use.foreground_runs += into.foreground_runs
 
 
-def _add_busy(store: Store, period: Period, timeline: Timeline, filters: dict[str, Any],
+def _add_busy(store: Backend, period: Period, timeline: Timeline, filters: dict[str, Any],
               use: PoolUse) -> None:
     _each_slice(store, period, timeline, filters, use, "settled_busy", _busy_slice)
     for mode, pool, begin, finish in _unfinished(store, "busy", filters):
@@ -299,17 +301,17 @@ def _add_busy(store: Store, period: Period, timeline: Timeline, filters: dict[st
         timeline.spread(use.busy_s[mode], begin, finish)
 
 
-def _add_queued(store: Store, period: Period, timeline: Timeline, filters: dict[str, Any],
+def _add_queued(store: Backend, period: Period, timeline: Timeline, filters: dict[str, Any],
                 use: PoolUse) -> None:
     _each_slice(store, period, timeline, filters, use, "settled_queued", _queued_slice)
     for mode, enqueued, left in _unfinished(store, "queued", filters):
         timeline.spread(use.queued_s[mode], enqueued, left)
 
 
-SliceAdder = Callable[[Store, str, dict[str, Any], PoolUse, int, Timeline], None]
+SliceAdder = Callable[[Backend, str, dict[str, Any], PoolUse, int, Timeline], None]
 
 
-def _each_slice(store: Store, period: Period, timeline: Timeline, filters: dict[str, Any],
+def _each_slice(store: Backend, period: Period, timeline: Timeline, filters: dict[str, Any],
                 use: PoolUse, kind: str, add_slice: SliceAdder) -> None:
     """Add the settled runs of every mode, slice by slice, under the filter named `kind`."""
     edges = _slice_edges(timeline, period)
@@ -367,7 +369,7 @@ def _in_slice(column: str, low_iso: str | None, high_iso: str | None) -> str:
     return " AND ".join(clauses or ["1"])
 
 
-def _busy_slice(store: Store, filters: str, args: dict[str, Any], use: PoolUse, index: int,
+def _busy_slice(store: Backend, filters: str, args: dict[str, Any], use: PoolUse, index: int,
                 timeline: Timeline) -> None:
     where = (f"finished_at IS NOT NULL AND mode = :mode AND {filters}"
              f" AND {_in_slice('finished_at', args['low_iso'], args['high_iso'])}")
@@ -389,7 +391,7 @@ def _busy_slice(store: Store, filters: str, args: dict[str, Any], use: PoolUse, 
             timeline.spread(use.busy_s[mode], begin, finish)
 
 
-def _queued_slice(store: Store, filters: str, args: dict[str, Any], use: PoolUse, index: int,
+def _queued_slice(store: Backend, filters: str, args: dict[str, Any], use: PoolUse, index: int,
                   timeline: Timeline) -> None:
     where = (f"finished_at IS NOT NULL AND mode = :mode AND {filters}"
              f" AND {_in_slice(LEFT_QUEUE_SQL, args['low_iso'], args['high_iso'])}")
@@ -408,7 +410,7 @@ def _queued_slice(store: Store, filters: str, args: dict[str, Any], use: PoolUse
             timeline.spread(series, enqueued, left)
 
 
-def _unfinished(store: Store, kind: str, filters: dict[str, Any]) -> list[tuple]:
+def _unfinished(store: Backend, kind: str, filters: dict[str, Any]) -> list[tuple]:
     """Runs not finished yet (queued or running: few), with `now` as their end."""
     if kind == "busy":
         columns = f"mode, pool, {BEGAN}, {epoch_sql(NOW_ISO)}"
@@ -421,7 +423,7 @@ def _unfinished(store: Store, kind: str, filters: dict[str, Any]) -> list[tuple]
     return rows
 
 
-def earliest_start(store: Store, period: Period) -> float | None:
+def earliest_start(store: Backend, period: Period) -> float | None:
     """The earliest start of runs in the period (epoch seconds), None if there are none;
     pruned runs counted too."""
     where, args = period.where()
@@ -435,7 +437,7 @@ def earliest_start(store: Store, period: Period) -> float | None:
     return min(starts, default=None)
 
 
-def workflow_history(store: Store, workflow: str, sample: int = 50) -> dict[str, ModeHistory]:
+def workflow_history(store: Backend, workflow: str, sample: int = 50) -> dict[str, ModeHistory]:
     """Per mode: the workflow's recent finished runs (its last `sample` in each mode that ran
     to an end: succeeded, failed or timed out; cancelled runs say nothing about the work)."""
     by_mode: dict[str, list[tuple[float, float, bool]]] = {}
@@ -452,7 +454,7 @@ def workflow_history(store: Store, workflow: str, sample: int = 50) -> dict[str,
             for mode, s in by_mode.items()}
 
 
-def workflow_quotes(store: Store, config: Config, spec: WorkflowSpec, now: datetime,
+def workflow_quotes(store: Backend, config: Config, spec: WorkflowSpec, now: datetime,
                     modes: Iterable[Mode] = tuple(Mode)) -> dict[Mode, Quote]:
     """What a run of the workflow would cost and when it would start, in each of `modes`."""
     history = workflow_history(store, spec.name)

@@ -25,7 +25,7 @@ from easyflow_cli.core.offpeak import OffPeakWindow
 from easyflow_cli.core.shifting import eco_start_chooser, shift_means
 from easyflow_cli.core.timeutil import from_iso, to_iso
 from easyflow_cli.reporting.accounting import Period
-from easyflow_cli.storage.store import Store
+from easyflow_cli.storage.backend import Backend
 
 # Per workflow, mode and tariff: what the verdicts rest on (the objectives' thresholds are the
 # parameters before the period's: eco's max_delay, real-time's and balanced's start_within).
@@ -52,7 +52,7 @@ NO_OBJECTIVE = 1e18  # a pool without `start_within`: no start is late
 EMPTY = ModeEvidence()
 
 
-def advice_report(store: Store, config: Config, period: Period, now: datetime, *,
+def advice_report(store: Backend, config: Config, period: Period, now: datetime, *,
                   carbon: Forecast | None = None,
                   tariff: Forecast | None = None) -> dict[str, Any]:
     """Every workflow with runs in the period (or `period.workflow`), judged, by name; money
@@ -95,7 +95,7 @@ def with_series(setting: Setting, config: Config, evidence: Evidence, *,
             tariff.unit, price.at_once, price.planned))
 
 
-def read_evidence(store: Store, config: Config, period: Period,
+def read_evidence(store: Backend, config: Config, period: Period,
                   now: datetime) -> dict[str, Evidence]:
     """Each workflow's runs in the period, by mode, priced as they ran."""
     where, args = period.where()

@@ -24,8 +24,8 @@ from easyflow_cli.core.sketch import count_at_most
 from easyflow_cli.core.timeutil import local_zone
 from easyflow_cli.reporting import rolled_up
 from easyflow_cli.reporting.accounting import Period
+from easyflow_cli.storage.backend import Backend
 from easyflow_cli.storage.damaged_rows import check_modes
-from easyflow_cli.storage.store import Store
 
 # How many of the (workflow, mode) pairs that kept their objective least the report names.
 WORST = 5
@@ -58,7 +58,7 @@ class Kept:
                 "attainment_pct": pct}
 
 
-def kept_counts(store: Store, period: Period, objectives: Objectives,
+def kept_counts(store: Backend, period: Period, objectives: Objectives,
                 zone: tzinfo | None = None) -> dict[tuple[str, Mode], Kept]:
     """Per (workflow, mode) with an objective: the runs of the period and how many kept it."""
     counts: dict[tuple[str, Mode], Kept] = {}
@@ -78,7 +78,7 @@ def _add(counts: dict[tuple[str, Mode], Kept], workflow: str, mode: Mode, runs: 
     kept.met += met
 
 
-def _detail(store: Store, period: Period, objectives: Objectives) -> list[tuple]:
+def _detail(store: Backend, period: Period, objectives: Objectives) -> list[tuple]:
     """(workflow, mode, runs, kept) of the runs in detail: all of them grouped off the index of
     costs, which holds them by workflow and mode; the misses (few where objectives are kept)
     apart."""
@@ -92,7 +92,7 @@ def _detail(store: Store, period: Period, objectives: Objectives) -> list[tuple]
             for workflow, mode, count in runs]
 
 
-def _missed(store: Store, where: str, args: list[Any],
+def _missed(store: Backend, where: str, args: list[Any],
             objectives: Objectives) -> Counter[tuple[str, str]]:
     missed: Counter[tuple[str, str]] = Counter()
     for mode in Mode:

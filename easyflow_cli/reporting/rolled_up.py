@@ -16,8 +16,8 @@ from typing import Any
 from easyflow_cli.core.model import PoolName
 from easyflow_cli.core.sketch import merge
 from easyflow_cli.reporting.timeline import Timeline
+from easyflow_cli.storage.backend import Backend
 from easyflow_cli.storage.rollups import CHARGE_SUMS, SLOT_S, decode
-from easyflow_cli.storage.store import Store
 
 GROUP_KEYS = {"mode": "mode", "workflow": "workflow", "day": "day"}
 # The cost sums, as `local_days.SUMS` names them, from the rollup columns.
@@ -27,7 +27,7 @@ COST_SUMS = ("total(settled) AS runs, total(worker_s) AS worker_s,"
              + ", ".join(f"total({c}) AS {c}" for c in CHARGE_SUMS))
 
 
-def exist(store: Store) -> bool:
+def exist(store: Backend) -> bool:
     return store.conn.execute("SELECT 1 FROM run_rollups LIMIT 1").fetchone() is not None
 
 
@@ -57,7 +57,7 @@ def _day_start(day: date, zone: tzinfo) -> datetime:
     return datetime.combine(day, time(), zone)
 
 
-def cost_sums(store: Store, where: tuple[str, list[Any]], by: str) -> list[dict[str, Any]]:
+def cost_sums(store: Backend, where: tuple[str, list[Any]], by: str) -> list[dict[str, Any]]:
     """Per (group, mode, tariff) the sums `accounting.cost_sums` gives, off the rollups."""
     clause, args = where
     rows = store.conn.execute(
@@ -66,7 +66,7 @@ def cost_sums(store: Store, where: tuple[str, list[Any]], by: str) -> list[dict[
     return [dict(row) for row in rows]
 
 
-def latency(store: Store, where: tuple[str, list[Any]]) -> dict[str, dict[str, Any]]:
+def latency(store: Backend, where: tuple[str, list[Any]]) -> dict[str, dict[str, Any]]:
     """Per mode: settled runs, deadlines met and missed, and the wait and duration sketches."""
     clause, args = where
     modes: dict[str, dict[str, Any]] = {}
@@ -85,7 +85,7 @@ def latency(store: Store, where: tuple[str, list[Any]]) -> dict[str, dict[str, A
     return modes
 
 
-def earliest_start(store: Store, workflow: str | None) -> float | None:
+def earliest_start(store: Backend, workflow: str | None) -> float | None:
     only, args = ("WHERE workflow = ?", [workflow]) if workflow else ("", [])
     return store.conn.execute(f"SELECT min(first_start) FROM run_rollups {only}",
                               args).fetchone()[0]
@@ -102,7 +102,7 @@ class PoolSeries:
     foreground_runs: int = 0
 
 
-def add_pool_use(store: Store, period: tuple[datetime | None, datetime | None, str | None],
+def add_pool_use(store: Backend, period: tuple[datetime | None, datetime | None, str | None],
                  zone: tzinfo, timeline: Timeline, into: PoolSeries) -> None:
     """Add the rollups' runs busy in the period (finished on a day that begins after `since`,
     started before `until`, as the detail's are counted) and their seconds in the timeline.
@@ -125,7 +125,7 @@ def add_pool_use(store: Store, period: tuple[datetime | None, datetime | None, s
             _add_seconds(store, row, timeline, into)
 
 
-def _count_runs(store: Store, row: Any, before: float | None, into: PoolSeries) -> None:
+def _count_runs(store: Backend, row: Any, before: float | None, into: PoolSeries) -> None:
     runs = row["busy_runs"]
     if before is not None and row["last_start_slot"] is not None and (
             (row["last_start_slot"] + 1) * SLOT_S > before):
@@ -137,7 +137,7 @@ def _count_runs(store: Store, row: Any, before: float | None, into: PoolSeries) 
         into.runs[row["mode"]] += runs
 
 
-def _add_seconds(store: Store, row: Any, timeline: Timeline, into: PoolSeries) -> None:
+def _add_seconds(store: Backend, row: Any, timeline: Timeline, into: PoolSeries) -> None:
     mode = row["mode"]
     index = _one_slice(timeline, row["first_slot"] * SLOT_S, (row["last_slot"] + 1) * SLOT_S)
     if index is not None:
@@ -158,7 +158,7 @@ def _one_slice(timeline: Timeline, begin: float, end: float) -> int | None:
     return index if low <= begin and end <= high else None
 
 
-def _json(store: Store, rowid: int, column: str) -> dict[int, Any]:
+def _json(store: Backend, rowid: int, column: str) -> dict[int, Any]:
     return decode(store.conn.execute(f"SELECT {column} FROM run_rollups WHERE rowid = ?",
                                      (rowid,)).fetchone()[0])
 
@@ -184,7 +184,7 @@ def _spread_slots(timeline: Timeline, series: list[float], slots: dict[int, Any]
                 series[index] += seconds * overlap / (end - begin)
 
 
-def waits(store: Store, where: tuple[str, list[Any]]) -> list[dict[str, Any]]:
+def waits(store: Backend, where: tuple[str, list[Any]]) -> list[dict[str, Any]]:
     """Per rollup row: workflow, mode, settled runs, deadlines met and missed, wait sketch."""
     clause, args = where
     return [{"workflow": row["workflow"], "mode": row["mode"], "settled": row["settled"],

@@ -19,7 +19,7 @@ from easyflow_cli.core.forecast import Forecast, stretch_cost
 from easyflow_cli.core.learned import LearnedDurations, learn
 from easyflow_cli.core.model import Mode, ModeReason, Run, RunState
 from easyflow_cli.core.timeutil import to_iso
-from easyflow_cli.storage.store import Store
+from easyflow_cli.storage.backend import Backend
 
 # What each recorded mode reason means, in the words `why` uses.
 BECAUSE = {
@@ -33,7 +33,7 @@ BECAUSE = {
 }
 
 
-def explain_run(store: Store, config: Config, run_id: int, now: datetime,
+def explain_run(store: Backend, config: Config, run_id: int, now: datetime,
                 tariff: Forecast | None = None) -> dict[str, Any]:
     """Everything `why` says about the run (NotFound for an unknown run); its window priced
     by `tariff` where one is loaded and covers it."""
@@ -58,7 +58,7 @@ def explain_run(store: Store, config: Config, run_id: int, now: datetime,
     }
 
 
-def learned_for(store: Store, run: Run) -> tuple[LearnedDurations, str | None]:
+def learned_for(store: Backend, run: Run) -> tuple[LearnedDurations, str | None]:
     """The durations of its mode's recent successes, else of all its workflow's (and which:
     the mode, or None for all)."""
     own = learn(store.queue.recent_successes(run.workflow, run.mode))
@@ -128,7 +128,7 @@ def _learned(learned: LearnedDurations) -> dict[str, Any]:
     }
 
 
-def _queue(store: Store, run: Run, now: datetime) -> dict[str, Any] | None:
+def _queue(store: Backend, run: Run, now: datetime) -> dict[str, Any] | None:
     if run.state is not RunState.QUEUED:
         return None
     ready = run.not_before is None or run.not_before <= now
@@ -146,7 +146,7 @@ def _pools(config: Config, running: list[Run]) -> dict[str, dict[str, int]]:
             for mode in Mode}
 
 
-def _limit(store: Store, run: Run, running: list[Run]) -> dict[str, int] | None:
+def _limit(store: Backend, run: Run, running: list[Run]) -> dict[str, int] | None:
     """Its workflow's max_concurrent, and how many of its runs run now."""
     try:
         limit = store.get_workflow(run.workflow).max_concurrent

@@ -259,6 +259,8 @@ class PgRunQueue:
             add_rollups(conn, rows, zone)
             gone = [row["id"] for row in rows]
             conn.execute("DELETE FROM runs WHERE id = ANY(%s)", (gone,))
+            # A cluster's logs are the chunks its workers wrote: they go with their runs.
+            conn.execute("DELETE FROM run_log_chunks WHERE run_id = ANY(%s)", (gone,))
         return [PrunedRun(row["id"], row["log_path"]) for row in rows]
 
     # ---------------------------------------------------------------- reads

@@ -13,7 +13,7 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
@@ -32,6 +32,9 @@ from easyflow_cli.storage.pg_queue import PgRunQueue, fits_bigint
 from easyflow_cli.storage.pg_schema import MIGRATIONS
 from easyflow_cli.storage.run_queue import RunQueue
 from easyflow_cli.storage.store import file_schedule_changes, schedule_spec_of_row
+
+if TYPE_CHECKING:
+    from easyflow_cli.storage.pg_cluster import PgCluster
 
 NOT_DISABLED = "workflow NOT IN (SELECT name FROM workflows WHERE disabled)"
 # Advisory locks are per database: their keys name the schema, so that two installations in
@@ -53,6 +56,16 @@ class PgStore:
         self.migrate()
         self.queue: RunQueue = PgRunQueue(self)
         self.outbox: Outbox = PgOutbox(self)
+        self._cluster: PgCluster | None = None
+
+    @property
+    def cluster(self) -> PgCluster:
+        """Runs execute on workers elsewhere: their logs, cancels, who coordinates."""
+        if self._cluster is None:
+            from easyflow_cli.storage.pg_cluster import PgCluster
+
+            self._cluster = PgCluster(self)
+        return self._cluster
 
     def __enter__(self) -> PgStore:
         return self

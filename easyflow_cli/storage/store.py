@@ -17,7 +17,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from easyflow_cli.core.errors import NotFound, shown
 from easyflow_cli.core.model import Mode
@@ -42,6 +42,10 @@ from easyflow_cli.storage.sqlite_queue import (
     SqliteRunQueue,
     fits_sqlite_integer,
 )
+
+if TYPE_CHECKING:
+    from easyflow_cli.core.config import Config
+    from easyflow_cli.core.planning import QueuePolicy
 
 BUSY_TIMEOUT_MS = 30_000
 # SQLite copies its write-ahead log back into the database (a checkpoint, with an fsync) inside
@@ -277,6 +281,9 @@ MIGRATIONS = [_migration_1, _migration_2, _migration_3, _migration_4, _migration
 class Store:
     """An open database. Use as a context manager, or call `close()`."""
 
+    # Runs execute on this machine: their logs are files, their processes signalled here.
+    cluster: None = None
+
     def __init__(self, path: Path, *, watched: bool = False) -> None:
         """`watched`: the caller watches the database's files itself (the daemon does, at
         every wake-up), so its writes need not look whether their log is shared."""
@@ -374,6 +381,12 @@ class Store:
             raise
         finally:
             self.write_depth = 0
+
+    def published_policy(self, config: Config | None = None) -> QueuePolicy | None:
+        """The policy the daemon last published (`daemon_policy.py`)."""
+        from easyflow_cli.storage.daemon_policy import published_policy
+
+        return published_policy(self, config)
 
     # ------------------------------------------------------------------ migrations
 
