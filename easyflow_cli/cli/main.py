@@ -38,6 +38,9 @@ COMMANDS = {
                        "waits for and its price, the p90 its plan used, when it would be "
                        "promoted, its place in the queue, the pools' workers in use and its "
                        "workflow's concurrency limit."),
+    "worker": LazyCommand("easyflow_cli.cli.worker:worker",
+                          "Execute the runs a cluster's coordinator dispatches to a pool, on "
+                          "this machine."),
     "workflow": LazyCommand("easyflow_cli.cli.workflow:app",
                             "Register and inspect workflows (TOML files)."),
     "runs": LazyCommand("easyflow_cli.cli.runs:app", "List and inspect runs."),
