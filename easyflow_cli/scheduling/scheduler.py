@@ -12,7 +12,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from easyflow_cli.core import triggers
 from easyflow_cli.core.config import CostConfig
@@ -25,6 +25,9 @@ from easyflow_cli.core.timeutil import from_iso, to_iso
 from easyflow_cli.storage.learned_durations import expectation
 from easyflow_cli.storage.plan_estimate import eco_estimate
 from easyflow_cli.storage.store import Store
+
+if TYPE_CHECKING:  # psycopg is imported only in a cluster
+    from easyflow_cli.storage.pg_store import PgStore
 
 log = logging.getLogger("easyflow.scheduler")
 # systemd's machine id, and the D-Bus copy older systems keep.
@@ -93,7 +96,7 @@ def next_fires(row: dict[str, Any], after: datetime, count: int) -> list[datetim
     return first + [moment + delay for moment in later]
 
 
-def prime_schedules(store: Store, now: datetime) -> None:
+def prime_schedules(store: Store | PgStore, now: datetime) -> None:
     """Give schedules that were never planned (new ones from files) their first fire time."""
     for row in store.unplanned_schedules():
         nxt = fire_after(row, now, from_iso(row["created_at"]) or now)
@@ -165,7 +168,7 @@ def resume_schedule(store: Store, schedule_id: int, now: datetime) -> None:
 class ScheduleBook:
     """The daemon's view of every active schedule and when it fires next."""
 
-    def __init__(self, store: Store, policy: QueuePolicy, started_at: datetime,
+    def __init__(self, store: Store | PgStore, policy: QueuePolicy, started_at: datetime,
                  costs: CostConfig | None = None) -> None:
         self.store = store
         self.policy = policy
