@@ -17,7 +17,7 @@ from pathlib import Path
 from types import FrameType
 
 from easyflow_cli.core.config import Config, load_config
-from easyflow_cli.core.errors import BadInput, EasyflowError
+from easyflow_cli.core.errors import EasyflowError
 from easyflow_cli.core.model import Mode, StopReason
 from easyflow_cli.core.paths import (
     database_path,
@@ -78,15 +78,6 @@ log = logging.getLogger("easyflow.daemon")
 QUEUE_COUNT_EVERY_S = 5.0
 
 
-def refuse_cluster(config: Config) -> None:
-    """A daemon asked to coordinate a cluster refuses rather than quietly run on the embedded
-    database: workers elsewhere would wait for work it never sends."""
-    if config.cluster is not None:
-        raise BadInput(f"{config.source}: [cluster] is set (or EASYFLOW_DATABASE_URL), but this "
-                       "daemon runs only on the embedded SQLite database so far "
-                       "(docs/cluster.md); remove it to run here")
-
-
 class Daemon:
     def __init__(self, home: Path, config_path: str | None = None, *,
                  clock: Clock | None = None, spawn: WorkerFactory = WorkerProcess) -> None:
@@ -95,7 +86,6 @@ class Daemon:
         self.logs_dir = str(run_log_path(self.home, 0).parent)
         self.config_path = config_path
         self.config: Config = load_config(config_path)
-        refuse_cluster(self.config)
         self.clock: Clock = clock or SystemClock()
         self.notifier = Notifier.from_env()
         self.selector: selectors.BaseSelector = selectors.DefaultSelector()
