@@ -63,8 +63,12 @@ class RemoteDispatcher:
         try:
             self.send(dispatch)
         except Exception as exc:  # the broker's errors are many; each leaves the run to expire
-            log.error("dispatch of runs %s not sent (%s); back in the queue after the "
-                      "dispatch timeout", ", ".join(map(str, dispatch.run_ids)), exc)
+            log.error("the dispatch of %s was not sent (%s); back in the queue after the "
+                      "dispatch timeout", runs_named(dispatch), exc)
             return
-        log.info("runs %s dispatched to the %s pool", ", ".join(map(str, dispatch.run_ids)),
-                 dispatch.pool.value)
+        log.info("%s dispatched to the %s pool", runs_named(dispatch), dispatch.pool.value)
+
+
+def runs_named(dispatch: Dispatch) -> str:
+    ids = ", ".join(map(str, dispatch.run_ids))
+    return f"runs {ids}" if len(dispatch.run_ids) > 1 else f"run {ids}"

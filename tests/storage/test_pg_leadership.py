@@ -1,0 +1,35 @@
+"""The coordinator lock: one holder per schema, released when its connection ends however the
+process holding it ended."""
+
+import pytest
+
+pytest.importorskip("psycopg", reason="the [cluster] extra is not installed")
+import psycopg  # noqa: E402
+
+from easyflow_cli.storage.pg_leadership import Leadership  # noqa: E402
+
+
+def test_one_coordinator_leads_and_the_next_takes_over_when_it_is_gone(database_url):
+    with Leadership(database_url) as active, Leadership(database_url) as standby:
+        assert active.try_take() and active.still_held()
+        assert not standby.try_take() and not standby.still_held()
+        active.close()
+        assert standby.try_take()
+
+
+def test_another_schema_has_a_coordinator_of_its_own(database_url, postgres_server):
+    with psycopg.connect(postgres_server.url(), autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA other_team")
+    other = postgres_server.url(options="-csearch_path%3Dother_team")
+    with Leadership(database_url) as ours, Leadership(other) as theirs:
+        assert ours.try_take() and theirs.try_take()
+
+
+def test_a_lock_whose_connection_ended_is_known_lost(database_url, postgres_server):
+    with Leadership(database_url) as active, Leadership(database_url) as standby:
+        assert active.try_take()
+        pid = active.conn.info.backend_pid
+        with psycopg.connect(postgres_server.url(), autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        assert not active.still_held()
+        assert standby.try_take()
