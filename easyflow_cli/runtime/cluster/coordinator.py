@@ -52,7 +52,7 @@ log = logging.getLogger("easyflow.coordinator")
 
 STANDBY_POLL_S = 1.0
 LOST_LOCK_EXIT = 1
-Handler = Callable[[object], None]
+Handler = Callable[[], None]
 
 
 def celery_sender(broker_url: str) -> Send:
@@ -129,8 +129,9 @@ class Coordinator:
         self.clock_steps = StepWatch(self.clock)
         prime_schedules(store, now)
         store.publish_policy(self.schedules.policy, now)
-        self._watch(self.wakeups, self._woken)
-        self._watch(leadership, self._check_leadership)
+        self._watch(self.wakeups.fileno(), self._woken)
+        self.leadership_fd = leadership.fileno()  # unreadable once the connection is lost
+        self._watch(self.leadership_fd, self._check_leadership)
         log.info("coordinator %d active on %s (config: %s)", os.getpid(), masked(url),
                  self.config.source)
         self.notifier.ready("coordinating")
@@ -204,19 +205,19 @@ class Coordinator:
 
     def _wait(self, timeout: float) -> None:
         for key, _ in self.selector.select(timeout):
-            key.data(key.fileobj)
+            key.data()
 
-    def _watch(self, source: object, handler: Handler) -> None:
-        self.selector.register(source, selectors.EVENT_READ, handler)  # type: ignore[arg-type]
+    def _watch(self, fd: int, handler: Handler) -> None:
+        self.selector.register(fd, selectors.EVENT_READ, handler)
 
-    def _woken(self, source: object) -> None:
+    def _woken(self) -> None:
         self.wakeups.modes()  # read, so that the descriptor is quiet again: any mode wakes all
 
-    def _check_leadership(self, source: object) -> None:
+    def _check_leadership(self) -> None:
         if self.leadership.still_held():
             return
         log.error("the coordinator lock is lost (its database connection ended); stopping")
-        self.selector.unregister(self.leadership)
+        self.selector.unregister(self.leadership_fd)
         self.stop_requested = True
         self.exit_code = LOST_LOCK_EXIT
 
@@ -239,7 +240,7 @@ class Coordinator:
     def _on_reload_signal(self, signum: int, frame: FrameType | None) -> None:
         self.reload_requested = True
 
-    def _drain_signal_pipe(self, source: object) -> None:
+    def _drain_signal_pipe(self) -> None:
         try:
             while os.read(self.signal_r, 512):
                 pass

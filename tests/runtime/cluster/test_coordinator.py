@@ -211,3 +211,17 @@ def test_scheduled_eco_runs_wait_for_their_window_then_go_in_batches(coordinator
     coordinator.tick(0)
     [batch] = sent  # one free eco slot: one batch of up to batch_size runs
     assert batch.mode is Mode.ECO and batch.batch_id and list(batch.run_ids) == waiting[:3]
+
+
+def test_a_coordinator_that_loses_its_lock_stops_with_an_error(coordinator, database_url,
+                                                               postgres_server):
+    import psycopg
+
+    pid = coordinator.leadership.conn.info.backend_pid
+    with psycopg.connect(postgres_server.url(), autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    for _ in range(20):  # the server's goodbye makes the lock's connection readable
+        coordinator.tick(0.5)
+        if coordinator.stop_requested:
+            break
+    assert coordinator.stop_requested and coordinator.exit_code == 1
