@@ -3,19 +3,16 @@ a connection of its own and held for as long as that connection lives.
 
 PostgreSQL releases a session's advisory locks when its connection ends, however the process
 holding it ended (a kill -9 closes its socket), so a standby that keeps asking takes over as
-soon as the active coordinator is gone. The key is combined with the schema's name, as the
-store's other locks are: two installations in two schemas of one database each have their
-own coordinator.
+soon as the active coordinator is gone. The lock's second key is the schema: two
+installations in two schemas of one database each have their own coordinator.
 """
 
 from __future__ import annotations
 
 import psycopg
 
-from easyflow_cli.storage.cluster_queue import COORDINATOR_LOCK
+from easyflow_cli.storage.cluster_queue import COORDINATOR_LOCK, TRY_LOCK_COORDINATOR_SQL
 from easyflow_cli.storage.pg_store import connect
-
-LOCK_KEY = "%s::bigint # hashtext(current_schema())::bigint"
 
 
 class Leadership:
@@ -27,8 +24,7 @@ class Leadership:
 
     def try_take(self) -> bool:
         """Take the lock if no other coordinator holds it, without waiting."""
-        row = self.conn.execute(f"SELECT pg_try_advisory_lock({LOCK_KEY})",
-                                (COORDINATOR_LOCK,)).fetchone()
+        row = self.conn.execute(TRY_LOCK_COORDINATOR_SQL, (COORDINATOR_LOCK,)).fetchone()
         self.held = bool(row and row[0])
         return self.held
 

@@ -33,3 +33,13 @@ def test_a_lock_whose_connection_ended_is_known_lost(database_url, postgres_serv
             admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
         assert not active.still_held()
         assert standby.try_take()
+
+
+def test_the_holder_is_found_by_the_sql_status_reads(database_url):
+    from easyflow_cli.storage.cluster_queue import COORDINATOR_HOLDER_SQL, COORDINATOR_LOCK
+
+    with Leadership(database_url) as active, Leadership(database_url) as reader:
+        assert reader.conn.execute(COORDINATOR_HOLDER_SQL, (COORDINATOR_LOCK,)).fetchall() == []
+        active.try_take()
+        holder = reader.conn.execute(COORDINATOR_HOLDER_SQL, (COORDINATOR_LOCK,)).fetchall()
+        assert holder == [(active.conn.info.backend_pid,)]
