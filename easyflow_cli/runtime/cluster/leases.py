@@ -13,6 +13,8 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
+import psycopg
+
 from easyflow_cli.core.cluster_config import ClusterConfig
 from easyflow_cli.core.durations import format_duration
 from easyflow_cli.runtime.clock import Clock
@@ -52,6 +54,15 @@ class Leases:
 
     def settle(self, now: datetime) -> None:
         self.due_at = self.clock.monotonic() + self.period
+        try:
+            self._settle(now)
+        except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure) as exc:
+            # A worker's transaction held what this one needed while needing what it held
+            # (a retry's enqueue): PostgreSQL undid this one. The next look settles them.
+            log.warning("settling runs nobody holds: %s; trying again at the next look",
+                        str(exc).strip())
+
+    def _settle(self, now: datetime) -> None:
         with self.store.write():
             expired = self.queue.expired_dispatches(now=now,
                                                     timeout=self.cluster.dispatch_timeout)

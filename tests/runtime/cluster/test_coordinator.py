@@ -225,3 +225,26 @@ def test_a_coordinator_that_loses_its_lock_stops_with_an_error(coordinator, data
         if coordinator.stop_requested:
             break
     assert coordinator.stop_requested and coordinator.exit_code == 1
+
+
+def test_a_settlement_undone_by_a_deadlock_is_tried_again_at_the_next_look(coordinator, pg,
+                                                                           clock, sent,
+                                                                           monkeypatch):
+    import psycopg
+
+    FakeWorker(pg, "b1", PoolName.BALANCED, 1, clock)
+    [run_id] = enqueue(pg, 1)
+    coordinator.tick(0)
+    clock.advance(25)  # past dispatch_timeout, never accepted; the worker's heartbeat is old
+    real = coordinator.queue.expired_dispatches
+
+    def deadlocked(**kwargs):
+        raise psycopg.errors.DeadlockDetected("deadlock detected")
+
+    monkeypatch.setattr(coordinator.queue, "expired_dispatches", deadlocked)
+    coordinator.tick(0)
+    assert pg.queue.get(run_id).state is RunState.RUNNING  # nothing settled, nothing broken
+    monkeypatch.setattr(coordinator.queue, "expired_dispatches", real)
+    clock.advance(coordinator.leases.period)
+    coordinator.tick(0)
+    assert pg.queue.get(run_id).state is RunState.QUEUED  # the worker is silent: none to send to
