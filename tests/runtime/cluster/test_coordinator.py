@@ -248,3 +248,21 @@ def test_a_settlement_undone_by_a_deadlock_is_tried_again_at_the_next_look(coord
     clock.advance(coordinator.leases.period)
     coordinator.tick(0)
     assert pg.queue.get(run_id).state is RunState.QUEUED  # the worker is silent: none to send to
+
+
+def test_a_dispatch_the_broker_refused_expires_and_is_sent_again(coordinator, pg, clock, sent):
+    worker = FakeWorker(pg, "b1", PoolName.BALANCED, 1, clock)
+    [run_id] = enqueue(pg, 1)
+
+    def broker_down(dispatch):
+        raise ConnectionError("Error 111 connecting to queue.internal:6379")
+
+    coordinator.dispatcher.send = broker_down
+    coordinator.tick(0)
+    assert pg.queue.get(run_id).state is RunState.RUNNING  # committed before it was sent
+    coordinator.dispatcher.send = sent.append
+    clock.advance(25)
+    worker.heartbeat()
+    coordinator.tick(0)
+    [again] = sent
+    assert again.run_ids == (run_id,) and worker.accept(again.token) == [run_id]
