@@ -23,10 +23,8 @@ import functools
 import logging
 import os
 import selectors
-import signal
 from collections.abc import Callable
 from datetime import datetime
-from types import FrameType
 
 import psycopg
 
@@ -39,6 +37,7 @@ from easyflow_cli.runtime.cluster import engine
 from easyflow_cli.runtime.cluster.dispatch import RemoteDispatcher, Send
 from easyflow_cli.runtime.cluster.leases import Leases
 from easyflow_cli.runtime.daemon.loop import MAX_SLEEP_S, fire_schedules, promote
+from easyflow_cli.runtime.daemon.signals import drain_signals, install_signals
 from easyflow_cli.runtime.sdnotify import Notifier
 from easyflow_cli.scheduling.scheduler import ScheduleBook, prime_schedules
 from easyflow_cli.storage.pg_dispatch import PgDispatch
@@ -221,31 +220,9 @@ class Coordinator:
         self.stop_requested = True
         self.exit_code = LOST_LOCK_EXIT
 
-    # ------------------------------------------------------------------ signals
-
     def _install_signals(self) -> None:
-        self.signal_r, signal_w = os.pipe()
-        os.set_blocking(self.signal_r, False)
-        os.set_blocking(signal_w, False)
-        signal.set_wakeup_fd(signal_w)
-        # Handlers only set flags; the loop acts on them (the wake-up fd ends its sleep).
-        signal.signal(signal.SIGTERM, self._on_stop_signal)
-        signal.signal(signal.SIGINT, self._on_stop_signal)
-        signal.signal(signal.SIGHUP, self._on_reload_signal)
-        self._watch(self.signal_r, self._drain_signal_pipe)
-
-    def _on_stop_signal(self, signum: int, frame: FrameType | None) -> None:
-        self.stop_requested = True
-
-    def _on_reload_signal(self, signum: int, frame: FrameType | None) -> None:
-        self.reload_requested = True
-
-    def _drain_signal_pipe(self) -> None:
-        try:
-            while os.read(self.signal_r, 512):
-                pass
-        except BlockingIOError:
-            pass
+        signals = install_signals(self)
+        self._watch(signals, lambda: drain_signals(signals))
 
 
 def cluster_of(config: Config) -> ClusterConfig:

@@ -266,3 +266,16 @@ def test_a_dispatch_the_broker_refused_expires_and_is_sent_again(coordinator, pg
     coordinator.tick(0)
     [again] = sent
     assert again.run_ids == (run_id,) and worker.accept(again.token) == [run_id]
+
+
+def test_a_reload_applies_the_new_timeouts_and_batch_size_on_the_same_database(
+        coordinator, pg, clock, sent, database_url):
+    path = coordinator.config_path
+    new = CONFIG.format(url=database_url).replace('"20s"', '"9s"').replace("= 3", "= 2")
+    with open(path, "w") as file:
+        file.write(new.replace(database_url, "postgresql://elsewhere/easyflow"))
+    coordinator.reload_requested = True
+    coordinator.tick(0)
+    assert coordinator.leases.cluster.dispatch_timeout == 9
+    assert coordinator.leases.cluster.database_url == database_url  # kept: restart to move
+    assert coordinator.dispatcher.config.pool(Mode.ECO).batch_size == 2
