@@ -50,7 +50,7 @@ from easyflow_cli.storage.run_queue import replan_eco
 log = logging.getLogger("easyflow.coordinator")
 
 STANDBY_POLL_S = 1.0
-LOST_LOCK_EXIT = 1
+FAULT_EXIT = 1
 Handler = Callable[[], None]
 
 
@@ -95,7 +95,7 @@ class Coordinator:
         except psycopg.Error as exc:
             log.error("the database failed: %s; stopping (a standby or the next start takes "
                       "over)", str(exc).strip())
-            return LOST_LOCK_EXIT
+            return FAULT_EXIT
         return self.exit_code
 
     def wait_to_lead(self, leadership: Leadership) -> bool:
@@ -218,7 +218,7 @@ class Coordinator:
         log.error("the coordinator lock is lost (its database connection ended); stopping")
         self.selector.unregister(self.leadership_fd)
         self.stop_requested = True
-        self.exit_code = LOST_LOCK_EXIT
+        self.exit_code = FAULT_EXIT
 
     def _install_signals(self) -> None:
         signals = install_signals(self)
