@@ -100,6 +100,9 @@ def _distributions(document: dict[str, Any]) -> list[tuple[str, dict, str]]:
         ("  of which `date`'s own start", dispatch["eco_backlog"]["clock_command_own_start"], "ms"),
         ("easyflow --help", document["cli_start_ms"]["help"], "ms"),
         ("run --now --no-wait", document["cli_start_ms"]["run_now_no_wait"], "ms"),
+        *((f"why RUN_ID, {kind} run, {document['why']['runs']:,} runs, {clock}",
+           document["why"][kind][f"{clock}_ms"], "ms")
+          for kind in ("finished", "queued") for clock in ("wall", "cpu")),
         ("CPU-bound step, idle box", isolation["idle_s"], "s"),
         ("CPU-bound step, eco saturating", isolation["eco_saturated_s"], "s"),
     ]
@@ -113,9 +116,10 @@ def _single_figures(document: dict[str, Any]) -> list[tuple[str, str]]:
          f"{drain['callable']['runs_per_s']:,.0f} runs/s"),
         (f"drain, /bin/true ({drain['command']['runs']} runs)",
          f"{drain['command']['runs_per_s']:,.0f} runs/s"),
-        ("spawn ceiling (2 posix_spawn loops of /bin/true)",
-         f"{drain['command']['spawn_ceiling_runs_per_s']:,.0f} runs/s "
-         f"(drain: {drain['command']['percent_of_ceiling']:g} % of it)"),
+        ("spawn ceiling (2 posix_spawn loops of /bin/true, before and after the drain)",
+         " / ".join(f"{ceiling:,.0f}" for ceiling in
+                    drain["command"]["spawn_ceiling_before_after_runs_per_s"])
+         + f" runs/s (drain: {drain['command']['percent_of_ceiling']:g} % of their mean)"),
         (f"enqueue, library bulk ({enqueue['library_bulk']['runs']:,} runs)",
          f"{enqueue['library_bulk']['runs_per_s']:,.0f} runs/s"),
         (f"enqueue, CLI processes ({enqueue['cli']['runs']} runs)",
@@ -137,5 +141,8 @@ def _single_figures(document: dict[str, Any]) -> list[tuple[str, str]]:
          f"{report['metrics_cli_s']:g} s / {report['metrics_scrape']['first_s']:g} s / "
          f"{report['metrics_scrape']['next_s']:g} s"),
         ("CPU-bound step, eco saturating / idle", f"{document['isolation']['ratio']:g}×"),
+        *((f"why RUN_ID, {kind} run, first process: wall / CPU",
+           f"{cold['wall']:g} ms / {cold['cpu']:g} ms")
+          for kind, cold in ((k, document["why"][k]["cold_ms"]) for k in ("finished", "queued"))),
     ]
     return rows

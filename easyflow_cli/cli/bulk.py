@@ -11,13 +11,20 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import typer
 
 from easyflow_cli.cli.common import open_store
 from easyflow_cli.cli.output import print_json, print_line, say
-from easyflow_cli.cli.submit import not_taken, plan_manual_runs, queue_policy, refuse_disabled
+from easyflow_cli.cli.submit import (
+    daemon_up,
+    not_coordinated,
+    not_taken,
+    plan_manual_runs,
+    queue_policy,
+    refuse_disabled,
+)
 from easyflow_cli.core.errors import BadInput, EasyflowError
 from easyflow_cli.core.model import RunState
 from easyflow_cli.core.planning import RETRIED_STATES
@@ -30,8 +37,7 @@ if TYPE_CHECKING:
     from easyflow_cli.core.model import Mode, Run
     from easyflow_cli.core.planning import PlannedRun
     from easyflow_cli.core.spec import WorkflowSpec
-    from easyflow_cli.runtime.client import Silence
-    from easyflow_cli.storage.store import Store
+    from easyflow_cli.storage.backend import Backend
 
 POLL_SECONDS = 0.2
 NO_DAEMON = ("several runs go to the daemon, and none is running: start it with `easyflow "
@@ -44,20 +50,21 @@ def submit_runs(names: Sequence[str], count: int, *, mode: Mode | None, deadline
     `no_wait`, wait for every run to end. Exits 1 when one did not succeed."""
     from easyflow_cli.core.config import load_config
     from easyflow_cli.core.paths import state_dir
-    from easyflow_cli.runtime.client import listening
 
     config = load_config()
     home = state_dir()
     with open_store() as store:
         specs = [store.get_workflow(name) for name in names]
         refuse_disabled(store, names, force=force)
-        if not listening(home):  # with no daemon up, nothing is planned or written
+        up = daemon_up(store, home)
+        # With no daemon up on one box, nothing is planned or written; a cluster's runs wait
+        # in its queue for a coordinator, as they would for any of its workers.
+        if not up and store.cluster is None:
             raise BadInput(NO_DAEMON)
-        policy = queue_policy(store, config, daemon_up=True)
+        policy = queue_policy(store, config, daemon_up=up)
         planned = plan_manual_runs(store, specs, count, policy, mode=mode, deadline=deadline,
                                    followed=not no_wait, costs=config.costs)
-        ids, reply = queue_and_wake(store, home, planned, count)
-        refused = not_taken(reply, f"runs {ids.start}-{ids.stop - 1}")
+        ids, refused = queue_and_wake(store, home, planned, count)
         if refused is not None:
             print_ids(store, ids, as_json)
             raise EasyflowError(refused)
@@ -68,7 +75,7 @@ def submit_runs(names: Sequence[str], count: int, *, mode: Mode | None, deadline
         wait_for_runs(store, ids, as_json)
 
 
-def explain_waits(store: Store, config: Config, specs: Sequence[WorkflowSpec], ids: range,
+def explain_waits(store: Backend, config: Config, specs: Sequence[WorkflowSpec], ids: range,
                   count: int) -> dict[int, Wait]:
     """Say, for each workflow whose runs wait for off-peak hours, when they start and what one
     costs then and in real-time now (runs of a workflow queued together are planned alike);
@@ -85,18 +92,21 @@ def explain_waits(store: Store, config: Config, specs: Sequence[WorkflowSpec], i
     return waits
 
 
-def queue_and_wake(store: Store, home: Path, planned: Sequence[PlannedRun], count: int
-                   ) -> tuple[range, dict[str, Any] | Silence]:
-    """Commit the runs in one transaction, then wake the daemon once; their ids, and its reply
-    (or why there is none). The daemon is connected to only once the runs are committed: a
-    connection held while waiting for the database lock would hold one of its descriptors for
-    nothing."""
+def queue_and_wake(store: Backend, home: Path, planned: Sequence[PlannedRun], count: int
+                   ) -> tuple[range, str | None]:
+    """Commit the runs in one transaction, then wake the daemon once; their ids, and why they
+    wait in the queue (None: taken). The daemon is connected to only once the runs are
+    committed: a connection held while waiting for the database lock would hold one of its
+    descriptors for nothing. A cluster's coordinator hears of them as they are committed."""
     from easyflow_cli.runtime.client import ask
     from easyflow_cli.runtime.protocol import WakeRequest
 
     ids = store.queue.enqueue(planned)
     say_queued(ids, planned, count)
-    return ids, ask(WakeRequest(), home)
+    which = f"runs {ids.start}-{ids.stop - 1}"
+    if store.cluster is not None:
+        return ids, not_coordinated(store.cluster, which)
+    return ids, not_taken(ask(WakeRequest(), home), which)
 
 
 def say_queued(ids: range, planned: Sequence[PlannedRun], count: int) -> None:
@@ -107,7 +117,7 @@ def say_queued(ids: range, planned: Sequence[PlannedRun], count: int) -> None:
         say(f"{which}: {run.workflow} in {run.mode.value} mode ({run.mode_reason.value})")
 
 
-def print_ids(store: Store, ids: range, as_json: bool, waits: dict[int, Wait] | None = None
+def print_ids(store: Backend, ids: range, as_json: bool, waits: dict[int, Wait] | None = None
               ) -> None:
     """One id per line, or with `--json` the list of records (a waiting run's with its
     quote)."""
@@ -120,7 +130,7 @@ def print_ids(store: Store, ids: range, as_json: bool, waits: dict[int, Wait] | 
         print_line(run_id)
 
 
-def last_attempt(store: Store, run: Run) -> Run:
+def last_attempt(store: Backend, run: Run) -> Run:
     """The run's last attempt, once it ended: a failed run's retries are waited for."""
     while run.state in RETRIED_STATES and (retry := store.queue.retried_as(run.id)):
         while not retry.state.finished:
@@ -130,11 +140,11 @@ def last_attempt(store: Store, run: Run) -> Run:
     return run
 
 
-def stored_runs(store: Store, ids: range) -> list[Run]:
+def stored_runs(store: Backend, ids: range) -> list[Run]:
     return [store.queue.get(run_id) for run_id in ids]
 
 
-def wait_for_runs(store: Store, ids: range, as_json: bool) -> None:
+def wait_for_runs(store: Backend, ids: range, as_json: bool) -> None:
     """Wait for every run to end, and a failed one's retries; one line each on stderr (its
     last attempt), their records with `--json`."""
     while store.queue.unfinished_count(ids):

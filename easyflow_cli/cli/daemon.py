@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from datetime import datetime
 from pathlib import Path
 
 import typer
@@ -15,12 +14,11 @@ from easyflow_cli.cli.output import (
     console,
     print_csv,
     print_json,
-    render_rows,
     short_time,
-    zone_time,
 )
+from easyflow_cli.cli.status_lines import held_by_limit, print_queue, print_running
 from easyflow_cli.core.paths import state_dir
-from easyflow_cli.core.timeutil import from_iso, utcnow
+from easyflow_cli.core.timeutil import utcnow
 
 
 def daemon(
@@ -59,17 +57,25 @@ def status(as_json: bool = JSON_OPTION, as_csv: bool = CSV_OPTION) -> None:
     """Is the daemon up? Its pools, queue depths, next schedule fires and the runs running now.
 
     Exit code 0 when it answers, 1 when it is not running, 3 when it runs but does not answer.
-    `--csv` prints the runs running now.
+    `--csv` prints the runs running now. On a cluster: its coordinator (exit code 0, or 1 when
+    none runs) and its workers.
     """
+    from easyflow_cli.cli.common import configured_cluster
     from easyflow_cli.runtime.client import Silence, ask
     from easyflow_cli.runtime.protocol import StatusRequest
 
+    cluster = configured_cluster()
+    if cluster is not None:
+        from easyflow_cli.cli.cluster_status import cluster_status
+
+        coordinated = cluster_status(cluster, as_json=as_json, as_csv=as_csv)
+        raise typer.Exit(RUNNING if coordinated else NOT_RUNNING)
     live = ask(StatusRequest())
     code = RUNNING
     if isinstance(live, Silence):
         code = NOT_ANSWERING if live is Silence.NOT_ANSWERING else NOT_RUNNING
         live = _status_without_daemon(code)
-    live["held_by_limit"] = _held_by_limit()
+    live["held_by_limit"] = held_by_limit()
     if as_json:
         print_json(live)
     elif as_csv:
@@ -94,20 +100,6 @@ def _status_without_daemon(code: int) -> dict:
                 "running": running_now(store.queue, utcnow()), "fault": None}
 
 
-def _held_by_limit() -> list[dict]:
-    """Workflows whose queued runs wait for their max_concurrent (read here: the database
-    says it whether the daemon answers or not)."""
-    from dataclasses import asdict
-
-    from easyflow_cli.storage.live_files import StorageFault
-
-    try:
-        with open_store() as store:
-            return [asdict(held) for held in store.queue.held_by_limit()]
-    except StorageFault:  # the daemon's own answer says what happened to its files
-        return []
-
-
 def _print_status(live: dict) -> None:
     if live["pid"]:
         console.print(f"daemon [green]running[/] (pid {live['pid']}, since "
@@ -123,35 +115,9 @@ def _print_status(live: dict) -> None:
                       f"state in {live['home']})")
     else:
         console.print(f"daemon [red]not running[/] (state in {live['home']})")
-    queued = ", ".join(f"{mode} {n}" for mode, n in live["queue"].items())
-    console.print(f"  queued: {queued}")
-    for held in live["held_by_limit"]:
-        console.print(f"  waiting for max_concurrent: {held['workflow']} "
-                      f"{held['queued']} queued, {held['running']} running "
-                      f"(max_concurrent = {held['max_concurrent']})", highlight=False)
-    now = utcnow()
-    for fire in live["next_fires"]:
-        console.print(f"  {_fire_line(fire, now, daemon_up=bool(live['pid']))}", highlight=False)
+    print_queue(live, daemon_up=bool(live["pid"]))
     _print_notifications(live.get("notifications") or {})
-    _print_running(live.get("running", []))  # a daemon started before the upgrade has none
-
-
-def _print_running(running: list[dict]) -> None:
-    if not running:
-        console.print("  running: none")
-        return
-    rows = [{**run, "elapsed": _elapsed(run["elapsed_s"])} for run in running]
-    render_rows(rows, ["id", "workflow", "mode", "pool", "elapsed"], as_json=False,
-                as_csv=False, title="running now")
-
-
-def _elapsed(value: float | None) -> str:
-    from easyflow_cli.cli.output import seconds
-    from easyflow_cli.core.durations import format_duration
-
-    if value is None or value < 60:
-        return seconds(value)
-    return format_duration(round(value))
+    print_running(live.get("running", []))  # a daemon started before the upgrade has none
 
 
 def _print_notifications(notifications: dict) -> None:
@@ -162,16 +128,3 @@ def _print_notifications(notifications: dict) -> None:
         console.print(f"  [red]notification channel failing[/]: {failing['channel']} of "
                       f"{failing['workflow']} since {short_time(failing['since'])} "
                       f"({failing['failures']} failures): {failing['error']}", highlight=False)
-
-
-def _fire_line(fire: dict, now: datetime, *, daemon_up: bool) -> str:
-    """When a schedule fires next, in its own zone (and local time when that differs); a time
-    already past (the daemon is down, or busy catching up) is no "next": it is said to be
-    overdue, and what happens to it."""
-    at = zone_time(fire["next_fire_at"], fire.get("timezone"))
-    which = f"schedule {fire['id']} ({fire['workflow']})"
-    if from_iso(fire["next_fire_at"]) > now:
-        return f"next: {at}  {which}"
-    if daemon_up:
-        return f"due now: {which}, {at}"
-    return f"overdue: {which} was due {at}; it fires once, when the daemon starts"

@@ -16,22 +16,24 @@ from typing import TYPE_CHECKING, BinaryIO
 
 from easyflow_cli.cli.outcome import stop_following
 from easyflow_cli.cli.output import err_console, say
+from easyflow_cli.cli.run_output import RunOutput, output_of
 from easyflow_cli.cli.waiting import starts
 from easyflow_cli.core.durations import format_duration
 from easyflow_cli.core.errors import NotFound
 from easyflow_cli.core.model import Run, RunState
 from easyflow_cli.core.timeutil import utcnow
-from easyflow_cli.storage.store import Store
 
 if TYPE_CHECKING:
     from rich.console import Console
+
+    from easyflow_cli.storage.backend import Backend
 
 POLL_SECONDS = 0.1
 
 Writer = Callable[[bytes], None]
 
 
-def follow_attempts(store: Store, run_id: int, echo: BinaryIO) -> Run:
+def follow_attempts(store: Backend, run_id: int, echo: BinaryIO) -> Run:
     """Follow the run, then each retry the daemon queues for it, saying so between them; the
     last attempt as it ended. Ctrl-C stops following (exit 130), not the run."""
     following = run_id
@@ -59,7 +61,7 @@ def retry_notice(ended: Run, retry: Run, attempts: int | None) -> str:
             f"{when} as run {retry.id} (attempt {retry.attempt}{of})")
 
 
-def max_attempts(store: Store, workflow: str) -> int | None:
+def max_attempts(store: Backend, workflow: str) -> int | None:
     """How many attempts a run of the workflow gets (None once it is removed)."""
     try:
         return store.get_workflow(workflow).retries + 1
@@ -67,23 +69,28 @@ def max_attempts(store: Store, workflow: str) -> int | None:
         return None
 
 
-def follow_run(store: Store, run_id: int, echo: BinaryIO) -> Run:
-    """Poll the run and copy its log until it ends; returns the run as it ended."""
-    offset = 0
+def follow_run(store: Backend, run_id: int, echo: BinaryIO) -> Run:
+    """Poll the run and copy its output until it ends; returns the run as it ended."""
+    output = output_of(store)
     started = time.monotonic()
     with err_console.status(f"run {run_id} queued") as status:
         write, finish = _writer(echo, status.console)
         try:
             while True:
                 run = store.queue.get(run_id)
-                offset = _copy_new_output(run.log_path, offset, write)
+                _write_new(output, run, write)
                 if run.state.finished:
-                    _copy_new_output(run.log_path, offset, write)
+                    _write_new(output, run, write)
                     return run
                 status.update(_describe(run, time.monotonic() - started))
                 time.sleep(POLL_SECONDS)
         finally:
             finish()
+
+
+def _write_new(output: RunOutput, run: Run, write: Writer) -> None:
+    if data := output.new_output(run):
+        write(data)
 
 
 def _writer(echo: BinaryIO, console: Console) -> tuple[Writer, Callable[[], None]]:
@@ -139,17 +146,3 @@ def _describe(run: Run, waited: float) -> str:
         return (f"run {run.id} waiting in the {where} ({waited:.1f}s): it starts "
                 f"{starts(run.not_before)}")
     return f"run {run.id} waiting in the {where} ({waited:.1f}s)"
-
-
-def _copy_new_output(path: str | None, offset: int, write: Writer) -> int:
-    if not path:
-        return offset
-    try:
-        with open(path, "rb") as log:
-            log.seek(offset)
-            data = log.read()
-    except FileNotFoundError:
-        return offset
-    if data:
-        write(data)
-    return offset + len(data)

@@ -23,8 +23,8 @@ if TYPE_CHECKING:
     from easyflow_cli.core.config import Config
     from easyflow_cli.core.costs import Quote
     from easyflow_cli.core.spec import WorkflowSpec
+    from easyflow_cli.storage.backend import Backend
     from easyflow_cli.storage.run_queue import HeldByLimit
-    from easyflow_cli.storage.store import Store
 
 # More runs than this in one command is a typo, not a plan: each run is a row in memory first.
 COUNT_MAX = 1_000_000
@@ -85,8 +85,8 @@ def run_one(name: str, *, mode: Mode | None, deadline: str | None, as_json: bool
     its retries, or with no daemon run them here."""
     # Imported here: `run --now --no-wait` is on the hot path and `--help` needs none of it.
     from easyflow_cli.cli.submit import (
+        daemon_up,
         enqueue_manual_run,
-        not_taken,
         plan_manual_run,
         print_queued,
         queue_policy,
@@ -94,8 +94,6 @@ def run_one(name: str, *, mode: Mode | None, deadline: str | None, as_json: bool
     )
     from easyflow_cli.cli.waiting import explain, wait_of
     from easyflow_cli.core.config import load_config
-    from easyflow_cli.runtime.client import Silence, ask, listening
-    from easyflow_cli.runtime.protocol import WakeRequest
 
     config = load_config()
     home = state_dir()
@@ -104,15 +102,12 @@ def run_one(name: str, *, mode: Mode | None, deadline: str | None, as_json: bool
         refuse_disabled(store, [name], force=force)
         # Connected to only once the run is committed: a connection held while waiting for the
         # database lock would hold one of the daemon's descriptors for nothing.
-        policy = queue_policy(store, config, daemon_up=listening(home))
+        policy = queue_policy(store, config, daemon_up=daemon_up(store, home))
         planned = plan_manual_run(store, spec, policy, mode=mode, deadline=deadline,
                                   followed=not no_wait, rerun_of=rerun_of,
                                   costs=config.costs)
         queued = enqueue_manual_run(store, spec, planned)
-        reply = ask(WakeRequest(), home)
-        if reply is Silence.NOT_RUNNING:
-            run_here(store, home, queued, spec, config, as_json)
-        refused = not_taken(reply, f"run {queued.id}")
+        refused = hand_over(store, home, queued, spec, config, as_json)
         if refused is not None:  # a daemon is up: never run it here behind its back
             print_queued(store.queue.get(queued.id), as_json)
             raise EasyflowError(refused)
@@ -132,7 +127,24 @@ def run_one(name: str, *, mode: Mode | None, deadline: str | None, as_json: bool
     report_end(ended, as_json)
 
 
-def follow_here(store: Store, run_id: int, as_json: bool) -> Run:
+def hand_over(store: Backend, home: Path, queued: Run, spec: WorkflowSpec, config: Config,
+              as_json: bool) -> str | None:
+    """Wake whoever runs the queued run; why it waits in the queue instead (None: taken). With
+    no daemon on one box, it runs here, and this exits. A cluster has no "here": its runs go
+    to its coordinator, which hears of them as they are committed."""
+    from easyflow_cli.cli.submit import not_coordinated, not_taken
+    from easyflow_cli.runtime.client import Silence, ask
+    from easyflow_cli.runtime.protocol import WakeRequest
+
+    if store.cluster is not None:
+        return not_coordinated(store.cluster, f"run {queued.id}")
+    reply = ask(WakeRequest(), home)
+    if reply is Silence.NOT_RUNNING:
+        run_here(store, home, queued, spec, config, as_json)
+    return not_taken(reply, f"run {queued.id}")
+
+
+def follow_here(store: Backend, run_id: int, as_json: bool) -> Run:
     """Follow a run the daemon executes, and its retries, with its output on the terminal."""
     from easyflow_cli.cli.follow import follow_attempts
 
@@ -140,12 +152,15 @@ def follow_here(store: Store, run_id: int, as_json: bool) -> Run:
     return follow_attempts(store, run_id, echo)
 
 
-def run_here(store: Store, home: Path, queued: Run, spec: WorkflowSpec, config: Config,
+def run_here(store: Backend, home: Path, queued: Run, spec: WorkflowSpec, config: Config,
              as_json: bool) -> NoReturn:
     """No daemon answered the wake-up: run the queued run (and its retries) in this process,
     report, exit. A retry a daemon started meanwhile took is followed there."""
     from easyflow_cli.cli.follow import retry_notice
     from easyflow_cli.runtime.foreground import TakenElsewhere, run_in_foreground
+    from easyflow_cli.storage.store import Store
+
+    assert isinstance(store, Store)  # one box only: a cluster runs nothing in the foreground
 
     say_if_root_beside_the_service(home, queued.workflow)
     echo = sys.stderr.buffer if as_json else sys.stdout.buffer
@@ -181,13 +196,15 @@ def say_if_root_beside_the_service(home: Path, workflow: str) -> None:
 
 def show_quote(name: str, as_json: bool) -> None:
     """The seed's "Run now: $0.10 · Run overnight: $0.04", and the table behind it."""
+    from easyflow_cli.cli.loaded_series import loaded_tariff
     from easyflow_cli.core.config import load_config
     from easyflow_cli.reporting.accounting import workflow_quotes
 
     config = load_config()
     moment = utcnow()
     with open_store() as store:
-        quotes = list(workflow_quotes(store, config, store.get_workflow(name), moment).values())
+        quotes = list(workflow_quotes(store, config, store.get_workflow(name), moment,
+                                      tariff=loaded_tariff(config)).values())
     if as_json:
         print_json({"workflow": name, "currency": config.costs.currency,
                     "quotes": [q.as_json() for q in quotes]})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from datetime import timedelta
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import typer
 
@@ -28,6 +28,9 @@ from easyflow_cli.core.errors import BadInput
 from easyflow_cli.core.model import Mode, Run, RunState
 from easyflow_cli.core.timeutil import to_iso
 from easyflow_cli.core.words import plural
+
+if TYPE_CHECKING:
+    from easyflow_cli.storage.backend import Cluster
 
 app = typer.Typer(cls=EasyflowGroup, no_args_is_help=True, rich_markup_mode=None,
                   help="List and inspect runs.")
@@ -120,10 +123,13 @@ def _shown(field: str, value: object) -> str:
 @app.command("cancel")
 def cancel(run_id: int) -> None:
     """Cancel a queued run, or stop a running one (its steps get SIGTERM, then SIGKILL)."""
+    from easyflow_cli.cli.common import configured_cluster
     from easyflow_cli.runtime.client import cancel as cancel_by_daemon
 
-    reply = cancel_by_daemon(run_id)
-    if reply is None:
+    reply: dict | None = None
+    if configured_cluster() is not None:
+        reply = _cancel_on_cluster(run_id)
+    elif (reply := cancel_by_daemon(run_id)) is None:
         reply = _cancel_without_daemon(run_id)
     if not reply.get("ok"):
         raise BadInput(reply.get("error", f"cannot cancel run {run_id}"))
@@ -144,6 +150,23 @@ def _cancel_without_daemon(run_id: int) -> dict:
             os.kill(run.pid, signal.SIGTERM)
             return {"ok": True, "state": "stopping"}
         return {"ok": True, "state": cancel_run(store.queue, run_id, now=utcnow()).state.value}
+
+
+def _cancel_on_cluster(run_id: int) -> dict:
+    """A queued run is cancelled in the database; a running one's worker is asked to stop it
+    (it records `cancelled` once its steps are stopped)."""
+    from easyflow_cli.core.timeutil import utcnow
+    from easyflow_cli.storage.run_queue import cancel_run
+
+    with open_store() as store:
+        assert store.cluster is not None  # opened by the configuration that named a cluster
+        run = store.queue.get(run_id)
+        if run.state is not RunState.RUNNING:
+            run = cancel_run(store.queue, run_id, now=utcnow())  # refused once it ended
+        if run.state is RunState.RUNNING:  # also a run claimed meanwhile
+            store.cluster.request_cancel([run_id], now=utcnow())
+            return {"ok": True, "state": "stopping"}
+        return {"ok": True, "state": run.state.value}
 
 
 @app.command("retry")
@@ -187,6 +210,9 @@ def logs(
         follow_log(run_id, raw=raw, lines=tail)
     with open_store() as store:
         run = store.queue.get(run_id)
+        if store.cluster is not None:
+            print_chunks(store.cluster, run, raw=raw, lines=tail)
+            return
     if not run.log_path:
         raise BadInput(f"run {run_id} has no log yet (state {run.state.value})")
     if not os.path.lexists(run.log_path):
@@ -194,15 +220,28 @@ def logs(
     copy_log(Path(run.log_path), typer.get_binary_stream("stdout"), raw=raw, lines=tail)
 
 
+def print_chunks(cluster: Cluster, run: Run, *, raw: bool, lines: int | None) -> None:
+    """A run's log on a cluster: the chunks its worker wrote to the database."""
+    from easyflow_cli.cli.log_view import write_chunks
+    from easyflow_cli.cli.run_output import tail_of
+
+    data = b"".join(chunk for _, chunk in cluster.log_chunks(run.id))
+    if not data and run.started_at is None and not run.state.finished:
+        raise BadInput(f"run {run.id} has no log yet (state {run.state.value})")
+    if lines is not None:
+        data = tail_of(data, lines)
+    write_chunks(iter([data]), typer.get_binary_stream("stdout"), raw=raw)
+
+
 def follow_log(run_id: int, *, raw: bool, lines: int | None) -> NoReturn:
     """`logs -f`: the log until the run ends, a line saying how it ended, its exit code. The
     retry a failed run got is named, to follow next."""
-    from easyflow_cli.cli.log_follow import LogFollower
+    from easyflow_cli.cli.log_follow import log_follower
     from easyflow_cli.cli.log_view import write_chunks
     from easyflow_cli.cli.outcome import ended_line, exit_code_of, stop_following
 
     with open_store() as store:
-        follower = LogFollower(store, run_id, lines)
+        follower = log_follower(store, run_id, lines)
         try:
             write_chunks(follower.chunks(), typer.get_binary_stream("stdout"), raw=raw)
         except KeyboardInterrupt:

@@ -25,7 +25,7 @@ from easyflow_cli.core.timeutil import from_iso, to_iso, utcnow
 
 if TYPE_CHECKING:
     from easyflow_cli.core.spec import ScheduleSpec
-    from easyflow_cli.storage.store import Store
+    from easyflow_cli.storage.backend import Backend
 
 app = typer.Typer(cls=EasyflowGroup, no_args_is_help=True, rich_markup_mode=None,
                   help="Schedule workflows: cron, every, at.")
@@ -139,7 +139,7 @@ def _notify_daemon() -> None:
     notify_reload()
 
 
-def _listing_row(row: dict[str, Any], store: Store, now: datetime) -> dict[str, Any]:
+def _listing_row(row: dict[str, Any], store: Backend, now: datetime) -> dict[str, Any]:
     from easyflow_cli.scheduling.scheduler import next_fires, schedule_mode
 
     spec_mode = store.get_workflow(row["workflow"]).execution_mode
@@ -182,18 +182,24 @@ def _next_cell(row: dict[str, Any], now: datetime, daemon: DaemonUp) -> str:
 
 
 class DaemonUp:
-    """Whether a daemon is up, asked once and only if a listing shows a fire time already past
-    (whether it is firing now or waits for a daemon)."""
+    """Whether a daemon (on a cluster, its coordinator) is up, asked once and only if a listing
+    shows a fire time already past (whether it is firing now or waits for a daemon)."""
 
     def __init__(self) -> None:
         self._up: bool | None = None
 
     def __bool__(self) -> bool:
         if self._up is None:
+            from easyflow_cli.cli.common import configured_cluster
             from easyflow_cli.core.paths import state_dir
             from easyflow_cli.runtime.client import listening
 
-            self._up = listening(state_dir())
+            if configured_cluster() is None:
+                self._up = listening(state_dir())
+            else:
+                with open_store() as store:
+                    assert store.cluster is not None
+                    self._up = store.cluster.coordinator() is not None
         return self._up
 
 

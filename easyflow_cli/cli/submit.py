@@ -19,22 +19,43 @@ from easyflow_cli.core.timeutil import utcnow
 from easyflow_cli.runtime.client import Silence
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from easyflow_cli.core.config import Config, CostConfig
     from easyflow_cli.core.spec import WorkflowSpec
-    from easyflow_cli.storage.store import Store
+    from easyflow_cli.storage.backend import Backend, Cluster
 
 
-def queue_policy(store: Store, config: Config, daemon_up: bool) -> QueuePolicy:
+def queue_policy(store: Backend, config: Config, daemon_up: bool) -> QueuePolicy:
     """What new runs are planned by: the policy of the daemon that will run them, when it is up
     and has published one; else this process's config."""
     from easyflow_cli.core.plan_series import config_policy
-    from easyflow_cli.storage.daemon_policy import published_policy
 
-    published = published_policy(store, config) if daemon_up else None
+    published = store.published_policy(config) if daemon_up else None
     return published or config_policy(config)
 
 
-def refuse_disabled(store: Store, names: Sequence[str], *, force: bool) -> None:
+def daemon_up(store: Backend, home: Path) -> bool:
+    """Whether a daemon takes the runs queued now: one answering on this machine's socket, or
+    on a cluster a coordinator holding its lock."""
+    if store.cluster is not None:
+        return store.cluster.coordinator() is not None
+    from easyflow_cli.runtime.client import listening
+
+    return listening(home)
+
+
+def not_coordinated(cluster: Cluster, which: str) -> str | None:
+    """On a cluster the coordinator hears of runs as they are committed (`LISTEN/NOTIFY`): why
+    they wait when no coordinator runs; None when one does."""
+    if cluster.coordinator() is not None:
+        return None
+    wait = "waits" if which.startswith("run ") else "wait"
+    return (f"no coordinator is running: {which} {wait} in the queue until one starts "
+            "(`easyflow status` shows the cluster)")
+
+
+def refuse_disabled(store: Backend, names: Sequence[str], *, force: bool) -> None:
     """A disabled workflow is run only with --force (exit 2, nothing queued)."""
     if force:
         return
@@ -44,7 +65,7 @@ def refuse_disabled(store: Store, names: Sequence[str], *, force: bool) -> None:
                            "lets it run again, or add --force to run it once anyway")
 
 
-def plan_manual_run(store: Store, spec: WorkflowSpec, policy: QueuePolicy, *,
+def plan_manual_run(store: Backend, spec: WorkflowSpec, policy: QueuePolicy, *,
                     mode: Mode | None, deadline: str | None, followed: bool,
                     now: datetime | None = None, rerun_of: int | None = None, batch: int = 1,
                     costs: CostConfig | None = None) -> PlannedRun:
@@ -67,7 +88,7 @@ def plan_manual_run(store: Store, spec: WorkflowSpec, policy: QueuePolicy, *,
     return planned
 
 
-def batch_run_estimate(store: Store, workflow: str, policy: QueuePolicy,
+def batch_run_estimate(store: Backend, workflow: str, policy: QueuePolicy,
                        batch: int) -> RunEstimate | None:
     """What the eco planner expects of `batch` runs of `workflow` run by the eco pool."""
     from easyflow_cli.storage.plan_estimate import eco_estimate
@@ -78,7 +99,7 @@ def batch_run_estimate(store: Store, workflow: str, policy: QueuePolicy,
     return batch_estimate(each, batch, policy.series.eco_workers if policy.series else 1)
 
 
-def plan_manual_runs(store: Store, specs: Sequence[WorkflowSpec], count: int,
+def plan_manual_runs(store: Backend, specs: Sequence[WorkflowSpec], count: int,
                      policy: QueuePolicy, *, mode: Mode | None, deadline: str | None,
                      followed: bool, costs: CostConfig | None = None) -> list[PlannedRun]:
     """`count` runs of each workflow, in order. Runs of one workflow asked for at the same
@@ -92,7 +113,7 @@ def plan_manual_runs(store: Store, specs: Sequence[WorkflowSpec], count: int,
     return planned
 
 
-def enqueue_manual_run(store: Store, spec: WorkflowSpec, planned: PlannedRun) -> Run:
+def enqueue_manual_run(store: Backend, spec: WorkflowSpec, planned: PlannedRun) -> Run:
     """Commit the planned run and say so on stderr (with what it repeats, and the retries that
     may follow it); the stored run."""
     run = store.queue.get(store.queue.enqueue([planned])[0])

@@ -17,7 +17,7 @@ from easyflow_cli.core.timeutil import to_iso, utcnow
 if TYPE_CHECKING:
     from easyflow_cli.core.config import Config
     from easyflow_cli.core.spec import WorkflowSpec
-    from easyflow_cli.storage.store import Store
+    from easyflow_cli.storage.backend import Backend
 
 
 @dataclass(frozen=True)
@@ -38,15 +38,17 @@ class Wait:
                 "real_time_cost": exact(self.real_time_cost)}
 
 
-def wait_of(store: Store, config: Config, spec: WorkflowSpec, run: Run,
+def wait_of(store: Backend, config: Config, spec: WorkflowSpec, run: Run,
             now: datetime | None = None) -> Wait | None:
     """The run's wait, or None when it may start at once (most runs: nothing is priced)."""
     moment = now or utcnow()
     if run.not_before is None or run.not_before <= moment:
         return None
+    from easyflow_cli.cli.loaded_series import loaded_tariff
     from easyflow_cli.reporting.accounting import workflow_quotes
 
-    quotes = workflow_quotes(store, config, spec, moment, (run.mode, Mode.REAL_TIME))
+    quotes = workflow_quotes(store, config, spec, moment, (run.mode, Mode.REAL_TIME),
+                             starts={run.mode: run.not_before}, tariff=loaded_tariff(config))
     return Wait(run.id, spec.name, run.not_before, quotes[run.mode].cost,
                 quotes[Mode.REAL_TIME].cost, config.costs.currency)
 

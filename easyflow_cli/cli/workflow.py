@@ -17,7 +17,7 @@ from easyflow_cli.core.words import plural
 
 if TYPE_CHECKING:
     from easyflow_cli.core.spec import WorkflowSpec
-    from easyflow_cli.storage.store import Store
+    from easyflow_cli.storage.backend import Backend
 
 app = typer.Typer(cls=EasyflowGroup, no_args_is_help=True, rich_markup_mode=None,
                   help="Register and inspect workflows (TOML files).")
@@ -84,7 +84,7 @@ def list_(as_json: bool = JSON_OPTION, as_csv: bool = CSV_OPTION) -> None:
                 formatters={"execution_mode": lambda v: v or "auto"})
 
 
-def _summary(row: dict[str, Any], store: Store) -> dict[str, Any]:
+def _summary(row: dict[str, Any], store: Backend) -> dict[str, Any]:
     spec = json.loads(row["spec_json"])
     return {
         "name": row["name"], "description": row["description"],

@@ -25,25 +25,25 @@ from easyflow_cli.core.offpeak import OffPeakWindow
 from easyflow_cli.core.shifting import eco_start_chooser, shift_means
 from easyflow_cli.core.timeutil import from_iso, to_iso
 from easyflow_cli.reporting.accounting import Period
-from easyflow_cli.storage.store import Store
+from easyflow_cli.storage.dialect import ReportStore
 
 # Per workflow, mode and tariff: what the verdicts rest on (the objectives' thresholds are the
 # parameters before the period's: eco's max_delay, real-time's and balanced's start_within).
 # A manual run queued before runs recorded `followed` counts as waited for: "nobody waiting" is
-# measured, never assumed.
+# measured, never assumed. (The store's dialect spells what `{d.…}` stands for.)
 EVIDENCE_SQL = """
 SELECT workflow, mode, off_peak, count(*) AS runs, min(finished_at) AS first,
   max(finished_at) AS last,
-  total(followed = 1 OR (followed IS NULL AND trigger = 'manual')) AS waited,
+  total(followed = {d.true} OR (followed IS NULL AND trigger = 'manual')) AS waited,
   total(mode_reason = 'explicit' AND trigger IN ('schedule', 'catch-up')) AS pinned_by_schedule,
   total(mode_reason = 'explicit' AND trigger = 'manual') AS pinned_by_hand,
   total(duration_s) AS worker_s,
   total(coalesce(cpu_user_s, 0) + coalesce(cpu_system_s, 0)) AS cpu_s,
   total(energy_j) AS energy_j, count(energy_j) AS measured, count(deadline) AS deadlines,
-  min((julianday(deadline) - julianday(enqueued_at)) * 86400.0) AS min_slack_s,
-  count(CASE WHEN mode = 'eco' THEN coalesce(deadline_met, queue_wait_s) ELSE queue_wait_s END)
+  min({slack}) AS min_slack_s,
+  count(CASE WHEN mode = 'eco' AND deadline_met IS NOT NULL THEN 1 ELSE queue_wait_s END)
     AS judged,
-  total(CASE WHEN mode = 'eco' THEN coalesce(deadline_met = 0, queue_wait_s > ?)
+  total(CASE WHEN mode = 'eco' THEN coalesce(deadline_met = {d.false}, queue_wait_s > ?)
              WHEN mode = 'real-time' THEN queue_wait_s > ?
              ELSE queue_wait_s > ? END) AS missed
 FROM runs WHERE {where} GROUP BY workflow, mode, off_peak
@@ -52,7 +52,7 @@ NO_OBJECTIVE = 1e18  # a pool without `start_within`: no start is late
 EMPTY = ModeEvidence()
 
 
-def advice_report(store: Store, config: Config, period: Period, now: datetime, *,
+def advice_report(store: ReportStore, config: Config, period: Period, now: datetime, *,
                   carbon: Forecast | None = None,
                   tariff: Forecast | None = None) -> dict[str, Any]:
     """Every workflow with runs in the period (or `period.workflow`), judged, by name; money
@@ -95,12 +95,13 @@ def with_series(setting: Setting, config: Config, evidence: Evidence, *,
             tariff.unit, price.at_once, price.planned))
 
 
-def read_evidence(store: Store, config: Config, period: Period,
+def read_evidence(store: ReportStore, config: Config, period: Period,
                   now: datetime) -> dict[str, Evidence]:
     """Each workflow's runs in the period, by mode, priced as they ran."""
     where, args = period.where()
-    rows = [dict(row) for row in store.conn.execute(EVIDENCE_SQL.format(where=where),
-                                                    [*_objectives(config), *args])]
+    sql = EVIDENCE_SQL.format(where=where, d=store.dialect,
+                              slack=store.dialect.seconds_between("enqueued_at", "deadline"))
+    rows = [dict(row) for row in store.read(sql, [*_objectives(config), *args])]
     since = period.since or min((from_iso(r["first"]) for r in rows), default=now)
     days = ((period.until or now) - since).total_seconds() / 86400
     prices = Prices.from_config(config)

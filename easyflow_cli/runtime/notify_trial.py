@@ -13,8 +13,8 @@ from easyflow_cli.core.model import CostPriority, Mode, ModeReason, Run, RunStat
 from easyflow_cli.core.notify import Channel, Event, NoticeRule, rule_of
 from easyflow_cli.core.notify_events import event_record, summary
 from easyflow_cli.runtime.notify_channels import DeliveryFailed, send
+from easyflow_cli.storage.backend import Backend
 from easyflow_cli.storage.sqlite_outbox import host_name
-from easyflow_cli.storage.store import Store
 
 
 @dataclass(frozen=True)
@@ -27,7 +27,7 @@ class ChannelAnswer:
         return {"channel": self.channel.value, "ok": self.ok, "answer": self.answer}
 
 
-def try_channels(store: Store, config: Config, workflow: str,
+def try_channels(store: Backend, config: Config, workflow: str,
                   now: datetime) -> list[ChannelAnswer]:
     """Send a `test` event (its latest run as the sample) through every channel it has."""
     spec = store.get_workflow(workflow)

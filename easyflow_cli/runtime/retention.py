@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from easyflow_cli.core.paths import run_log_path
+from easyflow_cli.storage.backend import Backend
 from easyflow_cli.storage.run_queue import PrunedRun, RunQueue
-from easyflow_cli.storage.store import Store
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,7 @@ def past_keeping(queue: RunQueue, retention: Retention, now: datetime, limit: in
 MANUAL_BATCH = 500
 
 
-def prune_older_than(store: Store, cutoff: datetime, *, workflow: str | None, zone: tzinfo,
+def prune_older_than(store: Backend, cutoff: datetime, *, workflow: str | None, zone: tzinfo,
                      home: Path, dry_run: bool = False) -> Removed:
     """`easyflow runs prune`: every run (of the workflow) that finished before `cutoff`."""
     if dry_run:
@@ -79,7 +79,7 @@ def prune_older_than(store: Store, cutoff: datetime, *, workflow: str | None, zo
     return removed
 
 
-def prune_runs(store: Store, run_ids: list[int], zone: tzinfo, home: Path) -> list[Path]:
+def prune_runs(store: Backend, run_ids: list[int], zone: tzinfo, home: Path) -> list[Path]:
     """Roll up and delete these finished runs; the log files they leave, one per run pruned,
     to delete after the commit (a crash between leaves a log file without its run, never a run
     without its log)."""

@@ -12,7 +12,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from easyflow_cli.core import triggers
 from easyflow_cli.core.config import CostConfig
@@ -22,12 +22,9 @@ from easyflow_cli.core.model import Mode, Trigger
 from easyflow_cli.core.planning import QueuePolicy, plan_run
 from easyflow_cli.core.spec import ScheduleSpec
 from easyflow_cli.core.timeutil import from_iso, to_iso
+from easyflow_cli.storage.backend import Backend
 from easyflow_cli.storage.learned_durations import expectation
 from easyflow_cli.storage.plan_estimate import eco_estimate
-from easyflow_cli.storage.store import Store
-
-if TYPE_CHECKING:  # psycopg is imported only in a cluster
-    from easyflow_cli.storage.pg_store import PgStore
 
 log = logging.getLogger("easyflow.scheduler")
 # systemd's machine id, and the D-Bus copy older systems keep.
@@ -96,7 +93,7 @@ def next_fires(row: dict[str, Any], after: datetime, count: int) -> list[datetim
     return first + [moment + delay for moment in later]
 
 
-def prime_schedules(store: Store | PgStore, now: datetime) -> None:
+def prime_schedules(store: Backend, now: datetime) -> None:
     """Give schedules that were never planned (new ones from files) their first fire time."""
     for row in store.unplanned_schedules():
         nxt = fire_after(row, now, from_iso(row["created_at"]) or now)
@@ -112,7 +109,7 @@ def schedule_mode(row: dict[str, Any], workflow_mode: Mode | None) -> str:
     return "eco (schedule)"
 
 
-def add_schedule(store: Store, workflow: str, schedule: ScheduleSpec, now: datetime) -> int:
+def add_schedule(store: Backend, workflow: str, schedule: ScheduleSpec, now: datetime) -> int:
     store.get_workflow(workflow)
     with store.write():
         schedule_id = store.insert_schedule(workflow, schedule, origin="cli", now_iso=to_iso(now))
@@ -121,7 +118,7 @@ def add_schedule(store: Store, workflow: str, schedule: ScheduleSpec, now: datet
     return schedule_id
 
 
-def set_schedule(store: Store, schedule_id: int, schedule: ScheduleSpec, now: datetime) -> None:
+def set_schedule(store: Backend, schedule_id: int, schedule: ScheduleSpec, now: datetime) -> None:
     """Change a schedule in place: its id, origin and history stay; its next fire is planned
     anew from now (a paused schedule stays paused). An `every` keeps counting from when the
     schedule was created."""
@@ -134,12 +131,12 @@ def set_schedule(store: Store, schedule_id: int, schedule: ScheduleSpec, now: da
             store.set_schedule_state(schedule_id, paused=False, next_fire_at=to_iso(nxt))
 
 
-def disable_workflow(store: Store, name: str) -> None:
+def disable_workflow(store: Backend, name: str) -> None:
     """Its schedules stop firing and `run --now` refuses it, until it is enabled."""
     store.set_workflow_disabled(name, True)
 
 
-def enable_workflow(store: Store, name: str, now: datetime) -> None:
+def enable_workflow(store: Backend, name: str, now: datetime) -> None:
     """Let it run again; its schedules fire from now on (slots missed meanwhile are not caught
     up, as for a resumed schedule)."""
     was_disabled = store.workflow_disabled(name)
@@ -153,12 +150,12 @@ def enable_workflow(store: Store, name: str, now: datetime) -> None:
                 store.set_schedule_state(row["id"], paused=False, next_fire_at=to_iso(nxt))
 
 
-def pause_schedule(store: Store, schedule_id: int) -> None:
+def pause_schedule(store: Backend, schedule_id: int) -> None:
     store.get_schedule(schedule_id)
     store.set_schedule_state(schedule_id, paused=True, next_fire_at=None)
 
 
-def resume_schedule(store: Store, schedule_id: int, now: datetime) -> None:
+def resume_schedule(store: Backend, schedule_id: int, now: datetime) -> None:
     """Resume from now on: slots missed while paused are not caught up."""
     row = store.get_schedule(schedule_id)
     nxt = fire_after(row, now, now)
@@ -168,7 +165,7 @@ def resume_schedule(store: Store, schedule_id: int, now: datetime) -> None:
 class ScheduleBook:
     """The daemon's view of every active schedule and when it fires next."""
 
-    def __init__(self, store: Store | PgStore, policy: QueuePolicy, started_at: datetime,
+    def __init__(self, store: Backend, policy: QueuePolicy, started_at: datetime,
                  costs: CostConfig | None = None) -> None:
         self.store = store
         self.policy = policy

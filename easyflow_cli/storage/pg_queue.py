@@ -171,6 +171,7 @@ class PgRunQueue:
             return []
         pricing = self.pricing.current() if self.pricing is not None else None
         with self.store.write() as conn:
+            self.start([end.start for end in ends if end.start is not None])
             rows = conn.execute(
                 "SELECT id, workflow, pool FROM runs WHERE state = 'running' AND id = ANY(%s)"
                 " FOR UPDATE", (ids,)).fetchall()
@@ -262,6 +263,8 @@ class PgRunQueue:
             add_rollups(conn, rows, zone)
             gone = [row["id"] for row in rows]
             conn.execute("DELETE FROM runs WHERE id = ANY(%s)", (gone,))
+            # A cluster's logs are the chunks its workers wrote: they go with their runs.
+            conn.execute("DELETE FROM run_log_chunks WHERE run_id = ANY(%s)", (gone,))
         return [PrunedRun(row["id"], row["log_path"]) for row in rows]
 
     # ---------------------------------------------------------------- reads

@@ -13,7 +13,7 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
@@ -26,12 +26,17 @@ from easyflow_cli.core.planning import QueuePolicy
 from easyflow_cli.core.spec import ScheduleSpec, WorkflowSpec, spec_from_dict, spec_to_dict
 from easyflow_cli.core.timeutil import to_iso
 from easyflow_cli.storage.daemon_policy import POLICY_COLUMNS, policy_of_row, policy_values
+from easyflow_cli.storage.dialect import POSTGRES, Args
 from easyflow_cli.storage.outbox import Outbox
 from easyflow_cli.storage.pg_outbox import PgOutbox
 from easyflow_cli.storage.pg_queue import PgRunQueue, fits_bigint
+from easyflow_cli.storage.pg_reads import pg_sql, sqlite_shaped
 from easyflow_cli.storage.pg_schema import MIGRATIONS
 from easyflow_cli.storage.run_queue import RunQueue
 from easyflow_cli.storage.store import file_schedule_changes, schedule_spec_of_row
+
+if TYPE_CHECKING:
+    from easyflow_cli.storage.pg_cluster import PgCluster
 
 NOT_DISABLED = "workflow NOT IN (SELECT name FROM workflows WHERE disabled)"
 # Advisory locks are per database: their keys name the schema, so that two installations in
@@ -44,6 +49,8 @@ CONNECT_TIMEOUT_S = 10
 class PgStore:
     """An open PostgreSQL database. Use as a context manager, or call `close()`."""
 
+    dialect = POSTGRES
+
     def __init__(self, url: str) -> None:
         self.url = url
         self.write_depth = 0
@@ -53,6 +60,16 @@ class PgStore:
         self.migrate()
         self.queue: RunQueue = PgRunQueue(self)
         self.outbox: Outbox = PgOutbox(self)
+        self._cluster: PgCluster | None = None
+
+    @property
+    def cluster(self) -> PgCluster:
+        """Runs execute on workers elsewhere: their logs, cancels, who coordinates."""
+        if self._cluster is None:
+            from easyflow_cli.storage.pg_cluster import PgCluster
+
+            self._cluster = PgCluster(self)
+        return self._cluster
 
     def __enter__(self) -> PgStore:
         return self
@@ -80,6 +97,12 @@ class PgStore:
                 yield self.conn
             finally:
                 self.write_depth = 0
+
+    def read(self, sql: str, args: Args = ()) -> psycopg.Cursor[Any]:
+        """A cursor over the rows of a query written for SQLite (`dialect.ReportStore`), in
+        the shape sqlite3 gives them (`pg_reads.py`)."""
+        cursor = self.conn.cursor(row_factory=sqlite_shaped)
+        return cursor.execute(pg_sql(sql), args)
 
     def lock(self, name: str) -> None:
         """Hold a lock of this name (in this schema) until the transaction ends."""

@@ -17,7 +17,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from easyflow_cli.core.errors import NotFound, shown
 from easyflow_cli.core.model import Mode
@@ -26,6 +26,7 @@ from easyflow_cli.core.spec import ScheduleSpec, WorkflowSpec, spec_from_dict, s
 from easyflow_cli.core.timeutil import to_iso
 from easyflow_cli.storage import rollups
 from easyflow_cli.storage.database_file import check_integrity, open_database
+from easyflow_cli.storage.dialect import SQLITE, Args
 from easyflow_cli.storage.live_files import (
     FilesInUse,
     files_in_use,
@@ -42,6 +43,10 @@ from easyflow_cli.storage.sqlite_queue import (
     SqliteRunQueue,
     fits_sqlite_integer,
 )
+
+if TYPE_CHECKING:
+    from easyflow_cli.core.config import Config
+    from easyflow_cli.core.planning import QueuePolicy
 
 BUSY_TIMEOUT_MS = 30_000
 # SQLite copies its write-ahead log back into the database (a checkpoint, with an fsync) inside
@@ -98,7 +103,7 @@ def _migration_2(db) -> None:
 # Epoch seconds of a stored time, as the pools report computes them. The pools indexes store
 # these values, so reading them costs no date parsing; queries must spell them exactly so.
 def epoch_sql(column: str) -> str:
-    return f"(julianday({column}) - 2440587.5) * 86400.0"
+    return SQLITE.epoch(column)
 
 
 LEFT_QUEUE_SQL = "coalesce(claimed_at, started_at, finished_at)"
@@ -277,6 +282,10 @@ MIGRATIONS = [_migration_1, _migration_2, _migration_3, _migration_4, _migration
 class Store:
     """An open database. Use as a context manager, or call `close()`."""
 
+    dialect = SQLITE
+    # Runs execute on this machine: their logs are files, their processes signalled here.
+    cluster: None = None
+
     def __init__(self, path: Path, *, watched: bool = False) -> None:
         """`watched`: the caller watches the database's files itself (the daemon does, at
         every wake-up), so its writes need not look whether their log is shared."""
@@ -314,6 +323,10 @@ class Store:
 
     def close(self) -> None:
         self.conn.close()
+
+    def read(self, sql: str, args: Args = ()) -> sqlite3.Cursor:
+        """A cursor over a query's rows (`dialect.ReportStore`)."""
+        return self.conn.execute(sql, args)
 
     def check_integrity(self) -> None:
         """Refuse a damaged database (every page read: the daemon does it once, at start)."""
@@ -374,6 +387,12 @@ class Store:
             raise
         finally:
             self.write_depth = 0
+
+    def published_policy(self, config: Config | None = None) -> QueuePolicy | None:
+        """The policy the daemon last published (`daemon_policy.py`)."""
+        from easyflow_cli.storage.daemon_policy import published_policy
+
+        return published_policy(self, config)
 
     # ------------------------------------------------------------------ migrations
 

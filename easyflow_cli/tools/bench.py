@@ -14,13 +14,16 @@ What is measured, precisely:
   `started_at`, which the worker takes immediately before it starts the run's first step.
 - command step, first instruction: from the same moment to the step's own reading of the clock
   (`date +%s.%N`, bench_spawn.py), with that command's own start cost measured beside it.
-- spawn ceiling: two posix_spawn loops of /bin/true side by side (bench_spawn.py), next to the
-  /bin/true drain, with the drain's share of it.
+- spawn ceiling: two posix_spawn loops of /bin/true side by side (bench_spawn.py), measured
+  just before and just after the /bin/true drain; the drain's share of their mean.
 - drain: N no-op runs inserted in one transaction, the daemon woken; runs/s from the start of
   that transaction to the last run's `finished_at` (enqueue → claim → execute → record).
 - growth (bench_growth.py): dispatch latency of a callable step as above, and the daemon's
   CPU time per dispatch, with more and more eco runs waiting for their window and with more
   and more schedules: flat curves mean a wake-up costs the same however much waits.
+- why: whole `easyflow why RUN_ID` processes over 10,000 finished runs (bench_why.py), for a
+  finished run and a queued one: the first process (cold) and the next ones (warm), wall time
+  and the CPU time (user + system) each process used.
 - idle: CPU time (utime+stime from /proc/PID/stat, clock ticks) of the daemon and its workers
   over an idle period with one schedule an hour away and nothing queued; voluntary context
   switches over the same period count their wake-ups; VmRSS of each process.
@@ -58,6 +61,7 @@ from easyflow_cli.tools.bench_spawn import (
     spawn_ceiling,
 )
 from easyflow_cli.tools.bench_steps import BURN_MARK, STAMP_MARK
+from easyflow_cli.tools.bench_why import WHY_HISTORY, why_at_scale
 
 ECO_BACKLOG = 10_000
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -79,6 +83,7 @@ class BenchSizes:
     report_runs: int
     isolation_samples: int
     ceiling_seconds: float = 1.0
+    why_runs: int = WHY_HISTORY
 
     @classmethod
     def for_mode(cls, quick: bool) -> BenchSizes:
@@ -246,6 +251,8 @@ def run_bench(quick: bool = False, root: Path | None = None,
         progress(f"reports over {sizes.report_runs:,} runs")
         document["reports"] = reports_at_scale(root, sizes.report_runs,
                                                max(1, sizes.cli_samples // 6))
+        progress(f"why RUN_ID over {sizes.why_runs:,} runs")
+        document["why"] = why_at_scale(root, sizes.cli_samples, sizes.why_runs)
         document["machine"]["load_average_after"] = load_average()
         document["machine"]["cpu_steal_percent"] = steal_percent(ticks, cpu_ticks())
         document["elapsed_s"] = round(time.monotonic() - began, 1)
@@ -263,10 +270,9 @@ def _with_daemon(daemon: BenchDaemon, sizes: BenchSizes, progress: Progress) -> 
     progress("CPU-bound step on an idle box")
     burn_idle = cpu_bound_durations(daemon, sizes.isolation_samples)
     progress("drain throughput")
-    drain = {"callable": drain_throughput(daemon, sizes.drain_callable_runs, command=False),
-             "command": drain_throughput(daemon, sizes.drain_command_runs, command=True)}
-    progress("the box's spawn ceiling")
-    drain["command"] = _beside_ceiling(drain["command"], spawn_ceiling(sizes.ceiling_seconds))
+    drain = {"callable": drain_throughput(daemon, sizes.drain_callable_runs, command=False)}
+    progress("the /bin/true drain between two measures of the box's spawn ceiling")
+    drain["command"] = _beside_ceiling(daemon, sizes)
     progress("CLI start and enqueue")
     help_ms = cli_wall_times(["--help"], daemon.home, sizes.cli_samples)
     run_ms = cli_wall_times(["run", "bench-noop", "--now", "--no-wait"], daemon.home,
@@ -301,9 +307,17 @@ def _with_daemon(daemon: BenchDaemon, sizes: BenchSizes, progress: Progress) -> 
     }
 
 
-def _beside_ceiling(drain: dict[str, Any], ceiling: float) -> dict[str, Any]:
+def _beside_ceiling(daemon: BenchDaemon, sizes: BenchSizes) -> dict[str, Any]:
+    """The /bin/true drain, and its share of the spawn ceiling measured just before and just
+    after it: on a shared box the load changes from one second to the next, and one measure
+    taken after the drain may meet another load than the drain did."""
+    before = spawn_ceiling(sizes.ceiling_seconds)
+    drain = drain_throughput(daemon, sizes.drain_command_runs, command=True)
+    after = spawn_ceiling(sizes.ceiling_seconds)
+    ceiling = round((before + after) / 2, 1)
     share = round(100 * drain["runs_per_s"] / ceiling, 1) if ceiling else None
-    return {**drain, "spawn_ceiling_runs_per_s": ceiling, "percent_of_ceiling": share}
+    return {**drain, "spawn_ceiling_runs_per_s": ceiling,
+            "spawn_ceiling_before_after_runs_per_s": [before, after], "percent_of_ceiling": share}
 
 
 def _machine() -> dict[str, Any]:
@@ -332,6 +346,8 @@ TARGETS = (
      "runs/s"),
     (("cli_start_ms", "help", "median"), "easyflow --help", "<=", 200, "ms"),
     (("cli_start_ms", "run_now_no_wait", "median"), "run --now --no-wait", "<=", 250, "ms"),
+    *((("why", kind, "wall_ms", "median"), f"why RUN_ID, {kind} run, {WHY_HISTORY:,} runs",
+       "<=", 200, "ms") for kind in ("finished", "queued")),
     (("idle_daemon", "cpu_percent_of_core"), "idle daemon CPU", "<=", 0.1, "% of a core"),
     (("idle_daemon", "daemon_rss_mb"), "idle daemon RSS", "<=", 60, "MB"),
     (("reports", "library_s"), "report costs, library", "<=", 1.0, "s"),

@@ -6,7 +6,8 @@ a release, a drain phase, a run past its time, the watchdog, a database retry, a
 connection's timeout, a look at runs a terminal runs) or something arrives (a client's request,
 a worker's report, a signal). Each wake-up runs the same short sequence: fire due schedules,
 promote runs near their deadline, hand ready runs to idle workers; then it writes what the
-wake-up recorded, in one transaction."""
+wake-up recorded, in one transaction, with the claims of runs for the workers its reports
+freed when nothing else is due first (one commit per wake-up of a busy daemon)."""
 
 from __future__ import annotations
 
@@ -106,6 +107,8 @@ class Loop:
         for key, _ in events:
             if self._handle(key):
                 self.progress_only = False
+        if events and self._may_dispatch_with_reports():
+            self.dispatch_now()
         daemon.recorder.write()
         daemon.notify.wake_for(daemon.db)
         if daemon.notifier.watchdog_interval:
@@ -178,6 +181,18 @@ class Loop:
         return (self.progress_only and not daemon.drain.active and daemon.recorder.healthy
                 and not daemon.reload_requested)
 
+    def _may_dispatch_with_reports(self) -> bool:
+        """Whether the runs the reports freed workers for may be claimed now, in the reports'
+        own transaction: only when nothing else is due first (a fire, a promotion, a reload,
+        a drain), which the next wake-up's full turn would do before it claims."""
+        daemon = self.daemon
+        if self.progress_only or daemon.drain.active or daemon.stop_requested:
+            return False
+        if daemon.reload_requested or not daemon.recorder.healthy:
+            return False
+        time_left = self.time_left()
+        return time_left is None or time_left > 0
+
     def _full_tick(self) -> float | None:
         """Retry the database, then reload, fire, promote, dispatch; how long to sleep then."""
         daemon = self.daemon
@@ -226,8 +241,9 @@ class Loop:
         daemon.recorder.write()
 
     def dispatch_now(self) -> None:
-        """Hand woken runs over before answering the wake-up: the client, woken by the answer,
-        would otherwise compete with them for the CPU."""
+        """Hand runs over at once: woken runs before the wake-up is answered (the client,
+        woken by the answer, would otherwise compete with them for the CPU), and runs for the
+        workers a wake-up's reports freed, with those reports."""
         daemon = self.daemon
         if daemon.drain.active or not daemon.recorder.healthy:
             return
@@ -235,6 +251,8 @@ class Loop:
             daemon.dispatcher.dispatch(self.clock.now())
         except sqlite3.OperationalError as exc:
             daemon.recorder.failed(exc)
+        except DamagedRow as exc:
+            log.error("%s; left as it is", exc)
         daemon.recorder.write()
 
     def _fire_schedules(self, now: datetime) -> None:

@@ -15,16 +15,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import TYPE_CHECKING
 
 from easyflow_cli.core.errors import NotFound
 from easyflow_cli.core.model import Outcome, Run, RunState, StopReason
 from easyflow_cli.core.planning import RETRIED_STATES, PlannedRun, plan_retry
+from easyflow_cli.storage.backend import Backend
 from easyflow_cli.storage.run_queue import NextAttempt, RunEnd
 from easyflow_cli.storage.store import Store
-
-if TYPE_CHECKING:  # psycopg is imported only in a cluster
-    from easyflow_cli.storage.pg_store import PgStore
 
 log = logging.getLogger("easyflow.daemon")
 
@@ -76,7 +73,7 @@ def after_overdue(run: RunFacts, pid: int) -> Settlement:
     return after_end(run, Outcome(RunState.TIMED_OUT, error=error), None)
 
 
-def settle_abandoned(store: Store | PgStore, run_ids: Sequence[int], now: datetime, *, note: str,
+def settle_abandoned(store: Backend, run_ids: Sequence[int], now: datetime, *, note: str,
                      error: str) -> list[Run]:
     """Runs whose worker or daemon is gone: never started → queued with `note`; started →
     failed with `error`, then retried if the workflow allows. One transaction. The failed."""
@@ -87,7 +84,7 @@ def settle_abandoned(store: Store | PgStore, run_ids: Sequence[int], now: dateti
     return failed
 
 
-def next_attempt(store: Store | PgStore, now: datetime) -> NextAttempt:
+def next_attempt(store: Backend, now: datetime) -> NextAttempt:
     """Plans a failed run's next attempt by its workflow's retries (none once it is removed)."""
     def plan(run: Run) -> PlannedRun | None:
         try:
