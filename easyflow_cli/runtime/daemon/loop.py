@@ -32,7 +32,8 @@ from easyflow_cli.runtime.daemon.pruning import LOGS_WAIT_S, Pruning
 from easyflow_cli.runtime.pools import Pool
 from easyflow_cli.runtime.recording import Recorder
 from easyflow_cli.runtime.sdnotify import Notifier
-from easyflow_cli.scheduling.scheduler import ScheduleBook
+from easyflow_cli.scheduling.scheduler import Fire, ScheduleBook
+from easyflow_cli.storage.run_queue import RunQueue
 from easyflow_cli.storage.store import CHECKPOINT_WHEN_QUIET_S, Store
 
 log = logging.getLogger("easyflow.daemon")
@@ -255,25 +256,11 @@ class Loop:
         daemon.recorder.write()
 
     def _fire_schedules(self, now: datetime) -> None:
-        step = self.clock_steps.step()
-        if step:
-            moved = self.daemon.schedules.follow_clock_step(step)
-            log.warning("the wall clock was stepped by %+.0fs; %d `every` schedules moved with "
-                        "it, keeping their intervals", step, moved)
-        fires = self.daemon.schedules.fire_due(now)
-        if fires:
+        if fire_schedules(self.daemon.schedules, self.clock_steps, now):
             self.daemon.notify.runs_queued()
-        for fire in fires:
-            if fire.run_id is None:
-                log.info("schedule %d (%s) fired; coalesced with a run still waiting",
-                         fire.schedule_id, fire.workflow)
-            else:
-                log.info("schedule %d (%s) fired: run %d (%s)", fire.schedule_id, fire.workflow,
-                         fire.run_id, fire.trigger.value)
 
     def _promote(self, now: datetime) -> None:
-        for run_id in self.daemon.db.queue.promote(now):
-            log.info("run %d promoted to real-time: its deadline is near", run_id)
+        promote(self.daemon.db.queue, now)
 
     def _sleep_seconds(self, now: datetime) -> float | None:
         """Until the next thing that is due; None (sleep until woken) when nothing is."""
@@ -302,3 +289,28 @@ class Loop:
         if daemon.notifier.watchdog_interval:
             waits.append(daemon.notifier.watchdog_interval)
         return min(max(0.0, min(waits)), MAX_SLEEP_S) if waits else None
+
+
+def fire_schedules(schedules: ScheduleBook, clock_steps: StepWatch, now: datetime) -> list[Fire]:
+    """Fire the schedules that are due, after moving `every` schedules with a stepped clock
+    (the daemon's and the coordinator's wake-ups both begin so)."""
+    step = clock_steps.step()
+    if step:
+        moved = schedules.follow_clock_step(step)
+        log.warning("the wall clock was stepped by %+.0fs; %d `every` schedules moved with "
+                    "it, keeping their intervals", step, moved)
+    fires = schedules.fire_due(now)
+    for fire in fires:
+        if fire.run_id is None:
+            log.info("schedule %d (%s) fired; coalesced with a run still waiting",
+                     fire.schedule_id, fire.workflow)
+        else:
+            log.info("schedule %d (%s) fired: run %d (%s)", fire.schedule_id, fire.workflow,
+                     fire.run_id, fire.trigger.value)
+    return fires
+
+
+def promote(queue: RunQueue, now: datetime) -> None:
+    """Waiting runs whose deadline came near move to the real-time queue."""
+    for run_id in queue.promote(now):
+        log.info("run %d promoted to real-time: its deadline is near", run_id)
