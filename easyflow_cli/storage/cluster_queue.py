@@ -28,9 +28,17 @@ from typing import Protocol
 
 from easyflow_cli.core.model import Mode, PoolName, Run
 
-# The advisory lock (pg_advisory_lock) the active coordinator holds for as long as its
-# connection lives; a standby blocks on it. A constant every installation agrees on.
-COORDINATOR_LOCK = 0x65617379666C6F77  # "easyflow"
+# The advisory lock the active coordinator holds for as long as its connection lives; a
+# standby blocks on it. Its first key says "easyflow", its second the schema: two installations
+# sharing one database in two schemas have a coordinator each.
+COORDINATOR_LOCK = 0x65617379  # "easy"
+LOCK_COORDINATOR_SQL = "SELECT pg_advisory_lock(%s, hashtext(current_schema()))"
+TRY_LOCK_COORDINATOR_SQL = "SELECT pg_try_advisory_lock(%s, hashtext(current_schema()))"
+# The PostgreSQL backend pid of the session holding this schema's coordinator lock, if any.
+COORDINATOR_HOLDER_SQL = (
+    "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 2"
+    " AND classid = %s AND objid = hashtext(current_schema())::oid"
+    " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())")
 # Channel a cancel is announced on (payload: the run id), for the worker that runs it.
 CANCEL_CHANNEL = "easyflow_cancel"
 
