@@ -168,11 +168,9 @@ class ClusterHarness(DaemonHarness):
 
     def coordinator_pid(self) -> int | None:
         """The PostgreSQL backend pid of the session holding the coordinator lock, if any."""
-        from easyflow_cli.storage.cluster_queue import COORDINATOR_LOCK
+        from easyflow_cli.storage.cluster_queue import COORDINATOR_HOLDER_SQL, COORDINATOR_LOCK
 
-        rows = self.sql(
-            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted"
-            " AND ((classid::bigint << 32) | objid::bigint) = %s", (COORDINATOR_LOCK,))
+        rows = self.sql(COORDINATOR_HOLDER_SQL, (COORDINATOR_LOCK,))
         return rows[0]["pid"] if rows else None
 
     def wipe_broker(self) -> None:
