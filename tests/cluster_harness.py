@@ -58,6 +58,17 @@ class Node:
                     found.append(int(stat.parent.name))
         return found
 
+    def pool_process_of(self, pid: int) -> int:
+        """The child of this node's process that `pid` descends from (the pool process
+        running a run whose step is `pid`)."""
+        seen = pid
+        while seen > 1:
+            parent = int(Path(f"/proc/{seen}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            if parent == self.pid:
+                return seen
+            seen = parent
+        raise AssertionError(f"process {pid} does not descend from {self.name} ({self.pid})")
+
     def kill(self, sig: int = signal.SIGKILL) -> None:
         """`sig` to the node's main process only (its children live on, as after a crash)."""
         with contextlib.suppress(ProcessLookupError):
@@ -146,7 +157,8 @@ class ClusterHarness(DaemonHarness):
         from psycopg.rows import dict_row
 
         with psycopg.connect(self.database_url, autocommit=True, row_factory=dict_row) as conn:
-            return conn.execute(query, args).fetchall()
+            cursor = conn.execute(query, args)
+            return cursor.fetchall() if cursor.description else []
 
     def peek_runs(self, workflow: str | None = None) -> list[dict[str, Any]]:
         """The runs table read straight from PostgreSQL (times as text, like the CLI's)."""
@@ -155,7 +167,7 @@ class ClusterHarness(DaemonHarness):
             query, args = query + " WHERE workflow = %s", (workflow,)
         try:
             rows = self.sql(query + " ORDER BY id", args)
-        except Exception as exc:  # noqa: BLE001 — the schema may not exist yet
+        except Exception as exc:  # noqa: BLE001 — not migrated yet
             if "does not exist" in str(exc):
                 return []
             raise
@@ -163,7 +175,12 @@ class ClusterHarness(DaemonHarness):
                 for row in rows]
 
     def worker_row(self, name: str) -> dict[str, Any] | None:
-        rows = self.sql("SELECT * FROM workers WHERE name = %s", (name,))
+        try:
+            rows = self.sql("SELECT * FROM workers WHERE name = %s", (name,))
+        except Exception as exc:  # noqa: BLE001 — not migrated yet
+            if "does not exist" in str(exc):
+                return None
+            raise
         return rows[0] if rows else None
 
     def coordinator_pid(self) -> int | None:
