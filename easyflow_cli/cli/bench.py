@@ -20,16 +20,27 @@ def bench(
         None, "--schedules", metavar="SIZES",
         help="Schedules, one dispatch figure per size: e.g. 0,1000,10000 (the default; "
              "0,1000 with --quick)."),
+    cluster: bool = typer.Option(
+        False, "--cluster",
+        help="Also dispatch and drain through the configured cluster's engine (a coordinator "
+             "and workers of its own, in a schema of its own)."),
 ) -> None:
     """Benchmark easyflow on this box, with its own daemon in a throwaway state directory."""
-    from easyflow_cli.core.errors import EasyflowError
+    from easyflow_cli.core.config import load_config
+    from easyflow_cli.core.errors import BadInput, EasyflowError
     from easyflow_cli.tools.bench import BenchError, run_bench
     from easyflow_cli.tools.bench_growth import GrowthSizes
 
     sizes = GrowthSizes.parse(backlog, schedules, quick=quick)
+    engine = load_config().cluster if cluster else None
+    if cluster and engine is None:
+        raise BadInput("--cluster: no cluster is configured (set [cluster] database_url and "
+                       "broker_url in easyflow.toml, or EASYFLOW_DATABASE_URL and "
+                       "EASYFLOW_BROKER_URL)")
     try:
-        document = run_bench(quick=quick, growth=sizes, progress=lambda message: err_console.print(
-            f"bench: {message}…", highlight=False))
+        document = run_bench(quick=quick, growth=sizes, cluster=engine,
+                             progress=lambda message: err_console.print(
+                                 f"bench: {message}…", highlight=False))
     except BenchError as exc:
         raise EasyflowError(f"bench: {exc}") from None
     if as_json:
@@ -56,6 +67,8 @@ def _print_tables(document: dict[str, Any]) -> None:
         singles.add_row(label, value)
     console.print(singles)
     console.print(_growth_table(document["growth"]))
+    if "cluster" in document:
+        console.print(_cluster_table(document))
     targets = Table(header_style="bold")
     for column in ("target", "measured", "wanted", "met"):
         targets.add_column(column)
@@ -84,6 +97,22 @@ def _growth_table(growth: dict[str, Any]) -> Any:
                           f"{point['dispatch_ms']['p99']:g} ms",
                           f"{p50 / points[0]['dispatch_ms']['p50']:.2f}×",
                           f"{point['daemon_cpu_ms_per_dispatch']:g} ms")
+    return table
+
+
+def _cluster_table(document: dict[str, Any]) -> Any:
+    from rich.table import Table
+
+    local, cluster = document["dispatch_latency_ms"]["idle"]["callable"], document["cluster"]
+    table = Table(title=f"through the cluster ({cluster['workers']} real-time workers) and on "
+                        "this box", header_style="bold")
+    for column in ("figure", "cluster", "local"):
+        table.add_column(column, justify="left" if column == "figure" else "right")
+    for key in ("p50", "p99"):
+        table.add_row(f"dispatch {key}", f"{cluster['dispatch_ms'][key]:g} ms",
+                      f"{local[key]:g} ms")
+    table.add_row("drain, callable no-op", f"{cluster['drain']['runs_per_s']:,.0f} runs/s",
+                  f"{document['drain']['callable']['runs_per_s']:,.0f} runs/s")
     return table
 
 

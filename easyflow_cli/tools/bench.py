@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from easyflow_cli.core.cluster_config import ClusterConfig
 from easyflow_cli.core.model import Mode, Trigger
 from easyflow_cli.core.stats import median
 from easyflow_cli.storage.store import CHECKPOINT_WHEN_QUIET_S
@@ -230,9 +231,11 @@ def eco_backlog(daemon: BenchDaemon, runs: int, timeout: float = 30.0) -> dict[s
 
 def run_bench(quick: bool = False, root: Path | None = None,
               progress: Progress = lambda message: None,
-              growth: GrowthSizes | None = None) -> dict[str, Any]:
+              growth: GrowthSizes | None = None,
+              cluster: ClusterConfig | None = None) -> dict[str, Any]:
     """Every measurement, in a throwaway state directory; returns the document `--json` prints.
-    `growth`: the sizes of the growth curves (by default, those of a full or quick bench)."""
+    `growth`: the sizes of the growth curves (by default, those of a full or quick bench).
+    `cluster`: also dispatch and drain through that cluster's engine (`bench_cluster.py`)."""
     sizes = BenchSizes.for_mode(quick)
     growth = growth or GrowthSizes.parse(None, None, quick=quick)
     began, ticks = time.monotonic(), cpu_ticks()
@@ -253,6 +256,12 @@ def run_bench(quick: bool = False, root: Path | None = None,
                                                max(1, sizes.cli_samples // 6))
         progress(f"why RUN_ID over {sizes.why_runs:,} runs")
         document["why"] = why_at_scale(root, sizes.cli_samples, sizes.why_runs)
+        if cluster is not None:
+            from easyflow_cli.tools.bench_cluster import cluster_figures
+
+            document["cluster"] = cluster_figures(
+                cluster, root / "cluster", samples=sizes.dispatch_samples,
+                drain_runs=sizes.drain_callable_runs // 5, progress=progress)
         document["machine"]["load_average_after"] = load_average()
         document["machine"]["cpu_steal_percent"] = steal_percent(ticks, cpu_ticks())
         document["elapsed_s"] = round(time.monotonic() - began, 1)
@@ -354,6 +363,8 @@ TARGETS = (
     *((("reports", "cli_s", name), f"report {' '.join(args)} (CLI)", "<=", 1.0, "s")
       for name, args in REPORT_COMMANDS.items()),
     (("isolation", "ratio"), "CPU-bound step, eco saturating / idle", "<=", 1.10, "×"),
+    (("cluster", "dispatch_ms", "p50"), "cluster dispatch p50", "<=", 6.0, "ms"),
+    (("cluster", "dispatch_ms", "p99"), "cluster dispatch p99", "<=", 20.0, "ms"),
     *((("growth", f"{curve}_{figure}_growth"), f"{what}, most {curve} / fewest", "<=", 1.10, "×")
       for curve in ("backlog", "schedules")
       for figure, what in (("p50", "dispatch p50"), ("cpu", "daemon CPU per dispatch"))),
