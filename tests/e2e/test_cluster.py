@@ -170,8 +170,10 @@ def test_eco_runs_wait_for_their_window_and_a_promoted_run_overtakes(cluster):
     opens = (now + timedelta(hours=2)).replace(second=0, microsecond=0)
     window = f"{opens:%H:%M}-{opens + timedelta(hours=1):%H:%M}"
     cluster.write_config(CONFIG + f'\n[pools.eco]\noff_peak = "{window}"\n')
-    out = cluster.root / "ran.txt"
-    cluster.add_workflow("held", marking(out, 4), execution_mode="balanced")
+    out, gate = cluster.root / "ran.txt", cluster.root / "gate"
+    held = ["sh", "-c", f'echo "$EASYFLOW_RUN_ID" >> {out}; until [ -e {gate} ]; do sleep 0.05;'
+                        " done"]
+    cluster.add_workflow("held", held, execution_mode="balanced")
     cluster.add_workflow("batchy", marking(out, 0.1))
     cluster.start_coordinator()
     cluster.start_worker("balanced", "bal1")
@@ -192,4 +194,9 @@ def test_eco_runs_wait_for_their_window_and_a_promoted_run_overtakes(cluster):
     assert all(by_id[i]["started_at"] is None for i in older), "it overtook the balanced runs"
     assert by_id[waiting]["state"] == "queued" and by_id[waiting]["dispatch_token"] is None
     assert datetime.fromisoformat(by_id[waiting]["not_before"]) == opens
-    assert holder in marks(out)
+
+    gate.touch()
+    runs = cluster.wait_until(lambda rs: all(r["state"] == "succeeded" for r in rs
+                                             if r["id"] != waiting), message="the balanced runs")
+    assert marks(out) == collections.Counter([holder, *older, urgent])
+    assert next(r for r in runs if r["id"] == waiting)["state"] == "queued"
