@@ -24,15 +24,26 @@ def bench(
         None, "--schedules", metavar="SIZES",
         help="Schedules, one dispatch figure per size: e.g. 0,1000,10000 (the default; "
              "0,1000 with --quick)."),
+    cluster: bool = typer.Option(
+        False, "--cluster",
+        help="Also dispatch and drain through the configured cluster's engine (a coordinator "
+             "and workers of its own, in a schema of its own)."),
 ) -> None:
     """Benchmark easyflow on this box, with its own daemon in a throwaway state directory."""
-    from easyflow_cli.core.errors import EasyflowError
+    from easyflow_cli.core.config import load_config
+    from easyflow_cli.core.errors import BadInput, EasyflowError
     from easyflow_cli.tools.bench import BenchError, run_bench
     from easyflow_cli.tools.bench_growth import GrowthSizes
 
     sizes = GrowthSizes.parse(backlog, schedules, quick=quick)
+    engine = load_config().cluster if cluster else None
+    if cluster and engine is None:
+        raise BadInput("--cluster: no cluster is configured (set [cluster] database_url and "
+                       "broker_url in easyflow.toml, or EASYFLOW_DATABASE_URL and "
+                       "EASYFLOW_BROKER_URL)")
     try:
         document = run_bench(quick=quick, growth=sizes, report_runs=report_runs,
+                             cluster=engine,
                              progress=lambda message: err_console.print(
                                  f"bench: {message}…", highlight=False))
     except BenchError as exc:
@@ -61,6 +72,8 @@ def _print_tables(document: dict[str, Any]) -> None:
         singles.add_row(label, value)
     console.print(singles)
     console.print(_growth_table(document["growth"]))
+    if "cluster" in document:
+        console.print(_cluster_table(document))
     targets = Table(header_style="bold")
     for column in ("target", "measured", "wanted", "met"):
         targets.add_column(column)
@@ -92,6 +105,22 @@ def _growth_table(growth: dict[str, Any]) -> Any:
     return table
 
 
+def _cluster_table(document: dict[str, Any]) -> Any:
+    from rich.table import Table
+
+    local, cluster = document["dispatch_latency_ms"]["idle"]["callable"], document["cluster"]
+    table = Table(title=f"through the cluster ({cluster['workers']} real-time workers) and on "
+                        "this box", header_style="bold")
+    for column in ("figure", "cluster", "local"):
+        table.add_column(column, justify="left" if column == "figure" else "right")
+    for key in ("p50", "p99"):
+        table.add_row(f"dispatch {key}", f"{cluster['dispatch_ms'][key]:g} ms",
+                      f"{local[key]:g} ms")
+    table.add_row("drain, callable no-op", f"{cluster['drain']['runs_per_s']:,.0f} runs/s",
+                  f"{document['drain']['callable']['runs_per_s']:,.0f} runs/s")
+    return table
+
+
 def _distributions(document: dict[str, Any]) -> list[tuple[str, dict, str]]:
     dispatch = document["dispatch_latency_ms"]
     isolation = document["isolation"]
@@ -105,6 +134,9 @@ def _distributions(document: dict[str, Any]) -> list[tuple[str, dict, str]]:
         ("  of which `date`'s own start", dispatch["eco_backlog"]["clock_command_own_start"], "ms"),
         ("easyflow --help", document["cli_start_ms"]["help"], "ms"),
         ("run --now --no-wait", document["cli_start_ms"]["run_now_no_wait"], "ms"),
+        *((f"why RUN_ID, {kind} run, {document['why']['runs']:,} runs, {clock}",
+           document["why"][kind][f"{clock}_ms"], "ms")
+          for kind in ("finished", "queued") for clock in ("wall", "cpu")),
         ("CPU-bound step, idle box", isolation["idle_s"], "s"),
         ("CPU-bound step, eco saturating", isolation["eco_saturated_s"], "s"),
     ]
@@ -118,9 +150,10 @@ def _single_figures(document: dict[str, Any]) -> list[tuple[str, str]]:
          f"{drain['callable']['runs_per_s']:,.0f} runs/s"),
         (f"drain, /bin/true ({drain['command']['runs']} runs)",
          f"{drain['command']['runs_per_s']:,.0f} runs/s"),
-        ("spawn ceiling (2 posix_spawn loops of /bin/true)",
-         f"{drain['command']['spawn_ceiling_runs_per_s']:,.0f} runs/s "
-         f"(drain: {drain['command']['percent_of_ceiling']:g} % of it)"),
+        ("spawn ceiling (2 posix_spawn loops of /bin/true, before and after the drain)",
+         " / ".join(f"{ceiling:,.0f}" for ceiling in
+                    drain["command"]["spawn_ceiling_before_after_runs_per_s"])
+         + f" runs/s (drain: {drain['command']['percent_of_ceiling']:g} % of their mean)"),
         (f"enqueue, library bulk ({enqueue['library_bulk']['runs']:,} runs)",
          f"{enqueue['library_bulk']['runs_per_s']:,.0f} runs/s"),
         (f"enqueue, CLI processes ({enqueue['cli']['runs']} runs)",
@@ -144,5 +177,8 @@ def _single_figures(document: dict[str, Any]) -> list[tuple[str, str]]:
          f"{report['metrics_cli_s']:g} s / {report['metrics_scrape']['first_s']:g} s / "
          f"{report['metrics_scrape']['next_s']:g} s"),
         ("CPU-bound step, eco saturating / idle", f"{document['isolation']['ratio']:g}×"),
+        *((f"why RUN_ID, {kind} run, first process: wall / CPU",
+           f"{cold['wall']:g} ms / {cold['cpu']:g} ms")
+          for kind, cold in ((k, document["why"][k]["cold_ms"]) for k in ("finished", "queued"))),
     ]
     return rows

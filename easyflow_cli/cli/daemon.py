@@ -28,16 +28,24 @@ def daemon(
              "/etc/easyflow/easyflow.toml)."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug details."),
 ) -> None:
-    """Run the scheduler daemon in the foreground (systemd's Type=notify service)."""
+    """Run the scheduler daemon in the foreground (systemd's Type=notify service); with a
+    [cluster], the coordinator of its workers (docs/cluster.md)."""
     import logging
 
-    from easyflow_cli.runtime.daemon import Daemon
+    from easyflow_cli.core.config import load_config
     from easyflow_cli.runtime.sdnotify import JournalFormatter
 
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JournalFormatter())
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler])
-    raise typer.Exit(Daemon(state_dir(), str(config) if config else None).run())
+    path = str(config) if config else None
+    if load_config(path).cluster is not None:
+        from easyflow_cli.runtime.cluster.coordinator import Coordinator
+
+        raise typer.Exit(Coordinator(path).run())
+    from easyflow_cli.runtime.daemon import Daemon
+
+    raise typer.Exit(Daemon(state_dir(), path).run())
 
 
 # `status` exit codes: the daemon answered; nothing listens; something listens but gave no

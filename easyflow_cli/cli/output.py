@@ -5,15 +5,13 @@ Data goes to stdout, talk to stderr, so `--json` output stays clean.
 
 from __future__ import annotations
 
-import csv
 import json
 import math
+import os
 import re
-import secrets
 import sys
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import typer
@@ -40,7 +38,7 @@ def json_text(data: Any, indent: int | None = 2) -> str:
     # The json module has no public way to choose how a float is written: such a number goes
     # through it as a string between marks no data holds (a fresh random one each time), then
     # marks and quotes are taken off.
-    mark = secrets.token_hex(8)
+    mark = os.urandom(8).hex()
     text = json.dumps(_marked_numbers(data, mark), indent=indent, default=str)
     return re.sub(f'"{mark}(-?[0-9.]+){mark}"', r"\1", text)
 
@@ -57,6 +55,8 @@ def _marked_numbers(data: Any, mark: str) -> Any:
 
 def plain_number(value: float) -> str:
     """A float in plain decimal digits, as many as Python's shortest exact form has."""
+    from decimal import Decimal
+
     return format(Decimal(repr(value)), "f") if _has_exponent(value) else repr(value)
 
 
@@ -112,6 +112,8 @@ CSV_OPTION = typer.Option(False, "--csv", help="Print CSV with a header row.")
 
 
 def print_csv(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
+    import csv
+
     writer = csv.DictWriter(sys.stdout, fieldnames=list(columns), extrasaction="ignore")
     writer.writeheader()
     for row in rows:

@@ -167,8 +167,22 @@ def render_pools(report: dict[str, Any]) -> Group:
         depth.add_column(column, justify="left" if column != "now" else "right")
     for mode, series in report["queue_depth"]["mean_series"].items():
         depth.add_row(mode, str(report["queue_depth"]["now"].get(mode, 0)), sparkline(series))
-    return Group(table, depth, Text(POOLS_NOTE.format(
+    parts = [table, depth] + ([_nodes(report["nodes"])] if report["nodes"] else [])
+    return Group(*parts, Text(POOLS_NOTE.format(
         foreground=plural(report["foreground_runs"], "run")), style="dim"))
+
+
+def _nodes(nodes: list[dict[str, Any]]) -> Table:
+    """Each machine's runs that held a worker, by pool (pruned history keeps no host)."""
+    table = Table(title="Nodes", header_style="bold", title_justify="left")
+    modes = list(nodes[0]["pools"])
+    for column in ("host", "runs", "busy h", *modes):
+        table.add_column(column, justify="left" if column == "host" else "right")
+    for node in nodes:
+        table.add_row(node["host"] or "(not recorded)", str(node["runs"]),
+                      f"{node['busy_hours']:.4f}",
+                      *(str(node["pools"][mode]["runs"]) for mode in modes))
+    return table
 
 
 def sparkline(values: list[float], ceiling: float | None = None) -> str:

@@ -196,13 +196,15 @@ def say_if_root_beside_the_service(home: Path, workflow: str) -> None:
 
 def show_quote(name: str, as_json: bool) -> None:
     """The seed's "Run now: $0.10 · Run overnight: $0.04", and the table behind it."""
+    from easyflow_cli.cli.loaded_series import loaded_tariff
     from easyflow_cli.core.config import load_config
     from easyflow_cli.reporting.accounting import workflow_quotes
 
     config = load_config()
     moment = utcnow()
     with open_store() as store:
-        quotes = list(workflow_quotes(store, config, store.get_workflow(name), moment).values())
+        quotes = list(workflow_quotes(store, config, store.get_workflow(name), moment,
+                                      tariff=loaded_tariff(config)).values())
     if as_json:
         print_json({"workflow": name, "currency": config.costs.currency,
                     "quotes": [q.as_json() for q in quotes]})

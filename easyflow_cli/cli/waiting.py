@@ -44,9 +44,11 @@ def wait_of(store: Backend, config: Config, spec: WorkflowSpec, run: Run,
     moment = now or utcnow()
     if run.not_before is None or run.not_before <= moment:
         return None
+    from easyflow_cli.cli.loaded_series import loaded_tariff
     from easyflow_cli.reporting.accounting import workflow_quotes
 
-    quotes = workflow_quotes(store, config, spec, moment, (run.mode, Mode.REAL_TIME))
+    quotes = workflow_quotes(store, config, spec, moment, (run.mode, Mode.REAL_TIME),
+                             starts={run.mode: run.not_before}, tariff=loaded_tariff(config))
     return Wait(run.id, spec.name, run.not_before, quotes[run.mode].cost,
                 quotes[Mode.REAL_TIME].cost, config.costs.currency)
 

@@ -144,4 +144,4 @@ def _ran(answer: dict[str, Any]) -> str | None:
         line += f", {format_duration(waited)} after it was queued"
     if answer["deadline_met"] is not None:
         line += ", deadline met" if answer["deadline_met"] else ", deadline missed"
-    return line
+    return line + (f", on {answer['host']}" if answer["host"] else "")

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 
 from easyflow_cli.core.config import Config
 from easyflow_cli.core.durations import format_duration
+from easyflow_cli.core.forecast import Forecast, stretch_cost
 from easyflow_cli.core.learned import Expectation
 from easyflow_cli.core.model import Mode
 from easyflow_cli.core.spec import WorkflowSpec
@@ -50,6 +51,23 @@ def run_cost(prices: Prices, mode: Mode | str, off_peak: bool, duration_s: float
              cpu_s: float) -> float:
     return (duration_s / 3600 * prices.worker_hour_price(mode, off_peak)
             + cpu_s / 3600 * prices.cpu_hour_price)
+
+
+def cost_at(config: Config, mode: Mode, start: datetime, duration_s: float, cpu_s: float,
+            energy_kwh: float, tariff: Forecast | None = None) -> tuple[float, str]:
+    """What a run started at `start` in `mode` costs, and by what: `tariff` where it covers
+    the run, else the pools' prices (off-peak in the tariff hours)."""
+    prices = Prices.from_config(config)
+    if tariff is not None:
+        charged = stretch_cost(tariff, start, start + timedelta(seconds=duration_s),
+                               energy_kwh=energy_kwh,
+                               worker_hour_price=prices.worker_hour_price(mode, False))
+        if charged is not None:
+            return charged + cpu_s / 3600 * prices.cpu_hour_price, tariff.source
+    window = config.tariff_window
+    off_peak = window.contains(start) if window else False
+    basis = "off-peak pool prices" if off_peak else "pool prices"
+    return run_cost(prices, mode, off_peak, duration_s, cpu_s), basis
 
 
 def baseline_cost(prices: Prices, duration_s: float, cpu_s: float) -> float:
@@ -105,32 +123,40 @@ class ModeHistory:
 
 
 def quote(config: Config, spec: WorkflowSpec, mode: Mode, now: datetime,
-          history: dict[str, ModeHistory], learned: Expectation | None = None) -> Quote:
+          history: dict[str, ModeHistory], learned: Expectation | None = None, *,
+          start: datetime | None = None, tariff: Forecast | None = None) -> Quote:
     """When a run in `mode` would start and finish, and what it would likely cost.
 
-    Its duration and CPU time are the learned p50 of the workflow's recent successful runs
-    (`learned`, when there are enough); else the median of its finished runs in the mode,
-    or in the mode with most, else the configured default duration.
+    It starts at `start` (a queued run's planned start), else now, or for eco at the next
+    off-peak window. Its duration, CPU time and energy are the learned p50 of the workflow's
+    recent successful runs (`learned`, when there are enough); else the median of its
+    finished runs in the mode, or in the mode with most, else the configured default
+    duration. It is priced by `tariff` where that covers it (`cost_at`).
     A run is stopped at its timeout, so no run is quoted longer; and a run that fails is paid
     for and, with retries, run again: the cost counts the attempts the failure share predicts.
     """
-    start = now
-    window = config.off_peak
-    if mode is Mode.ECO and window is not None:
-        start = window.next_start(now)
+    start = start or _default_start(config, mode, now)
     if learned is not None and learned.enough:
         duration, cpu, basis = learned.duration.p50, learned.cpu.p50, _learned_basis(learned)
+        energy = learned.energy_kwh.p50
     else:
         duration, cpu, basis = _expected(config, mode, history)
+        energy = cpu * config.costs.watts_per_core / 3.6e6
     timeout = spec.timeout or config.pool(mode).timeout
     if duration > timeout:
-        duration, cpu = timeout, cpu * timeout / duration
+        duration, cpu, energy = timeout, cpu * timeout / duration, energy * timeout / duration
         basis += f", cut at its {format_duration(timeout)} timeout"
     attempts, basis = _attempts(spec.retries, history, mode, basis)
-    tariff = config.tariff_window
-    off_peak = tariff.contains(start) if tariff else False
-    cost = run_cost(Prices.from_config(config), mode, off_peak, duration, cpu) * attempts
-    return Quote(mode, start, start + timedelta(seconds=duration), cost, duration, basis)
+    cost, priced_by = cost_at(config, mode, start, duration, cpu, energy, tariff)
+    if tariff is not None and priced_by == tariff.source:
+        basis += f", priced by {priced_by}"
+    return Quote(mode, start, start + timedelta(seconds=duration), cost * attempts, duration,
+                 basis)
+
+
+def _default_start(config: Config, mode: Mode, now: datetime) -> datetime:
+    window = config.off_peak
+    return window.next_start(now) if mode is Mode.ECO and window is not None else now
 
 
 def _source(mode: Mode, history: dict[str, ModeHistory]) -> str | None:

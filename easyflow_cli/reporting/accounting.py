@@ -8,20 +8,22 @@ re-prices history.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
-from typing import Any, cast
+from typing import Any
 
 from easyflow_cli.core import sketch
 from easyflow_cli.core.config import Config
 from easyflow_cli.core.costs import ModeHistory, Quote, quote
+from easyflow_cli.core.forecast import Forecast
 from easyflow_cli.core.model import Mode, PoolName
 from easyflow_cli.core.spec import WorkflowSpec
 from easyflow_cli.core.stats import median, nearest_rank, percentile
 from easyflow_cli.core.timeutil import from_iso, local_zone, to_iso
 from easyflow_cli.reporting import rolled_up, summarized
+from easyflow_cli.reporting.hosts import local_host
 from easyflow_cli.reporting.local_days import (
     ALL_FIELDS,
     CHARGE_SUMS,
@@ -31,10 +33,10 @@ from easyflow_cli.reporting.local_days import (
     sums_sql,
 )
 from easyflow_cli.reporting.timeline import Timeline
-from easyflow_cli.storage.backend import Backend
 from easyflow_cli.storage.damaged_rows import check_modes
+from easyflow_cli.storage.dialect import Dialect, ReportStore
 from easyflow_cli.storage.learned_durations import learned_durations
-from easyflow_cli.storage.store import CHARGED_SQL, LEFT_QUEUE_SQL, Store, epoch_sql
+from easyflow_cli.storage.store import CHARGED_SQL, LEFT_QUEUE_SQL, Store
 
 FOREGROUND_SQL = f"'{PoolName.FOREGROUND.value}'"
 
@@ -43,21 +45,19 @@ FOREGROUND_SQL = f"'{PoolName.FOREGROUND.value}'"
 FINISH_RANGE_SQL = ("SELECT (SELECT min(finished_at) FROM runs),"
                     " (SELECT max(finished_at) FROM runs)")
 
-NOW_ISO = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
+GROUP_KEYS = ("mode", "workflow", "day")
 
-GROUP_KEYS = {
-    "mode": "mode",
-    "workflow": "workflow",
-    "day": "substr(finished_at, 1, 10)",
-}
-# By workflow in the column order of the index that holds it (runs_costs_workflow), so SQLite
-# streams the groups off it; the others are sorted, over the runs the summaries leave (or,
-# before the daemon has summarized a history, over that index's entries).
-GROUP_BY = {
-    "mode": "mode, off_peak",
-    "workflow": "workflow, mode, off_peak",
-    "day": "mode, off_peak, substr(finished_at, 1, 10)",
-}
+
+def _group_key(dialect: Dialect, by: str) -> str:
+    return dialect.day("finished_at") if by == "day" else by
+
+
+def _group_by(dialect: Dialect, by: str) -> str:
+    """By workflow in the column order of the index that holds it (runs_costs_workflow), so
+    SQLite streams the groups off it; the others are sorted, over the runs the summaries leave
+    (or, before the daemon has summarized a history, over that index's entries)."""
+    return {"mode": "mode, off_peak", "workflow": "workflow, mode, off_peak",
+            "day": f"mode, off_peak, {dialect.day('finished_at')}"}[by]
 
 
 @dataclass(frozen=True)
@@ -98,15 +98,14 @@ class Period:
         return " AND ".join(clauses), args
 
 
-def has_history(store: Backend, workflow: str) -> bool:
+def has_history(store: ReportStore, workflow: str) -> bool:
     """Runs of this workflow exist (it may since have been removed: history is kept)."""
-    row = store.conn.execute("SELECT 1 FROM runs WHERE workflow = ? UNION ALL"
-                             " SELECT 1 FROM run_rollups WHERE workflow = ? LIMIT 1",
-                             (workflow, workflow))
+    row = store.read("SELECT 1 FROM runs WHERE workflow = ? UNION ALL"
+                     " SELECT 1 FROM run_rollups WHERE workflow = ? LIMIT 1", (workflow, workflow))
     return row.fetchone() is not None
 
 
-def cost_sums(store: Backend, period: Period, by: str = "mode",
+def cost_sums(store: ReportStore, period: Period, by: str = "mode",
               zone: tzinfo | None = None) -> list[dict[str, Any]]:
     """Per (group, mode, off_peak): runs, worker seconds, CPU seconds, measured joules, of
     the runs in detail (their summarized hours off the summaries) and the rollups of pruned
@@ -118,19 +117,19 @@ def cost_sums(store: Backend, period: Period, by: str = "mode",
     rows = summarized.cost_sums(store, cover, by, period.workflow, zone)
     for table, where, args in period.detail(cover):
         rows = _added(rows, _detail_cost_sums(store, by, table, where, args, zone))
-    check_modes(store.conn, {row["mode"] for row in rows})
+    check_modes(store, {row["mode"] for row in rows})
     if rolled_up.exist(store):
         rows = _with_rolled_up(rows, rolled_up.cost_sums(store, period.rolled_up(zone), by))
     return sorted(rows, key=lambda r: (r["grp"], r["mode"], bool(r["off_peak"])))
 
 
-def _detail_cost_sums(store: Backend, by: str, table: str, where: str, args: list[Any],
+def _detail_cost_sums(store: ReportStore, by: str, table: str, where: str, args: list[Any],
                       zone: tzinfo) -> list[dict[str, Any]]:
     rows = _sums(store, by, table, where, args)
     days = _local_days(store, zone) if by == "day" and rows else None
     if days is not None:
-        before = [{(r["grp"], r["mode"], r["off_peak"]): r
-                   for r in _sums(store, by, table, f"{where} AND {before_sql(cut)}", args)}
+        before = [{(r["grp"], r["mode"], r["off_peak"]): r for r in _sums(
+                      store, by, table, f"{where} AND {before_sql(store.dialect, cut)}", args)}
                   for cut in days.cuts]
         rows = days.split(rows, before)
     return rows
@@ -141,8 +140,8 @@ def _added(rows: list[dict[str, Any]], more: list[dict[str, Any]]) -> list[dict[
     merged: dict[tuple, dict[str, Any]] = {}
     for row in [*rows, *more]:
         into = merged.setdefault((row["grp"], row["mode"], row["off_peak"]), {**row, **ZERO})
-        for field in ALL_FIELDS:
-            into[field] += row[field]
+        for name in ALL_FIELDS:
+            into[name] += row[name]
     return list(merged.values())
 
 
@@ -161,18 +160,20 @@ def _with_rolled_up(rows: list[dict[str, Any]], rolled: list[dict[str, Any]]
     return list(merged.values())
 
 
-def _sums(store: Backend, by: str, table: str, where: str, args: list[Any]
+def _sums(store: ReportStore, by: str, table: str, where: str, args: list[Any]
           ) -> list[dict[str, Any]]:
     """The sums of each group, with the charges of its runs that have some (zero if none)."""
-    rows = [ZERO | dict(r) for r in store.conn.execute(
-        f"SELECT {GROUP_KEYS[by]} AS grp, mode, off_peak, {sums_sql()}"
-        f" FROM {table} WHERE {where} GROUP BY {GROUP_BY[by]}", args)]
+    dialect = store.dialect
+    group = f"{_group_key(dialect, by)} AS grp, mode, off_peak"
+    rows = [ZERO | dict(r) for r in store.read(
+        f"SELECT {group}, {sums_sql()} FROM {table} WHERE {where}"
+        f" GROUP BY {_group_by(dialect, by)}", args)]
     # Named: left to itself, SQLite may step through every run of an index that leads with
     # the workflow, reading each one's row, rather than through the runs that have charges.
-    charged = {(r["grp"], r["mode"], r["off_peak"]): r for r in store.conn.execute(
-        f"SELECT {GROUP_KEYS[by]} AS grp, mode, off_peak, {sums_sql(CHARGE_SUMS)}"
-        f" FROM runs INDEXED BY runs_charges WHERE {where} AND {CHARGED_SQL}"
-        f" GROUP BY {GROUP_BY[by]}", args)}
+    charged = {(r["grp"], r["mode"], r["off_peak"]): r for r in store.read(
+        f"SELECT {group}, {sums_sql(CHARGE_SUMS)}"
+        f" FROM runs {dialect.indexed_by('runs_charges')} WHERE {where} AND {CHARGED_SQL}"
+        f" GROUP BY {_group_by(dialect, by)}", args)}
     for row in rows:
         charges = charged.get((row["grp"], row["mode"], row["off_peak"]))
         if charges is not None:
@@ -180,9 +181,9 @@ def _sums(store: Backend, by: str, table: str, where: str, args: list[Any]
     return rows
 
 
-def _local_days(store: Backend, zone: tzinfo) -> LocalDays | None:
+def _local_days(store: ReportStore, zone: tzinfo) -> LocalDays | None:
     """The local days over every finished run's time; None when there are none."""
-    first, last = store.conn.execute(FINISH_RANGE_SQL).fetchone()
+    first, last = store.read(FINISH_RANGE_SQL).fetchone()
     if first is None:
         return None
     return LocalDays.between(zone, from_iso(first), from_iso(last))
@@ -193,7 +194,7 @@ def _local_days(store: Backend, zone: tzinfo) -> LocalDays | None:
 FETCH_ALL_BELOW = 50_000
 
 
-def latency_stats(store: Backend, period: Period, quantiles: tuple[int, ...],
+def latency_stats(store: ReportStore, period: Period, quantiles: tuple[int, ...],
                   zone: tzinfo | None = None) -> dict[str, dict[str, Any]]:
     """Per mode: runs, deadlines met/missed, and the nearest-rank percentiles of queue wait
     and duration (`core.stats.nearest_rank`), each read at its rank off an index in value order
@@ -204,7 +205,7 @@ def latency_stats(store: Backend, period: Period, quantiles: tuple[int, ...],
     # The summaries keep values per mode, not per workflow: one workflow's runs in detail.
     cover = (summarized.Coverage.none(period.since, period.until) if period.workflow
              else summarized.coverage(store, period.since, period.until))
-    if summarized.whole(cover):
+    if summarized.whole(cover) or not isinstance(store, Store):
         stats = _detail_latency(store, period, quantiles)
     else:
         stats = _summarized_latency(store, period, cover, quantiles)
@@ -228,35 +229,34 @@ def _with_pruned(quantiles: tuple[int, ...], detail_sketches: dict[str, sketch.S
     return stats
 
 
-def _value_buckets(store: Backend, period: Period, cover: summarized.Coverage,
+def _value_buckets(store: ReportStore, period: Period, cover: summarized.Coverage,
                    mode: str) -> dict[str, sketch.Sketch]:
     """Per column, the sketch of a mode's values in the period: the summaries' for the
     covered hours, the detail's for the rest."""
-    store.conn.create_function("sketch_bucket", 1, sketch.bucket_of, deterministic=True)
     found = {}
     for column in ("queue_wait_s", "duration_s"):
         buckets = ({} if summarized.whole(cover)
                    else summarized.value_buckets(store, cover, mode, column))
         for table, where, args in period.detail(cover):
-            sketch.merge(buckets, dict(store.conn.execute(
-                f"SELECT sketch_bucket({column}), count(*) FROM {table} WHERE {where}"
-                f" AND mode = ? AND {column} IS NOT NULL GROUP BY 1", [*args, mode])))
+            sketch.merge(buckets, _detail_sketch(store, f"FROM {table} WHERE {where} AND mode = ?"
+                                                 f" AND {column} IS NOT NULL GROUP BY 1",
+                                                 [*args, mode], column))
         found[column] = buckets
     return found
 
 
-def _summarized_latency(store: Backend, period: Period, cover: summarized.Coverage,
+def _summarized_latency(store: Store, period: Period, cover: summarized.Coverage,
                         quantiles: tuple[int, ...]) -> dict[str, dict[str, Any]]:
     counts = summarized.latency_counts(store, cover)
     for table, where, args in period.detail(cover):
-        for mode, *more in store.conn.execute(
+        for mode, *more in store.read(
             f"SELECT mode, count(*), count(queue_wait_s), count(CASE WHEN deadline_met THEN 1"
             f" END), count(CASE WHEN NOT deadline_met THEN 1 END) FROM {table} WHERE {where}"
             " GROUP BY mode", args,
         ):
             counts[mode] = tuple(a + b for a, b in zip(counts.get(mode, (0, 0, 0, 0)), more,
                                                        strict=True))
-    check_modes(store.conn, set(counts))
+    check_modes(store, set(counts))
     stats = {}
     for mode, (runs, _, met, missed) in counts.items():
         if not runs:
@@ -272,7 +272,7 @@ def _summarized_latency(store: Backend, period: Period, cover: summarized.Covera
 VALUE_INDEXES = {"queue_wait_s": "runs_waits", "duration_s": "runs_durations"}
 
 
-def _bucketed_percentiles(store: Backend, period: Period, mode: str, column: str,
+def _bucketed_percentiles(store: Store, period: Period, mode: str, column: str,
                           buckets: sketch.Sketch, quantiles: tuple[int, ...]
                           ) -> dict[int, float | None]:
     """Each percentile exactly: the bucket holding its rank found by counting, then the value
@@ -291,33 +291,53 @@ def _bucketed_percentiles(store: Backend, period: Period, mode: str, column: str
     return found
 
 
-def _in_bucket(store: Backend, period: Period, mode: str, column: str, bucket: int,
+def _in_bucket(store: Store, period: Period, mode: str, column: str, bucket: int,
                offset: int) -> float:
     """The value at `offset` (0-based) in order among the period's values of a sketch bucket."""
     where, args = period.where()
     low, high = sketch.bounds_of(bucket)
-    return store.conn.execute(
+    _bucket_function(store)
+    return store.read(
         f"SELECT {column} FROM runs INDEXED BY {VALUE_INDEXES[column]} WHERE {where}"
         f" AND mode = ? AND {column} >= ? AND {column} < ? AND sketch_bucket({column}) = ?"
         f" ORDER BY {column} LIMIT 1 OFFSET ?",
         [*args, mode, low, high, bucket, offset]).fetchone()[0]
 
 
-def _detail_latency(store: Backend, period: Period, quantiles: tuple[int, ...]
+def _detail_sketch(store: ReportStore, runs: str, args: list[Any], column: str
+                   ) -> sketch.Sketch:
+    """Sketch bucket → runs of a column's values, over the runs `runs` (FROM ... GROUP BY 1)
+    selects."""
+    if isinstance(store, Store):  # SQLite calls back into Python for each value
+        _bucket_function(store)
+        return dict(store.read(f"SELECT sketch_bucket({column}), count(*) {runs}",
+                               args).fetchall())
+    buckets: sketch.Sketch = {}
+    for value, count in store.read(f"SELECT {column}, count(*) {runs}", args):
+        bucket = sketch.bucket_of(value)
+        buckets[bucket] = buckets.get(bucket, 0) + count
+    return buckets
+
+
+def _bucket_function(store: Store) -> None:
+    store.conn.create_function("sketch_bucket", 1, sketch.bucket_of, deterministic=True)
+
+
+def _detail_latency(store: ReportStore, period: Period, quantiles: tuple[int, ...]
                     ) -> dict[str, dict[str, Any]]:
     where, args = period.where()
     stats = {}
-    groups = store.conn.execute(
+    groups = store.read(
         "SELECT mode, count(*), count(queue_wait_s), count(CASE WHEN deadline_met THEN 1 END),"
         " count(CASE WHEN NOT deadline_met THEN 1 END)"
         f" FROM runs WHERE {where} GROUP BY mode", args,
     ).fetchall()
-    check_modes(store.conn, {group[0] for group in groups})
+    check_modes(store, {group[0] for group in groups})
     for mode, runs, waited, met, missed in groups:
         # One workflow's runs are quickest found through the index that leads with it, even
         # though SQLite, preferring covering indexes, would step over every run of the mode.
         found = (f"{where} AND mode = ?", [*args, mode],
-                 "INDEXED BY runs_costs_workflow" if period.workflow else "")
+                 store.dialect.indexed_by("runs_costs_workflow") if period.workflow else "")
         stats[mode] = {
             "runs": runs, "deadlines_met": met, "deadlines_missed": missed,
             "queue_wait_s": _percentiles(store, "queue_wait_s", "runs_waits", waited,
@@ -328,58 +348,76 @@ def _detail_latency(store: Backend, period: Period, quantiles: tuple[int, ...]
     return stats
 
 
-def _percentiles(store: Backend, column: str, index: str, count: int, quantiles: tuple[int, ...],
-                 where: str, args: list[Any], few: str) -> dict[int, float | None]:
+def _percentiles(store: ReportStore, column: str, index: str, count: int,
+                 quantiles: tuple[int, ...], where: str, args: list[Any],
+                 few: str) -> dict[int, float | None]:
     where = f"{where} AND {column} IS NOT NULL"
     if not count:
         return dict.fromkeys(quantiles)
     if count < FETCH_ALL_BELOW:
-        values = sorted(v for v, in store.conn.execute(
+        values = sorted(v for v, in store.read(
             f"SELECT {column} FROM runs {few} WHERE {where}", args))
         return {q: percentile(values, q) for q in quantiles}
     return {q: _ranked(store, column, index, where, args, nearest_rank(count, q), count)
             for q in quantiles}
 
 
-def _ranked(store: Backend, column: str, index: str, where: str, args: list[Any], rank: int,
+def _ranked(store: ReportStore, column: str, index: str, where: str, args: list[Any], rank: int,
             count: int) -> float:
     """The rank-th smallest value (1-based) of the column among the runs `where` selects."""
     # Stepping over the index is what costs: come from whichever end is nearer (p95, p99 from
     # the top). Equal values are interchangeable, so the answer is the same either way.
     order, offset = ("ASC", rank - 1) if rank - 1 <= count - rank else ("DESC", count - rank)
-    return store.conn.execute(
-        f"SELECT {column} FROM runs INDEXED BY {index} WHERE {where}"
+    return store.read(
+        f"SELECT {column} FROM runs {store.dialect.indexed_by(index)} WHERE {where}"
         f" ORDER BY {column} {order} LIMIT 1 OFFSET ?", [*args, offset]).fetchone()[0]
+
+
+@dataclass
+class NodeUse:
+    """One machine's part of the runs still in detail (pruned history keeps no host): per
+    mode, the runs that held a worker there and their busy seconds in the timeline."""
+
+    runs: dict[str, int]
+    busy_s: dict[str, float]
 
 
 @dataclass
 class PoolUse:
     """Per mode, over a timeline: runs that held a worker, and the seconds that runs spent
-    busy and queued in each slice; foreground runs (no pool worker) are only counted."""
+    busy and queued in each slice; foreground runs (no pool worker) are only counted. Per
+    host (`runs.host`, set by the machine that ran a run; None where none was), its part."""
 
     runs: dict[str, int]
     busy_s: dict[str, list[float]]
     queued_s: dict[str, list[float]]
     foreground_runs: int = 0
+    nodes: dict[str | None, NodeUse] = field(default_factory=dict)
+
+    @classmethod
+    def empty(cls, timeline: Timeline) -> PoolUse:
+        modes = [m.value for m in Mode]
+        return cls({m: 0 for m in modes}, {m: timeline.zeros() for m in modes},
+                   {m: timeline.zeros() for m in modes})
+
+    def node(self) -> NodeUse:
+        return NodeUse(dict(self.runs), {mode: sum(s) for mode, s in self.busy_s.items()})
 
 
-BEGAN, ENDED = epoch_sql("started_at"), epoch_sql("finished_at")
-QUEUED, LEFT_QUEUE = epoch_sql("enqueued_at"), epoch_sql(LEFT_QUEUE_SQL)
+Picks = list[tuple[int, str | None, str | None]]  # slice, and the finish times it reads
 
 
-def pool_use(store: Backend, period: Period, timeline: Timeline,
+def pool_use(store: ReportStore, period: Period, timeline: Timeline,
              zone: tzinfo | None = None) -> PoolUse:
     """Busy and queued seconds per slice for runs that overlap the period.
 
     Settled runs lying inside one slice are added up by SQL, slice by slice (runs picked by
     when they finished), off an index that holds their times as epoch seconds, or whole
-    summarized hours at a time (`summarized.add_pool_use`); the rest (crossing a slice
-    boundary, or not finished) are read and spread in Python. Both cut at the same
-    floating-point bounds. Pruned runs come from their rollups, to the quarter hour."""
-    modes = [m.value for m in Mode]
-    use = PoolUse({m: 0 for m in modes}, {m: timeline.zeros() for m in modes},
-                  {m: timeline.zeros() for m in modes})
-    filters = _pool_filters(period)
+    summarized hours at a time (`summarized.add_pool_use`, SQLite's store only); the rest
+    (crossing a slice boundary, or not finished) are read and spread in Python. Both cut at
+    the same floating-point bounds. Pruned runs come from their rollups, to the quarter hour."""
+    use = PoolUse.empty(timeline)
+    filters = _pool_filters(store.dialect, period)
     edges = _slice_edges(timeline, period)
     cover = summarized.coverage(store, period.since, period.until)
     if summarized.whole(cover):
@@ -388,19 +426,42 @@ def pool_use(store: Backend, period: Period, timeline: Timeline,
         into = summarized.PoolSeries(use.runs, use.busy_s, use.queued_s)
         picks = summarized.add_pool_use(store, cover, period.workflow, timeline, edges, into)
         use.foreground_runs += into.foreground_runs
-    # Busy and queued times are two passes over two indexes: on a second connection in a
-    # thread (SQLite lets go of the GIL), they take one pass's wall time on two cores.
-    sqlite = cast(Store, store)  # this SQL reads SQLite's time text
-    with ThreadPoolExecutor(max_workers=1) as thread, Store(sqlite.path) as other:
-        queued = thread.submit(_add_queued, other, picks, timeline, filters, use)
+    if isinstance(store, Store):
+        # Busy and queued times are two passes over two indexes: on a second connection in a
+        # thread (SQLite lets go of the GIL), they take one pass's wall time on two cores.
+        with ThreadPoolExecutor(max_workers=1) as thread, Store(store.path) as other:
+            queued = thread.submit(_add_queued, other, picks, timeline, filters, use)
+            _add_busy(store, picks, timeline, filters, use)
+            queued.result()
+        use.nodes = {local_host(): use.node()} if any(use.runs.values()) else {}
+    else:
+        _add_queued(store, picks, timeline, filters, use)
         _add_busy(store, picks, timeline, filters, use)
-        queued.result()
+        use.nodes = _nodes(store, picks, timeline, filters)
     if rolled_up.exist(store):
         _add_rolled_up(store, period, timeline, use, zone or local_zone())
     return use
 
 
-def _add_rolled_up(store: Backend, period: Period, timeline: Timeline, use: PoolUse,
+def _nodes(store: ReportStore, picks: Picks, timeline: Timeline,
+           filters: dict[str, Any]) -> dict[str | None, NodeUse]:
+    """Each host's runs that held a worker, and their busy seconds, as `_add_busy` counts
+    them over all hosts."""
+    nodes = {}
+    host = store.dialect.is_("host", ":host")
+    for name, in store.read(f"SELECT DISTINCT host FROM runs WHERE {filters['busy']}"
+                            f" AND {store.dialect.is_not('pool', FOREGROUND_SQL)}",
+                            filters["args"]).fetchall():
+        on_host = {**filters, "args": {**filters["args"], "host": name},
+                   **{kind: f"{filters[kind]} AND {host}" for kind in ("busy", "settled_busy")}}
+        use = PoolUse.empty(timeline)
+        _add_busy(store, picks, timeline, on_host, use)
+        if any(use.runs.values()):
+            nodes[name] = use.node()
+    return nodes
+
+
+def _add_rolled_up(store: ReportStore, period: Period, timeline: Timeline, use: PoolUse,
                    zone: tzinfo) -> None:
     into = rolled_up.PoolSeries(use.runs, use.busy_s, use.queued_s)
     rolled_up.add_pool_use(store, (period.since, period.until, period.workflow), zone, timeline,
@@ -408,10 +469,7 @@ def _add_rolled_up(store: Backend, period: Period, timeline: Timeline, use: Pool
     use.foreground_runs += into.foreground_runs
 
 
-Picks = list[tuple[int, str | None, str | None]]  # slice, and the finish times it reads
-
-
-def _add_busy(store: Backend, picks: Picks, timeline: Timeline, filters: dict[str, Any],
+def _add_busy(store: ReportStore, picks: Picks, timeline: Timeline, filters: dict[str, Any],
               use: PoolUse) -> None:
     _each_slice(store, picks, timeline, filters, use, "settled_busy", _busy_slice)
     for mode, pool, begin, finish in _unfinished(store, "busy", filters):
@@ -422,17 +480,17 @@ def _add_busy(store: Backend, picks: Picks, timeline: Timeline, filters: dict[st
         timeline.spread(use.busy_s[mode], begin, finish)
 
 
-def _add_queued(store: Backend, picks: Picks, timeline: Timeline, filters: dict[str, Any],
-                use: PoolUse) -> None:
+def _add_queued(store: ReportStore, picks: Picks, timeline: Timeline,
+                filters: dict[str, Any], use: PoolUse) -> None:
     _each_slice(store, picks, timeline, filters, use, "settled_queued", _queued_slice)
     for mode, enqueued, left in _unfinished(store, "queued", filters):
         timeline.spread(use.queued_s[mode], enqueued, left)
 
 
-SliceAdder = Callable[[Backend, str, dict[str, Any], PoolUse, int, Timeline], None]
+SliceAdder = Callable[[ReportStore, str, dict[str, Any], PoolUse, int, Timeline], None]
 
 
-def _each_slice(store: Backend, picks: Picks, timeline: Timeline, filters: dict[str, Any],
+def _each_slice(store: ReportStore, picks: Picks, timeline: Timeline, filters: dict[str, Any],
                 use: PoolUse, kind: str, add_slice: SliceAdder) -> None:
     """Add the settled runs of every mode, slice by slice (each reading the runs `picks`
     gives it), under the filter named `kind`."""
@@ -450,7 +508,7 @@ def _slice_args(filters: dict[str, Any], timeline: Timeline, mode: str, index: i
             "high_iso": high_iso}
 
 
-def _pool_filters(period: Period) -> dict[str, Any]:
+def _pool_filters(dialect: Dialect, period: Period) -> dict[str, Any]:
     """The period as SQL, with named args: for runs busy in it (by start and finish) and runs
     queued in it (by enqueue and leaving the queue), finished or not (`now` for the end).
 
@@ -466,13 +524,14 @@ def _pool_filters(period: Period) -> dict[str, Any]:
         args["until"] = to_iso(period.until)
     if period.since is not None:
         clauses["busy"].append("(finished_at IS NULL OR finished_at >= :since)")
-        clauses["queued"].append(f"coalesce({LEFT_QUEUE_SQL}, {NOW_ISO}) >= :since")
+        clauses["queued"].append(f"coalesce({LEFT_QUEUE_SQL}, {dialect.now}) >= :since")
         args["since"] = to_iso(period.since)  # for finished runs, the first slice's lower edge
     if period.workflow:
         for kind in clauses:
             clauses[kind].append("workflow = :workflow")
         args["workflow"] = period.workflow
-    return {"args": args, **{kind: " AND ".join(c or ["1"]) for kind, c in clauses.items()}}
+    return {"args": args,
+            **{kind: " AND ".join(c or [dialect.true]) for kind, c in clauses.items()}}
 
 
 def _slice_edges(timeline: Timeline, period: Period) -> list[tuple[str | None, str | None]]:
@@ -483,81 +542,89 @@ def _slice_edges(timeline: Timeline, period: Period) -> list[tuple[str | None, s
     return list(zip([to_iso(period.since), *cuts], [*cuts, None], strict=True))
 
 
-def _in_slice(column: str, low_iso: str | None, high_iso: str | None) -> str:
+def _in_slice(dialect: Dialect, column: str, low_iso: str | None, high_iso: str | None) -> str:
     clauses = [f"{column} >= :low_iso"] if low_iso is not None else []
     if high_iso is not None:
         clauses.append(f"{column} < :high_iso")
-    return " AND ".join(clauses or ["1"])
+    return " AND ".join(clauses or [dialect.true])
 
 
-def _busy_slice(store: Backend, filters: str, args: dict[str, Any], use: PoolUse, index: int,
-                timeline: Timeline) -> None:
-    where = (f"finished_at IS NOT NULL AND mode = :mode AND {filters}"
-             f" AND {_in_slice('finished_at', args['low_iso'], args['high_iso'])}")
-    inside = f"pool IS NOT {FOREGROUND_SQL} AND {BEGAN} >= :low AND {ENDED} <= :high"
-    runs, foreground, busy, simple = store.conn.execute(
-        f"SELECT count(*), total(pool IS {FOREGROUND_SQL}),"
-        f" total(CASE WHEN {inside} AND {ENDED} > {BEGAN} THEN {ENDED} - {BEGAN} END),"
-        f" total({inside}) FROM runs INDEXED BY runs_pools WHERE {where}", args).fetchone()
+def _busy_slice(store: ReportStore, filters: str, args: dict[str, Any], use: PoolUse,
+                index: int, timeline: Timeline) -> None:
+    dialect = store.dialect
+    began, ended = dialect.epoch("started_at"), dialect.epoch("finished_at")
+    in_slice = _in_slice(dialect, "finished_at", args["low_iso"], args["high_iso"])
+    where = f"finished_at IS NOT NULL AND mode = :mode AND {filters} AND {in_slice}"
+    pooled = dialect.is_not("pool", FOREGROUND_SQL)
+    inside = f"{pooled} AND {began} >= :low AND {ended} <= :high"
+    runs_pools = dialect.indexed_by("runs_pools")
+    runs, foreground, busy, simple = store.read(
+        f"SELECT count(*), total({dialect.is_('pool', FOREGROUND_SQL)}),"
+        f" total(CASE WHEN {inside} AND {ended} > {began} THEN {ended} - {began} END),"
+        f" total({inside}) FROM runs {runs_pools} WHERE {where}", args).fetchone()
     mode = args["mode"]
     use.runs[mode] += runs - int(foreground)
     use.foreground_runs += int(foreground)
     use.busy_s[mode][index] += busy
     if runs - foreground - simple:
-        for begin, finish in store.conn.execute(
-            f"SELECT {BEGAN}, {ENDED} FROM runs INDEXED BY runs_pools WHERE {where}"
-            f" AND pool IS NOT {FOREGROUND_SQL} AND NOT ({BEGAN} >= :low AND {ENDED} <= :high)",
-            args,
+        for begin, finish in store.read(
+            f"SELECT {began}, {ended} FROM runs {runs_pools} WHERE {where}"
+            f" AND {pooled} AND NOT ({began} >= :low AND {ended} <= :high)", args,
         ):
             timeline.spread(use.busy_s[mode], begin, finish)
 
 
-def _queued_slice(store: Backend, filters: str, args: dict[str, Any], use: PoolUse, index: int,
-                  timeline: Timeline) -> None:
+def _queued_slice(store: ReportStore, filters: str, args: dict[str, Any], use: PoolUse,
+                  index: int, timeline: Timeline) -> None:
     # Picked by finish time, as busy time is (one index for both): a run that left the queue
     # before the period began is picked too when it finished in it, and adds nothing.
-    where = (f"finished_at IS NOT NULL AND mode = :mode AND {filters}"
-             f" AND {_in_slice('finished_at', args['low_iso'], args['high_iso'])}")
-    inside = f"{QUEUED} >= :low AND {LEFT_QUEUE} <= :high"
-    table = "runs INDEXED BY runs_pools"
-    runs, queued, simple = store.conn.execute(
-        f"SELECT count(*), total(CASE WHEN {inside} AND {LEFT_QUEUE} > {QUEUED}"
-        f" THEN {LEFT_QUEUE} - {QUEUED} END), total({inside})"
-        f" FROM {table} WHERE {where}", args).fetchone()
+    dialect = store.dialect
+    queued_at, left_queue = dialect.epoch("enqueued_at"), dialect.epoch(LEFT_QUEUE_SQL)
+    in_slice = _in_slice(dialect, "finished_at", args["low_iso"], args["high_iso"])
+    where = f"finished_at IS NOT NULL AND mode = :mode AND {filters} AND {in_slice}"
+    inside = f"{queued_at} >= :low AND {left_queue} <= :high"
+    runs_pools = dialect.indexed_by("runs_pools")
+    runs, queued, simple = store.read(
+        f"SELECT count(*), total(CASE WHEN {inside} AND {left_queue} > {queued_at}"
+        f" THEN {left_queue} - {queued_at} END), total({inside})"
+        f" FROM runs {runs_pools} WHERE {where}", args).fetchone()
     series = use.queued_s[args["mode"]]
     series[index] += queued
     if runs - simple:
-        for enqueued, left in store.conn.execute(
-            f"SELECT {QUEUED}, {LEFT_QUEUE} FROM {table}"
+        for enqueued, left in store.read(
+            f"SELECT {queued_at}, {left_queue} FROM runs {runs_pools}"
             f" WHERE {where} AND NOT ({inside})", args,
         ):
             timeline.spread(series, enqueued, left)
 
 
-def _unfinished(store: Backend, kind: str, filters: dict[str, Any]) -> list[tuple]:
+def _unfinished(store: ReportStore, kind: str, filters: dict[str, Any]) -> list[tuple]:
     """Runs not finished yet (queued or running: few), with `now` as their end."""
+    dialect = store.dialect
     if kind == "busy":
-        columns = f"mode, pool, {BEGAN}, {epoch_sql(NOW_ISO)}"
+        columns = f"mode, pool, {dialect.epoch('started_at')}, {dialect.epoch(dialect.now)}"
     else:
-        columns = f"mode, {QUEUED}, {epoch_sql(f'coalesce({LEFT_QUEUE_SQL}, {NOW_ISO})')}"
-    rows = store.conn.execute(
+        left = f"coalesce({LEFT_QUEUE_SQL}, {dialect.now})"
+        columns = f"mode, {dialect.epoch('enqueued_at')}, {dialect.epoch(left)}"
+    rows = store.read(
         f"SELECT {columns} FROM runs WHERE finished_at IS NULL AND {filters[kind]}",
         filters["args"]).fetchall()
-    check_modes(store.conn, {row[0] for row in rows})
+    check_modes(store, {row[0] for row in rows})
     return rows
 
 
-def earliest_start(store: Backend, period: Period) -> float | None:
+def earliest_start(store: ReportStore, period: Period) -> float | None:
     """The earliest start of runs in the period (epoch seconds), None if there are none;
     pruned runs counted too."""
     cover = summarized.coverage(store, period.since, period.until)
     first = summarized.first_start(store, cover, period.workflow)
     starts = [first] if first is not None else []
+    dialect = store.dialect
     for table, where, args in period.detail(cover):
         # The whole period: off the pools index, which holds the columns it needs.
-        table = table if cover.hours else "runs INDEXED BY runs_pools"
-        first = store.conn.execute(
-            f"SELECT {epoch_sql('min(started_at)')} FROM {table} WHERE {where}"
+        table = table if cover.hours else f"runs {dialect.indexed_by('runs_pools')}"
+        first = store.read(
+            f"SELECT {dialect.epoch('min(started_at)')} FROM {table} WHERE {where}"
             " AND finished_at IS NOT NULL", args).fetchone()[0]
         starts += [first] if first is not None else []
     if rolled_up.exist(store):
@@ -566,11 +633,11 @@ def earliest_start(store: Backend, period: Period) -> float | None:
     return min(starts, default=None)
 
 
-def workflow_history(store: Backend, workflow: str, sample: int = 50) -> dict[str, ModeHistory]:
+def workflow_history(store: ReportStore, workflow: str, sample: int = 50) -> dict[str, ModeHistory]:
     """Per mode: the workflow's recent finished runs (its last `sample` in each mode that ran
     to an end: succeeded, failed or timed out; cancelled runs say nothing about the work)."""
     by_mode: dict[str, list[tuple[float, float, bool]]] = {}
-    for mode, duration, cpu, failed in store.conn.execute(
+    for mode, duration, cpu, failed in store.read(
         "SELECT mode, duration_s, coalesce(cpu_user_s + cpu_system_s, 0), state != 'succeeded'"
         " FROM runs WHERE workflow = ? AND state IN ('succeeded', 'failed', 'timed_out')"
         " AND duration_s IS NOT NULL ORDER BY id DESC LIMIT ?", (workflow, sample * 3),
@@ -583,10 +650,16 @@ def workflow_history(store: Backend, workflow: str, sample: int = 50) -> dict[st
             for mode, s in by_mode.items()}
 
 
-def workflow_quotes(store: Backend, config: Config, spec: WorkflowSpec, now: datetime,
-                    modes: Iterable[Mode] = tuple(Mode)) -> dict[Mode, Quote]:
-    """What a run of the workflow would cost and when it would start, in each of `modes`."""
+def workflow_quotes(store: ReportStore, config: Config, spec: WorkflowSpec, now: datetime,
+                    modes: Iterable[Mode] = tuple(Mode), *,
+                    starts: Mapping[Mode, datetime] | None = None,
+                    tariff: Forecast | None = None) -> dict[Mode, Quote]:
+    """What a run of the workflow would cost and when it would start, in each of `modes`:
+    at its start in `starts` (a queued run's planned one) where given, priced by `tariff`
+    where one is loaded and covers it."""
     history = workflow_history(store, spec.name)
+    starts = starts or {}
     return {mode: quote(config, spec, mode, now, history,
-                        learned_durations(store.queue, spec.name, mode, config))
+                        learned_durations(store.queue, spec.name, mode, config),
+                        start=starts.get(mode), tariff=tariff)
             for mode in modes}

@@ -26,25 +26,25 @@ from easyflow_cli.core.shifting import eco_start_chooser, shift_means
 from easyflow_cli.core.timeutil import from_iso, to_iso
 from easyflow_cli.reporting import summarized
 from easyflow_cli.reporting.accounting import Period
-from easyflow_cli.storage.backend import Backend
+from easyflow_cli.storage.dialect import ReportStore
 
 # Per workflow, mode and tariff: what the verdicts rest on (the objectives' thresholds are the
 # parameters before the period's: eco's max_delay, real-time's and balanced's start_within).
 # A manual run queued before runs recorded `followed` counts as waited for: "nobody waiting" is
-# measured, never assumed.
+# measured, never assumed. (The store's dialect spells what `{d.…}` stands for.)
 EVIDENCE_SQL = """
 SELECT workflow, mode, off_peak, count(*) AS runs, min(finished_at) AS first,
   max(finished_at) AS last,
-  total(followed = 1 OR (followed IS NULL AND trigger = 'manual')) AS waited,
+  total(followed = {d.true} OR (followed IS NULL AND trigger = 'manual')) AS waited,
   total(mode_reason = 'explicit' AND trigger IN ('schedule', 'catch-up')) AS pinned_by_schedule,
   total(mode_reason = 'explicit' AND trigger = 'manual') AS pinned_by_hand,
   total(duration_s) AS worker_s,
   total(coalesce(cpu_user_s, 0) + coalesce(cpu_system_s, 0)) AS cpu_s,
   total(energy_j) AS energy_j, count(energy_j) AS measured, count(deadline) AS deadlines,
-  min((julianday(deadline) - julianday(enqueued_at)) * 86400.0) AS min_slack_s,
-  count(CASE WHEN mode = 'eco' THEN coalesce(deadline_met, queue_wait_s) ELSE queue_wait_s END)
+  min({slack}) AS min_slack_s,
+  count(CASE WHEN mode = 'eco' AND deadline_met IS NOT NULL THEN 1 ELSE queue_wait_s END)
     AS judged,
-  total(CASE WHEN mode = 'eco' THEN coalesce(deadline_met = 0, queue_wait_s > ?)
+  total(CASE WHEN mode = 'eco' THEN coalesce(deadline_met = {d.false}, queue_wait_s > ?)
              WHEN mode = 'real-time' THEN queue_wait_s > ?
              ELSE queue_wait_s > ? END) AS missed
 FROM {table} WHERE {where} GROUP BY workflow, mode, off_peak
@@ -64,7 +64,7 @@ NO_OBJECTIVE = 1e18  # a pool without `start_within`: no start is late
 EMPTY = ModeEvidence()
 
 
-def advice_report(store: Backend, config: Config, period: Period, now: datetime, *,
+def advice_report(store: ReportStore, config: Config, period: Period, now: datetime, *,
                   carbon: Forecast | None = None,
                   tariff: Forecast | None = None) -> dict[str, Any]:
     """Every workflow with runs in the period (or `period.workflow`), judged, by name; money
@@ -107,7 +107,7 @@ def with_series(setting: Setting, config: Config, evidence: Evidence, *,
             tariff.unit, price.at_once, price.planned))
 
 
-def read_evidence(store: Backend, config: Config, period: Period,
+def read_evidence(store: ReportStore, config: Config, period: Period,
                   now: datetime) -> dict[str, Evidence]:
     """Each workflow's runs in the period, by mode, priced as they ran."""
     rows = _evidence_rows(store, config, period)
@@ -127,7 +127,7 @@ def read_evidence(store: Backend, config: Config, period: Period,
     return found
 
 
-def _evidence_rows(store: Backend, config: Config, period: Period) -> list[dict[str, Any]]:
+def _evidence_rows(store: ReportStore, config: Config, period: Period) -> list[dict[str, Any]]:
     """Per (workflow, mode, tariff): the summarized hours' evidence and their misses, and the
     rest of the period's runs read in detail."""
     cover = summarized.coverage(store, period.since, period.until)
@@ -135,12 +135,13 @@ def _evidence_rows(store: Backend, config: Config, period: Period) -> list[dict[
     if rows:
         _add_misses(store, config, cover, period.workflow, rows)
     for table, where, args in period.detail(cover):
-        rows += [dict(row) for row in store.conn.execute(
-            EVIDENCE_SQL.format(table=table, where=where), [*_objectives(config), *args])]
+        sql = EVIDENCE_SQL.format(table=table, where=where, d=store.dialect,
+                                  slack=store.dialect.seconds_between("enqueued_at", "deadline"))
+        rows += [dict(row) for row in store.read(sql, [*_objectives(config), *args])]
     return _merged(rows)
 
 
-def _add_misses(store: Backend, config: Config, cover: summarized.Coverage,
+def _add_misses(store: ReportStore, config: Config, cover: summarized.Coverage,
                 workflow: str | None, rows: list[dict[str, Any]]) -> None:
     """The covered hours' runs that missed their objective, counted into their rows."""
     where, args = cover.hours_where("finished_at")
@@ -155,7 +156,7 @@ def _add_misses(store: Backend, config: Config, cover: summarized.Coverage,
             queries.append((late, [mode.value, limit, *args]))
     by_key = {(row["workflow"], row["mode"], row["off_peak"]): row for row in rows}
     for sql, bound in queries:
-        for name, mode_value, off_peak, count in store.conn.execute(sql, bound):
+        for name, mode_value, off_peak, count in store.read(sql, bound):
             row = by_key.get((name, mode_value, off_peak))
             if row is not None:  # else a run changed behind the summaries' back: no evidence
                 row["missed"] += count

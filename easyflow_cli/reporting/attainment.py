@@ -24,8 +24,8 @@ from easyflow_cli.core.sketch import count_at_most
 from easyflow_cli.core.timeutil import local_zone
 from easyflow_cli.reporting import rolled_up, summarized
 from easyflow_cli.reporting.accounting import Period
-from easyflow_cli.storage.backend import Backend
 from easyflow_cli.storage.damaged_rows import check_modes
+from easyflow_cli.storage.dialect import ReportStore
 
 # How many of the (workflow, mode) pairs that kept their objective least the report names.
 WORST = 5
@@ -34,13 +34,15 @@ WORST = 5
 # only misses are read: those that waited longer than the limit, or never started, without a
 # deadline met (real-time, balanced) or without a deadline (eco); and eco runs that missed
 # their deadline, off an index of those alone.
-LATE_SQL = ("SELECT workflow, count(*) FROM runs INDEXED BY runs_waits WHERE {where}"
+# (The dialect's spellings of an index to read, true and false, go where `{d.…}` stands.)
+LATE_SQL = ("SELECT workflow, count(*) FROM runs {runs_waits} WHERE {where}"
             " AND mode = ? AND {wait} AND {deadline} GROUP BY workflow")
 WAITS = ("queue_wait_s > ?", "queue_wait_s IS NULL")
-NOT_EXCUSED = {Mode.REAL_TIME: "deadline_met IS NOT 1", Mode.BALANCED: "deadline_met IS NOT 1",
-               Mode.ECO: "deadline_met IS NULL"}
-DEADLINE_MISSED_SQL = ("SELECT workflow, count(*) FROM runs INDEXED BY runs_deadline_missed"
-                       " WHERE {where} AND mode = 'eco' AND deadline_met = 0 GROUP BY workflow")
+NOT_EXCUSED = {Mode.REAL_TIME: "deadline_met IS NOT {d.true}",
+               Mode.BALANCED: "deadline_met IS NOT {d.true}", Mode.ECO: "deadline_met IS NULL"}
+DEADLINE_MISSED_SQL = ("SELECT workflow, count(*) FROM runs {runs_deadline_missed}"
+                       " WHERE {where} AND mode = 'eco' AND deadline_met = {d.false}"
+                       " GROUP BY workflow")
 
 
 @dataclass
@@ -58,7 +60,7 @@ class Kept:
                 "attainment_pct": pct}
 
 
-def kept_counts(store: Backend, period: Period, objectives: Objectives,
+def kept_counts(store: ReportStore, period: Period, objectives: Objectives,
                 zone: tzinfo | None = None) -> dict[tuple[str, Mode], Kept]:
     """Per (workflow, mode) with an objective: the runs of the period and how many kept it."""
     counts: dict[tuple[str, Mode], Kept] = {}
@@ -78,24 +80,25 @@ def _add(counts: dict[tuple[str, Mode], Kept], workflow: str, mode: Mode, runs: 
     kept.met += met
 
 
-def _detail(store: Backend, period: Period, objectives: Objectives) -> list[tuple]:
+def _detail(store: ReportStore, period: Period, objectives: Objectives) -> list[tuple]:
     """(workflow, mode, runs, kept) of the runs in detail: all of them counted off the hourly
     summaries where they cover the period, the rest grouped off the index of costs, which
     holds them by workflow and mode; the misses (few where objectives are kept) apart."""
     where, args = period.where()
     runs = _run_counts(store, period)
-    check_modes(store.conn, {mode for _, mode in runs})
+    check_modes(store, {mode for _, mode in runs})
     missed = _missed(store, where, args, objectives)
     return [(workflow, mode, count, count - missed.get((workflow, mode), 0))
             for (workflow, mode), count in runs.items()]
 
 
-def _run_counts(store: Backend, period: Period) -> Counter[tuple[str, str]]:
+def _run_counts(store: ReportStore, period: Period) -> Counter[tuple[str, str]]:
     cover = summarized.coverage(store, period.since, period.until)
     runs = summarized.run_counts(store, cover, period.workflow)
     for table, where, args in period.detail(cover):
-        table = table if cover.hours else "runs INDEXED BY runs_costs_workflow"
-        for workflow, mode, count in store.conn.execute(
+        if not cover.hours:
+            table = f"runs {store.dialect.indexed_by('runs_costs_workflow')}"
+        for workflow, mode, count in store.read(
             f"SELECT workflow, mode, count(*) FROM {table} WHERE {where}"
             " GROUP BY workflow, mode", args,
         ):
@@ -103,17 +106,22 @@ def _run_counts(store: Backend, period: Period) -> Counter[tuple[str, str]]:
     return runs
 
 
-def _missed(store: Backend, where: str, args: list[Any],
+def _missed(store: ReportStore, where: str, args: list[Any],
             objectives: Objectives) -> Counter[tuple[str, str]]:
     missed: Counter[tuple[str, str]] = Counter()
+    dialect = store.dialect
     for mode in Mode:
         limit = objectives.max_delay if mode is Mode.ECO else objectives.start_within[mode]
         for wait in WAITS if limit is not None else ():
-            sql = LATE_SQL.format(where=where, wait=wait, deadline=NOT_EXCUSED[mode])
+            sql = LATE_SQL.format(where=where, wait=wait, runs_waits=dialect.indexed_by(
+                "runs_waits"), deadline=NOT_EXCUSED[mode].format(d=dialect))
             bound = [limit] if "?" in wait else []
-            for workflow, count in store.conn.execute(sql, [*args, mode.value, *bound]):
+            for workflow, count in store.read(sql, [*args, mode.value, *bound]):
                 missed[workflow, mode.value] += count
-    for workflow, count in store.conn.execute(DEADLINE_MISSED_SQL.format(where=where), args):
+    deadline_missed = DEADLINE_MISSED_SQL.format(
+        where=where, d=dialect,
+        runs_deadline_missed=dialect.indexed_by("runs_deadline_missed"))
+    for workflow, count in store.read(deadline_missed, args):
         missed[workflow, Mode.ECO.value] += count
     return missed
 

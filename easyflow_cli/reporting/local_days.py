@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Any
 
+from easyflow_cli.storage.dialect import Dialect
 from easyflow_cli.storage.summaries import CHARGE_SUMS, COST_SUMS
 
 # Each sum of a cost row as an aggregate of a value, counting only the runs a condition keeps
@@ -22,7 +23,6 @@ SUMS = COST_SUMS
 FIELDS = tuple(SUMS)
 ALL_FIELDS = FIELDS + tuple(CHARGE_SUMS)
 ZERO = dict.fromkeys(ALL_FIELDS, 0)
-TIME_OF_DAY = "substr(finished_at, 12)"  # HH:MM:SS.ffffffZ of the stored UTC time
 DAY_START_UTC = "00:00:00.000000"
 
 
@@ -35,11 +35,11 @@ def sums_sql(sums: dict[str, tuple[str, str, str | None]] = SUMS) -> str:
     return ", ".join(columns)
 
 
-def before_sql(cut: str) -> str:
+def before_sql(dialect: Dialect, cut: str) -> str:
     """The runs that finished before a UTC time of day this module wrote (digits, colons and a
     dot, so a literal). Filtering costs one comparison a run: far less than a conditional
     aggregate of each sum would."""
-    return f"{TIME_OF_DAY} < '{cut}'"
+    return f"{dialect.time_of_day('finished_at')} < '{cut}'"
 
 
 Key = tuple[str, str, Any]  # UTC day, mode, off_peak

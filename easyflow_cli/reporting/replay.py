@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 
 from easyflow_cli.core.model import Mode, ModeReason, RunState, Trigger
 from easyflow_cli.core.timeutil import from_iso, to_iso
-from easyflow_cli.storage.backend import Backend
+from easyflow_cli.storage.dialect import ReportStore
 
 REPLAY_SQL = (
     "SELECT id, workflow, trigger, mode, mode_reason, deadline, enqueued_at, started_at,"
@@ -47,9 +47,9 @@ class Placement:
         return self.start + timedelta(seconds=self.run.duration_s)
 
 
-def replayed_runs(store: Backend, since: datetime, until: datetime) -> list[ReplayRun]:
+def replayed_runs(store: ReportStore, since: datetime, until: datetime) -> list[ReplayRun]:
     """The period's runs that ran (a duration was recorded), in arrival order."""
-    rows = store.conn.execute(REPLAY_SQL, (to_iso(since), to_iso(until))).fetchall()
+    rows = store.read(REPLAY_SQL, (to_iso(since), to_iso(until))).fetchall()
     return [_replayed(row) for row in rows]
 
 

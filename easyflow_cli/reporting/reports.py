@@ -20,7 +20,7 @@ from easyflow_cli.core.model import Mode
 from easyflow_cli.reporting.timeline import Timeline
 
 if TYPE_CHECKING:
-    from easyflow_cli.reporting.accounting import PoolUse
+    from easyflow_cli.reporting.accounting import NodeUse, PoolUse
 
 
 
@@ -142,7 +142,8 @@ def latency_report(stats: dict[str, dict[str, Any]], period: dict[str, Any],
 
 def pools_report(use: PoolUse, workers: dict[str, int], depth_now: dict[str, int],
                  timeline: Timeline, period: dict[str, Any]) -> dict[str, Any]:
-    """Utilization of each pool over the timeline and queue depth by mode, slice by slice."""
+    """Utilization of each pool over the timeline and queue depth by mode, slice by slice;
+    what each machine (host) ran of the runs still in detail."""
     width, span = timeline.width, timeline.span
     pools = {}
     for mode in Mode:
@@ -159,8 +160,20 @@ def pools_report(use: PoolUse, workers: dict[str, int], depth_now: dict[str, int
     return {
         "period": period, "buckets": timeline.buckets, "bucket_s": round(width, 3),
         "pools": pools, "foreground_runs": use.foreground_runs,
+        "nodes": [_node(host, node) for host, node in
+                  sorted(use.nodes.items(), key=lambda item: (item[0] is None, item[0] or ""))],
         "queue_depth": {
             "now": depth_now,
             "mean_series": {m: [round(v / width, 2) for v in s] for m, s in use.queued_s.items()},
         },
+    }
+
+
+def _node(host: str | None, node: NodeUse) -> dict[str, Any]:
+    return {
+        "host": host, "runs": sum(node.runs.values()),
+        "busy_hours": round(sum(node.busy_s.values()) / 3600, 6),
+        "pools": {mode.value: {"runs": node.runs[mode.value],
+                               "busy_hours": round(node.busy_s[mode.value] / 3600, 6)}
+                  for mode in Mode},
     }

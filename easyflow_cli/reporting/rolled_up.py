@@ -16,7 +16,7 @@ from typing import Any
 from easyflow_cli.core.model import PoolName
 from easyflow_cli.core.sketch import merge
 from easyflow_cli.reporting.timeline import Timeline
-from easyflow_cli.storage.backend import Backend
+from easyflow_cli.storage.dialect import ReportStore
 from easyflow_cli.storage.rollups import CHARGE_SUMS, SLOT_S, decode
 
 GROUP_KEYS = {"mode": "mode", "workflow": "workflow", "day": "day"}
@@ -27,14 +27,14 @@ COST_SUMS = ("total(settled) AS runs, total(worker_s) AS worker_s,"
              + ", ".join(f"total({c}) AS {c}" for c in CHARGE_SUMS))
 
 
-def exist(store: Backend) -> bool:
-    return store.conn.execute("SELECT 1 FROM run_rollups LIMIT 1").fetchone() is not None
+def exist(store: ReportStore) -> bool:
+    return store.read("SELECT 1 FROM run_rollups LIMIT 1").fetchone() is not None
 
 
 def days_where(since: datetime | None, until: datetime | None, workflow: str | None,
                zone: tzinfo) -> tuple[str, list[Any]]:
     """The rollups of the local days that begin inside [since, until) (of the workflow)."""
-    clauses, args = ["1"], []
+    clauses, args = ["1 = 1"], []
     if since is not None:
         clauses.append("day >= ?")
         args.append(_first_day_from(since, zone).isoformat())
@@ -57,20 +57,20 @@ def _day_start(day: date, zone: tzinfo) -> datetime:
     return datetime.combine(day, time(), zone)
 
 
-def cost_sums(store: Backend, where: tuple[str, list[Any]], by: str) -> list[dict[str, Any]]:
+def cost_sums(store: ReportStore, where: tuple[str, list[Any]], by: str) -> list[dict[str, Any]]:
     """Per (group, mode, tariff) the sums `accounting.cost_sums` gives, off the rollups."""
     clause, args = where
-    rows = store.conn.execute(
+    rows = store.read(
         f"SELECT {GROUP_KEYS[by]} AS grp, mode, off_peak, {COST_SUMS} FROM run_rollups"
         f" WHERE {clause} AND settled > 0 GROUP BY grp, mode, off_peak", args).fetchall()
     return [dict(row) for row in rows]
 
 
-def latency(store: Backend, where: tuple[str, list[Any]]) -> dict[str, dict[str, Any]]:
+def latency(store: ReportStore, where: tuple[str, list[Any]]) -> dict[str, dict[str, Any]]:
     """Per mode: settled runs, deadlines met and missed, and the wait and duration sketches."""
     clause, args = where
     modes: dict[str, dict[str, Any]] = {}
-    for row in store.conn.execute(
+    for row in store.read(
         "SELECT mode, settled, deadlines_met, deadlines_missed, wait_sketch, duration_sketch"
         f" FROM run_rollups WHERE {clause} AND settled > 0", args,
     ):
@@ -85,10 +85,9 @@ def latency(store: Backend, where: tuple[str, list[Any]]) -> dict[str, dict[str,
     return modes
 
 
-def earliest_start(store: Backend, workflow: str | None) -> float | None:
+def earliest_start(store: ReportStore, workflow: str | None) -> float | None:
     only, args = ("WHERE workflow = ?", [workflow]) if workflow else ("", [])
-    return store.conn.execute(f"SELECT min(first_start) FROM run_rollups {only}",
-                              args).fetchone()[0]
+    return store.read(f"SELECT min(first_start) FROM run_rollups {only}", args).fetchone()[0]
 
 
 @dataclass
@@ -102,7 +101,7 @@ class PoolSeries:
     foreground_runs: int = 0
 
 
-def add_pool_use(store: Backend, period: tuple[datetime | None, datetime | None, str | None],
+def add_pool_use(store: ReportStore, period: tuple[datetime | None, datetime | None, str | None],
                  zone: tzinfo, timeline: Timeline, into: PoolSeries) -> None:
     """Add the rollups' runs busy in the period (finished on a day that begins after `since`,
     started before `until`, as the detail's are counted) and their seconds in the timeline.
@@ -114,10 +113,10 @@ def add_pool_use(store: Backend, period: tuple[datetime | None, datetime | None,
     near = days_where(since and since - timedelta(days=2), until and until + timedelta(days=2),
                       workflow, zone)
     before = None if until is None else until.timestamp()
-    for row in store.conn.execute(
-        f"SELECT rowid, mode, pool, busy_runs, busy_s, queued_s, first_slot, last_slot,"
-        f" last_start_slot, first_start, ({counted}) AS counted FROM run_rollups"
-        f" WHERE {near[0]}", [*args, *near[1]],
+    for row in store.read(
+        f"SELECT {store.dialect.row_id} AS rowid, mode, pool, busy_runs, busy_s, queued_s,"
+        f" first_slot, last_slot, last_start_slot, first_start, ({counted}) AS counted"
+        f" FROM run_rollups WHERE {near[0]}", [*args, *near[1]],
     ).fetchall():
         if row["counted"]:
             _count_runs(store, row, before, into)
@@ -125,7 +124,7 @@ def add_pool_use(store: Backend, period: tuple[datetime | None, datetime | None,
             _add_seconds(store, row, timeline, into)
 
 
-def _count_runs(store: Backend, row: Any, before: float | None, into: PoolSeries) -> None:
+def _count_runs(store: ReportStore, row: Any, before: float | None, into: PoolSeries) -> None:
     runs = row["busy_runs"]
     if before is not None and row["last_start_slot"] is not None and (
             (row["last_start_slot"] + 1) * SLOT_S > before):
@@ -137,7 +136,7 @@ def _count_runs(store: Backend, row: Any, before: float | None, into: PoolSeries
         into.runs[row["mode"]] += runs
 
 
-def _add_seconds(store: Backend, row: Any, timeline: Timeline, into: PoolSeries) -> None:
+def _add_seconds(store: ReportStore, row: Any, timeline: Timeline, into: PoolSeries) -> None:
     mode = row["mode"]
     index = _one_slice(timeline, row["first_slot"] * SLOT_S, (row["last_slot"] + 1) * SLOT_S)
     if index is not None:
@@ -158,9 +157,9 @@ def _one_slice(timeline: Timeline, begin: float, end: float) -> int | None:
     return index if low <= begin and end <= high else None
 
 
-def _json(store: Backend, rowid: int, column: str) -> dict[int, Any]:
-    return decode(store.conn.execute(f"SELECT {column} FROM run_rollups WHERE rowid = ?",
-                                     (rowid,)).fetchone()[0])
+def _json(store: ReportStore, rowid: Any, column: str) -> dict[int, Any]:
+    return decode(store.read(f"SELECT {column} FROM run_rollups"
+                             f" WHERE {store.dialect.row_id} = ?", (rowid,)).fetchone()[0])
 
 
 def _spread_slots(timeline: Timeline, series: list[float], slots: dict[int, Any],
@@ -184,12 +183,12 @@ def _spread_slots(timeline: Timeline, series: list[float], slots: dict[int, Any]
                 series[index] += seconds * overlap / (end - begin)
 
 
-def waits(store: Backend, where: tuple[str, list[Any]]) -> list[dict[str, Any]]:
+def waits(store: ReportStore, where: tuple[str, list[Any]]) -> list[dict[str, Any]]:
     """Per rollup row: workflow, mode, settled runs, deadlines met and missed, wait sketch."""
     clause, args = where
     return [{"workflow": row["workflow"], "mode": row["mode"], "settled": row["settled"],
              "deadlines_met": row["deadlines_met"], "deadlines_missed": row["deadlines_missed"],
              "wait_sketch": decode(row["wait_sketch"])}
-            for row in store.conn.execute(
+            for row in store.read(
                 "SELECT workflow, mode, settled, deadlines_met, deadlines_missed, wait_sketch"
                 f" FROM run_rollups WHERE {clause} AND settled > 0", args)]

@@ -27,9 +27,10 @@ from easyflow_cli.core.sketch import value_of
 from easyflow_cli.reporting import summarized
 from easyflow_cli.reporting.local_days import ALL_FIELDS, CHARGE_SUMS, FIELDS, sums_sql
 from easyflow_cli.reporting.rolled_up import COST_SUMS
+from easyflow_cli.storage.dialect import ReportStore
 from easyflow_cli.storage.rollups import decode
 from easyflow_cli.storage.sqlite_queue import QUEUE_PARTS
-from easyflow_cli.storage.store import CHARGED_SQL, Store
+from easyflow_cli.storage.store import CHARGED_SQL
 from easyflow_cli.storage.summaries import (
     DURATION_BUCKETS,
     ENDED_STATES,
@@ -101,26 +102,26 @@ class RunTotals:
                 for (mode, off_peak), sums in self.usage.items()]
 
 
-def run_totals(store: Store) -> RunTotals:
+def run_totals(store: ReportStore) -> RunTotals:
     """Everything ever counted: the runs still in the table, plus what pruning rolled up."""
     with read_snapshot(store):
         return table_totals(store).add(pruned_totals(store))
 
 
-def pruned_totals(store: Store) -> RunTotals:
+def pruned_totals(store: ReportStore) -> RunTotals:
     """The totals of runs that history retention removed from the `runs` table, read from
     their rollups (storage/rollups.py): counts by state and the priced sums exactly; the
     histograms from the rollups' sketches, each bucket counted at its value (a pruned run can
     move to a neighbouring bucket: within the sketch's relative error of a bound)."""
     totals = RunTotals()
     states = ", ".join(f"total({state.value}) AS {state.value}" for state in ENDED_STATES)
-    for row in store.conn.execute(
+    for row in store.read(
         f"SELECT workflow, mode, off_peak, {states} FROM run_rollups"
         " GROUP BY workflow, mode, off_peak",
     ):
         for state in ENDED_STATES:
             _count(totals, (row["workflow"], row["mode"], state.value), int(row[state.value]))
-    for row in store.conn.execute(
+    for row in store.read(
         f"SELECT mode, off_peak, {COST_SUMS} FROM run_rollups WHERE settled > 0"
         " GROUP BY mode, off_peak",
     ):
@@ -132,8 +133,8 @@ def pruned_totals(store: Store) -> RunTotals:
     return totals
 
 
-def _add_sketches(totals: RunTotals, store: Store) -> None:
-    for mode, worker_s, wait_sketch, duration_sketch in store.conn.execute(
+def _add_sketches(totals: RunTotals, store: ReportStore) -> None:
+    for mode, worker_s, wait_sketch, duration_sketch in store.read(
         "SELECT mode, worker_s, wait_sketch, duration_sketch FROM run_rollups WHERE settled > 0",
     ):
         durations = totals.durations.setdefault(mode, Histogram.empty(DURATION_BUCKETS))
@@ -156,26 +157,26 @@ def _from_sketch(sketch: dict[int, Any], bounds: tuple[float, ...],
     return histogram
 
 
-def pruned_count(store: Store) -> int:
+def pruned_count(store: ReportStore) -> int:
     """How many runs were pruned so far: when it changes, runs below the settled mark may have
     left the table for the rollups, and `SettledTotals` counts them again."""
-    return int(store.conn.execute("SELECT total(runs) FROM run_rollups").fetchone()[0])
+    return int(store.read("SELECT total(runs) FROM run_rollups").fetchone()[0])
 
 
 @contextmanager
-def read_snapshot(store: Store) -> Iterator[None]:
+def read_snapshot(store: ReportStore) -> Iterator[None]:
     """One read transaction: every query inside sees the same database."""
-    store.conn.execute("BEGIN")
+    store.read(store.dialect.begin_snapshot)
     try:
         yield
     finally:
-        store.conn.execute("COMMIT")
+        store.read("COMMIT")
 
 
 # ------------------------------------------------------------------ whole, off the indexes
 
 
-def table_totals(store: Store, below: int | None = None) -> RunTotals:
+def table_totals(store: ReportStore, below: int | None = None) -> RunTotals:
     """The totals over the runs the `runs` table holds (those with an id below `below`): of
     the summarized hours off their summaries when all are asked for, of the rest off the
     indexes (or run by run, when the summaries leave only a few hours)."""
@@ -185,12 +186,12 @@ def table_totals(store: Store, below: int | None = None) -> RunTotals:
     totals = summary_totals(store, cover)
     for low, high in cover.detail:
         where, args = summarized.detail_clause(low, high)
-        totals.add(totals_of(store.conn.execute(
+        totals.add(totals_of(store.read(
             f"SELECT {', '.join(RUN_COLUMNS)} FROM {summarized.BY_FINISH} WHERE {where}", args)))
     return totals
 
 
-def summary_totals(store: Store, cover: summarized.Coverage) -> RunTotals:
+def summary_totals(store: ReportStore, cover: summarized.Coverage) -> RunTotals:
     """The totals of the summarized hours `cover` holds."""
     where, args = cover.hours_where()
     states = ", ".join(f"sum(state_{state.value})" for state in ENDED_STATES)
@@ -198,7 +199,7 @@ def summary_totals(store: Store, cover: summarized.Coverage) -> RunTotals:
     counts = {name: ", ".join(f"sum({column})" for column in histogram_columns(name))
               for name in HISTOGRAMS}
     totals = RunTotals()
-    for row in store.conn.execute(
+    for row in store.read(
         f"SELECT workflow, mode, off_peak, {states}, {sums}, {counts['duration']},"
         f" {counts['wait']}, total(worker_s), total(wait_s) FROM run_summaries WHERE {where}"
         " GROUP BY workflow, mode, off_peak", args,
@@ -226,14 +227,15 @@ def _add_summary_row(totals: RunTotals, row: list[Any]) -> None:
                 Histogram(bounds, cumulative[:-1], cumulative[-1], total))
 
 
-def _index_totals(store: Store, below: int | None) -> RunTotals:
+def _index_totals(store: ReportStore, below: int | None) -> RunTotals:
     ids = "" if below is None else f" AND id < {int(below)}"
     totals = RunTotals(durations=histograms(store, "duration_s", "runs_durations",
                                             DURATION_BUCKETS, ids),
                        waits=histograms(store, "queue_wait_s", "runs_waits", WAIT_BUCKETS, ids))
     _add_settled_sums(totals, store, ids)
-    for workflow, mode, state, count in store.conn.execute(
-        "SELECT workflow, mode, state, count(*) FROM runs INDEXED BY runs_ended_unsettled"
+    for workflow, mode, state, count in store.read(
+        "SELECT workflow, mode, state, count(*) FROM runs"
+        f" {store.dialect.indexed_by('runs_ended_unsettled')}"
         f" WHERE duration_s IS NULL AND finished_at IS NOT NULL{ids}"
         " GROUP BY workflow, mode, state",
     ):
@@ -241,14 +243,14 @@ def _index_totals(store: Store, below: int | None) -> RunTotals:
     return totals
 
 
-def _add_settled_sums(totals: RunTotals, store: Store, ids: str) -> None:
+def _add_settled_sums(totals: RunTotals, store: ReportStore, ids: str) -> None:
     """Runs that ended with a duration, by state, and what `report costs` sums of them: one
     pass over the index that holds both, in its order (workflow, mode, tariff)."""
     states = ", ".join(f"count(CASE WHEN state = '{state.value}' THEN 1 END)"
                        for state in ENDED_STATES)
-    for row in store.conn.execute(
+    for row in store.read(
         f"SELECT workflow, mode, off_peak, {states}, {sums_sql()}"
-        " FROM runs INDEXED BY runs_costs_workflow"
+        f" FROM runs {store.dialect.indexed_by('runs_costs_workflow')}"
         f" WHERE duration_s IS NOT NULL{ids} GROUP BY workflow, mode, off_peak",
     ):
         workflow, mode, off_peak = row[0], row[1], row[2]
@@ -260,11 +262,12 @@ def _add_settled_sums(totals: RunTotals, store: Store, ids: str) -> None:
     _add_charge_sums(totals, store, ids)
 
 
-def _add_charge_sums(totals: RunTotals, store: Store, ids: str) -> None:
+def _add_charge_sums(totals: RunTotals, store: ReportStore, ids: str) -> None:
     """What runs were charged under a tariff or carbon forecast, as `report costs` adds it."""
-    for row in store.conn.execute(
-        f"SELECT mode, off_peak, {sums_sql(CHARGE_SUMS)} FROM runs INDEXED BY runs_charges"
-        f" WHERE {CHARGED_SQL}{ids} GROUP BY mode, off_peak",
+    for row in store.read(
+        f"SELECT mode, off_peak, {sums_sql(CHARGE_SUMS)} FROM runs"
+        f" {store.dialect.indexed_by('runs_charges')} WHERE {CHARGED_SQL}{ids}"
+        " GROUP BY mode, off_peak",
     ):
         sums = totals.usage.setdefault((row["mode"], row["off_peak"]),
                                        dict.fromkeys(ALL_FIELDS, 0))
@@ -277,19 +280,20 @@ def _count(totals: RunTotals, key: tuple[str, str, str], count: int) -> None:
         totals.runs[key] = totals.runs.get(key, 0) + count
 
 
-def histograms(store: Store, column: str, index: str, bounds: tuple[float, ...],
+def histograms(store: ReportStore, column: str, index: str, bounds: tuple[float, ...],
                ids: str = "") -> dict[str, Histogram]:
     """Per mode, the histogram of a column of the runs that occupied a worker: each bucket
     counted over its own range of the index, which steps the entries without evaluating a
     comparison per bucket for each (about three times quicker)."""
     edges = [-math.inf, *bounds, math.inf]
-    sql = (f"SELECT count(*), total({column}) FROM runs INDEXED BY {index} WHERE mode = ?"
+    sql = (f"SELECT count(*), total({column}) FROM runs {store.dialect.indexed_by(index)}"
+           " WHERE mode = ?"
            f" AND duration_s IS NOT NULL AND {column} > ? AND {column} <= ?{ids}")
     found = {}
     for mode in Mode:
         counts, total = [], 0.0
         for low, high in itertools.pairwise(edges):
-            count, part = store.conn.execute(sql, (mode.value, low, high)).fetchone()
+            count, part = store.read(sql, (mode.value, low, high)).fetchone()
             counts.append(count)
             total += part
         if sum(counts):
@@ -344,21 +348,21 @@ def _add_charges(sums: dict[str, float], row: Any, cpu: float | None) -> None:
         sums["baseline_carbon_g"] += row["baseline_carbon_g"] or 0.0
 
 
-def totals_from(store: Store, first_id: int) -> RunTotals:
+def totals_from(store: ReportStore, first_id: int) -> RunTotals:
     """The totals of the runs from `first_id` on, read row by row (a range of the table)."""
-    return totals_of(store.conn.execute(
+    return totals_of(store.read(
         f"SELECT {', '.join(RUN_COLUMNS)} FROM runs WHERE id >= ?", (first_id,)))
 
 
-def settled_mark(store: Store) -> int:
+def settled_mark(store: ReportStore) -> int:
     """The id below which every run has ended: the oldest queued or running run's, else the
     next id. Ids only grow, so no run below it can appear or change, but by pruning."""
     # Through the partial indexes of queued and running runs: left to itself, SQLite walks the
     # table in id order looking for the first, which reads every run when there is none.
     parts = (*QUEUE_PARTS, ("runs_running", "state = 'running'"))
-    marks = [store.conn.execute(f"SELECT min(id) FROM runs INDEXED BY {index}"
-                                f" WHERE {part}").fetchone()[0] for index, part in parts]
-    last = store.conn.execute("SELECT max(id) FROM runs").fetchone()[0]
+    marks = [store.read(f"SELECT min(id) FROM runs {store.dialect.indexed_by(index)}"
+                        f" WHERE {part}").fetchone()[0] for index, part in parts]
+    last = store.read("SELECT max(id) FROM runs").fetchone()[0]
     return min([mark for mark in marks if mark is not None] + [(last or 0) + 1])
 
 
@@ -372,14 +376,14 @@ class SettledTotals:
         self.mark = 1  # the kept totals are those of the runs below it
         self.pruned = -1  # `pruned_count` when they were read; -1: not read yet
 
-    def read(self, store: Store) -> RunTotals:
+    def read(self, store: ReportStore) -> RunTotals:
         with read_snapshot(store):
             mark, pruned = settled_mark(store), pruned_count(store)
             if pruned != self.pruned:
                 self.kept = table_totals(store, mark).add(pruned_totals(store))
                 self.mark, self.pruned = mark, pruned
             elif mark > self.mark:
-                self.kept.add(totals_of(store.conn.execute(
+                self.kept.add(totals_of(store.read(
                     f"SELECT {', '.join(RUN_COLUMNS)} FROM runs WHERE id >= ? AND id < ?",
                     (self.mark, mark))))
                 self.mark = mark

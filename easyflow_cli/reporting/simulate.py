@@ -32,7 +32,7 @@ from easyflow_cli.core.stats import median, percentile
 from easyflow_cli.core.timeutil import to_iso
 from easyflow_cli.reporting.optimum import best_starts
 from easyflow_cli.reporting.replay import Placement, ReplayRun, replayed_runs
-from easyflow_cli.storage.backend import Backend
+from easyflow_cli.storage.dialect import ReportStore
 
 HISTORY_RUNS = 50  # as many as the planner reads (RunQueue.recent_successes)
 
@@ -254,7 +254,7 @@ def _source(forecast: Forecast | None) -> str | None:
     return None if forecast is None else forecast.source
 
 
-def simulate_period(store: Backend, config: Config, policy: Policy,
+def simulate_period(store: ReportStore, config: Config, policy: Policy,
                     period: tuple[datetime, datetime], *, tariff: Path | None = None,
                     carbon: Path | None = None) -> dict[str, Any]:
     """`easyflow simulate`: the period's runs replayed under `policy`, priced by the tariff and

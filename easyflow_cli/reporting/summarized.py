@@ -19,7 +19,7 @@ from typing import Any
 from easyflow_cli.core.timeutil import to_iso
 from easyflow_cli.reporting.timeline import Timeline
 from easyflow_cli.storage import summaries
-from easyflow_cli.storage.backend import Backend
+from easyflow_cli.storage.dialect import ReportStore
 from easyflow_cli.storage.store import Store
 from easyflow_cli.storage.summaries import CHARGE_SUMS, COST_SUMS, hour_of, hour_start, next_hour
 
@@ -45,7 +45,7 @@ class Coverage:
         return f"({clauses})", [bound for pair in self.hours for bound in pair]
 
 
-def coverage(store: Backend, since: datetime | None, until: datetime | None,
+def coverage(store: ReportStore, since: datetime | None, until: datetime | None,
              detail_hour: Callable[[str], bool] = lambda hour: False) -> Coverage:
     """What summaries cover of [since, until): whole hours before the mark, not dirty, and not
     among those `detail_hour` wants read in detail."""
@@ -131,7 +131,7 @@ def local_day_straddled(zone: tzinfo) -> Callable[[str], bool]:
     return straddled
 
 
-def cost_sums(store: Backend, cover: Coverage, by: str, workflow: str | None,
+def cost_sums(store: ReportStore, cover: Coverage, by: str, workflow: str | None,
               zone: tzinfo) -> list[dict[str, Any]]:
     """Per (group, mode, tariff) the sums `accounting.cost_sums` gives, off the summaries of
     the covered hours; by day, each hour goes to the local day it lies in."""
@@ -143,7 +143,7 @@ def cost_sums(store: Backend, cover: Coverage, by: str, workflow: str | None,
     group = {"mode": "mode", "workflow": "workflow", "day": "hour"}[by]
     sums = ", ".join(f"{'sum' if aggregate == 'count' else 'total'}({field}) AS {field}"
                      for field, (aggregate, _, _) in {**COST_SUMS, **CHARGE_SUMS}.items())
-    rows = [dict(row) for row in store.conn.execute(
+    rows = [dict(row) for row in store.read(
         f"SELECT {group} AS grp, mode, off_peak, {sums} FROM run_summaries"
         f" WHERE {where} GROUP BY {group}, mode, off_peak HAVING sum(runs) > 0", args)]
     if by == "day":
@@ -155,7 +155,7 @@ def cost_sums(store: Backend, cover: Coverage, by: str, workflow: str | None,
 # ------------------------------------------------------------------ latency
 
 
-def run_counts(store: Backend, cover: Coverage, workflow: str | None
+def run_counts(store: ReportStore, cover: Coverage, workflow: str | None
                ) -> Counter[tuple[str, str]]:
     """Settled runs per (workflow, mode) over the covered hours."""
     if whole(cover):
@@ -163,25 +163,25 @@ def run_counts(store: Backend, cover: Coverage, workflow: str | None
     where, args = cover.hours_where()
     if workflow:
         where, args = f"{where} AND workflow = ?", [*args, workflow]
-    return Counter({(name, mode): int(runs) for name, mode, runs in store.conn.execute(
+    return Counter({(name, mode): int(runs) for name, mode, runs in store.read(
         f"SELECT workflow, mode, sum(runs) FROM run_summaries WHERE {where}"
         " GROUP BY workflow, mode HAVING sum(runs) > 0", args)})
 
 
-def latency_counts(store: Backend, cover: Coverage) -> dict[str, tuple[int, int, int, int]]:
+def latency_counts(store: ReportStore, cover: Coverage) -> dict[str, tuple[int, int, int, int]]:
     """Per mode, over the covered hours: settled runs, runs with a queue wait, deadlines met
     and missed."""
     where, args = cover.hours_where()
     return {mode: (int(runs), int(waited), int(met), int(missed))
-            for mode, runs, waited, met, missed in store.conn.execute(
+            for mode, runs, waited, met, missed in store.read(
                 "SELECT mode, sum(runs), sum(waited), sum(deadlines_met),"
                 f" sum(deadlines_missed) FROM run_summaries WHERE {where} GROUP BY mode", args)}
 
 
-def value_buckets(store: Backend, cover: Coverage, mode: str, column: str) -> dict[int, int]:
+def value_buckets(store: ReportStore, cover: Coverage, mode: str, column: str) -> dict[int, int]:
     """Sketch bucket → runs, of a mode's queue waits or durations over the covered hours."""
     where, args = cover.hours_where()
-    return dict(store.conn.execute(
+    return dict(store.read(
         "SELECT bucket, sum(count) FROM run_summary_values"
         f" WHERE mode = ? AND value = ? AND {where} GROUP BY bucket",
         [mode, column, *args]).fetchall())
@@ -202,7 +202,7 @@ FROM run_summaries WHERE {where} GROUP BY workflow, mode, off_peak HAVING sum(ru
 """
 
 
-def evidence_rows(store: Backend, cover: Coverage, workflow: str | None
+def evidence_rows(store: ReportStore, cover: Coverage, workflow: str | None
                   ) -> list[dict[str, Any]]:
     """Per (workflow, mode, tariff), what `report advise` weighs of the covered hours' runs,
     but their misses."""
@@ -211,20 +211,20 @@ def evidence_rows(store: Backend, cover: Coverage, workflow: str | None
     where, args = cover.hours_where()
     if workflow:
         where, args = f"{where} AND workflow = ?", [*args, workflow]
-    return [dict(row) for row in store.conn.execute(EVIDENCE_SQL.format(where=where), args)]
+    return [dict(row) for row in store.read(EVIDENCE_SQL.format(where=where), args)]
 
 
 # ------------------------------------------------------------------ pools
 
 
-def first_start(store: Backend, cover: Coverage, workflow: str | None) -> float | None:
+def first_start(store: ReportStore, cover: Coverage, workflow: str | None) -> float | None:
     """The earliest start (epoch seconds) of the settled runs of the covered hours."""
     if whole(cover):
         return None
     where, args = cover.hours_where()
     if workflow:
         where, args = f"{where} AND workflow = ?", [*args, workflow]
-    return store.conn.execute(f"SELECT min(first_settled_began) FROM run_summaries"
+    return store.read(f"SELECT min(first_settled_began) FROM run_summaries"
                               f" WHERE {where}", args).fetchone()[0]
 
 
@@ -242,7 +242,7 @@ class PoolSeries:
 Edges = list[Range]  # each slice's finish times, as `report pools` picks its runs
 
 
-def add_pool_use(store: Backend, cover: Coverage, workflow: str | None, timeline: Timeline,
+def add_pool_use(store: ReportStore, cover: Coverage, workflow: str | None, timeline: Timeline,
                  edges: Edges, into: PoolSeries) -> list[tuple[int, str | None, str | None]]:
     """Add the covered hours whose runs were busy and queued inside one slice, each to its
     slice, as the detail would add them run by run; returns what is left to the detail: for
@@ -266,12 +266,13 @@ def add_pool_use(store: Backend, cover: Coverage, workflow: str | None, timeline
             for low, high in _complement(_merged(used[index]), begin, end)]
 
 
-def _pool_hours(store: Backend, cover: Coverage, workflow: str | None) -> dict[str, list[tuple]]:
+def _pool_hours(store: ReportStore, cover: Coverage, workflow: str | None
+                ) -> dict[str, list[tuple]]:
     where, args = cover.hours_where()
     if workflow:
         where, args = f"{where} AND workflow = ?", [*args, workflow]
     hours: dict[str, list[tuple]] = {}
-    for hour, *row in store.conn.execute(
+    for hour, *row in store.read(
         "SELECT hour, mode, foreground, sum(busy_runs), total(busy_s), total(queued_s),"
         " min(first_began), max(last_ended), min(first_queued), max(last_left)"
         f" FROM run_summaries WHERE {where} GROUP BY hour, mode, foreground", args,

@@ -9,17 +9,18 @@ A handful of indexed reads, whatever the history's size.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from easyflow_cli.core.config import Config
-from easyflow_cli.core.costs import Prices, exact, run_cost
+from easyflow_cli.core.costs import cost_at, exact
 from easyflow_cli.core.errors import NotFound
-from easyflow_cli.core.forecast import Forecast, stretch_cost
+from easyflow_cli.core.forecast import Forecast
 from easyflow_cli.core.learned import LearnedDurations, learn
 from easyflow_cli.core.model import Mode, ModeReason, Run, RunState
 from easyflow_cli.core.timeutil import to_iso
-from easyflow_cli.storage.backend import Backend
+from easyflow_cli.reporting.hosts import run_host
+from easyflow_cli.storage.dialect import ReportStore
 
 # What each recorded mode reason means, in the words `why` uses.
 BECAUSE = {
@@ -33,7 +34,7 @@ BECAUSE = {
 }
 
 
-def explain_run(store: Backend, config: Config, run_id: int, now: datetime,
+def explain_run(store: ReportStore, config: Config, run_id: int, now: datetime,
                 tariff: Forecast | None = None) -> dict[str, Any]:
     """Everything `why` says about the run (NotFound for an unknown run); its window priced
     by `tariff` where one is loaded and covers it."""
@@ -46,7 +47,8 @@ def explain_run(store: Backend, config: Config, run_id: int, now: datetime,
         "because": BECAUSE[run.mode_reason], "trigger": run.trigger.value,
         "followed": run.followed, "deadline": to_iso(run.deadline),
         "enqueued_at": to_iso(run.enqueued_at), "started_at": to_iso(run.started_at),
-        "finished_at": to_iso(run.finished_at), "queue_wait_s": run.queue_wait_s,
+        "finished_at": to_iso(run.finished_at), "host": run_host(store, run),
+        "queue_wait_s": run.queue_wait_s,
         "off_peak": run.off_peak, "deadline_met": run.deadline_met,
         "window": _window(run, config, learned, now, tariff),
         "planned": run.not_before_reason,
@@ -58,7 +60,7 @@ def explain_run(store: Backend, config: Config, run_id: int, now: datetime,
     }
 
 
-def learned_for(store: Backend, run: Run) -> tuple[LearnedDurations, str | None]:
+def learned_for(store: ReportStore, run: Run) -> tuple[LearnedDurations, str | None]:
     """The durations of its mode's recent successes, else of all its workflow's (and which:
     the mode, or None for all)."""
     own = learn(store.queue.recent_successes(run.workflow, run.mode))
@@ -74,8 +76,10 @@ def _window(run: Run, config: Config, learned: LearnedDurations, now: datetime,
     if run.not_before is None:
         return None
     like = _Like.of(learned, config)
-    then, priced_by = _cost_at(config, run.mode, run.not_before, like, tariff)
-    at_once, _ = _cost_at(config, Mode.REAL_TIME, now, like, tariff)
+    then, priced_by = cost_at(config, run.mode, run.not_before, like.duration_s, like.cpu_s,
+                              like.energy_kwh, tariff)
+    at_once, _ = cost_at(config, Mode.REAL_TIME, now, like.duration_s, like.cpu_s,
+                         like.energy_kwh, tariff)
     window = config.tariff_window
     return {
         "not_before": to_iso(run.not_before), "waiting": run.not_before > now,
@@ -101,24 +105,6 @@ class _Like:
         return cls(duration, cpu, joules / 3.6e6)
 
 
-def _cost_at(config: Config, mode: Mode, start: datetime, like: _Like,
-             tariff: Forecast | None) -> tuple[float, str]:
-    """What it costs started at `start` in `mode`, and by what: the tariff where it covers
-    the run, else the pools' prices (off-peak in the tariff hours)."""
-    prices = Prices.from_config(config)
-    cpu_cost = like.cpu_s / 3600 * prices.cpu_hour_price
-    if tariff is not None:
-        charged = stretch_cost(tariff, start, start + timedelta(seconds=like.duration_s),
-                               energy_kwh=like.energy_kwh,
-                               worker_hour_price=prices.worker_hour_price(mode, False))
-        if charged is not None:
-            return charged + cpu_cost, tariff.source
-    window = config.tariff_window
-    off_peak = window.contains(start) if window else False
-    basis = "off-peak pool prices" if off_peak else "pool prices"
-    return run_cost(prices, mode, off_peak, like.duration_s, like.cpu_s), basis
-
-
 def _learned(learned: LearnedDurations) -> dict[str, Any]:
     return {
         "runs": learned.runs, "enough": learned.enough,
@@ -128,7 +114,7 @@ def _learned(learned: LearnedDurations) -> dict[str, Any]:
     }
 
 
-def _queue(store: Backend, run: Run, now: datetime) -> dict[str, Any] | None:
+def _queue(store: ReportStore, run: Run, now: datetime) -> dict[str, Any] | None:
     if run.state is not RunState.QUEUED:
         return None
     ready = run.not_before is None or run.not_before <= now
@@ -146,7 +132,7 @@ def _pools(config: Config, running: list[Run]) -> dict[str, dict[str, int]]:
             for mode in Mode}
 
 
-def _limit(store: Backend, run: Run, running: list[Run]) -> dict[str, int] | None:
+def _limit(store: ReportStore, run: Run, running: list[Run]) -> dict[str, int] | None:
     """Its workflow's max_concurrent, and how many of its runs run now."""
     try:
         limit = store.get_workflow(run.workflow).max_concurrent

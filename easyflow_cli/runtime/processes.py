@@ -116,7 +116,8 @@ def _spawn_on_path(argv: list[str], env: dict[str, str], actions: list) -> int:
     last_failure: OSError = FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), name)
     for path in candidates:
         try:
-            os.stat(path)
+            if len(candidates) > 1:  # a spawn that fails costs more than a stat
+                os.stat(path)
             return os.posix_spawn(path, argv, env, file_actions=actions, setpgroup=0,
                                   setsigdef=RESET_SIGNALS)
         except (FileNotFoundError, NotADirectoryError) as exc:

@@ -3,8 +3,9 @@ transaction.
 
 A worker reports each run's start and end; at hundreds of runs a second, one transaction (and
 one statement) per report was most of the daemon's work. Starts and plain ends are gathered and
-written with one statement each; anything else is a change function applied after them, in the
-order it was recorded. What must wait for the commit (letting a parked step run) waits.
+written with one statement each (a run whose start and end came in the same wake-up, as short
+runs' do, with one write of its row); anything else is a change function applied after them,
+in the order it was recorded. What must wait for the commit (letting a parked step run) waits.
 
 When the database cannot be written (read-only, disk full...), the `Recorder` keeps each
 wake-up's batch, in order, and replays them once it can be written again; meanwhile the daemon
@@ -17,6 +18,7 @@ import logging
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from easyflow_cli.core.errors import DamagedRow
 from easyflow_cli.core.model import Mode, RunState
@@ -25,6 +27,7 @@ from easyflow_cli.storage.run_queue import RunEnd, RunStart
 from easyflow_cli.storage.store import Store
 
 log = logging.getLogger("easyflow.daemon")
+T = TypeVar("T")
 
 # While the database cannot be written: first retry after this, doubling up to the maximum.
 DB_RETRY_FIRST = 0.5
@@ -53,17 +56,36 @@ class Batch:
     def __bool__(self) -> bool:
         return bool(self.starts or self.ends or self.changes or self.after_commit)
 
-    def apply(self, store: Store) -> None:
-        """Write it all in one transaction; then run what waited for the commit."""
+    def apply(self, store: Store, also: Callable[[], list[T]] = list) -> list[T]:
+        """Write it all in one transaction, with what `also` writes (its result returned);
+        then run what waited for the commit."""
+        ends = [e.end for e in self.ends]
         with store.write():
-            if self.starts:
-                store.queue.start(self.starts)
-            already_ended = store.queue.finish([e.end for e in self.ends])
+            store.queue.start(_with_ends(self.starts, ends))
+            already_ended = store.queue.finish(ends)
             for change in self.changes:
                 _apply(change)
+            result = also()
         for then in self.after_commit:
             then()
         log_ends(self.ends, set(already_ended))
+        return result
+
+
+def _with_ends(starts: list[RunStart], ends: list[RunEnd]) -> list[RunStart]:
+    """The starts of runs that end in the same batch go with their ends (one write per run);
+    the others, returned, are written alone."""
+    if not ends:
+        return starts
+    ending = {end.run_id: end for end in ends}
+    alone = []
+    for start in starts:
+        end = ending.get(start.run_id)
+        if end is None:
+            alone.append(start)
+        else:
+            end.start = start
+    return alone
 
 
 def _apply(change: Callable[[], object]) -> None:
@@ -102,17 +124,24 @@ class Recorder:
 
     def write(self) -> None:
         """This wake-up's changes in one transaction, or kept, in order, until they can be."""
+        self.write_with(list)
+
+    def write_with(self, claims: Callable[[], list[T]]) -> list[T]:
+        """This wake-up's changes and what `claims` writes (the runs it claims, returned) in
+        one transaction: one commit per wake-up, not one for the reports and one for the
+        claims. Nothing is claimed while changes wait for the database."""
         if not self.batch:
-            return
+            return [] if self.backlog else claims()
         batch, self.batch = self.batch, Batch()
         if self.backlog:
             self.backlog.append(batch)
-            return
+            return []
         try:
-            batch.apply(self.store)
+            return batch.apply(self.store, claims)
         except sqlite3.OperationalError as exc:
             self.backlog.append(batch)
             self.failed(exc)
+            return []
 
     def failed(self, exc: sqlite3.OperationalError) -> None:
         """A write failed: complain (now and then), and try again after a growing delay."""

@@ -10,14 +10,18 @@ in its environment.
 
 A command step is spawned at once, with no round trip to the daemon: the run is noted in the
 start slot first (so a crash counts it as started and never runs it again), and its process
-group goes with the next reports. What a crash leaves is found without them: by the run's mark,
-its cgroup, and this worker's session, which the daemon started it in and which everything it
-spawns stays in until it leaves by `setsid` (pools.py).
+group goes with the next reports if it still runs when they leave: a step that ended before
+has left nothing to find, and is not reported at all (nor its leader's start time read), which
+spares the daemon a write for each short step. What a crash leaves is found without these
+reports: by the run's mark, its cgroup, and this worker's session, which the daemon started it
+in and which everything it spawns stays in until it leaves by `setsid` (pools.py).
 
 "started" and "finished" reports of short runs are sent together, a few at a time: each write
 wakes the daemon, which costs more than a no-op run itself. They leave at the latest when the
-worker has nothing more to run, when its oldest unsent report is FLUSH_AFTER_S old, or when a
-running call is first checked for cancellation (early, see calls.py).
+worker has nothing more to run, when its oldest unsent report is FLUSH_AFTER_S old (checked
+between runs), or when a running step is first checked for cancellation (early, see calls.py
+and executor.py). A step that has ended sends nothing: its run's end is next, and goes with its
+start in one "ran" report.
 """
 
 from __future__ import annotations
@@ -99,6 +103,8 @@ class Worker:
         self.specs: dict[tuple[str | None, str], WorkflowSpec] = {}
         self.unsent: list[Report] = []
         self.unsent_since = 0.0  # monotonic time of the oldest unsent report
+        self.unsent_step: Step | None = None  # the running step's report, while unsent
+        self.after_command = False  # a command step ended, and no step has begun since
 
     def report(self, event: Report) -> None:
         """Send this report, and any held back before it, now."""
@@ -130,6 +136,9 @@ class Worker:
         # running call for cancellation (see calls.py), never while the main code flushes.
         if not self.unsent:
             return
+        if self.unsent_step is not None:  # it runs (not reaped): its leader is who it was
+            self.unsent_step.leader_start = start_ticks(self.unsent_step.pgid)
+            self.unsent_step = None
         data = encode_all(self.unsent)
         self.unsent.clear()
         try:
@@ -180,13 +189,24 @@ class Worker:
         self.report(Released(released))
 
     def is_cancelled(self, run_id: int) -> bool:
-        self.flush_if_stale()  # also asked after every step: not a reason to send at once
+        # Asked after every step too: then the run's end comes next, and goes with its start.
+        if not self.after_command:
+            self.flush_if_stale()
         self.read_orders(0)
         return run_id in self.cancelled
 
     def step_spawned(self, run_id: int, pgid: int) -> None:
-        """A step's process group, reported with the next reports (it is not waited for)."""
-        self.report_soon(Step(run_id, pgid, start_ticks(pgid)))
+        """A step's process group, reported with the next reports (it is not waited for), its
+        leader's start time read as they leave."""
+        self.unsent_step = Step(run_id, pgid)
+        self.report_soon(self.unsent_step)
+
+    def step_ended(self) -> None:
+        """Nothing of the step's group is left: its report, if still unsent, has nothing to say."""
+        self.after_command = True
+        if self.unsent_step is not None:
+            self.unsent.remove(self.unsent_step)
+            self.unsent_step = None
 
     def serve(self) -> None:
         self.report(Ready(os.getpid()))
@@ -216,12 +236,14 @@ class Worker:
                 meter=self.meter, run_id=run_id, token=self.token, cgroup=cgroup,
                 on_step_begin=lambda: self.note_step_begin(run_id),
                 on_step_spawned=lambda pgid: self.step_spawned(run_id, pgid),
+                on_step_ended=self.step_ended,
             )
         if cgroup is not None:
             run_cgroup.remove(cgroup)
         self.report_end(start, time.time(), outcome)
 
     def note_step_begin(self, run_id: int) -> None:
+        self.after_command = False
         if self.slot is not None:
             self.slot.begin(run_id)
 

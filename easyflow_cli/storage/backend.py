@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from easyflow_cli.core.config import Config
     from easyflow_cli.core.planning import QueuePolicy
     from easyflow_cli.core.spec import ScheduleSpec, WorkflowSpec
+    from easyflow_cli.storage.dialect import Args, Dialect
     from easyflow_cli.storage.outbox import Outbox
     from easyflow_cli.storage.run_queue import RunQueue
 
@@ -77,8 +78,12 @@ class Backend(Protocol):
 
     queue: RunQueue
     outbox: Outbox
-    # The reports' own SQL runs on it (sqlite3 or psycopg).
     conn: Any
+    # The reports' SQL: what it spells differently on this database, and how it is read
+    # (`dialect.ReportStore`).
+    dialect: Dialect
+
+    def read(self, sql: str, args: Args = ()) -> Any: ...
 
     @property
     def cluster(self) -> Cluster | None:

@@ -118,11 +118,20 @@ class WorkerQueue(Protocol):
         ...
 
     def accept(self, dispatch_token: str, run_ids: Sequence[int], *, worker: str, host: str,
-               now: datetime) -> list[Run]:
+               pid: int, now: datetime) -> list[Run]:
         """Take the dispatched runs still carrying `dispatch_token` and not yet accepted; those
         taken (none when the message came twice or too late).
 
-        running, worker unset → running; sets `worker`, `host`."""
+        running, worker unset → running; sets `worker`, `host`, and `pid` (the process that
+        runs them: the worker settles a run whose process died, see `holders`)."""
+        ...
+
+    def holders(self, name: str) -> dict[int, int | None]:
+        """The worker's running runs, each with the pid of the process that accepted it."""
+        ...
+
+    def cancel_asked(self, run_id: int) -> bool:
+        """Was the run's cancel asked (`request_cancel`)?"""
         ...
 
     def request_cancel(self, run_ids: Sequence[int], *, now: datetime) -> list[int]:

@@ -8,14 +8,16 @@ look for a run only when a group's mode is unknown (`check_modes`).
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable, Mapping
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from easyflow_cli.core.errors import DamagedRow
 from easyflow_cli.core.model import CostPriority, Mode, ModeReason, PoolName, RunState, Trigger
 from easyflow_cli.core.timeutil import from_iso
+
+if TYPE_CHECKING:
+    from easyflow_cli.storage.dialect import ReportStore
 
 ENUM_COLUMNS: dict[str, type[Enum]] = {
     "trigger": Trigger, "mode": Mode, "mode_reason": ModeReason,
@@ -45,9 +47,9 @@ def _is_time(value: Any) -> bool:
     return True
 
 
-def check_modes(conn: sqlite3.Connection, modes: Iterable[str]) -> None:
+def check_modes(store: ReportStore, modes: Iterable[str]) -> None:
     """Refuse, naming a run that has it, a mode found by a report that no run should have."""
     for mode in modes:
         if mode not in MODES:
-            row = conn.execute("SELECT id FROM runs WHERE mode IS ? LIMIT 1", (mode,)).fetchone()
+            row = store.read("SELECT id FROM runs WHERE mode = ? LIMIT 1", (mode,)).fetchone()
             raise DamagedRow(row[0] if row else None, "mode", mode)

@@ -8,9 +8,9 @@ writer at a time, PostgreSQL has many, so:
 - a claim that must respect a `max_concurrent` first locks the limited workflows' rows, so
   two claimers never count the same free room;
 - `enqueue` holds a lock while it takes ids, so each batch's ids are consecutive;
-- a run that may have become ready (enqueued, put back, promoted) is announced on the
-  `easyflow_runs` channel (`NOTIFY`, sent at commit, its payload the mode): `pg_wakeups.py`
-  listens.
+- a run that may have become ready (enqueued, put back, promoted), or a pool's slot that
+  became free (a run finished), is announced on the `easyflow_runs` channel (`NOTIFY`, sent
+  at commit, its payload the mode): `pg_wakeups.py` listens.
 """
 
 from __future__ import annotations
@@ -171,15 +171,18 @@ class PgRunQueue:
             return []
         pricing = self.pricing.current() if self.pricing is not None else None
         with self.store.write() as conn:
-            running: dict[int, str] = dict(conn.execute(
-                "SELECT id, workflow FROM runs WHERE state = 'running' AND id = ANY(%s)"
-                " FOR UPDATE", (ids,)).fetchall())
+            self.start([end.start for end in ends if end.start is not None])
+            rows = conn.execute(
+                "SELECT id, workflow, pool FROM runs WHERE state = 'running' AND id = ANY(%s)"
+                " FOR UPDATE", (ids,)).fetchall()
+            running: dict[int, str] = {run_id: workflow for run_id, workflow, _ in rows}
             with conn.cursor() as cursor:
                 cursor.executemany(
                     "UPDATE runs SET state = %s, finished_at = %s, exit_code = %s, error = %s,"
                     " cpu_user_s = %s, cpu_system_s = %s, peak_rss_kb = %s, duration_s = %s,"
                     " deadline_met = %s, energy_j = %s WHERE id = %s",
                     [_end_values(end) for end in ends if end.run_id in running])
+            _announce(conn, {pool for _, _, pool in rows if pool in MODES})  # a slot is free
             if pricing is not None and pricing.has_series:
                 _record_charges(conn, pricing, [end for end in ends if end.run_id in running])
             book = self.notices
@@ -197,6 +200,7 @@ class PgRunQueue:
                 "UPDATE runs SET state = 'queued', claimed_at = NULL, started_at = NULL,"
                 " pool = NULL, worker = NULL, batch_id = NULL, pid = NULL, pgid = NULL,"
                 " pgid_leader_start = NULL, pgid_boot_id = NULL, queue_wait_s = NULL,"
+                " dispatch_token = NULL, dispatched_at = NULL, host = NULL,"
                 " error = %s WHERE id = ANY(%s) AND state = 'running' RETURNING mode",
                 (note, list(run_ids))).fetchall()
             _announce(conn, {row[0] for row in modes})

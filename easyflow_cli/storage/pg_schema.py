@@ -4,8 +4,8 @@ and their own migrations.
 Times are `timestamptz`, flags `boolean`, ids `bigint` identities (never reused, as SQLite's
 AUTOINCREMENT). A workflow's spec and an event's payload stay JSON text: they are read back
 as the text that was written. The report indexes of SQLite's migrations 2, 3 and 7 are not
-here: they serve SQL that reads SQLite's time text, which the reports do not run on
-PostgreSQL yet.
+here: they serve SQL that reads SQLite's time text; migration 6 holds those the reports read
+on PostgreSQL.
 
 A migration is a list of statements; `easyflow_schema` holds how many have been applied, and
 they are applied under an advisory lock, so two processes starting at once migrate once.
@@ -114,5 +114,39 @@ MIGRATION_5 = [
     " at timestamptz NOT NULL, data bytea NOT NULL, PRIMARY KEY (run_id, seq))",
 ]
 
+# The reports (`reporting/`, whose queries are SQLite's, `storage/dialect.py` spelling what
+# differs): SQLite's `total()` (a float sum that is 0.0 over no rows, of numbers or of
+# conditions), and indexes for the ranges and orders they read. Partial on settled runs where
+# the reports only read those, so that queueing and claiming never touch them.
+MIGRATION_6 = [
+    "CREATE AGGREGATE total(double precision) (sfunc = float8pl, stype = double precision,"
+    " initcond = '0', combinefunc = float8pl, parallel = safe)",
+    "CREATE FUNCTION easyflow_add_flag(double precision, boolean) RETURNS double precision"
+    " LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS 'SELECT $1 + $2::integer'",
+    "CREATE AGGREGATE total(boolean) (sfunc = easyflow_add_flag, stype = double precision,"
+    " initcond = '0', combinefunc = float8pl, parallel = safe)",
+    # Sums over a period, of every run or of one workflow's; percentiles read at their rank.
+    "CREATE INDEX runs_settled ON runs (finished_at) WHERE duration_s IS NOT NULL",
+    "CREATE INDEX runs_costs_workflow ON runs (workflow, finished_at)"
+    " WHERE duration_s IS NOT NULL",
+    "CREATE INDEX runs_durations ON runs (mode, duration_s) WHERE duration_s IS NOT NULL",
+    "CREATE INDEX runs_waits ON runs (mode, queue_wait_s) WHERE duration_s IS NOT NULL",
+    "CREATE INDEX runs_charges ON runs (finished_at) WHERE duration_s IS NOT NULL"
+    " AND (tariff_cost IS NOT NULL OR carbon_g IS NOT NULL)",
+    "CREATE INDEX runs_deadline_missed ON runs (mode, workflow, finished_at)"
+    " WHERE deadline_met = false AND duration_s IS NOT NULL",
+    "CREATE INDEX runs_ended_unsettled ON runs (workflow, mode, state)"
+    " WHERE duration_s IS NULL AND finished_at IS NOT NULL",
+    # Pools: runs by the end of their busy or queued time, where the chart begins, and the
+    # runs not finished yet (few).
+    "CREATE INDEX runs_busy ON runs (mode, finished_at) WHERE finished_at IS NOT NULL",
+    "CREATE INDEX runs_queued_time ON runs (mode, coalesce(claimed_at, started_at, finished_at))"
+    " WHERE finished_at IS NOT NULL",
+    "CREATE INDEX runs_started ON runs (started_at) WHERE duration_s IS NOT NULL",
+    "CREATE INDEX runs_unfinished ON runs (mode) WHERE finished_at IS NULL",
+    # `simulate` replays a period's runs in arrival order.
+    "CREATE INDEX runs_arrived ON runs (enqueued_at, id) WHERE duration_s IS NOT NULL",
+]
+
 MIGRATIONS: list[list[str]] = [MIGRATION_1, MIGRATION_2, MIGRATION_3, MIGRATION_4,
-                               MIGRATION_5]
+                               MIGRATION_5, MIGRATION_6]

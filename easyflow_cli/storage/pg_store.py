@@ -26,9 +26,11 @@ from easyflow_cli.core.planning import QueuePolicy
 from easyflow_cli.core.spec import ScheduleSpec, WorkflowSpec, spec_from_dict, spec_to_dict
 from easyflow_cli.core.timeutil import to_iso
 from easyflow_cli.storage.daemon_policy import POLICY_COLUMNS, policy_of_row, policy_values
+from easyflow_cli.storage.dialect import POSTGRES, Args
 from easyflow_cli.storage.outbox import Outbox
 from easyflow_cli.storage.pg_outbox import PgOutbox
 from easyflow_cli.storage.pg_queue import PgRunQueue, fits_bigint
+from easyflow_cli.storage.pg_reads import pg_sql, sqlite_shaped
 from easyflow_cli.storage.pg_schema import MIGRATIONS
 from easyflow_cli.storage.run_queue import RunQueue
 from easyflow_cli.storage.store import file_schedule_changes, schedule_spec_of_row
@@ -46,6 +48,8 @@ CONNECT_TIMEOUT_S = 10
 
 class PgStore:
     """An open PostgreSQL database. Use as a context manager, or call `close()`."""
+
+    dialect = POSTGRES
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -93,6 +97,12 @@ class PgStore:
                 yield self.conn
             finally:
                 self.write_depth = 0
+
+    def read(self, sql: str, args: Args = ()) -> psycopg.Cursor[Any]:
+        """A cursor over the rows of a query written for SQLite (`dialect.ReportStore`), in
+        the shape sqlite3 gives them (`pg_reads.py`)."""
+        cursor = self.conn.cursor(row_factory=sqlite_shaped)
+        return cursor.execute(pg_sql(sql), args)
 
     def lock(self, name: str) -> None:
         """Hold a lock of this name (in this schema) until the transaction ends."""

@@ -1,7 +1,11 @@
-"""A worker's side of the cluster queue (`cluster_queue.WorkerQueue`) on PostgreSQL: what
-crosses machines for a run a worker executes, its log chunks and a cancel asked of it.
+"""A cluster worker's side of the queue in PostgreSQL (`cluster_queue.WorkerQueue`): its row in
+`workers`, the dispatched runs it accepts, the cancels asked of it, and its runs' logs.
 
-Imported only with a `[cluster]` database (psycopg is an optional extra).
+What each method changes is documented on `WorkerQueue`; here is only how. A dispatched run
+is accepted by one statement that matches its token and finds no worker on it yet: of two
+deliveries of one message, the second waits for the first's row lock, then finds the worker
+set and takes nothing. The accepting process's pid goes on the run (`pid`), so that the
+worker's main process can tell a run whose process died from one still running.
 """
 
 from __future__ import annotations
@@ -9,41 +13,88 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from easyflow_cli.storage.cluster_queue import CANCEL_CHANNEL
-from easyflow_cli.storage.pg_queue import Database, fits_bigint
+from easyflow_cli.core.model import Run
+from easyflow_cli.storage.cluster_queue import CANCEL_CHANNEL, WorkerInfo
+from easyflow_cli.storage.pg_queue import Database, PgRunQueue, fits_bigint
 
 
 class PgWorkers:
-    """The worker transitions of one PostgreSQL store."""
+    """`WorkerQueue` over a `PgStore`, sharing its connection and its transactions."""
 
     def __init__(self, store: Database) -> None:
         self.store = store
+        self.queue = PgRunQueue(store)
+
+    def register(self, worker: WorkerInfo) -> None:
+        with self.store.write() as conn:
+            conn.execute(
+                "INSERT INTO workers (name, host, pool, concurrency, pid, started_at,"
+                " heartbeat_at, stopped_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+                " ON CONFLICT (name) DO UPDATE SET host = excluded.host, pool = excluded.pool,"
+                " concurrency = excluded.concurrency, pid = excluded.pid,"
+                " started_at = excluded.started_at, heartbeat_at = excluded.heartbeat_at,"
+                " stopped_at = excluded.stopped_at",
+                (worker.name, worker.host, worker.pool.value, worker.concurrency, worker.pid,
+                 worker.started_at, worker.heartbeat_at, worker.stopped_at))
+
+    def heartbeat(self, name: str, *, now: datetime) -> list[int]:
+        rows = self.store.conn.execute(
+            "WITH beat AS (UPDATE workers SET heartbeat_at = %s WHERE name = %s)"
+            " SELECT id FROM runs WHERE state = 'running' AND worker = %s"
+            " AND cancel_requested_at IS NOT NULL ORDER BY id", (now, name, name)).fetchall()
+        return [row[0] for row in rows]
+
+    def stop(self, name: str, *, now: datetime) -> None:
+        self.store.conn.execute("UPDATE workers SET stopped_at = %s WHERE name = %s",
+                                (now, name))
+
+    def accept(self, dispatch_token: str, run_ids: Sequence[int], *, worker: str, host: str,
+               pid: int, now: datetime) -> list[Run]:
+        known = [run_id for run_id in run_ids if fits_bigint(run_id)]
+        if not known:
+            return []
+        rows = self.store.conn.execute(
+            "UPDATE runs SET worker = %s, host = %s, pid = %s WHERE id = ANY(%s)"
+            " AND state = 'running' AND worker IS NULL AND dispatch_token = %s RETURNING id",
+            (worker, host, pid, known, dispatch_token)).fetchall()
+        taken = {row[0] for row in rows}
+        return [self.queue.get(run_id) for run_id in known if run_id in taken]
+
+    def holders(self, name: str) -> dict[int, int | None]:
+        """The worker's running runs, each with the pid of the process that accepted it."""
+        return dict(self.store.conn.execute(
+            "SELECT id, pid FROM runs WHERE state = 'running' AND worker = %s", (name,)
+        ).fetchall())
+
+    def cancel_asked(self, run_id: int) -> bool:
+        """Was the run's cancel asked (`request_cancel`)?"""
+        row = self.store.conn.execute(
+            "SELECT cancel_requested_at IS NOT NULL FROM runs WHERE id = %s",
+            (run_id,)).fetchone()
+        return bool(row and row[0])
 
     def request_cancel(self, run_ids: Sequence[int], *, now: datetime) -> list[int]:
-        """Marks the running runs, then announces each on CANCEL_CHANNEL (sent at commit, so
-        the worker that hears it reads the mark); a run asked twice keeps its first time."""
         known = [run_id for run_id in run_ids if fits_bigint(run_id)]
         if not known:
             return []
         with self.store.write() as conn:
-            asked = [row[0] for row in conn.execute(
+            rows = conn.execute(
                 "UPDATE runs SET cancel_requested_at = coalesce(cancel_requested_at, %s)"
-                " WHERE id = ANY(%s) AND state = 'running' RETURNING id", (now, known))]
+                " WHERE id = ANY(%s) AND state = 'running' RETURNING id",
+                (now, known)).fetchall()
+            asked = sorted(row[0] for row in rows)
             for run_id in asked:
                 conn.execute("SELECT pg_notify(%s, %s)", (CANCEL_CHANNEL, str(run_id)))
-        return sorted(asked)
+        return asked
 
     def append_log(self, run_id: int, seq: int, data: bytes, *, now: datetime) -> None:
-        """A chunk written twice (a message delivered again) is kept once."""
-        with self.store.write() as conn:
-            conn.execute("INSERT INTO run_log_chunks (run_id, seq, at, data)"
-                         " VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
-                         (run_id, seq, now, data))
+        self.store.conn.execute(
+            "INSERT INTO run_log_chunks (run_id, seq, at, data) VALUES (%s, %s, %s, %s)",
+            (run_id, seq, now, data))
 
     def log_chunks(self, run_id: int, *, after: int = -1) -> list[tuple[int, bytes]]:
         if not fits_bigint(run_id):
             return []
-        rows = self.store.conn.execute(
+        return [(seq, bytes(data)) for seq, data in self.store.conn.execute(
             "SELECT seq, data FROM run_log_chunks WHERE run_id = %s AND seq > %s ORDER BY seq",
-            (run_id, after)).fetchall()
-        return [(seq, bytes(data)) for seq, data in rows]
+            (run_id, after))]

@@ -81,6 +81,8 @@ class RunEnd:
     at: datetime
     began_at: datetime | None  # started_at, else claimed_at: where its duration counts from
     deadline: datetime | None = None
+    # Its start, when that was reported with the end: recorded by the same write.
+    start: RunStart | None = None
 
     def duration_s(self) -> float | None:
         """As its executor measured it (monotonic time), else from the stamps: began → at."""
@@ -166,11 +168,12 @@ class RunQueue(Protocol):
 
         running → the outcome's state; sets `finished_at`, `exit_code`, `error`, `cpu_user_s`,
         `cpu_system_s`, `peak_rss_kb`, `energy_j`, `duration_s` (`RunEnd.duration_s`) and
-        `deadline_met` (unset without a deadline). For a workflow the `notices` book has a
-        rule for, in the same transaction: its incident, and the outbox rows of the
-        events the end makes (`notify_events.end_events`). Where `pricing` has a tariff or a
-        carbon forecast loaded, also the run's charges (`core.receipts.charges_of`), read
-        back by `charges`."""
+        `deadline_met` (unset without a deadline); an end that carries its `start` also sets
+        what `start` sets (a run that is no longer running gets its start alone). For a
+        workflow the `notices` book has a rule for, in the same transaction: its incident, and
+        the outbox rows of the events the end makes (`notify_events.end_events`). Where
+        `pricing` has a tariff or a carbon forecast loaded, also the run's charges
+        (`core.receipts.charges_of`), read back by `charges`."""
         ...
 
     def requeue(self, run_ids: Sequence[int], note: str | None = None) -> None:

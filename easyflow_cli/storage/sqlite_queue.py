@@ -6,6 +6,7 @@ each method changes is documented on `RunQueue`; here is only how.
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
@@ -160,11 +161,8 @@ class SqliteRunQueue:
         if not starts:
             return
         with self.store.write() as conn:
-            conn.executemany(
-                "UPDATE runs SET started_at = ?, pid = ?, log_path = ?, off_peak = ?,"
-                " queue_wait_s = ? WHERE id = ?",
-                [(to_iso(s.at), s.pid, s.log_path, s.off_peak, seconds_between(s.enqueued_at, s.at),
-                  s.run_id) for s in starts])
+            conn.executemany(f"UPDATE runs SET {START_SET_SQL} WHERE id = ?",
+                             [(*_start_values(s), s.run_id) for s in starts])
 
     def record_step(self, run_id: int, group: StepGroup) -> None:
         with self.store.write() as conn:
@@ -179,15 +177,15 @@ class SqliteRunQueue:
         # the lock (the daemon reads it in a thread).
         pricing = self.pricing.current() if self.pricing is not None else None
         with self.store.write() as conn:
+            # The ids as one JSON text: one statement, prepared once, however many runs end
+            # (a list of marks is a new statement, compiled, for every new count).
             running = dict(conn.execute(
                 "SELECT id, workflow FROM runs WHERE state = 'running'"
-                f" AND id IN ({_marks(ids)})", ids).fetchall())
-            conn.executemany(
-                "UPDATE runs SET state = ?, finished_at = ?, exit_code = ?, error = ?,"
-                " cpu_user_s = ?, cpu_system_s = ?, peak_rss_kb = ?, duration_s = ?,"
-                " deadline_met = ?, energy_j = ? WHERE id = ?",
-                [_end_values(end) for end in ends if end.run_id in running])
+                " AND id IN (SELECT value FROM json_each(?))", (json.dumps(ids),)).fetchall())
+            self._record_ends(conn, [end for end in ends if end.run_id in running])
             mark_late_finishes(conn, [end.at for end in ends if end.run_id in running])
+            self.start([end.start for end in ends
+                        if end.start is not None and end.run_id not in running])
             if pricing is not None and pricing.has_series:
                 record_charges(conn, pricing, [end for end in ends if end.run_id in running])
             book = self.notices
@@ -196,6 +194,19 @@ class SqliteRunQueue:
                     self, book, [run_id for run_id, workflow in running.items()
                                  if workflow in book.rules])
         return [run_id for run_id in ids if run_id not in running]
+
+    @staticmethod
+    def _record_ends(conn: sqlite3.Connection, ends: Sequence[RunEnd]) -> None:
+        """Each run's row written once: with its start, when that came with its end (each
+        write of a row costs as much again as the first)."""
+        alone = [_end_values(end) for end in ends if end.start is None]
+        if alone:
+            conn.executemany(f"UPDATE runs SET {END_SET_SQL} WHERE id = ?", alone)
+        started = [(*_start_values(end.start), *_end_values(end)) for end in ends
+                   if end.start is not None]
+        if started:
+            conn.executemany(f"UPDATE runs SET {START_SET_SQL}, {END_SET_SQL} WHERE id = ?",
+                             started)
 
     def requeue(self, run_ids: Sequence[int], note: str | None = None) -> None:
         if not run_ids:
@@ -634,7 +645,19 @@ def _marks(values: Sequence[Any]) -> str:
 
 
 
+START_SET_SQL = "started_at = ?, pid = ?, log_path = ?, off_peak = ?, queue_wait_s = ?"
+END_SET_SQL = ("state = ?, finished_at = ?, exit_code = ?, error = ?, cpu_user_s = ?,"
+               " cpu_system_s = ?, peak_rss_kb = ?, duration_s = ?, deadline_met = ?, energy_j = ?")
+
+
+def _start_values(start: RunStart) -> tuple:
+    """The values of START_SET_SQL."""
+    return (to_iso(start.at), start.pid, start.log_path, start.off_peak,
+            seconds_between(start.enqueued_at, start.at))
+
+
 def _end_values(end: RunEnd) -> tuple:
+    """The values of END_SET_SQL, then the run's id."""
     outcome = end.outcome
     met = None if end.deadline is None else end.at <= end.deadline
     return (outcome.state.value, to_iso(end.at), outcome.exit_code, outcome.error,

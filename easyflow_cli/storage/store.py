@@ -26,6 +26,7 @@ from easyflow_cli.core.spec import ScheduleSpec, WorkflowSpec, spec_from_dict, s
 from easyflow_cli.core.timeutil import to_iso
 from easyflow_cli.storage import rollups, summaries
 from easyflow_cli.storage.database_file import check_integrity, open_database
+from easyflow_cli.storage.dialect import SQLITE, Args
 from easyflow_cli.storage.live_files import (
     FilesInUse,
     files_in_use,
@@ -294,6 +295,7 @@ MIGRATIONS = [_migration_1, _migration_2, _migration_3, _migration_4, _migration
 class Store:
     """An open database. Use as a context manager, or call `close()`."""
 
+    dialect = SQLITE
     # Runs execute on this machine: their logs are files, their processes signalled here.
     cluster: None = None
 
@@ -334,6 +336,10 @@ class Store:
 
     def close(self) -> None:
         self.conn.close()
+
+    def read(self, sql: str, args: Args = ()) -> sqlite3.Cursor:
+        """A cursor over a query's rows (`dialect.ReportStore`)."""
+        return self.conn.execute(sql, args)
 
     def check_integrity(self) -> None:
         """Refuse a damaged database (every page read: the daemon does it once, at start)."""

@@ -32,6 +32,7 @@ from typing import Any
 
 from easyflow_cli.core.model import PoolName, RunState
 from easyflow_cli.core.sketch import bucket_of
+from easyflow_cli.storage.dialect import SQLITE
 
 HOUR_SQL = "substr(finished_at, 1, 13)"  # YYYY-MM-DDTHH of the stored UTC time
 HOUR_FORMAT = "%Y-%m-%dT%H"
@@ -96,8 +97,9 @@ FOREGROUND = f"pool IS '{PoolName.FOREGROUND.value}'"
 
 
 def epoch_sql(column: str) -> str:
-    """Epoch seconds of a stored time, as `report pools` computes them."""
-    return f"(julianday({column}) - 2440587.5) * 86400.0"
+    """Epoch seconds of a stored time, as `report pools` computes them (SQLite's spelling:
+    the pools index holds these values)."""
+    return SQLITE.epoch(column)
 
 
 BEGAN, ENDED = epoch_sql("started_at"), epoch_sql("finished_at")

@@ -14,13 +14,16 @@ What is measured, precisely:
   `started_at`, which the worker takes immediately before it starts the run's first step.
 - command step, first instruction: from the same moment to the step's own reading of the clock
   (`date +%s.%N`, bench_spawn.py), with that command's own start cost measured beside it.
-- spawn ceiling: two posix_spawn loops of /bin/true side by side (bench_spawn.py), next to the
-  /bin/true drain, with the drain's share of it.
+- spawn ceiling: two posix_spawn loops of /bin/true side by side (bench_spawn.py), measured
+  just before and just after the /bin/true drain; the drain's share of their mean.
 - drain: N no-op runs inserted in one transaction, the daemon woken; runs/s from the start of
   that transaction to the last run's `finished_at` (enqueue → claim → execute → record).
 - growth (bench_growth.py): dispatch latency of a callable step as above, and the daemon's
   CPU time per dispatch, with more and more eco runs waiting for their window and with more
   and more schedules: flat curves mean a wake-up costs the same however much waits.
+- why: whole `easyflow why RUN_ID` processes over 10,000 finished runs (bench_why.py), for a
+  finished run and a queued one: the first process (cold) and the next ones (warm), wall time
+  and the CPU time (user + system) each process used.
 - idle: CPU time (utime+stime from /proc/PID/stat, clock ticks) of the daemon and its workers
   over an idle period with one schedule an hour away and nothing queued; voluntary context
   switches over the same period count their wake-ups; VmRSS of each process.
@@ -39,6 +42,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from easyflow_cli.core.cluster_config import ClusterConfig
 from easyflow_cli.core.model import Mode, Trigger
 from easyflow_cli.core.stats import median
 from easyflow_cli.storage.store import CHECKPOINT_WHEN_QUIET_S
@@ -58,6 +62,7 @@ from easyflow_cli.tools.bench_spawn import (
     spawn_ceiling,
 )
 from easyflow_cli.tools.bench_steps import BURN_MARK, STAMP_MARK
+from easyflow_cli.tools.bench_why import WHY_HISTORY, why_at_scale
 
 ECO_BACKLOG = 10_000
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -79,6 +84,7 @@ class BenchSizes:
     report_runs: int
     isolation_samples: int
     ceiling_seconds: float = 1.0
+    why_runs: int = WHY_HISTORY
 
     @classmethod
     def for_mode(cls, quick: bool) -> BenchSizes:
@@ -226,10 +232,12 @@ def eco_backlog(daemon: BenchDaemon, runs: int, timeout: float = 30.0) -> dict[s
 def run_bench(quick: bool = False, root: Path | None = None,
               progress: Progress = lambda message: None,
               growth: GrowthSizes | None = None,
-              report_runs: int | None = None) -> dict[str, Any]:
+              report_runs: int | None = None,
+              cluster: ClusterConfig | None = None) -> dict[str, Any]:
     """Every measurement, in a throwaway state directory; returns the document `--json` prints.
     `growth`: the sizes of the growth curves (by default, those of a full or quick bench);
-    `report_runs`: the history the reports are timed over, instead of the mode's."""
+    `report_runs`: the history the reports are timed over, instead of the mode's.
+    `cluster`: also dispatch and drain through that cluster's engine (`bench_cluster.py`)."""
     sizes = BenchSizes.for_mode(quick)
     if report_runs is not None:
         sizes = replace(sizes, report_runs=report_runs)
@@ -250,6 +258,14 @@ def run_bench(quick: bool = False, root: Path | None = None,
         progress(f"reports over {sizes.report_runs:,} runs")
         document["reports"] = reports_at_scale(root, sizes.report_runs,
                                                max(1, sizes.cli_samples // 6))
+        progress(f"why RUN_ID over {sizes.why_runs:,} runs")
+        document["why"] = why_at_scale(root, sizes.cli_samples, sizes.why_runs)
+        if cluster is not None:
+            from easyflow_cli.tools.bench_cluster import cluster_figures
+
+            document["cluster"] = cluster_figures(
+                cluster, root / "cluster", samples=sizes.dispatch_samples,
+                drain_runs=sizes.drain_callable_runs // 5, progress=progress)
         document["machine"]["load_average_after"] = load_average()
         document["machine"]["cpu_steal_percent"] = steal_percent(ticks, cpu_ticks())
         document["elapsed_s"] = round(time.monotonic() - began, 1)
@@ -267,10 +283,9 @@ def _with_daemon(daemon: BenchDaemon, sizes: BenchSizes, progress: Progress) -> 
     progress("CPU-bound step on an idle box")
     burn_idle = cpu_bound_durations(daemon, sizes.isolation_samples)
     progress("drain throughput")
-    drain = {"callable": drain_throughput(daemon, sizes.drain_callable_runs, command=False),
-             "command": drain_throughput(daemon, sizes.drain_command_runs, command=True)}
-    progress("the box's spawn ceiling")
-    drain["command"] = _beside_ceiling(drain["command"], spawn_ceiling(sizes.ceiling_seconds))
+    drain = {"callable": drain_throughput(daemon, sizes.drain_callable_runs, command=False)}
+    progress("the /bin/true drain between two measures of the box's spawn ceiling")
+    drain["command"] = _beside_ceiling(daemon, sizes)
     progress("CLI start and enqueue")
     help_ms = cli_wall_times(["--help"], daemon.home, sizes.cli_samples)
     run_ms = cli_wall_times(["run", "bench-noop", "--now", "--no-wait"], daemon.home,
@@ -305,9 +320,17 @@ def _with_daemon(daemon: BenchDaemon, sizes: BenchSizes, progress: Progress) -> 
     }
 
 
-def _beside_ceiling(drain: dict[str, Any], ceiling: float) -> dict[str, Any]:
+def _beside_ceiling(daemon: BenchDaemon, sizes: BenchSizes) -> dict[str, Any]:
+    """The /bin/true drain, and its share of the spawn ceiling measured just before and just
+    after it: on a shared box the load changes from one second to the next, and one measure
+    taken after the drain may meet another load than the drain did."""
+    before = spawn_ceiling(sizes.ceiling_seconds)
+    drain = drain_throughput(daemon, sizes.drain_command_runs, command=True)
+    after = spawn_ceiling(sizes.ceiling_seconds)
+    ceiling = round((before + after) / 2, 1)
     share = round(100 * drain["runs_per_s"] / ceiling, 1) if ceiling else None
-    return {**drain, "spawn_ceiling_runs_per_s": ceiling, "percent_of_ceiling": share}
+    return {**drain, "spawn_ceiling_runs_per_s": ceiling,
+            "spawn_ceiling_before_after_runs_per_s": [before, after], "percent_of_ceiling": share}
 
 
 def _machine() -> dict[str, Any]:
@@ -336,12 +359,16 @@ TARGETS = (
      "runs/s"),
     (("cli_start_ms", "help", "median"), "easyflow --help", "<=", 200, "ms"),
     (("cli_start_ms", "run_now_no_wait", "median"), "run --now --no-wait", "<=", 250, "ms"),
+    *((("why", kind, "wall_ms", "median"), f"why RUN_ID, {kind} run, {WHY_HISTORY:,} runs",
+       "<=", 200, "ms") for kind in ("finished", "queued")),
     (("idle_daemon", "cpu_percent_of_core"), "idle daemon CPU", "<=", 0.1, "% of a core"),
     (("idle_daemon", "daemon_rss_mb"), "idle daemon RSS", "<=", 60, "MB"),
     (("reports", "library_s"), "report costs, library", "<=", 1.0, "s"),
     *((("reports", "cli_s", name), f"report {' '.join(args)} (CLI)", "<=", 1.0, "s")
       for name, args in REPORT_COMMANDS.items()),
     (("isolation", "ratio"), "CPU-bound step, eco saturating / idle", "<=", 1.10, "×"),
+    (("cluster", "dispatch_ms", "p50"), "cluster dispatch p50", "<=", 6.0, "ms"),
+    (("cluster", "dispatch_ms", "p99"), "cluster dispatch p99", "<=", 20.0, "ms"),
     *((("growth", f"{curve}_{figure}_growth"), f"{what}, most {curve} / fewest", "<=", 1.10, "×")
       for curve in ("backlog", "schedules")
       for figure, what in (("p50", "dispatch p50"), ("cpu", "daemon CPU per dispatch"))),
@@ -352,6 +379,8 @@ def check_targets(document: dict[str, Any]) -> list[dict[str, Any]]:
     """Each target with the measured value and whether it was met."""
     checked = []
     for path, label, op, target, unit in TARGETS:
+        if path[0] not in document:
+            continue  # a part not measured in this run (`--cluster`)
         value: Any = document
         for key in path:
             value = value.get(key) if isinstance(value, dict) else None

@@ -21,7 +21,8 @@ from tests.conftest import easyflow_command, subprocess_env
 pytest_plugins = ["tests.daemon_harness"]
 
 COMMANDS = ("run", "logs", "daemon", "status", "metrics", "demo", "bench", "simulate",
-            "workflow", "runs", "schedule", "report", "notify", "notifications", "why")
+            "workflow", "runs", "schedule", "report", "notify", "notifications", "why",
+            "worker")
 
 
 def easyflow(tmp_path, *args: str, **env: str) -> subprocess.CompletedProcess:

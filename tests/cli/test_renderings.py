@@ -279,9 +279,16 @@ def required_arguments(command) -> list[str]:
 
 
 def required_options(command) -> list[str]:
-    """Each required option with a value it takes (a duration: the only kind required)."""
+    """Each required option with a value it takes: a choice's first, else a duration."""
     return [word for p in command.params if p.param_type_name == "option" and p.required
-            for word in (p.opts[0], "1d")]
+            for word in (p.opts[0], _a_value_of(p))]
+
+
+def _a_value_of(param) -> str:
+    annotation = param.type_descriptor.annotation
+    if isinstance(annotation, type) and issubclass(annotation, Enum):
+        return str(next(iter(annotation)).value)
+    return "1d"
 
 
 def test_a_bad_choice_names_the_option_and_what_it_may_be(home):

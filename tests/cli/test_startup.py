@@ -129,3 +129,29 @@ def answering_socket(path):
         stop.set()
         thread.join()
         listener.close()
+
+
+def command_modules_of_the_table() -> set[str]:
+    from easyflow_cli.cli.main import COMMANDS
+
+    return {entry.target.partition(":")[0] for entry in COMMANDS.values()}
+
+
+def test_root_help_and_version_import_no_command():
+    for args in (["--help"], ["--version"]):
+        assert command_modules(args) & command_modules_of_the_table() == set(), args
+
+
+# What `why RUN_ID` must not load for a finished run: it reads a few rows and prints lines.
+WHY_FORBIDDEN = ("sqlite_utils", "apscheduler", "rich", "easyflow_cli.runtime",
+                 "easyflow_cli.tools", "easyflow_cli.scheduling", "easyflow_cli.reporting.reports",
+                 "easyflow_cli.reporting.accounting")
+
+
+def test_why_imports_its_command_alone_and_nothing_heavy(home):
+    from easyflow_cli.tools.bench_reports import seed_report_history
+
+    seed_report_history(home, 3)
+    modules = command_modules(["why", "2"])
+    assert modules & command_modules_of_the_table() == {"easyflow_cli.cli.why"}
+    assert [p for p in WHY_FORBIDDEN if loaded(modules, p)] == []

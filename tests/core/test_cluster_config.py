@@ -83,12 +83,3 @@ def test_a_printed_config_never_shows_the_password():
     cluster = ClusterConfig("postgresql://easyflow:s3cret@db/easyflow", "redis://:pw@q:6379/0")
     assert "s3cret" not in repr(cluster) and ":pw@" not in repr(cluster)
     assert "postgresql://easyflow:***@db/easyflow" in repr(cluster)
-
-
-def test_a_daemon_given_a_cluster_refuses_rather_than_run_on_sqlite(tmp_path):
-    from easyflow_cli.core.errors import BadInput
-    from easyflow_cli.runtime.daemon.service import refuse_cluster
-
-    refuse_cluster(config(tmp_path, ""))  # no [cluster]: the embedded database, as ever
-    with pytest.raises(BadInput, match=r"easyflow.toml: \[cluster\] is set"):
-        refuse_cluster(config(tmp_path, f'[cluster]\ndatabase_url = "{DB}"\n'))

@@ -1,7 +1,7 @@
 """Exact numbers of the price model, peak vs off-peak, savings, and quotes."""
 
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -10,11 +10,13 @@ from easyflow_cli.core.costs import (
     ModeHistory,
     Prices,
     baseline_cost,
+    cost_at,
     energy_wh,
     quote,
     run_cost,
     savings_pct,
 )
+from easyflow_cli.core.forecast import Forecast, Interval, Unit
 from easyflow_cli.core.learned import RunSample, expect, learn
 from easyflow_cli.core.model import Mode
 from easyflow_cli.core.spec import StepSpec, WorkflowSpec
@@ -137,3 +139,44 @@ def test_quote_uses_the_learned_p50_once_there_are_enough_runs(home):
                         " 1.5 attempts with retries")
     few = quote(config, SPEC, Mode.REAL_TIME, now, history, learned([20.0] * 3))
     assert few.duration_s == 36.0 and few.basis == "median of 8 real-time runs, 4 failed"
+
+
+NIGHT = datetime(2026, 12, 2, 2, 0, tzinfo=UTC)
+# 0.12 per kWh until 06:00, then 0.30: the tariff covers 00:00-12:00 only.
+TARIFF = Forecast(Unit.PER_KWH, "csv tariff.csv", (
+    Interval(NIGHT - timedelta(hours=2), NIGHT + timedelta(hours=4), 0.12),
+    Interval(NIGHT + timedelta(hours=4), NIGHT + timedelta(hours=10), 0.30)))
+
+
+def test_a_quote_starts_at_its_planned_start_and_is_priced_by_the_tariff(home):
+    config = load_config()
+    history = {"eco": ModeHistory(240.0, 120.0, 5)}
+    planned = quote(config, SPEC, Mode.ECO, NIGHT - timedelta(hours=1), history, start=NIGHT,
+                    tariff=TARIFF)
+    energy_kwh = 120 * config.costs.watts_per_core / 3.6e6  # estimated from the CPU time
+    cpu_cost = 120 / 3600 * config.costs.cpu_hour_price
+    assert planned.start == NIGHT and planned.finish == NIGHT + timedelta(seconds=240)
+    assert planned.cost == pytest.approx(0.12 * energy_kwh + cpu_cost)
+    assert planned.basis == "median of 5 eco runs, priced by csv tariff.csv"
+    later = quote(config, SPEC, Mode.ECO, NIGHT, history, start=NIGHT + timedelta(hours=5),
+                  tariff=TARIFF)
+    assert later.cost == pytest.approx(0.30 * energy_kwh + cpu_cost)
+
+
+def test_a_quote_the_tariff_does_not_cover_is_priced_by_the_pools(home):
+    config = load_config()
+    history = {"real-time": ModeHistory(600.0, 0.0, 3)}
+    beyond = NIGHT + timedelta(days=1)
+    with_tariff = quote(config, SPEC, Mode.REAL_TIME, beyond, history, tariff=TARIFF)
+    assert with_tariff == quote(config, SPEC, Mode.REAL_TIME, beyond, history)
+    assert with_tariff.start == beyond and "priced by" not in with_tariff.basis
+
+
+def test_cost_at_says_what_priced_it(home):
+    config = load_config()
+    assert cost_at(config, Mode.ECO, NIGHT, 3600, 0, 2.0, TARIFF) == (
+        pytest.approx(0.24), "csv tariff.csv")
+    window = config.tariff_window
+    cost, basis = cost_at(config, Mode.ECO, NIGHT, 3600, 0, 2.0)
+    assert window is not None and window.contains(NIGHT) and basis == "off-peak pool prices"
+    assert cost == pytest.approx(0.02)

@@ -761,7 +761,8 @@ def test_sigterm_claims_nothing_new_and_kills_what_outlasts_the_grace(daemon: Da
     a run submitted after SIGTERM), a TERM-ignoring run is killed once the grace is over, and
     the daemon exits 0 far inside systemd's TimeoutStopSec=90."""
     pids, go = tmp_path / "pids", tmp_path / "go"
-    daemon.write_config(config(realtime=2, drain_grace="3s", kill_grace="1s"))
+    # The grace outlasts the two CLI calls made during it, however slow a loaded box makes them.
+    daemon.write_config(config(realtime=2, drain_grace="8s", kill_grace="1s"))
     register(daemon, finisher=["sh", "-c", f"until [ -e {go} ]; do sleep 0.05; done"],
              waiter=["true"], outlaster=["sh", "-c", f"trap '' TERM; echo $$ >> {pids}; "
                                                      "sleep 60 & echo $! >> {pids}; wait"])
@@ -783,7 +784,7 @@ def test_sigterm_claims_nothing_new_and_kills_what_outlasts_the_grace(daemon: Da
     took = time.monotonic() - began
 
     assert code == 0, daemon.log_tail()
-    assert took < 3 + 1 + 5, f"took {took:.1f}s to stop (grace 3s, kill_grace 1s)"
+    assert took < 8 + 1 + 5, f"took {took:.1f}s to stop (grace 8s, kill_grace 1s)"
     runs = {r["id"]: dict(r) for r in db_rows(daemon.home, "SELECT * FROM runs")}
     assert runs[finisher["id"]]["state"] == "succeeded"
     stopped = runs[outlaster["id"]]
@@ -792,7 +793,7 @@ def test_sigterm_claims_nothing_new_and_kills_what_outlasts_the_grace(daemon: Da
     for record in [*waiting, late, later]:
         left = runs[record["id"]]
         assert (left["state"], left["claimed_at"]) == ("queued", None), left
-    print(f"\ngraceful stop: exit 0 in {took:.1f}s with a run outlasting a 3s grace")
+    print(f"\ngraceful stop: exit 0 in {took:.1f}s with a run outlasting an 8s grace")
 
     start(daemon)  # the queue was kept: the next daemon runs it
     for record in [*waiting, late, later]:

@@ -340,3 +340,33 @@ def test_systemd_analyze_security_exposure(tmp_path: Path) -> None:
     exposure = float(match.group(1))
     assert exposure <= MAX_EXPOSURE, result.stdout
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# --- The cluster worker's template unit ---------------------------------------------------
+
+WORKER_UNIT = UNIT_DIR / "easyflow-worker@.service"
+ECO_TIMEOUT_S = 300
+
+
+def test_worker_unit_serves_the_pool_its_instance_names() -> None:
+    assert svc(WORKER_UNIT)["ExecStart"] == ["/usr/local/bin/easyflow worker --pool %i"]
+    assert last(WORKER_UNIT, "User") == "easyflow"
+    assert last(WORKER_UNIT, "CapabilityBoundingSet") == ""
+
+
+def test_worker_unit_lets_running_runs_end_before_it_kills() -> None:
+    assert last(WORKER_UNIT, "KillMode") == "mixed"
+    assert timespan_seconds(last(WORKER_UNIT, "TimeoutStopSec")) > ECO_TIMEOUT_S
+    assert syscall_allowed(svc(WORKER_UNIT)["SystemCallFilter"], "ioprio_set",
+                           PRIORITY_SYSCALLS["ioprio_set"])
+
+
+def test_worker_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
+    analyze = _require_analyze()
+    copy = _runnable_copy(WORKER_UNIT, tmp_path)
+    instance = copy.with_name("easyflow-worker@eco.service")
+    copy.rename(instance)
+    result = _run([analyze, "verify", str(instance)], tmp_path)
+    assert result.returncode == 0, result.stderr
+    complaints = [line for line in result.stderr.splitlines() if instance.name in line]
+    assert not complaints, "\n".join(complaints)

@@ -14,6 +14,7 @@ from easyflow_cli.core.stats import percentile
 from easyflow_cli.core.timeutil import from_iso, to_iso
 from easyflow_cli.reporting import accounting
 from easyflow_cli.reporting.accounting import Period
+from easyflow_cli.reporting.hosts import local_host
 from easyflow_cli.reporting.reports import (
     QUANTILES,
     cost_report,
@@ -224,6 +225,8 @@ def python_pool_use(store: Store, period: Period, timeline: Timeline) -> account
                 period.workflow and run["workflow"] != period.workflow):
             continue
         timeline.spread(use.queued_s[run["mode"]], run["e"], run["l"])
+    # SQLite records no host: every run that held a worker ran on this machine.
+    use.nodes = {local_host(): use.node()} if any(use.runs.values()) else {}
     return use
 
 

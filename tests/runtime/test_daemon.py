@@ -293,6 +293,22 @@ def test_a_woken_run_goes_to_a_worker_and_its_reports_settle_it(harness, clock):
     assert not worker.assignments
 
 
+def test_a_run_s_end_and_the_claim_of_the_next_for_its_worker_are_one_commit(harness, clock):
+    spec = harness.add_workflow("noop")
+    first, second, waiting = (harness.submit(spec) for _ in range(3))
+    harness.wake()  # a run for each of the two real-time workers; the third waits
+    worker = harness.holder(first)
+    assert harness.state(waiting) == "queued"
+    statements: list[str] = []
+    harness.db.conn.set_trace_callback(statements.append)
+    worker.report(Ran(first, clock.stamp(), clock.stamp(0.1), ok()))
+    harness.tick()
+    harness.db.conn.set_trace_callback(None)
+    assert harness.state(first) == "succeeded" and harness.state(waiting) == "running"
+    assert worker.handed() == [first, waiting]  # sent once committed, in the same wake-up
+    assert statements.count("COMMIT") == 1
+
+
 def test_a_failed_run_is_retried_after_its_backoff_by_the_clock(harness, clock):
     spec = harness.add_workflow("flaky", 'retries = 1\nretry_backoff = "30s"')
     run_id = harness.submit(spec)

@@ -350,7 +350,8 @@ def test_a_running_step_is_first_checked_soon_after_it_starts():
     """A worker sends the reports it holds back at a check: a silent step that turns out long
     is known to have started long before the usual check interval."""
     checks = []
+    began = time.monotonic()
     outcome = execute_workflow(wf(step(["sleep", "1"])), RunLimits(30.0), io.BytesIO(),
                                cancelled=lambda: checks.append(time.monotonic()) is not None)
     assert outcome.state is RunState.SUCCEEDED
-    assert len(checks) >= 3 and checks[1] - checks[0] < CHECK_S
+    assert len(checks) >= 3 and checks[0] - began < CHECK_S

@@ -1,6 +1,7 @@
 """A wake-up's state changes, written as one transaction, and how their ends are logged."""
 
 import logging
+import sqlite3
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -8,7 +9,8 @@ import pytest
 from easyflow_cli.core.model import Mode, Outcome, PoolName, RunState, Trigger
 from easyflow_cli.core.planning import QueuePolicy, plan_run
 from easyflow_cli.core.spec import parse_workflow_text
-from easyflow_cli.runtime.recording import Batch, EndedRun
+from easyflow_cli.runtime.clock import SystemClock
+from easyflow_cli.runtime.recording import Batch, EndedRun, Recorder
 from easyflow_cli.storage.run_queue import Hand, RunEnd, RunStart
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
@@ -44,6 +46,43 @@ def test_starts_ends_and_changes_commit_together(store):
         RunState.SUCCEEDED, 0.5, 0.5, 42)
     assert second.state is RunState.CANCELLED
     assert (third.state, third.started_at is not None) == (RunState.RUNNING, True)
+
+
+def test_a_run_whose_start_came_with_its_end_is_written_once(store):
+    runs = claimed(store, 2)
+    at = NOW + timedelta(seconds=0.5)
+    batch = Batch(starts=[RunStart(r.id, at, r.enqueued_at, 42, "/x.log") for r in runs],
+                  ends=[ended(runs[0], began_at=at)])
+    updates: list[str] = []
+    store.conn.set_trace_callback(
+        lambda sql: updates.append(sql) if sql.startswith("UPDATE runs") else None)
+    batch.apply(store)
+    store.conn.set_trace_callback(None)
+    assert [sql.split(" WHERE id = ")[1] for sql in updates] == [str(r.id) for r in reversed(runs)]
+    first, second = (store.queue.get(r.id) for r in runs)
+    assert (first.state, first.pid, first.queue_wait_s) == (RunState.SUCCEEDED, 42, 0.5)
+    assert (second.state, second.pid) == (RunState.RUNNING, 42)
+
+
+def test_claims_are_written_with_the_changes_or_not_at_all(store):
+    recorder = Recorder(store, SystemClock())
+    runs = claimed(store, 1)
+    claims = []
+
+    def claim():
+        claims.append(store.conn.in_transaction)
+        return ["claimed"]
+
+    def refused():
+        raise sqlite3.OperationalError("database or disk is full")
+
+    recorder.batch.ends.append(ended(runs[0]))
+    assert recorder.write_with(claim) == ["claimed"] and claims == [True]
+    recorder.record(refused)
+    assert recorder.write_with(claim) == [] and claims == [True]
+    assert not recorder.healthy and len(recorder.backlog) == 1
+    assert recorder.write_with(claim) == [] and claims == [True]  # nothing while changes wait
+    assert store.queue.get(runs[0].id).state is RunState.SUCCEEDED
 
 
 def test_a_failed_write_leaves_nothing_behind(store):

@@ -68,10 +68,13 @@ def test_worker_runs_a_batch_back_to_back(worker, tmp_path):
     assert json.loads(worker.stdout.readline())["ev"] == "ready"
     send(worker, run_message(order(1, tmp_path), order(2, tmp_path)))
     seen = events_until(worker, lambda e: ended(e) and e["id"] == 2)
-    kinds = [(e["ev"], e.get("id")) for e in seen]
-    assert kinds == [("started", 1), ("step", 1), ("finished", 1),
-                     ("started", 2), ("step", 2), ("finished", 2)]
-    assert seen[2]["outcome"]["state"] == "succeeded"
+    # Each run's start and end apart, or together in one "ran" report if it was short; its
+    # step's process group only if the step still ran when the reports left.
+    reports = [e for e in seen if e["ev"] != "step"]
+    assert [e["id"] for e in reports] == sorted(e["id"] for e in reports)  # one after the other
+    for run_id in (1, 2):
+        its = [e for e in reports if e["id"] == run_id]
+        assert began(its[0]) and ended(its[-1]) and its[-1]["outcome"]["state"] == "succeeded"
     assert "hi" in (tmp_path / "1.log").read_text()
 
 
@@ -152,7 +155,7 @@ def test_a_callable_step_reading_stdin_cannot_swallow_a_cancel(worker, tmp_path)
 def test_a_command_step_s_run_is_noted_in_the_start_slot_before_its_program_runs(tmp_path):
     """No round trip to the daemon: the run is in the worker's start slot before its step's
     program runs (a crash then counts it as started), and its process group is reported
-    afterwards, with its leader's start time, unasked."""
+    while it runs, with its leader's start time, unasked."""
     slots = tmp_path / "slots"
     slots.mkdir()
     env = {**os.environ, "EASYFLOW_SLOTS": str(slots), "EASYFLOW_DAEMON_TOKEN": "t" * 32}
@@ -161,11 +164,15 @@ def test_a_command_step_s_run_is_noted_in_the_start_slot_before_its_program_runs
     try:
         json.loads(proc.stdout.readline())
         slot = slots / f"{'t' * 32}.{proc.pid}"
-        steps = f'[[steps]]\nrun = ["sh", "-c", "tr -d \'\\\\000 \' < {slot}; echo $$"]\n'
-        send(proc, run_message(order(4, tmp_path, steps)))
-        seen = events_until(proc, ended)
-        step = next(e for e in seen if e["ev"] == "step")
+        gate = tmp_path / "gate"
+        os.mkfifo(gate)
+        script = f"tr -d \'\\\\000 \' < {slot}; echo $$; read line < {gate}"
+        send(proc, run_message(order(4, tmp_path, f'[[steps]]\nrun = ["sh", "-c", "{script}"]\n')))
+        seen = events_until(proc, lambda e: e["ev"] == "step")
+        step = seen[-1]
         assert step["id"] == 4 and step["leader_start"] > 0
+        gate.write_text("go\n")  # the step still ran when its report left: now it may end
+        seen = events_until(proc, ended)
         assert ended(seen[-1]) and seen[-1]["outcome"]["state"] == "succeeded"
         printed = (tmp_path / "4.log").read_text().splitlines()
         assert printed[1:] == ["4", str(step["pgid"])]
@@ -255,6 +262,34 @@ def test_a_start_still_held_back_goes_out_with_its_end():
     lines = os.read(reports, 65536).splitlines()
     assert [decode_report(line) for line in lines] == [
         Ran(1, 1.0, 2.0, ok), Started(2, 3.0), Finished(2, 4.0, failed)]
+
+
+def test_a_step_reported_only_if_it_still_runs_when_the_reports_leave():
+    """A step that ended before the reports left has nothing left to find: not reported (and
+    its leader's start time never read); one still running goes with its leader's start time."""
+    from easyflow_cli.runtime.process_identity import start_ticks
+    from easyflow_cli.runtime.protocol import Started, Step, decode_report
+    from easyflow_cli.runtime.worker import Worker
+
+    inbox, _ = os.pipe()
+    reports, outbox = os.pipe()
+    worker = Worker(inbox, outbox)
+    worker.report_soon(Started(1, 1.0))
+    worker.step_spawned(1, 10**9)  # no such process: its start time is never asked for
+    worker.step_ended()
+    worker.flush()
+    leader = subprocess.Popen(["sleep", "30"], start_new_session=True)
+    try:
+        worker.step_spawned(2, leader.pid)
+        worker.flush()
+        worker.step_ended()  # already sent: nothing to take back
+        worker.flush()
+        lines = os.read(reports, 65536).splitlines()
+        assert [decode_report(line) for line in lines] == [
+            Started(1, 1.0), Step(2, leader.pid, start_ticks(leader.pid))]
+    finally:
+        leader.kill()
+        leader.wait()
 
 
 def test_a_run_across_a_wall_clock_jump_reports_its_monotonic_duration(tmp_path, monkeypatch):

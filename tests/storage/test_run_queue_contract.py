@@ -406,6 +406,22 @@ def test_finish_leaves_a_run_that_is_no_longer_running(run_queue):
     assert run_queue.finish([]) == []
 
 
+def test_finish_records_a_start_that_came_with_the_end(run_queue):
+    ran, gone = add(run_queue), add(run_queue)
+    claim(run_queue)
+    run_queue.finish([RunEnd(gone, Outcome(RunState.FAILED), NOW, NOW)])  # its start alone
+    at = NOW + timedelta(seconds=2)
+    ends = [RunEnd(run_id, Outcome(RunState.SUCCEEDED, 0), at + timedelta(seconds=1), at,
+                   start=RunStart(run_id, at, NOW, pid=7, log_path="/r.log", off_peak=False))
+            for run_id in (ran, gone)]
+    assert run_queue.finish(ends) == [gone]
+    for run_id, state in ((ran, RunState.SUCCEEDED), (gone, RunState.FAILED)):
+        run = run_queue.get(run_id)
+        assert (run.state, run.started_at, run.pid, run.log_path, run.off_peak,
+                run.queue_wait_s) == (state, at, 7, "/r.log", False, 2.0)
+    assert run_queue.get(ran).duration_s == 1.0
+
+
 class LoadedSeries:
     """A `PricingSource` with a tariff and a carbon forecast over the hours around NOW."""
 
@@ -812,3 +828,17 @@ def test_beyond_newest_keeps_the_newest_finished_runs(run_queue):
     assert run_queue.beyond_newest("k", 2, limit=2) == runs[:2]
     assert run_queue.beyond_newest("k", 5, limit=10) == []
     assert run_queue.beyond_newest("none", 1, limit=10) == []
+
+
+def test_settle_abandoned_charges_a_run_that_had_started_as_finish_does(run_queue):
+    run_queue.pricing = LoadedSeries()
+    run_id = add(run_queue, at=NOW - timedelta(minutes=30))
+    claim(run_queue)
+    started(run_queue, run_id)  # at NOW + 2 s
+    [failed] = run_queue.settle_abandoned([run_id], now=NOW + timedelta(seconds=62),
+                                          note="given back", error="its daemon died")
+    assert (failed.id, failed.state) == (run_id, RunState.FAILED)
+    # A minute with no CPU time or energy measured (its worker died with it): charged as such,
+    # under the series loaded, rather than left without charges.
+    assert run_queue.charges(run_id) == Charges(0.0, 0.0, "test per_kwh", 0.0, 0.0,
+                                                "test gCO2/kWh")

@@ -23,7 +23,7 @@ def tiny(quick: bool) -> BenchSizes:
     """What `--quick` measures, fewer times: the figures are not judged here, only the shape."""
     return BenchSizes(dispatch_samples=5, drain_callable_runs=50, drain_command_runs=10,
                       idle_seconds=1, library_enqueue_runs=1_000, cli_samples=2,
-                      cli_bulk_runs=20, report_runs=2_000, isolation_samples=1)
+                      cli_bulk_runs=20, report_runs=2_000, isolation_samples=1, why_runs=500)
 
 
 def test_quick_bench_json_document(home, monkeypatch):
@@ -44,6 +44,9 @@ def test_quick_bench_json_document(home, monkeypatch):
     for figure in ("command_first_instruction", "clock_command_own_start"):
         assert positive(doc["dispatch_latency_ms"]["eco_backlog"][figure]["p99"])
     assert positive(doc["drain"]["command"]["spawn_ceiling_runs_per_s"])
+    before, after = doc["drain"]["command"]["spawn_ceiling_before_after_runs_per_s"]
+    assert positive(before) and positive(after)
+    assert doc["drain"]["command"]["spawn_ceiling_runs_per_s"] == round((before + after) / 2, 1)
     assert positive(doc["drain"]["command"]["percent_of_ceiling"])
     for step in ("callable", "command"):
         assert positive(doc["drain"][step]["runs_per_s"])
@@ -65,6 +68,12 @@ def test_quick_bench_json_document(home, monkeypatch):
     scrape = report["metrics_scrape"]
     assert positive(scrape["first_s"]) and positive(scrape["next_s"])
     assert positive(report["metrics_cli_s"])
+    why = doc["why"]
+    assert why["runs"] == 500
+    for kind in ("finished", "queued"):
+        assert positive(why[kind]["cold_ms"]["wall"]) and positive(why[kind]["cold_ms"]["cpu"])
+        for clock in ("wall_ms", "cpu_ms"):
+            assert why[kind][clock]["samples"] == 2 and positive(why[kind][clock]["median"])
     assert positive(doc["isolation"]["ratio"])
     assert all(row["met"] in (True, False) for row in doc["targets"])
     growth = doc["growth"]

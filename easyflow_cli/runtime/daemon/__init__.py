@@ -3,6 +3,7 @@
 service  the daemon as a whole: lock, start, reload, the request handlers, shutdown
 loop     the event loop: the one place that waits, and how long
 control  the control socket and its table of request handlers
+signals  SIGTERM/SIGINT stop, SIGHUP reload: flags, and a wake-up pipe
 throttled_log  warnings that may repeat: a line per interval, with a count
 dispatch claims from the queue, orders to the pools
 reports  what the workers' reports change

@@ -38,29 +38,42 @@ class Dispatcher:
         self.logs_dir = logs_dir
 
     def dispatch(self, now: datetime) -> None:
-        for mode in Mode:
-            if mode is Mode.ECO:
-                self._dispatch_batches(self.pools[mode], now)
-            else:
-                self._dispatch_runs(self.pools[mode], now)
-
-    def _dispatch_runs(self, pool: Pool, now: datetime) -> None:
-        """Top up the pool's workers (one claim for all of them); give back runs stuck behind
-        a long one if a worker is left with nothing."""
+        """Claim runs for every free hand, with the wake-up's reports in one transaction;
+        hand them over once it is committed (a worker never runs a run not yet claimed)."""
+        for worker, runs in self.recorder.write_with(lambda: self._claims(now)):
+            self.hand_over(worker, runs)
         now_mono = self.clock.monotonic()
-        rooms = pool.rooms(now_mono)
-        if rooms:
-            hands = self.store.queue.claim(pool.mode, now=now, pool=PoolName.of(pool.mode),
-                                           hands=[Hand(w.name, room) for w, room in rooms])
-            for (worker, _), runs in zip(rooms, hands, strict=True):
-                if runs:
-                    self.hand_over(worker, runs)
-        if pool.idle_workers():
-            for worker in pool.workers:
-                if worker.waiting_behind_long_run(now_mono):
-                    worker.release()
+        for mode, pool in self.pools.items():
+            if mode is not Mode.ECO and pool.idle_workers():
+                self._release_stuck(pool, now_mono)
 
-    def _dispatch_batches(self, pool: Pool, now: datetime) -> None:
+    def _claims(self, now: datetime) -> list[tuple[PoolWorker, list[ClaimedRun]]]:
+        claimed = []
+        for mode in Mode:
+            pool = self.pools[mode]
+            claimed += (self._batches(pool, now) if mode is Mode.ECO
+                        else self._top_ups(pool, now))
+        return claimed
+
+    def _top_ups(self, pool: Pool, now: datetime) -> list[tuple[PoolWorker, list[ClaimedRun]]]:
+        """Runs for each of the pool's workers with room (one claim for all of them)."""
+        rooms = pool.rooms(self.clock.monotonic())
+        if not rooms:
+            return []
+        hands = self.store.queue.claim(pool.mode, now=now, pool=PoolName.of(pool.mode),
+                                       hands=[Hand(w.name, room) for w, room in rooms])
+        return [(worker, runs) for (worker, _), runs in zip(rooms, hands, strict=True) if runs]
+
+    @staticmethod
+    def _release_stuck(pool: Pool, now_mono: float) -> None:
+        """A worker is left with nothing: runs stuck behind a long one go back."""
+        for worker in pool.workers:
+            if worker.waiting_behind_long_run(now_mono):
+                worker.release()
+
+    def _batches(self, pool: Pool, now: datetime) -> list[tuple[PoolWorker, list[ClaimedRun]]]:
+        """A batch of up to `batch_size` runs for each idle worker."""
+        claimed = []
         for worker in pool.idle_workers():
             limit = pool.config.batch_size
             batch_id = uuid.uuid4().hex[:12] if limit > 1 else None
@@ -68,7 +81,8 @@ class Dispatcher:
                                           hands=[Hand(worker.name, limit, batch_id)])[0]
             if not runs:
                 break
-            self.hand_over(worker, runs)
+            claimed.append((worker, runs))
+        return claimed
 
     def next_release_in(self) -> float | None:
         """Seconds until a run held behind a long one should be given back to a free worker."""

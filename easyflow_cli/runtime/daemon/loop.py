@@ -6,7 +6,8 @@ a release, a drain phase, a run past its time, the watchdog, a database retry, a
 connection's timeout, a look at runs a terminal runs) or something arrives (a client's request,
 a worker's report, a signal). Each wake-up runs the same short sequence: fire due schedules,
 promote runs near their deadline, hand ready runs to idle workers; then it writes what the
-wake-up recorded, in one transaction."""
+wake-up recorded, in one transaction, with the claims of runs for the workers its reports
+freed when nothing else is due first (one commit per wake-up of a busy daemon)."""
 
 from __future__ import annotations
 
@@ -32,7 +33,8 @@ from easyflow_cli.runtime.daemon.summarizing import Summarizing
 from easyflow_cli.runtime.pools import Pool
 from easyflow_cli.runtime.recording import Recorder
 from easyflow_cli.runtime.sdnotify import Notifier
-from easyflow_cli.scheduling.scheduler import ScheduleBook
+from easyflow_cli.scheduling.scheduler import Fire, ScheduleBook
+from easyflow_cli.storage.run_queue import RunQueue
 from easyflow_cli.storage.store import CHECKPOINT_WHEN_QUIET_S, Store
 
 log = logging.getLogger("easyflow.daemon")
@@ -107,6 +109,8 @@ class Loop:
         for key, _ in events:
             if self._handle(key):
                 self.progress_only = False
+        if events and self._may_dispatch_with_reports():
+            self.dispatch_now()
         daemon.recorder.write()
         daemon.notify.wake_for(daemon.db)
         if daemon.notifier.watchdog_interval:
@@ -201,6 +205,18 @@ class Loop:
         return (self.progress_only and not daemon.drain.active and daemon.recorder.healthy
                 and not daemon.reload_requested)
 
+    def _may_dispatch_with_reports(self) -> bool:
+        """Whether the runs the reports freed workers for may be claimed now, in the reports'
+        own transaction: only when nothing else is due first (a fire, a promotion, a reload,
+        a drain), which the next wake-up's full turn would do before it claims."""
+        daemon = self.daemon
+        if self.progress_only or daemon.drain.active or daemon.stop_requested:
+            return False
+        if daemon.reload_requested or not daemon.recorder.healthy:
+            return False
+        time_left = self.time_left()
+        return time_left is None or time_left > 0
+
     def _full_tick(self) -> float | None:
         """Retry the database, then reload, fire, promote, dispatch; how long to sleep then."""
         daemon = self.daemon
@@ -249,8 +265,9 @@ class Loop:
         daemon.recorder.write()
 
     def dispatch_now(self) -> None:
-        """Hand woken runs over before answering the wake-up: the client, woken by the answer,
-        would otherwise compete with them for the CPU."""
+        """Hand runs over at once: woken runs before the wake-up is answered (the client,
+        woken by the answer, would otherwise compete with them for the CPU), and runs for the
+        workers a wake-up's reports freed, with those reports."""
         daemon = self.daemon
         if daemon.drain.active or not daemon.recorder.healthy:
             return
@@ -258,28 +275,16 @@ class Loop:
             daemon.dispatcher.dispatch(self.clock.now())
         except sqlite3.OperationalError as exc:
             daemon.recorder.failed(exc)
+        except DamagedRow as exc:
+            log.error("%s; left as it is", exc)
         daemon.recorder.write()
 
     def _fire_schedules(self, now: datetime) -> None:
-        step = self.clock_steps.step()
-        if step:
-            moved = self.daemon.schedules.follow_clock_step(step)
-            log.warning("the wall clock was stepped by %+.0fs; %d `every` schedules moved with "
-                        "it, keeping their intervals", step, moved)
-        fires = self.daemon.schedules.fire_due(now)
-        if fires:
+        if fire_schedules(self.daemon.schedules, self.clock_steps, now):
             self.daemon.notify.runs_queued()
-        for fire in fires:
-            if fire.run_id is None:
-                log.info("schedule %d (%s) fired; coalesced with a run still waiting",
-                         fire.schedule_id, fire.workflow)
-            else:
-                log.info("schedule %d (%s) fired: run %d (%s)", fire.schedule_id, fire.workflow,
-                         fire.run_id, fire.trigger.value)
 
     def _promote(self, now: datetime) -> None:
-        for run_id in self.daemon.db.queue.promote(now):
-            log.info("run %d promoted to real-time: its deadline is near", run_id)
+        promote(self.daemon.db.queue, now)
 
     def _sleep_seconds(self, now: datetime) -> float | None:
         """Until the next thing that is due; None (sleep until woken) when nothing is."""
@@ -309,3 +314,28 @@ class Loop:
         if daemon.notifier.watchdog_interval:
             waits.append(daemon.notifier.watchdog_interval)
         return min(max(0.0, min(waits)), MAX_SLEEP_S) if waits else None
+
+
+def fire_schedules(schedules: ScheduleBook, clock_steps: StepWatch, now: datetime) -> list[Fire]:
+    """Fire the schedules that are due, after moving `every` schedules with a stepped clock
+    (the daemon's and the coordinator's wake-ups both begin so)."""
+    step = clock_steps.step()
+    if step:
+        moved = schedules.follow_clock_step(step)
+        log.warning("the wall clock was stepped by %+.0fs; %d `every` schedules moved with "
+                    "it, keeping their intervals", step, moved)
+    fires = schedules.fire_due(now)
+    for fire in fires:
+        if fire.run_id is None:
+            log.info("schedule %d (%s) fired; coalesced with a run still waiting",
+                     fire.schedule_id, fire.workflow)
+        else:
+            log.info("schedule %d (%s) fired: run %d (%s)", fire.schedule_id, fire.workflow,
+                     fire.run_id, fire.trigger.value)
+    return fires
+
+
+def promote(queue: RunQueue, now: datetime) -> None:
+    """Waiting runs whose deadline came near move to the real-time queue."""
+    for run_id in queue.promote(now):
+        log.info("run %d promoted to real-time: its deadline is near", run_id)

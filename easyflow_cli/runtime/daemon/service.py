@@ -12,12 +12,10 @@ import fcntl
 import logging
 import os
 import selectors
-import signal
 from pathlib import Path
-from types import FrameType
 
 from easyflow_cli.core.config import Config, load_config
-from easyflow_cli.core.errors import BadInput, EasyflowError
+from easyflow_cli.core.errors import EasyflowError
 from easyflow_cli.core.model import Mode, StopReason
 from easyflow_cli.core.paths import (
     database_path,
@@ -45,6 +43,7 @@ from easyflow_cli.runtime.daemon.metrics_exporter import MetricsExporter
 from easyflow_cli.runtime.daemon.pruning import Pruning
 from easyflow_cli.runtime.daemon.recovery import recover_abandoned_runs
 from easyflow_cli.runtime.daemon.reports import WorkerReports
+from easyflow_cli.runtime.daemon.signals import drain_signals, install_signals
 from easyflow_cli.runtime.daemon.storage_watch import STORAGE_FAULT_EXIT, StorageWatch
 from easyflow_cli.runtime.daemon.summarizing import Summarizing
 from easyflow_cli.runtime.forecasts import ForecastFiles
@@ -79,15 +78,6 @@ log = logging.getLogger("easyflow.daemon")
 QUEUE_COUNT_EVERY_S = 5.0
 
 
-def refuse_cluster(config: Config) -> None:
-    """A daemon asked to coordinate a cluster refuses rather than quietly run on the embedded
-    database: workers elsewhere would wait for work it never sends."""
-    if config.cluster is not None:
-        raise BadInput(f"{config.source}: [cluster] is set (or EASYFLOW_DATABASE_URL), but this "
-                       "daemon runs only on the embedded SQLite database so far "
-                       "(docs/cluster.md); remove it to run here")
-
-
 class Daemon:
     def __init__(self, home: Path, config_path: str | None = None, *,
                  clock: Clock | None = None, spawn: WorkerFactory = WorkerProcess) -> None:
@@ -96,7 +86,6 @@ class Daemon:
         self.logs_dir = str(run_log_path(self.home, 0).parent)
         self.config_path = config_path
         self.config: Config = load_config(config_path)
-        refuse_cluster(self.config)
         self.clock: Clock = clock or SystemClock()
         self.notifier = Notifier.from_env()
         self.selector: selectors.BaseSelector = selectors.DefaultSelector()
@@ -245,28 +234,11 @@ class Daemon:
         os.pwrite(self.lock_fd, f"{os.getpid()}\n".encode(), 0)
 
     def _install_signals(self) -> None:
-        self.signal_r, signal_w = os.pipe()
-        os.set_blocking(self.signal_r, False)
-        os.set_blocking(signal_w, False)
-        signal.set_wakeup_fd(signal_w)
-        # Handlers only set flags; the loop acts on them (the wake-up fd ends its sleep).
-        signal.signal(signal.SIGTERM, self._on_stop_signal)
-        signal.signal(signal.SIGINT, self._on_stop_signal)
-        signal.signal(signal.SIGHUP, self._on_reload_signal)
+        self.signal_r = install_signals(self)
         self.selector.register(self.signal_r, selectors.EVENT_READ, self._drain_signal_pipe)
 
-    def _on_stop_signal(self, signum: int, frame: FrameType | None) -> None:
-        self.stop_requested = True
-
-    def _on_reload_signal(self, signum: int, frame: FrameType | None) -> None:
-        self.reload_requested = True
-
     def _drain_signal_pipe(self, fd: int) -> bool:
-        try:
-            while os.read(self.signal_r, 512):
-                pass
-        except BlockingIOError:
-            pass
+        drain_signals(fd)
         return True
 
     # ------------------------------------------------------------------ requests

@@ -19,6 +19,7 @@ from enum import StrEnum
 from easyflow_cli.core.errors import NotFound
 from easyflow_cli.core.model import Outcome, Run, RunState, StopReason
 from easyflow_cli.core.planning import RETRIED_STATES, PlannedRun, plan_retry
+from easyflow_cli.storage.backend import Backend
 from easyflow_cli.storage.run_queue import NextAttempt, RunEnd
 from easyflow_cli.storage.store import Store
 
@@ -72,7 +73,7 @@ def after_overdue(run: RunFacts, pid: int) -> Settlement:
     return after_end(run, Outcome(RunState.TIMED_OUT, error=error), None)
 
 
-def settle_abandoned(store: Store, run_ids: Sequence[int], now: datetime, *, note: str,
+def settle_abandoned(store: Backend, run_ids: Sequence[int], now: datetime, *, note: str,
                      error: str) -> list[Run]:
     """Runs whose worker or daemon is gone: never started → queued with `note`; started →
     failed with `error`, then retried if the workflow allows. One transaction. The failed."""
@@ -83,7 +84,7 @@ def settle_abandoned(store: Store, run_ids: Sequence[int], now: datetime, *, not
     return failed
 
 
-def next_attempt(store: Store, now: datetime) -> NextAttempt:
+def next_attempt(store: Backend, now: datetime) -> NextAttempt:
     """Plans a failed run's next attempt by its workflow's retries (none once it is removed)."""
     def plan(run: Run) -> PlannedRun | None:
         try:

@@ -1,0 +1,155 @@
+"""The coordinator's side of the cluster queue (`PgDispatch`) on a real PostgreSQL: free slots
+from live workers, dispatches in the queue's order, and what is settled when a dispatch or a
+worker is gone. The workers here are rows and SQL, as `easyflow worker` writes them."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from easyflow_cli.core.model import CostPriority, Mode, ModeReason, PoolName, RunState, Trigger
+from easyflow_cli.core.planning import PlannedRun
+from easyflow_cli.storage.run_queue import RunStart
+
+pytest.importorskip("psycopg", reason="the [cluster] extra is not installed")
+from easyflow_cli.storage.pg_dispatch import PgDispatch  # noqa: E402
+from easyflow_cli.storage.pg_store import PgStore  # noqa: E402
+
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+LEASE = 30.0
+
+
+@pytest.fixture
+def pg(database_url):
+    with PgStore(database_url) as opened:
+        yield opened
+
+
+@pytest.fixture
+def dispatch(pg):
+    return PgDispatch(pg, pg.queue)
+
+
+def planned(mode: Mode = Mode.BALANCED, workflow: str = "w", deadline=None) -> PlannedRun:
+    return PlannedRun(workflow, Trigger.MANUAL, mode, ModeReason.MANUAL, CostPriority.NORMAL,
+                      deadline, NOW)
+
+
+def register(pg, name: str, pool: PoolName, concurrency: int, *, heartbeat=NOW,
+             stopped=None) -> None:
+    pg.conn.execute(
+        "INSERT INTO workers (name, host, pool, concurrency, pid, started_at, heartbeat_at,"
+        " stopped_at) VALUES (%s, 'node-1', %s, %s, 4242, %s, %s, %s)",
+        (name, pool.value, concurrency, NOW, heartbeat, stopped))
+
+
+def accept(pg, token: str, worker: str) -> list[int]:
+    """What a worker does with a message: take the runs still carrying its token."""
+    return sorted(row[0] for row in pg.conn.execute(
+        "UPDATE runs SET worker = %s, host = 'node-1' WHERE dispatch_token = %s"
+        " AND worker IS NULL AND state = 'running' RETURNING id", (worker, token)))
+
+
+def test_free_slots_are_the_live_workers_concurrency_less_their_runs(pg, dispatch):
+    assert dispatch.free_slots(PoolName.BALANCED, now=NOW, lease=LEASE) == 0
+    register(pg, "a", PoolName.BALANCED, 3)
+    register(pg, "silent", PoolName.BALANCED, 5, heartbeat=NOW - timedelta(seconds=LEASE))
+    register(pg, "gone", PoolName.BALANCED, 5, stopped=NOW)
+    register(pg, "eco", PoolName.ECO, 2)
+    assert dispatch.free_slots(PoolName.BALANCED, now=NOW, lease=LEASE) == 3
+    pg.queue.enqueue([planned()] * 2)
+    dispatch.dispatch(Mode.BALANCED, now=NOW, pool=PoolName.BALANCED, slots=2, batch=False)
+    assert dispatch.free_slots(PoolName.BALANCED, now=NOW, lease=LEASE) == 1
+    pg.queue.enqueue([planned(Mode.ECO)] * 4)
+    dispatch.dispatch(Mode.ECO, now=NOW, pool=PoolName.ECO, slots=4, batch=True)
+    assert dispatch.free_slots(PoolName.ECO, now=NOW, lease=LEASE) == 1  # a batch, one slot
+
+
+def test_a_dispatch_claims_in_the_queues_order_and_names_no_worker(pg, dispatch):
+    late, soon, later = pg.queue.enqueue([planned(), planned(deadline=NOW + timedelta(hours=1)),
+                                          planned()])
+    sent = dispatch.dispatch(Mode.BALANCED, now=NOW, pool=PoolName.BALANCED, slots=2,
+                             batch=False)
+    assert [d.run_ids for d in sent] == [(soon,), (late,)]
+    assert len({d.token for d in sent}) == 2 and all(d.batch_id is None for d in sent)
+    run = pg.queue.get(soon)
+    assert run.state is RunState.RUNNING and run.worker is None and run.pool is PoolName.BALANCED
+    assert pg.queue.get(later).state is RunState.QUEUED
+
+
+def test_an_eco_batch_is_one_dispatch_with_one_token(pg, dispatch):
+    ids = pg.queue.enqueue([planned(Mode.ECO)] * 3)
+    [sent] = dispatch.dispatch(Mode.ECO, now=NOW, pool=PoolName.ECO, slots=5, batch=True)
+    assert sent.run_ids == tuple(ids) and sent.batch_id
+    assert accept(pg, sent.token, "w1") == list(ids)
+    assert {pg.queue.get(i).batch_id for i in ids} == {sent.batch_id}
+
+
+def test_max_concurrent_counts_dispatched_runs(pg, dispatch):
+    pg.conn.execute("INSERT INTO workflows (name, spec_json, max_concurrent)"
+                    " VALUES ('w', '{}', 1)")
+    pg.queue.enqueue([planned()] * 2)
+    assert len(dispatch.dispatch(Mode.BALANCED, now=NOW, pool=PoolName.BALANCED, slots=2,
+                                 batch=False)) == 1
+    assert dispatch.dispatch(Mode.BALANCED, now=NOW, pool=PoolName.BALANCED, slots=2,
+                             batch=False) == []
+
+
+def test_a_token_is_accepted_once(pg, dispatch):
+    pg.queue.enqueue([planned()])
+    [sent] = dispatch.dispatch(Mode.BALANCED, now=NOW, pool=PoolName.BALANCED, slots=1,
+                               batch=False)
+    assert accept(pg, sent.token, "w1") == list(sent.run_ids)
+    assert accept(pg, sent.token, "w2") == []  # the message came twice
+
+
+def test_an_unaccepted_dispatch_expires_and_goes_back_in_line(pg, dispatch):
+    first, second = pg.queue.enqueue([planned()] * 2)
+    [unclaimed] = dispatch.dispatch(Mode.BALANCED, now=NOW, pool=PoolName.BALANCED, slots=1,
+                                    batch=False)
+    [taken] = dispatch.dispatch(Mode.BALANCED, now=NOW + timedelta(seconds=20),
+                                pool=PoolName.BALANCED, slots=1, batch=False)
+    accept(pg, taken.token, "w1")
+    assert dispatch.expired_dispatches(now=NOW + timedelta(seconds=29), timeout=30) == []
+    later = NOW + timedelta(seconds=60)
+    assert dispatch.expired_dispatches(now=later, timeout=30) == [first]
+    pg.queue.settle_abandoned([first], now=later, note="not accepted", error="-")
+    run = pg.queue.get(first)
+    assert run.state is RunState.QUEUED and run.pool is None and run.error == "not accepted"
+    assert pg.conn.execute("SELECT dispatch_token, dispatched_at, host FROM runs WHERE id = %s",
+                           (first,)).fetchone() == (None, None, None)
+    assert accept(pg, unclaimed.token, "w2") == []  # too late: the token is gone
+
+
+def test_a_silent_workers_runs_are_lost(pg, dispatch):
+    register(pg, "alive", PoolName.BALANCED, 2)
+    register(pg, "silent", PoolName.BALANCED, 2, heartbeat=NOW - timedelta(seconds=LEASE))
+    register(pg, "stopped", PoolName.BALANCED, 2, stopped=NOW)
+    pg.queue.enqueue([planned()] * 4)
+    sent = dispatch.dispatch(Mode.BALANCED, now=NOW, pool=PoolName.BALANCED, slots=4,
+                             batch=False)
+    for message, worker in zip(sent, ["alive", "silent", "stopped", "unknown"], strict=True):
+        accept(pg, message.token, worker)
+    lost = dispatch.lost_runs(now=NOW, lease=LEASE)
+    assert lost == {"silent": [2], "stopped": [3], "unknown": [4]}
+
+
+def test_a_lost_started_run_fails_and_an_unstarted_one_goes_back(pg, dispatch):
+    register(pg, "w1", PoolName.BALANCED, 2, heartbeat=NOW - timedelta(minutes=5))
+    started, unstarted = pg.queue.enqueue([planned()] * 2)
+    for message in dispatch.dispatch(Mode.BALANCED, now=NOW, pool=PoolName.BALANCED, slots=2,
+                                     batch=False):
+        accept(pg, message.token, "w1")
+    pg.queue.start([RunStart(started, NOW, NOW, 99)])
+    with pg.write():
+        lost = dispatch.lost_runs(now=NOW, lease=LEASE)["w1"]
+        pg.queue.settle_abandoned(lost, now=NOW, note="back", error="worker w1 went silent")
+    assert pg.queue.get(started).state is RunState.FAILED
+    assert pg.queue.get(started).error == "worker w1 went silent"
+    assert pg.queue.get(unstarted).state is RunState.QUEUED
+
+
+def test_workers_newest_heartbeat_first(pg, dispatch):
+    register(pg, "old", PoolName.ECO, 1, heartbeat=NOW - timedelta(minutes=1))
+    register(pg, "new", PoolName.REAL_TIME, 4)
+    assert [(w.name, w.pool, w.concurrency) for w in dispatch.workers()] == [
+        ("new", PoolName.REAL_TIME, 4), ("old", PoolName.ECO, 1)]
