@@ -17,7 +17,8 @@ COMMANDS = {
                         "Print the output a run's steps wrote (kept under the state directory)."),
     "daemon": LazyCommand("easyflow_cli.cli.daemon:daemon",
                           "Run the scheduler daemon in the foreground (systemd's Type=notify "
-                          "service)."),
+                          "service); with a [cluster], the coordinator of its workers "
+                          "(docs/cluster.md)."),
     "status": LazyCommand("easyflow_cli.cli.daemon:status",
                           "Is the daemon up? Its pools, queue depths, next schedule fires and the "
                           "runs running now."),
