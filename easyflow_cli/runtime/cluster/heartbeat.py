@@ -26,22 +26,19 @@ import os
 import select
 import threading
 from collections import defaultdict
-from datetime import datetime
 
 import psycopg
 
 from easyflow_cli.core.config import Config
-from easyflow_cli.core.errors import EasyflowError, NotFound
-from easyflow_cli.core.model import Run
-from easyflow_cli.core.planning import PlannedRun, plan_retry
+from easyflow_cli.core.errors import EasyflowError
 from easyflow_cli.core.timeutil import utcnow
 from easyflow_cli.runtime.cluster.execution import CANCEL_SIGNAL, WorkerIdentity, notice_book
+from easyflow_cli.runtime.daemon.settlement import next_attempt
 from easyflow_cli.runtime.forecasts import ForecastFiles
 from easyflow_cli.runtime.run_marker import kill_marked
 from easyflow_cli.storage.cluster_queue import CANCEL_CHANNEL, WorkerInfo
 from easyflow_cli.storage.pg_store import PgStore
 from easyflow_cli.storage.pg_workers import PgWorkers
-from easyflow_cli.storage.run_queue import NextAttempt
 
 log = logging.getLogger("easyflow.worker")
 
@@ -133,7 +130,7 @@ class Heartbeat:
             error = f"worker process {pid} on {self.identity.host} died while running it"
             failed = store.queue.settle_abandoned(
                 sorted(run_ids), now=now, note=NOT_STARTED_NOTE, error=error,
-                next_attempt=_next_attempt(store, now))
+                next_attempt=next_attempt(store, now))
             log.warning("runs %s: their worker process %s died; settled (failed: %s)",
                         sorted(run_ids), pid, [run.id for run in failed])
 
@@ -147,17 +144,6 @@ class Heartbeat:
         if self.store is not None:
             self.store.close()
             self.store = None
-
-
-def _next_attempt(store: PgStore, now: datetime) -> NextAttempt:
-    """A failed run's next attempt by its workflow's retries (none once it is removed)."""
-    def plan(run: Run) -> PlannedRun | None:
-        try:
-            spec = store.get_workflow(run.workflow)
-        except NotFound:
-            return None
-        return plan_retry(run, spec, now)
-    return plan
 
 
 def is_live_child(pid: int) -> bool:
