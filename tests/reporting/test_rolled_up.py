@@ -1,6 +1,7 @@
 """Reports over pruned history: every total the same before and after pruning (to the cent,
 to the run), percentiles within the sketch's stated error."""
 
+from collections.abc import Sequence
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -40,9 +41,10 @@ def periods(zone: ZoneInfo) -> list[Period]:
             Period(CUTOFF + timedelta(hours=30), None)]
 
 
-def reports(store: Store, zone: ZoneInfo) -> dict:
+def reports(store: Store, zone: ZoneInfo, extra: Sequence[Period] = ()) -> dict:
+    """Every report over `periods(zone)` and the `extra` ones."""
     out = {}
-    for index, period in enumerate(periods(zone)):
+    for index, period in enumerate([*periods(zone), *extra]):
         for by in ("mode", "workflow", "day"):
             out[("costs", by, index)] = cost_report(
                 accounting.cost_sums(store, period, by, zone), PRICES, 15.0, by, {})

@@ -8,28 +8,24 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from easyflow_cli.core.model import Mode, Outcome, RunState
+from easyflow_cli.core.model import Outcome, RunState
 from easyflow_cli.core.timeutil import to_iso
-from easyflow_cli.reporting import accounting, summarized
+from easyflow_cli.reporting import summarized
 from easyflow_cli.reporting.accounting import Period
-from easyflow_cli.reporting.attainment import attainment_report, kept_counts
-from easyflow_cli.reporting.reports import QUANTILES, cost_report, latency_report, pools_report
 from easyflow_cli.reporting.run_totals import run_totals
-from easyflow_cli.reporting.timeline import Timeline
 from easyflow_cli.storage import summaries
 from easyflow_cli.storage.run_queue import RunEnd
 from easyflow_cli.storage.sqlite_queue import insert_runs
 from easyflow_cli.storage.store import Store
-from tests.reporting.test_attainment import OBJECTIVES
 from tests.reporting.test_reports_sql import (
     COLUMNS,
     PERIODS,
     T0,
-    WORKERS,
     assert_close,
     varied_runs,
 )
-from tests.reporting.test_rolled_up import CUTOFF, END, PRICES, periods, prune_before
+from tests.reporting.test_rolled_up import CUTOFF, END, periods, prune_before
+from tests.reporting.test_rolled_up import reports as rolled_up_reports
 
 # A day beginning on the hour, across a DST change; and one beginning at a quarter past.
 ZONES = ["America/New_York", "Asia/Kathmandu"]
@@ -37,21 +33,7 @@ ZONES = ["America/New_York", "Asia/Kathmandu"]
 
 def reports(store: Store, zone: ZoneInfo) -> dict:
     """Every report over periods at local midnights and at odd times, and the metrics."""
-    out = {}
-    for index, period in enumerate([*periods(zone), *PERIODS]):
-        for by in ("mode", "workflow", "day"):
-            out[("costs", by, index)] = cost_report(
-                accounting.cost_sums(store, period, by, zone), PRICES, 15.0, by, {})
-        out[("latency", index)] = latency_report(
-            accounting.latency_stats(store, period, QUANTILES, zone), {})
-        out[("attainment", index)] = attainment_report(
-            kept_counts(store, period, OBJECTIVES, zone), OBJECTIVES)
-        start = accounting.earliest_start(store, period) if period.since is None else (
-            period.since.timestamp())
-        timeline = Timeline(start or 0.0, (period.until or END).timestamp(), 24)
-        out[("pools", index)] = pools_report(
-            accounting.pool_use(store, period, timeline, zone), WORKERS,
-            {m.value: 0 for m in Mode}, timeline, {})
+    out = rolled_up_reports(store, zone, PERIODS)
     totals = run_totals(store)
     out["metrics"] = {"runs": totals.runs, "usage": totals.usage,
                       **{f"{name}-{mode}": vars(histogram) for name, by_mode in
