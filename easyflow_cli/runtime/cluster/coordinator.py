@@ -193,9 +193,11 @@ class Coordinator:
     def _sleep_seconds(self, now: datetime) -> float:
         """Until the next due moment: a schedule's fire, a promotion, a run becoming ready for
         a pool with room, the next look for runs nobody holds."""
-        queue = self.store.queue
-        moments = [self.schedules.next_due(), queue.next_promotion_at()]
-        moments += [queue.next_ready_at(mode, now) for mode in self.dispatcher.idle_modes()]
+        moments = [self.schedules.next_due()]
+        rooms = self.dispatcher.rooms
+        if rooms is not None:  # read before the dispatch, which claims only runs ready then
+            moments.append(rooms.next_promotion)
+            moments += [rooms.next_ready.get(mode) for mode in self.dispatcher.idle_modes()]
         waits = [(moment - now).total_seconds() for moment in moments if moment is not None]
         waits.append(self.leases.next_in())
         if self.notifier.watchdog_interval:
