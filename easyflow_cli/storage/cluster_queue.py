@@ -65,12 +65,11 @@ class StartAtAccept:
 class Rooms:
     """What the coordinator reads of the queue and the workers at each wake-up, in one query:
     each pool's free slots, the modes with a run ready now, whether any workflow sets a
-    `max_concurrent`, and the next moments a run becomes ready or is promoted."""
+    `max_concurrent`, and the next promotion."""
 
     free: dict[Mode, int]
     ready: frozenset[Mode]
     limited: bool
-    next_ready: dict[Mode, datetime | None]
     next_promotion: datetime | None
 
 

@@ -24,18 +24,17 @@ WORKER_COLUMNS = "name, host, pool, concurrency, pid, started_at, heartbeat_at, 
 # A claim names a worker; a dispatch's runs have none until one accepts them. The claim's
 # placeholder is replaced in the claim's own transaction: nobody else ever reads it.
 UNACCEPTED = ""
-# Per mode: its pool's free slots (a batch takes one), whether a run is ready now, when the
-# next one becomes ready; and for all, whether a workflow sets a `max_concurrent` and the next
+# Per mode: its pool's free slots (a batch takes one) and whether a run is ready now (the
+# first one the ready index finds: a scalar subquery, which the planner cannot turn into a scan
+# of the whole queue); for all, whether a workflow sets a `max_concurrent` and the next
 # promotion. One round trip: the coordinator reads it at every wake-up.
 ROOMS_SQL = (
     "SELECT m.mode, (SELECT coalesce(sum(concurrency), 0) FROM workers WHERE pool = m.pool"
     "  AND stopped_at IS NULL AND heartbeat_at > %s)"
     " - (SELECT count(DISTINCT coalesce(batch_id, id::text)) FROM runs"
     "  WHERE state = 'running' AND pool = m.pool),"
-    " EXISTS (SELECT 1 FROM runs WHERE state = 'queued' AND mode = m.mode"
-    "  AND (not_before IS NULL OR not_before <= %s)),"
-    " (SELECT min(not_before) FROM runs WHERE state = 'queued' AND mode = m.mode"
-    "  AND not_before > %s),"
+    " (SELECT true FROM runs WHERE state = 'queued' AND mode = m.mode"
+    "  AND (not_before IS NULL OR not_before <= %s) LIMIT 1) IS NOT NULL,"
     " EXISTS (SELECT 1 FROM workflows WHERE max_concurrent IS NOT NULL),"
     " (SELECT min(promote_at) FROM runs WHERE state = 'queued')"
     " FROM unnest(%s::text[], %s::text[]) AS m(mode, pool)")
@@ -66,14 +65,12 @@ class PgDispatch:
     def rooms(self, *, now: datetime, lease: float) -> Rooms:
         modes = list(Mode)
         rows = self.store.conn.execute(ROOMS_SQL, (
-            now - timedelta(seconds=lease), now, now, [mode.value for mode in modes],
+            now - timedelta(seconds=lease), now, [mode.value for mode in modes],
             [PoolName.of(mode).value for mode in modes])).fetchall()
         by_mode = {Mode(row[0]): row for row in rows}
         return Rooms(free={mode: max(0, row[1]) for mode, row in by_mode.items()},
                      ready=frozenset(mode for mode, row in by_mode.items() if row[2]),
-                     limited=rows[0][4],
-                     next_ready={mode: row[3] for mode, row in by_mode.items()},
-                     next_promotion=rows[0][5])
+                     limited=rows[0][3], next_promotion=rows[0][4])
 
     def dispatch(self, mode: Mode, *, now: datetime, pool: PoolName, slots: int,
                  batch: bool, limited: bool = True) -> list[Dispatch]:

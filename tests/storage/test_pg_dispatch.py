@@ -103,7 +103,6 @@ def test_rooms_read_the_pools_and_the_queue_at_once(pg, dispatch):
     rooms = dispatch.rooms(now=NOW, lease=LEASE)
     assert rooms.free == {Mode.REAL_TIME: 0, Mode.BALANCED: 2, Mode.ECO: 0}
     assert rooms.ready == {Mode.ECO} and not rooms.limited
-    assert rooms.next_ready == {Mode.REAL_TIME: None, Mode.BALANCED: None, Mode.ECO: later}
     assert rooms.next_promotion == later
     pg.conn.execute("INSERT INTO workflows (name, spec_json, max_concurrent)"
                     " VALUES ('w', '{}', 1)")
