@@ -71,6 +71,11 @@ class RunTicket:
     log_path: str
 
 
+# A `run` order's run: a list of these values, in this order (no field names to write and
+# read again for each of the dozens of runs a short-run pool's worker is handed at once).
+TICKET_ROW = ("id", "workflow", "log_path")
+
+
 @dataclass(slots=True)
 class RunOrder:
     """Run these, in this order, with these limits."""
@@ -83,8 +88,7 @@ class RunOrder:
     def to_json(self) -> dict[str, Any]:
         return {"op": "run", "limits": self.limits.to_json(),
                 "specs": {name: entry.to_json() for name, entry in self.specs.items()},
-                "runs": [{"id": r.id, "workflow": r.workflow, "log_path": r.log_path}
-                         for r in self.runs]}
+                "runs": [[r.id, r.workflow, r.log_path] for r in self.runs]}
 
 
 @dataclass(slots=True)
@@ -369,7 +373,7 @@ def _run_order(f: Fields) -> RunOrder:
         RunLimits(limits.number("timeout"), limits.integer("nice"),
                   limits.number("kill_grace"), limits.integer("log_max_bytes")),
         {name: _spec_entry(name, entry) for name, entry in f.table("specs").items()},
-        [_ticket(run) for run in f.items("runs")])
+        [_ticket(index, row) for index, row in enumerate(f.items("runs"))])
     for ticket in order.runs:
         if ticket.workflow not in order.specs:
             raise ProtocolError(f"run: no spec for run {ticket.id}'s workflow "
@@ -382,8 +386,11 @@ def _spec_entry(name: str, entry: Any) -> SpecEntry:
     return SpecEntry(fields.table("spec"), fields.text("source_file", optional=True))
 
 
-def _ticket(run: Any) -> RunTicket:
-    fields = Fields.of("run: runs[]", run)
+def _ticket(index: int, row: Any) -> RunTicket:
+    if type(row) is not list or len(row) != len(TICKET_ROW):
+        raise ProtocolError(f"run: runs[{index}] must be a list of {len(TICKET_ROW)} values"
+                            f" ({', '.join(TICKET_ROW)}), got {shown(row)}")
+    fields = Fields("run", dict(zip(TICKET_ROW, row, strict=True)), f"runs[{index}]")
     return RunTicket(fields.positive("id"), fields.text("workflow"), fields.text("log_path"))
 
 

@@ -218,12 +218,27 @@ def test_nan_and_infinity_are_not_times():
 def test_a_run_order_names_a_spec_for_each_of_its_runs():
     order = {"op": "run", "limits": {"timeout": 60, "nice": 0, "kill_grace": 5,
                                      "log_max_bytes": 100},
-             "specs": {}, "runs": [{"id": 1, "workflow": "gone", "log_path": "/tmp/1.log"}]}
+             "specs": {}, "runs": [[1, "gone", "/tmp/1.log"]]}
     with pytest.raises(ProtocolError, match="no spec for run 1's workflow 'gone'"):
         decode_order(json.dumps(order).encode())
     order["limits"]["timeout"] = None
     with pytest.raises(ProtocolError, match="run.limits: timeout must be a finite number"):
         decode_order(json.dumps(order).encode())
+
+
+@pytest.mark.parametrize(("runs", "message"), [
+    ([[1, "w", "/tmp/1.log"], [0, "w", "/tmp/0.log"]], "run.runs[1]: id must be a run id"),
+    ([[1, "w", None]], "run.runs[0]: log_path must be a string"),
+    ([[1, "w"]], "run: runs[0] must be a list of 3 values (id, workflow, log_path)"),
+    ([{"id": 1, "workflow": "w", "log_path": "/tmp/1.log"}], "run: runs[0] must be a list"),
+])
+def test_each_run_of_a_run_order_is_checked(runs, message):
+    order = {"op": "run", "limits": {"timeout": 60, "nice": 0, "kill_grace": 5,
+                                     "log_max_bytes": 100},
+             "specs": {"w": {"spec": {}, "source_file": None}}, "runs": runs}
+    with pytest.raises(ProtocolError) as refused:
+        decode_order(json.dumps(order).encode())
+    assert message in str(refused.value)
 
 
 def test_the_worker_process_imports_neither_the_storage_layer_nor_sqlite3():

@@ -75,8 +75,7 @@ def run_message(*orders):
     """The daemon's `run` message for these orders (one pool: the first one's limits)."""
     return {"op": "run", "limits": orders[0]["limits"],
             "specs": {o["workflow"]: {"spec": o["spec"], "source_file": None} for o in orders},
-            "runs": [{"id": o["id"], "workflow": o["workflow"], "log_path": o["log_path"]}
-                     for o in orders]}
+            "runs": [[o["id"], o["workflow"], o["log_path"]] for o in orders]}
 
 
 def test_worker_runs_a_batch_back_to_back(worker, tmp_path):
