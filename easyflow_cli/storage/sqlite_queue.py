@@ -644,15 +644,15 @@ def _queue_order(row: Any) -> tuple[str, int, int]:
 def _claimed_runs(rows: list[Any], claimed_at: datetime) -> list[ClaimedRun]:
     """Rows of CLAIMED_COLUMNS as claimed runs; a time shared by several (runs submitted
     together were enqueued at one moment) read once."""
-    times: dict[str | None, datetime | None] = {None: None}
+    times: dict[str, datetime] = {}
     runs = []
     for run_id, workflow, mode, priority, deadline, enqueued_at in rows:
-        if deadline not in times:
-            times[deadline] = from_iso(deadline)
-        if enqueued_at not in times:
-            times[enqueued_at] = from_iso(enqueued_at)
+        for text in (deadline, enqueued_at):
+            if text is not None and text not in times:
+                times[text] = from_iso(text)
         runs.append(ClaimedRun(run_id, workflow, _MODE_OF[mode], _PRIORITY_OF[priority],
-                               times[deadline], times[enqueued_at], claimed_at))
+                               None if deadline is None else times[deadline],
+                               times[enqueued_at], claimed_at))
     return runs
 
 
