@@ -125,8 +125,13 @@ def redis_server():
         pytest.skip(f"no Redis server: {exc}")
 
 
+# Outside tests/e2e, the files whose tests also wait seconds each on real processes (the
+# benchmark, the docs' shell examples, fresh interpreters' imports).
+SLOW_FILES = {"test_bench.py", "test_docs.py", "test_startup.py"}
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The end-to-end tests first: each takes seconds of waiting on real processes, so started
-    early they overlap the quick tests, which then fill the test processes' last minutes
-    instead of one long test running alone at the end."""
-    items.sort(key=lambda item: not (item.get_closest_marker("e2e") or "e2e" in item.path.parts))
+    """The slow tests first: started early, they overlap the quick ones, which then fill the
+    test processes' last minutes instead of one long test running alone at the end."""
+    items.sort(key=lambda item: not (item.get_closest_marker("e2e") or "e2e" in item.path.parts
+                                     or item.path.name in SLOW_FILES))

@@ -32,7 +32,8 @@ from tests.conftest import easyflow_command, subprocess_env
 T = TypeVar("T")
 
 READY_TIMEOUT = 60.0
-CLI_TIMEOUT = 60.0
+# One command takes a second or two; a box loaded with other test processes can take minutes.
+CLI_TIMEOUT = 180.0
 # Inherited variables that would change how the daemon under test behaves.
 SCRUBBED_ENV = ("REALTIME_MAX_WORKERS", "BALANCED_MAX_WORKERS", "ECO_MAX_WORKERS",
                 "STATE_DIRECTORY", "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID",
@@ -165,10 +166,18 @@ class DaemonHarness:
         # They share the box's cores: a second more for each on top of one command's timeout.
         deadline = time.monotonic() + CLI_TIMEOUT + count
         records = []
-        for proc in procs:
-            out, err = proc.communicate(timeout=max(1.0, deadline - time.monotonic()))
-            assert proc.returncode == 0, f"submit {name} exited {proc.returncode}: {err}"
-            records.append(json.loads(out))
+        try:
+            for proc in procs:
+                out, err = proc.communicate(timeout=max(1.0, deadline - time.monotonic()))
+                assert proc.returncode == 0, f"submit {name} exited {proc.returncode}: {err}"
+                records.append(json.loads(out))
+        finally:
+            # On a failure, none outlives the test (with the daemon gone, one would go on to
+            # run its workflow in the foreground).
+            for proc in procs:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
         return sorted(records, key=lambda r: r["id"])
 
     def runs(self, workflow: str | None = None) -> list[dict[str, Any]]:
