@@ -89,8 +89,9 @@ class HistoryPruning:
 
     def _due_by(self, moment: datetime) -> None:
         with self.lock:
-            if self.due_at is None or moment < self.due_at:
-                self.due_at = moment
+            if self.due_at is not None and self.due_at <= moment:
+                return  # the thread wakes by then already
+            self.due_at = moment
         self.woken.set()
 
     def _wait_s(self) -> float | None:
