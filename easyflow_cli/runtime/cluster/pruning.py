@@ -11,6 +11,7 @@ until a reload: no polling.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Callable
@@ -123,4 +124,5 @@ class HistoryPruning:
 
 def _closed(store: Backend | None) -> None:
     if store is not None:
-        store.close()
+        with contextlib.suppress(Exception):  # it failed already: closing is all that is left
+            store.close()

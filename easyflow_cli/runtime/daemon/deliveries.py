@@ -10,6 +10,7 @@ channel took it; a failure is tried again after a doubling back-off, and given u
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Callable
@@ -125,10 +126,11 @@ class Deliveries:
             except Exception as exc:  # the database or a bug: log, wait, go on; never die
                 log.error("notification delivery: %s; trying again in %gs", exc,
                           DB_TROUBLE_WAIT_S)
+                _closed(store)
+                store = None  # opened again: a server may have ended the connection
                 wait = DB_TROUBLE_WAIT_S
             self.woken.wait(wait)
-        if store is not None:
-            store.close()
+        _closed(store)
 
     def round(self, store: Backend) -> float | None:
         """Write late events that are due, deliver what is due; seconds until the next thing
@@ -201,3 +203,9 @@ class Deliveries:
         if trouble is not None:
             log.info("notification by %s for %s works again (after %d failures)",
                      key[1].value, key[0], trouble.failures)
+
+
+def _closed(store: Backend | None) -> None:
+    if store is not None:
+        with contextlib.suppress(Exception):  # it failed already: closing is all that is left
+            store.close()

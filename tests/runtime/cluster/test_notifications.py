@@ -2,6 +2,7 @@
 clock and a fake channel: a worker's run notified once, retried with back-off, never sent twice
 by a second coordinator, and announced to the coordinator as its end commits."""
 
+import time
 from datetime import UTC, datetime
 
 import pytest
@@ -19,6 +20,7 @@ from easyflow_cli.core.model import (
 from easyflow_cli.core.notify import Channel
 from easyflow_cli.core.planning import PlannedRun
 from easyflow_cli.core.spec import parse_workflow_text
+from easyflow_cli.runtime.daemon import deliveries as deliveries_module
 from easyflow_cli.runtime.daemon.deliveries import backoff
 from easyflow_cli.storage.run_queue import RunEnd
 from tests.runtime.test_daemon import FakeClock
@@ -131,3 +133,33 @@ def test_an_end_that_wrote_events_is_announced_at_commit(database_url, pg, confi
         failed_run(pg, config)
         assert events.arrived()
         assert not events.arrived()
+
+
+def test_the_thread_connects_again_when_the_server_ended_its_connection(database_url, pg,
+                                                                        config, monkeypatch):
+    monkeypatch.setattr(deliveries_module, "DB_TROUBLE_WAIT_S", 0.05)
+    deliveries, clock, channel = deliveries_of(database_url, pg, config)
+    opened: list[PgStore] = []
+
+    def open_and_keep() -> PgStore:
+        opened.append(open_outbox(database_url))
+        return opened[-1]
+
+    deliveries.open_store = open_and_keep
+    deliveries.start()
+    try:
+        wait_until(lambda: opened)
+        pg.conn.execute("SELECT pg_terminate_backend(%s)", (opened[0].conn.info.backend_pid,))
+        failed_run(pg, config)
+        deliveries.wake()
+        wait_until(lambda: len(channel.sent) == 2)
+    finally:
+        deliveries.stop()
+    assert len(opened) == 2
+
+
+def wait_until(done, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not done() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert done()
