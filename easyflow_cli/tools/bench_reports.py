@@ -4,6 +4,7 @@ the daemon's collector and as `easyflow metrics`."""
 
 from __future__ import annotations
 
+import functools
 import itertools
 import time
 from collections.abc import Iterator
@@ -165,8 +166,8 @@ def metrics_scrapes(home: Path, config: Config, repeats: int = 3) -> dict[str, f
 
     first, following = [], []
     for _ in range(repeats):
-        collector = EasyflowCollector(database_path(home), lambda: config, lambda: None,
-                                      SettledTotals().read)
+        collector = EasyflowCollector(functools.partial(Store, database_path(home)),
+                                      lambda: config, lambda _store: None, SettledTotals().read)
         first.append(_scrape_time(collector))
         with Store.open(home) as store:
             insert_runs(store, SYNTHETIC_COLUMNS, synthetic_runs(NEW_RUNS, datetime.now(UTC)))
