@@ -17,7 +17,7 @@ from easyflow_cli.core.stats import median
 from easyflow_cli.storage.sqlite_queue import insert_runs
 from easyflow_cli.storage.store import Store
 from easyflow_cli.storage.summaries import summarize_all
-from easyflow_cli.tools.bench_cli import cli_wall_times
+from easyflow_cli.tools.bench_cli import cli_process_times, cli_wall_times
 
 if TYPE_CHECKING:
     from prometheus_client.registry import Collector
@@ -62,18 +62,29 @@ def synthetic_runs(count: int, now: datetime, span: timedelta = SYNTHETIC_SPAN
 # Runs that end between two metrics scrapes, in the bench.
 NEW_RUNS = 1000
 
-# Each report as the CLI is asked for it, over the whole history and over a filtered slice.
+# The newest run's id, in a command's arguments.
+NEWEST = "{newest}"
+
+# Each command that reads the history, as the CLI is asked for it (with `--json`): the reports
+# over the whole history, over a long period and over a filtered slice; and the commands that
+# read a few runs of it.
 REPORT_COMMANDS = {
-    "costs": ["costs"],
-    "costs_by_workflow": ["costs", "--by", "workflow"],
-    "costs_by_day": ["costs", "--by", "day"],
-    "latency": ["latency"],
-    "pools": ["pools"],
-    "advise": ["advise"],
-    "costs_by_day_filtered": ["costs", "--by", "day", "--since", "7d", "--until", "1d",
+    "costs": ["report", "costs"],
+    "costs_by_workflow": ["report", "costs", "--by", "workflow"],
+    "costs_by_day": ["report", "costs", "--by", "day"],
+    "latency": ["report", "latency"],
+    "pools": ["report", "pools"],
+    "advise": ["report", "advise"],
+    **{f"{name}_since_365d": ["report", name, "--since", "365d"]
+       for name in ("costs", "latency", "pools", "advise")},
+    "costs_by_day_filtered": ["report", "costs", "--by", "day", "--since", "7d", "--until", "1d",
                               "--workflow", "wf-7"],
-    "latency_filtered": ["latency", "--since", "7d", "--until", "1d", "--workflow", "wf-7"],
-    "pools_filtered": ["pools", "--since", "7d", "--until", "1d", "--workflow", "wf-7"],
+    "latency_filtered": ["report", "latency", "--since", "7d", "--until", "1d",
+                         "--workflow", "wf-7"],
+    "pools_filtered": ["report", "pools", "--since", "7d", "--until", "1d", "--workflow", "wf-7"],
+    "runs_list": ["runs", "list"],
+    "runs_show": ["runs", "show", NEWEST],
+    "why": ["why", NEWEST],
 }
 
 
@@ -184,15 +195,25 @@ def reports_at_scale(root: Path, runs: int, cli_samples: int) -> dict[str, Any]:
             cost_report(sums, Prices.from_config(config), config.costs.watts_per_core, "mode",
                         {"since": None, "until": None, "workflow": None})
             library.append(time.perf_counter() - start)
-    cli = {name: round(median(
-               cli_wall_times(["report", *args, "--json"], home, cli_samples)) / 1000, 3)
+    cli = {name: cli_seconds([arg.format(newest=runs) for arg in args] + ["--json"], home,
+                             cli_samples)
            for name, args in REPORT_COMMANDS.items()}
     return {"runs": runs, **seeding.as_dict(), "database_bytes": database_bytes,
             "database_mb_per_1m_runs": round(database_bytes / runs * 1e6 / 2**20, 1),
-            "library_s": round(median(library), 3), "cli_s": cli,
+            "library_s": round(median(library), 3),
+            "cli_s": {name: wall for name, (wall, _) in cli.items()},
+            "cli_cpu_s": {name: cpu for name, (_, cpu) in cli.items()},
             "metrics_scrape": metrics_scrapes(home, config),
             "metrics_cli_s": round(median(cli_wall_times(["metrics"], home, cli_samples)) / 1000,
                                    3)}
+
+
+def cli_seconds(args: list[str], home: Path, samples: int) -> tuple[float, float]:
+    """A whole `easyflow ARGS` process's median wall and CPU (user + system) seconds: the CPU
+    time is what the box's other load disturbs least."""
+    times = cli_process_times(args, home, samples)
+    return (round(median([wall for wall, _ in times]) / 1000, 3),
+            round(median([cpu for _, cpu in times]) / 1000, 3))
 
 
 def metrics_scrapes(home: Path, config: Config, repeats: int = 3) -> dict[str, float]:
