@@ -46,7 +46,12 @@ from easyflow_cli.core.cluster_config import ClusterConfig
 from easyflow_cli.core.model import Mode, Trigger
 from easyflow_cli.core.stats import median
 from easyflow_cli.storage.store import CHECKPOINT_WHEN_QUIET_S
-from easyflow_cli.tools.bench_cli import cli_bulk_submit, cli_wall_times, library_enqueue
+from easyflow_cli.tools.bench_cli import (
+    cache_bytecode,
+    cli_bulk_submit,
+    cli_wall_times,
+    library_enqueue,
+)
 from easyflow_cli.tools.bench_daemon import (
     BURN_ITERATIONS,
     BenchDaemon,
@@ -335,8 +340,9 @@ def _beside_ceiling(daemon: BenchDaemon, sizes: BenchSizes) -> dict[str, Any]:
 
 def _machine() -> dict[str, Any]:
     return {"cpus": os.cpu_count(), "python": sys.version.split()[0],
-            # Without cached bytecode every CLI start compiles easyflow's modules again.
-            "bytecode_cache": not sys.dont_write_bytecode,
+            # Without cached bytecode every CLI start would compile easyflow's modules again:
+            # they are compiled first, as pip does at install, and the timed processes use it.
+            "bytecode_cache": cache_bytecode(),
             "load_average_before": load_average()}
 
 

@@ -74,6 +74,7 @@ def test_quick_bench_json_document(home, monkeypatch):
     assert positive(report["metrics_cli_s"])
     why = doc["why"]
     assert why["runs"] == 500
+    assert why["bytecode_cached"] is True  # the worktree is writable: compiled as pip would
     for kind in ("finished", "queued"):
         assert positive(why[kind]["cold_ms"]["wall"]) and positive(why[kind]["cold_ms"]["cpu"])
         for clock in ("wall_ms", "cpu_ms"):
