@@ -40,6 +40,15 @@ def bounds_of(bucket: int) -> tuple[float, float]:
             SMALLEST * GAMMA ** bucket * (1 + 1e-9))
 
 
+def surely_in(bucket: int) -> tuple[float, float]:
+    """Bounds a little narrower than the bucket's on both sides (by float rounding's margin):
+    every value strictly between them is of the bucket, without asking `bucket_of`."""
+    if bucket <= 0:
+        return -math.inf, SMALLEST * (1 - 1e-9)
+    return (SMALLEST * GAMMA ** (bucket - 1) * (1 + 1e-9),
+            SMALLEST * GAMMA ** bucket * (1 - 1e-9))
+
+
 def value_of(bucket: int) -> float:
     """The representative of a bucket: 2·low·high / (low + high)."""
     if bucket <= 0:

@@ -50,14 +50,11 @@ SELECT workflow, mode, off_peak, count(*) AS runs, min(finished_at) AS first,
 FROM {table} WHERE {where} GROUP BY workflow, mode, off_peak
 """
 # The settled runs of a mode that missed its start objective (eco: those without a deadline),
-# a range of the waits index; and eco's missed deadlines, off an index of those alone.
+# a range of the waits index. (Eco's missed deadlines over summarized hours are the
+# summaries'.)
 LATE_SQL = ("SELECT workflow, mode, off_peak, count(*) FROM runs INDEXED BY runs_waits"
             " WHERE duration_s IS NOT NULL AND mode = ? AND queue_wait_s > ?{eco} AND {where}"
             " GROUP BY workflow, mode, off_peak")
-DEADLINE_MISSED_SQL = ("SELECT workflow, mode, off_peak, count(*) FROM runs"
-                       " INDEXED BY runs_deadline_missed WHERE deadline_met = 0"
-                       " AND duration_s IS NOT NULL AND mode = 'eco' AND {where}"
-                       " GROUP BY workflow, mode, off_peak")
 # How the rows of one (workflow, mode, tariff) add up; every other field is a sum.
 EARLIEST, LATEST = ("first", "min_slack_s"), ("last",)
 NO_OBJECTIVE = 1e18  # a pool without `start_within`: no start is late
@@ -143,12 +140,13 @@ def _evidence_rows(store: ReportStore, config: Config, period: Period) -> list[d
 
 def _add_misses(store: ReportStore, config: Config, cover: summarized.Coverage,
                 workflow: str | None, rows: list[dict[str, Any]]) -> None:
-    """The covered hours' runs that missed their objective, counted into their rows."""
+    """The covered hours' runs that started later than their objective, counted into their
+    rows."""
     where, args = cover.hours_where("finished_at")
     if workflow:
         where, args = f"{where} AND workflow = ?", [*args, workflow]
     eco, real_time, balanced = _objectives(config)
-    queries: list[tuple[str, list[Any]]] = [(DEADLINE_MISSED_SQL.format(where=where), args)]
+    queries: list[tuple[str, list[Any]]] = []
     for mode, limit in ((Mode.ECO, eco), (Mode.REAL_TIME, real_time), (Mode.BALANCED, balanced)):
         if limit < NO_OBJECTIVE:
             late = LATE_SQL.format(eco=" AND deadline_met IS NULL" if mode is Mode.ECO else "",

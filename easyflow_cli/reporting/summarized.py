@@ -189,15 +189,17 @@ def value_buckets(store: ReportStore, cover: Coverage, mode: str, column: str) -
 
 # ------------------------------------------------------------------ advice
 
-# The evidence of `report advise` (its EVIDENCE_SQL's columns) over the covered hours; their
-# misses are counted apart, off the runs that missed.
+# The evidence of `report advise` (its EVIDENCE_SQL's columns) over the covered hours, with
+# eco's missed deadlines as misses; the starts later than their objective are counted apart,
+# off the runs that were late (the objectives are the configuration's, not the summaries').
 EVIDENCE_SQL = """
 SELECT workflow, mode, off_peak, sum(runs) AS runs, min(first_settled_at) AS first,
   max(last_settled_at) AS last, total(waited_for) AS waited,
   total(pinned_by_schedule) AS pinned_by_schedule, total(pinned_by_hand) AS pinned_by_hand,
   total(worker_s) AS worker_s, total(any_cpu_s) AS cpu_s, total(energy_j) AS energy_j,
   sum(measured) AS measured, sum(with_deadline) AS deadlines, min(min_slack_s) AS min_slack_s,
-  sum(judged) AS judged, 0 AS missed
+  sum(judged) AS judged,
+  sum(CASE WHEN mode = 'eco' THEN deadlines_missed ELSE 0 END) AS missed
 FROM run_summaries WHERE {where} GROUP BY workflow, mode, off_peak HAVING sum(runs) > 0
 """
 
@@ -205,7 +207,7 @@ FROM run_summaries WHERE {where} GROUP BY workflow, mode, off_peak HAVING sum(ru
 def evidence_rows(store: ReportStore, cover: Coverage, workflow: str | None
                   ) -> list[dict[str, Any]]:
     """Per (workflow, mode, tariff), what `report advise` weighs of the covered hours' runs,
-    but their misses."""
+    but their late starts."""
     if whole(cover):
         return []
     where, args = cover.hours_where()

@@ -111,9 +111,10 @@ class Seeding:
                 "seed_s": round(total, 1)}
 
 
-def seed_report_history(home: Path, runs: int) -> Seeding:
-    """Seed `runs` synthetic finished runs into a fresh state directory, and summarize every
-    hour that is over, as the daemon would have.
+def seed_report_history(home: Path, runs: int, span: timedelta = SYNTHETIC_SPAN) -> Seeding:
+    """Seed `runs` synthetic finished runs over `span` into a fresh state directory, and
+    summarize every hour that is over, as the daemon would have (its last, current hour is
+    left to the detail, as a running daemon's is).
 
     The database is as a history written run by run leaves it (the same tables, indexes and
     summaries), built the fast way: a throwaway written with no rollback journal and no syncs,
@@ -127,7 +128,7 @@ def seed_report_history(home: Path, runs: int) -> Seeding:
     with Store.open(home, watched=True) as store, throwaway_writes(store):
         start = time.perf_counter()
         with without_run_indexes(store) as timer:
-            insert_runs(store, SYNTHETIC_COLUMNS, synthetic_runs(runs, now))
+            insert_runs(store, SYNTHETIC_COLUMNS, synthetic_runs(runs, now, span))
             inserted = time.perf_counter()
         indexed = timer.ended
         with store.write() as conn:

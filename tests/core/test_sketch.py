@@ -1,3 +1,4 @@
+import math
 import random
 
 import pytest
@@ -10,6 +11,7 @@ from easyflow_cli.core.sketch import (
     merge,
     quantile,
     sketch_of,
+    surely_in,
     value_of,
 )
 from easyflow_cli.core.stats import percentile
@@ -18,6 +20,17 @@ from easyflow_cli.core.stats import percentile
 @pytest.mark.parametrize("value", [0.0, 0.0009, SMALLEST, 0.0123, 1.0, 59.9, 3600.0, 86400 * 30])
 def test_a_value_is_within_the_stated_error_of_its_bucket(value):
     assert abs(value_of(bucket_of(value)) - value) <= max(RELATIVE_ERROR * value, SMALLEST)
+
+
+def test_values_surely_in_a_bucket_are_of_it_and_its_edges_are_not_surely_in():
+    for bucket in [0, 1, 2, 57, 300, 560]:
+        low, high = surely_in(bucket)
+        inside = [math.nextafter(low, math.inf), math.nextafter(high, -math.inf)]
+        if bucket:
+            inside.append(math.sqrt(low * high))
+        assert {bucket_of(value) for value in inside} == {bucket}
+        edge = SMALLEST * 1.04 ** bucket
+        assert not low < edge < high
 
 
 def test_percentiles_of_merged_sketches_are_within_the_error_of_the_exact_ones():
