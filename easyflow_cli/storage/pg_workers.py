@@ -5,7 +5,9 @@ What each method changes is documented on `WorkerQueue`; here is only how. A dis
 is accepted by one statement that matches its token and finds no worker on it yet: of two
 deliveries of one message, the second waits for the first's row lock, then finds the worker
 set and takes nothing. The accepting process's pid goes on the run (`pid`), so that the
-worker's main process can tell a run whose process died from one still running.
+worker's main process can tell a run whose process died from one still running. A worker's
+registration and its stop are announced on the queue's wake-up channel with its pool, as a
+run's end is.
 """
 
 from __future__ import annotations
@@ -13,9 +15,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
+import psycopg
+
 from easyflow_cli.core.model import Run
 from easyflow_cli.storage.cluster_queue import CANCEL_CHANNEL, WorkerInfo
-from easyflow_cli.storage.pg_queue import Database, PgRunQueue, fits_bigint
+from easyflow_cli.storage.pg_queue import WAKEUP_CHANNEL, Database, PgRunQueue, fits_bigint
 
 
 class PgWorkers:
@@ -36,6 +40,7 @@ class PgWorkers:
                 " stopped_at = excluded.stopped_at",
                 (worker.name, worker.host, worker.pool.value, worker.concurrency, worker.pid,
                  worker.started_at, worker.heartbeat_at, worker.stopped_at))
+            _announce_room(conn, worker.pool.value)
 
     def heartbeat(self, name: str, *, now: datetime) -> list[int]:
         rows = self.store.conn.execute(
@@ -45,8 +50,11 @@ class PgWorkers:
         return [row[0] for row in rows]
 
     def stop(self, name: str, *, now: datetime) -> None:
-        self.store.conn.execute("UPDATE workers SET stopped_at = %s WHERE name = %s",
-                                (now, name))
+        with self.store.write() as conn:
+            rows = conn.execute("UPDATE workers SET stopped_at = %s WHERE name = %s"
+                                " RETURNING pool", (now, name)).fetchall()
+            for (pool,) in rows:
+                _announce_room(conn, pool)
 
     def accept(self, dispatch_token: str, run_ids: Sequence[int], *, worker: str, host: str,
                pid: int, now: datetime) -> list[Run]:
@@ -98,3 +106,9 @@ class PgWorkers:
         return [(seq, bytes(data)) for seq, data in self.store.conn.execute(
             "SELECT seq, data FROM run_log_chunks WHERE run_id = %s AND seq > %s ORDER BY seq",
             (run_id, after))]
+
+
+def _announce_room(conn: psycopg.Connection, pool: str) -> None:
+    """Tell the coordinator, at commit, that the pool's room changed (a worker joined or left):
+    it dispatches into a new worker's slots at once, not at its next periodic look."""
+    conn.execute("SELECT pg_notify(%s, %s)", (WAKEUP_CHANNEL, pool))
