@@ -113,7 +113,8 @@ class WorkerQueue(Protocol):
     """A worker's transitions (`pg_workers.PgWorkers`)."""
 
     def register(self, worker: WorkerInfo) -> None:
-        """Add or replace the worker's row (a restarted worker keeps its name)."""
+        """Add or replace the worker's row (a restarted worker keeps its name); its pool's
+        room is announced (`WAKEUP_CHANNEL`), for the coordinator to dispatch into it at once."""
         ...
 
     def heartbeat(self, name: str, *, now: datetime) -> list[int]:
@@ -121,7 +122,8 @@ class WorkerQueue(Protocol):
         ...
 
     def stop(self, name: str, *, now: datetime) -> None:
-        """Sets the worker's `stopped_at`: it takes nothing more (a clean shutdown)."""
+        """Sets the worker's `stopped_at`: it takes nothing more (a clean shutdown); its
+        pool's room is announced, as at `register`."""
         ...
 
     def accept(self, dispatch_token: str, run_ids: Sequence[int], *, worker: str, host: str,

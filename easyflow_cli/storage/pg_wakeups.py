@@ -9,6 +9,8 @@ changes of workflows and schedules (`pg_store.CHANGES_CHANNEL`) made by other se
 
 from __future__ import annotations
 
+from typing import Self
+
 import psycopg
 
 from easyflow_cli.core.model import Mode
@@ -37,7 +39,7 @@ class Listener:
     def close(self) -> None:
         self.conn.close()
 
-    def __enter__(self) -> Listener:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
