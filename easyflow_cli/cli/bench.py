@@ -142,18 +142,23 @@ def _distributions(document: dict[str, Any]) -> list[tuple[str, dict, str]]:
     ]
 
 
+def _median_of(middle: float, measures: list[float]) -> str:
+    return f"{middle:,.0f} runs/s ({' / '.join(f'{m:,.0f}' for m in measures)})"
+
+
 def _single_figures(document: dict[str, Any]) -> list[tuple[str, str]]:
     drain, enqueue = document["drain"], document["enqueue"]
     idle, report = document["idle_daemon"], document["reports"]
     rows = [
         (f"drain, callable no-op ({drain['callable']['runs']} runs)",
          f"{drain['callable']['runs_per_s']:,.0f} runs/s"),
-        (f"drain, /bin/true ({drain['command']['runs']} runs)",
-         f"{drain['command']['runs_per_s']:,.0f} runs/s"),
-        ("spawn ceiling (2 posix_spawn loops of /bin/true, before and after the drain)",
-         " / ".join(f"{ceiling:,.0f}" for ceiling in
-                    drain["command"]["spawn_ceiling_before_after_runs_per_s"])
-         + f" runs/s (drain: {drain['command']['percent_of_ceiling']:g} % of their mean)"),
+        (f"drain, /bin/true ({drain['command']['runs']} runs, median of "
+         f"{len(drain['command']['drains_runs_per_s'])})",
+         _median_of(drain["command"]["runs_per_s"], drain["command"]["drains_runs_per_s"])),
+        ("spawn ceiling (2 posix_spawn loops of /bin/true, in turn with the drains)",
+         _median_of(drain["command"]["spawn_ceiling_runs_per_s"],
+                    drain["command"]["spawn_ceilings_runs_per_s"])
+         + f" (drain: {drain['command']['percent_of_ceiling']:g} % of it)"),
         (f"enqueue, library bulk ({enqueue['library_bulk']['runs']:,} runs)",
          f"{enqueue['library_bulk']['runs_per_s']:,.0f} runs/s"),
         (f"enqueue, CLI processes ({enqueue['cli']['runs']} runs)",

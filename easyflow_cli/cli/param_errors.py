@@ -1,12 +1,15 @@
-"""A usage error in our words, naming the command: Typer validates values with pydantic, whose
-messages ("Value error, 'turbo' is not one of ...", "Input should be a valid integer") name
-neither the option's meaning nor what to give instead, and Click's parser speaks its own way
-("No such option: --foo", "Option '--at' requires an argument.", "Missing argument 'name'.").
+"""A usage error in our words, naming the command: Click's types say what a bad value is not
+("'turbo' is not one of 'real-time', ...", "'x' is not a valid int.", "0 is not in the range
+1<=x<=1000000.") without the option's meaning or what to give instead, and its parser speaks its
+own way ("No such option: --foo", "Option '--at' requires an argument.", "Missing argument
+'name'.").
 """
 
 from __future__ import annotations
 
+import ast
 import re
+from collections.abc import Sequence
 from enum import Enum
 from typing import Any
 
@@ -18,8 +21,11 @@ ENUM_NOUNS: dict[type[Enum], str] = {Mode: "a mode", RunState: "a run state"}
 # What an argument named so is, where its name alone would not say ("missing the names").
 ARGUMENT_NOUNS = {"names": "workflow name", "name": "workflow name", "workflow": "workflow name",
                   "paths": "workflow files or folders", "target": "schedule id or workflow name"}
-RANGE_ERRORS = {"greater_than_equal", "less_than_equal", "greater_than", "less_than"}
-NUMBER_ERRORS = {"int_parsing", "int_from_float", "int_type", "float_parsing", "float_type"}
+# A bad value as Click's types word it: the value quoted (as Python writes a string) or, out of
+# range, as the number it was read as; then what it is not.
+BAD_VALUE = re.compile(r"(?P<value>'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|\S+) is not "
+                       r"(?P<kind>one of|in the range|a valid int|a valid float)\b")
+NUMBER_KINDS = {"a valid int": "a whole number", "a valid float": "a number"}
 
 
 # What Click's parser raises without its context (so without the option or argument as an
@@ -75,25 +81,38 @@ def in_our_words(exc: BaseException) -> str | None:
     """One line saying which value of which option is wrong and what it may be; None when
     `exc` is no bad value of an option or argument."""
     param = getattr(exc, "param", None)
-    errors = getattr(exc.__cause__, "errors", None)
-    descriptor = getattr(param, "type_descriptor", None)
-    if param is None or descriptor is None or not callable(errors) or not errors():
+    found = BAD_VALUE.match(getattr(exc, "message", ""))
+    if param is None or found is None:
         return None
-    error = errors()[0]
-    return _sentence(_label(param), error.get("type", ""), error.get("input"),
-                     descriptor.annotation, param)
-
-
-def _sentence(label: str, kind: str, value: Any, annotation: Any, param: Any) -> str | None:
-    if isinstance(annotation, type) and issubclass(annotation, Enum):
-        noun = ENUM_NOUNS.get(annotation, "one of these")
-        return f"{label}: {shown(value)} is not {noun} ({', '.join(_choices(annotation))})"
-    if kind in RANGE_ERRORS:
-        return f"{label}: {_number(value)} is out of range; give {_bounds(param)}"
-    if kind in NUMBER_ERRORS:
-        whole = annotation is int
-        return f"{label}: {shown(value)} is not {'a whole number' if whole else 'a number'}"
+    label, value = _label(param), found["value"]
+    choices = getattr(param.type, "choices", None)
+    if found["kind"] == "one of" and choices:
+        return f"{label}: {shown(_typed(value))} is not {_noun(choices)} ({_listed(choices)})"
+    if found["kind"] == "in the range":
+        return f"{label}: {_number(value)} is out of range; give {_bounds(param.type)}"
+    if found["kind"] in NUMBER_KINDS:
+        return f"{label}: {shown(_typed(value))} is not {NUMBER_KINDS[found['kind']]}"
     return None
+
+
+def _typed(value: str) -> str:
+    """The value a user typed, from the quoted form Click's message gives it (as it is, if a
+    message of a callback's own did not quote it)."""
+    try:
+        return str(ast.literal_eval(value))
+    except (ValueError, SyntaxError):
+        return value
+
+
+def _noun(choices: Sequence[Any]) -> str:
+    """What the enum whose values are `choices` is called (Typer's choices are its values)."""
+    nouns = {tuple(str(member.value) for member in enum): noun
+             for enum, noun in ENUM_NOUNS.items()}
+    return nouns.get(tuple(str(choice) for choice in choices), "one of these")
+
+
+def _listed(choices: Sequence[Any]) -> str:
+    return ", ".join(str(choice) for choice in choices)
 
 
 def _number(value: Any) -> str:
@@ -108,12 +127,8 @@ def _label(param: Any) -> str:
     return options[0] if options else str(param.name).replace("_", " ")
 
 
-def _choices(enum: type[Enum]) -> list[str]:
-    return [str(member.value) for member in enum]
-
-
-def _bounds(param: Any) -> str:
-    low, high = getattr(param, "min", None), getattr(param, "max", None)
+def _bounds(number_type: Any) -> str:
+    low, high = getattr(number_type, "min", None), getattr(number_type, "max", None)
     if low is not None and high is not None:
         return f"{low:,} to {high:,}"
     return f"at least {low:,}" if low is not None else f"at most {high:,}"

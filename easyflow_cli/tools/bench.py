@@ -15,7 +15,8 @@ What is measured, precisely:
 - command step, first instruction: from the same moment to the step's own reading of the clock
   (`date +%s.%N`, bench_spawn.py), with that command's own start cost measured beside it.
 - spawn ceiling: two posix_spawn loops of /bin/true side by side (bench_spawn.py), measured
-  just before and just after the /bin/true drain; the drain's share of their mean.
+  in turn with the /bin/true drains (ceiling, drain, ceiling, drain, ceiling); the median
+  drain's share of the median ceiling.
 - drain: N no-op runs inserted in one transaction, the daemon woken; runs/s from the start of
   that transaction to the last run's `finished_at` (enqueue → claim → execute → record).
 - growth (bench_growth.py): dispatch latency of a callable step as above, and the daemon's
@@ -46,7 +47,12 @@ from easyflow_cli.core.cluster_config import ClusterConfig
 from easyflow_cli.core.model import Mode, Trigger
 from easyflow_cli.core.stats import median
 from easyflow_cli.storage.store import CHECKPOINT_WHEN_QUIET_S
-from easyflow_cli.tools.bench_cli import cli_bulk_submit, cli_wall_times, library_enqueue
+from easyflow_cli.tools.bench_cli import (
+    cache_bytecode,
+    cli_bulk_submit,
+    cli_wall_times,
+    library_enqueue,
+)
 from easyflow_cli.tools.bench_daemon import (
     BURN_ITERATIONS,
     BenchDaemon,
@@ -65,6 +71,7 @@ from easyflow_cli.tools.bench_steps import BURN_MARK, STAMP_MARK
 from easyflow_cli.tools.bench_why import WHY_HISTORY, why_at_scale
 
 ECO_BACKLOG = 10_000
+COMMAND_DRAINS = 2  # /bin/true drains, each between two measures of the spawn ceiling
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 Progress = Callable[[str], None]  # told what is being measured next, for the user to see
@@ -284,7 +291,7 @@ def _with_daemon(daemon: BenchDaemon, sizes: BenchSizes, progress: Progress) -> 
     burn_idle = cpu_bound_durations(daemon, sizes.isolation_samples)
     progress("drain throughput")
     drain = {"callable": drain_throughput(daemon, sizes.drain_callable_runs, command=False)}
-    progress("the /bin/true drain between two measures of the box's spawn ceiling")
+    progress("/bin/true drains in turn with measures of the box's spawn ceiling")
     drain["command"] = _beside_ceiling(daemon, sizes)
     progress("CLI start and enqueue")
     help_ms = cli_wall_times(["--help"], daemon.home, sizes.cli_samples)
@@ -321,22 +328,27 @@ def _with_daemon(daemon: BenchDaemon, sizes: BenchSizes, progress: Progress) -> 
 
 
 def _beside_ceiling(daemon: BenchDaemon, sizes: BenchSizes) -> dict[str, Any]:
-    """The /bin/true drain, and its share of the spawn ceiling measured just before and just
-    after it: on a shared box the load changes from one second to the next, and one measure
-    taken after the drain may meet another load than the drain did."""
-    before = spawn_ceiling(sizes.ceiling_seconds)
-    drain = drain_throughput(daemon, sizes.drain_command_runs, command=True)
-    after = spawn_ceiling(sizes.ceiling_seconds)
-    ceiling = round((before + after) / 2, 1)
-    share = round(100 * drain["runs_per_s"] / ceiling, 1) if ceiling else None
-    return {**drain, "spawn_ceiling_runs_per_s": ceiling,
-            "spawn_ceiling_before_after_runs_per_s": [before, after], "percent_of_ceiling": share}
+    """The /bin/true drains and the spawn ceiling, taken in turn (ceiling, drain, ceiling, …,
+    ceiling), and the median drain's share of the median ceiling: on a shared box the load
+    changes from one second to the next, and a share of one ceiling measure swings with it."""
+    ceilings = [spawn_ceiling(sizes.ceiling_seconds)]
+    drains = []
+    for _ in range(COMMAND_DRAINS):
+        drains.append(drain_throughput(daemon, sizes.drain_command_runs, command=True))
+        ceilings.append(spawn_ceiling(sizes.ceiling_seconds))
+    rates = [drain["runs_per_s"] for drain in drains]
+    ceiling = round(median(ceilings), 1)
+    rate = round(median(rates), 1)
+    return {"runs": sizes.drain_command_runs, "runs_per_s": rate, "drains_runs_per_s": rates,
+            "spawn_ceiling_runs_per_s": ceiling, "spawn_ceilings_runs_per_s": ceilings,
+            "percent_of_ceiling": round(100 * rate / ceiling, 1) if ceiling else None}
 
 
 def _machine() -> dict[str, Any]:
     return {"cpus": os.cpu_count(), "python": sys.version.split()[0],
-            # Without cached bytecode every CLI start compiles easyflow's modules again.
-            "bytecode_cache": not sys.dont_write_bytecode,
+            # Without cached bytecode every CLI start would compile easyflow's modules again:
+            # they are compiled first, as pip does at install, and the timed processes use it.
+            "bytecode_cache": cache_bytecode(),
             "load_average_before": load_average()}
 
 

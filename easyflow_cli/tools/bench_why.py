@@ -11,7 +11,7 @@ from easyflow_cli.core.planning import QueuePolicy, plan_run
 from easyflow_cli.core.spec import parse_workflow_text
 from easyflow_cli.core.timeutil import utcnow
 from easyflow_cli.storage.store import Store
-from easyflow_cli.tools.bench_cli import cli_process_times
+from easyflow_cli.tools.bench_cli import cache_bytecode, cli_process_times
 from easyflow_cli.tools.bench_daemon import WORKFLOWS
 from easyflow_cli.tools.bench_figures import distribution
 from easyflow_cli.tools.bench_reports import seed_report_history
@@ -22,13 +22,15 @@ WHY_HISTORY = 10_000
 def why_at_scale(root: Path, samples: int, runs: int = WHY_HISTORY) -> dict[str, Any]:
     """`why` over `runs` finished runs plus one queued eco run: for each of a finished run
     (near the newest) and the queued one, the cold process's wall and CPU milliseconds, and
-    the distributions of `samples` warm ones."""
+    the distributions of `samples` warm ones; and whether the processes read our modules'
+    cached bytecode, as an installed package's do."""
     home = root / "why-home"
     seed_report_history(home, runs)
     queued = _queue_eco_run(home)
     asked = {"finished": runs - runs // 50, "queued": queued}
-    return {"runs": runs, **{kind: _timed(["why", str(run_id)], home, samples)
-                             for kind, run_id in asked.items()}}
+    cached = cache_bytecode()
+    return {"runs": runs, "bytecode_cached": cached,
+            **{kind: _timed(["why", str(run_id)], home, samples) for kind, run_id in asked.items()}}
 
 
 def _queue_eco_run(home: Path) -> int:

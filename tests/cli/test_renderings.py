@@ -9,13 +9,17 @@ in-process, on a fixed history.
 from __future__ import annotations
 
 import csv
+import inspect
 import io
 import json
 import re
 import subprocess
+import types
+import typing
 from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import Enum
+from typing import Any
 
 import pytest
 import typer
@@ -273,19 +277,27 @@ def test_every_listing_takes_json_and_csv():
         assert "--csv" in options_of(dict(commands())[name]), f"{name} has --json, not --csv"
 
 
+def value_type(command, param) -> Any:
+    """The type the command's function declares for the parameter (X of `X | None`)."""
+    hint = typing.get_type_hints(inspect.unwrap(command.callback))[param.name]
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return next(arg for arg in typing.get_args(hint) if arg is not type(None))
+    return hint
+
+
 def required_arguments(command) -> list[str]:
-    return ["1" if p.type_descriptor.annotation is int else "w" for p in command.params
+    return ["1" if value_type(command, p) is int else "w" for p in command.params
             if p.param_type_name == "argument" and p.required]
 
 
 def required_options(command) -> list[str]:
     """Each required option with a value it takes: a choice's first, else a duration."""
     return [word for p in command.params if p.param_type_name == "option" and p.required
-            for word in (p.opts[0], _a_value_of(p))]
+            for word in (p.opts[0], _a_value_of(command, p))]
 
 
-def _a_value_of(param) -> str:
-    annotation = param.type_descriptor.annotation
+def _a_value_of(command, param) -> str:
+    annotation = value_type(command, param)
     if isinstance(annotation, type) and issubclass(annotation, Enum):
         return str(next(iter(annotation)).value)
     return "1d"
@@ -295,7 +307,7 @@ def test_a_bad_choice_names_the_option_and_what_it_may_be(home):
     checked = 0
     for name, command in commands():
         for param in command.params:
-            annotation = param.type_descriptor.annotation
+            annotation = value_type(command, param)
             if param.param_type_name == "option" and isinstance(annotation, type) \
                     and issubclass(annotation, Enum):
                 code, out, err = invoke(*name.split(), *required_arguments(command),
@@ -313,7 +325,7 @@ def test_a_bad_number_names_the_option_and_says_what_to_give(home):
     checked = 0
     for name, command in commands():
         for param in command.params:
-            if param.type_descriptor.annotation is not int or name == "bench":
+            if value_type(command, param) is not int or name == "bench":
                 continue
             label = (param.opts[0] if param.param_type_name == "option"
                      else param.name.replace("_", " "))

@@ -9,6 +9,7 @@ never sleeps; the clock moves only when the test moves it.
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import shutil
 import socket
@@ -307,6 +308,24 @@ def test_a_run_s_end_and_the_claim_of_the_next_for_its_worker_are_one_commit(har
     assert harness.state(first) == "succeeded" and harness.state(waiting) == "running"
     assert worker.handed() == [first, waiting]  # sent once committed, in the same wake-up
     assert statements.count("COMMIT") == 1
+
+
+def test_a_wake_up_over_the_socket_dispatches_once_in_its_turn(harness, monkeypatch):
+    spec = harness.add_workflow("noop")
+    harness.tick()
+    dispatcher = harness.daemon.dispatcher
+    dispatches: list[datetime] = []
+    dispatch = dispatcher.dispatch
+    monkeypatch.setattr(dispatcher, "dispatch", lambda now: (dispatches.append(now), dispatch(now)))
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
+        client.connect(str(harness.daemon.control.path))
+        run_id = harness.submit(spec)
+        client.sendall(b'{"op": "wake"}\n')
+        harness.tick()
+        assert json.loads(client.recv(4096))["ok"] is True
+    assert harness.state(run_id) == "running"
+    # The turn's own before it slept, then the wake-up's, which nothing after it needs again.
+    assert len(dispatches) == 2
 
 
 def test_a_failed_run_is_retried_after_its_backoff_by_the_clock(harness, clock):

@@ -8,6 +8,7 @@ from typer.testing import CliRunner
 
 from easyflow_cli.cli.main import app
 from easyflow_cli.core.errors import BadInput
+from easyflow_cli.core.stats import median
 from easyflow_cli.tools import bench
 from easyflow_cli.tools.bench import BenchSizes
 from easyflow_cli.tools.bench_growth import GrowthSizes, parse_sizes
@@ -43,11 +44,14 @@ def test_quick_bench_json_document(home, monkeypatch):
     assert doc["dispatch_latency_ms"]["eco_backlog"]["eco_queued"] == 200
     for figure in ("command_first_instruction", "clock_command_own_start"):
         assert positive(doc["dispatch_latency_ms"]["eco_backlog"][figure]["p99"])
-    assert positive(doc["drain"]["command"]["spawn_ceiling_runs_per_s"])
-    before, after = doc["drain"]["command"]["spawn_ceiling_before_after_runs_per_s"]
-    assert positive(before) and positive(after)
-    assert doc["drain"]["command"]["spawn_ceiling_runs_per_s"] == round((before + after) / 2, 1)
-    assert positive(doc["drain"]["command"]["percent_of_ceiling"])
+    command = doc["drain"]["command"]
+    ceilings, drains = command["spawn_ceilings_runs_per_s"], command["drains_runs_per_s"]
+    assert len(ceilings) == len(drains) + 1 == bench.COMMAND_DRAINS + 1
+    assert all(map(positive, ceilings + drains))
+    assert command["spawn_ceiling_runs_per_s"] == round(median(ceilings), 1)
+    assert command["runs_per_s"] == round(median(drains), 1)
+    assert command["percent_of_ceiling"] == round(
+        100 * command["runs_per_s"] / command["spawn_ceiling_runs_per_s"], 1)
     for step in ("callable", "command"):
         assert positive(doc["drain"][step]["runs_per_s"])
     assert positive(doc["enqueue"]["library_bulk"]["runs_per_s"])
@@ -70,6 +74,7 @@ def test_quick_bench_json_document(home, monkeypatch):
     assert positive(report["metrics_cli_s"])
     why = doc["why"]
     assert why["runs"] == 500
+    assert why["bytecode_cached"] is True  # the worktree is writable: compiled as pip would
     for kind in ("finished", "queued"):
         assert positive(why[kind]["cold_ms"]["wall"]) and positive(why[kind]["cold_ms"]["cpu"])
         for clock in ("wall_ms", "cpu_ms"):

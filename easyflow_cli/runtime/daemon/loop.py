@@ -89,6 +89,7 @@ class Loop:
         self.sleep_deadline: float | None = None  # monotonic; when something is next due
         self.wal_dirty = False  # something happened since the last checkpoint
         self.clock_steps = StepWatch(self.clock)
+        self.dispatched = False  # the event being handled had runs dispatched (a wake-up does)
 
     def run(self) -> None:
         while not self.daemon.drain.finished():
@@ -104,12 +105,16 @@ class Loop:
         if wait_limit is not None:
             timeout = wait_limit if timeout is None else min(timeout, wait_limit)
         events = self._wait(timeout)
-        # Each handler says whether what it took made something due or free.
+        # Each handler says whether what it took made something due or free; a dispatch
+        # after it covers what the events before it freed too.
         self.progress_only = bool(events)
+        undispatched = False
         for key, _ in events:
+            self.dispatched = False
             if self._handle(key):
                 self.progress_only = False
-        if events and self._may_dispatch_with_reports():
+                undispatched = not self.dispatched
+        if undispatched and self._may_dispatch_with_reports():
             self.dispatch_now()
         daemon.recorder.write()
         daemon.notify.wake_for(daemon.db)
@@ -273,6 +278,7 @@ class Loop:
             return
         try:
             daemon.dispatcher.dispatch(self.clock.now())
+            self.dispatched = True
         except sqlite3.OperationalError as exc:
             daemon.recorder.failed(exc)
         except DamagedRow as exc:
