@@ -32,7 +32,7 @@ from easyflow_cli.runtime.protocol import (
     Report,
     RetireOrder,
     RunOrder,
-    decode_report,
+    decode_reports,
     encode,
 )
 from easyflow_cli.runtime.run_marker import kill_session
@@ -164,7 +164,7 @@ class PoolWorker:
             pass
         *lines, self.buffer = self.buffer.split(b"\n")
         try:
-            return [decode_report(line) for line in lines if line.strip()], eof
+            return decode_reports([line for line in lines if line.strip()]), eof
         except ProtocolError as exc:
             log.error("worker %s sent a report we cannot read (%s); killing it", self.name, exc)
             self.kill()

@@ -1,6 +1,7 @@
 """Every message the daemon exchanges, one JSON object per line: orders to its workers (run,
-cancel, release, retire), their reports (ready, started, step, finished, ran, released),
-clients' requests on its socket (wake, reload, status, cancel) and its replies.
+cancel, release, retire), their reports (ready, started, step, finished, ran, released; several
+"ran" reports in a row as one ran_rows), clients' requests on its socket (wake, reload, status,
+cancel) and its replies.
 
 Each message is a dataclass that writes itself as JSON; the `decode_*` functions are the one
 place a line is read back and checked (through wire.py's field checks): whatever is malformed
@@ -13,7 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from easyflow_cli.core.errors import shown
 from easyflow_cli.core.model import Outcome, RunState
@@ -70,6 +71,11 @@ class RunTicket:
     log_path: str
 
 
+# A `run` order's run: a list of these values, in this order (no field names to write and
+# read again for each of the dozens of runs a short-run pool's worker is handed at once).
+TICKET_ROW = ("id", "workflow", "log_path")
+
+
 @dataclass(slots=True)
 class RunOrder:
     """Run these, in this order, with these limits."""
@@ -82,8 +88,7 @@ class RunOrder:
     def to_json(self) -> dict[str, Any]:
         return {"op": "run", "limits": self.limits.to_json(),
                 "specs": {name: entry.to_json() for name, entry in self.specs.items()},
-                "runs": [{"id": r.id, "workflow": r.workflow, "log_path": r.log_path}
-                         for r in self.runs]}
+                "runs": [[r.id, r.workflow, r.log_path] for r in self.runs]}
 
 
 @dataclass(slots=True)
@@ -162,6 +167,26 @@ class Ran:
     def to_json(self) -> dict[str, Any]:
         return {"ev": "ran", "id": self.id, "started_at": self.started_at, "at": self.at,
                 "outcome": _outcome_json(self.outcome)}
+
+
+# A "ran_rows" report's row: a run's "ran" report as a list of its values in this order.
+RAN_ROW = ("id", "started_at", "at", "state", "exit_code", "error", "cpu_user_s",
+           "cpu_system_s", "peak_rss_kb", "energy_j", "duration_s")
+
+
+@dataclass(slots=True)
+class RanRows:
+    """Several short runs' "ran" reports in one, a row of values (RAN_ROW) each.
+
+    Sent for consecutive "ran" reports: a worker draining short runs sends dozens at a time,
+    and lists of values are written and read in a fraction of the time objects naming every
+    field take. Read back as the "ran" reports it carries (`decode_reports`)."""
+
+    ev: ClassVar[str] = "ran_rows"
+    runs: list[Ran]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"ev": "ran_rows", "runs": [_ran_row(ran) for ran in self.runs]}
 
 
 @dataclass(slots=True)
@@ -284,7 +309,29 @@ def encode(message: Order | Report | Request | Reply) -> bytes:
 
 
 def encode_all(messages: list[Report]) -> bytes:
-    return "".join(json.dumps(m.to_json()) + "\n" for m in messages).encode()
+    """Reports as lines, in order; consecutive "ran" reports as one "ran_rows" line."""
+    return "".join(json.dumps(m.to_json()) + "\n" for m in _with_rows(messages)).encode()
+
+
+def _with_rows(reports: list[Report]) -> list[Report | RanRows]:
+    grouped: list[Report | RanRows] = []
+    for report in reports:
+        last = grouped[-1] if grouped else None
+        if type(report) is not Ran:
+            grouped.append(report)
+        elif type(last) is RanRows:
+            last.runs.append(report)
+        elif type(last) is Ran:
+            grouped[-1] = RanRows([last, report])
+        else:
+            grouped.append(report)
+    return grouped
+
+
+def _ran_row(ran: Ran) -> list[Any]:
+    o = ran.outcome
+    return [ran.id, ran.started_at, ran.at, o.state, o.exit_code, o.error, o.cpu_user_s,
+            o.cpu_system_s, o.peak_rss_kb, o.energy_j, o.duration_s]
 
 
 def _outcome_json(outcome: Outcome) -> dict[str, Any]:
@@ -300,8 +347,20 @@ def decode_order(line: bytes) -> Order:
     return decode_line(line, "op", _ORDERS, "order")
 
 
-def decode_report(line: bytes) -> Report:
+def decode_report(line: bytes) -> Report | RanRows:
     return decode_line(line, "ev", _REPORTS, "report")
+
+
+def decode_reports(lines: list[bytes]) -> list[Report]:
+    """The reports these lines hold, in order, a "ran_rows" line's runs one by one."""
+    reports: list[Report] = []
+    for line in lines:
+        report = decode_report(line)
+        if type(report) is RanRows:
+            reports += report.runs
+        else:
+            reports.append(cast(Report, report))
+    return reports
 
 
 def decode_request(line: bytes) -> Request:
@@ -314,7 +373,7 @@ def _run_order(f: Fields) -> RunOrder:
         RunLimits(limits.number("timeout"), limits.integer("nice"),
                   limits.number("kill_grace"), limits.integer("log_max_bytes")),
         {name: _spec_entry(name, entry) for name, entry in f.table("specs").items()},
-        [_ticket(run) for run in f.items("runs")])
+        [_ticket(index, row) for index, row in enumerate(f.items("runs"))])
     for ticket in order.runs:
         if ticket.workflow not in order.specs:
             raise ProtocolError(f"run: no spec for run {ticket.id}'s workflow "
@@ -327,19 +386,37 @@ def _spec_entry(name: str, entry: Any) -> SpecEntry:
     return SpecEntry(fields.table("spec"), fields.text("source_file", optional=True))
 
 
-def _ticket(run: Any) -> RunTicket:
-    fields = Fields.of("run: runs[]", run)
+def _ticket(index: int, row: Any) -> RunTicket:
+    if type(row) is not list or len(row) != len(TICKET_ROW):
+        raise ProtocolError(f"run: runs[{index}] must be a list of {len(TICKET_ROW)} values"
+                            f" ({', '.join(TICKET_ROW)}), got {shown(row)}")
+    fields = Fields("run", dict(zip(TICKET_ROW, row, strict=True)), f"runs[{index}]")
     return RunTicket(fields.positive("id"), fields.text("workflow"), fields.text("log_path"))
 
 
 def _outcome(f: Fields) -> Outcome:
-    o = f.inner("outcome")
+    return _outcome_of(f.inner("outcome"))
+
+
+def _outcome_of(o: Fields) -> Outcome:
     state = o.data.get("state")
     if type(state) is not str or state not in _ENDED_STATES:
         raise o.fail("state", "a run's end state")
     return Outcome(_ENDED_STATES[state], o.integer("exit_code", True), o.text("error", True),
                    o.number("cpu_user_s"), o.number("cpu_system_s"), o.integer("peak_rss_kb"),
                    o.number("energy_j", True), o.number("duration_s", True))
+
+
+def _ran_rows(f: Fields) -> RanRows:
+    return RanRows([_row_ran(index, row) for index, row in enumerate(f.items("runs"))])
+
+
+def _row_ran(index: int, row: Any) -> Ran:
+    if type(row) is not list or len(row) != len(RAN_ROW):
+        raise ProtocolError(f"ran_rows: runs[{index}] must be a list of {len(RAN_ROW)} values"
+                            f" ({', '.join(RAN_ROW)}), got {shown(row)}")
+    f = Fields("ran_rows", dict(zip(RAN_ROW, row, strict=True)), f"runs[{index}]")
+    return Ran(f.positive("id"), f.number("started_at"), f.number("at"), _outcome_of(f))
 
 
 _ENDED_STATES = {s.value: s for s in (RunState.SUCCEEDED, RunState.FAILED, RunState.TIMED_OUT,
@@ -359,6 +436,7 @@ _REPORTS: dict[str, Callable[[Fields], Any]] = {
                            f.integer("leader_start", optional=True)),
     "finished": lambda f: Finished(f.positive("id"), f.number("at"), _outcome(f)),
     "ran": lambda f: Ran(f.positive("id"), f.number("started_at"), f.number("at"), _outcome(f)),
+    "ran_rows": _ran_rows,
     "released": lambda f: Released(f.run_ids("ids")),
 }
 

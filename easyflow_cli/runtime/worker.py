@@ -119,7 +119,7 @@ class Worker:
     def report_end(self, start: Started, at: float, outcome: Outcome) -> None:
         """A run's end; sent with its start as one "ran" report if the start is still held
         (after its steps' reports, which the daemon reads while the run is still its own)."""
-        held = next((i for i, report in enumerate(self.unsent) if report is start), None)
+        held = _position(self.unsent, start)
         if held is None:
             self.report_soon(Finished(start.id, at, outcome))
             return
@@ -262,6 +262,15 @@ class Worker:
                 self.specs.clear()
             spec = self.specs[key] = spec_from_dict(entry.spec, source_file=key[0])
         return spec
+
+
+def _position(reports: list[Report], report: Report) -> int | None:
+    """Where `report` is among those held back, looked for from the end: a start is usually
+    the last of them, or next to last behind its step's report."""
+    for index in range(len(reports) - 1, -1, -1):
+        if reports[index] is report:
+            return index
+    return None
 
 
 class UnwritableLog(io.RawIOBase):

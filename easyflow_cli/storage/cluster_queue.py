@@ -62,6 +62,25 @@ class Dispatch:
 
 
 @dataclass(frozen=True, slots=True)
+class StartAtAccept:
+    """What `RunQueue.start` sets beyond the time and the pid, for runs started on accept."""
+
+    off_peak: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Rooms:
+    """What the coordinator reads of the queue and the workers at each wake-up, in one query:
+    each pool's free slots, the modes with a run ready now, whether any workflow sets a
+    `max_concurrent`, and the next promotion."""
+
+    free: dict[Mode, int]
+    ready: frozenset[Mode]
+    limited: bool
+    next_promotion: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
 class WorkerInfo:
     """A registered worker (a row of `workers`): its name is unique across the cluster."""
 
@@ -83,11 +102,16 @@ class CoordinatorQueue(Protocol):
         not stopped) less its runs running or dispatched."""
         ...
 
+    def rooms(self, *, now: datetime, lease: float) -> Rooms:
+        """The pools' room (as `free_slots`) and the queue's readiness, at once."""
+        ...
+
     def dispatch(self, mode: Mode, *, now: datetime, pool: PoolName, slots: int,
-                 batch: bool) -> list[Dispatch]:
+                 batch: bool, limited: bool = True) -> list[Dispatch]:
         """Claim up to `slots` ready runs of `mode` in the queue's order, as `claim` does
         (`max_concurrent` counted over running and dispatched runs); one dispatch per run, or
-        one per batch when `batch` (eco).
+        one per batch when `batch` (eco). `limited=False` says no workflow sets a
+        `max_concurrent` (`Rooms.limited`): the claim then needs no count.
 
         queued → running; sets `claimed_at` (now), `pool`, `batch_id`, `dispatch_token`,
         `dispatched_at` (now); `worker` stays unset until a worker accepts it."""
@@ -127,12 +151,14 @@ class WorkerQueue(Protocol):
         ...
 
     def accept(self, dispatch_token: str, run_ids: Sequence[int], *, worker: str, host: str,
-               pid: int, now: datetime) -> list[Run]:
+               pid: int, now: datetime, start: StartAtAccept | None = None) -> list[Run]:
         """Take the dispatched runs still carrying `dispatch_token` and not yet accepted; those
-        taken (none when the message came twice or too late).
+        taken (none when the message came twice or too late), as they are now.
 
         running, worker unset → running; sets `worker`, `host`, and `pid` (the process that
-        runs them: the worker settles a run whose process died, see `holders`)."""
+        runs them: the worker settles a run whose process died, see `holders`). With `start`,
+        they are started too, as `RunQueue.start` starts them at `now`: a run executed at once
+        is accepted and started in one statement."""
         ...
 
     def holders(self, name: str) -> dict[int, int | None]:

@@ -25,6 +25,7 @@ from datetime import datetime, timedelta, tzinfo
 from typing import Any, Protocol
 
 import psycopg
+from psycopg.pq import TransactionStatus
 
 from easyflow_cli.core.errors import DamagedRow, NotFound
 from easyflow_cli.core.learned import RunSample
@@ -64,6 +65,7 @@ from easyflow_cli.storage.sqlite_charges import CHARGE_COLUMNS
 log = logging.getLogger("easyflow.queue")
 
 WAKEUP_CHANNEL = "easyflow_runs"
+IDLE = TransactionStatus.IDLE
 BIGINT_MAX = 2**63 - 1
 PLANNED_COLUMNS = ("workflow", "trigger", "mode", "mode_reason", "cost_priority",
                    "priority_rank", "deadline", "state", "enqueued_at", "not_before",
@@ -71,11 +73,21 @@ PLANNED_COLUMNS = ("workflow", "trigger", "mode", "mode_reason", "cost_priority"
                    "not_before_reason", "followed")
 INSERT_PLANNED = (f"INSERT INTO runs ({', '.join(PLANNED_COLUMNS)})"
                   f" VALUES ({', '.join('%s' for _ in PLANNED_COLUMNS)})")
+# `enqueue` of one run outside a transaction: the lock `store.lock("enqueue")` takes (so that
+# a batch queued meanwhile keeps consecutive ids) is taken before the row gets its id.
+ENQUEUE_ONE = (
+    "WITH locked AS (SELECT pg_advisory_xact_lock(hashtext(current_schema() || '.enqueue'))),"
+    f" added AS (INSERT INTO runs ({', '.join(PLANNED_COLUMNS)})"
+    f" SELECT {', '.join('%s' for _ in PLANNED_COLUMNS)} FROM locked RETURNING id, mode)"
+    " SELECT id FROM added, pg_notify(%s, added.mode)")
 CLAIMED_COLUMNS = "id, workflow, mode, cost_priority, deadline, enqueued_at"
 CLAIMED_NAMES = tuple(CLAIMED_COLUMNS.split(", "))
 PRIORITIES = KNOWN["cost_priority"]
 SELECT_RUN = f"SELECT {', '.join(RUN_FIELDS)} FROM runs"
 FINISHED = "state NOT IN ('queued', 'running')"
+# A token per row, as `uuid.uuid4().hex` spells one; the dispatch time is the claim's.
+DISPATCH_SET = (", dispatch_token = replace(gen_random_uuid()::text, '-', ''),"
+                " dispatched_at = %s")
 READY = "state = 'queued' AND mode = %s AND (not_before IS NULL OR not_before <= %s)"
 # What `cancel` ends: a queued run, and a dispatched one no worker accepted yet (nothing of
 # it ran; with its token gone, a late message finds nothing to accept).
@@ -118,6 +130,8 @@ class PgRunQueue:
     def enqueue(self, planned: Sequence[PlannedRun]) -> range:
         if not planned:
             return range(0)
+        if len(planned) == 1 and self.conn.info.transaction_status == IDLE:
+            return self._enqueue_one(planned[0])
         with self.store.write() as conn:
             self.store.lock("enqueue")
             with conn.cursor() as cursor:
@@ -125,6 +139,13 @@ class PgRunQueue:
             last = _one(conn, "SELECT currval(pg_get_serial_sequence('runs', 'id'))")
             _announce(conn, {plan.mode.value for plan in planned})
         return range(last - len(planned) + 1, last + 1)
+
+    def _enqueue_one(self, planned: PlannedRun) -> range:
+        """One statement, so its own transaction: a submission of one run (where a run's
+        dispatch latency begins) costs one round trip, its wake-up sent as it commits."""
+        [(run_id,)] = self.conn.execute(ENQUEUE_ONE, (*_planned_values(planned),
+                                                      WAKEUP_CHANNEL)).fetchall()
+        return range(run_id, run_id + 1)
 
     def claim(self, mode: Mode, *, now: datetime, pool: PoolName,
               hands: Sequence[Hand]) -> list[list[ClaimedRun]]:
@@ -295,7 +316,7 @@ class PgRunQueue:
             row = self.conn.execute(f"{SELECT_RUN} WHERE id = %s", (run_id,)).fetchone()
         if row is None:
             raise NotFound(f"unknown run {run_id} (see `easyflow runs list`)")
-        return _run(row)
+        return run_of_row(row)
 
     def charges(self, run_id: int) -> Charges:
         row = self.conn.execute(f"SELECT {', '.join(CHARGE_COLUMNS)} FROM runs WHERE id = %s",
@@ -313,7 +334,7 @@ class PgRunQueue:
             return None
         row = self.conn.execute(f"{SELECT_RUN} WHERE retry_of = %s ORDER BY id LIMIT 1",
                                 (run_id,)).fetchone()
-        return None if row is None else _run(row)
+        return None if row is None else run_of_row(row)
 
     def latest(self, *, workflow: str | None = None, state: RunState | None = None,
                limit: int = 50) -> list[Run]:
@@ -322,13 +343,13 @@ class PgRunQueue:
             " AND (%s::text IS NULL OR state = %s) ORDER BY id DESC LIMIT %s",
             (workflow or None, workflow or None, state and RunState(state).value,
              state and RunState(state).value, limit))
-        return [_run(row) for row in rows]
+        return [run_of_row(row) for row in rows]
 
     def running(self) -> list[Run]:
         runs = []
         for row in self.conn.execute(f"{SELECT_RUN} WHERE state = 'running' ORDER BY id"):
             try:
-                runs.append(_run(row))
+                runs.append(run_of_row(row))
             except DamagedRow as exc:
                 log.error("%s; left out of the running runs", exc)
         return runs
@@ -410,7 +431,7 @@ class PgRunQueue:
             f"{SELECT_RUN} WHERE state IN ('queued', 'running') AND workflow = ANY(%s)"
             " AND (deadline IS NOT NULL OR (state = 'queued'"
             " AND trigger IN ('schedule', 'catch-up'))) ORDER BY id", (list(workflows),))
-        return [_run(row) for row in rows]
+        return [run_of_row(row) for row in rows]
 
     def has_pending_recurring(self, workflow: str) -> bool:
         row = self.conn.execute(
@@ -469,17 +490,22 @@ class _Claim:
         self.now = now
         self.values = values
 
-    def best(self, limit: int, skipped: Sequence[str] = ()) -> list[Any]:
+    def best(self, limit: int, skipped: Sequence[str] = (), *,
+             dispatched: bool = False) -> list[Any]:
         """Up to `limit` of the first ready runs no other transaction holds, but none of the
-        `skipped` workflows'."""
+        `skipped` workflows'. `dispatched`: each gets a dispatch token of its own (returned
+        after the CLAIMED_COLUMNS) and its dispatch time."""
+        tokens = DISPATCH_SET if dispatched else ""
         rows = self.conn.execute(
             f"WITH picked AS (SELECT id FROM runs WHERE {READY}"
             " AND NOT (workflow = ANY(%s)) ORDER BY deadline, priority_rank, id LIMIT %s"
             " FOR UPDATE SKIP LOCKED)"
             " UPDATE runs SET state = 'running', claimed_at = %s, pool = %s, worker = %s,"
-            " batch_id = %s FROM picked WHERE runs.id = picked.id"
-            f" RETURNING {', '.join(f'runs.{c}' for c in CLAIMED_NAMES)}",
-            (self.mode.value, self.now, list(skipped), limit, *self.values)).fetchall()
+            f" batch_id = %s{tokens} FROM picked WHERE runs.id = picked.id"
+            f" RETURNING {', '.join(f'runs.{c}' for c in CLAIMED_NAMES)}"
+            f"{', runs.dispatch_token' if dispatched else ''}",
+            (self.mode.value, self.now, list(skipped), limit, *self.values,
+             *((self.now,) if dispatched else ()))).fetchall()
         return _settle_damaged(self.conn, rows, self.now)
 
     def within(self, rooms: dict[str, int], limit: int) -> list[Any]:
@@ -501,6 +527,16 @@ class _Claim:
                 "UPDATE runs SET state = 'queued', claimed_at = NULL, pool = NULL,"
                 " worker = NULL, batch_id = NULL WHERE id = ANY(%s)", (over,))
         return claimed
+
+
+def claim_dispatches(conn: psycopg.Connection, mode: Mode, now: datetime, pool: PoolName,
+                     limit: int) -> list[tuple[int, str]]:
+    """Claim up to `limit` ready runs of `mode` for no worker yet, each with a dispatch token
+    of its own, in one statement (atomic, so no transaction): for a claim no `max_concurrent`
+    holds back. Their ids and tokens, in the queue's order."""
+    claim = _Claim(conn, mode, now, (now, pool.value, None, None))
+    rows = sorted(claim.best(limit, dispatched=True), key=_queue_order)
+    return [(row[0], row[-1]) for row in rows]
 
 
 def _claim_for_hands(conn: psycopg.Connection, mode: Mode, now: datetime, pool: PoolName,
@@ -615,7 +651,7 @@ def _settle_damaged(conn: psycopg.Connection, rows: list[Any], now: datetime) ->
     return good
 
 
-def _run(row: Any) -> Run:
+def run_of_row(row: Any) -> Run:
     """A row of SELECT_RUN as a Run; a value easyflow never writes is one line naming the run
     and the field (times and numbers are typed columns: only the enums' text can be wrong)."""
     values = dict(zip(RUN_FIELDS, row, strict=True))

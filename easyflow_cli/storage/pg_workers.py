@@ -5,9 +5,10 @@ What each method changes is documented on `WorkerQueue`; here is only how. A dis
 is accepted by one statement that matches its token and finds no worker on it yet: of two
 deliveries of one message, the second waits for the first's row lock, then finds the worker
 set and takes nothing. The accepting process's pid goes on the run (`pid`), so that the
-worker's main process can tell a run whose process died from one still running. A worker's
-registration and its stop are announced on the queue's wake-up channel with its pool, as a
-run's end is.
+worker's main process can tell a run whose process died from one still running. A run
+executed at once is started by the same statement, which returns the runs as they are now.
+A worker's registration and its stop are announced on the queue's wake-up channel with its
+pool, as a run's end is.
 """
 
 from __future__ import annotations
@@ -17,9 +18,20 @@ from datetime import datetime
 
 import psycopg
 
-from easyflow_cli.core.model import Run
-from easyflow_cli.storage.cluster_queue import CANCEL_CHANNEL, WorkerInfo
-from easyflow_cli.storage.pg_queue import WAKEUP_CHANNEL, Database, PgRunQueue, fits_bigint
+from easyflow_cli.core.model import RUN_FIELDS, Run
+from easyflow_cli.storage.cluster_queue import CANCEL_CHANNEL, StartAtAccept, WorkerInfo
+from easyflow_cli.storage.pg_queue import (
+    WAKEUP_CHANNEL,
+    Database,
+    PgRunQueue,
+    fits_bigint,
+    run_of_row,
+)
+
+# What `RunQueue.start` sets (no log path: a cluster's logs are chunks), at the accept's time.
+START_SET = (", started_at = %s, queue_wait_s = round(extract(epoch FROM %s - enqueued_at), 6),"
+             " off_peak = %s")
+RETURNED_RUN = ", ".join(RUN_FIELDS)
 
 
 class PgWorkers:
@@ -57,16 +69,18 @@ class PgWorkers:
                 _announce_room(conn, pool)
 
     def accept(self, dispatch_token: str, run_ids: Sequence[int], *, worker: str, host: str,
-               pid: int, now: datetime) -> list[Run]:
+               pid: int, now: datetime, start: StartAtAccept | None = None) -> list[Run]:
         known = [run_id for run_id in run_ids if fits_bigint(run_id)]
         if not known:
             return []
+        starting, args = ("", ()) if start is None else (START_SET, (now, now, start.off_peak))
         rows = self.store.conn.execute(
-            "UPDATE runs SET worker = %s, host = %s, pid = %s WHERE id = ANY(%s)"
-            " AND state = 'running' AND worker IS NULL AND dispatch_token = %s RETURNING id",
-            (worker, host, pid, known, dispatch_token)).fetchall()
-        taken = {row[0] for row in rows}
-        return [self.queue.get(run_id) for run_id in known if run_id in taken]
+            f"UPDATE runs SET worker = %s, host = %s, pid = %s{starting} WHERE id = ANY(%s)"
+            " AND state = 'running' AND worker IS NULL AND dispatch_token = %s"
+            f" RETURNING {RETURNED_RUN}",
+            (worker, host, pid, *args, known, dispatch_token)).fetchall()
+        taken = {row[0]: run_of_row(row) for row in rows}
+        return [taken[run_id] for run_id in known if run_id in taken]
 
     def holders(self, name: str) -> dict[int, int | None]:
         """The worker's running runs, each with the pid of the process that accepted it."""

@@ -131,7 +131,7 @@ class SqliteRunQueue:
             rows = claim.within(rooms, limit) if rooms else claim.best(limit)
             # RETURNING gives no order; the best run must be the first one to start.
             rows.sort(key=_queue_order)
-            dealt = deal([_claimed(row, now) for row in rows], [hand.room for hand in hands])
+            dealt = deal(_claimed_runs(rows, now), [hand.room for hand in hands])
             if len(hands) > 1:
                 conn.executemany("UPDATE runs SET worker = ?, batch_id = ? WHERE id = ?",
                                  [(hand.worker, hand.batch_id, run.id)
@@ -155,7 +155,7 @@ class SqliteRunQueue:
                 f" RETURNING {CLAIMED_COLUMNS}",
                 (to_iso(now), pool.value, worker, *run_ids)).fetchall()
             rows = _settle_damaged(conn, rows, to_iso(now))
-        return [_claimed(row, now) for row in sorted(rows, key=_queue_order)]
+        return _claimed_runs(sorted(rows, key=_queue_order), now)
 
     def start(self, starts: Sequence[RunStart]) -> None:
         if not starts:
@@ -629,14 +629,31 @@ def _planned_values(planned: PlannedRun) -> tuple:
             planned.followed)
 
 
+# Claimed rows' texts to their members by lookup: an enum's call costs as much as the rest of
+# a claimed run's conversion (the rows were checked by `_settle_damaged`).
+_MODE_OF = {mode.value: mode for mode in Mode}
+_PRIORITY_OF = {priority.value: priority for priority in CostPriority}
+_RANK_OF = {priority.value: priority.rank for priority in CostPriority}
+
+
 def _queue_order(row: Any) -> tuple[str, int, int]:
     """The ready queue's order, for rows of CLAIMED_COLUMNS."""
-    return (row[4] or NO_DEADLINE, CostPriority(row[3]).rank, row[0])
+    return (row[4] or NO_DEADLINE, _RANK_OF[row[3]], row[0])
 
 
-def _claimed(row: Any, claimed_at: datetime) -> ClaimedRun:
-    return ClaimedRun(row[0], row[1], Mode(row[2]), CostPriority(row[3]), from_iso(row[4]),
-                      from_iso(row[5]), claimed_at)
+def _claimed_runs(rows: list[Any], claimed_at: datetime) -> list[ClaimedRun]:
+    """Rows of CLAIMED_COLUMNS as claimed runs; a time shared by several (runs submitted
+    together were enqueued at one moment) read once."""
+    times: dict[str, datetime] = {}
+    runs = []
+    for run_id, workflow, mode, priority, deadline, enqueued_at in rows:
+        for text in (deadline, enqueued_at):
+            if text is not None and text not in times:
+                times[text] = from_iso(text)
+        runs.append(ClaimedRun(run_id, workflow, _MODE_OF[mode], _PRIORITY_OF[priority],
+                               None if deadline is None else times[deadline],
+                               times[enqueued_at], claimed_at))
+    return runs
 
 
 

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from easyflow_cli.core.model import Outcome, RunState
 from easyflow_cli.runtime.protocol import (
+    RAN_ROW,
     CancelOrder,
     CancelRequest,
     Done,
@@ -35,6 +36,7 @@ from easyflow_cli.runtime.protocol import (
     WakeRequest,
     decode_order,
     decode_report,
+    decode_reports,
     decode_request,
     encode,
     encode_all,
@@ -86,10 +88,27 @@ def test_reports_round_trip(report):
     assert decode_report(encode(report)) == report
 
 
-@given(st.lists(reports, max_size=5))
-def test_reports_sent_together_are_read_back_one_per_line(batch):
-    lines = encode_all(batch).splitlines()
-    assert [decode_report(line) for line in lines] == batch
+@given(st.lists(reports, max_size=8))
+def test_reports_sent_together_are_read_back_in_order(batch):
+    assert decode_reports(encode_all(batch).splitlines()) == batch
+
+
+@given(st.lists(st.builds(Ran, ids, moments, moments, outcomes), min_size=2, max_size=6))
+def test_short_runs_reported_together_are_read_back_as_they_were_sent(rans):
+    [line] = encode_all(rans).splitlines()
+    assert decode_reports([line]) == rans
+
+
+def test_consecutive_ran_reports_leave_as_one_line_of_rows():
+    ok, failed = Outcome(RunState.SUCCEEDED, 0), Outcome(RunState.FAILED, 1, "boom", 0.5)
+    batch = [Ran(1, 1.0, 2.0, ok), Ran(2, 2.0, 3.0, failed), Started(3, 3.0),
+             Ran(3, 3.0, 4.0, ok)]
+    rows, start, single = [json.loads(line) for line in encode_all(batch).splitlines()]
+    assert rows == {"ev": "ran_rows", "runs": [
+        [1, 1.0, 2.0, "succeeded", 0, None, 0.0, 0.0, 0, None, None],
+        [2, 2.0, 3.0, "failed", 1, "boom", 0.5, 0.0, 0, None, None]]}
+    assert [len(row) for row in rows["runs"]] == [len(RAN_ROW)] * 2
+    assert (start["ev"], single["ev"]) == ("started", "ran")
 
 
 @given(requests)
@@ -171,6 +190,16 @@ GOOD_OUTCOME = {"state": "failed", "exit_code": 1, "error": None, "cpu_user_s": 
     ({"ev": "ran", "id": 1, "at": 1.0, "started_at": 0.5,
       "outcome": {**GOOD_OUTCOME, "peak_rss_kb": 1.5}},
      "ran.outcome: peak_rss_kb must be an integer"),
+    ({"ev": "ran_rows", "runs": [[1, 0.5, 1.0, "failed", 1, None, 0.1, 0.0, 1.5, None, None]]},
+     "ran_rows.runs[0]: peak_rss_kb must be an integer"),
+    ({"ev": "ran_rows", "runs": [[1, 0.5, 1.0, "succeeded", 0, None, 0.1, 0.0, 1, None, None],
+                                 [0, 0.5, 1.0, "succeeded", 0, None, 0.1, 0.0, 1, None, None]]},
+     "ran_rows.runs[1]: id must be a run id"),
+    ({"ev": "ran_rows", "runs": [[1, 0.5, 1.0, "queued", 0, None, 0.1, 0.0, 1, None, None]]},
+     "ran_rows.runs[0]: state must be a run's end state"),
+    ({"ev": "ran_rows", "runs": [[1, 0.5]]}, "ran_rows: runs[0] must be a list of 11 values"),
+    ({"ev": "ran_rows", "runs": [{"id": 1}]}, "ran_rows: runs[0] must be a list of 11 values"),
+    ({"ev": "ran_rows", "runs": {}}, "ran_rows: runs must be a list"),
     ({"ev": "released", "ids": [1, "2"]}, "released: ids must be a list of run ids"),
     ({"ev": "exploded"}, "unknown ev 'exploded'"),
 ])
@@ -189,12 +218,27 @@ def test_nan_and_infinity_are_not_times():
 def test_a_run_order_names_a_spec_for_each_of_its_runs():
     order = {"op": "run", "limits": {"timeout": 60, "nice": 0, "kill_grace": 5,
                                      "log_max_bytes": 100},
-             "specs": {}, "runs": [{"id": 1, "workflow": "gone", "log_path": "/tmp/1.log"}]}
+             "specs": {}, "runs": [[1, "gone", "/tmp/1.log"]]}
     with pytest.raises(ProtocolError, match="no spec for run 1's workflow 'gone'"):
         decode_order(json.dumps(order).encode())
     order["limits"]["timeout"] = None
     with pytest.raises(ProtocolError, match="run.limits: timeout must be a finite number"):
         decode_order(json.dumps(order).encode())
+
+
+@pytest.mark.parametrize(("runs", "message"), [
+    ([[1, "w", "/tmp/1.log"], [0, "w", "/tmp/0.log"]], "run.runs[1]: id must be a run id"),
+    ([[1, "w", None]], "run.runs[0]: log_path must be a string"),
+    ([[1, "w"]], "run: runs[0] must be a list of 3 values (id, workflow, log_path)"),
+    ([{"id": 1, "workflow": "w", "log_path": "/tmp/1.log"}], "run: runs[0] must be a list"),
+])
+def test_each_run_of_a_run_order_is_checked(runs, message):
+    order = {"op": "run", "limits": {"timeout": 60, "nice": 0, "kill_grace": 5,
+                                     "log_max_bytes": 100},
+             "specs": {"w": {"spec": {}, "source_file": None}}, "runs": runs}
+    with pytest.raises(ProtocolError) as refused:
+        decode_order(json.dumps(order).encode())
+    assert message in str(refused.value)
 
 
 def test_the_worker_process_imports_neither_the_storage_layer_nor_sqlite3():

@@ -11,6 +11,7 @@ import pytest
 
 from easyflow_cli.core.spec import parse_workflow_text, spec_to_dict
 from easyflow_cli.runtime.executor import RunLimits
+from easyflow_cli.runtime.protocol import RAN_ROW
 from easyflow_cli.runtime.start_slot import read_slot
 from easyflow_cli.runtime.worker import open_run_log
 
@@ -29,11 +30,25 @@ def send(proc, message):
     proc.stdin.flush()
 
 
+def next_event(proc):
+    """The worker's next report; the runs of a "ran_rows" report one "ran" report each."""
+    held = proc.__dict__.setdefault("held_events", [])
+    if not held:
+        event = json.loads(proc.stdout.readline())
+        if event["ev"] != "ran_rows":
+            return event
+        for row in event["runs"]:
+            ran = dict(zip(RAN_ROW, row, strict=True))
+            held.append({"ev": "ran", "id": ran.pop("id"), "started_at": ran.pop("started_at"),
+                         "at": ran.pop("at"), "outcome": ran})
+    return held.pop(0)
+
+
 def events_until(proc, predicate, limit=50):
     """Read events until `predicate` holds."""
     seen = []
     for _ in range(limit):
-        event = json.loads(proc.stdout.readline())
+        event = next_event(proc)
         seen.append(event)
         if predicate(event):
             return seen
@@ -60,8 +75,7 @@ def run_message(*orders):
     """The daemon's `run` message for these orders (one pool: the first one's limits)."""
     return {"op": "run", "limits": orders[0]["limits"],
             "specs": {o["workflow"]: {"spec": o["spec"], "source_file": None} for o in orders},
-            "runs": [{"id": o["id"], "workflow": o["workflow"], "log_path": o["log_path"]}
-                     for o in orders]}
+            "runs": [[o["id"], o["workflow"], o["log_path"]] for o in orders]}
 
 
 def test_worker_runs_a_batch_back_to_back(worker, tmp_path):

@@ -5,6 +5,7 @@ workers here are rows and SQL, as `easyflow worker` writes them."""
 
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -78,6 +79,38 @@ def test_a_dispatch_claims_in_the_queues_order_and_names_no_worker(pg, dispatch)
     run = pg.queue.get(soon)
     assert run.state is RunState.RUNNING and run.worker is None and run.pool is PoolName.BALANCED
     assert pg.queue.get(later).state is RunState.QUEUED
+
+
+def test_a_dispatch_no_limit_holds_back_is_one_statement_with_a_token_per_run(pg, dispatch):
+    late, soon, later = pg.queue.enqueue([planned(), planned(deadline=NOW + timedelta(hours=1)),
+                                          planned()])
+    sent = dispatch.dispatch(Mode.BALANCED, now=NOW, pool=PoolName.BALANCED, slots=2,
+                             batch=False, limited=False)
+    assert [d.run_ids for d in sent] == [(soon,), (late,)]
+    assert len({d.token for d in sent}) == 2 and all(len(d.token) == 32 for d in sent)
+    run = pg.queue.get(soon)
+    assert run.state is RunState.RUNNING and run.worker is None and run.claimed_at == NOW
+    assert pg.conn.execute("SELECT dispatch_token, dispatched_at FROM runs WHERE id = %s",
+                           (soon,)).fetchone() == (sent[0].token, NOW)
+    assert accept(pg, sent[1].token, "w1") == [late]
+    assert pg.queue.get(later).state is RunState.QUEUED
+
+
+def test_rooms_read_the_pools_and_the_queue_at_once(pg, dispatch):
+    register(pg, "a", PoolName.BALANCED, 3)
+    register(pg, "silent", PoolName.ECO, 5, heartbeat=NOW - timedelta(seconds=LEASE))
+    later = NOW + timedelta(hours=2)
+    pg.queue.enqueue([planned(), planned(Mode.ECO)])
+    eco_later = replace(planned(Mode.ECO), not_before=later, promote_at=later)
+    pg.queue.enqueue([eco_later])
+    dispatch.dispatch(Mode.BALANCED, now=NOW, pool=PoolName.BALANCED, slots=1, batch=False)
+    rooms = dispatch.rooms(now=NOW, lease=LEASE)
+    assert rooms.free == {Mode.REAL_TIME: 0, Mode.BALANCED: 2, Mode.ECO: 0}
+    assert rooms.ready == {Mode.ECO} and not rooms.limited
+    assert rooms.next_promotion == later
+    pg.conn.execute("INSERT INTO workflows (name, spec_json, max_concurrent)"
+                    " VALUES ('w', '{}', 1)")
+    assert dispatch.rooms(now=NOW, lease=LEASE).limited
 
 
 def test_an_eco_batch_is_one_dispatch_with_one_token(pg, dispatch):

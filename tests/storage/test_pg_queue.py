@@ -13,6 +13,8 @@ from easyflow_cli.core.planning import PlannedRun
 from easyflow_cli.storage.run_queue import Hand
 
 pytest.importorskip("psycopg", reason="the [cluster] extra is not installed")
+import psycopg  # noqa: E402
+
 from easyflow_cli.storage.pg_store import PgStore  # noqa: E402
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
@@ -44,6 +46,19 @@ def test_a_claim_takes_the_next_run_instead_of_waiting_for_one_held(pg, database
             assert claim(pg) == [first]  # held, uncommitted, to the end of this block
             assert claim(other) == [second]
         assert claim(other, room=3) == [3]
+
+
+def test_a_lone_run_waits_for_a_batch_being_queued_so_its_ids_stay_consecutive(pg,
+                                                                              database_url):
+    planned = PlannedRun("w", Trigger.MANUAL, Mode.REAL_TIME, ModeReason.MANUAL,
+                         CostPriority.NORMAL, None, NOW)
+    with PgStore(database_url) as other:
+        other.conn.execute("SET lock_timeout = '200ms'")  # waiting fails instead of hanging
+        with pg.write():
+            pg.lock("enqueue")  # as a batch's `enqueue` holds it while it takes its ids
+            with pytest.raises(psycopg.errors.LockNotAvailable):
+                other.queue.enqueue([planned])
+        assert other.queue.enqueue([planned]) == range(1, 2)  # the failed one queued nothing
 
 
 def test_times_are_instants_whatever_the_sessions_zone(pg):

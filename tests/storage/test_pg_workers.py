@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from easyflow_cli.core.model import PoolName, RunState
-from easyflow_cli.storage.cluster_queue import CANCEL_CHANNEL, WorkerInfo
+from easyflow_cli.storage.cluster_queue import CANCEL_CHANNEL, StartAtAccept, WorkerInfo
 from tests.cluster_helpers import dispatch_by_hand, queue_runs
 
 pytest.importorskip("psycopg", reason="the [cluster] extra is not installed")
@@ -74,6 +74,19 @@ def test_a_dispatch_is_accepted_once_and_only_with_its_token(pg, workers):
                           now=NOW) == []  # the message delivered again
     assert workers.holders("a") == {first: 7, second: 7}
     assert pg.conn.execute("SELECT host FROM runs WHERE id = %s", (first,)).fetchone() == ("h",)
+
+
+def test_a_lone_run_is_started_by_the_statement_that_accepts_it(pg, workers):
+    [run_id] = queue_runs(pg, "w", 1, NOW)
+    dispatch = dispatch_by_hand(pg, [run_id], NOW)
+    enqueued_at = pg.queue.get(run_id).enqueued_at
+    at = NOW + timedelta(seconds=2)
+    [run] = workers.accept(dispatch.token, [run_id], worker="a", host="h", pid=7, now=at,
+                           start=StartAtAccept(off_peak=True))
+    assert (run.worker, run.pid, run.started_at) == ("a", 7, at)
+    assert run.queue_wait_s == round((at - enqueued_at).total_seconds(), 6)
+    assert run.off_peak is True
+    assert pg.queue.get(run_id) == run
 
 
 def test_a_run_put_back_in_line_is_not_accepted_by_its_old_token(pg, workers):

@@ -196,8 +196,11 @@ class Coordinator:
     def _sleep_seconds(self, now: datetime) -> float:
         """Until the next due moment: a schedule's fire, a promotion, a run becoming ready for
         a pool with room, the next look for runs nobody holds."""
-        queue = self.store.queue
-        moments = [self.schedules.next_due(), queue.next_promotion_at()]
+        queue, rooms = self.store.queue, self.dispatcher.rooms
+        # The next promotion read before the dispatch: a run claimed since is no longer due,
+        # so at worst this wakes early, to find nothing to promote.
+        moments = [self.schedules.next_due(),
+                   rooms.next_promotion if rooms else queue.next_promotion_at()]
         moments += [queue.next_ready_at(mode, now) for mode in self.dispatcher.idle_modes()]
         waits = [(moment - now).total_seconds() for moment in moments if moment is not None]
         waits.append(self.leases.next_in())

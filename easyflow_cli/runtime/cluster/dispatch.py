@@ -14,7 +14,7 @@ from datetime import datetime
 
 from easyflow_cli.core.config import Config
 from easyflow_cli.core.model import Mode, PoolName
-from easyflow_cli.storage.cluster_queue import CoordinatorQueue, Dispatch
+from easyflow_cli.storage.cluster_queue import CoordinatorQueue, Dispatch, Rooms
 
 log = logging.getLogger("easyflow.coordinator")
 
@@ -28,14 +28,16 @@ class RemoteDispatcher:
         self.send = send
         self.config = config  # replaced on reload
         self.lease = lease
+        self.rooms: Rooms | None = None  # read at the last dispatch
         self.free: dict[Mode, int] = dict.fromkeys(Mode, 0)  # after the last dispatch
 
     def dispatch(self, now: datetime) -> list[Dispatch]:
         """Dispatch and send what the pools have room for; what was sent."""
+        self.rooms = rooms = self.queue.rooms(now=now, lease=self.lease)
         sent: list[Dispatch] = []
         for mode in Mode:
-            slots = self.queue.free_slots(PoolName.of(mode), now=now, lease=self.lease)
-            dispatches = self._fill(mode, slots, now)
+            slots = rooms.free.get(mode, 0)
+            dispatches = self._fill(mode, slots, now) if mode in rooms.ready else []
             self.free[mode] = slots - len(dispatches)
             for dispatch in dispatches:
                 self._send(dispatch)
@@ -49,8 +51,10 @@ class RemoteDispatcher:
     def _fill(self, mode: Mode, slots: int, now: datetime) -> list[Dispatch]:
         pool = PoolName.of(mode)
         size = self.config.pool(mode).batch_size if mode is Mode.ECO else 1
+        limited = self.rooms is None or self.rooms.limited
         if size == 1:
-            return self.queue.dispatch(mode, now=now, pool=pool, slots=slots, batch=False)
+            return self.queue.dispatch(mode, now=now, pool=pool, slots=slots, batch=False,
+                                       limited=limited)
         batches: list[Dispatch] = []
         for _ in range(slots):
             batch = self.queue.dispatch(mode, now=now, pool=pool, slots=size, batch=True)

@@ -4,9 +4,10 @@ memory and energy), and write how each ended to PostgreSQL.
 
 A message delivered twice, or after its dispatch expired, accepts nothing and is dropped. An
 eco batch's runs are executed one after another. Each run is started (`RunQueue.start`, with
-this process's pid) before its first step, so that a death of this process counts it as begun:
-it is then settled as failed, never run a second time (`heartbeat.py`). Its log goes to the
-database in chunks (`log_chunks.py`), masked and capped as a local run's log file.
+this process's pid) before its first step (a lone run in the statement that accepts it), so
+that a death of this process counts it as begun: it is then settled as failed, never run a
+second time (`heartbeat.py`). Its log goes to the database in chunks (`log_chunks.py`), masked
+and capped as a local run's log file.
 
 A cancel reaches this process as SIGUSR2 from the worker's main process, which saw it asked;
 the run's cancellation check then asks the database whether the run it executes is the one, and
@@ -41,6 +42,7 @@ from easyflow_cli.runtime.forecasts import ForecastFiles
 from easyflow_cli.runtime.process_identity import group_of
 from easyflow_cli.runtime.processes import become_subreaper
 from easyflow_cli.runtime.rapl import EnergyMeter
+from easyflow_cli.storage.cluster_queue import StartAtAccept
 from easyflow_cli.storage.pg_store import PgStore
 from easyflow_cli.storage.pg_workers import PgWorkers
 from easyflow_cli.storage.run_queue import RunEnd, RunStart
@@ -87,10 +89,12 @@ class PoolProcess:
     def execute(self, kwargs: dict[str, object]) -> None:
         """The task: a dispatch's runs, accepted and executed; none if the message is stale."""
         message = DispatchMessage.from_kwargs(kwargs)
+        now = utcnow()
         try:
             runs = self.workers().accept(message.token, message.run_ids,
                                           worker=self.identity.name, host=self.identity.host,
-                                          pid=os.getpid(), now=utcnow())
+                                          pid=os.getpid(), now=now,
+                                          start=self._start_at_accept(message, now))
         except psycopg.Error:
             self.close()  # the next message connects again; this one's dispatch expires
             raise
@@ -107,6 +111,14 @@ class PoolProcess:
             log.exception("runs %s: their progress cannot be recorded; this process exits and "
                           "its worker settles them", [run.id for run in runs])
             os._exit(70)
+
+    def _start_at_accept(self, message: DispatchMessage, now: datetime) -> StartAtAccept | None:
+        """A lone run starts as it is accepted (one round trip for both); a batch's runs start
+        one after another."""
+        if len(message.run_ids) != 1:
+            return None
+        window = self.config.tariff_window
+        return StartAtAccept(window.contains(now) if window else None)
 
     @property
     def store(self) -> PgStore:
@@ -132,7 +144,7 @@ class RunExecution:
         self.workers = process.workers()
         self.queue = self.workers.queue
         self.queue.pricing = process.forecasts  # its end is charged as a local run's is
-        self.started: datetime | None = None
+        self.started: datetime | None = run.started_at  # when started as it was accepted
         self.cancel_seen = False
         self.log: ChunkedLog | None = None
 
@@ -149,10 +161,11 @@ class RunExecution:
 
     def _outcome(self, spec: WorkflowSpec) -> Outcome:
         config, run = self.process.config, self.run
-        self.started = started = utcnow()
-        window = config.tariff_window
-        self.queue.start([RunStart(run.id, started, run.enqueued_at, os.getpid(), None,
-                                   window.contains(started) if window else None)])
+        if self.started is None:
+            self.started = started = utcnow()
+            window = config.tariff_window
+            self.queue.start([RunStart(run.id, started, run.enqueued_at, os.getpid(), None,
+                                       window.contains(started) if window else None)])
         with ChunkedLog(self._send_chunk) as self.log:
             outcome = execute_workflow(
                 spec, limits_for(config, run.mode), cast(BinaryIO, self.log),
