@@ -28,9 +28,12 @@ from easyflow_cli.storage.pg_queue import (
     run_of_row,
 )
 
-# What `RunQueue.start` sets (no log path: a cluster's logs are chunks), at the accept's time.
-START_SET = (", started_at = %s, queue_wait_s = round(extract(epoch FROM %s - enqueued_at), 6),"
-             " off_peak = %s")
+# What `RunQueue.start` sets (no log path: a cluster's logs are chunks), at the accept's time;
+# not on a run whose cancel was asked: it ends without starting.
+NOT_CANCELLED = "CASE WHEN cancel_requested_at IS NULL THEN {} END"
+START_SET = (f", started_at = {NOT_CANCELLED.format('%s')}, queue_wait_s = "
+             f"{NOT_CANCELLED.format('round(extract(epoch FROM %s - enqueued_at), 6)')},"
+             f" off_peak = {NOT_CANCELLED.format('%s')}")
 RETURNED_RUN = ", ".join(RUN_FIELDS)
 
 
