@@ -91,8 +91,9 @@ for i in range(1, 8):
     print(f'tick {i}', flush=True); time.sleep(0.25)
 raise SystemExit(4)
 """
-# Runs until the file named by its argument exists: still running when its follower is stopped.
-SLEEPER = 'while [ ! -e "$1" ]; do sleep 0.05; done'
+# Says it started, then runs until the file named by its argument exists: still running when
+# its follower is stopped.
+SLEEPER = 'echo started; while [ ! -e "$1" ]; do sleep 0.05; done'
 
 
 def test_logs_follow_a_run_another_process_started_until_it_ends(daemon: DaemonHarness):
@@ -127,8 +128,9 @@ def test_logs_follow_a_run_another_process_started_until_it_ends(daemon: DaemonH
     follower = subprocess.Popen([*easyflow_command(), "run", "sleeper", "--now"],
                                 env=daemon.env(), stdin=subprocess.DEVNULL, text=True,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    wait_for(lambda: [r for r in daemon.peek_runs("sleeper") if r["started_at"]],
-             message="the sleeper to start")
+    assert follower.stdout is not None
+    lines = iter(follower.stdout.readline, "")
+    assert "started\n" in lines  # followed: the step's output came through
     sleeper = daemon.peek_runs("sleeper")[0]
     follower.send_signal(signal.SIGINT)
     _, stderr = follower.communicate(timeout=CLI_TIMEOUT)

@@ -24,7 +24,8 @@ def test_max_concurrent_one_holds_under_fifty_concurrent_run_now(daemon: DaemonH
     daemon.write_config("[pools.real-time]\nworkers = 5\n")
     gate, times = tmp_path / "gate", tmp_path / "times.txt"
     daemon.add_workflow("one", ["sh", "-c", f"while [ ! -e {gate} ]; do sleep 0.05; done"],
-                        daemon.record_step(times, 0.02), max_concurrent=1)
+                        daemon.record_step(times, 0.02), max_concurrent=1,
+                        timeout="1h")  # the gate holds run 1 for as long as submitting takes
     daemon.start()
 
     submitted = daemon.submit_many("one", SUBMISSIONS)
