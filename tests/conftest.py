@@ -10,6 +10,11 @@ from hypothesis import settings
 
 from easyflow_cli.storage.store import Store
 
+# The harnesses' asserts explain a failure only if pytest rewrites them, which it does for the
+# modules registered before their first import (a test module may import them before it names
+# them in `pytest_plugins`).
+pytest.register_assert_rewrite("tests.daemon_harness", "tests.cluster_harness")
+
 # Hypothesis' default 200 ms deadline per example is wall-clock luck when three test processes
 # share two cores: a property fails on what it checks, never on how long an example took.
 settings.register_profile("easyflow", deadline=None)
@@ -118,3 +123,15 @@ def redis_server():
             yield started
     except ServerUnavailable as exc:
         pytest.skip(f"no Redis server: {exc}")
+
+
+# Outside tests/e2e, the files whose tests also wait seconds each on real processes (the
+# benchmark, the docs' shell examples, fresh interpreters' imports).
+SLOW_FILES = {"test_bench.py", "test_docs.py", "test_startup.py"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The slow tests first: started early, they overlap the quick ones, which then fill the
+    test processes' last minutes instead of one long test running alone at the end."""
+    items.sort(key=lambda item: not (item.get_closest_marker("e2e") or "e2e" in item.path.parts
+                                     or item.path.name in SLOW_FILES))

@@ -31,8 +31,9 @@ from tests.conftest import easyflow_command, subprocess_env
 
 T = TypeVar("T")
 
-READY_TIMEOUT = 20.0
-CLI_TIMEOUT = 60.0
+READY_TIMEOUT = 60.0
+# One command takes a second or two; a box loaded with other test processes can take minutes.
+CLI_TIMEOUT = 180.0
 # Inherited variables that would change how the daemon under test behaves.
 SCRUBBED_ENV = ("REALTIME_MAX_WORKERS", "BALANCED_MAX_WORKERS", "ECO_MAX_WORKERS",
                 "STATE_DIRECTORY", "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID",
@@ -51,7 +52,7 @@ with open(sys.argv[1], "a") as out:
 """
 
 
-def wait_for(predicate: Callable[[], T], timeout: float = 20.0, interval: float = 0.05,
+def wait_for(predicate: Callable[[], T], timeout: float = 60.0, interval: float = 0.05,
              message: str = "the condition") -> T:
     """Call `predicate` until it returns something truthy and return that; fail after `timeout`."""
     deadline = time.monotonic() + timeout
@@ -162,11 +163,21 @@ class DaemonHarness:
         procs = [subprocess.Popen(command, env=self.env(), text=True, stdin=subprocess.DEVNULL,
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
                  for _ in range(count)]
+        # They share the box's cores: a second more for each on top of one command's timeout.
+        deadline = time.monotonic() + CLI_TIMEOUT + count
         records = []
-        for proc in procs:
-            out, err = proc.communicate(timeout=CLI_TIMEOUT)
-            assert proc.returncode == 0, f"submit {name} exited {proc.returncode}: {err}"
-            records.append(json.loads(out))
+        try:
+            for proc in procs:
+                out, err = proc.communicate(timeout=max(1.0, deadline - time.monotonic()))
+                assert proc.returncode == 0, f"submit {name} exited {proc.returncode}: {err}"
+                records.append(json.loads(out))
+        finally:
+            # On a failure, none outlives the test (with the daemon gone, one would go on to
+            # run its workflow in the foreground).
+            for proc in procs:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
         return sorted(records, key=lambda r: r["id"])
 
     def runs(self, workflow: str | None = None) -> list[dict[str, Any]]:
@@ -200,7 +211,7 @@ class DaemonHarness:
             conn.close()
 
     def wait_for_runs(self, predicate: Callable[[list[dict[str, Any]]], Any], *,
-                      workflow: str | None = None, timeout: float = 20.0,
+                      workflow: str | None = None, timeout: float = 60.0,
                       message: str = "runs") -> list[dict[str, Any]]:
         """Wait until `predicate(runs)` holds, as `runs()` shows them; return those runs."""
         seen: list[list[dict[str, Any]]] = [[]]
@@ -220,7 +231,7 @@ class DaemonHarness:
         return seen[0]
 
     def wait_for_run(self, run_id: int, predicate: Callable[[dict[str, Any]], Any], *,
-                     timeout: float = 20.0, message: str = "") -> dict[str, Any]:
+                     timeout: float = 60.0, message: str = "") -> dict[str, Any]:
         """Wait until `predicate(run)` holds for one run, as `runs show` shows it; return it."""
         found: list[dict[str, Any]] = []
 
@@ -238,11 +249,11 @@ class DaemonHarness:
             raise AssertionError(f"{exc}\nrun: {peeked}\n{self.log_tail()}") from None
         return found[0]
 
-    def wait_for_state(self, run_id: int, *states: str, timeout: float = 20.0) -> dict[str, Any]:
+    def wait_for_state(self, run_id: int, *states: str, timeout: float = 60.0) -> dict[str, Any]:
         return self.wait_for_run(run_id, lambda r: r["state"] in states, timeout=timeout,
                                  message=f"run {run_id} to be {' or '.join(states)}")
 
-    def wait_until_started(self, run_id: int, timeout: float = 20.0) -> dict[str, Any]:
+    def wait_until_started(self, run_id: int, timeout: float = 60.0) -> dict[str, Any]:
         return self.wait_for_run(run_id, lambda r: r["started_at"], timeout=timeout,
                                  message=f"run {run_id} to start")
 

@@ -147,6 +147,8 @@ def _median_of(middle: float, measures: list[float]) -> str:
 
 
 def _single_figures(document: dict[str, Any]) -> list[tuple[str, str]]:
+    from easyflow_cli.tools.bench_reports import REPORT_COMMANDS
+
     drain, enqueue = document["drain"], document["enqueue"]
     idle, report = document["idle_daemon"], document["reports"]
     rows = [
@@ -173,8 +175,9 @@ def _single_figures(document: dict[str, Any]) -> list[tuple[str, str]]:
              for name, group in idle["by_process"].items()]
     rows += [
         (f"report costs, {report['runs']:,} runs, library", f"{report['library_s']:g} s"),
-        *((f"report {name.replace('_', ' ')}, {report['runs']:,} runs, CLI process",
-           f"{seconds:g} s") for name, seconds in report["cli_s"].items()),
+        *((f"{' '.join(REPORT_COMMANDS[name])}, {report['runs']:,} runs, CLI process:"
+           " wall / CPU", f"{seconds:g} s / {report['cli_cpu_s'][name]:g} s")
+          for name, seconds in report["cli_s"].items()),
         (f"database per 1,000,000 runs ({report['runs']:,} runs, summarized in"
          f" {report['summarize_s']:g} s)", f"{report['database_mb_per_1m_runs']:,g} MiB"),
         (f"metrics, {report['runs']:,} runs: `easyflow metrics` process / the daemon's first"

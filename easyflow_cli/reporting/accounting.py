@@ -74,22 +74,25 @@ class Period:
         """The period's runs left to the detail by the summaries' cover, a range of finish
         times at a time, each as the table to read (and how) and the WHERE clause: the whole
         period in one when nothing is summarized."""
-        where, args = self.where()
         if summarized.whole(cover):
-            yield "runs", where, args
+            yield "runs", *self.where()
             return
+        # Each range lies inside the period: its bounds alone, for SQLite to range over the
+        # index by (given the period's too, it may take the period's wider ones instead).
+        where, args = self.where(bounded=False)
         for low, high in cover.detail:
             clause, bounds = summarized.detail_clause(low, high)
             # A few recent hours or edges of the period: by finish time, whatever the rest.
             yield summarized.BY_FINISH, f"{where} AND {clause}", [*args, *bounds]
 
-    def where(self) -> tuple[str, list[Any]]:
-        """Finished runs that occupied a worker, finished inside the period."""
+    def where(self, bounded: bool = True) -> tuple[str, list[Any]]:
+        """Finished runs that occupied a worker, finished inside the period (`bounded`: by
+        its times too)."""
         clauses, args = ["duration_s IS NOT NULL"], []
-        if self.since is not None:
+        if bounded and self.since is not None:
             clauses.append("finished_at >= ?")
             args.append(to_iso(self.since))
-        if self.until is not None:
+        if bounded and self.until is not None:
             clauses.append("finished_at < ?")
             args.append(to_iso(self.until))
         if self.workflow:

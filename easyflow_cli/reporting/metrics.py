@@ -5,7 +5,8 @@ costs` prices, priced the same way), so they survive daemon restarts and agree w
 reports; the queue depth is read there too. What only a running daemon knows, its pool workers
 by state, comes from `live`: the daemon's own pools when it serves the metrics, its status
 reply when `easyflow metrics` asks it, nothing when no daemon answers (then
-`easyflow_daemon_up` is 0).
+`easyflow_daemon_up` is 0). On a cluster the database is PostgreSQL and the live state is
+read there too (`cluster_state`): the coordinator that holds the lock, the workers' slots.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
+from datetime import datetime
 from typing import Any
 
 from prometheus_client.core import (
@@ -27,9 +28,10 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from easyflow_cli.core.config import Config
 from easyflow_cli.core.costs import Prices
 from easyflow_cli.core.model import Mode
+from easyflow_cli.core.timeutil import utcnow
 from easyflow_cli.reporting.reports import cost_report
 from easyflow_cli.reporting.run_totals import Histogram, RunTotals, run_totals
-from easyflow_cli.storage.store import Store
+from easyflow_cli.storage.backend import Backend, Cluster
 
 WH_TO_J = 3600.0
 
@@ -52,15 +54,18 @@ class Snapshot:
     notifications_failed: dict[str, int]  # by channel
 
 
-class EasyflowCollector(Collector):
-    """Reads the database (a connection of its own per scrape, so any thread may scrape) and
-    the live state, and yields the metric families. Scrapes take turns: several at once would
-    only multiply the same reads."""
+# What a scrape knows live, read with the scrape's own store.
+Live = Callable[[Backend], LiveState | None]
 
-    def __init__(self, database: Path, config: Callable[[], Config],
-                 live: Callable[[], LiveState | None],
-                 totals: Callable[[Store], RunTotals] = run_totals) -> None:
-        self.database = database
+
+class EasyflowCollector(Collector):
+    """Reads the database (a connection of its own per scrape, `open_store`, so any thread may
+    scrape) and the live state, and yields the metric families. Scrapes take turns: several at
+    once would only multiply the same reads."""
+
+    def __init__(self, open_store: Callable[[], Backend], config: Callable[[], Config],
+                 live: Live, totals: Callable[[Backend], RunTotals] = run_totals) -> None:
+        self.open_store = open_store
         self.config = config
         self.live = live
         self.totals = totals  # the daemon keeps what settled runs add up (`SettledTotals`)
@@ -73,14 +78,39 @@ class EasyflowCollector(Collector):
 
     def snapshot(self) -> Snapshot:
         config = self.config()
-        with Store(self.database) as store:
+        with self.open_store() as store:
             totals = self.totals(store)
             depths = {mode.value: n for mode, n in store.queue.depths().items()}
             failed = store.outbox.failed_by_channel()
+            live = self.live(store)
         costs = cost_report(totals.cost_rows(), Prices.from_config(config),
                             config.costs.watts_per_core, "mode",
                             {"since": None, "until": None, "workflow": None})
-        return Snapshot(totals, costs, depths, self.live(), failed)
+        return Snapshot(totals, costs, depths, live, failed)
+
+
+def cluster_live(lease: float, now: Callable[[], datetime] = utcnow) -> Live:
+    """The live state of the cluster whose database a scrape's store is."""
+    def live(store: Backend) -> LiveState | None:
+        cluster = store.cluster
+        assert cluster is not None, "a cluster's live state read from a store of one box"
+        return cluster_state(cluster, now(), lease)
+    return live
+
+
+def cluster_state(cluster: Cluster, now: datetime, lease: float) -> LiveState | None:
+    """A cluster's live state: None when no coordinator holds the lock (the daemon is down);
+    else per pool the slots of its live workers, `busy` those running a run, `idle` the rest."""
+    if cluster.coordinator() is None:
+        return None
+    # A worker's slots start and retire with its process: only these two states apply.
+    pools = {mode.value: {"idle": 0, "busy": 0} for mode in Mode}
+    for worker in cluster.worker_states(now=now, lease=lease):
+        if worker.alive and worker.pool in pools:
+            busy = min(worker.running, worker.concurrency)
+            pools[worker.pool]["busy"] += busy
+            pools[worker.pool]["idle"] += worker.concurrency - busy
+    return LiveState(pools)
 
 
 def registry_of(collector: Collector) -> CollectorRegistry:

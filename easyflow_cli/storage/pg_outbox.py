@@ -1,8 +1,9 @@
 """The notification outbox in PostgreSQL: the `notifications` and `incidents` tables.
 
 As in SQLite (`sqlite_outbox.py`, whose rules these are): a run's end events are written by
-`record_end_events` inside the queue's `finish` transaction; the delivery thread reads and
-marks rows through `PgOutbox`.
+`record_end_events` inside the queue's `finish` transaction, which announces them at commit
+(`EVENTS_CHANNEL`: runs end on workers, the coordinator delivers, `pg_deliveries.py`); the
+delivery thread reads and marks rows through `PgOutbox`.
 """
 
 from __future__ import annotations
@@ -41,6 +42,9 @@ class Reader(Protocol):
     def get(self, run_id: int) -> Run: ...
 
 
+# Announced (at commit) when a run's end wrote events: the coordinator's delivery listens.
+EVENTS_CHANNEL = "easyflow_notifications"
+
 # ------------------------------------------------------------------ written with a run's end
 
 
@@ -53,6 +57,8 @@ def record_end_events(queue: Reader, book: NoticeBook, run_ids: Sequence[int]) -
         rule = book.rule(run.workflow)
         if rule is not None:
             written += _record_end(queue.conn, run, rule)
+    if written:
+        queue.conn.execute("SELECT pg_notify(%s, '')", (EVENTS_CHANNEL,))
     return written
 
 

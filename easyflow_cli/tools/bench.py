@@ -376,7 +376,7 @@ TARGETS = (
     (("idle_daemon", "cpu_percent_of_core"), "idle daemon CPU", "<=", 0.1, "% of a core"),
     (("idle_daemon", "daemon_rss_mb"), "idle daemon RSS", "<=", 60, "MB"),
     (("reports", "library_s"), "report costs, library", "<=", 1.0, "s"),
-    *((("reports", "cli_s", name), f"report {' '.join(args)} (CLI)", "<=", 1.0, "s")
+    *((("reports", "cli_s", name), f"{' '.join(args)} (CLI)", "<=", 1.0, "s")
       for name, args in REPORT_COMMANDS.items()),
     (("isolation", "ratio"), "CPU-bound step, eco saturating / idle", "<=", 1.10, "×"),
     (("cluster", "dispatch_ms", "p50"), "cluster dispatch p50", "<=", 6.0, "ms"),

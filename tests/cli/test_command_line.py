@@ -146,7 +146,9 @@ def test_run_now_no_wait(daemon):
         workers = 1
         off_peak = ""
         """)
-    daemon.add_workflows(block=["sleep", "600"], w=["true"])
+    # Longer than real-time's default timeout: the pools stay busy however slow the box.
+    block = daemon.workflow_file("block", ["sleep", "600"], timeout="1h")
+    daemon.cli("workflow", "add", str(block), str(daemon.workflow_file("w", ["true"])))
     daemon.add_workflow("pinned", ["true"], execution_mode="balanced", cost_priority="high")
     daemon.start()
     for mode in Mode:

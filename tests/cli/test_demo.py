@@ -13,7 +13,9 @@ pytestmark = pytest.mark.e2e
 
 
 def test_demo_runs_every_mode_through_a_daemon_and_reports(home, examples):
-    result = runner.invoke(app, ["demo", str(examples)])
+    # The demo stops waiting for its runs after --timeout, and a loaded box can need more
+    # than its default to settle the runs (its scheduled fires among them).
+    result = runner.invoke(app, ["demo", str(examples), "--timeout", "300"])
     assert result.exit_code == 0, result.output
     assert "daemon stopped (exit status 0)" in result.stderr
     assert "Savings against all-real-time" in result.stdout
@@ -25,8 +27,11 @@ def test_demo_runs_every_mode_through_a_daemon_and_reports(home, examples):
     assert sorted((r["workflow"], r["mode"]) for r in manual) == sorted(
         (w, m) for w in ("dashboard-refresh", "data-sync", "invoice-download", "weekly-analytics")
         for m in ("real-time", "balanced", "eco"))
-    scheduled = [r for r in runs if r["trigger"] == "schedule"]
+    # The schedule is added before the daemon starts: when that start takes longer than a
+    # slot (a loaded box), the slot missed is caught up once, then the schedule fires on time.
+    scheduled = [r for r in runs if r["trigger"] in ("schedule", "catch-up")]
     assert len(scheduled) >= 3
+    assert [r["trigger"] for r in scheduled].count("catch-up") <= 1
     assert {(r["workflow"], r["mode"], r["mode_reason"]) for r in scheduled} == {
         ("invoice-download", "eco", "schedule")}
     assert all(r["pool"] == r["mode"] for r in runs)

@@ -8,10 +8,16 @@ line and "lost" is a run that never reaches an end state.
 from __future__ import annotations
 
 import collections
+import json
 import os
 import signal
+import socket
+import sys
+import urllib.request
 from datetime import datetime, timedelta
 from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.cluster_harness import ClusterHarness, finished
 from tests.daemon_harness import wait_for
@@ -200,3 +206,49 @@ def test_eco_runs_wait_for_their_window_and_a_promoted_run_overtakes(cluster):
                                              if r["id"] != waiting), message="the balanced runs")
     assert marks(out) == collections.Counter([holder, *older, urgent])
     assert next(r for r in runs if r["id"] == waiting)["state"] == "queued"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def samples(text: str) -> dict[tuple[str, tuple], float]:
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def scrape(port: int) -> dict[tuple[str, tuple], float]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as answer:
+        return samples(answer.read().decode())
+
+
+def test_the_coordinator_notifies_a_workers_run_once_and_serves_metrics(cluster):
+    port, calls = free_port(), cluster.root / "calls.jsonl"
+    cluster.write_config(CONFIG + f'\n[metrics]\nlisten = "127.0.0.1:{port}"\n')
+    keeper = [sys.executable, "-c", f"import sys; open({str(calls)!r}, 'a').write("
+              "sys.stdin.read().replace(chr(10), ' ') + chr(10))"]
+    cluster.add_workflow("breaks", ["false"], execution_mode="real-time",
+                         notify={"command": keeper})
+    cluster.start_coordinator()
+    cluster.start_worker("real-time", "rt1")
+
+    [run_id] = submit(cluster, "breaks")
+    runs = cluster.wait_until(lambda rs: finished(rs, 1), message="the run to fail")
+    assert runs[0]["state"] == "failed" and runs[0]["worker"] == "rt1"
+    wait_for(lambda: calls.exists() and calls.read_text(), message="the failure notified")
+    [event] = [json.loads(line) for line in calls.read_text().splitlines()]
+    assert (event["event"], event["id"]) == ("failure", run_id)
+
+    served = scrape(port)
+    assert served[("easyflow_daemon_up", ())] == 1
+    assert served[("easyflow_runs_total", (("mode", "real-time"), ("state", "failed"),
+                                           ("workflow", "breaks")))] == 1
+    assert served[("easyflow_pool_workers", (("pool", "real-time"), ("state", "idle")))] == 1
+    printed = samples(cluster.cli("metrics").stdout)  # `easyflow metrics`, from PostgreSQL
+    assert printed[("easyflow_runs_total", (("mode", "real-time"), ("state", "failed"),
+                                            ("workflow", "breaks")))] == 1
+    assert [row["state"] for row in cluster.sql("SELECT state FROM notifications")] == [
+        "delivered"]
+    assert len(calls.read_text().splitlines()) == 1

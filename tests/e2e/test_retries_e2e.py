@@ -78,16 +78,29 @@ def test_run_now_follows_the_retries_the_daemon_queues(daemon: DaemonHarness):
         ("second", 2, "succeeded"), ("flaky", 1, "succeeded")]
 
 
-# Prints a line every 0.25 s for about 2 s, then fails.
-TICKER = "import time\nfor i in range(8):\n    print(f'tick {i}', flush=True); time.sleep(0.25)\n" \
-         "raise SystemExit(4)\n"
+# Prints its first line, waits until the file named by its argument exists (the follower has
+# seen that line: the run is still running when it does, however slow the box), then prints a
+# line every 0.25 s and fails.
+TICKER = """\
+import os, sys, time
+print('tick 0', flush=True)
+deadline = time.monotonic() + 60
+while not os.path.exists(sys.argv[1]) and time.monotonic() < deadline:
+    time.sleep(0.02)
+for i in range(1, 8):
+    print(f'tick {i}', flush=True); time.sleep(0.25)
+raise SystemExit(4)
+"""
+# Runs until the file named by its argument exists: still running when its follower is stopped.
+SLEEPER = 'while [ ! -e "$1" ]; do sleep 0.05; done'
 
 
 def test_logs_follow_a_run_another_process_started_until_it_ends(daemon: DaemonHarness):
     script = daemon.root / "ticker.py"
     script.write_text(TICKER)
-    daemon.add_workflow("ticker", [sys.executable, str(script)])
-    daemon.add_workflow("sleeper", ["sleep", "2"])
+    seen_first, sleeper_may_end = daemon.root / "seen-first", daemon.root / "sleeper-may-end"
+    daemon.add_workflow("ticker", [sys.executable, str(script), str(seen_first)])
+    daemon.add_workflow("sleeper", ["sh", "-c", SLEEPER, "sleeper", str(sleeper_may_end)])
     daemon.start()
     run_id = daemon.submit("ticker")["id"]
 
@@ -99,6 +112,7 @@ def test_logs_follow_a_run_another_process_started_until_it_ends(daemon: DaemonH
     for line in follower.stdout:
         state = [r["state"] for r in daemon.peek_runs() if r["id"] == run_id][0]
         seen.append((line.rstrip("\n"), state))
+        seen_first.touch()
     stderr = follower.stderr.read() if follower.stderr else ""
     assert follower.wait(timeout=CLI_TIMEOUT) == 1, stderr  # the run's outcome: it failed
 
@@ -120,6 +134,8 @@ def test_logs_follow_a_run_another_process_started_until_it_ends(daemon: DaemonH
     _, stderr = follower.communicate(timeout=CLI_TIMEOUT)
     assert follower.returncode == 130, stderr
     assert f"stopped following run {sleeper['id']}; it goes on" in stderr
+    assert daemon.peek_runs("sleeper")[0]["state"] == "running"
+    sleeper_may_end.touch()
     assert daemon.wait_for_state(sleeper["id"], "succeeded")["state"] == "succeeded"
 
 

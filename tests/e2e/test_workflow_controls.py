@@ -29,7 +29,8 @@ def test_max_concurrent_one_holds_under_fifty_concurrent_run_now(daemon: DaemonH
 
     submitted = daemon.submit_many("one", SUBMISSIONS)
     daemon.wait_for_runs(lambda rs: [r["state"] for r in rs].count("queued") == SUBMISSIONS - 1,
-                         workflow="one", message="one run running, the others queued")
+                         workflow="one", timeout=120,
+                         message="one run running, the others queued")
     status = daemon.status()
     assert status["pools"]["real-time"]["size"] == 5  # room enough: the limit held them
     assert status["held_by_limit"] == [{"workflow": "one", "max_concurrent": 1, "running": 1,

@@ -35,7 +35,8 @@ def history(tmp_path):
 def scrape(store: Store, live: LiveState | None = None) -> dict:
     """Every family by name, parsed from the text prometheus-client writes."""
     config = load_config()
-    collector = EasyflowCollector(store.path, lambda: config, lambda: live)
+    collector = EasyflowCollector(lambda: Store(store.path), lambda: config,
+                                  lambda _store: live)
     text = generate_latest(registry_of(collector)).decode()
     return {family.name: family for family in text_string_to_metric_families(text)}
 

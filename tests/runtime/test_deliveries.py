@@ -65,7 +65,8 @@ def setup(store, tmp_path, spec=SPEC):
     book = NoticeBook.build(NotifySpec(), dict.fromkeys(Mode, 60.0), [("w", spec, 0)])
     clock = FakeClock(T0)
     channel = FakeChannel()
-    return Deliveries(tmp_path / "home", clock, book, sender=channel), clock, channel, book
+    deliveries = Deliveries(lambda: Store.open(tmp_path / "home"), clock, book, sender=channel)
+    return deliveries, clock, channel, book
 
 
 def test_backoff_doubles_up_to_its_maximum():

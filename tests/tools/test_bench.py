@@ -12,6 +12,7 @@ from easyflow_cli.core.stats import median
 from easyflow_cli.tools import bench
 from easyflow_cli.tools.bench import BenchSizes
 from easyflow_cli.tools.bench_growth import GrowthSizes, parse_sizes
+from easyflow_cli.tools.bench_reports import REPORT_COMMANDS
 
 pytestmark = pytest.mark.e2e
 
@@ -68,7 +69,10 @@ def test_quick_bench_json_document(home, monkeypatch):
     report = doc["reports"]
     assert report["runs"] == 2_000 and positive(report["library_s"])
     assert positive(report["database_mb_per_1m_runs"]) and report["summarize_s"] >= 0
-    assert all(positive(seconds) for seconds in report["cli_s"].values())
+    assert positive(report["generate_runs_per_s"]) and report["index_s"] >= 0
+    for clock in ("cli_s", "cli_cpu_s"):
+        assert report[clock].keys() == REPORT_COMMANDS.keys()
+        assert all(positive(seconds) for seconds in report[clock].values())
     scrape = report["metrics_scrape"]
     assert positive(scrape["first_s"]) and positive(scrape["next_s"])
     assert positive(report["metrics_cli_s"])

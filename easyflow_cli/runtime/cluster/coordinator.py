@@ -14,7 +14,9 @@ Another one started waits as a standby, asking for the lock every `STANDBY_POLL_
 over when the active one's connection ends. Each wake-up (a `NOTIFY` that a run may be ready or
 a slot free, a signal, the next due moment) fires, promotes, settles what is due and
 dispatches; a database error stops the coordinator (exit 1) for a standby or systemd to
-restart it, since nothing it holds is lost: the runs are rows.
+restart it, since nothing it holds is lost: the runs are rows. What the active coordinator does
+besides deciding (notifications, history retention, `/metrics`) runs off this loop, in
+`duties.py`.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from easyflow_cli.core.plan_series import config_policy
 from easyflow_cli.runtime.clock import Clock, StepWatch, SystemClock
 from easyflow_cli.runtime.cluster import engine
 from easyflow_cli.runtime.cluster.dispatch import RemoteDispatcher, Send
+from easyflow_cli.runtime.cluster.duties import Duties
 from easyflow_cli.runtime.cluster.leases import Leases
 from easyflow_cli.runtime.daemon.loop import MAX_SLEEP_S, fire_schedules, promote
 from easyflow_cli.runtime.daemon.signals import drain_signals, install_signals
@@ -129,6 +132,8 @@ class Coordinator:
         prime_schedules(store, now)
         store.publish_policy(self.schedules.policy, now)
         self._watch(self.wakeups.fileno(), self._woken)
+        self.duties = Duties(store, self.config, self.cluster, self.clock)
+        self.duties.start(self._watch)
         self.leadership_fd = leadership.fileno()  # unreadable once the connection is lost
         self._watch(self.leadership_fd, self._check_leadership)
         log.info("coordinator %d active on %s (config: %s)", os.getpid(), masked(url),
@@ -147,12 +152,14 @@ class Coordinator:
         self.dispatcher.dispatch(now)
         timeout = self._sleep_seconds(now)
         self._wait(timeout if wait_limit is None else min(timeout, wait_limit))
+        self.duties.woke()
         if self.notifier.watchdog_interval:
             self.notifier.watchdog()
 
     def shutdown(self) -> None:
         """Runs on workers go on: they are theirs, and the next coordinator sees them."""
         self.notifier.stopping()
+        self.duties.stop()
         self.wakeups.close()
         self.store.close()
         log.info("coordinator stopped")
@@ -173,6 +180,7 @@ class Coordinator:
         self.config = self.dispatcher.config = config
         self.cluster = self.leases.cluster = cluster_with_url(cluster, self.cluster)
         self.dispatcher.lease = cluster.lease
+        self.duties.reload(config, self.cluster)
         self._replan(config)
         log.info("reloaded configuration (%s)", config.source)
 

@@ -10,20 +10,21 @@ channel took it; a failure is tried again after a doubling back-off, and given u
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from easyflow_cli.core.config import Config
 from easyflow_cli.core.model import Mode
-from easyflow_cli.core.notify import Channel, Event, NoticeBook, NotifySpec
+from easyflow_cli.core.notify import Channel, Event, NoticeBook, NoticeRule, NotifySpec
 from easyflow_cli.core.timeutil import to_iso
 from easyflow_cli.runtime.clock import Clock
 from easyflow_cli.runtime.notify_channels import DeliveryFailed, send
+from easyflow_cli.storage.backend import Backend
 from easyflow_cli.storage.outbox import Delivery
 from easyflow_cli.storage.store import Store
 
@@ -37,6 +38,8 @@ DB_TROUBLE_WAIT_S = 5.0
 BATCH = 20
 
 Sender = Callable[[Channel, NotifySpec, dict[str, Any]], str]
+# The thread's own connection: the daemon's SQLite database, or a cluster's PostgreSQL.
+OpenStore = Callable[[], Backend]
 
 
 def notice_book(config: Config, store: Store) -> NoticeBook:
@@ -67,9 +70,9 @@ class Trouble:
 
 
 class Deliveries:
-    def __init__(self, home: Path, clock: Clock, book: NoticeBook,
+    def __init__(self, open_store: OpenStore, clock: Clock, book: NoticeBook,
                  sender: Sender = send) -> None:
-        self.home = home
+        self.open_store = open_store
         self.clock = clock
         self.book = book  # replaced whole on reload: the thread reads it as one value
         self.sender = sender
@@ -114,21 +117,22 @@ class Deliveries:
     # ------------------------------------------------------------------ the thread
 
     def _serve(self) -> None:
-        store = None
+        store: Backend | None = None
         while not self.stopping:
             self.woken.clear()
             try:
-                store = store or Store.open(self.home)
+                store = store or self.open_store()
                 wait = self.round(store)
             except Exception as exc:  # the database or a bug: log, wait, go on; never die
                 log.error("notification delivery: %s; trying again in %gs", exc,
                           DB_TROUBLE_WAIT_S)
+                _closed(store)
+                store = None  # opened again: a server may have ended the connection
                 wait = DB_TROUBLE_WAIT_S
             self.woken.wait(wait)
-        if store is not None:
-            store.close()
+        _closed(store)
 
-    def round(self, store: Store) -> float | None:
+    def round(self, store: Backend) -> float | None:
         """Write late events that are due, deliver what is due; seconds until the next thing
         (None: nothing until woken)."""
         book = self.book
@@ -144,8 +148,8 @@ class Deliveries:
             return None
         return max(0.0, (min(moments) - self.clock.now()).total_seconds())
 
-    def deliver(self, store: Store, book: NoticeBook, delivery: Delivery) -> None:
-        rule = book.rule(delivery.workflow)
+    def deliver(self, store: Backend, book: NoticeBook, delivery: Delivery) -> None:
+        rule = self.rule(store, book, delivery)
         outbox = store.outbox
         if rule is None or delivery.channel not in rule.channels:
             outbox.give_up(delivery.id, answer="no longer configured")
@@ -164,7 +168,11 @@ class Deliveries:
         log.info("notified %s of run %s (%s) by %s: %s", delivery.workflow, delivery.run_id,
                  delivery.event.value, delivery.channel.value, answer)
 
-    def _failed(self, store: Store, delivery: Delivery, error: str) -> None:
+    def rule(self, store: Backend, book: NoticeBook, delivery: Delivery) -> NoticeRule | None:
+        """The rule a delivery goes by (a cluster's coordinator may have to read it first)."""
+        return book.rule(delivery.workflow)
+
+    def _failed(self, store: Backend, delivery: Delivery, error: str) -> None:
         attempts = delivery.attempts + 1
         if attempts >= MAX_ATTEMPTS:
             store.outbox.give_up(delivery.id, answer=error)
@@ -195,3 +203,9 @@ class Deliveries:
         if trouble is not None:
             log.info("notification by %s for %s works again (after %d failures)",
                      key[1].value, key[0], trouble.failures)
+
+
+def _closed(store: Backend | None) -> None:
+    if store is not None:
+        with contextlib.suppress(Exception):  # it failed already: closing is all that is left
+            store.close()

@@ -9,6 +9,7 @@ socket, and what each worker is doing.
 from __future__ import annotations
 
 import fcntl
+import functools
 import logging
 import os
 import selectors
@@ -138,7 +139,7 @@ class Daemon:
         store.queue.notices = book = notice_book(self.config, store)
         store.queue.pricing = self.forecasts = ForecastFiles(
             self.config, monotonic=self.clock.monotonic, in_background=True)
-        self.deliveries = Deliveries(self.home, self.clock, book)
+        self.deliveries = Deliveries(functools.partial(Store.open, self.home), self.clock, book)
         self.pruning = Pruning(store, self.config, self.home, self.clock.now())
         self.summarizing = Summarizing(store, self.clock.now())
         if signals:
@@ -202,8 +203,9 @@ class Daemon:
         return [w for pool in self.pools.values() for w in pool.workers]
 
     def _metrics_exporter(self) -> MetricsExporter:
-        collector = EasyflowCollector(database_path(self.home), lambda: self.config,
-                                      self.live_state, SettledTotals().read)
+        collector = EasyflowCollector(functools.partial(Store, database_path(self.home)),
+                                      lambda: self.config, lambda _store: self.live_state(),
+                                      SettledTotals().read)
         return MetricsExporter(self.config.metrics, registry_of(collector))
 
     def live_state(self) -> LiveState | None:
