@@ -47,11 +47,12 @@ def to_iso(moment: datetime | None) -> str | None:
     return f"{prefix}{moment.microsecond:06d}Z"
 
 
-_SECONDS: dict[tuple[int, ...], str] = {}
+_Second = tuple[int, int, int, int, int, int]  # year, month, day, hour, minute, second
+_SECONDS: dict[_Second, str] = {}
 _SECONDS_KEPT = 4096
 
 
-def _second_text(second: tuple[int, ...]) -> str:
+def _second_text(second: _Second) -> str:
     """'YYYY-MM-DDTHH:MM:SS.' for a second, remembered (a bounded few)."""
     if len(_SECONDS) >= _SECONDS_KEPT:
         _SECONDS.clear()
