@@ -153,20 +153,19 @@ def _cancel_without_daemon(run_id: int) -> dict:
 
 
 def _cancel_on_cluster(run_id: int) -> dict:
-    """A queued run is cancelled in the database; a running one's worker is asked to stop it
-    (it records `cancelled` once its steps are stopped)."""
+    """A queued run, or one dispatched that no worker accepted yet, is cancelled in the
+    database; a running one's worker is asked to stop it (it records `cancelled` once its
+    steps are stopped)."""
     from easyflow_cli.core.timeutil import utcnow
     from easyflow_cli.storage.run_queue import cancel_run
 
     with open_store() as store:
         assert store.cluster is not None  # opened by the configuration that named a cluster
-        run = store.queue.get(run_id)
-        if run.state is not RunState.RUNNING:
-            run = cancel_run(store.queue, run_id, now=utcnow())  # refused once it ended
-        if run.state is RunState.RUNNING:  # also a run claimed meanwhile
-            store.cluster.request_cancel([run_id], now=utcnow())
+        run = cancel_run(store.queue, run_id, now=utcnow())  # refused once it ended
+        if run.state is RunState.RUNNING and store.cluster.request_cancel([run_id],
+                                                                          now=utcnow()):
             return {"ok": True, "state": "stopping"}
-        return {"ok": True, "state": run.state.value}
+        return {"ok": True, "state": store.queue.get(run_id).state.value}
 
 
 @app.command("retry")

@@ -9,12 +9,19 @@ queued ──dispatch──▶ running, worker NULL, dispatch_token T   (the coo
 running, worker NULL ──accept(T)──▶ running, worker W, host H  (the worker that got T)
 running, worker NULL, dispatched over dispatch_timeout ago ──settle_abandoned──▶ queued
 running, worker W whose heartbeat is older than lease ──settle_abandoned──▶ failed (+ retry)
+queued, or running with worker NULL ──cancel──▶ cancelled, dispatch_token NULL  (`runs cancel`)
+running, worker W ──request_cancel──▶ running, cancel_requested_at set ──W stops it──▶ cancelled
+running, cancel_requested_at set, nobody holds it ──settle_abandoned──▶ cancelled (no retry)
 ```
 
 `settle_abandoned` keeps its one rule: a run that never started goes back in line (nothing of
-it ran), a started one failed. A message delivered twice, or after its dispatch expired, finds
-its token no longer on the run and is dropped: `accept` is the only way to a run's worker.
-Everything after `accept` (`start`, `record_step`, `finish`) is `RunQueue`'s as on one box.
+it ran), a started one failed; but a run whose cancel was asked ends cancelled, started or not:
+a cancel holds whatever comes late. A dispatch no worker accepted yet holds no process
+anywhere, so `cancel` ends it at once, as a queued run; its token goes with it, and its Celery
+message, delivered later, is dropped. A message delivered twice, or after its dispatch
+expired, finds its token no longer on the run and is dropped: `accept` is the only way to a
+run's worker. A run a worker finishes after its cancel was asked gets no retry. Everything
+after `accept` (`start`, `record_step`, `finish`) is `RunQueue`'s as on one box.
 
 The coordinator's side is implemented by `pg_dispatch.py`, the worker's by `pg_workers.py`.
 """
@@ -130,7 +137,8 @@ class WorkerQueue(Protocol):
     """A worker's transitions (`pg_workers.PgWorkers`)."""
 
     def register(self, worker: WorkerInfo) -> None:
-        """Add or replace the worker's row (a restarted worker keeps its name)."""
+        """Add or replace the worker's row (a restarted worker keeps its name); its pool's
+        room is announced (`WAKEUP_CHANNEL`), for the coordinator to dispatch into it at once."""
         ...
 
     def heartbeat(self, name: str, *, now: datetime) -> list[int]:
@@ -138,7 +146,8 @@ class WorkerQueue(Protocol):
         ...
 
     def stop(self, name: str, *, now: datetime) -> None:
-        """Sets the worker's `stopped_at`: it takes nothing more (a clean shutdown)."""
+        """Sets the worker's `stopped_at`: it takes nothing more (a clean shutdown); its
+        pool's room is announced, as at `register`."""
         ...
 
     def accept(self, dispatch_token: str, run_ids: Sequence[int], *, worker: str, host: str,
@@ -162,7 +171,8 @@ class WorkerQueue(Protocol):
 
     def request_cancel(self, run_ids: Sequence[int], *, now: datetime) -> list[int]:
         """Ask the workers running these runs to stop them (a `NOTIFY` on CANCEL_CHANNEL);
-        the ids asked. Queued runs are cancelled by `RunQueue.cancel`.
+        the ids asked. Queued runs, and dispatched ones no worker accepted yet, are cancelled
+        by `RunQueue.cancel`.
 
         Sets `cancel_requested_at`."""
         ...

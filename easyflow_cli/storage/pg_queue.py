@@ -10,7 +10,10 @@ writer at a time, PostgreSQL has many, so:
 - `enqueue` holds a lock while it takes ids, so each batch's ids are consecutive;
 - a run that may have become ready (enqueued, put back, promoted), or a pool's slot that
   became free (a run finished), is announced on the `easyflow_runs` channel (`NOTIFY`, sent
-  at commit, its payload the mode): `pg_wakeups.py` listens.
+  at commit, its payload the mode): `pg_wakeups.py` listens;
+- a run dispatched to a worker that has not accepted it yet holds no process anywhere: `cancel`
+  ends it as it ends a queued one, and `settle_abandoned` never puts a run whose cancel was
+  asked back in line (see `cluster_queue.py`).
 """
 
 from __future__ import annotations
@@ -86,6 +89,11 @@ FINISHED = "state NOT IN ('queued', 'running')"
 DISPATCH_SET = (", dispatch_token = replace(gen_random_uuid()::text, '-', ''),"
                 " dispatched_at = %s")
 READY = "state = 'queued' AND mode = %s AND (not_before IS NULL OR not_before <= %s)"
+# What `cancel` ends: a queued run, and a dispatched one no worker accepted yet (nothing of
+# it ran; with its token gone, a late message finds nothing to accept).
+CANCELLABLE = ("state = 'queued' OR (state = 'running' AND worker IS NULL"
+               " AND dispatch_token IS NOT NULL)")
+CANCELLED_BY_USER = "cancelled by user"
 
 
 def fits_bigint(value: int) -> bool:
@@ -232,9 +240,10 @@ class PgRunQueue:
             return []
         with self.store.write() as conn:
             rows = conn.execute(
-                "UPDATE runs SET state = 'cancelled', finished_at = %s, error = %s"
-                " WHERE id = ANY(%s) AND state = 'queued' RETURNING id",
-                (now, error, known)).fetchall()
+                "UPDATE runs SET state = 'cancelled', finished_at = %s, error = %s,"
+                f" dispatch_token = NULL WHERE id = ANY(%s) AND ({CANCELLABLE})"
+                " RETURNING id, pool", (now, error, known)).fetchall()
+            _announce(conn, {pool for _, pool in rows if pool in MODES})  # a slot is free
         return sorted(row[0] for row in rows)
 
     def promote(self, now: datetime) -> list[int]:
@@ -266,6 +275,7 @@ class PgRunQueue:
         with self.store.write() as conn:
             conn.execute("SELECT 1 FROM runs WHERE id = ANY(%s) FOR UPDATE", (list(run_ids),))
             runs = [run for run in map(self.get, run_ids) if run.state is RunState.RUNNING]
+            runs = self._end_cancelled(runs, now)
             self.requeue([run.id for run in runs if run.started_at is None], note)
             started = [run for run in runs if run.started_at is not None]
             outcome = Outcome(RunState.FAILED, error=error)
@@ -273,6 +283,16 @@ class PgRunQueue:
             failed = [self.get(run.id) for run in started]
             self.enqueue([plan for plan in map(next_attempt, failed) if plan is not None])
             return failed
+
+    def _end_cancelled(self, runs: list[Run], now: datetime) -> list[Run]:
+        """Of runs nobody holds, those whose cancel was asked (`PgWorkers.request_cancel`) end
+        cancelled, never put back in line nor retried; the others."""
+        asked = {row[0] for row in self.conn.execute(
+            "SELECT id FROM runs WHERE id = ANY(%s) AND cancel_requested_at IS NOT NULL",
+            ([run.id for run in runs],))}
+        outcome = Outcome(RunState.CANCELLED, error=CANCELLED_BY_USER)
+        self.finish([RunEnd.of(run, outcome, now) for run in runs if run.id in asked])
+        return [run for run in runs if run.id not in asked]
 
     def prune(self, run_ids: Sequence[int], *, zone: tzinfo) -> list[PrunedRun]:
         known = [run_id for run_id in run_ids if fits_bigint(run_id)]

@@ -4,7 +4,8 @@ schedules. The run queue is `pg_queue.py` (`store.queue`), the outbox `pg_outbox
 Imported only when a `[cluster]` database is configured: psycopg is an optional extra. The
 connection is in autocommit mode, so a read holds no transaction open; `write()` makes one.
 Rows come back in the same shapes as the SQLite store's: times of schedules and workflows as
-the ISO text `to_iso` writes, flags as booleans.
+the ISO text `to_iso` writes, flags as booleans. Every change of workflows or schedules is
+announced at its commit on CHANGES_CHANNEL, for a running coordinator to take up at once.
 """
 
 from __future__ import annotations
@@ -43,6 +44,9 @@ NOT_DISABLED = "workflow NOT IN (SELECT name FROM workflows WHERE disabled)"
 # two schemas of one database never wait for each other.
 LOCK_KEY = "hashtext(current_schema() || %s)"
 MIGRATE_LOCK = "migrate"
+# Channel a change of workflows or schedules is announced on at commit (no payload): the
+# coordinator listens (`pg_wakeups.Changes`), as the local daemon hears `reload` on its socket.
+CHANGES_CHANNEL = "easyflow_changes"
 CONNECT_TIMEOUT_S = 10
 
 
@@ -108,6 +112,11 @@ class PgStore:
         """Hold a lock of this name (in this schema) until the transaction ends."""
         self.conn.execute(f"SELECT pg_advisory_xact_lock({LOCK_KEY})", (f".{name}",))
 
+    def _announce_change(self) -> None:
+        """Tell the coordinator, when this transaction commits, that workflows or schedules
+        changed (several announcements in one transaction arrive as one)."""
+        self.conn.execute("SELECT pg_notify(%s, '')", (CHANGES_CHANNEL,))
+
     # ------------------------------------------------------------------ migrations
 
     @property
@@ -158,6 +167,7 @@ class PgStore:
                      spec.cost_priority.value, spec.source_file, spec.content_hash,
                      json.dumps(spec_to_dict(spec)), spec.max_concurrent, now, now))
                 self._sync_file_schedules(spec, now)
+            self._announce_change()
 
     def _sync_file_schedules(self, spec: WorkflowSpec, now: datetime) -> None:
         rows = self._dicts("SELECT * FROM schedules WHERE workflow = %s"
@@ -201,6 +211,7 @@ class PgStore:
         self.get_workflow(name)
         with self.write() as conn:
             conn.execute("UPDATE workflows SET disabled = %s WHERE name = %s", (disabled, name))
+            self._announce_change()
 
     def workflow_disabled(self, name: str) -> bool:
         row = self.conn.execute("SELECT disabled FROM workflows WHERE name = %s",
@@ -215,6 +226,7 @@ class PgStore:
                                           error="workflow removed")
             conn.execute("DELETE FROM schedules WHERE workflow = %s", (name,))
             conn.execute("DELETE FROM workflows WHERE name = %s", (name,))
+            self._announce_change()
         return len(cancelled)
 
     # ------------------------------------------------------------------ the daemon's policy
@@ -245,6 +257,7 @@ class PgStore:
             (workflow, schedule.kind, schedule.expr, schedule.timezone,
              schedule.mode.value if schedule.mode else None, schedule.deadline_after,
              schedule.jitter, origin, now_iso)).fetchone()
+        self._announce_change()
         assert row is not None  # RETURNING gives the one row inserted
         return row[0]
 
@@ -257,6 +270,7 @@ class PgStore:
                 (schedule.kind, schedule.expr, schedule.timezone,
                  schedule.mode.value if schedule.mode else None, schedule.deadline_after,
                  schedule.jitter, schedule_id))
+            self._announce_change()
 
     def get_schedule(self, schedule_id: int) -> dict[str, Any]:
         rows = []
@@ -270,12 +284,14 @@ class PgStore:
         self.get_schedule(schedule_id)
         with self.write() as conn:
             conn.execute("DELETE FROM schedules WHERE id = %s", (schedule_id,))
+            self._announce_change()
 
     def set_schedule_state(self, schedule_id: int, *, paused: bool,
                            next_fire_at: str | None) -> None:
         with self.write() as conn:
             conn.execute("UPDATE schedules SET paused = %s, next_fire_at = %s WHERE id = %s",
                          (paused, next_fire_at, schedule_id))
+            self._announce_change()
 
     def record_schedule_fire(self, schedule_id: int, *, fired_at: str | None,
                              next_fire_at: str | None) -> None:
@@ -283,6 +299,7 @@ class PgStore:
             conn.execute(
                 "UPDATE schedules SET last_fire_at = coalesce(%s::timestamptz, last_fire_at),"
                 " next_fire_at = %s WHERE id = %s", (fired_at, next_fire_at, schedule_id))
+            self._announce_change()
 
     def reanchor_schedule(self, schedule_id: int, *, created_at: str,
                           next_fire_at: str) -> None:

@@ -7,6 +7,8 @@ deliveries of one message, the second waits for the first's row lock, then finds
 set and takes nothing. The accepting process's pid goes on the run (`pid`), so that the
 worker's main process can tell a run whose process died from one still running. A run
 executed at once is started by the same statement, which returns the runs as they are now.
+A worker's registration and its stop are announced on the queue's wake-up channel with its
+pool, as a run's end is.
 """
 
 from __future__ import annotations
@@ -14,13 +16,24 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
+import psycopg
+
 from easyflow_cli.core.model import RUN_FIELDS, Run
 from easyflow_cli.storage.cluster_queue import CANCEL_CHANNEL, StartAtAccept, WorkerInfo
-from easyflow_cli.storage.pg_queue import Database, PgRunQueue, fits_bigint, run_of_row
+from easyflow_cli.storage.pg_queue import (
+    WAKEUP_CHANNEL,
+    Database,
+    PgRunQueue,
+    fits_bigint,
+    run_of_row,
+)
 
-# What `RunQueue.start` sets (no log path: a cluster's logs are chunks), at the accept's time.
-START_SET = (", started_at = %s, queue_wait_s = round(extract(epoch FROM %s - enqueued_at), 6),"
-             " off_peak = %s")
+# What `RunQueue.start` sets (no log path: a cluster's logs are chunks), at the accept's time;
+# not on a run whose cancel was asked: it ends without starting.
+NOT_CANCELLED = "CASE WHEN cancel_requested_at IS NULL THEN {} END"
+START_SET = (f", started_at = {NOT_CANCELLED.format('%s')}, queue_wait_s = "
+             f"{NOT_CANCELLED.format('round(extract(epoch FROM %s - enqueued_at), 6)')},"
+             f" off_peak = {NOT_CANCELLED.format('%s')}")
 RETURNED_RUN = ", ".join(RUN_FIELDS)
 
 
@@ -42,6 +55,7 @@ class PgWorkers:
                 " stopped_at = excluded.stopped_at",
                 (worker.name, worker.host, worker.pool.value, worker.concurrency, worker.pid,
                  worker.started_at, worker.heartbeat_at, worker.stopped_at))
+            _announce_room(conn, worker.pool.value)
 
     def heartbeat(self, name: str, *, now: datetime) -> list[int]:
         rows = self.store.conn.execute(
@@ -51,8 +65,11 @@ class PgWorkers:
         return [row[0] for row in rows]
 
     def stop(self, name: str, *, now: datetime) -> None:
-        self.store.conn.execute("UPDATE workers SET stopped_at = %s WHERE name = %s",
-                                (now, name))
+        with self.store.write() as conn:
+            rows = conn.execute("UPDATE workers SET stopped_at = %s WHERE name = %s"
+                                " RETURNING pool", (now, name)).fetchall()
+            for (pool,) in rows:
+                _announce_room(conn, pool)
 
     def accept(self, dispatch_token: str, run_ids: Sequence[int], *, worker: str, host: str,
                pid: int, now: datetime, start: StartAtAccept | None = None) -> list[Run]:
@@ -106,3 +123,9 @@ class PgWorkers:
         return [(seq, bytes(data)) for seq, data in self.store.conn.execute(
             "SELECT seq, data FROM run_log_chunks WHERE run_id = %s AND seq > %s ORDER BY seq",
             (run_id, after))]
+
+
+def _announce_room(conn: psycopg.Connection, pool: str) -> None:
+    """Tell the coordinator, at commit, that the pool's room changed (a worker joined or left):
+    it dispatches into a new worker's slots at once, not at its next periodic look."""
+    conn.execute("SELECT pg_notify(%s, %s)", (WAKEUP_CHANNEL, pool))

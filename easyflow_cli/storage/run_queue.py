@@ -187,7 +187,9 @@ class RunQueue(Protocol):
         """Cancel the queued runs among these (a running run is stopped by whoever executes
         it); the ids cancelled.
 
-        queued → cancelled; sets `finished_at` (now), `error`."""
+        queued → cancelled; sets `finished_at` (now), `error`. On a cluster also a run
+        dispatched that no worker accepted yet (running, no `worker` → cancelled), whose
+        `dispatch_token` it unsets: a late message finds nothing to accept."""
         ...
 
     def promote(self, now: datetime) -> list[int]:
@@ -211,7 +213,9 @@ class RunQueue(Protocol):
           it is not an attempt);
         - started: failed, as `finish` with `Outcome(FAILED, error=error)` (it may have done
           part of its work: running it again is a retry, which its workflow must allow); then
-          the next attempt `next_attempt` plans for it, if any, as `enqueue`.
+          the next attempt `next_attempt` plans for it, if any, as `enqueue`;
+        - on a cluster, its cancel asked (`request_cancel`), started or not: cancelled, as
+          `finish` with `Outcome(CANCELLED)`, never put back in line nor retried.
 
         Returns the failed runs, as recorded."""
         ...

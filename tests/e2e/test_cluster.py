@@ -252,3 +252,34 @@ def test_the_coordinator_notifies_a_workers_run_once_and_serves_metrics(cluster)
     assert [row["state"] for row in cluster.sql("SELECT state FROM notifications")] == [
         "delivered"]
     assert len(calls.read_text().splitlines()) == 1
+
+
+# The coordinator's periodic look for runs nobody holds comes every third of these (100 s):
+# what happens sooner here, a NOTIFY woke it for.
+QUIET_CONFIG = """
+[cluster]
+lease = "5m"
+dispatch_timeout = "5m"
+"""
+PROMPTLY_S = 30.0  # generous on a loaded box; without the NOTIFY it takes 100 s
+
+
+def test_a_schedule_added_to_a_running_coordinator_fires_and_a_new_worker_runs_it_at_once(
+        cluster):
+    cluster.write_config(QUIET_CONFIG)
+    out = cluster.root / "ran.txt"
+    cluster.start_coordinator()
+    cluster.add_workflow("ticking", marking(out, 0))  # added while the coordinator runs
+    schedule_id = int(cluster.cli("schedule", "add", "ticking", "--every", "1s", "--mode",
+                                  "real-time").stdout)
+    [fired] = cluster.wait_until(bool, timeout=PROMPTLY_S, message="the schedule's first fire")
+    assert fired["schedule_id"] == schedule_id  # no worker yet: it waits
+    cluster.cli("schedule", "pause", str(schedule_id))  # the coordinator has nothing due now
+
+    cluster.start_worker("real-time", "rt1")
+    runs = cluster.wait_until(lambda rs: rs[0]["state"] == "succeeded", timeout=PROMPTLY_S,
+                              message="the waiting run, on the new worker")
+    joined = cluster.worker_row("rt1")["started_at"]
+    assert datetime.fromisoformat(runs[0]["claimed_at"]) - joined < timedelta(
+        seconds=PROMPTLY_S)
+    assert marks(out)[fired["id"]] == 1

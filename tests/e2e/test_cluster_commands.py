@@ -18,6 +18,7 @@ from easyflow_cli.core.model import Mode, Outcome, PoolName, RunState
 from easyflow_cli.core.workflow_files import load_workflow_files
 from easyflow_cli.storage.cluster_queue import COORDINATOR_LOCK, LOCK_COORDINATOR_SQL
 from easyflow_cli.storage.run_queue import Hand, RunEnd, RunStart
+from tests.cluster_helpers import dispatch_by_hand, queue_runs
 from tests.conftest import easyflow_command, subprocess_env
 
 psycopg = pytest.importorskip("psycopg", reason="the [cluster] extra is not installed")
@@ -193,6 +194,16 @@ def test_a_run_waits_for_a_coordinator_and_says_so(cluster):
     cancelled = cluster("runs", "cancel", "1")
     assert (cancelled.returncode, cancelled.stderr.strip()) == (0, "run 1: cancelled")
     assert "no log yet" in cluster("logs", "2").stderr
+
+
+def test_cancel_ends_a_run_dispatched_that_no_worker_accepted_for_good(cluster):
+    with PgStore(cluster.url) as store:
+        [run_id] = queue_runs(store, "hello", 1, now())
+        dispatch = dispatch_by_hand(store, [run_id], now())
+        cancelled = cluster("runs", "cancel", str(run_id))
+        assert (cancelled.returncode, cancelled.stderr.strip()) == (0, f"run {run_id}: cancelled")
+        assert PgWorkers(store).accept(dispatch.token, [run_id], worker="w1", host="node-a",
+                                       pid=1, now=now()) == []  # its message, delivered late
 
 
 def test_cancel_reaches_the_worker_of_a_running_run(cluster, node):

@@ -1,7 +1,10 @@
 """The coordinator's side of the cluster queue (`PgDispatch`) on a real PostgreSQL: free slots
 from live workers, dispatches in the queue's order, and what is settled when a dispatch or a
-worker is gone. The workers here are rows and SQL, as `easyflow worker` writes them."""
+worker is gone, and cancels of dispatched runs (ended for good, whatever comes late). The
+workers here are rows and SQL, as `easyflow worker` writes them."""
 
+import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -14,6 +17,7 @@ from easyflow_cli.storage.run_queue import RunStart
 pytest.importorskip("psycopg", reason="the [cluster] extra is not installed")
 from easyflow_cli.storage.pg_dispatch import PgDispatch  # noqa: E402
 from easyflow_cli.storage.pg_store import PgStore  # noqa: E402
+from easyflow_cli.storage.pg_workers import PgWorkers  # noqa: E402
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 LEASE = 30.0
@@ -186,3 +190,79 @@ def test_workers_newest_heartbeat_first(pg, dispatch):
     register(pg, "new", PoolName.REAL_TIME, 4)
     assert [(w.name, w.pool, w.concurrency) for w in dispatch.workers()] == [
         ("new", PoolName.REAL_TIME, 4), ("old", PoolName.ECO, 1)]
+
+
+# ---------------------------------------------------------------- cancels of dispatched runs
+
+
+def test_a_cancelled_dispatch_ends_for_good_and_frees_its_slot(pg, dispatch):
+    register(pg, "w1", PoolName.BALANCED, 2)
+    unaccepted, accepted = pg.queue.enqueue([planned()] * 2)
+    first, second = dispatch.dispatch(Mode.BALANCED, now=NOW, pool=PoolName.BALANCED, slots=2,
+                                      batch=False)
+    accept(pg, second.token, "w1")
+    assert dispatch.free_slots(PoolName.BALANCED, now=NOW, lease=LEASE) == 0
+    assert pg.queue.cancel([unaccepted, accepted], now=NOW, error="cancelled by user") == [
+        unaccepted]  # the accepted one is its worker's to stop (`request_cancel`)
+    run = pg.queue.get(unaccepted)
+    assert (run.state, run.error, run.finished_at) == (RunState.CANCELLED, "cancelled by user",
+                                                       NOW)
+    assert pg.queue.get(accepted).state is RunState.RUNNING
+    assert dispatch.free_slots(PoolName.BALANCED, now=NOW, lease=LEASE) == 1
+    assert accept(pg, first.token, "w1") == []  # the late message finds nothing
+    later = NOW + timedelta(minutes=5)
+    assert dispatch.expired_dispatches(now=later, timeout=30) == []
+    pg.queue.settle_abandoned([unaccepted], now=later, note="back", error="-")
+    assert pg.queue.get(unaccepted).state is RunState.CANCELLED
+    assert pg.queue.depths()[Mode.BALANCED] == 0
+
+
+@pytest.mark.parametrize("started", [False, True])
+def test_a_lost_run_whose_cancel_was_asked_ends_cancelled_never_back_nor_retried(pg, dispatch,
+                                                                                  started):
+    register(pg, "w1", PoolName.BALANCED, 1, heartbeat=NOW - timedelta(minutes=5))
+    [run_id] = pg.queue.enqueue([planned()])
+    [sent] = dispatch.dispatch(Mode.BALANCED, now=NOW, pool=PoolName.BALANCED, slots=1,
+                               batch=False)
+    accept(pg, sent.token, "w1")
+    if started:
+        pg.queue.start([RunStart(run_id, NOW, NOW, 99)])
+    assert PgWorkers(pg).request_cancel([run_id], now=NOW) == [run_id]
+    with pg.write():
+        lost = dispatch.lost_runs(now=NOW, lease=LEASE)["w1"]
+        failed = pg.queue.settle_abandoned(lost, now=NOW, note="back", error="silent",
+                                           next_attempt=lambda run: planned())
+    assert failed == []
+    run = pg.queue.get(run_id)
+    assert (run.state, run.error) == (RunState.CANCELLED, "cancelled by user")
+    assert pg.queue.retried_as(run_id) is None
+    assert pg.queue.depths()[Mode.BALANCED] == 0
+
+
+def test_a_cancel_waits_for_an_expiry_holding_the_run_then_ends_it(pg, dispatch, database_url):
+    [run_id] = pg.queue.enqueue([planned()])
+    [sent] = dispatch.dispatch(Mode.BALANCED, now=NOW, pool=PoolName.BALANCED, slots=1,
+                               batch=False)
+    later = NOW + timedelta(minutes=5)
+    with PgStore(database_url) as other, ThreadPoolExecutor(1) as pool:
+        with pg.write():
+            assert dispatch.expired_dispatches(now=later, timeout=30) == [run_id]
+            pg.queue.settle_abandoned([run_id], now=later, note="back", error="-")
+            cancelled = pool.submit(other.queue.cancel, [run_id], now=later, error="by user")
+            wait_for_lock(pg, other)  # the cancel waits for the expiry's transaction
+        assert cancelled.result(timeout=10) == [run_id]  # then finds the run back in line
+    assert pg.queue.get(run_id).state is RunState.CANCELLED
+    assert accept(pg, sent.token, "w1") == []
+
+
+def wait_for_lock(pg, other, timeout: float = 10.0) -> None:
+    """Until `other`'s session waits for a lock (polled, not slept)."""
+    pid = other.conn.info.backend_pid
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        row = pg.conn.execute("SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s",
+                              (pid,)).fetchone()
+        if row and row[0] == "Lock":
+            return
+        time.sleep(0.01)
+    raise AssertionError("the other session never waited for the lock")

@@ -12,11 +12,11 @@ lives (PostgreSQL), who runs a run (a Celery worker of its pool with a free slot
 Only one coordinator is active: the one holding the coordinator lock (`pg_leadership.py`).
 Another one started waits as a standby, asking for the lock every `STANDBY_POLL_S`, and takes
 over when the active one's connection ends. Each wake-up (a `NOTIFY` that a run may be ready or
-a slot free, a signal, the next due moment) fires, promotes, settles what is due and
-dispatches; a database error stops the coordinator (exit 1) for a standby or systemd to
-restart it, since nothing it holds is lost: the runs are rows. What the active coordinator does
-besides deciding (notifications, history retention, `/metrics`) runs off this loop, in
-`duties.py`.
+a slot free, or that a command changed workflows or schedules; a signal; the next due moment)
+fires, promotes, settles what is due and dispatches; a database error stops the coordinator
+(exit 1) for a standby or systemd to restart it, since nothing it holds is lost: the runs are
+rows. What the active coordinator does besides deciding (notifications, history retention,
+`/metrics`) runs off this loop, in `duties.py`.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ from easyflow_cli.scheduling.scheduler import ScheduleBook, prime_schedules
 from easyflow_cli.storage.pg_dispatch import PgDispatch
 from easyflow_cli.storage.pg_leadership import Leadership
 from easyflow_cli.storage.pg_store import PgStore
-from easyflow_cli.storage.pg_wakeups import Wakeups
+from easyflow_cli.storage.pg_wakeups import Changes, Wakeups
 from easyflow_cli.storage.plan_estimate import eco_estimate
 from easyflow_cli.storage.run_queue import replan_eco
 
@@ -132,6 +132,7 @@ class Coordinator:
         prime_schedules(store, now)
         store.publish_policy(self.schedules.policy, now)
         self._watch(self.wakeups.fileno(), self._woken)
+        self._listen_for_changes()
         self.duties = Duties(store, self.config, self.cluster, self.clock)
         self.duties.start(self._watch)
         self.leadership_fd = leadership.fileno()  # unreadable once the connection is lost
@@ -161,6 +162,7 @@ class Coordinator:
         self.notifier.stopping()
         self.duties.stop()
         self.wakeups.close()
+        self.changes.close()
         self.store.close()
         log.info("coordinator stopped")
 
@@ -222,6 +224,19 @@ class Coordinator:
 
     def _woken(self) -> None:
         self.wakeups.modes()  # read, so that the descriptor is quiet again: any mode wakes all
+
+    def _listen_for_changes(self) -> None:
+        """Workflows and schedules changed by commands on any machine are taken up at once."""
+        self.changes = Changes(self.cluster.database_url,
+                               own_pid=self.store.conn.info.backend_pid)
+        self._watch(self.changes.fileno(), self._changed)
+
+    def _changed(self) -> None:
+        """A command changed workflows or schedules: schedules new to the book get their first
+        fire time (if the command has not given it yet), and this wake-up fires, dispatches
+        and sleeps by the schedules as they are now."""
+        if self.changes.changed():
+            prime_schedules(self.store, self.clock.now())
 
     def _check_leadership(self) -> None:
         if self.leadership.still_held():

@@ -207,7 +207,8 @@ class RunExecution:
                                       run.deadline)])
             ended = self.queue.get(run.id)
             planned = plan_retry(ended, spec, at) if spec is not None else None
-            if planned is not None:
+            # A run whose cancel was asked is over for good, even if it failed first.
+            if planned is not None and not self.workers.cancel_asked(run.id):
                 self.queue.enqueue([planned])
         log.info("run %d (%s) %s", run.id, run.workflow, ended.state.value)
 

@@ -3,6 +3,8 @@ kept in a list, and fake workers that do through SQL what `easyflow worker` does
 heartbeat, accept a token, start and finish runs."""
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -18,6 +20,7 @@ from easyflow_cli.core.model import (
 )
 from easyflow_cli.core.planning import PlannedRun
 from easyflow_cli.core.spec import ScheduleSpec, parse_workflow_text
+from easyflow_cli.core.timeutil import from_iso, to_iso
 from easyflow_cli.scheduling.scheduler import add_schedule
 from easyflow_cli.storage.run_queue import RunEnd, RunStart
 from tests.runtime.test_daemon import FakeClock
@@ -99,17 +102,26 @@ def sent():
     return []
 
 
-@pytest.fixture
-def coordinator(database_url, pg, home, tmp_path, clock, sent, utc):
+@contextmanager
+def leading(database_url: str, tmp_path, clock, sent) -> Iterator[Coordinator]:
+    """A coordinator that took the lock and started (as a standby does when it takes over)."""
     path = tmp_path / "easyflow.toml"
     path.write_text(CONFIG.format(url=database_url))
     active = Coordinator(str(path), clock=clock, send=sent.append)
     with Leadership(database_url) as leadership:
         assert leadership.try_take()
         active.start(leadership)
+        try:
+            yield active
+        finally:
+            active.shutdown()
+            active.selector.close()
+
+
+@pytest.fixture
+def coordinator(database_url, pg, home, tmp_path, clock, sent, utc):
+    with leading(database_url, tmp_path, clock, sent) as active:
         yield active
-        active.shutdown()
-        active.selector.close()
 
 
 def enqueue(pg, count: int, mode: Mode = Mode.BALANCED, workflow: str = "w",
@@ -211,6 +223,33 @@ def test_scheduled_eco_runs_wait_for_their_window_then_go_in_batches(coordinator
     coordinator.tick(0)
     [batch] = sent  # one free eco slot: one batch of up to batch_size runs
     assert batch.mode is Mode.ECO and batch.batch_id and list(batch.run_ids) == waiting[:3]
+
+
+def test_a_schedule_a_command_adds_elsewhere_is_taken_up_at_once(coordinator, pg, clock, sent):
+    worker = FakeWorker(pg, "b1", PoolName.BALANCED, 1, clock)
+    coordinator.tick(0)
+    # As `workflow add` leaves a file's new schedule before it plans its first fire.
+    with pg.write():
+        schedule_id = pg.insert_schedule("e", ScheduleSpec("every", "1m", mode=Mode.BALANCED),
+                                         origin="file", now_iso=to_iso(clock.now()))
+    coordinator.tick(10)  # woken by the change: the schedule is planned
+    assert from_iso(pg.get_schedule(schedule_id)["next_fire_at"]) == NOW + timedelta(minutes=1)
+    assert coordinator.schedules.next_due() == NOW + timedelta(minutes=1)
+    clock.advance(60)
+    worker.heartbeat()
+    coordinator.tick(0)
+    [fired] = sent
+    assert pg.queue.get(fired.run_ids[0]).schedule_id == schedule_id
+
+
+def test_a_schedule_added_while_no_coordinator_ran_is_planned_when_one_starts(
+        database_url, pg, home, tmp_path, clock, sent, utc):
+    with pg.write():  # no coordinator hears it
+        schedule_id = pg.insert_schedule("e", ScheduleSpec("every", "1m"), origin="file",
+                                         now_iso=to_iso(NOW))
+    with leading(database_url, tmp_path, clock, sent) as active:
+        assert active.schedules.next_due() == NOW + timedelta(minutes=1)
+    assert pg.get_schedule(schedule_id)["next_fire_at"] is not None
 
 
 def test_a_coordinator_that_loses_its_lock_stops_with_an_error(coordinator, database_url,
