@@ -36,11 +36,28 @@ def to_iso(moment: datetime | None) -> str | None:
         return None
     if moment.tzinfo is None:
         raise ValueError("naive datetime given where an aware one is required")
-    # isoformat rather than strftime, and no conversion of what is UTC already: the same text
-    # for less work, and the daemon writes a few of these per run.
+    # No conversion of what is UTC already, and each second's text made once: the daemon
+    # writes a few of these per run, and the runs of one wake-up share their seconds.
     if moment.tzinfo is not UTC:
         moment = moment.astimezone(UTC)
-    return moment.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+    second = (moment.year, moment.month, moment.day, moment.hour, moment.minute, moment.second)
+    prefix = _SECONDS.get(second)
+    if prefix is None:
+        prefix = _second_text(second)
+    return f"{prefix}{moment.microsecond:06d}Z"
+
+
+_Second = tuple[int, int, int, int, int, int]  # year, month, day, hour, minute, second
+_SECONDS: dict[_Second, str] = {}
+_SECONDS_KEPT = 4096
+
+
+def _second_text(second: _Second) -> str:
+    """'YYYY-MM-DDTHH:MM:SS.' for a second, remembered (a bounded few)."""
+    if len(_SECONDS) >= _SECONDS_KEPT:
+        _SECONDS.clear()
+    text = _SECONDS[second] = datetime(*second).isoformat() + "."
+    return text
 
 
 @overload

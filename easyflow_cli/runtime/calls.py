@@ -10,6 +10,8 @@ per step would give back most of what the warm worker saved. An interval timer t
 half second (the same cadence at which command steps are checked); its handler raises
 `StepInterrupted` in the step's own code when the deadline has passed or the run was cancelled.
 `StepInterrupted` derives from BaseException so a step's `except Exception` cannot swallow it.
+A worker keeps the handler installed and lets a tick outlive its call, so that a run of short
+calls shares the timer's ticks instead of arming and disarming it around each call.
 Limits of this choice: a step stuck inside C code that does not return to the interpreter is
 only stopped when its worker is killed (a drain does that after its grace), and a step must not
 use SIGALRM itself. Output written straight to file descriptor 1 or 2 (not through
@@ -18,6 +20,7 @@ use SIGALRM itself. Output written straight to file descriptor 1 or 2 (not throu
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import importlib
 import io
@@ -140,26 +143,70 @@ def cpu_seconds() -> tuple[float, float, int]:
     return usage.ru_utime, usage.ru_stime, usage.ru_maxrss
 
 
+# The call under watch (its deadline and cancellation check), for the tick handler.
+_watched: tuple[float, Callable[[], bool]] | None = None
+_armed_until = 0.0  # monotonic time of the tick armed, 0.0 when none is
+_handler_kept = False  # the handler stays for the process's life (keep_tick_handler)
+
+
+def keep_tick_handler() -> None:
+    """Install the tick handler for good, and let an armed tick outlive its call: a process
+    running many short calls in a row (a worker) then arms the timer only when no tick comes
+    soon enough already, not twice per call. A tick between calls checks nothing."""
+    global _handler_kept
+    signal.signal(signal.SIGALRM, _on_tick)
+    _handler_kept = True
+    # A tick left armed must not reach the process once Python has given SIGALRM back to its
+    # default action, on the way out: that would end it by the signal instead of its status.
+    atexit.register(_disarm)
+
+
 @contextlib.contextmanager
 def _interrupts(deadline: float, cancelled: Callable[[], bool]) -> Iterator[None]:
     """SIGALRM every tick until the block ends; the handler decides whether to interrupt."""
-
-    def on_tick(signum: int, frame: FrameType | None) -> None:
-        if time.monotonic() >= deadline:
-            raise StepInterrupted("timeout")
-        if cancelled():
-            raise StepInterrupted("cancelled")
-        signal.setitimer(signal.ITIMER_REAL, _next_tick(deadline))
-
+    global _watched
     if time.monotonic() >= deadline:
         raise StepInterrupted("timeout")
-    previous = signal.signal(signal.SIGALRM, on_tick)
-    signal.setitimer(signal.ITIMER_REAL, min(FIRST_TICK_SECONDS, _next_tick(deadline)))
+    previous = None if _handler_kept else signal.signal(signal.SIGALRM, _on_tick)
+    _watched = (deadline, cancelled)
+    _arm_within(min(FIRST_TICK_SECONDS, _next_tick(deadline)))
     try:
         yield
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+        _watched = None
+        if not _handler_kept:
+            _disarm()
+            signal.signal(signal.SIGALRM, previous)
+
+
+def _on_tick(signum: int, frame: FrameType | None) -> None:
+    global _armed_until
+    _armed_until = 0.0
+    watched = _watched
+    if watched is None:
+        return
+    deadline, cancelled = watched
+    if time.monotonic() >= deadline:
+        raise StepInterrupted("timeout")
+    if cancelled():
+        raise StepInterrupted("cancelled")
+    _arm_within(_next_tick(deadline))
+
+
+def _arm_within(seconds: float) -> None:
+    """A tick within `seconds`: the one armed already if it comes by then."""
+    global _armed_until
+    now = time.monotonic()
+    if 0.0 < _armed_until <= now + seconds:
+        return
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    _armed_until = now + seconds
+
+
+def _disarm() -> None:
+    global _armed_until
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    _armed_until = 0.0
 
 
 def _next_tick(deadline: float) -> float:

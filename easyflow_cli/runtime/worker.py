@@ -42,7 +42,7 @@ from typing import BinaryIO, cast
 from easyflow_cli.core.model import Outcome, RunState
 from easyflow_cli.core.spec import WorkflowSpec, spec_from_dict
 from easyflow_cli.core.trust import UntrustedPath, create_or_reopen
-from easyflow_cli.runtime import run_cgroup
+from easyflow_cli.runtime import calls, run_cgroup
 from easyflow_cli.runtime.executor import execute_workflow
 from easyflow_cli.runtime.process_identity import start_ticks
 from easyflow_cli.runtime.processes import become_subreaper, die_with_parent, lower_priority
@@ -355,6 +355,7 @@ def main(argv: list[str] | None = None) -> None:
     # The daemon owns shutdown: a terminal's Ctrl-C must not kill runs behind its back, and
     # if the daemon dies we die with it instead of running on unsupervised.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    calls.keep_tick_handler()
     die_with_parent()
     if _parent_gone(args.parent):
         sys.exit(0)  # the daemon died before the parent-death signal was armed

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from easyflow_cli.core.config import Config
 from easyflow_cli.core.model import Outcome, RunState, StepGroup, StopReason
+from easyflow_cli.core.offpeak import OffPeakWindow
 from easyflow_cli.runtime.clock import Clock
 from easyflow_cli.runtime.daemon import settlement
 from easyflow_cli.runtime.daemon.containment import MARKS_ONLY, Containment
@@ -57,6 +58,9 @@ class WorkerReports:
         self.containment = containment or MARKS_ONLY
         self.slots = slots  # where its workers note the call steps they begin
         self.draining = False  # then runs given back are noted so, dead workers not replaced
+        self._flag_window: OffPeakWindow | None = None  # the last second's off-peak flag
+        self._flag_second = 0
+        self._flag = False
 
     def watch(self, workers: list[PoolWorker]) -> None:
         for worker in workers:
@@ -107,10 +111,22 @@ class WorkerReports:
         assignment.started = True
         assignment.started_at = moment = _moment(at)
         assignment.started_mono = self.clock.monotonic()
-        window = self.config.tariff_window
         self.recorder.batch.starts.append(RunStart(
             assignment.run_id, moment, assignment.run.enqueued_at, worker.pid,
-            self.log_path(assignment.run_id), window.contains(moment) if window else None))
+            self.log_path(assignment.run_id), self._off_peak(at, moment)))
+
+    def _off_peak(self, at: float, moment: datetime) -> bool | None:
+        """Whether the tariff window holds `moment`, asked once per second rather than for
+        each of the runs a wake-up starts: the window's edges are whole minutes of local time,
+        so a whole second is on one side of them."""
+        window = self.config.tariff_window
+        if window is None:
+            return None
+        second = int(at)
+        if window is not self._flag_window or second != self._flag_second:
+            self._flag_window, self._flag_second = window, second
+            self._flag = window.contains(moment)
+        return self._flag
 
     def on_finished(self, worker: PoolWorker, assignment: Assignment, at: float,
                     outcome: Outcome) -> None:
