@@ -34,6 +34,7 @@ from datetime import datetime
 from typing import Protocol
 
 from easyflow_cli.core.model import Mode, PoolName, Run
+from easyflow_cli.core.spec import WorkflowSpec
 
 # The advisory lock the active coordinator holds for as long as its connection lives; a
 # standby blocks on it. Its first key says "easyflow", its second the schema: two installations
@@ -66,6 +67,16 @@ class StartAtAccept:
     """What `RunQueue.start` sets beyond the time and the pid, for runs started on accept."""
 
     off_peak: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """A run as its accept left it, with what its process needs before its first step: whether
+    its cancel was asked, and its workflow (None: removed)."""
+
+    run: Run
+    cancel_asked: bool
+    spec: WorkflowSpec | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +170,12 @@ class WorkerQueue(Protocol):
         runs them: the worker settles a run whose process died, see `holders`). With `start`,
         they are started too, as `RunQueue.start` starts them at `now`: a run executed at once
         is accepted and started in one statement."""
+        ...
+
+    def take(self, dispatch_token: str, run_ids: Sequence[int], *, worker: str, host: str,
+             pid: int, now: datetime, start: StartAtAccept | None = None) -> list[Accepted]:
+        """`accept`, each run with its cancel and its workflow as they were at the accept:
+        what a process executing it at once would read next, in the same round trip."""
         ...
 
     def holders(self, name: str) -> dict[int, int | None]:

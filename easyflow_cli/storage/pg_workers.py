@@ -6,20 +6,29 @@ is accepted by one statement that matches its token and finds no worker on it ye
 deliveries of one message, the second waits for the first's row lock, then finds the worker
 set and takes nothing. The accepting process's pid goes on the run (`pid`), so that the
 worker's main process can tell a run whose process died from one still running. A run
-executed at once is started by the same statement, which returns the runs as they are now.
+executed at once is started by the same statement, which returns the runs as they are now,
+with whether their cancel was asked and their workflow's spec (`take`).
 A worker's registration and its stop are announced on the queue's wake-up channel with its
 pool, as a run's end is.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 import psycopg
 
 from easyflow_cli.core.model import RUN_FIELDS, Run
-from easyflow_cli.storage.cluster_queue import CANCEL_CHANNEL, StartAtAccept, WorkerInfo
+from easyflow_cli.core.spec import WorkflowSpec, spec_from_dict
+from easyflow_cli.storage.cluster_queue import (
+    CANCEL_CHANNEL,
+    Accepted,
+    StartAtAccept,
+    WorkerInfo,
+)
 from easyflow_cli.storage.pg_queue import (
     WAKEUP_CHANNEL,
     Database,
@@ -33,8 +42,15 @@ from easyflow_cli.storage.pg_queue import (
 NOT_CANCELLED = "CASE WHEN cancel_requested_at IS NULL THEN {} END"
 START_SET = (f", started_at = {NOT_CANCELLED.format('%s')}, queue_wait_s = "
              f"{NOT_CANCELLED.format('round(extract(epoch FROM %s - enqueued_at), 6)')},"
-             f" off_peak = {NOT_CANCELLED.format('%s')}")
+             f" off_peak = {NOT_CANCELLED.format('%s::boolean')}")
 RETURNED_RUN = ", ".join(RUN_FIELDS)
+# The accepted runs' rows, then whether each one's cancel was asked and its workflow's spec.
+TAKEN = (f"WITH taken AS (UPDATE runs SET worker = %s, host = %s, pid = %s{{}}"
+         " WHERE id = ANY(%s) AND state = 'running' AND worker IS NULL"
+         f" AND dispatch_token = %s RETURNING {RETURNED_RUN},"
+         " cancel_requested_at IS NOT NULL AS cancel_asked)"
+         " SELECT taken.*, w.spec_json, w.source_file, w.content_hash"
+         " FROM taken LEFT JOIN workflows w ON w.name = taken.workflow")
 
 
 class PgWorkers:
@@ -73,16 +89,19 @@ class PgWorkers:
 
     def accept(self, dispatch_token: str, run_ids: Sequence[int], *, worker: str, host: str,
                pid: int, now: datetime, start: StartAtAccept | None = None) -> list[Run]:
+        return [taken.run for taken in self.take(dispatch_token, run_ids, worker=worker,
+                                                 host=host, pid=pid, now=now, start=start)]
+
+    def take(self, dispatch_token: str, run_ids: Sequence[int], *, worker: str, host: str,
+             pid: int, now: datetime, start: StartAtAccept | None = None) -> list[Accepted]:
         known = [run_id for run_id in run_ids if fits_bigint(run_id)]
         if not known:
             return []
         starting, args = ("", ()) if start is None else (START_SET, (now, now, start.off_peak))
         rows = self.store.conn.execute(
-            f"UPDATE runs SET worker = %s, host = %s, pid = %s{starting} WHERE id = ANY(%s)"
-            " AND state = 'running' AND worker IS NULL AND dispatch_token = %s"
-            f" RETURNING {RETURNED_RUN}",
+            TAKEN.format(starting),
             (worker, host, pid, *args, known, dispatch_token)).fetchall()
-        taken = {row[0]: run_of_row(row) for row in rows}
+        taken = {row[0]: _accepted(row) for row in rows}
         return [taken[run_id] for run_id in known if run_id in taken]
 
     def holders(self, name: str) -> dict[int, int | None]:
@@ -123,6 +142,19 @@ class PgWorkers:
         return [(seq, bytes(data)) for seq, data in self.store.conn.execute(
             "SELECT seq, data FROM run_log_chunks WHERE run_id = %s AND seq > %s ORDER BY seq",
             (run_id, after))]
+
+
+def _accepted(row: Any) -> Accepted:
+    fields = len(RUN_FIELDS)
+    return Accepted(run_of_row(row[:fields]), row[fields], _spec_of(*row[fields + 1:]))
+
+
+def _spec_of(spec_json: str | None, source_file: str | None,
+             content_hash: str | None) -> WorkflowSpec | None:
+    if spec_json is None:
+        return None
+    return spec_from_dict(json.loads(spec_json), source_file=source_file,
+                          content_hash=content_hash)
 
 
 def _announce_room(conn: psycopg.Connection, pool: str) -> None:

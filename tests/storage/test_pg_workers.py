@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from easyflow_cli.core.model import PoolName, RunState
+from easyflow_cli.core.spec import parse_workflow_text
 from easyflow_cli.storage.cluster_queue import CANCEL_CHANNEL, StartAtAccept, WorkerInfo
 from tests.cluster_helpers import dispatch_by_hand, queue_runs
 
@@ -87,6 +88,23 @@ def test_a_lone_run_is_started_by_the_statement_that_accepts_it(pg, workers):
     assert run.queue_wait_s == round((at - enqueued_at).total_seconds(), 6)
     assert run.off_peak is True
     assert pg.queue.get(run_id) == run
+
+
+def test_take_reads_each_runs_cancel_and_workflow_as_it_accepts(pg, workers):
+    spec = parse_workflow_text('name = "w"\n[[steps]]\nrun = ["true"]\n', "w.toml")
+    pg.save_workflows([spec], NOW)
+    plain, cancelled = queue_runs(pg, "w", 2, NOW)
+    [gone] = queue_runs(pg, "removed", 1, NOW)
+    dispatch = dispatch_by_hand(pg, [plain, cancelled, gone], NOW)
+    workers.request_cancel([cancelled], now=NOW)
+    taken = workers.take(dispatch.token, dispatch.run_ids, worker="a", host="h", pid=7,
+                         now=NOW, start=StartAtAccept())
+    assert [(t.run.id, t.cancel_asked, t.spec) for t in taken] == [
+        (plain, False, pg.get_workflow("w")), (cancelled, True, pg.get_workflow("w")),
+        (gone, False, None)]
+    assert [t.run.started_at for t in taken] == [NOW, None, NOW]  # a cancelled run never starts
+    assert workers.take(dispatch.token, dispatch.run_ids, worker="b", host="h", pid=8,
+                        now=NOW) == []
 
 
 def test_a_run_put_back_in_line_is_not_accepted_by_its_old_token(pg, workers):

@@ -21,7 +21,6 @@ rows. What the active coordinator does besides deciding (notifications, history 
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import selectors
@@ -58,7 +57,7 @@ Handler = Callable[[], None]
 
 
 def celery_sender(broker_url: str) -> Send:
-    return functools.partial(engine.send, engine.make_app(broker_url))
+    return engine.Sender(engine.make_app(broker_url))
 
 
 class Coordinator:

@@ -16,6 +16,7 @@ import json
 from dataclasses import dataclass
 
 from celery import Celery
+from kombu import Producer
 
 from easyflow_cli.core.model import Mode, PoolName
 from easyflow_cli.storage.cluster_queue import Dispatch
@@ -84,7 +85,32 @@ class DispatchMessage:
                              ) from None
 
 
-def send(app: Celery, dispatch: Dispatch) -> None:
-    """Hand a dispatch to its pool's queue."""
+def send(app: Celery, dispatch: Dispatch, producer: Producer | None = None) -> None:
+    """Hand a dispatch to its pool's queue (over `producer`, else one taken from the app's
+    pool for this message)."""
     app.send_task(TASK_NAME, kwargs=DispatchMessage.of(dispatch).to_kwargs(),
-                  queue=queue_name(dispatch.pool))
+                  queue=queue_name(dispatch.pool), producer=producer)
+
+
+class Sender:
+    """Sends dispatches over one producer kept open: a producer taken from the pool per message
+    opens a new channel each time, a round trip to the broker before the message's own. After
+    a failed send the next one starts over with a fresh producer."""
+
+    def __init__(self, app: Celery) -> None:
+        self.app = app
+        self.producer: Producer | None = None
+
+    def __call__(self, dispatch: Dispatch) -> None:
+        if self.producer is None:
+            self.producer = self.app.producer_pool.acquire(block=True)
+        try:
+            send(self.app, dispatch, self.producer)
+        except Exception:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        producer, self.producer = self.producer, None
+        if producer is not None:
+            producer.release()

@@ -42,7 +42,7 @@ from easyflow_cli.runtime.forecasts import ForecastFiles
 from easyflow_cli.runtime.process_identity import group_of
 from easyflow_cli.runtime.processes import become_subreaper
 from easyflow_cli.runtime.rapl import EnergyMeter
-from easyflow_cli.storage.cluster_queue import StartAtAccept
+from easyflow_cli.storage.cluster_queue import Accepted, StartAtAccept
 from easyflow_cli.storage.pg_store import PgStore
 from easyflow_cli.storage.pg_workers import PgWorkers
 from easyflow_cli.storage.run_queue import RunEnd, RunStart
@@ -91,25 +91,27 @@ class PoolProcess:
         message = DispatchMessage.from_kwargs(kwargs)
         now = utcnow()
         try:
-            runs = self.workers().accept(message.token, message.run_ids,
-                                          worker=self.identity.name, host=self.identity.host,
-                                          pid=os.getpid(), now=now,
-                                          start=self._start_at_accept(message, now))
+            taken = self.workers().take(message.token, message.run_ids,
+                                        worker=self.identity.name, host=self.identity.host,
+                                        pid=os.getpid(), now=now,
+                                        start=self._start_at_accept(message, now))
         except psycopg.Error:
             self.close()  # the next message connects again; this one's dispatch expires
             raise
-        if not runs:
+        if not taken:
             log.info("dispatch %s of runs %s: taken already or expired; dropped",
                      message.token, list(message.run_ids))
             return
         try:
-            for run in runs:
-                RunExecution(self, run).execute()
+            for index, accepted in enumerate(taken):
+                # A batch's later runs start after the earlier ones end: what their accept
+                # read of their cancel and their workflow may be old by then.
+                RunExecution(self, accepted.run, accepted if index == 0 else None).execute()
         except Exception:
             # Its runs would stay accepted by a process that lives on: exiting is what lets
             # the worker's main process see them abandoned and settle them.
             log.exception("runs %s: their progress cannot be recorded; this process exits and "
-                          "its worker settles them", [run.id for run in runs])
+                          "its worker settles them", [accepted.run.id for accepted in taken])
             os._exit(70)
 
     def _start_at_accept(self, message: DispatchMessage, now: datetime) -> StartAtAccept | None:
@@ -136,11 +138,13 @@ class PoolProcess:
 
 
 class RunExecution:
-    """One accepted run, from its start to its recorded end."""
+    """One accepted run, from its start to its recorded end; `accepted`: its cancel and its
+    workflow as its accept read them just now (else they are read again)."""
 
-    def __init__(self, process: PoolProcess, run: Run) -> None:
+    def __init__(self, process: PoolProcess, run: Run, accepted: Accepted | None = None) -> None:
         self.process = process
         self.run = run
+        self.accepted = accepted
         self.workers = process.workers()
         self.queue = self.workers.queue
         self.queue.pricing = process.forecasts  # its end is charged as a local run's is
@@ -149,15 +153,27 @@ class RunExecution:
         self.log: ChunkedLog | None = None
 
     def execute(self) -> None:
-        if self.workers.cancel_asked(self.run.id):
+        if self._cancel_asked():
             self._record(Outcome(RunState.CANCELLED, error=CANCELLED_ERROR), None)
             return
-        try:
-            spec = self.process.store.get_workflow(self.run.workflow)
-        except NotFound:
+        spec = self._spec()
+        if spec is None:
             self._record(Outcome(RunState.FAILED, error=REMOVED_ERROR), None)
             return
         self._record(self._outcome(spec), spec)
+
+    def _cancel_asked(self) -> bool:
+        if self.accepted is not None:
+            return self.accepted.cancel_asked
+        return self.workers.cancel_asked(self.run.id)
+
+    def _spec(self) -> WorkflowSpec | None:
+        if self.accepted is not None:
+            return self.accepted.spec
+        try:
+            return self.process.store.get_workflow(self.run.workflow)
+        except NotFound:
+            return None
 
     def _outcome(self, spec: WorkflowSpec) -> Outcome:
         config, run = self.process.config, self.run
