@@ -137,9 +137,12 @@ def test_logs_follow_a_run_another_process_started_until_it_ends(daemon: DaemonH
     assert daemon.cli("logs", str(run_id), "--tail", "1").stdout == seen[-1][0] + "\n"
 
     # Ctrl-C stops the following, not the run.
+    # Started with Ctrl-C's default action, as a terminal's shell starts a command: a process
+    # of the test run may have inherited SIGINT ignored, and an ignored SIGINT stays ignored.
     follower = subprocess.Popen([*easyflow_command(), "run", "sleeper", "--now"],
                                 env=daemon.env(), stdin=subprocess.DEVNULL, text=True,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert follower.stdout is not None
     lines = iter(follower.stdout.readline, "")
     assert "started\n" in lines  # followed: the step's output came through

@@ -87,10 +87,10 @@ def test_a_dead_leader_s_session_is_killed_and_no_other(procs, tmp_path):
         ["sh", "-c", f"sleep 60 & echo $! > {pids}; (sleep 60 &); exec sleep 60"],
         env={"PATH": os.defpath}, start_new_session=True)
     procs += [leader, marked(7)]
-    deadline = time.monotonic() + 10
-    while len(_session_members(leader.pid)) < 3 and time.monotonic() < deadline:
+    deadline, members = time.monotonic() + 10, set()
+    while len(members) < 3 and time.monotonic() < deadline:  # a read of /proc that saw all 3
         time.sleep(0.02)
-    members = _session_members(leader.pid)
+        members = _session_members(leader.pid)
     os.kill(leader.pid, 9)
     os.waitid(os.P_PID, leader.pid, os.WEXITED | os.WNOWAIT)
     assert kill_session(leader.pid) == len(members) - 1 == 2
