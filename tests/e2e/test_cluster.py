@@ -11,16 +11,13 @@ import collections
 import json
 import os
 import signal
-import socket
 import sys
-import urllib.request
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from prometheus_client.parser import text_string_to_metric_families
-
 from tests.cluster_harness import ClusterHarness, finished
 from tests.daemon_harness import wait_for
+from tests.scrape import free_port, samples, scrape
 
 pytest_plugins = ["tests.cluster_harness"]
 
@@ -206,22 +203,6 @@ def test_eco_runs_wait_for_their_window_and_a_promoted_run_overtakes(cluster):
                                              if r["id"] != waiting), message="the balanced runs")
     assert marks(out) == collections.Counter([holder, *older, urgent])
     assert next(r for r in runs if r["id"] == waiting)["state"] == "queued"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def samples(text: str) -> dict[tuple[str, tuple], float]:
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
-
-
-def scrape(port: int) -> dict[tuple[str, tuple], float]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as answer:
-        return samples(answer.read().decode())
 
 
 def test_the_coordinator_notifies_a_workers_run_once_and_serves_metrics(cluster):

@@ -3,36 +3,17 @@ CLI's `easyflow metrics` and `status` agree with it."""
 
 from __future__ import annotations
 
-import socket
 import textwrap
-import urllib.request
 from pathlib import Path
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 pytest_plugins = ["tests.daemon_harness"]
 pytest.register_assert_rewrite("tests.daemon_harness")
 from tests.daemon_harness import DaemonHarness, wait_for  # noqa: E402
+from tests.scrape import free_port, samples, scrape  # noqa: E402
 
 pytestmark = pytest.mark.e2e
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def samples(text: str) -> dict[tuple[str, tuple], float]:
-    """Every sample, keyed by its name and sorted labels, parsed by prometheus-client."""
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
-
-
-def scrape(port: int) -> dict[tuple[str, tuple], float]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as answer:
-        return samples(answer.read().decode())
 
 
 def test_metrics_are_served_during_a_run_count_it_once_it_ends_and_survive_a_restart(
